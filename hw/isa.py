@@ -1,0 +1,501 @@
+"""The ConvForge instruction set: the one definition of opcodes, fields and binary formats.
+
+The compiler's encoder, the instruction-set simulator's decoder and the SEML core's
+hardware decoder all read this module; ``docs/isa.md`` explains the semantics.
+
+Every instruction is one 512-bit (64-byte) little-endian word with the opcode in the
+low byte. Each format is a :class:`amaranth.lib.data.StructLayout` padded to
+:data:`INSTR_BITS`; :data:`INSTRUCTION` overlays them as a
+:class:`~amaranth.lib.data.UnionLayout` so that a decoder views one fetched word
+through every format at once. :func:`encode_instruction` / :func:`decode_instruction`
+are the pure-Python encoder and decoder over the same layouts (offsets and widths
+are read from the layouts, never restated).
+
+A program binary (``program.bin``) is a 64-byte :class:`ProgramHeader` followed by
+the instruction words; :func:`parse_program` checks magic, version, arch hash, sizes
+and the CRC-32 and raises :class:`ProgramFormatError` on any mismatch.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+__all__ = [
+    "ISA_VERSION", "INSTR_BITS", "INSTR_BYTES", "HEADER_BYTES", "MAGIC", "PBUF_ENTRY_BYTES",
+    "Opcode", "Engine", "Pool", "Buffer", "Unit",
+    "DMA_LAYOUT", "COMPUTE_LAYOUT", "ADD_LAYOUT", "SYNC_LAYOUT", "END_LAYOUT",
+    "FORMATS", "INSTRUCTION",
+    "Instruction", "encode_instruction", "decode_instruction",
+    "ErrorCode", "ProgramHeader", "ProgramFormatError", "build_program", "parse_program",
+    "element_bytes", "pack_pbuf_entry", "unpack_pbuf_entry", "crc32",
+]
+
+#: Version of the instruction set and binary formats; bumped on any incompatible change.
+ISA_VERSION = 1
+
+#: Width of every instruction word.
+INSTR_BITS = 512
+INSTR_BYTES = INSTR_BITS // 8
+
+#: Size of the ``program.bin`` header (one instruction word, so instructions stay aligned).
+HEADER_BYTES = 64
+
+#: First four bytes of ``program.bin``.
+MAGIC = b"CFPG"
+
+#: Size of one per-output-channel parameter record (bias, multiplier, shift) in DDR.
+PBUF_ENTRY_BYTES = 16
+
+
+class Opcode(enum.Enum, shape=8):
+    """Instruction opcodes (bits ``[7:0]`` of every word).
+
+    Zero is deliberately not an opcode: executing zero-filled memory is an illegal
+    instruction, not a silent no-op.
+    """
+    LOAD = 0x01     #: DMA DDR -> IBUF / WBUF / PBUF (2-D: rows x row_bytes, DDR stride)
+    STORE = 0x02    #: DMA OBUF -> DDR (2-D)
+    COMPUTE = 0x03  #: one output tile of a conv / depthwise / pointwise / pool layer
+    ADD = 0x04      #: element-wise a*ma + b*mb, requantized (IBUF, IBUF -> OBUF)
+    SYNC = 0x05     #: wait until the units in ``mask`` are idle
+    END = 0x06      #: wait for all units, then stop and signal done
+
+
+class Engine(enum.Enum, shape=4):
+    """Engine selected by a COMPUTE instruction."""
+    CONV = 0        #: KxK convolution (Pi x Po convolvers)
+    DEPTHWISE = 1   #: KxK depthwise convolution (one filter per channel)
+    POINTWISE = 2   #: 1x1 convolution; fully connected is the 1x1 case with H = W = 1
+    POOL = 3        #: max / average pooling (no weights)
+
+
+class Pool(enum.Enum, shape=4):
+    """Pooling of a COMPUTE instruction.
+
+    For the POOL engine it is the operation itself (``MAX`` or ``AVG``). For the
+    CONV / DEPTHWISE / POINTWISE engines ``MAX`` fuses a non-overlapping max pool
+    (window ``fpool_h x fpool_w``, stride equal to the window) after requantization;
+    ``AVG`` is illegal there.
+    """
+    NONE = 0
+    MAX = 1
+    AVG = 2
+
+
+class Buffer(enum.Enum, shape=4):
+    """On-chip buffers (sizes from :class:`hw.arch.ArchConfig`)."""
+    IBUF = 0  #: input feature-map tiles (bytes)
+    WBUF = 1  #: weights of one output-channel tile (bytes)
+    PBUF = 2  #: per-output-channel bias / multiplier / shift (entries)
+    OBUF = 3  #: output feature-map tiles (bytes)
+
+
+class Unit(enum.Flag, shape=8):
+    """Execution units, as named by the SYNC ``mask``."""
+    LOAD = 1     #: DMA read channel (LOAD)
+    COMPUTE = 2  #: engines (COMPUTE, ADD)
+    STORE = 4    #: DMA write channel (STORE)
+
+
+def _padded(fields: dict) -> data.StructLayout:
+    layout = data.StructLayout(fields)
+    if layout.size > INSTR_BITS:
+        raise ValueError(f"Instruction format is {layout.size} bits, more than {INSTR_BITS}")
+    return data.StructLayout({**fields, "reserved": unsigned(INSTR_BITS - layout.size)})
+
+
+#: LOAD and STORE: a 2-D transfer of ``rows`` rows of ``row_bytes`` bytes. Row ``r``
+#: comes from (goes to) DDR byte offset ``ddr_addr + r * ddr_stride`` and is packed
+#: densely in the buffer from ``buf_addr``: on-chip byte ``buf_addr + r * row_bytes``.
+#: For PBUF, ``row_bytes`` is a multiple of :data:`PBUF_ENTRY_BYTES` and ``buf_addr``
+#: counts entries.
+DMA_LAYOUT = _padded({
+    "opcode": Opcode,
+    "buffer": Buffer,
+    "_pad0": unsigned(4),
+    "_pad1": unsigned(16),
+    "ddr_addr": unsigned(32),
+    "ddr_stride": unsigned(32),
+    "buf_addr": unsigned(32),
+    "rows": unsigned(32),
+    "row_bytes": unsigned(32),
+})
+
+#: COMPUTE: one output tile (``out_c`` channels x ``out_h`` rows x ``out_w`` columns)
+#: from an input tile (``in_c`` x ``in_h`` x ``in_w``) in IBUF at ``ibuf_addr``,
+#: weights in WBUF at ``wbuf_addr``, per-channel parameters in PBUF from entry
+#: ``pbuf_addr``, result in OBUF at ``obuf_addr``. Pads are zero rows/columns added
+#: around the tile; ``act_lo``/``act_hi`` clamp the requantized result. ``mult`` and
+#: ``shift`` requantize the window sums of the POOL engine's ``AVG``.
+COMPUTE_LAYOUT = _padded({
+    "opcode": Opcode,
+    "engine": Engine,
+    "pool": Pool,
+    "_pad0": unsigned(16),
+    "in_c": unsigned(16),
+    "out_c": unsigned(16),
+    "in_h": unsigned(16),
+    "in_w": unsigned(16),
+    "out_h": unsigned(16),
+    "out_w": unsigned(16),
+    "k_h": unsigned(16),
+    "k_w": unsigned(16),
+    "stride_h": unsigned(8),
+    "stride_w": unsigned(8),
+    "pad_top": unsigned(8),
+    "pad_left": unsigned(8),
+    "pad_bottom": unsigned(8),
+    "pad_right": unsigned(8),
+    "fpool_h": unsigned(8),
+    "fpool_w": unsigned(8),
+    "act_lo": signed(16),
+    "act_hi": signed(16),
+    "mult": unsigned(32),
+    "shift": unsigned(8),
+    "_pad1": unsigned(24),
+    "ibuf_addr": unsigned(32),
+    "wbuf_addr": unsigned(32),
+    "pbuf_addr": unsigned(32),
+    "obuf_addr": unsigned(32),
+})
+
+#: ADD: ``count`` elements, ``out[i] = clamp(round_shift(a[i]*mult_a + b[i]*mult_b,
+#: shift), act_lo, act_hi)`` with ``a``, ``b`` in IBUF and ``out`` in OBUF.
+ADD_LAYOUT = _padded({
+    "opcode": Opcode,
+    "shift": unsigned(8),
+    "_pad0": unsigned(16),
+    "a_addr": unsigned(32),
+    "b_addr": unsigned(32),
+    "out_addr": unsigned(32),
+    "count": unsigned(32),
+    "mult_a": unsigned(32),
+    "mult_b": unsigned(32),
+    "act_lo": signed(16),
+    "act_hi": signed(16),
+})
+
+#: SYNC: wait until every unit named in ``mask`` (:class:`Unit` bits) is idle.
+SYNC_LAYOUT = _padded({
+    "opcode": Opcode,
+    "mask": Unit,
+})
+
+#: END: wait until all units are idle, then stop.
+END_LAYOUT = _padded({
+    "opcode": Opcode,
+})
+
+#: Format of each opcode.
+FORMATS = {
+    Opcode.LOAD: DMA_LAYOUT,
+    Opcode.STORE: DMA_LAYOUT,
+    Opcode.COMPUTE: COMPUTE_LAYOUT,
+    Opcode.ADD: ADD_LAYOUT,
+    Opcode.SYNC: SYNC_LAYOUT,
+    Opcode.END: END_LAYOUT,
+}
+
+#: One instruction word seen through every format (opcode in the low byte of all).
+INSTRUCTION = data.UnionLayout({
+    "opcode": Opcode,
+    "dma": DMA_LAYOUT,
+    "compute": COMPUTE_LAYOUT,
+    "add": ADD_LAYOUT,
+    "sync": SYNC_LAYOUT,
+    "end": END_LAYOUT,
+})
+
+
+def _user_fields(layout):
+    for name, field in layout:
+        if name == "opcode" or name == "reserved" or name.startswith("_pad"):
+            continue
+        yield name, field
+
+
+def _shape_of(field):
+    shape = field.shape
+    if isinstance(shape, type) and issubclass(shape, (enum.Enum, enum.Flag)):
+        return shape, shape.as_shape()
+    return None, shape
+
+
+class ProgramFormatError(ValueError):
+    """A program binary or instruction word is truncated, corrupted, or not for this arch.
+
+    The error hierarchy of the command line (``compiler.errors.ProgramFormatError``)
+    wraps this one for user-facing reports.
+    """
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A decoded instruction: its opcode and the user fields of its format.
+
+    Parameters
+    ----------
+    opcode : Opcode
+    fields : dict
+        Field name -> value (``int``, or the enum member for enum-shaped fields).
+        Fields left out encode as zero.
+    """
+    opcode: Opcode
+    fields: dict
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["fields"][name]
+        except KeyError:
+            raise AttributeError(f"{self.opcode.name} has no field {name!r}") from None
+
+    def encode(self) -> bytes:
+        return encode_instruction(self.opcode, **self.fields)
+
+
+def encode_instruction(opcode, **fields) -> bytes:
+    """Encode one instruction to its 64-byte little-endian word.
+
+    Raises
+    ------
+    TypeError
+        If ``opcode`` is not an :class:`Opcode`.
+    ValueError
+        If a field is unknown for the format, or its value does not fit.
+    """
+    if not isinstance(opcode, Opcode):
+        raise TypeError(f"Opcode must be an Opcode, not {opcode!r}")
+    layout = FORMATS[opcode]
+    known = dict(_user_fields(layout))
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{opcode.name} has no field(s) {', '.join(unknown)}; its fields are "
+            f"{', '.join(known)}")
+    word = opcode.value
+    for name, field in known.items():
+        value = fields.get(name, 0)
+        enum_type, shape = _shape_of(field)
+        if enum_type is not None:
+            if isinstance(value, enum_type):
+                value = value.value
+            elif isinstance(value, int) and enum_type is not None:
+                try:
+                    value = enum_type(value).value
+                except ValueError:
+                    raise ValueError(
+                        f"{opcode.name}.{name} must be a {enum_type.__name__}, "
+                        f"not {value!r}") from None
+            else:
+                raise ValueError(
+                    f"{opcode.name}.{name} must be a {enum_type.__name__}, not {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{opcode.name}.{name} must be an integer, not {value!r}")
+        if shape.signed:
+            lo, hi = -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+        else:
+            lo, hi = 0, (1 << shape.width) - 1
+        if not lo <= value <= hi:
+            raise ValueError(
+                f"{opcode.name}.{name} must be between {lo} and {hi} "
+                f"({shape.width}-bit field), not {value!r}")
+        word |= (value & ((1 << shape.width) - 1)) << field.offset
+    return word.to_bytes(INSTR_BYTES, "little")
+
+
+def decode_instruction(word: bytes) -> Instruction:
+    """Decode one 64-byte instruction word.
+
+    Raises
+    ------
+    ProgramFormatError
+        If the word has the wrong size, an unknown opcode, an out-of-range enum
+        field, or non-zero reserved bits.
+    """
+    if len(word) != INSTR_BYTES:
+        raise ProgramFormatError(
+            f"An instruction word is {INSTR_BYTES} bytes, not {len(word)}")
+    value = int.from_bytes(word, "little")
+    try:
+        opcode = Opcode(value & 0xFF)
+    except ValueError:
+        raise ProgramFormatError(f"Illegal opcode 0x{value & 0xFF:02x}") from None
+    layout = FORMATS[opcode]
+    fields = {}
+    for name, field in layout:
+        raw = (value >> field.offset) & ((1 << field.width) - 1)
+        if name == "reserved" or name.startswith("_pad"):
+            if raw:
+                raise ProgramFormatError(
+                    f"{opcode.name} has non-zero reserved bits at offset {field.offset}")
+            continue
+        if name == "opcode":
+            continue
+        enum_type, shape = _shape_of(field)
+        if enum_type is not None:
+            try:
+                fields[name] = enum_type(raw)
+            except ValueError:
+                raise ProgramFormatError(
+                    f"{opcode.name}.{name} has illegal value {raw}") from None
+        elif shape.signed and raw >> (shape.width - 1):
+            fields[name] = raw - (1 << shape.width)
+        else:
+            fields[name] = raw
+    return Instruction(opcode, fields)
+
+
+def crc32(data: bytes, value: int = 0) -> int:
+    """CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as ``zlib.crc32``."""
+    return zlib.crc32(data, value) & 0xFFFFFFFF
+
+
+# magic, version, header_bytes, arch_hash, instr_count, instr_bytes, flags,
+# weights_offset, weights_bytes, weights_crc32, ddr_bytes, 20 reserved bytes, crc32
+_HEADER = struct.Struct("<4sHHQIHHIIII20xI")
+assert _HEADER.size == HEADER_BYTES
+
+
+@dataclass(frozen=True)
+class ProgramHeader:
+    """The 64-byte header of ``program.bin`` (little endian).
+
+    ============  ======  ====  ===============================================
+    field         offset  size  meaning
+    ============  ======  ====  ===============================================
+    magic         0       4     ``b"CFPG"``
+    version       4       2     :data:`ISA_VERSION`
+    header_bytes  6       2     64
+    arch_hash     8       8     :attr:`hw.arch.ArchConfig.config_hash`
+    instr_count   16      4     number of instruction words that follow
+    instr_bytes   20      2     64 (size of one instruction word)
+    flags         22      2     0 (reserved)
+    weights_offset 24     4     DDR offset where ``weights.bin`` is placed
+    weights_bytes 28      4     size of ``weights.bin``
+    weights_crc32 32      4     CRC-32 of ``weights.bin``
+    ddr_bytes     36      4     size of the whole DDR image the program addresses
+    (reserved)    40      20    zero
+    crc32         60      4     CRC-32 of bytes 0..59 then all instruction words
+    ============  ======  ====  ===============================================
+    """
+    arch_hash: int
+    instr_count: int
+    weights_offset: int = 0
+    weights_bytes: int = 0
+    weights_crc32: int = 0
+    ddr_bytes: int = 0
+    version: int = ISA_VERSION
+    flags: int = 0
+
+
+def build_program(arch_hash: int, instructions, *, weights_offset=0, weights=b"",
+                  ddr_bytes=0) -> bytes:
+    """Assemble ``program.bin``: header plus instruction words.
+
+    ``instructions`` is an iterable of :class:`Instruction` or encoded words.
+    """
+    words = b"".join(i.encode() if isinstance(i, Instruction) else bytes(i)
+                     for i in instructions)
+    if len(words) % INSTR_BYTES:
+        raise ValueError(f"Instruction words must be {INSTR_BYTES} bytes each")
+    head = _HEADER.pack(MAGIC, ISA_VERSION, HEADER_BYTES, arch_hash, len(words) // INSTR_BYTES,
+                        INSTR_BYTES, 0, weights_offset, len(weights), crc32(weights),
+                        ddr_bytes, 0)
+    crc = crc32(words, crc32(head[:HEADER_BYTES - 4]))
+    return head[:HEADER_BYTES - 4] + crc.to_bytes(4, "little") + words
+
+
+def parse_program(blob: bytes, arch_hash: int | None = None):
+    """Check and decode ``program.bin``.
+
+    Parameters
+    ----------
+    blob : bytes
+        The whole file.
+    arch_hash : int or None
+        ``config_hash`` of the arch that will run it; ``None`` skips the check.
+
+    Returns
+    -------
+    (ProgramHeader, list of Instruction)
+
+    Raises
+    ------
+    ProgramFormatError
+        Truncated file, bad magic, unsupported version, arch mismatch, CRC mismatch,
+        or an illegal instruction word.
+    """
+    blob = bytes(blob)
+    if len(blob) < HEADER_BYTES:
+        raise ProgramFormatError(
+            f"Program is truncated: {len(blob)} bytes, shorter than its "
+            f"{HEADER_BYTES}-byte header; recompile the model")
+    (magic, version, header_bytes, program_hash, count, instr_bytes, flags, weights_offset,
+     weights_bytes, weights_crc, ddr_bytes, crc) = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise ProgramFormatError(
+            f"Not a ConvForge program: magic is {magic!r}, expected {MAGIC!r}")
+    if version != ISA_VERSION:
+        raise ProgramFormatError(
+            f"Program is for ISA version {version}, this tool implements version "
+            f"{ISA_VERSION}; recompile the model")
+    if header_bytes != HEADER_BYTES or instr_bytes != INSTR_BYTES:
+        raise ProgramFormatError(
+            f"Program header declares {header_bytes}-byte header and {instr_bytes}-byte "
+            f"instructions, expected {HEADER_BYTES} and {INSTR_BYTES}")
+    expected = HEADER_BYTES + count * INSTR_BYTES
+    if len(blob) != expected:
+        raise ProgramFormatError(
+            f"Program is {'truncated' if len(blob) < expected else 'too long'}: "
+            f"{len(blob)} bytes, its header declares {count} instructions "
+            f"({expected} bytes); recompile the model")
+    actual = crc32(blob[HEADER_BYTES:], crc32(blob[:HEADER_BYTES - 4]))
+    if actual != crc:
+        raise ProgramFormatError(
+            f"Program is corrupted: CRC-32 is 0x{actual:08x}, header says 0x{crc:08x}")
+    if arch_hash is not None and program_hash != arch_hash:
+        raise ProgramFormatError(
+            f"Program was compiled for arch hash 0x{program_hash:016x}, but this arch has "
+            f"hash 0x{arch_hash:016x}; compile the model for this arch (its arch.json)")
+    header = ProgramHeader(program_hash, count, weights_offset, weights_bytes, weights_crc,
+                           ddr_bytes, version, flags)
+    instructions = [decode_instruction(blob[HEADER_BYTES + i * INSTR_BYTES:
+                                            HEADER_BYTES + (i + 1) * INSTR_BYTES])
+                    for i in range(count)]
+    return header, instructions
+
+
+def element_bytes(bits: int) -> int:
+    """Bytes per element in buffers and DDR: 1 up to 8 bits, else 2 (little endian)."""
+    return 1 if bits <= 8 else 2
+
+
+_PBUF_ENTRY = struct.Struct("<qIB3x")
+assert _PBUF_ENTRY.size == PBUF_ENTRY_BYTES
+
+
+def pack_pbuf_entry(bias: int, mult: int, shift: int) -> bytes:
+    """One 16-byte PBUF record: int64 bias, uint32 multiplier, uint8 shift, 3 zero bytes."""
+    return _PBUF_ENTRY.pack(bias, mult, shift)
+
+
+def unpack_pbuf_entry(record: bytes):
+    """Inverse of :func:`pack_pbuf_entry`: ``(bias, mult, shift)``."""
+    return _PBUF_ENTRY.unpack(record)
+
+
+class ErrorCode(enum.Enum, shape=8):
+    """Why a run stopped early; reported by the core's status register and by the ISS."""
+    NONE = 0
+    BAD_MAGIC = 1           #: header magic is not ``b"CFPG"``
+    BAD_VERSION = 2         #: header version / sizes differ from this ISA
+    ARCH_MISMATCH = 3       #: header arch hash differs from the elaborated arch
+    BAD_CRC = 4             #: CRC-32 of header and instructions does not match
+    ILLEGAL_INSTRUCTION = 5  #: unknown opcode, illegal enum value, non-zero reserved bits
+    BUFFER_RANGE = 6        #: an access falls outside an on-chip buffer or a field is out of range
+    BUS_ERROR = 7           #: the AXI master received an error response
