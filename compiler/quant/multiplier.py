@@ -15,7 +15,16 @@ import numpy as np
 
 from compiler.errors import QuantizationError
 
-__all__ = ["decompose_multiplier", "decompose_multipliers", "decompose_shared_shift"]
+__all__ = ["decompose_multiplier", "decompose_multipliers", "decompose_shared_shift",
+           "max_shift"]
+
+# The golden model's round_shift adds ``1 << (s - 1)`` in int64.
+_GOLDEN_MAX_SHIFT = 62
+
+
+def max_shift(shift_bits: int) -> int:
+    """Largest usable shift: the field's maximum, capped where int64 rounding still works."""
+    return min((1 << shift_bits) - 1, _GOLDEN_MAX_SHIFT)
 
 
 def _check_real(real, where):
@@ -77,7 +86,7 @@ def decompose_multiplier(real: float, mult_bits: int, shift_bits: int, *,
     """
     real = float(real)
     _check_real(real, where)
-    s_max = (1 << shift_bits) - 1
+    s_max = max_shift(shift_bits)
     if power_of_two:
         return _pot_pair(real, mult_bits, s_max, where)
     if real == 0.0:
@@ -130,7 +139,7 @@ def decompose_shared_shift(reals, mult_bits: int, shift_bits: int, *,
     reals = [float(r) for r in reals]
     for r in reals:
         _check_real(r, where)
-    s_max = (1 << shift_bits) - 1
+    s_max = max_shift(shift_bits)
     m_cap = 1 << mult_bits
     biggest = max(reals, default=0.0)
     if biggest == 0.0:

@@ -1,0 +1,223 @@
+"""Requantization and activation: accumulators back to activations.
+
+Each lane computes, bit-exactly as ``sim.golden.requantize``::
+
+    y = clamp(round_shift(acc * m, s), lo, hi)
+    round_shift(x, s) = (x + (1 << (s - 1))) >> s    (s > 0, arithmetic)
+    round_shift(x, 0) = x
+
+The activation is only the clamp: none is ``lo, hi = qrange(act_bits)``, ReLU
+``lo = 0``, ReLU6 ``hi = q(6)``, any clip its own bounds.
+
+Where the parameters come from
+------------------------------
+``lo`` and ``hi`` belong to a layer: they are configuration ports. ``m`` and
+``s`` are per output channel in general, and the lanes of one vector are
+different output channels, so with ``per_channel=True`` (the default) each lane
+carries its own ``m`` and ``s`` in the payload, next to its accumulator; the
+engine reads them from its parameter buffer along with the bias. With
+``per_channel=False`` they are configuration ports shared by all lanes (average
+pooling, residual add).
+
+Configuration ports are sampled together with each input vector, at its
+handshake, and travel down the pipeline with it, so they may change between
+any two vectors (for example at a layer boundary) without draining the unit.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RequantUnit", "round_shift", "clamp"]
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer between {lo} and {hi}, not {value!r}")
+
+
+def round_shift(m, x, s, shift_bits):
+    """Add to ``m`` the logic of ``round_shift(x, s)`` and return the result.
+
+    Uses ``((x >> (s - 1)) + 1) >> 1`` for ``s > 0``, which equals
+    ``floor(x / 2**s + 1/2)`` without building the constant ``1 << (s - 1)``
+    (as wide as the largest shift).
+    """
+    pre = Signal(signed(len(x)))
+    m.d.comb += pre.eq(x >> (s - 1)[:shift_bits])
+    rounded = Signal(signed(len(x) + 1))
+    m.d.comb += rounded.eq(Mux(s == 0, x, (pre + 1) >> 1))
+    return rounded
+
+
+def clamp(x, lo, hi):
+    """``min(max(x, lo), hi)``, the order of ``numpy.clip``."""
+    raised = Mux(x < lo, lo, x)
+    return Mux(raised > hi, hi, raised)
+
+
+class RequantUnit(wiring.Component):
+    """Pipelined requantize / activation of ``lanes`` accumulators per cycle.
+
+    Parameters
+    ----------
+    lanes : int
+        Accumulators per vector (1 to 1024).
+    acc_bits : int
+        Signed accumulator width (2 to 64).
+    act_bits : int
+        Signed output width (2 to 32).
+    mult_bits : int
+        Unsigned multiplier width (1 to 32).
+    shift_bits : int
+        Unsigned shift width (1 to 7); shifts up to ``2**shift_bits - 1``.
+    per_channel : bool
+        ``m`` / ``s`` per lane in the payload (True) or per layer on ports (False).
+    user_bits : int
+        Width of an opaque ``user`` field passed from input to output with its
+        vector (0 for none), e.g. a last-of-tile flag or an address.
+
+    Members
+    -------
+    i : ``In(stream.Signature(input_layout))``
+        ``acc`` (``ArrayLayout(signed(acc_bits), lanes)``); with ``per_channel``
+        also ``m`` (``ArrayLayout(unsigned(mult_bits), lanes)``) and ``s``
+        (``ArrayLayout(unsigned(shift_bits), lanes)``); ``user`` if ``user_bits``.
+    o : ``Out(stream.Signature(output_layout))``
+        ``y`` (``ArrayLayout(signed(act_bits), lanes)``); ``user`` if ``user_bits``.
+    lo, hi : ``In(signed(act_bits))``
+        Clamp bounds (``lo <= hi``), sampled with each input vector.
+    m : ``In(unsigned(mult_bits))``, s : ``In(unsigned(shift_bits))``
+        Only without ``per_channel``: layer multiplier and shift, sampled with
+        each input vector.
+
+    Latency :attr:`latency` (4) cycles from input handshake to ``o.valid``;
+    throughput one vector per cycle. The pipeline stalls as a whole while ``o``
+    holds an unaccepted vector (``i.ready = ~o.valid | o.ready``).
+    """
+
+    latency = 4
+
+    def __init__(self, lanes, acc_bits, act_bits, mult_bits=16, shift_bits=6, *,
+                 per_channel=True, user_bits=0):
+        _check_int("lanes", lanes, 1, 1024)
+        _check_int("acc_bits", acc_bits, 2, 64)
+        _check_int("act_bits", act_bits, 2, 32)
+        _check_int("mult_bits", mult_bits, 1, 32)
+        _check_int("shift_bits", shift_bits, 1, 7)
+        if not isinstance(per_channel, bool):
+            raise TypeError(f"per_channel must be a bool, not {per_channel!r}")
+        _check_int("user_bits", user_bits, 0, 1024)
+        self._lanes = lanes
+        self._acc_bits = acc_bits
+        self._act_bits = act_bits
+        self._mult_bits = mult_bits
+        self._shift_bits = shift_bits
+        self._per_channel = per_channel
+        self._user_bits = user_bits
+
+        fields = {"acc": data.ArrayLayout(signed(acc_bits), lanes)}
+        if per_channel:
+            fields["m"] = data.ArrayLayout(unsigned(mult_bits), lanes)
+            fields["s"] = data.ArrayLayout(unsigned(shift_bits), lanes)
+        if user_bits:
+            fields["user"] = unsigned(user_bits)
+        self._input_layout = data.StructLayout(fields)
+        out_fields = {"y": data.ArrayLayout(signed(act_bits), lanes)}
+        if user_bits:
+            out_fields["user"] = unsigned(user_bits)
+        self._output_layout = data.StructLayout(out_fields)
+
+        members = {
+            "i": In(stream.Signature(self._input_layout)),
+            "o": Out(stream.Signature(self._output_layout)),
+            "lo": In(signed(act_bits)),
+            "hi": In(signed(act_bits)),
+        }
+        if not per_channel:
+            members["m"] = In(unsigned(mult_bits))
+            members["s"] = In(unsigned(shift_bits))
+        super().__init__(members)
+
+    @property
+    def input_layout(self):
+        return self._input_layout
+
+    @property
+    def output_layout(self):
+        return self._output_layout
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def per_channel(self):
+        return self._per_channel
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._lanes
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+        ]
+
+        def stage_regs(prefix):
+            return {
+                "v": Signal(name=f"{prefix}_valid"),
+                "lo": Signal(signed(self._act_bits), name=f"{prefix}_lo"),
+                "hi": Signal(signed(self._act_bits), name=f"{prefix}_hi"),
+                "user": Signal(max(self._user_bits, 1), name=f"{prefix}_user"),
+            }
+
+        # Stage 1: input registers (they also let a DSP absorb its input register).
+        s1 = stage_regs("s1")
+        acc1 = [Signal(signed(self._acc_bits), name=f"s1_acc{k}") for k in range(n)]
+        m1 = [Signal(unsigned(self._mult_bits), name=f"s1_m{k}") for k in range(n)]
+        sh1 = [Signal(unsigned(self._shift_bits), name=f"s1_s{k}") for k in range(n)]
+        payload = self.i.payload
+        with m.If(advance):
+            m.d.sync += [
+                s1["v"].eq(self.i.valid),
+                s1["lo"].eq(self.lo),
+                s1["hi"].eq(self.hi),
+            ]
+            if self._user_bits:
+                m.d.sync += s1["user"].eq(payload.user)
+            for k in range(n):
+                m.d.sync += acc1[k].eq(payload.acc[k])
+                if self._per_channel:
+                    m.d.sync += [m1[k].eq(payload.m[k]), sh1[k].eq(payload.s[k])]
+                else:
+                    m.d.sync += [m1[k].eq(self.m), sh1[k].eq(self.s)]
+
+        # Stage 2: product.
+        s2 = stage_regs("s2")
+        prod_bits = self._acc_bits + self._mult_bits + 1
+        p2 = [Signal(signed(prod_bits), name=f"s2_p{k}") for k in range(n)]
+        sh2 = [Signal(unsigned(self._shift_bits), name=f"s2_s{k}") for k in range(n)]
+        with m.If(advance):
+            m.d.sync += [s2[key].eq(s1[key]) for key in s1]
+            for k in range(n):
+                m.d.sync += [p2[k].eq(acc1[k] * m1[k]), sh2[k].eq(sh1[k])]
+
+        # Stage 3: rounding shift.
+        s3 = stage_regs("s3")
+        r3 = [Signal(signed(prod_bits + 1), name=f"s3_r{k}") for k in range(n)]
+        with m.If(advance):
+            m.d.sync += [s3[key].eq(s2[key]) for key in s2]
+            for k in range(n):
+                m.d.sync += r3[k].eq(round_shift(m, p2[k], sh2[k], self._shift_bits))
+
+        # Stage 4: clamp into the output register.
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(s3["v"])
+            if self._user_bits:
+                m.d.sync += self.o.payload.user.eq(s3["user"])
+            for k in range(n):
+                m.d.sync += self.o.payload.y[k].eq(clamp(r3[k], s3["lo"], s3["hi"]))
+        return m

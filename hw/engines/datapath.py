@@ -1,0 +1,393 @@
+"""Datapath pieces shared by the engines.
+
+Every engine is one pipeline whose stages all advance together on a single enable,
+``en = ~o.valid | o.ready``: a stage register loads only when the output register can
+move. Compared with per-stage handshakes this costs no skid buffers, keeps the
+read-modify-write of an output buffer trivially hazard free (the read of one beat and
+the write of the beat before it happen in the same cycle, and the read port is
+transparent to the write port), and still honours back-pressure: when the consumer
+stalls, everything holds, including the ``ready`` of every input stream.
+
+The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
+
+- :class:`Pipeline` — stage registers, delays and a pipelined adder tree on one enable;
+- :func:`weight_product` — multiply an activation by a weight of any weight scheme;
+- :func:`requantize` — ``clamp(round_shift(acc * m, s), lo, hi)`` in three stages;
+- :class:`JobControl` — the command handshake (run-time configuration or constants);
+- :func:`window_stream` — line buffer + KxK window generator with stride and padding;
+- :func:`accumulate` — the output buffer that sums partial results over input tiles.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
+from amaranth.utils import bits_for
+
+from .. import weight_codes
+from ..arch import ArchConfig
+
+__all__ = ["Pipeline", "weight_product", "weight_shape", "product_bits", "requantize",
+           "JobControl", "window_stream", "accumulate", "check_arch", "TILE_BITS",
+           "REQUANT_LATENCY"]
+
+#: Width of the input-channel tile count of a job (up to 4095 tiles of Pi channels).
+TILE_BITS = 12
+
+#: Pipeline stages of :func:`requantize`.
+REQUANT_LATENCY = 3
+
+
+def check_arch(arch, overrides):
+    """Return ``arch`` with ``overrides`` applied, validating both."""
+    if not isinstance(arch, ArchConfig):
+        raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+    return arch.replace(**overrides) if overrides else arch
+
+
+class Pipeline:
+    """Registers of a pipeline that advances as a whole when ``en`` is high.
+
+    Parameters
+    ----------
+    m : Module
+    en : Value
+        The common stage enable.
+    """
+
+    def __init__(self, m: Module, en):
+        self.m = m
+        self.en = en
+        self.valids = []
+
+    def reg(self, value, name, shape=None):
+        """A stage register loading ``value`` whenever the pipeline advances."""
+        sig = Signal(shape if shape is not None else value.shape(), name=name)
+        with self.m.If(self.en):
+            self.m.d.sync += sig.eq(value)
+        return sig
+
+    def valid(self, value, name):
+        """A stage's valid bit; :attr:`empty` watches every one of them."""
+        sig = self.reg(value, name, shape=1)
+        self.valids.append(sig)
+        return sig
+
+    def delay(self, value, stages, name):
+        for i in range(stages):
+            value = self.reg(value, f"{name}_d{i}")
+        return value
+
+    def tree(self, values, name):
+        """Sum of ``values`` with one register per adder level (exact bit growth).
+
+        Returns ``(sum, latency)``; a single value passes through with latency 0.
+        """
+        values = list(values)
+        level = 0
+        while len(values) > 1:
+            pairs = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+            if len(values) % 2:
+                pairs.append(values[-1])
+            values = [self.reg(v, f"{name}_l{level}_{i}") for i, v in enumerate(pairs)]
+            level += 1
+        return values[0], level
+
+    @property
+    def empty(self):
+        """High when no stage holds a beat."""
+        return ~Cat(*self.valids).any()
+
+
+def weight_shape(arch: ArchConfig):
+    """Shape of one weight code on a weight stream of ``arch``."""
+    if arch.weight_scheme == "uniform":
+        return signed(arch.weight_bits)
+    return unsigned(weight_codes.code_width(arch.weight_scheme, arch.weight_bits,
+                                            arch.pot_exp_bits))
+
+
+def product_bits(arch: ArchConfig) -> int:
+    """Signed width of one activation x weight product."""
+    return arch.act_bits + weight_codes.value_bits(arch.weight_scheme, arch.weight_bits,
+                                                   arch.pot_exp_bits)
+
+
+def _pot_product(x, code, exp_bits, width):
+    zero = code[exp_bits + 1]
+    sign = code[exp_bits]
+    shifted = (x << code[:exp_bits]).as_signed()
+    return Mux(zero, 0, Mux(sign, -shifted, shifted))[:width].as_signed()
+
+
+def weight_product(x, code, arch: ArchConfig):
+    """``x * decode(code)`` as a combinational value of :func:`product_bits` bits.
+
+    Uniform weights use a multiplier; PoT weights a shifter and a conditional negation;
+    APoT weights two of those and an adder (see :mod:`hw.weight_codes`).
+    """
+    width = product_bits(arch)
+    if arch.weight_scheme == "uniform":
+        return (x * code)[:width].as_signed()
+    exp_bits = arch.pot_exp_bits
+    if arch.weight_scheme == "pot":
+        return _pot_product(x, code, exp_bits, width)
+    half = 2 + exp_bits
+    return (_pot_product(x, code[:half], exp_bits, width)
+            + _pot_product(x, code[half:], exp_bits, width))[:width].as_signed()
+
+
+def requantize(pipe: Pipeline, acc, mult, shift, lo, hi, out_bits, name):
+    """``clamp(round_shift(acc * mult, shift), lo, hi)`` over :data:`REQUANT_LATENCY` stages.
+
+    ``mult``, ``shift``, ``lo`` and ``hi`` must hold still while a beat is in flight.
+    """
+    product = pipe.reg(acc * mult, f"{name}_prod")
+    rounding = (Const(1, 1) << shift)[1:]
+    shifted = pipe.reg((product + rounding) >> shift, f"{name}_shifted")
+    clamped = Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))
+    return pipe.reg(clamped[:out_bits].as_signed(), f"{name}_out", shape=signed(out_bits))
+
+
+class JobControl:
+    """Command handshake of an engine.
+
+    With ``fixed=None`` the engine has a ``cmd`` stream: a beat is accepted when the
+    engine is idle and its payload becomes the job's configuration (:attr:`cfg`), held
+    until the job is done. With ``fixed`` a dict of field values, :attr:`cfg` is a
+    constant and a new job starts as soon as the previous one is done.
+
+    Members
+    -------
+    cfg : View of ``layout``
+    start : Value
+        High in the cycle a job is accepted (the engine is idle then).
+    """
+
+    def __init__(self, m: Module, layout, cmd, fixed, idle):
+        if fixed is None:
+            self.cfg = Signal(layout, name="cfg")
+            m.d.comb += cmd.ready.eq(idle)
+            self.start = cmd.valid & idle
+            with m.If(self.start):
+                m.d.sync += self.cfg.eq(cmd.payload)
+        else:
+            # Never driven, so it elaborates to its initial value: a constant.
+            self.cfg = Signal(layout, init=fixed, name="cfg")
+            self.start = idle
+
+
+def check_fixed(layout, fixed, checks):
+    """Validate a fixed (SESL) configuration dict against ``layout``.
+
+    ``checks`` maps a field name to ``(lo, hi)`` inclusive bounds or a tuple of allowed
+    values (``("one of", values)``).
+    """
+    if fixed is None:
+        return None
+    if not isinstance(fixed, dict):
+        raise TypeError(f"config must be a dict of command fields, not {fixed!r}")
+    names = [name for name, _ in layout]
+    missing = [name for name in names if name not in fixed]
+    unknown = [name for name in fixed if name not in names]
+    if unknown:
+        raise ValueError(f"config has unknown field(s) {', '.join(sorted(unknown))}; "
+                         f"the fields are {', '.join(names)}, not {fixed!r}")
+    if missing:
+        raise ValueError(f"config lacks field(s) {', '.join(missing)}, not {fixed!r}")
+    for name, value in fixed.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"config field {name} must be an integer, not {value!r}")
+        rule = checks.get(name)
+        if rule is None:
+            continue
+        if rule[0] == "one of":
+            if value not in rule[1]:
+                raise ValueError(f"config field {name} must be one of "
+                                 f"{', '.join(map(str, rule[1]))}, not {value!r}")
+        elif not rule[0] <= value <= rule[1]:
+            raise ValueError(f"config field {name} must be between {rule[0]} and {rule[1]}, "
+                             f"not {value!r}")
+    return dict(fixed)
+
+
+def frame_fields(arch: ArchConfig, k_max: int):
+    """Command fields describing one input tile and the window over it."""
+    pad = unsigned(bits_for(max(k_max - 1, 1)))
+    return {
+        "width": unsigned(bits_for(arch.max_width)),
+        "height": unsigned(bits_for(arch.max_height)),
+        "kernel": unsigned(bits_for(k_max)),
+        "stride": unsigned(2),
+        "pad_top": pad,
+        "pad_left": pad,
+        "pad_bottom": pad,
+        "pad_right": pad,
+    }
+
+
+def frame_checks(arch: ArchConfig, k_max: int):
+    return {
+        "width": (1, arch.max_width),
+        "height": (1, arch.max_height),
+        "kernel": ("one of", tuple(range(1, k_max + 1, 2))),
+        "stride": ("one of", (1, 2)),
+        "pad_top": (0, k_max - 1),
+        "pad_left": (0, k_max - 1),
+        "pad_bottom": (0, k_max - 1),
+        "pad_right": (0, k_max - 1),
+    }
+
+
+def check_frame(arch, k_max, fixed):
+    """Geometry checks of a fixed configuration that single fields cannot express."""
+    if fixed is None:
+        return
+    k = fixed["kernel"]
+    wp = fixed["width"] + fixed["pad_left"] + fixed["pad_right"]
+    hp = fixed["height"] + fixed["pad_top"] + fixed["pad_bottom"]
+    if wp > arch.max_width:
+        raise ValueError(f"config padded width must be at most max_width={arch.max_width}, "
+                         f"not {wp!r}")
+    if hp > arch.max_height:
+        raise ValueError(f"config padded height must be at most max_height={arch.max_height}, "
+                         f"not {hp!r}")
+    if wp < k or hp < k:
+        raise ValueError(f"config padded frame must be at least kernel={k} in each "
+                         f"dimension, not {wp!r}x{hp!r}")
+
+
+def window_stream(m: Module, pipe: Pipeline, *, cfg, run, pixels, lanes: int, act_bits: int,
+                  k_max: int, max_width: int):
+    """Generate KxK windows over a raster stream of ``lanes``-channel pixels.
+
+    The position generator walks the padded frame
+    ``(pad_top + height + pad_bottom) x (pad_left + width + pad_right)`` in raster order,
+    one position per cycle: a position inside the tile consumes one ``pixels`` beat, a
+    padding position inserts zero without consuming. ``k_max - 1`` rows are kept in a
+    line buffer of ``max_width`` entries; the ``k_max x k_max`` window registers shift one
+    column per position. A run-time ``kernel < k_max`` uses the bottom-right
+    ``kernel x kernel`` corner of the window (the other taps hold stale data and must
+    meet zero weights).
+
+    Stages: 0 position generator (``run`` enables it), 1 line-buffer read data,
+    2 the window (``valid`` only at output positions: both coordinates at least
+    ``kernel - 1`` and, for stride 2, even).
+
+    Returns
+    -------
+    dict
+        ``window`` (``[lane][row][col]`` values), ``valid`` (stage 2), ``first``
+        (stage 2: the first output of the frame), ``frame_end`` (high in the cycle the
+        last position of the frame is generated).
+    """
+    xp = Signal(range(max_width), name="win_x")
+    yp = Signal(16, name="win_y")
+    k = cfg.kernel
+    wp = cfg.width + cfg.pad_left + cfg.pad_right
+    hp = cfg.height + cfg.pad_top + cfg.pad_bottom
+    in_tile = ((yp >= cfg.pad_top) & (yp < cfg.pad_top + cfg.height)
+               & (xp >= cfg.pad_left) & (xp < cfg.pad_left + cfg.width))
+    fire = run & pipe.en & (~in_tile | pixels.valid)
+    m.d.comb += pixels.ready.eq(run & pipe.en & in_tile)
+    last_x = xp == wp - 1
+    last_y = yp == hp - 1
+    frame_end = fire & last_x & last_y
+    with m.If(fire):
+        m.d.sync += xp.eq(Mux(last_x, 0, xp + 1))
+        with m.If(last_x):
+            m.d.sync += yp.eq(Mux(last_y, 0, yp + 1))
+
+    stride2 = cfg.stride == 2
+    at_output = ((xp >= k - 1) & (yp >= k - 1)
+                 & (~stride2 | (~xp[0] & ~yp[0])))
+    v1 = pipe.valid(run & (~in_tile | pixels.valid), "win_v1")
+    out1 = pipe.reg(at_output, "win_out1")
+    x1 = pipe.reg(xp, "win_x1")
+    pix_flat = Cat(*[pixels.payload[i] for i in range(lanes)])
+    pixel1 = pipe.reg(Mux(in_tile, pix_flat, 0), "win_pix1", shape=lanes * act_bits)
+    # The first output of a frame is the first output position after (0, 0).
+    frame_start1 = pipe.reg((xp == 0) & (yp == 0), "win_start1")
+
+    row_bits = lanes * act_bits
+    if k_max > 1:
+        m.submodules.line_buffer = lb = Memory(shape=(k_max - 1) * row_bits, depth=max_width,
+                                               init=[])
+        wr = lb.write_port()
+        rd = lb.read_port(transparent_for=(wr,))
+        m.d.comb += [rd.addr.eq(xp), rd.en.eq(pipe.en)]
+        rows = [rd.data[r * row_bits:(r + 1) * row_bits] for r in range(k_max - 1)]
+        column = rows + [pixel1]
+        m.d.comb += [wr.addr.eq(x1), wr.en.eq(pipe.en & v1), wr.data.eq(Cat(*column[1:]))]
+    else:
+        column = [pixel1]
+
+    window = [[[Signal(signed(act_bits), name=f"win_{lane}_{r}_{c}") for c in range(k_max)]
+               for r in range(k_max)] for lane in range(lanes)]
+    with m.If(pipe.en & v1):
+        for lane in range(lanes):
+            for r in range(k_max):
+                for c in range(k_max - 1):
+                    m.d.sync += window[lane][r][c].eq(window[lane][r][c + 1])
+                value = column[r][lane * act_bits:(lane + 1) * act_bits].as_signed()
+                m.d.sync += window[lane][r][k_max - 1].eq(value)
+
+    seen = Signal(name="win_seen")  # an output was produced since the frame started
+    with m.If(pipe.en & v1):
+        m.d.sync += seen.eq(out1 | (seen & ~frame_start1))
+    v2 = pipe.valid(v1 & out1, "win_v2")
+    first2 = pipe.reg(~(seen & ~frame_start1), "win_first2")
+    return {"window": window, "valid": v2, "first": first2, "frame_end": frame_end}
+
+
+def accumulate(m: Module, pipe: Pipeline, *, psums, valid, first, first_tile, last_tile,
+               bias, depth: int, acc_bits: int):
+    """Sum per-beat partial sums over input-channel tiles in an output buffer.
+
+    Beats of one tile arrive in output-pixel order, ``first`` marking the first output
+    pixel of the tile; the buffer address restarts there. On the first tile the
+    accumulator starts from ``bias``; on the last tile the sum leaves (``valid`` of the
+    result) instead of being written back. Two stages: buffer read, then add and write.
+
+    Returns ``(acc_lanes, valid)`` of the result stage.
+    """
+    lanes = len(psums)
+    count = Signal(range(depth), name="acc_count")
+    addr = Mux(first, 0, count)
+    with m.If(pipe.en & valid):
+        m.d.sync += count.eq(addr + 1)
+    vr = pipe.valid(valid, "acc_vr")
+    addr_r = pipe.reg(addr, "acc_addr_r", shape=range(depth))
+    first_r = pipe.reg(first_tile, "acc_first_r")
+    last_r = pipe.reg(last_tile, "acc_last_r")
+    psum_r = [pipe.reg(p, f"acc_psum_r{i}") for i, p in enumerate(psums)]
+
+    m.submodules.output_buffer = ob = Memory(shape=lanes * acc_bits, depth=depth, init=[])
+    wr = ob.write_port()
+    rd = ob.read_port(transparent_for=(wr,))
+    m.d.comb += [rd.addr.eq(addr_r), rd.en.eq(pipe.en)]
+
+    vs = pipe.valid(vr, "acc_vs")
+    addr_s = pipe.reg(addr_r, "acc_addr_s")
+    first_s = pipe.reg(first_r, "acc_first_s")
+    last_s = pipe.reg(last_r, "acc_last_s")
+    psum_s = [pipe.reg(p, f"acc_psum_s{i}") for i, p in enumerate(psum_r)]
+    sums = []
+    for i in range(lanes):
+        old = rd.data[i * acc_bits:(i + 1) * acc_bits].as_signed()
+        base = Mux(first_s, bias[i], old)
+        sums.append((base + psum_s[i])[:acc_bits].as_signed())
+    m.d.comb += [wr.addr.eq(addr_s), wr.en.eq(pipe.en & vs & ~last_s), wr.data.eq(Cat(*sums))]
+    vt = pipe.valid(vs & last_s, "acc_vt")
+    acc_t = [pipe.reg(s, f"acc_sum_t{i}") for i, s in enumerate(sums)]
+    return acc_t, vt
+
+
+def param_layout(arch: ArchConfig):
+    """Per-output-channel parameters: bias, requantization multiplier and shift."""
+    return data.StructLayout({
+        "bias": signed(arch.bias_bits),
+        "mult": unsigned(arch.mult_bits),
+        "shift": unsigned(arch.shift_bits),
+    })

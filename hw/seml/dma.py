@@ -1,0 +1,391 @@
+"""AXI4 master DMA of the SEML core: 2-D gathers from DDR and 2-D scatters to DDR.
+
+A transfer is ``rows`` rows of ``row_bytes`` bytes, row ``r`` starting at DDR byte
+address ``addr + r * stride``. Addresses, lengths and strides are arbitrary byte
+values: the read side packs the bytes of all rows into one contiguous stream of
+full bus words (the last one zero-padded), the write side takes such a stream and
+spreads it over the rows with write strobes. Bursts are INCR, at most
+``max_burst`` beats, and never cross a 4 KiB boundary (AXI4 rule).
+
+Error responses (``SLVERR``, ``DECERR``) never stop a transfer: every burst is
+still completed and every data word delivered, so nothing waits forever; the
+error is latched in ``rd_error`` / ``wr_error`` until ``clear``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+__all__ = ["DmaCommand", "AxiDma"]
+
+_ROWS_BITS = 16
+_ROW_BYTES_BITS = 20
+_PAGE = 4096
+
+
+def DmaCommand(addr_bits):
+    """Layout of one 2-D transfer: base ``addr``, ``rows`` x ``row_bytes``, row ``stride``.
+
+    ``stride`` wraps modulo ``2**addr_bits``, so a negative stride is its two's
+    complement. A transfer with zero rows or zero bytes per row moves nothing.
+    """
+    return data.StructLayout({
+        "addr": addr_bits,
+        "rows": _ROWS_BITS,
+        "row_bytes": _ROW_BYTES_BITS,
+        "stride": addr_bits,
+    })
+
+
+class _BurstSplitter:
+    """Address-side walk of a 2-D transfer shared by the read and write halves.
+
+    Builds, inside ``m``, a command register set that splits the current row
+    into bursts; ``fire`` advances to the next burst. Exposes the burst's aligned
+    address, beat count, first-lane offset and byte count, and ``last``.
+    """
+
+    def __init__(self, m, cmd, *, addr_bits, bytes_per_beat, max_burst, prefix):
+        lanes_log2 = exact_log2(bytes_per_beat)
+        self.active = Signal(name=f"{prefix}_active")
+        self.fire = Signal(name=f"{prefix}_fire")
+        row_addr = Signal(addr_bits, name=f"{prefix}_row_addr")
+        cur_addr = Signal(addr_bits, name=f"{prefix}_cur_addr")
+        row_left = Signal(_ROW_BYTES_BITS, name=f"{prefix}_row_left")
+        rows_left = Signal(_ROWS_BITS, name=f"{prefix}_rows_left")
+        row_bytes = Signal(_ROW_BYTES_BITS, name=f"{prefix}_row_bytes")
+        stride = Signal(addr_bits, name=f"{prefix}_stride")
+
+        self.offset = Signal(lanes_log2 or 1, name=f"{prefix}_offset")
+        self.aligned = Signal(addr_bits, name=f"{prefix}_aligned")
+        self.beats = Signal(range(max_burst + 1), name=f"{prefix}_beats")
+        self.nbytes = Signal(range(max_burst * bytes_per_beat + 1), name=f"{prefix}_nbytes")
+        self.last = Signal(name=f"{prefix}_last")
+
+        span_max = max_burst * bytes_per_beat
+        # Bytes from the aligned address to the next 4 KiB page or the largest burst.
+        to_page = Signal(range(_PAGE + 1), name=f"{prefix}_to_page")
+        span = Signal(range(max(span_max, _PAGE) + 1), name=f"{prefix}_span")
+        room = Signal(range(max(span_max, _PAGE) + 1), name=f"{prefix}_room")
+        row_done = Signal(name=f"{prefix}_row_done")
+        m.d.comb += [
+            self.offset.eq(cur_addr[:lanes_log2] if lanes_log2 else 0),
+            self.aligned.eq(cur_addr & ~Const(bytes_per_beat - 1, addr_bits)),
+            to_page.eq(_PAGE - self.aligned[:12]),
+            span.eq(Mux(to_page < span_max, to_page, span_max)),
+            room.eq(span - self.offset),
+            self.nbytes.eq(Mux(row_left < room, row_left, room)),
+            self.beats.eq((self.offset + self.nbytes + bytes_per_beat - 1) >> lanes_log2),
+            row_done.eq(row_left <= room),
+            self.last.eq(row_done & (rows_left == 1)),
+        ]
+        self.cmd_ready = Signal(name=f"{prefix}_cmd_ready")
+        m.d.comb += self.cmd_ready.eq(~self.active)
+        with m.If(cmd.valid & ~self.active):
+            with m.If((cmd.payload.rows != 0) & (cmd.payload.row_bytes != 0)):
+                m.d.sync += [
+                    self.active.eq(1),
+                    row_addr.eq(cmd.payload.addr),
+                    cur_addr.eq(cmd.payload.addr),
+                    row_left.eq(cmd.payload.row_bytes),
+                    row_bytes.eq(cmd.payload.row_bytes),
+                    rows_left.eq(cmd.payload.rows),
+                    stride.eq(cmd.payload.stride),
+                ]
+        with m.If(self.fire):
+            with m.If(row_done):
+                m.d.sync += [
+                    rows_left.eq(rows_left - 1),
+                    row_addr.eq(row_addr + stride),
+                    cur_addr.eq(row_addr + stride),
+                    row_left.eq(row_bytes),
+                ]
+                with m.If(rows_left == 1):
+                    m.d.sync += self.active.eq(0)
+            with m.Else():
+                m.d.sync += [
+                    cur_addr.eq(cur_addr + self.nbytes),
+                    row_left.eq(row_left - self.nbytes),
+                ]
+
+
+class AxiDma(wiring.Component):
+    """AXI4 master moving 2-D transfers between DDR and byte streams.
+
+    Parameters
+    ----------
+    data_bits : int
+        AXI data width (32, 64, 128, 256 or 512).
+    addr_bits : int
+        AXI address width (16..64).
+    max_burst : int
+        Largest burst in beats (power of two, 1..256).
+    outstanding : int
+        Bursts in flight per direction (power of two, 1..16).
+
+    Members
+    -------
+    m_axi_* : AXI4 master (cocotbext-axi names), ID width 1, all IDs 0.
+    rd_cmd : In(stream.Signature(DmaCommand(addr_bits)))
+        Read (DDR to stream) transfers.
+    rd_data : Out(stream.Signature({"data": data_bits, "last": 1}))
+        Packed bytes of the current read transfer, byte 0 in the LSBs; ``last`` marks
+        its final word, whose bytes past the transfer length are zero.
+    wr_cmd : In(stream.Signature(DmaCommand(addr_bits)))
+        Write (stream to DDR) transfers.
+    wr_data : In(stream.Signature(data_bits))
+        Packed bytes for the current write transfer, ``ceil(total / bytes)`` words.
+    rd_idle, wr_idle : Out(1)
+        No transfer of that direction is in progress (for writes: every response
+        has arrived, so the data is in DDR).
+    rd_error, wr_error : Out(1)
+        An error response arrived; held until ``clear``.
+    clear : In(1)
+        Drop the error flags.
+
+    Throughput: one bus word per cycle in each direction when the slave and the
+    stream partner keep up; the address of the next burst is issued while the
+    current one transfers, up to ``outstanding`` bursts ahead.
+    """
+
+    def __init__(self, *, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
+        if not isinstance(data_bits, int) or isinstance(data_bits, bool):
+            raise TypeError(f"Data width must be an integer, not {data_bits!r}")
+        if data_bits not in (32, 64, 128, 256, 512):
+            raise ValueError(f"Data width must be one of 32, 64, 128, 256, 512, not {data_bits!r}")
+        if not isinstance(addr_bits, int) or isinstance(addr_bits, bool):
+            raise TypeError(f"Address width must be an integer, not {addr_bits!r}")
+        if not 16 <= addr_bits <= 64:
+            raise ValueError(f"Address width must be between 16 and 64, not {addr_bits!r}")
+        if not isinstance(max_burst, int) or isinstance(max_burst, bool):
+            raise TypeError(f"Maximum burst must be an integer, not {max_burst!r}")
+        if not 1 <= max_burst <= 256 or max_burst & (max_burst - 1):
+            raise ValueError(
+                f"Maximum burst must be a power of two between 1 and 256, not {max_burst!r}")
+        if not isinstance(outstanding, int) or isinstance(outstanding, bool):
+            raise TypeError(f"Outstanding bursts must be an integer, not {outstanding!r}")
+        if not 1 <= outstanding <= 16 or outstanding & (outstanding - 1):
+            raise ValueError(
+                f"Outstanding bursts must be a power of two between 1 and 16, not {outstanding!r}")
+        self._data_bits = data_bits
+        self._addr_bits = addr_bits
+        self._max_burst = max_burst
+        self._outstanding = outstanding
+        strb = data_bits // 8
+        super().__init__({
+            "m_axi_awid": Out(1),
+            "m_axi_awaddr": Out(addr_bits),
+            "m_axi_awlen": Out(8),
+            "m_axi_awsize": Out(3),
+            "m_axi_awburst": Out(2),
+            "m_axi_awvalid": Out(1),
+            "m_axi_awready": In(1),
+            "m_axi_wdata": Out(data_bits),
+            "m_axi_wstrb": Out(strb),
+            "m_axi_wlast": Out(1),
+            "m_axi_wvalid": Out(1),
+            "m_axi_wready": In(1),
+            "m_axi_bid": In(1),
+            "m_axi_bresp": In(2),
+            "m_axi_bvalid": In(1),
+            "m_axi_bready": Out(1),
+            "m_axi_arid": Out(1),
+            "m_axi_araddr": Out(addr_bits),
+            "m_axi_arlen": Out(8),
+            "m_axi_arsize": Out(3),
+            "m_axi_arburst": Out(2),
+            "m_axi_arvalid": Out(1),
+            "m_axi_arready": In(1),
+            "m_axi_rid": In(1),
+            "m_axi_rdata": In(data_bits),
+            "m_axi_rresp": In(2),
+            "m_axi_rlast": In(1),
+            "m_axi_rvalid": In(1),
+            "m_axi_rready": Out(1),
+            "rd_cmd": In(stream.Signature(DmaCommand(addr_bits))),
+            "rd_data": Out(stream.Signature(data.StructLayout({"data": data_bits, "last": 1}))),
+            "wr_cmd": In(stream.Signature(DmaCommand(addr_bits))),
+            "wr_data": In(stream.Signature(data_bits)),
+            "rd_idle": Out(1),
+            "wr_idle": Out(1),
+            "rd_error": Out(1),
+            "wr_error": Out(1),
+            "clear": In(1),
+        })
+
+    @property
+    def data_bytes(self):
+        return self._data_bits // 8
+
+    def elaborate(self, platform):
+        m = Module()
+        nbytes = self.data_bytes
+        lanes_log2 = exact_log2(nbytes)
+        width = self._data_bits
+        burst_bytes_bits = ceil_log2(self._max_burst * nbytes + 1)
+        desc_layout = data.StructLayout({
+            "offset": max(lanes_log2, 1),
+            "nbytes": burst_bytes_bits,
+            "last": 1,
+        })
+
+        for prefix in ("aw", "ar"):
+            m.d.comb += [
+                getattr(self, f"m_axi_{prefix}id").eq(0),
+                getattr(self, f"m_axi_{prefix}size").eq(lanes_log2),
+                getattr(self, f"m_axi_{prefix}burst").eq(0b01),  # INCR
+            ]
+
+        with m.If(self.clear):
+            m.d.sync += [self.rd_error.eq(0), self.wr_error.eq(0)]
+
+        # Read: address side ---------------------------------------------------------------
+        m.submodules.rd_desc = rd_desc = SyncFIFOBuffered(
+            width=desc_layout.size, depth=self._outstanding)
+        rd = _BurstSplitter(m, self.rd_cmd, addr_bits=self._addr_bits, bytes_per_beat=nbytes,
+                            max_burst=self._max_burst, prefix="rd")
+        m.d.comb += self.rd_cmd.ready.eq(rd.cmd_ready)
+        rd_w = data.View(desc_layout, rd_desc.w_data)
+        m.d.comb += [
+            self.m_axi_araddr.eq(rd.aligned),
+            self.m_axi_arlen.eq(rd.beats - 1),
+            self.m_axi_arvalid.eq(rd.active & rd_desc.w_rdy),
+            rd_w.offset.eq(rd.offset),
+            rd_w.nbytes.eq(rd.nbytes),
+            rd_w.last.eq(rd.last),
+            rd.fire.eq(self.m_axi_arvalid & self.m_axi_arready),
+            rd_desc.w_en.eq(rd.fire),
+        ]
+
+        # Read: data side, packing each beat's valid bytes into whole words ----------------
+        rd_r = data.View(desc_layout, rd_desc.r_data)
+        acc = Signal(2 * width)
+        fill = Signal(range(2 * nbytes + 1))
+        all_in = Signal()
+        first_beat = Signal(init=1)
+        seg_left = Signal(burst_bytes_bits)
+        lane_off = Signal(max(lanes_log2, 1))
+        take = Signal(range(nbytes + 1))
+        left_now = Signal(burst_bytes_bits)
+        m.d.comb += [
+            lane_off.eq(Mux(first_beat, rd_r.offset, 0)),
+            left_now.eq(Mux(first_beat, rd_r.nbytes, seg_left)),
+            take.eq(Mux(left_now < nbytes - lane_off, left_now, nbytes - lane_off)),
+        ]
+        in_ok = rd_desc.r_rdy & ~all_in & (fill <= nbytes)
+        m.d.comb += self.m_axi_rready.eq(in_ok)
+        beat = Signal()
+        m.d.comb += beat.eq(self.m_axi_rvalid & in_ok)
+
+        out_fire = Signal()
+        m.d.comb += [
+            self.rd_data.valid.eq((fill >= nbytes) | (all_in & (fill != 0))),
+            self.rd_data.payload.data.eq(acc[:width]),
+            self.rd_data.payload.last.eq(all_in & (fill <= nbytes)),
+            out_fire.eq(self.rd_data.valid & self.rd_data.ready),
+        ]
+        # Bytes past the transfer are zero: masked per beat before they enter ``acc``.
+        shifted = Signal(width)
+        mask = Signal(width)
+        unused = Signal(range(nbytes + 1))
+        m.d.comb += [
+            unused.eq(nbytes - take),
+            mask.eq(Const((1 << width) - 1, width) >> (unused * 8)),
+            shifted.eq((self.m_axi_rdata >> (lane_off * 8)) & mask),
+        ]
+        base = Signal(2 * width)
+        base_fill = Signal(range(2 * nbytes + 1))
+        m.d.comb += [
+            base.eq(Mux(out_fire, acc >> width, acc)),
+            base_fill.eq(Mux(out_fire, fill - Mux(fill >= nbytes, nbytes, fill), fill)),
+        ]
+        m.d.sync += [acc.eq(base), fill.eq(base_fill)]
+        with m.If(beat):
+            m.d.sync += [
+                acc.eq(base | (shifted << (base_fill * 8))),
+                fill.eq(base_fill + take),
+                first_beat.eq(self.m_axi_rlast),
+                seg_left.eq(left_now - take),
+            ]
+            with m.If(self.m_axi_rresp != 0):
+                m.d.sync += self.rd_error.eq(1)
+            with m.If(self.m_axi_rlast):
+                m.d.comb += rd_desc.r_en.eq(1)
+                with m.If(rd_r.last):
+                    m.d.sync += all_in.eq(1)
+        with m.If(out_fire & self.rd_data.payload.last):
+            m.d.sync += [all_in.eq(0), fill.eq(0), acc.eq(0)]
+        m.d.comb += self.rd_idle.eq(~rd.active & ~rd_desc.r_rdy & ~all_in & (fill == 0))
+
+        # Write: address side --------------------------------------------------------------
+        m.submodules.wr_desc = wr_desc = SyncFIFOBuffered(
+            width=desc_layout.size, depth=self._outstanding)
+        wr = _BurstSplitter(m, self.wr_cmd, addr_bits=self._addr_bits, bytes_per_beat=nbytes,
+                            max_burst=self._max_burst, prefix="wr")
+        pending = Signal(range(2 * self._outstanding + 2))
+        m.d.comb += self.wr_cmd.ready.eq(wr.cmd_ready)
+        wr_w = data.View(desc_layout, wr_desc.w_data)
+        m.d.comb += [
+            self.m_axi_awaddr.eq(wr.aligned),
+            self.m_axi_awlen.eq(wr.beats - 1),
+            self.m_axi_awvalid.eq(wr.active & wr_desc.w_rdy & (pending < 2 * self._outstanding)),
+            wr_w.offset.eq(wr.offset),
+            wr_w.nbytes.eq(wr.nbytes),
+            wr_w.last.eq(wr.last),
+            wr.fire.eq(self.m_axi_awvalid & self.m_axi_awready),
+            wr_desc.w_en.eq(wr.fire),
+        ]
+        b_fire = Signal()
+        m.d.comb += [self.m_axi_bready.eq(1), b_fire.eq(self.m_axi_bvalid)]
+        with m.If(b_fire & (self.m_axi_bresp != 0)):
+            m.d.sync += self.wr_error.eq(1)
+        m.d.sync += pending.eq(pending + wr.fire - b_fire)
+
+        # Write: data side, unpacking stream bytes onto each beat's lanes -------------------
+        wr_r = data.View(desc_layout, wr_desc.r_data)
+        wacc = Signal(2 * width)
+        wfill = Signal(range(2 * nbytes + 1))
+        wfirst = Signal(init=1)
+        wseg_left = Signal(burst_bytes_bits)
+        wlane = Signal(max(lanes_log2, 1))
+        wneed = Signal(range(nbytes + 1))
+        wleft_now = Signal(burst_bytes_bits)
+        m.d.comb += [
+            wlane.eq(Mux(wfirst, wr_r.offset, 0)),
+            wleft_now.eq(Mux(wfirst, wr_r.nbytes, wseg_left)),
+            wneed.eq(Mux(wleft_now < nbytes - wlane, wleft_now, nbytes - wlane)),
+        ]
+        # A word is taken only while the beat lacks bytes, so at most ``nbytes - 1``
+        # bytes wait in ``wacc`` before it arrives and the padding of the last word is
+        # dropped at the end of the transfer.
+        m.d.comb += self.wr_data.ready.eq(wr_desc.r_rdy & (wfill < wneed))
+        w_fire = Signal()
+        m.d.comb += [
+            self.m_axi_wvalid.eq(wr_desc.r_rdy & (wfill >= wneed)),
+            self.m_axi_wdata.eq((wacc << (wlane * 8))[:width]),
+            self.m_axi_wstrb.eq(((Const(1, nbytes + 1) << wneed) - 1) << wlane),
+            self.m_axi_wlast.eq(wleft_now == wneed),
+            w_fire.eq(self.m_axi_wvalid & self.m_axi_wready),
+        ]
+        with m.If(self.wr_data.valid & self.wr_data.ready):
+            m.d.sync += [
+                wacc.eq(wacc | (self.wr_data.payload << (wfill * 8))),
+                wfill.eq(wfill + nbytes),
+            ]
+        with m.If(w_fire):
+            m.d.sync += [
+                wacc.eq(wacc >> (wneed * 8)),
+                wfill.eq(wfill - wneed),
+                wseg_left.eq(wleft_now - wneed),
+                wfirst.eq(self.m_axi_wlast),
+            ]
+            with m.If(self.m_axi_wlast):
+                m.d.comb += wr_desc.r_en.eq(1)
+                with m.If(wr_r.last):
+                    m.d.sync += [wacc.eq(0), wfill.eq(0)]
+        m.d.comb += self.wr_idle.eq(~wr.active & ~wr_desc.r_rdy & (pending == 0))
+        return m

@@ -1,0 +1,215 @@
+# amaranth: UnusedElaboratable=no
+"""AXI4 master DMA under Verilator against cocotbext-axi's ``AxiRam``."""
+
+import random
+
+import cocotb
+import pytest
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotbext.axi import AxiBus, AxiRam
+
+from hw.seml.dma import AxiDma, DmaCommand
+from sim.cocotb_streams import (ClockCounter, StreamSink, StreamSource, pack_struct,
+                                random_pattern)
+from sim.rtl import run_cocotb, test_args
+
+pytestmark = pytest.mark.rtl
+
+RAM_SIZE = 1 << 16
+
+
+def _pauses(rng, p_pause):
+    while True:
+        yield 1 if rng.random() < p_pause else 0
+
+
+class TB:
+    def __init__(self, dut, seed, stress):
+        self.dut = dut
+        args = test_args()
+        self.nbytes = args["data_bits"] // 8
+        self.addr_bits = args["addr_bits"]
+        self.layout = DmaCommand(self.addr_bits)
+        rng = random.Random(seed)
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM_SIZE)
+        if stress:
+            for channel in (self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
+                            self.ram.write_if.b_channel, self.ram.read_if.ar_channel,
+                            self.ram.read_if.r_channel):
+                channel.set_pause_generator(_pauses(rng, 0.3))
+        idle = random_pattern(seed + 1, 0.7) if stress else None
+        back = random_pattern(seed + 2, 0.7) if stress else None
+        self.rd_cmd = StreamSource(dut, "rd_cmd", dut.clk, idle=idle)
+        self.wr_cmd = StreamSource(dut, "wr_cmd", dut.clk, idle=idle)
+        self.wr_data = StreamSource(dut, "wr_data", dut.clk,
+                                    idle=random_pattern(seed + 3, 0.7) if stress else None)
+        self.rd_data = StreamSink(dut, "rd_data", dut.clk, backpressure=back)
+        dut.clear.value = 0
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 2)
+
+    def command(self, addr, rows, row_bytes, stride):
+        return pack_struct(self.layout, {"addr": addr, "rows": rows, "row_bytes": row_bytes,
+                                         "stride": stride & ((1 << self.addr_bits) - 1)})
+
+    async def read(self, addr, rows, row_bytes, stride):
+        """Returns the transfer's bytes and whether ``last`` marked only the final word."""
+        total = rows * row_bytes
+        words = -(-total // self.nbytes)
+        await self.rd_cmd.send([self.command(addr, rows, row_bytes, stride)])
+        got = await self.rd_data.recv(words)
+        out = b""
+        lasts = []
+        for word in got:
+            out += (word & ((1 << (8 * self.nbytes)) - 1)).to_bytes(self.nbytes, "little")
+            lasts.append(word >> (8 * self.nbytes))
+        assert lasts == [0] * (words - 1) + [1], lasts
+        assert out[total:] == bytes(len(out) - total), "padding is not zero"
+        return out[:total]
+
+    async def write(self, addr, rows, row_bytes, stride, payload):
+        total = rows * row_bytes
+        words = -(-total // self.nbytes)
+        padded = payload + bytes(random.Random(total).getrandbits(8)
+                                 for _ in range(words * self.nbytes - total))
+        data = [int.from_bytes(padded[i * self.nbytes:(i + 1) * self.nbytes], "little")
+                for i in range(words)]
+        cmd = cocotb.start_soon(self.wr_cmd.send([self.command(addr, rows, row_bytes, stride)]))
+        await self.wr_data.send(data)
+        await cmd
+        await self.wait_idle("wr_idle")
+
+    async def wait_idle(self, name, limit=100000):
+        for _ in range(limit):
+            await RisingEdge(self.dut.clk)
+            await ReadOnly()
+            if int(getattr(self.dut, name).value):
+                await RisingEdge(self.dut.clk)
+                return
+        raise AssertionError(f"{name} never rose")
+
+
+def _random_transfer(rng, nbytes, max_total):
+    rows = rng.randrange(1, 5)
+    row_bytes = rng.choice([1, nbytes, rng.randrange(1, 300), rng.randrange(1, 5000 // rows)])
+    row_bytes = min(row_bytes, max_total // rows)
+    stride = row_bytes + rng.choice([0, rng.randrange(0, 64), rng.randrange(0, 4096)])
+    span = (rows - 1) * stride + row_bytes
+    addr = rng.randrange(0, RAM_SIZE - span)
+    return addr, rows, row_bytes, stride
+
+
+def _expected_read(mem, addr, rows, row_bytes, stride):
+    return b"".join(mem[addr + r * stride:addr + r * stride + row_bytes] for r in range(rows))
+
+
+@cocotb.test()
+async def dma_read_write(dut):
+    args = test_args()
+    rng = random.Random(args["seed"])
+    tb = TB(dut, args["seed"], stress=True)
+    await tb.reset()
+    image = bytes(rng.getrandbits(8) for _ in range(RAM_SIZE))
+    tb.ram.write(0, image)
+    model = bytearray(image)
+
+    for _ in range(args["transfers"]):
+        addr, rows, row_bytes, stride = _random_transfer(rng, tb.nbytes, 6000)
+        if rng.random() < 0.5:
+            got = await tb.read(addr, rows, row_bytes, stride)
+            assert got == _expected_read(model, addr, rows, row_bytes, stride)
+        else:
+            payload = bytes(rng.getrandbits(8) for _ in range(rows * row_bytes))
+            await tb.write(addr, rows, row_bytes, stride, payload)
+            for r in range(rows):
+                start = addr + r * stride
+                model[start:start + row_bytes] = payload[r * row_bytes:(r + 1) * row_bytes]
+        assert not int(dut.rd_error.value) and not int(dut.wr_error.value)
+
+    # Negative stride: rows walk downwards.
+    addr, rows, row_bytes = 40000, 3, 100
+    got = await tb.read(addr, rows, row_bytes, -1000)
+    assert got == b"".join(model[addr - r * 1000:addr - r * 1000 + row_bytes]
+                           for r in range(rows))
+    assert tb.ram.read(0, RAM_SIZE) == bytes(model)
+    await tb.wait_idle("rd_idle")
+
+
+@cocotb.test()
+async def dma_error_response(dut):
+    """Reads and writes past the end of the RAM get SLVERR: flagged, and nothing hangs."""
+    args = test_args()
+    rng = random.Random(args["seed"] + 7)
+    tb = TB(dut, args["seed"] + 7, stress=True)
+    await tb.reset()
+    for _ in range(3):
+        row_bytes = rng.randrange(1, 200)
+        addr = RAM_SIZE - rng.randrange(0, 100)
+        await tb.read(addr, 2, row_bytes, 512)
+        assert int(dut.rd_error.value)
+        assert not int(dut.wr_error.value)
+        await tb.write(addr, 2, row_bytes, 512, bytes(2 * row_bytes))
+        assert int(dut.wr_error.value)
+        dut.clear.value = 1
+        await RisingEdge(dut.clk)
+        dut.clear.value = 0
+        await RisingEdge(dut.clk)
+        assert not int(dut.rd_error.value) and not int(dut.wr_error.value)
+    # The DMA still works after errors.
+    tb.ram.write(0x100, bytes(range(64)))
+    assert await tb.read(0x100, 1, 64, 64) == bytes(range(64))
+    await tb.wait_idle("rd_idle")
+    await tb.wait_idle("wr_idle")
+
+
+@cocotb.test()
+async def dma_throughput(dut):
+    """Without back-pressure, a long aligned transfer streams one bus word per cycle."""
+    args = test_args()
+    tb = TB(dut, args["seed"], stress=False)
+    await tb.reset()
+    total = 8192
+    words = total // tb.nbytes
+    counter = ClockCounter(dut.clk)
+    await tb.read(0, 1, total, total)
+    read_cycles = counter.stop()
+    counter = ClockCounter(dut.clk)
+    await tb.write(0x4000, 1, total, total, bytes(total))
+    write_cycles = counter.stop()
+    dut._log.info("read %d words in %d cycles, write in %d cycles", words, read_cycles,
+                  write_cycles)
+    # Each burst costs the RAM model a cycle or two of address handshake.
+    assert read_cycles <= words * 1.2 + 40, read_cycles
+    assert write_cycles <= words * 1.3 + 40, write_cycles
+
+
+@pytest.mark.parametrize("data_bits,max_burst,seed", [(64, 16, 1), (32, 256, 2), (128, 4, 3)])
+def test_dma(data_bits, max_burst, seed):
+    run_cocotb(AxiDma(data_bits=data_bits, addr_bits=32, max_burst=max_burst),
+               test_module=__name__, build_name=f"seml-dma-d{data_bits}-b{max_burst}",
+               test_args={"seed": seed, "data_bits": data_bits, "addr_bits": 32,
+                          "transfers": 24})
+
+
+def test_dma_parameters():
+    with pytest.raises(ValueError, match=r"Data width must be one of 32, 64, 128, 256, 512, "
+                                         r"not 48"):
+        AxiDma(data_bits=48)
+    with pytest.raises(TypeError, match=r"Data width must be an integer, not '64'"):
+        AxiDma(data_bits="64")
+    with pytest.raises(ValueError, match=r"Address width must be between 16 and 64, not 12"):
+        AxiDma(addr_bits=12)
+    with pytest.raises(ValueError, match=r"Maximum burst must be a power of two between 1 and "
+                                         r"256, not 3"):
+        AxiDma(max_burst=3)
+    with pytest.raises(TypeError, match=r"Maximum burst must be an integer, not 4.0"):
+        AxiDma(max_burst=4.0)
+    with pytest.raises(ValueError, match=r"Outstanding bursts must be a power of two between 1 "
+                                         r"and 16, not 0"):
+        AxiDma(outstanding=0)
