@@ -43,7 +43,7 @@ from numbers import Integral
 import numpy as np
 
 __all__ = [
-    "qrange", "round_shift", "requantize", "fixed_point_multiplier",
+    "qrange", "round_shift", "requantize", "fixed_point_multiplier", "shared_shift_multipliers",
     "conv2d", "conv1d", "fully_connected",
     "max_pool2d", "sum_pool2d", "avg_pool2d", "global_avg_pool",
     "add", "concat",
@@ -344,6 +344,33 @@ def fixed_point_multiplier(real, mult_bits=16, max_shift=MAX_SHIFT):
         return ms[0], ss[0]
     return (np.array(ms, dtype=np.int64).reshape(arr.shape),
             np.array(ss, dtype=np.int64).reshape(arr.shape))
+
+
+def shared_shift_multipliers(reals, mult_bits=16, max_shift=MAX_SHIFT):
+    """Multipliers ``m[i] / 2**s ~ reals[i]`` with one common shift ``s``.
+
+    For :func:`add` and :func:`concat`, whose inputs share the shift. The largest scale
+    gets the full ``mult_bits`` of precision; the others as many bits as it leaves them.
+
+    Parameters
+    ----------
+    reals : sequence of float
+        Positive, finite scale factors (e.g. ``s_a / s_out``, ``s_b / s_out``).
+    mult_bits, max_shift : int
+        As :func:`fixed_point_multiplier`.
+
+    Returns
+    -------
+    (m, s) : (list of int, int)
+    """
+    arr = np.asarray(reals, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"reals must be a non-empty 1-D sequence, not {reals!r}")
+    _, s = fixed_point_multiplier(float(arr.max()), mult_bits, max_shift)
+    if not np.all(arr > 0):  # the largest was checked; a smaller one may still be <= 0
+        raise ValueError(f"reals must be positive and finite, not {reals!r}")
+    ms = [math.floor(Fraction(float(r)) * Fraction(2) ** s + Fraction(1, 2)) for r in arr]
+    return ms, s
 
 
 # Convolution ----------------------------------------------------------------------------

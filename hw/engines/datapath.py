@@ -11,8 +11,8 @@ stalls, everything holds, including the ``ready`` of every input stream.
 The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
 
 - :class:`Pipeline` — stage registers, delays and a pipelined adder tree on one enable;
-- :func:`weight_product` — multiply an activation by a weight of any weight scheme;
-- :func:`requantize` — ``clamp(round_shift(acc * m, s), lo, hi)`` in three stages;
+- :func:`multiply` — a registered activation x weight product, any weight scheme;
+- :func:`requant_tail` — ``clamp(round_shift(acc * m, s), lo, hi)`` into the output;
 - :class:`JobControl` — the command handshake (run-time configuration or constants);
 - :func:`window_stream` — line buffer + KxK window generator with stride and padding;
 - :func:`accumulate` — the output buffer that sums partial results over input tiles.
@@ -20,23 +20,25 @@ The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.utils import bits_for
 
 from .. import weight_codes
 from ..arch import ArchConfig
+from ..blocks.pe import MultiplierElement
+from ..blocks.requant import RequantUnit
 
-__all__ = ["Pipeline", "weight_product", "weight_shape", "product_bits", "requantize",
-           "JobControl", "window_stream", "accumulate", "check_arch", "TILE_BITS",
-           "REQUANT_LATENCY"]
+__all__ = ["Pipeline", "multiply", "weight_shape", "requant_tail", "JobControl",
+           "window_stream", "accumulate", "param_layout", "check_arch", "check_fixed",
+           "frame_fields", "frame_checks", "check_frame", "TILE_BITS", "REQUANT_LATENCY"]
 
 #: Width of the input-channel tile count of a job (up to 4095 tiles of Pi channels).
 TILE_BITS = 12
 
-#: Pipeline stages of :func:`requantize`.
-REQUANT_LATENCY = 3
+#: Pipeline stages of :func:`requant_tail`.
+REQUANT_LATENCY = RequantUnit.latency
 
 
 def check_arch(arch, overrides):
@@ -108,46 +110,52 @@ def weight_shape(arch: ArchConfig):
                                             arch.pot_exp_bits))
 
 
-def product_bits(arch: ArchConfig) -> int:
-    """Signed width of one activation x weight product."""
-    return arch.act_bits + weight_codes.value_bits(arch.weight_scheme, arch.weight_bits,
-                                                   arch.pot_exp_bits)
+def multiply(m: Module, pipe: Pipeline, x, code, arch: ArchConfig, name):
+    """Registered product ``x * decode(code)`` (one stage), any weight scheme.
 
-
-def _pot_product(x, code, exp_bits, width):
-    zero = code[exp_bits + 1]
-    sign = code[exp_bits]
-    shifted = (x << code[:exp_bits]).as_signed()
-    return Mux(zero, 0, Mux(sign, -shifted, shifted))[:width].as_signed()
-
-
-def weight_product(x, code, arch: ArchConfig):
-    """``x * decode(code)`` as a combinational value of :func:`product_bits` bits.
-
-    Uniform weights use a multiplier; PoT weights a shifter and a conditional negation;
-    APoT weights two of those and an adder (see :mod:`hw.weight_codes`).
+    Uses :class:`hw.blocks.pe.MultiplierElement`: a multiplier for uniform weights,
+    shifters for PoT / APoT codes.
     """
-    width = product_bits(arch)
-    if arch.weight_scheme == "uniform":
-        return (x * code)[:width].as_signed()
-    exp_bits = arch.pot_exp_bits
-    if arch.weight_scheme == "pot":
-        return _pot_product(x, code, exp_bits, width)
-    half = 2 + exp_bits
-    return (_pot_product(x, code[:half], exp_bits, width)
-            + _pot_product(x, code[half:], exp_bits, width))[:width].as_signed()
+    me = MultiplierElement(arch.weight_scheme, arch.act_bits, arch.weight_bits,
+                           arch.pot_exp_bits, registered=True)
+    m.submodules[name] = me
+    m.d.comb += [me.a.eq(x), me.w.eq(code), me.en.eq(pipe.en)]
+    return me.p
 
 
-def requantize(pipe: Pipeline, acc, mult, shift, lo, hi, out_bits, name):
-    """``clamp(round_shift(acc * mult, shift), lo, hi)`` over :data:`REQUANT_LATENCY` stages.
+def requant_tail(m: Module, pipe: Pipeline, *, acc, valid, lo, hi, o, mult=None, shift=None,
+                 layer_mult=None, layer_shift=None, acc_bits: int, arch: ArchConfig):
+    """Requantize ``acc`` lanes into the output stream ``o`` and drive ``pipe.en``.
 
-    ``mult``, ``shift``, ``lo`` and ``hi`` must hold still while a beat is in flight.
+    A :class:`hw.blocks.requant.RequantUnit` holds the last :data:`REQUANT_LATENCY`
+    stages; it stalls as a whole on ``o``, and so, through its ``i.ready``, does
+    ``pipe``. Per-lane ``mult`` / ``shift`` lists, or one ``layer_mult`` /
+    ``layer_shift`` for every lane.
+
+    Returns a signal that is high while the unit holds any beat.
     """
-    product = pipe.reg(acc * mult, f"{name}_prod")
-    rounding = (Const(1, 1) << shift)[1:]
-    shifted = pipe.reg((product + rounding) >> shift, f"{name}_shifted")
-    clamped = Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted))
-    return pipe.reg(clamped[:out_bits].as_signed(), f"{name}_out", shape=signed(out_bits))
+    per_channel = mult is not None
+    rq = RequantUnit(len(acc), acc_bits, arch.act_bits, arch.mult_bits, arch.shift_bits,
+                     per_channel=per_channel)
+    m.submodules.requant = rq
+    m.d.comb += [
+        pipe.en.eq(rq.i.ready),
+        rq.i.valid.eq(valid),
+        rq.lo.eq(lo),
+        rq.hi.eq(hi),
+        o.valid.eq(rq.o.valid),
+        rq.o.ready.eq(o.ready),
+    ]
+    for i, a in enumerate(acc):
+        m.d.comb += rq.i.payload.acc[i].eq(a)
+        if per_channel:
+            m.d.comb += [rq.i.payload.m[i].eq(mult[i]), rq.i.payload.s[i].eq(shift[i])]
+        m.d.comb += o.payload[i].eq(rq.o.payload.y[i])
+    if not per_channel:
+        m.d.comb += [rq.m.eq(layer_mult), rq.s.eq(layer_shift)]
+    inflight = Signal(range(REQUANT_LATENCY + 2), name="requant_inflight")
+    m.d.sync += inflight.eq(inflight + (rq.i.valid & rq.i.ready) - (rq.o.valid & rq.o.ready))
+    return inflight != 0
 
 
 class JobControl:

@@ -137,8 +137,9 @@ class AxiDma(wiring.Component):
         its final word, whose bytes past the transfer length are zero.
     wr_cmd : In(stream.Signature(DmaCommand(addr_bits)))
         Write (stream to DDR) transfers.
-    wr_data : In(stream.Signature(data_bits))
-        Packed bytes for the current write transfer, ``ceil(total / bytes)`` words.
+    wr_data : In(stream.Signature({"data": data_bits, "last": 1}))
+        Packed bytes for the current write transfer, ``ceil(total / bytes)`` words,
+        ``last`` set on the final one (its bytes past the transfer are ignored).
     rd_idle, wr_idle : Out(1)
         No transfer of that direction is in progress (for writes: every response
         has arrived, so the data is in DDR).
@@ -209,7 +210,7 @@ class AxiDma(wiring.Component):
             "rd_cmd": In(stream.Signature(DmaCommand(addr_bits))),
             "rd_data": Out(stream.Signature(data.StructLayout({"data": data_bits, "last": 1}))),
             "wr_cmd": In(stream.Signature(DmaCommand(addr_bits))),
-            "wr_data": In(stream.Signature(data_bits)),
+            "wr_data": In(stream.Signature(data.StructLayout({"data": data_bits, "last": 1}))),
             "rd_idle": Out(1),
             "wr_idle": Out(1),
             "rd_error": Out(1),
@@ -359,33 +360,42 @@ class AxiDma(wiring.Component):
             wleft_now.eq(Mux(wfirst, wr_r.nbytes, wseg_left)),
             wneed.eq(Mux(wleft_now < nbytes - wlane, wleft_now, nbytes - wlane)),
         ]
-        # A word is taken only while the beat lacks bytes, so at most ``nbytes - 1``
-        # bytes wait in ``wacc`` before it arrives and the padding of the last word is
-        # dropped at the end of the transfer.
-        m.d.comb += self.wr_data.ready.eq(wr_desc.r_rdy & (wfill < wneed))
+        # Words are taken while there is room; after the transfer's ``last`` word no more
+        # are taken until its final beat has gone, which also drops the padding.
+        got_last = Signal()
         w_fire = Signal()
+        in_fire = Signal()
         m.d.comb += [
+            self.wr_data.ready.eq(~got_last & (wfill <= nbytes)),
+            in_fire.eq(self.wr_data.valid & self.wr_data.ready),
             self.m_axi_wvalid.eq(wr_desc.r_rdy & (wfill >= wneed)),
             self.m_axi_wdata.eq((wacc << (wlane * 8))[:width]),
             self.m_axi_wstrb.eq(((Const(1, nbytes + 1) << wneed) - 1) << wlane),
             self.m_axi_wlast.eq(wleft_now == wneed),
             w_fire.eq(self.m_axi_wvalid & self.m_axi_wready),
         ]
-        with m.If(self.wr_data.valid & self.wr_data.ready):
+        wbase = Signal(2 * width)
+        wbase_fill = Signal(range(2 * nbytes + 1))
+        m.d.comb += [
+            wbase.eq(Mux(w_fire, wacc >> (wneed * 8), wacc)),
+            wbase_fill.eq(Mux(w_fire, wfill - wneed, wfill)),
+        ]
+        m.d.sync += [wacc.eq(wbase), wfill.eq(wbase_fill)]
+        with m.If(in_fire):
             m.d.sync += [
-                wacc.eq(wacc | (self.wr_data.payload << (wfill * 8))),
-                wfill.eq(wfill + nbytes),
+                wacc.eq(wbase | (self.wr_data.payload.data << (wbase_fill * 8))),
+                wfill.eq(wbase_fill + nbytes),
             ]
+            with m.If(self.wr_data.payload.last):
+                m.d.sync += got_last.eq(1)
         with m.If(w_fire):
             m.d.sync += [
-                wacc.eq(wacc >> (wneed * 8)),
-                wfill.eq(wfill - wneed),
                 wseg_left.eq(wleft_now - wneed),
                 wfirst.eq(self.m_axi_wlast),
             ]
             with m.If(self.m_axi_wlast):
                 m.d.comb += wr_desc.r_en.eq(1)
                 with m.If(wr_r.last):
-                    m.d.sync += [wacc.eq(0), wfill.eq(0)]
+                    m.d.sync += [wacc.eq(0), wfill.eq(0), got_last.eq(0)]
         m.d.comb += self.wr_idle.eq(~wr.active & ~wr_desc.r_rdy & (pending == 0))
         return m

@@ -1,0 +1,440 @@
+"""Quantization pass: calibrate a float graph and give every layer integer parameters.
+
+The pass follows ARCHITECTURE.md "Numerics": every tensor gets a scale
+(``real = scale * integer``), every layer a requantization
+``clamp(round_shift(acc * m, s), lo, hi)``. Three scale modes:
+
+``"per_channel"``
+    Float activation scales per tensor, float weight scales per output channel,
+    a multiplier and shift per output channel.
+``"per_layer"``
+    As above with one weight scale (and one multiplier) per layer.
+``"pot"``
+    Dynamic fixed point (seed 002): every scale is a power of two chosen per
+    layer, so convolutions requantize with a pure shift (``m = 1``). Pooling,
+    residual adds and concats still use a multiplier where a ratio is not a
+    power of two (``1/9`` of a 3x3 average).
+
+Weights follow the arch's scheme: uniform, PoT or APoT
+(:mod:`compiler.quant.weights`). Each layer's accumulator is proven not to
+overflow ``acc_bits``; a layer that could is refused with a
+:class:`~compiler.errors.QuantizationError`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compiler.errors import QuantizationError
+from compiler.ir import Activation, Graph, Layer, LayerQuant, OpKind, WEIGHTED_KINDS, run_float
+from compiler.quant.multiplier import (decompose_multiplier, decompose_multipliers,
+                                       decompose_shared_shift)
+from compiler.quant.overflow import check_bias, prove_accumulator, prove_sum
+from compiler.quant.report import LayerReport, QuantReport
+from compiler.quant.scales import check_width, float_scale, frac_bits_for, qrange, tensor_range
+from compiler.quant.weights import WEIGHT_SCHEMES, quantize_weights
+
+__all__ = ["QuantConfig", "SCALE_MODES", "quantize", "calibrate", "load_calibration",
+           "random_calibration", "quantize_with_scales", "input_to_ir"]
+
+SCALE_MODES = ("per_channel", "per_layer", "pot")
+
+#: Random samples drawn when the user gives no calibration data.
+DEFAULT_RANDOM_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Widths and choices of one quantization.
+
+    Parameters
+    ----------
+    act_bits, weight_bits : int
+        Signed widths, 4 to 16.
+    weight_scheme : str
+        ``"uniform"``, ``"pot"`` or ``"apot"``.
+    scale_mode : str
+        One of :data:`SCALE_MODES`.
+    pot_exp_bits : int
+        Exponent field width of PoT / APoT weight codes.
+    bias_bits, acc_bits, mult_bits, shift_bits : int
+        Hardware widths the integers must fit (from :class:`hw.arch.ArchConfig`).
+    percentile : float or None
+        Clip activation ranges to this percentile of ``|x|`` (``None``: max-abs).
+    """
+
+    act_bits: int = 8
+    weight_bits: int = 8
+    weight_scheme: str = "uniform"
+    scale_mode: str = "per_channel"
+    pot_exp_bits: int = 3
+    bias_bits: int = 32
+    acc_bits: int = 32
+    mult_bits: int = 16
+    shift_bits: int = 6
+    percentile: float | None = None
+
+    def __post_init__(self):
+        check_width("act_bits", self.act_bits)
+        check_width("weight_bits", self.weight_bits)
+        if self.weight_scheme not in WEIGHT_SCHEMES:
+            raise QuantizationError(
+                f"weight_scheme must be one of {', '.join(WEIGHT_SCHEMES)}, "
+                f"not {self.weight_scheme!r}")
+        if self.scale_mode not in SCALE_MODES:
+            raise QuantizationError(
+                f"scale_mode must be one of {', '.join(SCALE_MODES)}, not {self.scale_mode!r}")
+        if self.percentile is not None and not 0.0 < self.percentile <= 100.0:
+            raise QuantizationError(
+                f"percentile must be in (0, 100], not {self.percentile!r}")
+
+    @classmethod
+    def from_arch(cls, arch, **overrides) -> QuantConfig:
+        """Widths and weight scheme of an :class:`hw.arch.ArchConfig`, plus ``overrides``."""
+        params = dict(act_bits=arch.act_bits, weight_bits=arch.weight_bits,
+                      weight_scheme=arch.weight_scheme, pot_exp_bits=arch.pot_exp_bits,
+                      bias_bits=arch.bias_bits, acc_bits=arch.acc_bits,
+                      mult_bits=arch.mult_bits, shift_bits=arch.shift_bits)
+        params.update(overrides)
+        return cls(**params)
+
+    @property
+    def pot(self) -> bool:
+        return self.scale_mode == "pot"
+
+
+# Calibration data ------------------------------------------------------------------------
+
+def input_to_ir(graph: Graph, name: str, batch) -> np.ndarray:
+    """Reshape a batch of samples of graph input ``name`` to ``(N, C, H, W)``.
+
+    Accepts the IR's per-sample shape or any shape of the same size per sample
+    (a 1-D model's ``(C, L)`` becomes ``(C, 1, L)``), with or without a leading
+    batch axis of 1 per sample.
+    """
+    shape = graph.tensors[name].shape
+    x = np.asarray(batch, dtype=np.float32)
+    size = math.prod(shape)
+    if x.ndim == 0 or x.size % size or x.size == 0:
+        raise QuantizationError(
+            f"Samples for graph input {name!r} must hold whole samples of shape {shape} "
+            f"({size} values each), not an array of shape {x.shape}")
+    if x.size == size and x.shape[0] != 1 and x.ndim == len(shape):
+        return x.reshape((1,) + shape)
+    return x.reshape((x.size // size,) + shape)
+
+
+def load_calibration(graph: Graph, source) -> dict[str, np.ndarray]:
+    """Calibration samples for every graph input, as ``(N, C, H, W)`` float32 arrays.
+
+    Parameters
+    ----------
+    source : str, Path, ndarray or dict
+        A ``.npy`` file (one array: the samples of the single input), a ``.npz``
+        file (one array per input name, or a single array), an array or a dict
+        of arrays.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise QuantizationError(f"Calibration file {path} does not exist; pass a .npy or "
+                                    f".npz file of input samples")
+        if path.suffix == ".npy":
+            source = np.load(path, allow_pickle=False)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                source = {k: data[k] for k in data.files}
+            if len(source) == 1 and next(iter(source)) not in graph.inputs:
+                source = next(iter(source.values()))
+        else:
+            raise QuantizationError(f"Calibration file {path} must be .npy or .npz, not "
+                                    f"{path.suffix or 'without extension'}")
+    if not isinstance(source, dict):
+        if len(graph.inputs) != 1:
+            raise QuantizationError(
+                f"Model has {len(graph.inputs)} inputs ({', '.join(graph.inputs)}); give "
+                f"calibration samples as an .npz with one array per input name")
+        source = {graph.inputs[0]: source}
+    missing = [n for n in graph.inputs if n not in source]
+    if missing:
+        raise QuantizationError(f"Calibration data lacks samples for graph input(s) "
+                                f"{', '.join(missing)}; present: {', '.join(source)}")
+    batches = {n: input_to_ir(graph, n, source[n]) for n in graph.inputs}
+    counts = {len(b) for b in batches.values()}
+    if len(counts) != 1:
+        raise QuantizationError(f"Calibration inputs hold different sample counts: "
+                                f"{ {n: len(b) for n, b in batches.items()} }")
+    for n, b in batches.items():
+        if not np.all(np.isfinite(b)):
+            raise QuantizationError(f"Calibration samples for {n!r} contain inf or NaN")
+    return batches
+
+
+def random_calibration(graph: Graph, samples: int = DEFAULT_RANDOM_SAMPLES,
+                       seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded standard-normal samples for every graph input."""
+    rng = np.random.default_rng(seed)
+    return {n: rng.standard_normal((samples,) + graph.tensors[n].shape).astype(np.float32)
+            for n in graph.inputs}
+
+
+def calibrate(graph: Graph, batches: dict[str, np.ndarray],
+              percentile: float | None = None) -> dict[str, float]:
+    """Per-tensor range (max-abs or percentile of ``|x|``) from running the float graph."""
+    n = len(next(iter(batches.values())))
+    if percentile is None:
+        ranges = {}
+        for i in range(n):
+            values = run_float(graph, {k: v[i] for k, v in batches.items()}, keep_all=True)
+            for name, v in values.items():
+                ranges[name] = max(ranges.get(name, 0.0), float(np.abs(v).max()))
+        return ranges
+    collected: dict[str, list[np.ndarray]] = {}
+    for i in range(n):
+        values = run_float(graph, {k: v[i] for k, v in batches.items()}, keep_all=True)
+        for name, v in values.items():
+            collected.setdefault(name, []).append(v)
+    return {name: tensor_range(vs, percentile) for name, vs in collected.items()}
+
+
+# Integer parameters ----------------------------------------------------------------------
+
+def _is_pot(x: float) -> bool:
+    return x > 0 and math.log2(x) == round(math.log2(x))
+
+
+def _frac(scale: float) -> int | None:
+    return -round(math.log2(scale)) if _is_pot(scale) else None
+
+
+def _clamp_bounds(layer: Layer, scale: float, bits: int) -> tuple[int, int]:
+    """The activation as an integer clamp at the output scale."""
+    lo, hi = qrange(bits)
+    f_lo, f_hi = layer.act_bounds
+    if math.isfinite(f_lo):
+        lo = max(lo, min(hi, round(f_lo / scale)))
+    if math.isfinite(f_hi):
+        hi = min(hi, max(lo, round(f_hi / scale)))
+    return int(lo), int(hi)
+
+
+class _Quantizer:
+    """Walks a graph in order, giving each tensor a scale and each layer its integers."""
+
+    def __init__(self, graph: Graph, cfg: QuantConfig, out_scale, weight_fn):
+        self.graph = graph
+        self.cfg = cfg
+        self.out_scale = out_scale      # (layer or input tensor name, proposed) -> scale
+        self.weight_fn = weight_fn      # layer -> (w_int, w_scale per channel)
+        self.int_range: dict[str, tuple[int, int]] = {}
+        self.rows: list[LayerReport] = []
+
+    def run(self) -> None:
+        full = qrange(self.cfg.act_bits)
+        for name in self.graph.inputs:
+            self.graph.tensors[name].scale = self.out_scale(name, None)
+            self.int_range[name] = full
+        for layer in self.graph.layers:
+            self.layer(layer)
+
+    def scale(self, tensor: str) -> float:
+        return self.graph.tensors[tensor].scale
+
+    def where(self, layer: Layer) -> str:
+        return f"Layer {layer.name!r}"
+
+    def finish(self, layer, q: LayerQuant, out_scale, *, sparsity=None, acc_bound=None):
+        q.output_scale = float(out_scale)
+        q.input_scales = tuple(self.scale(t) for t in layer.inputs)
+        q.act_bits = self.cfg.act_bits
+        q.weight_bits = self.cfg.weight_bits
+        layer.quant = q
+        self.graph.tensors[layer.output].scale = float(out_scale)
+        self.int_range[layer.output] = (q.lo, q.hi)
+        m = np.asarray(q.input_m if q.input_m else q.m)
+        self.rows.append(LayerReport(
+            name=layer.name, kind=layer.kind.value, output_scale=float(out_scale),
+            frac_bits=_frac(out_scale), m_min=int(m.min()), m_max=int(m.max()),
+            s_min=int(q.s.min()), s_max=int(q.s.max()), per_channel=q.m.size > 1,
+            lo=q.lo, hi=q.hi, weight_scheme=q.weight_scheme if q.weight is not None else None,
+            sparsity=sparsity, acc_bound=acc_bound))
+
+    def layer(self, layer: Layer) -> None:
+        kind = layer.kind
+        if kind in WEIGHTED_KINDS:
+            self.weighted(layer)
+        elif kind in (OpKind.MAXPOOL, OpKind.PAD):
+            # Pass-through: the output keeps the input's scale and range.
+            s_in = self.scale(layer.inputs[0])
+            lo, hi = self.int_range[layer.inputs[0]]
+            q = LayerQuant(lo=lo, hi=hi)
+            self.finish(layer, q, s_in)
+        elif kind in (OpKind.AVGPOOL, OpKind.GAP):
+            self.average(layer)
+        elif kind in (OpKind.ADD, OpKind.CONCAT):
+            self.merge(layer)
+        else:
+            raise QuantizationError(f"{self.where(layer)}: cannot quantize kind {kind.value!r}")
+
+    def weighted(self, layer: Layer) -> None:
+        cfg = self.cfg
+        where = self.where(layer)
+        s_in = self.scale(layer.inputs[0])
+        w_int, w_scale = self.weight_fn(layer)
+        acc_scale = s_in * w_scale
+        out_scale = self.out_scale(layer.output, layer)
+        if cfg.pot:
+            # With m = 1 the output cannot be finer than the accumulator.
+            out_scale = max(out_scale, float(acc_scale.max()))
+        bias = None
+        if layer.bias is not None:
+            bias = np.rint(layer.bias.astype(np.float64) / acc_scale).astype(np.int64)
+            check_bias(layer.name, bias, cfg.bias_bits)
+        reals = acc_scale / out_scale
+        if cfg.pot or np.all(reals == reals[0]):
+            m, s = decompose_multiplier(reals[0], cfg.mult_bits, cfg.shift_bits,
+                                        power_of_two=cfg.pot, where=where)
+            m, s = np.array([m], dtype=np.int64), np.array([s], dtype=np.int64)
+        else:
+            m, s = decompose_multipliers(reals, cfg.mult_bits, cfg.shift_bits, where=where)
+        lo, hi = _clamp_bounds(layer, out_scale, cfg.act_bits)
+        in_lo, in_hi = self.int_range[layer.inputs[0]]
+        bound = prove_accumulator(layer.name, w_int, in_lo, in_hi, cfg.acc_bits, bias=bias,
+                                  multiplier=m)
+        q = LayerQuant(weight_scheme=cfg.weight_scheme, weight=w_int, bias=bias,
+                       weight_scale=np.asarray(w_scale, dtype=np.float64), m=m, s=s,
+                       lo=lo, hi=hi)
+        sparsity = float(np.mean(w_int == 0))
+        self.finish(layer, q, out_scale, sparsity=sparsity, acc_bound=bound)
+
+    def average(self, layer: Layer) -> None:
+        cfg = self.cfg
+        src = layer.inputs[0]
+        s_in = self.scale(src)
+        c, h, w = self.graph.tensors[src].shape
+        window = h * w if layer.kind is OpKind.GAP else layer.kernel[0] * layer.kernel[1]
+        out_scale = self.out_scale(layer.output, layer)
+        m, s = decompose_multiplier(s_in / (window * out_scale), cfg.mult_bits, cfg.shift_bits,
+                                    where=self.where(layer))
+        in_lo, in_hi = self.int_range[src]
+        bound = prove_sum(layer.name, [(window, max(-in_lo, in_hi))], cfg.acc_bits,
+                          multiplier=[m])
+        lo, hi = _clamp_bounds(layer, out_scale, cfg.act_bits)
+        q = LayerQuant(m=np.array([m], dtype=np.int64), s=np.array([s], dtype=np.int64),
+                       lo=lo, hi=hi)
+        self.finish(layer, q, out_scale, acc_bound=bound)
+
+    def merge(self, layer: Layer) -> None:
+        cfg = self.cfg
+        out_scale = self.out_scale(layer.output, layer)
+        reals = [self.scale(t) / out_scale for t in layer.inputs]
+        ms, s = decompose_shared_shift(reals, cfg.mult_bits, cfg.shift_bits,
+                                       power_of_two=cfg.pot, where=self.where(layer))
+        terms = [(mi, max(-self.int_range[t][0], self.int_range[t][1]))
+                 for mi, t in zip(ms, layer.inputs)]
+        if layer.kind is OpKind.ADD:
+            bound = prove_sum(layer.name, terms, cfg.acc_bits)
+        else:
+            bound = max(int(a) * int(b) for a, b in terms)
+        lo, hi = _clamp_bounds(layer, out_scale, cfg.act_bits)
+        q = LayerQuant(s=np.array([s], dtype=np.int64), lo=lo, hi=hi,
+                       input_m=tuple(int(x) for x in ms))
+        self.finish(layer, q, out_scale, acc_bound=bound)
+
+
+def quantize_with_scales(graph: Graph, cfg: QuantConfig, out_scale, weight_fn) -> list:
+    """Fill every layer's :class:`LayerQuant` and every tensor's scale, in place.
+
+    ``out_scale(tensor, layer)`` proposes the scale of a tensor (``layer`` is
+    ``None`` for graph inputs); ``weight_fn(layer)`` returns integer weights and
+    their per-output-channel scales. Used by :func:`quantize` (calibrated scales)
+    and by the QDQ import (scales from the model). Returns the report rows.
+    """
+    q = _Quantizer(graph, cfg, out_scale, weight_fn)
+    q.run()
+    return q.rows
+
+
+# The pass --------------------------------------------------------------------------------
+
+def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, *,
+             arch=None, random_samples: int = DEFAULT_RANDOM_SAMPLES, seed: int = 0,
+             ranges: dict[str, float] | None = None) -> tuple[Graph, QuantReport]:
+    """Quantize a float graph.
+
+    Parameters
+    ----------
+    graph : Graph
+        Float graph (folded and fused); not modified.
+    config : QuantConfig, optional
+        Widths and choices; default from ``arch`` (or the default arch).
+    calibration : str, Path, ndarray, dict or None
+        Calibration samples (see :func:`load_calibration`). ``None`` draws
+        ``random_samples`` seeded random inputs and warns: scales from random
+        inputs only approximate those of real data.
+    arch : hw.arch.ArchConfig, optional
+        Source of the widths when ``config`` is not given.
+    ranges : dict, optional
+        Precomputed per-tensor ranges (skips running the float graph).
+
+    Returns
+    -------
+    (Graph, QuantReport)
+        A quantized copy of the graph and the report.
+    """
+    if config is None:
+        if arch is None:
+            from hw.arch import ArchConfig
+            arch = ArchConfig()
+        config = QuantConfig.from_arch(arch)
+    out = graph.copy()
+    notes = []
+    if ranges is None:
+        if calibration is None:
+            msg = (f"No calibration data given: scales of {graph.name!r} come from "
+                   f"{random_samples} seeded random inputs (seed {seed}); pass real input "
+                   f"samples (.npy/.npz) for representative ranges")
+            warnings.warn(msg, stacklevel=2)
+            notes.append(msg)
+            batches = random_calibration(graph, random_samples, seed)
+            source = f"random (seed {seed})"
+        else:
+            batches = load_calibration(graph, calibration)
+            source = str(calibration) if isinstance(calibration, (str, Path)) else "samples"
+        count = len(next(iter(batches.values())))
+        ranges = calibrate(graph, batches, config.percentile)
+    else:
+        source, count = "precomputed ranges", 0
+
+    def out_scale(tensor, layer):
+        if tensor not in ranges:
+            raise QuantizationError(f"No calibration range for tensor {tensor!r}; the "
+                                    f"calibration did not reach it")
+        r = ranges[tensor]
+        if layer is not None:
+            # The clamp bounds the range: a ReLU6 output never exceeds 6.
+            f_lo, f_hi = layer.act_bounds
+            r = min(r, max(abs(f_lo) if math.isfinite(f_lo) else r,
+                           abs(f_hi) if math.isfinite(f_hi) else r))
+        if config.pot:
+            return 2.0 ** -frac_bits_for(r, config.act_bits)
+        return float_scale(r, config.act_bits)
+
+    def weight_fn(layer):
+        return quantize_weights(layer.weight, config.weight_bits, scheme=config.weight_scheme,
+                                pot_exp_bits=config.pot_exp_bits,
+                                per_channel=config.scale_mode == "per_channel",
+                                pot_scales=config.pot, where=f"Layer {layer.name!r}")
+
+    rows = quantize_with_scales(out, config, out_scale, weight_fn)
+    out.validate()
+    report = QuantReport(model=graph.name, act_bits=config.act_bits,
+                         weight_bits=config.weight_bits, weight_scheme=config.weight_scheme,
+                         scale_mode=config.scale_mode, calibration=source,
+                         calibration_samples=count, layers=rows, warnings=notes)
+    return out, report
