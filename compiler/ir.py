@@ -39,7 +39,9 @@ import numpy as np
 
 __all__ = [
     "OpKind", "Activation", "Tensor", "LayerQuant", "Layer", "HostOp", "Graph",
-    "IRError", "run_float", "WEIGHTED_KINDS", "SPATIAL_KINDS",
+    "IRError", "run_float", "infer_shape", "conv_kind", "classify_clamp",
+    "combine_activations", "WEIGHTED_KINDS", "SPATIAL_KINDS",
+    "FRONTEND_KINDS",
 ]
 
 
@@ -70,7 +72,22 @@ class OpKind(enum.Enum):
     #: Zero padding of a tensor that could not be folded into its consumer.
     PAD = "pad"
 
+    # Kinds the frontend emits and the lowering passes remove (see FRONTEND_KINDS).
 
+    #: Per-channel affine ``y = x * weight[c] + bias[c]`` (BatchNormalization, or an
+    #: Add / Mul with a constant); folded into the producing layer or lowered to a
+    #: depthwise 1x1 conv.
+    SCALE = "scale"
+    #: A lone activation; fused into the producing layer.
+    ACTIVATION = "activation"
+    #: Flatten to ``(C * H * W, 1, 1)``; absorbed by the fully connected layer it feeds.
+    FLATTEN = "flatten"
+    #: No operation (Dropout, Identity, a no-op Reshape); removed.
+    IDENTITY = "identity"
+
+
+#: Kinds that exist only between the frontend and the end of the lowering passes.
+FRONTEND_KINDS = frozenset({OpKind.SCALE, OpKind.ACTIVATION, OpKind.FLATTEN, OpKind.IDENTITY})
 #: Kinds that carry weights (and a bias).
 WEIGHTED_KINDS = frozenset({OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC})
 #: Kinds that slide a ``kernel`` window with ``stride`` and ``pads``.
@@ -274,6 +291,9 @@ class Graph:
         Operations run on the host after the accelerator, in order.
     notes : list of str
         Remarks made while importing (e.g. a dynamic batch fixed to 1).
+    lowered : bool
+        Set by the last lowering pass: from then on :data:`FRONTEND_KINDS` are
+        invalid and every layer maps onto an engine.
     """
 
     name: str
@@ -283,6 +303,7 @@ class Graph:
     layers: list[Layer] = field(default_factory=list)
     host_ops: list[HostOp] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    lowered: bool = False
 
     # Queries ------------------------------------------------------------------------
 
@@ -352,6 +373,9 @@ class Graph:
         names = set()
         consumed = set()
         for layer in self.layers:
+            if self.lowered and layer.kind in FRONTEND_KINDS:
+                raise IRError(f"Layer {layer.name!r} of kind {layer.kind.value} remains in a "
+                              f"lowered graph")
             if layer.name in names:
                 raise IRError(f"Layer name {layer.name!r} used twice")
             names.add(layer.name)
@@ -423,11 +447,19 @@ class Graph:
                 raise IRError(f"{where} has clip bounds {layer.clip!r}, not (lo, hi), lo < hi")
         elif layer.clip is not None:
             raise IRError(f"{where} has clip bounds but activation {layer.activation.value}")
-        if layer.kind in (OpKind.MAXPOOL, OpKind.PAD, OpKind.CONCAT) \
-                and layer.activation is not Activation.NONE:
+        if layer.kind in (OpKind.PAD, OpKind.CONCAT, OpKind.FLATTEN, OpKind.IDENTITY,
+                          OpKind.SCALE) and layer.activation is not Activation.NONE:
             raise IRError(f"{where} cannot carry an activation")
+        if layer.kind is OpKind.ACTIVATION and layer.activation is Activation.NONE:
+            raise IRError(f"{where} has no activation")
         if layer.kind in WEIGHTED_KINDS:
             self._check_weights(layer, where)
+        elif layer.kind is OpKind.SCALE:
+            c = self.tensors[layer.inputs[0]].shape[0]
+            for attr in ("weight", "bias"):
+                v = getattr(layer, attr)
+                if not isinstance(v, np.ndarray) or v.dtype != np.float32 or v.shape != (c,):
+                    raise IRError(f"{where} {attr} must be a float32 array of shape ({c},)")
         else:
             if layer.weight is not None or layer.bias is not None:
                 raise IRError(f"{where} carries weights but is not a weighted kind")
@@ -475,6 +507,40 @@ def conv_kind(in_channels: int, out_channels: int, kernel, stride, pads, groups)
     return OpKind.CONV
 
 
+def classify_clamp(lo: float, hi: float) -> tuple[Activation, tuple[float, float] | None]:
+    """The activation a float clamp to ``[lo, hi]`` is, with its bounds if it is CLIP.
+
+    Bounds at or beyond the float32 range count as absent.
+    """
+    finite_max = float(np.finfo(np.float32).max)
+    if lo <= -finite_max:
+        lo = -math.inf
+    if hi >= finite_max:
+        hi = math.inf
+    if lo == -math.inf and hi == math.inf:
+        return Activation.NONE, None
+    if lo == 0.0 and hi == math.inf:
+        return Activation.RELU, None
+    if lo == 0.0 and hi == 6.0:
+        return Activation.RELU6, None
+    return Activation.CLIP, (float(lo), float(hi))
+
+
+def combine_activations(first: Layer, second: Layer):
+    """The activation of applying ``first``'s clamp and then ``second``'s.
+
+    Returns ``(activation, clip)``, or ``None`` when the composition is a constant
+    (disjoint ranges), which no layer's clamp can express.
+    """
+    lo1, hi1 = first.act_bounds
+    lo2, hi2 = second.act_bounds
+    lo = min(max(lo1, lo2), hi2)
+    hi = max(min(hi1, hi2), lo2)
+    if not lo < hi:
+        return None
+    return classify_clamp(lo, hi)
+
+
 def _window_out(size, k, s, before, after):
     return (size + before + after - k) // s + 1
 
@@ -510,6 +576,10 @@ def infer_shape(layer: Layer, in_shapes: list[tuple[int, int, int]]) -> tuple[in
         return (sum(s[0] for s in in_shapes), h, w)
     if layer.kind is OpKind.PAD:
         return (c, h + top + bottom, w + left + right)
+    if layer.kind in (OpKind.SCALE, OpKind.ACTIVATION, OpKind.IDENTITY):
+        return in_shapes[0]
+    if layer.kind is OpKind.FLATTEN:
+        return (c * h * w, 1, 1)
     raise IRError(f"{where}: unknown kind")
 
 
@@ -573,6 +643,12 @@ def _run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
         y = np.concatenate(xs, axis=0)
     elif kind is OpKind.PAD:
         y = _pad(x, layer.pads)
+    elif kind is OpKind.SCALE:
+        y = x * layer.weight[:, None, None]
+    elif kind in (OpKind.ACTIVATION, OpKind.IDENTITY):
+        y = x
+    elif kind is OpKind.FLATTEN:
+        y = x.reshape(-1, 1, 1)
     else:
         raise IRError(f"Layer {layer.name!r}: cannot execute kind {kind!r}")
     if layer.bias is not None:
@@ -583,6 +659,21 @@ def _run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
     return y.astype(np.float32, copy=False)
 
 
+def _as_sample(name: str, x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Accept one sample as (C, H, W), or in its batch-1 model layout: (1, C, H, W),
+    (1, C, L) for H = 1, (1, K) for H = W = 1."""
+    c, h, w = shape
+    accepted = {(c, h, w), (1, c, h, w)}
+    if h == 1:
+        accepted.add((1, c, w))
+    if h == w == 1:
+        accepted.add((1, c))
+    if x.shape not in accepted:
+        raise ValueError(f"Graph input {name!r} must have shape {shape} (or a batch-1 model "
+                         f"layout of it), not {x.shape}")
+    return x.reshape(shape)
+
+
 def run_float(graph: Graph, inputs, *, keep_all: bool = False) -> dict[str, np.ndarray]:
     """Execute ``graph`` in float32 with numpy (host ops excluded).
 
@@ -590,8 +681,9 @@ def run_float(graph: Graph, inputs, *, keep_all: bool = False) -> dict[str, np.n
     ----------
     graph : Graph
     inputs : numpy.ndarray or dict of str to numpy.ndarray
-        One sample per graph input, shaped ``(C, H, W)`` or ``(1, C, H, W)``; a
-        single array feeds the single graph input.
+        One sample per graph input, shaped ``(C, H, W)`` or in the model's batch-1
+        layout (``(1, C, H, W)``, ``(1, C, L)``, ``(1, K)``); a single array feeds
+        the single graph input.
     keep_all : bool
         Return every intermediate tensor, not just the graph outputs.
 
@@ -609,14 +701,8 @@ def run_float(graph: Graph, inputs, *, keep_all: bool = False) -> dict[str, np.n
     for name in graph.inputs:
         if name not in inputs:
             raise ValueError(f"Missing value for graph input {name!r}")
-        x = np.asarray(inputs[name], dtype=np.float32)
-        shape = graph.tensors[name].shape
-        if x.shape == (1,) + shape:
-            x = x[0]
-        if x.shape != shape:
-            raise ValueError(f"Graph input {name!r} must have shape {shape} or "
-                             f"{(1,) + shape}, not {x.shape}")
-        values[name] = x
+        values[name] = _as_sample(name, np.asarray(inputs[name], dtype=np.float32),
+                                  graph.tensors[name].shape)
     last_use = {}
     for i, layer in enumerate(graph.layers):
         for t in layer.inputs:

@@ -425,7 +425,7 @@ def unsupported_model(opset: int = DEFAULT_OPSET, seed: int = 0) -> onnx.ModelPr
     x = net.node("Conv", [x, w], "conv_same", net.values[x], kernel_shape=[3, 3],
                  auto_pad="SAME_UPPER")
     x = net.node("MaxPool", [x], "pool_ceil", net.values[x][:, :, ::2, ::2],
-                 kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+                 kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
     x = net.node("Tanh", [x], "tanh", np.tanh(net.values[x]))
     x = net.conv(x, 4, 11, pad=5, name="conv_k11")
     return net.model([x], "Model with unsupported nodes")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
+from hw.weight_codes import code_width
+
 __all__ = [
     "ISA_VERSION", "INSTR_BITS", "INSTR_BYTES", "HEADER_BYTES", "MAGIC", "PBUF_ENTRY_BYTES",
     "Opcode", "Engine", "Pool", "Buffer", "Unit",
@@ -32,7 +34,7 @@ __all__ = [
     "FORMATS", "INSTRUCTION",
     "Instruction", "encode_instruction", "decode_instruction",
     "ErrorCode", "ProgramHeader", "ProgramFormatError", "build_program", "parse_program",
-    "element_bytes", "pack_pbuf_entry", "unpack_pbuf_entry", "crc32",
+    "element_bytes", "weight_element_bytes", "pack_pbuf_entry", "unpack_pbuf_entry", "crc32",
 ]
 
 #: Version of the instruction set and binary formats; bumped on any incompatible change.
@@ -226,12 +228,33 @@ def _shape_of(field):
     return None, shape
 
 
+class ErrorCode(enum.Enum, shape=8):
+    """Why a run stopped early; reported by the core's status register and by the ISS."""
+    NONE = 0
+    BAD_MAGIC = 1           #: header magic is not ``b"CFPG"``
+    BAD_VERSION = 2         #: header version / sizes differ from this ISA
+    ARCH_MISMATCH = 3       #: header arch hash differs from the elaborated arch
+    BAD_CRC = 4             #: CRC-32 of header and instructions does not match
+    ILLEGAL_INSTRUCTION = 5  #: unknown opcode, illegal enum value, non-zero reserved bits
+    BUFFER_RANGE = 6        #: an access falls outside an on-chip buffer or a field is out of range
+    BUS_ERROR = 7           #: the AXI master received an error response
+
+
 class ProgramFormatError(ValueError):
     """A program binary or instruction word is truncated, corrupted, or not for this arch.
 
-    The error hierarchy of the command line (``compiler.errors.ProgramFormatError``)
-    wraps this one for user-facing reports.
+    Parameters
+    ----------
+    message : str
+    code : ErrorCode
+        The error code the hardware reports for the same fault.
+
+    The command line reports it as ``compiler.errors.ProgramFormatError``.
     """
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = ErrorCode.ILLEGAL_INSTRUCTION if code is None else code
 
 
 @dataclass(frozen=True)
@@ -434,34 +457,37 @@ def parse_program(blob: bytes, arch_hash: int | None = None):
     if len(blob) < HEADER_BYTES:
         raise ProgramFormatError(
             f"Program is truncated: {len(blob)} bytes, shorter than its "
-            f"{HEADER_BYTES}-byte header; recompile the model")
+            f"{HEADER_BYTES}-byte header; recompile the model", ErrorCode.BAD_CRC)
     (magic, version, header_bytes, program_hash, count, instr_bytes, flags, weights_offset,
      weights_bytes, weights_crc, ddr_bytes, crc) = _HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise ProgramFormatError(
-            f"Not a ConvForge program: magic is {magic!r}, expected {MAGIC!r}")
+            f"Not a ConvForge program: magic is {magic!r}, expected {MAGIC!r}",
+            ErrorCode.BAD_MAGIC)
     if version != ISA_VERSION:
         raise ProgramFormatError(
             f"Program is for ISA version {version}, this tool implements version "
-            f"{ISA_VERSION}; recompile the model")
+            f"{ISA_VERSION}; recompile the model", ErrorCode.BAD_VERSION)
     if header_bytes != HEADER_BYTES or instr_bytes != INSTR_BYTES:
         raise ProgramFormatError(
             f"Program header declares {header_bytes}-byte header and {instr_bytes}-byte "
-            f"instructions, expected {HEADER_BYTES} and {INSTR_BYTES}")
+            f"instructions, expected {HEADER_BYTES} and {INSTR_BYTES}", ErrorCode.BAD_VERSION)
+    if arch_hash is not None and program_hash != arch_hash:
+        raise ProgramFormatError(
+            f"Program was compiled for arch hash 0x{program_hash:016x}, but this arch has "
+            f"hash 0x{arch_hash:016x}; compile the model for this arch (its arch.json)",
+            ErrorCode.ARCH_MISMATCH)
     expected = HEADER_BYTES + count * INSTR_BYTES
     if len(blob) != expected:
         raise ProgramFormatError(
             f"Program is {'truncated' if len(blob) < expected else 'too long'}: "
             f"{len(blob)} bytes, its header declares {count} instructions "
-            f"({expected} bytes); recompile the model")
+            f"({expected} bytes); recompile the model", ErrorCode.BAD_CRC)
     actual = crc32(blob[HEADER_BYTES:], crc32(blob[:HEADER_BYTES - 4]))
     if actual != crc:
         raise ProgramFormatError(
-            f"Program is corrupted: CRC-32 is 0x{actual:08x}, header says 0x{crc:08x}")
-    if arch_hash is not None and program_hash != arch_hash:
-        raise ProgramFormatError(
-            f"Program was compiled for arch hash 0x{program_hash:016x}, but this arch has "
-            f"hash 0x{arch_hash:016x}; compile the model for this arch (its arch.json)")
+            f"Program is corrupted: CRC-32 is 0x{actual:08x}, header says 0x{crc:08x}",
+            ErrorCode.BAD_CRC)
     header = ProgramHeader(program_hash, count, weights_offset, weights_bytes, weights_crc,
                            ddr_bytes, version, flags)
     instructions = [decode_instruction(blob[HEADER_BYTES + i * INSTR_BYTES:
@@ -473,6 +499,11 @@ def parse_program(blob: bytes, arch_hash: int | None = None):
 def element_bytes(bits: int) -> int:
     """Bytes per element in buffers and DDR: 1 up to 8 bits, else 2 (little endian)."""
     return 1 if bits <= 8 else 2
+
+
+def weight_element_bytes(arch) -> int:
+    """Bytes per stored weight (code) of ``arch`` (:class:`hw.arch.ArchConfig`)."""
+    return element_bytes(code_width(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits))
 
 
 _PBUF_ENTRY = struct.Struct("<qIB3x")
@@ -488,14 +519,3 @@ def unpack_pbuf_entry(record: bytes):
     """Inverse of :func:`pack_pbuf_entry`: ``(bias, mult, shift)``."""
     return _PBUF_ENTRY.unpack(record)
 
-
-class ErrorCode(enum.Enum, shape=8):
-    """Why a run stopped early; reported by the core's status register and by the ISS."""
-    NONE = 0
-    BAD_MAGIC = 1           #: header magic is not ``b"CFPG"``
-    BAD_VERSION = 2         #: header version / sizes differ from this ISA
-    ARCH_MISMATCH = 3       #: header arch hash differs from the elaborated arch
-    BAD_CRC = 4             #: CRC-32 of header and instructions does not match
-    ILLEGAL_INSTRUCTION = 5  #: unknown opcode, illegal enum value, non-zero reserved bits
-    BUFFER_RANGE = 6        #: an access falls outside an on-chip buffer or a field is out of range
-    BUS_ERROR = 7           #: the AXI master received an error response

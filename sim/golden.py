@@ -43,11 +43,25 @@ from numbers import Integral
 import numpy as np
 
 __all__ = [
-    "qrange", "round_shift", "requantize", "fixed_point_multiplier", "shared_shift_multipliers",
-    "conv2d", "conv1d", "fully_connected",
-    "max_pool2d", "sum_pool2d", "avg_pool2d", "global_avg_pool",
-    "add", "concat",
-    "quantize", "dequantize", "snr_db", "auto_pads",
+    "accumulator_range",
+    "add",
+    "auto_pads",
+    "avg_pool2d",
+    "concat",
+    "conv1d",
+    "conv2d",
+    "dequantize",
+    "fixed_point_multiplier",
+    "fully_connected",
+    "global_avg_pool",
+    "max_pool2d",
+    "qrange",
+    "quantize",
+    "requantize",
+    "round_shift",
+    "shared_shift_multipliers",
+    "snr_db",
+    "sum_pool2d",
 ]
 
 #: Largest shift :func:`round_shift` accepts; ``1 << (s - 1)`` and the rounded sum stay
@@ -81,7 +95,7 @@ def _int_array(name, value):
                 return arr.astype(np.int64)
             except OverflowError as exc:
                 raise ValueError(f"{name} must fit in int64, not {value!r}") from exc
-        raise TypeError(f"{name} must be an integer array, not dtype {arr.dtype!r}")
+        raise TypeError(f"{name} must be an integer array, not {arr.dtype!r}")
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() >= 2 ** 63:
         raise ValueError(f"{name} must fit in int64, not a uint64 array with max {arr.max()!r}")
     return arr.astype(np.int64, copy=False)
@@ -115,6 +129,8 @@ def _pair(name, value, lo):
 
 
 def _pads(value, n, layout):
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = tuple(value.tolist())
     if isinstance(value, str) or not isinstance(value, (tuple, list)):
         raise TypeError(
             f"pads must be a sequence of {n} integers {layout} (resolve auto_pad modes with "
@@ -431,8 +447,8 @@ def conv2d(x, w, bias=None, stride=(1, 1), pads=(0, 0, 0, 0), groups=1):
     bound = _max_abs(x) * _max_abs_row_sum(w.reshape(m, -1)) + (_max_abs(b) if b is not None
                                                                    else 0)
     if bound >= _INT64_SAFE:
-        raise ValueError(f"x and w must keep accumulators inside int64 (bound {bound}); "
-                         f"operand magnitudes too large, not max|x|={_max_abs(x)!r}")
+        raise ValueError(f"x and w must keep accumulators inside int64, not a worst case "
+                         f"of {bound!r}")
     mg = m // groups
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if any((pt, pl, pb, pr)) else x
     xg = xp.reshape(n, groups, cg, xp.shape[2], xp.shape[3])
@@ -458,9 +474,8 @@ def conv2d(x, w, bias=None, stride=(1, 1), pads=(0, 0, 0, 0), groups=1):
                 for j in range(kw):
                     cols[:, :, :, i, j] = window(i, j)
             cols = cols.reshape(n, groups, cg * kh * kw, oh * ow)
+        # Float results are exact integers here, so the cast truncates nothing.
         acc = np.matmul(wg.reshape(groups, mg, cg * kh * kw).astype(dtype), cols)
-        if dtype is np.float64:
-            acc = np.rint(acc)  # already integral; rint guards the cast against -0.0 only
         acc = acc.astype(np.int64)
     acc = acc.reshape(n, m, oh, ow)
     if b is not None:
@@ -475,6 +490,50 @@ def _max_abs_row_sum(w2):
     if _max_abs(w2) * w2.shape[1] < _INT64_SAFE:
         return int(np.abs(w2).sum(axis=1).max())
     return math.ceil(float(np.abs(w2.astype(np.float64)).sum(axis=1).max()) * (1 + 1e-12))
+
+
+def accumulator_range(w, bias=None, act_bits=8):
+    """Exact extreme accumulator values of each output channel over all inputs.
+
+    For any activations in ``qrange(act_bits)`` (padding zeros included), every
+    accumulator of output channel ``m`` of :func:`conv2d`, :func:`conv1d` or
+    :func:`fully_connected` lies in ``[lo[m], hi[m]]``, and both ends are reached by some
+    input. An accumulator of ``b`` bits cannot overflow if ``lo >= -2**(b-1)`` and
+    ``hi < 2**(b-1)``.
+
+    Parameters
+    ----------
+    w : array_like of int, shape (M, ...)
+        Weights, output channel first (any layout of the remaining axes).
+    bias : array_like of int, shape (M,), optional
+    act_bits : int
+        Signed activation width, 2 to 32.
+
+    Returns
+    -------
+    (lo, hi) : tuple of numpy.ndarray of int64, shape (M,)
+    """
+    w = _int_array("w", w)
+    if w.ndim < 1 or w.shape[0] < 1:
+        raise ValueError(f"w must have an output channel axis first, not shape {w.shape!r}")
+    act_bits = _int_value("act_bits", act_bits)
+    if not 2 <= act_bits <= 32:
+        raise ValueError(f"act_bits must be between 2 and 32, not {act_bits!r}")
+    xlo, xhi = qrange(act_bits)
+    w2 = w.reshape(w.shape[0], -1)
+    b = np.zeros(w.shape[0], dtype=np.int64)
+    if bias is not None:
+        b = _int_array("bias", bias)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"bias must have shape ({w.shape[0]},), one entry per output "
+                             f"channel, not {b.shape!r}")
+    if _max_abs(w2) * w2.shape[1] * (1 << (act_bits - 1)) + _max_abs(b) >= _INT64_SAFE:
+        raise ValueError(f"w must keep accumulators inside int64, not max|w|={_max_abs(w2)!r}")
+    # Each product is extreme independently: positive weights meet the top of the
+    # activation range, negative ones the bottom (and the other way round).
+    hi = np.where(w2 > 0, w2 * xhi, w2 * xlo).sum(axis=1) + b
+    lo = np.where(w2 > 0, w2 * xlo, w2 * xhi).sum(axis=1) + b
+    return lo, hi
 
 
 def conv1d(x, w, bias=None, stride=1, pads=(0, 0), groups=1):
@@ -701,6 +760,10 @@ def concat(xs, ms, s, lo, hi, axis=1):
     if isinstance(xs, np.ndarray) or not isinstance(xs, (list, tuple)) or not xs:
         raise TypeError(f"xs must be a non-empty list or tuple of arrays, not {xs!r}")
     xs = [_int_array(f"xs[{i}]", x) for i, x in enumerate(xs)]
+    if isinstance(ms, np.ndarray) and ms.ndim == 1:
+        ms = ms.tolist()
+    if isinstance(s, np.ndarray) and s.ndim == 1:
+        s = s.tolist()
     if not isinstance(ms, (list, tuple)) or len(ms) != len(xs):
         raise ValueError(f"ms must be a sequence of {len(xs)} multipliers, one per input, "
                          f"not {ms!r}")

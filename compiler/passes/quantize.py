@@ -279,7 +279,9 @@ class _Quantizer:
         elif kind in (OpKind.ADD, OpKind.CONCAT):
             self.merge(layer)
         else:
-            raise QuantizationError(f"{self.where(layer)}: cannot quantize kind {kind.value!r}")
+            raise QuantizationError(
+                f"{self.where(layer)}: cannot quantize kind {kind.value!r}; quantize the graph "
+                f"after the lowering passes of compiler.pipeline")
 
     def weighted(self, layer: Layer) -> None:
         cfg = self.cfg

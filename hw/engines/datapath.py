@@ -81,6 +81,12 @@ class Pipeline:
             value = self.reg(value, f"{name}_d{i}")
         return value
 
+    def valid_delay(self, value, stages, name):
+        """:meth:`delay` of a valid bit, every stage watched by :attr:`empty`."""
+        for i in range(stages):
+            value = self.valid(value, f"{name}_d{i}")
+        return value
+
     def tree(self, values, name):
         """Sum of ``values`` with one register per adder level (exact bit growth).
 

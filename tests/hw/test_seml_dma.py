@@ -7,21 +7,16 @@ import cocotb
 import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
-from cocotbext.axi import AxiBus, AxiRam
 
 from hw.seml.dma import AxiDma, DmaCommand
 from sim.cocotb_streams import (ClockCounter, StreamSink, StreamSource, pack_struct,
                                 random_pattern)
+from sim.axi import DdrModel
 from sim.rtl import run_cocotb, test_args
 
 pytestmark = pytest.mark.rtl
 
 RAM_SIZE = 1 << 16
-
-
-def _pauses(rng, p_pause):
-    while True:
-        yield 1 if rng.random() < p_pause else 0
 
 
 class TB:
@@ -33,12 +28,7 @@ class TB:
         self.layout = DmaCommand(self.addr_bits)
         rng = random.Random(seed)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM_SIZE)
-        if stress:
-            for channel in (self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
-                            self.ram.write_if.b_channel, self.ram.read_if.ar_channel,
-                            self.ram.read_if.r_channel):
-                channel.set_pause_generator(_pauses(rng, 0.3))
+        self.ram = DdrModel(dut, size=RAM_SIZE, pause=0.3 if stress else 0.0, seed=seed)
         idle = random_pattern(seed + 1, 0.7) if stress else None
         back = random_pattern(seed + 2, 0.7) if stress else None
         self.rd_cmd = StreamSource(dut, "rd_cmd", dut.clk, idle=idle)
@@ -79,7 +69,7 @@ class TB:
         padded = payload + bytes(random.Random(total).getrandbits(8)
                                  for _ in range(words * self.nbytes - total))
         data = [int.from_bytes(padded[i * self.nbytes:(i + 1) * self.nbytes], "little")
-                for i in range(words)]
+                | (int(i == words - 1) << (8 * self.nbytes)) for i in range(words)]
         cmd = cocotb.start_soon(self.wr_cmd.send([self.command(addr, rows, row_bytes, stride)]))
         await self.wr_data.send(data)
         await cmd
@@ -143,14 +133,15 @@ async def dma_read_write(dut):
 
 @cocotb.test()
 async def dma_error_response(dut):
-    """Reads and writes past the end of the RAM get SLVERR: flagged, and nothing hangs."""
+    """Accesses to a faulty window get SLVERR: flagged, and nothing hangs."""
     args = test_args()
     rng = random.Random(args["seed"] + 7)
     tb = TB(dut, args["seed"] + 7, stress=True)
     await tb.reset()
+    tb.ram.add_fault(0x8000, 16)
     for _ in range(3):
         row_bytes = rng.randrange(1, 200)
-        addr = RAM_SIZE - rng.randrange(0, 100)
+        addr = 0x8000 + rng.randrange(1 - row_bytes, 16)
         await tb.read(addr, 2, row_bytes, 512)
         assert int(dut.rd_error.value)
         assert not int(dut.wr_error.value)

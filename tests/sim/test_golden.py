@@ -12,9 +12,26 @@ import numpy as np
 import pytest
 
 from sim import golden
-from sim.golden import (add, auto_pads, avg_pool2d, concat, conv1d, conv2d, dequantize,
-                        fixed_point_multiplier, fully_connected, global_avg_pool, max_pool2d,
-                        qrange, quantize, requantize, round_shift, snr_db, sum_pool2d)
+from sim.golden import (
+    accumulator_range,
+    add,
+    auto_pads,
+    avg_pool2d,
+    concat,
+    conv1d,
+    conv2d,
+    dequantize,
+    fixed_point_multiplier,
+    fully_connected,
+    global_avg_pool,
+    max_pool2d,
+    qrange,
+    quantize,
+    requantize,
+    round_shift,
+    snr_db,
+    sum_pool2d,
+)
 
 # Plain-loop references -------------------------------------------------------------------
 
@@ -28,7 +45,7 @@ def ref_requant(v, m, s, lo, hi):
 
 
 def ref_conv2d(x, w, bias, stride, pads, groups):
-    n_, c_, h_, w_ = x.shape
+    n_, _, h_, w_ = x.shape
     m_, cg, kh, kw = w.shape
     sh, sw = stride
     pt, pl, pb, pr = pads
@@ -54,7 +71,7 @@ def ref_conv2d(x, w, bias, stride, pads, groups):
 
 
 def ref_conv1d(x, w, bias, stride, pads, groups):
-    n_, c_, l_ = x.shape
+    n_, _, l_ = x.shape
     m_, cg, k_ = w.shape
     left, right = pads
     ol = (l_ + left + right - k_) // stride + 1
@@ -130,7 +147,7 @@ def test_qrange():
 
 def test_round_shift_is_floor_of_half_up_including_negatives():
     xs = np.arange(-70, 71)
-    for s in range(0, 8):
+    for s in range(8):
         got = round_shift(xs, s)
         assert_same(got, np.array([ref_round_shift(v, s) for v in xs], dtype=object))
     # Ties go up, also below zero: -2.5 -> -2, -1.5 -> -1, -0.5 -> 0, 0.5 -> 1.
@@ -210,6 +227,7 @@ def test_fixed_point_multiplier_is_precise_and_in_range():
 CONV_CASES = [
     # (kernel, stride, pads, (C, M, groups))
     (1, 1, (0, 0, 0, 0), (4, 3, 1)),
+    (3, 1, (1, 0, 1, 2), (1, 3, 1)),
     (1, 2, (0, 1, 1, 0), (4, 4, 2)),
     (3, 1, (1, 1, 1, 1), (3, 4, 1)),
     (3, 2, (0, 0, 1, 1), (4, 6, 2)),
@@ -409,8 +427,8 @@ W = np.zeros((4, 2, 3, 3), dtype=np.int64)
     (lambda: conv2d(X, W, groups=3), ValueError,
      r"^groups must divide the 4 input channels of x, not 3$"),
     (lambda: conv2d(X, W, groups=1), ValueError,
-     r"^w must have C // groups = 4 input channels per group \(w.shape\[1\]\) for C=4, "
-     r"groups=1, not 2$"),
+     (r"^w must have C // groups = 4 input channels per group \(w.shape\[1\]\) for C=4, "
+     r"groups=1, not 2$")),
     (lambda: conv2d(X, np.zeros((3, 1, 3, 3), dtype=int), groups=4), ValueError,
      r"^groups must divide the 3 output channels of w, not 4$"),
     (lambda: conv2d(X, W, groups=0), ValueError, r"^groups must be at least 1, not 0$"),
@@ -423,19 +441,19 @@ W = np.zeros((4, 2, 3, 3), dtype=np.int64)
     (lambda: conv2d(X, W, groups=2, pads=(1, 1)), ValueError,
      r"^pads must have 4 entries \(top, left, bottom, right\), not \(1, 1\)$"),
     (lambda: conv2d(X, W, groups=2, pads="SAME"), TypeError,
-     r"^pads must be a sequence of 4 integers \(top, left, bottom, right\) \(resolve "
-     r"auto_pad modes with auto_pads first\), not 'SAME'$"),
+     (r"^pads must be a sequence of 4 integers \(top, left, bottom, right\) \(resolve "
+     r"auto_pad modes with auto_pads first\), not 'SAME'$")),
     (lambda: conv2d(X, W, groups=2, pads=(0, -1, 0, 0)), ValueError,
      r"^pads must be non-negative, not \(0, -1, 0, 0\)$"),
     (lambda: conv2d(X, W, groups=2, bias=[1, 2]), ValueError,
      r"^bias must have shape \(4,\), one entry per output channel, not \(2,\)$"),
     (lambda: conv2d(X.astype(float), W, groups=2), TypeError,
-     r"^x must be an integer array, not dtype dtype\('float64'\)$"),
+     r"^x must be an integer array, not dtype\('float64'\)$"),
     (lambda: conv2d(X[0], W, groups=2), ValueError,
      r"^x must be a 4-D array \(N, C, H, W\), not shape \(4, 6, 6\)$"),
     (lambda: conv2d(X, np.zeros((4, 2, 9, 9), dtype=int), groups=2), ValueError,
-     r"^pads must make the padded input at least the kernel size \(9x9\) for x of 6x6, "
-     r"not \(0, 0, 0, 0\)$"),
+     (r"^pads must make the padded input at least the kernel size \(9x9\) for x of 6x6, "
+     r"not \(0, 0, 0, 0\)$")),
     (lambda: conv1d(X[:, :, 0], W[:, :, 0], pads=(1, 1, 1, 1), groups=2), ValueError,
      r"^pads must have 2 entries \(left, right\), not \(1, 1, 1, 1\)$"),
     (lambda: conv1d(X[:, :, 0], W[:, :, 0], stride=0, groups=2), ValueError,
@@ -454,18 +472,18 @@ W = np.zeros((4, 2, 3, 3), dtype=np.int64)
      r"^axis must index a dimension of a 1-D tensor, not 1$"),
     (lambda: requantize([1, 2], 1, 0, 5, 4), ValueError, r"^lo must not exceed hi \(4\), not 5$"),
     (lambda: requantize([1, 2], 1.5, 0, -128, 127), TypeError,
-     r"^m must be an integer array, not dtype dtype\('float64'\)$"),
+     r"^m must be an integer array, not dtype\('float64'\)$"),
     (lambda: max_pool2d(X, 3, 2, pads=(3, 0, 0, 0)), ValueError,
-     r"^pads must be smaller than the kernel \(3x3\) so that no window lies entirely in "
-     r"padding, not \(3, 0, 0, 0\)$"),
+     (r"^pads must be smaller than the kernel \(3x3\) so that no window lies entirely in "
+     r"padding, not \(3, 0, 0, 0\)$")),
     (lambda: sum_pool2d(X, 0, 1), ValueError, r"^kernel must be positive, not 0$"),
     (lambda: max_pool2d(X, 7, 1), ValueError,
      r"^kernel must fit in the padded 6x6 input, not 7$"),
     (lambda: add(X, X[:, :2], 1, 1, 0, -128, 127), ValueError,
      r"^b must have the shape of a \(1, 4, 6, 6\), not \(1, 2, 6, 6\)$"),
     (lambda: concat([X, X[:, :, :3]], [1, 1], 0, -128, 127), ValueError,
-     r"^xs\[1\] must match xs\[0\] \(1, 4, 6, 6\) except along axis 1, not shape "
-     r"\(1, 4, 3, 6\)$"),
+     (r"^xs\[1\] must match xs\[0\] \(1, 4, 6, 6\) except along axis 1, not shape "
+     r"\(1, 4, 3, 6\)$")),
     (lambda: concat([X, X], [1], 0, -128, 127), ValueError,
      r"^ms must be a sequence of 2 multipliers, one per input, not \[1\]$"),
     (lambda: concat([X, X], [1, -2], 0, -128, 127), ValueError,
@@ -494,3 +512,19 @@ def test_public_api_is_complete():
                  "max_pool2d", "sum_pool2d", "avg_pool2d", "global_avg_pool", "add", "concat",
                  "quantize", "dequantize", "snr_db"):
         assert name in golden.__all__ and callable(getattr(golden, name))
+
+
+def test_accumulator_range_is_reached_and_never_exceeded():
+    rng = np.random.default_rng(61)
+    w = rng.integers(-8, 8, size=(3, 1, 2, 2))
+    bias = np.array([5, -7, 0])
+    lo, hi = accumulator_range(w, bias, act_bits=3)
+    # Brute force over every input of four 3-bit activations.
+    grid = np.array(np.meshgrid(*[np.arange(-4, 4)] * 4, indexing="ij")).reshape(4, -1).T
+    accs = grid @ w.reshape(3, 4).T + bias
+    assert lo.tolist() == accs.min(axis=0).tolist()
+    assert hi.tolist() == accs.max(axis=0).tolist()
+    lo8, hi8 = accumulator_range(np.full((2, 3, 3, 3), -128), act_bits=8)
+    assert lo8.tolist() == [-128 * 127 * 27] * 2 and hi8.tolist() == [128 * 128 * 27] * 2
+    with pytest.raises(ValueError, match=r"^act_bits must be between 2 and 32, not 40$"):
+        accumulator_range(w, act_bits=40)

@@ -1,0 +1,566 @@
+"""Translation of ONNX nodes into IR layers, with the legality rules.
+
+Each supported operator has one translator. A translator either returns the
+layers a node becomes or records :class:`Issue` objects saying why the node cannot
+be mapped; the frontend collects the issues of every node before it gives up, so
+the user sees all of them at once.
+
+The layers produced here still contain the frontend-only kinds
+(:data:`compiler.ir.FRONTEND_KINDS`); the lowering passes remove them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from compiler.ir import (Activation, IRError, Layer, OpKind, classify_clamp, conv_kind,
+                         infer_shape)
+
+__all__ = ["Issue", "NodeTranslator", "CONV_KERNELS", "CONV_STRIDES", "POOL_MAX_KERNEL",
+           "HOST_OPS"]
+
+#: Convolution kernel sizes the line buffers and convolvers support.
+CONV_KERNELS = (1, 3, 5, 7)
+#: Convolution strides the window generator supports.
+CONV_STRIDES = (1, 2)
+#: Largest pooling window (per axis) of the pooling unit.
+POOL_MAX_KERNEL = 7
+#: Operators accepted as the final node(s), run on the host.
+HOST_OPS = ("Softmax", "LogSoftmax")
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One reason a model cannot be mapped.
+
+    Parameters
+    ----------
+    node : str
+        Node name (or the graph input / tensor name for graph-level issues).
+    op_type : str
+        ONNX operator, or ``"input"`` / ``"model"`` for graph-level issues.
+    reason : str
+        What is wrong and, where possible, what to do.
+    """
+
+    node: str
+    op_type: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.node} ({self.op_type}): {self.reason}"
+
+
+class _Reject(Exception):
+    """Raised inside a translator to record one issue for the current node."""
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """ONNX shape with batch 1 -> IR (C, H, W)."""
+    if len(shape) == 4:
+        return (shape[1], shape[2], shape[3])
+    if len(shape) == 3:
+        return (shape[1], 1, shape[2])
+    if len(shape) == 2:
+        return (shape[1], 1, 1)
+    raise _Reject(f"tensor of rank {len(shape)} (shape {list(shape)}) has no (N, C, H, W), "
+                  f"(N, C, L) or (N, K) layout")
+
+
+class NodeTranslator:
+    """Translates the nodes of one prepared ONNX graph.
+
+    Parameters
+    ----------
+    consts : dict of str to numpy.ndarray
+        Constant tensors (initializers, after constant folding).
+    shapes : dict of str to tuple of int
+        Static ONNX shapes (batch included) of the non-constant tensors.
+    opset : int
+        Default-domain opset of the model.
+    """
+
+    def __init__(self, consts, shapes, opset: int):
+        self.consts = consts
+        self.shapes = shapes
+        self.opset = opset
+        self.issues: list[Issue] = []
+
+    # Helpers ------------------------------------------------------------------------
+
+    def const(self, name: str, what: str) -> np.ndarray:
+        if name not in self.consts:
+            raise _Reject(f"{what} ({name!r}) must be a constant")
+        return self.consts[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name not in self.shapes:
+            raise _Reject(f"tensor {name!r} has a dynamic or unknown shape; export the model "
+                          f"with fixed input dimensions")
+        return self.shapes[name]
+
+    def activation_input(self, node: onnx.NodeProto) -> str:
+        x = node.input[0]
+        if x in self.consts:
+            raise _Reject("the data input is a constant (fold it before export)")
+        self.shape(x)
+        return x
+
+    @staticmethod
+    def attrs(node: onnx.NodeProto) -> dict:
+        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    # Driver -------------------------------------------------------------------------
+
+    def translate(self, node: onnx.NodeProto, name: str) -> list[Layer]:
+        """Layers for ``node`` (named ``name``); records issues and returns ``[]`` if
+        the node cannot be mapped."""
+        if node.domain not in ("", "ai.onnx"):
+            self.issues.append(Issue(name, f"{node.domain}.{node.op_type}",
+                                     f"operator from domain {node.domain!r} is not supported"))
+            return []
+        handler = getattr(self, f"op_{node.op_type}", None)
+        if handler is None:
+            self.issues.append(Issue(name, node.op_type, _unsupported_reason(node.op_type)))
+            return []
+        try:
+            layers = handler(node, name)
+            self._check_shapes(node, layers)
+        except _Reject as e:
+            self.issues.append(Issue(name, node.op_type, str(e)))
+            return []
+        for layer in layers:
+            layer.origin = (name,)
+        return layers
+
+    def _check_shapes(self, node: onnx.NodeProto, layers: list[Layer]) -> None:
+        known = {}
+        for layer in layers:
+            try:
+                in_shapes = [known[t] if t in known else _chw(self.shape(t))
+                             for t in layer.inputs]
+                known[layer.output] = infer_shape(layer, in_shapes)
+            except IRError as e:
+                raise _Reject(str(e).split(": ", 1)[-1]) from None
+        out = node.output[0]
+        expected = _chw(self.shape(out))
+        if known.get(out) != expected:
+            raise _Reject(f"output shape {list(self.shape(out))} does not follow from the "
+                          f"node's attributes as ConvForge computes them "
+                          f"({known.get(out)} as C, H, W)")
+
+    # Convolution --------------------------------------------------------------------
+
+    def _spatial_attrs(self, node, attrs, rank, *, kernel=None):
+        """kernel, stride, pads (top, left, bottom, right) for a 1-D or 2-D window op."""
+        nd = rank - 2
+        if nd not in (1, 2):
+            raise _Reject(f"only 1-D and 2-D windows are supported, not {nd}-D")
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        if auto_pad not in ("NOTSET", "VALID"):
+            raise _Reject(f"auto_pad={auto_pad} is not supported; re-export with explicit "
+                          f"pads (auto_pad=NOTSET)")
+        k = list(attrs.get("kernel_shape", kernel or []))
+        if len(k) != nd:
+            raise _Reject(f"kernel_shape {k} does not have {nd} dimensions")
+        s = list(attrs.get("strides", [1] * nd))
+        p = list(attrs.get("pads", [0] * (2 * nd)))
+        d = list(attrs.get("dilations", [1] * nd))
+        if any(v != 1 for v in d):
+            raise _Reject(f"dilations {d} are not supported (only 1)")
+        if any(v < 0 for v in p):
+            raise _Reject(f"negative pads {p} are not supported")
+        if nd == 1:
+            return (1, k[0]), (1, s[0]), (0, p[0], 0, p[1])
+        return (k[0], k[1]), (s[0], s[1]), (p[0], p[1], p[2], p[3])
+
+    def op_Conv(self, node, name):
+        attrs = self.attrs(node)
+        x = self.activation_input(node)
+        rank = len(self.shape(x))
+        w = self.const(node.input[1], "the weight")
+        if w.ndim != rank:
+            raise _Reject(f"weight of rank {w.ndim} does not match input of rank {rank}")
+        kernel, stride, pads = self._spatial_attrs(node, attrs, rank, kernel=w.shape[2:])
+        problems = []
+        if any(k not in CONV_KERNELS for k in kernel[2 - (rank - 2):]):
+            problems.append(f"kernel size {list(w.shape[2:])} is not supported (each must be "
+                            f"one of {', '.join(map(str, CONV_KERNELS))})")
+        if any(s not in CONV_STRIDES for s in stride[2 - (rank - 2):]):
+            problems.append(f"strides {list(stride[2 - (rank - 2):])} are not supported (each "
+                            f"must be 1 or 2)")
+        groups = int(attrs.get("group", 1))
+        c = self.shape(x)[1]
+        m = w.shape[0]
+        if groups != 1 and not (groups == c == m):
+            problems.append(f"grouped convolution (group={groups}, {c} -> {m} channels) is "
+                            f"not supported; only group=1 or depthwise (group = in = out "
+                            f"channels)")
+        if problems:
+            raise _Reject("; ".join(problems))
+        w = np.asarray(w, dtype=np.float32)
+        if rank == 3:
+            w = w[:, :, None, :]
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            bias = np.asarray(self.const(node.input[2], "the bias"), dtype=np.float32)
+            bias = bias.reshape(-1)
+        kind = conv_kind(c, m, kernel, stride, pads, groups)
+        return [Layer(name, kind, [x], [node.output[0]], kernel=kernel, stride=stride,
+                      pads=pads, groups=groups, weight=np.ascontiguousarray(w), bias=bias)]
+
+    # Fully connected ----------------------------------------------------------------
+
+    def op_Gemm(self, node, name):
+        attrs = self.attrs(node)
+        x = self.activation_input(node)
+        if len(self.shape(x)) != 2:
+            raise _Reject(f"input must be 2-D (N, K), not {list(self.shape(x))}")
+        if attrs.get("transA", 0):
+            raise _Reject("transA=1 is not supported")
+        b = np.asarray(self.const(node.input[1], "operand B (the weight)"), dtype=np.float32)
+        w = b if attrs.get("transB", 0) else b.T
+        w = np.ascontiguousarray(w * np.float32(attrs.get("alpha", 1.0)), dtype=np.float32)
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            c = np.asarray(self.const(node.input[2], "operand C (the bias)"), dtype=np.float32)
+            try:
+                c = np.broadcast_to(c, (1, w.shape[0]))
+            except ValueError:
+                raise _Reject(f"operand C of shape {list(c.shape)} is not a per-output bias") \
+                    from None
+            bias = (c[0] * np.float32(attrs.get("beta", 1.0))).astype(np.float32)
+        return [Layer(name, OpKind.FC, [x], [node.output[0]], weight=w, bias=bias)]
+
+    def op_MatMul(self, node, name):
+        x = self.activation_input(node)
+        if len(self.shape(x)) != 2:
+            raise _Reject(f"input must be 2-D (N, K), not {list(self.shape(x))}")
+        b = np.asarray(self.const(node.input[1], "the second operand (the weight)"),
+                       dtype=np.float32)
+        if b.ndim != 2:
+            raise _Reject(f"weight must be 2-D, not {list(b.shape)}")
+        return [Layer(name, OpKind.FC, [x], [node.output[0]],
+                      weight=np.ascontiguousarray(b.T))]
+
+    # Normalization and per-channel affine --------------------------------------------
+
+    def op_BatchNormalization(self, node, name):
+        attrs = self.attrs(node)
+        x = self.activation_input(node)
+        if attrs.get("training_mode", 0):
+            raise _Reject("training_mode=1 is not supported; export the model in eval mode")
+        if len(node.output) > 1 and any(node.output[1:]):
+            raise _Reject("running statistics outputs are not supported; export in eval mode")
+        if attrs.get("spatial", 1) != 1:
+            raise _Reject("spatial=0 is not supported")
+        gamma, beta, mean, var = (np.asarray(self.const(node.input[i], what), np.float64)
+                                  for i, what in ((1, "scale"), (2, "B"), (3, "mean"),
+                                                  (4, "var")))
+        eps = float(attrs.get("epsilon", 1e-5))
+        scale = gamma / np.sqrt(var + eps)
+        shift = beta - mean * scale
+        return [self._scale(node, name, x, scale, shift)]
+
+    def _scale(self, node, name, x, scale, shift) -> Layer:
+        c = _chw(self.shape(x))[0]
+        scale = np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (c,)).copy()
+        shift = np.broadcast_to(np.asarray(shift, np.float32).reshape(-1), (c,)).copy()
+        return Layer(name, OpKind.SCALE, [x], [node.output[0]], weight=scale, bias=shift)
+
+    def _per_channel(self, x: str, value: np.ndarray) -> np.ndarray:
+        """A constant operand that broadcasts per channel of ``x`` -> (C,) values."""
+        rank = len(self.shape(x))
+        c = _chw(self.shape(x))[0]
+        v = np.asarray(value, dtype=np.float32)
+        if v.ndim > rank:
+            raise _Reject(f"constant of shape {list(v.shape)} broadcasts beyond the input")
+        full = (1,) * (rank - v.ndim) + v.shape
+        # Channel axis is 1; every other axis must have extent 1.
+        if any(d != 1 for i, d in enumerate(full) if i != 1) or full[1] not in (1, c):
+            raise _Reject(f"constant operand of shape {list(v.shape)} is not per-channel "
+                          f"(only scalars and per-channel constants are supported)")
+        return np.broadcast_to(v.reshape(-1), (c,)).astype(np.float32)
+
+    def _binary_const(self, node):
+        """(data input, constant (C,) values, constant is the first operand) or None."""
+        a, b = node.input[0], node.input[1]
+        if a in self.consts and b in self.consts:
+            raise _Reject("both operands are constants (fold them before export)")
+        if b in self.consts:
+            return a, self._per_channel(a, self.consts[b]), False
+        if a in self.consts:
+            return b, self._per_channel(b, self.consts[a]), True
+        return None
+
+    def op_Add(self, node, name):
+        const = self._binary_const(node)
+        if const is not None:
+            x, v, _ = const
+            return [self._scale(node, name, x, 1.0, v)]
+        return [self._add(node, name, node.input[0], node.input[1], node.output[0])]
+
+    def _add(self, node, name, a, b, out) -> Layer:
+        sa, sb = self.shape(a), self.shape(b)
+        if sa != sb:
+            raise _Reject(f"element-wise add of shapes {list(sa)} and {list(sb)} needs "
+                          f"broadcasting, which is not supported")
+        return Layer(name, OpKind.ADD, [a, b], [out])
+
+    def op_Sum(self, node, name):
+        ins = list(node.input)
+        if any(i in self.consts for i in ins):
+            raise _Reject("constant operands of Sum are not supported")
+        if len(ins) == 1:
+            return [Layer(name, OpKind.IDENTITY, ins, [node.output[0]])]
+        layers = []
+        acc = ins[0]
+        for i, other in enumerate(ins[1:], 1):
+            last = i == len(ins) - 1
+            out = node.output[0] if last else f"{node.output[0]}__partial{i}"
+            layers.append(self._add(node, name if i == 1 else f"{name}__add{i}", acc, other,
+                                    out))
+            acc = out
+        return layers
+
+    def op_Sub(self, node, name):
+        const = self._binary_const(node)
+        if const is None:
+            raise _Reject("subtraction of two feature maps is not supported")
+        x, v, first = const
+        if first:
+            return [self._scale(node, name, x, -1.0, v)]
+        return [self._scale(node, name, x, 1.0, -v)]
+
+    def op_Mul(self, node, name):
+        const = self._binary_const(node)
+        if const is None:
+            raise _Reject("element-wise product of two feature maps is not supported")
+        x, v, _ = const
+        return [self._scale(node, name, x, v, 0.0)]
+
+    def op_Div(self, node, name):
+        const = self._binary_const(node)
+        if const is None or const[2]:
+            raise _Reject("only division by a constant is supported")
+        x, v, _ = const
+        if np.any(v == 0):
+            raise _Reject("division by zero")
+        return [self._scale(node, name, x, 1.0 / v, 0.0)]
+
+    # Activations --------------------------------------------------------------------
+
+    def op_Relu(self, node, name):
+        x = self.activation_input(node)
+        return [Layer(name, OpKind.ACTIVATION, [x], [node.output[0]],
+                      activation=Activation.RELU)]
+
+    def op_Clip(self, node, name):
+        x = self.activation_input(node)
+        attrs = self.attrs(node)
+        if self.opset < 11:
+            lo = float(attrs.get("min", -math.inf))
+            hi = float(attrs.get("max", math.inf))
+        else:
+            lo, hi = -math.inf, math.inf
+            if len(node.input) > 1 and node.input[1]:
+                lo = float(self.const(node.input[1], "min"))
+            if len(node.input) > 2 and node.input[2]:
+                hi = float(self.const(node.input[2], "max"))
+        if not lo < hi:
+            raise _Reject(f"min {lo} must be below max {hi}")
+        act, clip = classify_clamp(lo, hi)
+        if act is Activation.NONE:
+            return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
+        return [Layer(name, OpKind.ACTIVATION, [x], [node.output[0]], activation=act,
+                      clip=clip)]
+
+    # Pooling ------------------------------------------------------------------------
+
+    def _pool(self, node, name, kind):
+        attrs = self.attrs(node)
+        x = self.activation_input(node)
+        if len(node.output) > 1 and any(node.output[1:]):
+            raise _Reject("the Indices output is not supported")
+        kernel, stride, pads = self._spatial_attrs(node, attrs, len(self.shape(x)))
+        problems = []
+        if any(k > POOL_MAX_KERNEL for k in kernel):
+            problems.append(f"kernel {list(kernel)} is larger than {POOL_MAX_KERNEL}")
+        if kind is OpKind.AVGPOOL and not attrs.get("count_include_pad", 0) and any(pads):
+            problems.append("count_include_pad=0 with non-zero pads is not supported (the "
+                            "divisor must be the full window); export with "
+                            "count_include_pad=1 or without padding")
+        if attrs.get("ceil_mode", 0):
+            floor = Layer(name, kind, [x], [node.output[0]], kernel=kernel, stride=stride,
+                          pads=pads)
+            try:
+                same = infer_shape(floor, [_chw(self.shape(x))]) == _chw(
+                    self.shape(node.output[0]))
+            except IRError:
+                same = False
+            if not same:
+                problems.append("ceil_mode=1 changes the output shape here; only floor "
+                                "rounding is supported (pad the input explicitly instead)")
+        if problems:
+            raise _Reject("; ".join(problems))
+        return [Layer(name, kind, [x], [node.output[0]], kernel=kernel, stride=stride,
+                      pads=pads)]
+
+    def op_MaxPool(self, node, name):
+        if self.attrs(node).get("storage_order", 0):
+            raise _Reject("storage_order=1 is not supported")
+        return self._pool(node, name, OpKind.MAXPOOL)
+
+    def op_AveragePool(self, node, name):
+        return self._pool(node, name, OpKind.AVGPOOL)
+
+    def op_GlobalAveragePool(self, node, name):
+        x = self.activation_input(node)
+        if len(self.shape(x)) != 4:
+            raise _Reject(f"input must be 4-D, not {list(self.shape(x))}")
+        return [Layer(name, OpKind.GAP, [x], [node.output[0]])]
+
+    def op_GlobalMaxPool(self, node, name):
+        x = self.activation_input(node)
+        _, h, w = _chw(self.shape(x))
+        if len(self.shape(x)) != 4 or max(h, w) > POOL_MAX_KERNEL:
+            raise _Reject(f"global max pooling over {h}x{w} is larger than the pooling "
+                          f"window limit {POOL_MAX_KERNEL}")
+        return [Layer(name, OpKind.MAXPOOL, [x], [node.output[0]], kernel=(h, w),
+                      stride=(h, w))]
+
+    # Data movement ------------------------------------------------------------------
+
+    def op_Concat(self, node, name):
+        ins = list(node.input)
+        if any(i in self.consts for i in ins):
+            raise _Reject("constant operands of Concat are not supported")
+        rank = len(self.shape(ins[0]))
+        axis = int(self.attrs(node)["axis"])
+        if axis % rank != 1:
+            raise _Reject(f"concatenation along axis {axis} is not supported (only the "
+                          f"channel axis 1)")
+        if len(ins) == 1:
+            return [Layer(name, OpKind.IDENTITY, ins, [node.output[0]])]
+        return [Layer(name, OpKind.CONCAT, ins, [node.output[0]])]
+
+    def op_Pad(self, node, name):
+        attrs = self.attrs(node)
+        x = self.activation_input(node)
+        mode = attrs.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode != "constant":
+            raise _Reject(f"mode={mode} is not supported (only zero padding)")
+        rank = len(self.shape(x))
+        if self.opset < 11:
+            pads = list(attrs.get("pads", attrs.get("paddings", [])))
+            value = float(attrs.get("value", 0.0))
+        else:
+            pads = [int(v) for v in self.const(node.input[1], "pads").reshape(-1)]
+            value = 0.0
+            if len(node.input) > 2 and node.input[2]:
+                value = float(self.const(node.input[2], "constant_value").reshape(-1)[0])
+            if len(node.input) > 3 and node.input[3]:
+                axes = [int(a) % rank for a in self.const(node.input[3], "axes").reshape(-1)]
+                full = [0] * (2 * rank)
+                for i, a in enumerate(axes):
+                    full[a], full[rank + a] = pads[i], pads[len(axes) + i]
+                pads = full
+        if value != 0.0:
+            raise _Reject(f"constant_value {value} is not supported (only zero padding)")
+        if len(pads) != 2 * rank:
+            raise _Reject(f"pads {pads} do not match input rank {rank}")
+        begin, end = pads[:rank], pads[rank:]
+        if any(v < 0 for v in pads):
+            raise _Reject(f"negative pads {pads} (cropping) are not supported")
+        if begin[0] or end[0] or begin[1] or end[1]:
+            raise _Reject(f"padding the batch or channel axis ({pads}) is not supported")
+        if rank == 4:
+            ir_pads = (begin[2], begin[3], end[2], end[3])
+        elif rank == 3:
+            ir_pads = (0, begin[2], 0, end[2])
+        else:
+            raise _Reject(f"padding a rank-{rank} tensor is not supported")
+        if not any(ir_pads):
+            return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
+        return [Layer(name, OpKind.PAD, [x], [node.output[0]], pads=ir_pads)]
+
+    # Shape-only ---------------------------------------------------------------------
+
+    def _reshape_like(self, node, name):
+        x = self.activation_input(node)
+        src, dst = self.shape(x), self.shape(node.output[0])
+        if tuple(src) == tuple(dst):
+            return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
+        if len(dst) == 2 and dst[0] == 1 and dst[1] == math.prod(src[1:]):
+            return [Layer(name, OpKind.FLATTEN, [x], [node.output[0]])]
+        if _chw(src) == _chw(dst) and src[0] == dst[0]:
+            # Same (C, H, W) view, e.g. (1, C, L) <-> (1, C, 1, L).
+            return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
+        raise _Reject(f"reshaping {list(src)} to {list(dst)} is not supported (only "
+                      f"flattening to (1, K) before a fully connected layer)")
+
+    def op_Flatten(self, node, name):
+        axis = int(self.attrs(node).get("axis", 1))
+        if axis != 1:
+            raise _Reject(f"axis={axis} is not supported (only 1)")
+        return self._reshape_like(node, name)
+
+    def op_Reshape(self, node, name):
+        self.const(node.input[1], "the target shape")
+        return self._reshape_like(node, name)
+
+    def op_Squeeze(self, node, name):
+        return self._reshape_like(node, name)
+
+    def op_Unsqueeze(self, node, name):
+        return self._reshape_like(node, name)
+
+    def op_Identity(self, node, name):
+        x = self.activation_input(node)
+        return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
+
+    def op_Dropout(self, node, name):
+        x = self.activation_input(node)
+        if len(node.output) > 1 and node.output[1]:
+            raise _Reject("the mask output is not supported; export in eval mode")
+        if len(node.input) > 2 and node.input[2]:
+            mode = self.consts.get(node.input[2])
+            if mode is None or bool(mode):
+                raise _Reject("training_mode must be a constant false")
+        return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
+
+
+_REASONS = {
+    "LRN": "local response normalization is not supported; remove it or replace it with "
+           "BatchNormalization",
+    "Tanh": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
+    "Sigmoid": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
+    "LeakyRelu": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
+    "PRelu": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
+    "Elu": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
+    "HardSwish": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
+    "HardSigmoid": "activation cannot be expressed as a clamp (only Relu and Clip are "
+                   "supported)",
+    "Softmax": "Softmax is supported only as the last node of the model (it runs on the host)",
+    "LogSoftmax": "LogSoftmax is supported only as the last node of the model (it runs on "
+                  "the host)",
+    "ConvTranspose": "transposed convolution is not supported",
+    "Resize": "resizing / upsampling is not supported",
+    "Upsample": "resizing / upsampling is not supported",
+    "QuantizeLinear": "pre-quantized (QDQ) models are not supported; give ConvForge the "
+                      "float model and let it quantize",
+    "DequantizeLinear": "pre-quantized (QDQ) models are not supported; give ConvForge the "
+                        "float model and let it quantize",
+    "Shape": "the input shape is dynamic, so this Shape cannot be folded to a constant",
+}
+
+
+def _unsupported_reason(op_type: str) -> str:
+    return _REASONS.get(op_type, f"operator {op_type} is not supported")

@@ -1,0 +1,282 @@
+"""Tiling: split one layer into output tiles that fit the on-chip buffers.
+
+A windowed layer (conv, depthwise, pointwise, fully connected, pooling) is cut
+into tiles of ``m_tile`` output channels x ``row_tile`` output rows, always over
+the full width and, for conv / pointwise, over **all** input channels (the
+engines accumulate across input channels internally, so no partial sum ever
+leaves the chip). Each input row tile carries the ``K - stride`` halo rows its
+window needs. Depthwise and pooling tiles take the same channels in and out.
+
+:func:`plan_window` picks the tile sizes, the loop order and single or double
+buffering that minimise the predicted cycles (:mod:`compiler.mapping.cost_model`),
+or raises :class:`~compiler.errors.MappingError` naming the layer, the buffer,
+the sizes and what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compiler.errors import MappingError
+from compiler.mapping.cost_model import window_tile_cycles
+from hw.arch import ArchConfig
+from hw.isa import PBUF_ENTRY_BYTES, Engine, element_bytes, weight_element_bytes
+from sim.iss import DMA_SETUP_CYCLES, fetch_cycles
+
+__all__ = ["WindowOp", "Tiling", "RowTile", "plan_window", "row_tiles", "distinct_splits",
+           "chunk_elements"]
+
+
+@dataclass(frozen=True)
+class WindowOp:
+    """The geometry of one windowed layer as an engine sees it.
+
+    Parameters
+    ----------
+    name : str
+        Layer name (for messages).
+    engine : Engine
+    in_c, in_h, in_w : int
+        Input feature map (a fully connected layer is ``(K, 1, 1)``).
+    out_c : int
+        Output channels.
+    kernel, stride : (int, int)
+    pads : (int, int, int, int)
+        ``(top, left, bottom, right)``.
+    fpool : (int, int)
+        Fused max-pool window (= stride); ``(1, 1)`` for none.
+    channelwise : bool
+        Input channel ``c`` feeds only output channel ``c`` (depthwise, pooling).
+    w_per_out : int
+        Weight elements per output channel (0 without weights).
+    params : bool
+        Whether the engine reads PBUF entries.
+    """
+    name: str
+    engine: Engine
+    in_c: int
+    in_h: int
+    in_w: int
+    out_c: int
+    kernel: tuple
+    stride: tuple
+    pads: tuple
+    fpool: tuple = (1, 1)
+    channelwise: bool = False
+    w_per_out: int = 0
+    params: bool = True
+
+    @property
+    def conv_h(self) -> int:
+        return (self.in_h + self.pads[0] + self.pads[2] - self.kernel[0]) // self.stride[0] + 1
+
+    @property
+    def conv_w(self) -> int:
+        return (self.in_w + self.pads[1] + self.pads[3] - self.kernel[1]) // self.stride[1] + 1
+
+    @property
+    def out_h(self) -> int:
+        return self.conv_h // self.fpool[0]
+
+    @property
+    def out_w(self) -> int:
+        return self.conv_w // self.fpool[1]
+
+    @property
+    def padded_w(self) -> int:
+        return self.in_w + self.pads[1] + self.pads[3]
+
+    @property
+    def line_buffered(self) -> bool:
+        return self.engine in (Engine.CONV, Engine.DEPTHWISE, Engine.POOL)
+
+    def in_rows(self, rows: int) -> int:
+        """Input rows (halo included, padding excluded) a tile of ``rows`` output rows needs."""
+        conv_rows = rows * self.fpool[0]
+        return min(self.in_h, (conv_rows - 1) * self.stride[0] + self.kernel[0])
+
+    def padded_rows(self, rows: int) -> int:
+        """Padded tile height a tile of ``rows`` output rows streams through the engine."""
+        return (rows * self.fpool[0] - 1) * self.stride[0] + self.kernel[0]
+
+
+@dataclass(frozen=True)
+class RowTile:
+    """One row tile: output rows ``[out_row, out_row + out_rows)`` and its input window."""
+    out_row: int
+    out_rows: int
+    in_row: int
+    in_rows: int
+    pad_top: int
+    pad_bottom: int
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How a windowed layer is cut.
+
+    Members
+    -------
+    m_tile, row_tile : int
+        Output channels and output rows per tile.
+    rows_outer : bool
+        Loop over row tiles outside channel tiles (input loaded once per row tile)
+        rather than inside (weights loaded once per channel tile).
+    double : bool
+        Buffers split in two slots so loads overlap compute.
+    cycles : int
+        Predicted cycles of the layer.
+    """
+    m_tile: int
+    row_tile: int
+    rows_outer: bool
+    double: bool
+    cycles: int
+
+
+def distinct_splits(n: int) -> list[int]:
+    """Every distinct ``ceil(n / k)`` for ``k = 1 .. n``, largest first."""
+    sizes = []
+    k = 1
+    while k <= n:
+        size = -(-n // k)
+        sizes.append(size)
+        # next k giving a smaller ceil(n / k)
+        k = -(-n // (size - 1)) if size > 1 else n + 1
+    return sizes
+
+
+def row_tiles(op: WindowOp, row_tile: int) -> list[RowTile]:
+    """The row tiles of ``op`` for ``row_tile`` output rows per tile."""
+    tiles = []
+    (kh, _), (sh, _), (pt, _, _, _), ph = op.kernel, op.stride, op.pads, op.fpool[0]
+    for r0 in range(0, op.out_h, row_tile):
+        rows = min(row_tile, op.out_h - r0)
+        y0, conv_rows = r0 * ph, rows * ph
+        top = y0 * sh - pt
+        bottom = (y0 + conv_rows - 1) * sh - pt + kh - 1
+        i0, i1 = max(0, top), min(op.in_h - 1, bottom)
+        tiles.append(RowTile(r0, rows, i0, i1 - i0 + 1, i0 - top, bottom - i1))
+    return tiles
+
+
+def _sizes(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int):
+    e = element_bytes(arch.act_bits)
+    cin = m_tile if op.channelwise else op.in_c
+    ibuf = cin * op.in_rows(row_tile) * op.in_w * e
+    obuf = m_tile * row_tile * op.out_w * e
+    wbuf = m_tile * op.w_per_out * weight_element_bytes(arch)
+    pbuf = m_tile if op.params else 0
+    return {"IBUF": ibuf, "OBUF": obuf, "WBUF": wbuf, "PBUF": pbuf}
+
+
+def _capacity(arch: ArchConfig, slots: int):
+    return {"IBUF": arch.ibuf_bytes // slots, "OBUF": arch.obuf_bytes // slots,
+            "WBUF": arch.wbuf_bytes // slots, "PBUF": arch.pbuf_entries // slots}
+
+
+def _fits(op, arch, m_tile, row_tile, cap):
+    if op.line_buffered and op.padded_rows(row_tile) > arch.max_height:
+        return False
+    sizes = _sizes(op, arch, m_tile, row_tile)
+    return all(sizes[k] <= cap[k] for k in sizes)
+
+
+def _cost(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int, rows_outer: bool,
+          double: bool) -> int:
+    e = element_bytes(arch.act_bits)
+    axi = arch.axi_data_bytes
+    n_m = -(-op.out_c // m_tile)
+    n_r = -(-op.out_h // row_tile)
+    tiles = n_m * n_r
+    compute = tiles * window_tile_cycles(op, arch, m_tile, row_tile)
+    cin = m_tile if op.channelwise else op.in_c
+    in_bytes = cin * op.in_rows(row_tile) * op.in_w * e
+    w_bytes = m_tile * op.w_per_out * weight_element_bytes(arch) \
+        + (m_tile * PBUF_ENTRY_BYTES if op.params else 0)
+    if op.channelwise:
+        in_loads, w_loads = tiles, n_m
+    elif rows_outer:
+        in_loads, w_loads = n_r, tiles if n_m > 1 else n_m
+    else:
+        in_loads, w_loads = tiles if n_r > 1 else n_r, n_m
+    in_rows_per = cin
+    load = (in_loads * (DMA_SETUP_CYCLES + in_rows_per + in_bytes // axi)
+            + w_loads * (2 * DMA_SETUP_CYCLES + w_bytes // axi))
+    store = tiles * (DMA_SETUP_CYCLES + m_tile + m_tile * row_tile * op.out_w * e // axi)
+    instrs = in_loads + 2 * w_loads + 2 * tiles
+    issue = 2 * instrs * fetch_cycles(arch)
+    if double:
+        return max(load, compute, store) + issue + min(load, compute, store)
+    return load + compute + store + issue
+
+
+def _explain(op: WindowOp, arch: ArchConfig) -> str:
+    if op.line_buffered and op.padded_w > arch.max_width:
+        return (f"its padded input is {op.padded_w} columns wide but the line buffers hold "
+                f"max_width={arch.max_width}; increase max_width to at least {op.padded_w} "
+                f"(rows are tiled, columns are not)")
+    if op.line_buffered and op.padded_rows(1) > arch.max_height:
+        return (f"one output row needs a {op.padded_rows(1)}-row window but "
+                f"max_height={arch.max_height}; increase max_height to at least "
+                f"{op.padded_rows(1)}")
+    sizes = _sizes(op, arch, 1, 1)
+    cap = _capacity(arch, 1)
+    what = {"IBUF": ("ibuf_bytes", "bytes", f"the input tile ({sizes['IBUF']} bytes: "
+                     f"{1 if op.channelwise else op.in_c} channels x {op.in_rows(1)} rows x "
+                     f"{op.in_w} columns)"),
+            "OBUF": ("obuf_bytes", "bytes", f"one output row of one channel ({sizes['OBUF']} "
+                     f"bytes)"),
+            "WBUF": ("wbuf_bytes", "bytes", f"the weights of one output channel "
+                     f"({sizes['WBUF']} bytes)"),
+            "PBUF": ("pbuf_entries", "entries", "one parameter entry")}
+    for buf, (param, unit, desc) in what.items():
+        if sizes[buf] > cap[buf]:
+            return (f"{desc} do not fit {buf} ({cap[buf]} {unit}); increase {param} to at "
+                    f"least {sizes[buf]}")
+    return "no tile fits the buffers"
+
+
+def plan_window(op: WindowOp, arch: ArchConfig) -> Tiling:
+    """Choose the tiling of ``op`` with the least predicted cycles.
+
+    Raises
+    ------
+    MappingError
+        If not even one output row of one output channel fits, or the padded
+        width exceeds the line buffers.
+    """
+    if op.line_buffered and op.padded_w > arch.max_width:
+        raise MappingError(f"Layer {op.name!r} ({op.engine.name.lower()}) cannot be mapped: "
+                           f"{_explain(op, arch)}")
+    best = None
+    for double in (True, False):
+        cap = _capacity(arch, 2 if double else 1)
+        for m_tile in distinct_splits(op.out_c):
+            if not _fits(op, arch, m_tile, 1, cap):
+                continue
+            lo, hi = 1, op.out_h
+            while lo < hi:  # largest row tile that fits
+                mid = (lo + hi + 1) // 2
+                if _fits(op, arch, m_tile, mid, cap):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            row_tile = -(-op.out_h // -(-op.out_h // lo))  # balance the tiles
+            for rows_outer in (True, False):
+                cycles = _cost(op, arch, m_tile, row_tile, rows_outer, double)
+                if best is None or cycles < best.cycles:
+                    best = Tiling(m_tile, row_tile, rows_outer, double, cycles)
+    if best is None:
+        raise MappingError(f"Layer {op.name!r} ({op.engine.name.lower()}) cannot be tiled: "
+                           f"{_explain(op, arch)}")
+    return best
+
+
+def chunk_elements(arch: ArchConfig, total: int, operands: int, double: bool) -> int:
+    """Elements per chunk of an element-wise pass with ``operands`` IBUF operands."""
+    e = element_bytes(arch.act_bits)
+    slots = 2 if double else 1
+    per = min(arch.ibuf_bytes // (operands * slots), arch.obuf_bytes // slots) // e
+    return max(1, min(total, per - per % 64 if per >= 64 else per))
+

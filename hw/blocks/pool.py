@@ -1,0 +1,298 @@
+"""Max / average pooling unit, bypassable, one pixel per cycle.
+
+The unit takes a feature map in raster order, one pixel (a vector of ``lanes``
+channels) per beat, and emits the pooled map in raster order. Pooling is
+separable, so it reduces each column of the window first (the current pixel
+and the same column of the previous one or two rows, held in a line memory)
+and then the last two or three column results held in registers. Average
+pooling is a window sum followed by :class:`~hw.blocks.requant.RequantUnit`
+(``clamp(round_shift(sum * m, s), lo, hi)``), bit-exact with
+``sim.golden.avg_pool2d``; max pooling matches ``sim.golden.max_pool2d``.
+
+Padding is generated inside the unit: padded positions cost a cycle each but
+consume no input beat; they count as the smallest activation for max pooling
+(so they never win) and as zero for average pooling (``count_include_pad``).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .requant import RequantUnit
+
+__all__ = ["PoolMode", "PoolUnit"]
+
+
+class PoolMode(enum.Enum, shape=2):
+    """Operation of :class:`PoolUnit`."""
+
+    #: Every input beat is passed to the output untouched.
+    BYPASS = 0
+    #: Window maximum.
+    MAX = 1
+    #: Window sum rescaled by ``m``, ``s`` and clamped to ``lo``, ``hi``.
+    AVG = 2
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer between {lo} and {hi}, not {value!r}")
+
+
+#: Largest padding on any side (pads must be smaller than the 3x3 kernel).
+MAX_PAD = 2
+
+
+class PoolUnit(wiring.Component):
+    """Streaming 2x2 / 3x3 max or average pooling with stride 1 or 2.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels per pixel beat (1 to 1024).
+    act_bits : int
+        Signed activation width (2 to 32).
+    max_width, max_height : int
+        Largest input frame (before padding), 1 to 4096.
+    mult_bits, shift_bits : int
+        Widths of the average-pooling multiplier ``m`` (1 to 32) and shift ``s``
+        (1 to 7).
+
+    Members
+    -------
+    i : ``In(stream.Signature(ArrayLayout(signed(act_bits), lanes)))``
+        Input pixels in raster order, lane ``c`` = channel ``c``.
+    o : ``Out(stream.Signature(ArrayLayout(signed(act_bits), lanes)))``
+        Output pixels in raster order.
+    cfg : ``In(config_layout)``
+        Frame configuration (fields below). It is sampled when the first beat of
+        a frame is offered on ``i`` (``i.valid`` high with the frame counters at
+        the origin) and applies to that whole frame; its values travel with the
+        pixels, so the next frame may use another configuration while this one
+        drains. In ``BYPASS`` every beat is a frame of its own.
+
+        - ``mode`` (:class:`PoolMode`)
+        - ``kernel``: 3 for 3x3, any other value 2x2
+        - ``stride``: 2 for stride 2, any other value stride 1
+        - ``width``, ``height``: input frame size, 1 to ``max_width`` /
+          ``max_height``
+        - ``pad_top``, ``pad_left``, ``pad_bottom``, ``pad_right``: 0 to
+          ``kernel - 1``
+        - ``m``, ``s``, ``lo``, ``hi``: requantization of the window sums (``AVG``
+          only; ``lo <= hi``)
+
+        The output frame is ``(height + pad_top + pad_bottom - kernel) // stride
+        + 1`` by the same along the width (``ONNX`` floor mode).
+
+    Throughput: one padded-frame position per cycle, i.e. ``(height + pads) x
+    (width + pads)`` cycles per frame without back-pressure. Latency
+    :attr:`latency` (7) cycles from the beat that completes a window to its
+    result on ``o``; in ``BYPASS``, from each input beat to the same beat out.
+    The pipeline stalls as a whole under back-pressure.
+    """
+
+    latency = 3 + RequantUnit.latency
+
+    def __init__(self, lanes, act_bits, max_width, max_height, mult_bits=16, shift_bits=6):
+        _check_int("lanes", lanes, 1, 1024)
+        _check_int("act_bits", act_bits, 2, 32)
+        _check_int("max_width", max_width, 1, 4096)
+        _check_int("max_height", max_height, 1, 4096)
+        _check_int("mult_bits", mult_bits, 1, 32)
+        _check_int("shift_bits", shift_bits, 1, 7)
+        self._lanes = lanes
+        self._act_bits = act_bits
+        self._max_width = max_width
+        self._max_height = max_height
+        self._mult_bits = mult_bits
+        self._shift_bits = shift_bits
+        self._pixel_layout = data.ArrayLayout(signed(act_bits), lanes)
+        self._config_layout = data.StructLayout({
+            "mode": PoolMode,
+            "kernel": unsigned(2),
+            "stride": unsigned(2),
+            "width": range(max_width + 1),
+            "height": range(max_height + 1),
+            "pad_top": unsigned(2),
+            "pad_left": unsigned(2),
+            "pad_bottom": unsigned(2),
+            "pad_right": unsigned(2),
+            "m": unsigned(mult_bits),
+            "s": unsigned(shift_bits),
+            "lo": signed(act_bits),
+            "hi": signed(act_bits),
+        })
+        super().__init__({
+            "i": In(stream.Signature(self._pixel_layout)),
+            "o": Out(stream.Signature(self._pixel_layout)),
+            "cfg": In(self._config_layout),
+        })
+
+    @property
+    def config_layout(self):
+        return self._config_layout
+
+    @property
+    def pixel_layout(self):
+        return self._pixel_layout
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        n, a_bits = self._lanes, self._act_bits
+        qmin, qmax = -(1 << (a_bits - 1)), (1 << (a_bits - 1)) - 1
+        col_bits = a_bits + 2       # sum of up to 3 rows
+        win_bits = a_bits + 4       # sum of up to 9 pixels
+
+        m.submodules.requant = rq = RequantUnit(
+            n, win_bits, a_bits, self._mult_bits, self._shift_bits, per_channel=False)
+        advance = Signal()
+        out_valid = Signal()
+        m.d.comb += advance.eq(~out_valid | rq.i.ready)
+
+        # Stage 0: padded-frame position counters and pixel generation. -----------------
+        col = Signal(range(self._max_width + 2 * MAX_PAD + 1))
+        row = Signal(range(self._max_height + 2 * MAX_PAD + 1))
+        first = Signal()
+        m.d.comb += first.eq((col == 0) & (row == 0))
+        latched = Signal(self._config_layout)
+        cfg = Signal(self._config_layout)
+        m.d.comb += cfg.eq(Mux(first, self.cfg, latched))
+
+        bypass = cfg.mode == PoolMode.BYPASS
+        k3 = cfg.kernel == 3
+        reach = Mux(k3, 2, 1)               # kernel - 1
+        padded_w = cfg.width + cfg.pad_left + cfg.pad_right
+        padded_h = cfg.height + cfg.pad_top + cfg.pad_bottom
+        in_pad = Signal()
+        m.d.comb += in_pad.eq(~bypass & (
+            (col < cfg.pad_left) | (col >= cfg.pad_left + cfg.width)
+            | (row < cfg.pad_top) | (row >= cfg.pad_top + cfg.height)))
+        # A frame starts only once its first real beat is offered, so that its
+        # configuration is known even when it begins with padding.
+        gen_valid = Signal()
+        m.d.comb += [
+            gen_valid.eq(Mux(in_pad & ~first, 1, self.i.valid)),
+            self.i.ready.eq(advance & ~in_pad),
+        ]
+        phase = ~k3                          # parity of kernel - 1
+        emit = Signal()
+        m.d.comb += emit.eq(bypass | (
+            (row >= reach) & (col >= reach)
+            & ((cfg.stride != 2) | ((row[0] == phase) & (col[0] == phase)))))
+        pad_value = Mux(cfg.mode == PoolMode.MAX, qmin, 0)
+        pixel = Signal(self._pixel_layout)
+        for k in range(n):
+            m.d.comb += pixel[k].eq(Mux(in_pad, pad_value, self.i.payload[k]))
+
+        with m.If(advance & gen_valid):
+            m.d.sync += latched.eq(cfg)
+            with m.If(~bypass):
+                with m.If(col == padded_w - 1):
+                    m.d.sync += col.eq(0)
+                    with m.If(row == padded_h - 1):
+                        m.d.sync += row.eq(0)
+                    with m.Else():
+                        m.d.sync += row.eq(row + 1)
+                with m.Else():
+                    m.d.sync += col.eq(col + 1)
+
+        # Line memory: each word holds column ``col`` of rows r-1 (low) and r-2 (high).
+        line_bits = n * a_bits
+        m.submodules.lines = lines = Memory(
+            shape=unsigned(2 * line_bits), depth=self._max_width + 2 * MAX_PAD, init=[])
+        wr = lines.write_port()
+        rd = lines.read_port(transparent_for=(wr,))
+        m.d.comb += [rd.addr.eq(col), rd.en.eq(advance)]
+
+        # Stage 1: the pixel, with the line memory's column arriving alongside. --------
+        v1, emit1 = Signal(), Signal()
+        x1 = Signal(self._pixel_layout)
+        col1 = Signal.like(col)
+        cfg1 = Signal(self._config_layout)
+        with m.If(advance):
+            m.d.sync += [v1.eq(gen_valid), emit1.eq(emit), x1.eq(pixel), col1.eq(col),
+                         cfg1.eq(cfg)]
+        up1 = data.ArrayLayout(signed(a_bits), n)(rd.data[:line_bits])
+        up2 = data.ArrayLayout(signed(a_bits), n)(rd.data[line_bits:])
+        m.d.comb += [
+            wr.addr.eq(col1),
+            wr.data.eq(Cat(x1.as_value(), rd.data[:line_bits])),
+            wr.en.eq(advance & v1 & (cfg1.mode != PoolMode.BYPASS)),
+        ]
+
+        # Stage 2: column reduction. --------------------------------------------------
+        v2, emit2 = Signal(), Signal()
+        cfg2 = Signal(self._config_layout)
+        colv2 = [Signal(signed(col_bits), name=f"colv{k}") for k in range(n)]
+        mode1, k3_1 = cfg1.mode, cfg1.kernel == 3
+        with m.If(advance):
+            m.d.sync += [v2.eq(v1), emit2.eq(emit1), cfg2.eq(cfg1)]
+            for k in range(n):
+                x, u1, u2 = x1[k], up1[k], up2[k]
+                top = Mux(k3_1, u2, qmin)
+                max2 = Mux(x > u1, x, u1)
+                col_max = Mux(max2 > top, max2, top)
+                col_sum = x + u1 + Mux(k3_1, u2, 0)
+                with m.Switch(mode1):
+                    with m.Case(PoolMode.MAX):
+                        m.d.sync += colv2[k].eq(col_max)
+                    with m.Case(PoolMode.AVG):
+                        m.d.sync += colv2[k].eq(col_sum)
+                    with m.Default():
+                        m.d.sync += colv2[k].eq(x)
+
+        # Stage 3: row reduction over the last column results; feeds the requantizer. --
+        h1 = [Signal(signed(col_bits), name=f"h1_{k}") for k in range(n)]
+        h2 = [Signal(signed(col_bits), name=f"h2_{k}") for k in range(n)]
+        win3 = [Signal(signed(win_bits), name=f"win{k}") for k in range(n)]
+        mode2, k3_2 = cfg2.mode, cfg2.kernel == 3
+        avg2 = mode2 == PoolMode.AVG
+        rq_m = Signal(unsigned(self._mult_bits))
+        rq_s = Signal(unsigned(self._shift_bits))
+        rq_lo = Signal(signed(a_bits))
+        rq_hi = Signal(signed(a_bits))
+        with m.If(advance):
+            m.d.sync += out_valid.eq(v2 & emit2)
+            # Max and bypass results already fit the output: rescale by identity.
+            m.d.sync += [
+                rq_m.eq(Mux(avg2, cfg2.m, 1)),
+                rq_s.eq(Mux(avg2, cfg2.s, 0)),
+                rq_lo.eq(Mux(avg2, cfg2.lo, qmin)),
+                rq_hi.eq(Mux(avg2, cfg2.hi, qmax)),
+            ]
+            for k in range(n):
+                with m.If(v2):
+                    m.d.sync += [h1[k].eq(colv2[k]), h2[k].eq(h1[k])]
+                c0, c1, c2 = colv2[k], h1[k], h2[k]
+                left = Mux(k3_2, c2, qmin)
+                max2 = Mux(c0 > c1, c0, c1)
+                win_max = Mux(max2 > left, max2, left)
+                win_sum = c0 + c1 + Mux(k3_2, c2, 0)
+                with m.Switch(mode2):
+                    with m.Case(PoolMode.MAX):
+                        m.d.sync += win3[k].eq(win_max)
+                    with m.Case(PoolMode.AVG):
+                        m.d.sync += win3[k].eq(win_sum)
+                    with m.Default():
+                        m.d.sync += win3[k].eq(c0)
+
+        m.d.comb += [
+            rq.i.valid.eq(out_valid),
+            rq.m.eq(rq_m), rq.s.eq(rq_s), rq.lo.eq(rq_lo), rq.hi.eq(rq_hi),
+        ]
+        for k in range(n):
+            m.d.comb += rq.i.payload.acc[k].eq(win3[k])
+        m.d.comb += [
+            self.o.valid.eq(rq.o.valid),
+            self.o.payload.eq(rq.o.payload.y),
+            rq.o.ready.eq(self.o.ready),
+        ]
+        return m
+

@@ -1,0 +1,290 @@
+"""Pointwise / fully connected engine: cocotb under Verilator against ``sim.golden``."""
+
+import random
+
+import cocotb
+import numpy as np
+import pytest
+from cocotb.triggers import RisingEdge
+
+from hw import weight_codes
+from hw.arch import ArchConfig
+from hw.engines.pointwise import PointwiseEngine
+from sim import golden
+from sim.cocotb_streams import (StreamSink, StreamSource, pack_lanes, pack_struct,
+                                random_pattern, unpack_lanes)
+from sim.rtl import run_cocotb, test_args
+from tests.hw.test_engine_eltwise import DoneMonitor, _reset
+
+ARCH = dict(max_width=6, max_height=5, mult_bits=12, shift_bits=5, acc_bits=24, bias_bits=16)
+
+
+def _engine(args):
+    return PointwiseEngine(ArchConfig(**args["arch"]), config=args.get("config"))
+
+
+def random_weights(rng, arch, shape):
+    """Random weight values of the scheme and their codes."""
+    choices = weight_codes.values(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits)
+    w = np.array([rng.choice(choices) for _ in range(int(np.prod(shape)))]).reshape(shape)
+    codes = np.vectorize(lambda v: weight_codes.encode(arch.weight_scheme, int(v),
+                                                       arch.weight_bits, arch.pot_exp_bits),
+                         otypes=[np.int64])(w)
+    return w, codes
+
+
+def weight_bits_of(arch):
+    return weight_codes.code_width(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits)
+
+
+def random_requant(rng, arch, acc, cout, kind):
+    """Per-channel (m, s) and (lo, hi) spreading ``acc`` over the output range.
+
+    ``kind``: ``"spread"``, ``"m1"`` (m = 1, the pure power-of-two case) or
+    ``"saturate"`` (too large a scale: both rails hit).
+    """
+    lo_q, hi_q = golden.qrange(arch.act_bits)
+    top = int(np.abs(acc).max()) + 1
+    ms, ss = [], []
+    for _ in range(cout):
+        m = 1 if kind == "m1" else rng.randint(1, (1 << arch.mult_bits) - 1)
+        s = max(0, (top * m).bit_length() - arch.act_bits + 1)
+        if kind == "saturate":
+            s = max(0, s - 3)
+        ms.append(m)
+        ss.append(min(s, (1 << arch.shift_bits) - 1))
+    lo, hi = lo_q, hi_q
+    if rng.random() < 0.3:
+        lo = 0
+    elif rng.random() < 0.3:
+        lo, hi = rng.randint(lo_q, -1), rng.randint(1, hi_q)
+    return np.array(ms), np.array(ss), lo, hi
+
+
+def param_words(eng, bias, ms, ss, group, po):
+    lanes = []
+    for j in range(po):
+        c = group * po + j
+        if c < len(bias):
+            lanes.append(dict(bias=int(bias[c]), mult=int(ms[c]), shift=int(ss[c])))
+        else:
+            lanes.append(dict(bias=0, mult=0, shift=0))
+    word = 0
+    lane_layout = eng.param_layout.elem_shape
+    for j, lane in enumerate(lanes):
+        word |= pack_struct(lane_layout, lane) << (j * lane_layout.size)
+    return word
+
+
+def _layer(rng, eng, fc):
+    arch, pi, po = eng.arch, eng.pi, eng.po
+    lo_q, hi_q = golden.qrange(arch.act_bits)
+    cin = rng.randint(1, 3 * pi + 1)
+    cout = rng.randint(1, 2 * po + 1)
+    if fc:
+        h = w = 1
+    else:
+        h, w = rng.randint(1, arch.max_height), rng.randint(1, arch.max_width)
+    x = np.array([rng.randint(lo_q, hi_q) for _ in range(cin * h * w)]).reshape(1, cin, h, w)
+    wv, wc = random_weights(rng, arch, (cout, cin))
+    bias = np.array([rng.randint(-(1 << 10), 1 << 10) for _ in range(cout)])
+    acc = golden.conv2d(x, wv[:, :, None, None], bias)
+    kind = rng.choice(["spread", "m1", "saturate"])
+    ms, ss, lo, hi = random_requant(rng, arch, acc, cout, kind)
+    want = golden.requantize(acc, ms, ss, lo, hi)
+    if fc:
+        fc_want = golden.requantize(golden.fully_connected(x.reshape(1, cin), wv, bias),
+                                    ms, ss, lo, hi)
+        assert (fc_want.reshape(want.shape) == want).all()
+    return dict(x=x, wc=wc, bias=bias, ms=ms, ss=ss, lo=lo, hi=hi, want=want, cin=cin,
+                cout=cout, h=h, w=w)
+
+
+def _job_streams(eng, layer, group):
+    arch, pi, po = eng.arch, eng.pi, eng.po
+    tiles = -(-layer["cin"] // pi)
+    pixels, weights = [], []
+    x = layer["x"][0]
+    wbits = weight_bits_of(arch)
+    for t in range(tiles):
+        chans = range(t * pi, t * pi + pi)
+        for yy in range(layer["h"]):
+            for xx in range(layer["w"]):
+                pixels.append(pack_lanes([x[c, yy, xx] if c < layer["cin"] else 0
+                                          for c in chans], arch.act_bits))
+        lanes = []
+        for j in range(po):
+            co = group * po + j
+            for c in chans:
+                ok = co < layer["cout"] and c < layer["cin"]
+                lanes.append(int(layer["wc"][co, c]) if ok
+                             else weight_codes.encode(arch.weight_scheme, 0, arch.weight_bits,
+                                                      arch.pot_exp_bits))
+        weights.append(pack_lanes(lanes, wbits))
+    cmd = dict(pixels=layer["h"] * layer["w"], cin_tiles=tiles, lo=layer["lo"], hi=layer["hi"])
+    params = param_words(eng, layer["bias"], layer["ms"], layer["ss"], group, po)
+    return cmd, params, pixels, weights
+
+
+async def run_layer(dut, eng, layer, srcs, sink, done, check=True):
+    """Run every output-channel group of ``layer``; returns the outputs (C, H, W)."""
+    arch, po = eng.arch, eng.po
+    groups = -(-layer["cout"] // po)
+    out = np.zeros((groups * po, layer["h"], layer["w"]), dtype=np.int64)
+    for g in range(groups):
+        cmd, params, pixels, weights = _job_streams(eng, layer, g)
+        before = done.count
+        tasks = []
+        if "cmd" in srcs:
+            tasks.append(srcs["cmd"].start([pack_struct(eng.cmd_layout, cmd)]))
+        tasks += [srcs["params"].start([params]), srcs["pixels"].start(pixels),
+                  srcs["weights"].start(weights)]
+        words = await sink.recv(layer["h"] * layer["w"])
+        for t in tasks:
+            await t
+        for i, word in enumerate(words):
+            out[g * po:(g + 1) * po, i // layer["w"], i % layer["w"]] = unpack_lanes(
+                word, arch.act_bits, po)
+        for _ in range(20):
+            if done.count > before:
+                break
+            await RisingEdge(dut.clk)
+        assert done.count == before + 1, f"group {g}: no done pulse"
+    got = out[:layer["cout"]]
+    if check:
+        want = layer["want"][0]
+        assert (got == want).all(), (
+            f"cin={layer['cin']} cout={layer['cout']} {layer['h']}x{layer['w']}: "
+            f"mismatch at {np.argwhere(got != want)[:5].tolist()}")
+    return got
+
+
+def _sources(dut, rng, cmd, p_idle):
+    def pattern():
+        return random_pattern(rng.random(), p_idle) if p_idle < 1 else None
+    srcs = {name: StreamSource(dut, name, dut.clk, idle=pattern())
+            for name in ("params", "pixels", "weights")}
+    if cmd:
+        srcs["cmd"] = StreamSource(dut, "cmd", dut.clk, idle=pattern())
+    return srcs
+
+
+@cocotb.test()
+async def pointwise_random(dut):
+    args = test_args()
+    eng = _engine(args)
+    rng = random.Random(args["seed"])
+    await _reset(dut)
+    done = DoneMonitor(dut)
+    srcs = _sources(dut, rng, True, 0.7)
+    sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
+    rails = set()
+    for n in range(args["layers"]):
+        layer = _layer(rng, eng, fc=n % 3 == 2)
+        await run_layer(dut, eng, layer, srcs, sink, done)
+        want = layer["want"]
+        rails |= {"lo"} if (want == layer["lo"]).any() else set()
+        rails |= {"hi"} if (want == layer["hi"]).any() else set()
+    assert rails == {"lo", "hi"}, f"rails never hit: {({'lo', 'hi'} - rails)}"
+
+
+@cocotb.test()
+async def pointwise_throughput(dut):
+    args = test_args()
+    eng = _engine(args)
+    arch = eng.arch
+    rng = random.Random(args["seed"] + 7)
+    await _reset(dut)
+    srcs = _sources(dut, rng, True, 1.0)
+    sink = StreamSink(dut, "o", dut.clk)
+    for fc in (False, True):
+        done = DoneMonitor(dut)
+        layer = _layer(rng, eng, fc)
+        if not fc:
+            layer = _layer(random.Random(1), eng, False)
+        layer = dict(layer)
+        # a layer of one output group only, so one job is timed
+        start = 0
+        cmd, params, pixels, weights = _job_streams(eng, layer, 0)
+        srcs["cmd"].start([pack_struct(eng.cmd_layout, cmd)])
+        srcs["params"].start([params])
+        srcs["pixels"].start(pixels)
+        srcs["weights"].start(weights)
+        recv = sink.start(cmd["pixels"])
+        while done.count == 0:
+            await RisingEdge(dut.clk)
+            start += 1
+        await recv
+        beats = cmd["pixels"] * cmd["cin_tiles"]
+        assert done.cycles[0] <= beats + eng.latency + 4, (
+            f"{beats} beats ({eng.pi}x{eng.po} MACs each) took {done.cycles[0]} cycles")
+        await RisingEdge(dut.clk)
+        del arch
+
+
+@cocotb.test()
+async def pointwise_fixed(dut):
+    args = test_args()
+    eng = _engine(args)
+    rng = random.Random(args["seed"])
+    await _reset(dut)
+    done = DoneMonitor(dut)
+    srcs = _sources(dut, rng, False, 0.6)
+    sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.5))
+    cfg = args["config"]
+    h, w = 1, cfg["pixels"]
+    for _ in range(2):
+        lo_q, hi_q = golden.qrange(eng.arch.act_bits)
+        cin = cfg["cin_tiles"] * eng.pi
+        cout = eng.po
+        x = np.array([rng.randint(lo_q, hi_q) for _ in range(cin * w)]).reshape(1, cin, h, w)
+        wv, wc = random_weights(rng, eng.arch, (cout, cin))
+        bias = np.array([rng.randint(-100, 100) for _ in range(cout)])
+        acc = golden.conv2d(x, wv[:, :, None, None], bias)
+        ms, ss, _, _ = random_requant(rng, eng.arch, acc, cout, "spread")
+        want = golden.requantize(acc, ms, ss, cfg["lo"], cfg["hi"])
+        layer = dict(x=x, wc=wc, bias=bias, ms=ms, ss=ss, lo=cfg["lo"], hi=cfg["hi"],
+                     want=want, cin=cin, cout=cout, h=h, w=w)
+        await run_layer(dut, eng, layer, srcs, sink, done)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("pi,po,scheme,seed", [(3, 2, "uniform", 1), (2, 3, "apot", 2)])
+def test_pointwise_rtl(pi, po, scheme, seed):
+    arch = dict(ARCH, pw_pi=pi, pw_po=po, weight_scheme=scheme)
+    args = {"arch": arch, "seed": seed, "layers": 6}
+    run_cocotb(_engine(args), test_module=__name__, build_name=f"pw-{pi}x{po}-{scheme}",
+               test_args=args, testcase="pointwise_random,pointwise_throughput")
+
+
+@pytest.mark.rtl
+def test_pointwise_fixed_config_rtl():
+    arch = dict(ARCH, pw_pi=2, pw_po=2, weight_scheme="pot")
+    args = {"arch": arch, "seed": 5, "config": dict(pixels=7, cin_tiles=3, lo=-50, hi=60)}
+    run_cocotb(_engine(args), test_module=__name__, build_name="pw-fixed", test_args=args,
+               testcase="pointwise_fixed")
+
+
+def test_pointwise_ports():
+    eng = PointwiseEngine(ArchConfig(pw_pi=3, pw_po=5))
+    eng._MustUse__silence = True
+    assert eng.pixels.payload.shape().length == 3
+    assert eng.weights.payload.shape().length == 15
+    assert eng.o.payload.shape().length == 5
+    assert eng.latency == 2 + 2 + 3 + 4
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(arch=None), TypeError, r"arch must be an ArchConfig, not None"),
+    (dict(pw_pi=0), ValueError, r"pw_pi must be between 1 and 256, not 0"),
+    (dict(weight_bits=1), ValueError, r"weight_bits must be between 2 and 16, not 1"),
+    (dict(config=dict(pixels=0, cin_tiles=1, lo=0, hi=1)), ValueError,
+     r"config field pixels must be between 1 and 4096, not 0"),
+    (dict(config=dict(pixels=1, cin_tiles=0, lo=0, hi=1)), ValueError,
+     r"config field cin_tiles must be between 1 and 4095, not 0"),
+    (dict(config=dict(pixels=1, cin_tiles=1, lo=0, hi=1, k=1)), ValueError,
+     r"config has unknown field\(s\) k"),
+])
+def test_pointwise_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        PointwiseEngine(**kwargs)
