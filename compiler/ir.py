@@ -17,7 +17,8 @@ Conventions
   ``C, H, W`` order. Biases are ``(M,)``.
 - A layer's activation is applied to its output. It is a clamp in the float domain
   (:attr:`Layer.act_bounds`) and becomes the ``lo``/``hi`` of the requantization
-  once the graph is quantized.
+  once the graph is quantized. Max pooling, padding and concat carry none (the first
+  two pass values through unchanged).
 - Quantized fields live in an optional :class:`LayerQuant` per layer and a
   ``scale`` per tensor (``real = scale * integer``), filled by the quantization
   passes.
@@ -38,10 +39,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
-    "OpKind", "Activation", "Tensor", "LayerQuant", "Layer", "HostOp", "Graph",
-    "IRError", "run_float", "infer_shape", "conv_kind", "classify_clamp",
-    "combine_activations", "WEIGHTED_KINDS", "SPATIAL_KINDS",
     "FRONTEND_KINDS",
+    "SPATIAL_KINDS",
+    "WEIGHTED_KINDS",
+    "Activation",
+    "Graph",
+    "HostOp",
+    "IRError",
+    "Layer",
+    "LayerQuant",
+    "OpKind",
+    "Tensor",
+    "classify_clamp",
+    "combine_activations",
+    "conv_kind",
+    "infer_shape",
+    "run_float",
 ]
 
 
@@ -436,9 +449,9 @@ class Graph:
                     or not all(isinstance(v, int) and v >= low for v in value)):
                 raise IRError(f"{where} has {attr} {value!r}, not a {length}-tuple of ints "
                               f">= {low}")
-        if layer.kind not in SPATIAL_KINDS and layer.kind is not OpKind.PAD:
-            if layer.kernel != (1, 1) or layer.stride != (1, 1) or any(layer.pads):
-                raise IRError(f"{where} must have kernel (1, 1), stride (1, 1), no pads")
+        if (layer.kind not in SPATIAL_KINDS and layer.kind is not OpKind.PAD
+                and (layer.kernel != (1, 1) or layer.stride != (1, 1) or any(layer.pads))):
+            raise IRError(f"{where} must have kernel (1, 1), stride (1, 1), no pads")
         if layer.kind is OpKind.PAD and (layer.kernel != (1, 1) or layer.stride != (1, 1)):
             raise IRError(f"{where} must have kernel (1, 1) and stride (1, 1)")
         if layer.activation is Activation.CLIP:
@@ -447,8 +460,9 @@ class Graph:
                 raise IRError(f"{where} has clip bounds {layer.clip!r}, not (lo, hi), lo < hi")
         elif layer.clip is not None:
             raise IRError(f"{where} has clip bounds but activation {layer.activation.value}")
-        if layer.kind in (OpKind.PAD, OpKind.CONCAT, OpKind.FLATTEN, OpKind.IDENTITY,
-                          OpKind.SCALE) and layer.activation is not Activation.NONE:
+        if layer.kind in (OpKind.MAXPOOL, OpKind.PAD, OpKind.CONCAT, OpKind.FLATTEN,
+                          OpKind.IDENTITY, OpKind.SCALE) \
+                and layer.activation is not Activation.NONE:
             raise IRError(f"{where} cannot carry an activation")
         if layer.kind is OpKind.ACTIVATION and layer.activation is Activation.NONE:
             raise IRError(f"{where} has no activation")
@@ -601,30 +615,40 @@ def _windows(x: np.ndarray, kernel, stride) -> np.ndarray:
 
 
 def _conv(layer: Layer, x: np.ndarray) -> np.ndarray:
-    xp = _pad(x, layer.pads)
-    win = _windows(xp, layer.kernel, layer.stride)  # C, OH, OW, KH, KW
+    """Convolution as one matrix product per group over the im2col matrix."""
+    win = _windows(_pad(x, layer.pads), layer.kernel, layer.stride)  # C, OH, OW, KH, KW
+    c, oh, ow, kh, kw = win.shape
     w = layer.weight
     g = layer.groups
     m, cg = w.shape[0], w.shape[1]
     mg = m // g
-    out = np.empty((m,) + win.shape[1:3], dtype=np.float32)
-    for gi in range(g):
-        wg = w[gi * mg:(gi + 1) * mg]
-        xg = win[gi * cg:(gi + 1) * cg]
-        out[gi * mg:(gi + 1) * mg] = np.einsum("chwij,mcij->mhw", xg, wg, optimize=True)
-    return out
+    cols = win.transpose(0, 3, 4, 1, 2).reshape(g, cg * kh * kw, oh * ow)
+    out = np.matmul(w.reshape(g, mg, cg * kh * kw), cols)
+    return out.reshape(m, oh, ow)
 
 
 def _depthwise(layer: Layer, x: np.ndarray) -> np.ndarray:
-    win = _windows(_pad(x, layer.pads), layer.kernel, layer.stride)
-    return np.einsum("chwij,cij->chw", win, layer.weight[:, 0], optimize=True)
+    """Depthwise convolution as KH * KW shifted, strided multiply-adds."""
+    xp = _pad(x, layer.pads)
+    kh, kw = layer.kernel
+    sh, sw = layer.stride
+    oh = (xp.shape[1] - kh) // sh + 1
+    ow = (xp.shape[2] - kw) // sw + 1
+    w = layer.weight[:, 0]
+    out = np.zeros((xp.shape[0], oh, ow), dtype=np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            out += w[:, i, j, None, None] * xp[:, i:i + sh * (oh - 1) + 1:sh,
+                                                j:j + sw * (ow - 1) + 1:sw]
+    return out
 
 
 def _run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
     kind = layer.kind
     x = xs[0]
     if kind is OpKind.POINTWISE:
-        y = np.tensordot(layer.weight[:, :, 0, 0], x, axes=(1, 0))
+        c, h, w = x.shape
+        y = (layer.weight[:, :, 0, 0] @ x.reshape(c, h * w)).reshape(-1, h, w)
     elif kind is OpKind.DEPTHWISE:
         y = _depthwise(layer, x)
     elif kind is OpKind.CONV:

@@ -21,8 +21,18 @@ from compiler.ir import Graph, IRError
 from compiler.passes.cleanup import finish_lowering, remove_identities
 from compiler.passes.fold import fold_pads, fold_scales, lower_scales
 from compiler.passes.fuse import absorb_flattens, fuse_activations, lower_activations
+from compiler.passes.prune import prune_graph
+from compiler.passes.quantize import quantize_graph
 
-__all__ = ["PassContext", "Pass", "FRONTEND_PASSES", "PASSES", "run_passes", "import_model"]
+__all__ = [
+    "FRONTEND_PASSES",
+    "PASSES",
+    "QUANT_PASSES",
+    "Pass",
+    "PassContext",
+    "import_model",
+    "run_passes",
+]
 
 
 @dataclass
@@ -60,8 +70,12 @@ FRONTEND_PASSES: tuple[Pass, ...] = (
     finish_lowering,
 )
 
+#: Compression after lowering: magnitude pruning (if ``ctx.options["prune_sparsity"]``),
+#: then calibration and quantization (``ctx.options["calibration"]``, ``ctx.arch``).
+QUANT_PASSES: tuple[Pass, ...] = (prune_graph, quantize_graph)
+
 #: The whole pipeline, in order.
-PASSES: list[Pass] = [*FRONTEND_PASSES]
+PASSES: list[Pass] = [*FRONTEND_PASSES, *QUANT_PASSES]
 
 
 def run_passes(graph: Graph, passes=None, ctx: PassContext | None = None) -> Graph:

@@ -29,8 +29,16 @@ from compiler.ir import Graph, Layer, OpKind
 from compiler.quant.report import QuantReport
 from sim import golden
 
-__all__ = ["GoldenResult", "run_golden", "run_golden_int", "quantize_inputs", "run_layer",
-           "onnx_reference", "compare_with_onnx", "compare_with_qdq"]
+__all__ = [
+    "GoldenResult",
+    "compare_with_onnx",
+    "compare_with_qdq",
+    "onnx_reference",
+    "quantize_inputs",
+    "run_golden",
+    "run_golden_int",
+    "run_layer",
+]
 
 
 @dataclass
@@ -229,6 +237,9 @@ def compare_with_onnx(graph: Graph, model, inputs, report: QuantReport | None = 
                       float_graph: Graph | None = None) -> QuantReport | dict:
     """Per-layer and final SNR of the golden run against onnxruntime float, and top-1.
 
+    Top-1 agreement (the fraction of samples whose arg-max class matches) is
+    measured on ``(K, 1, 1)`` outputs only; it is ``None`` for other models.
+
     Parameters
     ----------
     graph : Graph
@@ -277,7 +288,9 @@ def compare_with_onnx(graph: Graph, model, inputs, report: QuantReport | None = 
         test = result.real(out)
         reference = ref[out].reshape(test.shape)
         final[out] = _snr(reference, test)
-        if test[0].size > 1:
+        # Top-1 is meaningful for class scores only: a (K, 1, 1) output.
+        c, h, w = graph.tensors[out].shape
+        if c > 1 and h == w == 1:
             agree.append(np.mean(np.argmax(reference.reshape(len(test), -1), axis=1)
                                  == np.argmax(test.reshape(len(test), -1), axis=1)))
     top1 = float(np.mean(agree)) if agree else None

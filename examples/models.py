@@ -29,8 +29,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["mobilenet_v2", "mobilenet_v2_small", "resnet", "vgg", "dpd_cnn",
-           "unsupported_model", "EXAMPLES", "DEFAULT_OPSET"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "EXAMPLES",
+    "dpd_cnn",
+    "mobilenet_v2",
+    "mobilenet_v2_small",
+    "resnet",
+    "unsupported_model",
+    "vgg",
+]
 
 DEFAULT_OPSET = 13
 _BN_EPS = 1e-5
@@ -139,8 +147,8 @@ class _Net:
                            (0, pad, 0, pad) if one_d else (pad, pad, pad, pad), groups, dilation)
         if one_d:
             value = value[:, :, 0, :]
-        attrs = dict(kernel_shape=[k] * nd, strides=[stride] * nd, pads=[pad] * (2 * nd),
-                     group=groups)
+        attrs = {"kernel_shape": [k] * nd, "strides": [stride] * nd, "pads": [pad] * (2 * nd),
+                 "group": groups}
         if dilation != 1:
             attrs["dilations"] = [dilation] * nd
         return self.node("Conv", inputs, name, value, **attrs)
@@ -301,7 +309,7 @@ def mobilenet_v2(input_size: int = 224, width: float = 1.0, num_classes: int = 1
         for i in range(n):
             stride = s if i == 0 else 1
             p = f"features.{index}"
-            hidden = int(round(c * t))
+            hidden = round(c * t)
             y = x
             if t != 1:
                 y = net.relu6(net.bn(net.conv(y, hidden, 1, name=f"{p}.expand"),

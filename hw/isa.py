@@ -28,13 +28,37 @@ from amaranth.lib import data, enum
 from hw.weight_codes import code_width
 
 __all__ = [
-    "ISA_VERSION", "INSTR_BITS", "INSTR_BYTES", "HEADER_BYTES", "MAGIC", "PBUF_ENTRY_BYTES",
-    "Opcode", "Engine", "Pool", "Buffer", "Unit",
-    "DMA_LAYOUT", "COMPUTE_LAYOUT", "ADD_LAYOUT", "SYNC_LAYOUT", "END_LAYOUT",
-    "FORMATS", "INSTRUCTION",
-    "Instruction", "encode_instruction", "decode_instruction",
-    "ErrorCode", "ProgramHeader", "ProgramFormatError", "build_program", "parse_program",
-    "element_bytes", "weight_element_bytes", "pack_pbuf_entry", "unpack_pbuf_entry", "crc32",
+    "ADD_LAYOUT",
+    "COMPUTE_LAYOUT",
+    "DMA_LAYOUT",
+    "END_LAYOUT",
+    "FORMATS",
+    "HEADER_BYTES",
+    "INSTRUCTION",
+    "INSTR_BITS",
+    "INSTR_BYTES",
+    "ISA_VERSION",
+    "MAGIC",
+    "PBUF_ENTRY_BYTES",
+    "SYNC_LAYOUT",
+    "Buffer",
+    "Engine",
+    "ErrorCode",
+    "Instruction",
+    "Opcode",
+    "Pool",
+    "ProgramFormatError",
+    "ProgramHeader",
+    "Unit",
+    "build_program",
+    "crc32",
+    "decode_instruction",
+    "element_bytes",
+    "encode_instruction",
+    "pack_pbuf_entry",
+    "parse_program",
+    "unpack_pbuf_entry",
+    "weight_element_bytes",
 ]
 
 #: Version of the instruction set and binary formats; bumped on any incompatible change.
@@ -281,6 +305,38 @@ class Instruction:
         return encode_instruction(self.opcode, **self.fields)
 
 
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    offset: int
+    width: int
+    enum: type | None
+    signed: bool
+    lo: int
+    hi: int
+    reserved: bool
+
+
+def _field_table(layout) -> tuple:
+    table = []
+    for name, field in layout:
+        if name == "opcode":
+            continue
+        enum_type, shape = _shape_of(field)
+        width = field.width
+        lo, hi = ((-(1 << (width - 1)), (1 << (width - 1)) - 1) if shape.signed
+                  else (0, (1 << width) - 1))
+        table.append(_Field(name, field.offset, width, enum_type, shape.signed, lo, hi,
+                            name == "reserved" or name.startswith("_pad")))
+    return tuple(table)
+
+
+# Offsets and widths read once from the layouts: encoding and decoding are per word.
+_TABLES = {opcode: _field_table(layout) for opcode, layout in FORMATS.items()}
+_KNOWN = {opcode: frozenset(f.name for f in table if not f.reserved)
+          for opcode, table in _TABLES.items()}
+
+
 def encode_instruction(opcode, **fields) -> bytes:
     """Encode one instruction to its 64-byte little-endian word.
 
@@ -293,41 +349,39 @@ def encode_instruction(opcode, **fields) -> bytes:
     """
     if not isinstance(opcode, Opcode):
         raise TypeError(f"Opcode must be an Opcode, not {opcode!r}")
-    layout = FORMATS[opcode]
-    known = dict(_user_fields(layout))
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
+    known = _KNOWN[opcode]
+    if not known.issuperset(fields):
+        unknown = sorted(set(fields) - known)
+        names = [f.name for f in _TABLES[opcode] if not f.reserved]
         raise ValueError(
             f"{opcode.name} has no field(s) {', '.join(unknown)}; its fields are "
-            f"{', '.join(known)}")
+            f"{', '.join(names)}")
     word = opcode.value
-    for name, field in known.items():
-        value = fields.get(name, 0)
-        enum_type, shape = _shape_of(field)
-        if enum_type is not None:
-            if isinstance(value, enum_type):
+    for f in _TABLES[opcode]:
+        if f.reserved:
+            continue
+        value = fields.get(f.name, 0)
+        if f.enum is not None:
+            if isinstance(value, f.enum):
                 value = value.value
-            elif isinstance(value, int) and enum_type is not None:
+            elif isinstance(value, int) and not isinstance(value, bool):
                 try:
-                    value = enum_type(value).value
+                    value = f.enum(value).value
                 except ValueError:
                     raise ValueError(
-                        f"{opcode.name}.{name} must be a {enum_type.__name__}, "
+                        f"{opcode.name}.{f.name} must be a {f.enum.__name__}, "
                         f"not {value!r}") from None
             else:
                 raise ValueError(
-                    f"{opcode.name}.{name} must be a {enum_type.__name__}, not {value!r}")
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{opcode.name}.{name} must be an integer, not {value!r}")
-        if shape.signed:
-            lo, hi = -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
-        else:
-            lo, hi = 0, (1 << shape.width) - 1
-        if not lo <= value <= hi:
+                    f"{opcode.name}.{f.name} must be a {f.enum.__name__}, not {value!r}")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{opcode.name}.{f.name} must be an integer, not {value!r}")
+        if not f.lo <= value <= f.hi:
             raise ValueError(
-                f"{opcode.name}.{name} must be between {lo} and {hi} "
-                f"({shape.width}-bit field), not {value!r}")
-        word |= (value & ((1 << shape.width) - 1)) << field.offset
+                f"{opcode.name}.{f.name} must be between {f.lo} and {f.hi} "
+                f"({f.width}-bit field), not {value!r}")
+        if value:
+            word |= (value & ((1 << f.width) - 1)) << f.offset
     return word.to_bytes(INSTR_BYTES, "little")
 
 
@@ -348,28 +402,24 @@ def decode_instruction(word: bytes) -> Instruction:
         opcode = Opcode(value & 0xFF)
     except ValueError:
         raise ProgramFormatError(f"Illegal opcode 0x{value & 0xFF:02x}") from None
-    layout = FORMATS[opcode]
     fields = {}
-    for name, field in layout:
-        raw = (value >> field.offset) & ((1 << field.width) - 1)
-        if name == "reserved" or name.startswith("_pad"):
+    for f in _TABLES[opcode]:
+        raw = (value >> f.offset) & ((1 << f.width) - 1)
+        if f.reserved:
             if raw:
                 raise ProgramFormatError(
-                    f"{opcode.name} has non-zero reserved bits at offset {field.offset}")
+                    f"{opcode.name} has non-zero reserved bits at offset {f.offset}")
             continue
-        if name == "opcode":
-            continue
-        enum_type, shape = _shape_of(field)
-        if enum_type is not None:
+        if f.enum is not None:
             try:
-                fields[name] = enum_type(raw)
+                fields[f.name] = f.enum(raw)
             except ValueError:
                 raise ProgramFormatError(
-                    f"{opcode.name}.{name} has illegal value {raw}") from None
-        elif shape.signed and raw >> (shape.width - 1):
-            fields[name] = raw - (1 << shape.width)
+                    f"{opcode.name}.{f.name} has illegal value {raw}") from None
+        elif f.signed and raw >> (f.width - 1):
+            fields[f.name] = raw - (1 << f.width)
         else:
-            fields[name] = raw
+            fields[f.name] = raw
     return Instruction(opcode, fields)
 
 
@@ -417,17 +467,23 @@ class ProgramHeader:
 
 
 def build_program(arch_hash: int, instructions, *, weights_offset=0, weights=b"",
-                  ddr_bytes=0) -> bytes:
+                  ddr_bytes=0, weights_bytes=None, weights_crc32=None) -> bytes:
     """Assemble ``program.bin``: header plus instruction words.
 
-    ``instructions`` is an iterable of :class:`Instruction` or encoded words.
+    ``instructions`` is an iterable of :class:`Instruction` or encoded words. The
+    weight image's size and CRC are taken from ``weights``, or given directly
+    (``weights_bytes``, ``weights_crc32``) when only the header is known.
     """
     words = b"".join(i.encode() if isinstance(i, Instruction) else bytes(i)
                      for i in instructions)
     if len(words) % INSTR_BYTES:
         raise ValueError(f"Instruction words must be {INSTR_BYTES} bytes each")
+    if weights_bytes is None:
+        weights_bytes = len(weights)
+    if weights_crc32 is None:
+        weights_crc32 = crc32(weights)
     head = _HEADER.pack(MAGIC, ISA_VERSION, HEADER_BYTES, arch_hash, len(words) // INSTR_BYTES,
-                        INSTR_BYTES, 0, weights_offset, len(weights), crc32(weights),
+                        INSTR_BYTES, 0, weights_offset, weights_bytes, weights_crc32,
                         ddr_bytes, 0)
     crc = crc32(words, crc32(head[:HEADER_BYTES - 4]))
     return head[:HEADER_BYTES - 4] + crc.to_bytes(4, "little") + words

@@ -32,9 +32,18 @@ from __future__ import annotations
 
 __all__ = [
     "SCHEMES",
-    "pot_encode", "pot_decode", "apot_encode", "apot_decode",
-    "pot_values", "apot_values", "code_width", "value_bits", "max_exponent",
-    "encode", "decode", "values",
+    "apot_decode",
+    "apot_encode",
+    "apot_values",
+    "code_width",
+    "decode",
+    "encode",
+    "max_exponent",
+    "pot_decode",
+    "pot_encode",
+    "pot_values",
+    "value_bits",
+    "values",
 ]
 
 #: Weight schemes, in the order the architecture lists them.

@@ -26,15 +26,41 @@ import numpy as np
 from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.isa import (
-    HEADER_BYTES, INSTR_BYTES, PBUF_ENTRY_BYTES, Buffer, Engine, ErrorCode, Instruction, Opcode,
-    Pool, ProgramFormatError, Unit, crc32, element_bytes, parse_program, weight_element_bytes,
+    HEADER_BYTES,
+    INSTR_BYTES,
+    PBUF_ENTRY_BYTES,
+    Buffer,
+    Engine,
+    ErrorCode,
+    Instruction,
+    Opcode,
+    Pool,
+    ProgramFormatError,
+    Unit,
+    crc32,
+    element_bytes,
+    parse_program,
+    weight_element_bytes,
 )
 from sim import golden
 
 __all__ = [
-    "ISS", "RunResult", "instruction_cycles", "timeline", "fetch_cycles", "startup_cycles", "unit_of",
-    "decode_activations", "encode_activations", "encode_weights", "decode_weights",
-    "DMA_SETUP_CYCLES", "DMA_ROW_CYCLES", "ENGINE_PIPELINE_CYCLES",
+    "DMA_ROW_CYCLES",
+    "DMA_SETUP_CYCLES",
+    "ENGINE_PIPELINE_CYCLES",
+    "ISS",
+    "RunResult",
+    "accesses",
+    "decode_activations",
+    "decode_weights",
+    "encode_activations",
+    "encode_weights",
+    "fetch_cycles",
+    "find_hazard",
+    "instruction_cycles",
+    "startup_cycles",
+    "timeline",
+    "unit_of",
 ]
 
 #: Cycles from issuing a DMA transfer to its first data beat (address phase + DDR latency).
@@ -227,6 +253,63 @@ def timeline(instructions, arch: ArchConfig, instr_count=None):
     return starts, finishes, total
 
 
+def accesses(instr: Instruction, arch: ArchConfig):
+    """``(reads, writes)`` of ``instr``: lists of ``(space, lo, hi)`` half-open ranges.
+
+    Spaces are buffer names (bytes; entries for PBUF) and ``"DDR"`` (bytes).
+    """
+    op = instr.opcode
+    e = element_bytes(arch.act_bits)
+    if op in (Opcode.LOAD, Opcode.STORE):
+        span = (instr.rows - 1) * instr.ddr_stride + instr.row_bytes
+        size = instr.rows * instr.row_bytes
+        if instr.buffer is Buffer.PBUF:
+            size //= PBUF_ENTRY_BYTES
+        buf = (instr.buffer.name, instr.buf_addr, instr.buf_addr + size)
+        ddr = ("DDR", instr.ddr_addr, instr.ddr_addr + span)
+        return ([ddr], [buf]) if op is Opcode.LOAD else ([buf], [ddr])
+    if op is Opcode.ADD:
+        n = instr.count * e
+        return ([("IBUF", instr.a_addr, instr.a_addr + n), ("IBUF", instr.b_addr, instr.b_addr + n)],
+                [("OBUF", instr.out_addr, instr.out_addr + n)])
+    if op is Opcode.COMPUTE:
+        reads = [("IBUF", instr.ibuf_addr,
+                  instr.ibuf_addr + instr.in_c * instr.in_h * instr.in_w * e)]
+        if instr.engine is not Engine.POOL:
+            per = instr.k_h * instr.k_w * (1 if instr.engine is Engine.DEPTHWISE else instr.in_c)
+            reads.append(("WBUF", instr.wbuf_addr,
+                          instr.wbuf_addr + instr.out_c * per * weight_element_bytes(arch)))
+            reads.append(("PBUF", instr.pbuf_addr, instr.pbuf_addr + instr.out_c))
+        return reads, [("OBUF", instr.obuf_addr,
+                        instr.obuf_addr + instr.out_c * instr.out_h * instr.out_w * e)]
+    return [], []
+
+
+def find_hazard(instructions, starts, finishes, arch: ArchConfig):
+    """The first pair of instructions on different units that overlap in time and touch the
+    same bytes (one writing), or ``None``: a SYNC is missing between them."""
+    active = []  # (finish, index, unit, reads, writes)
+    for j, instr in enumerate(instructions):
+        unit = unit_of(instr.opcode)
+        if unit is None:
+            continue
+        reads, writes = accesses(instr, arch)
+        active = [a for a in active if a[0] > starts[j]]
+        for finish, i, other, r_i, w_i in active:
+            if other is unit:
+                continue
+            for (s1, a1, b1) in w_i:
+                for (s2, a2, b2) in reads + writes:
+                    if s1 == s2 and a1 < b2 and a2 < b1:
+                        return i, j
+            for (s1, a1, b1) in r_i:
+                for (s2, a2, b2) in writes:
+                    if s1 == s2 and a1 < b2 and a2 < b1:
+                        return i, j
+        active.append((finishes[j], j, unit, reads, writes))
+    return None
+
+
 # The simulator --------------------------------------------------------------------------
 
 @dataclass
@@ -302,8 +385,13 @@ class ISS:
 
     # Execution ------------------------------------------------------------------------
 
-    def run(self, program: bytes, ddr: np.ndarray) -> RunResult:
+    def run(self, program: bytes, ddr: np.ndarray, *, check_hazards: bool = True) -> RunResult:
         """Check ``program`` and execute it over ``ddr`` (uint8, modified in place).
+
+        The ISS executes instructions one after the other; with ``check_hazards`` it
+        also verifies, on the predicted timeline, that no two instructions that run
+        concurrently on different units touch the same bytes, i.e. that a core
+        overlapping its units computes the same result.
 
         Raises
         ------
@@ -326,6 +414,15 @@ class ISS:
                 f"Program has no END instruction among its {len(instructions)} instructions; "
                 f"recompile the model", ErrorCode.ILLEGAL_INSTRUCTION)
         starts, finishes, total = timeline(executed, self.arch, header.instr_count)
+        if check_hazards:
+            hazard = find_hazard(executed, starts, finishes, self.arch)
+            if hazard is not None:
+                i, j = hazard
+                raise ProgramFormatError(
+                    f"Instructions {i} ({executed[i].opcode.name}) and {j} "
+                    f"({executed[j].opcode.name}) run concurrently on different units and "
+                    f"touch the same bytes: a SYNC is missing between them",
+                    ErrorCode.ILLEGAL_INSTRUCTION)
         busy = {u.name: 0 for u in (Unit.LOAD, Unit.COMPUTE, Unit.STORE)}
         for instr, start, finish in zip(executed, starts, finishes):
             unit = unit_of(instr.opcode)

@@ -16,7 +16,7 @@ from hw.arch import ArchConfig
 from hw.isa import PBUF_ENTRY_BYTES
 from sim.iss import encode_weights
 
-__all__ = ["WeightImage", "ALIGN"]
+__all__ = ["ALIGN", "WeightImage"]
 
 #: Alignment of every block in the image (one AXI burst line on the widest bus).
 ALIGN = 64

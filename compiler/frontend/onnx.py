@@ -30,8 +30,14 @@ from compiler.frontend.constfold import fold_constants, static_shapes
 from compiler.frontend.ops import HOST_OPS, Issue, NodeTranslator, _chw, _Reject
 from compiler.ir import Graph, HostOp, OpKind, Tensor, infer_shape
 
-__all__ = ["load_model", "import_onnx", "legality_issues", "ModelFileError", "MIN_OPSET",
-           "format_issues"]
+__all__ = [
+    "MIN_OPSET",
+    "ModelFileError",
+    "format_issues",
+    "import_onnx",
+    "legality_issues",
+    "load_model",
+]
 
 #: Oldest default-domain opset accepted.
 MIN_OPSET = 9
@@ -82,8 +88,9 @@ def load_model(model) -> onnx.ModelProto:
 
 def format_issues(issues: list[Issue], where: str = "the model") -> str:
     """The legality report: one line per issue."""
-    lines = [f"{where} cannot be mapped onto ConvForge: {len(issues)} unsupported "
-             f"node(s) or attribute(s):"]
+    head = (f"{where} cannot be mapped onto ConvForge: {len(issues)} unsupported "
+            f"node(s) or attribute(s):")
+    lines = [head]
     lines += [f"  - {issue}" for issue in issues]
     return "\n".join(lines)
 
@@ -177,8 +184,8 @@ def legality_issues(model) -> tuple[list[Issue], Graph | None]:
     name_by_output = {n.output[0]: nm for n, nm in zip(proto.graph.node, _node_names(proto))
                       if n.output}
     input_names = _fix_inputs(proto, issues, notes)
-    if issues:
-        return issues, None
+    # Nodes are still checked when inputs are refused, so the report is complete.
+    bad_inputs = {issue.node for issue in issues}
 
     inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     folded, n_folded = fold_constants(inferred)
@@ -188,7 +195,9 @@ def legality_issues(model) -> tuple[list[Issue], Graph | None]:
     g = folded.graph
     consts = {init.name: numpy_helper.to_array(init) for init in g.initializer}
     shapes = {k: v for k, v in static_shapes(folded).items() if k not in consts}
-    translator = NodeTranslator(consts, shapes, opset)
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    translator = NodeTranslator(consts, shapes, opset, used)
+    translator.refused.update(bad_inputs)
 
     nodes = list(g.node)
     node_names = [name_by_output[n.output[0]] for n in nodes]
@@ -216,6 +225,8 @@ def legality_issues(model) -> tuple[list[Issue], Graph | None]:
     graph = Graph(name=g.name or "model", inputs=input_names, outputs=graph_outputs,
                   host_ops=host_ops, notes=notes)
     for name in input_names:
+        if name in bad_inputs:
+            continue
         try:
             graph.tensors[name] = Tensor(name, _chw(shapes[name]))
         except _Reject as e:
@@ -230,9 +241,29 @@ def legality_issues(model) -> tuple[list[Issue], Graph | None]:
         if out in consts:
             issues.append(Issue(out, "output", "graph output is a constant"))
     if not issues:
+        _prune_unused(graph)
         _register_tensors(graph, shapes, issues)
         issues.extend(_structural_issues(graph))
     return issues, (None if issues else graph)
+
+
+def _prune_unused(graph: Graph) -> None:
+    """Drop layers whose results reach no output, and graph inputs nothing reads."""
+    live = set(graph.outputs)
+    kept = []
+    for layer in reversed(graph.layers):
+        if layer.output in live:
+            kept.append(layer)
+            live.update(layer.inputs)
+        else:
+            graph.notes.append(f"layer {layer.name!r} computes nothing the outputs use; "
+                               f"dropped")
+    graph.layers = kept[::-1]
+    for name in list(graph.inputs):
+        if name not in live:
+            graph.inputs.remove(name)
+            graph.tensors.pop(name, None)
+            graph.notes.append(f"graph input {name!r} is not used; dropped")
 
 
 def _register_tensors(graph: Graph, shapes, issues: list[Issue]) -> None:

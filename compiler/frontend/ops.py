@@ -18,11 +18,16 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from compiler.ir import (Activation, IRError, Layer, OpKind, classify_clamp, conv_kind,
-                         infer_shape)
+from compiler.ir import Activation, IRError, Layer, OpKind, classify_clamp, conv_kind, infer_shape
 
-__all__ = ["Issue", "NodeTranslator", "CONV_KERNELS", "CONV_STRIDES", "POOL_MAX_KERNEL",
-           "HOST_OPS"]
+__all__ = [
+    "CONV_KERNELS",
+    "CONV_STRIDES",
+    "HOST_OPS",
+    "POOL_MAX_KERNEL",
+    "Issue",
+    "NodeTranslator",
+]
 
 #: Convolution kernel sizes the line buffers and convolvers support.
 CONV_KERNELS = (1, 3, 5, 7)
@@ -60,6 +65,11 @@ class _Reject(Exception):
     """Raised inside a translator to record one issue for the current node."""
 
 
+class _Downstream(Exception):
+    """The node reads a tensor whose shape is unknown because its producer was
+    refused: the producer's issue already covers it."""
+
+
 def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """ONNX shape with batch 1 -> IR (C, H, W)."""
     if len(shape) == 4:
@@ -83,13 +93,18 @@ class NodeTranslator:
         Static ONNX shapes (batch included) of the non-constant tensors.
     opset : int
         Default-domain opset of the model.
+    used : set of str
+        Tensors read by some node or output by the graph.
     """
 
-    def __init__(self, consts, shapes, opset: int):
+    def __init__(self, consts, shapes, opset: int, used=frozenset()):
         self.consts = consts
         self.shapes = shapes
         self.opset = opset
+        self.used = used
         self.issues: list[Issue] = []
+        # Outputs of refused nodes: downstream shape problems are not new issues.
+        self.refused: set[str] = set()
 
     # Helpers ------------------------------------------------------------------------
 
@@ -100,6 +115,8 @@ class NodeTranslator:
 
     def shape(self, name: str) -> tuple[int, ...]:
         if name not in self.shapes:
+            if name in self.refused:
+                raise _Downstream(name)
             raise _Reject(f"tensor {name!r} has a dynamic or unknown shape; export the model "
                           f"with fixed input dimensions")
         return self.shapes[name]
@@ -111,6 +128,10 @@ class NodeTranslator:
         self.shape(x)
         return x
 
+    def _extra_outputs_used(self, node: onnx.NodeProto) -> bool:
+        """Whether anything reads an output after the first (mask, indices, statistics)."""
+        return any(o and o in self.used for o in node.output[1:])
+
     @staticmethod
     def attrs(node: onnx.NodeProto) -> dict:
         return {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -121,22 +142,31 @@ class NodeTranslator:
         """Layers for ``node`` (named ``name``); records issues and returns ``[]`` if
         the node cannot be mapped."""
         if node.domain not in ("", "ai.onnx"):
-            self.issues.append(Issue(name, f"{node.domain}.{node.op_type}",
-                                     f"operator from domain {node.domain!r} is not supported"))
-            return []
+            return self._refuse(node, Issue(name, f"{node.domain}.{node.op_type}",
+                                            f"operator from domain {node.domain!r} is not "
+                                            f"supported"))
         handler = getattr(self, f"op_{node.op_type}", None)
+        if node.op_type in ("Shape", "Size") and node.input[0] in self.refused:
+            return self._refuse(node, None)
         if handler is None:
-            self.issues.append(Issue(name, node.op_type, _unsupported_reason(node.op_type)))
-            return []
+            return self._refuse(node, Issue(name, node.op_type,
+                                            _unsupported_reason(node.op_type)))
         try:
             layers = handler(node, name)
             self._check_shapes(node, layers)
         except _Reject as e:
-            self.issues.append(Issue(name, node.op_type, str(e)))
-            return []
+            return self._refuse(node, Issue(name, node.op_type, str(e)))
+        except _Downstream:
+            return self._refuse(node, None)
         for layer in layers:
             layer.origin = (name,)
         return layers
+
+    def _refuse(self, node: onnx.NodeProto, issue: Issue | None) -> list[Layer]:
+        if issue is not None:
+            self.issues.append(issue)
+        self.refused.update(o for o in node.output if o)
+        return []
 
     def _check_shapes(self, node: onnx.NodeProto, layers: list[Layer]) -> None:
         known = {}
@@ -156,54 +186,59 @@ class NodeTranslator:
 
     # Convolution --------------------------------------------------------------------
 
-    def _spatial_attrs(self, node, attrs, rank, *, kernel=None):
-        """kernel, stride, pads (top, left, bottom, right) for a 1-D or 2-D window op."""
+    def _spatial_attrs(self, attrs, rank, problems, *, kernel=None):
+        """kernel, stride, pads (top, left, bottom, right) of a 1-D or 2-D window op.
+
+        Appends every unsupported attribute to ``problems``.
+        """
         nd = rank - 2
         if nd not in (1, 2):
             raise _Reject(f"only 1-D and 2-D windows are supported, not {nd}-D")
         auto_pad = attrs.get("auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
         if auto_pad not in ("NOTSET", "VALID"):
-            raise _Reject(f"auto_pad={auto_pad} is not supported; re-export with explicit "
-                          f"pads (auto_pad=NOTSET)")
-        k = list(attrs.get("kernel_shape", kernel or []))
+            problems.append(f"auto_pad={auto_pad} is not supported; re-export with explicit "
+                            f"pads (auto_pad=NOTSET)")
+        k = list(attrs.get("kernel_shape", kernel if kernel is not None else []))
         if len(k) != nd:
             raise _Reject(f"kernel_shape {k} does not have {nd} dimensions")
         s = list(attrs.get("strides", [1] * nd))
         p = list(attrs.get("pads", [0] * (2 * nd)))
         d = list(attrs.get("dilations", [1] * nd))
         if any(v != 1 for v in d):
-            raise _Reject(f"dilations {d} are not supported (only 1)")
+            problems.append(f"dilations {d} are not supported (only 1)")
         if any(v < 0 for v in p):
-            raise _Reject(f"negative pads {p} are not supported")
+            problems.append(f"negative pads {p} are not supported")
         if nd == 1:
             return (1, k[0]), (1, s[0]), (0, p[0], 0, p[1])
         return (k[0], k[1]), (s[0], s[1]), (p[0], p[1], p[2], p[3])
 
     def op_Conv(self, node, name):
         attrs = self.attrs(node)
-        x = self.activation_input(node)
-        rank = len(self.shape(x))
         w = self.const(node.input[1], "the weight")
-        if w.ndim != rank:
-            raise _Reject(f"weight of rank {w.ndim} does not match input of rank {rank}")
-        kernel, stride, pads = self._spatial_attrs(node, attrs, rank, kernel=w.shape[2:])
+        rank = w.ndim
         problems = []
-        if any(k not in CONV_KERNELS for k in kernel[2 - (rank - 2):]):
+        # Attribute rules first: they hold whatever the input's shape turns out to be.
+        kernel, stride, pads = self._spatial_attrs(attrs, rank, problems, kernel=w.shape[2:])
+        spatial = slice(4 - rank, None)  # the W axis only for Conv1d
+        if any(k not in CONV_KERNELS for k in kernel[spatial]):
             problems.append(f"kernel size {list(w.shape[2:])} is not supported (each must be "
                             f"one of {', '.join(map(str, CONV_KERNELS))})")
-        if any(s not in CONV_STRIDES for s in stride[2 - (rank - 2):]):
-            problems.append(f"strides {list(stride[2 - (rank - 2):])} are not supported (each "
-                            f"must be 1 or 2)")
+        if any(s not in CONV_STRIDES for s in stride[spatial]):
+            problems.append(f"strides {list(stride[spatial])} are not supported (each must "
+                            f"be 1 or 2)")
         groups = int(attrs.get("group", 1))
-        c = self.shape(x)[1]
         m = w.shape[0]
-        if groups != 1 and not (groups == c == m):
-            problems.append(f"grouped convolution (group={groups}, {c} -> {m} channels) is "
-                            f"not supported; only group=1 or depthwise (group = in = out "
-                            f"channels)")
         if problems:
             raise _Reject("; ".join(problems))
+        x = self.activation_input(node)
+        if len(self.shape(x)) != rank:
+            raise _Reject(f"weight of rank {rank} does not match input of rank "
+                          f"{len(self.shape(x))}")
+        c = self.shape(x)[1]
+        if groups != 1 and not (groups == c == m):
+            raise _Reject(f"grouped convolution (group={groups}, {c} -> {m} channels) is not "
+                          f"supported; only group=1 or depthwise (group = in = out channels)")
         w = np.asarray(w, dtype=np.float32)
         if rank == 3:
             w = w[:, :, None, :]
@@ -256,7 +291,7 @@ class NodeTranslator:
         x = self.activation_input(node)
         if attrs.get("training_mode", 0):
             raise _Reject("training_mode=1 is not supported; export the model in eval mode")
-        if len(node.output) > 1 and any(node.output[1:]):
+        if self._extra_outputs_used(node):
             raise _Reject("running statistics outputs are not supported; export in eval mode")
         if attrs.get("spatial", 1) != 1:
             raise _Reject("spatial=0 is not supported")
@@ -319,13 +354,16 @@ class NodeTranslator:
             raise _Reject("constant operands of Sum are not supported")
         if len(ins) == 1:
             return [Layer(name, OpKind.IDENTITY, ins, [node.output[0]])]
+        for other in ins[1:]:
+            self._add(node, name, ins[0], other, node.output[0])
+        # A chain of two-input adds, accumulating left to right.
         layers = []
         acc = ins[0]
         for i, other in enumerate(ins[1:], 1):
             last = i == len(ins) - 1
             out = node.output[0] if last else f"{node.output[0]}__partial{i}"
-            layers.append(self._add(node, name if i == 1 else f"{name}__add{i}", acc, other,
-                                    out))
+            layers.append(Layer(name if i == 1 else f"{name}__add{i}", OpKind.ADD,
+                                [acc, other], [out]))
             acc = out
         return layers
 
@@ -385,23 +423,22 @@ class NodeTranslator:
 
     def _pool(self, node, name, kind):
         attrs = self.attrs(node)
-        x = self.activation_input(node)
-        if len(node.output) > 1 and any(node.output[1:]):
-            raise _Reject("the Indices output is not supported")
-        kernel, stride, pads = self._spatial_attrs(node, attrs, len(self.shape(x)))
         problems = []
+        if self._extra_outputs_used(node):
+            problems.append("the Indices output is not supported")
+        rank = len(attrs.get("kernel_shape", [])) + 2
+        kernel, stride, pads = self._spatial_attrs(attrs, rank, problems)
         if any(k > POOL_MAX_KERNEL for k in kernel):
             problems.append(f"kernel {list(kernel)} is larger than {POOL_MAX_KERNEL}")
         if kind is OpKind.AVGPOOL and not attrs.get("count_include_pad", 0) and any(pads):
             problems.append("count_include_pad=0 with non-zero pads is not supported (the "
                             "divisor must be the full window); export with "
                             "count_include_pad=1 or without padding")
-        if attrs.get("ceil_mode", 0):
-            floor = Layer(name, kind, [x], [node.output[0]], kernel=kernel, stride=stride,
-                          pads=pads)
+        x, y = node.input[0], node.output[0]
+        if attrs.get("ceil_mode", 0) and x in self.shapes and y in self.shapes:
+            floor = Layer(name, kind, [x], [y], kernel=kernel, stride=stride, pads=pads)
             try:
-                same = infer_shape(floor, [_chw(self.shape(x))]) == _chw(
-                    self.shape(node.output[0]))
+                same = infer_shape(floor, [_chw(self.shapes[x])]) == _chw(self.shapes[y])
             except IRError:
                 same = False
             if not same:
@@ -409,6 +446,7 @@ class NodeTranslator:
                                 "rounding is supported (pad the input explicitly instead)")
         if problems:
             raise _Reject("; ".join(problems))
+        x = self.activation_input(node)
         return [Layer(name, kind, [x], [node.output[0]], kernel=kernel, stride=stride,
                       pads=pads)]
 
@@ -418,7 +456,12 @@ class NodeTranslator:
         return self._pool(node, name, OpKind.MAXPOOL)
 
     def op_AveragePool(self, node, name):
-        return self._pool(node, name, OpKind.AVGPOOL)
+        (layer,) = self._pool(node, name, OpKind.AVGPOOL)
+        shape = self.shape(layer.inputs[0])
+        if len(shape) == 4 and layer.kernel == tuple(shape[2:]) and not any(layer.pads):
+            # A window covering the whole map is a global average.
+            return [Layer(name, OpKind.GAP, layer.inputs, layer.outputs)]
+        return [layer]
 
     def op_GlobalAveragePool(self, node, name):
         x = self.activation_input(node)
@@ -496,6 +539,10 @@ class NodeTranslator:
     def _reshape_like(self, node, name):
         x = self.activation_input(node)
         src, dst = self.shape(x), self.shape(node.output[0])
+        unsupported = _Reject(f"reshaping {list(src)} to {list(dst)} is not supported (only "
+                              f"flattening to (1, K) before a fully connected layer)")
+        if not (2 <= len(src) <= 4 and 2 <= len(dst) <= 4):
+            raise unsupported
         if tuple(src) == tuple(dst):
             return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
         if len(dst) == 2 and dst[0] == 1 and dst[1] == math.prod(src[1:]):
@@ -503,8 +550,7 @@ class NodeTranslator:
         if _chw(src) == _chw(dst) and src[0] == dst[0]:
             # Same (C, H, W) view, e.g. (1, C, L) <-> (1, C, 1, L).
             return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
-        raise _Reject(f"reshaping {list(src)} to {list(dst)} is not supported (only "
-                      f"flattening to (1, K) before a fully connected layer)")
+        raise unsupported
 
     def op_Flatten(self, node, name):
         axis = int(self.attrs(node).get("axis", 1))
@@ -528,7 +574,7 @@ class NodeTranslator:
 
     def op_Dropout(self, node, name):
         x = self.activation_input(node)
-        if len(node.output) > 1 and node.output[1]:
+        if self._extra_outputs_used(node):
             raise _Reject("the mask output is not supported; export in eval mode")
         if len(node.input) > 2 and node.input[2]:
             mode = self.consts.get(node.input[2])
@@ -554,10 +600,10 @@ _REASONS = {
     "ConvTranspose": "transposed convolution is not supported",
     "Resize": "resizing / upsampling is not supported",
     "Upsample": "resizing / upsampling is not supported",
-    "QuantizeLinear": "pre-quantized (QDQ) models are not supported; give ConvForge the "
-                      "float model and let it quantize",
-    "DequantizeLinear": "pre-quantized (QDQ) models are not supported; give ConvForge the "
-                        "float model and let it quantize",
+    "QuantizeLinear": "quantization nodes are not part of a float model; import a "
+                      "pre-quantized (QDQ) model with compiler.frontend.qdq.import_qdq",
+    "DequantizeLinear": "quantization nodes are not part of a float model; import a "
+                        "pre-quantized (QDQ) model with compiler.frontend.qdq.import_qdq",
     "Shape": "the input shape is dynamic, so this Shape cannot be folded to a constant",
 }
 

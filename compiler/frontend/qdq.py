@@ -32,7 +32,7 @@ from compiler.errors import QuantizationError, UnsupportedModelError
 from compiler.ir import WEIGHTED_KINDS, Graph
 from compiler.quant.report import QuantReport
 
-__all__ = ["QDQParams", "QDQImport", "strip_qdq", "import_qdq", "is_qdq_model"]
+__all__ = ["QDQImport", "QDQParams", "import_qdq", "is_qdq_model", "strip_qdq"]
 
 _SIGNED_BITS = {onnx.TensorProto.INT8: 8, onnx.TensorProto.INT16: 16,
                 onnx.TensorProto.INT32: 32, onnx.TensorProto.INT4: 4}
@@ -235,11 +235,11 @@ def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QDQParams]:
     del out.graph.initializer[:]
     out.graph.initializer.extend(kept)
     del out.graph.value_info[:]
+    # Shapes of the float activations stay valid; those of integer tensors go.
     for vi in g.value_info:
-        if vi.name in used_inits or vi.name in producers:
-            if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT \
-                    and vi.name not in rename:
-                out.graph.value_info.append(vi)
+        if (vi.name in producers and vi.name not in rename
+                and vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT):
+            out.graph.value_info.append(vi)
     params.weights = {k: v for k, v in params.weights.items() if k in used_inits}
     return out, params
 
@@ -267,8 +267,8 @@ def import_qdq(model, config=None, *, frontend=None) -> QDQImport:
         Hardware widths (multiplier, shift, accumulator); ``act_bits`` and
         ``weight_bits`` are taken from the model's integer types.
     frontend : callable, optional
-        ``ModelProto -> Graph`` (default :func:`compiler.frontend.onnx.import_model`
-        followed by the float pipeline).
+        ``ModelProto -> Graph`` (default :func:`compiler.pipeline.import_model`:
+        import and lowering).
     """
     from compiler.passes.quantize import QuantConfig, quantize_with_scales
 
@@ -280,7 +280,7 @@ def import_qdq(model, config=None, *, frontend=None) -> QDQImport:
                                 "QuantFormat.QDQ)")
     float_model, params = strip_qdq(model)
     if frontend is None:
-        from compiler.pipeline import float_graph as frontend
+        from compiler.pipeline import import_model as frontend
     graph = frontend(float_model).copy()
 
     act_bits = max(params.act_bits.values(), default=8)
@@ -307,7 +307,7 @@ def import_qdq(model, config=None, *, frontend=None) -> QDQImport:
         m = layer.out_channels
         w = layer.weight.astype(np.float64)
         if found is not None:
-            q, scale, axis, _ = found
+            _q, scale, _axis, _ = found
             if scale.size in (1, m):
                 per_ch = np.broadcast_to(scale.ravel(), (m,)).astype(np.float64)
                 bshape = (m,) + (1,) * (w.ndim - 1)

@@ -15,7 +15,7 @@ from hw.arch import ArchConfig
 from hw.isa import Engine, Opcode, Pool
 from sim.iss import instruction_cycles, timeline
 
-__all__ = ["window_tile_cycles", "timeline", "layer_cycles"]
+__all__ = ["layer_cycles", "timeline", "window_tile_cycles"]
 
 
 def window_tile_cycles(op, arch: ArchConfig, m_tile: int, row_tile: int) -> int:

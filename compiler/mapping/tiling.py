@@ -23,8 +23,15 @@ from hw.arch import ArchConfig
 from hw.isa import PBUF_ENTRY_BYTES, Engine, element_bytes, weight_element_bytes
 from sim.iss import DMA_SETUP_CYCLES, fetch_cycles
 
-__all__ = ["WindowOp", "Tiling", "RowTile", "plan_window", "row_tiles", "distinct_splits",
-           "chunk_elements"]
+__all__ = [
+    "RowTile",
+    "Tiling",
+    "WindowOp",
+    "chunk_elements",
+    "distinct_splits",
+    "plan_window",
+    "row_tiles",
+]
 
 
 @dataclass(frozen=True)
@@ -161,13 +168,15 @@ def row_tiles(op: WindowOp, row_tile: int) -> list[RowTile]:
 
 
 def _sizes(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int):
-    e = element_bytes(arch.act_bits)
+    return dict(zip(("IBUF", "OBUF", "WBUF", "PBUF"),
+                    _size_tuple(op, m_tile, row_tile, element_bytes(arch.act_bits),
+                                weight_element_bytes(arch))))
+
+
+def _size_tuple(op, m_tile, row_tile, e, we):
     cin = m_tile if op.channelwise else op.in_c
-    ibuf = cin * op.in_rows(row_tile) * op.in_w * e
-    obuf = m_tile * row_tile * op.out_w * e
-    wbuf = m_tile * op.w_per_out * weight_element_bytes(arch)
-    pbuf = m_tile if op.params else 0
-    return {"IBUF": ibuf, "OBUF": obuf, "WBUF": wbuf, "PBUF": pbuf}
+    return (cin * op.in_rows(row_tile) * op.in_w * e, m_tile * row_tile * op.out_w * e,
+            m_tile * op.w_per_out * we, m_tile if op.params else 0)
 
 
 def _capacity(arch: ArchConfig, slots: int):
@@ -175,16 +184,15 @@ def _capacity(arch: ArchConfig, slots: int):
             "WBUF": arch.wbuf_bytes // slots, "PBUF": arch.pbuf_entries // slots}
 
 
-def _fits(op, arch, m_tile, row_tile, cap):
+def _fits(op, arch, m_tile, row_tile, cap, e, we):
     if op.line_buffered and op.padded_rows(row_tile) > arch.max_height:
         return False
-    sizes = _sizes(op, arch, m_tile, row_tile)
-    return all(sizes[k] <= cap[k] for k in sizes)
+    ib, ob, wb, pb = _size_tuple(op, m_tile, row_tile, e, we)
+    return ib <= cap[0] and ob <= cap[1] and wb <= cap[2] and pb <= cap[3]
 
 
 def _cost(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int, rows_outer: bool,
-          double: bool) -> int:
-    e = element_bytes(arch.act_bits)
+          double: bool, e: int, we: int) -> int:
     axi = arch.axi_data_bytes
     n_m = -(-op.out_c // m_tile)
     n_r = -(-op.out_h // row_tile)
@@ -192,7 +200,7 @@ def _cost(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int, rows_outer
     compute = tiles * window_tile_cycles(op, arch, m_tile, row_tile)
     cin = m_tile if op.channelwise else op.in_c
     in_bytes = cin * op.in_rows(row_tile) * op.in_w * e
-    w_bytes = m_tile * op.w_per_out * weight_element_bytes(arch) \
+    w_bytes = m_tile * op.w_per_out * we \
         + (m_tile * PBUF_ENTRY_BYTES if op.params else 0)
     if op.channelwise:
         in_loads, w_loads = tiles, n_m
@@ -222,9 +230,9 @@ def _explain(op: WindowOp, arch: ArchConfig) -> str:
                 f"{op.padded_rows(1)}")
     sizes = _sizes(op, arch, 1, 1)
     cap = _capacity(arch, 1)
-    what = {"IBUF": ("ibuf_bytes", "bytes", f"the input tile ({sizes['IBUF']} bytes: "
-                     f"{1 if op.channelwise else op.in_c} channels x {op.in_rows(1)} rows x "
-                     f"{op.in_w} columns)"),
+    cin = 1 if op.channelwise else op.in_c
+    what = {"IBUF": ("ibuf_bytes", "bytes", f"the input of one output row ({cin} channels x "
+                     f"{op.in_rows(1)} rows x {op.in_w} columns = {sizes['IBUF']} bytes)"),
             "OBUF": ("obuf_bytes", "bytes", f"one output row of one channel ({sizes['OBUF']} "
                      f"bytes)"),
             "WBUF": ("wbuf_bytes", "bytes", f"the weights of one output channel "
@@ -232,7 +240,7 @@ def _explain(op: WindowOp, arch: ArchConfig) -> str:
             "PBUF": ("pbuf_entries", "entries", "one parameter entry")}
     for buf, (param, unit, desc) in what.items():
         if sizes[buf] > cap[buf]:
-            return (f"{desc} do not fit {buf} ({cap[buf]} {unit}); increase {param} to at "
+            return (f"{desc} does not fit {buf} ({cap[buf]} {unit}); increase {param} to at "
                     f"least {sizes[buf]}")
     return "no tile fits the buffers"
 
@@ -250,21 +258,24 @@ def plan_window(op: WindowOp, arch: ArchConfig) -> Tiling:
         raise MappingError(f"Layer {op.name!r} ({op.engine.name.lower()}) cannot be mapped: "
                            f"{_explain(op, arch)}")
     best = None
+    e, we = element_bytes(arch.act_bits), weight_element_bytes(arch)
     for double in (True, False):
-        cap = _capacity(arch, 2 if double else 1)
+        cap = tuple(_capacity(arch, 2 if double else 1).values())
         for m_tile in distinct_splits(op.out_c):
-            if not _fits(op, arch, m_tile, 1, cap):
+            if not _fits(op, arch, m_tile, 1, cap, e, we):
                 continue
             lo, hi = 1, op.out_h
+            if _fits(op, arch, m_tile, hi, cap, e, we):
+                lo = hi
             while lo < hi:  # largest row tile that fits
                 mid = (lo + hi + 1) // 2
-                if _fits(op, arch, m_tile, mid, cap):
+                if _fits(op, arch, m_tile, mid, cap, e, we):
                     lo = mid
                 else:
                     hi = mid - 1
             row_tile = -(-op.out_h // -(-op.out_h // lo))  # balance the tiles
             for rows_outer in (True, False):
-                cycles = _cost(op, arch, m_tile, row_tile, rows_outer, double)
+                cycles = _cost(op, arch, m_tile, row_tile, rows_outer, double, e, we)
                 if best is None or cycles < best.cycles:
                     best = Tiling(m_tile, row_tile, rows_outer, double, cycles)
     if best is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from compiler.ir import Graph, OpKind
 from compiler.passes.rewrite import bypass, make_channel_conv
 
-__all__ = ["remove_identities", "finish_lowering"]
+__all__ = ["finish_lowering", "remove_identities"]
 
 
 def remove_identities(graph: Graph, ctx=None) -> Graph:

@@ -16,7 +16,7 @@ import numpy as np
 from compiler.ir import Activation, Graph, OpKind
 from compiler.passes.rewrite import absorb_successor, make_channel_conv, sole_consumer
 
-__all__ = ["fold_scales", "lower_scales", "fold_pads"]
+__all__ = ["fold_pads", "fold_scales", "lower_scales"]
 
 _FOLDABLE_PRODUCERS = (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC)
 

@@ -10,30 +10,48 @@ graph input) into identity depthwise 1x1 convolutions that carry the clamp.
 
 from __future__ import annotations
 
-from compiler.ir import Graph, OpKind, combine_activations
+from compiler.ir import Graph, Layer, OpKind, combine_activations
 from compiler.passes.rewrite import absorb_successor, bypass, make_channel_conv, sole_consumer
 
-__all__ = ["fuse_activations", "lower_activations", "absorb_flattens"]
+__all__ = ["absorb_flattens", "fuse_activations", "lower_activations"]
 
-#: Kinds whose output can be clamped in their requantization step. Max pooling
-#: commutes with a monotonic clamp, so it can carry one too.
+#: Kinds whose output is clamped in their requantization step.
 _CLAMPABLE = frozenset({OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC,
-                        OpKind.MAXPOOL, OpKind.AVGPOOL, OpKind.GAP, OpKind.ADD,
-                        OpKind.ACTIVATION})
+                        OpKind.AVGPOOL, OpKind.GAP, OpKind.ADD, OpKind.ACTIVATION})
+
+
+def _clamp_into(layer: Layer, act: Layer) -> bool:
+    """Give ``layer`` the composition of its clamp and ``act``'s, if expressible."""
+    combined = combine_activations(layer, act)
+    if combined is None:
+        return False
+    layer.activation, layer.clip = combined
+    return True
 
 
 def fuse_activations(graph: Graph, ctx=None) -> Graph:
-    """Fuse every ACTIVATION layer into its producer where the producer can clamp."""
+    """Fuse every ACTIVATION layer into its producer where the producer can clamp.
+
+    Max pooling passes values through without requantizing, so it carries no
+    clamp; but a clamp commutes with a maximum, so an activation after a max pool
+    moves onto the layer feeding the pool (``conv -> maxpool -> relu`` becomes
+    ``conv+relu -> maxpool``).
+    """
     for act in [layer for layer in graph.layers if layer.kind is OpKind.ACTIVATION]:
         producer = graph.producer(act.inputs[0])
-        if (producer is None or producer.kind not in _CLAMPABLE
-                or sole_consumer(graph, producer.output) is not act):
+        if producer is None or sole_consumer(graph, producer.output) is not act:
             continue
-        combined = combine_activations(producer, act)
-        if combined is None:
-            continue
-        producer.activation, producer.clip = combined
-        absorb_successor(graph, producer, act)
+        if producer.kind in _CLAMPABLE:
+            if _clamp_into(producer, act):
+                absorb_successor(graph, producer, act)
+        elif producer.kind is OpKind.MAXPOOL:
+            inner = graph.producer(producer.inputs[0])
+            if (inner is not None and inner.kind in _CLAMPABLE
+                    and sole_consumer(graph, inner.output) is producer
+                    and _clamp_into(inner, act)):
+                inner.origin = inner.origin + act.origin
+                act.origin = ()
+                absorb_successor(graph, producer, act)
     return graph
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from compiler.errors import QuantizationError
 from compiler.ir import WEIGHTED_KINDS, Graph, OpKind
 
-__all__ = ["PruneReport", "prune", "PRUNE_SCOPES"]
+__all__ = ["PRUNE_SCOPES", "PruneReport", "prune", "prune_graph"]
 
 PRUNE_SCOPES = ("layer", "global")
 
@@ -47,14 +47,14 @@ class PruneReport:
         return asdict(self)
 
     def table(self) -> str:
-        lines = [f"Pruning to {100 * self.target:.1f}% ({self.scope}): achieved "
-                 f"{100 * self.achieved:.2f}%"]
+        lines = [(f"Pruning to {100 * self.target:.1f}% ({self.scope}): achieved "
+                 f"{100 * self.achieved:.2f}%")]
         lines += [f"  {name:<32} {100 * s:6.2f}%" for name, s in self.layers.items()]
         return "\n".join(lines)
 
 
 def _prune_count(size: int, sparsity: float) -> int:
-    return int(round(size * sparsity))
+    return round(size * sparsity)
 
 
 def prune(graph: Graph, sparsity: float, *, scope: str = "layer", layers=None,
@@ -136,3 +136,17 @@ def prune(graph: Graph, sparsity: float, *, scope: str = "layer", layers=None,
     report.achieved = zeros / total
     out.validate()
     return out, report
+
+
+def prune_graph(graph: Graph, ctx) -> Graph:
+    """Pipeline pass: prune to ``ctx.options["prune_sparsity"]`` (no-op if absent).
+
+    ``ctx.options["prune_scope"]`` selects ``"layer"`` (default) or ``"global"``;
+    the :class:`PruneReport` goes to ``ctx.options["prune_report"]``.
+    """
+    sparsity = ctx.options.get("prune_sparsity")
+    if not sparsity:
+        return graph
+    pruned, report = prune(graph, sparsity, scope=ctx.options.get("prune_scope", "layer"))
+    ctx.options["prune_report"] = report
+    return pruned

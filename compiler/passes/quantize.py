@@ -31,16 +31,29 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import QuantizationError
-from compiler.ir import Activation, Graph, Layer, LayerQuant, OpKind, WEIGHTED_KINDS, run_float
-from compiler.quant.multiplier import (decompose_multiplier, decompose_multipliers,
-                                       decompose_shared_shift)
+from compiler.ir import WEIGHTED_KINDS, Graph, Layer, LayerQuant, OpKind, run_float
+from compiler.quant.multiplier import (
+    decompose_multiplier,
+    decompose_multipliers,
+    decompose_shared_shift,
+)
 from compiler.quant.overflow import check_bias, prove_accumulator, prove_sum
 from compiler.quant.report import LayerReport, QuantReport
 from compiler.quant.scales import check_width, float_scale, frac_bits_for, qrange, tensor_range
 from compiler.quant.weights import WEIGHT_SCHEMES, quantize_weights
 
-__all__ = ["QuantConfig", "SCALE_MODES", "quantize", "calibrate", "load_calibration",
-           "random_calibration", "quantize_with_scales", "input_to_ir"]
+__all__ = [
+    "SCALE_MODES",
+    "QuantConfig",
+    "calibrate",
+    "calibration_statistics",
+    "input_to_ir",
+    "load_calibration",
+    "quantize",
+    "quantize_graph",
+    "quantize_with_scales",
+    "random_calibration",
+]
 
 SCALE_MODES = ("per_channel", "per_layer", "pot")
 
@@ -55,7 +68,9 @@ class QuantConfig:
     Parameters
     ----------
     act_bits, weight_bits : int
-        Signed widths, 4 to 16.
+        Signed widths, 4 to 16. ``weight_bits`` bounds uniform weights; PoT and
+        APoT weights take every value their codes hold (range set by
+        ``pot_exp_bits``, as the PEs are sized for it).
     weight_scheme : str
         ``"uniform"``, ``"pot"`` or ``"apot"``.
     scale_mode : str
@@ -66,6 +81,9 @@ class QuantConfig:
         Hardware widths the integers must fit (from :class:`hw.arch.ArchConfig`).
     percentile : float or None
         Clip activation ranges to this percentile of ``|x|`` (``None``: max-abs).
+    bias_correction : bool
+        Fold the mean error that weight rounding causes (on the calibration
+        data's mean input) back into each layer's bias.
     """
 
     act_bits: int = 8
@@ -78,6 +96,7 @@ class QuantConfig:
     mult_bits: int = 16
     shift_bits: int = 6
     percentile: float | None = None
+    bias_correction: bool = True
 
     def __post_init__(self):
         check_width("act_bits", self.act_bits)
@@ -96,10 +115,10 @@ class QuantConfig:
     @classmethod
     def from_arch(cls, arch, **overrides) -> QuantConfig:
         """Widths and weight scheme of an :class:`hw.arch.ArchConfig`, plus ``overrides``."""
-        params = dict(act_bits=arch.act_bits, weight_bits=arch.weight_bits,
-                      weight_scheme=arch.weight_scheme, pot_exp_bits=arch.pot_exp_bits,
-                      bias_bits=arch.bias_bits, acc_bits=arch.acc_bits,
-                      mult_bits=arch.mult_bits, shift_bits=arch.shift_bits)
+        params = {"act_bits": arch.act_bits, "weight_bits": arch.weight_bits,
+                      "weight_scheme": arch.weight_scheme, "pot_exp_bits": arch.pot_exp_bits,
+                      "bias_bits": arch.bias_bits, "acc_bits": arch.acc_bits,
+                      "mult_bits": arch.mult_bits, "shift_bits": arch.shift_bits}
         params.update(overrides)
         return cls(**params)
 
@@ -186,20 +205,50 @@ def random_calibration(graph: Graph, samples: int = DEFAULT_RANDOM_SAMPLES,
 def calibrate(graph: Graph, batches: dict[str, np.ndarray],
               percentile: float | None = None) -> dict[str, float]:
     """Per-tensor range (max-abs or percentile of ``|x|``) from running the float graph."""
+    return calibration_statistics(graph, batches, percentile)[0]
+
+
+def calibration_statistics(graph: Graph, batches: dict[str, np.ndarray],
+                           percentile: float | None = None):
+    """Per-tensor ranges and per-channel float means over the calibration samples.
+
+    Returns ``(ranges, means)``, to pass to :func:`quantize` when several
+    quantizations share one calibration.
+    """
     n = len(next(iter(batches.values())))
-    if percentile is None:
-        ranges = {}
-        for i in range(n):
-            values = run_float(graph, {k: v[i] for k, v in batches.items()}, keep_all=True)
-            for name, v in values.items():
-                ranges[name] = max(ranges.get(name, 0.0), float(np.abs(v).max()))
-        return ranges
+    ranges: dict[str, float] = {}
+    sums: dict[str, np.ndarray] = {}
     collected: dict[str, list[np.ndarray]] = {}
     for i in range(n):
         values = run_float(graph, {k: v[i] for k, v in batches.items()}, keep_all=True)
         for name, v in values.items():
-            collected.setdefault(name, []).append(v)
-    return {name: tensor_range(vs, percentile) for name, vs in collected.items()}
+            mean = v.mean(axis=(1, 2), dtype=np.float64)
+            sums[name] = sums[name] + mean if name in sums else mean
+            if percentile is None:
+                ranges[name] = max(ranges.get(name, 0.0), float(np.abs(v).max()))
+            else:
+                collected.setdefault(name, []).append(v)
+    if percentile is not None:
+        ranges = {name: tensor_range(vs, percentile) for name, vs in collected.items()}
+    return ranges, {name: total / n for name, total in sums.items()}
+
+
+def _bias_shift(layer: Layer, w_int, w_scale, mean_in) -> np.ndarray:
+    """Mean output error of the rounded weights on an input of channel means ``mean_in``.
+
+    Borders of padded convolutions see fewer inputs; the mean ignores that.
+    """
+    w = layer.weight.astype(np.float64)
+    error = w_int * np.asarray(w_scale).reshape((-1,) + (1,) * (w.ndim - 1)) - w
+    if layer.kind is OpKind.FC:
+        return error @ np.repeat(mean_in, error.shape[1] // len(mean_in))
+    taps = error.sum(axis=(2, 3))                       # (M, C // groups)
+    groups = layer.groups
+    per_group = len(mean_in) // groups
+    out_per_group = taps.shape[0] // groups
+    group_mean = mean_in.reshape(groups, per_group)     # input channels of each group
+    return np.einsum("gmc,gc->gm", taps.reshape(groups, out_per_group, per_group),
+                     group_mean).reshape(-1)
 
 
 # Integer parameters ----------------------------------------------------------------------
@@ -226,8 +275,9 @@ def _clamp_bounds(layer: Layer, scale: float, bits: int) -> tuple[int, int]:
 class _Quantizer:
     """Walks a graph in order, giving each tensor a scale and each layer its integers."""
 
-    def __init__(self, graph: Graph, cfg: QuantConfig, out_scale, weight_fn):
+    def __init__(self, graph: Graph, cfg: QuantConfig, out_scale, weight_fn, means=None):
         self.graph = graph
+        self.means = means              # tensor -> float channel means, for bias correction
         self.cfg = cfg
         self.out_scale = out_scale      # (layer or input tensor name, proposed) -> scale
         self.weight_fn = weight_fn      # layer -> (w_int, w_scale per channel)
@@ -293,9 +343,13 @@ class _Quantizer:
         if cfg.pot:
             # With m = 1 the output cannot be finer than the accumulator.
             out_scale = max(out_scale, float(acc_scale.max()))
+        real_bias = None if layer.bias is None else layer.bias.astype(np.float64)
+        if cfg.bias_correction and self.means is not None and layer.inputs[0] in self.means:
+            shift = _bias_shift(layer, w_int, w_scale, self.means[layer.inputs[0]])
+            real_bias = (0.0 if real_bias is None else real_bias) - shift
         bias = None
-        if layer.bias is not None:
-            bias = np.rint(layer.bias.astype(np.float64) / acc_scale).astype(np.int64)
+        if real_bias is not None:
+            bias = np.rint(real_bias / acc_scale).astype(np.int64)
             check_bias(layer.name, bias, cfg.bias_bits)
         reals = acc_scale / out_scale
         if cfg.pot or np.all(reals == reals[0]):
@@ -318,7 +372,7 @@ class _Quantizer:
         cfg = self.cfg
         src = layer.inputs[0]
         s_in = self.scale(src)
-        c, h, w = self.graph.tensors[src].shape
+        _c, h, w = self.graph.tensors[src].shape
         window = h * w if layer.kind is OpKind.GAP else layer.kernel[0] * layer.kernel[1]
         out_scale = self.out_scale(layer.output, layer)
         m, s = decompose_multiplier(s_in / (window * out_scale), cfg.mult_bits, cfg.shift_bits,
@@ -349,15 +403,17 @@ class _Quantizer:
         self.finish(layer, q, out_scale, acc_bound=bound)
 
 
-def quantize_with_scales(graph: Graph, cfg: QuantConfig, out_scale, weight_fn) -> list:
+def quantize_with_scales(graph: Graph, cfg: QuantConfig, out_scale, weight_fn,
+                         means=None) -> list:
     """Fill every layer's :class:`LayerQuant` and every tensor's scale, in place.
 
     ``out_scale(tensor, layer)`` proposes the scale of a tensor (``layer`` is
     ``None`` for graph inputs); ``weight_fn(layer)`` returns integer weights and
-    their per-output-channel scales. Used by :func:`quantize` (calibrated scales)
-    and by the QDQ import (scales from the model). Returns the report rows.
+    their per-output-channel scales. ``means`` (tensor to float channel means)
+    enables bias correction. Used by :func:`quantize` (calibrated scales) and by
+    the QDQ import (scales from the model). Returns the report rows.
     """
-    q = _Quantizer(graph, cfg, out_scale, weight_fn)
+    q = _Quantizer(graph, cfg, out_scale, weight_fn, means)
     q.run()
     return q.rows
 
@@ -366,7 +422,8 @@ def quantize_with_scales(graph: Graph, cfg: QuantConfig, out_scale, weight_fn) -
 
 def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, *,
              arch=None, random_samples: int = DEFAULT_RANDOM_SAMPLES, seed: int = 0,
-             ranges: dict[str, float] | None = None) -> tuple[Graph, QuantReport]:
+             ranges: dict[str, float] | None = None,
+             means: dict[str, np.ndarray] | None = None) -> tuple[Graph, QuantReport]:
     """Quantize a float graph.
 
     Parameters
@@ -382,7 +439,10 @@ def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, 
     arch : hw.arch.ArchConfig, optional
         Source of the widths when ``config`` is not given.
     ranges : dict, optional
-        Precomputed per-tensor ranges (skips running the float graph).
+        Precomputed per-tensor ranges (skips running the float graph), e.g. from
+        :func:`calibration_statistics`.
+    means : dict, optional
+        Precomputed per-channel means for bias correction, with ``ranges``.
 
     Returns
     -------
@@ -409,7 +469,7 @@ def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, 
             batches = load_calibration(graph, calibration)
             source = str(calibration) if isinstance(calibration, (str, Path)) else "samples"
         count = len(next(iter(batches.values())))
-        ranges = calibrate(graph, batches, config.percentile)
+        ranges, means = calibration_statistics(graph, batches, config.percentile)
     else:
         source, count = "precomputed ranges", 0
 
@@ -433,10 +493,28 @@ def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, 
                                 per_channel=config.scale_mode == "per_channel",
                                 pot_scales=config.pot, where=f"Layer {layer.name!r}")
 
-    rows = quantize_with_scales(out, config, out_scale, weight_fn)
+    rows = quantize_with_scales(out, config, out_scale, weight_fn, means)
     out.validate()
     report = QuantReport(model=graph.name, act_bits=config.act_bits,
                          weight_bits=config.weight_bits, weight_scheme=config.weight_scheme,
                          scale_mode=config.scale_mode, calibration=source,
                          calibration_samples=count, layers=rows, warnings=notes)
     return out, report
+
+
+def quantize_graph(graph: Graph, ctx) -> Graph:
+    """Pipeline pass: quantize with the context's arch and options.
+
+    Reads ``ctx.arch`` (default arch if ``None``) and ``ctx.options``:
+    ``"calibration"`` (samples or file; random with a warning if absent),
+    ``"quant"`` (a dict of :class:`QuantConfig` overrides, e.g.
+    ``{"scale_mode": "pot"}``) and ``"calibration_seed"``. Stores the
+    :class:`QuantReport` in ``ctx.options["quant_report"]``.
+    """
+    from hw.arch import ArchConfig
+    arch = ctx.arch if ctx.arch is not None else ArchConfig()
+    config = QuantConfig.from_arch(arch, **ctx.options.get("quant", {}))
+    quantized, report = quantize(graph, config, ctx.options.get("calibration"),
+                                 seed=ctx.options.get("calibration_seed", 0))
+    ctx.options["quant_report"] = report
+    return quantized

@@ -6,7 +6,7 @@ import numpy as np
 
 from compiler.ir import Graph, Layer, conv_kind
 
-__all__ = ["sole_consumer", "bypass", "absorb_successor", "replace_uses", "make_channel_conv"]
+__all__ = ["absorb_successor", "bypass", "make_channel_conv", "replace_uses", "sole_consumer"]
 
 
 def replace_uses(graph: Graph, old: str, new: str) -> None:
@@ -82,7 +82,7 @@ def make_channel_conv(graph: Graph, layer: Layer, scale=None, shift=None) -> Non
     The layer keeps its name, tensors and activation.
     """
     c = graph.shape(layer.inputs[0])[0]
-    groups = c if c > 1 else 1
+    groups = max(1, c)
     scale = np.ones(c) if scale is None else scale
     shift = np.zeros(c) if shift is None else shift
     layer.kind = conv_kind(c, c, (1, 1), (1, 1), (0, 0, 0, 0), groups)

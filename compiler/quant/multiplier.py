@@ -94,8 +94,7 @@ def decompose_multiplier(real: float, mult_bits: int, shift_bits: int, *,
     m_cap = 1 << mult_bits
     e = math.floor(math.log2(real))
     s = min(mult_bits - 1 - e, s_max)
-    if s < 0:
-        s = 0
+    s = max(s, 0)
     m = round(real * 2.0 ** s)
     if m >= m_cap:
         if s == 0:

@@ -14,7 +14,7 @@ import numpy as np
 
 from compiler.errors import QuantizationError
 
-__all__ = ["accumulator_bounds", "prove_accumulator", "prove_sum", "check_bias"]
+__all__ = ["accumulator_bounds", "check_bias", "prove_accumulator", "prove_sum"]
 
 # The golden model computes ``acc * m`` in int64.
 _PRODUCT_LIMIT = (1 << 63) - 1

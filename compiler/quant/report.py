@@ -136,9 +136,9 @@ class QuantReport:
         """A fixed-width per-layer table followed by the summary lines."""
         head = (f"{'layer':<28} {'kind':<9} {'scale':>10} {'fl':>4} {'m':>13} {'s':>7} "
                 f"{'lo..hi':>11} {'sparse':>6} {'SNR dB':>7}")
-        lines = [f"Quantization of {self.model}: act {self.act_bits} b, weights "
+        lines = [(f"Quantization of {self.model}: act {self.act_bits} b, weights "
                  f"{self.weight_bits} b {self.weight_scheme}, scales {self.scale_mode}, "
-                 f"calibration {self.calibration} ({self.calibration_samples} samples)",
+                 f"calibration {self.calibration} ({self.calibration_samples} samples)"),
                  head, "-" * len(head)]
         for r in self.layers:
             m = f"{r.m_min}" if r.m_min == r.m_max else f"{r.m_min}..{r.m_max}"

@@ -14,8 +14,17 @@ import numpy as np
 
 from compiler.errors import QuantizationError
 
-__all__ = ["MIN_BITS", "MAX_BITS", "check_width", "qmax", "qrange", "frac_bits_for",
-           "pot_scale", "float_scale", "tensor_range"]
+__all__ = [
+    "MAX_BITS",
+    "MIN_BITS",
+    "check_width",
+    "float_scale",
+    "frac_bits_for",
+    "pot_scale",
+    "qmax",
+    "qrange",
+    "tensor_range",
+]
 
 #: Narrowest and widest activation / weight widths the quantizer accepts.
 MIN_BITS = 4

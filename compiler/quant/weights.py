@@ -3,48 +3,45 @@
 Quantized weights are plain integers whatever the scheme; the scheme only
 restricts which integers may appear (seed 001):
 
-* ``uniform`` -- every value of the signed ``weight_bits`` range,
+* ``uniform`` -- the symmetric signed ``weight_bits`` range
+  ``-(2**(weight_bits-1) - 1) .. 2**(weight_bits-1) - 1``,
 * ``pot`` -- ``0`` or ``+-2**e`` with ``0 <= e <= 2**pot_exp_bits - 1``,
 * ``apot`` -- the sum of two such PoT terms.
 
-Every value also has to fit ``weight_bits`` (``|w| <= 2**(weight_bits-1) - 1``),
-so the PE's shift-based multipliers see exactly the codes of
-``hw.weight_codes``.
+The PoT and APoT sets are exactly the values of :mod:`hw.weight_codes`, the
+codes the PEs decode; their range is set by ``pot_exp_bits`` (the PE is sized
+for it), not by ``weight_bits``.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
 from compiler.errors import QuantizationError
 from compiler.quant.scales import frac_bits_for, qmax
+from hw import weight_codes
 
-__all__ = ["WEIGHT_SCHEMES", "weight_levels", "project_to_levels", "quantize_weights"]
+__all__ = ["WEIGHT_SCHEMES", "project_to_levels", "quantize_weights", "weight_levels"]
 
 WEIGHT_SCHEMES = ("uniform", "pot", "apot")
 
-# Scale candidates per octave searched for PoT / APoT weights: their levels are
-# uneven, so the max-abs scale is rarely the one with the least error.
+# Scale candidates searched for PoT / APoT weights: their levels are uneven (APoT
+# levels are densest far below the top), so the max-abs scale is rarely the one
+# with the least error. Candidates span _SEARCH_UP octaves of coarser scales and
+# _SEARCH_DOWN octaves of finer, clipping ones, _SEARCH_STEPS per octave.
 _SEARCH_STEPS = 8
+_SEARCH_UP = 2
+_SEARCH_DOWN = 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def _levels(scheme: str, bits: int, pot_exp_bits: int) -> tuple[int, ...]:
-    limit = qmax(bits)
     if scheme == "uniform":
+        limit = qmax(bits)
         return tuple(range(-limit, limit + 1))
-    exps = range(0, (1 << pot_exp_bits))
-    terms = {0}
-    for e in exps:
-        terms.add(1 << e)
-        terms.add(-(1 << e))
-    if scheme == "pot":
-        values = terms
-    else:
-        values = {a + b for a in terms for b in terms}
-    return tuple(sorted(v for v in values if -limit <= v <= limit))
+    return tuple(weight_codes.values(scheme, bits, pot_exp_bits))
 
 
 def weight_levels(scheme: str, bits: int, pot_exp_bits: int = 3) -> np.ndarray:
@@ -55,7 +52,7 @@ def weight_levels(scheme: str, bits: int, pot_exp_bits: int = 3) -> np.ndarray:
     scheme : str
         ``"uniform"``, ``"pot"`` or ``"apot"``.
     bits : int
-        Signed weight width; every level satisfies ``|w| <= 2**(bits-1) - 1``.
+        Signed weight width of uniform weights.
     pot_exp_bits : int
         Exponent field width of PoT / APoT codes (exponents ``0 .. 2**pot_exp_bits - 1``).
     """
@@ -88,7 +85,7 @@ def quantize_weights(w, bits: int, *, scheme: str = "uniform", pot_exp_bits: int
     w : ndarray
         Float weights, output channels first (``(M, ...)``).
     bits : int
-        Signed weight width.
+        Signed weight width (of uniform weights).
     scheme : str
         ``"uniform"``, ``"pot"`` or ``"apot"``.
     pot_exp_bits : int
@@ -123,14 +120,15 @@ def quantize_weights(w, bits: int, *, scheme: str = "uniform", pot_exp_bits: int
     # Candidate scales per group, shape (G, C): the max-abs scale first, then
     # smaller ones that clip the largest weights in exchange for resolution.
     if pot_scales:
-        f0 = np.array([frac_bits_for(m, bits) if top == qmax(bits)
-                       else frac_bits_for(m * qmax(bits) / top, bits) for m in group_max])
-        steps = 1 if scheme == "uniform" else 2
-        cands = 2.0 ** -(f0[:, None] + np.arange(steps)[None, :])
+        # The largest f with max_abs * 2**f <= top.
+        f0 = np.array([frac_bits_for(m * qmax(bits) / top, bits) for m in group_max])
+        shifts = [0] if scheme == "uniform" else range(-_SEARCH_UP, _SEARCH_DOWN + 1)
+        cands = 2.0 ** -(f0[:, None] + np.array(shifts)[None, :])
     else:
         base = np.where(group_max > 0, group_max, 1.0) / top
-        steps = 1 if scheme == "uniform" else _SEARCH_STEPS
-        cands = base[:, None] * 2.0 ** (-np.arange(steps) / steps)[None, :]
+        exps = [0] if scheme == "uniform" else range(-_SEARCH_UP * _SEARCH_STEPS,
+                                                      _SEARCH_DOWN * _SEARCH_STEPS)
+        cands = base[:, None] * 2.0 ** (-np.array(exps) / _SEARCH_STEPS)[None, :]
 
     best_err = np.full(groups.shape[0], np.inf)
     best_q = np.zeros(groups.shape, dtype=np.int64)

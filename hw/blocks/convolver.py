@@ -65,7 +65,6 @@ class Convolver(wiring.Component):
         self._k = k
         self._data_width = data_width
         self._weight_width = weight_width
-        self._tree = AdderTree(k * k, data_width + weight_width)
         super().__init__({
             "w": In(stream.Signature(self.kernel_layout)),
             "i": In(stream.Signature(self.window_layout)),
@@ -94,11 +93,12 @@ class Convolver(wiring.Component):
     @property
     def latency(self):
         """Cycles from a window's acceptance to its dot product's ``valid``."""
-        return 1 + self._tree.latency
+        return 1 + ceil_log2(self._k * self._k)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.adder_tree = tree = self._tree
+        m.submodules.adder_tree = tree = AdderTree(self._k * self._k,
+                                                   self._data_width + self._weight_width)
         k = self._k
 
         kernel = Signal(self.kernel_layout)

@@ -290,8 +290,6 @@ class WindowGenerator(wiring.Component):
         self._lanes = lanes
         self._max_width = max_width
         self._max_height = max_height
-        self._line_buffer = LineBuffer(k, data_width, lanes=lanes, max_width=max_width,
-                                       max_height=max_height)
         super().__init__({
             "cfg": In(stream.Signature(self.cfg_layout)),
             "i": In(stream.Signature(self.pixel_layout)),
@@ -333,12 +331,14 @@ class WindowGenerator(wiring.Component):
     @property
     def latency(self):
         """Cycles from the acceptance of a window's last pixel to the window's ``valid``."""
-        return self._line_buffer.latency + 1
+        return 2  # the line buffer's stage, then the window register
 
     def elaborate(self, platform):
         m = Module()
         k = self._k
-        m.submodules.line_buffer = lb = self._line_buffer
+        m.submodules.line_buffer = lb = LineBuffer(
+            k, self._data_width, lanes=self._lanes, max_width=self._max_width,
+            max_height=self._max_height)
         wiring.connect(m, wiring.flipped(self.i), lb.i)
 
         count = range(self._max_width + k)  # windows per row, columns of a padded row
@@ -486,7 +486,7 @@ class WindowGenerator(wiring.Component):
             with m.If(col.row_last):
                 with m.If(row_used):
                     m.d.sync += [
-                        skip_rows.eq(stride2),
+                        skip_rows.eq(0),
                         rows_left.eq(rows_left - 1),
                         pend.eq(next_remaining),
                         pend_until.eq(next_until),

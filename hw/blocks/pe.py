@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import weight_codes
 
-__all__ = ["MultiplierElement", "MACPE", "weight_is_zero", "product_bits"]
+__all__ = ["MACPE", "MultiplierElement", "product_bits", "weight_is_zero", "weight_shape"]
 
 
 def _check_int(name, value, lo, hi):
@@ -48,6 +48,13 @@ def product_bits(scheme, act_bits, weight_bits, exp_bits):
     if scheme == "uniform":
         return act_bits + vbits
     return act_bits + vbits - 1
+
+
+def weight_shape(scheme, weight_bits, exp_bits):
+    """Shape of a weight port: ``signed(weight_bits)`` for ``"uniform"``, else the
+    unsigned code of :func:`hw.weight_codes.code_width`."""
+    width = weight_codes.code_width(scheme, weight_bits, exp_bits)
+    return signed(width) if scheme == "uniform" else unsigned(width)
 
 
 def _pot_fields(code, exp_bits):
@@ -142,9 +149,7 @@ class MultiplierElement(wiring.Component):
 
     @property
     def weight_shape(self):
-        if self._scheme == "uniform":
-            return signed(self._weight_bits)
-        return unsigned(self.code_bits)
+        return weight_shape(self._scheme, self._weight_bits, self._exp_bits)
 
     @property
     def product_bits(self):
@@ -240,10 +245,9 @@ class MACPE(wiring.Component):
         self._acc_bits = acc_bits
         self._exp_bits = exp_bits
         self._zero_aware = zero_aware
-        self._mul = MultiplierElement(scheme, act_bits, weight_bits, exp_bits)
         self._input_layout = data.StructLayout({
             "a": signed(act_bits),
-            "w": self._mul.weight_shape,
+            "w": weight_shape(scheme, weight_bits, exp_bits),
             "last": 1,
         })
         members = {
@@ -264,11 +268,12 @@ class MACPE(wiring.Component):
 
     @property
     def product_bits(self):
-        return self._mul.product_bits
+        return product_bits(self._scheme, self._act_bits, self._weight_bits, self._exp_bits)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mul = mul = self._mul
+        m.submodules.mul = mul = MultiplierElement(
+            self._scheme, self._act_bits, self._weight_bits, self._exp_bits)
 
         advance = Signal()
         m.d.comb += [

@@ -28,7 +28,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RequantUnit", "round_shift", "clamp"]
+__all__ = ["RequantUnit", "clamp", "round_shift"]
 
 
 def _check_int(name, value, lo, hi):

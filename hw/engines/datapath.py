@@ -14,7 +14,8 @@ The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
 - :func:`multiply` — a registered activation x weight product, any weight scheme;
 - :func:`requant_tail` — ``clamp(round_shift(acc * m, s), lo, hi)`` into the output;
 - :class:`JobControl` — the command handshake (run-time configuration or constants);
-- :func:`window_stream` — line buffer + KxK window generator with stride and padding;
+- :func:`frame_fields` / :func:`window_config` — the run-time frame geometry of a window
+  engine, and its mapping onto :class:`hw.blocks.line_buffer.WindowGenerator`;
 - :func:`accumulate` — the output buffer that sums partial results over input tiles.
 """
 
@@ -30,9 +31,26 @@ from ..arch import ArchConfig
 from ..blocks.pe import MultiplierElement
 from ..blocks.requant import RequantUnit
 
-__all__ = ["Pipeline", "multiply", "weight_shape", "requant_tail", "JobControl",
-           "window_stream", "accumulate", "param_layout", "check_arch", "check_fixed",
-           "frame_fields", "frame_checks", "check_frame", "TILE_BITS", "REQUANT_LATENCY"]
+__all__ = [
+    "REQUANT_LATENCY",
+    "TILE_BITS",
+    "JobControl",
+    "KernelLoader",
+    "Pipeline",
+    "accumulate",
+    "check_arch",
+    "check_fixed",
+    "check_frame",
+    "frame_checks",
+    "frame_fields",
+    "multiply",
+    "output_size",
+    "param_layout",
+    "requant_tail",
+    "weight_shape",
+    "weight_zero",
+    "window_config",
+]
 
 #: Width of the input-channel tile count of a job (up to 4095 tiles of Pi channels).
 TILE_BITS = 12
@@ -42,7 +60,9 @@ REQUANT_LATENCY = RequantUnit.latency
 
 
 def check_arch(arch, overrides):
-    """Return ``arch`` with ``overrides`` applied, validating both."""
+    """Return ``arch`` (default ``ArchConfig()``) with ``overrides`` applied, validating both."""
+    if arch is None:
+        arch = ArchConfig()
     if not isinstance(arch, ArchConfig):
         raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
     return arch.replace(**overrides) if overrides else arch
@@ -270,89 +290,73 @@ def check_frame(arch, k_max, fixed):
     if wp < k or hp < k:
         raise ValueError(f"config padded frame must be at least kernel={k} in each "
                          f"dimension, not {wp!r}x{hp!r}")
+    stride = fixed["stride"]
+    outputs = ((wp - k) // stride + 1) * ((hp - k) // stride + 1)
+    if outputs > arch.max_width * arch.max_height:
+        raise ValueError(f"config output pixels must be at most max_width * max_height="
+                         f"{arch.max_width * arch.max_height}, not {outputs!r}")
 
 
-def window_stream(m: Module, pipe: Pipeline, *, cfg, run, pixels, lanes: int, act_bits: int,
-                  k_max: int, max_width: int):
-    """Generate KxK windows over a raster stream of ``lanes``-channel pixels.
-
-    The position generator walks the padded frame
-    ``(pad_top + height + pad_bottom) x (pad_left + width + pad_right)`` in raster order,
-    one position per cycle: a position inside the tile consumes one ``pixels`` beat, a
-    padding position inserts zero without consuming. ``k_max - 1`` rows are kept in a
-    line buffer of ``max_width`` entries; the ``k_max x k_max`` window registers shift one
-    column per position. A run-time ``kernel < k_max`` uses the bottom-right
-    ``kernel x kernel`` corner of the window (the other taps hold stale data and must
-    meet zero weights).
-
-    Stages: 0 position generator (``run`` enables it), 1 line-buffer read data,
-    2 the window (``valid`` only at output positions: both coordinates at least
-    ``kernel - 1`` and, for stride 2, even).
-
-    Returns
-    -------
-    dict
-        ``window`` (``[lane][row][col]`` values), ``valid`` (stage 2), ``first``
-        (stage 2: the first output of the frame), ``frame_end`` (high in the cycle the
-        last position of the frame is generated).
-    """
-    xp = Signal(range(max_width), name="win_x")
-    yp = Signal(16, name="win_y")
-    k = cfg.kernel
-    wp = cfg.width + cfg.pad_left + cfg.pad_right
-    hp = cfg.height + cfg.pad_top + cfg.pad_bottom
-    in_tile = ((yp >= cfg.pad_top) & (yp < cfg.pad_top + cfg.height)
-               & (xp >= cfg.pad_left) & (xp < cfg.pad_left + cfg.width))
-    fire = run & pipe.en & (~in_tile | pixels.valid)
-    m.d.comb += pixels.ready.eq(run & pipe.en & in_tile)
-    last_x = xp == wp - 1
-    last_y = yp == hp - 1
-    frame_end = fire & last_x & last_y
-    with m.If(fire):
-        m.d.sync += xp.eq(Mux(last_x, 0, xp + 1))
-        with m.If(last_x):
-            m.d.sync += yp.eq(Mux(last_y, 0, yp + 1))
-
+def output_size(cfg):
+    """``(out_width, out_height)`` of the convolution ``cfg`` describes (floor mode)."""
     stride2 = cfg.stride == 2
-    at_output = ((xp >= k - 1) & (yp >= k - 1)
-                 & (~stride2 | (~xp[0] & ~yp[0])))
-    v1 = pipe.valid(run & (~in_tile | pixels.valid), "win_v1")
-    out1 = pipe.reg(at_output, "win_out1")
-    x1 = pipe.reg(xp, "win_x1")
-    pix_flat = Cat(*[pixels.payload[i] for i in range(lanes)])
-    pixel1 = pipe.reg(Mux(in_tile, pix_flat, 0), "win_pix1", shape=lanes * act_bits)
-    # The first output of a frame is the first output position after (0, 0).
-    frame_start1 = pipe.reg((xp == 0) & (yp == 0), "win_start1")
+    out_w = ((cfg.width + cfg.pad_left + cfg.pad_right - cfg.kernel) >> stride2) + 1
+    out_h = ((cfg.height + cfg.pad_top + cfg.pad_bottom - cfg.kernel) >> stride2) + 1
+    return out_w[:16], out_h[:16]
 
-    row_bits = lanes * act_bits
-    if k_max > 1:
-        m.submodules.line_buffer = lb = Memory(shape=(k_max - 1) * row_bits, depth=max_width,
-                                               init=[])
-        wr = lb.write_port()
-        rd = lb.read_port(transparent_for=(wr,))
-        m.d.comb += [rd.addr.eq(xp), rd.en.eq(pipe.en)]
-        rows = [rd.data[r * row_bits:(r + 1) * row_bits] for r in range(k_max - 1)]
-        column = rows + [pixel1]
-        m.d.comb += [wr.addr.eq(x1), wr.en.eq(pipe.en & v1), wr.data.eq(Cat(*column[1:]))]
-    else:
-        column = [pixel1]
 
-    window = [[[Signal(signed(act_bits), name=f"win_{lane}_{r}_{c}") for c in range(k_max)]
-               for r in range(k_max)] for lane in range(lanes)]
-    with m.If(pipe.en & v1):
-        for lane in range(lanes):
-            for r in range(k_max):
-                for c in range(k_max - 1):
-                    m.d.sync += window[lane][r][c].eq(window[lane][r][c + 1])
-                value = column[r][lane * act_bits:(lane + 1) * act_bits].as_signed()
-                m.d.sync += window[lane][r][k_max - 1].eq(value)
+def window_config(m: Module, wg, cfg, k_max: int):
+    """Drive ``wg.cfg.payload`` for the run-time ``cfg.kernel`` on a ``k_max`` generator.
 
-    seen = Signal(name="win_seen")  # an output was produced since the frame started
-    with m.If(pipe.en & v1):
-        m.d.sync += seen.eq(out1 | (seen & ~frame_start1))
-    v2 = pipe.valid(v1 & out1, "win_v2")
-    first2 = pipe.reg(~(seen & ~frame_start1), "win_first2")
-    return {"window": window, "valid": v2, "first": first2, "frame_end": frame_end}
+    A ``kernel`` x ``kernel`` convolution equals a ``k_max`` x ``k_max`` one whose kernel
+    holds the small one in its centre (zero around it), over a frame padded by
+    ``(k_max - kernel) / 2`` more on every side: the windows are the same in number and
+    position. The engine loads weights accordingly (:func:`load_kernel`).
+    """
+    off = (k_max - cfg.kernel) >> 1
+    payload = wg.cfg.payload
+    m.d.comb += [
+        payload.width.eq(cfg.width),
+        payload.height.eq(cfg.height),
+        payload.stride.eq(cfg.stride),
+        payload.pad_top.eq(cfg.pad_top + off),
+        payload.pad_left.eq(cfg.pad_left + off),
+        payload.pad_bottom.eq(cfg.pad_bottom + off),
+        payload.pad_right.eq(cfg.pad_right + off),
+    ]
+
+
+def weight_zero(arch: ArchConfig) -> int:
+    """Code of the weight value 0 in ``arch.weight_scheme``."""
+    return weight_codes.encode(arch.weight_scheme, 0, arch.weight_bits, arch.pot_exp_bits)
+
+
+class KernelLoader:
+    """Counts the ``kernel * kernel`` weight beats of a tile, taps in (ky, kx) order.
+
+    Members
+    -------
+    tap : list of list of Value
+        ``tap[r][c]`` is high while the current beat belongs at row ``r``, column ``c``
+        of the ``k_max`` x ``k_max`` registers (the kernel sits in their centre).
+    last : Value
+        The current beat is the tile's last.
+    """
+
+    def __init__(self, m: Module, cfg, k_max: int, take, restart):
+        ky = Signal(range(k_max), name="load_ky")
+        kx = Signal(range(k_max), name="load_kx")
+        off = (k_max - cfg.kernel) >> 1
+        last_x = kx == cfg.kernel - 1
+        self.last = last_x & (ky == cfg.kernel - 1)
+        with m.If(restart):
+            m.d.sync += [ky.eq(0), kx.eq(0)]
+        with m.Elif(take):
+            m.d.sync += kx.eq(Mux(last_x, 0, kx + 1))
+            with m.If(last_x):
+                m.d.sync += ky.eq(Mux(self.last, 0, ky + 1))
+        self.tap = [[(ky + off == r) & (kx + off == c) for c in range(k_max)]
+                    for r in range(k_max)]
 
 
 def accumulate(m: Module, pipe: Pipeline, *, psums, valid, first, first_tile, last_tile,

@@ -60,7 +60,7 @@ class EltwiseAddEngine(wiring.Component):
     beat per cycle; one idle cycle between jobs.
     """
 
-    def __init__(self, arch: ArchConfig = ArchConfig(), *, lanes=None, config=None,
+    def __init__(self, arch: ArchConfig | None = None, *, lanes=None, config=None,
                  **overrides):
         arch = check_arch(arch, overrides)
         if lanes is None:

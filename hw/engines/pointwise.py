@@ -8,9 +8,19 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arch import ArchConfig
-from .datapath import (REQUANT_LATENCY, TILE_BITS, JobControl, Pipeline, accumulate,
-                       check_arch, check_fixed, multiply, param_layout, requant_tail,
-                       weight_shape)
+from .datapath import (
+    REQUANT_LATENCY,
+    TILE_BITS,
+    JobControl,
+    Pipeline,
+    accumulate,
+    check_arch,
+    check_fixed,
+    multiply,
+    param_layout,
+    requant_tail,
+    weight_shape,
+)
 
 __all__ = ["PointwiseEngine"]
 
@@ -77,7 +87,7 @@ class PointwiseEngine(wiring.Component):
     parameter beat and the idle cycle after ``done``).
     """
 
-    def __init__(self, arch: ArchConfig = ArchConfig(), *, config=None, **overrides):
+    def __init__(self, arch: ArchConfig | None = None, *, config=None, **overrides):
         arch = check_arch(arch, overrides)
         self.arch = arch
         self.pi = arch.pw_pi

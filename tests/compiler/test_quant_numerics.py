@@ -6,10 +6,24 @@ import numpy as np
 import pytest
 
 from compiler.errors import QuantizationError
-from compiler.quant import (accumulator_bounds, check_bias, check_width, decompose_multiplier,
-                            decompose_multipliers, decompose_shared_shift, float_scale,
-                            frac_bits_for, pot_scale, project_to_levels, prove_accumulator,
-                            prove_sum, quantize_weights, tensor_range, weight_levels)
+from compiler.quant import (
+    accumulator_bounds,
+    check_bias,
+    check_width,
+    decompose_multiplier,
+    decompose_multipliers,
+    decompose_shared_shift,
+    float_scale,
+    frac_bits_for,
+    pot_scale,
+    project_to_levels,
+    prove_accumulator,
+    prove_sum,
+    quantize_weights,
+    tensor_range,
+    weight_levels,
+)
+from hw import weight_codes
 
 
 def _round_shift(x, s):
@@ -149,12 +163,15 @@ def test_weight_levels_sets(bits, exp_bits):
     pot = weight_levels("pot", bits, exp_bits)
     apot = weight_levels("apot", bits, exp_bits)
     assert np.all(np.diff(pot) > 0) and np.all(np.diff(apot) > 0)
-    assert all(_is_pot(int(v), exp_max) and abs(v) <= qm for v in pot)
+    assert all(_is_pot(int(v), exp_max) for v in pot)
+    assert pot[-1] == 1 << exp_max and len(pot) == 2 * exp_max + 3
     terms = [0] + [sign << e for e in range(exp_max + 1) for sign in (1, -1)]
-    for v in apot:
-        v = int(v)
-        assert abs(v) <= qm
-        assert any(_is_pot(v - a, exp_max) for a in terms)
+    assert set(apot.tolist()) == {a + b for a in terms for b in terms}
+    # Every level has a code the PEs decode back to it.
+    for scheme, levels in (("pot", pot), ("apot", apot)):
+        for v in levels.tolist():
+            code = weight_codes.encode(scheme, v, bits, exp_bits)
+            assert weight_codes.decode(scheme, code, bits, exp_bits) == v
     assert set(pot) <= set(apot)
     np.testing.assert_array_equal(weight_levels("uniform", bits), np.arange(-qm, qm + 1))
 
@@ -166,7 +183,7 @@ def test_weight_levels_unknown_scheme():
 
 def test_project_to_levels_is_nearest():
     levels = weight_levels("pot", 8, 3)
-    x = np.random.default_rng(0).uniform(-80, 80, 5000)
+    x = np.random.default_rng(0).uniform(-150, 150, 5000)
     q = project_to_levels(x, levels)
     best = levels[np.argmin(np.abs(x[:, None] - levels[None, :]), axis=1)]
     np.testing.assert_array_equal(np.abs(q - x), np.abs(best - x))

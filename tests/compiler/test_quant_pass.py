@@ -30,7 +30,7 @@ def toy_graph(seed=0):
                         ("cat", (16, 8, 8)), ("p", (16, 4, 4)), ("f", (16, 1, 1)),
                         ("y", (10, 1, 1))]:
         g.tensors[name] = Tensor(name, shape)
-    bias = lambda n: rng.normal(0, 0.3, n).astype(np.float32)  # noqa: E731
+    bias = lambda n: rng.normal(0, 0.3, n).astype(np.float32)
     g.layers = [
         Layer("c1", OpKind.CONV, ["x"], ["a"], kernel=(3, 3), pads=(1, 1, 1, 1),
               activation=Activation.RELU6, weight=_weights(rng, 8, 3, 3, 3), bias=bias(8)),
@@ -69,7 +69,7 @@ MODES = [("pot", "uniform"), ("per_layer", "uniform"), ("per_channel", "uniform"
 @pytest.mark.parametrize("mode,scheme", MODES)
 def test_quantize_modes(graph, samples, mode, scheme):
     cfg = QuantConfig(scale_mode=mode, weight_scheme=scheme)
-    qg, report = quantize(graph, cfg, samples)
+    qg, _report = quantize(graph, cfg, samples)
     assert all(layer.quant is None for layer in graph.layers), "input graph untouched"
     levels = set(weight_levels(scheme, 8, 3).tolist())
     for layer in qg.layers:
@@ -124,7 +124,7 @@ def test_multipliers_match_scales(graph, samples):
 def test_width_sweep(graph, samples, bits):
     # 16 x 16-bit products need more than the default 32-bit accumulator.
     cfg = QuantConfig(act_bits=bits, weight_bits=bits, acc_bits=48, bias_bits=48)
-    qg, report = quantize(graph, cfg, samples)
+    qg, _report = quantize(graph, cfg, samples)
     hi = (1 << (bits - 1)) - 1
     for layer in qg.layers:
         assert -hi - 1 <= layer.quant.lo <= layer.quant.hi <= hi
@@ -243,7 +243,7 @@ def test_prune_reaches_target(graph, scope):
 
 
 def test_prune_selected_layers_and_errors(graph):
-    pruned, report = prune(graph, 0.9, layers=["dw"])
+    _pruned, report = prune(graph, 0.9, layers=["dw"])
     assert list(report.layers) == ["dw"] and report.layers["dw"] >= 0.88
     with pytest.raises(QuantizationError, match=r"sparsity must be at least 0 and below 1"):
         prune(graph, 1.0)

@@ -11,8 +11,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
 
 from hw import weight_codes as wc
 from hw.blocks.pe import MACPE, MultiplierElement, product_bits
-from sim.cocotb_streams import (StreamSink, StreamSource, pack_struct, random_pattern,
-                                to_signed)
+from sim.cocotb_streams import StreamSink, StreamSource, pack_struct, random_pattern, to_signed
 from sim.rtl import run_cocotb, test_args
 
 pytestmark = pytest.mark.rtl
@@ -180,9 +179,9 @@ PE_CONFIGS = [
 
 @pytest.mark.parametrize("scheme,act_bits,weight_bits,acc_bits,exp_bits,zero_aware", PE_CONFIGS)
 def test_mac_pe(scheme, act_bits, weight_bits, acc_bits, exp_bits, zero_aware):
-    args = dict(scheme=scheme, act_bits=act_bits, weight_bits=weight_bits, acc_bits=acc_bits,
-                exp_bits=exp_bits, zero_aware=zero_aware,
-                seed=sum(map(ord, scheme)) + act_bits * 7 + acc_bits)
+    args = {"scheme": scheme, "act_bits": act_bits, "weight_bits": weight_bits,
+            "acc_bits": acc_bits, "exp_bits": exp_bits, "zero_aware": zero_aware,
+            "seed": sum(map(ord, scheme)) + act_bits * 7 + acc_bits}
     name = f"pe-{scheme}-a{act_bits}w{weight_bits}acc{acc_bits}e{exp_bits}{'z' * zero_aware}"
     run_cocotb(_pe_from_args(args), test_module=__name__, build_name=name, test_args=args,
                testcase="pe_random,pe_throughput")
@@ -200,8 +199,9 @@ MUL_CONFIGS = [
 
 @pytest.mark.parametrize("scheme,act_bits,weight_bits,exp_bits,registered", MUL_CONFIGS)
 def test_multiplier_element(scheme, act_bits, weight_bits, exp_bits, registered):
-    args = dict(scheme=scheme, act_bits=act_bits, weight_bits=weight_bits, exp_bits=exp_bits,
-                registered=registered, seed=act_bits * 31 + exp_bits + registered)
+    args = {"scheme": scheme, "act_bits": act_bits, "weight_bits": weight_bits,
+            "exp_bits": exp_bits, "registered": registered,
+            "seed": act_bits * 31 + exp_bits + registered}
     dut = MultiplierElement(scheme, act_bits, weight_bits, exp_bits, registered=registered)
     name = f"mul-{scheme}-a{act_bits}w{weight_bits}e{exp_bits}{'r' * registered}"
     run_cocotb(dut, test_module=__name__, build_name=name, test_args=args,

@@ -1,0 +1,1 @@
+"""Code generation: program encoding, weight image, memory map, listing and report."""

@@ -1,0 +1,706 @@
+"""Code generation: a quantized graph -> instructions, weight image and DDR memory map.
+
+:func:`generate` walks the layers in order and lowers each one:
+
+* conv / depthwise / pointwise / fully connected / pooling: tiled by
+  :func:`compiler.mapping.tiling.plan_window`; per tile a LOAD of the input rows
+  (halo included), LOADs of the weights and PBUF records of the output-channel
+  tile, one COMPUTE and one STORE. A max pool that directly follows a
+  conv-like layer (window = stride, no padding, sole consumer) is fused into it.
+* residual add, concat and stand-alone zero padding: chunks through the ADD
+  engine (a concat input is rescaled with ``mult_b = 0``; padding copies the
+  interior of a tensor whose zero border lives in the weight image).
+
+A :class:`Scheduler` inserts the SYNCs: it tracks which buffer and DDR byte
+ranges each unit still has in flight and makes an instruction wait only for the
+units it actually conflicts with, so double-buffered tiles overlap load, compute
+and store. DDR addresses are emitted relative to the weight and activation
+regions and resolved once the program's size (and so the memory map) is known.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compiler.codegen.weights import ALIGN, WeightImage
+from compiler.errors import MappingError, QuantizationError
+from compiler.ir import Graph, Layer, OpKind
+from compiler.mapping.tiling import WindowOp, chunk_elements, plan_window, row_tiles
+from hw.arch import ArchConfig
+from hw.isa import (
+    HEADER_BYTES,
+    INSTR_BYTES,
+    PBUF_ENTRY_BYTES,
+    Buffer,
+    Engine,
+    Instruction,
+    Opcode,
+    Pool,
+    Unit,
+    element_bytes,
+    weight_element_bytes,
+)
+from sim.golden import qrange
+from sim.iss import timeline, unit_of
+
+__all__ = ["PAGE", "LayerReport", "Program", "Scheduler", "generate", "plan_memory"]
+
+#: Alignment of the weight and activation regions in DDR.
+PAGE = 4096
+
+_REGION_WEIGHTS = "weights"
+_REGION_ACTS = "activations"
+
+
+@dataclass
+class LayerReport:
+    """What code generation did with one layer (one row of the report)."""
+    name: str
+    kind: str
+    engine: str
+    tiles: int = 0
+    m_tile: int = 0
+    row_tile: int = 0
+    double_buffered: bool = False
+    macs: int = 0
+    weight_bytes: int = 0
+    instructions: int = 0
+    cycles: int = 0
+    fused: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Program:
+    """Everything :func:`generate` produces.
+
+    Members
+    -------
+    instructions : list of Instruction
+    comments : list of str
+        One per instruction (layer and tile), for the listing.
+    layer_of : list of str or None
+        The layer each instruction belongs to.
+    weights : bytes
+        ``weights.bin``.
+    weights_offset, activations_offset, ddr_bytes : int
+        The DDR memory map (the program itself is at offset 0).
+    tensors : dict
+        Name -> ``{"offset", "shape", "bytes", "region"}`` of every DDR-resident tensor.
+    layers : list of LayerReport
+    cycles : int
+        Predicted cycles of one run.
+    """
+    instructions: list
+    comments: list
+    layer_of: list
+    weights: bytes
+    weights_offset: int
+    activations_offset: int
+    activations_bytes: int
+    ddr_bytes: int
+    tensors: dict
+    layers: list
+    cycles: int
+    weight_blocks: list
+
+
+def _align(n: int, a: int = ALIGN) -> int:
+    return -(-n // a) * a
+
+
+# Scheduling ---------------------------------------------------------------------------
+
+class Scheduler:
+    """Collects instructions and inserts the SYNCs their buffer hazards need.
+
+    Each access is ``(space, lo, hi)``: a buffer name or a DDR region name and a
+    half-open byte (or entry) range.
+    """
+
+    _UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
+
+    def __init__(self):
+        self.items: list[tuple] = []  # (opcode, fields, comment, layer, ddr_region)
+        self._pending = {u: [] for u in self._UNITS}
+
+    @staticmethod
+    def _conflict(pending, reads, writes):
+        for space, lo, hi, write in pending:
+            for s, a, b in writes:
+                if s == space and a < hi and lo < b:
+                    return True
+            if write:
+                for s, a, b in reads:
+                    if s == space and a < hi and lo < b:
+                        return True
+        return False
+
+    def emit(self, opcode, fields, *, reads=(), writes=(), comment="", layer=None,
+             region=None):
+        unit = unit_of(opcode)
+        mask = Unit(0)
+        for other in self._UNITS:
+            if other is not unit and self._pending[other] and \
+                    self._conflict(self._pending[other], reads, writes):
+                mask |= other
+        if mask:
+            self.items.append((Opcode.SYNC, {"mask": mask}, "", layer, None))
+            for other in self._UNITS:
+                if other & mask:
+                    self._pending[other].clear()
+        pend = self._pending[unit]
+        pend.extend((s, a, b, False) for s, a, b in reads)
+        pend.extend((s, a, b, True) for s, a, b in writes)
+        self.items.append((opcode, fields, comment, layer, region))
+
+    def end(self):
+        self.items.append((Opcode.END, {}, "", None, None))
+
+
+class _Ring:
+    """Round-robin slots of one on-chip buffer."""
+
+    def __init__(self, capacity: int, slots: int):
+        self.size = capacity // slots
+        self.slots = slots
+        self._next = 0
+
+    def take(self) -> int:
+        addr = self._next * self.size
+        self._next = (self._next + 1) % self.slots
+        return addr
+
+
+# Memory planning ----------------------------------------------------------------------
+
+def plan_memory(sizes: dict, first: dict, last: dict) -> tuple[dict, int]:
+    """First-fit allocation of tensors with lifetimes ``[first, last]`` (step indices).
+
+    Returns offsets (64-byte aligned) and the region size.
+    """
+    order = sorted(sizes, key=lambda t: (first[t], -sizes[t]))
+    live: list[tuple[int, int, str]] = []  # (offset, end, tensor)
+    offsets = {}
+    top = 0
+    for t in order:
+        live = [x for x in live if last[x[2]] >= first[t]]
+        live.sort()
+        size = _align(max(sizes[t], 1))
+        cursor = 0
+        for off, end, _ in live:
+            if off - cursor >= size:
+                break
+            cursor = max(cursor, _align(end))
+        offsets[t] = cursor
+        live.append((cursor, cursor + size, t))
+        top = max(top, cursor + size)
+    return offsets, top
+
+
+# Lowering -----------------------------------------------------------------------------
+
+def _params(q, m_out):
+    m = np.asarray(q.m, dtype=np.int64).reshape(-1)
+    s = np.asarray(q.s, dtype=np.int64).reshape(-1)
+    return np.broadcast_to(m, (m_out,)) if m.size == 1 else m, \
+        np.broadcast_to(s, (m_out,)) if s.size == 1 else s
+
+
+class _Generator:
+    def __init__(self, graph: Graph, arch: ArchConfig):
+        self.graph = graph
+        self.arch = arch
+        self.e = element_bytes(arch.act_bits)
+        self.we = weight_element_bytes(arch)
+        self.full = qrange(arch.act_bits)
+        self.sched = Scheduler()
+        self.image = WeightImage(arch)
+        self.addr: dict[str, tuple[str, int]] = {}  # tensor -> (region, offset)
+        self.reports: list[LayerReport] = []
+
+    # helpers ----------------------------------------------------------------------
+    def _check(self, layer: Layer):
+        q = layer.quant
+        if q is None:
+            raise QuantizationError(f"Layer {layer.name!r} is not quantized; quantize the "
+                                    f"graph before code generation")
+        if q.act_bits != self.arch.act_bits:
+            raise MappingError(
+                f"Layer {layer.name!r} is quantized to {q.act_bits}-bit activations but the "
+                f"arch has act_bits={self.arch.act_bits}; quantize for this arch")
+        if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC) and \
+                q.weight_bits != self.arch.weight_bits:
+            raise MappingError(
+                f"Layer {layer.name!r} is quantized to {q.weight_bits}-bit weights but the "
+                f"arch has weight_bits={self.arch.weight_bits}; quantize for this arch")
+
+    def _dma(self, opcode, buffer, region, ddr_addr, buf_addr, rows, row_bytes, stride,
+             comment, layer):
+        if rows > 1 and stride == row_bytes:
+            rows, row_bytes = 1, rows * row_bytes
+        span = (rows - 1) * stride + row_bytes
+        ddr = (region, ddr_addr, ddr_addr + span)
+        if buffer is Buffer.PBUF:
+            buf = (buffer.name, buf_addr, buf_addr + rows * row_bytes // PBUF_ENTRY_BYTES)
+        else:
+            buf = (buffer.name, buf_addr, buf_addr + rows * row_bytes)
+        fields = dict(buffer=buffer, ddr_addr=ddr_addr, ddr_stride=stride if rows > 1 else 0,
+                      buf_addr=buf_addr, rows=rows, row_bytes=row_bytes)
+        if opcode is Opcode.LOAD:
+            self.sched.emit(opcode, fields, reads=[ddr], writes=[buf], comment=comment,
+                            layer=layer, region=region)
+        else:
+            self.sched.emit(opcode, fields, reads=[buf], writes=[ddr], comment=comment,
+                            layer=layer, region=region)
+
+    def _pipeline(self, jobs, loads, compute, store):
+        """Emit ``loads(job)``, ``compute(job, *addrs)``, ``store(job, out)`` for each job,
+        with the next job's loads issued before this job's store: the in-order issue
+        then overlaps the next loads with this compute, and this store with the next
+        compute (the scheduler adds only the SYNCs the buffers need)."""
+        pending = None
+        for job in jobs:
+            addrs = loads(*job)
+            if pending is not None:
+                store(*pending)
+            pending = (*job, compute(*job, *addrs))
+        if pending is not None:
+            store(*pending)
+
+    # windowed layers --------------------------------------------------------------
+    def window(self, layer: Layer, op: WindowOp, *, pool, act, mult=0, shift=0,
+               in_base=0, out_base=0, w_off=None, p_off=None, report: LayerReport,
+               out_tensor=None):
+        arch, e, we = self.arch, self.e, self.we
+        if op.engine in (Engine.CONV, Engine.DEPTHWISE) and max(op.kernel) > arch.conv_k_max:
+            raise MappingError(
+                f"Layer {layer.name!r} ({layer.kind.value}) has a {op.kernel[0]}x{op.kernel[1]} "
+                f"kernel but the arch's engines support up to conv_k_max={arch.conv_k_max}; "
+                f"set conv_k_max to at least {max(op.kernel)}")
+        if max(op.kernel) >= 1 << 16 or max(op.stride) >= 256 or max(op.pads) >= 256 \
+                or max(op.fpool) >= 256 or op.in_c >= 1 << 16 or op.out_c >= 1 << 16 \
+                or op.in_h >= 1 << 16 or op.in_w >= 1 << 16:
+            raise MappingError(f"Layer {layer.name!r} has a dimension too large for the "
+                               f"instruction fields (channels, sizes < 65536; stride, pads, "
+                               f"pool < 256)")
+        t = plan_window(op, arch)
+        slots = 2 if t.double else 1
+        ibuf = _Ring(arch.ibuf_bytes, slots)
+        obuf = _Ring(arch.obuf_bytes, slots)
+        wbuf = _Ring(arch.wbuf_bytes, slots)
+        pbuf = _Ring(arch.pbuf_entries, slots)
+        in_region, in_addr = self.addr[layer.inputs[0]]
+        out_region, out_addr = self.addr[out_tensor or layer.output]
+        in_addr += in_base
+        out_addr += out_base
+        h, w = op.in_h, op.in_w
+        oh, ow = op.out_h, op.out_w
+        rts = row_tiles(op, t.row_tile)
+        mts = [(m0, min(t.m_tile, op.out_c - m0)) for m0 in range(0, op.out_c, t.m_tile)]
+        name = layer.name
+        state = {"w": None, "x": None}
+
+        def load_weights(m0, mt):
+            if state["w"] is not None and state["w"][0] == m0 and len(mts) == 1:
+                return state["w"][1:]
+            wa = pa = 0
+            if op.w_per_out:
+                wa = wbuf.take()
+                n = mt * op.w_per_out * we
+                self._dma(Opcode.LOAD, Buffer.WBUF, _REGION_WEIGHTS,
+                          w_off + m0 * op.w_per_out * we, wa, 1, n, 0,
+                          f"{name}: weights m{m0}+{mt}", name)
+            if op.params:
+                pa = pbuf.take()
+                self._dma(Opcode.LOAD, Buffer.PBUF, _REGION_WEIGHTS,
+                          p_off + m0 * PBUF_ENTRY_BYTES, pa, 1, mt * PBUF_ENTRY_BYTES, 0,
+                          f"{name}: params m{m0}+{mt}", name)
+            state["w"] = (m0, wa, pa)
+            return wa, pa
+
+        def load_input(m0, mt, rt):
+            c0, cin = (m0, mt) if op.channelwise else (0, op.in_c)
+            key = (c0, cin, rt.in_row, rt.in_rows)
+            if state["x"] is not None and state["x"][0] == key:
+                return state["x"][1]
+            xa = ibuf.take()
+            self._dma(Opcode.LOAD, Buffer.IBUF, in_region,
+                      in_addr + (c0 * h + rt.in_row) * w * e, xa, cin, rt.in_rows * w * e,
+                      h * w * e, f"{name}: input c{c0}+{cin} rows {rt.in_row}+{rt.in_rows}",
+                      name)
+            state["x"] = (key, xa)
+            return xa
+
+        def compute(m0, mt, rt, wa, pa, xa):
+            cin = mt if op.channelwise else op.in_c
+            oa = obuf.take()
+            fields = dict(
+                engine=op.engine, pool=pool, in_c=cin, out_c=mt, in_h=rt.in_rows, in_w=w,
+                out_h=rt.out_rows, out_w=ow, k_h=op.kernel[0], k_w=op.kernel[1],
+                stride_h=op.stride[0], stride_w=op.stride[1], pad_top=rt.pad_top,
+                pad_left=op.pads[1], pad_bottom=rt.pad_bottom, pad_right=op.pads[3],
+                fpool_h=op.fpool[0], fpool_w=op.fpool[1], act_lo=act[0], act_hi=act[1],
+                mult=mult, shift=shift, ibuf_addr=xa, wbuf_addr=wa, pbuf_addr=pa,
+                obuf_addr=oa)
+            reads = [("IBUF", xa, xa + cin * rt.in_rows * w * e)]
+            if op.w_per_out:
+                reads.append(("WBUF", wa, wa + mt * op.w_per_out * we))
+            if op.params:
+                reads.append(("PBUF", pa, pa + mt))
+            out_bytes = mt * rt.out_rows * ow * e
+            self.sched.emit(Opcode.COMPUTE, fields, reads=reads,
+                            writes=[("OBUF", oa, oa + out_bytes)],
+                            comment=f"{name}: tile m{m0}+{mt} rows {rt.out_row}+{rt.out_rows}",
+                            layer=name)
+            return oa
+
+        def store(m0, mt, rt, oa):
+            self._dma(Opcode.STORE, Buffer.OBUF, out_region,
+                      out_addr + (m0 * oh + rt.out_row) * ow * e, oa, mt,
+                      rt.out_rows * ow * e, oh * ow * e,
+                      f"{name}: store m{m0}+{mt} rows {rt.out_row}+{rt.out_rows}", name)
+
+        if op.channelwise or not t.rows_outer:
+            jobs = [(m0, mt, rt) for m0, mt in mts for rt in rts]
+        else:
+            jobs = [(m0, mt, rt) for rt in rts for m0, mt in mts]
+
+        def loads(m0, mt, rt):
+            if op.channelwise or not t.rows_outer:
+                wa, pa = load_weights(m0, mt)
+                return wa, pa, load_input(m0, mt, rt)
+            xa = load_input(0, 0, rt)
+            return (*load_weights(m0, mt), xa)
+
+        self._pipeline(jobs, loads, compute, store)
+        report.tiles += len(mts) * len(rts)
+        report.m_tile = max(report.m_tile, t.m_tile)
+        report.row_tile = max(report.row_tile, t.row_tile)
+        report.double_buffered = report.double_buffered or t.double
+
+    def weighted(self, layer: Layer, fused: Layer | None, report: LayerReport):
+        q = layer.quant
+        arch = self.arch
+        c, h, w = self.graph.shape(layer.inputs[0])
+        weight = np.asarray(q.weight, dtype=np.int64)
+        m_out = weight.shape[0]
+        bias = np.zeros(m_out, dtype=np.int64) if q.bias is None else \
+            np.asarray(q.bias, dtype=np.int64)
+        mult, shift = _params(q, m_out)
+        w_off = self.image.add_weights(layer.name, weight)
+        p_off = self.image.add_params(layer.name, bias, mult, shift)
+        report.weight_bytes = weight.size * self.we + m_out * PBUF_ENTRY_BYTES
+        lo, hi = q.lo, q.hi
+        fpool = (1, 1)
+        pool = Pool.NONE
+        out_tensor = layer.output
+        if fused is not None:
+            fpool = fused.kernel
+            pool = Pool.MAX
+            out_tensor = fused.output
+        kind = layer.kind
+        if kind is OpKind.FC:
+            op = WindowOp(layer.name, Engine.POINTWISE, c * h * w, 1, 1, m_out, (1, 1), (1, 1),
+                          (0, 0, 0, 0), w_per_out=c * h * w)
+            report.engine = "pointwise"
+            report.macs = m_out * c * h * w
+            self.window(layer, op, pool=pool, act=(lo, hi), w_off=w_off, p_off=p_off,
+                        report=report, out_tensor=out_tensor)
+            return
+        kh, kw = layer.kernel
+        if kind is OpKind.DEPTHWISE:
+            op = WindowOp(layer.name, Engine.DEPTHWISE, c, h, w, m_out, layer.kernel,
+                          layer.stride, layer.pads, fpool, channelwise=True, w_per_out=kh * kw)
+            report.engine = "depthwise"
+            report.macs = m_out * kh * kw * op.conv_h * op.conv_w
+            self.window(layer, op, pool=pool, act=(lo, hi), w_off=w_off, p_off=p_off,
+                        report=report, out_tensor=out_tensor)
+            return
+        groups = layer.groups
+        cg, mg = c // groups, m_out // groups
+        pointwise = (kh, kw) == (1, 1) and not any(layer.pads) and groups == 1
+        engine = Engine.POINTWISE if pointwise else Engine.CONV
+        report.engine = engine.name.lower()
+        for g in range(groups):
+            op = WindowOp(layer.name, engine, cg, h, w, mg, layer.kernel, layer.stride,
+                          layer.pads, fpool, w_per_out=cg * kh * kw)
+            report.macs += mg * cg * kh * kw * op.conv_h * op.conv_w
+            self.window(layer, op, pool=pool, act=(lo, hi),
+                        in_base=g * cg * h * w * self.e,
+                        out_base=g * mg * op.out_h * op.out_w * self.e,
+                        w_off=w_off + g * mg * cg * kh * kw * self.we,
+                        p_off=p_off + g * mg * PBUF_ENTRY_BYTES, report=report,
+                        out_tensor=out_tensor)
+
+    def pooling(self, layer: Layer, report: LayerReport):
+        q = layer.quant
+        c, h, w = self.graph.shape(layer.inputs[0])
+        report.engine = "pool"
+        if layer.kind is OpKind.MAXPOOL:
+            op = WindowOp(layer.name, Engine.POOL, c, h, w, c, layer.kernel, layer.stride,
+                          layer.pads, channelwise=True, params=False)
+            self.window(layer, op, pool=Pool.MAX, act=self.full, report=report)
+            return
+        if layer.kind is OpKind.GAP:
+            kernel, stride, pads = (h, w), (1, 1), (0, 0, 0, 0)
+        else:
+            kernel, stride, pads = layer.kernel, layer.stride, layer.pads
+        mult, shift = _params(q, c)
+        # one instruction carries one multiplier: split into runs of equal (m, s)
+        start = 0
+        while start < c:
+            end = start + 1
+            while end < c and mult[end] == mult[start] and shift[end] == shift[start]:
+                end += 1
+            op = WindowOp(layer.name, Engine.POOL, end - start, h, w, end - start, kernel,
+                          stride, pads, channelwise=True, params=False)
+            oh, ow = op.out_h, op.out_w
+            self.window(layer, op, pool=Pool.AVG, act=(q.lo, q.hi), mult=int(mult[start]),
+                        shift=int(shift[start]), in_base=start * h * w * self.e,
+                        out_base=start * oh * ow * self.e, report=report)
+            start = end
+
+    def _elementwise(self, layer, sources, report, *, lo, hi, shift, row=1):
+        """Chunks of ``sources`` through the ADD engine, software-pipelined.
+
+        ``sources``: list of ``(a, b or None, mult_a, mult_b, n elements, out offset)``;
+        chunks are multiples of ``row`` elements.
+        """
+        arch, e = self.arch, self.e
+        report.engine = "eltwise"
+        name = layer.name
+        out_region, out_addr = self.addr[layer.output]
+        ibuf = _Ring(arch.ibuf_bytes, 2)
+        obuf = _Ring(arch.obuf_bytes, 2)
+        jobs = []
+        for a, b, ma, mb, n, o_off in sources:
+            chunk = chunk_elements(arch, n, 2 if b is not None else 1, True)
+            if chunk < row:
+                raise MappingError(
+                    f"Layer {name!r} ({layer.kind.value}): one row of {row} elements does not "
+                    f"fit the element-wise buffers; increase ibuf_bytes and obuf_bytes")
+            chunk -= chunk % row
+            jobs += [(a, b, ma, mb, k0, min(chunk, n - k0), o_off) for k0 in range(0, n, chunk)]
+
+        def loads(a, b, ma, mb, k0, cnt, o_off):
+            base = ibuf.take()
+            a_region, a_addr = self.addr[a]
+            self._dma(Opcode.LOAD, Buffer.IBUF, a_region, a_addr + k0 * e, base, 1, cnt * e, 0,
+                      f"{name}: {a} {k0}+{cnt}", name)
+            b_addr = base
+            if b is not None:
+                b_region, b_ddr = self.addr[b]
+                b_addr = base + cnt * e
+                self._dma(Opcode.LOAD, Buffer.IBUF, b_region, b_ddr + k0 * e, b_addr, 1,
+                          cnt * e, 0, f"{name}: {b} {k0}+{cnt}", name)
+            return base, b_addr
+
+        def compute(a, b, ma, mb, k0, cnt, o_off, a_addr, b_addr):
+            oa = obuf.take()
+            reads = [("IBUF", a_addr, a_addr + cnt * e), ("IBUF", b_addr, b_addr + cnt * e)]
+            self.sched.emit(Opcode.ADD, dict(shift=shift, a_addr=a_addr, b_addr=b_addr,
+                                             out_addr=oa, count=cnt, mult_a=ma, mult_b=mb,
+                                             act_lo=lo, act_hi=hi),
+                            reads=reads, writes=[("OBUF", oa, oa + cnt * e)],
+                            comment=f"{name}: elements {k0}+{cnt}", layer=name)
+            return oa
+
+        def store(a, b, ma, mb, k0, cnt, o_off, oa):
+            if layer.kind is OpKind.PAD:
+                self._store_padded(layer, k0, cnt, oa, out_region, out_addr)
+            else:
+                self._dma(Opcode.STORE, Buffer.OBUF, out_region, out_addr + o_off + k0 * e, oa,
+                          1, cnt * e, 0, f"{name}: store {k0}+{cnt}", name)
+
+        self._pipeline(jobs, loads, compute, store)
+        report.tiles += len(jobs)
+
+    def _store_padded(self, layer, k0, cnt, oa, region, out_addr):
+        # The chunk holds whole rows of the unpadded input (chunks are row aligned).
+        e = self.e
+        c, h, w = self.graph.shape(layer.inputs[0])
+        top, left, bottom, right = layer.pads
+        hp, wp = h + top + bottom, w + left + right
+        row0, rows = k0 // w, cnt // w
+        r = 0
+        while r < rows:
+            ch, y = divmod(row0 + r, h)
+            n = min(rows - r, h - y)  # rows left in this channel
+            self._dma(Opcode.STORE, Buffer.OBUF, region,
+                      out_addr + ((ch * hp + top + y) * wp + left) * e, oa + r * w * e, n,
+                      w * e, wp * e, f"{layer.name}: store channel {ch} rows {y}+{n}",
+                      layer.name)
+            r += n
+
+    def add(self, layer: Layer, report: LayerReport):
+        q = layer.quant
+        n = math.prod(self.graph.shape(layer.output))
+        ma, mb = (int(v) for v in q.input_m)
+        self._elementwise(layer, [(layer.inputs[0], layer.inputs[1], ma, mb, n, 0)],
+                          report, lo=q.lo, hi=q.hi, shift=int(np.asarray(q.s).reshape(-1)[0]))
+
+    def concat(self, layer: Layer, report: LayerReport):
+        q = layer.quant
+        s = np.asarray(q.s, dtype=np.int64).reshape(-1)
+        if s.size > 1 and len(set(s.tolist())) > 1:
+            sources_shift = s.tolist()
+        else:
+            sources_shift = [int(s[0])] * len(layer.inputs)
+        offset = 0
+        for t, m, sh in zip(layer.inputs, q.input_m, sources_shift):
+            n = math.prod(self.graph.shape(t))
+            self._elementwise(layer, [(t, None, int(m), 0, n, offset)], report,
+                              lo=q.lo, hi=q.hi, shift=int(sh))
+            offset += n * self.e
+
+    def pad(self, layer: Layer, report: LayerReport):
+        c, h, w = self.graph.shape(layer.inputs[0])
+        # an identity ADD copies whole rows into the interior of the zeroed output
+        self._elementwise(layer, [(layer.inputs[0], None, 1, 0, c * h * w, 0)], report,
+                          lo=self.full[0], hi=self.full[1], shift=0, row=w)
+
+
+def _fusable_pool(graph: Graph, layer: Layer) -> Layer | None:
+    if layer.kind not in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE):
+        return None
+    if layer.output in graph.outputs:
+        return None
+    consumers = graph.consumers(layer.output)
+    if len(consumers) != 1:
+        return None
+    pool = consumers[0]
+    if pool.kind is not OpKind.MAXPOOL or pool.kernel != pool.stride or any(pool.pads):
+        return None
+    if max(pool.kernel) > 255:
+        return None
+    return pool
+
+
+def generate(graph: Graph, arch: ArchConfig) -> Program:
+    """Lower a quantized graph to a program for ``arch``.
+
+    Raises
+    ------
+    MappingError
+        A layer cannot be mapped or tiled onto ``arch`` (the message names the
+        layer, the resource and what to change).
+    QuantizationError
+        The graph is not quantized, or not for ``arch``'s widths.
+    """
+    gen = _Generator(graph, arch)
+    for layer in graph.layers:
+        gen._check(layer)
+    e = gen.e
+    # Steps: layers with a fused max pool folded into their producer.
+    fused: dict[str, Layer] = {}
+    skipped = set()
+    for layer in graph.layers:
+        pool = _fusable_pool(graph, layer)
+        if pool is not None:
+            fused[layer.name] = pool
+            skipped.add(pool.name)
+    steps = [layer for layer in graph.layers if layer.name not in skipped]
+
+    def produced(layer):  # the tensor a step writes
+        return fused[layer.name].output if layer.name in fused else layer.output
+
+    def consumed(layer):
+        return list(layer.inputs)
+
+    # Lifetimes of DDR-resident activation tensors.
+    first, last, sizes = {}, {}, {}
+    for t in graph.inputs:
+        first[t], last[t] = -1, -1
+    pad_outputs = {layer.output for layer in steps if layer.kind is OpKind.PAD}
+    for i, layer in enumerate(steps):
+        t = produced(layer)
+        first.setdefault(t, i)
+        last.setdefault(t, i)
+        for s in consumed(layer):
+            last[s] = max(last.get(s, i), i)
+    end = len(steps)
+    for t in graph.outputs:
+        last[t] = end
+    for t in first:
+        if t not in pad_outputs:
+            sizes[t] = math.prod(graph.shape(t)) * e
+    act_offsets, act_bytes = plan_memory(sizes, first, last)
+    for t, off in act_offsets.items():
+        gen.addr[t] = (_REGION_ACTS, off)
+    for t in pad_outputs:
+        gen.addr[t] = (_REGION_WEIGHTS,
+                       gen.image.add_zeros(f"{t}.padded", math.prod(graph.shape(t)) * e))
+
+    for layer in steps:
+        report = LayerReport(layer.name, layer.kind.value, "")
+        pool = fused.get(layer.name)
+        if pool is not None:
+            report.fused.append(pool.name)
+        if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC):
+            gen.weighted(layer, pool, report)
+        elif layer.kind in (OpKind.MAXPOOL, OpKind.AVGPOOL, OpKind.GAP):
+            gen.pooling(layer, report)
+        elif layer.kind is OpKind.ADD:
+            gen.add(layer, report)
+        elif layer.kind is OpKind.CONCAT:
+            gen.concat(layer, report)
+        elif layer.kind is OpKind.PAD:
+            gen.pad(layer, report)
+        else:
+            raise MappingError(f"Layer {layer.name!r} has kind {layer.kind.value!r}, which no "
+                               f"engine implements")
+        gen.reports.append(report)
+    gen.sched.end()
+
+    # Memory map: program at 0, then weights, then activations.
+    items = gen.sched.items
+    program_bytes = HEADER_BYTES + len(items) * INSTR_BYTES
+    weights = gen.image.tobytes()
+    weights_offset = _align(program_bytes, PAGE)
+    acts_offset = _align(weights_offset + len(weights), PAGE)
+    ddr_bytes = _align(acts_offset + act_bytes, PAGE)
+    base = {_REGION_WEIGHTS: weights_offset, _REGION_ACTS: acts_offset}
+    if ddr_bytes > 1 << min(32, arch.axi_addr_bits):
+        raise MappingError(f"The DDR image needs {ddr_bytes} bytes, more than the "
+                           f"{arch.axi_addr_bits}-bit AXI address space")
+    instructions, comments, layer_of = [], [], []
+    for opcode, fields, comment, layer, region in items:
+        if region is not None:
+            fields = dict(fields, ddr_addr=fields["ddr_addr"] + base[region])
+        instructions.append(Instruction(opcode, fields))
+        comments.append(comment)
+        layer_of.append(layer)
+
+    # Predicted cycles per layer.
+    starts, finishes, total = timeline(instructions, arch)
+    by_layer = {}
+    done = 0
+    for i, name in enumerate(layer_of):
+        if name is None:
+            continue
+        endc = max(done, finishes[i])
+        by_layer[name] = by_layer.get(name, 0) + endc - done
+        done = endc
+        by_layer.setdefault("__count__" + name, 0)
+        by_layer["__count__" + name] += 1
+    for report in gen.reports:
+        report.cycles = by_layer.get(report.name, 0)
+        report.instructions = by_layer.get("__count__" + report.name, 0)
+
+    tensors = {}
+    for t, (region, off) in gen.addr.items():
+        tensors[t] = {"offset": base[region] + off, "shape": list(graph.shape(t)),
+                      "bytes": math.prod(graph.shape(t)) * e, "region": region,
+                      "scale": graph.tensors[t].scale}
+    return Program(instructions=instructions, comments=comments, layer_of=layer_of,
+                   weights=weights, weights_offset=weights_offset,
+                   activations_offset=acts_offset, activations_bytes=act_bytes,
+                   ddr_bytes=ddr_bytes, tensors=tensors, layers=gen.reports, cycles=total,
+                   weight_blocks=gen.image.blocks)
+

@@ -1,0 +1,443 @@
+"""Top level: compile an ONNX model for an arch, and simulate a compiled output directory.
+
+:func:`compile_model` runs the whole flow -- import and lowering
+(:mod:`compiler.pipeline`), quantization (:mod:`compiler.passes.quantize`), code
+generation (:mod:`compiler.codegen.program`) -- and writes, atomically::
+
+    OUT/program.bin    header + instructions (docs/isa.md)
+    OUT/weights.bin    weight image
+    OUT/arch.json      the arch (its hash is in the program header)
+    OUT/manifest.json  memory map, I/O tensors (offsets, shapes, scales), hashes, layers
+    OUT/listing.txt    disassembly (assembles back to program.bin)
+    OUT/report.txt     per-layer table: engine, tiles, MACs, predicted cycles
+
+:func:`simulate` loads such a directory into a DDR image, runs it on a backend
+(``"iss"`` built in; :func:`register_backend` adds others, e.g. the RTL) and
+returns the outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compiler import errors
+from compiler.codegen.listing import disassemble
+from compiler.codegen.output import write_output_dir
+from compiler.codegen.program import Program, generate
+from compiler.codegen.report import format_report
+from compiler.ir import Graph
+from hw import isa
+from hw.arch import ArchConfig
+from sim import golden
+from sim.iss import ISS, decode_activations, encode_activations
+
+__all__ = [
+    "BACKENDS",
+    "MANIFEST_FORMAT",
+    "CompileResult",
+    "SimulationResult",
+    "compile_graph",
+    "compile_model",
+    "load_image",
+    "register_backend",
+    "simulate",
+]
+
+#: Version of the ``manifest.json`` layout.
+MANIFEST_FORMAT = 1
+
+
+@dataclass
+class CompileResult:
+    """What :func:`compile_model` produced.
+
+    Members
+    -------
+    out_dir : Path
+    graph : Graph
+        The quantized graph that was compiled (the golden runner's input).
+    program : Program
+    program_bin : bytes
+    manifest : dict
+    timings : dict
+        Seconds per stage.
+    """
+    out_dir: Path
+    graph: Graph
+    program: Program
+    program_bin: bytes
+    manifest: dict
+    timings: dict = field(default_factory=dict)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _io(program: Program, graph: Graph, names, arch: ArchConfig):
+    return [{"name": n, "offset": program.tensors[n]["offset"],
+             "shape": program.tensors[n]["shape"], "bytes": program.tensors[n]["bytes"],
+             "scale": graph.tensors[n].scale, "bits": arch.act_bits,
+             "dtype": "int8" if isa.element_bytes(arch.act_bits) == 1 else "int16le"}
+            for n in names]
+
+
+def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | None = None,
+                  timings: dict | None = None) -> CompileResult:
+    """Generate code for an already quantized graph and write ``out_dir``."""
+    if not isinstance(arch, ArchConfig):
+        raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
+    program = generate(graph, arch)
+    timings["codegen"] = time.perf_counter() - start
+    start = time.perf_counter()
+    program_bin = isa.build_program(arch.config_hash, program.instructions,
+                                    weights_offset=program.weights_offset,
+                                    weights=program.weights, ddr_bytes=program.ddr_bytes)
+    title = model_name or graph.name
+    listing = disassemble(program_bin, program.comments, title)
+    report = format_report(program, arch, title)
+    arch_json = arch.to_json()
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "isa_version": isa.ISA_VERSION,
+        "model": title,
+        "arch_hash": f"0x{arch.config_hash:016x}",
+        "files": {
+            "program.bin": {"bytes": len(program_bin), "sha256": _sha256(program_bin)},
+            "weights.bin": {"bytes": len(program.weights), "sha256": _sha256(program.weights)},
+            "arch.json": {"bytes": len(arch_json), "sha256": _sha256(arch_json.encode())},
+        },
+        "memory_map": {
+            "program": {"offset": 0, "bytes": len(program_bin)},
+            "weights": {"offset": program.weights_offset, "bytes": len(program.weights)},
+            "activations": {"offset": program.activations_offset,
+                            "bytes": program.activations_bytes},
+            "ddr_bytes": program.ddr_bytes,
+        },
+        "inputs": _io(program, graph, graph.inputs, arch),
+        "outputs": _io(program, graph, graph.outputs, arch),
+        "host_ops": [{"name": op.name, "op_type": op.op_type, "input": op.input,
+                      "output": op.output, "attrs": op.attrs} for op in graph.host_ops],
+        "tensors": program.tensors,
+        "weight_blocks": program.weight_blocks,
+        "predicted_cycles": program.cycles,
+        "instructions": len(program.instructions),
+        "layers": [r.to_dict() for r in program.layers],
+    }
+    files = {
+        "program.bin": program_bin,
+        "weights.bin": program.weights,
+        "arch.json": arch_json,
+        "manifest.json": json.dumps(manifest, indent=2, default=_json_default) + "\n",
+        "listing.txt": listing,
+        "report.txt": report,
+    }
+    out = write_output_dir(out_dir, files)
+    timings["write"] = time.perf_counter() - start
+    return CompileResult(out, graph, program, program_bin, manifest, timings)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{value!r} is not JSON serializable")
+
+
+def compile_model(onnx_path, arch: ArchConfig, out_dir, calibration=None, *,
+                  scale_mode: str | None = None, seed: int = 0) -> CompileResult:
+    """Compile an ONNX model for ``arch`` into ``out_dir``.
+
+    Parameters
+    ----------
+    onnx_path : str, Path or onnx.ModelProto
+    arch : ArchConfig
+    out_dir : str or Path
+        Written atomically; an existing ConvForge output there is replaced.
+    calibration : str, Path, ndarray, dict or None
+        Calibration samples (``.npy`` / ``.npz`` or arrays); ``None`` uses seeded
+        random inputs (with a warning).
+    scale_mode : str or None
+        ``"per_channel"`` (default), ``"per_layer"`` or ``"pot"``.
+    seed : int
+        Seed of the random calibration.
+
+    Raises
+    ------
+    ConvForgeError
+        Unsupported model, quantization or mapping failure; nothing is written.
+    """
+    from compiler.passes.quantize import QuantConfig, quantize
+    from compiler.pipeline import PassContext, import_model
+
+    if not isinstance(arch, ArchConfig):
+        raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+    timings = {}
+    start = time.perf_counter()
+    graph = import_model(onnx_path, PassContext(arch=arch))
+    timings["import"] = time.perf_counter() - start
+    start = time.perf_counter()
+    overrides = {} if scale_mode is None else {"scale_mode": scale_mode}
+    config = QuantConfig.from_arch(arch, **overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if calibration is None else "default")
+        qgraph, _ = quantize(graph, config, calibration, seed=seed)
+    timings["quantize"] = time.perf_counter() - start
+    name = Path(onnx_path).stem if isinstance(onnx_path, (str, Path)) else None
+    return compile_graph(qgraph, arch, out_dir, model_name=name, timings=timings)
+
+
+# Simulation ---------------------------------------------------------------------------
+
+@dataclass
+class SimulationResult:
+    """Outputs of one simulated inference.
+
+    Members
+    -------
+    outputs : dict of str to ndarray
+        Integer outputs ``(1, C, H, W)`` (int64).
+    real : dict of str to ndarray
+        The same, dequantized with the manifest's scales.
+    cycles : int
+        Cycles reported by the backend (predicted by the ISS, counted by the RTL).
+    inputs : dict of str to ndarray
+        The integer inputs that were fed.
+    details : object
+        Backend-specific result (the ISS's :class:`sim.iss.RunResult`).
+    """
+    outputs: dict
+    real: dict
+    cycles: int
+    inputs: dict
+    details: object = None
+
+
+def _run_iss(arch: ArchConfig, program: bytes, ddr: np.ndarray):
+    result = ISS(arch).run(program, ddr)
+    return result.cycles, result
+
+
+#: Simulation backends: name -> ``fn(arch, program_bytes, ddr_uint8) -> (cycles, details)``;
+#: ``fn`` executes the program over the DDR image in place.
+BACKENDS = {"iss": _run_iss}
+
+
+def register_backend(name: str, fn) -> None:
+    """Make ``fn`` available as ``simulate(..., backend=name)`` (e.g. an RTL runner)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"backend name must be a non-empty string, not {name!r}")
+    if not callable(fn):
+        raise TypeError(f"backend must be callable, not {fn!r}")
+    BACKENDS[name] = fn
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise errors.ProgramFormatError(
+            f"{path} is missing; {path.parent} is not a complete compile output "
+            f"(run `convforge compile` again)") from None
+
+
+def load_image(out_dir):
+    """Read a compile output: ``(arch, program bytes, ddr image, manifest)``.
+
+    The DDR image holds the program at 0 and the weights at their offset.
+
+    Raises
+    ------
+    compiler.errors.ProgramFormatError
+        Missing files, a program or weight image that fails its checks, or files
+        of different compilations.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise errors.ProgramFormatError(f"{out} is not a compile output directory")
+    try:
+        manifest = json.loads(_read(out / "manifest.json"))
+        arch = ArchConfig.from_dict(json.loads(_read(out / "arch.json")))
+    except (ValueError, TypeError) as e:
+        raise errors.ProgramFormatError(f"{out}: unreadable manifest.json or arch.json: {e}") \
+            from None
+    program = _read(out / "program.bin")
+    weights = _read(out / "weights.bin")
+    try:
+        header, _ = isa.parse_program(program, arch.config_hash)
+        ISS.check_weights(program, weights)
+    except isa.ProgramFormatError as e:
+        raise errors.ProgramFormatError(f"{out / 'program.bin'}: {e}") from None
+    ddr = np.zeros(header.ddr_bytes, dtype=np.uint8)
+    ddr[:len(program)] = np.frombuffer(program, dtype=np.uint8)
+    ddr[header.weights_offset:header.weights_offset + len(weights)] = \
+        np.frombuffer(weights, dtype=np.uint8)
+    return arch, program, ddr, manifest
+
+
+def _input_values(spec, value, seed):
+    shape = tuple(spec["shape"])
+    lo, hi = golden.qrange(spec["bits"])
+    if value is None:
+        rng = np.random.default_rng(seed)
+        return rng.integers(lo, hi + 1, size=(1,) + shape, dtype=np.int64)
+    x = np.asarray(value)
+    if x.size != int(np.prod(shape)):
+        raise errors.ConvForgeError(
+            f"Input {spec['name']!r} needs {int(np.prod(shape))} values (shape {shape}), "
+            f"not an array of shape {x.shape}")
+    if x.dtype.kind == "f":
+        return golden.quantize(x.reshape((1,) + shape), spec["scale"], spec["bits"])
+    if x.dtype.kind not in "iu" or x.min() < lo or x.max() > hi:
+        raise errors.ConvForgeError(
+            f"Integer input {spec['name']!r} must lie in [{lo}, {hi}] (act_bits="
+            f"{spec['bits']}); pass float samples to have them quantized")
+    return x.astype(np.int64).reshape((1,) + shape)
+
+
+def simulate(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0) -> SimulationResult:
+    """Run one inference of a compile output on ``backend``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        A directory written by :func:`compile_model`.
+    inputs : ndarray, dict of str to ndarray, or None
+        Float samples are quantized at the input scale; integer samples are fed as
+        they are; ``None`` feeds seeded random integers.
+    backend : str
+        A key of :data:`BACKENDS`.
+    seed : int
+        Seed of the random input.
+    """
+    if backend not in BACKENDS:
+        raise errors.ConvForgeError(f"Unknown simulation backend {backend!r}; available: "
+                                    f"{', '.join(sorted(BACKENDS))}")
+    arch, program, ddr, manifest = load_image(out_dir)
+    specs = manifest["inputs"]
+    if not isinstance(inputs, dict):
+        if inputs is not None and len(specs) != 1:
+            raise errors.ConvForgeError(f"The model has {len(specs)} inputs; pass a dict")
+        inputs = {specs[0]["name"]: inputs} if specs else {}
+    fed = {}
+    for spec in specs:
+        x = _input_values(spec, inputs.get(spec["name"]), seed)
+        fed[spec["name"]] = x
+        raw = encode_activations(x, spec["bits"])
+        ddr[spec["offset"]:spec["offset"] + raw.size] = raw
+    try:
+        cycles, details = BACKENDS[backend](arch, program, ddr)
+    except isa.ProgramFormatError as e:
+        raise errors.ProgramFormatError(str(e)) from None
+    outputs, real = {}, {}
+    for spec in manifest["outputs"]:
+        raw = ddr[spec["offset"]:spec["offset"] + spec["bytes"]]
+        y = decode_activations(raw, spec["bits"]).reshape((1,) + tuple(spec["shape"]))
+        outputs[spec["name"]] = y
+        real[spec["name"]] = y.astype(np.float64) * spec["scale"]
+    return SimulationResult(outputs, real, cycles, fed, details)
+
+
+# Command line -------------------------------------------------------------------------
+
+def _arch_from_args(args) -> ArchConfig:
+    if (args.arch is None) == (args.board is None):
+        raise errors.ConvForgeError("Give exactly one of --arch ARCH.json or --board NAME")
+    if args.arch is not None:
+        try:
+            return ArchConfig.from_json(args.arch)
+        except (TypeError, ValueError) as e:
+            raise errors.ConvForgeError(f"--arch {args.arch}: {e}") from None
+    from boards.database import get_board
+    try:
+        return get_board(args.board).default_arch()
+    except ValueError as e:
+        raise errors.ConvForgeError(f"--board {args.board}: {e}") from None
+
+
+def compile_command(args) -> int:
+    """``convforge compile MODEL (--arch ARCH.json | --board NAME) -o OUT [--calib S]``."""
+    arch = _arch_from_args(args)
+    result = compile_model(args.model, arch, args.output, args.calib,
+                           scale_mode=args.scale_mode)
+    if not args.quiet:
+        print((result.out_dir / "report.txt").read_text(), end="")
+    if args.calib is None:
+        print("note: no --calib samples given; scales come from seeded random inputs")
+    print(f"wrote {result.out_dir}/ (program.bin, weights.bin, arch.json, manifest.json, "
+          f"listing.txt, report.txt)")
+    return 0
+
+
+def _load_input(path):
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as e:
+        raise errors.ConvForgeError(f"--input {path}: cannot read it as .npy/.npz: {e}") \
+            from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        return {k: data[k] for k in data.files}
+    return data
+
+
+def simulate_command(args) -> int:
+    """``convforge simulate OUT [--input x.npy] [-o y.npz]``: one inference on a backend."""
+    x = _load_input(args.input) if args.input else None
+    result = simulate(args.out_dir, x, backend=args.backend, seed=args.seed)
+    arch = ArchConfig.from_json(Path(args.out_dir) / "arch.json")
+    print(f"{args.backend}: {result.cycles:,} cycles "
+          f"({result.cycles / (arch.clock_mhz * 1e3):.3f} ms at {arch.clock_mhz:g} MHz)")
+    for name, y in result.outputs.items():
+        flat = y.reshape(-1)
+        top = int(np.argmax(flat))
+        print(f"output {name}: shape {list(y.shape[1:])}, argmax {top}, "
+              f"first values {flat[:8].tolist()}")
+    if args.output:
+        np.savez(args.output, **{k: v for k, v in result.outputs.items()},
+                 **{f"{k}.real": v for k, v in result.real.items()})
+        print(f"wrote {args.output}")
+    return 0
+
+
+def add_compile_parser(sub) -> None:
+    """Register ``compile`` on the CLI's subparsers."""
+    p = sub.add_parser("compile", help="compile an ONNX model to program and weight images",
+                       description="Import, quantize, tile and generate code for an ONNX model; "
+                                   "writes program.bin, weights.bin, arch.json, manifest.json, "
+                                   "listing.txt and report.txt to OUT atomically.")
+    p.add_argument("model", help="ONNX model file")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--arch", metavar="ARCH.json", help="arch description (JSON)")
+    target.add_argument("--board", metavar="NAME", help="board name (uses its default arch)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
+    p.add_argument("--calib", metavar="SAMPLES", help="calibration samples (.npy or .npz)")
+    p.add_argument("--scale-mode", choices=("per_channel", "per_layer", "pot"),
+                   help="quantization scales (default per_channel)")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print the report")
+    p.set_defaults(func=compile_command)
+
+
+def add_simulate_parser(sub) -> None:
+    """Register ``simulate`` on the CLI's subparsers."""
+    p = sub.add_parser("simulate", help="run a compiled model on the ISS",
+                       description="Load OUT/ into a DDR image, run one inference and print "
+                                   "the outputs and the cycle count.")
+    p.add_argument("out_dir", metavar="OUT", help="directory written by `convforge compile`")
+    p.add_argument("--input", metavar="X.npy", help="input sample (float: quantized at the "
+                                                     "input scale; integer: fed as is); default "
+                                                     "seeded random")
+    p.add_argument("-o", "--output", metavar="Y.npz", help="save the outputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.set_defaults(func=simulate_command, backend="iss")

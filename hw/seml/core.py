@@ -1,0 +1,360 @@
+"""The SEML core: control registers, DMA, instruction fetch and issue, buffers, engines.
+
+The host writes ``PROG_BASE`` / ``DATA_BASE`` and starts the core through the
+AXI4-Lite registers (:mod:`hw.seml.csr`, map in ``docs/host_interface.md``). The
+core then
+
+1. reads the ``program.bin`` header and checks magic, version and arch hash;
+2. reads the whole program once to check its CRC-32;
+3. fetches the instructions in order and issues each to its unit (LOAD, COMPUTE,
+   STORE; ``docs/isa.md`` "Execution model"): an instruction waits until its unit
+   is idle, SYNC waits for the units of its mask, END for all of them;
+4. reports done with an :class:`hw.isa.ErrorCode` (``NONE`` on success).
+
+An illegal instruction, a header for another arch or an AXI error response stops
+issue at once; the units finish what they started (their transfers always
+complete), and the core reports done with the error code and the failing
+instruction index in ``ERROR_INFO``. Nothing waits forever.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..arch import ArchConfig
+from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, ErrorCode, Opcode
+from .buffers import ByteBuffer
+from .compute import ComputeUnit
+from .csr import ControlStatusRegisters
+from .decode import HeaderCheck, InstructionDecoder
+from .dma import AxiDma
+from .fetch import AxiReadArbiter, InstructionFetch
+from .units import AddUnit, LoadUnit, StoreUnit, pbuf_layout
+
+__all__ = ["SemlCore"]
+
+
+def _pow2_at_least(n):
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+def _forward(m, outer, inner, names):
+    """Connect the flat ports ``names`` of ``inner`` to the same ports of ``outer``."""
+    for name in names:
+        member = inner.signature.members[name]
+        if member.flow == In:
+            m.d.comb += getattr(inner, name).eq(getattr(outer, name))
+        else:
+            m.d.comb += getattr(outer, name).eq(getattr(inner, name))
+
+
+class SemlCore(wiring.Component):
+    """The SEML accelerator core for one :class:`hw.arch.ArchConfig`.
+
+    Parameters
+    ----------
+    arch : ArchConfig
+    max_burst : int
+        Longest AXI burst of the DMA, in beats.
+    trace_depth : int
+        Cycle stamps kept in the control registers (one per issued instruction).
+
+    Members
+    -------
+    s_axil_* : AXI4-Lite slave (control and status, 32-bit data, 12-bit address).
+    m_axi_* : AXI4 master to DDR (``axi_data_bits`` data, ``axi_addr_bits`` address,
+        ID width 1: ID 0 for data, ID 1 for instruction fetch).
+    irq : Out(1)
+        High while ``STATUS.done`` is set (level interrupt to the host).
+    """
+
+    def __init__(self, arch: ArchConfig, *, max_burst=16, trace_depth=512):
+        if not isinstance(arch, ArchConfig):
+            raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+        self.arch = arch
+        self._max_burst = max_burst
+        self._trace_depth = trace_depth
+        self._csr = ControlStatusRegisters(addr_bits=arch.axi_addr_bits, trace_depth=trace_depth)
+        self._dma = AxiDma(data_bits=arch.axi_data_bits, addr_bits=arch.axi_addr_bits,
+                           max_burst=max_burst)
+        self._arbiter = AxiReadArbiter(data_bits=arch.axi_data_bits,
+                                       addr_bits=arch.axi_addr_bits)
+        members = {}
+        self._csr_ports = [n for n in self._csr.signature.members if n.startswith("s_axil_")]
+        self._dma_ports = [n for n in self._dma.signature.members
+                           if n.startswith(("m_axi_aw", "m_axi_w", "m_axi_b"))]
+        self._arb_ports = [n for n in self._arbiter.signature.members if n.startswith("m_axi_")]
+        for comp, names in ((self._csr, self._csr_ports), (self._dma, self._dma_ports),
+                            (self._arbiter, self._arb_ports)):
+            for name in names:
+                members[name] = comp.signature.members[name]
+        members["irq"] = Out(1)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        arch = self.arch
+        nbytes = arch.axi_data_bytes
+
+        m.submodules.csr = csr = self._csr
+        m.submodules.dma = dma = self._dma
+        m.submodules.arbiter = arb = self._arbiter
+        m.submodules.fetch = fetch = InstructionFetch(data_bits=arch.axi_data_bits,
+                                                      addr_bits=arch.axi_addr_bits)
+        _forward(m, self, csr, self._csr_ports)
+        _forward(m, self, dma, self._dma_ports)
+        _forward(m, self, arb, self._arb_ports)
+        for suffix in ("addr", "len", "valid"):
+            m.d.comb += [
+                getattr(arb, f"dma_ar{suffix}").eq(getattr(dma, f"m_axi_ar{suffix}")),
+                getattr(arb, f"fetch_ar{suffix}").eq(getattr(fetch, f"ar_{suffix}")),
+            ]
+        m.d.comb += [
+            dma.m_axi_arready.eq(arb.dma_arready),
+            fetch.ar_ready.eq(arb.fetch_arready),
+            dma.m_axi_rid.eq(0),
+            arb.dma_rready.eq(dma.m_axi_rready),
+            arb.fetch_rready.eq(fetch.r_ready),
+        ]
+        for suffix in ("data", "resp", "last", "valid"):
+            m.d.comb += [
+                getattr(dma, f"m_axi_r{suffix}").eq(getattr(arb, f"dma_r{suffix}")),
+                getattr(fetch, f"r_{suffix}").eq(getattr(arb, f"fetch_r{suffix}")),
+            ]
+
+        # Units and buffers ------------------------------------------------------------
+        m.submodules.load = load = LoadUnit(arch)
+        m.submodules.store = store = StoreUnit(arch)
+        m.submodules.add = add = AddUnit(arch)
+        m.submodules.compute = compute = ComputeUnit(arch)
+
+        ibuf_reads = [add.beat_bytes, add.beat_bytes] + compute.ibuf_read_widths
+        wbuf_reads = compute.wbuf_read_widths
+        obuf_write = max(add.beat_bytes, compute.obuf_write_width)
+        banks = _pow2_at_least(max([nbytes, obuf_write] + ibuf_reads + wbuf_reads))
+        m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
+                                              read_widths=ibuf_reads, write_width=nbytes)
+        m.submodules.wbuf = wbuf = ByteBuffer(arch.wbuf_bytes, banks=banks,
+                                              read_widths=wbuf_reads or [1], write_width=nbytes)
+        m.submodules.obuf = obuf = ByteBuffer(arch.obuf_bytes, banks=banks,
+                                              read_widths=[nbytes], write_width=obuf_write)
+        m.submodules.pbuf = pbuf = Memory(shape=pbuf_layout(arch),
+                                          depth=max(arch.pbuf_entries, 2), init=[])
+        pbuf_w = pbuf.write_port()
+
+        wiring.connect(m, load.dma_cmd, dma.rd_cmd)
+        wiring.connect(m, dma.rd_data, load.dma_data)
+        wiring.connect(m, store.dma_cmd, dma.wr_cmd)
+        wiring.connect(m, store.dma_data, dma.wr_data)
+        m.d.comb += [
+            load.data_base.eq(csr.data_base),
+            store.data_base.eq(csr.data_base),
+            store.dma_idle.eq(dma.wr_idle),
+            ibuf.w_addr.eq(load.ibuf_w_addr),
+            ibuf.w_data.eq(load.ibuf_w_data),
+            ibuf.w_count.eq(load.ibuf_w_count),
+            wbuf.w_addr.eq(load.wbuf_w_addr),
+            wbuf.w_data.eq(load.wbuf_w_data),
+            wbuf.w_count.eq(load.wbuf_w_count),
+            pbuf_w.addr.eq(load.pbuf_w_addr),
+            pbuf_w.data.eq(load.pbuf_w_data),
+            pbuf_w.en.eq(load.pbuf_w_en),
+            obuf.r0_addr.eq(store.obuf_r_addr),
+            obuf.r0_en.eq(store.obuf_r_en),
+            store.obuf_r_data.eq(obuf.r0_data),
+            ibuf.r0_addr.eq(add.a_addr),
+            ibuf.r0_en.eq(add.a_en),
+            add.a_data.eq(ibuf.r0_data),
+            ibuf.r1_addr.eq(add.b_addr),
+            ibuf.r1_en.eq(add.b_en),
+            add.b_data.eq(ibuf.r1_data),
+        ]
+        for i in range(len(compute.ibuf_read_widths)):
+            addr, en, data = ibuf.read_port(2 + i)
+            c_addr, c_en, c_data = compute.ibuf_port(i)
+            m.d.comb += [addr.eq(c_addr), en.eq(c_en), c_data.eq(data)]
+        for i in range(len(compute.wbuf_read_widths)):
+            addr, en, data = wbuf.read_port(i)
+            c_addr, c_en, c_data = compute.wbuf_port(i)
+            m.d.comb += [addr.eq(c_addr), en.eq(c_en), c_data.eq(data)]
+        for i in range(compute.pbuf_read_ports):
+            rp = pbuf.read_port()
+            c_addr, c_en, c_data = compute.pbuf_port(i)
+            m.d.comb += [rp.addr.eq(c_addr), rp.en.eq(c_en), c_data.eq(rp.data)]
+        # OBUF has one writer at a time: ADD and COMPUTE share the COMPUTE unit.
+        with m.If(add.busy):
+            m.d.comb += [
+                obuf.w_addr.eq(add.obuf_w_addr),
+                obuf.w_data.eq(add.obuf_w_data),
+                obuf.w_count.eq(add.obuf_w_count),
+            ]
+        with m.Else():
+            m.d.comb += [
+                obuf.w_addr.eq(compute.obuf_w_addr),
+                obuf.w_data.eq(compute.obuf_w_data),
+                obuf.w_count.eq(compute.obuf_w_count),
+            ]
+
+        # Header check, decode and issue ------------------------------------------------
+        m.submodules.header_check = hdr_check = HeaderCheck(arch)
+        m.submodules.decoder = decoder = InstructionDecoder(arch)
+        header = Signal(INSTR_BITS)
+        ir = Signal(INSTRUCTION)
+        m.d.comb += [hdr_check.header.eq(header), decoder.word.eq(ir)]
+        for unit in (load, store, add, compute):
+            m.d.comb += unit.instr.eq(ir)
+
+        count = Signal(32)
+        pc = Signal(32)
+        error = Signal(ErrorCode)
+        bus_error = dma.rd_error | dma.wr_error | fetch.error
+        load_busy = load.busy
+        compute_busy = add.busy | compute.busy
+        store_busy = store.busy
+        all_idle = ~load_busy & ~compute_busy & ~store_busy
+        m.d.comb += csr.instr_count.eq(pc)
+
+        def fail(code):
+            m.d.sync += error.eq(code)
+            m.next = "DRAIN"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(csr.start):
+                    m.d.comb += [dma.clear.eq(1), fetch.clear.eq(1)]
+                    m.d.sync += [pc.eq(0), error.eq(ErrorCode.NONE)]
+                    m.next = "HEADER_REQUEST"
+            with m.State("HEADER_REQUEST"):
+                m.d.comb += [
+                    fetch.cmd.valid.eq(1),
+                    fetch.cmd.payload.addr.eq(csr.prog_base),
+                    fetch.cmd.payload.words.eq(1),
+                ]
+                with m.If(fetch.cmd.ready):
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += fetch.word.ready.eq(1)
+                with m.If(fetch.word.valid):
+                    m.d.sync += header.eq(fetch.word.payload)
+                    m.next = "HEADER_CHECK"
+            with m.State("HEADER_CHECK"):
+                with m.If(fetch.error):
+                    fail(ErrorCode.BUS_ERROR)
+                with m.Elif(hdr_check.error != ErrorCode.NONE):
+                    fail(hdr_check.error)
+                with m.Else():
+                    m.d.sync += count.eq(hdr_check.instr_count)
+                    m.next = "SCAN_REQUEST"
+            with m.State("SCAN_REQUEST"):
+                m.d.comb += [
+                    fetch.cmd.valid.eq(1),
+                    fetch.cmd.payload.addr.eq(csr.prog_base),
+                    fetch.cmd.payload.words.eq(count + 1),
+                    fetch.cmd.payload.crc.eq(1),
+                ]
+                with m.If(fetch.cmd.ready):
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.comb += fetch.word.ready.eq(1)
+                with m.If(fetch.idle):
+                    m.next = "SCAN_CHECK"
+            with m.State("SCAN_CHECK"):
+                with m.If(fetch.error):
+                    fail(ErrorCode.BUS_ERROR)
+                with m.Elif(fetch.crc != hdr_check.crc):
+                    fail(ErrorCode.BAD_CRC)
+                with m.Else():
+                    m.next = "EXEC_REQUEST"
+            with m.State("EXEC_REQUEST"):
+                m.d.comb += [
+                    fetch.cmd.valid.eq(1),
+                    fetch.cmd.payload.addr.eq(csr.prog_base + HEADER_BYTES),
+                    fetch.cmd.payload.words.eq(count),
+                ]
+                with m.If(fetch.cmd.ready):
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                with m.If(bus_error):
+                    fail(ErrorCode.BUS_ERROR)
+                with m.Elif(pc == count):
+                    # The program ran out without END.
+                    fail(ErrorCode.ILLEGAL_INSTRUCTION)
+                with m.Else():
+                    m.d.comb += fetch.word.ready.eq(1)
+                    with m.If(fetch.word.valid):
+                        m.d.sync += ir.eq(fetch.word.payload)
+                        m.next = "DECODE"
+            with m.State("DECODE"):
+                with m.If(bus_error):
+                    fail(ErrorCode.BUS_ERROR)
+                with m.Elif(decoder.error != ErrorCode.NONE):
+                    fail(decoder.error)
+                with m.Else():
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                issued = Signal()
+                with m.Switch(ir.opcode):
+                    with m.Case(Opcode.LOAD):
+                        m.d.comb += [issued.eq(~load_busy), load.start.eq(~load_busy)]
+                    with m.Case(Opcode.STORE):
+                        m.d.comb += [issued.eq(~store_busy), store.start.eq(~store_busy)]
+                    with m.Case(Opcode.ADD):
+                        m.d.comb += [issued.eq(~compute_busy), add.start.eq(~compute_busy)]
+                    with m.Case(Opcode.COMPUTE):
+                        m.d.comb += [issued.eq(~compute_busy),
+                                     compute.start.eq(~compute_busy)]
+                    with m.Case(Opcode.SYNC):
+                        mask = ir.sync.mask.as_value()
+                        m.d.comb += issued.eq(
+                            ~(mask[0] & load_busy) & ~(mask[1] & compute_busy)
+                            & ~(mask[2] & store_busy))
+                    with m.Case(Opcode.END):
+                        m.d.comb += issued.eq(all_idle)
+                with m.If(bus_error):
+                    # Nothing new starts after a bus error.
+                    m.d.comb += [load.start.eq(0), store.start.eq(0), add.start.eq(0),
+                                 compute.start.eq(0)]
+                    fail(ErrorCode.BUS_ERROR)
+                with m.Elif(issued):
+                    m.d.comb += csr.mark.eq(1)
+                    m.d.sync += pc.eq(pc + 1)
+                    with m.If(ir.opcode == Opcode.END):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "FETCH"
+            with m.State("DRAIN"):
+                m.d.comb += [fetch.word.ready.eq(1), fetch.abort.eq(1)]
+                with m.If(all_idle & fetch.idle):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                code = Signal(ErrorCode)
+                m.d.comb += code.eq(error)
+                with m.If((error == ErrorCode.NONE) & bus_error):
+                    m.d.comb += code.eq(ErrorCode.BUS_ERROR)
+                m.d.comb += [
+                    csr.done.eq(1),
+                    csr.error_code.eq(code),
+                    csr.error_info.eq(pc),
+                ]
+                m.next = "IDLE"
+
+        busy = Signal()
+        m.d.sync += busy.eq(busy)
+        with m.If(csr.start):
+            m.d.sync += busy.eq(1)
+        with m.If(csr.done):
+            m.d.sync += busy.eq(0)
+        m.d.comb += csr.busy.eq(busy)
+        done_flag = Signal()
+        with m.If(csr.done):
+            m.d.sync += done_flag.eq(1)
+        with m.If(csr.start):
+            m.d.sync += done_flag.eq(0)
+        m.d.comb += self.irq.eq(done_flag)
+        return m

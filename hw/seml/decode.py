@@ -1,0 +1,254 @@
+"""Instruction and header checks of the SEML core, from the layouts of :mod:`hw.isa`.
+
+:class:`InstructionDecoder` looks at one instruction word and says whether it may run
+and, if not, which :class:`hw.isa.ErrorCode` stops the core; the checks are those of
+the instruction-set simulator (``sim/iss.py``) that the hardware can make before an
+instruction starts. :class:`HeaderCheck` does the same for the ``program.bin`` header.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch import ArchConfig
+from ..isa import (FORMATS, HEADER_BYTES, INSTR_BITS, INSTR_BYTES, INSTRUCTION, ISA_VERSION,
+                   MAGIC, PBUF_ENTRY_BYTES, Buffer, Engine, ErrorCode, Opcode, Pool, element_bytes,
+                   weight_element_bytes)
+
+__all__ = ["InstructionDecoder", "HeaderCheck", "reserved_mask"]
+
+
+def reserved_mask(layout) -> int:
+    """Bits of ``layout`` that must be zero (``_pad*`` and ``reserved`` fields)."""
+    mask = 0
+    for name, field in layout:
+        if name == "reserved" or name.startswith("_pad"):
+            mask |= ((1 << field.width) - 1) << field.offset
+    return mask
+
+
+class HeaderCheck(wiring.Component):
+    """Checks the 64-byte ``program.bin`` header (combinational).
+
+    Parameters
+    ----------
+    arch : ArchConfig
+        The arch whose ``config_hash`` the header must carry.
+
+    Members
+    -------
+    header : In(512)
+        The header bytes, byte 0 in the LSBs.
+    error : Out(ErrorCode)
+        First failing check (magic, version and sizes, arch hash), or ``NONE``.
+    instr_count, crc : Out(32)
+        Instruction count and the CRC-32 field.
+    """
+
+    def __init__(self, arch: ArchConfig):
+        if not isinstance(arch, ArchConfig):
+            raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+        self._arch = arch
+        super().__init__({
+            "header": In(INSTR_BITS),
+            "error": Out(ErrorCode),
+            "instr_count": Out(32),
+            "crc": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        h = self.header
+
+        def field(offset, size):
+            return h[8 * offset:8 * (offset + size)]
+
+        magic = int.from_bytes(MAGIC, "little")
+        m.d.comb += [self.instr_count.eq(field(16, 4)), self.crc.eq(field(60, 4))]
+        with m.If(field(0, 4) != magic):
+            m.d.comb += self.error.eq(ErrorCode.BAD_MAGIC)
+        with m.Elif((field(4, 2) != ISA_VERSION) | (field(6, 2) != HEADER_BYTES)
+                    | (field(20, 2) != INSTR_BYTES)):
+            m.d.comb += self.error.eq(ErrorCode.BAD_VERSION)
+        with m.Elif(field(8, 8) != Const(self._arch.config_hash, 64)):
+            m.d.comb += self.error.eq(ErrorCode.ARCH_MISMATCH)
+        with m.Else():
+            m.d.comb += self.error.eq(ErrorCode.NONE)
+        return m
+
+
+class InstructionDecoder(wiring.Component):
+    """Legality of one instruction word (combinational).
+
+    Checks: known opcode, zero reserved bits, enum values in range, the buffer of a
+    LOAD / STORE, non-empty transfers, PBUF record sizes, buffer ranges, clamp
+    bounds, and the COMPUTE geometry limits of ``docs/isa.md``.
+
+    Parameters
+    ----------
+    arch : ArchConfig
+
+    Members
+    -------
+    word : In(INSTRUCTION)
+    error : Out(ErrorCode)
+        ``NONE`` when the instruction may run.
+    """
+
+    def __init__(self, arch: ArchConfig):
+        if not isinstance(arch, ArchConfig):
+            raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+        self._arch = arch
+        super().__init__({
+            "word": In(INSTRUCTION),
+            "error": Out(ErrorCode),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        arch = self._arch
+        w = self.word
+        raw = w.as_value()
+        e = element_bytes(arch.act_bits)
+        we = weight_element_bytes(arch)
+        act_lo = -(1 << (arch.act_bits - 1))
+        act_hi = (1 << (arch.act_bits - 1)) - 1
+
+        illegal = Signal()
+        out_of_range = Signal()
+
+        def reserved_bits(opcode):
+            return (raw & Const(reserved_mask(FORMATS[opcode]), INSTR_BITS)) != 0
+
+        def clamp_bad(lo, hi):
+            return (lo < act_lo) | (lo > hi) | (hi > act_hi)
+
+        def beyond(start, size, limit):
+            return (start + size) > limit
+
+        with m.Switch(w.opcode):
+            with m.Case(Opcode.LOAD, Opcode.STORE):
+                d = w.dma
+                size = Signal(64)
+                m.d.comb += size.eq(d.rows * d.row_bytes)
+                is_load = w.opcode == Opcode.LOAD
+                buf = d.buffer
+                m.d.comb += illegal.eq(
+                    reserved_bits(Opcode.LOAD) | (d.rows == 0) | (d.row_bytes == 0)
+                    | (is_load & (buf == Buffer.OBUF)) | (~is_load & (buf != Buffer.OBUF))
+                    | (buf.as_value() > 3)
+                    | ((buf == Buffer.PBUF) & (d.row_bytes[:4] != 0)))
+                with m.Switch(buf):
+                    with m.Case(Buffer.IBUF):
+                        m.d.comb += out_of_range.eq(beyond(d.buf_addr, size, arch.ibuf_bytes))
+                    with m.Case(Buffer.WBUF):
+                        m.d.comb += out_of_range.eq(beyond(d.buf_addr, size, arch.wbuf_bytes))
+                    with m.Case(Buffer.OBUF):
+                        m.d.comb += out_of_range.eq(beyond(d.buf_addr, size, arch.obuf_bytes))
+                    with m.Case(Buffer.PBUF):
+                        m.d.comb += out_of_range.eq(
+                            beyond(d.buf_addr, size // PBUF_ENTRY_BYTES, arch.pbuf_entries))
+            with m.Case(Opcode.ADD):
+                a = w.add
+                size = Signal(64)
+                m.d.comb += size.eq(a.count * e)
+                m.d.comb += [
+                    illegal.eq(reserved_bits(Opcode.ADD) | clamp_bad(a.act_lo, a.act_hi)),
+                    out_of_range.eq(beyond(a.a_addr, size, arch.ibuf_bytes)
+                                    | beyond(a.b_addr, size, arch.ibuf_bytes)
+                                    | beyond(a.out_addr, size, arch.obuf_bytes)),
+                ]
+            with m.Case(Opcode.COMPUTE):
+                c = w.compute
+                self._compute_checks(m, c, illegal, out_of_range, reserved_bits, clamp_bad,
+                                     beyond, e, we)
+            with m.Case(Opcode.SYNC):
+                m.d.comb += illegal.eq(reserved_bits(Opcode.SYNC)
+                                       | (w.sync.mask.as_value() > 7))
+            with m.Case(Opcode.END):
+                m.d.comb += illegal.eq(reserved_bits(Opcode.END))
+            with m.Default():
+                m.d.comb += illegal.eq(1)
+
+        with m.If(illegal):
+            m.d.comb += self.error.eq(ErrorCode.ILLEGAL_INSTRUCTION)
+        with m.Elif(out_of_range):
+            m.d.comb += self.error.eq(ErrorCode.BUFFER_RANGE)
+        with m.Else():
+            m.d.comb += self.error.eq(ErrorCode.NONE)
+        return m
+
+    def _compute_checks(self, m, c, illegal, out_of_range, reserved_bits, clamp_bad, beyond,
+                        e, we):
+        arch = self._arch
+        hp = Signal(18)
+        wp = Signal(18)
+        oh = Signal(18)
+        ow = Signal(18)
+        m.d.comb += [
+            hp.eq(c.in_h + c.pad_top + c.pad_bottom),
+            wp.eq(c.in_w + c.pad_left + c.pad_right),
+        ]
+        small = (hp < c.k_h) | (wp < c.k_w)
+        m.d.comb += [
+            oh.eq((hp - c.k_h) // c.stride_h + 1),
+            ow.eq((wp - c.k_w) // c.stride_w + 1),
+        ]
+        engine = c.engine
+        pool = c.pool
+        zero = ((c.in_c == 0) | (c.out_c == 0) | (c.in_h == 0) | (c.in_w == 0) | (c.k_h == 0)
+                | (c.k_w == 0) | (c.stride_h == 0) | (c.stride_w == 0))
+        pads_big = ((c.pad_top >= c.k_h) | (c.pad_bottom >= c.k_h) | (c.pad_left >= c.k_w)
+                    | (c.pad_right >= c.k_w))
+        is_conv = engine == Engine.CONV
+        is_dw = engine == Engine.DEPTHWISE
+        is_pw = engine == Engine.POINTWISE
+        is_pool = engine == Engine.POOL
+        framed = is_conv | is_dw | is_pool
+        too_wide = framed & ((wp > arch.max_width) | (hp > arch.max_height))
+        kernel_big = (is_conv | is_dw) & ((c.k_h > arch.conv_k_max) | (c.k_w > arch.conv_k_max))
+        pool_bad = ((is_pool & (pool != Pool.MAX) & (pool != Pool.AVG))
+                    | (~is_pool & (pool == Pool.AVG))
+                    | (pool.as_value() > 2) | (engine.as_value() > 3))
+        avg_wide = (is_pool & (pool == Pool.AVG)
+                    & ((c.shift >= (1 << arch.shift_bits)) | (c.mult >= (1 << arch.mult_bits))))
+        dw_bad = is_dw & (c.out_c != c.in_c)
+        pw_bad = is_pw & ((c.k_h != 1) | (c.k_w != 1) | (c.pad_top != 0) | (c.pad_left != 0)
+                          | (c.pad_bottom != 0) | (c.pad_right != 0))
+        fused = ~is_pool & (pool == Pool.MAX)
+        fh = Signal(8)
+        fw = Signal(8)
+        m.d.comb += [fh.eq(1), fw.eq(1)]
+        with m.If(fused):
+            m.d.comb += [fh.eq(c.fpool_h), fw.eq(c.fpool_w)]
+        fpool_bad = fused & ((c.fpool_h == 0) | (c.fpool_w == 0) | (c.fpool_h > oh)
+                             | (c.fpool_w > ow))
+        res_h = Signal(18)
+        res_w = Signal(18)
+        m.d.comb += [res_h.eq(oh // fh), res_w.eq(ow // fw)]
+        shape_bad = (res_h != c.out_h) | (res_w != c.out_w)
+        m.d.comb += illegal.eq(
+            reserved_bits(Opcode.COMPUTE) | clamp_bad(c.act_lo, c.act_hi) | zero | pads_big
+            | small | too_wide | kernel_big | pool_bad | avg_wide | dw_bad | pw_bad
+            | (fpool_bad & ~small) | (shape_bad & ~small & ~fpool_bad & ~zero))
+
+        in_bytes = Signal(64)
+        out_bytes = Signal(64)
+        w_elems = Signal(64)
+        m.d.comb += [
+            in_bytes.eq(c.in_c * c.in_h * c.in_w * e),
+            out_bytes.eq(c.out_c * c.out_h * c.out_w * e),
+        ]
+        with m.If(is_dw):
+            m.d.comb += w_elems.eq(c.out_c * c.k_h * c.k_w)
+        with m.Else():
+            m.d.comb += w_elems.eq(c.out_c * c.in_c * c.k_h * c.k_w)
+        weighted = ~is_pool
+        m.d.comb += out_of_range.eq(
+            beyond(c.ibuf_addr, in_bytes, arch.ibuf_bytes)
+            | beyond(c.obuf_addr, out_bytes, arch.obuf_bytes)
+            | (weighted & beyond(c.pbuf_addr, c.out_c, arch.pbuf_entries))
+            | (weighted & beyond(c.wbuf_addr, w_elems * we, arch.wbuf_bytes)))
+

@@ -1,0 +1,409 @@
+"""Execution units of the SEML core: LOAD, STORE and the element-wise ADD.
+
+Each unit takes one instruction at a time (``start`` with the instruction word, only
+while ``busy`` is low) and keeps ``busy`` high until it is finished. They sit between
+the DMA (:mod:`hw.seml.dma`), the on-chip buffers (:mod:`hw.seml.buffers`) and the
+engines, converting byte runs in buffers to the engines' lane streams and back.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from ..arch import ArchConfig
+from ..engines.eltwise import EltwiseAddEngine
+from ..isa import INSTRUCTION, PBUF_ENTRY_BYTES, Buffer, element_bytes
+from .dma import DmaCommand
+
+__all__ = ["pbuf_layout", "LoadUnit", "StoreUnit", "AddUnit", "lanes_from_bytes",
+           "bytes_from_lanes"]
+
+
+def pbuf_layout(arch: ArchConfig) -> data.StructLayout:
+    """One PBUF entry: the per-output-channel bias, multiplier and shift."""
+    return data.StructLayout({
+        "bias": signed(arch.bias_bits),
+        "mult": arch.mult_bits,
+        "shift": arch.shift_bits,
+    })
+
+
+def lanes_from_bytes(m, raw, lanes, act_bits, name):
+    """Signed ``act_bits`` values of ``lanes`` consecutive elements in the bytes ``raw``."""
+    e = element_bytes(act_bits)
+    out = []
+    for i in range(lanes):
+        v = Signal(signed(act_bits), name=f"{name}_{i}")
+        m.d.comb += v.eq(raw[8 * e * i:8 * e * i + act_bits])
+        out.append(v)
+    return out
+
+
+def bytes_from_lanes(values, act_bits):
+    """Little-endian element bytes of signed lane values (sign-extended to whole bytes)."""
+    pad = 8 * element_bytes(act_bits) - act_bits
+    return Cat(*[Cat(v, v[-1].replicate(pad)) if pad else v for v in values])
+
+
+class LoadUnit(wiring.Component):
+    """LOAD: a 2-D DMA read from DDR into IBUF, WBUF (bytes) or PBUF (entries).
+
+    Members
+    -------
+    start : In(1)
+    instr : In(INSTRUCTION)
+        The LOAD instruction, sampled with ``start``.
+    data_base : In(addr_bits)
+        DDR address of the image base; the instruction's ``ddr_addr`` is an offset.
+    busy : Out(1)
+    dma_cmd : Out(stream.Signature(DmaCommand(addr_bits)))
+    dma_data : In(stream.Signature({"data", "last"}))
+    ibuf_w_*, wbuf_w_* : write ports of the byte buffers (address, data, count).
+    pbuf_w_addr, pbuf_w_data, pbuf_w_en : write port of PBUF.
+
+    Throughput: one bus word per cycle into IBUF / WBUF; PBUF takes one 16-byte record
+    per cycle.
+    """
+
+    def __init__(self, arch: ArchConfig):
+        self._arch = arch
+        nbytes = arch.axi_data_bytes
+        addr_bits = arch.axi_addr_bits
+        super().__init__({
+            "start": In(1),
+            "instr": In(INSTRUCTION),
+            "data_base": In(addr_bits),
+            "busy": Out(1),
+            "dma_cmd": Out(stream.Signature(DmaCommand(addr_bits))),
+            "dma_data": In(stream.Signature(data.StructLayout(
+                {"data": 8 * nbytes, "last": 1}))),
+            "ibuf_w_addr": Out(range(arch.ibuf_bytes)),
+            "ibuf_w_data": Out(8 * nbytes),
+            "ibuf_w_count": Out(range(nbytes + 1)),
+            "wbuf_w_addr": Out(range(arch.wbuf_bytes)),
+            "wbuf_w_data": Out(8 * nbytes),
+            "wbuf_w_count": Out(range(nbytes + 1)),
+            "pbuf_w_addr": Out(range(max(arch.pbuf_entries, 2))),
+            "pbuf_w_data": Out(pbuf_layout(arch)),
+            "pbuf_w_en": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        arch = self._arch
+        nbytes = arch.axi_data_bytes
+        d = self.instr.dma
+
+        buffer = Signal(Buffer)
+        ptr = Signal(32)
+        left = Signal(64)
+        cmd_pending = Signal()
+        receiving = Signal()
+        m.d.comb += self.busy.eq(cmd_pending | receiving)
+        with m.If(self.start):
+            m.d.sync += [
+                buffer.eq(d.buffer),
+                ptr.eq(d.buf_addr),
+                left.eq(d.rows * d.row_bytes),
+                cmd_pending.eq(1),
+                receiving.eq(1),
+                self.dma_cmd.payload.addr.eq(self.data_base + d.ddr_addr),
+                self.dma_cmd.payload.rows.eq(d.rows),
+                self.dma_cmd.payload.row_bytes.eq(d.row_bytes),
+                self.dma_cmd.payload.stride.eq(d.ddr_stride),
+            ]
+        m.d.comb += self.dma_cmd.valid.eq(cmd_pending)
+        with m.If(self.dma_cmd.ready & cmd_pending):
+            m.d.sync += cmd_pending.eq(0)
+
+        count = Signal(range(nbytes + 1))
+        m.d.comb += count.eq(Mux(left < nbytes, left, nbytes))
+        word = self.dma_data.payload.data
+        for name in ("ibuf", "wbuf"):
+            m.d.comb += [
+                getattr(self, f"{name}_w_addr").eq(ptr),
+                getattr(self, f"{name}_w_data").eq(word),
+            ]
+
+        # PBUF records: 16 bytes each, assembled from (or split out of) bus words.
+        rec_bytes = PBUF_ENTRY_BYTES
+        record = Signal(8 * rec_bytes)
+
+        def write_record(rec):
+            m.d.comb += [
+                self.pbuf_w_en.eq(1),
+                self.pbuf_w_addr.eq(ptr),
+                self.pbuf_w_data.bias.eq(rec[:arch.bias_bits]),
+                self.pbuf_w_data.mult.eq(rec[64:64 + arch.mult_bits]),
+                self.pbuf_w_data.shift.eq(rec[96:96 + arch.shift_bits]),
+            ]
+            m.d.sync += ptr.eq(ptr + 1)
+
+        is_pbuf = buffer == Buffer.PBUF
+        if nbytes <= rec_bytes:
+            per = rec_bytes // nbytes
+            part = Signal(range(max(per, 2)))
+            m.d.comb += self.dma_data.ready.eq(1)
+            with m.If(self.dma_data.valid & receiving):
+                m.d.sync += left.eq(left - count)
+                with m.If(self.dma_data.payload.last):
+                    m.d.sync += receiving.eq(0)
+                with m.If(is_pbuf):
+                    assembled = (Cat(record[8 * nbytes:], word) if per > 1 else word)
+                    m.d.sync += record.eq(assembled)
+                    with m.If(part == per - 1):
+                        write_record(assembled)
+                        m.d.sync += part.eq(0)
+                    with m.Else():
+                        m.d.sync += part.eq(part + 1)
+                with m.Else():
+                    m.d.sync += ptr.eq(ptr + nbytes)
+                    with m.If(buffer == Buffer.IBUF):
+                        m.d.comb += self.ibuf_w_count.eq(count)
+                    with m.If(buffer == Buffer.WBUF):
+                        m.d.comb += self.wbuf_w_count.eq(count)
+        else:
+            per = nbytes // rec_bytes
+            held = Signal(8 * nbytes)
+            index = Signal(range(per + 1))
+            holding = Signal()
+            records_left = Signal(64)
+            held_last = Signal()
+            m.d.comb += self.dma_data.ready.eq(~holding)
+            with m.If(self.start):
+                m.d.sync += records_left.eq((d.rows * d.row_bytes) >> exact_log2(rec_bytes))
+            with m.If(self.dma_data.valid & ~holding & receiving):
+                m.d.sync += left.eq(left - count)
+                with m.If(is_pbuf):
+                    m.d.sync += [held.eq(word), holding.eq(1), index.eq(0),
+                                 held_last.eq(self.dma_data.payload.last)]
+                with m.Else():
+                    m.d.sync += ptr.eq(ptr + nbytes)
+                    with m.If(self.dma_data.payload.last):
+                        m.d.sync += receiving.eq(0)
+                    with m.If(buffer == Buffer.IBUF):
+                        m.d.comb += self.ibuf_w_count.eq(count)
+                    with m.If(buffer == Buffer.WBUF):
+                        m.d.comb += self.wbuf_w_count.eq(count)
+            with m.If(holding):
+                rec = held.word_select(index, 8 * rec_bytes)
+                with m.If(records_left != 0):
+                    write_record(rec)
+                    m.d.sync += records_left.eq(records_left - 1)
+                m.d.sync += index.eq(index + 1)
+                with m.If((index == per - 1) | (records_left <= 1)):
+                    m.d.sync += holding.eq(0)
+                    with m.If(held_last):
+                        m.d.sync += receiving.eq(0)
+        return m
+
+
+class StoreUnit(wiring.Component):
+    """STORE: a 2-D DMA write of OBUF bytes to DDR.
+
+    Members
+    -------
+    start, instr, data_base, busy : as :class:`LoadUnit`.
+    dma_cmd : Out(stream.Signature(DmaCommand(addr_bits)))
+    dma_data : Out(stream.Signature({"data", "last"}))
+    dma_idle : In(1)
+        The DMA's write side has every response (the data is in DDR).
+    obuf_r_addr, obuf_r_en : Out; obuf_r_data : In
+        A bus-wide read port of OBUF (one cycle of latency).
+
+    Throughput: one bus word per cycle.
+    """
+
+    def __init__(self, arch: ArchConfig):
+        self._arch = arch
+        nbytes = arch.axi_data_bytes
+        addr_bits = arch.axi_addr_bits
+        super().__init__({
+            "start": In(1),
+            "instr": In(INSTRUCTION),
+            "data_base": In(addr_bits),
+            "busy": Out(1),
+            "dma_cmd": Out(stream.Signature(DmaCommand(addr_bits))),
+            "dma_data": Out(stream.Signature(data.StructLayout(
+                {"data": 8 * nbytes, "last": 1}))),
+            "dma_idle": In(1),
+            "obuf_r_addr": Out(range(arch.obuf_bytes)),
+            "obuf_r_en": Out(1),
+            "obuf_r_data": In(8 * nbytes),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        nbytes = self._arch.axi_data_bytes
+        d = self.instr.dma
+        ptr = Signal(32)
+        words = Signal(64)
+        cmd_pending = Signal()
+        sending = Signal()
+        waiting = Signal()
+        m.d.comb += self.busy.eq(cmd_pending | sending | waiting)
+        with m.If(self.start):
+            m.d.sync += [
+                ptr.eq(d.buf_addr),
+                words.eq((d.rows * d.row_bytes + nbytes - 1) >> exact_log2(nbytes)),
+                cmd_pending.eq(1),
+                sending.eq(1),
+                self.dma_cmd.payload.addr.eq(self.data_base + d.ddr_addr),
+                self.dma_cmd.payload.rows.eq(d.rows),
+                self.dma_cmd.payload.row_bytes.eq(d.row_bytes),
+                self.dma_cmd.payload.stride.eq(d.ddr_stride),
+            ]
+        m.d.comb += self.dma_cmd.valid.eq(cmd_pending)
+        with m.If(self.dma_cmd.ready & cmd_pending):
+            m.d.sync += cmd_pending.eq(0)
+
+        # Memory-to-stream with one cycle of read latency: the read data register
+        # holds while the stream stalls, because the read is enabled only on advance.
+        out_valid = Signal()
+        out_last = Signal()
+        advance = ~out_valid | self.dma_data.ready
+        m.d.comb += [
+            self.dma_data.valid.eq(out_valid),
+            self.dma_data.payload.data.eq(self.obuf_r_data),
+            self.dma_data.payload.last.eq(out_last),
+            self.obuf_r_addr.eq(ptr),
+            self.obuf_r_en.eq(advance),
+        ]
+        with m.If(advance):
+            with m.If(sending & (words != 0) & ~self.start):
+                m.d.sync += [
+                    out_valid.eq(1),
+                    out_last.eq(words == 1),
+                    ptr.eq(ptr + nbytes),
+                    words.eq(words - 1),
+                ]
+                with m.If(words == 1):
+                    m.d.sync += [sending.eq(0), waiting.eq(1)]
+            with m.Else():
+                m.d.sync += out_valid.eq(0)
+        # ``waiting`` lasts until the last word is gone and the DMA has every response.
+        with m.If(waiting & ~cmd_pending & ~out_valid & self.dma_idle):
+            m.d.sync += waiting.eq(0)
+        return m
+
+
+class AddUnit(wiring.Component):
+    """ADD: ``out[i] = clamp(round_shift(a[i] * mult_a + b[i] * mult_b, shift), lo, hi)``.
+
+    Streams ``a`` and ``b`` from two IBUF read ports, ``lanes`` elements per beat,
+    through :class:`hw.engines.eltwise.EltwiseAddEngine` and writes the result into
+    OBUF. Jobs longer than the engine's ``max_width * max_height`` beats are split.
+
+    Members
+    -------
+    start, instr, busy : as :class:`LoadUnit`.
+    a_addr, a_en, a_data, b_addr, b_en, b_data : IBUF read ports (``lanes * e`` bytes).
+    obuf_w_addr, obuf_w_data, obuf_w_count : the OBUF write port.
+
+    Throughput: ``lanes`` elements per cycle.
+    """
+
+    def __init__(self, arch: ArchConfig, lanes=None):
+        self._arch = arch
+        self.lanes = arch.dw_channels if lanes is None else lanes
+        e = element_bytes(arch.act_bits)
+        self.beat_bytes = self.lanes * e
+        super().__init__({
+            "start": In(1),
+            "instr": In(INSTRUCTION),
+            "busy": Out(1),
+            "a_addr": Out(range(arch.ibuf_bytes)),
+            "a_en": Out(1),
+            "a_data": In(8 * self.beat_bytes),
+            "b_addr": Out(range(arch.ibuf_bytes)),
+            "b_en": Out(1),
+            "b_data": In(8 * self.beat_bytes),
+            "obuf_w_addr": Out(range(arch.obuf_bytes)),
+            "obuf_w_data": Out(8 * self.beat_bytes),
+            "obuf_w_count": Out(range(self.beat_bytes + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        arch = self._arch
+        lanes = self.lanes
+        bb = self.beat_bytes
+        e = element_bytes(arch.act_bits)
+        m.submodules.engine = engine = EltwiseAddEngine(arch, lanes=lanes)
+        a = self.instr.add
+
+        a_ptr = Signal(32)
+        b_ptr = Signal(32)
+        o_ptr = Signal(32)
+        beats_in = Signal(33)    # beats still to read
+        beats_cmd = Signal(33)   # beats still to hand to the engine in commands
+        bytes_out = Signal(34)   # result bytes still to write
+        with m.If(self.start):
+            beats = (a.count + lanes - 1) // lanes
+            m.d.sync += [
+                a_ptr.eq(a.a_addr),
+                b_ptr.eq(a.b_addr),
+                o_ptr.eq(a.out_addr),
+                beats_in.eq(beats),
+                beats_cmd.eq(beats),
+                bytes_out.eq(a.count * e),
+                engine.cmd.payload.ma.eq(a.mult_a),
+                engine.cmd.payload.mb.eq(a.mult_b),
+                engine.cmd.payload.shift.eq(a.shift),
+                engine.cmd.payload.lo.eq(a.act_lo),
+                engine.cmd.payload.hi.eq(a.act_hi),
+            ]
+        m.d.comb += self.busy.eq((beats_in != 0) | (beats_cmd != 0) | (bytes_out != 0))
+
+        chunk = Signal(range(engine.max_count + 1))
+        m.d.comb += [
+            chunk.eq(Mux(beats_cmd < engine.max_count, beats_cmd, engine.max_count)),
+            engine.cmd.payload.count.eq(chunk),
+            engine.cmd.valid.eq((beats_cmd != 0) & ~self.start),
+        ]
+        with m.If(engine.cmd.valid & engine.cmd.ready):
+            m.d.sync += beats_cmd.eq(beats_cmd - chunk)
+
+        # Both operands come from one read pipeline: the engine takes them together.
+        out_valid = Signal()
+        advance = ~out_valid | engine.a.ready
+        m.d.comb += [
+            engine.a.valid.eq(out_valid),
+            engine.b.valid.eq(out_valid),
+            self.a_addr.eq(a_ptr),
+            self.b_addr.eq(b_ptr),
+            self.a_en.eq(advance),
+            self.b_en.eq(advance),
+        ]
+        for i, v in enumerate(lanes_from_bytes(m, self.a_data, lanes, arch.act_bits, "a")):
+            m.d.comb += engine.a.payload[i].eq(v)
+        for i, v in enumerate(lanes_from_bytes(m, self.b_data, lanes, arch.act_bits, "b")):
+            m.d.comb += engine.b.payload[i].eq(v)
+        with m.If(advance):
+            with m.If((beats_in != 0) & ~self.start):
+                m.d.sync += [
+                    out_valid.eq(1),
+                    a_ptr.eq(a_ptr + bb),
+                    b_ptr.eq(b_ptr + bb),
+                    beats_in.eq(beats_in - 1),
+                ]
+            with m.Else():
+                m.d.sync += out_valid.eq(0)
+
+        m.d.comb += [
+            engine.o.ready.eq(1),
+            self.obuf_w_addr.eq(o_ptr),
+            self.obuf_w_data.eq(bytes_from_lanes([engine.o.payload[i] for i in range(lanes)],
+                                                 arch.act_bits)),
+        ]
+        with m.If(engine.o.valid):
+            m.d.comb += self.obuf_w_count.eq(Mux(bytes_out < bb, bytes_out, bb))
+            m.d.sync += [
+                o_ptr.eq(o_ptr + bb),
+                bytes_out.eq(Mux(bytes_out < bb, 0, bytes_out - bb)),
+            ]
+        return m
+

@@ -1,0 +1,242 @@
+"""Code generation + ISS == golden network runner, bit for bit, on every example model."""
+
+import warnings
+from functools import cache
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler.codegen.program import Scheduler, generate, plan_memory
+from compiler.errors import MappingError
+from compiler.mapping.tiling import WindowOp, distinct_splits, plan_window, row_tiles
+from compiler.passes.quantize import QuantConfig, quantize
+from compiler.pipeline import import_model
+from compiler.runner import run_golden_int
+from examples import models
+from hw.arch import ArchConfig
+from hw.isa import Engine, Opcode, Unit, build_program
+from sim.iss import ISS, decode_activations, encode_activations
+
+ARCH = ArchConfig(conv_k_max=5, max_width=80)
+
+
+def branchy_model(seed=0):
+    """Concat of two conv branches, an explicit zero Pad before a max pool, avg pool, FC."""
+    rng = np.random.default_rng(seed)
+    inits = []
+
+    def w(name, shape):
+        fan = int(np.prod(shape[1:]))
+        value = rng.normal(0, 1, shape) * np.sqrt(2 / fan)
+        inits.append(numpy_helper.from_array(value.astype(np.float32), name))
+        return name
+
+    nodes = [
+        helper.make_node("Conv", ["x", w("w1", (6, 3, 3, 3)), w("b1", (6,))], ["a"],
+                         name="conv_a", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["ar"], name="relu_a"),
+        helper.make_node("Conv", ["x", w("w2", (5, 3, 1, 1)), w("b2", (5,))], ["b"],
+                         name="conv_b"),
+        helper.make_node("Concat", ["ar", "b"], ["c"], name="concat", axis=1),
+        helper.make_node("Pad", ["c", "pads"], ["p"], name="pad", mode="constant"),
+        helper.make_node("MaxPool", ["p"], ["mp"], name="pool", kernel_shape=[3, 3],
+                         strides=[2, 2]),
+        helper.make_node("AveragePool", ["mp"], ["ap"], name="avg", kernel_shape=[2, 2],
+                         strides=[1, 1]),
+        helper.make_node("Flatten", ["ap"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", w("wf", (7, 11 * 4 * 4)), w("bf", (7,))], ["y"],
+                         name="fc", transB=1),
+    ]
+    inits.append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"))
+    graph = helper.make_graph(
+        nodes, "branchy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+BUILDERS = {
+    "mobilenet_v2_small": models.mobilenet_v2_small,
+    "vgg": models.vgg,
+    "dpd_cnn": models.dpd_cnn,
+    "resnet": models.resnet,
+    "branchy": branchy_model,
+}
+
+
+@cache
+def float_graph(name):
+    return import_model(BUILDERS[name]())
+
+
+def quantized(name, arch, **overrides):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph, _ = quantize(float_graph(name), QuantConfig.from_arch(arch, **overrides),
+                            random_samples=2)
+    return graph
+
+
+def run_iss(graph, arch, program, x):
+    blob = build_program(arch.config_hash, program.instructions,
+                         weights_offset=program.weights_offset, weights=program.weights,
+                         ddr_bytes=program.ddr_bytes)
+    ddr = np.zeros(program.ddr_bytes, dtype=np.uint8)
+    ddr[:len(blob)] = np.frombuffer(blob, dtype=np.uint8)
+    w0 = program.weights_offset
+    ddr[w0:w0 + len(program.weights)] = np.frombuffer(program.weights, dtype=np.uint8)
+    spec = program.tensors[graph.inputs[0]]
+    ddr[spec["offset"]:spec["offset"] + spec["bytes"]] = encode_activations(x, arch.act_bits)
+    result = ISS(arch).run(blob, ddr)
+    outs = {}
+    for name in graph.outputs:
+        spec = program.tensors[name]
+        raw = ddr[spec["offset"]:spec["offset"] + spec["bytes"]]
+        outs[name] = decode_activations(raw, arch.act_bits).reshape((1,) + graph.shape(name))
+    return outs, result
+
+
+def check_bit_exact(graph, arch, seed=0):
+    program = generate(graph, arch)
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
+    x = rng.integers(lo, hi + 1, size=(1,) + graph.shape(graph.inputs[0]))
+    got, result = run_iss(graph, arch, program, x)
+    want = run_golden_int(graph, {graph.inputs[0]: x}).outputs
+    for name in graph.outputs:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert result.cycles == program.cycles
+    return program
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_example_model_iss_equals_golden(name):
+    program = check_bit_exact(quantized(name, ARCH), ARCH)
+    kinds = {r.kind for r in program.layers}
+    assert sum(r.cycles for r in program.layers) <= program.cycles
+    if name == "branchy":
+        assert {"concat", "pad", "maxpool", "avgpool", "fc"} <= kinds
+    if name == "vgg":  # 2x2 max pools are fused into the convolutions before them
+        assert any(r.fused for r in program.layers) and "maxpool" not in kinds
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_tight_buffers_force_many_tiles(trial):
+    """Small buffers force row tiles with halos, channel tiles, both loop orders."""
+    rng = np.random.default_rng(trial)
+    arch = ArchConfig(
+        conv_k_max=5, max_width=80, max_height=int(rng.choice([8, 12])),
+        ibuf_bytes=int(rng.choice([2048, 4096])), obuf_bytes=int(rng.choice([512, 1024])),
+        wbuf_bytes=int(rng.choice([1024, 2048])), pbuf_entries=int(rng.choice([8, 16])),
+        conv_pi=int(rng.choice([1, 3])), axi_data_bits=int(rng.choice([32, 128])))
+    for name in ("mobilenet_v2_small", "branchy", "resnet"):
+        graph = quantized(name, arch)
+        program = check_bit_exact(graph, arch, seed=trial)
+        assert sum(r.tiles for r in program.layers) > (2 if name != "branchy" else 1) * \
+            len(program.layers)
+
+
+@pytest.mark.parametrize("scheme,mode", [("pot", "pot"), ("apot", "per_layer")])
+def test_power_of_two_weights(scheme, mode):
+    arch = ARCH.replace(weight_scheme=scheme)
+    check_bit_exact(quantized("mobilenet_v2_small", arch, scale_mode=mode), arch)
+
+
+def test_sixteen_bit_activations():
+    arch = ARCH.replace(act_bits=12, acc_bits=40)
+    check_bit_exact(quantized("dpd_cnn", arch), arch)
+
+
+def test_mapping_errors_name_layer_resource_and_fix():
+    graph = quantized("dpd_cnn", ARCH)
+    with pytest.raises(MappingError, match=r"Layer 'conv0' \(conv\) has a 1x5 kernel but the "
+                                           r"arch's engines support up to conv_k_max=3; set "
+                                           r"conv_k_max to at least 5"):
+        generate(graph, ARCH.replace(conv_k_max=3))
+    with pytest.raises(MappingError, match=r"Layer 'conv0' \(conv\) cannot be mapped: its padded "
+                                           r"input is 68 columns wide but .*max_width=64; "
+                                           r"increase max_width to at least 68"):
+        generate(graph, ARCH.replace(max_width=64))
+    graph = quantized("vgg", ARCH)
+    with pytest.raises(MappingError, match=r"Layer 'features.1.0.conv' \(conv\) cannot be tiled: "
+                                           r"the input of one output row \(16 channels x 4 rows "
+                                           r"x 16 columns = 1024 bytes\) does not fit IBUF \(512 "
+                                           r"bytes\); increase ibuf_bytes to at least 1024"):
+        generate(graph, ARCH.replace(ibuf_bytes=512))
+
+
+def test_unquantized_graph_is_refused():
+    from compiler.errors import QuantizationError
+    with pytest.raises(QuantizationError, match="is not quantized"):
+        generate(float_graph("dpd_cnn"), ARCH)
+
+
+def test_activation_memory_is_reused():
+    graph = quantized("mobilenet_v2_small", ARCH)
+    program = generate(graph, ARCH)
+    total = sum(t["bytes"] for t in program.tensors.values())
+    assert program.activations_bytes < total
+    assert program.weights_offset % 4096 == 0 and program.activations_offset % 4096 == 0
+    assert program.ddr_bytes >= program.activations_offset + program.activations_bytes
+
+
+def test_plan_memory_never_overlaps_live_tensors():
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n = 12
+        first = {f"t{i}": int(rng.integers(0, 10)) for i in range(n)}
+        last = {t: f + int(rng.integers(0, 5)) for t, f in first.items()}
+        sizes = {t: int(rng.integers(1, 500)) for t in first}
+        offsets, top = plan_memory(sizes, first, last)
+        for a in first:
+            assert offsets[a] % 64 == 0 and offsets[a] + sizes[a] <= top
+            for b in first:
+                if a < b and first[a] <= last[b] and first[b] <= last[a]:
+                    assert offsets[a] + sizes[a] <= offsets[b] or \
+                        offsets[b] + sizes[b] <= offsets[a]
+
+
+def test_distinct_splits():
+    for n in (1, 2, 7, 64, 100, 1280):
+        assert distinct_splits(n) == sorted({-(-n // k) for k in range(1, n + 1)}, reverse=True)
+
+
+@pytest.mark.parametrize("h,k,s,pads,fpool", [(16, 3, 1, (1, 1, 1, 1), (1, 1)),
+                                               (17, 3, 2, (1, 1, 1, 1), (1, 1)),
+                                               (20, 5, 1, (2, 2, 2, 2), (2, 2)),
+                                               (9, 3, 2, (0, 0, 1, 0), (1, 1))])
+def test_row_tiles_cover_output_with_halos(h, k, s, pads, fpool):
+    op = WindowOp("l", Engine.CONV, 2, h, 8, 2, (k, k), (s, s), pads, fpool)
+    for rows in range(1, op.out_h + 1):
+        tiles = row_tiles(op, rows)
+        assert [t.out_row for t in tiles] == list(range(0, op.out_h, rows))
+        assert sum(t.out_rows for t in tiles) == op.out_h
+        for t in tiles:
+            padded = t.in_rows + t.pad_top + t.pad_bottom
+            assert (padded - k) // s + 1 == t.out_rows * fpool[0]
+            assert 0 <= t.in_row and t.in_row + t.in_rows <= h
+            assert t.pad_top <= pads[0] and t.pad_bottom < k
+
+
+def test_plan_window_prefers_whole_layer_when_it_fits():
+    op = WindowOp("l", Engine.CONV, 8, 16, 16, 8, (3, 3), (1, 1), (1, 1, 1, 1), w_per_out=72)
+    tiling = plan_window(op, ArchConfig())
+    assert (tiling.m_tile, tiling.row_tile) == (8, 16)
+
+
+def test_scheduler_syncs_only_on_conflicts():
+    sched = Scheduler()
+    sched.emit(Opcode.LOAD, {}, writes=[("IBUF", 0, 100)])
+    sched.emit(Opcode.COMPUTE, {}, reads=[("IBUF", 200, 300)], writes=[("OBUF", 0, 10)])
+    sched.emit(Opcode.COMPUTE, {}, reads=[("IBUF", 50, 60)], writes=[("OBUF", 10, 20)])
+    sched.emit(Opcode.STORE, {}, reads=[("OBUF", 0, 10)], writes=[("DDR", 0, 10)])
+    sched.emit(Opcode.LOAD, {}, reads=[("DDR", 5, 6)], writes=[("IBUF", 500, 600)])
+    ops = [(op, f.get("mask")) for op, f, *_ in sched.items]
+    assert ops == [(Opcode.LOAD, None), (Opcode.COMPUTE, None),
+                   (Opcode.SYNC, Unit.LOAD), (Opcode.COMPUTE, None),
+                   (Opcode.SYNC, Unit.COMPUTE), (Opcode.STORE, None),
+                   (Opcode.SYNC, Unit.STORE), (Opcode.LOAD, None)]
