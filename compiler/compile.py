@@ -48,6 +48,7 @@ __all__ = [
     "load_image",
     "register_backend",
     "simulate",
+    "verify_program",
 ]
 
 #: Version of the ``manifest.json`` layout.
@@ -89,9 +90,50 @@ def _io(program: Program, graph: Graph, names, arch: ArchConfig):
             for n in names]
 
 
+def verify_program(graph: Graph, arch: ArchConfig, program: Program, program_bin: bytes,
+                   seed: int = 0) -> int:
+    """Run ``program`` on the ISS with a seeded random input and compare every output
+    with the golden network runner, bit for bit; returns the ISS cycle count.
+
+    Raises
+    ------
+    ConvForgeError
+        If any output differs (naming the tensor and the first differing index).
+    """
+    from compiler.runner import run_golden_int
+    ddr = np.zeros(program.ddr_bytes, dtype=np.uint8)
+    ddr[:len(program_bin)] = np.frombuffer(program_bin, dtype=np.uint8)
+    w0 = program.weights_offset
+    ddr[w0:w0 + len(program.weights)] = np.frombuffer(program.weights, dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    lo, hi = golden.qrange(arch.act_bits)
+    inputs = {}
+    for name in graph.inputs:
+        x = rng.integers(lo, hi + 1, size=(1,) + graph.shape(name), dtype=np.int64)
+        spec = program.tensors[name]
+        ddr[spec["offset"]:spec["offset"] + spec["bytes"]] = encode_activations(x, arch.act_bits)
+        inputs[name] = x
+    cycles = ISS(arch).run(program_bin, ddr).cycles
+    want = run_golden_int(graph, inputs).outputs
+    for name, ref in want.items():
+        spec = program.tensors[name]
+        got = decode_activations(ddr[spec["offset"]:spec["offset"] + spec["bytes"]],
+                                 arch.act_bits).reshape(ref.shape)
+        if not np.array_equal(got, ref):
+            index = tuple(int(i) for i in np.argwhere(got != ref)[0])
+            raise errors.ConvForgeError(
+                f"Verification failed: ISS output {name!r} differs from the golden runner at "
+                f"{index} ({int(got[index])} != {int(ref[index])}); please report this model")
+    return cycles
+
+
 def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | None = None,
-                  timings: dict | None = None) -> CompileResult:
-    """Generate code for an already quantized graph and write ``out_dir``."""
+                  timings: dict | None = None, verify: bool = False) -> CompileResult:
+    """Generate code for an already quantized graph and write ``out_dir``.
+
+    With ``verify``, the program is first run on the ISS and checked against the
+    golden runner (:func:`verify_program`); nothing is written if they differ.
+    """
     if not isinstance(arch, ArchConfig):
         raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
     timings = {} if timings is None else timings
@@ -102,6 +144,10 @@ def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | 
     program_bin = isa.build_program(arch.config_hash, program.instructions,
                                     weights_offset=program.weights_offset,
                                     weights=program.weights, ddr_bytes=program.ddr_bytes)
+    if verify:
+        verify_start = time.perf_counter()
+        verify_program(graph, arch, program, program_bin)
+        timings["verify"] = time.perf_counter() - verify_start
     title = model_name or graph.name
     listing = disassemble(program_bin, program.comments, title)
     report = format_report(program, arch, title)
@@ -157,7 +203,8 @@ def _json_default(value):
 
 
 def compile_model(onnx_path, arch: ArchConfig, out_dir, calibration=None, *,
-                  scale_mode: str | None = None, seed: int = 0) -> CompileResult:
+                  scale_mode: str | None = None, seed: int = 0,
+                  verify: bool = False) -> CompileResult:
     """Compile an ONNX model for ``arch`` into ``out_dir``.
 
     Parameters
@@ -173,6 +220,8 @@ def compile_model(onnx_path, arch: ArchConfig, out_dir, calibration=None, *,
         ``"per_channel"`` (default), ``"per_layer"`` or ``"pot"``.
     seed : int
         Seed of the random calibration.
+    verify : bool
+        Run the program on the ISS against the golden runner before writing.
 
     Raises
     ------
@@ -196,7 +245,7 @@ def compile_model(onnx_path, arch: ArchConfig, out_dir, calibration=None, *,
         qgraph, _ = quantize(graph, config, calibration, seed=seed)
     timings["quantize"] = time.perf_counter() - start
     name = Path(onnx_path).stem if isinstance(onnx_path, (str, Path)) else None
-    return compile_graph(qgraph, arch, out_dir, model_name=name, timings=timings)
+    return compile_graph(qgraph, arch, out_dir, model_name=name, timings=timings, verify=verify)
 
 
 # Simulation ---------------------------------------------------------------------------
@@ -371,11 +420,13 @@ def compile_command(args) -> int:
     """``convforge compile MODEL (--arch ARCH.json | --board NAME) -o OUT [--calib S]``."""
     arch = _arch_from_args(args)
     result = compile_model(args.model, arch, args.output, args.calib,
-                           scale_mode=args.scale_mode)
+                           scale_mode=args.scale_mode, verify=args.verify)
     if not args.quiet:
         print((result.out_dir / "report.txt").read_text(), end="")
     if args.calib is None:
         print("note: no --calib samples given; scales come from seeded random inputs")
+    if args.verify:
+        print("verified: ISS output equals the golden runner, bit for bit")
     print(f"wrote {result.out_dir}/ (program.bin, weights.bin, arch.json, manifest.json, "
           f"listing.txt, report.txt)")
     return 0
@@ -404,11 +455,26 @@ def simulate_command(args) -> int:
         top = int(np.argmax(flat))
         print(f"output {name}: shape {list(y.shape[1:])}, argmax {top}, "
               f"first values {flat[:8].tolist()}")
+    if args.trace:
+        _write_trace(args.trace, result)
+        print(f"wrote {args.trace}")
     if args.output:
         np.savez(args.output, **{k: v for k, v in result.outputs.items()},
                  **{f"{k}.real": v for k, v in result.real.items()})
         print(f"wrote {args.output}")
     return 0
+
+
+def _write_trace(path, result: SimulationResult) -> None:
+    details = result.details
+    if not hasattr(details, "start"):
+        raise errors.ConvForgeError("This backend reports no per-instruction timeline; "
+                                    "--trace needs the ISS")
+    lines = ["index,opcode,start,finish,cycles"]
+    for i, (instr, start, finish) in enumerate(zip(details.instructions, details.start,
+                                                   details.finish)):
+        lines.append(f"{i},{instr.opcode.name},{start},{finish},{finish - start}")
+    Path(path).write_text("\n".join(lines) + "\n")
 
 
 def add_compile_parser(sub) -> None:
@@ -425,6 +491,9 @@ def add_compile_parser(sub) -> None:
     p.add_argument("--calib", metavar="SAMPLES", help="calibration samples (.npy or .npz)")
     p.add_argument("--scale-mode", choices=("per_channel", "per_layer", "pot"),
                    help="quantization scales (default per_channel)")
+    p.add_argument("--verify", action="store_true",
+                   help="run the program on the ISS and check it against the golden runner "
+                        "before writing")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the report")
     p.set_defaults(func=compile_command)
 
@@ -440,4 +509,8 @@ def add_simulate_parser(sub) -> None:
                                                      "seeded random")
     p.add_argument("-o", "--output", metavar="Y.npz", help="save the outputs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
-    p.set_defaults(func=simulate_command, backend="iss")
+    p.add_argument("--trace", metavar="T.csv",
+                   help="write each instruction's predicted start and finish cycle (CSV)")
+    p.add_argument("--backend", default="iss",
+                   help="simulation backend: iss (default) or a registered one")
+    p.set_defaults(func=simulate_command)

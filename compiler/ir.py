@@ -617,7 +617,7 @@ def _windows(x: np.ndarray, kernel, stride) -> np.ndarray:
 def _conv(layer: Layer, x: np.ndarray) -> np.ndarray:
     """Convolution as one matrix product per group over the im2col matrix."""
     win = _windows(_pad(x, layer.pads), layer.kernel, layer.stride)  # C, OH, OW, KH, KW
-    c, oh, ow, kh, kw = win.shape
+    _, oh, ow, kh, kw = win.shape
     w = layer.weight
     g = layer.groups
     m, cg = w.shape[0], w.shape[1]

@@ -197,36 +197,50 @@ def _session(model, extra_outputs):
     return session, model
 
 
-def onnx_reference(model, graph: Graph, inputs, tensors=None) -> dict[str, np.ndarray]:
-    """Run onnxruntime on ``model`` and return ``tensors`` (default: every IR tensor the
-    model also computes, plus the graph outputs), as ``(N, C, H, W)`` float arrays shaped
-    like the IR tensors.
+def onnx_runs(model, graph: Graph, inputs, tensors=None):
+    """Run onnxruntime on ``model`` one sample at a time.
+
+    Yields, per sample, a dict of the requested ``tensors`` (default: every IR
+    tensor the model also computes) that onnxruntime produced, as float32 arrays
+    shaped like the IR tensors ``(C, H, W)``. Intermediate tensors are exposed as
+    extra model outputs.
     """
     batches = _as_batches(graph, inputs)
     wanted = list(tensors) if tensors is not None else list(graph.tensors)
-    session, model = _session(model, wanted)
+    session, _ = _session(model, wanted)
     names = [o.name for o in session.get_outputs()]
+    keep = [name in wanted for name in names]
     feeds_meta = {i.name: i for i in session.get_inputs()}
     n = len(next(iter(batches.values())))
-    collected: dict[str, list[np.ndarray]] = {name: [] for name in names if name in wanted}
     for k in range(n):
         feed = {}
         for name, batch in batches.items():
             meta = feeds_meta[name]
             shape = [d if isinstance(d, int) else 1 for d in meta.shape]
             feed[name] = batch[k].reshape(shape).astype(np.float32)
-        results = session.run(names, feed)
-        for name, value in zip(names, results):
-            if name in collected:
-                collected[name].append(np.asarray(value))
-    out = {}
-    for name, values in collected.items():
-        shape = graph.tensors[name].shape if name in graph.tensors else None
-        arr = np.stack(values)
-        if shape is not None and arr[0].size == math.prod(shape):
-            arr = arr.reshape((n,) + shape)
-        out[name] = arr.astype(np.float64)
-    return out
+        values = {}
+        for name, value, wanted_name in zip(names, session.run(names, feed), keep):
+            if not wanted_name:
+                continue
+            value = np.asarray(value)
+            shape = graph.tensors[name].shape if name in graph.tensors else None
+            if shape is not None and value.size == math.prod(shape):
+                value = value.reshape(shape)
+            elif value.shape[:1] == (1,):
+                value = value[0]
+            values[name] = value
+        yield values
+
+
+def onnx_reference(model, graph: Graph, inputs, tensors=None) -> dict[str, np.ndarray]:
+    """Run onnxruntime on ``model`` and return ``tensors`` (default: every IR tensor the
+    model also computes), as ``(N, C, H, W)`` float64 arrays shaped like the IR tensors.
+    """
+    collected: dict[str, list[np.ndarray]] = {}
+    for values in onnx_runs(model, graph, inputs, tensors):
+        for name, value in values.items():
+            collected.setdefault(name, []).append(value)
+    return {name: np.stack(values).astype(np.float64) for name, values in collected.items()}
 
 
 def _snr(reference, test):

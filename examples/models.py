@@ -18,7 +18,7 @@ Builders
   legality report.
 
 All are exported at opset 13 by default; ``opset`` 9 to 12 selects the older
-attribute forms of Clip, Pad and Dropout.
+attribute forms of Clip, Unsqueeze and Dropout.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def encode_weights(values: np.ndarray, arch: ArchConfig) -> np.ndarray:
     Raises ``ValueError`` if a value has no code in the scheme.
     """
     values = np.asarray(values, dtype=np.int64).reshape(-1)
-    width, table = _tables(arch)
+    width = _tables(arch)[0]
     if arch.weight_scheme == "uniform":
         lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
         if values.size and (values.min() < lo or values.max() > hi):
@@ -151,10 +151,13 @@ def decode_weights(raw: np.ndarray, arch: ArchConfig) -> np.ndarray:
 
 # Cycle model ----------------------------------------------------------------------------
 
+_UNIT_OF = {Opcode.LOAD: Unit.LOAD, Opcode.STORE: Unit.STORE, Opcode.COMPUTE: Unit.COMPUTE,
+            Opcode.ADD: Unit.COMPUTE}
+
+
 def unit_of(opcode: Opcode) -> Unit | None:
     """Unit executing ``opcode`` (``None`` for SYNC / END, handled by issue)."""
-    return {Opcode.LOAD: Unit.LOAD, Opcode.STORE: Unit.STORE, Opcode.COMPUTE: Unit.COMPUTE,
-            Opcode.ADD: Unit.COMPUTE}.get(opcode)
+    return _UNIT_OF.get(opcode)
 
 
 def fetch_cycles(arch: ArchConfig) -> int:
@@ -527,11 +530,11 @@ class ISS:
             self._fail(index, i, "kernel larger than the padded tile",
                        ErrorCode.ILLEGAL_INSTRUCTION)
         engine = i.engine
-        if engine in (Engine.CONV, Engine.DEPTHWISE, Engine.POOL):
-            if wp > arch.max_width or hp > arch.max_height:
-                self._fail(index, i, f"padded tile {hp}x{wp} exceeds max_height x max_width "
-                                     f"{arch.max_height}x{arch.max_width}",
-                           ErrorCode.ILLEGAL_INSTRUCTION)
+        if engine in (Engine.CONV, Engine.DEPTHWISE, Engine.POOL) and \
+                (wp > arch.max_width or hp > arch.max_height):
+            self._fail(index, i, f"padded tile {hp}x{wp} exceeds max_height x max_width "
+                                 f"{arch.max_height}x{arch.max_width}",
+                       ErrorCode.ILLEGAL_INSTRUCTION)
         if engine in (Engine.CONV, Engine.DEPTHWISE) and max(i.k_h, i.k_w) > arch.conv_k_max:
             self._fail(index, i, f"kernel {i.k_h}x{i.k_w} exceeds conv_k_max {arch.conv_k_max}",
                        ErrorCode.ILLEGAL_INSTRUCTION)

@@ -21,6 +21,7 @@ regions and resolved once the program's size (and so the memory map) is known.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,7 @@ import numpy as np
 from compiler.codegen.weights import ALIGN, WeightImage
 from compiler.errors import MappingError, QuantizationError
 from compiler.ir import Graph, Layer, OpKind
+from compiler.mapping.cost_model import layer_cycles
 from compiler.mapping.tiling import WindowOp, chunk_elements, plan_window, row_tiles
 from hw.arch import ArchConfig
 from hw.isa import (
@@ -44,7 +46,7 @@ from hw.isa import (
     weight_element_bytes,
 )
 from sim.golden import qrange
-from sim.iss import timeline, unit_of
+from sim.iss import unit_of
 
 __all__ = ["PAGE", "LayerReport", "Program", "Scheduler", "generate", "plan_memory"]
 
@@ -144,16 +146,16 @@ class Scheduler:
     def emit(self, opcode, fields, *, reads=(), writes=(), comment="", layer=None,
              region=None):
         unit = unit_of(opcode)
-        mask = Unit(0)
-        for other in self._UNITS:
-            if other is not unit and self._pending[other] and \
-                    self._conflict(self._pending[other], reads, writes):
+        waits = [other for other in self._UNITS
+                 if other is not unit and self._pending[other]
+                 and self._conflict(self._pending[other], reads, writes)]
+        if waits:
+            mask = waits[0]
+            for other in waits[1:]:
                 mask |= other
-        if mask:
             self.items.append((Opcode.SYNC, {"mask": mask}, "", layer, None))
-            for other in self._UNITS:
-                if other & mask:
-                    self._pending[other].clear()
+            for other in waits:
+                self._pending[other].clear()
         pend = self._pending[unit]
         pend.extend((s, a, b, False) for s, a, b in reads)
         pend.extend((s, a, b, True) for s, a, b in writes)
@@ -250,8 +252,9 @@ class _Generator:
             buf = (buffer.name, buf_addr, buf_addr + rows * row_bytes // PBUF_ENTRY_BYTES)
         else:
             buf = (buffer.name, buf_addr, buf_addr + rows * row_bytes)
-        fields = dict(buffer=buffer, ddr_addr=ddr_addr, ddr_stride=stride if rows > 1 else 0,
-                      buf_addr=buf_addr, rows=rows, row_bytes=row_bytes)
+        fields = {"buffer": buffer, "ddr_addr": ddr_addr,
+                  "ddr_stride": stride if rows > 1 else 0, "buf_addr": buf_addr, "rows": rows,
+                  "row_bytes": row_bytes}
         if opcode is Opcode.LOAD:
             self.sched.emit(opcode, fields, reads=[ddr], writes=[buf], comment=comment,
                             layer=layer, region=region)
@@ -340,14 +343,15 @@ class _Generator:
         def compute(m0, mt, rt, wa, pa, xa):
             cin = mt if op.channelwise else op.in_c
             oa = obuf.take()
-            fields = dict(
-                engine=op.engine, pool=pool, in_c=cin, out_c=mt, in_h=rt.in_rows, in_w=w,
-                out_h=rt.out_rows, out_w=ow, k_h=op.kernel[0], k_w=op.kernel[1],
-                stride_h=op.stride[0], stride_w=op.stride[1], pad_top=rt.pad_top,
-                pad_left=op.pads[1], pad_bottom=rt.pad_bottom, pad_right=op.pads[3],
-                fpool_h=op.fpool[0], fpool_w=op.fpool[1], act_lo=act[0], act_hi=act[1],
-                mult=mult, shift=shift, ibuf_addr=xa, wbuf_addr=wa, pbuf_addr=pa,
-                obuf_addr=oa)
+            fields = {
+                "engine": op.engine, "pool": pool, "in_c": cin, "out_c": mt,
+                "in_h": rt.in_rows, "in_w": w, "out_h": rt.out_rows, "out_w": ow,
+                "k_h": op.kernel[0], "k_w": op.kernel[1], "stride_h": op.stride[0],
+                "stride_w": op.stride[1], "pad_top": rt.pad_top, "pad_left": op.pads[1],
+                "pad_bottom": rt.pad_bottom, "pad_right": op.pads[3], "fpool_h": op.fpool[0],
+                "fpool_w": op.fpool[1], "act_lo": act[0], "act_hi": act[1], "mult": mult,
+                "shift": shift, "ibuf_addr": xa, "wbuf_addr": wa, "pbuf_addr": pa,
+                "obuf_addr": oa}
             reads = [("IBUF", xa, xa + cin * rt.in_rows * w * e)]
             if op.w_per_out:
                 reads.append(("WBUF", wa, wa + mt * op.w_per_out * we))
@@ -386,7 +390,6 @@ class _Generator:
 
     def weighted(self, layer: Layer, fused: Layer | None, report: LayerReport):
         q = layer.quant
-        arch = self.arch
         c, h, w = self.graph.shape(layer.inputs[0])
         weight = np.asarray(q.weight, dtype=np.int64)
         m_out = weight.shape[0]
@@ -504,9 +507,9 @@ class _Generator:
         def compute(a, b, ma, mb, k0, cnt, o_off, a_addr, b_addr):
             oa = obuf.take()
             reads = [("IBUF", a_addr, a_addr + cnt * e), ("IBUF", b_addr, b_addr + cnt * e)]
-            self.sched.emit(Opcode.ADD, dict(shift=shift, a_addr=a_addr, b_addr=b_addr,
-                                             out_addr=oa, count=cnt, mult_a=ma, mult_b=mb,
-                                             act_lo=lo, act_hi=hi),
+            fields = {"shift": shift, "a_addr": a_addr, "b_addr": b_addr, "out_addr": oa,
+                      "count": cnt, "mult_a": ma, "mult_b": mb, "act_lo": lo, "act_hi": hi}
+            self.sched.emit(Opcode.ADD, fields,
                             reads=reads, writes=[("OBUF", oa, oa + cnt * e)],
                             comment=f"{name}: elements {k0}+{cnt}", layer=name)
             return oa
@@ -524,7 +527,7 @@ class _Generator:
     def _store_padded(self, layer, k0, cnt, oa, region, out_addr):
         # The chunk holds whole rows of the unpadded input (chunks are row aligned).
         e = self.e
-        c, h, w = self.graph.shape(layer.inputs[0])
+        _, h, w = self.graph.shape(layer.inputs[0])
         top, left, bottom, right = layer.pads
         hp, wp = h + top + bottom, w + left + right
         row0, rows = k0 // w, cnt // w
@@ -677,21 +680,11 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
         comments.append(comment)
         layer_of.append(layer)
 
-    # Predicted cycles per layer.
-    starts, finishes, total = timeline(instructions, arch)
-    by_layer = {}
-    done = 0
-    for i, name in enumerate(layer_of):
-        if name is None:
-            continue
-        endc = max(done, finishes[i])
-        by_layer[name] = by_layer.get(name, 0) + endc - done
-        done = endc
-        by_layer.setdefault("__count__" + name, 0)
-        by_layer["__count__" + name] += 1
+    cycles, total = layer_cycles(instructions, layer_of, arch)
+    counts = Counter(layer_of)
     for report in gen.reports:
-        report.cycles = by_layer.get(report.name, 0)
-        report.instructions = by_layer.get("__count__" + report.name, 0)
+        report.cycles = cycles.get(report.name, 0)
+        report.instructions = counts[report.name]
 
     tensors = {}
     for t, (region, off) in gen.addr.items():

@@ -31,10 +31,10 @@ def format_report(program, arch: ArchConfig, title: str = "") -> str:
            f"arch {arch.name} (hash 0x{arch.config_hash:016x}), {arch.clock_mhz:g} MHz",
            "", line(head), line(["-" * w for w in widths])]
     out += [line(row) for row in rows]
-    out += ["", f"total: {len(program.instructions)} instructions, {macs:,} MACs, "
-                f"{program.cycles:,} predicted cycles ({ms:.3f} ms at {arch.clock_mhz:g} MHz)",
-            f"DDR: program 0..{program.weights_offset}, weights {program.weights_offset} "
-            f"(+{len(program.weights):,} B), activations {program.activations_offset} "
-            f"(+{program.activations_bytes:,} B), image {program.ddr_bytes:,} B",
+    out += ["", (f"total: {len(program.instructions)} instructions, {macs:,} MACs, "
+                 f"{program.cycles:,} predicted cycles ({ms:.3f} ms at {arch.clock_mhz:g} MHz)"),
+            (f"DDR: program 0..{program.weights_offset}, weights {program.weights_offset} "
+             f"(+{len(program.weights):,} B), activations {program.activations_offset} "
+             f"(+{program.activations_bytes:,} B), image {program.ddr_bytes:,} B"),
             "engine* = double-buffered tiles"]
     return "\n".join(out) + "\n"

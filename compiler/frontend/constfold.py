@@ -49,14 +49,25 @@ def _shape_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
     return np.array(shape[start:end], dtype=np.int64)
 
 
-def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """Fold every constant subgraph of ``model`` into initializers.
+def fold_constants(model: onnx.ModelProto, consts: dict[str, np.ndarray],
+                   small: int = 1024) -> tuple[onnx.ModelProto, int]:
+    """Fold every constant subgraph of ``model`` into constants.
 
-    Returns the rewritten model (a copy) and the number of nodes folded. Shapes must
-    already be inferred so that ``Shape`` nodes on static tensors can be folded.
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        Shapes already inferred, so that ``Shape`` nodes on static tensors fold.
+    consts : dict of str to numpy.ndarray
+        Every constant tensor (initializers, whether or not ``model`` still holds
+        them); folded values are added to it.
+    small : int
+        Folded values up to this many elements become initializers of the returned
+        model; larger ones become typed graph inputs (their values are in ``consts``).
+
+    Returns the rewritten model (a copy) and the number of nodes folded.
     """
     g = model.graph
-    constant = {init.name for init in g.initializer}
+    constant = set(consts)
     constant.add("")  # an omitted optional input
     shapes = static_shapes(model)
     folded_nodes: list[onnx.NodeProto] = []
@@ -86,9 +97,8 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     if to_run and run_outputs:
         run_produced = {o for n in to_run for o in n.output}
         run_inputs = sorted({i for n in to_run for i in n.input} - {""} - run_produced)
-        inits = [init for init in g.initializer if init.name in run_inputs]
-        inits += [numpy_helper.from_array(precomputed[name], name)
-                  for name in run_inputs if name in precomputed]
+        inits = [numpy_helper.from_array(np.asarray(precomputed.get(name, consts.get(name))),
+                                         name) for name in run_inputs]
         sub = helper.make_graph(
             to_run, "constants", [],
             [helper.make_empty_tensor_value_info(name) for name in run_outputs], inits)
@@ -102,12 +112,13 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     del og.node[:]
     og.node.extend(remaining)
     for name in wanted:
-        og.initializer.append(numpy_helper.from_array(np.asarray(values[name]), name))
-    # Initializers only the folded nodes read are dead now.
-    live = {i for n in remaining for i in n.input} | {o.name for o in og.output}
-    kept = [init for init in og.initializer if init.name in live]
-    del og.initializer[:]
-    og.initializer.extend(kept)
+        value = np.asarray(values[name])
+        consts[name] = value
+        if value.size <= small:
+            og.initializer.append(numpy_helper.from_array(value, name))
+        else:
+            og.input.append(helper.make_tensor_value_info(
+                name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)))
     stale = {vi.name for vi in og.value_info} & set(wanted)
     if stale:
         kept_vi = [vi for vi in og.value_info if vi.name not in stale]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from compiler.errors import ConvForgeError, UnsupportedModelError
 from compiler.frontend.constfold import fold_constants, static_shapes
@@ -41,6 +41,9 @@ __all__ = [
 
 #: Oldest default-domain opset accepted.
 MIN_OPSET = 9
+#: Constants up to this many elements stay in the model during shape inference
+#: (shape tensors must, for data propagation); larger ones are kept aside.
+SMALL_CONSTANT = 1024
 
 
 class ModelFileError(ConvForgeError):
@@ -95,6 +98,35 @@ def format_issues(issues: list[Issue], where: str = "the model") -> str:
     return "\n".join(lines)
 
 
+def _slim_copy(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+    """A copy of ``model`` without its large initializers, and every initializer's value.
+
+    Shape inference and folding serialize the model, more than once; weights are
+    only needed for their shapes there, so large ones become typed graph inputs
+    (shape inference treats both alike) and their values travel alongside.
+    """
+    consts = {}
+    slim = onnx.ModelProto()
+    slim.ir_version = model.ir_version
+    slim.opset_import.extend(model.opset_import)
+    g, sg = model.graph, slim.graph
+    sg.name = g.name
+    sg.node.extend(g.node)
+    sg.output.extend(g.output)
+    sg.value_info.extend(g.value_info)
+    listed = {vi.name for vi in g.input}
+    sg.input.extend(g.input)
+    for init in g.initializer:
+        value = numpy_helper.to_array(init)
+        consts[init.name] = value
+        if value.size <= SMALL_CONSTANT:
+            sg.initializer.append(init)
+        elif init.name not in listed:
+            sg.input.append(helper.make_tensor_value_info(init.name, init.data_type,
+                                                          list(init.dims)))
+    return slim, consts
+
+
 def _opset(model: onnx.ModelProto) -> int:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -102,9 +134,10 @@ def _opset(model: onnx.ModelProto) -> int:
     return 0
 
 
-def _fix_inputs(model: onnx.ModelProto, issues: list[Issue], notes: list[str]) -> list[str]:
+def _fix_inputs(model: onnx.ModelProto, issues: list[Issue], notes: list[str],
+                consts) -> list[str]:
     """Fix dynamic batch dims to 1 in place; record other dynamic dims as issues."""
-    inits = {i.name for i in model.graph.initializer}
+    inits = set(consts)
     names = []
     for vi in model.graph.input:
         if vi.name in inits:
@@ -170,8 +203,7 @@ def legality_issues(model) -> tuple[list[Issue], Graph | None]:
     ``model`` is a path or an ``onnx.ModelProto``. File errors raise
     :class:`ModelFileError`.
     """
-    proto = onnx.ModelProto()
-    proto.CopyFrom(load_model(model))
+    proto, consts = _slim_copy(load_model(model))
     issues: list[Issue] = []
     notes: list[str] = []
     opset = _opset(proto)
@@ -183,17 +215,16 @@ def legality_issues(model) -> tuple[list[Issue], Graph | None]:
     # Outputs are unique in ONNX, so they key node names through folding.
     name_by_output = {n.output[0]: nm for n, nm in zip(proto.graph.node, _node_names(proto))
                       if n.output}
-    input_names = _fix_inputs(proto, issues, notes)
+    input_names = _fix_inputs(proto, issues, notes, consts)
     # Nodes are still checked when inputs are refused, so the report is complete.
     bad_inputs = {issue.node for issue in issues}
 
     inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    folded, n_folded = fold_constants(inferred)
+    folded, n_folded = fold_constants(inferred, consts, SMALL_CONSTANT)
     if n_folded:
         notes.append(f"{n_folded} constant node(s) folded")
         folded = onnx.shape_inference.infer_shapes(folded, data_prop=True)
     g = folded.graph
-    consts = {init.name: numpy_helper.to_array(init) for init in g.initializer}
     shapes = {k: v for k, v in static_shapes(folded).items() if k not in consts}
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     translator = NodeTranslator(consts, shapes, opset, used)

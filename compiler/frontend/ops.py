@@ -465,14 +465,15 @@ class NodeTranslator:
 
     def op_GlobalAveragePool(self, node, name):
         x = self.activation_input(node)
-        if len(self.shape(x)) != 4:
-            raise _Reject(f"input must be 4-D, not {list(self.shape(x))}")
+        if len(self.shape(x)) not in (3, 4):
+            raise _Reject(f"input must be (N, C, H, W) or (N, C, L), not "
+                          f"{list(self.shape(x))}")
         return [Layer(name, OpKind.GAP, [x], [node.output[0]])]
 
     def op_GlobalMaxPool(self, node, name):
         x = self.activation_input(node)
         _, h, w = _chw(self.shape(x))
-        if len(self.shape(x)) != 4 or max(h, w) > POOL_MAX_KERNEL:
+        if len(self.shape(x)) not in (3, 4) or max(h, w) > POOL_MAX_KERNEL:
             raise _Reject(f"global max pooling over {h}x{w} is larger than the pooling "
                           f"window limit {POOL_MAX_KERNEL}")
         return [Layer(name, OpKind.MAXPOOL, [x], [node.output[0]], kernel=(h, w),

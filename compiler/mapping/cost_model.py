@@ -34,14 +34,18 @@ def window_tile_cycles(op, arch: ArchConfig, m_tile: int, row_tile: int) -> int:
     return instruction_cycles(probe, arch)
 
 
-def layer_cycles(instructions, layer_of, arch: ArchConfig, instr_count=None) -> dict:
-    """Predicted cycles attributed to each layer.
+def layer_cycles(instructions, layer_of, arch: ArchConfig, instr_count=None):
+    """Predicted cycles attributed to each layer, and the program total.
 
-    ``layer_of[i]`` names the layer instruction ``i`` belongs to. A layer's cycles
-    run from the previous layer's last finish to its own last finish, so the
-    attributions add up to the program total.
+    ``layer_of[i]`` names the layer instruction ``i`` belongs to (``None`` for
+    none). A layer's cycles run from the previous layer's last finish to its own
+    last finish, so the attributions add up to at most the total.
+
+    Returns
+    -------
+    (dict of str to int, int)
     """
-    starts, finishes, total = timeline(instructions, arch, instr_count)
+    _, finishes, total = timeline(instructions, arch, instr_count)
     result = {}
     done = 0
     for i, name in enumerate(layer_of):
@@ -50,4 +54,4 @@ def layer_cycles(instructions, layer_of, arch: ArchConfig, instr_count=None) -> 
         end = max(done, finishes[i])
         result[name] = result.get(name, 0) + end - done
         done = end
-    return result
+    return result, total

@@ -1,8 +1,9 @@
 """Tiling: split one layer into output tiles that fit the on-chip buffers.
 
 A windowed layer (conv, depthwise, pointwise, fully connected, pooling) is cut
-into tiles of ``m_tile`` output channels x ``row_tile`` output rows, always over
-the full width and, for conv / pointwise, over **all** input channels (the
+into tiles of ``m_tile`` output channels x ``row_tile`` output rows, over the full
+width (or column tiles with their halos when the padded rows are wider than the
+line buffers) and, for conv / pointwise, over **all** input channels (the
 engines accumulate across input channels internally, so no partial sum ever
 leaves the chip). Each input row tile carries the ``K - stride`` halo rows its
 window needs. Depthwise and pooling tiles take the same channels in and out.
@@ -15,7 +16,9 @@ the sizes and what to change.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 from compiler.errors import MappingError
 from compiler.mapping.cost_model import window_tile_cycles
@@ -24,11 +27,14 @@ from hw.isa import PBUF_ENTRY_BYTES, Engine, element_bytes, weight_element_bytes
 from sim.iss import DMA_SETUP_CYCLES, fetch_cycles
 
 __all__ = [
+    "ColTile",
     "RowTile",
     "Tiling",
     "WindowOp",
     "chunk_elements",
+    "col_tiles",
     "distinct_splits",
+    "max_col_tile",
     "plan_window",
     "row_tiles",
 ]
@@ -73,27 +79,27 @@ class WindowOp:
     w_per_out: int = 0
     params: bool = True
 
-    @property
+    @cached_property
     def conv_h(self) -> int:
         return (self.in_h + self.pads[0] + self.pads[2] - self.kernel[0]) // self.stride[0] + 1
 
-    @property
+    @cached_property
     def conv_w(self) -> int:
         return (self.in_w + self.pads[1] + self.pads[3] - self.kernel[1]) // self.stride[1] + 1
 
-    @property
+    @cached_property
     def out_h(self) -> int:
         return self.conv_h // self.fpool[0]
 
-    @property
+    @cached_property
     def out_w(self) -> int:
         return self.conv_w // self.fpool[1]
 
-    @property
+    @cached_property
     def padded_w(self) -> int:
         return self.in_w + self.pads[1] + self.pads[3]
 
-    @property
+    @cached_property
     def line_buffered(self) -> bool:
         return self.engine in (Engine.CONV, Engine.DEPTHWISE, Engine.POOL)
 
@@ -119,6 +125,17 @@ class RowTile:
 
 
 @dataclass(frozen=True)
+class ColTile:
+    """One column tile: output columns ``[out_col, out_col + out_cols)`` and its input."""
+    out_col: int
+    out_cols: int
+    in_col: int
+    in_cols: int
+    pad_left: int
+    pad_right: int
+
+
+@dataclass(frozen=True)
 class Tiling:
     """How a windowed layer is cut.
 
@@ -133,12 +150,22 @@ class Tiling:
         Buffers split in two slots so loads overlap compute.
     cycles : int
         Predicted cycles of the layer.
+    col_tile : int
+        Output columns per tile: the full width unless the padded input is wider
+        than the line buffers (``max_width``).
     """
     m_tile: int
     row_tile: int
     rows_outer: bool
     double: bool
     cycles: int
+    col_tile: int
+
+
+#: Output-channel tile sizes evaluated per buffering mode, largest fitting first: the
+#: best tile is among the largest (fewest weight and input reloads), and the search
+#: must stay fast for networks with thousands of channels.
+_M_CANDIDATES = 12
 
 
 def distinct_splits(n: int) -> list[int]:
@@ -165,6 +192,28 @@ def row_tiles(op: WindowOp, row_tile: int) -> list[RowTile]:
         i0, i1 = max(0, top), min(op.in_h - 1, bottom)
         tiles.append(RowTile(r0, rows, i0, i1 - i0 + 1, i0 - top, bottom - i1))
     return tiles
+
+
+def col_tiles(op: WindowOp, col_tile: int) -> list[ColTile]:
+    """The column tiles of ``op`` for ``col_tile`` output columns per tile."""
+    tiles = []
+    (_, kw), (_, sw), (_, pl, _, _), pw = op.kernel, op.stride, op.pads, op.fpool[1]
+    for x0 in range(0, op.out_w, col_tile):
+        cols = min(col_tile, op.out_w - x0)
+        left = x0 * pw * sw - pl
+        right = ((x0 + cols) * pw - 1) * sw - pl + kw - 1
+        i0, i1 = max(0, left), min(op.in_w - 1, right)
+        tiles.append(ColTile(x0, cols, i0, i1 - i0 + 1, i0 - left, right - i1))
+    return tiles
+
+
+def max_col_tile(op: WindowOp, arch: ArchConfig) -> int:
+    """Most output columns per tile whose padded input fits the line buffers (0: none)."""
+    if not op.line_buffered or op.padded_w <= arch.max_width:
+        return op.out_w
+    (_, kw), (_, sw), pw = op.kernel, op.stride, op.fpool[1]
+    conv_cols = (arch.max_width - kw) // sw + 1 if arch.max_width >= kw else 0
+    return min(op.out_w, conv_cols // pw)
 
 
 def _sizes(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int):
@@ -220,10 +269,10 @@ def _cost(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int, rows_outer
 
 
 def _explain(op: WindowOp, arch: ArchConfig) -> str:
-    if op.line_buffered and op.padded_w > arch.max_width:
-        return (f"its padded input is {op.padded_w} columns wide but the line buffers hold "
-                f"max_width={arch.max_width}; increase max_width to at least {op.padded_w} "
-                f"(rows are tiled, columns are not)")
+    if max_col_tile(op, arch) < 1:
+        need = (op.fpool[1] - 1) * op.stride[1] + op.kernel[1]
+        return (f"one output column needs a {need}-column window but the line buffers hold "
+                f"max_width={arch.max_width}; increase max_width to at least {need}")
     if op.line_buffered and op.padded_rows(1) > arch.max_height:
         return (f"one output row needs a {op.padded_rows(1)}-row window but "
                 f"max_height={arch.max_height}; increase max_height to at least "
@@ -231,12 +280,12 @@ def _explain(op: WindowOp, arch: ArchConfig) -> str:
     sizes = _sizes(op, arch, 1, 1)
     cap = _capacity(arch, 1)
     cin = 1 if op.channelwise else op.in_c
-    what = {"IBUF": ("ibuf_bytes", "bytes", f"the input of one output row ({cin} channels x "
-                     f"{op.in_rows(1)} rows x {op.in_w} columns = {sizes['IBUF']} bytes)"),
-            "OBUF": ("obuf_bytes", "bytes", f"one output row of one channel ({sizes['OBUF']} "
-                     f"bytes)"),
-            "WBUF": ("wbuf_bytes", "bytes", f"the weights of one output channel "
-                     f"({sizes['WBUF']} bytes)"),
+    what = {"IBUF": ("ibuf_bytes", "bytes", (f"the input of one output row ({cin} channels x "
+                     f"{op.in_rows(1)} rows x {op.in_w} columns = {sizes['IBUF']} bytes)")),
+            "OBUF": ("obuf_bytes", "bytes",
+                     f"one output row of one channel ({sizes['OBUF']} bytes)"),
+            "WBUF": ("wbuf_bytes", "bytes",
+                     f"the weights of one output channel ({sizes['WBUF']} bytes)"),
             "PBUF": ("pbuf_entries", "entries", "one parameter entry")}
     for buf, (param, unit, desc) in what.items():
         if sizes[buf] > cap[buf]:
@@ -254,16 +303,29 @@ def plan_window(op: WindowOp, arch: ArchConfig) -> Tiling:
         If not even one output row of one output channel fits, or the padded
         width exceeds the line buffers.
     """
-    if op.line_buffered and op.padded_w > arch.max_width:
+    col_tile = max_col_tile(op, arch)
+    if col_tile < 1:
         raise MappingError(f"Layer {op.name!r} ({op.engine.name.lower()}) cannot be mapped: "
                            f"{_explain(op, arch)}")
+    n_cols = -(-op.out_w // col_tile)
+    col_tile = -(-op.out_w // n_cols)  # balance the tiles
+    full = op
+    if n_cols > 1:
+        # plan on the widest column tile; every tile has the same rows and channels
+        (_, kw), (_, sw), pw = op.kernel, op.stride, op.fpool[1]
+        op = dataclasses.replace(op, in_w=(col_tile * pw - 1) * sw + kw,
+                                 pads=(op.pads[0], 0, op.pads[2], 0))
     best = None
     e, we = element_bytes(arch.act_bits), weight_element_bytes(arch)
     for double in (True, False):
         cap = tuple(_capacity(arch, 2 if double else 1).values())
+        tried = 0
         for m_tile in distinct_splits(op.out_c):
             if not _fits(op, arch, m_tile, 1, cap, e, we):
                 continue
+            tried += 1
+            if tried > _M_CANDIDATES:
+                break
             lo, hi = 1, op.out_h
             if _fits(op, arch, m_tile, hi, cap, e, we):
                 lo = hi
@@ -275,11 +337,11 @@ def plan_window(op: WindowOp, arch: ArchConfig) -> Tiling:
                     hi = mid - 1
             row_tile = -(-op.out_h // -(-op.out_h // lo))  # balance the tiles
             for rows_outer in (True, False):
-                cycles = _cost(op, arch, m_tile, row_tile, rows_outer, double, e, we)
+                cycles = n_cols * _cost(op, arch, m_tile, row_tile, rows_outer, double, e, we)
                 if best is None or cycles < best.cycles:
-                    best = Tiling(m_tile, row_tile, rows_outer, double, cycles)
+                    best = Tiling(m_tile, row_tile, rows_outer, double, cycles, col_tile)
     if best is None:
-        raise MappingError(f"Layer {op.name!r} ({op.engine.name.lower()}) cannot be tiled: "
+        raise MappingError(f"Layer {full.name!r} ({full.engine.name.lower()}) cannot be tiled: "
                            f"{_explain(op, arch)}")
     return best
 

@@ -1,1 +1,15 @@
-"""Graph passes: each a named function from IR to IR, listed in :mod:`compiler.pipeline`."""
+"""Graph passes: each a named function ``pass_(graph, ctx) -> graph`` from IR to IR,
+listed in order in :mod:`compiler.pipeline`.
+
+Lowering after import (the frontend's passes):
+
+- :mod:`compiler.passes.cleanup` -- ``remove_identities``, ``finish_lowering``;
+- :mod:`compiler.passes.fuse` -- ``absorb_flattens``, ``fuse_activations``,
+  ``lower_activations``;
+- :mod:`compiler.passes.fold` -- ``fold_scales`` (BatchNormalization into convs),
+  ``lower_scales``, ``fold_pads``;
+- :mod:`compiler.passes.rewrite` -- the graph surgery they share.
+
+After them come pruning and quantization (:mod:`compiler.passes.prune`,
+:mod:`compiler.passes.quantize`).
+"""

@@ -209,8 +209,14 @@ def calibrate(graph: Graph, batches: dict[str, np.ndarray],
 
 
 def calibration_statistics(graph: Graph, batches: dict[str, np.ndarray],
-                           percentile: float | None = None):
+                           percentile: float | None = None, *, model=None):
     """Per-tensor ranges and per-channel float means over the calibration samples.
+
+    The float values come from the float graph (:func:`compiler.ir.run_float`),
+    or, given the ONNX ``model`` the graph was imported from, from onnxruntime
+    with the intermediate tensors exposed (much faster on large inputs); tensors
+    onnxruntime does not compute (layers the frontend synthesized) then fall back
+    to the float graph.
 
     Returns ``(ranges, means)``, to pass to :func:`quantize` when several
     quantizations share one calibration.
@@ -219,8 +225,7 @@ def calibration_statistics(graph: Graph, batches: dict[str, np.ndarray],
     ranges: dict[str, float] = {}
     sums: dict[str, np.ndarray] = {}
     collected: dict[str, list[np.ndarray]] = {}
-    for i in range(n):
-        values = run_float(graph, {k: v[i] for k, v in batches.items()}, keep_all=True)
+    for values in _float_runs(graph, batches, model):
         for name, v in values.items():
             mean = v.mean(axis=(1, 2), dtype=np.float64)
             sums[name] = sums[name] + mean if name in sums else mean
@@ -231,6 +236,23 @@ def calibration_statistics(graph: Graph, batches: dict[str, np.ndarray],
     if percentile is not None:
         ranges = {name: tensor_range(vs, percentile) for name, vs in collected.items()}
     return ranges, {name: total / n for name, total in sums.items()}
+
+
+def _float_runs(graph, batches, model):
+    """Every tensor's float value, one dict per calibration sample."""
+    n = len(next(iter(batches.values())))
+    samples = ({k: v[i] for k, v in batches.items()} for i in range(n))
+    if model is None:
+        for sample in samples:
+            yield run_float(graph, sample, keep_all=True)
+        return
+    from compiler.runner import onnx_runs
+    for sample, values in zip(samples, onnx_runs(model, graph, batches)):
+        if any(t not in values for t in graph.tensors if t not in graph.inputs):
+            values = run_float(graph, sample, keep_all=True)
+        for name in graph.inputs:
+            values[name] = np.asarray(sample[name], dtype=np.float32)
+        yield values
 
 
 def _bias_shift(layer: Layer, w_int, w_scale, mean_in) -> np.ndarray:
@@ -423,7 +445,8 @@ def quantize_with_scales(graph: Graph, cfg: QuantConfig, out_scale, weight_fn,
 def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, *,
              arch=None, random_samples: int = DEFAULT_RANDOM_SAMPLES, seed: int = 0,
              ranges: dict[str, float] | None = None,
-             means: dict[str, np.ndarray] | None = None) -> tuple[Graph, QuantReport]:
+             means: dict[str, np.ndarray] | None = None,
+             model=None) -> tuple[Graph, QuantReport]:
     """Quantize a float graph.
 
     Parameters
@@ -443,6 +466,9 @@ def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, 
         :func:`calibration_statistics`.
     means : dict, optional
         Precomputed per-channel means for bias correction, with ``ranges``.
+    model : onnx.ModelProto or path, optional
+        The model the graph came from: calibration then runs on onnxruntime
+        (see :func:`calibration_statistics`).
 
     Returns
     -------
@@ -469,7 +495,8 @@ def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, 
             batches = load_calibration(graph, calibration)
             source = str(calibration) if isinstance(calibration, (str, Path)) else "samples"
         count = len(next(iter(batches.values())))
-        ranges, means = calibration_statistics(graph, batches, config.percentile)
+        ranges, means = calibration_statistics(graph, batches, config.percentile,
+                                               model=model)
     else:
         source, count = "precomputed ranges", 0
 

@@ -67,13 +67,15 @@ def quantize_command(args) -> int:
     else:
         float_graph = import_model(proto)
         float_model = proto
+        # Calibration runs on onnxruntime unless pruning changed the weights.
         if args.prune:
             float_graph, prune_report = prune(float_graph, args.prune, scope=args.prune_scope)
             print(prune_report.table())
         with warnings.catch_warnings():
             # The report records the random calibration; the warning would repeat it.
             warnings.simplefilter("ignore" if args.calib is None else "default")
-            graph, report = quantize(float_graph, config, args.calib, seed=args.seed)
+            graph, report = quantize(float_graph, config, args.calib, seed=args.seed,
+                                     model=None if args.prune else proto)
         samples = (load_calibration(graph, args.calib) if args.calib
                    else random_calibration(graph, seed=args.seed))
     compare_with_onnx(graph, float_model, samples, report)

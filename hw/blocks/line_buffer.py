@@ -486,13 +486,13 @@ class WindowGenerator(wiring.Component):
             with m.If(col.row_last):
                 with m.If(row_used):
                     m.d.sync += [
-                        skip_rows.eq(0),
+                        skip_rows.eq(stride2),
                         rows_left.eq(rows_left - 1),
                         pend.eq(next_remaining),
                         pend_until.eq(next_until),
                         pend_left_zeros.eq(next_left),
                         pend_shifts.eq(0),
-                        flushing.eq((next_remaining != 0) & (flush_mode | (rows_left == 1))),
+                        flushing.eq((next_remaining != 0) & (flush_mode)),
                     ]
                 with m.Elif(skip_rows != 0):
                     m.d.sync += skip_rows.eq(skip_rows - 1)

@@ -187,7 +187,7 @@ class InstructionFetch(wiring.Component):
         with m.If(self.cmd.valid & self.cmd.ready & ~self.cmd.payload.crc):
             m.d.sync += crc_mode.eq(0)
 
-        m.d.comb += self.idle.eq((left == 0) & (inflight == 0) & ~fifo.r_rdy)
+        m.d.comb += self.idle.eq((left == 0) & (inflight == 0) & (fifo.level == 0))
         return m
 
 

@@ -74,10 +74,15 @@ def float_graph(name):
 
 
 def quantized(name, arch, **overrides):
+    """The quantized graph (cached per widths: buffer sizes do not change quantization)."""
+    return _quantized(name, QuantConfig.from_arch(arch, **overrides))
+
+
+@cache
+def _quantized(name, config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph, _ = quantize(float_graph(name), QuantConfig.from_arch(arch, **overrides),
-                            random_samples=2)
+        graph, _ = quantize(float_graph(name), config, random_samples=2)
     return graph
 
 
@@ -192,10 +197,10 @@ def test_plan_memory_never_overlaps_live_tensors():
         last = {t: f + int(rng.integers(0, 5)) for t, f in first.items()}
         sizes = {t: int(rng.integers(1, 500)) for t in first}
         offsets, top = plan_memory(sizes, first, last)
-        for a in first:
+        for a, fa in first.items():
             assert offsets[a] % 64 == 0 and offsets[a] + sizes[a] <= top
-            for b in first:
-                if a < b and first[a] <= last[b] and first[b] <= last[a]:
+            for b, fb in first.items():
+                if a < b and fa <= last[b] and fb <= last[a]:
                     assert offsets[a] + sizes[a] <= offsets[b] or \
                         offsets[b] + sizes[b] <= offsets[a]
 

@@ -170,11 +170,14 @@ def test_cli_compile_and_simulate(workdir, capsys):
     out = workdir / "cli_out"
     np.savez(workdir / "calib.npz", x=np.random.default_rng(0).normal(0, 1, (4, 3, 9, 9)))
     assert main(["compile", str(workdir / "branchy.onnx"), "--arch", str(workdir / "arch.json"),
-                 "-o", str(out), "--calib", str(workdir / "calib.npz"), "-q"]) == 0
-    assert f"wrote {out}/" in capsys.readouterr().out
+                 "-o", str(out), "--calib", str(workdir / "calib.npz"), "-q", "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}/" in text and "verified: ISS output equals the golden runner" in text
     np.save(workdir / "x.npy", np.random.default_rng(1).normal(0, 1, (1, 3, 9, 9)))
     assert main(["simulate", str(out), "--input", str(workdir / "x.npy"),
-                 "-o", str(workdir / "y.npz")]) == 0
+                 "-o", str(workdir / "y.npz"), "--trace", str(workdir / "t.csv")]) == 0
+    trace = (workdir / "t.csv").read_text().splitlines()
+    assert trace[0] == "index,opcode,start,finish,cycles" and trace[-1].split(",")[1] == "END"
     text = capsys.readouterr().out
     assert "iss:" in text and "cycles" in text and "output y: shape [7, 1, 1]" in text
     saved = np.load(workdir / "y.npz")
@@ -191,6 +194,22 @@ def test_cli_errors_exit_2_with_message(workdir, capsys):
     assert "conv_k_max" in capsys.readouterr().err
     assert main(["simulate", str(workdir / "nowhere")]) == 2
     assert "is not a compile output directory" in capsys.readouterr().err
+
+
+def test_verify_detects_a_wrong_program(compiled):
+    program = compiled.program
+    words = bytearray(compiled.program_bin)
+    # lower every COMPUTE clamp to 0: outputs differ from the golden runner
+    instrs = [isa.decode_instruction(bytes(words[64 + 64 * i:128 + 64 * i]))
+              for i in range(len(program.instructions))]
+    bad = [isa.Instruction(i.opcode, dict(i.fields, act_hi=0))
+           if i.opcode is isa.Opcode.COMPUTE else i for i in instrs]
+    blob = isa.build_program(ARCH.config_hash, bad, weights_offset=program.weights_offset,
+                             weights=program.weights, ddr_bytes=program.ddr_bytes)
+    assert cf.verify_program(compiled.graph, ARCH, program, compiled.program_bin) > 0
+    with pytest.raises(ConvForgeError, match="Verification failed: ISS output "
+                                             "'classifier.fc_out' differs"):
+        cf.verify_program(compiled.graph, ARCH, program, blob)
 
 
 def test_register_backend_hook(compiled):

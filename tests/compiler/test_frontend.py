@@ -542,3 +542,37 @@ def test_constant_nodes_feed_clip_and_reshape():
         ("/conv/Conv", OpKind.POINTWISE, Activation.RELU6), ("/fc/Gemm", OpKind.FC,
                                                              Activation.NONE)]
     assert_float_matches(model, graph)
+
+
+def test_one_dimensional_pooling():
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], name="pool", kernel_shape=[3],
+                              strides=[2], pads=[1, 1]),
+             helper.make_node("GlobalAveragePool", ["p"], ["y"], name="gap")]
+    model = make_model(nodes, [vi("x", [1, 2, 16])], [out("y", 3)])
+    graph = import_model(model)
+    assert [(l.kind, l.kernel, l.stride, l.pads) for l in graph.layers] == [
+        (OpKind.MAXPOOL, (1, 3), (1, 2), (0, 1, 0, 1)), (OpKind.GAP, (1, 1), (1, 1), (0,) * 4)]
+    assert graph.shape("p") == (2, 1, 8) and graph.shape("y") == (2, 1, 1)
+    assert_float_matches(model, graph)
+
+
+def test_average_pool_over_the_whole_map_is_global():
+    node = helper.make_node("AveragePool", ["x"], ["y"], name="avg", kernel_shape=[7, 7])
+    model = make_model([node], [vi("x", [1, 4, 7, 7])], [out("y")])
+    graph = import_model(model)
+    assert [l.kind for l in graph.layers] == [OpKind.GAP]
+    assert_float_matches(model, graph)
+
+
+def test_unused_dropout_mask_is_accepted_but_a_used_one_is_not():
+    for used in (False, True):
+        nodes = [helper.make_node("Dropout", ["x"], ["d", "mask"], name="drop"),
+                 helper.make_node("Relu", ["d"], ["y"], name="relu")]
+        outputs = [out("y")]
+        if used:
+            outputs.append(helper.make_tensor_value_info("mask", TensorProto.BOOL,
+                                                         [1, 3, 4, 4]))
+        model = make_model(nodes, [vi("x", [1, 3, 4, 4])], outputs)
+        issues, _ = legality_issues(model)
+        assert [i.reason for i in issues] == (
+            ["the mask output is not supported; export in eval mode"] if used else [])

@@ -219,3 +219,29 @@ def test_mobilenet_v2_int8_per_channel_matches_onnxruntime_int8(imported, tmp_pa
 def import_qdq_graph(path):
     from compiler.frontend.qdq import import_qdq
     return import_qdq(path).graph
+
+
+def test_calibration_on_onnxruntime_matches_float_graph(imported):
+    model, graph, samples, (ranges, means) = imported["mobilenet_v2_small"]
+    ort_ranges, ort_means = calibration_statistics(graph, load_calibration(graph, samples),
+                                                   model=model)
+    assert set(ort_ranges) == set(ranges) == set(graph.tensors)
+    for name in ranges:
+        assert ort_ranges[name] == pytest.approx(ranges[name], rel=1e-5)
+        np.testing.assert_allclose(ort_means[name], means[name], atol=1e-5)
+
+
+def test_pipeline_passes_prune_and_quantize(imported):
+    from compiler.pipeline import QUANT_PASSES, PassContext, run_passes
+    from hw.arch import ArchConfig
+    _, graph, samples, _ = imported["dpd_cnn"]
+    arch = ArchConfig(act_bits=6, weight_bits=6, weight_scheme="apot")
+    ctx = PassContext(arch=arch, options={"calibration": samples, "prune_sparsity": 0.5,
+                                          "quant": {"scale_mode": "pot"}})
+    qg = run_passes(graph.copy(), QUANT_PASSES, ctx)
+    report = ctx.options["quant_report"]
+    assert (report.act_bits, report.weight_scheme, report.scale_mode) == (6, "apot", "pot")
+    assert ctx.options["prune_report"].achieved == pytest.approx(0.5, abs=0.01)
+    assert all(layer.quant is not None for layer in qg.layers)
+    assert set(ctx.timings) == {"prune_graph", "quantize_graph"}
+    assert run_golden(qg, samples).outputs[qg.outputs[0]].shape == (8, 2, 1, 64)

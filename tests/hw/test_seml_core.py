@@ -228,6 +228,11 @@ async def core_program(dut):
         got = host.read_back(BASE, len(image))
         expected = Path(args["expected"]).read_bytes()
         diff = [i for i in range(len(got)) if got[i] != expected[i]]
+        if diff:
+            lo = diff[0]
+            dut._log.info("RTL      %s", got[lo - 4:lo + 28].hex())
+            dut._log.info("ISS      %s", expected[lo - 4:lo + 28].hex())
+            dut._log.info("original %s", image[lo - 4:lo + 28].hex())
         assert not diff, f"{len(diff)} bytes differ from the ISS, first at {diff[:8]}"
         assert result.instr_count == args["instr_count"]
     else:

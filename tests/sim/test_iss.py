@@ -226,8 +226,9 @@ def test_illegal_instructions_are_refused():
     _error([load(Buffer.IBUF, DDR - 8, 16), END], "past the", ErrorCode.BUS_ERROR)
     _error([load(Buffer.PBUF, 0, 24), END], "multiple of 16", ErrorCode.ILLEGAL_INSTRUCTION)
     _error([SYNC_ALL], "no END instruction", ErrorCode.ILLEGAL_INSTRUCTION)
-    conv = dict(engine=Engine.CONV, in_c=1, out_c=1, in_h=8, in_w=8, out_h=2, out_w=2, k_h=7,
-                k_w=7, stride_h=1, stride_w=1, fpool_h=1, fpool_w=1, act_lo=0, act_hi=5)
+    conv = {"engine": Engine.CONV, "in_c": 1, "out_c": 1, "in_h": 8, "in_w": 8, "out_h": 2,
+            "out_w": 2, "k_h": 7, "k_w": 7, "stride_h": 1, "stride_w": 1, "fpool_h": 1,
+            "fpool_w": 1, "act_lo": 0, "act_hi": 5}
     _error([I(Opcode.COMPUTE, **conv), END], "exceeds conv_k_max 5",
            ErrorCode.ILLEGAL_INSTRUCTION)
     conv.update(k_h=3, k_w=3)
