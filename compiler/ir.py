@@ -466,6 +466,8 @@ class Graph:
             raise IRError(f"{where} cannot carry an activation")
         if layer.kind is OpKind.ACTIVATION and layer.activation is Activation.NONE:
             raise IRError(f"{where} has no activation")
+        if layer.quant is not None:
+            self._check_quant(layer, where)
         if layer.kind in WEIGHTED_KINDS:
             self._check_weights(layer, where)
         elif layer.kind is OpKind.SCALE:
@@ -479,6 +481,25 @@ class Graph:
                 raise IRError(f"{where} carries weights but is not a weighted kind")
             if layer.groups != 1:
                 raise IRError(f"{where} has groups {layer.groups}, not 1")
+
+    def _check_quant(self, layer: Layer, where: str) -> None:
+        q = layer.quant
+        if not isinstance(q, LayerQuant):
+            raise IRError(f"{where} quant is {type(q).__name__}, not LayerQuant")
+        if not q.lo < q.hi:
+            raise IRError(f"{where} output clamp lo={q.lo} is not below hi={q.hi}")
+        m, s = np.asarray(q.m), np.asarray(q.s)
+        if m.shape != s.shape or m.ndim != 1:
+            raise IRError(f"{where} multipliers {m.shape} and shifts {s.shape} must be 1-D "
+                          f"arrays of one shape")
+        if np.any(m < 0) or np.any(s < 0):
+            raise IRError(f"{where} multipliers and shifts must be non-negative")
+        m_out = layer.out_channels
+        if m_out is not None and m.shape[0] not in (1, m_out):
+            raise IRError(f"{where} has {m.shape[0]} multipliers for {m_out} output channels")
+        if q.weight is not None and (layer.weight is None or q.weight.shape != layer.weight.shape):
+            raise IRError(f"{where} integer weight shape {q.weight.shape} does not match the "
+                          f"float weight")
 
     def _check_weights(self, layer: Layer, where: str) -> None:
         w = layer.weight

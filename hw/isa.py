@@ -34,6 +34,7 @@ __all__ = [
     "END_LAYOUT",
     "FORMATS",
     "HEADER_BYTES",
+    "HEADER_LAYOUT",
     "INSTRUCTION",
     "INSTR_BITS",
     "INSTR_BYTES",
@@ -432,6 +433,25 @@ def crc32(data: bytes, value: int = 0) -> int:
 # weights_offset, weights_bytes, weights_crc32, ddr_bytes, 20 reserved bytes, crc32
 _HEADER = struct.Struct("<4sHHQIHHIIII20xI")
 assert _HEADER.size == HEADER_BYTES
+
+
+#: The header as a 512-bit word (byte 0 in the low bits), for hardware that checks it;
+#: the same fields and offsets as :class:`ProgramHeader`.
+HEADER_LAYOUT = data.StructLayout({
+    "magic": unsigned(32),
+    "version": unsigned(16),
+    "header_bytes": unsigned(16),
+    "arch_hash": unsigned(64),
+    "instr_count": unsigned(32),
+    "instr_bytes": unsigned(16),
+    "flags": unsigned(16),
+    "weights_offset": unsigned(32),
+    "weights_bytes": unsigned(32),
+    "weights_crc32": unsigned(32),
+    "ddr_bytes": unsigned(32),
+    "reserved": unsigned(160),
+    "crc32": unsigned(32),
+})
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from compiler.codegen.weights import ALIGN, WeightImage
 from compiler.errors import MappingError, QuantizationError
 from compiler.ir import Graph, Layer, OpKind
 from compiler.mapping.cost_model import layer_cycles
-from compiler.mapping.tiling import WindowOp, chunk_elements, plan_window, row_tiles
+from compiler.mapping.tiling import WindowOp, chunk_elements, col_tiles, plan_window, row_tiles
 from hw.arch import ArchConfig
 from hw.isa import (
     HEADER_BYTES,
@@ -305,6 +305,7 @@ class _Generator:
         h, w = op.in_h, op.in_w
         oh, ow = op.out_h, op.out_w
         rts = row_tiles(op, t.row_tile)
+        cts = col_tiles(op, t.col_tile)
         mts = [(m0, min(t.m_tile, op.out_c - m0)) for m0 in range(0, op.out_c, t.m_tile)]
         name = layer.name
         state = {"w": None, "x": None}
@@ -327,63 +328,80 @@ class _Generator:
             state["w"] = (m0, wa, pa)
             return wa, pa
 
-        def load_input(m0, mt, rt):
+        def load_input(m0, mt, rt, ct):
             c0, cin = (m0, mt) if op.channelwise else (0, op.in_c)
-            key = (c0, cin, rt.in_row, rt.in_rows)
+            key = (c0, cin, rt.in_row, rt.in_rows, ct.in_col)
             if state["x"] is not None and state["x"][0] == key:
                 return state["x"][1]
             xa = ibuf.take()
-            self._dma(Opcode.LOAD, Buffer.IBUF, in_region,
-                      in_addr + (c0 * h + rt.in_row) * w * e, xa, cin, rt.in_rows * w * e,
-                      h * w * e, f"{name}: input c{c0}+{cin} rows {rt.in_row}+{rt.in_rows}",
-                      name)
+            what = f"{name}: input c{c0}+{cin} rows {rt.in_row}+{rt.in_rows}"
+            if ct.in_cols == w:
+                self._dma(Opcode.LOAD, Buffer.IBUF, in_region,
+                          in_addr + (c0 * h + rt.in_row) * w * e, xa, cin, rt.in_rows * w * e,
+                          h * w * e, what, name)
+            else:  # a column tile: one 2-D transfer per channel
+                plane = rt.in_rows * ct.in_cols * e
+                for c in range(cin):
+                    self._dma(Opcode.LOAD, Buffer.IBUF, in_region,
+                              in_addr + (((c0 + c) * h + rt.in_row) * w + ct.in_col) * e,
+                              xa + c * plane, rt.in_rows, ct.in_cols * e, w * e,
+                              f"{what} cols {ct.in_col}+{ct.in_cols}" if c == 0 else "", name)
             state["x"] = (key, xa)
             return xa
 
-        def compute(m0, mt, rt, wa, pa, xa):
+        def compute(m0, mt, rt, ct, wa, pa, xa):
             cin = mt if op.channelwise else op.in_c
             oa = obuf.take()
             fields = {
                 "engine": op.engine, "pool": pool, "in_c": cin, "out_c": mt,
-                "in_h": rt.in_rows, "in_w": w, "out_h": rt.out_rows, "out_w": ow,
-                "k_h": op.kernel[0], "k_w": op.kernel[1], "stride_h": op.stride[0],
-                "stride_w": op.stride[1], "pad_top": rt.pad_top, "pad_left": op.pads[1],
-                "pad_bottom": rt.pad_bottom, "pad_right": op.pads[3], "fpool_h": op.fpool[0],
-                "fpool_w": op.fpool[1], "act_lo": act[0], "act_hi": act[1], "mult": mult,
-                "shift": shift, "ibuf_addr": xa, "wbuf_addr": wa, "pbuf_addr": pa,
-                "obuf_addr": oa}
-            reads = [("IBUF", xa, xa + cin * rt.in_rows * w * e)]
+                "in_h": rt.in_rows, "in_w": ct.in_cols, "out_h": rt.out_rows,
+                "out_w": ct.out_cols, "k_h": op.kernel[0], "k_w": op.kernel[1],
+                "stride_h": op.stride[0], "stride_w": op.stride[1], "pad_top": rt.pad_top,
+                "pad_left": ct.pad_left, "pad_bottom": rt.pad_bottom,
+                "pad_right": ct.pad_right, "fpool_h": op.fpool[0], "fpool_w": op.fpool[1],
+                "act_lo": act[0], "act_hi": act[1], "mult": mult, "shift": shift,
+                "ibuf_addr": xa, "wbuf_addr": wa, "pbuf_addr": pa, "obuf_addr": oa}
+            reads = [("IBUF", xa, xa + cin * rt.in_rows * ct.in_cols * e)]
             if op.w_per_out:
                 reads.append(("WBUF", wa, wa + mt * op.w_per_out * we))
             if op.params:
                 reads.append(("PBUF", pa, pa + mt))
-            out_bytes = mt * rt.out_rows * ow * e
+            out_bytes = mt * rt.out_rows * ct.out_cols * e
+            cols = "" if ct.out_cols == ow else f" cols {ct.out_col}+{ct.out_cols}"
             self.sched.emit(Opcode.COMPUTE, fields, reads=reads,
                             writes=[("OBUF", oa, oa + out_bytes)],
-                            comment=f"{name}: tile m{m0}+{mt} rows {rt.out_row}+{rt.out_rows}",
-                            layer=name)
+                            comment=f"{name}: tile m{m0}+{mt} rows {rt.out_row}+{rt.out_rows}"
+                                    f"{cols}", layer=name)
             return oa
 
-        def store(m0, mt, rt, oa):
-            self._dma(Opcode.STORE, Buffer.OBUF, out_region,
-                      out_addr + (m0 * oh + rt.out_row) * ow * e, oa, mt,
-                      rt.out_rows * ow * e, oh * ow * e,
-                      f"{name}: store m{m0}+{mt} rows {rt.out_row}+{rt.out_rows}", name)
+        def store(m0, mt, rt, ct, oa):
+            what = f"{name}: store m{m0}+{mt} rows {rt.out_row}+{rt.out_rows}"
+            if ct.out_cols == ow:
+                self._dma(Opcode.STORE, Buffer.OBUF, out_region,
+                          out_addr + (m0 * oh + rt.out_row) * ow * e, oa, mt,
+                          rt.out_rows * ow * e, oh * ow * e, what, name)
+                return
+            plane = rt.out_rows * ct.out_cols * e
+            for j in range(mt):
+                self._dma(Opcode.STORE, Buffer.OBUF, out_region,
+                          out_addr + (((m0 + j) * oh + rt.out_row) * ow + ct.out_col) * e,
+                          oa + j * plane, rt.out_rows, ct.out_cols * e, ow * e,
+                          f"{what} cols {ct.out_col}+{ct.out_cols}" if j == 0 else "", name)
 
         if op.channelwise or not t.rows_outer:
-            jobs = [(m0, mt, rt) for m0, mt in mts for rt in rts]
+            jobs = [(m0, mt, rt, ct) for ct in cts for m0, mt in mts for rt in rts]
         else:
-            jobs = [(m0, mt, rt) for rt in rts for m0, mt in mts]
+            jobs = [(m0, mt, rt, ct) for ct in cts for rt in rts for m0, mt in mts]
 
-        def loads(m0, mt, rt):
+        def loads(m0, mt, rt, ct):
             if op.channelwise or not t.rows_outer:
                 wa, pa = load_weights(m0, mt)
-                return wa, pa, load_input(m0, mt, rt)
-            xa = load_input(0, 0, rt)
+                return wa, pa, load_input(m0, mt, rt, ct)
+            xa = load_input(0, 0, rt, ct)
             return (*load_weights(m0, mt), xa)
 
         self._pipeline(jobs, loads, compute, store)
-        report.tiles += len(mts) * len(rts)
+        report.tiles += len(mts) * len(rts) * len(cts)
         report.m_tile = max(report.m_tile, t.m_tile)
         report.row_tile = max(report.row_tile, t.row_tile)
         report.double_buffered = report.double_buffered or t.double

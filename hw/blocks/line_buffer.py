@@ -492,7 +492,7 @@ class WindowGenerator(wiring.Component):
                         pend_until.eq(next_until),
                         pend_left_zeros.eq(next_left),
                         pend_shifts.eq(0),
-                        flushing.eq((next_remaining != 0) & (flush_mode)),
+                        flushing.eq((next_remaining != 0) & (flush_mode | (rows_left == 1))),
                     ]
                 with m.Elif(skip_rows != 0):
                     m.d.sync += skip_rows.eq(skip_rows - 1)

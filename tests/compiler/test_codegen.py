@@ -10,7 +10,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compiler.codegen.program import Scheduler, generate, plan_memory
 from compiler.errors import MappingError
-from compiler.mapping.tiling import WindowOp, distinct_splits, plan_window, row_tiles
+from compiler.mapping.tiling import (
+    WindowOp,
+    col_tiles,
+    distinct_splits,
+    max_col_tile,
+    plan_window,
+    row_tiles,
+)
 from compiler.passes.quantize import QuantConfig, quantize
 from compiler.pipeline import import_model
 from compiler.runner import run_golden_int
@@ -145,6 +152,18 @@ def test_tight_buffers_force_many_tiles(trial):
             len(program.layers)
 
 
+@pytest.mark.parametrize("name,max_width", [("dpd_cnn", 16), ("mobilenet_v2_small", 10),
+                                            ("vgg", 12)])
+def test_rows_wider_than_line_buffers_are_column_tiled(name, max_width):
+    arch = ARCH.replace(max_width=max_width)
+    program = check_bit_exact(quantized(name, arch), arch)
+    computes = [i for i in program.instructions if i.opcode is Opcode.COMPUTE]
+    assert any(i.pad_left == 0 and i.pad_right == 0 and i.k_w > 1 for i in computes)
+    for i in computes:
+        if i.engine is not Engine.POINTWISE:
+            assert i.in_w + i.pad_left + i.pad_right <= max_width
+
+
 @pytest.mark.parametrize("scheme,mode", [("pot", "pot"), ("apot", "per_layer")])
 def test_power_of_two_weights(scheme, mode):
     arch = ARCH.replace(weight_scheme=scheme)
@@ -162,10 +181,10 @@ def test_mapping_errors_name_layer_resource_and_fix():
                                            r"arch's engines support up to conv_k_max=3; set "
                                            r"conv_k_max to at least 5"):
         generate(graph, ARCH.replace(conv_k_max=3))
-    with pytest.raises(MappingError, match=r"Layer 'conv0' \(conv\) cannot be mapped: its padded "
-                                           r"input is 68 columns wide but .*max_width=64; "
-                                           r"increase max_width to at least 68"):
-        generate(graph, ARCH.replace(max_width=64))
+    with pytest.raises(MappingError, match=r"Layer 'conv0' \(conv\) cannot be mapped: one output "
+                                           r"column needs a 5-column window but the line buffers "
+                                           r"hold max_width=4; increase max_width to at least 5"):
+        generate(graph, ARCH.replace(max_width=4))
     graph = quantized("vgg", ARCH)
     with pytest.raises(MappingError, match=r"Layer 'features.1.0.conv' \(conv\) cannot be tiled: "
                                            r"the input of one output row \(16 channels x 4 rows "
@@ -225,6 +244,26 @@ def test_row_tiles_cover_output_with_halos(h, k, s, pads, fpool):
             assert (padded - k) // s + 1 == t.out_rows * fpool[0]
             assert 0 <= t.in_row and t.in_row + t.in_rows <= h
             assert t.pad_top <= pads[0] and t.pad_bottom < k
+
+
+@pytest.mark.parametrize("w,k,s,pads,fpool,max_width", [(30, 3, 1, (1, 1, 1, 1), (1, 1), 8),
+                                                        (31, 3, 2, (1, 1, 1, 1), (1, 1), 9),
+                                                        (40, 5, 1, (2, 2, 2, 2), (2, 2), 12),
+                                                        (20, 1, 1, (0, 0, 0, 0), (2, 2), 5)])
+def test_column_tiles_cover_output_with_halos(w, k, s, pads, fpool, max_width):
+    op = WindowOp("l", Engine.CONV, 2, 6, w, 2, (k, k), (s, s), pads, fpool)
+    arch = ArchConfig(max_width=max_width, conv_k_max=5)
+    cols = max_col_tile(op, arch)
+    assert cols >= 1 and (cols * fpool[1] - 1) * s + k <= max_width
+    tiling = plan_window(op, arch)
+    tiles = col_tiles(op, tiling.col_tile)
+    assert len(tiles) > 1
+    assert sum(t.out_cols for t in tiles) == op.out_w
+    for t in tiles:
+        padded = t.in_cols + t.pad_left + t.pad_right
+        assert padded <= max_width
+        assert (padded - k) // s + 1 == t.out_cols * fpool[1]
+        assert t.pad_left <= pads[1] and t.pad_right < k
 
 
 def test_plan_window_prefers_whole_layer_when_it_fits():

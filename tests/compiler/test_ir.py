@@ -14,6 +14,7 @@ from compiler.ir import (
     Graph,
     IRError,
     Layer,
+    LayerQuant,
     OpKind,
     Tensor,
     classify_clamp,
@@ -275,3 +276,26 @@ def test_no_onnx_types_in_ir():
             assert not type(value).__module__.startswith("onnx")
     from compiler import ir
     assert "onnx" not in vars(ir)
+
+
+def test_quant_fields_checked():
+    g = conv_graph()
+    layer = g.layers[0]
+    layer.quant = LayerQuant(weight=np.zeros(layer.weight.shape, np.int64),
+                             bias=np.zeros(4, np.int64), m=np.full(4, 3), s=np.full(4, 9),
+                             lo=0, hi=127)
+    g.validate()
+    layer.quant.m = np.full(3, 3)
+    with pytest.raises(IRError, match=r"multipliers \(3,\) and shifts \(4,\) must be 1-D"):
+        g.validate()
+    layer.quant.s = np.full(3, 9)
+    with pytest.raises(IRError, match=r"has 3 multipliers for 4 output channels"):
+        g.validate()
+    layer.quant.m, layer.quant.s = np.ones(1, np.int64), np.zeros(1, np.int64)
+    layer.quant.lo = 127
+    with pytest.raises(IRError, match=r"output clamp lo=127 is not below hi=127"):
+        g.validate()
+    layer.quant.lo = -128
+    layer.quant.weight = np.zeros((4, 3, 1, 1), np.int64)
+    with pytest.raises(IRError, match=r"integer weight shape \(4, 3, 1, 1\) does not match"):
+        g.validate()

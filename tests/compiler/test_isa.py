@@ -156,6 +156,19 @@ def test_program_header_round_trip():
     assert [i.opcode for i in instrs] == [Opcode.SYNC, Opcode.SYNC, Opcode.END]
 
 
+def test_header_layout_matches_the_packed_header():
+    blob = _program()
+    assert isa.HEADER_LAYOUT.size == 8 * isa.HEADER_BYTES
+    view = data.Const(isa.HEADER_LAYOUT, int.from_bytes(blob[:64], "little"))
+    header, _ = parse_program(blob)
+    assert view.magic == int.from_bytes(isa.MAGIC, "little")
+    assert view.version == isa.ISA_VERSION and view.header_bytes == 64 and view.instr_bytes == 64
+    for name in ("arch_hash", "instr_count", "weights_offset", "weights_bytes", "weights_crc32",
+                 "ddr_bytes", "flags"):
+        assert view[name] == getattr(header, name), name
+    assert view.crc32 == int.from_bytes(blob[60:64], "little") and view.reserved == 0
+
+
 def test_program_refused_for_other_arch():
     arch = ArchConfig()
     other = arch.replace(conv_pi=8)

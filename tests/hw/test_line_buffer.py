@@ -165,7 +165,7 @@ def check_windows(got, frames, frames_x, k, rng):
         assert np.array_equal(dots, acc.reshape(lanes, -1)), f"frame {n} {frame}: conv2d differs"
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def windows_random(dut):
     """Random frames, idle cycles and back-pressure; then full-rate frames, timed."""
     args = test_args()
@@ -216,7 +216,7 @@ async def windows_random(dut):
                 f"{frame}: {len(got)} windows took {last_out - first_out + 1} cycles"
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def columns_random(dut):
     """The bare line buffer: k-tall columns of the frame, zeros above it and below it."""
     args = test_args()
