@@ -380,6 +380,11 @@ def simulate(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0) -> Si
         if inputs is not None and len(specs) != 1:
             raise errors.ConvForgeError(f"The model has {len(specs)} inputs; pass a dict")
         inputs = {specs[0]["name"]: inputs} if specs else {}
+    unknown = sorted(set(inputs) - {spec["name"] for spec in specs})
+    if unknown:
+        raise errors.ConvForgeError(
+            f"No model input named {', '.join(map(repr, unknown))}; the inputs are "
+            f"{', '.join(repr(spec['name']) for spec in specs)}")
     fed = {}
     for spec in specs:
         x = _input_values(spec, inputs.get(spec["name"]), seed)

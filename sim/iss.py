@@ -89,18 +89,16 @@ def encode_activations(values: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _code_tables(arch: ArchConfig):
+    """Code width and the value of every code (0 for bit patterns that are no code)."""
     width = weight_codes.code_width(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits)
-    values = [weight_codes.decode(arch.weight_scheme, c, arch.weight_bits, arch.pot_exp_bits)
-              if _valid_code(arch, c) else 0 for c in range(1 << width)]
-    return width, np.array(values, dtype=np.int64)
-
-
-def _valid_code(arch, code):
-    try:
-        weight_codes.decode(arch.weight_scheme, code, arch.weight_bits, arch.pot_exp_bits)
-    except ValueError:
-        return False
-    return True
+    values = np.zeros(1 << width, dtype=np.int64)
+    for code in range(1 << width):
+        try:
+            values[code] = weight_codes.decode(arch.weight_scheme, code, arch.weight_bits,
+                                               arch.pot_exp_bits)
+        except ValueError:
+            pass
+    return width, values
 
 
 _TABLES: dict = {}

@@ -66,6 +66,7 @@ class LayerReport:
     tiles: int = 0
     m_tile: int = 0
     row_tile: int = 0
+    col_tile: int = 0
     double_buffered: bool = False
     macs: int = 0
     weight_bytes: int = 0
@@ -226,7 +227,7 @@ class _Generator:
         self.addr: dict[str, tuple[str, int]] = {}  # tensor -> (region, offset)
         self.reports: list[LayerReport] = []
 
-    # helpers ----------------------------------------------------------------------
+    # checks and transfers ----------------------------------------------------------
     def _check(self, layer: Layer):
         q = layer.quant
         if q is None:
@@ -404,6 +405,7 @@ class _Generator:
         report.tiles += len(mts) * len(rts) * len(cts)
         report.m_tile = max(report.m_tile, t.m_tile)
         report.row_tile = max(report.row_tile, t.row_tile)
+        report.col_tile = max(report.col_tile, t.col_tile)
         report.double_buffered = report.double_buffered or t.double
 
     def weighted(self, layer: Layer, fused: Layer | None, report: LayerReport):

@@ -9,13 +9,14 @@ __all__ = ["format_report"]
 
 def format_report(program, arch: ArchConfig, title: str = "") -> str:
     """A plain-text table of ``program.layers`` (a :class:`compiler.codegen.program.Program`)."""
-    head = ("layer", "kind", "engine", "tiles", "m x rows", "MACs", "weights B", "instrs",
+    head = ("layer", "kind", "engine", "tiles", "m x rows x cols", "MACs", "weights B", "instrs",
             "cycles", "MAC/cycle", "fused")
     rows = []
     for r in program.layers:
         util = f"{r.macs / r.cycles:.1f}" if r.cycles and r.macs else "-"
         rows.append((r.name, r.kind, r.engine + ("*" if r.double_buffered else ""), str(r.tiles),
-                     f"{r.m_tile} x {r.row_tile}" if r.m_tile else "-", f"{r.macs:,}",
+                     f"{r.m_tile} x {r.row_tile} x {r.col_tile}" if r.m_tile else "-",
+                     f"{r.macs:,}",
                      f"{r.weight_bytes:,}", str(r.instructions), f"{r.cycles:,}", util,
                      ",".join(r.fused) or "-"))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)

@@ -284,3 +284,16 @@ def test_scheduler_syncs_only_on_conflicts():
                    (Opcode.SYNC, Unit.LOAD), (Opcode.COMPUTE, None),
                    (Opcode.SYNC, Unit.COMPUTE), (Opcode.STORE, None),
                    (Opcode.SYNC, Unit.STORE), (Opcode.LOAD, None)]
+
+
+@pytest.mark.slow
+def test_full_mobilenet_v2_224_on_a_board_default_arch():
+    """The full MobileNetV2-1.0-224 with column tiles (64-column line buffers)."""
+    from boards.database import get_board
+    arch = get_board("ZCU102").default_arch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph, _ = quantize(import_model(models.mobilenet_v2(224, 1.0)),
+                            QuantConfig.from_arch(arch), random_samples=1)
+    program = check_bit_exact(graph, arch)
+    assert any(r.col_tile < 112 for r in program.layers)

@@ -94,6 +94,19 @@ def test_simulate_matches_golden(compiled):
     assert result.cycles == compiled.program.cycles
 
 
+def test_simulate_checks_its_inputs(compiled):
+    with pytest.raises(ConvForgeError, match="No model input named 'image'; the inputs are "
+                                             "'input'"):
+        cf.simulate(compiled.out_dir, {"image": np.zeros((3, 32, 32))})
+    with pytest.raises(ConvForgeError, match=r"Input 'input' needs 3072 values"):
+        cf.simulate(compiled.out_dir, np.zeros((3, 8, 8), dtype=np.float32))
+    with pytest.raises(ConvForgeError, match=r"Integer input 'input' must lie in \[-128, 127\]"):
+        cf.simulate(compiled.out_dir, np.full((3, 32, 32), 300))
+    ints = np.random.default_rng(0).integers(-128, 128, (3, 32, 32))
+    result = cf.simulate(compiled.out_dir, ints)
+    np.testing.assert_array_equal(result.inputs["input"][0], ints)
+
+
 def test_simulate_refuses_damaged_outputs(compiled, tmp_path):
     import shutil
     out = tmp_path / "damaged"

@@ -105,11 +105,14 @@ async def pe_random(dut):
 
 @cocotb.test()
 async def pe_throughput(dut):
-    """One beat per cycle without back-pressure; result ``latency`` cycles after ``last``."""
+    """One beat per cycle without back-pressure, each result ``latency`` cycles after its
+    ``last`` beat; dot products of length 1 give one result per cycle."""
     args = test_args()
     rng = random.Random(args["seed"] + 10)
     await _reset(dut)
     beats, sums, _ = _dot_products(rng, args, 20, 6)
+    ones, one_sums, _ = _dot_products(rng, args, 16, 1)
+    beats, sums = beats + ones, sums + one_sums
     i_log = HandshakeLog(dut, "i", dut.clk)
     o_log = HandshakeLog(dut, "o", dut.clk)
     src = StreamSource(dut, "i", dut.clk)
@@ -120,7 +123,11 @@ async def pe_throughput(dut):
     assert got == sums
     first = i_log.cycles[0]
     assert i_log.cycles == list(range(first, first + len(beats))), "input stalled"
-    assert o_log.cycles[-1] - i_log.cycles[-1] == MACPE.latency
+    pe = _pe_from_args(args)
+    last_beats = [c for c, word in zip(i_log.cycles, beats, strict=True)
+                  if word >> pe.input_layout["last"].offset & 1]
+    assert o_log.cycles == [c + MACPE.latency for c in last_beats]
+    assert o_log.cycles[-16:] == list(range(o_log.cycles[-16], o_log.cycles[-16] + 16))
 
 
 @cocotb.test()

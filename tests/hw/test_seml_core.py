@@ -261,7 +261,7 @@ def _error_case(tmp_path, program, code, info, img=None, **extra):
     if img is None:
         img = _image(random.Random(5))
     _place(img, program)
-    args = _write_case(tmp_path, img, img, error_code=int(code), error_info=info, **extra)
+    args = _write_case(tmp_path, img, img, error_code=code.value, error_info=info, **extra)
     run_cocotb(SemlCore(ARCH), test_module=__name__, build_name="seml-core-small",
                test_args=args, testcase="core_program")
 
