@@ -39,6 +39,8 @@ def _build_parser() -> argparse.ArgumentParser:
     add_simulate_parser(sub)
     from compiler.quant.command import add_quantize_parser
     add_quantize_parser(sub)
+    from compiler.demo import add_demo_parser
+    add_demo_parser(sub)
     return parser
 
 

@@ -320,7 +320,7 @@ def test_core_bus_error(tmp_path):
         (Opcode.STORE, dict(buffer=Buffer.OBUF, ddr_addr=DATA + 0x1000, ddr_stride=100,
                             buf_addr=0, rows=4, row_bytes=100)),
         (Opcode.END, {})])
-    _error_case(tmp_path, program, ErrorCode.BUS_ERROR, 2, faults=[[DATA + 150, 4]])
+    _error_case(tmp_path, program, ErrorCode.BUS_ERROR, 1, faults=[[DATA + 150, 4]])
 
 
 def test_core_iss_agrees_on_errors():
