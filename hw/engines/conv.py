@@ -229,7 +229,8 @@ class ConvEngine(wiring.Component):
         window_config(m, wg, cfg, k)
         frames_left = Signal(TILE_BITS)
         m.d.comb += wg.cfg.valid.eq(frames_left != 0)
-        with m.If(job.start):
+        # cfg holds the job from the cycle after job.start, when the parameters load.
+        with m.If(self.params.valid & loading):
             m.d.sync += frames_left.eq(cfg.cin_tiles)
         with m.Elif(wg.cfg.valid & wg.cfg.ready):
             m.d.sync += frames_left.eq(frames_left - 1)

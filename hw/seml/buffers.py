@@ -9,7 +9,7 @@ port reads or writes such a run in one cycle, whatever its alignment.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -36,17 +36,18 @@ class ByteBuffer(wiring.Component):
         Byte-wide banks (a power of two); no port is wider.
     read_widths : list of int
         Width in bytes of each read port.
-    write_width : int
-        Width in bytes of the write port.
+    write_widths : list of int
+        Width in bytes of each write port.
 
     Members
     -------
-    w_addr : In(range(size))
-        Byte address of lane 0 of the write.
-    w_data : In(8 * write_width)
-        Lane ``i`` (bits ``8i .. 8i+7``) goes to byte ``w_addr + i``.
-    w_count : In(range(write_width + 1))
-        Lanes written (from lane 0); 0 writes nothing.
+    w{i}_addr : In(range(size))
+        Byte address of lane 0 of write port ``i``.
+    w{i}_data : In(8 * write_widths[i])
+        Lane ``k`` (bits ``8k .. 8k+7``) goes to byte ``w{i}_addr + k``.
+    w{i}_count : In(range(write_widths[i] + 1))
+        Lanes written (from lane 0); 0 writes nothing. Ports writing the same byte
+        in one cycle: the highest-numbered port wins.
     r{i}_addr, r{i}_en : In
         Byte address of lane 0 of read port ``i``; the read happens when ``en`` is high.
     r{i}_data : Out(8 * read_widths[i])
@@ -57,27 +58,29 @@ class ByteBuffer(wiring.Component):
     Addresses past ``size`` wrap inside the banks; callers check ranges.
     """
 
-    def __init__(self, size, *, banks, read_widths, write_width):
+    def __init__(self, size, *, banks, read_widths, write_widths):
         _check_positive("size", size, "Buffer size")
         _check_positive("banks", banks, "Bank count")
         if banks & (banks - 1):
             raise ValueError(f"Bank count must be a power of two, not {banks!r}")
         if not isinstance(read_widths, (list, tuple)):
             raise TypeError(f"Read widths must be a list of integers, not {read_widths!r}")
-        for w in list(read_widths) + [write_width]:
+        if not isinstance(write_widths, (list, tuple)):
+            raise TypeError(f"Write widths must be a list of integers, not {write_widths!r}")
+        for w in list(read_widths) + list(write_widths):
             _check_positive("width", w, "Port width")
             if w > banks:
                 raise ValueError(f"Port width must be at most the bank count {banks}, not {w!r}")
         self._size = size
         self._banks = banks
         self._read_widths = list(read_widths)
-        self._write_width = write_width
+        self._write_widths = list(write_widths)
         self._rows = -(-size // banks)
-        members = {
-            "w_addr": In(range(max(size, 2))),
-            "w_data": In(8 * write_width),
-            "w_count": In(range(write_width + 1)),
-        }
+        members = {}
+        for i, w in enumerate(self._write_widths):
+            members[f"w{i}_addr"] = In(range(max(size, 2)))
+            members[f"w{i}_data"] = In(8 * w)
+            members[f"w{i}_count"] = In(range(w + 1))
         for i, w in enumerate(self._read_widths):
             members[f"r{i}_addr"] = In(range(max(size, 2)))
             members[f"r{i}_en"] = In(1)
@@ -87,6 +90,11 @@ class ByteBuffer(wiring.Component):
     @property
     def size(self):
         return self._size
+
+    def write_port(self, i):
+        """``(addr, data, count)`` of write port ``i``."""
+        return (getattr(self, f"w{i}_addr"), getattr(self, f"w{i}_data"),
+                getattr(self, f"w{i}_count"))
 
     def read_port(self, i):
         """``(addr, en, data)`` of read port ``i``."""
@@ -106,23 +114,26 @@ class ByteBuffer(wiring.Component):
 
         def lane_of(addr, j):
             """Lane of the access at ``addr`` that falls into bank ``j``, and its row."""
-            lane = Signal(max(lg, 1), name=f"lane_{j}")
-            row = Signal(row_bits, name=f"row_{j}")
+            lane = Signal(max(lg, 1))
+            row = Signal(row_bits)
             if lg:
                 m.d.comb += lane.eq(j - addr[:lg])
             m.d.comb += row.eq((addr + lane) >> lg)
             return lane, row
 
-        # Write port.
-        wports = [mem.write_port() for mem in mems]
-        for j, wp in enumerate(wports):
-            lane, row = lane_of(self.w_addr, j)
-            lanes = [self.w_data[8 * i:8 * i + 8] for i in range(self._write_width)]
-            m.d.comb += [
-                wp.addr.eq(row),
-                wp.en.eq(lane < self.w_count),
-                wp.data.eq(Cat(*lanes).word_select(lane, 8) if len(lanes) > 1 else lanes[0]),
-            ]
+        # Write ports.
+        for i, width in enumerate(self._write_widths):
+            w_addr, w_data, w_count = self.write_port(i)
+            for j, mem in enumerate(mems):
+                wp = mem.write_port()
+                lane, row = lane_of(w_addr, j)
+                lanes = [w_data[8 * k:8 * k + 8] for k in range(width)]
+                m.d.comb += [
+                    wp.addr.eq(row),
+                    wp.en.eq(lane < w_count),
+                    wp.data.eq(Cat(*lanes).word_select(lane, 8) if len(lanes) > 1
+                               else lanes[0]),
+                ]
 
         # Read ports.
         for i, width in enumerate(self._read_widths):

@@ -1,13 +1,17 @@
 """COMPUTE unit of the SEML core: convolution, depthwise, pointwise and pooling tiles.
 
 One datapath executes every COMPUTE form of ``docs/isa.md`` exactly, whatever the
-kernel, stride, padding and fused pool: a loop generator walks output channel
-``m``, pooled output row ``py``, a group of ``lanes`` pooled output columns
-``px0 ..``, the fused-pool window ``(dy, dx)``, and the reduction taps (input
-channel, ``ky``, ``kx``). Each lane is one output column, so the lanes share the
-weight and their results are consecutive OBUF bytes (one write per group); each lane
-reads its own input element through its own IBUF port (lane ``j`` reads column
-``ix0 + j * stride_w * fpool_w``).
+kernel, stride, padding and fused pool: a loop generator walks a group of output
+channels ``m ..``, pooled output row ``py``, a group of ``lanes`` pooled output
+columns ``px0 ..``, the fused-pool window ``(dy, dx)``, and the reduction taps (input
+channel, ``ky``, ``kx``). A ``lanes x channels`` array of MACs works on each tap:
+lane ``j`` is output column ``px0 + j``, so the lanes of one channel share the weight
+and their results are consecutive OBUF bytes (one write per channel and group); each
+lane reads its own input element through its own IBUF port (lane ``j`` reads column
+``ix0 + j * stride_w * fpool_w``). CONV and POINTWISE share those inputs across
+``channels`` output channels, each with its own WBUF and PBUF port and OBUF write
+port; DEPTHWISE and POOL, whose output channel reads its own input channel, use one
+channel at a time.
 
 Pipeline (never stalls: OBUF has no other writer while it runs):
 
@@ -16,7 +20,8 @@ Pipeline (never stalls: OBUF has no other writer while it runs):
 2. accumulate from the bias (sum, or max for a max pool, padding never winning);
 3. ``acc * mult``;  4. rounding shift and clamp;  5. fused max pool and OBUF write.
 
-Throughput: ``lanes`` MACs per cycle, one reduction tap per cycle.
+Throughput: one reduction tap per cycle on ``lanes x channels`` MACs (CONV,
+POINTWISE) or ``lanes`` MACs (DEPTHWISE, POOL).
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ class ComputeUnit(wiring.Component):
     ----------
     arch : ArchConfig
     lanes : int, optional
-        Output columns computed in parallel (default ``max(conv_po, pw_po, dw_channels)``).
+        Output columns computed in parallel (default 8).
+    channels : int, optional
+        Output channels computed in parallel by CONV and POINTWISE (default ``conv_po``).
 
     Members
     -------
@@ -49,38 +56,44 @@ class ComputeUnit(wiring.Component):
         A legal COMPUTE instruction (checked by the decoder), sampled with ``start``.
     busy : Out(1)
     ibuf{j}_addr, ibuf{j}_en, ibuf{j}_data : one IBUF read port per lane (one element).
-    wbuf0_addr, wbuf0_en, wbuf0_data : the WBUF read port (one weight).
-    pbuf0_addr, pbuf0_en, pbuf0_data : the PBUF read port.
-    obuf_w_addr, obuf_w_data, obuf_w_count : the OBUF write port (``lanes`` elements).
+    wbuf{q}_addr, wbuf{q}_en, wbuf{q}_data : one WBUF read port per channel (one weight).
+    pbuf{q}_addr, pbuf{q}_en, pbuf{q}_data : one PBUF read port per channel.
+    obuf{q}_w_addr, obuf{q}_w_data, obuf{q}_w_count : one OBUF write port per channel
+        (``lanes`` elements).
     """
 
-    def __init__(self, arch: ArchConfig, *, lanes=None):
+    def __init__(self, arch: ArchConfig, *, lanes=8, channels=None):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
-        if lanes is None:
-            lanes = max(arch.conv_po, arch.pw_po, arch.dw_channels)
-        if not isinstance(lanes, int) or isinstance(lanes, bool):
-            raise TypeError(f"lanes must be an integer, not {lanes!r}")
-        if not 1 <= lanes <= 64:
-            raise ValueError(f"lanes must be between 1 and 64, not {lanes!r}")
+        if channels is None:
+            channels = arch.conv_po
+        for name, value in (("lanes", lanes), ("channels", channels)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if not 1 <= value <= 64:
+                raise ValueError(f"{name} must be between 1 and 64, not {value!r}")
         self.arch = arch
         self.lanes = lanes
+        self.channels = channels
         self._e = element_bytes(arch.act_bits)
         self._we = weight_element_bytes(arch)
         members = {
             "start": In(1),
             "instr": In(INSTRUCTION),
             "busy": Out(1),
-            "obuf_w_addr": Out(range(arch.obuf_bytes)),
-            "obuf_w_data": Out(8 * self._e * lanes),
-            "obuf_w_count": Out(range(self._e * lanes + 1)),
-            "wbuf0_addr": Out(range(arch.wbuf_bytes)),
-            "wbuf0_en": Out(1),
-            "wbuf0_data": In(8 * self._we),
-            "pbuf0_addr": Out(range(max(arch.pbuf_entries, 2))),
-            "pbuf0_en": Out(1),
-            "pbuf0_data": In(pbuf_layout(arch)),
         }
+        for q in range(channels):
+            members.update({
+                f"obuf{q}_w_addr": Out(range(arch.obuf_bytes)),
+                f"obuf{q}_w_data": Out(8 * self._e * lanes),
+                f"obuf{q}_w_count": Out(range(self._e * lanes + 1)),
+                f"wbuf{q}_addr": Out(range(arch.wbuf_bytes)),
+                f"wbuf{q}_en": Out(1),
+                f"wbuf{q}_data": In(8 * self._we),
+                f"pbuf{q}_addr": Out(range(max(arch.pbuf_entries, 2))),
+                f"pbuf{q}_en": Out(1),
+                f"pbuf{q}_data": In(pbuf_layout(arch)),
+            })
         for j in range(lanes):
             members[f"ibuf{j}_addr"] = Out(range(arch.ibuf_bytes))
             members[f"ibuf{j}_en"] = Out(1)
@@ -94,11 +107,11 @@ class ComputeUnit(wiring.Component):
 
     @property
     def wbuf_read_widths(self):
-        return [self._we]
+        return [self._we] * self.channels
 
     @property
     def pbuf_read_ports(self):
-        return 1
+        return self.channels
 
     @property
     def obuf_write_width(self):
@@ -108,16 +121,23 @@ class ComputeUnit(wiring.Component):
         return (getattr(self, f"ibuf{j}_addr"), getattr(self, f"ibuf{j}_en"),
                 getattr(self, f"ibuf{j}_data"))
 
-    def wbuf_port(self, i):
-        return self.wbuf0_addr, self.wbuf0_en, self.wbuf0_data
+    def wbuf_port(self, q):
+        return (getattr(self, f"wbuf{q}_addr"), getattr(self, f"wbuf{q}_en"),
+                getattr(self, f"wbuf{q}_data"))
 
-    def pbuf_port(self, i):
-        return self.pbuf0_addr, self.pbuf0_en, self.pbuf0_data
+    def pbuf_port(self, q):
+        return (getattr(self, f"pbuf{q}_addr"), getattr(self, f"pbuf{q}_en"),
+                getattr(self, f"pbuf{q}_data"))
+
+    def obuf_port(self, q):
+        return (getattr(self, f"obuf{q}_w_addr"), getattr(self, f"obuf{q}_w_data"),
+                getattr(self, f"obuf{q}_w_count"))
 
     def elaborate(self, platform):
         m = Module()
         arch = self.arch
         P = self.lanes
+        Q = self.channels
         e = self._e
         we = self._we
         c = self.instr.compute
@@ -126,7 +146,7 @@ class ComputeUnit(wiring.Component):
         cfg = {name: Signal(shape, name=f"cfg_{name}") for name, shape in (
             ("in_h", 16), ("in_w", 16), ("k_h", 16), ("k_w", 16), ("stride_h", 8),
             ("stride_w", 8), ("pad_top", 8), ("pad_left", 8), ("fh", 8), ("fw", 8),
-            ("out_h", 16), ("out_w", 16), ("channels", 16), ("in_c", 16), ("nc", 16),
+            ("out_h", 16), ("out_w", 16), ("channels", 16), ("nc", 16), ("oc_step", 8),
             ("ibuf_addr", 32), ("wbuf_addr", 32), ("pbuf_addr", 32), ("obuf_addr", 32),
             ("mult", arch.mult_bits), ("shift", arch.shift_bits))}
         act_lo = Signal(signed(arch.act_bits))
@@ -137,6 +157,7 @@ class ComputeUnit(wiring.Component):
         running = Signal()
         with m.If(self.start):
             fused = (c.engine != Engine.POOL) & (c.pool == Pool.MAX)
+            shared = (c.engine == Engine.CONV) | (c.engine == Engine.POINTWISE)
             m.d.sync += [
                 running.eq(1),
                 cfg["in_h"].eq(c.in_h), cfg["in_w"].eq(c.in_w),
@@ -146,16 +167,15 @@ class ComputeUnit(wiring.Component):
                 cfg["fh"].eq(Mux(fused, c.fpool_h, 1)), cfg["fw"].eq(Mux(fused, c.fpool_w, 1)),
                 cfg["out_h"].eq(c.out_h), cfg["out_w"].eq(c.out_w),
                 cfg["channels"].eq(Mux(c.engine == Engine.POOL, c.in_c, c.out_c)),
-                cfg["in_c"].eq(c.in_c),
-                cfg["nc"].eq(Mux((c.engine == Engine.CONV) | (c.engine == Engine.POINTWISE),
-                                 c.in_c, 1)),
+                cfg["nc"].eq(Mux(shared, c.in_c, 1)),
+                cfg["oc_step"].eq(Mux(shared, Q, 1)),
                 cfg["ibuf_addr"].eq(c.ibuf_addr), cfg["wbuf_addr"].eq(c.wbuf_addr),
                 cfg["pbuf_addr"].eq(c.pbuf_addr), cfg["obuf_addr"].eq(c.obuf_addr),
                 cfg["mult"].eq(Mux(c.pool == Pool.AVG, c.mult, 1)),
                 cfg["shift"].eq(Mux(c.pool == Pool.AVG, c.shift, 0)),
                 act_lo.eq(c.act_lo), act_hi.eq(c.act_hi),
                 weighted.eq(c.engine != Engine.POOL),
-                own_channel.eq((c.engine == Engine.DEPTHWISE) | (c.engine == Engine.POOL)),
+                own_channel.eq(~shared),
                 is_max.eq((c.engine == Engine.POOL) & (c.pool == Pool.MAX)),
             ]
 
@@ -175,7 +195,7 @@ class ComputeUnit(wiring.Component):
         last_dy = dy == cfg["fh"] - 1
         last_px = px0 + P >= cfg["out_w"]
         last_py = py == cfg["out_h"] - 1
-        last_oc = oc == cfg["channels"] - 1
+        last_oc = oc + cfg["oc_step"] >= cfg["channels"]
         last_tap = last_kx & last_ky & last_ci
         last_win = last_dx & last_dy
         first_tap = (kx == 0) & (ky == 0) & (ci == 0)
@@ -198,7 +218,7 @@ class ComputeUnit(wiring.Component):
                                 with m.If(last_px):
                                     m.d.sync += [px0.eq(0), py.eq(py + 1)]
                                     with m.If(last_py):
-                                        m.d.sync += [py.eq(0), oc.eq(oc + 1)]
+                                        m.d.sync += [py.eq(0), oc.eq(oc + cfg["oc_step"])]
                                         with m.If(last_oc):
                                             m.d.sync += running.eq(0)
 
@@ -225,15 +245,26 @@ class ComputeUnit(wiring.Component):
                 en.eq(1),
             ]
             tap_ok.append(row_ok & (ix >= 0) & (ix < cfg["in_w"]))
+        # Channel ``q`` of the group is output channel ``oc + q``; the weights of
+        # consecutive output channels are ``nc * k_h * k_w`` apart.
         w_index = ((oc * cfg["nc"] + ci) * cfg["k_h"] + ky) * cfg["k_w"] + kx
-        m.d.comb += [
-            self.wbuf0_addr.eq(cfg["wbuf_addr"] + w_index * we),
-            self.wbuf0_en.eq(1),
-            self.pbuf0_addr.eq(cfg["pbuf_addr"] + oc),
-            self.pbuf0_en.eq(1),
-        ]
+        w_stride = Signal(32)
+        m.d.comb += w_stride.eq(cfg["nc"] * cfg["k_h"] * cfg["k_w"] * we)
+        plane = Signal(32)
+        m.d.comb += plane.eq(cfg["out_h"] * cfg["out_w"] * e)
+        for q in range(Q):
+            waddr, wen, _ = self.wbuf_port(q)
+            paddr, pen, _ = self.pbuf_port(q)
+            m.d.comb += [
+                waddr.eq(cfg["wbuf_addr"] + w_index * we + q * w_stride),
+                wen.eq(1),
+                paddr.eq(cfg["pbuf_addr"] + oc + q),
+                pen.eq(1),
+            ]
         out_index = (oc * cfg["out_h"] + py) * cfg["out_w"] + px0
         left = cfg["out_w"] - px0
+        chan_on = [oc < cfg["channels"]] + [(oc + q < cfg["channels"]) & ~own_channel
+                                            for q in range(1, Q)]
 
         # Stage 1: read data, products -----------------------------------------------------
         def reg(value, name, shape=None):
@@ -247,22 +278,24 @@ class ComputeUnit(wiring.Component):
         first_win1 = reg(first_win, "first_win1", 1)
         last_win1 = reg(last_win, "last_win1", 1)
         ok1 = [reg(t, f"ok1_{j}", 1) for j, t in enumerate(tap_ok)]
+        on1 = [reg(o, f"on1_{q}", 1) for q, o in enumerate(chan_on)]
         out_addr1 = reg(cfg["obuf_addr"] + out_index * e, "out_addr1", 32)
+        plane1 = reg(plane, "plane1", 32)
         count1 = reg(Mux(left < P, left, P) * e, "count1", range(P * e + 1))
         xs = [lanes_from_bytes(m, self.ibuf_port(j)[2], 1, arch.act_bits, f"x1_{j}")[0]
               for j in range(P)]
-        weight = self.wbuf0_data
-        params = self.pbuf0_data
 
-        products = []
-        for j in range(P):
-            me = MultiplierElement(arch.weight_scheme, arch.act_bits, arch.weight_bits,
-                                   arch.pot_exp_bits, registered=True)
-            m.submodules[f"mul{j}"] = me
-            code_bits = me.weight_shape.width
-            m.d.comb += [me.a.eq(Mux(ok1[j], xs[j], 0)), me.w.eq(weight[:code_bits]),
-                         me.en.eq(1)]
-            products.append(me.p)
+        products = [[None] * P for _ in range(Q)]
+        for q in range(Q):
+            weight = self.wbuf_port(q)[2]
+            for j in range(P):
+                me = MultiplierElement(arch.weight_scheme, arch.act_bits, arch.weight_bits,
+                                       arch.pot_exp_bits, registered=True)
+                m.submodules[f"mul{q}_{j}"] = me
+                code_bits = me.weight_shape.width
+                m.d.comb += [me.a.eq(Mux(ok1[j], xs[j], 0)), me.w.eq(weight[:code_bits]),
+                             me.en.eq(1)]
+                products[q][j] = me.p
 
         # Stage 2: accumulate ------------------------------------------------------------
         acc_bits = arch.acc_bits
@@ -272,83 +305,99 @@ class ComputeUnit(wiring.Component):
         first_win2 = reg(first_win1, "first_win2", 1)
         last_win2 = reg(last_win1, "last_win2", 1)
         ok2 = [reg(o, f"ok2_{j}", 1) for j, o in enumerate(ok1)]
+        on2 = [reg(o, f"on2_{q}", 1) for q, o in enumerate(on1)]
         x2 = [reg(x, f"x2_{j}", signed(arch.act_bits)) for j, x in enumerate(xs)]
         out_addr2 = reg(out_addr1, "out_addr2", 32)
+        plane2 = reg(plane1, "plane2", 32)
         count2 = reg(count1, "count2", range(P * e + 1))
-        bias2 = reg(params.bias, "bias2", signed(arch.bias_bits))
-        mult2 = reg(Mux(weighted, params.mult, cfg["mult"]), "mult2", arch.mult_bits)
-        shift2 = reg(Mux(weighted, params.shift, cfg["shift"]), "shift2", arch.shift_bits)
+        bias2, mult2, shift2 = [], [], []
+        for q in range(Q):
+            params = self.pbuf_port(q)[2]
+            bias2.append(reg(params.bias, f"bias2_{q}", signed(arch.bias_bits)))
+            mult2.append(reg(Mux(weighted, params.mult, cfg["mult"]), f"mult2_{q}",
+                             arch.mult_bits))
+            shift2.append(reg(Mux(weighted, params.shift, cfg["shift"]), f"shift2_{q}",
+                              arch.shift_bits))
 
-        accs = [Signal(signed(acc_bits), name=f"acc_{j}") for j in range(P)]
-        seen = [Signal(name=f"seen_{j}") for j in range(P)]
-        final = []
-        for j in range(P):
-            f = Signal(signed(acc_bits), name=f"final_{j}")
-            with m.If(is_max):
-                # A padded position never wins: until a real element is seen, the next
-                # real element replaces whatever the accumulator holds.
-                takes = ok2[j] & (first_tap2 | ~seen[j] | (x2[j] > accs[j]))
-                m.d.comb += f.eq(Mux(takes, x2[j], accs[j]))
+        finals = [[None] * P for _ in range(Q)]
+        for q in range(Q):
+            for j in range(P):
+                acc = Signal(signed(acc_bits), name=f"acc_{q}_{j}")
+                f = Signal(signed(acc_bits), name=f"final_{q}_{j}")
+                if q == 0:
+                    # Max pooling runs on channel 0 only (POOL uses one channel at a time).
+                    seen = Signal(name=f"seen_{j}")
+                    with m.If(is_max):
+                        # A padded position never wins: until a real element is seen, the
+                        # next real element replaces whatever the accumulator holds.
+                        takes = ok2[j] & (first_tap2 | ~seen | (x2[j] > acc))
+                        m.d.comb += f.eq(Mux(takes, x2[j], acc))
+                        with m.If(v2):
+                            with m.If(ok2[j]):
+                                m.d.sync += seen.eq(1)
+                            with m.Elif(first_tap2):
+                                m.d.sync += seen.eq(0)
+                    with m.Elif(weighted):
+                        m.d.comb += f.eq(Mux(first_tap2, bias2[q], acc) + products[q][j])
+                    with m.Else():
+                        m.d.comb += f.eq(Mux(first_tap2, 0, acc) + Mux(ok2[j], x2[j], 0))
+                else:
+                    m.d.comb += f.eq(Mux(first_tap2, bias2[q], acc) + products[q][j])
                 with m.If(v2):
-                    with m.If(ok2[j]):
-                        m.d.sync += seen[j].eq(1)
-                    with m.Elif(first_tap2):
-                        m.d.sync += seen[j].eq(0)
-            with m.Elif(weighted):
-                m.d.comb += f.eq(Mux(first_tap2, bias2, accs[j]) + products[j])
-            with m.Else():
-                m.d.comb += f.eq(Mux(first_tap2, 0, accs[j]) + Mux(ok2[j], x2[j], 0))
-            with m.If(v2):
-                m.d.sync += accs[j].eq(f)
-            final.append(f)
+                    m.d.sync += acc.eq(f)
+                finals[q][j] = f
 
         # Stage 3: multiply by the requantization multiplier ----------------------------
         v3 = reg(v2 & last_tap2, "v3", 1)
         first_win3 = reg(first_win2, "first_win3", 1)
         last_win3 = reg(last_win2, "last_win3", 1)
+        on3 = [reg(o, f"on3_{q}", 1) for q, o in enumerate(on2)]
         out_addr3 = reg(out_addr2, "out_addr3", 32)
+        plane3 = reg(plane2, "plane3", 32)
         count3 = reg(count2, "count3", range(P * e + 1))
-        shift3 = reg(shift2, "shift3", arch.shift_bits)
-        mult3 = reg(mult2, "mult3", unsigned(arch.mult_bits))
+        shift3 = [reg(s, f"shift3_{q}", arch.shift_bits) for q, s in enumerate(shift2)]
+        mult3 = [reg(s, f"mult3_{q}", unsigned(arch.mult_bits)) for q, s in enumerate(mult2)]
         prod_bits = acc_bits + arch.mult_bits + 1
-        acc3 = [reg(f, f"acc3_{j}", signed(acc_bits)) for j, f in enumerate(final)]
-        prods = [Signal(signed(prod_bits), name=f"prod4_{j}") for j in range(P)]
-        for j in range(P):
-            m.d.sync += prods[j].eq(acc3[j] * mult3)
+        prods = [[None] * P for _ in range(Q)]
+        for q in range(Q):
+            for j in range(P):
+                acc3 = reg(finals[q][j], f"acc3_{q}_{j}", signed(acc_bits))
+                prod = Signal(signed(prod_bits), name=f"prod4_{q}_{j}")
+                m.d.sync += prod.eq(acc3 * mult3[q])
+                prods[q][j] = prod
 
-        # Stage 4: rounding shift and clamp -------------------------------------------------
+        # Stage 4: rounding shift, clamp, fused max pool and write ----------------------------
         v4 = reg(v3, "v4", 1)
         first_win4 = reg(first_win3, "first_win4", 1)
         last_win4 = reg(last_win3, "last_win4", 1)
+        on4 = [reg(o, f"on4_{q}", 1) for q, o in enumerate(on3)]
         out_addr4 = reg(out_addr3, "out_addr4", 32)
+        plane4 = reg(plane3, "plane4", 32)
         count4 = reg(count3, "count4", range(P * e + 1))
-        shift4 = reg(shift3, "shift4", arch.shift_bits)
-        ys = []
-        for j in range(P):
-            rounding = Signal(prod_bits, name=f"round_{j}")
-            m.d.comb += rounding.eq((Const(1, prod_bits) << shift4) >> 1)
-            shifted = Signal(signed(prod_bits + 1), name=f"shifted_{j}")
-            m.d.comb += shifted.eq((prods[j] + rounding) >> shift4)
-            y = Signal(signed(arch.act_bits), name=f"y_{j}")
-            m.d.comb += y.eq(Mux(shifted < act_lo, act_lo, Mux(shifted > act_hi, act_hi,
-                                                                 shifted)))
-            ys.append(y)
-
-        # Stage 5: fused max pool and write --------------------------------------------------
-        best = [Signal(signed(arch.act_bits), name=f"best_{j}") for j in range(P)]
-        pooled = []
-        for j in range(P):
-            p = Signal(signed(arch.act_bits), name=f"pooled_{j}")
-            m.d.comb += p.eq(Mux(first_win4 | (ys[j] > best[j]), ys[j], best[j]))
-            pooled.append(p)
-            with m.If(v4):
-                m.d.sync += best[j].eq(p)
-        m.d.comb += [
-            self.obuf_w_addr.eq(out_addr4),
-            self.obuf_w_data.eq(bytes_from_lanes(pooled, arch.act_bits)),
-        ]
-        with m.If(v4 & last_win4):
-            m.d.comb += self.obuf_w_count.eq(count4)
+        shift4 = [reg(s, f"shift4_{q}", arch.shift_bits) for q, s in enumerate(shift3)]
+        for q in range(Q):
+            rounding = Signal(prod_bits, name=f"round_{q}")
+            m.d.comb += rounding.eq((Const(1, prod_bits) << shift4[q]) >> 1)
+            pooled = []
+            for j in range(P):
+                shifted = Signal(signed(prod_bits + 1), name=f"shifted_{q}_{j}")
+                m.d.comb += shifted.eq((prods[q][j] + rounding) >> shift4[q])
+                y = Signal(signed(arch.act_bits), name=f"y_{q}_{j}")
+                m.d.comb += y.eq(Mux(shifted < act_lo, act_lo,
+                                     Mux(shifted > act_hi, act_hi, shifted)))
+                best = Signal(signed(arch.act_bits), name=f"best_{q}_{j}")
+                p = Signal(signed(arch.act_bits), name=f"pooled_{q}_{j}")
+                m.d.comb += p.eq(Mux(first_win4 | (y > best), y, best))
+                with m.If(v4):
+                    m.d.sync += best.eq(p)
+                pooled.append(p)
+            addr, data_, count = self.obuf_port(q)
+            m.d.comb += [
+                addr.eq(out_addr4 + q * plane4),
+                data_.eq(bytes_from_lanes(pooled, arch.act_bits)),
+            ]
+            with m.If(v4 & last_win4 & on4[q]):
+                m.d.comb += count.eq(count4)
 
         m.d.comb += self.busy.eq(running | v1 | v2 | v3 | v4)
         return m

@@ -136,14 +136,14 @@ class SemlCore(wiring.Component):
 
         ibuf_reads = [add.beat_bytes, add.beat_bytes] + compute.ibuf_read_widths
         wbuf_reads = compute.wbuf_read_widths
-        obuf_write = max(add.beat_bytes, compute.obuf_write_width)
-        banks = _pow2_at_least(max([nbytes, obuf_write] + ibuf_reads + wbuf_reads))
+        obuf_writes = [max(add.beat_bytes, compute.obuf_write_width)] * compute.channels
+        banks = _pow2_at_least(max([nbytes] + obuf_writes + ibuf_reads + wbuf_reads))
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
-                                              read_widths=ibuf_reads, write_width=nbytes)
+                                              read_widths=ibuf_reads, write_widths=[nbytes])
         m.submodules.wbuf = wbuf = ByteBuffer(arch.wbuf_bytes, banks=banks,
-                                              read_widths=wbuf_reads or [1], write_width=nbytes)
+                                              read_widths=wbuf_reads, write_widths=[nbytes])
         m.submodules.obuf = obuf = ByteBuffer(arch.obuf_bytes, banks=banks,
-                                              read_widths=[nbytes], write_width=obuf_write)
+                                              read_widths=[nbytes], write_widths=obuf_writes)
         m.submodules.pbuf = pbuf = Memory(shape=pbuf_layout(arch),
                                           depth=max(arch.pbuf_entries, 2), init=[])
         pbuf_w = pbuf.write_port()
@@ -156,12 +156,12 @@ class SemlCore(wiring.Component):
             load.data_base.eq(csr.data_base),
             store.data_base.eq(csr.data_base),
             store.dma_idle.eq(dma.wr_idle),
-            ibuf.w_addr.eq(load.ibuf_w_addr),
-            ibuf.w_data.eq(load.ibuf_w_data),
-            ibuf.w_count.eq(load.ibuf_w_count),
-            wbuf.w_addr.eq(load.wbuf_w_addr),
-            wbuf.w_data.eq(load.wbuf_w_data),
-            wbuf.w_count.eq(load.wbuf_w_count),
+            ibuf.w0_addr.eq(load.ibuf_w_addr),
+            ibuf.w0_data.eq(load.ibuf_w_data),
+            ibuf.w0_count.eq(load.ibuf_w_count),
+            wbuf.w0_addr.eq(load.wbuf_w_addr),
+            wbuf.w0_data.eq(load.wbuf_w_data),
+            wbuf.w0_count.eq(load.wbuf_w_count),
             pbuf_w.addr.eq(load.pbuf_w_addr),
             pbuf_w.data.eq(load.pbuf_w_data),
             pbuf_w.en.eq(load.pbuf_w_en),
@@ -179,27 +179,28 @@ class SemlCore(wiring.Component):
             addr, en, data = ibuf.read_port(2 + i)
             c_addr, c_en, c_data = compute.ibuf_port(i)
             m.d.comb += [addr.eq(c_addr), en.eq(c_en), c_data.eq(data)]
-        for i in range(len(compute.wbuf_read_widths)):
-            addr, en, data = wbuf.read_port(i)
-            c_addr, c_en, c_data = compute.wbuf_port(i)
+        for q in range(compute.channels):
+            addr, en, data = wbuf.read_port(q)
+            c_addr, c_en, c_data = compute.wbuf_port(q)
             m.d.comb += [addr.eq(c_addr), en.eq(c_en), c_data.eq(data)]
-        for i in range(compute.pbuf_read_ports):
             rp = pbuf.read_port()
-            c_addr, c_en, c_data = compute.pbuf_port(i)
+            c_addr, c_en, c_data = compute.pbuf_port(q)
             m.d.comb += [rp.addr.eq(c_addr), rp.en.eq(c_en), c_data.eq(rp.data)]
-        # OBUF has one writer at a time: ADD and COMPUTE share the COMPUTE unit.
-        with m.If(add.busy):
-            m.d.comb += [
-                obuf.w_addr.eq(add.obuf_w_addr),
-                obuf.w_data.eq(add.obuf_w_data),
-                obuf.w_count.eq(add.obuf_w_count),
-            ]
-        with m.Else():
-            m.d.comb += [
-                obuf.w_addr.eq(compute.obuf_w_addr),
-                obuf.w_data.eq(compute.obuf_w_data),
-                obuf.w_count.eq(compute.obuf_w_count),
-            ]
+        # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
+        for q in range(compute.channels):
+            w_addr, w_data, w_count = obuf.write_port(q)
+            c_addr, c_data, c_count = compute.obuf_port(q)
+            if q == 0:
+                with m.If(add.busy):
+                    m.d.comb += [
+                        w_addr.eq(add.obuf_w_addr),
+                        w_data.eq(add.obuf_w_data),
+                        w_count.eq(add.obuf_w_count),
+                    ]
+                with m.Else():
+                    m.d.comb += [w_addr.eq(c_addr), w_data.eq(c_data), w_count.eq(c_count)]
+            else:
+                m.d.comb += [w_addr.eq(c_addr), w_data.eq(c_data), w_count.eq(c_count)]
 
         # Header check, decode and issue ------------------------------------------------
         m.submodules.header_check = hdr_check = HeaderCheck(arch)
@@ -225,11 +226,10 @@ class SemlCore(wiring.Component):
             m.next = "DRAIN"
 
         with m.FSM():
-            with m.State("IDLE"):
-                with m.If(csr.start):
-                    m.d.comb += [dma.clear.eq(1), fetch.clear.eq(1)]
-                    m.d.sync += [pc.eq(0), error.eq(ErrorCode.NONE)]
-                    m.next = "HEADER_REQUEST"
+            with m.State("IDLE"), m.If(csr.start):
+                m.d.comb += [dma.clear.eq(1), fetch.clear.eq(1)]
+                m.d.sync += [pc.eq(0), error.eq(ErrorCode.NONE)]
+                m.next = "HEADER_REQUEST"
             with m.State("HEADER_REQUEST"):
                 m.d.comb += [
                     fetch.cmd.valid.eq(1),

@@ -13,8 +13,17 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["REGISTERS", "CORE_ID", "CONTROL_START", "CONTROL_CLEAR", "STATUS_DONE",
-           "STATUS_BUSY", "STATUS_ERROR", "TRACE_BASE", "ControlStatusRegisters"]
+__all__ = [
+    "CONTROL_CLEAR",
+    "CONTROL_START",
+    "CORE_ID",
+    "REGISTERS",
+    "STATUS_BUSY",
+    "STATUS_DONE",
+    "STATUS_ERROR",
+    "TRACE_BASE",
+    "ControlStatusRegisters",
+]
 
 #: Byte offsets of the 32-bit registers.
 REGISTERS = {
@@ -203,17 +212,16 @@ class ControlStatusRegisters(wiring.Component):
         with m.If(aw_full & w_full & ~bvalid):
             m.d.sync += [aw_full.eq(0), w_full.eq(0), bvalid.eq(1), bresp.eq(0)]
             with m.Switch(word):
-                with m.Case(REGISTERS["CONTROL"] >> 2):
-                    with m.If(w_strb[0] & ~self.busy):
-                        with m.If(w_data[0]):
-                            m.d.comb += self.start.eq(1)
-                            m.d.sync += [
-                                done.eq(0), error.eq(0), error_code.eq(0), error_info.eq(0),
-                                cycles.eq(0), trace_count.eq(0),
-                            ]
-                        with m.Elif(w_data[1]):
-                            m.d.sync += [done.eq(0), error.eq(0), error_code.eq(0),
-                                         error_info.eq(0)]
+                with m.Case(REGISTERS["CONTROL"] >> 2), m.If(w_strb[0] & ~self.busy):
+                    with m.If(w_data[0]):
+                        m.d.comb += self.start.eq(1)
+                        m.d.sync += [
+                            done.eq(0), error.eq(0), error_code.eq(0), error_info.eq(0),
+                            cycles.eq(0), trace_count.eq(0),
+                        ]
+                    with m.Elif(w_data[1]):
+                        m.d.sync += [done.eq(0), error.eq(0), error_code.eq(0),
+                                     error_info.eq(0)]
                 for name, reg, lo in (("PROG_BASE_LO", prog_base, 0),
                                       ("PROG_BASE_HI", prog_base, 32),
                                       ("DATA_BASE_LO", data_base, 0),

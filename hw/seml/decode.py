@@ -13,11 +13,25 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
-from ..isa import (FORMATS, HEADER_BYTES, INSTR_BITS, INSTR_BYTES, INSTRUCTION, ISA_VERSION,
-                   MAGIC, PBUF_ENTRY_BYTES, Buffer, Engine, ErrorCode, Opcode, Pool, element_bytes,
-                   weight_element_bytes)
+from ..isa import (
+    FORMATS,
+    HEADER_BYTES,
+    INSTR_BITS,
+    INSTR_BYTES,
+    INSTRUCTION,
+    ISA_VERSION,
+    MAGIC,
+    PBUF_ENTRY_BYTES,
+    Buffer,
+    Engine,
+    ErrorCode,
+    Opcode,
+    Pool,
+    element_bytes,
+    weight_element_bytes,
+)
 
-__all__ = ["InstructionDecoder", "HeaderCheck", "reserved_mask"]
+__all__ = ["HeaderCheck", "InstructionDecoder", "reserved_mask"]
 
 
 def reserved_mask(layout) -> int:

@@ -20,7 +20,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["DmaCommand", "AxiDma"]
+__all__ = ["AxiDma", "DmaCommand"]
 
 _ROWS_BITS = 16
 _ROW_BYTES_BITS = 20
@@ -85,17 +85,17 @@ class _BurstSplitter:
         ]
         self.cmd_ready = Signal(name=f"{prefix}_cmd_ready")
         m.d.comb += self.cmd_ready.eq(~self.active)
-        with m.If(cmd.valid & ~self.active):
-            with m.If((cmd.payload.rows != 0) & (cmd.payload.row_bytes != 0)):
-                m.d.sync += [
-                    self.active.eq(1),
-                    row_addr.eq(cmd.payload.addr),
-                    cur_addr.eq(cmd.payload.addr),
-                    row_left.eq(cmd.payload.row_bytes),
-                    row_bytes.eq(cmd.payload.row_bytes),
-                    rows_left.eq(cmd.payload.rows),
-                    stride.eq(cmd.payload.stride),
-                ]
+        nonempty = (cmd.payload.rows != 0) & (cmd.payload.row_bytes != 0)
+        with m.If(cmd.valid & ~self.active & nonempty):
+            m.d.sync += [
+                self.active.eq(1),
+                row_addr.eq(cmd.payload.addr),
+                cur_addr.eq(cmd.payload.addr),
+                row_left.eq(cmd.payload.row_bytes),
+                row_bytes.eq(cmd.payload.row_bytes),
+                rows_left.eq(cmd.payload.rows),
+                stride.eq(cmd.payload.stride),
+            ]
         with m.If(self.fire):
             with m.If(row_done):
                 m.d.sync += [

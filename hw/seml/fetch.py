@@ -18,7 +18,7 @@ from amaranth.utils import exact_log2
 
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTR_BYTES
 
-__all__ = ["crc32_update", "InstructionFetch", "AxiReadArbiter"]
+__all__ = ["AxiReadArbiter", "InstructionFetch", "crc32_update"]
 
 _POLY = 0xEDB88320
 

@@ -18,8 +18,14 @@ from ..engines.eltwise import EltwiseAddEngine
 from ..isa import INSTRUCTION, PBUF_ENTRY_BYTES, Buffer, element_bytes
 from .dma import DmaCommand
 
-__all__ = ["pbuf_layout", "LoadUnit", "StoreUnit", "AddUnit", "lanes_from_bytes",
-           "bytes_from_lanes"]
+__all__ = [
+    "AddUnit",
+    "LoadUnit",
+    "StoreUnit",
+    "bytes_from_lanes",
+    "lanes_from_bytes",
+    "pbuf_layout",
+]
 
 
 def pbuf_layout(arch: ArchConfig) -> data.StructLayout:

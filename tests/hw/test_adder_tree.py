@@ -10,8 +10,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from hw.blocks.adder_tree import AdderTree
-from sim.cocotb_streams import (StreamSink, StreamSource, pack_lanes, random_pattern,
-                                to_signed)
+from sim.cocotb_streams import StreamSink, StreamSource, pack_lanes, random_pattern, to_signed
 from sim.golden import qrange
 from sim.rtl import run_cocotb, test_args
 from tests.hw.test_line_buffer import TransferLog, start_bench

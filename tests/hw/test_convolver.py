@@ -15,9 +15,17 @@ from hw.blocks.line_buffer import WindowGenerator
 from sim import golden
 from sim.cocotb_streams import StreamSink, StreamSource, pack_lanes, random_pattern, to_signed
 from sim.rtl import run_cocotb, test_args
-from tests.hw.test_line_buffer import (TransferLog, cfg_word, frame_words, is_same_stride1,
-                                       out_size, random_frame, random_pixels, start_bench,
-                                       throughput_bound)
+from tests.hw.test_line_buffer import (
+    TransferLog,
+    cfg_word,
+    frame_words,
+    is_same_stride1,
+    out_size,
+    random_frame,
+    random_pixels,
+    start_bench,
+    throughput_bound,
+)
 
 
 class FrameConvolver(wiring.Component):
@@ -154,3 +162,38 @@ def test_parameter_errors():
         Convolver(3, 1, 8)
     with pytest.raises(TypeError, match=r"^Convolver weight_width must be an integer, not None$"):
         Convolver(3, 8, None)
+
+
+def test_kernel_switch_between_windows():
+    """A kernel loaded while windows stream applies from the next window on, with no drain."""
+    from amaranth.sim import Simulator
+
+    conv = Convolver(3, 6, 5)
+    rng = random.Random(9)
+    windows = [random_pixels(rng, (3, 3), 6) for _ in range(10)]
+    kernels = [random_pixels(rng, (3, 3), 5) for _ in range(2)]
+    switch = 4  # the window accepted in the kernel's load cycle still uses the old kernel
+    want = [int((win * kernels[0 if n <= switch else 1]).sum()) for n, win in enumerate(windows)]
+    got = []
+
+    async def bench(ctx):
+        ctx.set(conv.o.ready, 1)
+        ctx.set(conv.w.payload, kernels[0].tolist())
+        ctx.set(conv.w.valid, 1)
+        await ctx.tick()
+        for n in range(len(windows) + conv.latency + 1):
+            ctx.set(conv.i.valid, n < len(windows))
+            if n < len(windows):
+                ctx.set(conv.i.payload, windows[n].tolist())
+                assert ctx.get(conv.i.ready)
+            ctx.set(conv.w.valid, n == switch)
+            ctx.set(conv.w.payload, kernels[1].tolist())
+            if ctx.get(conv.o.valid):
+                got.append(ctx.get(conv.o.payload))
+            await ctx.tick()
+
+    sim = Simulator(conv)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == want

@@ -13,6 +13,7 @@ from hw.engines.conv import ConvEngine
 from sim import golden
 from sim.cocotb_streams import (StreamSink, StreamSource, pack_lanes, pack_struct,
                                 random_pattern, unpack_lanes)
+from sim.axi import enable_pch_flag
 from sim.rtl import run_cocotb, test_args
 from tests.hw.test_engine_eltwise import DoneMonitor, _reset
 from tests.hw.test_engine_pointwise import (param_words, random_requant, random_weights,
@@ -109,6 +110,7 @@ async def run_conv_layer(dut, eng, layer, srcs, sink, done):
             tasks.append(srcs["cmd"].start([pack_struct(eng.cmd_layout, layer["cmd"])]))
         tasks += [srcs["params"].start([params]), srcs["weights"].start(weights),
                   srcs["pixels"].start(pixels)]
+        dut._log.info(f"job {layer['cmd']} cin={layer['cin']} group {g}: {oh}x{ow} outputs")
         words = await sink.recv(oh * ow)
         for t in tasks:
             await t
@@ -147,7 +149,7 @@ def random_pool(rng, arch):
                 pool_lo=-100, pool_hi=100)
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def conv_random(dut):
     args = test_args()
     eng = _engine(args)
@@ -186,7 +188,7 @@ async def conv_random(dut):
     assert len(kernels) == len([k for k in (1, 3, 5, 7) if k <= eng.k_max]), kernels
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def conv_throughput(dut):
     """No back-pressure: one window (Pi x Po x K x K MACs) per cycle."""
     args = test_args()
@@ -218,7 +220,7 @@ async def conv_throughput(dut):
     assert cycles <= bound, f"{cycles} cycles > {bound}"
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def conv_fixed(dut):
     args = test_args()
     eng = _engine(args)
@@ -252,6 +254,7 @@ BUILDS = {
 def test_conv_rtl(name):
     overrides, pool, seed = BUILDS[name]
     args = {"arch": dict(ARCH, **overrides), "pool": pool, "seed": seed, "layers": 8}
+    enable_pch_flag()
     run_cocotb(_engine(args), test_module=__name__, build_name=f"conv-{name}", test_args=args,
                testcase="conv_random,conv_throughput")
 
@@ -262,6 +265,7 @@ def test_conv_fixed_config_rtl():
                   pad_bottom=1, pad_right=2, cin_tiles=2, lo=-60, hi=70)
     args = {"arch": dict(ARCH, conv_pi=1, conv_po=2, conv_k_max=3), "seed": 4,
             "config": config}
+    enable_pch_flag()
     run_cocotb(_engine(args), test_module=__name__, build_name="conv-fixed", test_args=args,
                testcase="conv_fixed")
 

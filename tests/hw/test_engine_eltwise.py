@@ -73,7 +73,7 @@ def _job(rng, arch, lanes, count=None):
     return cfg, a, b
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def eltwise_random(dut):
     args = test_args()
     eng = _engine(args)
@@ -114,7 +114,7 @@ async def eltwise_random(dut):
         assert saturated == {"lo", "hi"}, f"no saturation seen at {({'lo', 'hi'} - saturated)}"
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def eltwise_throughput(dut):
     args = test_args()
     eng = _engine(args)

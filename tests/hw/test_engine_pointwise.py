@@ -169,7 +169,7 @@ def _sources(dut, rng, cmd, p_idle):
     return srcs
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def pointwise_random(dut):
     args = test_args()
     eng = _engine(args)
@@ -188,7 +188,7 @@ async def pointwise_random(dut):
     assert rails == {"lo", "hi"}, f"rails never hit: {({'lo', 'hi'} - rails)}"
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def pointwise_throughput(dut):
     args = test_args()
     eng = _engine(args)
@@ -215,7 +215,7 @@ async def pointwise_throughput(dut):
             f"{beats} beats ({eng.pi}x{eng.po} MACs each) took {done.cycles[0]} cycles")
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def pointwise_fixed(dut):
     args = test_args()
     eng = _engine(args)

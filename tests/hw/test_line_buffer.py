@@ -11,10 +11,15 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.blocks.line_buffer import LineBuffer, WindowGenerator
 from sim import golden
-from sim.cocotb_streams import (StreamSink, StreamSource, pack_lanes, pack_struct,
-                                random_pattern, unpack_lanes)
+from sim.cocotb_streams import (
+    StreamSink,
+    StreamSource,
+    pack_lanes,
+    pack_struct,
+    random_pattern,
+    unpack_lanes,
+)
 from sim.rtl import run_cocotb, test_args
-
 
 # Test bench pieces, shared with the convolver test ----------------------------------------
 
@@ -76,7 +81,7 @@ def random_pixels(rng, shape, bits):
 
 def frame_words(x, bits):
     """Pixel words of a (lanes, H, W) frame in raster order."""
-    lanes, height, width = x.shape
+    _, height, width = x.shape
     return [pack_lanes(x[:, r, c], bits) for r in range(height) for c in range(width)]
 
 

@@ -12,8 +12,18 @@ import pytest
 from cocotb.clock import Clock
 
 from hw.arch import ArchConfig
-from hw.isa import (PBUF_ENTRY_BYTES, Buffer, Engine, ErrorCode, Opcode, Pool, Unit,
-                    build_program, encode_instruction, pack_pbuf_entry)
+from hw.isa import (
+    PBUF_ENTRY_BYTES,
+    Buffer,
+    Engine,
+    ErrorCode,
+    Opcode,
+    Pool,
+    Unit,
+    build_program,
+    encode_instruction,
+    pack_pbuf_entry,
+)
 from hw.seml.core import SemlCore
 from sim.axi import DdrModel, Host
 from sim.iss import ISS
@@ -51,14 +61,14 @@ def case_load_store(rng):
     """LOAD into IBUF at odd offsets / strides, ADD as a copy, STORE with a 2-D stride."""
     n = 37
     instrs = [
-        (Opcode.LOAD, dict(buffer=Buffer.IBUF, ddr_addr=DATA + 3, ddr_stride=50,
-                           buf_addr=5, rows=3, row_bytes=n)),
-        (Opcode.SYNC, dict(mask=Unit.LOAD)),
-        (Opcode.ADD, dict(a_addr=5, b_addr=5, out_addr=7, count=3 * n, mult_a=1, mult_b=0,
-                          shift=0, act_lo=-128, act_hi=127)),
-        (Opcode.SYNC, dict(mask=Unit.COMPUTE)),
-        (Opcode.STORE, dict(buffer=Buffer.OBUF, ddr_addr=DATA + 0x1001, ddr_stride=64,
-                            buf_addr=7, rows=3, row_bytes=n)),
+        (Opcode.LOAD, {"buffer": Buffer.IBUF, "ddr_addr": DATA + 3, "ddr_stride": 50,
+                           "buf_addr": 5, "rows": 3, "row_bytes": n}),
+        (Opcode.SYNC, {"mask": Unit.LOAD}),
+        (Opcode.ADD, {"a_addr": 5, "b_addr": 5, "out_addr": 7, "count": 3 * n, "mult_a": 1, "mult_b": 0,
+                          "shift": 0, "act_lo": -128, "act_hi": 127}),
+        (Opcode.SYNC, {"mask": Unit.COMPUTE}),
+        (Opcode.STORE, {"buffer": Buffer.OBUF, "ddr_addr": DATA + 0x1001, "ddr_stride": 64,
+                            "buf_addr": 7, "rows": 3, "row_bytes": n}),
         (Opcode.END, {}),
     ]
     return instrs
@@ -68,15 +78,15 @@ def case_add(rng):
     """Residual add with rescaling and a ReLU clamp."""
     count = 45
     instrs = [
-        (Opcode.LOAD, dict(buffer=Buffer.IBUF, ddr_addr=DATA, ddr_stride=count, buf_addr=0,
-                           rows=2, row_bytes=count)),
-        (Opcode.SYNC, dict(mask=Unit.LOAD)),
-        (Opcode.ADD, dict(a_addr=0, b_addr=count, out_addr=1, count=count,
-                          mult_a=rng.randrange(1, 1 << 12), mult_b=rng.randrange(1, 1 << 12),
-                          shift=13, act_lo=0, act_hi=100)),
-        (Opcode.SYNC, dict(mask=Unit.COMPUTE)),
-        (Opcode.STORE, dict(buffer=Buffer.OBUF, ddr_addr=DATA + 0x1000, ddr_stride=count,
-                            buf_addr=1, rows=1, row_bytes=count)),
+        (Opcode.LOAD, {"buffer": Buffer.IBUF, "ddr_addr": DATA, "ddr_stride": count, "buf_addr": 0,
+                           "rows": 2, "row_bytes": count}),
+        (Opcode.SYNC, {"mask": Unit.LOAD}),
+        (Opcode.ADD, {"a_addr": 0, "b_addr": count, "out_addr": 1, "count": count,
+                          "mult_a": rng.randrange(1, 1 << 12), "mult_b": rng.randrange(1, 1 << 12),
+                          "shift": 13, "act_lo": 0, "act_hi": 100}),
+        (Opcode.SYNC, {"mask": Unit.COMPUTE}),
+        (Opcode.STORE, {"buffer": Buffer.OBUF, "ddr_addr": DATA + 0x1000, "ddr_stride": count,
+                            "buf_addr": 1, "rows": 1, "row_bytes": count}),
         (Opcode.END, {}),
     ]
     return instrs
@@ -107,27 +117,27 @@ def _compute_case(rng, engine, *, in_c, out_c, in_h, in_w, k, stride, pads, pool
     out_bytes = channels * oh * ow
     x_at, w_at, p_at, y_at = DATA, DATA + 0x800, DATA + 0xC00, DATA + 0x1000
     instrs = [
-        (Opcode.LOAD, dict(buffer=Buffer.IBUF, ddr_addr=x_at, ddr_stride=in_bytes, buf_addr=3,
-                           rows=1, row_bytes=in_bytes)),
+        (Opcode.LOAD, {"buffer": Buffer.IBUF, "ddr_addr": x_at, "ddr_stride": in_bytes, "buf_addr": 3,
+                           "rows": 1, "row_bytes": in_bytes}),
     ]
     if engine is not Engine.POOL:
         instrs += [
-            (Opcode.LOAD, dict(buffer=Buffer.WBUF, ddr_addr=w_at, ddr_stride=w_bytes,
-                               buf_addr=1, rows=1, row_bytes=w_bytes)),
-            (Opcode.LOAD, dict(buffer=Buffer.PBUF, ddr_addr=p_at, ddr_stride=PBUF_ENTRY_BYTES,
-                               buf_addr=2, rows=out_c, row_bytes=PBUF_ENTRY_BYTES)),
+            (Opcode.LOAD, {"buffer": Buffer.WBUF, "ddr_addr": w_at, "ddr_stride": w_bytes,
+                               "buf_addr": 1, "rows": 1, "row_bytes": w_bytes}),
+            (Opcode.LOAD, {"buffer": Buffer.PBUF, "ddr_addr": p_at, "ddr_stride": PBUF_ENTRY_BYTES,
+                               "buf_addr": 2, "rows": out_c, "row_bytes": PBUF_ENTRY_BYTES}),
         ]
     instrs += [
-        (Opcode.SYNC, dict(mask=Unit.LOAD)),
-        (Opcode.COMPUTE, dict(engine=engine, pool=pool, in_c=in_c, out_c=out_c, in_h=in_h,
-                              in_w=in_w, out_h=oh, out_w=ow, k_h=kh, k_w=kw, stride_h=sh,
-                              stride_w=sw, pad_top=pt, pad_left=pl, pad_bottom=pb,
-                              pad_right=pr, fpool_h=fpool[0], fpool_w=fpool[1],
-                              act_lo=act[0], act_hi=act[1], mult=mult, shift=shift,
-                              ibuf_addr=3, wbuf_addr=1, pbuf_addr=2, obuf_addr=5)),
-        (Opcode.SYNC, dict(mask=Unit.COMPUTE)),
-        (Opcode.STORE, dict(buffer=Buffer.OBUF, ddr_addr=y_at, ddr_stride=out_bytes,
-                            buf_addr=5, rows=1, row_bytes=out_bytes)),
+        (Opcode.SYNC, {"mask": Unit.LOAD}),
+        (Opcode.COMPUTE, {"engine": engine, "pool": pool, "in_c": in_c, "out_c": out_c, "in_h": in_h,
+                              "in_w": in_w, "out_h": oh, "out_w": ow, "k_h": kh, "k_w": kw, "stride_h": sh,
+                              "stride_w": sw, "pad_top": pt, "pad_left": pl, "pad_bottom": pb,
+                              "pad_right": pr, "fpool_h": fpool[0], "fpool_w": fpool[1],
+                              "act_lo": act[0], "act_hi": act[1], "mult": mult, "shift": shift,
+                              "ibuf_addr": 3, "wbuf_addr": 1, "pbuf_addr": 2, "obuf_addr": 5}),
+        (Opcode.SYNC, {"mask": Unit.COMPUTE}),
+        (Opcode.STORE, {"buffer": Buffer.OBUF, "ddr_addr": y_at, "ddr_stride": out_bytes,
+                            "buf_addr": 5, "rows": 1, "row_bytes": out_bytes}),
         (Opcode.END, {}),
     ]
 
@@ -281,9 +291,9 @@ def test_core_reserved_bits(tmp_path):
 
 
 def test_core_buffer_range(tmp_path):
-    program = _program([(Opcode.LOAD, dict(buffer=Buffer.IBUF, ddr_addr=DATA, ddr_stride=0,
-                                           buf_addr=ARCH.ibuf_bytes - 10, rows=1,
-                                           row_bytes=11)),
+    program = _program([(Opcode.LOAD, {"buffer": Buffer.IBUF, "ddr_addr": DATA, "ddr_stride": 0,
+                                           "buf_addr": ARCH.ibuf_bytes - 10, "rows": 1,
+                                           "row_bytes": 11}),
                         (Opcode.END, {})])
     _error_case(tmp_path, program, ErrorCode.BUFFER_RANGE, 0)
 
@@ -295,7 +305,7 @@ def test_core_other_arch(tmp_path):
 
 
 def test_core_bad_magic_and_crc(tmp_path):
-    program = bytearray(_program([(Opcode.SYNC, dict(mask=Unit.STORE)), (Opcode.END, {})]))
+    program = bytearray(_program([(Opcode.SYNC, {"mask": Unit.STORE}), (Opcode.END, {})]))
     corrupt = bytearray(program)
     corrupt[64 + 9] ^= 0x40
     (tmp_path / "crc").mkdir()
@@ -307,18 +317,18 @@ def test_core_bad_magic_and_crc(tmp_path):
 
 
 def test_core_missing_end(tmp_path):
-    program = _program([(Opcode.SYNC, dict(mask=Unit.LOAD))])
+    program = _program([(Opcode.SYNC, {"mask": Unit.LOAD})])
     _error_case(tmp_path, program, ErrorCode.ILLEGAL_INSTRUCTION, 1)
 
 
 def test_core_bus_error(tmp_path):
     """A LOAD from a faulty DDR window ends in BUS_ERROR and done, not a hang."""
     program = _program([
-        (Opcode.LOAD, dict(buffer=Buffer.IBUF, ddr_addr=DATA, ddr_stride=100, buf_addr=0,
-                           rows=4, row_bytes=100)),
-        (Opcode.SYNC, dict(mask=Unit.LOAD)),
-        (Opcode.STORE, dict(buffer=Buffer.OBUF, ddr_addr=DATA + 0x1000, ddr_stride=100,
-                            buf_addr=0, rows=4, row_bytes=100)),
+        (Opcode.LOAD, {"buffer": Buffer.IBUF, "ddr_addr": DATA, "ddr_stride": 100, "buf_addr": 0,
+                           "rows": 4, "row_bytes": 100}),
+        (Opcode.SYNC, {"mask": Unit.LOAD}),
+        (Opcode.STORE, {"buffer": Buffer.OBUF, "ddr_addr": DATA + 0x1000, "ddr_stride": 100,
+                            "buf_addr": 0, "rows": 4, "row_bytes": 100}),
         (Opcode.END, {})])
     _error_case(tmp_path, program, ErrorCode.BUS_ERROR, 1, faults=[[DATA + 150, 4]])
 

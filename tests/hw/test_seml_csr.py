@@ -1,17 +1,25 @@
 # amaranth: UnusedElaboratable=no
 """AXI4-Lite control/status registers under Verilator, driven by cocotbext-axi."""
 
-import itertools
 import random
 
 import cocotb
 import pytest
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 
-from hw.seml.csr import (CONTROL_CLEAR, CONTROL_START, CORE_ID, REGISTERS, STATUS_BUSY,
-                         STATUS_DONE, STATUS_ERROR, TRACE_BASE, ControlStatusRegisters)
+from hw.seml.csr import (
+    CONTROL_CLEAR,
+    CONTROL_START,
+    CORE_ID,
+    REGISTERS,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+    TRACE_BASE,
+    ControlStatusRegisters,
+)
 from sim.rtl import run_cocotb, test_args
 
 pytestmark = pytest.mark.rtl

@@ -9,9 +9,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.seml.dma import AxiDma, DmaCommand
-from sim.cocotb_streams import (ClockCounter, StreamSink, StreamSource, pack_struct,
-                                random_pattern)
 from sim.axi import DdrModel
+from sim.cocotb_streams import ClockCounter, StreamSink, StreamSource, pack_struct, random_pattern
 from sim.rtl import run_cocotb, test_args
 
 pytestmark = pytest.mark.rtl
@@ -26,7 +25,6 @@ class TB:
         self.nbytes = args["data_bits"] // 8
         self.addr_bits = args["addr_bits"]
         self.layout = DmaCommand(self.addr_bits)
-        rng = random.Random(seed)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         self.ram = DdrModel(dut, size=RAM_SIZE, pause=0.3 if stress else 0.0, seed=seed)
         idle = random_pattern(seed + 1, 0.7) if stress else None
