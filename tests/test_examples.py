@@ -11,12 +11,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 
 from compiler.errors import UnsupportedModelError
 from compiler.ir import OpKind
 from compiler.pipeline import import_model
 from examples import build_models, models
-from tests.compiler.test_frontend import assert_float_matches
+from sim import golden
+from tests.compiler.test_frontend import assert_float_matches, onnx_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,8 +86,73 @@ def test_activations_keep_a_realistic_range():
         assert 0.05 < float(np.std(y)) < 20.0
 
 
-def test_mobilenet_v2_224_topology():
-    model = models.mobilenet_v2(224, 1.0)
+def _fresh_inputs(model, n, seed):
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    return np.random.default_rng(seed).standard_normal([n] + shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_small", "resnet_small", "vgg_small"])
+def test_batchnorm_statistics_match_the_data(name):
+    """Running statistics are those of each BN's actual input, as after training.
+
+    Measured on inputs the builder never saw: every channel normalized by its
+    running statistics has mean ~0 and standard deviation ~1; units in front of
+    a rectifier are mostly, not all, active; the logits have unit spread.
+    """
+    model = SMALL[name]()
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    bns = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    consumers = {i: n.op_type for n in model.graph.node for i in n.input}
+    logits = [n for n in model.graph.node if n.op_type == "Gemm"][-1].output[0]
+    names = [n.input[0] for n in bns] + [n.output[0] for n in bns] + [logits]
+    runs = [onnx_outputs(model, names, x) for x in _fresh_inputs(model, 8, seed=1)]
+    values = {k: np.concatenate([r[k] for r in runs]) for k in names}
+    active, gammas = [], []
+    for bn in bns:
+        mean, var = inits[bn.input[3]], inits[bn.input[4]]
+        z = (values[bn.input[0]] - mean[:, None, None]) / np.sqrt(var[:, None, None])
+        z_mean, z_std = z.mean(axis=(0, 2, 3)), z.std(axis=(0, 2, 3))
+        assert np.sqrt(np.mean(z_mean ** 2)) < 0.35, bn.name
+        assert 0.85 < float(np.median(z_std)) < 1.15, bn.name
+        gammas.append(inits[bn.input[1]])
+        if consumers[bn.output[0]] in ("Relu", "Clip"):
+            active.append(float(np.mean(values[bn.output[0]] > 0)))
+    gammas = np.concatenate(gammas)
+    assert np.all(gammas > 0) and 0.8 < float(np.median(gammas)) < 1.2
+    assert 0.6 < float(np.mean(active)) < 0.8
+    assert 0.5 < float(np.std(values[logits])) < 2.0
+
+
+def _perturbation_snr(model, xs, db=40.0, seed=2):
+    """SNR of the last weighted layer (the logits, before any softmax) when the
+    inputs carry white noise ``db`` below them."""
+    noise = np.random.default_rng(seed).standard_normal(xs.shape).astype(np.float32)
+    noise *= np.sqrt(np.mean(xs ** 2) / np.mean(noise ** 2)) * 10 ** (-db / 20)
+    out = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")][-1].output[0]
+    clean = [onnx_outputs(model, [out], x)[out] for x in xs]
+    noisy = [onnx_outputs(model, [out], x)[out] for x in xs + noise]
+    return golden.snr_db(np.stack(clean), np.stack(noisy))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_examples_are_not_chaotic(name):
+    # Trained networks pass a small input perturbation on about as small; random
+    # ones with mismatched normalization amplify it layer after layer.
+    model = SMALL[name]()
+    assert _perturbation_snr(model, _fresh_inputs(model, 4, seed=3)) > 35.0
+
+
+@pytest.fixture(scope="module")
+def mobilenet_v2_224():
+    return models.mobilenet_v2(224, 1.0)
+
+
+def test_mobilenet_v2_224_is_not_chaotic(mobilenet_v2_224):
+    assert _perturbation_snr(mobilenet_v2_224, _fresh_inputs(mobilenet_v2_224, 2, seed=3)) > 32.0
+
+
+def test_mobilenet_v2_224_topology(mobilenet_v2_224):
+    model = mobilenet_v2_224
     graph = import_model(model)
     kinds = Counter(l.kind for l in graph.layers)
     assert kinds == {OpKind.CONV: 1, OpKind.DEPTHWISE: 17, OpKind.POINTWISE: 34,

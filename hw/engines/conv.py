@@ -17,10 +17,26 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..blocks.line_buffer import WindowGenerator
 from ..blocks.pool import PoolMode, PoolUnit
-from .datapath import (REQUANT_LATENCY, TILE_BITS, JobControl, KernelLoader, Pipeline,
-                       accumulate, check_arch, check_fixed, check_frame, frame_checks,
-                       frame_fields, multiply, output_size, param_layout, requant_tail,
-                       weight_shape, weight_zero, window_config)
+from .datapath import (
+    REQUANT_LATENCY,
+    TILE_BITS,
+    JobControl,
+    KernelLoader,
+    Pipeline,
+    accumulate,
+    check_arch,
+    check_fixed,
+    check_frame,
+    frame_checks,
+    frame_fields,
+    multiply,
+    output_size,
+    param_layout,
+    requant_tail,
+    weight_shape,
+    weight_zero,
+    window_config,
+)
 
 __all__ = ["ConvEngine"]
 

@@ -29,7 +29,7 @@ from amaranth.utils import bits_for
 from .. import weight_codes
 from ..arch import ArchConfig
 from ..blocks.pe import MultiplierElement
-from ..blocks.requant import RequantUnit
+from ..blocks.requant import RequantUnit, clamp, round_shift
 
 __all__ = [
     "REQUANT_LATENCY",
@@ -182,6 +182,24 @@ def requant_tail(m: Module, pipe: Pipeline, *, acc, valid, lo, hi, o, mult=None,
     inflight = Signal(range(REQUANT_LATENCY + 2), name="requant_inflight")
     m.d.sync += inflight.eq(inflight + (rq.i.valid & rq.i.ready) - (rq.o.valid & rq.o.ready))
     return inflight != 0
+
+
+def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, shift_bits: int):
+    """``clamp(round_shift(value, shift), lo, hi)`` per lane into ``o``, driving ``pipe.en``.
+
+    For sums that are already scaled (the residual add); two stages, the second being the
+    output register. Uses :func:`hw.blocks.requant.round_shift` and
+    :func:`hw.blocks.requant.clamp`, the same rounding as :class:`RequantUnit`.
+    """
+    m.d.comb += pipe.en.eq(~o.valid | o.ready)
+    vr = pipe.valid(valid, "shift_v")
+    rounded = [pipe.reg(round_shift(m, v, shift, shift_bits), f"shift_r{i}")
+               for i, v in enumerate(values)]
+    with m.If(pipe.en):
+        m.d.sync += o.valid.eq(vr)
+        for i, r in enumerate(rounded):
+            m.d.sync += o.payload[i].eq(clamp(r, lo, hi))
+    pipe.valids.append(o.valid)
 
 
 class JobControl:

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arch import ArchConfig
-from .datapath import JobControl, Pipeline, check_arch, check_fixed, requant_tail
+from .datapath import JobControl, Pipeline, check_arch, check_fixed, shift_tail
 
 __all__ = ["EltwiseAddEngine"]
 
@@ -56,7 +56,7 @@ class EltwiseAddEngine(wiring.Component):
     done : ``Out(1)``
         One-cycle pulse after the last output beat of a job was taken.
 
-    Latency 6 cycles from a joint ``a``/``b`` handshake to ``o.valid``; throughput one
+    Latency 4 cycles from a joint ``a``/``b`` handshake to ``o.valid``; throughput one
     beat per cycle; one idle cycle between jobs.
     """
 
@@ -132,11 +132,9 @@ class EltwiseAddEngine(wiring.Component):
         v2 = pipe.valid(v1, "v2")
         sums = [pipe.reg(a1[i] * cfg.ma + b1[i] * cfg.mb, f"sum2_{i}")
                 for i in range(self.lanes)]
-        acc_bits = arch.act_bits + arch.mult_bits + 2
-        tail_busy = requant_tail(m, pipe, acc=sums, valid=v2, lo=cfg.lo, hi=cfg.hi, o=self.o,
-                                 layer_mult=1, layer_shift=cfg.shift, acc_bits=acc_bits,
-                                 arch=arch)
-        finished = draining & pipe.empty & ~tail_busy
+        shift_tail(m, pipe, values=sums, valid=v2, shift=cfg.shift, lo=cfg.lo, hi=cfg.hi,
+                   o=self.o, shift_bits=arch.shift_bits)
+        finished = draining & pipe.empty
         m.d.comb += self.done.eq(finished)
         with m.If(finished):
             m.d.sync += draining.eq(0)

@@ -48,10 +48,7 @@ def crc32_update(crc, value, nbytes):
     bits = []
     for mask in _crc32_matrix(nbytes):
         picked = [terms[i] for i in range(mask.bit_length()) if (mask >> i) & 1]
-        acc = picked[0]
-        for p in picked[1:]:
-            acc = acc ^ p
-        bits.append(acc)
+        bits.append(Cat(*picked).xor())
     return Cat(*bits)
 
 

@@ -134,8 +134,8 @@ SCHEMES = {
 
 #: Final-output SNR floors (dB) at int8 of every example model, per scheme. PoT
 #: weights have only seven magnitudes at 8 bits, so they cost the most.
-FLOORS = {"uniform per-layer PoT": 18.0, "uniform per-channel": 24.0, "PoT weights": 5.0,
-          "APoT weights": 15.0}
+FLOORS = {"uniform per-layer PoT": 22.0, "uniform per-channel": 27.0, "PoT weights": 6.0,
+          "APoT weights": 20.0}
 
 EXAMPLES = ["mobilenet_v2_small", "resnet_small", "vgg_small", "dpd_cnn"]
 
@@ -185,14 +185,11 @@ def test_examples_width_sweep(imported):
     assert snrs[4] > 25.0 and snrs[-1] > 70.0
 
 
-def test_mobilenet_v2_int8_per_channel_matches_onnxruntime_int8(imported, tmp_path):
-    """Per-channel int8 against float, and against onnxruntime's own int8 quantization.
+def test_mobilenet_v2_int8_per_channel_reaches_30_db(imported, tmp_path):
+    """Per-channel int8 reaches 30 dB final-output SNR against onnxruntime float.
 
-    The example network's ReLU6 activations fill only the positive half of the
-    symmetric int8 range and its quantization noise adds up over 17 layers, so
-    int8 lands below 30 dB for any symmetric per-tensor activation quantizer;
-    the bar is therefore onnxruntime's own int8 result on the same data, while
-    10-bit activations clear 30 dB.
+    Also at least onnxruntime's own int8 quantization of the same model on the
+    same data, and 10-bit activations buy most of the 12 dB two more bits can.
     """
     model, graph, _, _ = imported["mobilenet_v2_small"]
     samples = np.random.default_rng(0).normal(size=(16, 3, 32, 32)).astype(np.float32)
@@ -210,8 +207,9 @@ def test_mobilenet_v2_int8_per_channel_matches_onnxruntime_int8(imported, tmp_pa
     print(f"\nMobileNetV2-small int8 per-channel: {ours:.2f} dB (onnxruntime int8 QDQ "
           f"{ort_int8:.2f} dB); 10-bit activations {report10.min_final_snr_db:.2f} dB; top-1 "
           f"agreement {100 * report.top1_agreement:.0f}%")
+    assert ours >= 30.0
     assert ours >= ort_int8 - 0.5
-    assert report10.min_final_snr_db >= 30.0
+    assert report10.min_final_snr_db >= ours + 6.0
     figures = compare_with_qdq(import_qdq_graph(qdq_path), qdq_path, samples)
     assert figures[out]["within_1_lsb"] >= 0.9
 

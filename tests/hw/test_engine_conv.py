@@ -11,21 +11,38 @@ from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.engines.conv import ConvEngine
 from sim import golden
-from sim.cocotb_streams import (StreamSink, StreamSource, pack_lanes, pack_struct,
-                                random_pattern, unpack_lanes)
 from sim.axi import enable_pch_flag
+from sim.cocotb_streams import (
+    StreamSink,
+    StreamSource,
+    pack_lanes,
+    pack_struct,
+    random_pattern,
+    unpack_lanes,
+)
 from sim.rtl import run_cocotb, test_args
 from tests.hw.test_engine_eltwise import DoneMonitor, _reset
-from tests.hw.test_engine_pointwise import (param_words, random_requant, random_weights,
-                                            weight_bits_of)
+from tests.hw.test_engine_pointwise import (
+    param_words,
+    random_requant,
+    random_weights,
+    weight_bits_of,
+)
 
-ARCH = dict(max_width=7, max_height=6, mult_bits=12, shift_bits=5, acc_bits=24,
-            bias_bits=16)
+ARCH = {
+    "max_width": 7,
+    "max_height": 6,
+    "mult_bits": 12,
+    "shift_bits": 5,
+    "acc_bits": 24,
+    "bias_bits": 16,
+}
 
 
 def _engine(args):
-    return ConvEngine(ArchConfig(**args["arch"]), pool=args.get("pool", False),
-                      config=args.get("config"))
+    return ConvEngine(
+        ArchConfig(**args["arch"]), pool=args.get("pool", False), config=args.get("config")
+    )
 
 
 def random_geometry(rng, arch, k_max, kernels=None):
@@ -39,8 +56,16 @@ def random_geometry(rng, arch, k_max, kernels=None):
         if hp < k or wp < k:
             continue
         if ((hp - k) // stride + 1) * ((wp - k) // stride + 1) <= arch.max_width * arch.max_height:
-            return dict(kernel=k, stride=stride, pad_top=pads[0], pad_left=pads[1],
-                        pad_bottom=pads[2], pad_right=pads[3], height=h, width=w)
+            return {
+                "kernel": k,
+                "stride": stride,
+                "pad_top": pads[0],
+                "pad_left": pads[1],
+                "pad_bottom": pads[2],
+                "pad_right": pads[3],
+                "height": h,
+                "width": w,
+            }
 
 
 def make_layer(rng, eng, geom, cin, cout, kind=None, pool=None):
@@ -64,10 +89,30 @@ def make_layer(rng, eng, geom, cin, cout, kind=None, pool=None):
         if mode == 1:
             want = golden.max_pool2d(want, pk, pst, ppads)
         elif mode == 2:
-            want = golden.avg_pool2d(want, pk, pst, pool["pool_mult"], pool["pool_shift"],
-                                     pool["pool_lo"], pool["pool_hi"], ppads)
-    return dict(x=x, wc=wc, bias=bias, ms=ms, ss=ss, lo=lo, hi=hi, want=want, cin=cin,
-                cout=cout, cmd=cmd, acc=acc)
+            want = golden.avg_pool2d(
+                want,
+                pk,
+                pst,
+                pool["pool_mult"],
+                pool["pool_shift"],
+                pool["pool_lo"],
+                pool["pool_hi"],
+                ppads,
+            )
+    return {
+        "x": x,
+        "wc": wc,
+        "bias": bias,
+        "ms": ms,
+        "ss": ss,
+        "lo": lo,
+        "hi": hi,
+        "want": want,
+        "cin": cin,
+        "cout": cout,
+        "cmd": cmd,
+        "acc": acc,
+    }
 
 
 def job_streams(eng, layer, group):
@@ -90,8 +135,11 @@ def job_streams(eng, layer, group):
                 weights.append(pack_lanes(lanes, weight_bits_of(arch)))
         for yy in range(cmd["height"]):
             for xx in range(cmd["width"]):
-                pixels.append(pack_lanes([x[c, yy, xx] if c < layer["cin"] else 0
-                                          for c in chans], arch.act_bits))
+                pixels.append(
+                    pack_lanes(
+                        [x[c, yy, xx] if c < layer["cin"] else 0 for c in chans], arch.act_bits
+                    )
+                )
     params = param_words(eng, layer["bias"], layer["ms"], layer["ss"], group, po)
     return params, weights, pixels
 
@@ -108,31 +156,38 @@ async def run_conv_layer(dut, eng, layer, srcs, sink, done):
         tasks = []
         if "cmd" in srcs:
             tasks.append(srcs["cmd"].start([pack_struct(eng.cmd_layout, layer["cmd"])]))
-        tasks += [srcs["params"].start([params]), srcs["weights"].start(weights),
-                  srcs["pixels"].start(pixels)]
+        tasks += [
+            srcs["params"].start([params]),
+            srcs["weights"].start(weights),
+            srcs["pixels"].start(pixels),
+        ]
         dut._log.info(f"job {layer['cmd']} cin={layer['cin']} group {g}: {oh}x{ow} outputs")
         words = await sink.recv(oh * ow)
         for t in tasks:
             await t
         for n, word in enumerate(words):
-            got[g * po:(g + 1) * po, n // ow, n % ow] = unpack_lanes(word, arch.act_bits, po)
+            got[g * po : (g + 1) * po, n // ow, n % ow] = unpack_lanes(word, arch.act_bits, po)
         for _ in range(20):
             if done.count > before:
                 break
             await RisingEdge(dut.clk)
         assert done.count == before + 1, f"group {g}: no done pulse"
-    got = got[:layer["cout"]]
+    got = got[: layer["cout"]]
     cmd = {k: v for k, v in layer["cmd"].items()}
     assert (got == want).all(), (
         f"{cmd} cin={layer['cin']} cout={layer['cout']}: mismatch at "
-        f"{np.argwhere(got != want)[:4].tolist()} got {got.ravel()[:8]} want {want.ravel()[:8]}")
+        f"{np.argwhere(got != want)[:4].tolist()} got {got.ravel()[:8]} want {want.ravel()[:8]}"
+    )
 
 
 def sources(dut, rng, cmd, p_active):
     def pattern():
         return random_pattern(rng.random(), p_active) if p_active < 1 else None
-    srcs = {name: StreamSource(dut, name, dut.clk, idle=pattern())
-            for name in ("params", "weights", "pixels")}
+
+    srcs = {
+        name: StreamSource(dut, name, dut.clk, idle=pattern())
+        for name in ("params", "weights", "pixels")
+    }
     if cmd:
         srcs["cmd"] = StreamSource(dut, "cmd", dut.clk, idle=pattern())
     return srcs
@@ -141,12 +196,19 @@ def sources(dut, rng, cmd, p_active):
 def random_pool(rng, arch):
     mode = rng.choice([0, 1, 2])
     pk = rng.choice([2, 3])
-    return dict(pool_mode=mode, pool_kernel=pk, pool_stride=rng.choice([1, 2]),
-                pool_pad_top=rng.randint(0, pk - 1) if mode == 2 else 0,
-                pool_pad_left=rng.randint(0, pk - 1) if mode == 2 else 0,
-                pool_pad_bottom=0, pool_pad_right=0,
-                pool_mult=rng.randint(1, 300), pool_shift=rng.randint(6, 10),
-                pool_lo=-100, pool_hi=100)
+    return {
+        "pool_mode": mode,
+        "pool_kernel": pk,
+        "pool_stride": rng.choice([1, 2]),
+        "pool_pad_top": rng.randint(0, pk - 1) if mode == 2 else 0,
+        "pool_pad_left": rng.randint(0, pk - 1) if mode == 2 else 0,
+        "pool_pad_bottom": 0,
+        "pool_pad_right": 0,
+        "pool_mult": rng.randint(1, 300),
+        "pool_shift": rng.randint(6, 10),
+        "pool_lo": -100,
+        "pool_hi": 100,
+    }
 
 
 @cocotb.test(timeout_time=2, timeout_unit="ms")
@@ -167,23 +229,24 @@ async def conv_random(dut):
             geom = random_geometry(rng, arch, eng.k_max)
             pool = random_pool(rng, arch) if eng.pool else None
             if pool:
-                oh = (geom["height"] + geom["pad_top"] + geom["pad_bottom"] - geom["kernel"]) \
-                    // geom["stride"] + 1
-                ow = (geom["width"] + geom["pad_left"] + geom["pad_right"] - geom["kernel"]) \
-                    // geom["stride"] + 1
+                oh = (
+                    geom["height"] + geom["pad_top"] + geom["pad_bottom"] - geom["kernel"]
+                ) // geom["stride"] + 1
+                ow = (
+                    geom["width"] + geom["pad_left"] + geom["pad_right"] - geom["kernel"]
+                ) // geom["stride"] + 1
                 if min(oh + pool["pool_pad_top"], ow + pool["pool_pad_left"]) < pool["pool_kernel"]:
                     continue
             break
         layer = make_layer(rng, eng, geom, cin, cout, pool=pool)
         await run_conv_layer(dut, eng, layer, srcs, sink, done)
-        want = golden.requantize(layer["acc"], layer["ms"], layer["ss"], layer["lo"],
-                                 layer["hi"])
+        want = golden.requantize(layer["acc"], layer["ms"], layer["ss"], layer["lo"], layer["hi"])
         rails |= {"lo"} if (want == layer["lo"]).any() else set()
         rails |= {"hi"} if (want == layer["hi"]).any() else set()
         kernels.add(geom["kernel"])
         strides.add(geom["stride"])
         tiles.add(layer["cmd"]["cin_tiles"])
-    assert rails == {"lo", "hi"}, f"rails never hit: {({'lo', 'hi'} - rails)}"
+    assert rails == {"lo", "hi"}, f"rails never hit: { ({'lo', 'hi'} - rails) }"
     assert strides == {1, 2} and max(tiles) > 1, (strides, tiles)
     assert len(kernels) == len([k for k in (1, 3, 5, 7) if k <= eng.k_max]), kernels
 
@@ -200,13 +263,38 @@ async def conv_throughput(dut):
     sink = StreamSink(dut, "o", dut.clk)
     k = eng.k_max
     p = k // 2
-    geom = dict(kernel=k, stride=1, pad_top=p, pad_left=p, pad_bottom=p, pad_right=p,
-                height=arch.max_height, width=arch.max_width)
-    layer = make_layer(rng, eng, geom, 3 * eng.pi, eng.po,
-                       pool=dict(pool_mode=0, pool_kernel=2, pool_stride=1, pool_pad_top=0,
-                                 pool_pad_left=0, pool_pad_bottom=0, pool_pad_right=0,
-                                 pool_mult=1, pool_shift=0, pool_lo=0, pool_hi=0)
-                       if eng.pool else None)
+    geom = {
+        "kernel": k,
+        "stride": 1,
+        "pad_top": p,
+        "pad_left": p,
+        "pad_bottom": p,
+        "pad_right": p,
+        "height": arch.max_height,
+        "width": arch.max_width,
+    }
+    layer = make_layer(
+        rng,
+        eng,
+        geom,
+        3 * eng.pi,
+        eng.po,
+        pool={
+            "pool_mode": 0,
+            "pool_kernel": 2,
+            "pool_stride": 1,
+            "pool_pad_top": 0,
+            "pool_pad_left": 0,
+            "pool_pad_bottom": 0,
+            "pool_pad_right": 0,
+            "pool_mult": 1,
+            "pool_shift": 0,
+            "pool_lo": 0,
+            "pool_hi": 0,
+        }
+        if eng.pool
+        else None,
+    )
     done = DoneMonitor(dut)
     await run_conv_layer(dut, eng, layer, srcs, sink, done)
     tiles = layer["cmd"]["cin_tiles"]
@@ -214,9 +302,11 @@ async def conv_throughput(dut):
     per_tile = pixels + p * arch.max_width + k * k + 8
     bound = tiles * per_tile + eng.latency + 8
     cycles = done.cycles[0]
-    dut._log.info(f"conv {eng.pi}x{eng.po}x{k}x{k}: {tiles} tiles of {pixels} pixels in "
-                  f"{cycles} cycles (bound {bound}); "
-                  f"{tiles * pixels * eng.pi * eng.po * k * k / cycles:.1f} MACs/cycle")
+    dut._log.info(
+        f"conv {eng.pi}x{eng.po}x{k}x{k}: {tiles} tiles of {pixels} pixels in "
+        f"{cycles} cycles (bound {bound}); "
+        f"{tiles * pixels * eng.pi * eng.po * k * k / cycles:.1f} MACs/cycle"
+    )
     assert cycles <= bound, f"{cycles} cycles > {bound}"
 
 
@@ -230,22 +320,43 @@ async def conv_fixed(dut):
     srcs = sources(dut, rng, False, 0.7)
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
     cfg = args["config"]
-    geom = {key: cfg[key] for key in ("kernel", "stride", "pad_top", "pad_left", "pad_bottom",
-                                      "pad_right", "height", "width")}
+    geom = {
+        key: cfg[key]
+        for key in (
+            "kernel",
+            "stride",
+            "pad_top",
+            "pad_left",
+            "pad_bottom",
+            "pad_right",
+            "height",
+            "width",
+        )
+    }
     for _ in range(2):
-        layer = make_layer(rng, eng, geom, cfg["cin_tiles"] * eng.pi, 2 * eng.po,
-                           kind="spread")
+        layer = make_layer(rng, eng, geom, cfg["cin_tiles"] * eng.pi, 2 * eng.po, kind="spread")
         layer["cmd"] = dict(cfg)
-        layer["want"] = golden.requantize(layer["acc"], layer["ms"], layer["ss"], cfg["lo"],
-                                          cfg["hi"])
+        layer["want"] = golden.requantize(
+            layer["acc"], layer["ms"], layer["ss"], cfg["lo"], cfg["hi"]
+        )
         await run_conv_layer(dut, eng, layer, srcs, sink, done)
 
 
 BUILDS = {
-    "k3": (dict(conv_pi=2, conv_po=3, conv_k_max=3), False, 1),
-    "k5-pot": (dict(conv_pi=2, conv_po=2, conv_k_max=5, weight_scheme="pot", max_width=8,
-                    max_height=7), False, 2),
-    "k3-pool": (dict(conv_pi=2, conv_po=2, conv_k_max=3), True, 3),
+    "k3": ({"conv_pi": 2, "conv_po": 3, "conv_k_max": 3}, False, 1),
+    "k5-pot": (
+        {
+            "conv_pi": 2,
+            "conv_po": 2,
+            "conv_k_max": 5,
+            "weight_scheme": "pot",
+            "max_width": 8,
+            "max_height": 7,
+        },
+        False,
+        2,
+    ),
+    "k3-pool": ({"conv_pi": 2, "conv_po": 2, "conv_k_max": 3}, True, 3),
 }
 
 
@@ -255,19 +366,39 @@ def test_conv_rtl(name):
     overrides, pool, seed = BUILDS[name]
     args = {"arch": dict(ARCH, **overrides), "pool": pool, "seed": seed, "layers": 8}
     enable_pch_flag()
-    run_cocotb(_engine(args), test_module=__name__, build_name=f"conv-{name}", test_args=args,
-               testcase="conv_random,conv_throughput")
+    run_cocotb(
+        _engine(args),
+        test_module=__name__,
+        build_name=f"conv-{name}",
+        test_args=args,
+        testcase="conv_random,conv_throughput",
+    )
 
 
 @pytest.mark.rtl
 def test_conv_fixed_config_rtl():
-    config = dict(width=5, height=4, kernel=3, stride=2, pad_top=1, pad_left=0,
-                  pad_bottom=1, pad_right=2, cin_tiles=2, lo=-60, hi=70)
-    args = {"arch": dict(ARCH, conv_pi=1, conv_po=2, conv_k_max=3), "seed": 4,
-            "config": config}
+    config = {
+        "width": 5,
+        "height": 4,
+        "kernel": 3,
+        "stride": 2,
+        "pad_top": 1,
+        "pad_left": 0,
+        "pad_bottom": 1,
+        "pad_right": 2,
+        "cin_tiles": 2,
+        "lo": -60,
+        "hi": 70,
+    }
+    args = {"arch": dict(ARCH, conv_pi=1, conv_po=2, conv_k_max=3), "seed": 4, "config": config}
     enable_pch_flag()
-    run_cocotb(_engine(args), test_module=__name__, build_name="conv-fixed", test_args=args,
-               testcase="conv_fixed")
+    run_cocotb(
+        _engine(args),
+        test_module=__name__,
+        build_name="conv-fixed",
+        test_args=args,
+        testcase="conv_fixed",
+    )
 
 
 def test_conv_ports_and_latency():
@@ -284,30 +415,62 @@ def test_conv_ports_and_latency():
     assert "pool_mode" in dict(pooled.cmd_layout)
 
 
-GOOD = dict(width=4, height=4, kernel=3, stride=1, pad_top=1, pad_left=1, pad_bottom=1,
-            pad_right=1, cin_tiles=1, lo=-128, hi=127)
+GOOD = {
+    "width": 4,
+    "height": 4,
+    "kernel": 3,
+    "stride": 1,
+    "pad_top": 1,
+    "pad_left": 1,
+    "pad_bottom": 1,
+    "pad_right": 1,
+    "cin_tiles": 1,
+    "lo": -128,
+    "hi": 127,
+}
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(arch=3), TypeError, r"arch must be an ArchConfig, not 3"),
-    (dict(conv_pi=0), ValueError, r"conv_pi must be between 1 and 256, not 0"),
-    (dict(conv_k_max=4), ValueError, r"conv_k_max must be one of \(1, 3, 5, 7\), not 4"),
-    (dict(act_bits=1), ValueError, r"act_bits must be between 2 and 16, not 1"),
-    (dict(conv_k_max=5, max_width=4), ValueError,
-     r"max_width and max_height must be at least conv_k_max=5, not 4x64"),
-    (dict(pool=1), TypeError, r"pool must be a bool, not 1"),
-    (dict(config=dict(GOOD, kernel=2)), ValueError,
-     r"config field kernel must be one of 1, 3, not 2"),
-    (dict(config=dict(GOOD, stride=3)), ValueError,
-     r"config field stride must be one of 1, 2, not 3"),
-    (dict(config=dict(GOOD, width=70)), ValueError,
-     r"config field width must be between 1 and 64, not 70"),
-    (dict(config=dict(GOOD, width=63, pad_left=1, pad_right=1)), ValueError,
-     r"config padded width must be at most max_width=64, not 65"),
-    (dict(config=dict(GOOD, width=1, pad_left=0, pad_right=1)), ValueError,
-     r"config padded frame must be at least kernel=3 in each dimension, not 2x6"),
-    (dict(config=dict(GOOD, lo=5, hi=4)), ValueError, r"config lo must be at most hi=4, not 5"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"arch": 3}, TypeError, r"arch must be an ArchConfig, not 3"),
+        ({"conv_pi": 0}, ValueError, r"conv_pi must be between 1 and 256, not 0"),
+        ({"conv_k_max": 4}, ValueError, r"conv_k_max must be one of \(1, 3, 5, 7\), not 4"),
+        ({"act_bits": 1}, ValueError, r"act_bits must be between 2 and 16, not 1"),
+        (
+            {"conv_k_max": 5, "max_width": 4},
+            ValueError,
+            r"max_width and max_height must be at least conv_k_max=5, not 4x64",
+        ),
+        ({"pool": 1}, TypeError, r"pool must be a bool, not 1"),
+        (
+            {"config": dict(GOOD, kernel=2)},
+            ValueError,
+            r"config field kernel must be one of 1, 3, not 2",
+        ),
+        (
+            {"config": dict(GOOD, stride=3)},
+            ValueError,
+            r"config field stride must be one of 1, 2, not 3",
+        ),
+        (
+            {"config": dict(GOOD, width=70)},
+            ValueError,
+            r"config field width must be between 1 and 64, not 70",
+        ),
+        (
+            {"config": dict(GOOD, width=63, pad_left=1, pad_right=1)},
+            ValueError,
+            r"config padded width must be at most max_width=64, not 65",
+        ),
+        (
+            {"config": dict(GOOD, width=1, pad_left=0, pad_right=1)},
+            ValueError,
+            r"config padded frame must be at least kernel=3 in each dimension, not 2x6",
+        ),
+        ({"config": dict(GOOD, lo=5, hi=4)}, ValueError, r"config lo must be at most hi=4, not 5"),
+    ],
+)
 def test_conv_errors(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         ConvEngine(**kwargs)

@@ -11,16 +11,23 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from hw.arch import ArchConfig
 from hw.engines.eltwise import EltwiseAddEngine
 from sim import golden
-from sim.cocotb_streams import (StreamSink, StreamSource, pack_lanes, pack_struct,
-                                random_pattern, unpack_lanes)
+from sim.cocotb_streams import (
+    StreamSink,
+    StreamSource,
+    pack_lanes,
+    pack_struct,
+    random_pattern,
+    unpack_lanes,
+)
 from sim.rtl import run_cocotb, test_args
 
-ARCH = dict(max_width=8, max_height=8, mult_bits=10, shift_bits=5)
+ARCH = {"max_width": 8, "max_height": 8, "mult_bits": 10, "shift_bits": 5}
 
 
 def _engine(args):
-    return EltwiseAddEngine(ArchConfig(**args["arch"]), lanes=args["lanes"],
-                            config=args.get("config"))
+    return EltwiseAddEngine(
+        ArchConfig(**args["arch"]), lanes=args["lanes"], config=args.get("config")
+    )
 
 
 async def _reset(dut):
@@ -58,7 +65,9 @@ def _job(rng, arch, lanes, count=None):
     kind = rng.choice(["full", "relu", "narrow", "saturate"])
     ma = rng.choice([1, rng.randint(0, (1 << arch.mult_bits) - 1)])
     mb = rng.choice([1, rng.randint(0, (1 << arch.mult_bits) - 1)])
-    shift = 0 if ma == mb == 1 and kind != "saturate" else rng.randint(0, (1 << arch.shift_bits) - 1)
+    shift = (
+        0 if ma == mb == 1 and kind != "saturate" else rng.randint(0, (1 << arch.shift_bits) - 1)
+    )
     lo, hi = lo_q, hi_q
     if kind == "relu":
         lo = 0
@@ -69,7 +78,7 @@ def _job(rng, arch, lanes, count=None):
         ma = mb = (1 << arch.mult_bits) - 1
     a = np.array([[rng.randint(lo_q, hi_q) for _ in range(lanes)] for _ in range(count)])
     b = np.array([[rng.randint(lo_q, hi_q) for _ in range(lanes)] for _ in range(count)])
-    cfg = dict(count=count, ma=ma, mb=mb, shift=shift, lo=lo, hi=hi)
+    cfg = {"count": count, "ma": ma, "mb": mb, "shift": shift, "lo": lo, "hi": hi}
     return cfg, a, b
 
 
@@ -86,8 +95,11 @@ async def eltwise_random(dut):
         jobs = [(fixed, *_job(rng, arch, lanes, fixed["count"])[1:]) for _ in range(args["jobs"])]
     else:
         jobs = [_job(rng, arch, lanes) for _ in range(args["jobs"])]
-    cmd = None if args.get("config") else StreamSource(dut, "cmd", dut.clk,
-                                                         idle=random_pattern(rng.random(), 0.5))
+    cmd = (
+        None
+        if args.get("config")
+        else StreamSource(dut, "cmd", dut.clk, idle=random_pattern(rng.random(), 0.5))
+    )
     src_a = StreamSource(dut, "a", dut.clk, idle=random_pattern(rng.random(), 0.7))
     src_b = StreamSource(dut, "b", dut.clk, idle=random_pattern(rng.random(), 0.6))
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
@@ -111,7 +123,7 @@ async def eltwise_random(dut):
             await RisingEdge(dut.clk)
         assert done.count == n + 1, f"job {n}: done pulses {done.count}"
     if not args.get("config"):
-        assert saturated == {"lo", "hi"}, f"no saturation seen at {({'lo', 'hi'} - saturated)}"
+        assert saturated == {"lo", "hi"}, f"no saturation seen at { ({'lo', 'hi'} - saturated) }"
 
 
 @cocotb.test(timeout_time=2, timeout_unit="ms")
@@ -125,7 +137,7 @@ async def eltwise_throughput(dut):
     lo_q, hi_q = golden.qrange(arch.act_bits)
     a = [[rng.randint(lo_q, hi_q) for _ in range(lanes)] for _ in range(count)]
     b = [[rng.randint(lo_q, hi_q) for _ in range(lanes)] for _ in range(count)]
-    cfg = dict(count=count, ma=3, mb=5, shift=2, lo=lo_q, hi=hi_q)
+    cfg = {"count": count, "ma": 3, "mb": 5, "shift": 2, "lo": lo_q, "hi": hi_q}
     if args.get("config"):
         return
     cmd = StreamSource(dut, "cmd", dut.clk)
@@ -153,16 +165,25 @@ async def eltwise_throughput(dut):
 def test_eltwise_rtl(lanes, act_bits, seed):
     arch = dict(ARCH, act_bits=act_bits)
     args = {"arch": arch, "lanes": lanes, "seed": seed, "jobs": 6}
-    run_cocotb(_engine(args), test_module=__name__,
-               build_name=f"eltwise-l{lanes}-a{act_bits}", test_args=args)
+    run_cocotb(
+        _engine(args),
+        test_module=__name__,
+        build_name=f"eltwise-l{lanes}-a{act_bits}",
+        test_args=args,
+    )
 
 
 @pytest.mark.rtl
 def test_eltwise_fixed_config_rtl():
-    config = dict(count=5, ma=7, mb=3, shift=3, lo=-20, hi=90)
+    config = {"count": 5, "ma": 7, "mb": 3, "shift": 3, "lo": -20, "hi": 90}
     args = {"arch": ARCH, "lanes": 2, "seed": 9, "jobs": 3, "config": config}
-    run_cocotb(_engine(args), test_module=__name__, build_name="eltwise-fixed",
-               test_args=args, testcase="eltwise_random")
+    run_cocotb(
+        _engine(args),
+        test_module=__name__,
+        build_name="eltwise-fixed",
+        test_args=args,
+        testcase="eltwise_random",
+    )
 
 
 def test_eltwise_ports():
@@ -170,25 +191,38 @@ def test_eltwise_ports():
     eng._MustUse__silence = True
     assert eng.a.payload.shape().length == 5
     assert "cmd" in eng.signature.members
-    fixed = EltwiseAddEngine(ArchConfig(), config=dict(count=4, ma=1, mb=1, shift=0, lo=-128,
-                                                       hi=127))
+    fixed = EltwiseAddEngine(
+        ArchConfig(), config={"count": 4, "ma": 1, "mb": 1, "shift": 0, "lo": -128, "hi": 127}
+    )
     fixed._MustUse__silence = True
     assert "cmd" not in fixed.signature.members
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(arch="default"), TypeError, r"arch must be an ArchConfig, not 'default'"),
-    (dict(lanes=0), ValueError, r"lanes must be between 1 and 256, not 0"),
-    (dict(lanes=2.0), TypeError, r"lanes must be an integer, not 2.0"),
-    (dict(act_bits=1), ValueError, r"act_bits must be between 2 and 16, not 1"),
-    (dict(config=dict(count=0, ma=1, mb=1, shift=0, lo=0, hi=1)), ValueError,
-     r"config field count must be between 1 and 4096, not 0"),
-    (dict(config=dict(count=1, ma=1, mb=1, shift=0, lo=5, hi=1)), ValueError,
-     r"config lo must be at most hi=1, not 5"),
-    (dict(config=dict(count=1, ma=1, shift=0, lo=5, hi=1)), ValueError,
-     r"config lacks field\(s\) mb"),
-    (dict(config=[1]), TypeError, r"config must be a dict of command fields, not \[1\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"arch": "default"}, TypeError, r"arch must be an ArchConfig, not 'default'"),
+        ({"lanes": 0}, ValueError, r"lanes must be between 1 and 256, not 0"),
+        ({"lanes": 2.0}, TypeError, r"lanes must be an integer, not 2.0"),
+        ({"act_bits": 1}, ValueError, r"act_bits must be between 2 and 16, not 1"),
+        (
+            {"config": {"count": 0, "ma": 1, "mb": 1, "shift": 0, "lo": 0, "hi": 1}},
+            ValueError,
+            r"config field count must be between 1 and 4096, not 0",
+        ),
+        (
+            {"config": {"count": 1, "ma": 1, "mb": 1, "shift": 0, "lo": 5, "hi": 1}},
+            ValueError,
+            r"config lo must be at most hi=1, not 5",
+        ),
+        (
+            {"config": {"count": 1, "ma": 1, "shift": 0, "lo": 5, "hi": 1}},
+            ValueError,
+            r"config lacks field\(s\) mb",
+        ),
+        ({"config": [1]}, TypeError, r"config must be a dict of command fields, not \[1\]"),
+    ],
+)
 def test_eltwise_errors(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         EltwiseAddEngine(**kwargs)

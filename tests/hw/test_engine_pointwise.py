@@ -11,12 +11,25 @@ from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.engines.pointwise import PointwiseEngine
 from sim import golden
-from sim.cocotb_streams import (StreamSink, StreamSource, pack_lanes, pack_struct,
-                                random_pattern, unpack_lanes)
+from sim.cocotb_streams import (
+    StreamSink,
+    StreamSource,
+    pack_lanes,
+    pack_struct,
+    random_pattern,
+    unpack_lanes,
+)
 from sim.rtl import run_cocotb, test_args
 from tests.hw.test_engine_eltwise import DoneMonitor, _reset
 
-ARCH = dict(max_width=6, max_height=5, mult_bits=12, shift_bits=5, acc_bits=24, bias_bits=16)
+ARCH = {
+    "max_width": 6,
+    "max_height": 5,
+    "mult_bits": 12,
+    "shift_bits": 5,
+    "acc_bits": 24,
+    "bias_bits": 16,
+}
 
 
 def _engine(args):
@@ -27,9 +40,12 @@ def random_weights(rng, arch, shape):
     """Random weight values of the scheme and their codes."""
     choices = weight_codes.values(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits)
     w = np.array([rng.choice(choices) for _ in range(int(np.prod(shape)))]).reshape(shape)
-    codes = np.vectorize(lambda v: weight_codes.encode(arch.weight_scheme, int(v),
-                                                       arch.weight_bits, arch.pot_exp_bits),
-                         otypes=[np.int64])(w)
+    codes = np.vectorize(
+        lambda v: weight_codes.encode(
+            arch.weight_scheme, int(v), arch.weight_bits, arch.pot_exp_bits
+        ),
+        otypes=[np.int64],
+    )(w)
     return w, codes
 
 
@@ -66,9 +82,9 @@ def param_words(eng, bias, ms, ss, group, po):
     for j in range(po):
         c = group * po + j
         if c < len(bias):
-            lanes.append(dict(bias=int(bias[c]), mult=int(ms[c]), shift=int(ss[c])))
+            lanes.append({"bias": int(bias[c]), "mult": int(ms[c]), "shift": int(ss[c])})
         else:
-            lanes.append(dict(bias=0, mult=0, shift=0))
+            lanes.append({"bias": 0, "mult": 0, "shift": 0})
     word = 0
     lane_layout = eng.param_layout.elem_shape
     for j, lane in enumerate(lanes):
@@ -93,11 +109,24 @@ def _layer(rng, eng, fc):
     ms, ss, lo, hi = random_requant(rng, arch, acc, cout, kind)
     want = golden.requantize(acc, ms, ss, lo, hi)
     if fc:
-        fc_want = golden.requantize(golden.fully_connected(x.reshape(1, cin), wv, bias),
-                                    ms, ss, lo, hi)
+        fc_want = golden.requantize(
+            golden.fully_connected(x.reshape(1, cin), wv, bias), ms, ss, lo, hi
+        )
         assert (fc_want.reshape(want.shape) == want).all()
-    return dict(x=x, wc=wc, bias=bias, ms=ms, ss=ss, lo=lo, hi=hi, want=want, cin=cin,
-                cout=cout, h=h, w=w)
+    return {
+        "x": x,
+        "wc": wc,
+        "bias": bias,
+        "ms": ms,
+        "ss": ss,
+        "lo": lo,
+        "hi": hi,
+        "want": want,
+        "cin": cin,
+        "cout": cout,
+        "h": h,
+        "w": w,
+    }
 
 
 def _job_streams(eng, layer, group):
@@ -110,18 +139,30 @@ def _job_streams(eng, layer, group):
         chans = range(t * pi, t * pi + pi)
         for yy in range(layer["h"]):
             for xx in range(layer["w"]):
-                pixels.append(pack_lanes([x[c, yy, xx] if c < layer["cin"] else 0
-                                          for c in chans], arch.act_bits))
+                pixels.append(
+                    pack_lanes(
+                        [x[c, yy, xx] if c < layer["cin"] else 0 for c in chans], arch.act_bits
+                    )
+                )
         lanes = []
         for j in range(po):
             co = group * po + j
             for c in chans:
                 ok = co < layer["cout"] and c < layer["cin"]
-                lanes.append(int(layer["wc"][co, c]) if ok
-                             else weight_codes.encode(arch.weight_scheme, 0, arch.weight_bits,
-                                                      arch.pot_exp_bits))
+                lanes.append(
+                    int(layer["wc"][co, c])
+                    if ok
+                    else weight_codes.encode(
+                        arch.weight_scheme, 0, arch.weight_bits, arch.pot_exp_bits
+                    )
+                )
         weights.append(pack_lanes(lanes, wbits))
-    cmd = dict(pixels=layer["h"] * layer["w"], cin_tiles=tiles, lo=layer["lo"], hi=layer["hi"])
+    cmd = {
+        "pixels": layer["h"] * layer["w"],
+        "cin_tiles": tiles,
+        "lo": layer["lo"],
+        "hi": layer["hi"],
+    }
     params = param_words(eng, layer["bias"], layer["ms"], layer["ss"], group, po)
     return cmd, params, pixels, weights
 
@@ -137,33 +178,41 @@ async def run_layer(dut, eng, layer, srcs, sink, done, check=True):
         tasks = []
         if "cmd" in srcs:
             tasks.append(srcs["cmd"].start([pack_struct(eng.cmd_layout, cmd)]))
-        tasks += [srcs["params"].start([params]), srcs["pixels"].start(pixels),
-                  srcs["weights"].start(weights)]
+        tasks += [
+            srcs["params"].start([params]),
+            srcs["pixels"].start(pixels),
+            srcs["weights"].start(weights),
+        ]
         words = await sink.recv(layer["h"] * layer["w"])
         for t in tasks:
             await t
         for i, word in enumerate(words):
-            out[g * po:(g + 1) * po, i // layer["w"], i % layer["w"]] = unpack_lanes(
-                word, arch.act_bits, po)
+            out[g * po : (g + 1) * po, i // layer["w"], i % layer["w"]] = unpack_lanes(
+                word, arch.act_bits, po
+            )
         for _ in range(20):
             if done.count > before:
                 break
             await RisingEdge(dut.clk)
         assert done.count == before + 1, f"group {g}: no done pulse"
-    got = out[:layer["cout"]]
+    got = out[: layer["cout"]]
     if check:
         want = layer["want"][0]
         assert (got == want).all(), (
             f"cin={layer['cin']} cout={layer['cout']} {layer['h']}x{layer['w']}: "
-            f"mismatch at {np.argwhere(got != want)[:5].tolist()}")
+            f"mismatch at {np.argwhere(got != want)[:5].tolist()}"
+        )
     return got
 
 
 def _sources(dut, rng, cmd, p_idle):
     def pattern():
         return random_pattern(rng.random(), p_idle) if p_idle < 1 else None
-    srcs = {name: StreamSource(dut, name, dut.clk, idle=pattern())
-            for name in ("params", "pixels", "weights")}
+
+    srcs = {
+        name: StreamSource(dut, name, dut.clk, idle=pattern())
+        for name in ("params", "pixels", "weights")
+    }
     if cmd:
         srcs["cmd"] = StreamSource(dut, "cmd", dut.clk, idle=pattern())
     return srcs
@@ -185,7 +234,7 @@ async def pointwise_random(dut):
         want = layer["want"]
         rails |= {"lo"} if (want == layer["lo"]).any() else set()
         rails |= {"hi"} if (want == layer["hi"]).any() else set()
-    assert rails == {"lo", "hi"}, f"rails never hit: {({'lo', 'hi'} - rails)}"
+    assert rails == {"lo", "hi"}, f"rails never hit: { ({'lo', 'hi'} - rails) }"
 
 
 @cocotb.test(timeout_time=2, timeout_unit="ms")
@@ -212,7 +261,8 @@ async def pointwise_throughput(dut):
             await RisingEdge(dut.clk)
         beats = cmd["pixels"] * cmd["cin_tiles"]
         assert done.cycles[0] <= beats + eng.latency + 4, (
-            f"{beats} beats ({eng.pi}x{eng.po} MACs each) took {done.cycles[0]} cycles")
+            f"{beats} beats ({eng.pi}x{eng.po} MACs each) took {done.cycles[0]} cycles"
+        )
 
 
 @cocotb.test(timeout_time=2, timeout_unit="ms")
@@ -236,8 +286,20 @@ async def pointwise_fixed(dut):
         acc = golden.conv2d(x, wv[:, :, None, None], bias)
         ms, ss, _, _ = random_requant(rng, eng.arch, acc, cout, "spread")
         want = golden.requantize(acc, ms, ss, cfg["lo"], cfg["hi"])
-        layer = dict(x=x, wc=wc, bias=bias, ms=ms, ss=ss, lo=cfg["lo"], hi=cfg["hi"],
-                     want=want, cin=cin, cout=cout, h=h, w=w)
+        layer = {
+            "x": x,
+            "wc": wc,
+            "bias": bias,
+            "ms": ms,
+            "ss": ss,
+            "lo": cfg["lo"],
+            "hi": cfg["hi"],
+            "want": want,
+            "cin": cin,
+            "cout": cout,
+            "h": h,
+            "w": w,
+        }
         await run_layer(dut, eng, layer, srcs, sink, done)
 
 
@@ -246,16 +308,26 @@ async def pointwise_fixed(dut):
 def test_pointwise_rtl(pi, po, scheme, seed):
     arch = dict(ARCH, pw_pi=pi, pw_po=po, weight_scheme=scheme)
     args = {"arch": arch, "seed": seed, "layers": 6}
-    run_cocotb(_engine(args), test_module=__name__, build_name=f"pw-{pi}x{po}-{scheme}",
-               test_args=args, testcase="pointwise_random,pointwise_throughput")
+    run_cocotb(
+        _engine(args),
+        test_module=__name__,
+        build_name=f"pw-{pi}x{po}-{scheme}",
+        test_args=args,
+        testcase="pointwise_random,pointwise_throughput",
+    )
 
 
 @pytest.mark.rtl
 def test_pointwise_fixed_config_rtl():
     arch = dict(ARCH, pw_pi=2, pw_po=2, weight_scheme="pot")
-    args = {"arch": arch, "seed": 5, "config": dict(pixels=7, cin_tiles=3, lo=-50, hi=60)}
-    run_cocotb(_engine(args), test_module=__name__, build_name="pw-fixed", test_args=args,
-               testcase="pointwise_fixed")
+    args = {"arch": arch, "seed": 5, "config": {"pixels": 7, "cin_tiles": 3, "lo": -50, "hi": 60}}
+    run_cocotb(
+        _engine(args),
+        test_module=__name__,
+        build_name="pw-fixed",
+        test_args=args,
+        testcase="pointwise_fixed",
+    )
 
 
 def test_pointwise_ports():
@@ -267,17 +339,29 @@ def test_pointwise_ports():
     assert eng.latency == 2 + 2 + 3 + 4
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(arch={"pw_pi": 2}), TypeError, r"arch must be an ArchConfig, not \{'pw_pi': 2\}"),
-    (dict(pw_pi=0), ValueError, r"pw_pi must be between 1 and 256, not 0"),
-    (dict(weight_bits=1), ValueError, r"weight_bits must be between 2 and 16, not 1"),
-    (dict(config=dict(pixels=0, cin_tiles=1, lo=0, hi=1)), ValueError,
-     r"config field pixels must be between 1 and 4096, not 0"),
-    (dict(config=dict(pixels=1, cin_tiles=0, lo=0, hi=1)), ValueError,
-     r"config field cin_tiles must be between 1 and 4095, not 0"),
-    (dict(config=dict(pixels=1, cin_tiles=1, lo=0, hi=1, k=1)), ValueError,
-     r"config has unknown field\(s\) k"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"arch": {"pw_pi": 2}}, TypeError, r"arch must be an ArchConfig, not \{'pw_pi': 2\}"),
+        ({"pw_pi": 0}, ValueError, r"pw_pi must be between 1 and 256, not 0"),
+        ({"weight_bits": 1}, ValueError, r"weight_bits must be between 2 and 16, not 1"),
+        (
+            {"config": {"pixels": 0, "cin_tiles": 1, "lo": 0, "hi": 1}},
+            ValueError,
+            r"config field pixels must be between 1 and 4096, not 0",
+        ),
+        (
+            {"config": {"pixels": 1, "cin_tiles": 0, "lo": 0, "hi": 1}},
+            ValueError,
+            r"config field cin_tiles must be between 1 and 4095, not 0",
+        ),
+        (
+            {"config": {"pixels": 1, "cin_tiles": 1, "lo": 0, "hi": 1, "k": 1}},
+            ValueError,
+            r"config has unknown field\(s\) k",
+        ),
+    ],
+)
 def test_pointwise_errors(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         PointwiseEngine(**kwargs)
