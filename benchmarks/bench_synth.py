@@ -65,14 +65,25 @@ def yosys_exe() -> str:
 
 
 def synthesize(name: str, verilog: str, work: Path) -> dict:
-    """Run Yosys in ``work`` (YoWASP sees only relative paths) and count cells."""
+    """Run Yosys in ``work`` (YoWASP sees only relative paths) and count cells.
+
+    ABC9 in this Yosys build sometimes exits without a message on a design; the
+    synthesis is then repeated with ``-dff`` (ABC9 maps across flip-flops), which
+    avoids it, and the option is recorded.
+    """
     work.mkdir(parents=True, exist_ok=True)
     (work / f"{name}.v").write_text(verilog)
-    script = (f"read_verilog {name}.v; synth_xilinx -flatten -family xc7 -noiopad -top top; "
-              f"tee -q -o {name}.stat.json stat -json")
     start = time.perf_counter()
-    subprocess.run([yosys_exe(), "-q", "-p", script], cwd=work, check=True,
-                   stdout=subprocess.DEVNULL)
+    for options in ("", "-dff"):
+        script = (f"read_verilog {name}.v; "
+                  f"synth_xilinx -flatten -family xc7 -noiopad {options} -top top; "
+                  f"tee -q -o {name}.stat.json stat -json")
+        run = subprocess.run([yosys_exe(), "-q", "-p", script], check=False, cwd=work,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if run.returncode == 0:
+            break
+    else:
+        raise RuntimeError(f"Yosys failed on {name}: {run.stderr.strip()[-500:]}")
     seconds = time.perf_counter() - start
     stat = json.loads((work / f"{name}.stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
@@ -84,7 +95,8 @@ def synthesize(name: str, verilog: str, work: Path) -> dict:
         "lutram": sum(n for t, n in cells.items() if t in _LUTRAM),
         "carry4": cells.get("CARRY4", 0),
     }
-    return {"cells": dict(sorted(cells.items())), "synth_s": round(seconds, 1), **count}
+    return {"cells": dict(sorted(cells.items())), "synth_s": round(seconds, 1),
+            "options": options, **count}
 
 
 def main(argv=None):
@@ -100,7 +112,7 @@ def main(argv=None):
             continue
         arch = ArchConfig(**overrides)
         result = synthesize(name, elaborate_verilog(cls(arch, **kwargs)), args.work)
-        row = {"name": name, "engine": cls.__name__, "arch": overrides, "options": kwargs,
+        row = {"name": name, "engine": cls.__name__, "arch": overrides, "kwargs": kwargs,
                "macs_per_cycle": macs, **result}
         rows.append(row)
         print(f"{name:26s} LUT {row['lut']:6d}  FF {row['ff']:6d}  DSP {row['dsp']:4d}  "

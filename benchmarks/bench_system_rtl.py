@@ -45,16 +45,21 @@ def main(argv=None) -> int:
 
     from compiler.compile import compile_model, load_image
     from examples import models
-    from sim.axi import run_program_rtl
+    from sim.axi import layer_cycles, run_program_rtl
     from sim.iss import ISS, encode_activations
-    from tests.test_system_rtl import ARCH
+    from hw.arch import ArchConfig
+
+    # The arch of tests/test_system_rtl.py: both share one Verilator build.
+    arch_ = ArchConfig(name="rtl-system", ibuf_bytes=16384, obuf_bytes=16384,
+                       wbuf_bytes=8192, pbuf_entries=256, max_width=34, max_height=34,
+                       conv_k_max=5)
 
     with tempfile.TemporaryDirectory(prefix="bench-rtl-") as tmp:
         tmp = Path(tmp)
         if args.cold:
             os.environ["CONVFORGE_BUILD_DIR"] = str(tmp / "build")
         start = time.perf_counter()
-        compile_model(getattr(models, args.model)(), ARCH, tmp / "out")
+        compile_model(getattr(models, args.model)(), arch_, tmp / "out")
         compile_s = time.perf_counter() - start
         arch, program, ddr, manifest = load_image(tmp / "out")
         rng = np.random.default_rng(0)
@@ -92,6 +97,7 @@ def main(argv=None) -> int:
         "compile_seconds": compile_s,
         "iss_seconds": iss_s,
         "rtl_equals_iss": equal,
+        "layers": layer_cycles(manifest, iss, run, arch),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }
     print(json.dumps(results, indent=2))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hw.arch import ArchConfig
 
-__all__ = ["Board", "BOARDS", "get_board", "estimate_resources", "check_fits", "ResourceError"]
+__all__ = ["BOARDS", "Board", "ResourceError", "check_fits", "estimate_resources", "get_board"]
 
 
 class ResourceError(ValueError):
@@ -48,7 +48,7 @@ class Board:
         return self.bram_blocks * self.bram_block_kbits
 
     def default_arch(self) -> ArchConfig:
-        """The largest balanced arch that fits comfortably (about 70 % of DSPs)."""
+        """The largest balanced arch that fits comfortably (at most 70 % of every resource)."""
         for pi, po, pw, dw in _ARCH_TIERS:
             arch = ArchConfig(
                 name=f"{self.name.lower()}-default", conv_pi=pi, conv_po=po, pw_pi=pw, pw_po=pw,

@@ -47,13 +47,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _elaborate_command(args) -> int:
     """``convforge elaborate --arch ARCH.json -o DIR``: the accelerator's Verilog."""
-    from hw.arch import ArchConfig
+    from compiler.compile import load_arch
     from hw.top import elaborate
 
-    try:
-        arch = ArchConfig.from_json(args.arch)
-    except (TypeError, ValueError) as e:
-        raise ConvForgeError(f"--arch {args.arch}: {e}") from None
+    arch = load_arch(args.arch)
     path = elaborate(arch, args.output)
     print(f"wrote {path} (top module {path.stem}, arch {arch.name}, "
           f"hash 0x{arch.config_hash:016x})")

@@ -19,6 +19,7 @@ returns the outputs.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 import warnings
@@ -29,7 +30,7 @@ import numpy as np
 
 from compiler import errors
 from compiler.codegen.listing import disassemble
-from compiler.codegen.output import write_output_dir
+from compiler.codegen.output import write_file, write_output_dir
 from compiler.codegen.program import Program, generate
 from compiler.codegen.report import format_report
 from compiler.ir import Graph
@@ -45,6 +46,7 @@ __all__ = [
     "SimulationResult",
     "compile_graph",
     "compile_model",
+    "load_arch",
     "load_image",
     "register_backend",
     "simulate",
@@ -266,12 +268,15 @@ class SimulationResult:
         The integer inputs that were fed.
     details : object
         Backend-specific result (the ISS's :class:`sim.iss.RunResult`).
+    arch : ArchConfig or None
+        The arch of the compile output that ran.
     """
     outputs: dict
     real: dict
     cycles: int
     inputs: dict
     details: object = None
+    arch: ArchConfig | None = None
 
 
 def _run_iss(arch: ArchConfig, program: bytes, ddr: np.ndarray):
@@ -300,6 +305,10 @@ def _read(path: Path) -> bytes:
         raise errors.ProgramFormatError(
             f"{path} is missing; {path.parent} is not a complete compile output "
             f"(run `convforge compile` again)") from None
+    except OSError as e:
+        raise errors.ProgramFormatError(
+            f"{path} cannot be read ({e.strerror or e}); run `convforge compile` again") \
+            from None
 
 
 def load_image(out_dir):
@@ -322,6 +331,11 @@ def load_image(out_dir):
     except (ValueError, TypeError) as e:
         raise errors.ProgramFormatError(f"{out}: unreadable manifest.json or arch.json: {e}") \
             from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise errors.ProgramFormatError(
+            f"{out / 'manifest.json'} is not a format-{MANIFEST_FORMAT} ConvForge manifest "
+            f"(format {found!r}); run `convforge compile` again")
     program = _read(out / "program.bin")
     weights = _read(out / "weights.bin")
     try:
@@ -348,6 +362,9 @@ def _input_values(spec, value, seed):
             f"Input {spec['name']!r} needs {int(np.prod(shape))} values (shape {shape}), "
             f"not an array of shape {x.shape}")
     if x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)):
+            raise errors.ConvForgeError(f"Input {spec['name']!r} contains inf or NaN; pass "
+                                        f"finite samples")
         return golden.quantize(x.reshape((1,) + shape), spec["scale"], spec["bits"])
     if x.dtype.kind not in "iu" or x.min() < lo or x.max() > hi:
         raise errors.ConvForgeError(
@@ -401,19 +418,27 @@ def simulate(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0) -> Si
         y = decode_activations(raw, spec["bits"]).reshape((1,) + tuple(spec["shape"]))
         outputs[spec["name"]] = y
         real[spec["name"]] = y.astype(np.float64) * spec["scale"]
-    return SimulationResult(outputs, real, cycles, fed, details)
+    return SimulationResult(outputs, real, cycles, fed, details, arch)
 
 
 # Command line -------------------------------------------------------------------------
+
+def load_arch(path) -> ArchConfig:
+    """The arch of ``--arch ARCH.json``; any problem with the file is a :class:`ConvForgeError`."""
+    try:
+        return ArchConfig.from_json(path)
+    except (TypeError, ValueError) as e:
+        raise errors.ConvForgeError(f"--arch {path}: {e}") from None
+    except OSError as e:
+        raise errors.ConvForgeError(f"--arch {path}: cannot read the arch file "
+                                    f"({e.strerror or e}); pass an arch.json file") from None
+
 
 def _arch_from_args(args) -> ArchConfig:
     if (args.arch is None) == (args.board is None):
         raise errors.ConvForgeError("Give exactly one of --arch ARCH.json or --board NAME")
     if args.arch is not None:
-        try:
-            return ArchConfig.from_json(args.arch)
-        except (TypeError, ValueError) as e:
-            raise errors.ConvForgeError(f"--arch {args.arch}: {e}") from None
+        return load_arch(args.arch)
     from boards.database import get_board
     try:
         return get_board(args.board).default_arch()
@@ -452,7 +477,7 @@ def simulate_command(args) -> int:
     """``convforge simulate OUT [--input x.npy] [-o y.npz]``: one inference on a backend."""
     x = _load_input(args.input) if args.input else None
     result = simulate(args.out_dir, x, backend=args.backend, seed=args.seed)
-    arch = ArchConfig.from_json(Path(args.out_dir) / "arch.json")
+    arch = result.arch
     print(f"{args.backend}: {result.cycles:,} cycles "
           f"({result.cycles / (arch.clock_mhz * 1e3):.3f} ms at {arch.clock_mhz:g} MHz)")
     for name, y in result.outputs.items():
@@ -461,16 +486,21 @@ def simulate_command(args) -> int:
         print(f"output {name}: shape {list(y.shape[1:])}, argmax {top}, "
               f"first values {flat[:8].tolist()}")
     if args.trace:
-        _write_trace(args.trace, result)
+        write_file(args.trace, _trace(result), "--trace")
         print(f"wrote {args.trace}")
     if args.output:
-        np.savez(args.output, **{k: v for k, v in result.outputs.items()},
+        buffer = io.BytesIO()
+        np.savez(buffer, **{k: v for k, v in result.outputs.items()},
                  **{f"{k}.real": v for k, v in result.real.items()})
-        print(f"wrote {args.output}")
+        # np.savez names its file *.npz; keep that name for the bytes written here
+        path = args.output if str(args.output).endswith(".npz") else f"{args.output}.npz"
+        write_file(path, buffer.getvalue(), "-o")
+        print(f"wrote {path}")
     return 0
 
 
-def _write_trace(path, result: SimulationResult) -> None:
+def _trace(result: SimulationResult) -> str:
+    """The per-instruction timeline of an ISS run as CSV."""
     details = result.details
     if not hasattr(details, "start"):
         raise errors.ConvForgeError("This backend reports no per-instruction timeline; "
@@ -479,7 +509,7 @@ def _write_trace(path, result: SimulationResult) -> None:
     for i, (instr, start, finish) in enumerate(zip(details.instructions, details.start,
                                                    details.finish)):
         lines.append(f"{i},{instr.opcode.name},{start},{finish},{finish - start}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def add_compile_parser(sub) -> None:

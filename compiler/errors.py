@@ -1,7 +1,12 @@
 """User-facing errors of the compiler, the ISS and the command line."""
 
-__all__ = ["ConvForgeError", "UnsupportedModelError", "QuantizationError", "MappingError",
-           "ProgramFormatError"]
+__all__ = [
+    "ConvForgeError",
+    "MappingError",
+    "ProgramFormatError",
+    "QuantizationError",
+    "UnsupportedModelError",
+]
 
 
 class ConvForgeError(Exception):

@@ -53,6 +53,7 @@ __all__ = [
     "classify_clamp",
     "combine_activations",
     "conv_kind",
+    "execute",
     "infer_shape",
     "run_float",
 ]
@@ -748,16 +749,27 @@ def run_float(graph: Graph, inputs, *, keep_all: bool = False) -> dict[str, np.n
             raise ValueError(f"Missing value for graph input {name!r}")
         values[name] = _as_sample(name, np.asarray(inputs[name], dtype=np.float32),
                                   graph.tensors[name].shape)
+    values = execute(graph, values, _run_layer, keep_all=keep_all)
+    if keep_all:
+        return values
+    return {name: values[name] for name in graph.outputs}
+
+
+def execute(graph: Graph, values: dict, run_layer, *, keep_all: bool = False) -> dict:
+    """Evaluate the layers of ``graph`` in order with ``run_layer(layer, inputs) -> output``.
+
+    ``values`` maps graph inputs to their values and is filled in place. Unless
+    ``keep_all``, a tensor that is not a graph output is dropped after its last
+    use, so memory holds only the live tensors. Returns ``values``.
+    """
     last_use = {}
     for i, layer in enumerate(graph.layers):
         for t in layer.inputs:
             last_use[t] = i
     for i, layer in enumerate(graph.layers):
-        values[layer.output] = _run_layer(layer, [values[t] for t in layer.inputs])
+        values[layer.output] = run_layer(layer, [values[t] for t in layer.inputs])
         if not keep_all:
             for t in layer.inputs:
                 if last_use[t] == i and t not in graph.outputs:
                     del values[t]
-    if keep_all:
-        return values
-    return {name: values[name] for name in graph.outputs}
+    return values

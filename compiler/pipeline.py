@@ -6,8 +6,8 @@ copies nothing between passes and runs :meth:`compiler.ir.Graph.validate` after
 every one, so a pass that breaks an invariant is caught at its exit, by name.
 
 :data:`FRONTEND_PASSES` lower the imported graph until every layer maps onto an
-engine; :data:`PASSES` is the whole list, to which later stages (quantization)
-append theirs.
+engine; :data:`QUANT_PASSES` prune and quantize it; :data:`PASSES` is the two in
+order.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import enum
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from compiler.ir import Graph, Layer, OpKind
 
@@ -228,16 +227,19 @@ def profile_graph(graph: Graph, act_bits: int = 8, weight_bits: int = 8,
 
 def profile_command(args) -> int:
     """``convforge profile MODEL [--json OUT] [--act-bits N] [--weight-bits N]``."""
+    from compiler.codegen.output import write_file
+    from compiler.errors import ConvForgeError
     from compiler.pipeline import import_model
 
     graph = import_model(args.model)
-    prof = profile_graph(graph, act_bits=args.act_bits, weight_bits=args.weight_bits)
+    try:
+        prof = profile_graph(graph, act_bits=args.act_bits, weight_bits=args.weight_bits)
+    except ValueError as e:
+        raise ConvForgeError(f"{e}; pass --act-bits / --weight-bits in that range") from None
     print(prof.format_table())
     for op in graph.host_ops:
         print(f"host: {op.name} ({op.op_type}) runs on the host after the accelerator")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(prof.to_dict(), indent=2) + "\n")
+        path = write_file(args.json, json.dumps(prof.to_dict(), indent=2) + "\n", "--json")
         print(f"wrote {path}")
     return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import QuantizationError
-from compiler.ir import Graph, Layer, OpKind
+from compiler.ir import Graph, Layer, OpKind, execute, run_float
 from compiler.quant.report import QuantReport
 from sim import golden
 
@@ -34,6 +34,7 @@ __all__ = [
     "compare_with_onnx",
     "compare_with_qdq",
     "onnx_reference",
+    "onnx_runs",
     "quantize_inputs",
     "run_golden",
     "run_golden_int",
@@ -121,7 +122,11 @@ def quantize_inputs(graph: Graph, inputs) -> dict[str, np.ndarray]:
     Rounding is half to even, as ONNX ``QuantizeLinear``.
     """
     batches = _as_batches(graph, inputs)
-    act_bits = next(layer.quant.act_bits for layer in graph.layers if layer.quant is not None)
+    act_bits = next((layer.quant.act_bits for layer in graph.layers if layer.quant is not None),
+                    None)
+    if act_bits is None:
+        raise QuantizationError(f"Graph {graph.name!r} is not quantized; run the quantize pass "
+                                f"(or import a QDQ model) first")
     out = {}
     for name, x in batches.items():
         scale = graph.tensors[name].scale
@@ -136,16 +141,7 @@ def run_golden_int(graph: Graph, inputs: dict[str, np.ndarray], *,
                    keep_all: bool = False) -> GoldenResult:
     """Run the quantized graph on integer inputs ``(N, C, H, W)``, layer by layer."""
     values = {name: np.asarray(inputs[name], dtype=np.int64) for name in graph.inputs}
-    last_use = {}
-    for i, layer in enumerate(graph.layers):
-        for t in layer.inputs:
-            last_use[t] = i
-    for i, layer in enumerate(graph.layers):
-        values[layer.output] = run_layer(layer, [values[t] for t in layer.inputs])
-        if not keep_all:
-            for t in layer.inputs:
-                if last_use[t] == i and t not in graph.outputs:
-                    del values[t]
+    values = execute(graph, values, run_layer, keep_all=keep_all)
     scales = {name: t.scale for name, t in graph.tensors.items()}
     outputs = {name: values[name] for name in graph.outputs}
     return GoldenResult(outputs=outputs, tensors=values if keep_all else dict(outputs),
@@ -243,10 +239,6 @@ def onnx_reference(model, graph: Graph, inputs, tensors=None) -> dict[str, np.nd
     return {name: np.stack(values).astype(np.float64) for name, values in collected.items()}
 
 
-def _snr(reference, test):
-    return golden.snr_db(reference, test)
-
-
 def compare_with_onnx(graph: Graph, model, inputs, report: QuantReport | None = None, *,
                       float_graph: Graph | None = None) -> QuantReport | dict:
     """Per-layer and final SNR of the golden run against onnxruntime float, and top-1.
@@ -268,7 +260,6 @@ def compare_with_onnx(graph: Graph, model, inputs, report: QuantReport | None = 
         Float graph for tensors the ONNX model does not compute (layers the
         frontend synthesized): their SNR is measured against it instead.
     """
-    from compiler.ir import run_float
     batches = _as_batches(graph, inputs)
     result = run_golden(graph, batches, keep_all=True)
     ref = onnx_reference(model, graph, batches)
@@ -290,7 +281,7 @@ def compare_with_onnx(graph: Graph, model, inputs, report: QuantReport | None = 
             reference, source = float_values[name], "float IR"
         else:
             continue
-        per_layer[layer.name] = _snr(reference.reshape(result.tensors[name].shape),
+        per_layer[layer.name] = golden.snr_db(reference.reshape(result.tensors[name].shape),
                                      result.real(name))
         sources[layer.name] = source
     final = {}
@@ -301,7 +292,7 @@ def compare_with_onnx(graph: Graph, model, inputs, report: QuantReport | None = 
                                     f"model does not match the graph")
         test = result.real(out)
         reference = ref[out].reshape(test.shape)
-        final[out] = _snr(reference, test)
+        final[out] = golden.snr_db(reference, test)
         # Top-1 is meaningful for class scores only: a (K, 1, 1) output.
         c, h, w = graph.tensors[out].shape
         if c > 1 and h == w == 1:
@@ -339,5 +330,6 @@ def compare_with_qdq(graph: Graph, qdq_model, inputs) -> dict:
         figures[out] = {"within_1_lsb": float(np.mean(diff <= 1)),
                         "exact": float(np.mean(diff == 0)),
                         "max_lsb": int(diff.max()),
-                        "snr_db": float(_snr(ref[out].reshape(ours.shape), result.real(out)))}
+                        "snr_db": float(golden.snr_db(ref[out].reshape(ours.shape),
+                                                      result.real(out)))}
     return figures

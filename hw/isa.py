@@ -56,6 +56,7 @@ __all__ = [
     "decode_instruction",
     "element_bytes",
     "encode_instruction",
+    "field_range",
     "pack_pbuf_entry",
     "parse_program",
     "unpack_pbuf_entry",
@@ -70,7 +71,7 @@ INSTR_BITS = 512
 INSTR_BYTES = INSTR_BITS // 8
 
 #: Size of the ``program.bin`` header (one instruction word, so instructions stay aligned).
-HEADER_BYTES = 64
+HEADER_BYTES = INSTR_BYTES
 
 #: First four bytes of ``program.bin``.
 MAGIC = b"CFPG"
@@ -239,13 +240,6 @@ INSTRUCTION = data.UnionLayout({
 })
 
 
-def _user_fields(layout):
-    for name, field in layout:
-        if name == "opcode" or name == "reserved" or name.startswith("_pad"):
-            continue
-        yield name, field
-
-
 def _shape_of(field):
     shape = field.shape
     if isinstance(shape, type) and issubclass(shape, (enum.Enum, enum.Flag)):
@@ -336,6 +330,14 @@ def _field_table(layout) -> tuple:
 _TABLES = {opcode: _field_table(layout) for opcode, layout in FORMATS.items()}
 _KNOWN = {opcode: frozenset(f.name for f in table if not f.reserved)
           for opcode, table in _TABLES.items()}
+
+
+def field_range(opcode: Opcode, name: str) -> tuple[int, int]:
+    """``(lo, hi)``: the values field ``name`` of ``opcode``'s format can hold."""
+    for f in _TABLES[opcode]:
+        if f.name == name and not f.reserved:
+            return f.lo, f.hi
+    raise ValueError(f"{opcode.name} has no field {name!r}")
 
 
 def encode_instruction(opcode, **fields) -> bytes:

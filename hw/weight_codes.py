@@ -30,6 +30,8 @@ This module is pure Python (no numpy) so that the gateware can import it.
 
 from __future__ import annotations
 
+from hw.arch import WEIGHT_SCHEMES
+
 __all__ = [
     "SCHEMES",
     "apot_decode",
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 #: Weight schemes, in the order the architecture lists them.
-SCHEMES = ("uniform", "pot", "apot")
+SCHEMES = WEIGHT_SCHEMES
 
 
 def _check_int(name, value, lo, hi=None):

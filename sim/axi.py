@@ -274,6 +274,41 @@ def run_program_rtl(arch, program: bytes, ddr, *, pause: float = 0.0, seed: int 
     return run
 
 
+def layer_cycles(manifest: dict, iss_result, rtl_run: RtlRun, arch) -> list:
+    """Per-layer cycles of a compiled model: the compiler's model, the ISS timeline and
+    the RTL's issue stamps, with the MAC utilization of the RTL.
+
+    A layer's span runs from the issue of its first instruction to the issue of the
+    next layer's first one (to done for the last layer). ``rtl_cycles`` is ``None``
+    for layers past the core's trace depth.
+    """
+    macs_of = {"conv": arch.conv_macs, "depthwise": arch.dw_macs, "pointwise": arch.pw_macs}
+    starts = iss_result.start
+    issue = rtl_run.issue
+    rows = []
+    first = 0
+    for layer in manifest["layers"]:
+        last = first + layer["instructions"]
+        row = {"name": layer["name"], "kind": layer["kind"], "engine": layer["engine"],
+               "macs": layer["macs"], "model_cycles": layer["cycles"]}
+        end_iss = starts[last] if last < len(starts) else iss_result.cycles
+        row["iss_cycles"] = end_iss - starts[first]
+        if last < len(issue):
+            row["rtl_cycles"] = issue[last] - issue[first]
+        elif last == len(issue) == rtl_run.instr_count and first < len(issue):
+            row["rtl_cycles"] = rtl_run.cycles - issue[first]
+        else:
+            row["rtl_cycles"] = None
+        if row["rtl_cycles"]:
+            row["rtl_over_iss"] = row["rtl_cycles"] / max(row["iss_cycles"], 1)
+            units = macs_of.get(layer["engine"].rstrip("*"))
+            if units and layer["macs"]:
+                row["mac_utilization"] = layer["macs"] / (row["rtl_cycles"] * units)
+        rows.append(row)
+        first = last
+    return rows
+
+
 def rtl_backend(arch, program: bytes, ddr):
     """``compiler.compile`` simulation backend: ``(cycles, RtlRun)``."""
     run = run_program_rtl(arch, program, ddr)

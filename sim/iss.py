@@ -49,6 +49,7 @@ __all__ = [
     "DMA_SETUP_CYCLES",
     "ENGINE_PIPELINE_CYCLES",
     "ISS",
+    "PBUF_RECORD",
     "RunResult",
     "accesses",
     "decode_activations",
@@ -69,6 +70,10 @@ DMA_SETUP_CYCLES = 16
 DMA_ROW_CYCLES = 1
 #: Fill/drain latency of an engine pipeline, paid once per COMPUTE / ADD.
 ENGINE_PIPELINE_CYCLES = 12
+
+#: A PBUF record (:func:`hw.isa.pack_pbuf_entry`) as a numpy structured type.
+PBUF_RECORD = np.dtype([("bias", "<i8"), ("mult", "<u4"), ("shift", "u1"), ("pad", "V3")])
+assert PBUF_RECORD.itemsize == PBUF_ENTRY_BYTES
 
 
 # Element codecs -------------------------------------------------------------------------
@@ -119,7 +124,7 @@ def encode_weights(values: np.ndarray, arch: ArchConfig) -> np.ndarray:
     values = np.asarray(values, dtype=np.int64).reshape(-1)
     width = _tables(arch)[0]
     if arch.weight_scheme == "uniform":
-        lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        lo, hi = golden.qrange(width)
         if values.size and (values.min() < lo or values.max() > hi):
             raise ValueError(f"weights must fit {width} signed bits, not range "
                              f"[{values.min()}, {values.max()}]")
@@ -271,7 +276,8 @@ def accesses(instr: Instruction, arch: ArchConfig):
         return ([ddr], [buf]) if op is Opcode.LOAD else ([buf], [ddr])
     if op is Opcode.ADD:
         n = instr.count * e
-        return ([("IBUF", instr.a_addr, instr.a_addr + n), ("IBUF", instr.b_addr, instr.b_addr + n)],
+        return ([("IBUF", instr.a_addr, instr.a_addr + n),
+                 ("IBUF", instr.b_addr, instr.b_addr + n)],
                 [("OBUF", instr.out_addr, instr.out_addr + n)])
     if op is Opcode.COMPUTE:
         reads = [("IBUF", instr.ibuf_addr,
@@ -461,8 +467,7 @@ class ISS:
             if i.row_bytes % PBUF_ENTRY_BYTES:
                 self._fail(index, i, f"PBUF rows must be a multiple of {PBUF_ENTRY_BYTES} bytes, "
                                      f"not {i.row_bytes}", ErrorCode.ILLEGAL_INSTRUCTION)
-            records = np.ascontiguousarray(block).view(np.dtype(
-                [("bias", "<i8"), ("mult", "<u4"), ("shift", "u1"), ("pad", "V3")]))
+            records = np.ascontiguousarray(block).view(PBUF_RECORD)
             n = records.size
             self._range(index, i, "PBUF", i.buf_addr, n, self.pbuf.shape[0])
             arch = self.arch

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from compiler.compile import compile_model, load_image
 from examples import models
 from hw.arch import ArchConfig
-from sim.axi import run_program_rtl
+from sim.axi import layer_cycles, run_program_rtl
 from sim.iss import ISS, encode_activations
 
 pytestmark = pytest.mark.rtl
@@ -42,36 +42,6 @@ def _tiny_conv_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def _layer_table(manifest, iss_result, rtl_run, arch):
-    """Per-layer cycles: compiler model, ISS timeline, RTL issue stamps; MAC use."""
-    macs_of = {"conv": arch.conv_macs, "depthwise": arch.dw_macs, "pointwise": arch.pw_macs}
-    starts = iss_result.start
-    issue = rtl_run.issue
-    rows = []
-    first = 0
-    for layer in manifest["layers"]:
-        n = layer["instructions"]
-        last = first + n
-        row = {"name": layer["name"], "kind": layer["kind"], "macs": layer["macs"],
-               "model_cycles": layer["cycles"]}
-        end_iss = starts[last] if last < len(starts) else iss_result.cycles
-        row["iss_cycles"] = end_iss - starts[first]
-        if last < len(issue):
-            row["rtl_cycles"] = issue[last] - issue[first]
-        elif first < len(issue) and last == len(issue):
-            row["rtl_cycles"] = rtl_run.cycles - issue[first]
-        else:
-            row["rtl_cycles"] = None
-        if row["rtl_cycles"]:
-            row["rtl_vs_model"] = row["rtl_cycles"] / max(row["iss_cycles"], 1)
-            units = macs_of.get(layer["engine"].rstrip("*"))
-            if units and layer["macs"]:
-                row["mac_utilization"] = layer["macs"] / (row["rtl_cycles"] * units)
-        rows.append(row)
-        first = last
-    return rows
-
-
 def _print_table(title, rows, rtl_cycles, predicted):
     print(f"\n{title}: RTL {rtl_cycles:,} cycles, model {predicted:,} "
           f"({rtl_cycles / predicted:.2f}x)")
@@ -81,7 +51,7 @@ def _print_table(title, rows, rtl_cycles, predicted):
         rtl = r["rtl_cycles"]
         print(f"{r['name'][:22]:22s} {r['kind']:10s} {r['model_cycles']:8d} {r['iss_cycles']:8d} "
               f"{rtl if rtl is not None else '-':>9} "
-              f"{r.get('rtl_vs_model', 0):8.2f} {r.get('mac_utilization', 0):8.3f}")
+              f"{r.get('rtl_over_iss', 0):8.2f} {r.get('mac_utilization', 0):8.3f}")
 
 
 def run_model_on_rtl_and_iss(model, tmp_path, seed=0):
@@ -105,7 +75,7 @@ def run_model_on_rtl_and_iss(model, tmp_path, seed=0):
         span = slice(spec["offset"], spec["offset"] + spec["bytes"])
         assert np.array_equal(iss_ddr[span], rtl_ddr[span])
     assert rtl_run.instr_count == len(iss_result.instructions)
-    rows = _layer_table(manifest, iss_result, rtl_run, arch)
+    rows = layer_cycles(manifest, iss_result, rtl_run, arch)
     _print_table(manifest["model"], rows, rtl_run.cycles, iss_result.cycles)
     summary = {"model": manifest["model"], "instructions": len(iss_result.instructions),
                "rtl_cycles": rtl_run.cycles, "predicted_cycles": iss_result.cycles,

@@ -137,7 +137,8 @@ def assemble(text: str) -> bytes:
             raise ProgramFormatError(f"{where}: {e}") from None
     missing = [d for d in _DIRECTIVES if d not in header]
     if missing:
-        raise ProgramFormatError(f"Listing lacks directive(s) {', '.join('.' + m for m in missing)}")
+        names = ", ".join("." + m for m in missing)
+        raise ProgramFormatError(f"Listing lacks directive(s) {names}")
     return build_program(header["arch_hash"], instructions,
                          weights_offset=header["weights_offset"],
                          weights_bytes=header["weights_bytes"],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compiler.errors import ConvForgeError
 
-__all__ = ["MARKER", "write_output_dir"]
+__all__ = ["MARKER", "write_file", "write_output_dir"]
 
 #: The file that marks a directory as a ConvForge output (safe to replace).
 MARKER = "manifest.json"
@@ -28,7 +28,7 @@ def write_output_dir(out_dir, files: dict) -> Path:
     ------
     ConvForgeError
         ``out_dir`` exists and is not a ConvForge output directory (refusing to
-        replace unrelated files).
+        replace unrelated files), or its parent cannot be created or written.
     """
     out = Path(out_dir)
     if out.exists():
@@ -39,8 +39,12 @@ def write_output_dir(out_dir, files: dict) -> Path:
             raise ConvForgeError(f"Output directory {out} is not empty and holds no {MARKER}; "
                                  f"refusing to replace it, choose another -o")
     parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise ConvForgeError(f"Output directory {out} cannot be created in {parent} "
+                             f"({e.strerror or e}); choose another -o") from None
     try:
         for name, content in files.items():
             data = content.encode() if isinstance(content, str) else bytes(content)
@@ -65,3 +69,25 @@ def write_output_dir(out_dir, files: dict) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def write_file(path, content, option: str) -> Path:
+    """Write ``content`` (bytes or str) to the file ``path`` a user named with ``option``.
+
+    Missing parent directories are created.
+
+    Raises
+    ------
+    ConvForgeError
+        The file cannot be written (its parent is a file, it is a directory, no
+        permission...), naming the option and the path.
+    """
+    path = Path(path)
+    data = content.encode() if isinstance(content, str) else bytes(content)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as e:
+        raise ConvForgeError(f"{option} {path}: cannot write it ({e.strerror or e}); choose "
+                             f"another path") from None
+    return path

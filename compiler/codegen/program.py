@@ -28,7 +28,7 @@ import numpy as np
 
 from compiler.codegen.weights import ALIGN, WeightImage
 from compiler.errors import MappingError, QuantizationError
-from compiler.ir import Graph, Layer, OpKind
+from compiler.ir import WEIGHTED_KINDS, Graph, Layer, OpKind
 from compiler.mapping.cost_model import layer_cycles
 from compiler.mapping.tiling import WindowOp, chunk_elements, col_tiles, plan_window, row_tiles
 from hw.arch import ArchConfig
@@ -43,6 +43,7 @@ from hw.isa import (
     Pool,
     Unit,
     element_bytes,
+    field_range,
     weight_element_bytes,
 )
 from sim.golden import qrange
@@ -237,8 +238,7 @@ class _Generator:
             raise MappingError(
                 f"Layer {layer.name!r} is quantized to {q.act_bits}-bit activations but the "
                 f"arch has act_bits={self.arch.act_bits}; quantize for this arch")
-        if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC) and \
-                q.weight_bits != self.arch.weight_bits:
+        if layer.kind in WEIGHTED_KINDS and q.weight_bits != self.arch.weight_bits:
             raise MappingError(
                 f"Layer {layer.name!r} is quantized to {q.weight_bits}-bit weights but the "
                 f"arch has weight_bits={self.arch.weight_bits}; quantize for this arch")
@@ -287,12 +287,15 @@ class _Generator:
                 f"Layer {layer.name!r} ({layer.kind.value}) has a {op.kernel[0]}x{op.kernel[1]} "
                 f"kernel but the arch's engines support up to conv_k_max={arch.conv_k_max}; "
                 f"set conv_k_max to at least {max(op.kernel)}")
-        if max(op.kernel) >= 1 << 16 or max(op.stride) >= 256 or max(op.pads) >= 256 \
-                or max(op.fpool) >= 256 or op.in_c >= 1 << 16 or op.out_c >= 1 << 16 \
-                or op.in_h >= 1 << 16 or op.in_w >= 1 << 16:
+        sizes = {"k_h": max(op.kernel), "stride_h": max(op.stride), "pad_top": max(op.pads),
+                 "fpool_h": max(op.fpool), "in_c": op.in_c, "out_c": op.out_c,
+                 "in_h": op.in_h, "in_w": op.in_w}
+        too_big = [f"{field.split('_')[0]} {value} > {_compute_max(field)}"
+                   for field, value in sizes.items() if value > _compute_max(field)]
+        if too_big:
             raise MappingError(f"Layer {layer.name!r} has a dimension too large for the "
-                               f"instruction fields (channels, sizes < 65536; stride, pads, "
-                               f"pool < 256)")
+                               f"COMPUTE instruction fields ({', '.join(too_big)}); reshape the "
+                               f"layer to stay within them")
         t = plan_window(op, arch)
         slots = 2 if t.double else 1
         ibuf = _Ring(arch.ibuf_bytes, slots)
@@ -589,6 +592,11 @@ class _Generator:
                           lo=self.full[0], hi=self.full[1], shift=0, row=w)
 
 
+def _compute_max(field: str) -> int:
+    """Largest value the COMPUTE instruction's ``field`` holds."""
+    return field_range(Opcode.COMPUTE, field)[1]
+
+
 def _fusable_pool(graph: Graph, layer: Layer) -> Layer | None:
     if layer.kind not in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE):
         return None
@@ -600,7 +608,7 @@ def _fusable_pool(graph: Graph, layer: Layer) -> Layer | None:
     pool = consumers[0]
     if pool.kind is not OpKind.MAXPOOL or pool.kernel != pool.stride or any(pool.pads):
         return None
-    if max(pool.kernel) > 255:
+    if max(pool.kernel) > _compute_max("fpool_h"):
         return None
     return pool
 
@@ -665,7 +673,7 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
         pool = fused.get(layer.name)
         if pool is not None:
             report.fused.append(pool.name)
-        if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC):
+        if layer.kind in WEIGHTED_KINDS:
             gen.weighted(layer, pool, report)
         elif layer.kind in (OpKind.MAXPOOL, OpKind.AVGPOOL, OpKind.GAP):
             gen.pooling(layer, report)
@@ -689,9 +697,11 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
     acts_offset = _align(weights_offset + len(weights), PAGE)
     ddr_bytes = _align(acts_offset + act_bytes, PAGE)
     base = {_REGION_WEIGHTS: weights_offset, _REGION_ACTS: acts_offset}
-    if ddr_bytes > 1 << min(32, arch.axi_addr_bits):
+    ddr_limit = min(1 << arch.axi_addr_bits, field_range(Opcode.LOAD, "ddr_addr")[1] + 1)
+    if ddr_bytes > ddr_limit:
         raise MappingError(f"The DDR image needs {ddr_bytes} bytes, more than the "
-                           f"{arch.axi_addr_bits}-bit AXI address space")
+                           f"{ddr_limit} bytes the {arch.axi_addr_bits}-bit AXI address space "
+                           f"and the DMA address fields reach")
     instructions, comments, layer_of = [], [], []
     for opcode, fields, comment, layer, region in items:
         if region is not None:

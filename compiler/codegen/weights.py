@@ -13,8 +13,8 @@ import numpy as np
 
 from compiler.errors import QuantizationError
 from hw.arch import ArchConfig
-from hw.isa import PBUF_ENTRY_BYTES
-from sim.iss import encode_weights
+from sim.golden import qrange
+from sim.iss import PBUF_RECORD, encode_weights
 
 __all__ = ["ALIGN", "WeightImage"]
 
@@ -64,7 +64,7 @@ class WeightImage:
         bias = np.asarray(bias, dtype=np.int64)
         mult = np.broadcast_to(np.asarray(mult, dtype=np.int64), bias.shape)
         shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), bias.shape)
-        lo, hi = -(1 << (arch.bias_bits - 1)), (1 << (arch.bias_bits - 1)) - 1
+        lo, hi = qrange(arch.bias_bits)
         checks = (("bias", bias, lo, hi, "bias_bits"),
                   ("multiplier", mult, 0, (1 << arch.mult_bits) - 1, "mult_bits"),
                   ("shift", shift, 0, (1 << arch.shift_bits) - 1, "shift_bits"))
@@ -73,12 +73,10 @@ class WeightImage:
                 raise QuantizationError(
                     f"Layer {layer!r}: {what} range [{arr.min()}, {arr.max()}] does not fit "
                     f"{param} ([{a}, {b}]); quantize the model for this arch")
-        records = np.zeros(bias.size, dtype=[("bias", "<i8"), ("mult", "<u4"),
-                                              ("shift", "u1"), ("pad", "V3")])
+        records = np.zeros(bias.size, dtype=PBUF_RECORD)
         records["bias"] = bias
         records["mult"] = mult
         records["shift"] = shift
-        assert records.itemsize == PBUF_ENTRY_BYTES
         return self._append(records.tobytes(), f"{layer}.params")
 
     def add_zeros(self, what: str, size: int) -> int:

@@ -270,10 +270,11 @@ def import_qdq(model, config=None, *, frontend=None) -> QDQImport:
         ``ModelProto -> Graph`` (default :func:`compiler.pipeline.import_model`:
         import and lowering).
     """
+    from compiler.frontend.onnx import load_model
     from compiler.passes.quantize import QuantConfig, quantize_with_scales
 
     if isinstance(model, (str, Path)):
-        model = onnx.load(str(model))
+        model = load_model(model)
     if not is_qdq_model(model):
         raise QuantizationError("Model has no QuantizeLinear/DequantizeLinear nodes; it is not "
                                 "a QDQ model (quantize it with quantize(), or export with "

@@ -40,7 +40,9 @@ from compiler.quant.multiplier import (
 from compiler.quant.overflow import check_bias, prove_accumulator, prove_sum
 from compiler.quant.report import LayerReport, QuantReport
 from compiler.quant.scales import check_width, float_scale, frac_bits_for, qrange, tensor_range
-from compiler.quant.weights import WEIGHT_SCHEMES, quantize_weights
+from compiler.quant.weights import quantize_weights
+from hw import weight_codes
+from hw.arch import WEIGHT_SCHEMES, ArchConfig
 
 __all__ = [
     "SCALE_MODES",
@@ -59,6 +61,9 @@ SCALE_MODES = ("per_channel", "per_layer", "pot")
 
 #: Random samples drawn when the user gives no calibration data.
 DEFAULT_RANDOM_SAMPLES = 8
+
+# QuantConfig's widths default to the default arch's.
+_ARCH_DEFAULTS = ArchConfig()
 
 
 @dataclass(frozen=True)
@@ -86,15 +91,15 @@ class QuantConfig:
         data's mean input) back into each layer's bias.
     """
 
-    act_bits: int = 8
-    weight_bits: int = 8
-    weight_scheme: str = "uniform"
+    act_bits: int = _ARCH_DEFAULTS.act_bits
+    weight_bits: int = _ARCH_DEFAULTS.weight_bits
+    weight_scheme: str = _ARCH_DEFAULTS.weight_scheme
     scale_mode: str = "per_channel"
-    pot_exp_bits: int = 3
-    bias_bits: int = 32
-    acc_bits: int = 32
-    mult_bits: int = 16
-    shift_bits: int = 6
+    pot_exp_bits: int = _ARCH_DEFAULTS.pot_exp_bits
+    bias_bits: int = _ARCH_DEFAULTS.bias_bits
+    acc_bits: int = _ARCH_DEFAULTS.acc_bits
+    mult_bits: int = _ARCH_DEFAULTS.mult_bits
+    shift_bits: int = _ARCH_DEFAULTS.shift_bits
     percentile: float | None = None
     bias_correction: bool = True
 
@@ -105,6 +110,11 @@ class QuantConfig:
             raise QuantizationError(
                 f"weight_scheme must be one of {', '.join(WEIGHT_SCHEMES)}, "
                 f"not {self.weight_scheme!r}")
+        try:
+            weight_codes.max_exponent(self.pot_exp_bits)
+        except ValueError as e:
+            raise QuantizationError(f"pot_exp_bits: {e}; choose a narrower exponent "
+                                    f"field") from None
         if self.scale_mode not in SCALE_MODES:
             raise QuantizationError(
                 f"scale_mode must be one of {', '.join(SCALE_MODES)}, not {self.scale_mode!r}")
@@ -116,9 +126,9 @@ class QuantConfig:
     def from_arch(cls, arch, **overrides) -> QuantConfig:
         """Widths and weight scheme of an :class:`hw.arch.ArchConfig`, plus ``overrides``."""
         params = {"act_bits": arch.act_bits, "weight_bits": arch.weight_bits,
-                      "weight_scheme": arch.weight_scheme, "pot_exp_bits": arch.pot_exp_bits,
-                      "bias_bits": arch.bias_bits, "acc_bits": arch.acc_bits,
-                      "mult_bits": arch.mult_bits, "shift_bits": arch.shift_bits}
+                  "weight_scheme": arch.weight_scheme, "pot_exp_bits": arch.pot_exp_bits,
+                  "bias_bits": arch.bias_bits, "acc_bits": arch.acc_bits,
+                  "mult_bits": arch.mult_bits, "shift_bits": arch.shift_bits}
         params.update(overrides)
         return cls(**params)
 
@@ -163,16 +173,22 @@ def load_calibration(graph: Graph, source) -> dict[str, np.ndarray]:
         if not path.exists():
             raise QuantizationError(f"Calibration file {path} does not exist; pass a .npy or "
                                     f".npz file of input samples")
-        if path.suffix == ".npy":
-            source = np.load(path, allow_pickle=False)
-        elif path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                source = {k: data[k] for k in data.files}
-            if len(source) == 1 and next(iter(source)) not in graph.inputs:
-                source = next(iter(source.values()))
-        else:
+        if path.suffix not in (".npy", ".npz"):
             raise QuantizationError(f"Calibration file {path} must be .npy or .npz, not "
                                     f"{path.suffix or 'without extension'}")
+        try:
+            data = np.load(path, allow_pickle=False)
+            if isinstance(data, np.lib.npyio.NpzFile):
+                with data:
+                    data = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as e:
+            raise QuantizationError(f"Calibration file {path} cannot be read as {path.suffix}: "
+                                    f"{str(e).rstrip('.')}; save numeric arrays with "
+                                    f"numpy.save / numpy.savez") from None
+        source = data
+        if isinstance(source, dict) and len(source) == 1 and next(iter(source)) not in \
+                graph.inputs:
+            source = next(iter(source.values()))
     if not isinstance(source, dict):
         if len(graph.inputs) != 1:
             raise QuantizationError(
@@ -477,7 +493,6 @@ def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, 
     """
     if config is None:
         if arch is None:
-            from hw.arch import ArchConfig
             arch = ArchConfig()
         config = QuantConfig.from_arch(arch)
     out = graph.copy()
@@ -538,7 +553,6 @@ def quantize_graph(graph: Graph, ctx) -> Graph:
     ``{"scale_mode": "pot"}``) and ``"calibration_seed"``. Stores the
     :class:`QuantReport` in ``ctx.options["quant_report"]``.
     """
-    from hw.arch import ArchConfig
     arch = ctx.arch if ctx.arch is not None else ArchConfig()
     config = QuantConfig.from_arch(arch, **ctx.options.get("quant", {}))
     quantized, report = quantize(graph, config, ctx.options.get("calibration"),

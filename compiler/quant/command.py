@@ -9,7 +9,6 @@ scales, shifts, sparsity and SNR, optionally written as JSON.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 __all__ = ["add_quantize_parser", "quantize_command"]
 
@@ -44,6 +43,7 @@ def add_quantize_parser(sub) -> None:
 
 def quantize_command(args) -> int:
     """Run ``convforge quantize``; returns the exit status."""
+    from compiler.codegen.output import write_file
     from compiler.frontend.onnx import load_model
     from compiler.frontend.qdq import import_qdq, is_qdq_model
     from compiler.passes.prune import prune
@@ -81,6 +81,6 @@ def quantize_command(args) -> int:
     compare_with_onnx(graph, float_model, samples, report)
     print(report.table())
     if args.json:
-        Path(args.json).write_text(report.to_json())
+        write_file(args.json, report.to_json(), "--json")
         print(f"wrote {args.json}")
     return 0

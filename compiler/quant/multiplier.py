@@ -5,6 +5,11 @@ A requantizer computes ``round_shift(acc * m, s)``, i.e. multiplies by
 ``0 .. 2**shift_bits - 1`` (``ArchConfig.mult_bits`` / ``shift_bits``). In the
 pure power-of-two mode of dynamic fixed point every factor is ``2**-s`` and
 ``m = 1``.
+
+The approximation itself is :func:`sim.golden.fixed_point_multiplier` /
+:func:`sim.golden.shared_shift_multipliers`; this module adds the hardware's
+field limits, the power-of-two mode, errors that name the layer, and the
+canonical form (no trailing zero bits in ``m``).
 """
 
 from __future__ import annotations
@@ -14,17 +19,23 @@ import math
 import numpy as np
 
 from compiler.errors import QuantizationError
+from sim import golden
 
 __all__ = ["decompose_multiplier", "decompose_multipliers", "decompose_shared_shift",
            "max_shift"]
 
-# The golden model's round_shift adds ``1 << (s - 1)`` in int64.
-_GOLDEN_MAX_SHIFT = 62
-
 
 def max_shift(shift_bits: int) -> int:
-    """Largest usable shift: the field's maximum, capped where int64 rounding still works."""
-    return min((1 << shift_bits) - 1, _GOLDEN_MAX_SHIFT)
+    """Largest usable shift: the field's maximum, capped at :data:`sim.golden.MAX_SHIFT`."""
+    return min((1 << shift_bits) - 1, golden.MAX_SHIFT)
+
+
+def _strip_trailing_zeros(ms: list[int], s: int) -> tuple[list[int], int]:
+    """The same factors ``m / 2**s`` with the smallest shift (cheaper to apply)."""
+    while s > 0 and all(m % 2 == 0 for m in ms):
+        ms = [m // 2 for m in ms]
+        s -= 1
+    return [int(m) for m in ms], int(s)
 
 
 def _check_real(real, where):
@@ -91,27 +102,19 @@ def decompose_multiplier(real: float, mult_bits: int, shift_bits: int, *,
         return _pot_pair(real, mult_bits, s_max, where)
     if real == 0.0:
         return 0, 0
-    m_cap = 1 << mult_bits
-    e = math.floor(math.log2(real))
-    s = min(mult_bits - 1 - e, s_max)
-    s = max(s, 0)
-    m = round(real * 2.0 ** s)
-    if m >= m_cap:
-        if s == 0:
-            raise QuantizationError(
-                f"{where}: rescale factor {real:.6g} needs a multiplier of at least {m} but "
-                f"mult_bits={mult_bits} allows at most {m_cap - 1}; widen mult_bits or let the "
-                f"output scale grow")
-        m = round(real * 2.0 ** (s - 1))
-        s -= 1
+    try:
+        m, s = golden.fixed_point_multiplier(real, mult_bits, s_max)
+    except ValueError:
+        raise QuantizationError(
+            f"{where}: rescale factor {real:.6g} needs a multiplier of at least {round(real)} "
+            f"but mult_bits={mult_bits} allows at most {(1 << mult_bits) - 1}; widen mult_bits "
+            f"or let the output scale grow") from None
     if m == 0:
         raise QuantizationError(
             f"{where}: rescale factor {real:.3g} is below the smallest nonzero step "
             f"2**-{s_max} of shift_bits={shift_bits}; widen shift_bits or mult_bits")
-    while s > 0 and m % 2 == 0:
-        m //= 2
-        s -= 1
-    return int(m), int(s)
+    (m,), s = _strip_trailing_zeros([m], s)
+    return m, s
 
 
 def decompose_multipliers(reals, mult_bits: int, shift_bits: int, *, power_of_two: bool = False,
@@ -139,7 +142,6 @@ def decompose_shared_shift(reals, mult_bits: int, shift_bits: int, *,
     for r in reals:
         _check_real(r, where)
     s_max = max_shift(shift_bits)
-    m_cap = 1 << mult_bits
     biggest = max(reals, default=0.0)
     if biggest == 0.0:
         return [0] * len(reals), 0
@@ -147,28 +149,24 @@ def decompose_shared_shift(reals, mult_bits: int, shift_bits: int, *,
         pairs = [_pot_pair(r, mult_bits, s_max, where) for r in reals]
         s = max(p[1] for p in pairs)
         ms = [m << (s - ps) for m, ps in pairs]
-        if max(ms) >= m_cap:
+        if max(ms) >= 1 << mult_bits:
             raise QuantizationError(
                 f"{where}: input scales differ by more than mult_bits={mult_bits} allows as a "
                 f"shared-shift power of two; widen mult_bits")
         return ms, s
-    e = math.floor(math.log2(biggest))
-    s = max(0, min(mult_bits - 1 - e, s_max))
-    ms = [round(r * 2.0 ** s) for r in reals]
-    if max(ms) >= m_cap:
-        if s == 0:
-            raise QuantizationError(
-                f"{where}: rescale factor {biggest:.6g} does not fit a {mult_bits}-bit "
-                f"multiplier; widen mult_bits")
-        s -= 1
-        ms = [round(r * 2.0 ** s) for r in reals]
+    try:
+        positive, s = golden.shared_shift_multipliers([r for r in reals if r > 0], mult_bits,
+                                                      s_max)
+    except ValueError:
+        raise QuantizationError(
+            f"{where}: rescale factor {biggest:.6g} does not fit a {mult_bits}-bit "
+            f"multiplier; widen mult_bits") from None
+    rest = iter(positive)
+    ms = [next(rest) if r > 0 else 0 for r in reals]
     for r, m in zip(reals, ms):
         if r > 0 and m == 0:
             raise QuantizationError(
                 f"{where}: input factors {', '.join(f'{x:.3g}' for x in reals)} span more "
                 f"than a {mult_bits}-bit multiplier with one shared shift; widen mult_bits or "
                 f"bring the input scales closer")
-    while s > 0 and all(m % 2 == 0 for m in ms):
-        ms = [m // 2 for m in ms]
-        s -= 1
-    return [int(m) for m in ms], int(s)
+    return _strip_trailing_zeros(ms, s)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.errors import QuantizationError
+from sim.golden import qrange
 
 __all__ = ["accumulator_bounds", "check_bias", "prove_accumulator", "prove_sum"]
 
-# The golden model computes ``acc * m`` in int64.
+# Products ``acc * m`` are kept within int64, where every requantizer (ISS, numpy
+# golden fast path) computes them natively.
 _PRODUCT_LIMIT = (1 << 63) - 1
 
 
@@ -65,8 +67,8 @@ def prove_accumulator(layer: str, w_int, act_lo: int, act_hi: int, acc_bits: int
     """
     low, high = accumulator_bounds(w_int, act_lo, act_hi, bias)
     worst = int(max(high.max(initial=0), -low.min(initial=0)))
-    limit = (1 << (acc_bits - 1)) - 1
-    if int(high.max(initial=0)) > limit or int(low.min(initial=0)) < -limit - 1:
+    lowest, limit = qrange(acc_bits)
+    if int(high.max(initial=0)) > limit or int(low.min(initial=0)) < lowest:
         channel = int(np.argmax(np.maximum(high, -low)))
         fan_in = int(np.asarray(w_int).reshape(len(high), -1).shape[1])
         raise QuantizationError(
@@ -85,7 +87,7 @@ def prove_sum(layer: str, terms, acc_bits: int, *, multiplier=None) -> int:
     ``max_abs`` in magnitude.
     """
     worst = int(sum(int(c) * int(a) for c, a in terms))
-    limit = (1 << (acc_bits - 1)) - 1
+    limit = qrange(acc_bits)[1]
     if worst > limit:
         raise QuantizationError(
             f"Layer {layer!r}: worst-case accumulator |sum| = {_fmt(worst)} exceeds the signed "
@@ -110,7 +112,7 @@ def check_bias(layer: str, bias_int, bias_bits: int) -> None:
     b = np.asarray(bias_int, dtype=np.int64)
     if b.size == 0:
         return
-    lo, hi = -(1 << (bias_bits - 1)), (1 << (bias_bits - 1)) - 1
+    lo, hi = qrange(bias_bits)
     worst = int(np.abs(b).max())
     if b.min() < lo or b.max() > hi:
         raise QuantizationError(

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from compiler.errors import QuantizationError
+from sim.golden import qrange
 
 __all__ = [
     "MAX_BITS",
@@ -56,12 +57,7 @@ def check_width(name: str, bits) -> int:
 
 def qmax(bits: int) -> int:
     """Largest value of a signed symmetric ``bits``-bit code (``2**(bits-1) - 1``)."""
-    return (1 << (bits - 1)) - 1
-
-
-def qrange(bits: int) -> tuple[int, int]:
-    """Signed two's-complement range of ``bits`` bits."""
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return qrange(bits)[1]
 
 
 def frac_bits_for(max_abs: float, bits: int) -> int:

@@ -22,10 +22,9 @@ import numpy as np
 from compiler.errors import QuantizationError
 from compiler.quant.scales import frac_bits_for, qmax
 from hw import weight_codes
+from hw.arch import WEIGHT_SCHEMES
 
 __all__ = ["WEIGHT_SCHEMES", "project_to_levels", "quantize_weights", "weight_levels"]
-
-WEIGHT_SCHEMES = ("uniform", "pot", "apot")
 
 # Scale candidates searched for PoT / APoT weights: their levels are uneven (APoT
 # levels are densest far below the top), so the max-abs scale is rarely the one

@@ -24,6 +24,7 @@ from compiler.runner import run_golden_int
 from examples import models
 from hw.arch import ArchConfig
 from hw.isa import Engine, Opcode, Unit, build_program
+from sim.golden import qrange
 from sim.iss import ISS, decode_activations, encode_activations
 
 ARCH = ArchConfig(conv_k_max=5, max_width=80)
@@ -115,7 +116,7 @@ def run_iss(graph, arch, program, x):
 def check_bit_exact(graph, arch, seed=0):
     program = generate(graph, arch)
     rng = np.random.default_rng(seed)
-    lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
+    lo, hi = qrange(arch.act_bits)
     x = rng.integers(lo, hi + 1, size=(1,) + graph.shape(graph.inputs[0]))
     got, result = run_iss(graph, arch, program, x)
     want = run_golden_int(graph, {graph.inputs[0]: x}).outputs
@@ -191,6 +192,21 @@ def test_mapping_errors_name_layer_resource_and_fix():
                                            r"x 16 columns = 1024 bytes\) does not fit IBUF \(512 "
                                            r"bytes\); increase ibuf_bytes to at least 1024"):
         generate(graph, ARCH.replace(ibuf_bytes=512))
+
+
+def test_dimensions_beyond_the_instruction_fields_are_refused():
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], name="wide_pool", kernel_shape=[1, 1],
+                              strides=[1, 300])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 1, 600])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 1, 2])
+    graph = helper.make_graph(nodes, "wide", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qgraph, _ = quantize(import_model(model), arch=ARCH)
+    with pytest.raises(MappingError, match=r"Layer 'wide_pool' has a dimension too large for the "
+                                           r"COMPUTE instruction fields \(stride 300 > 255\)"):
+        generate(qgraph, ARCH)
 
 
 def test_unquantized_graph_is_refused():

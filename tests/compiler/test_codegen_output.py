@@ -209,6 +209,48 @@ def test_cli_errors_exit_2_with_message(workdir, capsys):
     assert "is not a compile output directory" in capsys.readouterr().err
 
 
+def _one_line_error(argv, capsys, expected):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+
+
+def test_cli_file_errors_are_one_line(workdir, compiled, capsys, tmp_path):
+    model, arch = str(workdir / "dpd.onnx"), str(workdir / "arch.json")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    _one_line_error(["compile", model, "--arch", str(tmp_path), "-o", str(tmp_path / "o")],
+                    capsys, f"--arch {tmp_path}: cannot read the arch file")
+    _one_line_error(["compile", model, "--arch", arch, "-o", str(blocker / "sub")],
+                    capsys, f"Output directory {blocker / 'sub'} cannot be created")
+    text_npy = tmp_path / "text.npy"
+    text_npy.write_text("not numpy")
+    _one_line_error(["compile", model, "--arch", arch, "-o", str(tmp_path / "o"),
+                     "--calib", str(text_npy)], capsys,
+                    f"Calibration file {text_npy} cannot be read as .npy")
+    out = str(compiled.out_dir)
+    np.save(tmp_path / "nan.npy", np.full((1, 3, 32, 32), np.nan, dtype=np.float32))
+    _one_line_error(["simulate", out, "--input", str(tmp_path / "nan.npy")], capsys,
+                    "Input 'input' contains inf or NaN")
+    _one_line_error(["simulate", out, "--trace", str(tmp_path)], capsys,
+                    f"--trace {tmp_path}: cannot write it")
+    _one_line_error(["simulate", out, "-o", str(blocker / "y.npz")], capsys,
+                    f"-o {blocker / 'y.npz'}: cannot write it")
+
+
+def test_simulate_refuses_a_foreign_manifest(compiled, tmp_path):
+    import shutil
+    out = tmp_path / "foreign"
+    shutil.copytree(compiled.out_dir, out)
+    (out / "manifest.json").write_text("{}")
+    with pytest.raises(ProgramFormatError, match="is not a format-1 ConvForge manifest"):
+        cf.simulate(out)
+    (out / "manifest.json").unlink()
+    (out / "manifest.json").mkdir()
+    with pytest.raises(ProgramFormatError, match="manifest.json cannot be read"):
+        cf.simulate(out)
+
+
 def test_verify_detects_a_wrong_program(compiled):
     program = compiled.program
     words = bytearray(compiled.program_bin)
@@ -238,7 +280,8 @@ def test_register_backend_hook(compiled):
         assert seen["arch"] == ARCH and result.cycles == compiled.program.cycles
     finally:
         del cf.BACKENDS["fake"]
-    with pytest.raises(ConvForgeError, match="Unknown simulation backend 'rtl'"):
-        cf.simulate(compiled.out_dir, backend="rtl")
+    # not "rtl": building the command line registers that one
+    with pytest.raises(ConvForgeError, match="Unknown simulation backend 'no-such-backend'"):
+        cf.simulate(compiled.out_dir, backend="no-such-backend")
     with pytest.raises(TypeError, match="backend must be callable, not 3"):
         cf.register_backend("x", 3)

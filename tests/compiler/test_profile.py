@@ -108,3 +108,14 @@ def test_cli_profile_unsupported_model_fails(tmp_path, capsys):
     onnx.save(unsupported_model(), str(model))
     assert cli_main(["profile", str(model)]) == 2
     assert "conv_dilated (Conv)" in capsys.readouterr().err
+
+
+def test_cli_profile_user_errors(tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    onnx.save(mobilenet_v2_small(), str(model))
+    assert cli_main(["profile", str(model), "--act-bits", "99"]) == 2
+    assert "act_bits must be between 1 and 64, not 99" in capsys.readouterr().err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert cli_main(["profile", str(model), "--json", str(blocker / "p.json")]) == 2
+    assert f"--json {blocker / 'p.json'}: cannot write it" in capsys.readouterr().err

@@ -44,3 +44,8 @@ def test_quantize_command_user_errors(tmp_path, capsys):
     assert "act_bits must be between 4 and 16 bits" in capsys.readouterr().err
     assert main(["quantize", str(model_path), "--calib", str(tmp_path / "none.npy")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["quantize", str(model_path), "--weight-scheme", "pot",
+                 "--pot-exp-bits", "9"]) == 2
+    assert "pot_exp_bits: exp_bits must be between 1 and 5" in capsys.readouterr().err
+    assert main(["quantize", str(model_path), "--json", str(tmp_path)]) == 2
+    assert f"--json {tmp_path}: cannot write it" in capsys.readouterr().err

@@ -10,8 +10,19 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from hw.arch import ArchConfig
-from hw.isa import (INSTR_BYTES, Buffer, Engine, ErrorCode, Opcode, Pool, ProgramFormatError,
-                    Unit, build_program, decode_instruction, encode_instruction)
+from hw.isa import (
+    INSTR_BYTES,
+    Buffer,
+    Engine,
+    ErrorCode,
+    Opcode,
+    Pool,
+    ProgramFormatError,
+    Unit,
+    build_program,
+    decode_instruction,
+    encode_instruction,
+)
 from hw.seml.decode import HeaderCheck, InstructionDecoder
 from hw.seml.fetch import crc32_update
 

@@ -49,3 +49,13 @@ def test_top_arguments():
     with pytest.raises(ValueError, match=r"Top module name must be a Verilog identifier, "
                                          r"not '9top'"):
         elaborate(SMALL, "/nonexistent", name="9top")
+
+
+def test_simulate_rtl_flag_selects_the_rtl_backend():
+    from compiler.cli import _build_parser
+    from compiler.compile import BACKENDS
+
+    args = _build_parser().parse_args(["simulate", "out", "--rtl"])
+    assert args.backend == "rtl"
+    assert "rtl" in BACKENDS
+    assert _build_parser().parse_args(["simulate", "out"]).backend == "iss"
