@@ -151,7 +151,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=200_000,
                         help="clock cycles of the free-running measurement")
-    parser.add_argument("--jobs", type=int, default=2, help="jobs of the driven measurement")
+    parser.add_argument("--jobs", type=int, default=10, help="jobs of the driven measurement")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rtl_speed.json")
     args = parser.parse_args(argv)
 

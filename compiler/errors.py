@@ -3,6 +3,7 @@
 __all__ = [
     "ConvForgeError",
     "MappingError",
+    "ModelFileError",
     "ProgramFormatError",
     "QuantizationError",
     "UnsupportedModelError",
@@ -12,6 +13,10 @@ __all__ = [
 class ConvForgeError(Exception):
     """An error the user can fix; its message names the node, layer, parameter or
     resource at fault and what to do."""
+
+
+class ModelFileError(ConvForgeError):
+    """The model file is missing, unreadable or not a valid ONNX model."""
 
 
 class UnsupportedModelError(ConvForgeError):

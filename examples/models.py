@@ -41,6 +41,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from compiler.frontend.ops import CONV_KERNELS
+
 __all__ = [
     "DEFAULT_OPSET",
     "EXAMPLES",
@@ -456,8 +458,9 @@ def dpd_cnn(hidden_channels: int = 4, hidden_layers: int = 2, kernel_size: int =
     _check_int("hidden_channels", hidden_channels, 1)
     _check_int("hidden_layers", hidden_layers, 1)
     _check_int("length", length, 1)
-    if kernel_size not in (1, 3, 5, 7):
-        raise ValueError(f"kernel_size must be one of 1, 3, 5, 7, not {kernel_size!r}")
+    if kernel_size not in CONV_KERNELS:
+        raise ValueError(f"kernel_size must be one of {', '.join(map(str, CONV_KERNELS))}, "
+                         f"not {kernel_size!r}")
     net = _Net(f"dpd_cnn_k{kernel_size}_l{hidden_layers}_c{hidden_channels}", opset, seed)
     x = net.input("iq", (1, 2, length), net.rng.normal(0.0, 0.5, (4, 2, length)))
     for i in range(hidden_layers):

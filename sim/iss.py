@@ -11,9 +11,9 @@ instruction on its unit; :class:`ISS` combines those with the execution model of
 into per-instruction start/finish cycles and a total.
 
 Element codecs (:func:`decode_activations`, :func:`encode_activations`,
-:func:`encode_weights`, :func:`decode_weights`) are the one definition of how
-activations and weights are stored in buffers and DDR; the compiler's weight image
-uses them.
+:func:`encode_weights`, :func:`decode_weights`) and :data:`PBUF_RECORD` are the one
+definition of how activations, weights and per-channel parameters are stored in
+buffers and DDR; the compiler's weight image uses them.
 """
 
 from __future__ import annotations
@@ -569,8 +569,7 @@ class ISS:
                                ErrorCode.ILLEGAL_INSTRUCTION)
                 wshape, groups = (i.out_c, 1, i.k_h, i.k_w), i.in_c
             else:
-                if engine is Engine.POINTWISE and (i.k_h, i.k_w) != (1, 1) or \
-                        engine is Engine.POINTWISE and any(pads):
+                if engine is Engine.POINTWISE and ((i.k_h, i.k_w) != (1, 1) or any(pads)):
                     self._fail(index, i, "POINTWISE needs a 1x1 kernel and no pads",
                                ErrorCode.ILLEGAL_INSTRUCTION)
                 wshape, groups = (i.out_c, i.in_c, i.k_h, i.k_w), 1

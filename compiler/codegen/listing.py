@@ -112,7 +112,11 @@ def assemble(text: str) -> bytes:
             parts = line[1:].split()
             if len(parts) != 2 or parts[0] not in _DIRECTIVES:
                 raise ProgramFormatError(f"{where}: unknown directive {line!r}")
-            header[parts[0]] = int(parts[1], 0)
+            try:
+                header[parts[0]] = int(parts[1], 0)
+            except ValueError:
+                raise ProgramFormatError(f"{where}: .{parts[0]} {parts[1]!r} is not an "
+                                         f"integer") from None
             continue
         parts = line.split()
         if len(parts) < 2 or not parts[0].isdigit():

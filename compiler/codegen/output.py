@@ -28,7 +28,8 @@ def write_output_dir(out_dir, files: dict) -> Path:
     ------
     ConvForgeError
         ``out_dir`` exists and is not a ConvForge output directory (refusing to
-        replace unrelated files), or its parent cannot be created or written.
+        replace unrelated files), its parent cannot be created, or writing fails
+        (the previous output, if any, is then left as it was).
     """
     out = Path(out_dir)
     if out.exists():
@@ -65,8 +66,12 @@ def write_output_dir(out_dir, files: dict) -> Path:
             raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            state = "its previous contents are unchanged" if out.exists() else "nothing was written"
+            raise ConvForgeError(f"Writing output directory {out} failed ({e.strerror or e}); "
+                                 f"{state}") from e
         raise
     return out
 

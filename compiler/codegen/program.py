@@ -641,9 +641,6 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
     def produced(layer):  # the tensor a step writes
         return fused[layer.name].output if layer.name in fused else layer.output
 
-    def consumed(layer):
-        return list(layer.inputs)
-
     # Lifetimes of DDR-resident activation tensors.
     first, last, sizes = {}, {}, {}
     for t in graph.inputs:
@@ -653,7 +650,7 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
         t = produced(layer)
         first.setdefault(t, i)
         last.setdefault(t, i)
-        for s in consumed(layer):
+        for s in layer.inputs:
             last[s] = max(last.get(s, i), i)
     end = len(steps)
     for t in graph.outputs:

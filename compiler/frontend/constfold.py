@@ -15,6 +15,8 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from compiler.errors import ModelFileError
+
 __all__ = ["fold_constants", "static_shapes"]
 
 #: Operators whose output is not a function of their inputs, or that hold subgraphs
@@ -103,7 +105,15 @@ def fold_constants(model: onnx.ModelProto, consts: dict[str, np.ndarray],
             to_run, "constants", [],
             [helper.make_empty_tensor_value_info(name) for name in run_outputs], inits)
         sub_model = helper.make_model(sub, opset_imports=list(model.opset_import))
-        results = ReferenceEvaluator(sub_model).run(None, {})
+        try:
+            results = ReferenceEvaluator(sub_model).run(None, {})
+        except (ArithmeticError, IndexError, KeyError, NotImplementedError, RuntimeError,
+                TypeError, ValueError) as e:  # what the reference operators raise on bad input
+            names = ", ".join(n.name or n.op_type for n in to_run[:4])
+            more = f" and {len(to_run) - 4} more" if len(to_run) > 4 else ""
+            raise ModelFileError(
+                f"The model's constant nodes ({names}{more}) cannot be evaluated: "
+                f"{type(e).__name__}: {e}; check that the model runs in onnxruntime") from None
         values.update(zip(run_outputs, results))
 
     out = onnx.ModelProto()

@@ -25,10 +25,10 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from compiler.errors import ConvForgeError, UnsupportedModelError
+from compiler.errors import ModelFileError, UnsupportedModelError
 from compiler.frontend.constfold import fold_constants, static_shapes
 from compiler.frontend.ops import HOST_OPS, Issue, NodeTranslator, _chw, _Reject
-from compiler.ir import Graph, HostOp, OpKind, Tensor, infer_shape
+from compiler.ir import Graph, HostOp, IRError, OpKind, Tensor, infer_shape
 
 __all__ = [
     "MIN_OPSET",
@@ -44,10 +44,6 @@ MIN_OPSET = 9
 #: Constants up to this many elements stay in the model during shape inference
 #: (shape tensors must, for data propagation); larger ones are kept aside.
 SMALL_CONSTANT = 1024
-
-
-class ModelFileError(ConvForgeError):
-    """The model file is missing, unreadable or not a valid ONNX model."""
 
 
 def load_model(model) -> onnx.ModelProto:
@@ -358,11 +354,20 @@ def import_onnx(model) -> Graph:
     """
     issues, graph = legality_issues(model)
     if issues:
-        where = str(model) if isinstance(model, (str, os.PathLike)) else \
-            f"model {model.graph.name or '(unnamed)'}"
-        err = UnsupportedModelError(format_issues(issues, where))
+        err = UnsupportedModelError(format_issues(issues, _where(model)))
         err.issues = issues
         raise err
-    graph.validate()
+    try:
+        graph.validate()
+    except IRError as e:
+        # Shape inference lets some inconsistencies through (e.g. weights that do not
+        # match their input's channels); onnxruntime would refuse the model too.
+        raise ModelFileError(f"{_where(model)} is not a consistent ONNX model: {e}; check "
+                             f"that it runs in onnxruntime") from None
     return graph
+
+
+def _where(model) -> str:
+    return str(model) if isinstance(model, (str, os.PathLike)) else \
+        f"model {model.graph.name or '(unnamed)'}"
 

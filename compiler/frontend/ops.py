@@ -305,8 +305,12 @@ class NodeTranslator:
 
     def _scale(self, node, name, x, scale, shift) -> Layer:
         c = _chw(self.shape(x))[0]
-        scale = np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (c,)).copy()
-        shift = np.broadcast_to(np.asarray(shift, np.float32).reshape(-1), (c,)).copy()
+        try:
+            scale = np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (c,)).copy()
+            shift = np.broadcast_to(np.asarray(shift, np.float32).reshape(-1), (c,)).copy()
+        except ValueError:
+            raise _Reject(f"per-channel parameters of sizes {np.size(scale)} and "
+                          f"{np.size(shift)} do not match the input's {c} channels") from None
         return Layer(name, OpKind.SCALE, [x], [node.output[0]], weight=scale, bias=shift)
 
     def _per_channel(self, x: str, value: np.ndarray) -> np.ndarray:
@@ -584,27 +588,22 @@ class NodeTranslator:
         return [Layer(name, OpKind.IDENTITY, [x], [node.output[0]])]
 
 
+_NOT_A_CLAMP = "activation cannot be expressed as a clamp (only Relu and Clip are supported)"
+_HOST_ONLY = "{} is supported only as the last node of the model (it runs on the host)"
+_QDQ = ("quantization nodes are not part of a float model; import a pre-quantized (QDQ) "
+        "model with compiler.frontend.qdq.import_qdq")
+
 _REASONS = {
     "LRN": "local response normalization is not supported; remove it or replace it with "
            "BatchNormalization",
-    "Tanh": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
-    "Sigmoid": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
-    "LeakyRelu": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
-    "PRelu": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
-    "Elu": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
-    "HardSwish": "activation cannot be expressed as a clamp (only Relu and Clip are supported)",
-    "HardSigmoid": "activation cannot be expressed as a clamp (only Relu and Clip are "
-                   "supported)",
-    "Softmax": "Softmax is supported only as the last node of the model (it runs on the host)",
-    "LogSoftmax": "LogSoftmax is supported only as the last node of the model (it runs on "
-                  "the host)",
+    **dict.fromkeys(("Tanh", "Sigmoid", "LeakyRelu", "PRelu", "Elu", "HardSwish",
+                     "HardSigmoid"), _NOT_A_CLAMP),
+    **{op: _HOST_ONLY.format(op) for op in HOST_OPS},
     "ConvTranspose": "transposed convolution is not supported",
     "Resize": "resizing / upsampling is not supported",
     "Upsample": "resizing / upsampling is not supported",
-    "QuantizeLinear": "quantization nodes are not part of a float model; import a "
-                      "pre-quantized (QDQ) model with compiler.frontend.qdq.import_qdq",
-    "DequantizeLinear": "quantization nodes are not part of a float model; import a "
-                        "pre-quantized (QDQ) model with compiler.frontend.qdq.import_qdq",
+    "QuantizeLinear": _QDQ,
+    "DequantizeLinear": _QDQ,
     "Shape": "the input shape is dynamic, so this Shape cannot be folded to a constant",
 }
 

@@ -180,31 +180,26 @@ def distinct_splits(n: int) -> list[int]:
     return sizes
 
 
+def _axis_tiles(out_size, tile, k, stride, pad_before, pool, in_size):
+    """``(out0, outs, in0, ins, pad_before, pad_after)`` of each tile along one axis."""
+    for o0 in range(0, out_size, tile):
+        n = min(tile, out_size - o0)
+        first = o0 * pool * stride - pad_before
+        last = ((o0 + n) * pool - 1) * stride - pad_before + k - 1
+        i0, i1 = max(0, first), min(in_size - 1, last)
+        yield o0, n, i0, i1 - i0 + 1, i0 - first, last - i1
+
+
 def row_tiles(op: WindowOp, row_tile: int) -> list[RowTile]:
     """The row tiles of ``op`` for ``row_tile`` output rows per tile."""
-    tiles = []
-    (kh, _), (sh, _), (pt, _, _, _), ph = op.kernel, op.stride, op.pads, op.fpool[0]
-    for r0 in range(0, op.out_h, row_tile):
-        rows = min(row_tile, op.out_h - r0)
-        y0, conv_rows = r0 * ph, rows * ph
-        top = y0 * sh - pt
-        bottom = (y0 + conv_rows - 1) * sh - pt + kh - 1
-        i0, i1 = max(0, top), min(op.in_h - 1, bottom)
-        tiles.append(RowTile(r0, rows, i0, i1 - i0 + 1, i0 - top, bottom - i1))
-    return tiles
+    return [RowTile(*t) for t in _axis_tiles(op.out_h, row_tile, op.kernel[0], op.stride[0],
+                                             op.pads[0], op.fpool[0], op.in_h)]
 
 
 def col_tiles(op: WindowOp, col_tile: int) -> list[ColTile]:
     """The column tiles of ``op`` for ``col_tile`` output columns per tile."""
-    tiles = []
-    (_, kw), (_, sw), (_, pl, _, _), pw = op.kernel, op.stride, op.pads, op.fpool[1]
-    for x0 in range(0, op.out_w, col_tile):
-        cols = min(col_tile, op.out_w - x0)
-        left = x0 * pw * sw - pl
-        right = ((x0 + cols) * pw - 1) * sw - pl + kw - 1
-        i0, i1 = max(0, left), min(op.in_w - 1, right)
-        tiles.append(ColTile(x0, cols, i0, i1 - i0 + 1, i0 - left, right - i1))
-    return tiles
+    return [ColTile(*t) for t in _axis_tiles(op.out_w, col_tile, op.kernel[1], op.stride[1],
+                                             op.pads[1], op.fpool[1], op.in_w)]
 
 
 def max_col_tile(op: WindowOp, arch: ArchConfig) -> int:

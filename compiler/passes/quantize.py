@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.errors import QuantizationError
+from compiler.errors import ConvForgeError, QuantizationError
 from compiler.ir import WEIGHTED_KINDS, Graph, Layer, LayerQuant, OpKind, run_float
 from compiler.quant.multiplier import (
     decompose_multiplier,
@@ -39,18 +39,19 @@ from compiler.quant.multiplier import (
 )
 from compiler.quant.overflow import check_bias, prove_accumulator, prove_sum
 from compiler.quant.report import LayerReport, QuantReport
-from compiler.quant.scales import check_width, float_scale, frac_bits_for, qrange, tensor_range
+from compiler.quant.scales import check_width, float_scale, pot_scale, qrange, tensor_range
 from compiler.quant.weights import quantize_weights
 from hw import weight_codes
 from hw.arch import WEIGHT_SCHEMES, ArchConfig
+from sim import golden
 
 __all__ = [
     "SCALE_MODES",
     "QuantConfig",
-    "calibrate",
     "calibration_statistics",
     "input_to_ir",
     "load_calibration",
+    "load_samples",
     "quantize",
     "quantize_graph",
     "quantize_with_scales",
@@ -158,6 +159,27 @@ def input_to_ir(graph: Graph, name: str, batch) -> np.ndarray:
     return x.reshape((x.size // size,) + shape)
 
 
+def load_samples(path, what: str):
+    """The array of a ``.npy`` file, or the arrays (name -> array) of a ``.npz`` file.
+
+    Raises
+    ------
+    ConvForgeError
+        The file cannot be read as numpy data; the message starts with ``what``.
+    """
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                data = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise ConvForgeError(f"{what} cannot be read as {path.suffix or '.npy/.npz'}: "
+                             f"{str(e).rstrip('.')}; save numeric arrays with numpy.save / "
+                             f"numpy.savez") from None
+    return data
+
+
 def load_calibration(graph: Graph, source) -> dict[str, np.ndarray]:
     """Calibration samples for every graph input, as ``(N, C, H, W)`` float32 arrays.
 
@@ -176,16 +198,7 @@ def load_calibration(graph: Graph, source) -> dict[str, np.ndarray]:
         if path.suffix not in (".npy", ".npz"):
             raise QuantizationError(f"Calibration file {path} must be .npy or .npz, not "
                                     f"{path.suffix or 'without extension'}")
-        try:
-            data = np.load(path, allow_pickle=False)
-            if isinstance(data, np.lib.npyio.NpzFile):
-                with data:
-                    data = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError) as e:
-            raise QuantizationError(f"Calibration file {path} cannot be read as {path.suffix}: "
-                                    f"{str(e).rstrip('.')}; save numeric arrays with "
-                                    f"numpy.save / numpy.savez") from None
-        source = data
+        source = load_samples(path, f"Calibration file {path}")
         if isinstance(source, dict) and len(source) == 1 and next(iter(source)) not in \
                 graph.inputs:
             source = next(iter(source.values()))
@@ -216,12 +229,6 @@ def random_calibration(graph: Graph, samples: int = DEFAULT_RANDOM_SAMPLES,
     rng = np.random.default_rng(seed)
     return {n: rng.standard_normal((samples,) + graph.tensors[n].shape).astype(np.float32)
             for n in graph.inputs}
-
-
-def calibrate(graph: Graph, batches: dict[str, np.ndarray],
-              percentile: float | None = None) -> dict[str, float]:
-    """Per-tensor range (max-abs or percentile of ``|x|``) from running the float graph."""
-    return calibration_statistics(graph, batches, percentile)[0]
 
 
 def calibration_statistics(graph: Graph, batches: dict[str, np.ndarray],
@@ -300,14 +307,15 @@ def _frac(scale: float) -> int | None:
 
 
 def _clamp_bounds(layer: Layer, scale: float, bits: int) -> tuple[int, int]:
-    """The activation as an integer clamp at the output scale."""
+    """The activation as an integer clamp at the output scale: its float bounds quantized
+    (ReLU6: ``hi = q(6)``), the full range where a bound is infinite."""
     lo, hi = qrange(bits)
     f_lo, f_hi = layer.act_bounds
     if math.isfinite(f_lo):
-        lo = max(lo, min(hi, round(f_lo / scale)))
+        lo = int(golden.quantize(f_lo, scale, bits))
     if math.isfinite(f_hi):
-        hi = min(hi, max(lo, round(f_hi / scale)))
-    return int(lo), int(hi)
+        hi = max(lo, int(golden.quantize(f_hi, scale, bits)))
+    return lo, hi
 
 
 class _Quantizer:
@@ -526,7 +534,7 @@ def quantize(graph: Graph, config: QuantConfig | None = None, calibration=None, 
             r = min(r, max(abs(f_lo) if math.isfinite(f_lo) else r,
                            abs(f_hi) if math.isfinite(f_hi) else r))
         if config.pot:
-            return 2.0 ** -frac_bits_for(r, config.act_bits)
+            return pot_scale(r, config.act_bits)
         return float_scale(r, config.act_bits)
 
     def weight_fn(layer):

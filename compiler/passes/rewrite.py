@@ -82,10 +82,9 @@ def make_channel_conv(graph: Graph, layer: Layer, scale=None, shift=None) -> Non
     The layer keeps its name, tensors and activation.
     """
     c = graph.shape(layer.inputs[0])[0]
-    groups = max(1, c)
     scale = np.ones(c) if scale is None else scale
     shift = np.zeros(c) if shift is None else shift
-    layer.kind = conv_kind(c, c, (1, 1), (1, 1), (0, 0, 0, 0), groups)
-    layer.groups = groups
+    layer.kind = conv_kind(c, c, (1, 1), (1, 1), (0, 0, 0, 0), c)
+    layer.groups = c
     layer.weight = np.asarray(scale, dtype=np.float32).reshape(c, 1, 1, 1)
     layer.bias = np.asarray(shift, dtype=np.float32).reshape(c)

@@ -44,6 +44,7 @@ def add_quantize_parser(sub) -> None:
 def quantize_command(args) -> int:
     """Run ``convforge quantize``; returns the exit status."""
     from compiler.codegen.output import write_file
+    from compiler.errors import ConvForgeError
     from compiler.frontend.onnx import load_model
     from compiler.frontend.qdq import import_qdq, is_qdq_model
     from compiler.passes.prune import prune
@@ -56,6 +57,9 @@ def quantize_command(args) -> int:
                          weight_scheme=args.weight_scheme, scale_mode=args.scale_mode,
                          pot_exp_bits=args.pot_exp_bits, percentile=args.percentile)
     if is_qdq_model(proto):
+        if args.prune:
+            raise ConvForgeError(f"--prune does not apply to {args.model}: a QDQ model's "
+                                 f"weights are already quantized; prune the float model")
         imported = import_qdq(proto, config)
         graph, report, float_model = imported.graph, imported.report, imported.float_model
         samples = (load_calibration(graph, args.calib) if args.calib

@@ -37,7 +37,7 @@ class LayerReport:
     m_min, m_max, s_min, s_max : int
         Range of the requantization multipliers and shifts (per channel or per layer).
     per_channel : bool
-        Whether multipliers and shifts vary per output channel.
+        Whether there is one multiplier and shift per output channel (else one per layer).
     lo, hi : int
         Output clamp.
     weight_scheme : str or None

@@ -61,13 +61,19 @@ class ConvEngine(wiring.Component):
     """Pi x Po KxK convolvers with an output buffer across input-channel tiles.
 
     A job computes one group of ``Po`` output channels of a convolution over every input
-    channel of the layer, on one input tile of at most ``max_width x max_height`` pixels.
+    channel of the layer, on one input tile of at most ``max_width x max_height`` pixels
+    (padding included).
     The engine loops over ``cin_tiles`` tiles of ``Pi`` input channels: it loads the
-    tile's kernels, streams the tile's pixels through the window generator (one padded
-    position per cycle; the ``Pi x Po`` convolvers produce ``Po`` partial sums per
+    tile's kernels, streams the tile's pixels through the window generator (one pixel
+    per cycle; the ``Pi x Po`` convolvers produce ``Po`` partial sums per
     window) and accumulates the partial sums of each output pixel in the output buffer;
     the last tile adds them to the earlier ones, starting from the bias, and sends them
     through requantization / activation (and pooling) to ``o``.
+
+    A kernel ``K`` smaller than ``conv_k_max`` runs on the full-size convolvers with the
+    small kernel in the centre of zero taps and ``(conv_k_max - K) / 2`` more padding on
+    each side (the same windows), so the MAC count per cycle is always
+    ``Pi * Po * conv_k_max**2``.
 
     Input channels beyond the layer's (the last tile when ``Pi`` does not divide
     ``Cin``) must carry zero weights; output lanes beyond ``Cout`` (the last group) are
@@ -77,7 +83,7 @@ class ConvEngine(wiring.Component):
     ----------
     arch : ArchConfig, optional
         ``conv_pi``, ``conv_po``, ``conv_k_max``, widths, ``weight_scheme``; tiles up to
-        ``max_width x max_height`` (before padding); the output buffer holds
+        ``max_width x max_height`` (padding included); the output buffer holds
         ``max_width * max_height`` output pixels.
     pool : bool
         Fuse a :class:`hw.blocks.pool.PoolUnit` (2x2 / 3x3 max or average, or bypass)
@@ -101,7 +107,8 @@ class ConvEngine(wiring.Component):
         ``stride``
             1 or 2.
         ``pad_top``, ``pad_left``, ``pad_bottom``, ``pad_right``
-            Zero padding, 0 to ``K - 1`` each, the padded tile at least ``K`` each way.
+            Zero padding, 0 to ``K - 1`` each; the padded tile is at least ``K`` and at
+            most ``max_width`` / ``max_height`` each way.
             The output is ``out_h x out_w`` with ``out_w = (width + pad_left +
             pad_right - K) // stride + 1`` (likewise ``out_h``), at most
             ``max_width * max_height`` pixels.

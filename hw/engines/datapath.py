@@ -1,18 +1,21 @@
 """Datapath pieces shared by the engines.
 
-Every engine is one pipeline whose stages all advance together on a single enable,
-``en = ~o.valid | o.ready``: a stage register loads only when the output register can
-move. Compared with per-stage handshakes this costs no skid buffers, keeps the
-read-modify-write of an output buffer trivially hazard free (the read of one beat and
-the write of the beat before it happen in the same cycle, and the read port is
-transparent to the write port), and still honours back-pressure: when the consumer
-stalls, everything holds, including the ``ready`` of every input stream.
+The compute part of every engine is one pipeline whose stages all advance together on a
+single enable, ``en = ~o.valid | o.ready``: a stage register loads only when the output
+register can move. Compared with per-stage handshakes this costs no skid buffers, lets
+flags (first pixel, last tile) travel beside the data in plain registers, keeps the
+read-modify-write of an output buffer hazard free (the read of one beat and the write of
+the beat before it happen in the same cycle, and the read port is transparent to the
+write port), and still honours back-pressure: when the consumer stalls, everything
+holds, and so does the ``ready`` of the stream feeding the pipeline (an input stream, or
+the window generator's output).
 
 The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
 
 - :class:`Pipeline` — stage registers, delays and a pipelined adder tree on one enable;
 - :func:`multiply` — a registered activation x weight product, any weight scheme;
 - :func:`requant_tail` — ``clamp(round_shift(acc * m, s), lo, hi)`` into the output;
+- :func:`shift_tail` — ``clamp(round_shift(x, s), lo, hi)`` of already scaled sums;
 - :class:`JobControl` — the command handshake (run-time configuration or constants);
 - :func:`frame_fields` / :func:`window_config` — the run-time frame geometry of a window
   engine, and its mapping onto :class:`hw.blocks.line_buffer.WindowGenerator`;
@@ -47,6 +50,7 @@ __all__ = [
     "output_size",
     "param_layout",
     "requant_tail",
+    "shift_tail",
     "weight_shape",
     "weight_zero",
     "window_config",

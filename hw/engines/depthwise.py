@@ -34,17 +34,18 @@ class DepthwiseEngine(wiring.Component):
     """``C`` channels of KxK depthwise convolution in parallel (``C = dw_channels``).
 
     A job convolves one group of ``C`` channels over one input tile of at most
-    ``max_width x max_height`` pixels: it loads the ``C`` kernels, streams the tile's
-    pixels through the window generator (one padded position per cycle) and, per
+    ``max_width x max_height`` pixels (padding included): it loads the ``C`` kernels,
+    streams the tile's pixels through the window generator (one pixel per cycle) and, per
     window, adds each channel's ``K x K`` products to its bias, requantizes, clamps and
-    sends the ``C`` results. Channels beyond the layer's (the last group) carry zero
-    weights and are discarded by the consumer.
+    sends the ``C`` results. A kernel smaller than ``conv_k_max`` runs in the centre of
+    zero taps, as in :class:`hw.engines.conv.ConvEngine`. Channels beyond the layer's
+    (the last group) carry zero weights and are discarded by the consumer.
 
     Parameters
     ----------
     arch : ArchConfig, optional
         ``dw_channels``, ``conv_k_max`` (the largest kernel), widths, ``weight_scheme``,
-        tiles up to ``max_width x max_height`` (before padding).
+        tiles up to ``max_width x max_height`` (padding included).
     config : dict, optional
         Fixed configuration (SESL): a value for every field of :attr:`cmd_layout`; the
         engine then has no ``cmd`` port and starts a new job as soon as one is done.

@@ -10,8 +10,9 @@ and their results are consecutive OBUF bytes (one write per channel and group); 
 lane reads its own input element through its own IBUF port (lane ``j`` reads column
 ``ix0 + j * stride_w * fpool_w``). CONV and POINTWISE share those inputs across
 ``channels`` output channels, each with its own WBUF and PBUF port and OBUF write
-port; DEPTHWISE and POOL, whose output channel reads its own input channel, use one
-channel at a time.
+port, and take ``reduce`` input channels per tap (their products summed before the
+accumulator); DEPTHWISE and POOL, whose output channel reads its own input channel,
+use one channel at a time.
 
 Pipeline (never stalls: OBUF has no other writer while it runs):
 
@@ -20,7 +21,7 @@ Pipeline (never stalls: OBUF has no other writer while it runs):
 2. accumulate from the bias (sum, or max for a max pool, padding never winning);
 3. ``acc * mult``;  4. rounding shift and clamp;  5. fused max pool and OBUF write.
 
-Throughput: one reduction tap per cycle on ``lanes x channels`` MACs (CONV,
+Throughput: one reduction step per cycle on ``lanes x channels x reduce`` MACs (CONV,
 POINTWISE) or ``lanes`` MACs (DEPTHWISE, POOL).
 """
 
@@ -48,6 +49,8 @@ class ComputeUnit(wiring.Component):
         Output columns computed in parallel (default 8).
     channels : int, optional
         Output channels computed in parallel by CONV and POINTWISE (default ``conv_po``).
+    reduce : int, optional
+        Input channels reduced in parallel by CONV and POINTWISE (default 2).
 
     Members
     -------
@@ -55,19 +58,21 @@ class ComputeUnit(wiring.Component):
     instr : In(INSTRUCTION)
         A legal COMPUTE instruction (checked by the decoder), sampled with ``start``.
     busy : Out(1)
-    ibuf{j}_addr, ibuf{j}_en, ibuf{j}_data : one IBUF read port per lane (one element).
-    wbuf{q}_addr, wbuf{q}_en, wbuf{q}_data : one WBUF read port per channel (one weight).
+    ibuf{i}_addr, ibuf{i}_en, ibuf{i}_data : one IBUF read port per lane and reduced input
+        channel (one element); port ``r * lanes + j``.
+    wbuf{i}_addr, wbuf{i}_en, wbuf{i}_data : one WBUF read port per output and reduced
+        input channel (one weight); port ``r * channels + q``.
     pbuf{q}_addr, pbuf{q}_en, pbuf{q}_data : one PBUF read port per channel.
     obuf{q}_w_addr, obuf{q}_w_data, obuf{q}_w_count : one OBUF write port per channel
         (``lanes`` elements).
     """
 
-    def __init__(self, arch: ArchConfig, *, lanes=8, channels=None):
+    def __init__(self, arch: ArchConfig, *, lanes=8, channels=None, reduce=2):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
         if channels is None:
             channels = arch.conv_po
-        for name, value in (("lanes", lanes), ("channels", channels)):
+        for name, value in (("lanes", lanes), ("channels", channels), ("reduce", reduce)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
             if not 1 <= value <= 64:
@@ -75,6 +80,7 @@ class ComputeUnit(wiring.Component):
         self.arch = arch
         self.lanes = lanes
         self.channels = channels
+        self.reduce = reduce
         self._e = element_bytes(arch.act_bits)
         self._we = weight_element_bytes(arch)
         members = {
@@ -87,27 +93,30 @@ class ComputeUnit(wiring.Component):
                 f"obuf{q}_w_addr": Out(range(arch.obuf_bytes)),
                 f"obuf{q}_w_data": Out(8 * self._e * lanes),
                 f"obuf{q}_w_count": Out(range(self._e * lanes + 1)),
-                f"wbuf{q}_addr": Out(range(arch.wbuf_bytes)),
-                f"wbuf{q}_en": Out(1),
-                f"wbuf{q}_data": In(8 * self._we),
                 f"pbuf{q}_addr": Out(range(max(arch.pbuf_entries, 2))),
                 f"pbuf{q}_en": Out(1),
                 f"pbuf{q}_data": In(pbuf_layout(arch)),
             })
-        for j in range(lanes):
-            members[f"ibuf{j}_addr"] = Out(range(arch.ibuf_bytes))
-            members[f"ibuf{j}_en"] = Out(1)
-            members[f"ibuf{j}_data"] = In(8 * self._e)
+        for i in range(channels * reduce):
+            members.update({
+                f"wbuf{i}_addr": Out(range(arch.wbuf_bytes)),
+                f"wbuf{i}_en": Out(1),
+                f"wbuf{i}_data": In(8 * self._we),
+            })
+        for i in range(lanes * reduce):
+            members[f"ibuf{i}_addr"] = Out(range(arch.ibuf_bytes))
+            members[f"ibuf{i}_en"] = Out(1)
+            members[f"ibuf{i}_data"] = In(8 * self._e)
         super().__init__(members)
 
     # Port lists the core wires to the buffers.
     @property
     def ibuf_read_widths(self):
-        return [self._e] * self.lanes
+        return [self._e] * (self.lanes * self.reduce)
 
     @property
     def wbuf_read_widths(self):
-        return [self._we] * self.channels
+        return [self._we] * (self.channels * self.reduce)
 
     @property
     def pbuf_read_ports(self):
@@ -138,6 +147,7 @@ class ComputeUnit(wiring.Component):
         arch = self.arch
         P = self.lanes
         Q = self.channels
+        R = self.reduce
         e = self._e
         we = self._we
         c = self.instr.compute
@@ -147,6 +157,7 @@ class ComputeUnit(wiring.Component):
             ("in_h", 16), ("in_w", 16), ("k_h", 16), ("k_w", 16), ("stride_h", 8),
             ("stride_w", 8), ("pad_top", 8), ("pad_left", 8), ("fh", 8), ("fw", 8),
             ("out_h", 16), ("out_w", 16), ("channels", 16), ("nc", 16), ("oc_step", 8),
+            ("plane_in", 32),
             ("ibuf_addr", 32), ("wbuf_addr", 32), ("pbuf_addr", 32), ("obuf_addr", 32),
             ("mult", arch.mult_bits), ("shift", arch.shift_bits))}
         act_lo = Signal(signed(arch.act_bits))
@@ -169,6 +180,7 @@ class ComputeUnit(wiring.Component):
                 cfg["channels"].eq(Mux(c.engine == Engine.POOL, c.in_c, c.out_c)),
                 cfg["nc"].eq(Mux(shared, c.in_c, 1)),
                 cfg["oc_step"].eq(Mux(shared, Q, 1)),
+                cfg["plane_in"].eq(c.in_h * c.in_w * element_bytes(arch.act_bits)),
                 cfg["ibuf_addr"].eq(c.ibuf_addr), cfg["wbuf_addr"].eq(c.wbuf_addr),
                 cfg["pbuf_addr"].eq(c.pbuf_addr), cfg["obuf_addr"].eq(c.obuf_addr),
                 cfg["mult"].eq(Mux(c.pool == Pool.AVG, c.mult, 1)),
@@ -190,7 +202,7 @@ class ComputeUnit(wiring.Component):
         kx = Signal(16)
         last_kx = kx == cfg["k_w"] - 1
         last_ky = ky == cfg["k_h"] - 1
-        last_ci = ci == cfg["nc"] - 1
+        last_ci = ci + R >= cfg["nc"]
         last_dx = dx == cfg["fw"] - 1
         last_dy = dy == cfg["fh"] - 1
         last_px = px0 + P >= cfg["out_w"]
@@ -208,7 +220,7 @@ class ComputeUnit(wiring.Component):
             with m.If(last_kx):
                 m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
                 with m.If(last_ky):
-                    m.d.sync += [ky.eq(0), ci.eq(ci + 1)]
+                    m.d.sync += [ky.eq(0), ci.eq(ci + R)]
                     with m.If(last_ci):
                         m.d.sync += [ci.eq(0), dx.eq(dx + 1)]
                         with m.If(last_dx):
@@ -235,16 +247,20 @@ class ComputeUnit(wiring.Component):
         row_ok = (iy >= 0) & (iy < cfg["in_h"])
         row_base = Signal(signed(48))
         m.d.comb += row_base.eq((chan * cfg["in_h"] + iy) * cfg["in_w"])
-        tap_ok = []
+        # Reduced input channel ``r`` is ``ci + r`` (CONV, POINTWISE; none past ``nc``),
+        # one plane further on in IBUF.
+        tap_ok = [[None] * P for _ in range(R)]
         for j in range(P):
             ix = Signal(signed(40), name=f"ix_{j}")
             m.d.comb += ix.eq(ix0 + j * lane_step)
-            addr, en, _ = self.ibuf_port(j)
-            m.d.comb += [
-                addr.eq(cfg["ibuf_addr"] + (row_base + ix) * e),
-                en.eq(1),
-            ]
-            tap_ok.append(row_ok & (ix >= 0) & (ix < cfg["in_w"]))
+            col_ok = row_ok & (ix >= 0) & (ix < cfg["in_w"])
+            for r in range(R):
+                addr, en, _ = self.ibuf_port(r * P + j)
+                m.d.comb += [
+                    addr.eq(cfg["ibuf_addr"] + (row_base + ix) * e + r * cfg["plane_in"]),
+                    en.eq(1),
+                ]
+                tap_ok[r][j] = col_ok & ((ci + r) < cfg["nc"]) if r else col_ok
         # Channel ``q`` of the group is output channel ``oc + q``; the weights of
         # consecutive output channels are ``nc * k_h * k_w`` apart.
         w_index = ((oc * cfg["nc"] + ci) * cfg["k_h"] + ky) * cfg["k_w"] + kx
@@ -252,15 +268,17 @@ class ComputeUnit(wiring.Component):
         m.d.comb += w_stride.eq(cfg["nc"] * cfg["k_h"] * cfg["k_w"] * we)
         plane = Signal(32)
         m.d.comb += plane.eq(cfg["out_h"] * cfg["out_w"] * e)
+        taps = Signal(16)
+        m.d.comb += taps.eq(cfg["k_h"] * cfg["k_w"] * we)
         for q in range(Q):
-            waddr, wen, _ = self.wbuf_port(q)
             paddr, pen, _ = self.pbuf_port(q)
-            m.d.comb += [
-                waddr.eq(cfg["wbuf_addr"] + w_index * we + q * w_stride),
-                wen.eq(1),
-                paddr.eq(cfg["pbuf_addr"] + oc + q),
-                pen.eq(1),
-            ]
+            m.d.comb += [paddr.eq(cfg["pbuf_addr"] + oc + q), pen.eq(1)]
+            for r in range(R):
+                waddr, wen, _ = self.wbuf_port(r * Q + q)
+                m.d.comb += [
+                    waddr.eq(cfg["wbuf_addr"] + w_index * we + q * w_stride + r * taps),
+                    wen.eq(1),
+                ]
         out_index = (oc * cfg["out_h"] + py) * cfg["out_w"] + px0
         left = cfg["out_w"] - px0
         chan_on = [oc < cfg["channels"]] + [(oc + q < cfg["channels"]) & ~own_channel
@@ -277,25 +295,34 @@ class ComputeUnit(wiring.Component):
         last_tap1 = reg(last_tap, "last_tap1", 1)
         first_win1 = reg(first_win, "first_win1", 1)
         last_win1 = reg(last_win, "last_win1", 1)
-        ok1 = [reg(t, f"ok1_{j}", 1) for j, t in enumerate(tap_ok)]
+        ok1 = [[reg(t, f"ok1_{r}_{j}", 1) for j, t in enumerate(row)]
+               for r, row in enumerate(tap_ok)]
         on1 = [reg(o, f"on1_{q}", 1) for q, o in enumerate(chan_on)]
         out_addr1 = reg(cfg["obuf_addr"] + out_index * e, "out_addr1", 32)
         plane1 = reg(plane, "plane1", 32)
         count1 = reg(Mux(left < P, left, P) * e, "count1", range(P * e + 1))
-        xs = [lanes_from_bytes(m, self.ibuf_port(j)[2], 1, arch.act_bits, f"x1_{j}")[0]
-              for j in range(P)]
+        xr = [[lanes_from_bytes(m, self.ibuf_port(r * P + j)[2], 1, arch.act_bits,
+                                f"x1_{r}_{j}")[0] for j in range(P)] for r in range(R)]
+        xs = xr[0]
 
+        # ``products[q][j]`` sums the ``R`` reduced channels' products of lane ``j``.
         products = [[None] * P for _ in range(Q)]
         for q in range(Q):
-            weight = self.wbuf_port(q)[2]
             for j in range(P):
-                me = MultiplierElement(arch.weight_scheme, arch.act_bits, arch.weight_bits,
-                                       arch.pot_exp_bits, registered=True)
-                m.submodules[f"mul{q}_{j}"] = me
-                code_bits = me.weight_shape.width
-                m.d.comb += [me.a.eq(Mux(ok1[j], xs[j], 0)), me.w.eq(weight[:code_bits]),
-                             me.en.eq(1)]
-                products[q][j] = me.p
+                terms = []
+                for r in range(R):
+                    weight = self.wbuf_port(r * Q + q)[2]
+                    me = MultiplierElement(arch.weight_scheme, arch.act_bits, arch.weight_bits,
+                                           arch.pot_exp_bits, registered=True)
+                    m.submodules[f"mul{q}_{j}_{r}"] = me
+                    code_bits = me.weight_shape.width
+                    m.d.comb += [me.a.eq(Mux(ok1[r][j], xr[r][j], 0)),
+                                 me.w.eq(weight[:code_bits]), me.en.eq(1)]
+                    terms.append(me.p)
+                total = terms[0]
+                for t in terms[1:]:
+                    total = total + t
+                products[q][j] = total
 
         # Stage 2: accumulate ------------------------------------------------------------
         acc_bits = arch.acc_bits
@@ -304,7 +331,7 @@ class ComputeUnit(wiring.Component):
         last_tap2 = reg(last_tap1, "last_tap2", 1)
         first_win2 = reg(first_win1, "first_win2", 1)
         last_win2 = reg(last_win1, "last_win2", 1)
-        ok2 = [reg(o, f"ok2_{j}", 1) for j, o in enumerate(ok1)]
+        ok2 = [reg(o, f"ok2_{j}", 1) for j, o in enumerate(ok1[0])]
         on2 = [reg(o, f"on2_{q}", 1) for q, o in enumerate(on1)]
         x2 = [reg(x, f"x2_{j}", signed(arch.act_bits)) for j, x in enumerate(xs)]
         out_addr2 = reg(out_addr1, "out_addr2", 32)

@@ -179,10 +179,11 @@ class SemlCore(wiring.Component):
             addr, en, data = ibuf.read_port(2 + i)
             c_addr, c_en, c_data = compute.ibuf_port(i)
             m.d.comb += [addr.eq(c_addr), en.eq(c_en), c_data.eq(data)]
-        for q in range(compute.channels):
-            addr, en, data = wbuf.read_port(q)
-            c_addr, c_en, c_data = compute.wbuf_port(q)
+        for i in range(len(compute.wbuf_read_widths)):
+            addr, en, data = wbuf.read_port(i)
+            c_addr, c_en, c_data = compute.wbuf_port(i)
             m.d.comb += [addr.eq(c_addr), en.eq(c_en), c_data.eq(data)]
+        for q in range(compute.pbuf_read_ports):
             rp = pbuf.read_port()
             c_addr, c_en, c_data = compute.pbuf_port(q)
             m.d.comb += [rp.addr.eq(c_addr), rp.en.eq(c_en), c_data.eq(rp.data)]

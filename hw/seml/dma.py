@@ -22,8 +22,9 @@ from amaranth.utils import ceil_log2, exact_log2
 
 __all__ = ["AxiDma", "DmaCommand"]
 
-_ROWS_BITS = 16
-_ROW_BYTES_BITS = 20
+# As wide as the ISA's fields, so that no legal transfer can be truncated.
+_ROWS_BITS = 32
+_ROW_BYTES_BITS = 32
 _PAGE = 4096
 
 

@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from compiler.codegen.program import Scheduler, generate, plan_memory
+from compiler.compile import ddr_image
 from compiler.errors import MappingError
 from compiler.mapping.tiling import (
     WindowOp,
@@ -98,10 +99,7 @@ def run_iss(graph, arch, program, x):
     blob = build_program(arch.config_hash, program.instructions,
                          weights_offset=program.weights_offset, weights=program.weights,
                          ddr_bytes=program.ddr_bytes)
-    ddr = np.zeros(program.ddr_bytes, dtype=np.uint8)
-    ddr[:len(blob)] = np.frombuffer(blob, dtype=np.uint8)
-    w0 = program.weights_offset
-    ddr[w0:w0 + len(program.weights)] = np.frombuffer(program.weights, dtype=np.uint8)
+    ddr = ddr_image(blob, program.weights, program.weights_offset, program.ddr_bytes)
     spec = program.tensors[graph.inputs[0]]
     ddr[spec["offset"]:spec["offset"] + spec["bytes"]] = encode_activations(x, arch.act_bits)
     result = ISS(arch).run(blob, ddr)

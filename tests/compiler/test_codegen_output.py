@@ -80,6 +80,9 @@ def test_listing_errors_name_the_line():
         assemble("0 COMPUTE k_h=70000\n")
     with pytest.raises(isa.ProgramFormatError, match=r"lacks directive\(s\) .arch_hash"):
         assemble("0 END\n")
+    with pytest.raises(isa.ProgramFormatError, match=r"listing line 1: .ddr_bytes 'lots' is "
+                                                     r"not an integer"):
+        assemble(".ddr_bytes lots\n")
 
 
 def test_simulate_matches_golden(compiled):
@@ -159,7 +162,9 @@ def test_failure_while_writing_keeps_previous_output(workdir, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(output_mod.os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ConvForgeError, match=r"Writing output directory .*dpd_out failed "
+                                             r"\(disk full\); its previous contents are "
+                                             r"unchanged"):
         cf.compile_model(workdir / "dpd.onnx", ARCH.replace(pw_pi=4), out)
     monkeypatch.setattr(output_mod.os, "fsync", real_fsync)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -232,6 +237,8 @@ def test_cli_file_errors_are_one_line(workdir, compiled, capsys, tmp_path):
     np.save(tmp_path / "nan.npy", np.full((1, 3, 32, 32), np.nan, dtype=np.float32))
     _one_line_error(["simulate", out, "--input", str(tmp_path / "nan.npy")], capsys,
                     "Input 'input' contains inf or NaN")
+    _one_line_error(["simulate", out, "--input", str(text_npy)], capsys,
+                    f"--input {text_npy} cannot be read as .npy")
     _one_line_error(["simulate", out, "--trace", str(tmp_path)], capsys,
                     f"--trace {tmp_path}: cannot write it")
     _one_line_error(["simulate", out, "-o", str(blocker / "y.npz")], capsys,
@@ -261,7 +268,8 @@ def test_verify_detects_a_wrong_program(compiled):
            if i.opcode is isa.Opcode.COMPUTE else i for i in instrs]
     blob = isa.build_program(ARCH.config_hash, bad, weights_offset=program.weights_offset,
                              weights=program.weights, ddr_bytes=program.ddr_bytes)
-    assert cf.verify_program(compiled.graph, ARCH, program, compiled.program_bin) > 0
+    assert cf.verify_program(compiled.graph, ARCH, program, compiled.program_bin) == \
+        program.cycles
     with pytest.raises(ConvForgeError, match="Verification failed: ISS output "
                                              "'classifier.fc_out' differs"):
         cf.verify_program(compiled.graph, ARCH, program, blob)

@@ -117,6 +117,33 @@ def test_file_errors_are_user_errors():
     assert issubclass(ModelFileError, ConvForgeError)
 
 
+def test_inconsistent_models_are_file_errors():
+    # shape inference lets a weight with the wrong input channels through
+    w = numpy_helper.from_array(np.zeros((4, 5, 3, 3), np.float32), "w")
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+                       [vi("x", [1, 3, 8, 8])], [vi("y", [1, 4, 6, 6])], [w])
+    with pytest.raises(ModelFileError, match=r"model test is not a consistent ONNX model: "
+                                             r"Layer 'c' \(conv\) weight shape \(4, 5, 3, 3\)"):
+        import_onnx(model)
+    # a constant subgraph the reference evaluator cannot compute
+    inits = [numpy_helper.from_array(np.zeros(6, np.float32), "c"),
+             numpy_helper.from_array(np.array([4], np.int64), "s")]
+    model = make_model([helper.make_node("Reshape", ["c", "s"], ["r"], name="rs"),
+                        helper.make_node("Add", ["x", "r"], ["y"], name="add")],
+                       [vi("x", [1, 4, 1, 1])], [vi("y", [1, 4, 1, 1])], inits)
+    with pytest.raises(ModelFileError, match=r"constant nodes \(rs\) cannot be evaluated: "
+                                             r"ValueError"):
+        import_onnx(model)
+    # BatchNormalization parameters for another channel count
+    inits = [numpy_helper.from_array(np.ones(5, np.float32), n) for n in "gbmv"]
+    model = make_model([helper.make_node("BatchNormalization", ["x", *"gbmv"], ["y"], name="bn")],
+                       [vi("x", [1, 3, 4, 4])], [vi("y", [1, 3, 4, 4])], inits)
+    issues, _ = legality_issues(model)
+    assert [str(i) for i in issues] == [
+        ("bn (BatchNormalization): per-channel parameters of sizes 5 and 5 do not match the "
+         "input's 3 channels")]
+
+
 # Legality report -----------------------------------------------------------------------
 
 def test_report_lists_every_unsupported_node():

@@ -48,7 +48,8 @@ def two_layer_graph():
 # validate ------------------------------------------------------------------------------
 
 def test_valid_graphs_pass():
-    assert conv_graph().validate() is not None
+    graph = conv_graph()
+    assert graph.validate() is graph
     two_layer_graph().validate()
 
 

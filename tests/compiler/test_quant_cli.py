@@ -35,6 +35,8 @@ def test_quantize_command_qdq_model(tmp_path, capsys):
     assert main(["quantize", str(path)]) == 0
     text = capsys.readouterr().out
     assert "scales qdq" in text and "within 1 LSB of onnxruntime QDQ: 100.0%" in text
+    assert main(["quantize", str(path), "--prune", "0.5"]) == 2
+    assert "--prune does not apply to" in capsys.readouterr().err
 
 
 def test_quantize_command_user_errors(tmp_path, capsys):

@@ -107,6 +107,17 @@ def quantized_conv_operands(rng, n, c, h, w, m, k, groups, one_d=False):
     return sx, sw, xq, wq, bq
 
 
+def check_weighted_node(node, acc, xq, wq, bq, sx, sw):
+    """onnxruntime's float result of ``node`` on the dequantized operands equals the golden
+    accumulators exactly, and the requantized accumulators are within one LSB of it."""
+    (y,) = run_onnx([node], {"x": dequantize(xq, sx)},
+                    [("w", dequantize(wq, sw, axis=0)), ("b", dequantize(bq, sx * sw, axis=0))])
+    np.testing.assert_array_equal(dequantize(acc, sx * sw), y)
+    sy = output_scale(y)
+    mult, shift = fixed_point_multiplier(sx * sw / sy)
+    assert_within_one_lsb(requantize(acc, mult, shift, LO, HI), y, sy)
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
 def test_conv2d_against_onnxruntime(case):
     _, n, c, h, w, m, k, stride, pads, groups = case
@@ -117,13 +128,7 @@ def test_conv2d_against_onnxruntime(case):
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k, k],
                             strides=[stride, stride], group=groups,
                             pads=[pads[0], pads[1], pads[2], pads[3]])
-    (y,) = run_onnx([node], {"x": dequantize(xq, sx)},
-                    [("w", dequantize(wq, sw, axis=0)), ("b", dequantize(bq, sx * sw, axis=0))])
-    np.testing.assert_array_equal(dequantize(acc, sx * sw), y)
-
-    sy = output_scale(y)
-    mult, shift = fixed_point_multiplier(sx * sw / sy)
-    assert_within_one_lsb(requantize(acc, mult, shift, LO, HI), y, sy)
+    check_weighted_node(node, acc, xq, wq, bq, sx, sw)
 
 
 @pytest.mark.parametrize("act", ["Relu", "Clip6"])
@@ -161,12 +166,7 @@ def test_conv1d_against_onnxruntime(k, stride, pads, groups):
     acc = conv1d(xq, wq, bq, stride=stride, pads=pads, groups=groups)
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k], strides=[stride],
                             pads=list(pads), group=groups)
-    (y,) = run_onnx([node], {"x": dequantize(xq, sx)},
-                    [("w", dequantize(wq, sw, axis=0)), ("b", dequantize(bq, sx * sw, axis=0))])
-    np.testing.assert_array_equal(dequantize(acc, sx * sw), y)
-    sy = output_scale(y)
-    mult, shift = fixed_point_multiplier(sx * sw / sy)
-    assert_within_one_lsb(requantize(acc, mult, shift, LO, HI), y, sy)
+    check_weighted_node(node, acc, xq, wq, bq, sx, sw)
 
 
 def test_gemm_against_onnxruntime():
@@ -177,12 +177,7 @@ def test_gemm_against_onnxruntime():
     bq = rng.integers(-2 ** 12, 2 ** 12, size=10)
     acc = fully_connected(xq, wq, bq)
     node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)
-    (y,) = run_onnx([node], {"x": dequantize(xq, sx)},
-                    [("w", dequantize(wq, sw, axis=0)), ("b", dequantize(bq, sx * sw, axis=0))])
-    np.testing.assert_array_equal(dequantize(acc, sx * sw), y)
-    sy = output_scale(y)
-    mult, shift = fixed_point_multiplier(sx * sw / sy)
-    assert_within_one_lsb(requantize(acc, mult, shift, LO, HI), y, sy)
+    check_weighted_node(node, acc, xq, wq, bq, sx, sw)
 
 
 POOL_CASES = [((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 3), (2, 2), (1, 1, 1, 1)),
