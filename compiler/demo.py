@@ -19,7 +19,7 @@ import onnx
 from compiler.errors import ConvForgeError
 from hw.arch import ArchConfig
 
-__all__ = ["DEMO_ARCH", "run_demo", "add_demo_parser"]
+__all__ = ["DEMO_ARCH", "add_demo_parser", "run_demo"]
 
 #: A small arch: every engine present, buffers large enough for 32x32 maps, and
 #: an RTL model that Verilator simulates in about a minute.

@@ -14,12 +14,13 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-__all__ = ["ArchConfig", "WEIGHT_SCHEMES"]
+__all__ = ["WEIGHT_SCHEMES", "ArchConfig"]
 
 #: Weight encodings a PE can be elaborated for (see ``hw.weight_codes``).
 WEIGHT_SCHEMES = ("uniform", "pot", "apot")
 
-_KERNELS = (1, 3, 5, 7)
+#: Kernel sizes the line buffers and convolvers support.
+KERNEL_SIZES = (1, 3, 5, 7)
 
 
 def _check_int(name, value, lo, hi=None):
@@ -116,9 +117,9 @@ class ArchConfig:
         _check_int("pot_exp_bits", self.pot_exp_bits, 1, 5)
         for name in ("conv_pi", "conv_po", "dw_channels", "pw_pi", "pw_po"):
             _check_int(name, getattr(self, name), 1, 256)
-        if self.conv_k_max not in _KERNELS:
+        if self.conv_k_max not in KERNEL_SIZES:
             raise ValueError(
-                f"Arch parameter conv_k_max must be one of {_KERNELS}, not {self.conv_k_max!r}")
+                f"Arch parameter conv_k_max must be one of {KERNEL_SIZES}, not {self.conv_k_max!r}")
         _check_int("max_width", self.max_width, 1, 4096)
         _check_int("max_height", self.max_height, 1, 4096)
         for name in ("ibuf_bytes", "obuf_bytes", "wbuf_bytes"):

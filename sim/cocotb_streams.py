@@ -18,8 +18,17 @@ import random
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["StreamSource", "StreamSink", "random_pattern", "pack_lanes", "unpack_lanes",
-           "pack_struct", "unpack_struct", "to_signed", "ClockCounter"]
+__all__ = [
+    "ClockCounter",
+    "StreamSink",
+    "StreamSource",
+    "pack_lanes",
+    "pack_struct",
+    "random_pattern",
+    "to_signed",
+    "unpack_lanes",
+    "unpack_struct",
+]
 
 
 def random_pattern(seed: int, p_active: float):

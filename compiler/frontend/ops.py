@@ -19,6 +19,7 @@ import onnx
 from onnx import helper
 
 from compiler.ir import Activation, IRError, Layer, OpKind, classify_clamp, conv_kind, infer_shape
+from hw.arch import KERNEL_SIZES
 
 __all__ = [
     "CONV_KERNELS",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 #: Convolution kernel sizes the line buffers and convolvers support.
-CONV_KERNELS = (1, 3, 5, 7)
+CONV_KERNELS = KERNEL_SIZES
 #: Convolution strides the window generator supports.
 CONV_STRIDES = (1, 2)
 #: Largest pooling window (per axis) of the pooling unit.

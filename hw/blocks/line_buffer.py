@@ -15,10 +15,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-__all__ = ["KERNEL_SIZES", "LineBuffer", "WindowGenerator"]
+from ..arch import KERNEL_SIZES
 
-#: Kernel sizes the window generator can be elaborated for.
-KERNEL_SIZES = (1, 3, 5, 7)
+__all__ = ["KERNEL_SIZES", "LineBuffer", "WindowGenerator"]
 
 
 def _check_int(name, value, lo):

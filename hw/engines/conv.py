@@ -79,6 +79,10 @@ class ConvEngine(wiring.Component):
     ``Cin``) must carry zero weights; output lanes beyond ``Cout`` (the last group) are
     discarded by the consumer.
 
+    A command outside the documented ranges gives unspecified results, possibly a job
+    that never completes: the compiler checks every layer against them, and a fixed
+    ``config`` is checked at construction.
+
     Parameters
     ----------
     arch : ArchConfig, optional

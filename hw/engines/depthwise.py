@@ -41,6 +41,10 @@ class DepthwiseEngine(wiring.Component):
     zero taps, as in :class:`hw.engines.conv.ConvEngine`. Channels beyond the layer's
     (the last group) carry zero weights and are discarded by the consumer.
 
+    A command outside the documented ranges gives unspecified results, possibly a job
+    that never completes: the compiler checks every layer against them, and a fixed
+    ``config`` is checked at construction.
+
     Parameters
     ----------
     arch : ArchConfig, optional

@@ -19,6 +19,10 @@ class EltwiseAddEngine(wiring.Component):
     Bit-exact with ``sim.golden.add``: both products are summed before the single
     rounding shift.
 
+    A command outside the documented ranges gives unspecified results, possibly a job
+    that never completes: the compiler checks every layer against them, and a fixed
+    ``config`` is checked at construction.
+
     Parameters
     ----------
     arch : ArchConfig

@@ -39,6 +39,10 @@ class PointwiseEngine(wiring.Component):
     must carry zero weights; output lanes beyond ``Cout`` (the last group) carry whatever
     their zero weights and parameters give and are discarded by the consumer.
 
+    A command outside the documented ranges gives unspecified results, possibly a job
+    that never completes: the compiler checks every layer against them, and a fixed
+    ``config`` is checked at construction.
+
     Parameters
     ----------
     arch : ArchConfig

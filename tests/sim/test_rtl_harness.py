@@ -11,8 +11,15 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from sim.cocotb_streams import (StreamSink, StreamSource, pack_lanes, pack_struct, random_pattern,
-                                unpack_lanes, unpack_struct)
+from sim.cocotb_streams import (
+    StreamSink,
+    StreamSource,
+    pack_lanes,
+    pack_struct,
+    random_pattern,
+    unpack_lanes,
+    unpack_struct,
+)
 from sim.rtl import RTLTestFailure, run_cocotb, test_args
 
 
