@@ -5,6 +5,11 @@ master) that can also answer ``SLVERR`` for chosen address windows, to test bus
 errors. :class:`Host` is the processor side: it loads the program, weights and
 input into DDR, programs the control registers through an ``AxiLiteMaster``,
 starts the core, polls for done and reads results and counters back.
+
+:func:`run_program_rtl` does the whole round trip for a compiled program outside
+cocotb (Verilator build, load, run, read back); it is the ``rtl`` simulation
+backend of ``convforge simulate --rtl``. :func:`layer_cycles` sets the core's
+per-instruction issue stamps against the compiler's per-layer cycle model.
 """
 
 from __future__ import annotations

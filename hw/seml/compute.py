@@ -4,7 +4,8 @@ One datapath executes every COMPUTE form of ``docs/isa.md`` exactly, whatever th
 kernel, stride, padding and fused pool: a loop generator walks a group of output
 channels ``m ..``, pooled output row ``py``, a group of ``lanes`` pooled output
 columns ``px0 ..``, the fused-pool window ``(dy, dx)``, and the reduction taps (input
-channel, ``ky``, ``kx``). A ``lanes x channels`` array of MACs works on each tap:
+channel, ``ky``, ``kx``). An array of ``lanes x channels x reduce`` MACs works on each
+step:
 lane ``j`` is output column ``px0 + j``, so the lanes of one channel share the weight
 and their results are consecutive OBUF bytes (one write per channel and group); each
 lane reads its own input element through its own IBUF port (lane ``j`` reads column
@@ -19,7 +20,9 @@ Pipeline (never stalls: OBUF has no other writer while it runs):
 0. loop counters, buffer addresses, padding masks; IBUF / WBUF / PBUF reads;
 1. read data; products (``hw.blocks.pe.MultiplierElement``, any weight scheme);
 2. accumulate from the bias (sum, or max for a max pool, padding never winning);
-3. ``acc * mult``;  4. rounding shift and clamp;  5. fused max pool and OBUF write.
+3. ``acc * mult``;  4. rounding shift, clamp, fused max pool and OBUF write.
+
+Latency: a group's results are written 4 cycles after its last reduction step.
 
 Throughput: one reduction step per cycle on ``lanes x channels x reduce`` MACs (CONV,
 POINTWISE) or ``lanes`` MACs (DEPTHWISE, POOL).

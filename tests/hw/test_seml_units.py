@@ -152,3 +152,22 @@ def test_store_unit(bits):
     assert [last for _, last in got] == [0] * (words - 1) + [1]
     stream = b"".join(d.to_bytes(nbytes, "little") for d, _ in got)
     assert stream[:total] == obuf[buf_addr:buf_addr + total]
+
+
+def test_compute_unit_arguments():
+    from hw.seml.compute import ComputeUnit
+
+    arch = _arch(64)
+    unit = ComputeUnit(arch, lanes=4, channels=3, reduce=2)
+    assert unit.ibuf_read_widths == [1] * 8
+    assert unit.wbuf_read_widths == [1] * 6
+    assert unit.pbuf_read_ports == 3
+    assert unit.obuf_write_width == 4
+    with pytest.raises(TypeError, match=r"arch must be an ArchConfig, not None"):
+        ComputeUnit(None)
+    with pytest.raises(ValueError, match=r"lanes must be between 1 and 64, not 0"):
+        ComputeUnit(arch, lanes=0)
+    with pytest.raises(TypeError, match=r"channels must be an integer, not 2.5"):
+        ComputeUnit(arch, channels=2.5)
+    with pytest.raises(ValueError, match=r"reduce must be between 1 and 64, not 65"):
+        ComputeUnit(arch, reduce=65)
