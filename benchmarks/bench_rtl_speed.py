@@ -128,8 +128,7 @@ if cocotb is not None:
 # driver side ----------------------------------------------------------------------------
 
 def _run(name, overrides, mode, cycles, jobs):
-    from sim.axi import enable_pch_flag
-    from sim.rtl import run_cocotb
+    from sim.rtl import enable_pch_flag, run_cocotb
 
     enable_pch_flag()
     fixed = mode == "free"

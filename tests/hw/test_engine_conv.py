@@ -12,7 +12,6 @@ from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.engines.conv import ConvEngine
 from sim import golden
-from sim.axi import enable_pch_flag
 from sim.cocotb_streams import (
     StreamSink,
     StreamSource,
@@ -373,7 +372,6 @@ BUILDS = {
 def test_conv_rtl(name):
     overrides, pool, seed = BUILDS[name]
     args = {"arch": dict(ARCH, **overrides), "pool": pool, "seed": seed, "layers": 8}
-    enable_pch_flag()
     run_cocotb(
         _engine(args),
         test_module=__name__,
@@ -399,7 +397,6 @@ def test_conv_fixed_config_rtl():
         "hi": 70,
     }
     args = {"arch": dict(ARCH, conv_pi=1, conv_po=2, conv_k_max=3), "seed": 4, "config": config}
-    enable_pch_flag()
     run_cocotb(
         _engine(args),
         test_module=__name__,

@@ -12,7 +12,6 @@ from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.engines.depthwise import DepthwiseEngine
 from sim import golden
-from sim.axi import enable_pch_flag
 from sim.cocotb_streams import (
     StreamSink,
     StreamSource,
@@ -228,7 +227,6 @@ BUILDS = {
 def test_depthwise_rtl(name):
     overrides, seed = BUILDS[name]
     args = {"arch": dict(ARCH, **overrides), "seed": seed, "layers": 8}
-    enable_pch_flag()
     run_cocotb(
         _engine(args),
         test_module=__name__,
@@ -253,7 +251,6 @@ def test_depthwise_fixed_config_rtl():
         "hi": 90,
     }
     args = {"arch": dict(ARCH, dw_channels=2, conv_k_max=3), "seed": 6, "config": config}
-    enable_pch_flag()
     run_cocotb(
         _engine(args),
         test_module=__name__,

@@ -25,17 +25,12 @@ from hw.isa import (
     pack_pbuf_entry,
 )
 from hw.seml.core import SemlCore
-from sim.axi import DdrModel, Host, plain_compiler
+from sim.axi import DdrModel, Host
 from sim.iss import ISS
 from sim.rtl import run_cocotb, test_args
 
 pytestmark = pytest.mark.rtl
 
-
-@pytest.fixture(autouse=True)
-def _core_build():
-    with plain_compiler():
-        yield
 
 #: A small arch: quick to build, every buffer a few KiB.
 ARCH = ArchConfig(name="core-test", ibuf_bytes=4096, obuf_bytes=4096, wbuf_bytes=2048,
