@@ -18,6 +18,7 @@ buffers and DDR; the compiler's weight image uses them.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -26,7 +27,6 @@ import numpy as np
 from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.isa import (
-    HEADER_BYTES,
     INSTR_BYTES,
     PBUF_ENTRY_BYTES,
     Buffer,
@@ -42,18 +42,29 @@ from hw.isa import (
     parse_program,
     weight_element_bytes,
 )
+from hw.seml.compute import COMPUTE_LANES, COMPUTE_REDUCE, DRAIN_CYCLES, compute_steps
+from hw.seml.core import MAX_BURST
+from hw.seml.dma import PAGE_BYTES
+from hw.seml.fetch import FETCH_DEPTH
+from hw.seml.units import add_chunk_beats, add_lanes
 from sim import golden
 
 __all__ = [
-    "DMA_ROW_CYCLES",
-    "DMA_SETUP_CYCLES",
-    "ENGINE_PIPELINE_CYCLES",
+    "ADD_JOB_CYCLES",
     "ISS",
+    "ISSUE_INTERVAL",
+    "ISSUE_LATENCY",
+    "LOAD_FETCH_AHEAD",
+    "LOAD_OVERHEAD_CYCLES",
+    "LOAD_START_CYCLES",
     "PBUF_RECORD",
+    "STORE_OVERHEAD_CYCLES",
     "RunResult",
     "accesses",
+    "compute_parallelism",
     "decode_activations",
     "decode_weights",
+    "dma_cycles",
     "encode_activations",
     "encode_weights",
     "fetch_cycles",
@@ -63,13 +74,6 @@ __all__ = [
     "timeline",
     "unit_of",
 ]
-
-#: Cycles from issuing a DMA transfer to its first data beat (address phase + DDR latency).
-DMA_SETUP_CYCLES = 16
-#: Extra cycles per row of a 2-D transfer (a new burst).
-DMA_ROW_CYCLES = 1
-#: Fill/drain latency of an engine pipeline, paid once per COMPUTE / ADD.
-ENGINE_PIPELINE_CYCLES = 12
 
 #: A PBUF record (:func:`hw.isa.pack_pbuf_entry`) as a numpy structured type.
 PBUF_RECORD = np.dtype([("bias", "<i8"), ("mult", "<u4"), ("shift", "u1"), ("pad", "V3")])
@@ -153,9 +157,35 @@ def decode_weights(raw: np.ndarray, arch: ArchConfig) -> np.ndarray:
 
 
 # Cycle model ----------------------------------------------------------------------------
+#
+# The SEML core (``hw/seml``) is deterministic; these figures are derived from its RTL
+# with cocotbext-axi's ``AxiRam`` as DDR (two cycles from an accepted read address to
+# its first beat, one beat per cycle, no pauses). Exact for COMPUTE and ADD; the DMA's
+# figures include the instruction-fetch bursts that share the read channel with LOAD.
 
 _UNIT_OF = {Opcode.LOAD: Unit.LOAD, Opcode.STORE: Unit.STORE, Opcode.COMPUTE: Unit.COMPUTE,
             Opcode.ADD: Unit.COMPUTE}
+
+#: Cycles a LOAD spends besides its data beats: command to the DMA, read address behind
+#: the instruction-fetch bursts already queued in DDR, first-beat latency, hand-off.
+LOAD_OVERHEAD_CYCLES = 14
+#: Instruction-fetch bursts queued ahead of a LOAD's first burst in :func:`dma_cycles`
+#: (:func:`timeline` counts the words actually requested then).
+LOAD_FETCH_AHEAD = 2
+#: Cycles from a LOAD's issue to its first beat when the read channel is idle.
+LOAD_START_CYCLES = 4
+#: Cycles a STORE spends besides its data beats: OBUF read, write address, response.
+STORE_OVERHEAD_CYCLES = 7
+#: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
+ADD_JOB_CYCLES = 6
+#: Cycles from the last beat of an instruction word to its issue (FIFO, FETCH, DECODE).
+ISSUE_LATENCY = 4
+#: Fewest cycles between two issues (FETCH, DECODE, ISSUE states).
+ISSUE_INTERVAL = 3
+#: Cycles from start to the first beat of the header, and from the header's last beat to
+#: the first beat of the CRC pre-scan, and from the pre-scan's last beat to the first
+#: beat of instruction 0.
+_HEADER_LATENCY, _SCAN_GAP, _EXEC_GAP = 3, 7, 8
 
 
 def unit_of(opcode: Opcode) -> Unit | None:
@@ -164,14 +194,95 @@ def unit_of(opcode: Opcode) -> Unit | None:
 
 
 def fetch_cycles(arch: ArchConfig) -> int:
-    """Issue cost of one instruction: fetching its word plus one decode cycle."""
-    return math.ceil(INSTR_BYTES / arch.axi_data_bytes) + 1
+    """Bus beats of one instruction word: the issue interval while fetch is the bottleneck."""
+    return math.ceil(INSTR_BYTES / arch.axi_data_bytes)
 
 
 def startup_cycles(instr_count: int, arch: ArchConfig) -> int:
-    """Header check plus the CRC pre-scan of the instruction section."""
-    beats = math.ceil((HEADER_BYTES + instr_count * INSTR_BYTES) / arch.axi_data_bytes)
-    return DMA_SETUP_CYCLES + beats
+    """Cycles from start to the first beat of instruction 0: header read and check, CRC
+    pre-scan of the header and the ``instr_count`` instruction words."""
+    w = fetch_cycles(arch)
+    header_last = _HEADER_LATENCY + w - 1
+    scan_last = header_last + _SCAN_GAP + (instr_count + 1) * w
+    return scan_last + _EXEC_GAP
+
+
+def _row_cycles(offset, nbytes, residue, nb):
+    """Beats and stall cycles of one row of ``nbytes`` bytes at lane ``offset`` when
+    ``residue`` bytes of an unfinished word are already packed (DMA read side): a beat
+    whose bytes do not fit in the packing register with the pending ones costs a cycle
+    more. Returns ``(cycles, stalls, residue after)``."""
+    first = min(nb - offset, nbytes)
+    stalls = int(residue + first > nb)
+    residue = (residue + first) % nb
+    rest = nbytes - first
+    full, last = divmod(rest, nb)
+    if residue:
+        stalls += full
+    beats = 1 + full
+    if last:
+        beats += 1
+        stalls += int(residue + last > nb)
+        residue = (residue + last) % nb
+    return beats + stalls, stalls, residue
+
+
+def _bursts(addr, nbytes, nb):
+    """Bursts the DMA splits one row into (at most ``MAX_BURST`` beats, never across a
+    4 KiB page)."""
+    span_max = MAX_BURST * nb
+    count = 0
+    while nbytes > 0:
+        offset = addr % nb
+        aligned = addr - offset
+        span = min(PAGE_BYTES - aligned % PAGE_BYTES, span_max)
+        take = min(nbytes, span - offset)
+        addr += take
+        nbytes -= take
+        count += 1
+    return count
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def dma_cycles(rows: int, row_bytes: int, arch: ArchConfig, *, ddr_addr: int = 0,
+               ddr_stride: int | None = None, write: bool = False) -> int:
+    """Busy cycles of a LOAD (``write=False``) or STORE of ``rows`` x ``row_bytes`` bytes
+    from DDR offset ``ddr_addr`` (the image base is taken 4 KiB aligned), rows
+    ``ddr_stride`` apart.
+
+    Each row is its own run of bursts; a beat costs one cycle, two when the DDR lane
+    offset of the row and the bytes already packed into the stream disagree (the DMA's
+    packing register then holds two partial words). A LOAD also waits for
+    :data:`LOAD_FETCH_AHEAD` instruction words queued before its first burst, and for
+    one more after its first burst if it has several (the read channel is shared with
+    instruction fetch); :func:`timeline` replaces the former by the words actually
+    requested.
+    """
+    nb = arch.axi_data_bytes
+    stride = row_bytes if ddr_stride is None else ddr_stride
+    if rows < 1 or row_bytes < 1:
+        return 0
+    residue = 0
+    # Lane offsets and packing residues repeat every ``nb`` rows.
+    period = []
+    for r in range(min(rows, nb)):
+        c, stalls, residue = _row_cycles((ddr_addr + r * stride) % nb, row_bytes, residue, nb)
+        if write:  # the write side's unpacking register starts a row one beat ahead
+            c -= min(stalls, 1)
+        period.append(c)
+    reps, extra = divmod(rows, len(period))
+    cycles = reps * sum(period) + sum(period[:extra])
+    if write:
+        return STORE_OVERHEAD_CYCLES + cycles
+    # A fetch burst requested meanwhile slips in after the first burst.
+    several = rows > 1 or _bursts(ddr_addr, row_bytes, nb) > 1
+    ahead = LOAD_FETCH_AHEAD + several
+    return LOAD_OVERHEAD_CYCLES + ahead * fetch_cycles(arch) + cycles
+
+
+def _load_first_beat(arch):
+    """Cycles from a LOAD's issue to its first beat assumed by :func:`dma_cycles`."""
+    return LOAD_OVERHEAD_CYCLES - 1 + LOAD_FETCH_AHEAD * fetch_cycles(arch)
 
 
 def _conv_geometry(i):
@@ -182,80 +293,110 @@ def _conv_geometry(i):
     return hp, wp, oh, ow
 
 
+def compute_parallelism(arch: ArchConfig):
+    """``(lanes, channels, reduce)`` of the core's compute unit for ``arch``."""
+    return COMPUTE_LANES, arch.conv_po, COMPUTE_REDUCE
+
+
 def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
-    """Busy cycles of ``instr`` on its unit (0 for SYNC / END).
+    """Cycles ``instr`` keeps its unit busy, from its issue to the first cycle another
+    instruction (or a SYNC on the unit) can issue (0 for SYNC / END).
 
-    * LOAD / STORE: ``DMA_SETUP_CYCLES + rows * (ceil(row_bytes / axi_bytes) +
-      DMA_ROW_CYCLES)``.
-    * CONV: line-buffered convolvers stream the padded tile once per block of
-      ``conv_pi`` input x ``conv_po`` output channels, one pixel per cycle, after
-      loading the block's ``k_h * k_w`` taps.
-    * DEPTHWISE: the same with ``dw_channels`` channels per block.
-    * POINTWISE: one output pixel per cycle per block of ``pw_pi x pw_po`` channels.
-    * POOL: one input element per cycle.
-    * ADD: one element per cycle.
-
-    Engines add ``ENGINE_PIPELINE_CYCLES`` of fill/drain per instruction.
+    * COMPUTE: :func:`hw.seml.compute.compute_steps` (one reduction step per cycle on
+      ``8 columns x conv_po channels x 2 input channels`` for CONV / POINTWISE, ``8
+      columns`` of one channel for DEPTHWISE / POOL) plus
+      :data:`hw.seml.compute.DRAIN_CYCLES`.
+    * ADD: ``ceil(count / dw_channels)`` beats plus :data:`ADD_JOB_CYCLES` per engine job
+      of at most ``max_width * max_height`` beats.
+    * LOAD / STORE: :func:`dma_cycles`.
     """
     op = instr.opcode
-    if op in (Opcode.LOAD, Opcode.STORE):
-        beats = math.ceil(instr.row_bytes / arch.axi_data_bytes)
-        return DMA_SETUP_CYCLES + instr.rows * (beats + DMA_ROW_CYCLES)
+    if op is Opcode.LOAD or op is Opcode.STORE:
+        return dma_cycles(instr.rows, instr.row_bytes, arch, ddr_addr=instr.ddr_addr,
+                          ddr_stride=instr.ddr_stride, write=op is Opcode.STORE)
     if op is Opcode.ADD:
-        return ENGINE_PIPELINE_CYCLES + instr.count
+        beats = -(-instr.count // add_lanes(arch))
+        jobs = max(1, -(-beats // add_chunk_beats(arch)))
+        return beats + ADD_JOB_CYCLES * jobs
     if op is not Opcode.COMPUTE:
         return 0
-    hp, wp, oh, ow = _conv_geometry(instr)
-    engine = instr.engine
-    if engine is Engine.CONV:
-        blocks = math.ceil(instr.in_c / arch.conv_pi) * math.ceil(instr.out_c / arch.conv_po)
-        return ENGINE_PIPELINE_CYCLES + blocks * (hp * wp + instr.k_h * instr.k_w)
-    if engine is Engine.DEPTHWISE:
-        blocks = math.ceil(instr.out_c / arch.dw_channels)
-        return ENGINE_PIPELINE_CYCLES + blocks * (hp * wp + instr.k_h * instr.k_w)
-    if engine is Engine.POINTWISE:
-        blocks = math.ceil(instr.in_c / arch.pw_pi) * math.ceil(instr.out_c / arch.pw_po)
-        return ENGINE_PIPELINE_CYCLES + blocks * oh * ow
-    return ENGINE_PIPELINE_CYCLES + instr.in_c * hp * wp
+    lanes, channels, reduce = compute_parallelism(arch)
+    return DRAIN_CYCLES + compute_steps(
+        instr.engine, instr.pool, instr.in_c, instr.out_c, instr.out_h, instr.out_w,
+        instr.k_h, instr.k_w, instr.fpool_h, instr.fpool_w,
+        lanes=lanes, channels=channels, reduce=reduce)
 
 
 def timeline(instructions, arch: ArchConfig, instr_count=None):
-    """Replay the execution model of ``docs/isa.md`` over ``instructions``.
+    """Replay the SEML core's issue over ``instructions``.
 
-    Issue is in program order and costs :func:`fetch_cycles` per instruction; an
-    instruction starts when its unit is idle (issue waits for that), SYNC waits for
-    the units in its mask and END for all of them.
+    Issue is in program order: instruction ``k`` is issued :data:`ISSUE_LATENCY` cycles
+    after the last beat of its word (at least :data:`ISSUE_INTERVAL` after the previous
+    issue) and once its unit is idle; SYNC waits for the units in its mask and END for
+    all of them. The fetch unit keeps ``FETCH_DEPTH`` words requested or buffered and
+    reads a word in :func:`fetch_cycles` beats, so a run of short instructions issues one
+    per word; a LOAD's first beat comes after the instruction words already requested.
 
     Returns
     -------
     (starts, finishes, total) : (list of int, list of int, int)
-        Start and finish cycle of every instruction (the issue cycle for SYNC and
-        END) and the cycle at which the program is done.
+        Issue and finish cycle of every instruction (finish = issue for SYNC and END;
+        counted from start, as the core's trace stamps) and the core's cycle count.
     """
     count = len(instructions) if instr_count is None else instr_count
-    t_issue = startup_cycles(count, arch)
+    w = fetch_cycles(arch)
+    first_beat = startup_cycles(count, arch)  # of word 0
+    pops = []
+    last_beats = []  # last beat of each instruction word
+
+    def word(j):
+        """Last beat of word ``j`` (its request follows the pop of word ``j - FETCH_DEPTH``)."""
+        while len(last_beats) <= j:
+            i = len(last_beats)
+            if i == 0:
+                last_beats.append(first_beat + w - 1)
+                continue
+            request = first_beat - 2 if i < FETCH_DEPTH else pops[i - FETCH_DEPTH] + 1
+            last_beats.append(max(request + 2, last_beats[-1] + 1) + w - 1)
+        return last_beats[j]
+
     free = {Unit.LOAD: 0, Unit.COMPUTE: 0, Unit.STORE: 0}
-    fetch = fetch_cycles(arch)
     starts, finishes = [], []
-    for instr in instructions:
-        t_issue += fetch
+    issued = -ISSUE_INTERVAL
+    total = None
+    for k, instr in enumerate(instructions):
+        pop = max(word(k) + 2, issued + 1)
+        pops.append(pop)
+        t = pop + 2
         op = instr.opcode
         if op is Opcode.SYNC or op is Opcode.END:
             for unit, busy_until in free.items():
                 if op is Opcode.END or unit & instr.mask:
-                    t_issue = max(t_issue, busy_until)
-            starts.append(t_issue)
-            finishes.append(t_issue)
+                    t = max(t, busy_until)
+            starts.append(t)
+            finishes.append(t)
+            issued = t
             if op is Opcode.END:
+                total = t + 2
                 break
             continue
         unit = unit_of(op)
-        start = max(t_issue, free[unit])
-        free[unit] = start + instruction_cycles(instr, arch)
-        t_issue = start
-        starts.append(start)
+        t = max(t, free[unit])
+        busy = instruction_cycles(instr, arch)
+        if op is Opcode.LOAD:
+            # The instruction words requested so far are read before the LOAD's first
+            # burst, including the refill that follows the next word's pop if that pop
+            # comes at once (the fetch wins the read-address arbitration).
+            ahead = word(k + FETCH_DEPTH)
+            if word(k + 1) + 2 <= t + 1:
+                ahead = max(t + 4, ahead + 1) + w - 1
+            busy += max(LOAD_START_CYCLES, ahead + 1 - t) - _load_first_beat(arch)
+        free[unit] = t + busy
+        issued = t
+        starts.append(t)
         finishes.append(free[unit])
-    total = max([t_issue] + list(free.values()))
+    if total is None:
+        total = max([issued + 2] + list(free.values()))
     return starts, finishes, total
 
 

@@ -1,10 +1,10 @@
 """Cycle model of compiled programs.
 
-The per-instruction formulas live in :func:`sim.iss.instruction_cycles` (the ISS
-reports the same numbers while it runs); :func:`timeline` replays the execution
-model of ``docs/isa.md`` -- in-order issue, one instruction per unit at a time,
-SYNC stalls -- without executing data, so the compiler can predict a program's
-cycles and attribute them to layers.
+The per-instruction formulas and the issue model, derived from the SEML core's RTL,
+live in :mod:`sim.iss` (:func:`~sim.iss.instruction_cycles`, :func:`~sim.iss.timeline`;
+the ISS reports the same numbers while it runs); this module applies them to the
+compiler's questions: the COMPUTE cycles of a candidate tile, and a program's cycles
+attributed to layers as the core's issue stamps measure them.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ def window_tile_cycles(op, arch: ArchConfig, m_tile: int, row_tile: int) -> int:
     (a :class:`compiler.mapping.tiling.WindowOp`)."""
     rows = op.padded_rows(row_tile)
     kh = op.kernel[0]
+    fused = op.fpool != (1, 1) and op.engine is not Engine.POOL
     probe = SimpleNamespace(
-        opcode=Opcode.COMPUTE, engine=op.engine, pool=Pool.NONE,
+        opcode=Opcode.COMPUTE, engine=op.engine, pool=Pool.MAX if fused else Pool.NONE,
         in_c=m_tile if op.channelwise else op.in_c, out_c=m_tile,
-        in_h=rows, in_w=op.in_w, k_h=kh, k_w=op.kernel[1],
-        stride_h=op.stride[0], stride_w=op.stride[1],
-        pad_top=0, pad_bottom=0, pad_left=op.pads[1], pad_right=op.pads[3])
-    if op.engine is Engine.POINTWISE:
-        probe.in_h = (row_tile * op.fpool[0] - 1) * op.stride[0] + 1
+        in_h=rows, in_w=op.in_w, out_h=row_tile, out_w=op.out_w, k_h=kh, k_w=op.kernel[1],
+        stride_h=op.stride[0], stride_w=op.stride[1], fpool_h=op.fpool[0],
+        fpool_w=op.fpool[1], pad_top=0, pad_bottom=0, pad_left=op.pads[1],
+        pad_right=op.pads[3])
     return instruction_cycles(probe, arch)
 
 
@@ -38,20 +38,24 @@ def layer_cycles(instructions, layer_of, arch: ArchConfig, instr_count=None):
     """Predicted cycles attributed to each layer, and the program total.
 
     ``layer_of[i]`` names the layer instruction ``i`` belongs to (``None`` for
-    none). A layer's cycles run from the previous layer's last finish to its own
-    last finish, so the attributions add up to at most the total.
+    none). A layer's span runs from the issue of its first instruction to the issue of
+    the next instruction of another layer (to the end of the program for the last), as
+    the core's issue stamps measure it; spans of one layer add up, so the attributions
+    add up to at most the total.
 
     Returns
     -------
     (dict of str to int, int)
     """
-    _, finishes, total = timeline(instructions, arch, instr_count)
+    starts, _, total = timeline(instructions, arch, instr_count)
     result = {}
-    done = 0
+    current, since = None, 0
     for i, name in enumerate(layer_of):
-        if name is None:
+        if name is None or name == current or i >= len(starts):
             continue
-        end = max(done, finishes[i])
-        result[name] = result.get(name, 0) + end - done
-        done = end
+        if current is not None:
+            result[current] = result.get(current, 0) + starts[i] - since
+        current, since = name, starts[i]
+    if current is not None:
+        result[current] = result.get(current, 0) + total - since
     return result, total

@@ -24,7 +24,7 @@ from compiler.errors import MappingError
 from compiler.mapping.cost_model import window_tile_cycles
 from hw.arch import ArchConfig
 from hw.isa import PBUF_ENTRY_BYTES, Engine, element_bytes, weight_element_bytes
-from sim.iss import DMA_SETUP_CYCLES, fetch_cycles
+from sim.iss import dma_cycles, fetch_cycles
 
 __all__ = [
     "ColTile",
@@ -237,27 +237,24 @@ def _fits(op, arch, m_tile, row_tile, cap, e, we):
 
 def _cost(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int, rows_outer: bool,
           double: bool, e: int, we: int) -> int:
-    axi = arch.axi_data_bytes
     n_m = -(-op.out_c // m_tile)
     n_r = -(-op.out_h // row_tile)
     tiles = n_m * n_r
     compute = tiles * window_tile_cycles(op, arch, m_tile, row_tile)
     cin = m_tile if op.channelwise else op.in_c
-    in_bytes = cin * op.in_rows(row_tile) * op.in_w * e
-    w_bytes = m_tile * op.w_per_out * we \
-        + (m_tile * PBUF_ENTRY_BYTES if op.params else 0)
     if op.channelwise:
         in_loads, w_loads = tiles, n_m
     elif rows_outer:
         in_loads, w_loads = n_r, tiles if n_m > 1 else n_m
     else:
         in_loads, w_loads = tiles if n_r > 1 else n_r, n_m
-    in_rows_per = cin
-    load = (in_loads * (DMA_SETUP_CYCLES + in_rows_per + in_bytes // axi)
-            + w_loads * (2 * DMA_SETUP_CYCLES + w_bytes // axi))
-    store = tiles * (DMA_SETUP_CYCLES + m_tile + m_tile * row_tile * op.out_w * e // axi)
+    in_rows = op.in_rows(row_tile)
+    load = (in_loads * dma_cycles(cin, in_rows * op.in_w * e, arch)
+            + w_loads * ((dma_cycles(1, m_tile * op.w_per_out * we, arch) if op.w_per_out else 0)
+                         + (dma_cycles(1, m_tile * PBUF_ENTRY_BYTES, arch) if op.params else 0)))
+    store = tiles * dma_cycles(m_tile, row_tile * op.out_w * e, arch, write=True)
     instrs = in_loads + 2 * w_loads + 2 * tiles
-    issue = 2 * instrs * fetch_cycles(arch)
+    issue = instrs * fetch_cycles(arch)
     if double:
         return max(load, compute, store) + issue + min(load, compute, store)
     return load + compute + store + issue

@@ -22,7 +22,9 @@ Pipeline (never stalls: OBUF has no other writer while it runs):
 2. accumulate from the bias (sum, or max for a max pool, padding never winning);
 3. ``acc * mult``;  4. rounding shift, clamp, fused max pool and OBUF write.
 
-Latency: a group's results are written 4 cycles after its last reduction step.
+Latency: a group's results are written 4 cycles after its last reduction step; the
+unit is idle again :data:`DRAIN_CYCLES` cycles after it, so an instruction keeps the
+unit :func:`compute_steps` ``+ DRAIN_CYCLES`` cycles.
 
 Throughput: one reduction step per cycle on ``lanes x channels x reduce`` MACs (CONV,
 POINTWISE) or ``lanes`` MACs (DEPTHWISE, POOL).
@@ -39,7 +41,30 @@ from ..blocks.pe import MultiplierElement
 from ..isa import INSTRUCTION, Engine, Pool, element_bytes, weight_element_bytes
 from .units import bytes_from_lanes, lanes_from_bytes, pbuf_layout
 
-__all__ = ["ComputeUnit"]
+__all__ = ["COMPUTE_LANES", "COMPUTE_REDUCE", "DRAIN_CYCLES", "ComputeUnit", "compute_steps"]
+
+#: Output columns the core's compute unit computes in parallel (``lanes``).
+COMPUTE_LANES = 8
+#: Input channels its CONV / POINTWISE reduce in parallel (``reduce``).
+COMPUTE_REDUCE = 2
+#: Cycles from the last reduction step to the unit going idle: the four pipeline
+#: stages after stage 0, plus the cycle ``busy`` falls in.
+DRAIN_CYCLES = 5
+
+
+def compute_steps(engine, pool, in_c, out_c, out_h, out_w, k_h, k_w, fpool_h, fpool_w, *,
+                  lanes, channels, reduce):
+    """Reduction steps (cycles of stage 0) of one COMPUTE instruction: the loop nest of
+    :class:`ComputeUnit` (channel group, pooled row, column group, fused-pool window,
+    input-channel group, ``k_h``, ``k_w``)."""
+    shared = engine in (Engine.CONV, Engine.POINTWISE)
+    fused = engine is not Engine.POOL and pool is Pool.MAX
+    fh, fw = (fpool_h, fpool_w) if fused else (1, 1)
+    nc = in_c if shared else 1
+    step = channels if shared else 1
+    planes = in_c if engine is Engine.POOL else out_c
+    return (-(-planes // step) * out_h * -(-out_w // lanes) * fh * fw * -(-nc // reduce)
+            * k_h * k_w)
 
 
 class ComputeUnit(wiring.Component):
@@ -70,7 +95,8 @@ class ComputeUnit(wiring.Component):
         (``lanes`` elements).
     """
 
-    def __init__(self, arch: ArchConfig, *, lanes=8, channels=None, reduce=2):
+    def __init__(self, arch: ArchConfig, *, lanes=COMPUTE_LANES, channels=None,
+                 reduce=COMPUTE_REDUCE):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
         if channels is None:

@@ -34,7 +34,10 @@ from .dma import AxiDma
 from .fetch import AxiReadArbiter, InstructionFetch
 from .units import AddUnit, LoadUnit, StoreUnit, pbuf_layout
 
-__all__ = ["SemlCore"]
+__all__ = ["MAX_BURST", "SemlCore"]
+
+#: Longest AXI burst of the core's DMA, in beats (the default of ``max_burst``).
+MAX_BURST = 16
 
 
 def _pow2_at_least(n):
@@ -78,7 +81,7 @@ class SemlCore(wiring.Component):
     cycles while its unit is free; LOAD, COMPUTE and STORE then run concurrently.
     """
 
-    def __init__(self, arch: ArchConfig, *, max_burst=16, trace_depth=512):
+    def __init__(self, arch: ArchConfig, *, max_burst=MAX_BURST, trace_depth=512):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
         self.arch = arch

@@ -20,12 +20,14 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["AxiDma", "DmaCommand"]
+__all__ = ["PAGE_BYTES", "AxiDma", "DmaCommand"]
 
 # As wide as the ISA's fields, so that no legal transfer can be truncated.
 _ROWS_BITS = 32
 _ROW_BYTES_BITS = 32
 _PAGE = 4096
+#: Bursts never cross a boundary of this many bytes (AXI4 rule).
+PAGE_BYTES = _PAGE
 
 
 def DmaCommand(addr_bits):

@@ -18,7 +18,10 @@ from amaranth.utils import exact_log2
 
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTR_BYTES
 
-__all__ = ["AxiReadArbiter", "InstructionFetch", "crc32_update"]
+__all__ = ["FETCH_DEPTH", "AxiReadArbiter", "InstructionFetch", "crc32_update"]
+
+#: Instruction words the fetch unit buffers (and so requests ahead of issue).
+FETCH_DEPTH = 4
 
 _POLY = 0xEDB88320
 
@@ -85,7 +88,7 @@ class InstructionFetch(wiring.Component):
         The AXI4 read channels (INCR bursts of one word each).
     """
 
-    def __init__(self, *, data_bits=64, addr_bits=32, depth=4):
+    def __init__(self, *, data_bits=64, addr_bits=32, depth=FETCH_DEPTH):
         if data_bits not in (32, 64, 128, 256, 512):
             raise ValueError(f"Data width must be one of 32, 64, 128, 256, 512, not {data_bits!r}")
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:

@@ -22,10 +22,22 @@ __all__ = [
     "AddUnit",
     "LoadUnit",
     "StoreUnit",
+    "add_chunk_beats",
+    "add_lanes",
     "bytes_from_lanes",
     "lanes_from_bytes",
     "pbuf_layout",
 ]
+
+
+def add_lanes(arch: ArchConfig) -> int:
+    """Elements per cycle of the core's :class:`AddUnit`."""
+    return arch.dw_channels
+
+
+def add_chunk_beats(arch: ArchConfig) -> int:
+    """Beats of one :class:`EltwiseAddEngine` job: longer ADDs are split into such jobs."""
+    return arch.max_width * arch.max_height
 
 
 def pbuf_layout(arch: ArchConfig) -> data.StructLayout:
@@ -314,7 +326,7 @@ class AddUnit(wiring.Component):
 
     def __init__(self, arch: ArchConfig, lanes=None):
         self._arch = arch
-        self.lanes = arch.dw_channels if lanes is None else lanes
+        self.lanes = add_lanes(arch) if lanes is None else lanes
         e = element_bytes(arch.act_bits)
         self.beat_bytes = self.lanes * e
         super().__init__({
