@@ -25,8 +25,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from xml.etree import ElementTree
@@ -170,8 +172,23 @@ def _failures(results_xml: Path) -> tuple[int, list[str]]:
     return tests, failed
 
 
+def _kill_simulators(executable: Path) -> None:
+    """Kill this process's children running ``executable`` (a hung simulation)."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == me and Path(os.readlink(entry / "exe")) == executable:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
 def run_cocotb(component, *, test_module: str, build_name: str, test_args: dict | None = None,
-               testcase: str | None = None, seed: int = 1, waves: bool | None = None) -> Path:
+               testcase: str | None = None, seed: int = 1, waves: bool | None = None,
+               timeout_s: float = 1200.0) -> Path:
     """Elaborate ``component``, build it with Verilator (cached) and run cocotb tests.
 
     Parameters
@@ -192,6 +209,9 @@ def run_cocotb(component, *, test_module: str, build_name: str, test_args: dict 
         cocotb's random seed (tests seed their own generators from ``test_args``).
     waves : bool or str, optional
         Dump a waveform (``"fst"``, ``"vcd"``, ``True``); defaults to ``$CONVFORGE_WAVES``.
+    timeout_s : float
+        Wall-clock limit of the simulation; a simulation still running then is
+        killed and reported as a failure, so a hung design never hangs the suite.
 
     Returns
     -------
@@ -242,6 +262,15 @@ def run_cocotb(component, *, test_module: str, build_name: str, test_args: dict 
 
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir))
     results_xml = run_dir / "results.xml"
+    fired = threading.Event()
+
+    def on_timeout():
+        fired.set()
+        _kill_simulators(build_dir / "top")
+
+    watchdog = threading.Timer(timeout_s, on_timeout)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         runner.test(test_module=test_module, hdl_toplevel="top", build_dir=build_dir,
                     test_dir=run_dir, results_xml=str(results_xml), testcase=testcase,
@@ -249,7 +278,11 @@ def run_cocotb(component, *, test_module: str, build_name: str, test_args: dict 
                     log_file=run_dir / "sim.log")
     except (SystemExit, RuntimeError):
         pass  # the runner exits (or raises, when the simulator crashes); see the results
+    finally:
+        watchdog.cancel()
     tests, failed = _failures(results_xml)
+    if fired.is_set():
+        failed.insert(0, f"simulation killed after {timeout_s:g} s (timeout_s)")
     if tests == 0 or failed:
         log = run_dir / "sim.log"
         tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else []

@@ -101,3 +101,17 @@ def test_struct_packing_round_trips():
     assert unpack_struct(layout, word) == {"a": 9, "b": -3, "c": 1}
     with pytest.raises(ValueError, match=r"Fields \['d'\] are not in the layout"):
         pack_struct(layout, {"d": 1})
+
+
+@cocotb.test()
+async def never_finishes(dut):
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    sink = StreamSink(dut, "o", dut.clk)
+    await sink.recv(1)  # nothing is ever sent
+
+
+@pytest.mark.rtl
+def test_hung_simulation_is_killed_and_reported():
+    with pytest.raises(RTLTestFailure, match=r"simulation killed after 3 s"):
+        run_cocotb(AddOne(2), test_module=__name__, build_name="harness-addone-2",
+                   test_args={"lanes": 2}, testcase="never_finishes", timeout_s=3)
