@@ -24,6 +24,7 @@ from .datapath import (
     KernelLoader,
     Pipeline,
     accumulate,
+    count_done,
     check_arch,
     check_fixed,
     check_frame,
@@ -356,16 +357,6 @@ class ConvEngine(wiring.Component):
                      acc_bits=arch.acc_bits, arch=arch)
 
         # The job is done when its last output beat has been taken.
-        sent = Signal.like(windows)
-        sending = self.o.valid & self.o.ready
-        finished = draining & sending & (sent == outputs - 1)
-        with m.If(job.start):
-            m.d.sync += sent.eq(0)
-        with m.Elif(sending):
-            m.d.sync += sent.eq(sent + 1)
-        done = Signal()
-        m.d.sync += done.eq(finished)
-        m.d.comb += self.done.eq(done)
-        with m.If(done):
-            m.d.sync += draining.eq(0)
+        count_done(m, o=self.o, start=job.start, draining=draining, beats=outputs,
+                   done=self.done)
         return m

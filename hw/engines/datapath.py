@@ -44,6 +44,7 @@ __all__ = [
     "check_arch",
     "check_fixed",
     "check_frame",
+    "count_done",
     "frame_checks",
     "frame_fields",
     "multiply",
@@ -204,6 +205,27 @@ def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, sh
         for i, r in enumerate(rounded):
             m.d.sync += o.payload[i].eq(clamp(r, lo, hi))
     pipe.valids.append(o.valid)
+
+
+def count_done(m: Module, *, o, start, draining, beats, done):
+    """Drive ``done`` one cycle after the job's last output beat, ``beats``, is taken.
+
+    For engines whose input and output beat counts differ (windows, pooling), so that the
+    job ends on output beats rather than on an empty pipeline. The count restarts on
+    ``start``; ``draining`` is cleared together with ``done``.
+    """
+    sent = Signal.like(beats, name="sent")
+    sending = o.valid & o.ready
+    finished = draining & sending & (sent == beats - 1)
+    with m.If(start):
+        m.d.sync += sent.eq(0)
+    with m.Elif(sending):
+        m.d.sync += sent.eq(sent + 1)
+    done_r = Signal(name="done")
+    m.d.sync += done_r.eq(finished)
+    m.d.comb += done.eq(done_r)
+    with m.If(done_r):
+        m.d.sync += draining.eq(0)
 
 
 class JobControl:

@@ -15,6 +15,7 @@ from .datapath import (
     Pipeline,
     check_arch,
     check_fixed,
+    count_done,
     check_frame,
     frame_checks,
     frame_fields,
@@ -218,16 +219,6 @@ class DepthwiseEngine(wiring.Component):
                      shift=[params[lane].shift for lane in range(ch)],
                      acc_bits=arch.acc_bits, arch=arch)
 
-        sent = Signal.like(windows)
-        sending = self.o.valid & self.o.ready
-        finished = draining & sending & (sent == windows - 1)
-        with m.If(job.start):
-            m.d.sync += sent.eq(0)
-        with m.Elif(sending):
-            m.d.sync += sent.eq(sent + 1)
-        done = Signal()
-        m.d.sync += done.eq(finished)
-        m.d.comb += self.done.eq(done)
-        with m.If(done):
-            m.d.sync += draining.eq(0)
+        count_done(m, o=self.o, start=job.start, draining=draining, beats=windows,
+                   done=self.done)
         return m
