@@ -38,7 +38,38 @@ def _check_params(k, data_width, lanes, max_width, max_height):
     _check_int("Frame max_height", max_height, 1)
 
 
-class LineBuffer(wiring.Component):
+class _FrameBlock(wiring.Component):
+    """Constructor, parameters and pixel input shared by :class:`LineBuffer` and
+    :class:`WindowGenerator`; a subclass supplies ``cfg_layout`` and ``_output_layout``."""
+
+    def __init__(self, k, data_width, *, lanes=1, max_width, max_height):
+        _check_params(k, data_width, lanes, max_width, max_height)
+        self._k = k
+        self._data_width = data_width
+        self._lanes = lanes
+        self._max_width = max_width
+        self._max_height = max_height
+        super().__init__({
+            "cfg": In(stream.Signature(self.cfg_layout)),
+            "i": In(stream.Signature(self.pixel_layout)),
+            "o": Out(stream.Signature(self._output_layout)),
+        })
+
+    @property
+    def k(self):
+        return self._k
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def pixel_layout(self):
+        """``ArrayLayout(signed(data_width), lanes)``."""
+        return data.ArrayLayout(signed(self._data_width), self._lanes)
+
+
+class LineBuffer(_FrameBlock):
     """Keeps the last ``k - 1`` rows of a frame and emits one ``k``-tall column per pixel.
 
     For the pixel at row ``y``, column ``x`` the output column holds rows
@@ -85,28 +116,6 @@ class LineBuffer(wiring.Component):
     buffer; ``i.ready`` follows ``o.ready`` combinationally.
     """
 
-    def __init__(self, k, data_width, *, lanes=1, max_width, max_height):
-        _check_params(k, data_width, lanes, max_width, max_height)
-        self._k = k
-        self._data_width = data_width
-        self._lanes = lanes
-        self._max_width = max_width
-        self._max_height = max_height
-        super().__init__({
-            "cfg": In(stream.Signature(self.cfg_layout)),
-            "i": In(stream.Signature(self.pixel_layout)),
-            "o": Out(stream.Signature(self.column_layout)),
-        })
-
-    @property
-    def k(self):
-        return self._k
-
-    @property
-    def pixel_layout(self):
-        """``ArrayLayout(signed(data_width), lanes)``."""
-        return data.ArrayLayout(signed(self._data_width), self._lanes)
-
     @property
     def cfg_layout(self):
         return data.StructLayout({
@@ -123,6 +132,8 @@ class LineBuffer(wiring.Component):
             "row_last": 1,
             "frame_last": 1,
         })
+
+    _output_layout = column_layout
 
     @property
     def latency(self):
@@ -224,7 +235,7 @@ class LineBuffer(wiring.Component):
         return m
 
 
-class WindowGenerator(wiring.Component):
+class WindowGenerator(_FrameBlock):
     """KxK window generator over a :class:`LineBuffer`: zero padding, stride 1 or 2.
 
     Every ``cfg`` transfer describes one frame; the generator then takes its
@@ -282,37 +293,13 @@ class WindowGenerator(wiring.Component):
     generator; ``i.ready`` follows ``o.ready`` combinationally.
     """
 
-    def __init__(self, k, data_width, *, lanes=1, max_width, max_height):
-        _check_params(k, data_width, lanes, max_width, max_height)
-        self._k = k
-        self._data_width = data_width
-        self._lanes = lanes
-        self._max_width = max_width
-        self._max_height = max_height
-        super().__init__({
-            "cfg": In(stream.Signature(self.cfg_layout)),
-            "i": In(stream.Signature(self.pixel_layout)),
-            "o": Out(stream.Signature(self.window_layout)),
-        })
-
-    @property
-    def k(self):
-        return self._k
-
-    @property
-    def lanes(self):
-        return self._lanes
-
-    @property
-    def pixel_layout(self):
-        """``ArrayLayout(signed(data_width), lanes)``."""
-        return data.ArrayLayout(signed(self._data_width), self._lanes)
-
     @property
     def window_layout(self):
         """``[lane][row][col]`` array of ``signed(data_width)``."""
         kernel = data.ArrayLayout(data.ArrayLayout(signed(self._data_width), self._k), self._k)
         return data.ArrayLayout(kernel, self._lanes)
+
+    _output_layout = window_layout
 
     @property
     def cfg_layout(self):

@@ -242,18 +242,7 @@ class PoolUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [v2.eq(v1), emit2.eq(emit1), cfg2.eq(cfg1)]
             for k in range(n):
-                x, u1, u2 = x1[k], up1[k], up2[k]
-                top = Mux(k3_1, u2, qmin)
-                max2 = Mux(x > u1, x, u1)
-                col_max = Mux(max2 > top, max2, top)
-                col_sum = x + u1 + Mux(k3_1, u2, 0)
-                with m.Switch(mode1):
-                    with m.Case(PoolMode.MAX):
-                        m.d.sync += colv2[k].eq(col_max)
-                    with m.Case(PoolMode.AVG):
-                        m.d.sync += colv2[k].eq(col_sum)
-                    with m.Default():
-                        m.d.sync += colv2[k].eq(x)
+                _reduce3(m, mode1, k3_1, x1[k], up1[k], up2[k], qmin, colv2[k])
 
         # Stage 3: row reduction over the last column results; feeds the requantizer. --
         h1 = [Signal(signed(col_bits), name=f"h1_{k}") for k in range(n)]
@@ -277,18 +266,7 @@ class PoolUnit(wiring.Component):
             for k in range(n):
                 with m.If(v2):
                     m.d.sync += [h1[k].eq(colv2[k]), h2[k].eq(h1[k])]
-                c0, c1, c2 = colv2[k], h1[k], h2[k]
-                left = Mux(k3_2, c2, qmin)
-                max2 = Mux(c0 > c1, c0, c1)
-                win_max = Mux(max2 > left, max2, left)
-                win_sum = c0 + c1 + Mux(k3_2, c2, 0)
-                with m.Switch(mode2):
-                    with m.Case(PoolMode.MAX):
-                        m.d.sync += win3[k].eq(win_max)
-                    with m.Case(PoolMode.AVG):
-                        m.d.sync += win3[k].eq(win_sum)
-                    with m.Default():
-                        m.d.sync += win3[k].eq(c0)
+                _reduce3(m, mode2, k3_2, colv2[k], h1[k], h2[k], qmin, win3[k])
 
         m.d.comb += [
             rq.i.valid.eq(out_valid),
@@ -303,3 +281,17 @@ class PoolUnit(wiring.Component):
         ]
         return m
 
+
+def _reduce3(m, mode, k3, a, b, c, qmin, target):
+    """Register into ``target`` the max (``MAX``) or sum (``AVG``) of ``a``, ``b`` and, for a
+    3-wide window (``k3``), ``c``; or ``a`` itself (bypass). Used for both the column and
+    the row reduction, ``a`` being the newest value."""
+    oldest = Mux(k3, c, qmin)
+    max2 = Mux(a > b, a, b)
+    with m.Switch(mode):
+        with m.Case(PoolMode.MAX):
+            m.d.sync += target.eq(Mux(max2 > oldest, max2, oldest))
+        with m.Case(PoolMode.AVG):
+            m.d.sync += target.eq(a + b + Mux(k3, c, 0))
+        with m.Default():
+            m.d.sync += target.eq(a)

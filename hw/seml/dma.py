@@ -20,7 +20,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["PAGE_BYTES", "AxiDma", "DmaCommand"]
+__all__ = ["PAGE_BYTES", "AxiDma", "DmaCommand", "axi_read_members"]
 
 # As wide as the ISA's fields, so that no legal transfer can be truncated.
 _ROWS_BITS = 32
@@ -28,6 +28,26 @@ _ROW_BYTES_BITS = 32
 _PAGE = 4096
 #: Bursts never cross a boundary of this many bytes (AXI4 rule).
 PAGE_BYTES = _PAGE
+
+
+def axi_read_members(data_bits, addr_bits):
+    """The AXI4 read address and read data channels of a manager (cocotbext-axi names, ID
+    width 1), as component members."""
+    return {
+        "m_axi_arid": Out(1),
+        "m_axi_araddr": Out(addr_bits),
+        "m_axi_arlen": Out(8),
+        "m_axi_arsize": Out(3),
+        "m_axi_arburst": Out(2),
+        "m_axi_arvalid": Out(1),
+        "m_axi_arready": In(1),
+        "m_axi_rid": In(1),
+        "m_axi_rdata": In(data_bits),
+        "m_axi_rresp": In(2),
+        "m_axi_rlast": In(1),
+        "m_axi_rvalid": In(1),
+        "m_axi_rready": Out(1),
+    }
 
 
 def DmaCommand(addr_bits):
@@ -197,19 +217,7 @@ class AxiDma(wiring.Component):
             "m_axi_bresp": In(2),
             "m_axi_bvalid": In(1),
             "m_axi_bready": Out(1),
-            "m_axi_arid": Out(1),
-            "m_axi_araddr": Out(addr_bits),
-            "m_axi_arlen": Out(8),
-            "m_axi_arsize": Out(3),
-            "m_axi_arburst": Out(2),
-            "m_axi_arvalid": Out(1),
-            "m_axi_arready": In(1),
-            "m_axi_rid": In(1),
-            "m_axi_rdata": In(data_bits),
-            "m_axi_rresp": In(2),
-            "m_axi_rlast": In(1),
-            "m_axi_rvalid": In(1),
-            "m_axi_rready": Out(1),
+            **axi_read_members(data_bits, addr_bits),
             "rd_cmd": In(stream.Signature(DmaCommand(addr_bits))),
             "rd_data": Out(stream.Signature(data.StructLayout({"data": data_bits, "last": 1}))),
             "wr_cmd": In(stream.Signature(DmaCommand(addr_bits))),

@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTR_BYTES
+from .dma import axi_read_members
 
 __all__ = ["FETCH_DEPTH", "AxiReadArbiter", "InstructionFetch", "crc32_update"]
 
@@ -208,21 +209,7 @@ class AxiReadArbiter(wiring.Component):
     def __init__(self, *, data_bits=64, addr_bits=32):
         self._data_bits = data_bits
         self._addr_bits = addr_bits
-        members = {
-            "m_axi_arid": Out(1),
-            "m_axi_araddr": Out(addr_bits),
-            "m_axi_arlen": Out(8),
-            "m_axi_arsize": Out(3),
-            "m_axi_arburst": Out(2),
-            "m_axi_arvalid": Out(1),
-            "m_axi_arready": In(1),
-            "m_axi_rid": In(1),
-            "m_axi_rdata": In(data_bits),
-            "m_axi_rresp": In(2),
-            "m_axi_rlast": In(1),
-            "m_axi_rvalid": In(1),
-            "m_axi_rready": Out(1),
-        }
+        members = axi_read_members(data_bits, addr_bits)
         for client in ("dma", "fetch"):
             members.update({
                 f"{client}_araddr": In(addr_bits),

@@ -66,6 +66,39 @@ def bytes_from_lanes(values, act_bits):
     return Cat(*[Cat(v, v[-1].replicate(pad)) if pad else v for v in values])
 
 
+def _transfer_members(arch: ArchConfig, data_dir):
+    """Ports shared by :class:`LoadUnit` and :class:`StoreUnit`: the instruction handshake
+    and the DMA command stream, and the DMA data stream in direction ``data_dir``."""
+    addr_bits = arch.axi_addr_bits
+    return {
+        "start": In(1),
+        "instr": In(INSTRUCTION),
+        "data_base": In(addr_bits),
+        "busy": Out(1),
+        "dma_cmd": Out(stream.Signature(DmaCommand(addr_bits))),
+        "dma_data": data_dir(stream.Signature(data.StructLayout(
+            {"data": 8 * arch.axi_data_bytes, "last": 1}))),
+    }
+
+
+def _dma_command(m, unit, d):
+    """Latch the DMA command of the transfer fields ``d`` when ``unit.start`` is high and
+    offer it on ``unit.dma_cmd`` until taken; returns the "command pending" flag."""
+    cmd_pending = Signal(name="cmd_pending")
+    with m.If(unit.start):
+        m.d.sync += [
+            cmd_pending.eq(1),
+            unit.dma_cmd.payload.addr.eq(unit.data_base + d.ddr_addr),
+            unit.dma_cmd.payload.rows.eq(d.rows),
+            unit.dma_cmd.payload.row_bytes.eq(d.row_bytes),
+            unit.dma_cmd.payload.stride.eq(d.ddr_stride),
+        ]
+    m.d.comb += unit.dma_cmd.valid.eq(cmd_pending)
+    with m.If(unit.dma_cmd.ready & cmd_pending):
+        m.d.sync += cmd_pending.eq(0)
+    return cmd_pending
+
+
 class LoadUnit(wiring.Component):
     """LOAD: a 2-D DMA read from DDR into IBUF, WBUF (bytes) or PBUF (entries).
 
@@ -89,15 +122,8 @@ class LoadUnit(wiring.Component):
     def __init__(self, arch: ArchConfig):
         self._arch = arch
         nbytes = arch.axi_data_bytes
-        addr_bits = arch.axi_addr_bits
         super().__init__({
-            "start": In(1),
-            "instr": In(INSTRUCTION),
-            "data_base": In(addr_bits),
-            "busy": Out(1),
-            "dma_cmd": Out(stream.Signature(DmaCommand(addr_bits))),
-            "dma_data": In(stream.Signature(data.StructLayout(
-                {"data": 8 * nbytes, "last": 1}))),
+            **_transfer_members(arch, In),
             "ibuf_w_addr": Out(range(arch.ibuf_bytes)),
             "ibuf_w_data": Out(8 * nbytes),
             "ibuf_w_count": Out(range(nbytes + 1)),
@@ -118,7 +144,7 @@ class LoadUnit(wiring.Component):
         buffer = Signal(Buffer)
         ptr = Signal(32)
         left = Signal(64)
-        cmd_pending = Signal()
+        cmd_pending = _dma_command(m, self, d)
         receiving = Signal()
         m.d.comb += self.busy.eq(cmd_pending | receiving)
         with m.If(self.start):
@@ -126,16 +152,8 @@ class LoadUnit(wiring.Component):
                 buffer.eq(d.buffer),
                 ptr.eq(d.buf_addr),
                 left.eq(d.rows * d.row_bytes),
-                cmd_pending.eq(1),
                 receiving.eq(1),
-                self.dma_cmd.payload.addr.eq(self.data_base + d.ddr_addr),
-                self.dma_cmd.payload.rows.eq(d.rows),
-                self.dma_cmd.payload.row_bytes.eq(d.row_bytes),
-                self.dma_cmd.payload.stride.eq(d.ddr_stride),
             ]
-        m.d.comb += self.dma_cmd.valid.eq(cmd_pending)
-        with m.If(self.dma_cmd.ready & cmd_pending):
-            m.d.sync += cmd_pending.eq(0)
 
         count = Signal(range(nbytes + 1))
         m.d.comb += count.eq(Mux(left < nbytes, left, nbytes))
@@ -238,15 +256,8 @@ class StoreUnit(wiring.Component):
     def __init__(self, arch: ArchConfig):
         self._arch = arch
         nbytes = arch.axi_data_bytes
-        addr_bits = arch.axi_addr_bits
         super().__init__({
-            "start": In(1),
-            "instr": In(INSTRUCTION),
-            "data_base": In(addr_bits),
-            "busy": Out(1),
-            "dma_cmd": Out(stream.Signature(DmaCommand(addr_bits))),
-            "dma_data": Out(stream.Signature(data.StructLayout(
-                {"data": 8 * nbytes, "last": 1}))),
+            **_transfer_members(arch, Out),
             "dma_idle": In(1),
             "obuf_r_addr": Out(range(arch.obuf_bytes)),
             "obuf_r_en": Out(1),
@@ -259,7 +270,7 @@ class StoreUnit(wiring.Component):
         d = self.instr.dma
         ptr = Signal(32)
         words = Signal(64)
-        cmd_pending = Signal()
+        cmd_pending = _dma_command(m, self, d)
         sending = Signal()
         waiting = Signal()
         m.d.comb += self.busy.eq(cmd_pending | sending | waiting)
@@ -267,16 +278,8 @@ class StoreUnit(wiring.Component):
             m.d.sync += [
                 ptr.eq(d.buf_addr),
                 words.eq((d.rows * d.row_bytes + nbytes - 1) >> exact_log2(nbytes)),
-                cmd_pending.eq(1),
                 sending.eq(1),
-                self.dma_cmd.payload.addr.eq(self.data_base + d.ddr_addr),
-                self.dma_cmd.payload.rows.eq(d.rows),
-                self.dma_cmd.payload.row_bytes.eq(d.row_bytes),
-                self.dma_cmd.payload.stride.eq(d.ddr_stride),
             ]
-        m.d.comb += self.dma_cmd.valid.eq(cmd_pending)
-        with m.If(self.dma_cmd.ready & cmd_pending):
-            m.d.sync += cmd_pending.eq(0)
 
         # Memory-to-stream with one cycle of read latency: the read data register
         # holds while the stream stalls, because the read is enabled only on advance.

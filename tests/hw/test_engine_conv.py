@@ -8,25 +8,28 @@ import numpy as np
 import pytest
 from cocotb.triggers import RisingEdge
 
-from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.engines.conv import ConvEngine
 from sim import golden
 from sim.cocotb_streams import (
     StreamSink,
-    StreamSource,
     pack_lanes,
     pack_struct,
     random_pattern,
     unpack_lanes,
 )
 from sim.rtl import run_cocotb, test_args
-from tests.hw.test_engine_eltwise import DoneMonitor, _reset
-from tests.hw.test_engine_pointwise import (
+from tests.hw.bench import (
+    KINDS,
+    DoneMonitor,
+    engine_reset,
     param_words,
+    random_geometry,
     random_requant,
     random_weights,
+    stream_sources,
     weight_bits_of,
+    weight_zero,
 )
 
 ARCH = {
@@ -38,40 +41,14 @@ ARCH = {
     "bias_bits": 16,
 }
 
+# input streams, in the order their idle patterns are drawn
+STREAMS = ("params", "weights", "pixels")
+
 
 def _engine(args):
     return ConvEngine(
         ArchConfig(**args["arch"]), pool=args.get("pool", False), config=args.get("config")
     )
-
-
-# requantization cases each random test cycles through (see random_requant)
-KINDS = ("spread", "m1", "saturate")
-
-
-def random_geometry(rng, arch, k_max, n=None):
-    """Random frame and window; the ``n``-th of a series cycles through every kernel and
-    stride so that a short series covers them all."""
-    kernels = [kk for kk in (1, 3, 5, 7) if kk <= k_max]
-    k = rng.choice(kernels) if n is None else kernels[n % len(kernels)]
-    stride = rng.choice([1, 2]) if n is None else 1 + (n // len(kernels)) % 2
-    while True:
-        pads = [rng.randint(0, k - 1) for _ in range(4)]
-        h = rng.randint(1, arch.max_height)
-        w = rng.randint(1, arch.max_width)
-        hp, wp = h + pads[0] + pads[2], w + pads[1] + pads[3]
-        # the padded tile must fit the arch's frame, and be at least one window
-        if k <= hp <= arch.max_height and k <= wp <= arch.max_width:
-            return {
-                "kernel": k,
-                "stride": stride,
-                "pad_top": pads[0],
-                "pad_left": pads[1],
-                "pad_bottom": pads[2],
-                "pad_right": pads[3],
-                "height": h,
-                "width": w,
-            }
 
 
 def make_layer(rng, eng, geom, cin, cout, kind=None, pool=None):
@@ -125,7 +102,7 @@ def job_streams(eng, layer, group):
     arch, pi, po = eng.arch, eng.pi, eng.po
     cmd = layer["cmd"]
     k = cmd["kernel"]
-    zero = weight_codes.encode(arch.weight_scheme, 0, arch.weight_bits, arch.pot_exp_bits)
+    zero = weight_zero(arch)
     x = layer["x"][0]
     pixels, weights = [], []
     for t in range(cmd["cin_tiles"]):
@@ -186,19 +163,6 @@ async def run_conv_layer(dut, eng, layer, srcs, sink, done):
     )
 
 
-def sources(dut, rng, cmd, p_active):
-    def pattern():
-        return random_pattern(rng.random(), p_active) if p_active < 1 else None
-
-    srcs = {
-        name: StreamSource(dut, name, dut.clk, idle=pattern())
-        for name in ("params", "weights", "pixels")
-    }
-    if cmd:
-        srcs["cmd"] = StreamSource(dut, "cmd", dut.clk, idle=pattern())
-    return srcs
-
-
 def random_pool(rng, arch):
     mode = rng.choice([0, 1, 2])
     pk = rng.choice([2, 3])
@@ -223,9 +187,9 @@ async def conv_random(dut):
     eng = _engine(args)
     arch = eng.arch
     rng = random.Random(args["seed"])
-    await _reset(dut)
+    await engine_reset(dut)
     done = DoneMonitor(dut)
-    srcs = sources(dut, rng, True, 0.7)
+    srcs = stream_sources(dut, rng, STREAMS, True, 0.7)
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
     rails, kernels, strides, tiles = set(), set(), set(), set()
     for n in range(args["layers"]):
@@ -264,8 +228,8 @@ async def conv_throughput(dut):
     eng = _engine(args)
     arch = eng.arch
     rng = random.Random(args["seed"] + 3)
-    await _reset(dut)
-    srcs = sources(dut, rng, True, 1.0)
+    await engine_reset(dut)
+    srcs = stream_sources(dut, rng, STREAMS, True, 1.0)
     sink = StreamSink(dut, "o", dut.clk)
     k = eng.k_max
     p = k // 2
@@ -322,9 +286,9 @@ async def conv_fixed(dut):
     args = test_args()
     eng = _engine(args)
     rng = random.Random(args["seed"])
-    await _reset(dut)
+    await engine_reset(dut)
     done = DoneMonitor(dut)
-    srcs = sources(dut, rng, False, 0.7)
+    srcs = stream_sources(dut, rng, STREAMS, False, 0.7)
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
     cfg = args["config"]
     geom = {

@@ -8,26 +8,28 @@ import numpy as np
 import pytest
 from cocotb.triggers import RisingEdge
 
-from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.engines.depthwise import DepthwiseEngine
 from sim import golden
 from sim.cocotb_streams import (
     StreamSink,
-    StreamSource,
     pack_lanes,
     pack_struct,
     random_pattern,
     unpack_lanes,
 )
 from sim.rtl import run_cocotb, test_args
-from tests.hw.test_engine_conv import KINDS, random_geometry
-from tests.hw.test_engine_eltwise import DoneMonitor, _reset
-from tests.hw.test_engine_pointwise import (
+from tests.hw.bench import (
+    KINDS,
+    DoneMonitor,
+    engine_reset,
     param_words,
+    random_geometry,
     random_requant,
     random_weights,
+    stream_sources,
     weight_bits_of,
+    weight_zero,
 )
 
 ARCH = {
@@ -38,6 +40,9 @@ ARCH = {
     "acc_bits": 24,
     "bias_bits": 16,
 }
+
+# input streams, in the order their idle patterns are drawn
+STREAMS = ("params", "weights", "pixels")
 
 
 def _engine(args):
@@ -77,7 +82,7 @@ async def run_dw_layer(dut, eng, layer, srcs, sink, done):
     cmd = layer["cmd"]
     want = layer["want"][0]
     _, oh, ow = want.shape
-    zero = weight_codes.encode(arch.weight_scheme, 0, arch.weight_bits, arch.pot_exp_bits)
+    zero = weight_zero(arch)
     groups = -(-layer["channels"] // lanes)
     got = np.zeros((groups * lanes, oh, ow), dtype=np.int64)
     x = layer["x"][0]
@@ -125,27 +130,14 @@ async def run_dw_layer(dut, eng, layer, srcs, sink, done):
     )
 
 
-def _sources(dut, rng, cmd, p_active):
-    def pattern():
-        return random_pattern(rng.random(), p_active) if p_active < 1 else None
-
-    srcs = {
-        name: StreamSource(dut, name, dut.clk, idle=pattern())
-        for name in ("params", "weights", "pixels")
-    }
-    if cmd:
-        srcs["cmd"] = StreamSource(dut, "cmd", dut.clk, idle=pattern())
-    return srcs
-
-
 @cocotb.test(timeout_time=2, timeout_unit="ms")
 async def depthwise_random(dut):
     args = test_args()
     eng = _engine(args)
     rng = random.Random(args["seed"])
-    await _reset(dut)
+    await engine_reset(dut)
     done = DoneMonitor(dut)
-    srcs = _sources(dut, rng, True, 0.7)
+    srcs = stream_sources(dut, rng, STREAMS, True, 0.7)
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
     rails, kernels, strides = set(), set(), set()
     for n in range(args["layers"]):
@@ -168,8 +160,8 @@ async def depthwise_throughput(dut):
     eng = _engine(args)
     arch = eng.arch
     rng = random.Random(args["seed"] + 5)
-    await _reset(dut)
-    srcs = _sources(dut, rng, True, 1.0)
+    await engine_reset(dut)
+    srcs = stream_sources(dut, rng, STREAMS, True, 1.0)
     sink = StreamSink(dut, "o", dut.clk)
     k = eng.k_max
     p = k // 2
@@ -201,9 +193,9 @@ async def depthwise_fixed(dut):
     args = test_args()
     eng = _engine(args)
     rng = random.Random(args["seed"])
-    await _reset(dut)
+    await engine_reset(dut)
     done = DoneMonitor(dut)
-    srcs = _sources(dut, rng, False, 0.7)
+    srcs = stream_sources(dut, rng, STREAMS, False, 0.7)
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
     cfg = args["config"]
     geom = {key: value for key, value in cfg.items() if key not in ("lo", "hi")}

@@ -6,8 +6,7 @@ import random
 import cocotb
 import numpy as np
 import pytest
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 
 from hw.arch import ArchConfig
 from hw.engines.eltwise import EltwiseAddEngine
@@ -21,6 +20,7 @@ from sim.cocotb_streams import (
     unpack_lanes,
 )
 from sim.rtl import run_cocotb, test_args
+from tests.hw.bench import DoneMonitor, engine_reset
 
 ARCH = {"max_width": 8, "max_height": 8, "mult_bits": 10, "shift_bits": 5}
 
@@ -29,34 +29,6 @@ def _engine(args):
     return EltwiseAddEngine(
         ArchConfig(**args["arch"]), lanes=args["lanes"], config=args.get("config")
     )
-
-
-async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-
-
-class DoneMonitor:
-    """Counts ``done`` pulses and checks ``busy`` is high with each."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.count = 0
-        self.cycles = []
-        cocotb.start_soon(self._run())
-
-    async def _run(self):
-        cycle = 0
-        while True:
-            await RisingEdge(self.dut.clk)
-            await ReadOnly()
-            cycle += 1
-            if int(self.dut.done.value):
-                assert int(self.dut.busy.value) == 1, "done pulsed while not busy"
-                self.count += 1
-                self.cycles.append(cycle)
 
 
 def _job(rng, arch, lanes, count=None):
@@ -89,7 +61,7 @@ async def eltwise_random(dut):
     eng = _engine(args)
     arch, lanes = eng.arch, eng.lanes
     rng = random.Random(args["seed"])
-    await _reset(dut)
+    await engine_reset(dut)
     done = DoneMonitor(dut)
     if args.get("config"):
         fixed = args["config"]
@@ -133,7 +105,7 @@ async def eltwise_throughput(dut):
     eng = _engine(args)
     arch, lanes = eng.arch, eng.lanes
     rng = random.Random(args["seed"] + 1)
-    await _reset(dut)
+    await engine_reset(dut)
     count = arch.max_width * arch.max_height
     lo_q, hi_q = golden.qrange(arch.act_bits)
     a = [[rng.randint(lo_q, hi_q) for _ in range(lanes)] for _ in range(count)]

@@ -8,20 +8,27 @@ import numpy as np
 import pytest
 from cocotb.triggers import RisingEdge
 
-from hw import weight_codes
 from hw.arch import ArchConfig
 from hw.engines.pointwise import PointwiseEngine
 from sim import golden
 from sim.cocotb_streams import (
     StreamSink,
-    StreamSource,
     pack_lanes,
     pack_struct,
     random_pattern,
     unpack_lanes,
 )
 from sim.rtl import run_cocotb, test_args
-from tests.hw.test_engine_eltwise import DoneMonitor, _reset
+from tests.hw.bench import (
+    DoneMonitor,
+    engine_reset,
+    param_words,
+    random_requant,
+    random_weights,
+    stream_sources,
+    weight_bits_of,
+    weight_zero,
+)
 
 ARCH = {
     "max_width": 6,
@@ -32,65 +39,12 @@ ARCH = {
     "bias_bits": 16,
 }
 
+# input streams, in the order their idle patterns are drawn
+STREAMS = ("params", "pixels", "weights")
+
 
 def _engine(args):
     return PointwiseEngine(ArchConfig(**args["arch"]), config=args.get("config"))
-
-
-def random_weights(rng, arch, shape):
-    """Random weight values of the scheme and their codes."""
-    choices = weight_codes.values(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits)
-    w = np.array([rng.choice(choices) for _ in range(int(np.prod(shape)))]).reshape(shape)
-    codes = np.vectorize(
-        lambda v: weight_codes.encode(
-            arch.weight_scheme, int(v), arch.weight_bits, arch.pot_exp_bits
-        ),
-        otypes=[np.int64],
-    )(w)
-    return w, codes
-
-
-def weight_bits_of(arch):
-    return weight_codes.code_width(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits)
-
-
-def random_requant(rng, arch, acc, cout, kind):
-    """Per-channel (m, s) and (lo, hi) spreading ``acc`` over the output range.
-
-    ``kind``: ``"spread"``, ``"m1"`` (m = 1, the pure power-of-two case) or
-    ``"saturate"`` (too large a scale: both rails hit).
-    """
-    lo_q, hi_q = golden.qrange(arch.act_bits)
-    top = int(np.abs(acc).max()) + 1
-    ms, ss = [], []
-    for _ in range(cout):
-        m = 1 if kind == "m1" else rng.randint(1, (1 << arch.mult_bits) - 1)
-        s = max(0, (top * m).bit_length() - arch.act_bits + 1)
-        if kind == "saturate":
-            s = max(0, s - 3)
-        ms.append(m)
-        ss.append(min(s, (1 << arch.shift_bits) - 1))
-    lo, hi = lo_q, hi_q
-    if rng.random() < 0.3:
-        lo = 0
-    elif rng.random() < 0.3:
-        lo, hi = rng.randint(lo_q, -1), rng.randint(1, hi_q)
-    return np.array(ms), np.array(ss), lo, hi
-
-
-def param_words(eng, bias, ms, ss, group, po):
-    lanes = []
-    for j in range(po):
-        c = group * po + j
-        if c < len(bias):
-            lanes.append({"bias": int(bias[c]), "mult": int(ms[c]), "shift": int(ss[c])})
-        else:
-            lanes.append({"bias": 0, "mult": 0, "shift": 0})
-    word = 0
-    lane_layout = eng.param_layout.elem_shape
-    for j, lane in enumerate(lanes):
-        word |= pack_struct(lane_layout, lane) << (j * lane_layout.size)
-    return word
 
 
 def _layer(rng, eng, fc, kind=None):
@@ -150,13 +104,7 @@ def _job_streams(eng, layer, group):
             co = group * po + j
             for c in chans:
                 ok = co < layer["cout"] and c < layer["cin"]
-                lanes.append(
-                    int(layer["wc"][co, c])
-                    if ok
-                    else weight_codes.encode(
-                        arch.weight_scheme, 0, arch.weight_bits, arch.pot_exp_bits
-                    )
-                )
+                lanes.append(int(layer["wc"][co, c]) if ok else weight_zero(arch))
         weights.append(pack_lanes(lanes, wbits))
     cmd = {
         "pixels": layer["h"] * layer["w"],
@@ -206,27 +154,14 @@ async def run_layer(dut, eng, layer, srcs, sink, done, check=True):
     return got
 
 
-def _sources(dut, rng, cmd, p_idle):
-    def pattern():
-        return random_pattern(rng.random(), p_idle) if p_idle < 1 else None
-
-    srcs = {
-        name: StreamSource(dut, name, dut.clk, idle=pattern())
-        for name in ("params", "pixels", "weights")
-    }
-    if cmd:
-        srcs["cmd"] = StreamSource(dut, "cmd", dut.clk, idle=pattern())
-    return srcs
-
-
 @cocotb.test(timeout_time=2, timeout_unit="ms")
 async def pointwise_random(dut):
     args = test_args()
     eng = _engine(args)
     rng = random.Random(args["seed"])
-    await _reset(dut)
+    await engine_reset(dut)
     done = DoneMonitor(dut)
-    srcs = _sources(dut, rng, True, 0.7)
+    srcs = stream_sources(dut, rng, STREAMS, True, 0.7)
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
     rails = set()
     for n in range(args["layers"]):
@@ -243,8 +178,8 @@ async def pointwise_throughput(dut):
     args = test_args()
     eng = _engine(args)
     rng = random.Random(args["seed"] + 7)
-    await _reset(dut)
-    srcs = _sources(dut, rng, True, 1.0)
+    await engine_reset(dut)
+    srcs = stream_sources(dut, rng, STREAMS, True, 1.0)
     sink = StreamSink(dut, "o", dut.clk)
     for fc in (False, True):
         layer = _layer(rng, eng, fc)
@@ -271,9 +206,9 @@ async def pointwise_fixed(dut):
     args = test_args()
     eng = _engine(args)
     rng = random.Random(args["seed"])
-    await _reset(dut)
+    await engine_reset(dut)
     done = DoneMonitor(dut)
-    srcs = _sources(dut, rng, False, 0.6)
+    srcs = stream_sources(dut, rng, STREAMS, False, 0.6)
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.5))
     cfg = args["config"]
     h, w = 1, cfg["pixels"]

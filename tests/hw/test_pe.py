@@ -6,46 +6,18 @@ import random
 import cocotb
 import numpy as np
 import pytest
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
 
 from hw import weight_codes as wc
 from hw.blocks.pe import MACPE, MultiplierElement, product_bits
 from sim.cocotb_streams import StreamSink, StreamSource, pack_struct, random_pattern, to_signed
 from sim.rtl import run_cocotb, test_args
+from tests.hw.bench import HandshakeLog, reset
 
 pytestmark = pytest.mark.rtl
 
 
 # Testbench pieces ------------------------------------------------------------------------
-
-
-class HandshakeLog:
-    """Records the cycle number of every transfer on stream ``name``."""
-
-    def __init__(self, dut, name, clock):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.clock = clock
-        self.cycles = []
-        cocotb.start_soon(self._run())
-
-    async def _run(self):
-        cycle = 0
-        while True:
-            await RisingEdge(self.clock)
-            await ReadOnly()
-            if int(self.valid.value) and int(self.ready.value):
-                self.cycles.append(cycle)
-            cycle += 1
-
-
-async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
 
 
 def _pe_from_args(args):
@@ -90,7 +62,7 @@ async def pe_random(dut):
     """Random dot products under random idle and back-pressure."""
     args = test_args()
     rng = random.Random(args["seed"])
-    await _reset(dut)
+    await reset(dut)
     beats, sums, zeros = _dot_products(rng, args, 60, 9)
     src = StreamSource(dut, "i", dut.clk, idle=random_pattern(args["seed"] + 1, 0.7))
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(args["seed"] + 2, 0.6))
@@ -109,7 +81,7 @@ async def pe_throughput(dut):
     ``last`` beat; dot products of length 1 give one result per cycle."""
     args = test_args()
     rng = random.Random(args["seed"] + 10)
-    await _reset(dut)
+    await reset(dut)
     beats, sums, _ = _dot_products(rng, args, 20, 6)
     ones, one_sums, _ = _dot_products(rng, args, 16, 1)
     beats, sums = beats + ones, sums + one_sums
@@ -150,7 +122,7 @@ async def mul_products(dut):
     pbits = product_bits(scheme, act_bits, weight_bits, exp_bits)
     assert len(dut.p) == pbits
     if registered:
-        await _reset(dut)
+        await reset(dut)
     held = None
     for a, w in cases:
         dut.a.value = a & ((1 << act_bits) - 1)

@@ -7,8 +7,7 @@ import cocotb
 import numpy as np
 import pytest
 from amaranth.hdl import Shape
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from hw.blocks.pool import PoolMode, PoolUnit
 from sim import golden
@@ -21,31 +20,9 @@ from sim.cocotb_streams import (
     unpack_lanes,
 )
 from sim.rtl import run_cocotb, test_args
+from tests.hw.bench import HandshakeLog, reset
 
 pytestmark = pytest.mark.rtl
-
-
-class HandshakeLog:
-    """Cycle numbers of every transfer, and of every cycle with ``valid`` high, on ``name``."""
-
-    def __init__(self, dut, name, clock):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.clock = clock
-        self.cycles = []
-        self.valid_cycles = []
-        cocotb.start_soon(self._run())
-
-    async def _run(self):
-        cycle = 0
-        while True:
-            await RisingEdge(self.clock)
-            await ReadOnly()
-            if int(self.valid.value):
-                self.valid_cycles.append(cycle)
-                if int(self.ready.value):
-                    self.cycles.append(cycle)
-            cycle += 1
 
 
 def _unit(args):
@@ -109,14 +86,6 @@ class Frame:
         return (self.height + pt + pb) * (self.width + pl + pr)
 
 
-async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-
-
 async def _run_frames(dut, args, frames, idle=None, backpressure=None):
     total = sum(len(f.expected) for f in frames)
     src = StreamSource(dut, "i", dut.clk, idle=idle)
@@ -135,7 +104,7 @@ async def pool_random(dut):
     args = test_args()
     rng = random.Random(args["seed"])
     unit = _unit(args)
-    await _reset(dut)
+    await reset(dut)
     qlo, qhi = golden.qrange(args["act_bits"])
     max_m = (1 << args["mult_bits"]) - 1
     max_s = min((1 << args["shift_bits"]) - 1, golden.MAX_SHIFT)
@@ -174,7 +143,7 @@ async def pool_throughput(dut):
     args = test_args()
     rng = random.Random(args["seed"] + 7)
     unit = _unit(args)
-    await _reset(dut)
+    await reset(dut)
     size = (args["max_height"], args["max_width"])
     cases = [
         Frame(rng, args, unit, PoolMode.MAX, 3, 1, size=size, pads=[0] * 4),

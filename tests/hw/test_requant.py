@@ -6,8 +6,6 @@ import random
 import cocotb
 import numpy as np
 import pytest
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.blocks.requant import RequantUnit
 from sim import golden
@@ -20,28 +18,9 @@ from sim.cocotb_streams import (
     unpack_lanes,
 )
 from sim.rtl import run_cocotb, test_args
+from tests.hw.bench import HandshakeLog, reset
 
 pytestmark = pytest.mark.rtl
-
-
-class HandshakeLog:
-    """Records the cycle number of every transfer on stream ``name``."""
-
-    def __init__(self, dut, name, clock):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.clock = clock
-        self.cycles = []
-        cocotb.start_soon(self._run())
-
-    async def _run(self):
-        cycle = 0
-        while True:
-            await RisingEdge(self.clock)
-            await ReadOnly()
-            if int(self.valid.value) and int(self.ready.value):
-                self.cycles.append(cycle)
-            cycle += 1
 
 
 def _unit(args):
@@ -120,14 +99,6 @@ def _decode(word, args):
     return y, user
 
 
-async def _reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-
-
 @cocotb.test()
 async def requant_random(dut):
     """Layers of random vectors with every activation; the configuration changes
@@ -135,7 +106,7 @@ async def requant_random(dut):
     args = test_args()
     rng = random.Random(args["seed"])
     unit = _unit(args)
-    await _reset(dut)
+    await reset(dut)
     max_m = (1 << args["mult_bits"]) - 1
     max_s = min((1 << args["shift_bits"]) - 1, golden.MAX_SHIFT)
     # The first layers pin the corner cases: largest m without a shift saturates at
@@ -169,7 +140,7 @@ async def requant_throughput(dut):
     args = test_args()
     rng = random.Random(args["seed"] + 5)
     unit = _unit(args)
-    await _reset(dut)
+    await reset(dut)
     layer = Layer(rng, args, unit, 64, "relu")
     layer.configure(dut, args)
     i_log = HandshakeLog(dut, "i", dut.clk)
