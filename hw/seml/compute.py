@@ -155,21 +155,20 @@ class ComputeUnit(wiring.Component):
     def obuf_write_width(self):
         return self._e * self.lanes
 
+    def _port(self, prefix, *fields):
+        return tuple(getattr(self, f"{prefix}_{name}") for name in fields)
+
     def ibuf_port(self, j):
-        return (getattr(self, f"ibuf{j}_addr"), getattr(self, f"ibuf{j}_en"),
-                getattr(self, f"ibuf{j}_data"))
+        return self._port(f"ibuf{j}", "addr", "en", "data")
 
     def wbuf_port(self, q):
-        return (getattr(self, f"wbuf{q}_addr"), getattr(self, f"wbuf{q}_en"),
-                getattr(self, f"wbuf{q}_data"))
+        return self._port(f"wbuf{q}", "addr", "en", "data")
 
     def pbuf_port(self, q):
-        return (getattr(self, f"pbuf{q}_addr"), getattr(self, f"pbuf{q}_en"),
-                getattr(self, f"pbuf{q}_data"))
+        return self._port(f"pbuf{q}", "addr", "en", "data")
 
     def obuf_port(self, q):
-        return (getattr(self, f"obuf{q}_w_addr"), getattr(self, f"obuf{q}_w_data"),
-                getattr(self, f"obuf{q}_w_count"))
+        return self._port(f"obuf{q}", "w_addr", "w_data", "w_count")
 
     def elaborate(self, platform):
         m = Module()

@@ -178,3 +178,15 @@ def random_geometry(rng, arch, k_max, n=None):
                 "height": h,
                 "width": w,
             }
+
+
+#: Arch overrides of the conv and depthwise engine tests: small frames and narrow
+#: widths keep builds quick and make both saturation rails easy to reach.
+SMALL_ENGINE_ARCH = {
+    "max_width": 7,
+    "max_height": 6,
+    "mult_bits": 12,
+    "shift_bits": 5,
+    "acc_bits": 24,
+    "bias_bits": 16,
+}

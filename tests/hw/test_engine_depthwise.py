@@ -21,6 +21,7 @@ from sim.cocotb_streams import (
 from sim.rtl import run_cocotb, test_args
 from tests.hw.bench import (
     KINDS,
+    SMALL_ENGINE_ARCH,
     DoneMonitor,
     engine_reset,
     param_words,
@@ -32,14 +33,7 @@ from tests.hw.bench import (
     weight_zero,
 )
 
-ARCH = {
-    "max_width": 7,
-    "max_height": 6,
-    "mult_bits": 12,
-    "shift_bits": 5,
-    "acc_bits": 24,
-    "bias_bits": 16,
-}
+ARCH = SMALL_ENGINE_ARCH
 
 # input streams, in the order their idle patterns are drawn
 STREAMS = ("params", "weights", "pixels")
