@@ -216,12 +216,14 @@ def count_done(m: Module, *, o, start, draining, beats, done):
     """
     sent = Signal.like(beats, name="sent")
     sending = o.valid & o.ready
-    finished = draining & sending & (sent == beats - 1)
+    done_r = Signal(name="done")
+    # A pool that drops trailing rows sends its last beat before the last window is
+    # taken (``draining`` rises after it): then the job ends once ``draining`` rises.
+    finished = draining & ~done_r & ((sending & (sent == beats - 1)) | (sent == beats))
     with m.If(start):
         m.d.sync += sent.eq(0)
     with m.Elif(sending):
         m.d.sync += sent.eq(sent + 1)
-    done_r = Signal(name="done")
     m.d.sync += done_r.eq(finished)
     m.d.comb += done.eq(done_r)
     with m.If(done_r):

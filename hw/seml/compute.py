@@ -96,9 +96,13 @@ class ComputeUnit(wiring.Component):
     """
 
     def __init__(self, arch: ArchConfig, *, lanes=COMPUTE_LANES, channels=None,
-                 reduce=COMPUTE_REDUCE):
+                 reduce=COMPUTE_REDUCE, pool_only=False):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+        if not isinstance(pool_only, bool):
+            raise TypeError(f"pool_only must be a bool, not {pool_only!r}")
+        if pool_only:
+            channels, reduce = 1, 1
         if channels is None:
             channels = arch.conv_po
         for name, value in (("lanes", lanes), ("channels", channels), ("reduce", reduce)):
@@ -110,6 +114,7 @@ class ComputeUnit(wiring.Component):
         self.lanes = lanes
         self.channels = channels
         self.reduce = reduce
+        self.pool_only = pool_only
         self._e = element_bytes(arch.act_bits)
         self._we = weight_element_bytes(arch)
         members = {
@@ -122,11 +127,15 @@ class ComputeUnit(wiring.Component):
                 f"obuf{q}_w_addr": Out(range(arch.obuf_bytes)),
                 f"obuf{q}_w_data": Out(8 * self._e * lanes),
                 f"obuf{q}_w_count": Out(range(self._e * lanes + 1)),
+            })
+            if pool_only:
+                continue
+            members.update({
                 f"pbuf{q}_addr": Out(range(max(arch.pbuf_entries, 2))),
                 f"pbuf{q}_en": Out(1),
                 f"pbuf{q}_data": In(pbuf_layout(arch)),
             })
-        for i in range(channels * reduce):
+        for i in range(0 if pool_only else channels * reduce):
             members.update({
                 f"wbuf{i}_addr": Out(range(arch.wbuf_bytes)),
                 f"wbuf{i}_en": Out(1),
@@ -145,15 +154,19 @@ class ComputeUnit(wiring.Component):
 
     @property
     def wbuf_read_widths(self):
-        return [self._we] * (self.channels * self.reduce)
+        return [] if self.pool_only else [self._we] * (self.channels * self.reduce)
 
     @property
     def pbuf_read_ports(self):
-        return self.channels
+        return 0 if self.pool_only else self.channels
 
     @property
     def obuf_write_width(self):
         return self._e * self.lanes
+
+    @property
+    def obuf_write_widths(self):
+        return [self.obuf_write_width] * self.channels
 
     def _port(self, prefix, *fields):
         return tuple(getattr(self, f"{prefix}_{name}") for name in fields)
@@ -214,7 +227,7 @@ class ComputeUnit(wiring.Component):
                 cfg["mult"].eq(Mux(c.pool == Pool.AVG, c.mult, 1)),
                 cfg["shift"].eq(Mux(c.pool == Pool.AVG, c.shift, 0)),
                 act_lo.eq(c.act_lo), act_hi.eq(c.act_hi),
-                weighted.eq(c.engine != Engine.POOL),
+                weighted.eq((c.engine != Engine.POOL) & (not self.pool_only)),
                 own_channel.eq(~shared),
                 is_max.eq((c.engine == Engine.POOL) & (c.pool == Pool.MAX)),
             ]
@@ -298,7 +311,7 @@ class ComputeUnit(wiring.Component):
         m.d.comb += plane.eq(cfg["out_h"] * cfg["out_w"] * e)
         taps = Signal(16)
         m.d.comb += taps.eq(cfg["k_h"] * cfg["k_w"] * we)
-        for q in range(Q):
+        for q in range(0 if self.pool_only else Q):
             paddr, pen, _ = self.pbuf_port(q)
             m.d.comb += [paddr.eq(cfg["pbuf_addr"] + oc + q), pen.eq(1)]
             for r in range(R):
@@ -334,8 +347,8 @@ class ComputeUnit(wiring.Component):
         xs = xr[0]
 
         # ``products[q][j]`` sums the ``R`` reduced channels' products of lane ``j``.
-        products = [[None] * P for _ in range(Q)]
-        for q in range(Q):
+        products = [[Const(0, 1)] * P for _ in range(Q)]
+        for q in range(0 if self.pool_only else Q):
             for j in range(P):
                 terms = []
                 for r in range(R):
@@ -367,6 +380,11 @@ class ComputeUnit(wiring.Component):
         count2 = reg(count1, "count2", range(P * e + 1))
         bias2, mult2, shift2 = [], [], []
         for q in range(Q):
+            if self.pool_only:
+                bias2.append(Const(0, signed(arch.bias_bits)))
+                mult2.append(reg(cfg["mult"], f"mult2_{q}", arch.mult_bits))
+                shift2.append(reg(cfg["shift"], f"shift2_{q}", arch.shift_bits))
+                continue
             params = self.pbuf_port(q)[2]
             bias2.append(reg(params.bias, f"bias2_{q}", signed(arch.bias_bits)))
             mult2.append(reg(Mux(weighted, params.mult, cfg["mult"]), f"mult2_{q}",

@@ -19,18 +19,19 @@ instruction index in ``ERROR_INFO``. Nothing waits forever.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
-from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, ErrorCode, Opcode
+from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
 from .buffers import ByteBuffer
 from .compute import ComputeUnit
 from .csr import ControlStatusRegisters
 from .decode import HeaderCheck, InstructionDecoder
 from .dma import AxiDma
+from .engine_units import EngineKind, EngineUnit
 from .fetch import AxiReadArbiter, InstructionFetch
 from .units import AddUnit, LoadUnit, StoreUnit, pbuf_layout
 
@@ -139,18 +140,42 @@ class SemlCore(wiring.Component):
         m.submodules.load = load = LoadUnit(arch)
         m.submodules.store = store = StoreUnit(arch)
         m.submodules.add = add = AddUnit(arch)
-        m.submodules.compute = compute = ComputeUnit(arch)
+        units = {
+            Engine.CONV: EngineUnit(arch, EngineKind.CONV),
+            Engine.DEPTHWISE: EngineUnit(arch, EngineKind.DEPTHWISE),
+            Engine.POINTWISE: EngineUnit(arch, EngineKind.POINTWISE),
+            Engine.POOL: ComputeUnit(arch, pool_only=True),
+        }
+        for engine, unit in units.items():
+            m.submodules[f"compute_{engine.name.lower()}"] = unit
+        # One COMPUTE runs at a time: the units share the buffer ports, switched by the
+        # engine of the last COMPUTE started.
+        sel = Signal(Engine)
+        compute_start = Signal()
 
-        ibuf_reads = [add.beat_bytes, add.beat_bytes] + compute.ibuf_read_widths
-        wbuf_reads = compute.wbuf_read_widths
-        obuf_writes = [max(add.beat_bytes, compute.obuf_write_width)] * compute.channels
-        banks = _pow2_at_least(max([nbytes] + obuf_writes + ibuf_reads + wbuf_reads))
+        def widths(attr):
+            """Width of each shared port: the widest unit's at that index."""
+            out = []
+            for unit in units.values():
+                for i, w in enumerate(getattr(unit, attr)):
+                    if i == len(out):
+                        out.append(w)
+                    out[i] = max(out[i], w)
+            return out
+
+        c_ibuf = widths("ibuf_read_widths")
+        c_wbuf = widths("wbuf_read_widths")
+        c_obuf = widths("obuf_write_widths")
+        c_obuf[0] = max(c_obuf[0], add.beat_bytes)
+        c_pbuf = max(unit.pbuf_read_ports for unit in units.values())
+        ibuf_reads = [add.beat_bytes, add.beat_bytes] + c_ibuf
+        banks = _pow2_at_least(max([nbytes] + c_obuf + ibuf_reads + c_wbuf))
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
                                               read_widths=ibuf_reads, write_widths=[nbytes])
         m.submodules.wbuf = wbuf = ByteBuffer(arch.wbuf_bytes, banks=banks,
-                                              read_widths=wbuf_reads, write_widths=[nbytes])
+                                              read_widths=c_wbuf, write_widths=[nbytes])
         m.submodules.obuf = obuf = ByteBuffer(arch.obuf_bytes, banks=banks,
-                                              read_widths=[nbytes], write_widths=obuf_writes)
+                                              read_widths=[nbytes], write_widths=c_obuf)
         m.submodules.pbuf = pbuf = Memory(shape=pbuf_layout(arch),
                                           depth=max(arch.pbuf_entries, 2), init=[])
         pbuf_w = pbuf.write_port()
@@ -182,33 +207,47 @@ class SemlCore(wiring.Component):
             ibuf.r1_en.eq(add.b_en),
             add.b_data.eq(ibuf.r1_data),
         ]
-        for i in range(len(compute.ibuf_read_widths)):
-            addr, en, data = ibuf.read_port(2 + i)
-            c_addr, c_en, c_data = compute.ibuf_port(i)
-            m.d.comb += [addr.eq(c_addr), en.eq(c_en), c_data.eq(data)]
-        for i in range(len(compute.wbuf_read_widths)):
-            addr, en, data = wbuf.read_port(i)
-            c_addr, c_en, c_data = compute.wbuf_port(i)
-            m.d.comb += [addr.eq(c_addr), en.eq(c_en), c_data.eq(data)]
-        for q in range(compute.pbuf_read_ports):
+
+        for i in range(len(c_ibuf)):
+            addr, en, data_ = ibuf.read_port(2 + i)
+            users = [(engine, unit.ibuf_port(i)) for engine, unit in units.items()
+                     if i < len(unit.ibuf_read_widths)]
+            m.d.comb += [u_data.eq(data_) for _, (_, _, u_data) in users]
+            with m.Switch(sel):
+                for engine, (u_addr, u_en, _) in users:
+                    with m.Case(engine):
+                        m.d.comb += [addr.eq(u_addr), en.eq(u_en)]
+        for i in range(len(c_wbuf)):
+            addr, en, data_ = wbuf.read_port(i)
+            users = [(engine, unit.wbuf_port(i)) for engine, unit in units.items()
+                     if i < len(unit.wbuf_read_widths)]
+            m.d.comb += [u_data.eq(data_) for _, (_, _, u_data) in users]
+            with m.Switch(sel):
+                for engine, (u_addr, u_en, _) in users:
+                    with m.Case(engine):
+                        m.d.comb += [addr.eq(u_addr), en.eq(u_en)]
+        for i in range(c_pbuf):
             rp = pbuf.read_port()
-            c_addr, c_en, c_data = compute.pbuf_port(q)
-            m.d.comb += [rp.addr.eq(c_addr), rp.en.eq(c_en), c_data.eq(rp.data)]
+            users = [(engine, unit.pbuf_port(i)) for engine, unit in units.items()
+                     if i < unit.pbuf_read_ports]
+            m.d.comb += [u_data.eq(rp.data) for _, (_, _, u_data) in users]
+            with m.Switch(sel):
+                for engine, (u_addr, u_en, _) in users:
+                    with m.Case(engine):
+                        m.d.comb += [rp.addr.eq(u_addr), rp.en.eq(u_en)]
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
-        for q in range(compute.channels):
+        for q in range(len(c_obuf)):
             w_addr, w_data, w_count = obuf.write_port(q)
-            c_addr, c_data, c_count = compute.obuf_port(q)
-            if q == 0:
-                with m.If(add.busy):
-                    m.d.comb += [
-                        w_addr.eq(add.obuf_w_addr),
-                        w_data.eq(add.obuf_w_data),
-                        w_count.eq(add.obuf_w_count),
-                    ]
-                with m.Else():
-                    m.d.comb += [w_addr.eq(c_addr), w_data.eq(c_data), w_count.eq(c_count)]
-            else:
-                m.d.comb += [w_addr.eq(c_addr), w_data.eq(c_data), w_count.eq(c_count)]
+            with m.If(add.busy & (q == 0)):
+                m.d.comb += [w_addr.eq(add.obuf_w_addr), w_data.eq(add.obuf_w_data),
+                             w_count.eq(add.obuf_w_count)]
+            with m.Else(), m.Switch(sel):
+                for engine, unit in units.items():
+                    if q < len(unit.obuf_write_widths):
+                        u_addr, u_data, u_count = unit.obuf_port(q)
+                        with m.Case(engine):
+                            m.d.comb += [w_addr.eq(u_addr), w_data.eq(u_data),
+                                         w_count.eq(u_count)]
 
         # Header check, decode and issue ------------------------------------------------
         m.submodules.header_check = hdr_check = HeaderCheck(arch)
@@ -216,7 +255,9 @@ class SemlCore(wiring.Component):
         header = Signal(INSTR_BITS)
         ir = Signal(INSTRUCTION)
         m.d.comb += [hdr_check.header.eq(header), decoder.word.eq(ir)]
-        for unit in (load, store, add, compute):
+        with m.If(compute_start):
+            m.d.sync += sel.eq(ir.compute.engine)
+        for unit in (load, store, add, *units.values()):
             m.d.comb += unit.instr.eq(ir)
 
         count = Signal(32)
@@ -224,7 +265,7 @@ class SemlCore(wiring.Component):
         error = Signal(ErrorCode)
         bus_error = dma.rd_error | dma.wr_error | fetch.error
         load_busy = load.busy
-        compute_busy = add.busy | compute.busy
+        compute_busy = add.busy | Cat(*(u.busy for u in units.values())).any()
         store_busy = store.busy
         all_idle = ~load_busy & ~compute_busy & ~store_busy
         m.d.comb += csr.instr_count.eq(pc)
@@ -316,7 +357,11 @@ class SemlCore(wiring.Component):
                         m.d.comb += [issued.eq(~compute_busy), add.start.eq(~compute_busy)]
                     with m.Case(Opcode.COMPUTE):
                         m.d.comb += [issued.eq(~compute_busy),
-                                     compute.start.eq(~compute_busy)]
+                                     compute_start.eq(~compute_busy)]
+                        with m.Switch(ir.compute.engine):
+                            for engine, unit in units.items():
+                                with m.Case(engine):
+                                    m.d.comb += unit.start.eq(~compute_busy)
                     with m.Case(Opcode.SYNC):
                         mask = ir.sync.mask.as_value()
                         m.d.comb += issued.eq(
@@ -327,7 +372,8 @@ class SemlCore(wiring.Component):
                 with m.If(bus_error):
                     # Nothing new starts after a bus error.
                     m.d.comb += [load.start.eq(0), store.start.eq(0), add.start.eq(0),
-                                 compute.start.eq(0)]
+                                 compute_start.eq(0)]
+                    m.d.comb += [unit.start.eq(0) for unit in units.values()]
                     fail(ErrorCode.BUS_ERROR)
                 with m.Elif(issued):
                     m.d.comb += csr.mark.eq(1)

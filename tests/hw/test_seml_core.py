@@ -157,8 +157,27 @@ def case_conv(rng):
 
 
 def case_conv_strided_pool(rng):
+    """A 3x2 kernel (run as 3x3 with a zero column), stride 2, uneven pads, fused pool."""
     return _compute_case(rng, Engine.CONV, in_c=2, out_c=3, in_h=9, in_w=11, k=(3, 2),
-                         stride=(2, 1), pads=(1, 0, 2, 1), pool=Pool.MAX, fpool=(2, 2))
+                         stride=(2, 2), pads=(1, 0, 2, 1), pool=Pool.MAX, fpool=(2, 2))
+
+
+def case_conv_1d(rng):
+    """A 1x3 kernel over one row (the 1-D convolution form): 5 input channels, 3 tiles."""
+    return _compute_case(rng, Engine.CONV, in_c=5, out_c=3, in_h=1, in_w=13, k=(1, 3),
+                         stride=(1, 1), pads=(0, 1, 0, 1), act=(-100, 100))
+
+
+def case_conv_2x2(rng):
+    """An even 2x2 kernel, unpadded, stride 1."""
+    return _compute_case(rng, Engine.CONV, in_c=2, out_c=2, in_h=6, in_w=7, k=(2, 2),
+                         stride=(1, 1), pads=(0, 0, 0, 0))
+
+
+def case_pointwise_strided(rng):
+    """A 1x1 convolution with stride 2 (a residual downsampling shortcut)."""
+    return _compute_case(rng, Engine.POINTWISE, in_c=6, out_c=5, in_h=7, in_w=9, k=(1, 1),
+                         stride=(2, 2), pads=(0, 0, 0, 0), act=(0, 127))
 
 
 def case_depthwise(rng):
@@ -189,7 +208,9 @@ def case_avg_pool(rng):
 
 CASES = {
     "load_store": case_load_store, "add": case_add, "conv": case_conv,
-    "conv_strided_pool": case_conv_strided_pool, "depthwise": case_depthwise,
+    "conv_strided_pool": case_conv_strided_pool, "conv_1d": case_conv_1d,
+    "conv_2x2": case_conv_2x2, "pointwise_strided": case_pointwise_strided,
+    "depthwise": case_depthwise,
     "pointwise": case_pointwise, "fully_connected": case_fully_connected,
     "max_pool": case_max_pool, "avg_pool": case_avg_pool,
 }

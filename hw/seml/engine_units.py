@@ -1,0 +1,426 @@
+"""COMPUTE units of the SEML core that run CONV, DEPTHWISE and POINTWISE instructions
+on the streaming engines of :mod:`hw.engines`.
+
+Each unit wraps one engine (:class:`~hw.engines.conv.ConvEngine` with its fused pool,
+:class:`~hw.engines.depthwise.DepthwiseEngine`,
+:class:`~hw.engines.pointwise.PointwiseEngine`) and turns a COMPUTE instruction
+(``docs/isa.md``) into engine jobs: one job per group of ``L`` output channels (``L`` =
+``conv_po``, ``dw_channels`` or ``pw_po``). For each job it sends the engine's command,
+then feeds three streams from the on-chip buffers in the orders the engine takes them,
+each from its own counters:
+
+- ``params``: the group's PBUF entries, one beat;
+- ``weights``: WBUF read at the addresses of ``docs/isa.md``'s layout, in the engine's
+  order (``(tile, ky, kx)`` beats of ``Pi x Po`` lanes for CONV, ``(ky, kx)`` of ``C``
+  lanes for DEPTHWISE, one ``Pi x Po`` beat per tile for POINTWISE); weights of input
+  or output channels past the layer's, and taps outside the kernel, are the zero code;
+- ``pixels``: IBUF, one input-channel tile (or channel group) after the other, each in
+  raster order, lanes reading ``Pi`` (``C``) channel planes; channels past the layer's
+  read as zero. POINTWISE reads the pixels its stride keeps.
+
+The engine's output beats (raster order) are written to OBUF as they come, lane ``j`` to
+the plane of output channel ``m0 + j``: one write port per lane, lanes past ``out_c``
+write nothing. OBUF never stalls the engine.
+
+CONV and DEPTHWISE run the square odd kernel ``K = engine_kernel(k_h, k_w)``: the
+``k_h x k_w`` kernel sits in its top-left corner (zero taps elsewhere) and the bottom and
+right padding grow by ``K - k_h`` and ``K - k_w``, which keeps every window where
+``docs/isa.md`` puts it. A fused max pool (CONV only, 2x2 stride 2) runs on the conv
+engine's :class:`~hw.blocks.pool.PoolUnit`.
+
+A buffer read port returns its data one cycle after the read and holds it while not
+reading, so each feeder issues a read whenever its output register is empty or being
+taken: one beat per cycle, and back-pressure from the engine simply holds the read.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arch import ArchConfig
+from ..blocks.pool import PoolMode
+from ..engines.conv import ConvEngine
+from ..engines.datapath import weight_shape, weight_zero
+from ..engines.depthwise import DepthwiseEngine
+from ..engines.pointwise import PointwiseEngine
+from ..isa import INSTRUCTION, Pool, element_bytes, weight_element_bytes
+from .units import bytes_from_lanes, pbuf_layout
+
+__all__ = ["EngineKind", "EngineUnit"]
+
+
+class EngineKind(enum.Enum):
+    CONV = "conv"
+    DEPTHWISE = "depthwise"
+    POINTWISE = "pointwise"
+
+
+class _Feeder:
+    """Output register of a stream fed by buffer reads.
+
+    ``issue`` is high in a cycle that reads the next beat (the caller steps its counters
+    and clears :attr:`active` after the last one); the read data is the stream payload
+    from the next cycle until taken.
+    """
+
+    def __init__(self, m, stream, name):
+        self.valid = Signal(name=f"{name}_valid")
+        self.active = Signal(name=f"{name}_active")
+        self.issue = Signal(name=f"{name}_issue")
+        m.d.comb += [
+            stream.valid.eq(self.valid),
+            self.issue.eq(self.active & (~self.valid | stream.ready)),
+        ]
+        with m.If(self.issue):
+            m.d.sync += self.valid.eq(1)
+        with m.Elif(stream.ready):
+            m.d.sync += self.valid.eq(0)
+
+
+class EngineUnit(wiring.Component):
+    """Runs COMPUTE instructions of one engine kind over IBUF / WBUF / PBUF into OBUF.
+
+    Parameters
+    ----------
+    arch : ArchConfig
+    kind : EngineKind
+
+    Members
+    -------
+    start : In(1)
+        Starts the legal COMPUTE instruction ``instr`` (checked by the decoder) of this
+        unit's engine.
+    instr : In(INSTRUCTION)
+    busy : Out(1)
+    ibuf{i}_addr, ibuf{i}_en, ibuf{i}_data : IBUF read ports (one element each), one per
+        pixel lane.
+    wbuf{i}_addr, wbuf{i}_en, wbuf{i}_data : WBUF read ports: one weight per port for
+        CONV (lane ``j * Pi + i``) and DEPTHWISE (lane ``c``); for POINTWISE one port per
+        output lane ``j`` reading the ``Pi`` consecutive weights of its tile.
+    pbuf{q}_addr, pbuf{q}_en, pbuf{q}_data : PBUF read ports, one per output lane.
+    obuf{q}_w_addr, obuf{q}_w_data, obuf{q}_w_count : OBUF write ports, one element per
+        output lane.
+    """
+
+    def __init__(self, arch: ArchConfig, kind: EngineKind):
+        if not isinstance(arch, ArchConfig):
+            raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+        if not isinstance(kind, EngineKind):
+            raise TypeError(f"kind must be an EngineKind, not {kind!r}")
+        self.arch = arch
+        self.kind = kind
+        self._e = element_bytes(arch.act_bits)
+        self._we = weight_element_bytes(arch)
+        if kind is EngineKind.CONV:
+            self.engine = ConvEngine(arch, pool=True)
+            self.pi, self.lanes = arch.conv_pi, arch.conv_po
+            wbuf = [self._we] * (self.pi * self.lanes)
+        elif kind is EngineKind.DEPTHWISE:
+            self.engine = DepthwiseEngine(arch)
+            self.pi = self.lanes = arch.dw_channels
+            wbuf = [self._we] * self.lanes
+        else:
+            self.engine = PointwiseEngine(arch)
+            self.pi, self.lanes = arch.pw_pi, arch.pw_po
+            wbuf = [self._we * self.pi] * self.lanes
+        self._wbuf_widths = wbuf
+        members = {"start": In(1), "instr": In(INSTRUCTION), "busy": Out(1)}
+        for i in range(self.pi):
+            members.update({f"ibuf{i}_addr": Out(range(arch.ibuf_bytes)),
+                            f"ibuf{i}_en": Out(1), f"ibuf{i}_data": In(8 * self._e)})
+        for i, width in enumerate(wbuf):
+            members.update({f"wbuf{i}_addr": Out(range(arch.wbuf_bytes)),
+                            f"wbuf{i}_en": Out(1), f"wbuf{i}_data": In(8 * width)})
+        for q in range(self.lanes):
+            members.update({
+                f"pbuf{q}_addr": Out(range(max(arch.pbuf_entries, 2))),
+                f"pbuf{q}_en": Out(1),
+                f"pbuf{q}_data": In(pbuf_layout(arch)),
+                f"obuf{q}_w_addr": Out(range(arch.obuf_bytes)),
+                f"obuf{q}_w_data": Out(8 * self._e),
+                f"obuf{q}_w_count": Out(range(self._e + 1)),
+            })
+        super().__init__(members)
+
+    # Port lists the core wires to the buffers.
+    @property
+    def ibuf_read_widths(self):
+        return [self._e] * self.pi
+
+    @property
+    def wbuf_read_widths(self):
+        return list(self._wbuf_widths)
+
+    @property
+    def pbuf_read_ports(self):
+        return self.lanes
+
+    @property
+    def obuf_write_widths(self):
+        return [self._e] * self.lanes
+
+    def _port(self, prefix, *fields):
+        return tuple(getattr(self, f"{prefix}_{name}") for name in fields)
+
+    def ibuf_port(self, i):
+        return self._port(f"ibuf{i}", "addr", "en", "data")
+
+    def wbuf_port(self, i):
+        return self._port(f"wbuf{i}", "addr", "en", "data")
+
+    def pbuf_port(self, q):
+        return self._port(f"pbuf{q}", "addr", "en", "data")
+
+    def obuf_port(self, q):
+        return self._port(f"obuf{q}", "w_addr", "w_data", "w_count")
+
+    def elaborate(self, platform):
+        m = Module()
+        arch, kind = self.arch, self.kind
+        e, we = self._e, self._we
+        P, L = self.pi, self.lanes
+        windowed = kind is not EngineKind.POINTWISE
+        m.submodules.engine = eng = self.engine
+        c = self.instr.compute
+
+        # Instruction fields, latched at start, and values derived from them in SETUP.
+        def reg(name, shape):
+            return Signal(shape, name=name)
+
+        in_c, out_c = reg("in_c", 16), reg("out_c", 16)
+        in_h, in_w = reg("in_h", 16), reg("in_w", 16)
+        out_h, out_w = reg("out_h", 16), reg("out_w", 16)
+        k_h, k_w, kern = reg("k_h", 16), reg("k_w", 16), reg("kern", 16)
+        stride_h, stride_w = reg("stride_h", 8), reg("stride_w", 8)
+        pads = [reg(f"pad{n}", 8) for n in range(4)]
+        fused = reg("fused", 1)
+        act_lo, act_hi = reg("act_lo", signed(arch.act_bits)), reg("act_hi", signed(arch.act_bits))
+        ibuf_addr, wbuf_addr = reg("ibuf_addr", 32), reg("wbuf_addr", 32)
+        pbuf_addr, obuf_addr = reg("pbuf_addr", 32), reg("obuf_addr", 32)
+        tiles = reg("tiles", 16)               # input-channel tiles of P channels (1 for DW)
+        plane_in = reg("plane_in", 32)         # bytes of one input channel plane
+        plane_out = reg("plane_out", 32)       # bytes of one output channel plane
+        pixels_out = reg("pixels_out", 32)     # output pixels per channel (POINTWISE job)
+        w_m_stride = reg("w_m_stride", 32)     # WBUF bytes between output channels
+        w_c_stride = reg("w_c_stride", 32)     # WBUF bytes between input channels (CONV)
+        row_step = reg("row_step", 32)         # POINTWISE: IBUF bytes between pixel rows
+        col_step = reg("col_step", 32)         # POINTWISE: IBUF bytes between pixel columns
+
+        # Group loop: IDLE -> SETUP -> (CMD -> RUN)* -> IDLE.
+        m0 = Signal(16)          # first output channel of the group
+        g_wbase = Signal(32)     # WBUF address of output channel m0's weights
+        g_obase = Signal(32)     # OBUF address of output channel m0's plane
+        g_ibase = Signal(32)     # DEPTHWISE: IBUF address of channel m0's plane
+        cmd_go = Signal()        # the cycle the engine takes the command
+        last_group = m0 + L >= out_c
+        with m.FSM() as fsm:
+            with m.State("IDLE"), m.If(self.start):
+                kk = Signal(16)
+                big = Mux(c.k_h > c.k_w, c.k_h, c.k_w)
+                m.d.comb += kk.eq(big | 1)
+                m.d.sync += [
+                    in_c.eq(c.in_c), out_c.eq(c.out_c), in_h.eq(c.in_h), in_w.eq(c.in_w),
+                    out_h.eq(c.out_h), out_w.eq(c.out_w), k_h.eq(c.k_h), k_w.eq(c.k_w),
+                    kern.eq(kk), stride_h.eq(c.stride_h), stride_w.eq(c.stride_w),
+                    pads[0].eq(c.pad_top), pads[1].eq(c.pad_left),
+                    pads[2].eq(c.pad_bottom), pads[3].eq(c.pad_right),
+                    fused.eq(c.pool == Pool.MAX),
+                    act_lo.eq(c.act_lo), act_hi.eq(c.act_hi),
+                    ibuf_addr.eq(c.ibuf_addr), wbuf_addr.eq(c.wbuf_addr),
+                    pbuf_addr.eq(c.pbuf_addr), obuf_addr.eq(c.obuf_addr),
+                ]
+                m.next = "SETUP"
+            with m.State("SETUP"):
+                taps = k_h * k_w * we
+                m.d.sync += [
+                    tiles.eq((in_c + (P - 1)) // P if kind is not EngineKind.DEPTHWISE else 1),
+                    plane_in.eq(in_h * in_w * e),
+                    plane_out.eq(out_h * out_w * e),
+                    pixels_out.eq(out_h * out_w),
+                    w_m_stride.eq(taps if kind is EngineKind.DEPTHWISE else in_c * taps),
+                    w_c_stride.eq(taps),
+                    row_step.eq(stride_h * in_w * e),
+                    col_step.eq(stride_w * e),
+                    m0.eq(0),
+                    g_wbase.eq(wbuf_addr),
+                    g_obase.eq(obuf_addr),
+                    g_ibase.eq(ibuf_addr),
+                ]
+                m.next = "CMD"
+            with m.State("CMD"):
+                m.d.comb += [eng.cmd.valid.eq(1), cmd_go.eq(eng.cmd.ready)]
+                with m.If(eng.cmd.ready):
+                    m.next = "RUN"
+            with m.State("RUN"), m.If(eng.done):
+                m.d.sync += [
+                    m0.eq(m0 + L),
+                    g_wbase.eq(g_wbase + w_m_stride * L),
+                    g_obase.eq(g_obase + plane_out * L),
+                    g_ibase.eq(g_ibase + plane_in * L),
+                ]
+                with m.If(last_group):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "CMD"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+
+        # Engine command.
+        cmd = eng.cmd.payload
+        if windowed:
+            m.d.comb += [
+                cmd.width.eq(in_w), cmd.height.eq(in_h), cmd.kernel.eq(kern),
+                cmd.stride.eq(stride_h),
+                cmd.pad_top.eq(pads[0]), cmd.pad_left.eq(pads[1]),
+                cmd.pad_bottom.eq(pads[2] + kern - k_h), cmd.pad_right.eq(pads[3] + kern - k_w),
+                cmd.lo.eq(act_lo), cmd.hi.eq(act_hi),
+            ]
+        else:
+            m.d.comb += [cmd.pixels.eq(pixels_out), cmd.lo.eq(act_lo), cmd.hi.eq(act_hi)]
+        if kind is not EngineKind.DEPTHWISE:
+            m.d.comb += cmd.cin_tiles.eq(tiles)
+        if kind is EngineKind.CONV:
+            lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
+            m.d.comb += [
+                cmd.pool_mode.eq(Mux(fused, PoolMode.MAX, PoolMode.BYPASS)),
+                cmd.pool_kernel.eq(2), cmd.pool_stride.eq(2),
+                cmd.pool_mult.eq(1), cmd.pool_shift.eq(0),
+                cmd.pool_lo.eq(lo), cmd.pool_hi.eq(hi),
+            ]
+
+        lane_on = [Signal(name=f"lane_on{q}") for q in range(L)]
+        for q in range(L):
+            m.d.comb += lane_on[q].eq(m0 + q < out_c)
+
+        # Parameters: one beat per group -------------------------------------------------
+        pf = _Feeder(m, eng.params, "params")
+        with m.If(cmd_go):
+            m.d.sync += pf.active.eq(1)
+        with m.Elif(pf.issue):
+            m.d.sync += pf.active.eq(0)
+        for q in range(L):
+            addr, en, data_ = self.pbuf_port(q)
+            m.d.comb += [addr.eq(pbuf_addr + m0 + q), en.eq(pf.issue),
+                         eng.params.payload[q].eq(data_)]
+
+        zero_code = weight_zero(arch)
+        code_bits = Shape.cast(weight_shape(arch)).width
+
+        # Weights --------------------------------------------------------------------------
+        wf = _Feeder(m, eng.weights, "weights")
+        w_tile = Signal(16)
+        w_ky = Signal(16)
+        w_kx = Signal(16)
+        w_tbase = Signal(32)      # WBUF address of the tile's first input channel, tap 0
+        w_row = Signal(32)        # address of tap (ky, 0) of the tile
+        w_tap = Signal(32)        # address of tap (ky, kx)
+        w_c0 = Signal(16)         # first input channel of the tile
+        last_tile_w = w_tile == tiles - 1
+        with m.If(cmd_go):
+            m.d.sync += [wf.active.eq(1), w_tile.eq(0), w_ky.eq(0), w_kx.eq(0), w_c0.eq(0),
+                         w_tbase.eq(g_wbase), w_row.eq(g_wbase), w_tap.eq(g_wbase)]
+        mask_w = []
+        if windowed:
+            last_kx = w_kx == kern - 1
+            last_ky = w_ky == kern - 1
+            tap_ok = (w_ky < k_h) & (w_kx < k_w)
+            with m.If(wf.issue):
+                m.d.sync += [w_kx.eq(w_kx + 1), w_tap.eq(w_tap + we)]
+                with m.If(last_kx):
+                    m.d.sync += [w_kx.eq(0), w_ky.eq(w_ky + 1),
+                                 w_row.eq(w_row + k_w * we), w_tap.eq(w_row + k_w * we)]
+                    with m.If(last_ky):
+                        nxt = w_tbase + w_c_stride * P
+                        m.d.sync += [w_ky.eq(0), w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P),
+                                     w_tbase.eq(nxt), w_row.eq(nxt), w_tap.eq(nxt)]
+                        with m.If(last_tile_w):
+                            m.d.sync += wf.active.eq(0)
+            if kind is EngineKind.CONV:
+                for j in range(L):
+                    for i in range(P):
+                        addr, en, _ = self.wbuf_port(j * P + i)
+                        m.d.comb += [addr.eq(w_tap + w_m_stride * j + w_c_stride * i),
+                                     en.eq(wf.issue)]
+                        mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c))
+            else:
+                for j in range(L):
+                    addr, en, _ = self.wbuf_port(j)
+                    m.d.comb += [addr.eq(w_tap + w_m_stride * j), en.eq(wf.issue)]
+                    mask_w.append(tap_ok & lane_on[j])
+        else:
+            with m.If(wf.issue):
+                m.d.sync += [w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P),
+                             w_tap.eq(w_tap + P * we)]
+                with m.If(last_tile_w):
+                    m.d.sync += wf.active.eq(0)
+            for j in range(L):
+                addr, en, _ = self.wbuf_port(j)
+                m.d.comb += [addr.eq(w_tap + w_m_stride * j), en.eq(wf.issue)]
+                for i in range(P):
+                    mask_w.append(lane_on[j] & (w_c0 + i < in_c))
+        mask_w1 = [Signal(name=f"w_ok{n}") for n in range(len(mask_w))]
+        with m.If(wf.issue):
+            m.d.sync += [r.eq(v) for r, v in zip(mask_w1, mask_w, strict=True)]
+        for n, ok in enumerate(mask_w1):
+            if kind is EngineKind.POINTWISE:
+                j, i = divmod(n, P)
+                raw = self.wbuf_port(j)[2][8 * we * i:8 * we * (i + 1)]
+            else:
+                raw = self.wbuf_port(n)[2]
+            m.d.comb += eng.weights.payload[n].eq(Mux(ok, raw[:code_bits], Const(zero_code,
+                                                                                  code_bits)))
+
+        # Pixels ---------------------------------------------------------------------------
+        xf = _Feeder(m, eng.pixels, "pixels")
+        x_tile = Signal(16)
+        x_c0 = Signal(16)
+        x_tbase = Signal(32)     # IBUF address of the tile's first channel plane
+        x_row = Signal(32)       # address of the current row's first pixel
+        x_ptr = Signal(32)       # address of the current pixel in the first plane
+        x_y = Signal(16)
+        x_x = Signal(16)
+        rows = in_h if windowed else out_h
+        cols = in_w if windowed else out_w
+        base = g_ibase if kind is EngineKind.DEPTHWISE else ibuf_addr
+        with m.If(cmd_go):
+            m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
+                         x_tbase.eq(base), x_row.eq(base), x_ptr.eq(base)]
+        step_col = e if windowed else col_step
+        step_row = in_w * e if windowed else row_step
+        with m.If(xf.issue):
+            m.d.sync += [x_x.eq(x_x + 1), x_ptr.eq(x_ptr + step_col)]
+            with m.If(x_x == cols - 1):
+                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_row.eq(x_row + step_row),
+                             x_ptr.eq(x_row + step_row)]
+                with m.If(x_y == rows - 1):
+                    nxt = x_tbase + plane_in * P
+                    m.d.sync += [x_y.eq(0), x_tile.eq(x_tile + 1), x_c0.eq(x_c0 + P),
+                                 x_tbase.eq(nxt), x_row.eq(nxt), x_ptr.eq(nxt)]
+                    with m.If(x_tile == tiles - 1):
+                        m.d.sync += xf.active.eq(0)
+        first_chan = m0 if kind is EngineKind.DEPTHWISE else x_c0
+        for i in range(P):
+            addr, en, data_ = self.ibuf_port(i)
+            ok = Signal(name=f"x_ok{i}")
+            with m.If(xf.issue):
+                m.d.sync += ok.eq(first_chan + i < in_c)
+            m.d.comb += [addr.eq(x_ptr + plane_in * i), en.eq(xf.issue),
+                         eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
+
+        # Output beats to OBUF ------------------------------------------------------------
+        o_ptr = Signal(32)
+        with m.If(cmd_go):
+            m.d.sync += o_ptr.eq(g_obase)
+        with m.Elif(eng.o.valid):
+            m.d.sync += o_ptr.eq(o_ptr + e)
+        m.d.comb += eng.o.ready.eq(1)
+        for q in range(L):
+            addr, data_, count = self.obuf_port(q)
+            m.d.comb += [addr.eq(o_ptr + plane_out * q),
+                         data_.eq(bytes_from_lanes([eng.o.payload[q]], arch.act_bits))]
+            with m.If(eng.o.valid & lane_on[q]):
+                m.d.comb += count.eq(e)
+        return m
