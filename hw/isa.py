@@ -18,6 +18,7 @@ and the CRC-32 and raises :class:`ProgramFormatError` on any mismatch.
 
 from __future__ import annotations
 
+import numbers
 import struct
 import zlib
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ __all__ = [
     "decode_instruction",
     "element_bytes",
     "encode_instruction",
+    "engine_kernel",
     "field_range",
     "pack_pbuf_entry",
     "parse_program",
@@ -63,8 +65,9 @@ __all__ = [
     "weight_element_bytes",
 ]
 
-#: Version of the instruction set and binary formats; bumped on any incompatible change.
-ISA_VERSION = 1
+#: Version of the instruction set and binary formats; bumped on any incompatible change
+#: (2: COMPUTE legality follows the limits of the streaming engines, ``docs/isa.md``).
+ISA_VERSION = 2
 
 #: Width of every instruction word.
 INSTR_BITS = 512
@@ -96,8 +99,8 @@ class Opcode(enum.Enum, shape=8):
 
 class Engine(enum.Enum, shape=4):
     """Engine selected by a COMPUTE instruction."""
-    CONV = 0        #: KxK convolution (Pi x Po convolvers)
-    DEPTHWISE = 1   #: KxK depthwise convolution (one filter per channel)
+    CONV = 0        #: k_h x k_w convolution (Pi x Po convolvers), fused 2x2 max pool
+    DEPTHWISE = 1   #: k_h x k_w depthwise convolution (one filter per channel)
     POINTWISE = 2   #: 1x1 convolution; fully connected is the 1x1 case with H = W = 1
     POOL = 3        #: max / average pooling (no weights)
 
@@ -105,10 +108,10 @@ class Engine(enum.Enum, shape=4):
 class Pool(enum.Enum, shape=4):
     """Pooling of a COMPUTE instruction.
 
-    For the POOL engine it is the operation itself (``MAX`` or ``AVG``). For the
-    CONV / DEPTHWISE / POINTWISE engines ``MAX`` fuses a non-overlapping max pool
-    (window ``fpool_h x fpool_w``, stride equal to the window) after requantization;
-    ``AVG`` is illegal there.
+    For the POOL engine it is the operation itself (``MAX`` or ``AVG``). For the CONV
+    engine ``MAX`` fuses a 2x2 stride-2 max pool (``fpool_h = fpool_w = 2``) after
+    requantization; DEPTHWISE and POINTWISE take ``NONE`` only, and ``AVG`` is illegal
+    on every engine but POOL.
     """
     NONE = 0
     MAX = 1
@@ -128,6 +131,27 @@ class Unit(enum.Flag, shape=8):
     LOAD = 1     #: DMA read channel (LOAD)
     COMPUTE = 2  #: engines (COMPUTE, ADD)
     STORE = 4    #: DMA write channel (STORE)
+
+
+def engine_kernel(k_h: int, k_w: int) -> int:
+    """Side ``K`` of the square kernel a CONV / DEPTHWISE engine runs a ``k_h x k_w`` one on.
+
+    ``K`` is the smallest odd number at least ``max(k_h, k_w)``. The ``k_h x k_w``
+    kernel sits in the top-left corner of the ``K x K`` one (zero taps elsewhere) and
+    the bottom and right padding grow by ``K - k_h`` and ``K - k_w``, which gives the
+    same windows; the engine therefore streams a frame of
+    ``(in_h + pad_top + pad_bottom + K - k_h) x (in_w + pad_left + pad_right + K - k_w)``
+    pixels.
+
+    Raises
+    ------
+    ValueError
+        If ``k_h`` or ``k_w`` is not a positive integer.
+    """
+    for name, value in (("k_h", k_h), ("k_w", k_w)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"Kernel size {name} must be a positive integer, not {value!r}")
+    return int(max(k_h, k_w)) | 1
 
 
 def _padded(fields: dict) -> data.StructLayout:

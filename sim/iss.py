@@ -26,6 +26,7 @@ import numpy as np
 
 from hw import weight_codes
 from hw.arch import ArchConfig
+from hw.engines.datapath import TILE_BITS
 from hw.isa import (
     INSTR_BYTES,
     PBUF_ENTRY_BYTES,
@@ -39,12 +40,14 @@ from hw.isa import (
     Unit,
     crc32,
     element_bytes,
+    engine_kernel,
     parse_program,
     weight_element_bytes,
 )
-from hw.seml.compute import COMPUTE_LANES, COMPUTE_REDUCE, DRAIN_CYCLES, compute_steps
+from hw.seml.compute import DRAIN_CYCLES, POOL_LANES, pool_steps
 from hw.seml.core import MAX_BURST
 from hw.seml.dma import PAGE_BYTES
+from hw.seml.engine_units import unit_cycles
 from hw.seml.fetch import FETCH_DEPTH
 from hw.seml.units import add_chunk_beats, add_lanes
 from sim import golden
@@ -61,7 +64,6 @@ __all__ = [
     "STORE_OVERHEAD_CYCLES",
     "RunResult",
     "accesses",
-    "compute_parallelism",
     "decode_activations",
     "decode_weights",
     "dma_cycles",
@@ -209,9 +211,10 @@ def startup_cycles(instr_count: int, arch: ArchConfig) -> int:
 
 def _row_cycles(offset, nbytes, residue, nb):
     """Beats and stall cycles of one row of ``nbytes`` bytes at lane ``offset`` when
-    ``residue`` bytes of an unfinished word are already packed (DMA read side): a beat
-    whose bytes do not fit in the packing register with the pending ones costs a cycle
-    more. Returns ``(cycles, stalls, residue after)``."""
+    ``residue`` bytes of an unfinished stream word are pending (DMA write side): the
+    unpacking register takes a stream word only while it holds at most one, so a beat
+    whose bytes straddle two stream words costs a cycle more. Returns ``(cycles,
+    stalls, residue after)``."""
     first = min(nb - offset, nbytes)
     stalls = int(residue + first > nb)
     residue = (residue + first) % nb
@@ -250,30 +253,37 @@ def dma_cycles(rows: int, row_bytes: int, arch: ArchConfig, *, ddr_addr: int = 0
     from DDR offset ``ddr_addr`` (the image base is taken 4 KiB aligned), rows
     ``ddr_stride`` apart.
 
-    Each row is its own run of bursts; a beat costs one cycle, two when the DDR lane
-    offset of the row and the bytes already packed into the stream disagree (the DMA's
-    packing register then holds two partial words). A LOAD also waits for
-    :data:`LOAD_FETCH_AHEAD` instruction words queued before its first burst, and for
-    one more after its first burst if it has several (the read channel is shared with
-    instruction fetch); :func:`timeline` replaces the former by the words actually
-    requested.
+    Each row is its own run of bursts. A LOAD takes one beat per cycle at any lane
+    offset (the DMA's packing register always has room for the next beat once a word
+    leaves), plus one cycle at the end when the last beat brings more bytes than the
+    final stream word holds (two words then leave after it). A STORE beat costs one
+    cycle, two when the DDR lane offset of the row and the stream's word boundaries
+    disagree (:func:`_row_cycles`). A LOAD also waits for :data:`LOAD_FETCH_AHEAD`
+    instruction words queued before its first burst, and for one more after its first
+    burst if it has several (the read channel is shared with instruction fetch);
+    :func:`timeline` replaces the former by the words actually requested.
     """
     nb = arch.axi_data_bytes
     stride = row_bytes if ddr_stride is None else ddr_stride
     if rows < 1 or row_bytes < 1:
         return 0
-    residue = 0
-    # Lane offsets and packing residues repeat every ``nb`` rows.
-    period = []
-    for r in range(min(rows, nb)):
-        c, stalls, residue = _row_cycles((ddr_addr + r * stride) % nb, row_bytes, residue, nb)
-        if write:  # the write side's unpacking register starts a row one beat ahead
-            c -= min(stalls, 1)
-        period.append(c)
-    reps, extra = divmod(rows, len(period))
-    cycles = reps * sum(period) + sum(period[:extra])
+    # Lane offsets (and, writing, unpacking residues) repeat every ``nb`` rows.
+    offsets = [(ddr_addr + r * stride) % nb for r in range(min(rows, nb))]
+    reps, extra = divmod(rows, len(offsets))
     if write:
-        return STORE_OVERHEAD_CYCLES + cycles
+        residue = 0
+        period = []
+        for offset in offsets:
+            c, stalls, residue = _row_cycles(offset, row_bytes, residue, nb)
+            # the unpacking register starts a row one beat ahead
+            period.append(c - min(stalls, 1))
+        return STORE_OVERHEAD_CYCLES + reps * sum(period) + sum(period[:extra])
+    period = [(offset + row_bytes + nb - 1) // nb for offset in offsets]
+    cycles = reps * sum(period) + sum(period[:extra])
+    # Bytes of the last beat against those of the last stream word.
+    end = offsets[(rows - 1) % len(offsets)] + row_bytes
+    last_beat = row_bytes if end <= nb else (end - 1) % nb + 1
+    cycles += int(last_beat > (rows * row_bytes - 1) % nb + 1)
     # A fetch burst requested meanwhile slips in after the first burst.
     several = rows > 1 or _bursts(ddr_addr, row_bytes, nb) > 1
     ahead = LOAD_FETCH_AHEAD + several
@@ -293,19 +303,14 @@ def _conv_geometry(i):
     return hp, wp, oh, ow
 
 
-def compute_parallelism(arch: ArchConfig):
-    """``(lanes, channels, reduce)`` of the core's compute unit for ``arch``."""
-    return COMPUTE_LANES, arch.conv_po, COMPUTE_REDUCE
-
-
 def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
     """Cycles ``instr`` keeps its unit busy, from its issue to the first cycle another
     instruction (or a SYNC on the unit) can issue (0 for SYNC / END).
 
-    * COMPUTE: :func:`hw.seml.compute.compute_steps` (one reduction step per cycle on
-      ``8 columns x conv_po channels x 2 input channels`` for CONV / POINTWISE, ``8
-      columns`` of one channel for DEPTHWISE / POOL) plus
-      :data:`hw.seml.compute.DRAIN_CYCLES`.
+    * COMPUTE on CONV, DEPTHWISE, POINTWISE: :func:`hw.seml.engine_units.unit_cycles`
+      (the engines' jobs, one per group of output channels);
+    * COMPUTE on POOL: :func:`hw.seml.compute.pool_steps` (one step per cycle on 8
+      output columns of one channel) plus :data:`hw.seml.compute.DRAIN_CYCLES`.
     * ADD: ``ceil(count / dw_channels)`` beats plus :data:`ADD_JOB_CYCLES` per engine job
       of at most ``max_width * max_height`` beats.
     * LOAD / STORE: :func:`dma_cycles`.
@@ -320,11 +325,10 @@ def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
         return beats + ADD_JOB_CYCLES * jobs
     if op is not Opcode.COMPUTE:
         return 0
-    lanes, channels, reduce = compute_parallelism(arch)
-    return DRAIN_CYCLES + compute_steps(
-        instr.engine, instr.pool, instr.in_c, instr.out_c, instr.out_h, instr.out_w,
-        instr.k_h, instr.k_w, instr.fpool_h, instr.fpool_w,
-        lanes=lanes, channels=channels, reduce=reduce)
+    if instr.engine is not Engine.POOL:
+        return unit_cycles(instr, arch)
+    return DRAIN_CYCLES + pool_steps(instr.in_c, instr.out_h, instr.out_w, instr.k_h,
+                                     instr.k_w, POOL_LANES)
 
 
 def timeline(instructions, arch: ArchConfig, instr_count=None):
@@ -459,6 +463,10 @@ def find_hazard(instructions, starts, finishes, arch: ArchConfig):
 
 
 # The simulator --------------------------------------------------------------------------
+
+#: Most input-channel tiles a CONV / POINTWISE engine job counts (its ``cin_tiles`` field).
+_CIN_TILES_MAX = (1 << TILE_BITS) - 1
+
 
 @dataclass
 class RunResult:
@@ -662,76 +670,112 @@ class ISS:
     def _compute(self, index, i):
         arch = self.arch
         self._check_act(index, i)
+
+        def illegal(message):
+            self._fail(index, i, message, ErrorCode.ILLEGAL_INSTRUCTION)
+
+        # Every legality check comes before the buffer ranges, as in the core's decoder
+        # (an illegal instruction is reported as such even if it also leaves a buffer).
         if min(i.in_c, i.out_c, i.in_h, i.in_w, i.k_h, i.k_w, i.stride_h, i.stride_w) < 1:
-            self._fail(index, i, "channels, sizes, kernel and stride must be at least 1",
-                       ErrorCode.ILLEGAL_INSTRUCTION)
+            illegal("channels, sizes, kernel and stride must be at least 1")
         pads = (i.pad_top, i.pad_left, i.pad_bottom, i.pad_right)
         if max(i.pad_top, i.pad_bottom) >= i.k_h or max(i.pad_left, i.pad_right) >= i.k_w:
-            self._fail(index, i, f"pads {pads} must be smaller than the kernel "
-                                 f"{i.k_h}x{i.k_w}", ErrorCode.ILLEGAL_INSTRUCTION)
+            illegal(f"pads {pads} must be smaller than the kernel {i.k_h}x{i.k_w}")
         hp, wp, oh, ow = _conv_geometry(i)
         if oh < 1 or ow < 1:
-            self._fail(index, i, "kernel larger than the padded tile",
-                       ErrorCode.ILLEGAL_INSTRUCTION)
+            illegal("kernel larger than the padded tile")
         engine = i.engine
-        if engine in (Engine.CONV, Engine.DEPTHWISE, Engine.POOL) and \
-                (wp > arch.max_width or hp > arch.max_height):
-            self._fail(index, i, f"padded tile {hp}x{wp} exceeds max_height x max_width "
-                                 f"{arch.max_height}x{arch.max_width}",
-                       ErrorCode.ILLEGAL_INSTRUCTION)
-        if engine in (Engine.CONV, Engine.DEPTHWISE) and max(i.k_h, i.k_w) > arch.conv_k_max:
-            self._fail(index, i, f"kernel {i.k_h}x{i.k_w} exceeds conv_k_max {arch.conv_k_max}",
-                       ErrorCode.ILLEGAL_INSTRUCTION)
-        e = self._act_e
-        x = self._tile(index, i, self.ibuf, "IBUF", i.ibuf_addr, (1, i.in_c, i.in_h, i.in_w), e)
+        if engine is Engine.CONV or engine is Engine.DEPTHWISE:
+            if max(i.k_h, i.k_w) > arch.conv_k_max:
+                illegal(f"kernel {i.k_h}x{i.k_w} exceeds conv_k_max {arch.conv_k_max}")
+            if i.stride_h != i.stride_w or i.stride_h > 2:
+                illegal(f"stride_h x stride_w is {i.stride_h}x{i.stride_w}; the {engine.name} "
+                        f"engine runs stride 1 or 2, equal on both axes")
+            k = engine_kernel(i.k_h, i.k_w)
+            frame_h, frame_w = hp + k - i.k_h, wp + k - i.k_w
+            if frame_w > arch.max_width or frame_h > arch.max_height:
+                illegal(f"engine frame {frame_h}x{frame_w} (padded tile {hp}x{wp}, the "
+                        f"{i.k_h}x{i.k_w} kernel run as {k}x{k}) exceeds max_height x "
+                        f"max_width {arch.max_height}x{arch.max_width}")
+        elif engine is Engine.POOL and (wp > arch.max_width or hp > arch.max_height):
+            illegal(f"padded tile {hp}x{wp} exceeds max_height x max_width "
+                    f"{arch.max_height}x{arch.max_width}")
+        fh = fw = 1
         if engine is Engine.POOL:
-            if i.pool is Pool.MAX:
-                y = golden.max_pool2d(x, (i.k_h, i.k_w), (i.stride_h, i.stride_w), pads)
-                y = np.clip(y, i.act_lo, i.act_hi)
-            elif i.pool is Pool.AVG:
-                if i.shift >= 1 << arch.shift_bits or i.mult >= 1 << arch.mult_bits:
-                    self._fail(index, i, "mult / shift wider than mult_bits / shift_bits",
-                               ErrorCode.ILLEGAL_INSTRUCTION)
-                acc = golden.sum_pool2d(x, (i.k_h, i.k_w), (i.stride_h, i.stride_w), pads)
-                y = golden.requantize(acc, i.mult, i.shift, i.act_lo, i.act_hi)
-            else:
-                self._fail(index, i, "the POOL engine needs pool MAX or AVG",
-                           ErrorCode.ILLEGAL_INSTRUCTION)
-            fh = fw = 1
+            if i.pool is not Pool.MAX and i.pool is not Pool.AVG:
+                illegal("the POOL engine needs pool MAX or AVG")
+            if i.pool is Pool.AVG and (i.shift >= 1 << arch.shift_bits
+                                       or i.mult >= 1 << arch.mult_bits):
+                illegal("mult / shift wider than mult_bits / shift_bits")
         else:
             if i.pool is Pool.AVG:
-                self._fail(index, i, "only a max pool can be fused into an engine",
-                           ErrorCode.ILLEGAL_INSTRUCTION)
+                illegal("only a max pool can be fused into an engine")
+            if i.pool is Pool.MAX:
+                if engine is not Engine.CONV:
+                    illegal(f"the {engine.name} engine has no fused pool: pool must be NONE, "
+                            f"not MAX")
+                if (i.fpool_h, i.fpool_w) != (2, 2):
+                    illegal(f"fused max pool fpool_h x fpool_w is {i.fpool_h}x{i.fpool_w}; the "
+                            f"CONV engine fuses a 2x2 stride-2 max pool only")
+                fh = fw = 2
+                if oh < fh or ow < fw:
+                    illegal(f"fused pool {fh}x{fw} does not fit the {oh}x{ow} result")
+            if engine is Engine.DEPTHWISE and i.out_c != i.in_c:
+                illegal("DEPTHWISE needs out_c == in_c")
+            if engine is Engine.POINTWISE and ((i.k_h, i.k_w) != (1, 1) or any(pads)):
+                illegal("POINTWISE needs a 1x1 kernel and no pads")
+            if engine is Engine.CONV or engine is Engine.POINTWISE:
+                pi, name = ((arch.conv_pi, "conv_pi") if engine is Engine.CONV
+                            else (arch.pw_pi, "pw_pi"))
+                tiles = -(-i.in_c // pi)
+                if tiles > _CIN_TILES_MAX:
+                    illegal(f"in_c {i.in_c} is {tiles} input-channel tiles of {name}={pi}; "
+                            f"the {engine.name} engine counts at most {_CIN_TILES_MAX}")
+        if (oh // fh, ow // fw) != (i.out_h, i.out_w):
+            illegal(f"out_h x out_w is {i.out_h}x{i.out_w}, but the fields give "
+                    f"{oh // fh}x{ow // fw}")
+        if engine is Engine.POINTWISE and i.out_h * i.out_w > arch.max_width * arch.max_height:
+            illegal(f"out_h x out_w {i.out_h}x{i.out_w} is {i.out_h * i.out_w} pixels, more than "
+                    f"the max_width x max_height = {arch.max_width * arch.max_height} a "
+                    f"POINTWISE job holds")
+
+        e = self._act_e
+        x = self._tile(index, i, self.ibuf, "IBUF", i.ibuf_addr, (1, i.in_c, i.in_h, i.in_w), e)
+        stride = (i.stride_h, i.stride_w)
+        if engine is Engine.POOL:
+            if i.pool is Pool.MAX:
+                y = np.clip(golden.max_pool2d(x, (i.k_h, i.k_w), stride, pads),
+                            i.act_lo, i.act_hi)
+            else:
+                acc = golden.sum_pool2d(x, (i.k_h, i.k_w), stride, pads)
+                y = golden.requantize(acc, i.mult, i.shift, i.act_lo, i.act_hi)
+        else:
             self._range(index, i, "PBUF", i.pbuf_addr, i.out_c, self.pbuf.shape[0])
             params = self.pbuf[i.pbuf_addr:i.pbuf_addr + i.out_c]
             if engine is Engine.DEPTHWISE:
-                if i.out_c != i.in_c:
-                    self._fail(index, i, "DEPTHWISE needs out_c == in_c",
-                               ErrorCode.ILLEGAL_INSTRUCTION)
                 wshape, groups = (i.out_c, 1, i.k_h, i.k_w), i.in_c
             else:
-                if engine is Engine.POINTWISE and ((i.k_h, i.k_w) != (1, 1) or any(pads)):
-                    self._fail(index, i, "POINTWISE needs a 1x1 kernel and no pads",
-                               ErrorCode.ILLEGAL_INSTRUCTION)
                 wshape, groups = (i.out_c, i.in_c, i.k_h, i.k_w), 1
             n = math.prod(wshape) * self._w_e
             self._range(index, i, "WBUF", i.wbuf_addr, n, self.wbuf.size)
             w = decode_weights(self.wbuf[i.wbuf_addr:i.wbuf_addr + n], arch).reshape(wshape)
-            acc = golden.conv2d(x, w, params[:, 0], (i.stride_h, i.stride_w), pads, groups)
+            acc = golden.conv2d(x, w, params[:, 0], stride, pads, groups)
             y = golden.requantize(acc, params[:, 1], params[:, 2], i.act_lo, i.act_hi)
-            fh, fw = (i.fpool_h, i.fpool_w) if i.pool is Pool.MAX else (1, 1)
             if i.pool is Pool.MAX:
-                if fh < 1 or fw < 1 or fh > oh or fw > ow:
-                    self._fail(index, i, f"fused pool {fh}x{fw} does not fit the {oh}x{ow} "
-                                         f"result", ErrorCode.ILLEGAL_INSTRUCTION)
                 y = golden.max_pool2d(y, (fh, fw), (fh, fw))
-        if y.shape[2:] != (i.out_h, i.out_w):
-            self._fail(index, i, f"out_h x out_w is {i.out_h}x{i.out_w}, but the fields give "
-                                 f"{y.shape[2]}x{y.shape[3]}", ErrorCode.ILLEGAL_INSTRUCTION)
         self._write_obuf(index, i, i.obuf_addr, y)
 
     def _add(self, index, i):
         self._check_act(index, i)
+        arch = self.arch
+        if i.shift > min(62, (1 << arch.shift_bits) - 1):
+            self._fail(index, i, f"shift {i.shift} exceeds the element-wise engine's "
+                                 f"{min(62, (1 << arch.shift_bits) - 1)} (shift_bits="
+                                 f"{arch.shift_bits})", ErrorCode.ILLEGAL_INSTRUCTION)
+        for name in ("mult_a", "mult_b"):
+            if getattr(i, name) >= 1 << arch.mult_bits:
+                self._fail(index, i, f"{name} {getattr(i, name)} is wider than mult_bits="
+                                     f"{arch.mult_bits}", ErrorCode.ILLEGAL_INSTRUCTION)
         e = self._act_e
         a = self._tile(index, i, self.ibuf, "IBUF", i.a_addr, (i.count,), e)
         b = self._tile(index, i, self.ibuf, "IBUF", i.b_addr, (i.count,), e)

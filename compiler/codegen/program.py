@@ -5,8 +5,9 @@
 * conv / depthwise / pointwise / fully connected / pooling: tiled by
   :func:`compiler.mapping.tiling.plan_window`; per tile a LOAD of the input rows
   (halo included), LOADs of the weights and PBUF records of the output-channel
-  tile, one COMPUTE and one STORE. A max pool that directly follows a
-  conv-like layer (window = stride, no padding, sole consumer) is fused into it.
+  tile, one COMPUTE and one STORE. A 2x2 stride-2 unpadded max pool that is the
+  sole consumer of a layer running on the CONV engine is fused into it (the only
+  pool the engines fuse); every other pool is a POOL instruction of its own.
 * residual add, concat and stand-alone zero padding: chunks through the ADD
   engine (a concat input is rescaled with ``mult_b = 0``; padding copies the
   interior of a tensor whose zero border lives in the weight image).
@@ -30,7 +31,14 @@ from compiler.codegen.weights import ALIGN, WeightImage
 from compiler.errors import MappingError, QuantizationError
 from compiler.ir import WEIGHTED_KINDS, Graph, Layer, OpKind
 from compiler.mapping.cost_model import layer_cycles
-from compiler.mapping.tiling import WindowOp, chunk_elements, col_tiles, plan_window, row_tiles
+from compiler.mapping.tiling import (
+    WindowOp,
+    chunk_elements,
+    col_tiles,
+    engine_stride,
+    plan_window,
+    row_tiles,
+)
 from hw.arch import ArchConfig
 from hw.isa import (
     HEADER_BYTES,
@@ -356,11 +364,18 @@ class _Generator:
         def compute(m0, mt, rt, ct, wa, pa, xa):
             cin = mt if op.channelwise else op.in_c
             oa = obuf.take()
+            # a single output row (column) from a frame exactly k_h (k_w) high (wide) is the
+            # same for any stride along that axis: the engines' equal strides then apply
+            single_row = (rt.out_rows * op.fpool[0] == 1
+                          and rt.in_rows + rt.pad_top + rt.pad_bottom == op.kernel[0])
+            single_col = (ct.out_cols * op.fpool[1] == 1
+                          and ct.in_cols + ct.pad_left + ct.pad_right == op.kernel[1])
+            stride = engine_stride(op, single_row, single_col)
             fields = {
                 "engine": op.engine, "pool": pool, "in_c": cin, "out_c": mt,
                 "in_h": rt.in_rows, "in_w": ct.in_cols, "out_h": rt.out_rows,
                 "out_w": ct.out_cols, "k_h": op.kernel[0], "k_w": op.kernel[1],
-                "stride_h": op.stride[0], "stride_w": op.stride[1], "pad_top": rt.pad_top,
+                "stride_h": stride[0], "stride_w": stride[1], "pad_top": rt.pad_top,
                 "pad_left": ct.pad_left, "pad_bottom": rt.pad_bottom,
                 "pad_right": ct.pad_right, "fpool_h": op.fpool[0], "fpool_w": op.fpool[1],
                 "act_lo": act[0], "act_hi": act[1], "mult": mult, "shift": shift,
@@ -450,8 +465,7 @@ class _Generator:
             return
         groups = layer.groups
         cg, mg = c // groups, m_out // groups
-        pointwise = (kh, kw) == (1, 1) and not any(layer.pads) and groups == 1
-        engine = Engine.POINTWISE if pointwise else Engine.CONV
+        engine = Engine.POINTWISE if _runs_pointwise(layer) else Engine.CONV
         report.engine = engine.name.lower()
         for g in range(groups):
             op = WindowOp(layer.name, engine, cg, h, w, mg, layer.kernel, layer.stride,
@@ -597,8 +611,16 @@ def _compute_max(field: str) -> int:
     return field_range(Opcode.COMPUTE, field)[1]
 
 
+def _runs_pointwise(layer: Layer) -> bool:
+    """Whether a conv / pointwise layer runs on the POINTWISE engine (1x1, unpadded,
+    ungrouped); the others run on the CONV engine."""
+    return tuple(layer.kernel) == (1, 1) and not any(layer.pads) and layer.groups == 1
+
+
 def _fusable_pool(graph: Graph, layer: Layer) -> Layer | None:
-    if layer.kind not in (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE):
+    """The max pool fused into ``layer``: a 2x2 stride-2 unpadded MaxPool, sole consumer of
+    a layer emitted as CONV (the only pool the engines fuse), else ``None``."""
+    if layer.kind not in (OpKind.CONV, OpKind.POINTWISE) or _runs_pointwise(layer):
         return None
     if layer.output in graph.outputs:
         return None
@@ -606,9 +628,8 @@ def _fusable_pool(graph: Graph, layer: Layer) -> Layer | None:
     if len(consumers) != 1:
         return None
     pool = consumers[0]
-    if pool.kind is not OpKind.MAXPOOL or pool.kernel != pool.stride or any(pool.pads):
-        return None
-    if max(pool.kernel) > _compute_max("fpool_h"):
+    if (pool.kind is not OpKind.MAXPOOL or tuple(pool.kernel) != (2, 2)
+            or tuple(pool.stride) != (2, 2) or any(pool.pads)):
         return None
     return pool
 

@@ -2,16 +2,25 @@
 
 A windowed layer (conv, depthwise, pointwise, fully connected, pooling) is cut
 into tiles of ``m_tile`` output channels x ``row_tile`` output rows, over the full
-width (or column tiles with their halos when the padded rows are wider than the
-line buffers) and, for conv / pointwise, over **all** input channels (the
-engines accumulate across input channels internally, so no partial sum ever
-leaves the chip). Each input row tile carries the ``K - stride`` halo rows its
-window needs. Depthwise and pooling tiles take the same channels in and out.
+width (or column tiles with their halos when the engine frame is wider than the
+line buffers, or a pointwise row holds more pixels than one engine job) and, for
+conv / pointwise, over **all** input channels (the engines accumulate across
+input channels internally, so no partial sum ever leaves the chip). Each input
+row tile carries the ``k - stride`` halo rows its window needs. Depthwise and
+pooling tiles take the same channels in and out.
+
+Every tile respects the engine limits of ``docs/isa.md``: the conv and depthwise
+engines run a ``k_h x k_w`` kernel as ``K x K`` (:func:`hw.isa.engine_kernel`), so
+their frame is the padded tile plus ``K - k_h`` rows and ``K - k_w`` columns and
+must fit ``max_height x max_width``; a pointwise tile has at most
+``max_width * max_height`` output pixels; conv and pointwise engines count at most
+4095 input-channel tiles; conv and depthwise strides are 1 or 2, equal on both axes
+(:func:`engine_stride`).
 
 :func:`plan_window` picks the tile sizes, the loop order and single or double
 buffering that minimise the predicted cycles (:mod:`compiler.mapping.cost_model`),
-or raises :class:`~compiler.errors.MappingError` naming the layer, the buffer,
-the sizes and what to change.
+or raises :class:`~compiler.errors.MappingError` naming the layer, the buffer or
+limit, the sizes and what to change.
 """
 
 from __future__ import annotations
@@ -23,10 +32,12 @@ from functools import cached_property
 from compiler.errors import MappingError
 from compiler.mapping.cost_model import window_tile_cycles
 from hw.arch import ArchConfig
-from hw.isa import PBUF_ENTRY_BYTES, Engine, element_bytes, weight_element_bytes
+from hw.engines.datapath import TILE_BITS
+from hw.isa import PBUF_ENTRY_BYTES, Engine, element_bytes, engine_kernel, weight_element_bytes
 from sim.iss import dma_cycles, fetch_cycles
 
 __all__ = [
+    "CIN_TILES_MAX",
     "ColTile",
     "RowTile",
     "Tiling",
@@ -34,10 +45,16 @@ __all__ = [
     "chunk_elements",
     "col_tiles",
     "distinct_splits",
+    "engine_stride",
     "max_col_tile",
     "plan_window",
     "row_tiles",
 ]
+
+
+#: Most input-channel tiles (``ceil(in_c / conv_pi)`` or ``ceil(in_c / pw_pi)``) one conv
+#: or pointwise engine job counts.
+CIN_TILES_MAX = (1 << TILE_BITS) - 1
 
 
 @dataclass(frozen=True)
@@ -103,14 +120,61 @@ class WindowOp:
     def line_buffered(self) -> bool:
         return self.engine in (Engine.CONV, Engine.DEPTHWISE, Engine.POOL)
 
+    @cached_property
+    def engine_k(self) -> int | None:
+        """Side of the square kernel the conv / depthwise engine runs (``None`` for others)."""
+        if self.engine in (Engine.CONV, Engine.DEPTHWISE):
+            return engine_kernel(*self.kernel)
+        return None
+
+    @cached_property
+    def grow(self) -> tuple:
+        """Rows and columns the engine frame adds to the padded tile (``K - k_h, K - k_w``)."""
+        if self.engine_k is None:
+            return (0, 0)
+        return (self.engine_k - self.kernel[0], self.engine_k - self.kernel[1])
+
     def in_rows(self, rows: int) -> int:
         """Input rows (halo included, padding excluded) a tile of ``rows`` output rows needs."""
         conv_rows = rows * self.fpool[0]
         return min(self.in_h, (conv_rows - 1) * self.stride[0] + self.kernel[0])
 
     def padded_rows(self, rows: int) -> int:
-        """Padded tile height a tile of ``rows`` output rows streams through the engine."""
+        """Padded tile height of a tile of ``rows`` output rows."""
         return (rows * self.fpool[0] - 1) * self.stride[0] + self.kernel[0]
+
+    def frame_rows(self, rows: int) -> int:
+        """Height of the frame a tile of ``rows`` output rows streams through the engine."""
+        return self.padded_rows(rows) + self.grow[0]
+
+    def frame_cols(self, cols: int) -> int:
+        """Width of the frame a tile of ``cols`` output columns streams through the engine."""
+        return (cols * self.fpool[1] - 1) * self.stride[1] + self.kernel[1] + self.grow[1]
+
+
+def engine_stride(op: WindowOp, single_row: bool, single_col: bool) -> tuple | None:
+    """``(stride_h, stride_w)`` a COMPUTE of ``op`` is emitted with, or ``None`` if none runs.
+
+    The conv and depthwise engines run one stride for both axes, 1 or 2. A tile with a
+    single output row computed from a padded tile exactly ``k_h`` rows high
+    (``single_row``) has the same result for every ``stride_h``, so it may take
+    ``stride_w`` for both axes (a 1-D convolution with stride ``(1, 2)``); likewise
+    ``single_col``. Other engines keep ``op.stride``.
+    """
+    if op.engine not in (Engine.CONV, Engine.DEPTHWISE):
+        return op.stride
+    sh, sw = op.stride
+    options = [(sh, sw)]
+    if single_row:
+        options.append((sw, sw))
+    if single_col:
+        options.append((sh, sh))
+    if single_row and single_col:
+        options.append((1, 1))
+    for a, b in options:
+        if a == b and a in (1, 2):
+            return (a, b)
+    return None
 
 
 @dataclass(frozen=True)
@@ -203,11 +267,15 @@ def col_tiles(op: WindowOp, col_tile: int) -> list[ColTile]:
 
 
 def max_col_tile(op: WindowOp, arch: ArchConfig) -> int:
-    """Most output columns per tile whose padded input fits the line buffers (0: none)."""
-    if not op.line_buffered or op.padded_w <= arch.max_width:
+    """Most output columns per tile whose engine frame fits the line buffers, or (pointwise)
+    that one engine job holds (0: none)."""
+    if op.engine is Engine.POINTWISE:
+        return min(op.out_w, arch.max_width * arch.max_height)
+    if not op.line_buffered or op.padded_w + op.grow[1] <= arch.max_width:
         return op.out_w
     (_, kw), (_, sw), pw = op.kernel, op.stride, op.fpool[1]
-    conv_cols = (arch.max_width - kw) // sw + 1 if arch.max_width >= kw else 0
+    width = arch.max_width - op.grow[1]
+    conv_cols = (width - kw) // sw + 1 if width >= kw else 0
     return min(op.out_w, conv_cols // pw)
 
 
@@ -229,7 +297,9 @@ def _capacity(arch: ArchConfig, slots: int):
 
 
 def _fits(op, arch, m_tile, row_tile, cap, e, we):
-    if op.line_buffered and op.padded_rows(row_tile) > arch.max_height:
+    if op.line_buffered and op.frame_rows(row_tile) > arch.max_height:
+        return False
+    if op.engine is Engine.POINTWISE and row_tile * op.out_w > arch.max_width * arch.max_height:
         return False
     ib, ob, wb, pb = _size_tuple(op, m_tile, row_tile, e, we)
     return ib <= cap[0] and ob <= cap[1] and wb <= cap[2] and pb <= cap[3]
@@ -260,15 +330,23 @@ def _cost(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int, rows_outer
     return load + compute + store + issue
 
 
+def _embedded(op: WindowOp, axis: int) -> str:
+    if not op.grow[axis]:
+        return ""
+    (kh, kw), k = op.kernel, op.engine_k
+    return f" (the {kh}x{kw} kernel runs as {k}x{k} on the engine)"
+
+
 def _explain(op: WindowOp, arch: ArchConfig) -> str:
     if max_col_tile(op, arch) < 1:
-        need = (op.fpool[1] - 1) * op.stride[1] + op.kernel[1]
-        return (f"one output column needs a {need}-column window but the line buffers hold "
-                f"max_width={arch.max_width}; increase max_width to at least {need}")
-    if op.line_buffered and op.padded_rows(1) > arch.max_height:
-        return (f"one output row needs a {op.padded_rows(1)}-row window but "
-                f"max_height={arch.max_height}; increase max_height to at least "
-                f"{op.padded_rows(1)}")
+        need = op.frame_cols(1)
+        return (f"one output column needs a {need}-column window{_embedded(op, 1)} but the "
+                f"line buffers hold max_width={arch.max_width}; increase max_width to at "
+                f"least {need}")
+    if op.line_buffered and op.frame_rows(1) > arch.max_height:
+        need = op.frame_rows(1)
+        return (f"one output row needs a {need}-row window{_embedded(op, 0)} but "
+                f"max_height={arch.max_height}; increase max_height to at least {need}")
     sizes = _sizes(op, arch, 1, 1)
     cap = _capacity(arch, 1)
     cin = 1 if op.channelwise else op.in_c
@@ -292,13 +370,30 @@ def plan_window(op: WindowOp, arch: ArchConfig) -> Tiling:
     Raises
     ------
     MappingError
-        If not even one output row of one output channel fits, or the padded
-        width exceeds the line buffers.
+        If not even one output row of one output channel fits, the engine frame of
+        one output column exceeds the line buffers, the input channels are more
+        tiles than the engines count, or the strides are not ones the conv and
+        depthwise engines run.
     """
+    kind = op.engine.name.lower()
+    if engine_stride(op, op.conv_h == 1, op.conv_w == 1) is None:
+        raise MappingError(
+            f"Layer {op.name!r} ({kind}) has stride ({op.stride[0]}, {op.stride[1]}), but the "
+            f"conv and depthwise engines run strides 1 or 2, equal on both axes; change the "
+            f"layer's strides")
+    lanes = {Engine.CONV: ("conv_pi", arch.conv_pi), Engine.POINTWISE: ("pw_pi", arch.pw_pi)}
+    if op.engine in lanes:
+        param, pi = lanes[op.engine]
+        tiles = -(-op.in_c // pi)
+        if tiles > CIN_TILES_MAX:
+            raise MappingError(
+                f"Layer {op.name!r} ({kind}) cannot be mapped: its {op.in_c} input channels are "
+                f"{tiles} tiles of {param}={pi}, more than the {CIN_TILES_MAX} the {kind} "
+                f"engine counts; increase {param} to at least {-(-op.in_c // CIN_TILES_MAX)} "
+                f"or reduce the layer's input channels")
     col_tile = max_col_tile(op, arch)
     if col_tile < 1:
-        raise MappingError(f"Layer {op.name!r} ({op.engine.name.lower()}) cannot be mapped: "
-                           f"{_explain(op, arch)}")
+        raise MappingError(f"Layer {op.name!r} ({kind}) cannot be mapped: {_explain(op, arch)}")
     n_cols = -(-op.out_w // col_tile)
     col_tile = -(-op.out_w // n_cols)  # balance the tiles
     full = op

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
 from .buffers import ByteBuffer
-from .compute import ComputeUnit
+from .compute import PoolWindowUnit
 from .csr import ControlStatusRegisters
 from .decode import HeaderCheck, InstructionDecoder
 from .dma import AxiDma
@@ -75,7 +75,8 @@ class SemlCore(wiring.Component):
     m_axi_* : AXI4 master to DDR (``axi_data_bits`` data, ``axi_addr_bits`` address,
         ID width 1: ID 0 for data, ID 1 for instruction fetch).
     irq : Out(1)
-        High from done until the next start (level interrupt to the host).
+        High from done until the next start or ``CONTROL.CLEAR`` (level interrupt to the
+        host).
 
     Latency: after start, one header word and one pass over the program (one bus word
     per cycle) before the first instruction issues. Issue: one instruction every three
@@ -144,7 +145,7 @@ class SemlCore(wiring.Component):
             Engine.CONV: EngineUnit(arch, EngineKind.CONV),
             Engine.DEPTHWISE: EngineUnit(arch, EngineKind.DEPTHWISE),
             Engine.POINTWISE: EngineUnit(arch, EngineKind.POINTWISE),
-            Engine.POOL: ComputeUnit(arch, pool_only=True),
+            Engine.POOL: PoolWindowUnit(arch),
         }
         for engine, unit in units.items():
             m.submodules[f"compute_{engine.name.lower()}"] = unit
@@ -405,10 +406,5 @@ class SemlCore(wiring.Component):
         with m.If(csr.done):
             m.d.sync += busy.eq(0)
         m.d.comb += csr.busy.eq(busy)
-        done_flag = Signal()
-        with m.If(csr.done):
-            m.d.sync += done_flag.eq(1)
-        with m.If(csr.start):
-            m.d.sync += done_flag.eq(0)
-        m.d.comb += self.irq.eq(done_flag)
+        m.d.comb += self.irq.eq(csr.irq)
         return m

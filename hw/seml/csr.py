@@ -1,8 +1,8 @@
 """AXI4-Lite control and status registers of the SEML core.
 
 The host (a Zynq PS, or cocotb's ``AxiLiteMaster`` in simulation) writes the
-program base address, starts the core, polls ``STATUS.done`` and reads the error
-code and the cycle counter. The register map is documented in
+program base address, starts the core, polls ``STATUS.done`` (or waits for ``irq``)
+and reads the error code and the cycle counter. The register map is documented in
 ``docs/host_interface.md``; :data:`REGISTERS` holds the byte offsets.
 """
 
@@ -13,10 +13,13 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..isa import INSTR_BYTES, ErrorCode
+
 __all__ = [
     "CONTROL_CLEAR",
     "CONTROL_START",
     "CORE_ID",
+    "PROG_BASE_MISALIGNED",
     "REGISTERS",
     "STATUS_BUSY",
     "STATUS_DONE",
@@ -51,6 +54,9 @@ CONTROL_CLEAR = 1 << 1
 STATUS_DONE = 1 << 0
 STATUS_BUSY = 1 << 1
 STATUS_ERROR = 1 << 2
+#: Error code of a start with ``PROG_BASE`` not aligned to an instruction word (64
+#: bytes): no program header can sit there, so the run ends at once without a bus access.
+PROG_BASE_MISALIGNED = ErrorCode.BAD_MAGIC
 
 _ADDR_BITS = 12
 
@@ -66,6 +72,11 @@ class ControlStatusRegisters(wiring.Component):
     Each ``mark`` pulse stores the current cycle count in the next trace entry
     (entries past ``trace_depth`` are dropped; ``TRACE_COUNT`` keeps counting).
 
+    A start while ``PROG_BASE`` is not 64-byte aligned does not reach the core: the
+    run ends at once, as if the core had reported done with
+    :data:`PROG_BASE_MISALIGNED` (``ERROR_INFO``, ``CYCLES``, ``INSTR_COUNT`` and
+    ``TRACE_COUNT`` read 0).
+
     Parameters
     ----------
     addr_bits : int
@@ -79,7 +90,8 @@ class ControlStatusRegisters(wiring.Component):
     -------
     s_axil_* : AXI4-Lite slave, 32-bit data, 12-bit address (cocotbext-axi names).
     start : Out(1)
-        One-cycle pulse when the host writes ``CONTROL.start`` while the core is idle.
+        One-cycle pulse when the host writes ``CONTROL.start`` while the core is idle
+        and ``PROG_BASE`` is 64-byte aligned.
     prog_base, data_base : Out(addr_bits)
         DDR base addresses of the program image and of the data (weights, feature maps).
     busy : In(1)
@@ -94,6 +106,9 @@ class ControlStatusRegisters(wiring.Component):
         Instructions executed since the last start.
     mark : In(1)
         Store a cycle stamp in the trace.
+    irq : Out(1)
+        Level interrupt: ``STATUS.done``, high from done until the next start or
+        ``CONTROL.clear``.
     """
 
     def __init__(self, *, addr_bits=32, trace_depth=256, error_bits=8):
@@ -142,6 +157,7 @@ class ControlStatusRegisters(wiring.Component):
             "error_info": In(32),
             "instr_count": In(32),
             "mark": In(1),
+            "irq": Out(1),
         })
 
     @property
@@ -163,6 +179,9 @@ class ControlStatusRegisters(wiring.Component):
         error_info = Signal(32)
         cycles = Signal(64)
         trace_count = Signal(32)
+        # The last start was refused (misaligned PROG_BASE): the core did not run.
+        refused = Signal()
+        m.d.comb += self.irq.eq(done)
 
         m.submodules.trace = trace = Memory(shape=32, depth=self._trace_depth, init=[])
         trace_wr = trace.write_port()
@@ -214,11 +233,17 @@ class ControlStatusRegisters(wiring.Component):
             with m.Switch(word):
                 with m.Case(REGISTERS["CONTROL"] >> 2), m.If(w_strb[0] & ~self.busy):
                     with m.If(w_data[0]):
-                        m.d.comb += self.start.eq(1)
                         m.d.sync += [
-                            done.eq(0), error.eq(0), error_code.eq(0), error_info.eq(0),
-                            cycles.eq(0), trace_count.eq(0),
+                            error_info.eq(0), cycles.eq(0), trace_count.eq(0),
                         ]
+                        with m.If((prog_base[:32] & (INSTR_BYTES - 1)) == 0):
+                            m.d.comb += self.start.eq(1)
+                            m.d.sync += [done.eq(0), error.eq(0), error_code.eq(0),
+                                         refused.eq(0)]
+                        with m.Else():
+                            m.d.sync += [done.eq(1), error.eq(1),
+                                         error_code.eq(PROG_BASE_MISALIGNED.value),
+                                         refused.eq(1)]
                     with m.Elif(w_data[1]):
                         m.d.sync += [done.eq(0), error.eq(0), error_code.eq(0),
                                      error_info.eq(0)]
@@ -270,7 +295,7 @@ class ControlStatusRegisters(wiring.Component):
                 "DATA_BASE_HI": data_base[32:],
                 "CYCLES_LO": cycles[:32],
                 "CYCLES_HI": cycles[32:],
-                "INSTR_COUNT": self.instr_count,
+                "INSTR_COUNT": Mux(refused, 0, self.instr_count),
                 "TRACE_COUNT": trace_count,
                 "ERROR_INFO": error_info,
             }

@@ -8,11 +8,12 @@ instruction starts. :class:`HeaderCheck` does the same for the ``program.bin`` h
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
+from ..engines.datapath import TILE_BITS
 from ..isa import (
     FORMATS,
     HEADER_BYTES,
@@ -98,7 +99,10 @@ class InstructionDecoder(wiring.Component):
 
     Checks: known opcode, zero reserved bits, enum values in range, the buffer of a
     LOAD / STORE, non-empty transfers, PBUF record sizes, buffer ranges, clamp
-    bounds, and the COMPUTE geometry limits of ``docs/isa.md``.
+    bounds, and the COMPUTE limits of ``docs/isa.md`` (those of the engines: equal
+    strides 1 or 2 and the ``K x K`` frame of CONV / DEPTHWISE, the fused 2x2 max pool
+    of CONV only, the pixels of a POINTWISE job, the input-channel tiles of CONV and
+    POINTWISE).
 
     Parameters
     ----------
@@ -169,7 +173,10 @@ class InstructionDecoder(wiring.Component):
                 size = Signal(64)
                 m.d.comb += size.eq(a.count * e)
                 m.d.comb += [
-                    illegal.eq(reserved_bits(Opcode.ADD) | clamp_bad(a.act_lo, a.act_hi)),
+                    illegal.eq(reserved_bits(Opcode.ADD) | clamp_bad(a.act_lo, a.act_hi)
+                               | (a.shift > min(62, (1 << arch.shift_bits) - 1))
+                               | (a.mult_a >= (1 << arch.mult_bits))
+                               | (a.mult_b >= (1 << arch.mult_bits))),
                     out_of_range.eq(beyond(a.a_addr, size, arch.ibuf_bytes)
                                     | beyond(a.b_addr, size, arch.ibuf_bytes)
                                     | beyond(a.out_addr, size, arch.obuf_bytes)),
@@ -220,9 +227,21 @@ class InstructionDecoder(wiring.Component):
         is_dw = engine == Engine.DEPTHWISE
         is_pw = engine == Engine.POINTWISE
         is_pool = engine == Engine.POOL
-        framed = is_conv | is_dw | is_pool
-        too_wide = framed & ((wp > arch.max_width) | (hp > arch.max_height))
-        kernel_big = (is_conv | is_dw) & ((c.k_h > arch.conv_k_max) | (c.k_w > arch.conv_k_max))
+        windowed = is_conv | is_dw
+        # CONV / DEPTHWISE run the kernel as K x K, K = engine_kernel(k_h, k_w), with the
+        # bottom / right padding grown by K - k_h / K - k_w: the frame the engine streams.
+        kk = Signal(17)
+        frame_h = Signal(19)
+        frame_w = Signal(19)
+        m.d.comb += [
+            kk.eq(Mux(c.k_h > c.k_w, c.k_h, c.k_w) | 1),
+            frame_h.eq(hp + kk - c.k_h),
+            frame_w.eq(wp + kk - c.k_w),
+        ]
+        too_wide = ((is_pool & ((wp > arch.max_width) | (hp > arch.max_height)))
+                    | (windowed & ((frame_w > arch.max_width) | (frame_h > arch.max_height))))
+        kernel_big = windowed & ((c.k_h > arch.conv_k_max) | (c.k_w > arch.conv_k_max))
+        stride_bad = windowed & ((c.stride_h != c.stride_w) | (c.stride_h > 2))
         pool_bad = ((is_pool & (pool != Pool.MAX) & (pool != Pool.AVG))
                     | (~is_pool & (pool == Pool.AVG))
                     | (pool.as_value() > 2) | (engine.as_value() > 3))
@@ -231,7 +250,14 @@ class InstructionDecoder(wiring.Component):
         dw_bad = is_dw & (c.out_c != c.in_c)
         pw_bad = is_pw & ((c.k_h != 1) | (c.k_w != 1) | (c.pad_top != 0) | (c.pad_left != 0)
                           | (c.pad_bottom != 0) | (c.pad_right != 0))
+        pixels = Signal(32)
+        m.d.comb += pixels.eq(c.out_h * c.out_w)
+        pw_pixels = is_pw & (pixels > arch.max_width * arch.max_height)
+        tiles_max = (1 << TILE_BITS) - 1
+        tiles_bad = ((is_conv & (c.in_c > tiles_max * arch.conv_pi))
+                     | (is_pw & (c.in_c > tiles_max * arch.pw_pi)))
         fused = ~is_pool & (pool == Pool.MAX)
+        fuse_bad = fused & (~is_conv | (c.fpool_h != 2) | (c.fpool_w != 2))
         fh = Signal(8)
         fw = Signal(8)
         m.d.comb += [fh.eq(1), fw.eq(1)]
@@ -245,7 +271,8 @@ class InstructionDecoder(wiring.Component):
         shape_bad = (res_h != c.out_h) | (res_w != c.out_w)
         m.d.comb += illegal.eq(
             reserved_bits(Opcode.COMPUTE) | clamp_bad(c.act_lo, c.act_hi) | zero | pads_big
-            | small | too_wide | kernel_big | pool_bad | avg_wide | dw_bad | pw_bad
+            | small | too_wide | kernel_big | stride_bad | pool_bad | avg_wide | dw_bad
+            | pw_bad | pw_pixels | tiles_bad | fuse_bad
             | (fpool_bad & ~small) | (shape_bad & ~small & ~fpool_bad & ~zero))
 
         in_bytes = Signal(64)

@@ -173,7 +173,9 @@ class AxiDma(wiring.Component):
 
     Throughput: one bus word per cycle in each direction when the slave and the
     stream partner keep up; the address of the next burst is issued while the
-    current one transfers, up to ``outstanding`` bursts ahead.
+    current one transfers, up to ``outstanding`` bursts ahead. The read side takes
+    one beat per cycle at any lane offset while ``rd_data`` is ready every cycle
+    (``m_axi_rready`` follows ``rd_data.ready`` combinationally).
     """
 
     def __init__(self, *, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
@@ -288,11 +290,6 @@ class AxiDma(wiring.Component):
             left_now.eq(Mux(first_beat, rd_r.nbytes, seg_left)),
             take.eq(Mux(left_now < nbytes - lane_off, left_now, nbytes - lane_off)),
         ]
-        in_ok = rd_desc.r_rdy & ~all_in & (fill <= nbytes)
-        m.d.comb += self.m_axi_rready.eq(in_ok)
-        beat = Signal()
-        m.d.comb += beat.eq(self.m_axi_rvalid & in_ok)
-
         out_fire = Signal()
         m.d.comb += [
             self.rd_data.valid.eq((fill >= nbytes) | (all_in & (fill != 0))),
@@ -300,6 +297,17 @@ class AxiDma(wiring.Component):
             self.rd_data.payload.last.eq(all_in & (fill <= nbytes)),
             out_fire.eq(self.rd_data.valid & self.rd_data.ready),
         ]
+        # A beat is taken when its bytes fit beside those still held after this cycle's
+        # output word: a word leaving (``fill >= nbytes`` then) always makes room for a
+        # whole beat, so with a ready consumer every beat is taken at once, at any lane
+        # offset.
+        in_ok = Signal()
+        m.d.comb += [
+            in_ok.eq(rd_desc.r_rdy & ~all_in & (out_fire | (fill + take <= 2 * nbytes))),
+            self.m_axi_rready.eq(in_ok),
+        ]
+        beat = Signal()
+        m.d.comb += beat.eq(self.m_axi_rvalid & in_ok)
         # Bytes past the transfer are zero: masked per beat before they enter ``acc``.
         shifted = Signal(width)
         mask = Signal(width)

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """COMPUTE units of the SEML core that run CONV, DEPTHWISE and POINTWISE instructions
 on the streaming engines of :mod:`hw.engines`.
 
@@ -36,6 +37,7 @@ taken: one beat per cycle, and back-pressure from the engine simply holds the re
 from __future__ import annotations
 
 import enum
+import functools
 
 from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import wiring
@@ -47,16 +49,94 @@ from ..engines.conv import ConvEngine
 from ..engines.datapath import weight_shape, weight_zero
 from ..engines.depthwise import DepthwiseEngine
 from ..engines.pointwise import PointwiseEngine
-from ..isa import INSTRUCTION, Pool, element_bytes, weight_element_bytes
+from ..isa import INSTRUCTION, Engine, Pool, element_bytes, engine_kernel, weight_element_bytes
 from .units import bytes_from_lanes, pbuf_layout
 
-__all__ = ["EngineKind", "EngineUnit"]
+__all__ = ["EngineKind", "EngineUnit", "engine_latency", "unit_cycles"]
 
 
 class EngineKind(enum.Enum):
     CONV = "conv"
     DEPTHWISE = "depthwise"
     POINTWISE = "pointwise"
+
+
+#: Cycles of a COMPUTE spent outside its jobs (start to SETUP, last ``done`` to idle).
+UNIT_OVERHEAD_CYCLES = 2
+#: Cycles per job beyond the engine's pipeline latency: the command, the parameter
+#: beat and the turnarounds of each engine's job control.
+JOB_CYCLES = {EngineKind.CONV: 4, EngineKind.DEPTHWISE: 4, EngineKind.POINTWISE: 4}
+#: Cycles a CONV job with a fused pool ends earlier when the pool drops the last row or
+#: column of the convolution (the job ends on its last window, not on the drained
+#: pipeline).
+DROPPED_TAIL_CYCLES = 12
+#: The window generator's latency from a pixel to the window it completes, plus the
+#: cycle its frame configuration takes.
+FRAME_CYCLES = 3
+
+
+@functools.lru_cache(maxsize=64)
+def engine_latency(arch: ArchConfig, kind: EngineKind) -> int:
+    """Pipeline latency of the engine a unit of ``kind`` wraps for ``arch``."""
+    cls = {EngineKind.CONV: ConvEngine, EngineKind.DEPTHWISE: DepthwiseEngine,
+           EngineKind.POINTWISE: PointwiseEngine}[kind]
+    engine = cls(arch, pool=True) if kind is EngineKind.CONV else cls(arch)
+    return engine.latency
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def unit_cycles(instr, arch: ArchConfig) -> int:
+    """Cycles a CONV, DEPTHWISE or POINTWISE COMPUTE keeps its :class:`EngineUnit` busy.
+
+    The model of the engines' timing (measured on the RTL): every group of ``L`` output
+    channels is one job of :data:`JOB_CYCLES` plus the engine latency plus its stream
+    time. POINTWISE streams ``tiles * pixels`` beats. CONV and DEPTHWISE stream each
+    input-channel tile (one for DEPTHWISE) as one frame of the ``conv_k_max`` window
+    generator: one cycle per pixel, ``in_w`` per bottom-padding row the windows reach,
+    the right-padding columns the last window reaches, and :data:`FRAME_CYCLES`; the
+    ``K * K`` weight beats of a tile overlap the pixels streamed before the first window
+    is complete. When ``pad_left + pad_right >= conv_k_max`` (padding as the generator
+    sees it), each output row but the last flushes its right padding as well.
+
+    ``instr`` has the COMPUTE fields as attributes (an :class:`hw.isa.Instruction`).
+    """
+    engine = instr.engine
+    if engine is Engine.POINTWISE:
+        kind = EngineKind.POINTWISE
+        tiles, groups = _cdiv(instr.in_c, arch.pw_pi), _cdiv(instr.out_c, arch.pw_po)
+        stream = tiles * instr.out_h * instr.out_w
+    else:
+        if engine is Engine.CONV:
+            kind = EngineKind.CONV
+            tiles, groups = _cdiv(instr.in_c, arch.conv_pi), _cdiv(instr.out_c, arch.conv_po)
+        elif engine is Engine.DEPTHWISE:
+            kind = EngineKind.DEPTHWISE
+            tiles, groups = 1, _cdiv(instr.out_c, arch.dw_channels)
+        else:
+            raise ValueError(f"Engine {engine!r} does not run on an engine unit")
+        kh, kw = instr.k_h, instr.k_w
+        k = engine_kernel(kh, kw)
+        km = arch.conv_k_max
+        off = (km - k) // 2
+        pt, pl = instr.pad_top + off, instr.pad_left + off
+        pb, pr = instr.pad_bottom + k - kh + off, instr.pad_right + k - kw + off
+        h, w, s = instr.in_h, instr.in_w, instr.stride_h
+        oh = (h + pt + pb - km) // s + 1
+        ow = (w + pl + pr - km) // s + 1
+        bottom = max(0, (oh - 1) * s + km - pt - h)
+        right = max(0, (ow - 1) * s + km - pl - w)
+        frame = h * w + bottom * w + right + FRAME_CYCLES
+        if pl + pr >= km:
+            frame += (min(oh, h) - 1) * pr
+        first = (km - 1 - pt) * w + (km - 1 - pl) + FRAME_CYCLES
+        stream = tiles * (frame + max(0, k * k - first))
+        if engine is Engine.CONV and instr.pool is Pool.MAX and (oh % 2 or ow % 2):
+            stream -= DROPPED_TAIL_CYCLES
+    job = JOB_CYCLES[kind] + engine_latency(arch, kind)
+    return UNIT_OVERHEAD_CYCLES + groups * (job + stream)
 
 
 class _Feeder:
@@ -216,6 +296,8 @@ class EngineUnit(wiring.Component):
         g_obase = Signal(32)     # OBUF address of output channel m0's plane
         g_ibase = Signal(32)     # DEPTHWISE: IBUF address of channel m0's plane
         cmd_go = Signal()        # the cycle the engine takes the command
+        job_done = Signal()      # the engine reported the group's job done
+        pixels_pending = Signal()  # pixels of the group not yet taken by the engine
         last_group = m0 + L >= out_c
         with m.FSM() as fsm:
             with m.State("IDLE"), m.If(self.start):
@@ -255,17 +337,24 @@ class EngineUnit(wiring.Component):
                 m.d.comb += [eng.cmd.valid.eq(1), cmd_go.eq(eng.cmd.ready)]
                 with m.If(eng.cmd.ready):
                     m.next = "RUN"
-            with m.State("RUN"), m.If(eng.done):
-                m.d.sync += [
-                    m0.eq(m0 + L),
-                    g_wbase.eq(g_wbase + w_m_stride * L),
-                    g_obase.eq(g_obase + plane_out * L),
-                    g_ibase.eq(g_ibase + plane_in * L),
-                ]
-                with m.If(last_group):
-                    m.next = "IDLE"
-                with m.Else():
-                    m.next = "CMD"
+            with m.State("RUN"):
+                # A job may end before the window generator has taken the frame's last
+                # rows (no window reaches them): the group ends when both are done, so
+                # the next job's pixels never follow a frame's unread tail.
+                with m.If(eng.done):
+                    m.d.sync += job_done.eq(1)
+                with m.If((eng.done | job_done) & ~pixels_pending):
+                    m.d.sync += [
+                        job_done.eq(0),
+                        m0.eq(m0 + L),
+                        g_wbase.eq(g_wbase + w_m_stride * L),
+                        g_obase.eq(g_obase + plane_out * L),
+                        g_ibase.eq(g_ibase + plane_in * L),
+                    ]
+                    with m.If(last_group):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "CMD"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
 
         # Engine command.
@@ -375,6 +464,7 @@ class EngineUnit(wiring.Component):
 
         # Pixels ---------------------------------------------------------------------------
         xf = _Feeder(m, eng.pixels, "pixels")
+        m.d.comb += pixels_pending.eq(xf.active | xf.valid)
         x_tile = Signal(16)
         x_c0 = Signal(16)
         x_tbase = Signal(32)     # IBUF address of the tile's first channel plane

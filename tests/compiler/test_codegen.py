@@ -1,5 +1,6 @@
 """Code generation + ISS == golden network runner, bit for bit, on every example model."""
 
+import dataclasses
 import warnings
 from functools import cache
 
@@ -24,7 +25,7 @@ from compiler.pipeline import import_model
 from compiler.runner import run_golden_int
 from examples import models
 from hw.arch import ArchConfig
-from hw.isa import Engine, Opcode, Unit, build_program
+from hw.isa import Engine, Opcode, Pool, Unit, build_program
 from sim.golden import qrange
 from sim.iss import ISS, decode_activations, encode_activations
 
@@ -205,6 +206,170 @@ def test_dimensions_beyond_the_instruction_fields_are_refused():
     with pytest.raises(MappingError, match=r"Layer 'wide_pool' has a dimension too large for the "
                                            r"COMPUTE instruction fields \(stride 300 > 255\)"):
         generate(qgraph, ARCH)
+
+
+def _model(name, nodes, x_shape, outputs, inits=(), seed=0):
+    """An ONNX model of ``nodes``; ``outputs`` maps output names to shapes. Initializers
+    named in ``inits`` (name -> shape) are drawn at random."""
+    rng = np.random.default_rng(seed)
+    tensors = [numpy_helper.from_array(
+        (rng.normal(0, 1, shape) / np.sqrt(max(1, int(np.prod(shape[1:]))))).astype(np.float32),
+        w) for w, shape in dict(inits).items()]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, shape)
+         for y, shape in outputs.items()], tensors)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _compile_model(model, arch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph, _ = quantize(import_model(model), QuantConfig.from_arch(arch), random_samples=2)
+    return graph
+
+
+def _computes(program):
+    return [(program.layer_of[k], i) for k, i in enumerate(program.instructions)
+            if i.opcode is Opcode.COMPUTE]
+
+
+def test_only_2x2_max_pools_after_conv_engine_layers_are_fused():
+    """Conv 3x3 + 2x2 pool: fused. Depthwise + 2x2, 1x1 conv (pointwise engine) + 2x2 and
+    conv + 3x3 stride-3 pools: separate POOL instructions."""
+    nodes = [
+        helper.make_node("Conv", ["x", "wa"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["a"], ["pa"], name="pool_a", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Conv", ["pa", "wb"], ["b"], name="dw_b", pads=[1, 1, 1, 1], group=6),
+        helper.make_node("MaxPool", ["b"], ["pb"], name="pool_b", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Conv", ["pb", "wc"], ["c"], name="pw_c"),
+        helper.make_node("MaxPool", ["c"], ["y"], name="pool_c", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Conv", ["x", "wd"], ["d"], name="conv_d", pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["d"], ["z"], name="pool_d", kernel_shape=[3, 3],
+                         strides=[3, 3]),
+    ]
+    model = _model("pools", nodes, [1, 4, 12, 12], {"y": [1, 8, 1, 1], "z": [1, 4, 4, 4]},
+                   {"wa": (6, 4, 3, 3), "wb": (6, 1, 3, 3), "wc": (8, 6, 1, 1),
+                    "wd": (4, 4, 3, 3)})
+    program = check_bit_exact(_compile_model(model, ARCH), ARCH)
+    assert {r.name: r.fused for r in program.layers if r.fused} == {"conv_a": ["pool_a"]}
+    assert {r.name for r in program.layers if r.kind == "maxpool"} == {"pool_b", "pool_c",
+                                                                       "pool_d"}
+    for layer, i in _computes(program):
+        fused = i.engine is not Engine.POOL and i.pool is Pool.MAX
+        assert fused == (layer == "conv_a"), layer
+        if fused:
+            assert i.engine is Engine.CONV and (i.fpool_h, i.fpool_w) == (2, 2)
+
+
+@pytest.mark.parametrize("max_width", [80, 12])
+def test_single_row_and_column_convolutions_take_the_other_axis_stride(max_width):
+    """A 1-D (1x5, stride (1, 2)) and a column (5x1, stride (2, 1)) convolution have one
+    output row (column) from a k_h-high (k_w-wide) frame: emitted with equal strides 2."""
+    arch = ARCH.replace(max_width=max_width)
+    row = _model("row", [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["h"], name="conv1d", kernel_shape=[5],
+                         strides=[2], pads=[2, 2]),
+        helper.make_node("Relu", ["h"], ["hr"], name="relu"),
+        helper.make_node("Conv", ["hr", "w2"], ["y"], name="dw1d", kernel_shape=[3],
+                         strides=[2], pads=[1, 1], group=3),
+    ], [1, 2, 40], {"y": [1, 3, 10]}, {"w1": (3, 2, 5), "b1": (3,), "w2": (3, 1, 3)})
+    col = _model("col", [
+        helper.make_node("Conv", ["x", "w1"], ["y"], name="conv_col", kernel_shape=[5, 1],
+                         strides=[2, 1], pads=[2, 0, 2, 0]),
+    ], [1, 2, 24, 1], {"y": [1, 3, 12, 1]}, {"w1": (3, 2, 5, 1)})
+    programs = [check_bit_exact(_compile_model(model, arch), arch) for model in (row, col)]
+    for program in programs:
+        computes = _computes(program)
+        assert computes
+        for _, i in computes:
+            assert (i.stride_h, i.stride_w) == (2, 2)
+            assert i.out_h == 1 or i.out_w == 1
+    # with 12-column line buffers the 1-D layers are column tiled (frame 4 * 2 + 3 + 1 wide)
+    assert (programs[0].layers[0].col_tile < 20) == (max_width == 12)
+
+
+def test_strides_the_engines_cannot_run_are_refused():
+    model = _model("strided", [
+        helper.make_node("Conv", ["x", "w"], ["y"], name="conv_s", pads=[1, 1, 1, 1],
+                         strides=[1, 2]),
+    ], [1, 2, 8, 8], {"y": [1, 3, 8, 4]}, {"w": (3, 2, 3, 3)})
+    graph = _compile_model(model, ARCH)
+    with pytest.raises(MappingError, match=r"Layer 'conv_s' \(conv\) has stride \(1, 2\), but the "
+                                           r"conv and depthwise engines run strides 1 or 2, equal "
+                                           r"on both axes; change the layer's strides"):
+        generate(graph, ARCH)
+    # equal strides other than 1 and 2 (which the frontend already refuses in models)
+    op = WindowOp("dw_s", Engine.DEPTHWISE, 4, 9, 9, 4, (3, 3), (3, 3), (0, 0, 0, 0),
+                  channelwise=True, w_per_out=9)
+    with pytest.raises(MappingError, match=r"Layer 'dw_s' \(depthwise\) has stride \(3, 3\)"):
+        plan_window(op, ARCH)
+    # ... unless the layer has a single output: any stride gives the same windows
+    plan_window(dataclasses.replace(op, in_h=3, in_w=3), ARCH)
+
+
+def test_engine_frame_bounds_the_row_tiles():
+    """A 1x5 kernel runs as 5x5: its one-row tiles stream a 5-row frame."""
+    graph = quantized("dpd_cnn", ARCH)
+    with pytest.raises(MappingError, match=r"Layer 'conv0' \(conv\) cannot be tiled: one output "
+                                           r"row needs a 5-row window \(the 1x5 kernel runs as "
+                                           r"5x5 on the engine\) but max_height=4; increase "
+                                           r"max_height to at least 5"):
+        generate(graph, ARCH.replace(max_height=4))
+    arch = ARCH.replace(max_height=5, max_width=12)
+    program = check_bit_exact(quantized("dpd_cnn", arch), arch)
+    for _, i in _computes(program):
+        assert i.in_h + i.pad_top + i.pad_bottom + 5 - i.k_h <= 5
+        assert i.in_w + i.pad_left + i.pad_right + 5 - i.k_w <= 12
+    # an even kernel: 2x2 runs as 3x3, one more row and column than the padded tile
+    op = WindowOp("even", Engine.CONV, 2, 20, 20, 2, (2, 2), (1, 1), (0, 0, 0, 0))
+    arch = ArchConfig(max_width=8, max_height=6)
+    tiling = plan_window(op, arch)
+    assert op.frame_rows(tiling.row_tile) <= 6 < op.frame_rows(tiling.row_tile + 1)
+    assert max_col_tile(op, arch) == 6 and op.frame_cols(6) == 8  # 6 + 2 - 1 + 1 columns
+    assert tiling.col_tile <= 6
+
+
+def test_pointwise_tiles_hold_at_most_max_width_times_max_height_pixels():
+    arch = ARCH.replace(max_width=6, max_height=6, conv_k_max=3)
+    op = WindowOp("pw", Engine.POINTWISE, 3, 10, 40, 4, (1, 1), (1, 1), (0, 0, 0, 0),
+                  w_per_out=3)
+    assert max_col_tile(op, arch) == 36
+    tiling = plan_window(op, arch)
+    assert tiling.row_tile * tiling.col_tile <= 36
+    model = _model("pw", [
+        helper.make_node("Conv", ["x", "w"], ["y"], name="pw"),
+    ], [1, 3, 10, 40], {"y": [1, 4, 10, 40]}, {"w": (4, 3, 1, 1)})
+    program = check_bit_exact(_compile_model(model, arch), arch)
+    computes = _computes(program)
+    assert all(i.engine is Engine.POINTWISE and i.out_h * i.out_w <= 36 for _, i in computes)
+    assert any(i.out_w < 40 for _, i in computes)  # column tiles
+
+
+def test_input_channel_tiles_beyond_the_engine_counters_are_refused():
+    arch = ArchConfig(conv_pi=1, pw_pi=2)
+    conv = WindowOp("wide_conv", Engine.CONV, 4096, 4, 4, 2, (3, 3), (1, 1), (1, 1, 1, 1),
+                    w_per_out=4096 * 9)
+    with pytest.raises(MappingError, match=r"Layer 'wide_conv' \(conv\) cannot be mapped: its "
+                                           r"4096 input channels are 4096 tiles of conv_pi=1, "
+                                           r"more than the 4095 the conv engine counts; increase "
+                                           r"conv_pi to at least 2 or reduce the layer's input "
+                                           r"channels"):
+        plan_window(conv, arch)
+    fc = WindowOp("big_fc", Engine.POINTWISE, 8191, 1, 1, 10, (1, 1), (1, 1), (0, 0, 0, 0),
+                  w_per_out=8191)
+    with pytest.raises(MappingError, match=r"Layer 'big_fc' \(pointwise\) cannot be mapped: its "
+                                           r"8191 input channels are 4096 tiles of pw_pi=2, more "
+                                           r"than the 4095 the pointwise engine counts; increase "
+                                           r"pw_pi to at least 3"):
+        plan_window(fc, arch)
+    plan_window(dataclasses.replace(fc, in_c=8190, w_per_out=8190), arch)
 
 
 def test_unquantized_graph_is_refused():

@@ -211,6 +211,35 @@ def test_bad_magic_and_version():
     assert exc.value.code is ErrorCode.BAD_VERSION
 
 
+def test_programs_of_the_previous_isa_version_are_refused():
+    """Version 2 changed which COMPUTE instructions are legal: version-1 programs are
+    refused by the header check, with the version-mismatch error."""
+    assert isa.ISA_VERSION == 2
+    text = DOC.read_text()
+    assert "(ISA version 2)" in text and "`ISA_VERSION` (2)" in text
+    blob = bytearray(_program())
+    blob[4:6] = (1).to_bytes(2, "little")
+    blob[60:64] = isa.crc32(bytes(blob[64:]), isa.crc32(bytes(blob[:60]))).to_bytes(4, "little")
+    with pytest.raises(ProgramFormatError, match=r"Program is for ISA version 1, this tool "
+                                                 r"implements version 2; recompile the model") as exc:
+        parse_program(bytes(blob))
+    assert exc.value.code is ErrorCode.BAD_VERSION
+
+
+@pytest.mark.parametrize("k_h,k_w,k", [(1, 1, 1), (3, 3, 3), (1, 5, 5), (5, 1, 5), (2, 2, 3),
+                                       (4, 1, 5), (1, 6, 7), (7, 3, 7), (2, 7, 7)])
+def test_engine_kernel_is_the_smallest_odd_square(k_h, k_w, k):
+    assert isa.engine_kernel(k_h, k_w) == k
+    assert k % 2 == 1 and max(k_h, k_w) <= k <= max(k_h, k_w) + 1
+
+
+def test_engine_kernel_arguments():
+    with pytest.raises(ValueError, match=r"Kernel size k_h must be a positive integer, not 0"):
+        isa.engine_kernel(0, 3)
+    with pytest.raises(ValueError, match=r"Kernel size k_w must be a positive integer, not 2.0"):
+        isa.engine_kernel(3, 2.0)
+
+
 def test_pbuf_record_round_trip():
     rec = isa.pack_pbuf_entry(-123456789, 40000, 17)
     assert len(rec) == isa.PBUF_ENTRY_BYTES

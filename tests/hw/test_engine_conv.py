@@ -144,7 +144,9 @@ async def run_conv_layer(dut, eng, layer, srcs, sink, done):
             await t
         for n, word in enumerate(words):
             got[g * po : (g + 1) * po, n // ow, n % ow] = unpack_lanes(word, arch.act_bits, po)
-        for _ in range(20):
+        # A fused pool that drops the last rows sends its last beat before the job has
+        # taken its last windows (up to two rows of bottom padding).
+        for _ in range(2 * arch.max_width + 20):
             if done.count > before:
                 break
             await RisingEdge(dut.clk)
@@ -276,6 +278,33 @@ async def conv_throughput(dut):
 
 
 @cocotb.test(timeout_time=2, timeout_unit="ms")
+async def conv_pool_drops_tail(dut):
+    """A 2x2 stride-2 max pool over an odd number of wide stride-2 output rows: its last
+    beat leaves long before the last (dropped) row of windows is taken; the job must
+    still end, and the next job must be exact."""
+    args = test_args()
+    eng = _engine(args)
+    arch = eng.arch
+    rng = random.Random(args["seed"] + 5)
+    await engine_reset(dut)
+    done = DoneMonitor(dut)
+    srcs = stream_sources(dut, rng, STREAMS, True, 1.0)
+    sink = StreamSink(dut, "o", dut.clk)
+    pool = {"pool_mode": 1, "pool_kernel": 2, "pool_stride": 2, "pool_pad_top": 0,
+            "pool_pad_left": 0, "pool_pad_bottom": 0, "pool_pad_right": 0, "pool_mult": 1,
+            "pool_shift": 0, "pool_lo": -128, "pool_hi": 127}
+    width = arch.max_width - 2
+    # 11 rows, pads 1: (11 + 2 - 3) // 2 + 1 = 6 rows -> 5 rows of windows with pad 0 below
+    for height, pad_bottom in ((11, 0), (9, 1)):
+        geom = {"kernel": 3, "stride": 2, "pad_top": 1, "pad_left": 1,
+                "pad_bottom": pad_bottom, "pad_right": 1, "height": height, "width": width}
+        oh = (height + 1 + pad_bottom - 3) // 2 + 1
+        assert oh % 2 == 1
+        layer = make_layer(rng, eng, geom, 2 * eng.pi, eng.po, pool=pool)
+        await run_conv_layer(dut, eng, layer, srcs, sink, done)
+
+
+@cocotb.test(timeout_time=2, timeout_unit="ms")
 async def conv_fixed(dut):
     args = test_args()
     eng = _engine(args)
@@ -321,7 +350,9 @@ BUILDS = {
         False,
         2,
     ),
-    "k3-pool": ({"conv_pi": 2, "conv_po": 2, "conv_k_max": 3}, True, 3),
+    # frames wide enough for a fused pool's dropped last row to outlast the pipeline
+    "k3-pool": ({"conv_pi": 2, "conv_po": 2, "conv_k_max": 3, "max_width": 24,
+                 "max_height": 12}, True, 3),
 }
 
 
@@ -335,7 +366,7 @@ def test_conv_rtl(name):
         test_module=__name__,
         build_name=f"conv-{name}",
         test_args=args,
-        testcase="conv_random,conv_throughput",
+        testcase="conv_random,conv_throughput" + (",conv_pool_drops_tail" if pool else ""),
     )
 
 

@@ -174,6 +174,18 @@ def case_conv_2x2(rng):
                          stride=(1, 1), pads=(0, 0, 0, 0))
 
 
+def case_depthwise_unread_rows(rng):
+    """Stride 2 leaves the last input row unread by every window; two channel groups."""
+    return _compute_case(rng, Engine.DEPTHWISE, in_c=6, out_c=6, in_h=12, in_w=14, k=(3, 3),
+                         stride=(2, 2), pads=(0, 1, 0, 1))
+
+
+def case_conv_unread_rows(rng):
+    """As above on the conv engine: two output-channel groups, two input-channel tiles."""
+    return _compute_case(rng, Engine.CONV, in_c=3, out_c=3, in_h=12, in_w=14, k=(3, 3),
+                         stride=(2, 2), pads=(0, 1, 0, 1))
+
+
 def case_pointwise_strided(rng):
     """A 1x1 convolution with stride 2 (a residual downsampling shortcut)."""
     return _compute_case(rng, Engine.POINTWISE, in_c=6, out_c=5, in_h=7, in_w=9, k=(1, 1),
@@ -210,7 +222,8 @@ CASES = {
     "load_store": case_load_store, "add": case_add, "conv": case_conv,
     "conv_strided_pool": case_conv_strided_pool, "conv_1d": case_conv_1d,
     "conv_2x2": case_conv_2x2, "pointwise_strided": case_pointwise_strided,
-    "depthwise": case_depthwise,
+    "depthwise": case_depthwise, "depthwise_unread_rows": case_depthwise_unread_rows,
+    "conv_unread_rows": case_conv_unread_rows,
     "pointwise": case_pointwise, "fully_connected": case_fully_connected,
     "max_pool": case_max_pool, "avg_pool": case_avg_pool,
 }

@@ -13,6 +13,7 @@ from hw.seml.csr import (
     CONTROL_CLEAR,
     CONTROL_START,
     CORE_ID,
+    PROG_BASE_MISALIGNED,
     REGISTERS,
     STATUS_BUSY,
     STATUS_DONE,
@@ -129,11 +130,13 @@ async def csr_run(dut):
         cocotb.start_soon(_core_model(dut, busy_cycles, error_code, error_info, set(marks),
                                       started))
         await master.write_dword(REGISTERS["CONTROL"], CONTROL_START)
+        assert not int(dut.irq.value), "irq still high after start"
         while True:
             status = await _read(master, "STATUS")
             if status & STATUS_DONE:
                 break
         assert started
+        assert int(dut.irq.value), "irq low after done"
         assert status & STATUS_BUSY == 0
         assert bool(status & STATUS_ERROR) == (error_code != 0)
         assert await _read(master, "ERROR_CODE") == error_code
@@ -145,9 +148,10 @@ async def csr_run(dut):
             # The stamp holds the cycles counted before the marking cycle.
             assert await _read(master, TRACE_BASE + 4 * i) == mark
 
-        # A start while busy is ignored; clear drops done and the error.
+        # A start while busy is ignored; clear drops done, the error and irq.
         if error_code:
             await master.write_dword(REGISTERS["CONTROL"], CONTROL_CLEAR)
+            assert not int(dut.irq.value), "irq still high after clear"
             assert await _read(master, "STATUS") == 0
             assert await _read(master, "ERROR_CODE") == 0
 
@@ -159,6 +163,50 @@ async def csr_run(dut):
         assert not int(dut.start.value)
     await RisingEdge(dut.clk)
     dut.busy.value = 0
+
+
+async def _count_starts(dut, starts):
+    while True:
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        starts[0] += int(dut.start.value)
+
+
+@cocotb.test()
+async def csr_misaligned_prog_base(dut):
+    """A start with PROG_BASE off a 64-byte boundary never reaches the core: done at once
+    with PROG_BASE_MISALIGNED, counters at 0, irq up until clear; an aligned base starts."""
+    args = test_args()
+    rng = random.Random(args["seed"] + 2)
+    master = await _setup(dut, rng)
+    starts = [0]
+    cocotb.start_soon(_count_starts(dut, starts))
+    dut.instr_count.value = 17  # the core's count of an earlier run
+    await master.write_dword(REGISTERS["PROG_BASE_HI"], rng.getrandbits(32))
+    for low in (1, 0x20, 0x3F, 0x1000 + rng.randrange(1, 64), rng.getrandbits(32) | 0x10):
+        await master.write_dword(REGISTERS["PROG_BASE_LO"], low)
+        await master.write_dword(REGISTERS["CONTROL"], CONTROL_START)
+        assert int(dut.irq.value), "irq low after a refused start"
+        assert await _read(master, "STATUS") == STATUS_DONE | STATUS_ERROR
+        assert await _read(master, "ERROR_CODE") == PROG_BASE_MISALIGNED.value
+        for name in ("ERROR_INFO", "CYCLES_LO", "CYCLES_HI", "INSTR_COUNT", "TRACE_COUNT"):
+            assert await _read(master, name) == 0, name
+        await master.write_dword(REGISTERS["CONTROL"], CONTROL_CLEAR)
+        assert not int(dut.irq.value), "irq still high after clear"
+        assert await _read(master, "STATUS") == 0
+    assert starts[0] == 0, "start reached the core"
+
+    # Aligned again (high word arbitrary): the core starts.
+    await master.write_dword(REGISTERS["PROG_BASE_LO"], 0x1040)
+    started = []
+    cocotb.start_soon(_core_model(dut, 50, 0, 0, set(), started))
+    await master.write_dword(REGISTERS["CONTROL"], CONTROL_START)
+    while not await _read(master, "STATUS") & STATUS_DONE:
+        pass
+    assert started and starts[0] == 1
+    assert await _read(master, "ERROR_CODE") == 0
+    assert await _read(master, "CYCLES_LO") == 50
+    assert await _read(master, "INSTR_COUNT") == int(dut.instr_count.value)
 
 
 @pytest.mark.parametrize("addr_bits,trace_depth,seed", [(32, 4, 1), (40, 64, 2)])

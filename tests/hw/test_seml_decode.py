@@ -1,10 +1,11 @@
 # amaranth: UnusedElaboratable=no
 """Header check, instruction decoder and CRC-32 of the SEML core, in Amaranth's simulator,
-against the ISA's Python decoder and ``zlib``."""
+against the ISA's Python decoder, the instruction-set simulator and ``zlib``."""
 
 import random
 import zlib
 
+import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
@@ -12,6 +13,7 @@ from amaranth.sim import Simulator
 from hw.arch import ArchConfig
 from hw.isa import (
     INSTR_BYTES,
+    ISA_VERSION,
     Buffer,
     Engine,
     ErrorCode,
@@ -25,6 +27,7 @@ from hw.isa import (
 )
 from hw.seml.decode import HeaderCheck, InstructionDecoder
 from hw.seml.fetch import crc32_update
+from sim.iss import ISS
 
 ARCH = ArchConfig(name="decode-test", ibuf_bytes=4096, obuf_bytes=4096, wbuf_bytes=2048,
                   pbuf_entries=64, max_width=16, max_height=16)
@@ -66,13 +69,77 @@ def test_crc32_update_matches_zlib(nbytes):
         assert g ^ 0xFFFFFFFF == zlib.crc32(data, start)
 
 
-def _iss_code(word):
+def _isa_code(word):
     """Error code of the ISA decoder for one word (ignoring buffer ranges)."""
     try:
         decode_instruction(word)
     except ProgramFormatError as e:
         return e.code
     return ErrorCode.NONE
+
+
+def _iss_code(word):
+    """Error code of the instruction-set simulator executing ``word`` then END (zeroed
+    buffers and DDR)."""
+    code = _isa_code(word)
+    if code is not ErrorCode.NONE:
+        return code
+    program = build_program(ARCH.config_hash, [word, encode_instruction(Opcode.END)])
+    try:
+        ISS(ARCH).run(program, np.zeros(1 << 16, dtype=np.uint8))
+    except ProgramFormatError as e:
+        return e.code
+    return ErrorCode.NONE
+
+
+def _compute(engine, in_hw, k, stride=(1, 1), pads=(0, 0, 0, 0), pool=Pool.NONE,
+             fpool=(1, 1), in_c=1, out_c=1, **fields):
+    """A COMPUTE word whose ``out_h`` / ``out_w`` follow from its geometry."""
+    hp, wp = in_hw[0] + pads[0] + pads[2], in_hw[1] + pads[1] + pads[3]
+    oh, ow = (hp - k[0]) // stride[0] + 1, (wp - k[1]) // stride[1] + 1
+    if pool is Pool.MAX and engine is not Engine.POOL:
+        oh, ow = oh // fpool[0], ow // fpool[1]
+    word = {"engine": engine, "pool": pool, "in_c": in_c, "out_c": out_c, "in_h": in_hw[0],
+            "in_w": in_hw[1], "out_h": oh, "out_w": ow, "k_h": k[0], "k_w": k[1],
+            "stride_h": stride[0], "stride_w": stride[1], "pad_top": pads[0],
+            "pad_left": pads[1], "pad_bottom": pads[2], "pad_right": pads[3],
+            "fpool_h": fpool[0], "fpool_w": fpool[1], "act_lo": -128, "act_hi": 127}
+    return encode_instruction(Opcode.COMPUTE, **{**word, **fields})
+
+
+def _random_compute(rng):
+    """A COMPUTE word near the limits of ``ARCH``: each legality rule is hit now and then."""
+    engine = rng.choice(list(Engine))
+    pool = rng.choices([Pool.NONE, Pool.MAX, Pool.AVG], [6, 3, 1])[0]
+    if engine is Engine.POINTWISE and rng.random() < 0.8:
+        k = (1, 1)
+    else:
+        k = (rng.randint(1, 4), rng.randint(1, 4))
+    s = rng.choice([1, 1, 2, 2, 3])
+    stride = (s, s) if rng.random() < 0.7 else (rng.randint(1, 3), rng.randint(1, 3))
+    pads = tuple(rng.randint(0, k[i % 2] - (rng.random() < 0.9)) for i in range(4))
+    if engine is Engine.POINTWISE and rng.random() < 0.8:
+        pads = (0, 0, 0, 0)
+    in_hw = (rng.randint(1, 20), rng.randint(1, 20))
+    hp, wp = in_hw[0] + pads[0] + pads[2], in_hw[1] + pads[1] + pads[3]
+    if hp < k[0] or wp < k[1]:
+        in_hw = (max(in_hw[0], k[0]), max(in_hw[1], k[1]))
+    fpool = rng.choice([(2, 2), (2, 2), (1, 2), (3, 3)])
+    in_c = rng.randint(1, 6)
+    out_c = in_c if engine is Engine.DEPTHWISE and rng.random() < 0.8 else rng.randint(1, 6)
+    extra = {}
+    if rng.random() < 0.1:  # the input-channel tile counts of the CONV / POINTWISE engines
+        in_c = rng.choice([4095 * ARCH.conv_pi, 4095 * ARCH.pw_pi]) + rng.randint(0, 1)
+        in_hw, k, pads, stride = (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)
+    if rng.random() < 0.1:
+        extra["obuf_addr"] = rng.randint(3900, 4095)
+    if pool is Pool.AVG:
+        extra.update(mult=rng.randint(0, 1 << 16), shift=rng.randint(0, 64))
+    word = bytearray(_compute(engine, in_hw, k, stride, pads, pool, fpool, in_c, out_c,
+                              **extra))
+    if rng.random() < 0.1:  # out_h / out_w off by one
+        word[12 + 2 * rng.randrange(2)] ^= 1
+    return bytes(word)
 
 
 def _random_words(rng):
@@ -103,17 +170,36 @@ def _random_words(rng):
     return out
 
 
-def test_decoder_agrees_with_isa_decoder():
-    """Unknown opcodes, reserved bits and bad enum values are illegal in both decoders."""
+def test_decoder_agrees_with_isa_decoder_and_iss():
+    """Unknown opcodes, reserved bits and bad enum values are illegal in both decoders; on
+    every COMPUTE word the hardware decoder reports what the ISS reports executing it."""
     rng = random.Random(3)
     dut = InstructionDecoder(ARCH)
     words = _random_words(rng)
     got = _run_comb(dut, [[(dut.word.as_value(), int.from_bytes(w, "little"))] for w in words],
                     lambda ctx: ctx.get(dut.error))
     for word, code in zip(words, got):
-        expected = _iss_code(word)
+        expected = _isa_code(word)
         if expected is not ErrorCode.NONE:
             assert code == expected, (word.hex(), code, expected)
+        elif word[0] in (Opcode.COMPUTE.value, Opcode.ADD.value):
+            assert code == _iss_code(word), (decode_instruction(word), code)
+
+
+def test_decoder_agrees_with_iss_on_compute_limits():
+    """Random COMPUTE words around the engine limits: strides, engine frames, fused pools,
+    POINTWISE pixels, input-channel tiles, shapes and ranges, as the ISS judges them."""
+    rng = random.Random(11)
+    dut = InstructionDecoder(ARCH)
+    words = [_random_compute(rng) for _ in range(400)]
+    got = _run_comb(dut, [[(dut.word.as_value(), int.from_bytes(w, "little"))] for w in words],
+                    lambda ctx: ctx.get(dut.error))
+    codes = [_iss_code(w) for w in words]
+    for word, code, expected in zip(words, got, codes):
+        assert code == expected, (decode_instruction(word), code, expected)
+    # the draw reaches every outcome
+    assert {ErrorCode.NONE, ErrorCode.ILLEGAL_INSTRUCTION, ErrorCode.BUFFER_RANGE} <= set(codes)
+    assert codes.count(ErrorCode.NONE) >= 40
 
 
 def test_decoder_semantic_checks():
@@ -135,6 +221,12 @@ def test_decoder_semantic_checks():
          ErrorCode.ILLEGAL_INSTRUCTION),
         (encode_instruction(Opcode.ADD, count=4000, out_addr=100, act_lo=0, act_hi=1),
          ErrorCode.BUFFER_RANGE),
+        (encode_instruction(Opcode.ADD, count=10, shift=63, act_lo=0, act_hi=1),
+         ErrorCode.ILLEGAL_INSTRUCTION),  # shift past the engine's shift_bits / 62
+        (encode_instruction(Opcode.ADD, count=10, mult_a=1 << 16, act_lo=0, act_hi=1),
+         ErrorCode.ILLEGAL_INSTRUCTION),  # mult_a wider than mult_bits
+        (encode_instruction(Opcode.ADD, count=10, mult_b=1 << 16, act_lo=0, act_hi=1),
+         ErrorCode.ILLEGAL_INSTRUCTION),
         (encode_instruction(Opcode.COMPUTE, engine=Engine.CONV, in_c=1, out_c=1, in_h=5,
                             in_w=5, out_h=3, out_w=3, k_h=5, k_w=5, stride_h=1, stride_w=1,
                             act_lo=0, act_hi=1), ErrorCode.ILLEGAL_INSTRUCTION),  # k > k_max
@@ -149,18 +241,62 @@ def test_decoder_semantic_checks():
                             stride_h=2, stride_w=2, act_lo=0, act_hi=1),
          ErrorCode.ILLEGAL_INSTRUCTION),
         (encode_instruction(Opcode.SYNC, mask=Unit.COMPUTE), ErrorCode.NONE),
+        # CONV / DEPTHWISE strides: equal on both axes, 1 or 2
+        (_compute(Engine.CONV, (5, 5), (3, 3), (2, 2)), ErrorCode.NONE),
+        (_compute(Engine.CONV, (5, 5), (3, 3), (1, 2)), ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.DEPTHWISE, (5, 5), (3, 3), (2, 1)), ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.CONV, (7, 7), (3, 3), (3, 3)), ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.POINTWISE, (5, 5), (1, 1), (1, 3)), ErrorCode.NONE),
+        (_compute(Engine.POOL, (5, 5), (3, 3), (1, 3), pool=Pool.MAX), ErrorCode.NONE),
+        # the engine frame: padded tile plus K - k_h rows, K - k_w columns (K x K kernel)
+        (_compute(Engine.CONV, (14, 4), (1, 3)), ErrorCode.NONE),              # frame 16x4
+        (_compute(Engine.CONV, (15, 4), (1, 3)), ErrorCode.ILLEGAL_INSTRUCTION),  # 17x4
+        (_compute(Engine.DEPTHWISE, (4, 14), (3, 2), pads=(1, 1, 1, 1)),
+         ErrorCode.ILLEGAL_INSTRUCTION),                                          # 6x17
+        (_compute(Engine.CONV, (15, 15), (2, 2)), ErrorCode.NONE),             # 16x16
+        (_compute(Engine.CONV, (16, 15), (2, 2)), ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.POOL, (16, 15), (2, 2), pool=Pool.MAX), ErrorCode.NONE),
+        # fused max pool: CONV only, 2x2
+        (_compute(Engine.CONV, (6, 6), (3, 3), pool=Pool.MAX, fpool=(2, 2)), ErrorCode.NONE),
+        (_compute(Engine.CONV, (8, 8), (3, 3), pool=Pool.MAX, fpool=(3, 3)),
+         ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.CONV, (6, 6), (3, 3), pool=Pool.MAX, fpool=(1, 2)),
+         ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.DEPTHWISE, (6, 6), (3, 3), pool=Pool.MAX, fpool=(2, 2)),
+         ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.POINTWISE, (6, 6), (1, 1), pool=Pool.MAX, fpool=(2, 2)),
+         ErrorCode.ILLEGAL_INSTRUCTION),
+        # POINTWISE: at most max_width * max_height output pixels
+        (_compute(Engine.POINTWISE, (16, 16), (1, 1)), ErrorCode.NONE),
+        (_compute(Engine.POINTWISE, (17, 16), (1, 1)), ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.POINTWISE, (31, 16), (1, 1), (2, 1)), ErrorCode.NONE),
+        # input-channel tiles: at most 4095 of conv_pi (CONV) / pw_pi (POINTWISE)
+        (_compute(Engine.CONV, (1, 1), (1, 1), in_c=4095 * ARCH.conv_pi),
+         ErrorCode.BUFFER_RANGE),
+        (_compute(Engine.CONV, (1, 1), (1, 1), in_c=4095 * ARCH.conv_pi + 1),
+         ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.POINTWISE, (1, 1), (1, 1), in_c=4095 * ARCH.pw_pi),
+         ErrorCode.BUFFER_RANGE),
+        (_compute(Engine.POINTWISE, (1, 1), (1, 1), in_c=4095 * ARCH.pw_pi + 1),
+         ErrorCode.ILLEGAL_INSTRUCTION),
+        # an illegal instruction is illegal even when it also leaves a buffer
+        (_compute(Engine.DEPTHWISE, (4, 4), (3, 3), in_c=2, out_c=3, ibuf_addr=4090),
+         ErrorCode.ILLEGAL_INSTRUCTION),
+        (_compute(Engine.DEPTHWISE, (4, 4), (3, 3), in_c=2, out_c=2, ibuf_addr=4090),
+         ErrorCode.BUFFER_RANGE),
     ]
     got = _run_comb(dut, [[(dut.word.as_value(), int.from_bytes(w, "little"))] for w, _ in cases],
                     lambda ctx: ctx.get(dut.error))
     for (word, expected), code in zip(cases, got):
         assert code == expected, (decode_instruction(word), code, expected)
+        assert _iss_code(word) == expected, decode_instruction(word)
 
 
 def test_header_check():
     dut = HeaderCheck(ARCH)
     good = build_program(ARCH.config_hash, [encode_instruction(Opcode.END)])[:INSTR_BYTES]
     magic = b"XFPG" + good[4:]
-    version = good[:4] + b"\x02\x00" + good[6:]
+    version = good[:4] + (ISA_VERSION - 1).to_bytes(2, "little") + good[6:]  # older ISA
     other = build_program(ARCH.replace(pw_po=2).config_hash,
                           [encode_instruction(Opcode.END)])[:INSTR_BYTES]
     cases = [(good, ErrorCode.NONE), (magic, ErrorCode.BAD_MAGIC),

@@ -178,6 +178,73 @@ async def dma_throughput(dut):
     assert write_cycles <= words * 1.3 + 40, write_cycles
 
 
+class ReadChannelLog:
+    """Per-cycle record of the AXI read data channel and of ``rd_data`` transfers."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.beats = []    # cycles with an R handshake
+        self.stalls = []   # cycles with ``rvalid`` high and ``rready`` low
+        self.words = []    # cycles with an ``rd_data`` transfer
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        dut = self.dut
+        cycle = 0
+        while True:
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            if int(dut.m_axi_rvalid.value):
+                (self.beats if int(dut.m_axi_rready.value) else self.stalls).append(cycle)
+            if int(dut.rd_data__valid.value) and int(dut.rd_data__ready.value):
+                self.words.append(cycle)
+            cycle += 1
+
+    def clear(self):
+        self.beats, self.stalls, self.words = [], [], []
+
+
+#: Unaligned multi-burst reads of :func:`dma_read_rate`: ``(lane offset, rows, row_bytes,
+#: stride)``, from a base on a 4 KiB page boundary minus 256 bytes, so the first row
+#: crosses a page.
+RATE_READS = [(3, 1, 3000, 0), (1, 1, 1021, 0), (5, 3, 700, 1029), (7, 5, 333, 333)]
+#: Cycles beyond one per beat allowed from a read's first R beat to its last word: one
+#: through the packing register, one more when the last beat brings more bytes than the
+#: last word holds (two words then leave after it).
+RATE_SLACK = 2
+
+
+@cocotb.test()
+async def dma_read_rate(dut):
+    """Without back-pressure, an unaligned read takes one AXI beat per cycle: the DMA
+    never holds ``rready`` low against a valid beat, and its last word leaves at most
+    :data:`RATE_SLACK` cycles after as many cycles as there were beats."""
+    args = test_args()
+    tb = TB(dut, args["seed"], stress=False)
+    await tb.reset()
+    rng = random.Random(args["seed"] + 11)
+    image = bytes(rng.getrandbits(8) for _ in range(RAM_SIZE))
+    tb.ram.write(0, image)
+    log = ReadChannelLog(dut)
+    for offset, rows, row_bytes, stride in RATE_READS:
+        addr = 0x3000 - 256 + offset
+        log.clear()
+        got = await tb.read(addr, rows, row_bytes, stride)
+        assert got == _expected_read(image, addr, rows, row_bytes, stride)
+        span = log.words[-1] - log.beats[0] + 1
+        # Cycles without a beat between the first and the last (the next burst's
+        # address is issued while the current one transfers, so there are none).
+        gaps = log.beats[-1] - log.beats[0] + 1 - len(log.beats)
+        dut._log.info("read at lane %d, %d x %d bytes: %d beats, %d words, %d cycles from "
+                      "first beat to last word, %d without a beat, %d stall cycles", offset,
+                      rows, row_bytes, len(log.beats), len(log.words), span, gaps,
+                      len(log.stalls))
+        assert len(log.words) == -(-rows * row_bytes // tb.nbytes)
+        assert not log.stalls, f"rready low against a valid beat in cycles {log.stalls[:8]}"
+        assert span <= len(log.beats) + RATE_SLACK, (span, len(log.beats), gaps)
+    await tb.wait_idle("rd_idle")
+
+
 @pytest.mark.parametrize("data_bits,max_burst,seed", [(64, 16, 1), (32, 256, 2), (128, 4, 3)])
 def test_dma(data_bits, max_burst, seed):
     run_cocotb(AxiDma(data_bits=data_bits, addr_bits=32, max_burst=max_burst),

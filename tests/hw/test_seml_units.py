@@ -5,11 +5,21 @@ entries, and STORE streams OBUF words with ``last`` on the final one."""
 
 import random
 
+import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from hw.arch import ArchConfig
-from hw.isa import PBUF_ENTRY_BYTES, Buffer, Opcode, encode_instruction, pack_pbuf_entry
+from hw.isa import (
+    PBUF_ENTRY_BYTES,
+    Buffer,
+    Engine,
+    Opcode,
+    Pool,
+    element_bytes,
+    encode_instruction,
+    pack_pbuf_entry,
+)
 from hw.seml.units import LoadUnit, StoreUnit
 
 
@@ -154,20 +164,109 @@ def test_store_unit(bits):
     assert stream[:total] == obuf[buf_addr:buf_addr + total]
 
 
-def test_compute_unit_arguments():
-    from hw.seml.compute import ComputeUnit
+def test_pool_window_unit_arguments():
+    from hw.seml.compute import POOL_LANES, PoolWindowUnit
 
     arch = _arch(64)
-    unit = ComputeUnit(arch, lanes=4, channels=3, reduce=2)
-    assert unit.ibuf_read_widths == [1] * 8
-    assert unit.wbuf_read_widths == [1] * 6
-    assert unit.pbuf_read_ports == 3
-    assert unit.obuf_write_width == 4
+    unit = PoolWindowUnit(arch, lanes=4)
+    assert unit.ibuf_read_widths == [1] * 4
+    assert unit.wbuf_read_widths == []
+    assert unit.pbuf_read_ports == 0
+    assert unit.obuf_write_widths == [4]
+    assert PoolWindowUnit(arch).ibuf_read_widths == [1] * POOL_LANES
+    wide = ArchConfig(name="units-wide", act_bits=12, ibuf_bytes=2048, obuf_bytes=2048,
+                      wbuf_bytes=1024, pbuf_entries=64)
+    assert PoolWindowUnit(wide, lanes=3).obuf_write_widths == [6]
     with pytest.raises(TypeError, match=r"arch must be an ArchConfig, not None"):
-        ComputeUnit(None)
+        PoolWindowUnit(None)
     with pytest.raises(ValueError, match=r"lanes must be between 1 and 64, not 0"):
-        ComputeUnit(arch, lanes=0)
-    with pytest.raises(TypeError, match=r"channels must be an integer, not 2.5"):
-        ComputeUnit(arch, channels=2.5)
-    with pytest.raises(ValueError, match=r"reduce must be between 1 and 64, not 65"):
-        ComputeUnit(arch, reduce=65)
+        PoolWindowUnit(arch, lanes=0)
+    with pytest.raises(ValueError, match=r"lanes must be between 1 and 64, not 65"):
+        PoolWindowUnit(arch, lanes=65)
+    with pytest.raises(TypeError, match=r"lanes must be an integer, not 2.5"):
+        PoolWindowUnit(arch, lanes=2.5)
+    with pytest.raises(TypeError, match=r"lanes must be an integer, not True"):
+        PoolWindowUnit(arch, lanes=True)
+
+
+# (pool, in_c, in_h, in_w, kernel, stride, pads, act, mult, shift, act_bits, lanes)
+POOL_CASES = {
+    "max_3x3_s2_padded": (Pool.MAX, 3, 7, 7, (3, 3), (2, 2), (1, 1, 1, 1), (-20, 127), 0, 0,
+                          8, 8),
+    "global_avg": (Pool.AVG, 4, 6, 5, (6, 5), (1, 1), (0, 0, 0, 0), (-128, 127), 1311, 15, 8,
+                   8),
+    "avg_uneven_12bit": (Pool.AVG, 2, 5, 9, (2, 3), (1, 2), (1, 0, 0, 2), (-2048, 2047), 2731,
+                         13, 12, 3),
+    "max_1x4_12bit": (Pool.MAX, 2, 3, 11, (1, 4), (1, 1), (0, 3, 0, 2), (-300, 2047), 0, 0,
+                      12, 3),
+}
+
+
+@pytest.mark.parametrize("name", list(POOL_CASES))
+def test_pool_window_unit(name):
+    """OBUF holds the golden pool of the IBUF tile, nothing else is written, and the unit
+    is busy for ``pool_steps + DRAIN_CYCLES`` cycles (the ISS's cycle model)."""
+    from hw.seml.compute import DRAIN_CYCLES, PoolWindowUnit, pool_steps
+    from sim import golden
+
+    (pool, in_c, in_h, in_w, kernel, stride, pads, act, mult, shift, act_bits,
+     lanes) = POOL_CASES[name]
+    arch = ArchConfig(name=f"pool-{act_bits}", act_bits=act_bits, ibuf_bytes=2048,
+                      obuf_bytes=2048, wbuf_bytes=1024, pbuf_entries=64, mult_bits=12,
+                      shift_bits=5)
+    rng = random.Random(name)
+    e = element_bytes(act_bits)
+    lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+    x = np.array([rng.randint(lo, hi) for _ in range(in_c * in_h * in_w)],
+                 dtype=np.int64).reshape(1, in_c, in_h, in_w)
+    if pool is Pool.MAX:
+        y = np.clip(golden.max_pool2d(x, kernel, stride, pads), *act)
+    else:
+        y = golden.requantize(golden.sum_pool2d(x, kernel, stride, pads), mult, shift, *act)
+    out_h, out_w = y.shape[2:]
+    ibuf_addr, obuf_addr = 37, 101
+    ibuf = bytearray(rng.getrandbits(8) for _ in range(arch.ibuf_bytes))
+    ibuf[ibuf_addr:ibuf_addr + x.size * e] = b"".join(
+        int(v).to_bytes(e, "little", signed=True) for v in x.flat)
+    expect = b"".join(int(v).to_bytes(e, "little", signed=True) for v in y.flat)
+    pt, pl, pb, pr = pads
+    word = encode_instruction(
+        Opcode.COMPUTE, engine=Engine.POOL, pool=pool, in_c=in_c, out_c=in_c, in_h=in_h,
+        in_w=in_w, k_h=kernel[0], k_w=kernel[1], stride_h=stride[0], stride_w=stride[1],
+        pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr, fpool_h=1, fpool_w=1,
+        act_lo=act[0], act_hi=act[1], mult=mult, shift=shift, out_h=out_h, out_w=out_w,
+        ibuf_addr=ibuf_addr, obuf_addr=obuf_addr)
+    dut = PoolWindowUnit(arch, lanes=lanes)
+    written = {}
+    cycles = []
+
+    async def bench(ctx):
+        ctx.set(dut.instr.as_value(), int.from_bytes(word, "little"))
+        ctx.set(dut.start, 1)
+        n = 0
+        for _ in range(5000):
+            await ctx.delay(1e-9)
+            addrs = [ctx.get(dut.ibuf_port(j)[0]) if ctx.get(dut.ibuf_port(j)[1]) else None
+                     for j in range(lanes)]
+            w_addr, w_data, w_count = (ctx.get(s) for s in dut.obuf_port(0))
+            for k in range(w_count):
+                assert w_addr + k not in written, f"OBUF byte {w_addr + k} written twice"
+                written[w_addr + k] = (w_data >> (8 * k)) & 0xFF
+            await ctx.tick()
+            n += 1
+            ctx.set(dut.start, 0)
+            # One cycle of read latency, as the buffer has.
+            for j, a in enumerate(addrs):
+                if a is not None:
+                    raw = bytes((ibuf + bytes(e))[a:a + e]) if a < len(ibuf) else bytes(e)
+                    ctx.set(dut.ibuf_port(j)[2], int.from_bytes(raw, "little"))
+            if not ctx.get(dut.busy):
+                break
+        cycles.append(n)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert written == {obuf_addr + k: b for k, b in enumerate(expect)}
+    assert cycles == [pool_steps(in_c, out_h, out_w, *kernel, lanes) + DRAIN_CYCLES]

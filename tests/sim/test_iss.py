@@ -110,9 +110,11 @@ def conv_case(rng, engine, c, m, h, w, k, stride, pads, fpool=(1, 1)):
 @pytest.mark.parametrize("engine,c,m,h,w,k,stride,pads,fpool", [
     (Engine.CONV, 3, 5, 9, 11, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     (Engine.CONV, 4, 6, 12, 10, (5, 5), (2, 2), (2, 1, 2, 2), (1, 1)),
-    (Engine.CONV, 2, 4, 1, 27, (1, 5), (1, 1), (0, 2, 0, 2), (1, 2)),  # 1-D, fused pool
+    (Engine.CONV, 2, 4, 1, 27, (1, 5), (2, 2), (0, 2, 0, 2), (1, 1)),  # 1-D: frame 5x31
     (Engine.CONV, 3, 4, 10, 10, (3, 3), (1, 1), (1, 1, 1, 1), (2, 2)),
+    (Engine.CONV, 3, 4, 9, 10, (2, 4), (2, 2), (1, 0, 0, 3), (2, 2)),  # even: runs as 5x5
     (Engine.DEPTHWISE, 6, 6, 9, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    (Engine.DEPTHWISE, 5, 5, 8, 7, (3, 1), (1, 1), (1, 0, 1, 0), (1, 1)),
     (Engine.POINTWISE, 16, 7, 5, 6, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),
     (Engine.POINTWISE, 8, 4, 6, 6, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1)),
     (Engine.POINTWISE, 100, 9, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),  # FC
@@ -242,6 +244,96 @@ def test_illegal_instructions_are_refused():
            ErrorCode.ILLEGAL_INSTRUCTION)
 
 
+def _conv_word(engine=Engine.CONV, in_hw=(8, 8), k=(3, 3), stride=(1, 1),
+               pads=(0, 0, 0, 0), pool=Pool.NONE, fpool=(1, 1), in_c=1, out_c=1, **fields):
+    """A COMPUTE whose ``out_h`` / ``out_w`` follow from its geometry."""
+    hp, wp = in_hw[0] + pads[0] + pads[2], in_hw[1] + pads[1] + pads[3]
+    oh, ow = (hp - k[0]) // stride[0] + 1, (wp - k[1]) // stride[1] + 1
+    if pool is Pool.MAX and engine is not Engine.POOL:
+        oh, ow = oh // fpool[0], ow // fpool[1]
+    word = {"engine": engine, "pool": pool, "in_c": in_c, "out_c": out_c, "in_h": in_hw[0],
+            "in_w": in_hw[1], "out_h": oh, "out_w": ow, "k_h": k[0], "k_w": k[1],
+            "stride_h": stride[0], "stride_w": stride[1], "pad_top": pads[0],
+            "pad_left": pads[1], "pad_bottom": pads[2], "pad_right": pads[3],
+            "fpool_h": fpool[0], "fpool_w": fpool[1], "act_lo": -128, "act_hi": 127}
+    return I(Opcode.COMPUTE, **{**word, **fields})
+
+
+def _legal(*instrs, arch=ARCH):
+    run([*instrs, END], np.zeros(DDR, dtype=np.uint8), arch)
+
+
+def test_conv_and_depthwise_strides_are_equal_one_or_two():
+    _legal(_conv_word(stride=(2, 2)), _conv_word(Engine.DEPTHWISE, stride=(1, 1)),
+           _conv_word(Engine.POINTWISE, k=(1, 1), stride=(1, 3)),
+           _conv_word(Engine.POOL, stride=(3, 1), pool=Pool.MAX))
+    _error([_conv_word(stride=(1, 2)), END],
+           r"Instruction 0 \(COMPUTE\): stride_h x stride_w is 1x2; the CONV engine runs "
+           r"stride 1 or 2, equal on both axes", ErrorCode.ILLEGAL_INSTRUCTION)
+    _error([_conv_word(Engine.DEPTHWISE, stride=(3, 3)), END],
+           r"stride_h x stride_w is 3x3; the DEPTHWISE engine runs stride 1 or 2, equal on "
+           r"both axes", ErrorCode.ILLEGAL_INSTRUCTION)
+
+
+def test_engine_frame_includes_the_embedded_kernel():
+    """A k_h x k_w kernel runs as K x K: the frame grows by K - k_h rows, K - k_w columns."""
+    _legal(_conv_word(in_hw=(28, 10), k=(1, 5)),  # frame 32x10
+           _conv_word(Engine.DEPTHWISE, in_hw=(29, 29), k=(4, 4), pads=(1, 1, 1, 1)),
+           _conv_word(Engine.POOL, in_hw=(29, 10), k=(1, 5), pool=Pool.MAX))  # padded 29x10
+    _error([_conv_word(in_hw=(29, 10), k=(1, 5)), END],
+           r"engine frame 33x10 \(padded tile 29x10, the 1x5 kernel run as 5x5\) exceeds "
+           r"max_height x max_width 32x32", ErrorCode.ILLEGAL_INSTRUCTION)
+    _error([_conv_word(Engine.DEPTHWISE, in_hw=(4, 31), k=(2, 2), pads=(0, 0, 1, 1)), END],
+           r"engine frame 6x33 \(padded tile 5x32, the 2x2 kernel run as 3x3\) exceeds "
+           r"max_height x max_width 32x32", ErrorCode.ILLEGAL_INSTRUCTION)
+    _error([_conv_word(Engine.POOL, in_hw=(33, 10), k=(1, 5), pool=Pool.MAX), END],
+           r"padded tile 33x10 exceeds max_height x max_width 32x32",
+           ErrorCode.ILLEGAL_INSTRUCTION)
+
+
+def test_fused_max_pool_is_2x2_on_conv_only():
+    _legal(_conv_word(pool=Pool.MAX, fpool=(2, 2)))
+    _error([_conv_word(in_hw=(11, 11), pool=Pool.MAX, fpool=(3, 3)), END],
+           r"fused max pool fpool_h x fpool_w is 3x3; the CONV engine fuses a 2x2 stride-2 "
+           r"max pool only", ErrorCode.ILLEGAL_INSTRUCTION)
+    _error([_conv_word(Engine.DEPTHWISE, pool=Pool.MAX, fpool=(2, 2)), END],
+           r"the DEPTHWISE engine has no fused pool: pool must be NONE, not MAX",
+           ErrorCode.ILLEGAL_INSTRUCTION)
+    _error([_conv_word(Engine.POINTWISE, k=(1, 1), pool=Pool.MAX, fpool=(2, 2)), END],
+           r"the POINTWISE engine has no fused pool: pool must be NONE, not MAX",
+           ErrorCode.ILLEGAL_INSTRUCTION)
+    _error([_conv_word(in_hw=(3, 8), pool=Pool.MAX, fpool=(2, 2), out_h=1), END],
+           r"fused pool 2x2 does not fit the 1x6 result", ErrorCode.ILLEGAL_INSTRUCTION)
+
+
+def test_pointwise_job_holds_max_width_times_max_height_pixels():
+    _legal(_conv_word(Engine.POINTWISE, in_hw=(16, 64), k=(1, 1)),  # 1024 pixels
+           _conv_word(Engine.POINTWISE, in_hw=(63, 32), k=(1, 1), stride=(2, 1)))
+    _error([_conv_word(Engine.POINTWISE, in_hw=(33, 32), k=(1, 1)), END],
+           r"out_h x out_w 33x32 is 1056 pixels, more than the max_width x max_height = 1024 "
+           r"a POINTWISE job holds", ErrorCode.ILLEGAL_INSTRUCTION)
+
+
+def test_input_channel_tiles_fit_the_engines_counters():
+    arch = ARCH.replace(conv_pi=1, pw_pi=2, ibuf_bytes=16384, wbuf_bytes=16384)
+    _legal(_conv_word(in_hw=(1, 1), k=(1, 1), in_c=4095),
+           _conv_word(Engine.POINTWISE, in_hw=(1, 1), k=(1, 1), in_c=8190), arch=arch)
+    _error([_conv_word(in_hw=(1, 1), k=(1, 1), in_c=4096), END],
+           r"in_c 4096 is 4096 input-channel tiles of conv_pi=1; the CONV engine counts at "
+           r"most 4095", ErrorCode.ILLEGAL_INSTRUCTION, arch)
+    _error([_conv_word(Engine.POINTWISE, in_hw=(1, 1), k=(1, 1), in_c=8191), END],
+           r"in_c 8191 is 4096 input-channel tiles of pw_pi=2; the POINTWISE engine counts "
+           r"at most 4095", ErrorCode.ILLEGAL_INSTRUCTION, arch)
+
+
+def test_illegal_comes_before_buffer_range():
+    """As in the core's decoder, an illegal COMPUTE is illegal even if it leaves a buffer."""
+    _error([_conv_word(stride=(1, 2), ibuf_addr=8190), END], "stride_h x stride_w is 1x2",
+           ErrorCode.ILLEGAL_INSTRUCTION)
+    _error([_conv_word(ibuf_addr=8190), END], r"IBUF range \[8190, 8254\) is outside 0..8192",
+           ErrorCode.BUFFER_RANGE)
+
+
 def test_program_for_other_arch_is_refused():
     program = build_program(ARCH.replace(conv_po=8).config_hash, [END])
     with pytest.raises(ProgramFormatError, match="compiled for arch hash") as exc:
@@ -285,23 +377,45 @@ def _compute(engine, in_c, out_c, out_h, out_w, k, pool=Pool.NONE, fpool=(1, 1))
              out_w=out_w, k_h=k[0], k_w=k[1], fpool_h=fpool[0], fpool_w=fpool[1])
 
 
+def _window(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool=Pool.NONE):
+    pt, pl, pb, pr = pads
+    out_h = (in_h + pt + pb - k[0]) // stride + 1
+    out_w = (in_w + pl + pr - k[1]) // stride + 1
+    fpool = (2, 2) if pool is Pool.MAX else (1, 1)
+    return I(Opcode.COMPUTE, engine=engine, pool=pool, in_c=in_c, out_c=out_c, in_h=in_h,
+             in_w=in_w, out_h=out_h // fpool[0], out_w=out_w // fpool[1], k_h=k[0], k_w=k[1],
+             stride_h=stride, stride_w=stride, pad_top=pt, pad_left=pl, pad_bottom=pb,
+             pad_right=pr, fpool_h=fpool[0], fpool_w=fpool[1])
+
+
 @pytest.mark.parametrize("instr, rtl", [
     # busy cycles counted on the SEML core under Verilator (issue stamp to the next
     # SYNC's), with cocotbext-axi's AxiRam as DDR
-    (_compute(Engine.CONV, 3, 4, 8, 8, (3, 3)), 149),
-    (_compute(Engine.CONV, 8, 8, 8, 8, (3, 3)), 581),
-    (_compute(Engine.CONV, 5, 7, 5, 9, (3, 3)), 545),
-    (_compute(Engine.CONV, 3, 4, 4, 4, (3, 3), Pool.MAX, (2, 2)), 293),
-    (_compute(Engine.DEPTHWISE, 8, 8, 10, 10, (3, 3)), 1445),
-    (_compute(Engine.POINTWISE, 256, 10, 1, 1, (1, 1)), 389),
+    # CONV / DEPTHWISE / POINTWISE: busy cycles of the engine unit's RTL from start
+    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 114),
+    (_window(Engine.CONV, 8, 8, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 396),
+    (_window(Engine.CONV, 5, 7, 9, 9, (3, 3), 2, (1, 1, 1, 1)), 472),
+    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1), Pool.MAX), 114),
+    (_window(Engine.CONV, 4, 4, 1, 30, (1, 5), 1, (0, 2, 0, 2)), 184),
+    (_window(Engine.DEPTHWISE, 8, 8, 10, 10, (3, 3), 1, (1, 1, 1, 1)), 284),
+    (_window(Engine.DEPTHWISE, 8, 8, 16, 16, (3, 3), 2, (0, 0, 1, 1)), 620),
+    (_window(Engine.POINTWISE, 256, 10, 1, 1, (1, 1), 1, (0, 0, 0, 0)), 98),
+    (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 418),
     (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 133),
     (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 261),
     (I(Opcode.ADD, count=100), 31),
     (I(Opcode.ADD, count=6000), 1512),
+    # LOAD / STORE followed by more SYNCs than the fetch unit buffers, so that
+    # instruction fetch shares the read channel as in a real program
     (load(Buffer.IBUF, 0x4000, 512), 102),
-    (load(Buffer.IBUF, 0x4003, 1000), 288),  # RTL: 287
+    (load(Buffer.IBUF, 0x4003, 1000), 164),
+    (load(Buffer.IBUF, 0x4001, 1021), 167),  # last beat holds more than the last word
+    (load(Buffer.IBUF, 0x4FF3, 3000), 414),  # across a 4 KiB page
     (load(Buffer.IBUF, 0x4000, 480, rows=16, stride=70), 110),
-    (load(Buffer.IBUF, 0x4003, 480, rows=16, stride=70), 170),
+    (load(Buffer.IBUF, 0x4003, 480, rows=16, stride=70), 114),
+    (load(Buffer.IBUF, 0x4007, 1665, rows=5, stride=333), 252),
+    (load(Buffer.IBUF, 0x4006, 120, rows=40, stride=3), 88),
+    (load(Buffer.WBUF, 0x4002, 6, rows=3, stride=9), 41),
     (load(Buffer.PBUF, 0x4000, 320), 78),
     (store(0x8003, 512), 134),
     (store(0x8000, 400, rows=4, stride=140), 59),
