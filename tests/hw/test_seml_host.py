@@ -48,12 +48,15 @@ async def host_misaligned_prog_base(dut):
         assert result.error_code == PROG_BASE_MISALIGNED.value, result
         assert (result.error_info, result.cycles, result.instr_count) == (0, 0, 0), result
         assert requests[0] == 0, "the core read from DDR"
+        assert int(dut.irq.value) == 1, "irq must be high once done"
         await host.clear()
         assert await host.read_reg("STATUS") == 0
+        assert int(dut.irq.value) == 0, "CLEAR must drop irq"
     # The core is untouched: the same program at an aligned base runs.
     host.load(BASE, program)
     result = await host.run(BASE, BASE, timeout_cycles=20_000)
     assert result.error_code == 0, result
+    assert int(dut.irq.value) == 1
     assert result.instr_count == args["instr_count"], result
     assert requests[0] > 0
 
