@@ -178,6 +178,10 @@ LOAD_FETCH_AHEAD = 2
 LOAD_START_CYCLES = 4
 #: Cycles a STORE spends besides its data beats: OBUF read, write address, response.
 STORE_OVERHEAD_CYCLES = 7
+#: A STORE burst starts at least ``_DDR_WRITE_GAP`` cycles after the last beat of the
+#: burst ``_DDR_WRITE_AHEAD`` before it: ``AxiRam`` takes a write address only while
+#: fewer than two wait behind the burst it is writing.
+_DDR_WRITE_AHEAD, _DDR_WRITE_GAP = 3, 4
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
 ADD_JOB_CYCLES = 6
 #: Cycles from the last beat of an instruction word to its issue (FIFO, FETCH, DECODE).
@@ -209,25 +213,29 @@ def startup_cycles(instr_count: int, arch: ArchConfig) -> int:
     return scan_last + _EXEC_GAP
 
 
-def _row_cycles(offset, nbytes, residue, nb):
-    """Beats and stall cycles of one row of ``nbytes`` bytes at lane ``offset`` when
-    ``residue`` bytes of an unfinished stream word are pending (DMA write side): the
-    unpacking register takes a stream word only while it holds at most one, so a beat
-    whose bytes straddle two stream words costs a cycle more. Returns ``(cycles,
-    stalls, residue after)``."""
-    first = min(nb - offset, nbytes)
-    stalls = int(residue + first > nb)
-    residue = (residue + first) % nb
-    rest = nbytes - first
-    full, last = divmod(rest, nb)
-    if residue:
-        stalls += full
-    beats = 1 + full
-    if last:
-        beats += 1
-        stalls += int(residue + last > nb)
-        residue = (residue + last) % nb
-    return beats + stalls, stalls, residue
+def _row_cycles(addr, nbytes, nb, ends):
+    """Time the W beats of one STORE row of ``nbytes`` bytes at DDR ``addr``.
+
+    The row is split into bursts as the DMA does (at most ``MAX_BURST`` beats, never
+    across a 4 KiB page). Beats follow one per cycle at any lane offset (the DMA's
+    unpacking register takes the next stream word whenever a beat leaves at most a word
+    behind), but a burst starts no earlier than :data:`_DDR_WRITE_GAP` cycles after the
+    last beat of the burst :data:`_DDR_WRITE_AHEAD` before it. ``ends`` lists the cycles
+    of the last beats of the bursts so far (the first beat of a STORE is cycle 0); the
+    row's are appended.
+    """
+    span_max = MAX_BURST * nb
+    while nbytes > 0:
+        offset = addr % nb
+        aligned = addr - offset
+        span = min(PAGE_BYTES - aligned % PAGE_BYTES, span_max)
+        take = min(nbytes, span - offset)
+        start = ends[-1] + 1 if ends else 0
+        if len(ends) >= _DDR_WRITE_AHEAD:
+            start = max(start, ends[-_DDR_WRITE_AHEAD] + _DDR_WRITE_GAP)
+        ends.append(start + (offset + take + nb - 1) // nb - 1)
+        addr += take
+        nbytes -= take
 
 
 def _bursts(addr, nbytes, nb):
@@ -257,27 +265,26 @@ def dma_cycles(rows: int, row_bytes: int, arch: ArchConfig, *, ddr_addr: int = 0
     offset (the DMA's packing register always has room for the next beat once a word
     leaves), plus one cycle at the end when the last beat brings more bytes than the
     final stream word holds (two words then leave after it). A STORE beat costs one
-    cycle, two when the DDR lane offset of the row and the stream's word boundaries
-    disagree (:func:`_row_cycles`). A LOAD also waits for :data:`LOAD_FETCH_AHEAD`
-    instruction words queued before its first burst, and for one more after its first
-    burst if it has several (the read channel is shared with instruction fetch);
-    :func:`timeline` replaces the former by the words actually requested.
+    cycle at any lane offset too, but the DDR (``AxiRam``) holds back a write burst that
+    follows two single-beat ones by a cycle (:func:`_row_cycles`), so a run of
+    single-beat bursts (rows within one bus word) moves three bursts every four cycles.
+    A LOAD also waits for :data:`LOAD_FETCH_AHEAD` instruction words queued before its
+    first burst, and for one more after its first burst if it has several (the read
+    channel is shared with instruction fetch); :func:`timeline` replaces the former by
+    the words actually requested.
     """
     nb = arch.axi_data_bytes
     stride = row_bytes if ddr_stride is None else ddr_stride
     if rows < 1 or row_bytes < 1:
         return 0
-    # Lane offsets (and, writing, unpacking residues) repeat every ``nb`` rows.
+    if write:
+        ends = []
+        for r in range(rows):
+            _row_cycles(ddr_addr + r * stride, row_bytes, nb, ends)
+        return STORE_OVERHEAD_CYCLES + ends[-1] + 1
+    # Lane offsets repeat every ``nb`` rows.
     offsets = [(ddr_addr + r * stride) % nb for r in range(min(rows, nb))]
     reps, extra = divmod(rows, len(offsets))
-    if write:
-        residue = 0
-        period = []
-        for offset in offsets:
-            c, stalls, residue = _row_cycles(offset, row_bytes, residue, nb)
-            # the unpacking register starts a row one beat ahead
-            period.append(c - min(stalls, 1))
-        return STORE_OVERHEAD_CYCLES + reps * sum(period) + sum(period[:extra])
     period = [(offset + row_bytes + nb - 1) // nb for offset in offsets]
     cycles = reps * sum(period) + sum(period[:extra])
     # Bytes of the last beat against those of the last stream word.

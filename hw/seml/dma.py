@@ -175,7 +175,9 @@ class AxiDma(wiring.Component):
     stream partner keep up; the address of the next burst is issued while the
     current one transfers, up to ``outstanding`` bursts ahead. The read side takes
     one beat per cycle at any lane offset while ``rd_data`` is ready every cycle
-    (``m_axi_rready`` follows ``rd_data.ready`` combinationally).
+    (``m_axi_rready`` follows ``rd_data.ready`` combinationally); the write side sends
+    one beat per cycle at any lane offset while ``wr_data`` brings a word every cycle
+    (``wr_data.ready`` follows ``m_axi_wready`` combinationally).
     """
 
     def __init__(self, *, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
@@ -379,25 +381,27 @@ class AxiDma(wiring.Component):
             wleft_now.eq(Mux(wfirst, wr_r.nbytes, wseg_left)),
             wneed.eq(Mux(wleft_now < nbytes - wlane, wleft_now, nbytes - wlane)),
         ]
-        # Words are taken while there is room; after the transfer's ``last`` word no more
-        # are taken until its final beat has gone, which also drops the padding.
+        # A word is taken when it fits beside the bytes still held after this cycle's
+        # beat. A beat uses at most a word's bytes and a word comes in whenever no more
+        # than a word's stay behind, so while words come every cycle the register holds
+        # a whole beat's bytes every cycle: with a ready slave one beat leaves per cycle
+        # at any lane offset. After the transfer's ``last`` word no more are taken until
+        # its final beat has gone, which also drops the padding.
         got_last = Signal()
         w_fire = Signal()
         in_fire = Signal()
+        wbase = Signal(2 * width)
+        wbase_fill = Signal(range(2 * nbytes + 1))
         m.d.comb += [
-            self.wr_data.ready.eq(~got_last & (wfill <= nbytes)),
-            in_fire.eq(self.wr_data.valid & self.wr_data.ready),
             self.m_axi_wvalid.eq(wr_desc.r_rdy & (wfill >= wneed)),
             self.m_axi_wdata.eq((wacc << (wlane * 8))[:width]),
             self.m_axi_wstrb.eq(((Const(1, nbytes + 1) << wneed) - 1) << wlane),
             self.m_axi_wlast.eq(wleft_now == wneed),
             w_fire.eq(self.m_axi_wvalid & self.m_axi_wready),
-        ]
-        wbase = Signal(2 * width)
-        wbase_fill = Signal(range(2 * nbytes + 1))
-        m.d.comb += [
             wbase.eq(Mux(w_fire, wacc >> (wneed * 8), wacc)),
             wbase_fill.eq(Mux(w_fire, wfill - wneed, wfill)),
+            self.wr_data.ready.eq(~got_last & (wbase_fill <= nbytes)),
+            in_fire.eq(self.wr_data.valid & self.wr_data.ready),
         ]
         m.d.sync += [wacc.eq(wbase), wfill.eq(wbase_fill)]
         with m.If(in_fire):

@@ -417,9 +417,12 @@ def _window(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool=Pool.NONE):
     (load(Buffer.IBUF, 0x4006, 120, rows=40, stride=3), 88),
     (load(Buffer.WBUF, 0x4002, 6, rows=3, stride=9), 41),
     (load(Buffer.PBUF, 0x4000, 320), 78),
-    (store(0x8003, 512), 134),
+    (store(0x8003, 512), 72),
     (store(0x8000, 400, rows=4, stride=140), 59),
-    (store(0x8003, 480, rows=16, stride=70), 123),
+    (store(0x8003, 480, rows=16, stride=70), 83),
+    (store(0x8007, 1665, rows=5, stride=333), 220),
+    (store(0x8FF3, 2100, rows=3, stride=1029), 272),  # first row across a 4 KiB page
+    (store(0x8006, 120, rows=40, stride=3), 67),  # single-beat bursts held back by DDR
 ])
 def test_cycle_model_matches_the_rtl(instr, rtl):
     assert instruction_cycles(instr, RTL_ARCH) == rtl
