@@ -66,9 +66,8 @@ UNIT_OVERHEAD_CYCLES = 2
 #: Cycles per job beyond the engine's pipeline latency: the command, the parameter
 #: beat and the turnarounds of each engine's job control.
 JOB_CYCLES = {EngineKind.CONV: 4, EngineKind.DEPTHWISE: 4, EngineKind.POINTWISE: 4}
-#: Cycles a CONV job with a fused pool ends earlier when the pool drops the last row or
-#: column of the convolution (the job ends on its last window, not on the drained
-#: pipeline).
+#: Cycles a CONV job with a fused pool ends earlier when the pool drops the last row of
+#: the convolution (the job ends on its last window, not on the drained pipeline).
 DROPPED_TAIL_CYCLES = 12
 #: The window generator's latency from a pixel to the window it completes, plus the
 #: cycle its frame configuration takes.
@@ -98,8 +97,13 @@ def unit_cycles(instr, arch: ArchConfig) -> int:
     generator: one cycle per pixel, ``in_w`` per bottom-padding row the windows reach,
     the right-padding columns the last window reaches, and :data:`FRAME_CYCLES`; the
     ``K * K`` weight beats of a tile overlap the pixels streamed before the first window
-    is complete. When ``pad_left + pad_right >= conv_k_max`` (padding as the generator
-    sees it), each output row but the last flushes its right padding as well.
+    is complete. When ``pad_left + pad_right >= conv_k_max`` or ``in_w < pad_right``
+    (padding as the generator sees it), each output row but the last flushes its right
+    padding as well.
+
+    Exact for DEPTHWISE and POINTWISE and for CONV without a fused pool on frames
+    wider than their padding; within 6 % otherwise (``tests/hw/test_seml_engine_units.py``
+    compares it with the RTL on random instructions).
 
     ``instr`` has the COMPUTE fields as attributes (an :class:`hw.isa.Instruction`).
     """
@@ -129,11 +133,11 @@ def unit_cycles(instr, arch: ArchConfig) -> int:
         bottom = max(0, (oh - 1) * s + km - pt - h)
         right = max(0, (ow - 1) * s + km - pl - w)
         frame = h * w + bottom * w + right + FRAME_CYCLES
-        if pl + pr >= km:
+        if pl + pr >= km or w < pr:
             frame += (min(oh, h) - 1) * pr
         first = (km - 1 - pt) * w + (km - 1 - pl) + FRAME_CYCLES
         stream = tiles * (frame + max(0, k * k - first))
-        if engine is Engine.CONV and instr.pool is Pool.MAX and (oh % 2 or ow % 2):
+        if engine is Engine.CONV and instr.pool is Pool.MAX and oh % 2:
             stream -= DROPPED_TAIL_CYCLES
     job = JOB_CYCLES[kind] + engine_latency(arch, kind)
     return UNIT_OVERHEAD_CYCLES + groups * (job + stream)
