@@ -209,33 +209,27 @@ class SemlCore(wiring.Component):
             add.b_data.eq(ibuf.r1_data),
         ]
 
-        for i in range(len(c_ibuf)):
-            addr, en, data_ = ibuf.read_port(2 + i)
-            users = [(engine, unit.ibuf_port(i)) for engine, unit in units.items()
-                     if i < len(unit.ibuf_read_widths)]
-            m.d.comb += [u_data.eq(data_) for _, (_, _, u_data) in users]
-            with m.Switch(sel):
-                for engine, (u_addr, u_en, _) in users:
-                    with m.Case(engine):
-                        m.d.comb += [addr.eq(u_addr), en.eq(u_en)]
-        for i in range(len(c_wbuf)):
-            addr, en, data_ = wbuf.read_port(i)
-            users = [(engine, unit.wbuf_port(i)) for engine, unit in units.items()
-                     if i < len(unit.wbuf_read_widths)]
-            m.d.comb += [u_data.eq(data_) for _, (_, _, u_data) in users]
-            with m.Switch(sel):
-                for engine, (u_addr, u_en, _) in users:
-                    with m.Case(engine):
-                        m.d.comb += [addr.eq(u_addr), en.eq(u_en)]
-        for i in range(c_pbuf):
+        def share(buffer_port, count, accessor, ports_of):
+            """Connect read port ``i`` of each unit to shared buffer port ``i``: data to
+            all of them, address and enable from the selected one."""
+            for i in range(count):
+                addr, en, data_ = buffer_port(i)
+                users = [(engine, getattr(unit, accessor)(i)) for engine, unit in units.items()
+                         if i < ports_of(unit)]
+                m.d.comb += [u_data.eq(data_) for _, (_, _, u_data) in users]
+                with m.Switch(sel):
+                    for engine, (u_addr, u_en, _) in users:
+                        with m.Case(engine):
+                            m.d.comb += [addr.eq(u_addr), en.eq(u_en)]
+
+        def pbuf_port(_):
             rp = pbuf.read_port()
-            users = [(engine, unit.pbuf_port(i)) for engine, unit in units.items()
-                     if i < unit.pbuf_read_ports]
-            m.d.comb += [u_data.eq(rp.data) for _, (_, _, u_data) in users]
-            with m.Switch(sel):
-                for engine, (u_addr, u_en, _) in users:
-                    with m.Case(engine):
-                        m.d.comb += [rp.addr.eq(u_addr), rp.en.eq(u_en)]
+            return rp.addr, rp.en, rp.data
+
+        share(lambda i: ibuf.read_port(2 + i), len(c_ibuf), "ibuf_port",
+              lambda u: len(u.ibuf_read_widths))
+        share(wbuf.read_port, len(c_wbuf), "wbuf_port", lambda u: len(u.wbuf_read_widths))
+        share(pbuf_port, c_pbuf, "pbuf_port", lambda u: u.pbuf_read_ports)
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
         for q in range(len(c_obuf)):
             w_addr, w_data, w_count = obuf.write_port(q)
