@@ -53,6 +53,7 @@ __all__ = [
     "ProgramHeader",
     "Unit",
     "build_program",
+    "compute_fields",
     "crc32",
     "decode_instruction",
     "element_bytes",
@@ -152,6 +153,29 @@ def engine_kernel(k_h: int, k_w: int) -> int:
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise ValueError(f"Kernel size {name} must be a positive integer, not {value!r}")
     return int(max(k_h, k_w)) | 1
+
+
+def compute_fields(engine, in_hw, k, *, stride=(1, 1), pads=(0, 0, 0, 0), pool=None,
+                   fpool=(1, 1), in_c=1, out_c=1, act=(-128, 127), **fields) -> dict:
+    """Fields of a COMPUTE instruction whose ``out_h`` / ``out_w`` follow from its geometry.
+
+    ``in_hw`` is ``(in_h, in_w)``, ``k`` ``(k_h, k_w)``, ``stride`` ``(stride_h,
+    stride_w)``, ``pads`` ``(top, left, bottom, right)``, ``fpool`` the fused max-pool
+    window (applied when ``pool`` is MAX on a weighted engine); ``fields`` adds or
+    overrides any other field (addresses, ``mult``, ``shift``). The sizes are not checked:
+    the result may describe an illegal instruction.
+    """
+    pool = Pool.NONE if pool is None else pool
+    hp, wp = in_hw[0] + pads[0] + pads[2], in_hw[1] + pads[1] + pads[3]
+    oh, ow = (hp - k[0]) // stride[0] + 1, (wp - k[1]) // stride[1] + 1
+    if pool is Pool.MAX and engine is not Engine.POOL:
+        oh, ow = oh // fpool[0], ow // fpool[1]
+    word = {"engine": engine, "pool": pool, "in_c": in_c, "out_c": out_c, "in_h": in_hw[0],
+            "in_w": in_hw[1], "out_h": oh, "out_w": ow, "k_h": k[0], "k_w": k[1],
+            "stride_h": stride[0], "stride_w": stride[1], "pad_top": pads[0],
+            "pad_left": pads[1], "pad_bottom": pads[2], "pad_right": pads[3],
+            "fpool_h": fpool[0], "fpool_w": fpool[1], "act_lo": act[0], "act_hi": act[1]}
+    return {**word, **fields}
 
 
 def _padded(fields: dict) -> data.StructLayout:

@@ -22,6 +22,7 @@ from hw.isa import (
     ProgramFormatError,
     Unit,
     build_program,
+    compute_fields,
     decode_instruction,
     encode_instruction,
 )
@@ -95,16 +96,9 @@ def _iss_code(word):
 def _compute(engine, in_hw, k, stride=(1, 1), pads=(0, 0, 0, 0), pool=Pool.NONE,
              fpool=(1, 1), in_c=1, out_c=1, **fields):
     """A COMPUTE word whose ``out_h`` / ``out_w`` follow from its geometry."""
-    hp, wp = in_hw[0] + pads[0] + pads[2], in_hw[1] + pads[1] + pads[3]
-    oh, ow = (hp - k[0]) // stride[0] + 1, (wp - k[1]) // stride[1] + 1
-    if pool is Pool.MAX and engine is not Engine.POOL:
-        oh, ow = oh // fpool[0], ow // fpool[1]
-    word = {"engine": engine, "pool": pool, "in_c": in_c, "out_c": out_c, "in_h": in_hw[0],
-            "in_w": in_hw[1], "out_h": oh, "out_w": ow, "k_h": k[0], "k_w": k[1],
-            "stride_h": stride[0], "stride_w": stride[1], "pad_top": pads[0],
-            "pad_left": pads[1], "pad_bottom": pads[2], "pad_right": pads[3],
-            "fpool_h": fpool[0], "fpool_w": fpool[1], "act_lo": -128, "act_hi": 127}
-    return encode_instruction(Opcode.COMPUTE, **{**word, **fields})
+    return encode_instruction(Opcode.COMPUTE, **compute_fields(
+        engine, in_hw, k, stride=stride, pads=pads, pool=pool, fpool=fpool, in_c=in_c,
+        out_c=out_c, **fields))
 
 
 def _random_compute(rng):

@@ -178,25 +178,29 @@ async def dma_throughput(dut):
     assert write_cycles <= words * 1.3 + 40, write_cycles
 
 
-class ReadChannelLog:
-    """Per-cycle record of the AXI read data channel and of ``rd_data`` transfers."""
+class ChannelLog:
+    """Per-cycle record of an AXI data channel (``r`` or ``w``) and of the DMA stream on
+    the other side of it (``rd_data`` or ``wr_data``)."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, channel, stream):
         self.dut = dut
-        self.beats = []    # cycles with an R handshake
-        self.stalls = []   # cycles with ``rvalid`` high and ``rready`` low
-        self.words = []    # cycles with an ``rd_data`` transfer
+        self._valid = getattr(dut, f"m_axi_{channel}valid")
+        self._ready = getattr(dut, f"m_axi_{channel}ready")
+        self._s_valid = getattr(dut, f"{stream}__valid")
+        self._s_ready = getattr(dut, f"{stream}__ready")
+        self.beats = []    # cycles with a handshake on the AXI channel
+        self.stalls = []   # cycles with valid high and ready low
+        self.words = []    # cycles with a transfer on the DMA stream
         cocotb.start_soon(self._run())
 
     async def _run(self):
-        dut = self.dut
         cycle = 0
         while True:
-            await RisingEdge(dut.clk)
+            await RisingEdge(self.dut.clk)
             await ReadOnly()
-            if int(dut.m_axi_rvalid.value):
-                (self.beats if int(dut.m_axi_rready.value) else self.stalls).append(cycle)
-            if int(dut.rd_data__valid.value) and int(dut.rd_data__ready.value):
+            if int(self._valid.value):
+                (self.beats if int(self._ready.value) else self.stalls).append(cycle)
+            if int(self._s_valid.value) and int(self._s_ready.value):
                 self.words.append(cycle)
             cycle += 1
 
@@ -225,7 +229,7 @@ async def dma_read_rate(dut):
     rng = random.Random(args["seed"] + 11)
     image = bytes(rng.getrandbits(8) for _ in range(RAM_SIZE))
     tb.ram.write(0, image)
-    log = ReadChannelLog(dut)
+    log = ChannelLog(dut, "r", "rd_data")
     for offset, rows, row_bytes, stride in RATE_READS:
         addr = 0x3000 - 256 + offset
         log.clear()
@@ -245,32 +249,6 @@ async def dma_read_rate(dut):
     await tb.wait_idle("rd_idle")
 
 
-class WriteChannelLog:
-    """Per-cycle record of the AXI write data channel and of ``wr_data`` transfers."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.beats = []    # cycles with a W handshake
-        self.stalls = []   # cycles with ``wvalid`` high and ``wready`` low
-        self.words = []    # cycles with a ``wr_data`` transfer
-        cocotb.start_soon(self._run())
-
-    async def _run(self):
-        dut = self.dut
-        cycle = 0
-        while True:
-            await RisingEdge(dut.clk)
-            await ReadOnly()
-            if int(dut.m_axi_wvalid.value):
-                (self.beats if int(dut.m_axi_wready.value) else self.stalls).append(cycle)
-            if int(dut.wr_data__valid.value) and int(dut.wr_data__ready.value):
-                self.words.append(cycle)
-            cycle += 1
-
-    def clear(self):
-        self.beats, self.stalls, self.words = [], [], []
-
-
 #: Unaligned multi-burst writes of :func:`dma_write_rate`, as :data:`RATE_READS`, then
 #: rows shorter than a burst whose lane offset changes from row to row.
 RATE_WRITES = RATE_READS + [(2, 16, 30, 70)]
@@ -288,7 +266,7 @@ async def dma_write_rate(dut):
     image = bytes(rng.getrandbits(8) for _ in range(RAM_SIZE))
     tb.ram.write(0, image)
     model = bytearray(image)
-    log = WriteChannelLog(dut)
+    log = ChannelLog(dut, "w", "wr_data")
     for offset, rows, row_bytes, stride in RATE_WRITES:
         addr = 0x3000 - 256 + offset
         payload = bytes(rng.getrandbits(8) for _ in range(rows * row_bytes))

@@ -16,6 +16,7 @@ from hw.isa import (
     ProgramFormatError,
     Unit,
     build_program,
+    compute_fields,
     pack_pbuf_entry,
 )
 from sim import golden
@@ -244,19 +245,9 @@ def test_illegal_instructions_are_refused():
            ErrorCode.ILLEGAL_INSTRUCTION)
 
 
-def _conv_word(engine=Engine.CONV, in_hw=(8, 8), k=(3, 3), stride=(1, 1),
-               pads=(0, 0, 0, 0), pool=Pool.NONE, fpool=(1, 1), in_c=1, out_c=1, **fields):
+def _conv_word(engine=Engine.CONV, in_hw=(8, 8), k=(3, 3), **kwargs):
     """A COMPUTE whose ``out_h`` / ``out_w`` follow from its geometry."""
-    hp, wp = in_hw[0] + pads[0] + pads[2], in_hw[1] + pads[1] + pads[3]
-    oh, ow = (hp - k[0]) // stride[0] + 1, (wp - k[1]) // stride[1] + 1
-    if pool is Pool.MAX and engine is not Engine.POOL:
-        oh, ow = oh // fpool[0], ow // fpool[1]
-    word = {"engine": engine, "pool": pool, "in_c": in_c, "out_c": out_c, "in_h": in_hw[0],
-            "in_w": in_hw[1], "out_h": oh, "out_w": ow, "k_h": k[0], "k_w": k[1],
-            "stride_h": stride[0], "stride_w": stride[1], "pad_top": pads[0],
-            "pad_left": pads[1], "pad_bottom": pads[2], "pad_right": pads[3],
-            "fpool_h": fpool[0], "fpool_w": fpool[1], "act_lo": -128, "act_hi": 127}
-    return I(Opcode.COMPUTE, **{**word, **fields})
+    return I(Opcode.COMPUTE, **compute_fields(engine, in_hw, k, **kwargs))
 
 
 def _legal(*instrs, arch=ARCH):
@@ -378,14 +369,9 @@ def _compute(engine, in_c, out_c, out_h, out_w, k, pool=Pool.NONE, fpool=(1, 1))
 
 
 def _window(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool=Pool.NONE):
-    pt, pl, pb, pr = pads
-    out_h = (in_h + pt + pb - k[0]) // stride + 1
-    out_w = (in_w + pl + pr - k[1]) // stride + 1
-    fpool = (2, 2) if pool is Pool.MAX else (1, 1)
-    return I(Opcode.COMPUTE, engine=engine, pool=pool, in_c=in_c, out_c=out_c, in_h=in_h,
-             in_w=in_w, out_h=out_h // fpool[0], out_w=out_w // fpool[1], k_h=k[0], k_w=k[1],
-             stride_h=stride, stride_w=stride, pad_top=pt, pad_left=pl, pad_bottom=pb,
-             pad_right=pr, fpool_h=fpool[0], fpool_w=fpool[1])
+    return I(Opcode.COMPUTE, **compute_fields(
+        engine, (in_h, in_w), k, stride=(stride, stride), pads=pads, pool=pool,
+        fpool=(2, 2) if pool is Pool.MAX else (1, 1), in_c=in_c, out_c=out_c))
 
 
 @pytest.mark.parametrize("instr, rtl", [
