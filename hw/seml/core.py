@@ -169,7 +169,11 @@ class SemlCore(wiring.Component):
         c_obuf = widths("obuf_write_widths")
         c_obuf[0] = max(c_obuf[0], add.beat_bytes)
         c_pbuf = max(unit.pbuf_read_ports for unit in units.values())
-        ibuf_reads = [add.beat_bytes, add.beat_bytes] + c_ibuf
+        # ADD's two operand reads share IBUF ports 0 and 1 with the COMPUTE units (one of
+        # them runs at a time): every read port is another copy of the banks.
+        c_ibuf += [1] * (2 - len(c_ibuf))
+        c_ibuf[:2] = [max(w, add.beat_bytes) for w in c_ibuf[:2]]
+        ibuf_reads = c_ibuf
         banks = _pow2_at_least(max([nbytes] + c_obuf + ibuf_reads + c_wbuf))
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
                                               read_widths=ibuf_reads, write_widths=[nbytes])
@@ -201,23 +205,24 @@ class SemlCore(wiring.Component):
             obuf.r0_addr.eq(store.obuf_r_addr),
             obuf.r0_en.eq(store.obuf_r_en),
             store.obuf_r_data.eq(obuf.r0_data),
-            ibuf.r0_addr.eq(add.a_addr),
-            ibuf.r0_en.eq(add.a_en),
-            add.a_data.eq(ibuf.r0_data),
-            ibuf.r1_addr.eq(add.b_addr),
-            ibuf.r1_en.eq(add.b_en),
-            add.b_data.eq(ibuf.r1_data),
         ]
 
-        def share(buffer_port, count, accessor, ports_of):
+        def share(buffer_port, count, accessor, ports_of, add_ports=()):
             """Connect read port ``i`` of each unit to shared buffer port ``i``: data to
-            all of them, address and enable from the selected one."""
+            all of them, address and enable from the selected one (from ADD's port ``i``
+            while ADD runs)."""
             for i in range(count):
                 addr, en, data_ = buffer_port(i)
                 users = [(engine, getattr(unit, accessor)(i)) for engine, unit in units.items()
                          if i < ports_of(unit)]
                 m.d.comb += [u_data.eq(data_) for _, (_, _, u_data) in users]
-                with m.Switch(sel):
+                adds = i < len(add_ports)
+                if adds:
+                    m.d.comb += add_ports[i][2].eq(data_)
+                with m.If(add.busy & adds):
+                    if adds:
+                        m.d.comb += [addr.eq(add_ports[i][0]), en.eq(add_ports[i][1])]
+                with m.Else(), m.Switch(sel):
                     for engine, (u_addr, u_en, _) in users:
                         with m.Case(engine):
                             m.d.comb += [addr.eq(u_addr), en.eq(u_en)]
@@ -226,8 +231,8 @@ class SemlCore(wiring.Component):
             rp = pbuf.read_port()
             return rp.addr, rp.en, rp.data
 
-        share(lambda i: ibuf.read_port(2 + i), len(c_ibuf), "ibuf_port",
-              lambda u: len(u.ibuf_read_widths))
+        share(ibuf.read_port, len(c_ibuf), "ibuf_port", lambda u: len(u.ibuf_read_widths),
+              add_ports=[(add.a_addr, add.a_en, add.a_data), (add.b_addr, add.b_en, add.b_data)])
         share(wbuf.read_port, len(c_wbuf), "wbuf_port", lambda u: len(u.wbuf_read_widths))
         share(pbuf_port, c_pbuf, "pbuf_port", lambda u: u.pbuf_read_ports)
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
