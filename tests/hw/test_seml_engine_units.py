@@ -107,3 +107,17 @@ def test_unit_cycles_refuses_pool():
         out_h=1, out_w=1, k_h=2, k_w=2, stride_h=1, stride_w=1))
     with pytest.raises(ValueError, match="does not run on an engine unit"):
         unit_cycles(instr, ARCH)
+
+
+def test_engine_unit_ports_and_arguments():
+    conv = EngineUnit(ARCH, EngineKind.CONV)
+    assert (conv.ibuf_read_widths, conv.pbuf_read_ports) == ([1] * 2, 3)
+    assert conv.wbuf_read_widths == [1] * 6 and conv.obuf_write_widths == [1] * 3
+    pointwise = EngineUnit(ARCH.replace(weight_bits=12, act_bits=12), EngineKind.POINTWISE)
+    # one port per output lane reads the Pi consecutive 2-byte weights of its tile
+    assert pointwise.wbuf_read_widths == [8, 8] and pointwise.ibuf_read_widths == [2] * 4
+    assert EngineUnit(ARCH, EngineKind.DEPTHWISE).wbuf_read_widths == [1] * 4
+    with pytest.raises(TypeError, match="arch must be an ArchConfig, not None"):
+        EngineUnit(None, EngineKind.CONV)
+    with pytest.raises(TypeError, match="kind must be an EngineKind, not 'conv'"):
+        EngineUnit(ARCH, "conv")
