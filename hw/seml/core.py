@@ -31,7 +31,7 @@ from .compute import PoolWindowUnit
 from .csr import ControlStatusRegisters
 from .decode import HeaderCheck, InstructionDecoder
 from .dma import AxiDma
-from .engine_units import EngineKind, EngineUnit
+from .engine_units import EngineUnit
 from .fetch import AxiReadArbiter, InstructionFetch
 from .units import AddUnit, LoadUnit, StoreUnit, pbuf_layout
 
@@ -142,9 +142,9 @@ class SemlCore(wiring.Component):
         m.submodules.store = store = StoreUnit(arch)
         m.submodules.add = add = AddUnit(arch)
         units = {
-            Engine.CONV: EngineUnit(arch, EngineKind.CONV),
-            Engine.DEPTHWISE: EngineUnit(arch, EngineKind.DEPTHWISE),
-            Engine.POINTWISE: EngineUnit(arch, EngineKind.POINTWISE),
+            Engine.CONV: EngineUnit(arch, Engine.CONV),
+            Engine.DEPTHWISE: EngineUnit(arch, Engine.DEPTHWISE),
+            Engine.POINTWISE: EngineUnit(arch, Engine.POINTWISE),
             Engine.POOL: PoolWindowUnit(arch),
         }
         for engine, unit in units.items():

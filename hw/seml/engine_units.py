@@ -36,7 +36,6 @@ taken: one beat per cycle, and back-pressure from the engine simply holds the re
 
 from __future__ import annotations
 
-import enum
 import functools
 
 from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
@@ -52,20 +51,14 @@ from ..engines.pointwise import PointwiseEngine
 from ..isa import INSTRUCTION, Engine, Pool, element_bytes, engine_kernel, weight_element_bytes
 from .units import bytes_from_lanes, pbuf_layout
 
-__all__ = ["EngineKind", "EngineUnit", "engine_latency", "unit_cycles"]
-
-
-class EngineKind(enum.Enum):
-    CONV = "conv"
-    DEPTHWISE = "depthwise"
-    POINTWISE = "pointwise"
+__all__ = ["EngineUnit", "engine_latency", "unit_cycles"]
 
 
 #: Cycles of a COMPUTE spent outside its jobs (start to SETUP, last ``done`` to idle).
 UNIT_OVERHEAD_CYCLES = 2
 #: Cycles per job beyond the engine's pipeline latency: the command, the parameter
 #: beat and the turnarounds of each engine's job control.
-JOB_CYCLES = {EngineKind.CONV: 4, EngineKind.DEPTHWISE: 4, EngineKind.POINTWISE: 4}
+JOB_CYCLES = {Engine.CONV: 4, Engine.DEPTHWISE: 4, Engine.POINTWISE: 4}
 #: Cycles a CONV job with a fused pool ends earlier when the pool drops the last row of
 #: the convolution (the job ends on its last window, not on the drained pipeline).
 DROPPED_TAIL_CYCLES = 12
@@ -75,11 +68,12 @@ FRAME_CYCLES = 3
 
 
 @functools.lru_cache(maxsize=64)
-def engine_latency(arch: ArchConfig, kind: EngineKind) -> int:
-    """Pipeline latency of the engine a unit of ``kind`` wraps for ``arch``."""
-    cls = {EngineKind.CONV: ConvEngine, EngineKind.DEPTHWISE: DepthwiseEngine,
-           EngineKind.POINTWISE: PointwiseEngine}[kind]
-    engine = cls(arch, pool=True) if kind is EngineKind.CONV else cls(arch)
+def engine_latency(arch: ArchConfig, kind: Engine) -> int:
+    """Pipeline latency of the engine a unit for ``kind`` (CONV, DEPTHWISE, POINTWISE)
+    wraps for ``arch``."""
+    cls = {Engine.CONV: ConvEngine, Engine.DEPTHWISE: DepthwiseEngine,
+           Engine.POINTWISE: PointwiseEngine}[kind]
+    engine = cls(arch, pool=True) if kind is Engine.CONV else cls(arch)
     return engine.latency
 
 
@@ -107,17 +101,14 @@ def unit_cycles(instr, arch: ArchConfig) -> int:
 
     ``instr`` has the COMPUTE fields as attributes (an :class:`hw.isa.Instruction`).
     """
-    engine = instr.engine
+    kind = engine = instr.engine
     if engine is Engine.POINTWISE:
-        kind = EngineKind.POINTWISE
         tiles, groups = _cdiv(instr.in_c, arch.pw_pi), _cdiv(instr.out_c, arch.pw_po)
         stream = tiles * instr.out_h * instr.out_w
     else:
         if engine is Engine.CONV:
-            kind = EngineKind.CONV
             tiles, groups = _cdiv(instr.in_c, arch.conv_pi), _cdiv(instr.out_c, arch.conv_po)
         elif engine is Engine.DEPTHWISE:
-            kind = EngineKind.DEPTHWISE
             tiles, groups = 1, _cdiv(instr.out_c, arch.dw_channels)
         else:
             raise ValueError(f"Engine {engine!r} does not run on an engine unit")
@@ -171,7 +162,8 @@ class EngineUnit(wiring.Component):
     Parameters
     ----------
     arch : ArchConfig
-    kind : EngineKind
+    kind : Engine
+        CONV, DEPTHWISE or POINTWISE.
 
     Members
     -------
@@ -190,20 +182,20 @@ class EngineUnit(wiring.Component):
         output lane.
     """
 
-    def __init__(self, arch: ArchConfig, kind: EngineKind):
+    def __init__(self, arch: ArchConfig, kind: Engine):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
-        if not isinstance(kind, EngineKind):
-            raise TypeError(f"kind must be an EngineKind, not {kind!r}")
+        if kind not in (Engine.CONV, Engine.DEPTHWISE, Engine.POINTWISE):
+            raise TypeError(f"kind must be Engine.CONV, DEPTHWISE or POINTWISE, not {kind!r}")
         self.arch = arch
         self.kind = kind
         self._e = element_bytes(arch.act_bits)
         self._we = weight_element_bytes(arch)
-        if kind is EngineKind.CONV:
+        if kind is Engine.CONV:
             self.engine = ConvEngine(arch, pool=True)
             self.pi, self.lanes = arch.conv_pi, arch.conv_po
             wbuf = [self._we] * (self.pi * self.lanes)
-        elif kind is EngineKind.DEPTHWISE:
+        elif kind is Engine.DEPTHWISE:
             self.engine = DepthwiseEngine(arch)
             self.pi = self.lanes = arch.dw_channels
             wbuf = [self._we] * self.lanes
@@ -267,7 +259,7 @@ class EngineUnit(wiring.Component):
         arch, kind = self.arch, self.kind
         e, we = self._e, self._we
         P, L = self.pi, self.lanes
-        windowed = kind is not EngineKind.POINTWISE
+        windowed = kind is not Engine.POINTWISE
         m.submodules.engine = eng = self.engine
         c = self.instr.compute
 
@@ -323,11 +315,11 @@ class EngineUnit(wiring.Component):
             with m.State("SETUP"):
                 taps = k_h * k_w * we
                 m.d.sync += [
-                    tiles.eq((in_c + (P - 1)) // P if kind is not EngineKind.DEPTHWISE else 1),
+                    tiles.eq((in_c + (P - 1)) // P if kind is not Engine.DEPTHWISE else 1),
                     plane_in.eq(in_h * in_w * e),
                     plane_out.eq(out_h * out_w * e),
                     pixels_out.eq(out_h * out_w),
-                    w_m_stride.eq(taps if kind is EngineKind.DEPTHWISE else in_c * taps),
+                    w_m_stride.eq(taps if kind is Engine.DEPTHWISE else in_c * taps),
                     w_c_stride.eq(taps),
                     row_step.eq(stride_h * in_w * e),
                     col_step.eq(stride_w * e),
@@ -373,9 +365,9 @@ class EngineUnit(wiring.Component):
             ]
         else:
             m.d.comb += [cmd.pixels.eq(pixels_out), cmd.lo.eq(act_lo), cmd.hi.eq(act_hi)]
-        if kind is not EngineKind.DEPTHWISE:
+        if kind is not Engine.DEPTHWISE:
             m.d.comb += cmd.cin_tiles.eq(tiles)
-        if kind is EngineKind.CONV:
+        if kind is Engine.CONV:
             lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
             m.d.comb += [
                 cmd.pool_mode.eq(Mux(fused, PoolMode.MAX, PoolMode.BYPASS)),
@@ -431,7 +423,7 @@ class EngineUnit(wiring.Component):
                                      w_tbase.eq(nxt), w_row.eq(nxt), w_tap.eq(nxt)]
                         with m.If(last_tile_w):
                             m.d.sync += wf.active.eq(0)
-            if kind is EngineKind.CONV:
+            if kind is Engine.CONV:
                 for j in range(L):
                     for i in range(P):
                         addr, en, _ = self.wbuf_port(j * P + i)
@@ -458,7 +450,7 @@ class EngineUnit(wiring.Component):
         with m.If(wf.issue):
             m.d.sync += [r.eq(v) for r, v in zip(mask_w1, mask_w, strict=True)]
         for n, ok in enumerate(mask_w1):
-            if kind is EngineKind.POINTWISE:
+            if kind is Engine.POINTWISE:
                 j, i = divmod(n, P)
                 raw = self.wbuf_port(j)[2][8 * we * i:8 * we * (i + 1)]
             else:
@@ -478,7 +470,7 @@ class EngineUnit(wiring.Component):
         x_x = Signal(16)
         rows = in_h if windowed else out_h
         cols = in_w if windowed else out_w
-        base = g_ibase if kind is EngineKind.DEPTHWISE else ibuf_addr
+        base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
         with m.If(cmd_go):
             m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
                          x_tbase.eq(base), x_row.eq(base), x_ptr.eq(base)]
@@ -495,7 +487,7 @@ class EngineUnit(wiring.Component):
                                  x_tbase.eq(nxt), x_row.eq(nxt), x_ptr.eq(nxt)]
                     with m.If(x_tile == tiles - 1):
                         m.d.sync += xf.active.eq(0)
-        first_chan = m0 if kind is EngineKind.DEPTHWISE else x_c0
+        first_chan = m0 if kind is Engine.DEPTHWISE else x_c0
         for i in range(P):
             addr, en, data_ = self.ibuf_port(i)
             ok = Signal(name=f"x_ok{i}")

@@ -14,13 +14,12 @@ from amaranth.sim import Simulator
 
 from hw.arch import ArchConfig
 from hw.isa import Engine, Opcode, Pool, decode_instruction, encode_instruction
-from hw.seml.engine_units import EngineKind, EngineUnit, unit_cycles
+from hw.seml.engine_units import EngineUnit, unit_cycles
 
 ARCH = ArchConfig(name="unit-timing", conv_pi=2, conv_po=3, dw_channels=4, pw_pi=4, pw_po=2,
                   max_width=20, max_height=20, conv_k_max=5)
 
-KINDS = {Engine.CONV: EngineKind.CONV, Engine.DEPTHWISE: EngineKind.DEPTHWISE,
-         Engine.POINTWISE: EngineKind.POINTWISE}
+KINDS = (Engine.CONV, Engine.DEPTHWISE, Engine.POINTWISE)
 
 
 def _instruction(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool):
@@ -90,7 +89,7 @@ def _measure(kind, words):
 def test_unit_cycles_match_the_rtl(engine):
     rng = random.Random(int(engine.value) + 11)
     words = _random_instructions(rng, engine, 10)
-    measured = _measure(KINDS[engine], words)
+    measured = _measure(engine, words)
     exact = 0
     for word, rtl in zip(words, measured, strict=True):
         instr = decode_instruction(word)
@@ -110,14 +109,16 @@ def test_unit_cycles_refuses_pool():
 
 
 def test_engine_unit_ports_and_arguments():
-    conv = EngineUnit(ARCH, EngineKind.CONV)
+    conv = EngineUnit(ARCH, Engine.CONV)
     assert (conv.ibuf_read_widths, conv.pbuf_read_ports) == ([1] * 2, 3)
     assert conv.wbuf_read_widths == [1] * 6 and conv.obuf_write_widths == [1] * 3
-    pointwise = EngineUnit(ARCH.replace(weight_bits=12, act_bits=12), EngineKind.POINTWISE)
+    pointwise = EngineUnit(ARCH.replace(weight_bits=12, act_bits=12), Engine.POINTWISE)
     # one port per output lane reads the Pi consecutive 2-byte weights of its tile
     assert pointwise.wbuf_read_widths == [8, 8] and pointwise.ibuf_read_widths == [2] * 4
-    assert EngineUnit(ARCH, EngineKind.DEPTHWISE).wbuf_read_widths == [1] * 4
+    assert EngineUnit(ARCH, Engine.DEPTHWISE).wbuf_read_widths == [1] * 4
     with pytest.raises(TypeError, match="arch must be an ArchConfig, not None"):
-        EngineUnit(None, EngineKind.CONV)
-    with pytest.raises(TypeError, match="kind must be an EngineKind, not 'conv'"):
+        EngineUnit(None, Engine.CONV)
+    with pytest.raises(TypeError, match="kind must be Engine.CONV, DEPTHWISE or POINTWISE, not 'conv'"):
         EngineUnit(ARCH, "conv")
+    with pytest.raises(TypeError, match="not <Engine.POOL: 3>"):
+        EngineUnit(ARCH, Engine.POOL)
