@@ -18,15 +18,16 @@ checks an imported QDQ model against onnxruntime's own integer execution.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from compiler.errors import QuantizationError
-from compiler.ir import Graph, Layer, OpKind, execute, run_float
+from compiler.ir import Graph, Layer, OpKind
+from compiler.onnxrun import onnx_runs
 from compiler.quant.report import QuantReport
+from compiler.reference import execute, run_float
+from compiler.samples import as_batches
 from sim import golden
 
 __all__ = [
@@ -106,22 +107,12 @@ def run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
                             f"{kind.value!r}")
 
 
-def _as_batches(graph: Graph, inputs) -> dict[str, np.ndarray]:
-    from compiler.passes.quantize import input_to_ir
-    if not isinstance(inputs, dict):
-        if len(graph.inputs) != 1:
-            raise QuantizationError(f"Graph has {len(graph.inputs)} inputs; pass a dict of "
-                                    f"input name to samples")
-        inputs = {graph.inputs[0]: inputs}
-    return {n: input_to_ir(graph, n, inputs[n]) for n in graph.inputs}
-
-
 def quantize_inputs(graph: Graph, inputs) -> dict[str, np.ndarray]:
     """Float samples of every graph input as integers at the input's scale.
 
     Rounding is half to even, as ONNX ``QuantizeLinear``.
     """
-    batches = _as_batches(graph, inputs)
+    batches = as_batches(graph, inputs)
     act_bits = next((layer.quant.act_bits for layer in graph.layers if layer.quant is not None),
                     None)
     if act_bits is None:
@@ -165,69 +156,6 @@ def run_golden(graph: Graph, inputs, *, keep_all: bool = False) -> GoldenResult:
 
 # Comparison with onnxruntime ---------------------------------------------------------
 
-def _load(model):
-    import onnx
-    if isinstance(model, (str, Path)):
-        return onnx.load(str(model))
-    return model
-
-
-def _session(model, extra_outputs):
-    import onnx
-    import onnxruntime as ort
-    model = _load(model)
-    produced = {o for node in model.graph.node for o in node.output}
-    present = {o.name for o in model.graph.output}
-    exposed = [t for t in extra_outputs if t in produced and t not in present]
-    if exposed:
-        model = onnx.ModelProto.FromString(model.SerializeToString())
-        for name in exposed:
-            model.graph.output.append(
-                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return session, model
-
-
-def onnx_runs(model, graph: Graph, inputs, tensors=None):
-    """Run onnxruntime on ``model`` one sample at a time.
-
-    Yields, per sample, a dict of the requested ``tensors`` (default: every IR
-    tensor the model also computes) that onnxruntime produced, as float32 arrays
-    shaped like the IR tensors ``(C, H, W)``. Intermediate tensors are exposed as
-    extra model outputs.
-    """
-    batches = _as_batches(graph, inputs)
-    wanted = list(tensors) if tensors is not None else list(graph.tensors)
-    session, _ = _session(model, wanted)
-    names = [o.name for o in session.get_outputs()]
-    keep = [name in wanted for name in names]
-    feeds_meta = {i.name: i for i in session.get_inputs()}
-    n = len(next(iter(batches.values())))
-    for k in range(n):
-        feed = {}
-        for name, batch in batches.items():
-            meta = feeds_meta[name]
-            shape = [d if isinstance(d, int) else 1 for d in meta.shape]
-            feed[name] = batch[k].reshape(shape).astype(np.float32)
-        values = {}
-        for name, value, wanted_name in zip(names, session.run(names, feed), keep):
-            if not wanted_name:
-                continue
-            value = np.asarray(value)
-            shape = graph.tensors[name].shape if name in graph.tensors else None
-            if shape is not None and value.size == math.prod(shape):
-                value = value.reshape(shape)
-            elif value.shape[:1] == (1,):
-                value = value[0]
-            values[name] = value
-        yield values
-
-
 def onnx_reference(model, graph: Graph, inputs, tensors=None) -> dict[str, np.ndarray]:
     """Run onnxruntime on ``model`` and return ``tensors`` (default: every IR tensor the
     model also computes), as ``(N, C, H, W)`` float64 arrays shaped like the IR tensors.
@@ -260,7 +188,7 @@ def compare_with_onnx(graph: Graph, model, inputs, report: QuantReport | None = 
         Float graph for tensors the ONNX model does not compute (layers the
         frontend synthesized): their SNR is measured against it instead.
     """
-    batches = _as_batches(graph, inputs)
+    batches = as_batches(graph, inputs)
     result = run_golden(graph, batches, keep_all=True)
     ref = onnx_reference(model, graph, batches)
     per_layer = {}
@@ -319,7 +247,7 @@ def compare_with_qdq(graph: Graph, qdq_model, inputs) -> dict:
     Returns, per graph output, the fraction of elements within one LSB of
     onnxruntime's integer result, the largest difference in LSBs and the SNR.
     """
-    batches = _as_batches(graph, inputs)
+    batches = as_batches(graph, inputs)
     result = run_golden(graph, batches)
     ref = onnx_reference(qdq_model, graph, batches, tensors=graph.outputs)
     figures = {}

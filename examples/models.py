@@ -41,7 +41,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler.frontend.ops import CONV_KERNELS
+from hw.arch import KERNEL_SIZES as CONV_KERNELS
 
 __all__ = [
     "DEFAULT_OPSET",

@@ -19,7 +19,6 @@ and the CRC-32 and raises :class:`ProgramFormatError` on any mismatch.
 from __future__ import annotations
 
 import numbers
-import struct
 import zlib
 from dataclasses import dataclass
 
@@ -30,9 +29,11 @@ from hw.weight_codes import code_width
 
 __all__ = [
     "ADD_LAYOUT",
+    "CIN_TILES_MAX",
     "COMPUTE_LAYOUT",
     "DMA_LAYOUT",
     "END_LAYOUT",
+    "ENGINE_STRIDES",
     "FORMATS",
     "HEADER_BYTES",
     "HEADER_LAYOUT",
@@ -41,8 +42,11 @@ __all__ = [
     "INSTR_BYTES",
     "ISA_VERSION",
     "MAGIC",
+    "MAX_SHIFT",
     "PBUF_ENTRY_BYTES",
+    "PBUF_RECORD_LAYOUT",
     "SYNC_LAYOUT",
+    "TILE_BITS",
     "Buffer",
     "Engine",
     "ErrorCode",
@@ -60,10 +64,15 @@ __all__ = [
     "encode_instruction",
     "engine_kernel",
     "field_range",
+    "header_field",
+    "max_shift",
     "pack_pbuf_entry",
     "parse_program",
+    "pbuf_record_fields",
+    "qrange",
     "unpack_pbuf_entry",
     "weight_element_bytes",
+    "window_out",
 ]
 
 #: Version of the instruction set and binary formats; bumped on any incompatible change
@@ -166,8 +175,8 @@ def compute_fields(engine, in_hw, k, *, stride=(1, 1), pads=(0, 0, 0, 0), pool=N
     the result may describe an illegal instruction.
     """
     pool = Pool.NONE if pool is None else pool
-    hp, wp = in_hw[0] + pads[0] + pads[2], in_hw[1] + pads[1] + pads[3]
-    oh, ow = (hp - k[0]) // stride[0] + 1, (wp - k[1]) // stride[1] + 1
+    oh = window_out(in_hw[0], k[0], stride[0], pads[0], pads[2])
+    ow = window_out(in_hw[1], k[1], stride[1], pads[1], pads[3])
     if pool is Pool.MAX and engine is not Engine.POOL:
         oh, ow = oh // fpool[0], ow // fpool[1]
     word = {"engine": engine, "pool": pool, "in_c": in_c, "out_c": out_c, "in_h": in_hw[0],
@@ -380,6 +389,43 @@ _KNOWN = {opcode: frozenset(f.name for f in table if not f.reserved)
           for opcode, table in _TABLES.items()}
 
 
+def _layout_table(layout) -> tuple:
+    table = []
+    for name, field in layout:
+        shape = field.shape
+        lo, hi = ((-(1 << (field.width - 1)), (1 << (field.width - 1)) - 1) if shape.signed
+                  else (0, (1 << field.width) - 1))
+        table.append(_Field(name, field.offset, field.width, None, shape.signed, lo, hi,
+                            name == "reserved"))
+    return tuple(table)
+
+
+def _pack_layout(table, **fields) -> bytes:
+    """Little-endian bytes of a plain (non-instruction) layout from its field values."""
+    word = 0
+    for f in table:
+        if f.reserved:
+            continue
+        value = fields[f.name]
+        if not f.lo <= value <= f.hi:
+            raise ValueError(f"{f.name} must be between {f.lo} and {f.hi} ({f.width}-bit "
+                             f"field), not {value!r}")
+        word |= (value & ((1 << f.width) - 1)) << f.offset
+    size = (table[-1].offset + table[-1].width) // 8
+    return word.to_bytes(size, "little")
+
+
+def _unpack_layout(table, blob: bytes) -> dict:
+    value = int.from_bytes(blob, "little")
+    fields = {}
+    for f in table:
+        if f.reserved:
+            continue
+        raw = (value >> f.offset) & ((1 << f.width) - 1)
+        fields[f.name] = raw - (1 << f.width) if f.signed and raw >> (f.width - 1) else raw
+    return fields
+
+
 def field_range(opcode: Opcode, name: str) -> tuple[int, int]:
     """``(lo, hi)``: the values field ``name`` of ``opcode``'s format can hold."""
     for f in _TABLES[opcode]:
@@ -479,14 +525,9 @@ def crc32(data: bytes, value: int = 0) -> int:
     return zlib.crc32(data, value) & 0xFFFFFFFF
 
 
-# magic, version, header_bytes, arch_hash, instr_count, instr_bytes, flags,
-# weights_offset, weights_bytes, weights_crc32, ddr_bytes, 20 reserved bytes, crc32
-_HEADER = struct.Struct("<4sHHQIHHIIII20xI")
-assert _HEADER.size == HEADER_BYTES
-
-
-#: The header as a 512-bit word (byte 0 in the low bits), for hardware that checks it;
-#: the same fields and offsets as :class:`ProgramHeader`.
+#: The 64-byte program header as a 512-bit word (byte 0 in the low bits): the one
+#: definition of its fields and offsets (:class:`ProgramHeader` documents them). The
+#: encoder and parser here and the core's header check all read this layout.
 HEADER_LAYOUT = data.StructLayout({
     "magic": unsigned(32),
     "version": unsigned(16),
@@ -502,6 +543,17 @@ HEADER_LAYOUT = data.StructLayout({
     "reserved": unsigned(160),
     "crc32": unsigned(32),
 })
+assert HEADER_LAYOUT.size == 8 * HEADER_BYTES
+_HEADER_FIELDS = _layout_table(HEADER_LAYOUT)
+
+
+def header_field(name: str) -> tuple[int, int]:
+    """``(byte offset, bytes)`` of header field ``name`` (from :data:`HEADER_LAYOUT`)."""
+    field = HEADER_LAYOUT[name]
+    return field.offset // 8, field.width // 8
+
+
+_MAGIC_VALUE = int.from_bytes(MAGIC, "little")
 
 
 @dataclass(frozen=True)
@@ -552,9 +604,11 @@ def build_program(arch_hash: int, instructions, *, weights_offset=0, weights=b""
         weights_bytes = len(weights)
     if weights_crc32 is None:
         weights_crc32 = crc32(weights)
-    head = _HEADER.pack(MAGIC, ISA_VERSION, HEADER_BYTES, arch_hash, len(words) // INSTR_BYTES,
-                        INSTR_BYTES, 0, weights_offset, weights_bytes, weights_crc32,
-                        ddr_bytes, 0)
+    head = _pack_layout(_HEADER_FIELDS, magic=_MAGIC_VALUE, version=ISA_VERSION,
+                        header_bytes=HEADER_BYTES, arch_hash=arch_hash,
+                        instr_count=len(words) // INSTR_BYTES, instr_bytes=INSTR_BYTES, flags=0,
+                        weights_offset=weights_offset, weights_bytes=weights_bytes,
+                        weights_crc32=weights_crc32, ddr_bytes=ddr_bytes, crc32=0)
     crc = crc32(words, crc32(head[:HEADER_BYTES - 4]))
     return head[:HEADER_BYTES - 4] + crc.to_bytes(4, "little") + words
 
@@ -584,8 +638,13 @@ def parse_program(blob: bytes, arch_hash: int | None = None):
         raise ProgramFormatError(
             f"Program is truncated: {len(blob)} bytes, shorter than its "
             f"{HEADER_BYTES}-byte header; recompile the model", ErrorCode.BAD_CRC)
-    (magic, version, header_bytes, program_hash, count, instr_bytes, flags, weights_offset,
-     weights_bytes, weights_crc, ddr_bytes, crc) = _HEADER.unpack_from(blob)
+    h = _unpack_layout(_HEADER_FIELDS, blob[:HEADER_BYTES])
+    magic = h["magic"].to_bytes(4, "little")
+    version, header_bytes, program_hash = h["version"], h["header_bytes"], h["arch_hash"]
+    count, instr_bytes, flags = h["instr_count"], h["instr_bytes"], h["flags"]
+    weights_offset, weights_bytes, weights_crc = (h["weights_offset"], h["weights_bytes"],
+                                                  h["weights_crc32"])
+    ddr_bytes, crc = h["ddr_bytes"], h["crc32"]
     if magic != MAGIC:
         raise ProgramFormatError(
             f"Not a ConvForge program: magic is {magic!r}, expected {MAGIC!r}",
@@ -632,16 +691,83 @@ def weight_element_bytes(arch) -> int:
     return element_bytes(code_width(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits))
 
 
-_PBUF_ENTRY = struct.Struct("<qIB3x")
-assert _PBUF_ENTRY.size == PBUF_ENTRY_BYTES
+#: One per-output-channel parameter record as stored in DDR and moved by LOAD into PBUF
+#: (:data:`PBUF_ENTRY_BYTES`, little endian): the one definition of its fields and
+#: offsets. The DMA keeps the low ``bias_bits`` / ``mult_bits`` / ``shift_bits`` of each
+#: field (:class:`hw.arch.ArchConfig`); the compiler's weight image and the ISS read the
+#: same layout (:func:`pbuf_record_fields`).
+PBUF_RECORD_LAYOUT = data.StructLayout({
+    "bias": signed(64),
+    "mult": unsigned(32),
+    "shift": unsigned(8),
+    "reserved": unsigned(24),
+})
+assert PBUF_RECORD_LAYOUT.size == 8 * PBUF_ENTRY_BYTES
+_PBUF_FIELDS = _layout_table(PBUF_RECORD_LAYOUT)
+
+
+def pbuf_record_fields() -> list[tuple[str, int, int, bool]]:
+    """``(name, byte offset, bytes, signed)`` of each field of :data:`PBUF_RECORD_LAYOUT`
+    (the reserved bytes excluded)."""
+    return [(f.name, f.offset // 8, f.width // 8, f.signed) for f in _PBUF_FIELDS
+            if not f.reserved]
 
 
 def pack_pbuf_entry(bias: int, mult: int, shift: int) -> bytes:
     """One 16-byte PBUF record: int64 bias, uint32 multiplier, uint8 shift, 3 zero bytes."""
-    return _PBUF_ENTRY.pack(bias, mult, shift)
+    return _pack_layout(_PBUF_FIELDS, bias=bias, mult=mult, shift=shift)
 
 
 def unpack_pbuf_entry(record: bytes):
     """Inverse of :func:`pack_pbuf_entry`: ``(bias, mult, shift)``."""
-    return _PBUF_ENTRY.unpack(record)
+    f = _unpack_layout(_PBUF_FIELDS, record)
+    return f["bias"], f["mult"], f["shift"]
 
+
+# Limits ---------------------------------------------------------------------------------
+#
+# The one definition of each numeric limit the instruction set, the hardware and the
+# compiler share.
+
+#: Largest requantization shift any unit takes (the 64-bit datapath's rounding bound).
+MAX_SHIFT = 62
+
+#: Width of the engines' input-channel tile counter (a COMPUTE job's ``cin_tiles``).
+TILE_BITS = 12
+
+#: Most input-channel tiles (``ceil(in_c / lanes)``) one CONV or POINTWISE job counts.
+CIN_TILES_MAX = (1 << TILE_BITS) - 1
+
+#: Strides the CONV and DEPTHWISE engines run (equal on both axes).
+ENGINE_STRIDES = (1, 2)
+
+
+def qrange(bits):
+    """Range of a signed two's-complement integer of ``bits`` bits.
+
+    Parameters
+    ----------
+    bits : int
+        Width in bits, 2 to 63.
+
+    Returns
+    -------
+    (lo, hi) : tuple of int
+        ``(-2**(bits-1), 2**(bits-1) - 1)``.
+    """
+    if not isinstance(bits, numbers.Integral) or isinstance(bits, bool):
+        raise TypeError(f"bits must be an integer, not {bits!r}")
+    if not 2 <= bits <= 63:
+        raise ValueError(f"bits must be between 2 and 63, not {bits!r}")
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def max_shift(shift_bits: int) -> int:
+    """Largest shift a ``shift_bits``-bit field carries that the units accept."""
+    return min(MAX_SHIFT, (1 << shift_bits) - 1)
+
+
+def window_out(size: int, k: int, stride: int, pad_before: int = 0, pad_after: int = 0) -> int:
+    """Output size of a ``k``-wide window at ``stride`` over ``size`` padded by
+    ``pad_before`` / ``pad_after``: ``(size + pads - k) // stride + 1``."""
+    return (size + pad_before + pad_after - k) // stride + 1

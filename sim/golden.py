@@ -42,6 +42,9 @@ from numbers import Integral
 
 import numpy as np
 
+from hw import isa
+from hw.isa import qrange
+
 __all__ = [
     "accumulator_range",
     "add",
@@ -66,7 +69,7 @@ __all__ = [
 
 #: Largest shift :func:`round_shift` accepts; ``1 << (s - 1)`` and the rounded sum stay
 #: inside int64.
-MAX_SHIFT = 62
+MAX_SHIFT = isa.MAX_SHIFT
 
 # Below this every integer and every partial sum is exact in float64 (2**53, halved to
 # absorb the rounding of the bound itself, which is computed in floating point).
@@ -228,26 +231,6 @@ def _rescale(terms, s, lo, hi):
 def _half(s):
     """``1 << (s - 1)`` where ``s > 0``, else 0, elementwise."""
     return np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), np.int64(0))
-
-
-def qrange(bits):
-    """Range of a signed two's-complement integer of ``bits`` bits.
-
-    Parameters
-    ----------
-    bits : int
-        Width in bits, 2 to 63.
-
-    Returns
-    -------
-    (lo, hi) : tuple of int
-        ``(-2**(bits-1), 2**(bits-1) - 1)``.
-    """
-    if not _is_int(bits):
-        raise TypeError(f"bits must be an integer, not {bits!r}")
-    if not 2 <= bits <= 63:
-        raise ValueError(f"bits must be between 2 and 63, not {bits!r}")
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
 def round_shift(x, s):

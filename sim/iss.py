@@ -3,54 +3,64 @@
 The ISS is the reference the RTL is compared with: it decodes the program with
 :mod:`hw.isa`, keeps the four on-chip buffers of :class:`hw.arch.ArchConfig` as byte
 arrays, and executes every instruction with the numerics of :mod:`sim.golden`, so a
-compiled network run on the ISS equals the golden network runner bit for bit.
+compiled network run on the ISS equals the golden network runner bit for bit. A COMPUTE
+is checked by the rules of its engine kind (:func:`hw.engine_kinds.check_compute`) and
+executed by the kind's golden operation (:mod:`sim.engine_ops`).
 
-It also predicts time. :func:`instruction_cycles` is the cycle model of one
-instruction on its unit; :class:`ISS` combines those with the execution model of
-``docs/isa.md`` (in-order issue, one instruction per unit at a time, SYNC stalls)
-into per-instruction start/finish cycles and a total.
-
-Element codecs (:func:`decode_activations`, :func:`encode_activations`,
-:func:`encode_weights`, :func:`decode_weights`) and :data:`PBUF_RECORD` are the one
-definition of how activations, weights and per-channel parameters are stored in
-buffers and DDR; the compiler's weight image uses them.
+It also predicts time with the cycle model of :mod:`sim.timing` (in-order issue, one
+instruction per unit at a time, SYNC stalls). The storage formats are those of
+:mod:`sim.codecs`. Both are re-exported here.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw import weight_codes
 from hw.arch import ArchConfig
-from hw.engines.datapath import TILE_BITS
+from hw.engine_kinds import check_compute, engine_kind
 from hw.isa import (
-    INSTR_BYTES,
     PBUF_ENTRY_BYTES,
     Buffer,
-    Engine,
     ErrorCode,
-    Instruction,
     Opcode,
-    Pool,
     ProgramFormatError,
     Unit,
     crc32,
     element_bytes,
-    engine_kernel,
+    max_shift,
     parse_program,
+    qrange,
     weight_element_bytes,
 )
-from hw.seml.compute import DRAIN_CYCLES, POOL_LANES, pool_steps
-from hw.seml.core import MAX_BURST
-from hw.seml.dma import PAGE_BYTES
-from hw.seml.engine_units import unit_cycles
-from hw.seml.fetch import FETCH_DEPTH
-from hw.seml.units import add_chunk_beats, add_lanes
 from sim import golden
+from sim.codecs import (
+    PBUF_RECORD,
+    decode_activations,
+    decode_weights,
+    encode_activations,
+    encode_weights,
+)
+from sim.engine_ops import golden_op
+from sim.timing import (
+    ADD_JOB_CYCLES,
+    ISSUE_INTERVAL,
+    ISSUE_LATENCY,
+    LOAD_FETCH_AHEAD,
+    LOAD_OVERHEAD_CYCLES,
+    LOAD_START_CYCLES,
+    STORE_OVERHEAD_CYCLES,
+    accesses,
+    dma_cycles,
+    fetch_cycles,
+    find_hazard,
+    instruction_cycles,
+    startup_cycles,
+    timeline,
+    unit_of,
+)
 
 __all__ = [
     "ADD_JOB_CYCLES",
@@ -77,403 +87,8 @@ __all__ = [
     "unit_of",
 ]
 
-#: A PBUF record (:func:`hw.isa.pack_pbuf_entry`) as a numpy structured type.
-PBUF_RECORD = np.dtype([("bias", "<i8"), ("mult", "<u4"), ("shift", "u1"), ("pad", "V3")])
-assert PBUF_RECORD.itemsize == PBUF_ENTRY_BYTES
-
-
-# Element codecs -------------------------------------------------------------------------
-
-def decode_activations(raw: np.ndarray, bits: int) -> np.ndarray:
-    """Bytes (uint8) of ``element_bytes(bits)``-byte elements -> int64 values."""
-    if element_bytes(bits) == 1:
-        return raw.view(np.int8).astype(np.int64)
-    return raw.view("<i2").astype(np.int64)
-
-
-def encode_activations(values: np.ndarray, bits: int) -> np.ndarray:
-    """int values (already within ``bits``) -> their bytes (uint8, flat)."""
-    values = np.asarray(values).reshape(-1)
-    if element_bytes(bits) == 1:
-        return values.astype(np.int8).view(np.uint8)
-    return values.astype("<i2").view(np.uint8)
-
-
-def _code_tables(arch: ArchConfig):
-    """Code width and the value of every code (0 for bit patterns that are no code)."""
-    width = weight_codes.code_width(arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits)
-    values = np.zeros(1 << width, dtype=np.int64)
-    for code in range(1 << width):
-        try:
-            values[code] = weight_codes.decode(arch.weight_scheme, code, arch.weight_bits,
-                                               arch.pot_exp_bits)
-        except ValueError:
-            pass
-    return width, values
-
-
-_TABLES: dict = {}
-
-
-def _tables(arch):
-    key = (arch.weight_scheme, arch.weight_bits, arch.pot_exp_bits)
-    if key not in _TABLES:
-        _TABLES[key] = _code_tables(arch)
-    return _TABLES[key]
-
-
-def encode_weights(values: np.ndarray, arch: ArchConfig) -> np.ndarray:
-    """Integer weights -> stored codes of ``arch``'s scheme, as bytes (uint8, flat).
-
-    Raises ``ValueError`` if a value has no code in the scheme.
-    """
-    values = np.asarray(values, dtype=np.int64).reshape(-1)
-    width = _tables(arch)[0]
-    if arch.weight_scheme == "uniform":
-        lo, hi = golden.qrange(width)
-        if values.size and (values.min() < lo or values.max() > hi):
-            raise ValueError(f"weights must fit {width} signed bits, not range "
-                             f"[{values.min()}, {values.max()}]")
-        codes = values & ((1 << width) - 1)
-    else:
-        uniq, inverse = np.unique(values, return_inverse=True)
-        table_codes = []
-        for v in uniq.tolist():
-            try:
-                table_codes.append(weight_codes.encode(arch.weight_scheme, v, arch.weight_bits,
-                                                       arch.pot_exp_bits))
-            except ValueError:
-                raise ValueError(f"weight {v} has no {arch.weight_scheme} code with "
-                                 f"pot_exp_bits={arch.pot_exp_bits}") from None
-        codes = np.array(table_codes, dtype=np.int64)[inverse.reshape(-1)]
-    if weight_element_bytes(arch) == 1:
-        return codes.astype(np.uint8)
-    return codes.astype("<u2").view(np.uint8)
-
-
-def decode_weights(raw: np.ndarray, arch: ArchConfig) -> np.ndarray:
-    """Stored weight bytes (uint8) -> int64 weight values."""
-    width, table = _tables(arch)
-    codes = raw if weight_element_bytes(arch) == 1 else raw.view("<u2")
-    return table[codes.astype(np.int64) & ((1 << width) - 1)]
-
-
-# Cycle model ----------------------------------------------------------------------------
-#
-# The SEML core (``hw/seml``) is deterministic; these figures are derived from its RTL
-# with cocotbext-axi's ``AxiRam`` as DDR (two cycles from an accepted read address to
-# its first beat, one beat per cycle, no pauses). Exact for COMPUTE and ADD; the DMA's
-# figures include the instruction-fetch bursts that share the read channel with LOAD.
-
-_UNIT_OF = {Opcode.LOAD: Unit.LOAD, Opcode.STORE: Unit.STORE, Opcode.COMPUTE: Unit.COMPUTE,
-            Opcode.ADD: Unit.COMPUTE}
-
-#: Cycles a LOAD spends besides its data beats: command to the DMA, read address behind
-#: the instruction-fetch bursts already queued in DDR, first-beat latency, hand-off.
-LOAD_OVERHEAD_CYCLES = 14
-#: Instruction-fetch bursts queued ahead of a LOAD's first burst in :func:`dma_cycles`
-#: (:func:`timeline` counts the words actually requested then).
-LOAD_FETCH_AHEAD = 2
-#: Cycles from a LOAD's issue to its first beat when the read channel is idle.
-LOAD_START_CYCLES = 4
-#: Cycles a STORE spends besides its data beats: OBUF read, write address, response.
-STORE_OVERHEAD_CYCLES = 7
-#: A STORE burst starts at least ``_DDR_WRITE_GAP`` cycles after the last beat of the
-#: burst ``_DDR_WRITE_AHEAD`` before it: ``AxiRam`` takes a write address only while
-#: fewer than two wait behind the burst it is writing.
-_DDR_WRITE_AHEAD, _DDR_WRITE_GAP = 3, 4
-#: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
-ADD_JOB_CYCLES = 6
-#: Cycles from the last beat of an instruction word to its issue (FIFO, FETCH, DECODE).
-ISSUE_LATENCY = 4
-#: Fewest cycles between two issues (FETCH, DECODE, ISSUE states).
-ISSUE_INTERVAL = 3
-#: Cycles from start to the first beat of the header, and from the header's last beat to
-#: the first beat of the CRC pre-scan, and from the pre-scan's last beat to the first
-#: beat of instruction 0.
-_HEADER_LATENCY, _SCAN_GAP, _EXEC_GAP = 3, 7, 8
-
-
-def unit_of(opcode: Opcode) -> Unit | None:
-    """Unit executing ``opcode`` (``None`` for SYNC / END, handled by issue)."""
-    return _UNIT_OF.get(opcode)
-
-
-def fetch_cycles(arch: ArchConfig) -> int:
-    """Bus beats of one instruction word: the issue interval while fetch is the bottleneck."""
-    return math.ceil(INSTR_BYTES / arch.axi_data_bytes)
-
-
-def startup_cycles(instr_count: int, arch: ArchConfig) -> int:
-    """Cycles from start to the first beat of instruction 0: header read and check, CRC
-    pre-scan of the header and the ``instr_count`` instruction words."""
-    w = fetch_cycles(arch)
-    header_last = _HEADER_LATENCY + w - 1
-    scan_last = header_last + _SCAN_GAP + (instr_count + 1) * w
-    return scan_last + _EXEC_GAP
-
-
-def _row_cycles(addr, nbytes, nb, ends):
-    """Time the W beats of one STORE row of ``nbytes`` bytes at DDR ``addr``.
-
-    The row is split into bursts as the DMA does (at most ``MAX_BURST`` beats, never
-    across a 4 KiB page). Beats follow one per cycle at any lane offset (the DMA's
-    unpacking register takes the next stream word whenever a beat leaves at most a word
-    behind), but a burst starts no earlier than :data:`_DDR_WRITE_GAP` cycles after the
-    last beat of the burst :data:`_DDR_WRITE_AHEAD` before it. ``ends`` lists the cycles
-    of the last beats of the bursts so far (the first beat of a STORE is cycle 0); the
-    row's are appended.
-    """
-    span_max = MAX_BURST * nb
-    while nbytes > 0:
-        offset = addr % nb
-        aligned = addr - offset
-        span = min(PAGE_BYTES - aligned % PAGE_BYTES, span_max)
-        take = min(nbytes, span - offset)
-        start = ends[-1] + 1 if ends else 0
-        if len(ends) >= _DDR_WRITE_AHEAD:
-            start = max(start, ends[-_DDR_WRITE_AHEAD] + _DDR_WRITE_GAP)
-        ends.append(start + (offset + take + nb - 1) // nb - 1)
-        addr += take
-        nbytes -= take
-
-
-def _bursts(addr, nbytes, nb):
-    """Bursts the DMA splits one row into (at most ``MAX_BURST`` beats, never across a
-    4 KiB page)."""
-    span_max = MAX_BURST * nb
-    count = 0
-    while nbytes > 0:
-        offset = addr % nb
-        aligned = addr - offset
-        span = min(PAGE_BYTES - aligned % PAGE_BYTES, span_max)
-        take = min(nbytes, span - offset)
-        addr += take
-        nbytes -= take
-        count += 1
-    return count
-
-
-@functools.lru_cache(maxsize=1 << 14)
-def dma_cycles(rows: int, row_bytes: int, arch: ArchConfig, *, ddr_addr: int = 0,
-               ddr_stride: int | None = None, write: bool = False) -> int:
-    """Busy cycles of a LOAD (``write=False``) or STORE of ``rows`` x ``row_bytes`` bytes
-    from DDR offset ``ddr_addr`` (the image base is taken 4 KiB aligned), rows
-    ``ddr_stride`` apart.
-
-    Each row is its own run of bursts. A LOAD takes one beat per cycle at any lane
-    offset (the DMA's packing register always has room for the next beat once a word
-    leaves), plus one cycle at the end when the last beat brings more bytes than the
-    final stream word holds (two words then leave after it). A STORE beat costs one
-    cycle at any lane offset too, but the DDR (``AxiRam``) holds back a write burst that
-    follows two single-beat ones by a cycle (:func:`_row_cycles`), so a run of
-    single-beat bursts (rows within one bus word) moves three bursts every four cycles.
-    A LOAD also waits for :data:`LOAD_FETCH_AHEAD` instruction words queued before its
-    first burst, and for one more after its first burst if it has several (the read
-    channel is shared with instruction fetch); :func:`timeline` replaces the former by
-    the words actually requested.
-    """
-    nb = arch.axi_data_bytes
-    stride = row_bytes if ddr_stride is None else ddr_stride
-    if rows < 1 or row_bytes < 1:
-        return 0
-    if write:
-        ends = []
-        for r in range(rows):
-            _row_cycles(ddr_addr + r * stride, row_bytes, nb, ends)
-        return STORE_OVERHEAD_CYCLES + ends[-1] + 1
-    # Lane offsets repeat every ``nb`` rows.
-    offsets = [(ddr_addr + r * stride) % nb for r in range(min(rows, nb))]
-    reps, extra = divmod(rows, len(offsets))
-    period = [(offset + row_bytes + nb - 1) // nb for offset in offsets]
-    cycles = reps * sum(period) + sum(period[:extra])
-    # Bytes of the last beat against those of the last stream word.
-    end = offsets[(rows - 1) % len(offsets)] + row_bytes
-    last_beat = row_bytes if end <= nb else (end - 1) % nb + 1
-    cycles += int(last_beat > (rows * row_bytes - 1) % nb + 1)
-    # A fetch burst requested meanwhile slips in after the first burst.
-    several = rows > 1 or _bursts(ddr_addr, row_bytes, nb) > 1
-    ahead = LOAD_FETCH_AHEAD + several
-    return LOAD_OVERHEAD_CYCLES + ahead * fetch_cycles(arch) + cycles
-
-
-def _load_first_beat(arch):
-    """Cycles from a LOAD's issue to its first beat assumed by :func:`dma_cycles`."""
-    return LOAD_OVERHEAD_CYCLES - 1 + LOAD_FETCH_AHEAD * fetch_cycles(arch)
-
-
-def _conv_geometry(i):
-    hp = i.in_h + i.pad_top + i.pad_bottom
-    wp = i.in_w + i.pad_left + i.pad_right
-    oh = (hp - i.k_h) // i.stride_h + 1
-    ow = (wp - i.k_w) // i.stride_w + 1
-    return hp, wp, oh, ow
-
-
-def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
-    """Cycles ``instr`` keeps its unit busy, from its issue to the first cycle another
-    instruction (or a SYNC on the unit) can issue (0 for SYNC / END).
-
-    * COMPUTE on CONV, DEPTHWISE, POINTWISE: :func:`hw.seml.engine_units.unit_cycles`
-      (the engines' jobs, one per group of output channels);
-    * COMPUTE on POOL: :func:`hw.seml.compute.pool_steps` (one step per cycle on 8
-      output columns of one channel) plus :data:`hw.seml.compute.DRAIN_CYCLES`.
-    * ADD: ``ceil(count / dw_channels)`` beats plus :data:`ADD_JOB_CYCLES` per engine job
-      of at most ``max_width * max_height`` beats.
-    * LOAD / STORE: :func:`dma_cycles`.
-    """
-    op = instr.opcode
-    if op is Opcode.LOAD or op is Opcode.STORE:
-        return dma_cycles(instr.rows, instr.row_bytes, arch, ddr_addr=instr.ddr_addr,
-                          ddr_stride=instr.ddr_stride, write=op is Opcode.STORE)
-    if op is Opcode.ADD:
-        beats = -(-instr.count // add_lanes(arch))
-        jobs = max(1, -(-beats // add_chunk_beats(arch)))
-        return beats + ADD_JOB_CYCLES * jobs
-    if op is not Opcode.COMPUTE:
-        return 0
-    if instr.engine is not Engine.POOL:
-        return unit_cycles(instr, arch)
-    return DRAIN_CYCLES + pool_steps(instr.in_c, instr.out_h, instr.out_w, instr.k_h,
-                                     instr.k_w, POOL_LANES)
-
-
-def timeline(instructions, arch: ArchConfig, instr_count=None):
-    """Replay the SEML core's issue over ``instructions``.
-
-    Issue is in program order: instruction ``k`` is issued :data:`ISSUE_LATENCY` cycles
-    after the last beat of its word (at least :data:`ISSUE_INTERVAL` after the previous
-    issue) and once its unit is idle; SYNC waits for the units in its mask and END for
-    all of them. The fetch unit keeps ``FETCH_DEPTH`` words requested or buffered and
-    reads a word in :func:`fetch_cycles` beats, so a run of short instructions issues one
-    per word; a LOAD's first beat comes after the instruction words already requested.
-
-    Returns
-    -------
-    (starts, finishes, total) : (list of int, list of int, int)
-        Issue and finish cycle of every instruction (finish = issue for SYNC and END;
-        counted from start, as the core's trace stamps) and the core's cycle count.
-    """
-    count = len(instructions) if instr_count is None else instr_count
-    w = fetch_cycles(arch)
-    first_beat = startup_cycles(count, arch)  # of word 0
-    pops = []
-    last_beats = []  # last beat of each instruction word
-
-    def word(j):
-        """Last beat of word ``j`` (its request follows the pop of word ``j - FETCH_DEPTH``)."""
-        while len(last_beats) <= j:
-            i = len(last_beats)
-            if i == 0:
-                last_beats.append(first_beat + w - 1)
-                continue
-            request = first_beat - 2 if i < FETCH_DEPTH else pops[i - FETCH_DEPTH] + 1
-            last_beats.append(max(request + 2, last_beats[-1] + 1) + w - 1)
-        return last_beats[j]
-
-    free = {Unit.LOAD: 0, Unit.COMPUTE: 0, Unit.STORE: 0}
-    starts, finishes = [], []
-    issued = -ISSUE_INTERVAL
-    total = None
-    for k, instr in enumerate(instructions):
-        pop = max(word(k) + 2, issued + 1)
-        pops.append(pop)
-        t = pop + 2
-        op = instr.opcode
-        if op is Opcode.SYNC or op is Opcode.END:
-            for unit, busy_until in free.items():
-                if op is Opcode.END or unit & instr.mask:
-                    t = max(t, busy_until)
-            starts.append(t)
-            finishes.append(t)
-            issued = t
-            if op is Opcode.END:
-                total = t + 2
-                break
-            continue
-        unit = unit_of(op)
-        t = max(t, free[unit])
-        busy = instruction_cycles(instr, arch)
-        if op is Opcode.LOAD:
-            # The instruction words requested so far are read before the LOAD's first
-            # burst, including the refill that follows the next word's pop if that pop
-            # comes at once (the fetch wins the read-address arbitration).
-            ahead = word(k + FETCH_DEPTH)
-            if word(k + 1) + 2 <= t + 1:
-                ahead = max(t + 4, ahead + 1) + w - 1
-            busy += max(LOAD_START_CYCLES, ahead + 1 - t) - _load_first_beat(arch)
-        free[unit] = t + busy
-        issued = t
-        starts.append(t)
-        finishes.append(free[unit])
-    if total is None:
-        total = max([issued + 2] + list(free.values()))
-    return starts, finishes, total
-
-
-def accesses(instr: Instruction, arch: ArchConfig):
-    """``(reads, writes)`` of ``instr``: lists of ``(space, lo, hi)`` half-open ranges.
-
-    Spaces are buffer names (bytes; entries for PBUF) and ``"DDR"`` (bytes).
-    """
-    op = instr.opcode
-    e = element_bytes(arch.act_bits)
-    if op in (Opcode.LOAD, Opcode.STORE):
-        span = (instr.rows - 1) * instr.ddr_stride + instr.row_bytes
-        size = instr.rows * instr.row_bytes
-        if instr.buffer is Buffer.PBUF:
-            size //= PBUF_ENTRY_BYTES
-        buf = (instr.buffer.name, instr.buf_addr, instr.buf_addr + size)
-        ddr = ("DDR", instr.ddr_addr, instr.ddr_addr + span)
-        return ([ddr], [buf]) if op is Opcode.LOAD else ([buf], [ddr])
-    if op is Opcode.ADD:
-        n = instr.count * e
-        return ([("IBUF", instr.a_addr, instr.a_addr + n),
-                 ("IBUF", instr.b_addr, instr.b_addr + n)],
-                [("OBUF", instr.out_addr, instr.out_addr + n)])
-    if op is Opcode.COMPUTE:
-        reads = [("IBUF", instr.ibuf_addr,
-                  instr.ibuf_addr + instr.in_c * instr.in_h * instr.in_w * e)]
-        if instr.engine is not Engine.POOL:
-            per = instr.k_h * instr.k_w * (1 if instr.engine is Engine.DEPTHWISE else instr.in_c)
-            reads.append(("WBUF", instr.wbuf_addr,
-                          instr.wbuf_addr + instr.out_c * per * weight_element_bytes(arch)))
-            reads.append(("PBUF", instr.pbuf_addr, instr.pbuf_addr + instr.out_c))
-        return reads, [("OBUF", instr.obuf_addr,
-                        instr.obuf_addr + instr.out_c * instr.out_h * instr.out_w * e)]
-    return [], []
-
-
-def find_hazard(instructions, starts, finishes, arch: ArchConfig):
-    """The first pair of instructions on different units that overlap in time and touch the
-    same bytes (one writing), or ``None``: a SYNC is missing between them."""
-    active = []  # (finish, index, unit, reads, writes)
-    for j, instr in enumerate(instructions):
-        unit = unit_of(instr.opcode)
-        if unit is None:
-            continue
-        reads, writes = accesses(instr, arch)
-        active = [a for a in active if a[0] > starts[j]]
-        for finish, i, other, r_i, w_i in active:
-            if other is unit:
-                continue
-            for (s1, a1, b1) in w_i:
-                for (s2, a2, b2) in reads + writes:
-                    if s1 == s2 and a1 < b2 and a2 < b1:
-                        return i, j
-            for (s1, a1, b1) in r_i:
-                for (s2, a2, b2) in writes:
-                    if s1 == s2 and a1 < b2 and a2 < b1:
-                        return i, j
-        active.append((finishes[j], j, unit, reads, writes))
-    return None
-
 
 # The simulator --------------------------------------------------------------------------
-
-#: Most input-channel tiles a CONV / POINTWISE engine job counts (its ``cin_tiles`` field).
-_CIN_TILES_MAX = (1 << TILE_BITS) - 1
-
 
 @dataclass
 class RunResult:
@@ -669,115 +284,30 @@ class ISS:
         self.obuf[addr:addr + raw.size] = raw
 
     def _check_act(self, index, i):
-        lo, hi = golden.qrange(self.arch.act_bits)
+        lo, hi = qrange(self.arch.act_bits)
         if not lo <= i.act_lo <= i.act_hi <= hi:
             self._fail(index, i, f"act_lo..act_hi [{i.act_lo}, {i.act_hi}] must lie in "
                                  f"[{lo}, {hi}] in order", ErrorCode.ILLEGAL_INSTRUCTION)
 
     def _compute(self, index, i):
-        arch = self.arch
         self._check_act(index, i)
-
-        def illegal(message):
-            self._fail(index, i, message, ErrorCode.ILLEGAL_INSTRUCTION)
-
         # Every legality check comes before the buffer ranges, as in the core's decoder
         # (an illegal instruction is reported as such even if it also leaves a buffer).
-        if min(i.in_c, i.out_c, i.in_h, i.in_w, i.k_h, i.k_w, i.stride_h, i.stride_w) < 1:
-            illegal("channels, sizes, kernel and stride must be at least 1")
-        pads = (i.pad_top, i.pad_left, i.pad_bottom, i.pad_right)
-        if max(i.pad_top, i.pad_bottom) >= i.k_h or max(i.pad_left, i.pad_right) >= i.k_w:
-            illegal(f"pads {pads} must be smaller than the kernel {i.k_h}x{i.k_w}")
-        hp, wp, oh, ow = _conv_geometry(i)
-        if oh < 1 or ow < 1:
-            illegal("kernel larger than the padded tile")
-        engine = i.engine
-        if engine is Engine.CONV or engine is Engine.DEPTHWISE:
-            if max(i.k_h, i.k_w) > arch.conv_k_max:
-                illegal(f"kernel {i.k_h}x{i.k_w} exceeds conv_k_max {arch.conv_k_max}")
-            if i.stride_h != i.stride_w or i.stride_h > 2:
-                illegal(f"stride_h x stride_w is {i.stride_h}x{i.stride_w}; the {engine.name} "
-                        f"engine runs stride 1 or 2, equal on both axes")
-            k = engine_kernel(i.k_h, i.k_w)
-            frame_h, frame_w = hp + k - i.k_h, wp + k - i.k_w
-            if frame_w > arch.max_width or frame_h > arch.max_height:
-                illegal(f"engine frame {frame_h}x{frame_w} (padded tile {hp}x{wp}, the "
-                        f"{i.k_h}x{i.k_w} kernel run as {k}x{k}) exceeds max_height x "
-                        f"max_width {arch.max_height}x{arch.max_width}")
-        elif engine is Engine.POOL and (wp > arch.max_width or hp > arch.max_height):
-            illegal(f"padded tile {hp}x{wp} exceeds max_height x max_width "
-                    f"{arch.max_height}x{arch.max_width}")
-        fh = fw = 1
-        if engine is Engine.POOL:
-            if i.pool is not Pool.MAX and i.pool is not Pool.AVG:
-                illegal("the POOL engine needs pool MAX or AVG")
-            if i.pool is Pool.AVG and (i.shift >= 1 << arch.shift_bits
-                                       or i.mult >= 1 << arch.mult_bits):
-                illegal("mult / shift wider than mult_bits / shift_bits")
-        else:
-            if i.pool is Pool.AVG:
-                illegal("only a max pool can be fused into an engine")
-            if i.pool is Pool.MAX:
-                if engine is not Engine.CONV:
-                    illegal(f"the {engine.name} engine has no fused pool: pool must be NONE, "
-                            f"not MAX")
-                if (i.fpool_h, i.fpool_w) != (2, 2):
-                    illegal(f"fused max pool fpool_h x fpool_w is {i.fpool_h}x{i.fpool_w}; the "
-                            f"CONV engine fuses a 2x2 stride-2 max pool only")
-                fh = fw = 2
-                if oh < fh or ow < fw:
-                    illegal(f"fused pool {fh}x{fw} does not fit the {oh}x{ow} result")
-            if engine is Engine.DEPTHWISE and i.out_c != i.in_c:
-                illegal("DEPTHWISE needs out_c == in_c")
-            if engine is Engine.POINTWISE and ((i.k_h, i.k_w) != (1, 1) or any(pads)):
-                illegal("POINTWISE needs a 1x1 kernel and no pads")
-            if engine is Engine.CONV or engine is Engine.POINTWISE:
-                pi, name = ((arch.conv_pi, "conv_pi") if engine is Engine.CONV
-                            else (arch.pw_pi, "pw_pi"))
-                tiles = -(-i.in_c // pi)
-                if tiles > _CIN_TILES_MAX:
-                    illegal(f"in_c {i.in_c} is {tiles} input-channel tiles of {name}={pi}; "
-                            f"the {engine.name} engine counts at most {_CIN_TILES_MAX}")
-        if (oh // fh, ow // fw) != (i.out_h, i.out_w):
-            illegal(f"out_h x out_w is {i.out_h}x{i.out_w}, but the fields give "
-                    f"{oh // fh}x{ow // fw}")
-        if engine is Engine.POINTWISE and i.out_h * i.out_w > arch.max_width * arch.max_height:
-            illegal(f"out_h x out_w {i.out_h}x{i.out_w} is {i.out_h * i.out_w} pixels, more than "
-                    f"the max_width x max_height = {arch.max_width * arch.max_height} a "
-                    f"POINTWISE job holds")
-
-        e = self._act_e
-        x = self._tile(index, i, self.ibuf, "IBUF", i.ibuf_addr, (1, i.in_c, i.in_h, i.in_w), e)
-        stride = (i.stride_h, i.stride_w)
-        if engine is Engine.POOL:
-            if i.pool is Pool.MAX:
-                y = np.clip(golden.max_pool2d(x, (i.k_h, i.k_w), stride, pads),
-                            i.act_lo, i.act_hi)
-            else:
-                acc = golden.sum_pool2d(x, (i.k_h, i.k_w), stride, pads)
-                y = golden.requantize(acc, i.mult, i.shift, i.act_lo, i.act_hi)
-        else:
-            self._range(index, i, "PBUF", i.pbuf_addr, i.out_c, self.pbuf.shape[0])
-            params = self.pbuf[i.pbuf_addr:i.pbuf_addr + i.out_c]
-            if engine is Engine.DEPTHWISE:
-                wshape, groups = (i.out_c, 1, i.k_h, i.k_w), i.in_c
-            else:
-                wshape, groups = (i.out_c, i.in_c, i.k_h, i.k_w), 1
-            n = math.prod(wshape) * self._w_e
-            self._range(index, i, "WBUF", i.wbuf_addr, n, self.wbuf.size)
-            w = decode_weights(self.wbuf[i.wbuf_addr:i.wbuf_addr + n], arch).reshape(wshape)
-            acc = golden.conv2d(x, w, params[:, 0], stride, pads, groups)
-            y = golden.requantize(acc, params[:, 1], params[:, 2], i.act_lo, i.act_hi)
-            if i.pool is Pool.MAX:
-                y = golden.max_pool2d(y, (fh, fw), (fh, fw))
+        message = check_compute(i, self.arch)
+        if message is not None:
+            self._fail(index, i, message, ErrorCode.ILLEGAL_INSTRUCTION)
+        kind = engine_kind(i.engine)
+        x = self._tile(index, i, self.ibuf, "IBUF", i.ibuf_addr, (1, i.in_c, i.in_h, i.in_w),
+                       self._act_e)
+        y = golden_op(i.engine)(_Operands(self, index, i, kind.weighted), i, x)
         self._write_obuf(index, i, i.obuf_addr, y)
 
     def _add(self, index, i):
         self._check_act(index, i)
         arch = self.arch
-        if i.shift > min(62, (1 << arch.shift_bits) - 1):
+        if i.shift > max_shift(arch.shift_bits):
             self._fail(index, i, f"shift {i.shift} exceeds the element-wise engine's "
-                                 f"{min(62, (1 << arch.shift_bits) - 1)} (shift_bits="
+                                 f"{max_shift(arch.shift_bits)} (shift_bits="
                                  f"{arch.shift_bits})", ErrorCode.ILLEGAL_INSTRUCTION)
         for name in ("mult_a", "mult_b"):
             if getattr(i, name) >= 1 << arch.mult_bits:
@@ -788,3 +318,23 @@ class ISS:
         b = self._tile(index, i, self.ibuf, "IBUF", i.b_addr, (i.count,), e)
         y = golden.add(a, b, i.mult_a, i.mult_b, i.shift, i.act_lo, i.act_hi, axis=0)
         self._write_obuf(index, i, i.out_addr, y)
+
+
+class _Operands:
+    """The WBUF and PBUF operands of one COMPUTE, read with their ranges checked."""
+
+    def __init__(self, iss, index, instr, weighted):
+        self._iss, self._index, self._instr, self._weighted = iss, index, instr, weighted
+
+    def params(self) -> np.ndarray:
+        """``(out_c, 3)`` int64: bias, multiplier, shift of each output channel."""
+        iss, i = self._iss, self._instr
+        iss._range(self._index, i, "PBUF", i.pbuf_addr, i.out_c, iss.pbuf.shape[0])
+        return iss.pbuf[i.pbuf_addr:i.pbuf_addr + i.out_c]
+
+    def weights(self, shape) -> np.ndarray:
+        """The weights at ``wbuf_addr`` decoded to int64, as an array of ``shape``."""
+        iss, i = self._iss, self._instr
+        n = math.prod(shape) * iss._w_e
+        iss._range(self._index, i, "WBUF", i.wbuf_addr, n, iss.wbuf.size)
+        return decode_weights(iss.wbuf[i.wbuf_addr:i.wbuf_addr + n], iss.arch).reshape(shape)

@@ -12,11 +12,12 @@
   engine (a concat input is rescaled with ``mult_b = 0``; padding copies the
   interior of a tensor whose zero border lives in the weight image).
 
-A :class:`Scheduler` inserts the SYNCs: it tracks which buffer and DDR byte
-ranges each unit still has in flight and makes an instruction wait only for the
-units it actually conflicts with, so double-buffered tiles overlap load, compute
-and store. DDR addresses are emitted relative to the weight and activation
-regions and resolved once the program's size (and so the memory map) is known.
+The :class:`~compiler.codegen.schedule.Scheduler` inserts the SYNCs (only the
+ones the buffer hazards need, so double-buffered tiles overlap load, compute and
+store). DDR addresses are emitted relative to the weight and activation regions and
+resolved once the program's size (and so the memory map,
+:mod:`compiler.codegen.memory`) is known. Which max pools fuse into the layer before
+them is decided by :func:`compiler.passes.fuse_pool.plan_pool_fusion`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.codegen.weights import ALIGN, WeightImage
+from compiler.codegen.memory import PAGE, align, plan_memory
+from compiler.codegen.schedule import Ring, Scheduler
+from compiler.codegen.weights import WeightImage
 from compiler.errors import MappingError, QuantizationError
 from compiler.ir import WEIGHTED_KINDS, Graph, Layer, OpKind
 from compiler.mapping.cost_model import layer_cycles
@@ -39,6 +42,7 @@ from compiler.mapping.tiling import (
     plan_window,
     row_tiles,
 )
+from compiler.passes.fuse_pool import plan_pool_fusion, runs_pointwise
 from hw.arch import ArchConfig
 from hw.isa import (
     HEADER_BYTES,
@@ -49,18 +53,13 @@ from hw.isa import (
     Instruction,
     Opcode,
     Pool,
-    Unit,
     element_bytes,
     field_range,
+    qrange,
     weight_element_bytes,
 )
-from sim.golden import qrange
-from sim.iss import unit_of
 
 __all__ = ["PAGE", "LayerReport", "Program", "Scheduler", "generate", "plan_memory"]
-
-#: Alignment of the weight and activation regions in DDR.
-PAGE = 4096
 
 _REGION_WEIGHTS = "weights"
 _REGION_ACTS = "activations"
@@ -120,99 +119,6 @@ class Program:
     layers: list
     cycles: int
     weight_blocks: list
-
-
-def _align(n: int, a: int = ALIGN) -> int:
-    return -(-n // a) * a
-
-
-# Scheduling ---------------------------------------------------------------------------
-
-class Scheduler:
-    """Collects instructions and inserts the SYNCs their buffer hazards need.
-
-    Each access is ``(space, lo, hi)``: a buffer name or a DDR region name and a
-    half-open byte (or entry) range.
-    """
-
-    _UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
-
-    def __init__(self):
-        self.items: list[tuple] = []  # (opcode, fields, comment, layer, ddr_region)
-        self._pending = {u: [] for u in self._UNITS}
-
-    @staticmethod
-    def _conflict(pending, reads, writes):
-        for space, lo, hi, write in pending:
-            for s, a, b in writes:
-                if s == space and a < hi and lo < b:
-                    return True
-            if write:
-                for s, a, b in reads:
-                    if s == space and a < hi and lo < b:
-                        return True
-        return False
-
-    def emit(self, opcode, fields, *, reads=(), writes=(), comment="", layer=None,
-             region=None):
-        unit = unit_of(opcode)
-        waits = [other for other in self._UNITS
-                 if other is not unit and self._pending[other]
-                 and self._conflict(self._pending[other], reads, writes)]
-        if waits:
-            mask = waits[0]
-            for other in waits[1:]:
-                mask |= other
-            self.items.append((Opcode.SYNC, {"mask": mask}, "", layer, None))
-            for other in waits:
-                self._pending[other].clear()
-        pend = self._pending[unit]
-        pend.extend((s, a, b, False) for s, a, b in reads)
-        pend.extend((s, a, b, True) for s, a, b in writes)
-        self.items.append((opcode, fields, comment, layer, region))
-
-    def end(self):
-        self.items.append((Opcode.END, {}, "", None, None))
-
-
-class _Ring:
-    """Round-robin slots of one on-chip buffer."""
-
-    def __init__(self, capacity: int, slots: int):
-        self.size = capacity // slots
-        self.slots = slots
-        self._next = 0
-
-    def take(self) -> int:
-        addr = self._next * self.size
-        self._next = (self._next + 1) % self.slots
-        return addr
-
-
-# Memory planning ----------------------------------------------------------------------
-
-def plan_memory(sizes: dict, first: dict, last: dict) -> tuple[dict, int]:
-    """First-fit allocation of tensors with lifetimes ``[first, last]`` (step indices).
-
-    Returns offsets (64-byte aligned) and the region size.
-    """
-    order = sorted(sizes, key=lambda t: (first[t], -sizes[t]))
-    live: list[tuple[int, int, str]] = []  # (offset, end, tensor)
-    offsets = {}
-    top = 0
-    for t in order:
-        live = [x for x in live if last[x[2]] >= first[t]]
-        live.sort()
-        size = _align(max(sizes[t], 1))
-        cursor = 0
-        for off, end, _ in live:
-            if off - cursor >= size:
-                break
-            cursor = max(cursor, _align(end))
-        offsets[t] = cursor
-        live.append((cursor, cursor + size, t))
-        top = max(top, cursor + size)
-    return offsets, top
 
 
 # Lowering -----------------------------------------------------------------------------
@@ -290,7 +196,7 @@ class _Generator:
                in_base=0, out_base=0, w_off=None, p_off=None, report: LayerReport,
                out_tensor=None):
         arch, e, we = self.arch, self.e, self.we
-        if op.engine in (Engine.CONV, Engine.DEPTHWISE) and max(op.kernel) > arch.conv_k_max:
+        if op.kind.square_kernel and max(op.kernel) > arch.conv_k_max:
             raise MappingError(
                 f"Layer {layer.name!r} ({layer.kind.value}) has a {op.kernel[0]}x{op.kernel[1]} "
                 f"kernel but the arch's engines support up to conv_k_max={arch.conv_k_max}; "
@@ -306,10 +212,10 @@ class _Generator:
                                f"layer to stay within them")
         t = plan_window(op, arch)
         slots = 2 if t.double else 1
-        ibuf = _Ring(arch.ibuf_bytes, slots)
-        obuf = _Ring(arch.obuf_bytes, slots)
-        wbuf = _Ring(arch.wbuf_bytes, slots)
-        pbuf = _Ring(arch.pbuf_entries, slots)
+        ibuf = Ring(arch.ibuf_bytes, slots)
+        obuf = Ring(arch.obuf_bytes, slots)
+        wbuf = Ring(arch.wbuf_bytes, slots)
+        pbuf = Ring(arch.pbuf_entries, slots)
         in_region, in_addr = self.addr[layer.inputs[0]]
         out_region, out_addr = self.addr[out_tensor or layer.output]
         in_addr += in_base
@@ -465,7 +371,7 @@ class _Generator:
             return
         groups = layer.groups
         cg, mg = c // groups, m_out // groups
-        engine = Engine.POINTWISE if _runs_pointwise(layer) else Engine.CONV
+        engine = Engine.POINTWISE if runs_pointwise(layer) else Engine.CONV
         report.engine = engine.name.lower()
         for g in range(groups):
             op = WindowOp(layer.name, engine, cg, h, w, mg, layer.kernel, layer.stride,
@@ -516,8 +422,8 @@ class _Generator:
         report.engine = "eltwise"
         name = layer.name
         out_region, out_addr = self.addr[layer.output]
-        ibuf = _Ring(arch.ibuf_bytes, 2)
-        obuf = _Ring(arch.obuf_bytes, 2)
+        ibuf = Ring(arch.ibuf_bytes, 2)
+        obuf = Ring(arch.obuf_bytes, 2)
         jobs = []
         for a, b, ma, mb, n, o_off in sources:
             chunk = chunk_elements(arch, n, 2 if b is not None else 1, True)
@@ -611,29 +517,6 @@ def _compute_max(field: str) -> int:
     return field_range(Opcode.COMPUTE, field)[1]
 
 
-def _runs_pointwise(layer: Layer) -> bool:
-    """Whether a conv / pointwise layer runs on the POINTWISE engine (1x1, unpadded,
-    ungrouped); the others run on the CONV engine."""
-    return tuple(layer.kernel) == (1, 1) and not any(layer.pads) and layer.groups == 1
-
-
-def _fusable_pool(graph: Graph, layer: Layer) -> Layer | None:
-    """The max pool fused into ``layer``: a 2x2 stride-2 unpadded MaxPool, sole consumer of
-    a layer emitted as CONV (the only pool the engines fuse), else ``None``."""
-    if layer.kind not in (OpKind.CONV, OpKind.POINTWISE) or _runs_pointwise(layer):
-        return None
-    if layer.output in graph.outputs:
-        return None
-    consumers = graph.consumers(layer.output)
-    if len(consumers) != 1:
-        return None
-    pool = consumers[0]
-    if (pool.kind is not OpKind.MAXPOOL or tuple(pool.kernel) != (2, 2)
-            or tuple(pool.stride) != (2, 2) or any(pool.pads)):
-        return None
-    return pool
-
-
 def generate(graph: Graph, arch: ArchConfig) -> Program:
     """Lower a quantized graph to a program for ``arch``.
 
@@ -650,13 +533,8 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
         gen._check(layer)
     e = gen.e
     # Steps: layers with a fused max pool folded into their producer.
-    fused: dict[str, Layer] = {}
-    skipped = set()
-    for layer in graph.layers:
-        pool = _fusable_pool(graph, layer)
-        if pool is not None:
-            fused[layer.name] = pool
-            skipped.add(pool.name)
+    fused = plan_pool_fusion(graph)
+    skipped = {pool.name for pool in fused.values()}
     steps = [layer for layer in graph.layers if layer.name not in skipped]
 
     def produced(layer):  # the tensor a step writes
@@ -711,9 +589,9 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
     items = gen.sched.items
     program_bytes = HEADER_BYTES + len(items) * INSTR_BYTES
     weights = gen.image.tobytes()
-    weights_offset = _align(program_bytes, PAGE)
-    acts_offset = _align(weights_offset + len(weights), PAGE)
-    ddr_bytes = _align(acts_offset + act_bytes, PAGE)
+    weights_offset = align(program_bytes, PAGE)
+    acts_offset = align(weights_offset + len(weights), PAGE)
+    ddr_bytes = align(acts_offset + act_bytes, PAGE)
     base = {_REGION_WEIGHTS: weights_offset, _REGION_ACTS: acts_offset}
     ddr_limit = min(1 << arch.axi_addr_bits, field_range(Opcode.LOAD, "ddr_addr")[1] + 1)
     if ddr_bytes > ddr_limit:

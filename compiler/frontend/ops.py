@@ -20,6 +20,7 @@ from onnx import helper
 
 from compiler.ir import Activation, IRError, Layer, OpKind, classify_clamp, conv_kind, infer_shape
 from hw.arch import KERNEL_SIZES
+from hw.isa import ENGINE_STRIDES
 
 __all__ = [
     "CONV_KERNELS",
@@ -33,7 +34,7 @@ __all__ = [
 #: Convolution kernel sizes the line buffers and convolvers support.
 CONV_KERNELS = KERNEL_SIZES
 #: Convolution strides the window generator supports.
-CONV_STRIDES = (1, 2)
+CONV_STRIDES = ENGINE_STRIDES
 #: Largest pooling window (per axis) of the pooling unit.
 POOL_MAX_KERNEL = 7
 #: Operators accepted as the final node(s), run on the host.

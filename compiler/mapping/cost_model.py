@@ -1,7 +1,8 @@
 """Cycle model of compiled programs.
 
 The per-instruction formulas and the issue model, derived from the SEML core's RTL,
-live in :mod:`sim.iss` (:func:`~sim.iss.instruction_cycles`, :func:`~sim.iss.timeline`;
+live in :mod:`sim.timing` (:func:`~sim.timing.instruction_cycles`,
+:func:`~sim.timing.timeline`;
 the ISS reports the same numbers while it runs); this module applies them to the
 compiler's questions: the COMPUTE cycles of a candidate tile, and a program's cycles
 attributed to layers as the core's issue stamps measure them.
@@ -12,8 +13,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from hw.arch import ArchConfig
-from hw.isa import Engine, Opcode, Pool
-from sim.iss import instruction_cycles, timeline
+from hw.engine_kinds import engine_kind
+from hw.isa import Opcode, Pool
+from sim.timing import instruction_cycles, timeline
 
 __all__ = ["layer_cycles", "timeline", "window_tile_cycles"]
 
@@ -23,7 +25,7 @@ def window_tile_cycles(op, arch: ArchConfig, m_tile: int, row_tile: int) -> int:
     (a :class:`compiler.mapping.tiling.WindowOp`)."""
     rows = op.padded_rows(row_tile)
     kh = op.kernel[0]
-    fused = op.fpool != (1, 1) and op.engine is not Engine.POOL
+    fused = op.fpool != (1, 1) and engine_kind(op.engine).fused_pool
     probe = SimpleNamespace(
         opcode=Opcode.COMPUTE, engine=op.engine, pool=Pool.MAX if fused else Pool.NONE,
         in_c=m_tile if op.channelwise else op.in_c, out_c=m_tile,

@@ -32,9 +32,17 @@ from functools import cached_property
 from compiler.errors import MappingError
 from compiler.mapping.cost_model import window_tile_cycles
 from hw.arch import ArchConfig
-from hw.engines.datapath import TILE_BITS
-from hw.isa import PBUF_ENTRY_BYTES, Engine, element_bytes, engine_kernel, weight_element_bytes
-from sim.iss import dma_cycles, fetch_cycles
+from hw.engine_kinds import EngineKind, engine_kind
+from hw.isa import (
+    CIN_TILES_MAX,
+    PBUF_ENTRY_BYTES,
+    Engine,
+    element_bytes,
+    engine_kernel,
+    weight_element_bytes,
+    window_out,
+)
+from sim.timing import dma_cycles, fetch_cycles
 
 __all__ = [
     "CIN_TILES_MAX",
@@ -50,11 +58,6 @@ __all__ = [
     "plan_window",
     "row_tiles",
 ]
-
-
-#: Most input-channel tiles (``ceil(in_c / conv_pi)`` or ``ceil(in_c / pw_pi)``) one conv
-#: or pointwise engine job counts.
-CIN_TILES_MAX = (1 << TILE_BITS) - 1
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,17 @@ class WindowOp:
     params: bool = True
 
     @cached_property
+    def kind(self) -> EngineKind:
+        """The descriptor of the engine (:mod:`hw.engine_kinds`)."""
+        return engine_kind(self.engine)
+
+    @cached_property
     def conv_h(self) -> int:
-        return (self.in_h + self.pads[0] + self.pads[2] - self.kernel[0]) // self.stride[0] + 1
+        return window_out(self.in_h, self.kernel[0], self.stride[0], self.pads[0], self.pads[2])
 
     @cached_property
     def conv_w(self) -> int:
-        return (self.in_w + self.pads[1] + self.pads[3] - self.kernel[1]) // self.stride[1] + 1
+        return window_out(self.in_w, self.kernel[1], self.stride[1], self.pads[1], self.pads[3])
 
     @cached_property
     def out_h(self) -> int:
@@ -118,12 +126,13 @@ class WindowOp:
 
     @cached_property
     def line_buffered(self) -> bool:
-        return self.engine in (Engine.CONV, Engine.DEPTHWISE, Engine.POOL)
+        return self.kind.windowed
 
     @cached_property
     def engine_k(self) -> int | None:
-        """Side of the square kernel the conv / depthwise engine runs (``None`` for others)."""
-        if self.engine in (Engine.CONV, Engine.DEPTHWISE):
+        """Side of the square kernel an engine with ``square_kernel`` runs (``None`` for
+        others)."""
+        if self.kind.square_kernel:
             return engine_kernel(*self.kernel)
         return None
 
@@ -155,13 +164,15 @@ class WindowOp:
 def engine_stride(op: WindowOp, single_row: bool, single_col: bool) -> tuple | None:
     """``(stride_h, stride_w)`` a COMPUTE of ``op`` is emitted with, or ``None`` if none runs.
 
-    The conv and depthwise engines run one stride for both axes, 1 or 2. A tile with a
-    single output row computed from a padded tile exactly ``k_h`` rows high
-    (``single_row``) has the same result for every ``stride_h``, so it may take
-    ``stride_w`` for both axes (a 1-D convolution with stride ``(1, 2)``); likewise
-    ``single_col``. Other engines keep ``op.stride``.
+    Engines with a set of strides (:attr:`hw.engine_kinds.EngineKind.strides`: conv and
+    depthwise, 1 or 2) run one stride for both axes. A tile with a single output row
+    computed from a padded tile exactly ``k_h`` rows high (``single_row``) has the same
+    result for every ``stride_h``, so it may take ``stride_w`` for both axes (a 1-D
+    convolution with stride ``(1, 2)``); likewise ``single_col``. Other engines keep
+    ``op.stride``.
     """
-    if op.engine not in (Engine.CONV, Engine.DEPTHWISE):
+    allowed = op.kind.strides
+    if allowed is None:
         return op.stride
     sh, sw = op.stride
     options = [(sh, sw)]
@@ -172,7 +183,7 @@ def engine_stride(op: WindowOp, single_row: bool, single_col: bool) -> tuple | N
     if single_row and single_col:
         options.append((1, 1))
     for a, b in options:
-        if a == b and a in (1, 2):
+        if a == b and a in allowed:
             return (a, b)
     return None
 
@@ -269,7 +280,7 @@ def col_tiles(op: WindowOp, col_tile: int) -> list[ColTile]:
 def max_col_tile(op: WindowOp, arch: ArchConfig) -> int:
     """Most output columns per tile whose engine frame fits the line buffers, or (pointwise)
     that one engine job holds (0: none)."""
-    if op.engine is Engine.POINTWISE:
+    if op.kind.pixel_job:
         return min(op.out_w, arch.max_width * arch.max_height)
     if not op.line_buffered or op.padded_w + op.grow[1] <= arch.max_width:
         return op.out_w
@@ -299,7 +310,7 @@ def _capacity(arch: ArchConfig, slots: int):
 def _fits(op, arch, m_tile, row_tile, cap, e, we):
     if op.line_buffered and op.frame_rows(row_tile) > arch.max_height:
         return False
-    if op.engine is Engine.POINTWISE and row_tile * op.out_w > arch.max_width * arch.max_height:
+    if op.kind.pixel_job and row_tile * op.out_w > arch.max_width * arch.max_height:
         return False
     ib, ob, wb, pb = _size_tuple(op, m_tile, row_tile, e, we)
     return ib <= cap[0] and ob <= cap[1] and wb <= cap[2] and pb <= cap[3]
@@ -381,9 +392,9 @@ def plan_window(op: WindowOp, arch: ArchConfig) -> Tiling:
             f"Layer {op.name!r} ({kind}) has stride ({op.stride[0]}, {op.stride[1]}), but the "
             f"conv and depthwise engines run strides 1 or 2, equal on both axes; change the "
             f"layer's strides")
-    lanes = {Engine.CONV: ("conv_pi", arch.conv_pi), Engine.POINTWISE: ("pw_pi", arch.pw_pi)}
-    if op.engine in lanes:
-        param, pi = lanes[op.engine]
+    if op.kind.cin_tiled:
+        param = op.kind.lanes[0]
+        pi = getattr(arch, param)
         tiles = -(-op.in_c // pi)
         if tiles > CIN_TILES_MAX:
             raise MappingError(

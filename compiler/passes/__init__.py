@@ -11,5 +11,6 @@ Lowering after import (the frontend's passes):
 - :mod:`compiler.passes.rewrite` -- the graph surgery they share.
 
 After them come pruning and quantization (:mod:`compiler.passes.prune`,
-:mod:`compiler.passes.quantize`).
+:mod:`compiler.passes.quantize`). Before code generation,
+:mod:`compiler.passes.fuse_pool` plans which max pools run fused in the layer before them.
 """

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.errors import ConvForgeError, QuantizationError
-from compiler.ir import WEIGHTED_KINDS, Graph, Layer, LayerQuant, OpKind, run_float
+from compiler.errors import QuantizationError
+from compiler.ir import WEIGHTED_KINDS, Graph, Layer, LayerQuant, OpKind
+from compiler.onnxrun import onnx_runs
 from compiler.quant.multiplier import (
     decompose_multiplier,
     decompose_multipliers,
@@ -41,6 +42,8 @@ from compiler.quant.overflow import check_bias, prove_accumulator, prove_sum
 from compiler.quant.report import LayerReport, QuantReport
 from compiler.quant.scales import check_width, float_scale, pot_scale, qrange, tensor_range
 from compiler.quant.weights import quantize_weights
+from compiler.reference import run_float
+from compiler.samples import input_to_ir, load_samples
 from hw import weight_codes
 from hw.arch import WEIGHT_SCHEMES, ArchConfig
 from sim import golden
@@ -140,46 +143,6 @@ class QuantConfig:
 
 # Calibration data ------------------------------------------------------------------------
 
-def input_to_ir(graph: Graph, name: str, batch) -> np.ndarray:
-    """Reshape a batch of samples of graph input ``name`` to ``(N, C, H, W)``.
-
-    Accepts the IR's per-sample shape or any shape of the same size per sample
-    (a 1-D model's ``(C, L)`` becomes ``(C, 1, L)``), with or without a leading
-    batch axis of 1 per sample.
-    """
-    shape = graph.tensors[name].shape
-    x = np.asarray(batch, dtype=np.float32)
-    size = math.prod(shape)
-    if x.ndim == 0 or x.size % size or x.size == 0:
-        raise QuantizationError(
-            f"Samples for graph input {name!r} must hold whole samples of shape {shape} "
-            f"({size} values each), not an array of shape {x.shape}")
-    if x.size == size and x.shape[0] != 1 and x.ndim == len(shape):
-        return x.reshape((1,) + shape)
-    return x.reshape((x.size // size,) + shape)
-
-
-def load_samples(path, what: str):
-    """The array of a ``.npy`` file, or the arrays (name -> array) of a ``.npz`` file.
-
-    Raises
-    ------
-    ConvForgeError
-        The file cannot be read as numpy data; the message starts with ``what``.
-    """
-    path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            with data:
-                data = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise ConvForgeError(f"{what} cannot be read as {path.suffix or '.npy/.npz'}: "
-                             f"{str(e).rstrip('.')}; save numeric arrays with numpy.save / "
-                             f"numpy.savez") from None
-    return data
-
-
 def load_calibration(graph: Graph, source) -> dict[str, np.ndarray]:
     """Calibration samples for every graph input, as ``(N, C, H, W)`` float32 arrays.
 
@@ -235,7 +198,7 @@ def calibration_statistics(graph: Graph, batches: dict[str, np.ndarray],
                            percentile: float | None = None, *, model=None):
     """Per-tensor ranges and per-channel float means over the calibration samples.
 
-    The float values come from the float graph (:func:`compiler.ir.run_float`),
+    The float values come from the float graph (:func:`compiler.reference.run_float`),
     or, given the ONNX ``model`` the graph was imported from, from onnxruntime
     with the intermediate tensors exposed (much faster on large inputs); tensors
     onnxruntime does not compute (layers the frontend synthesized) then fall back
@@ -269,7 +232,6 @@ def _float_runs(graph, batches, model):
         for sample in samples:
             yield run_float(graph, sample, keep_all=True)
         return
-    from compiler.runner import onnx_runs
     for sample, values in zip(samples, onnx_runs(model, graph, batches)):
         if any(t not in values for t in graph.tensors if t not in graph.inputs):
             values = run_float(graph, sample, keep_all=True)

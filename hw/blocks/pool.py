@@ -19,6 +19,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..timing import POOL_UNIT_LATENCY
 from .requant import RequantUnit
 
 __all__ = ["PoolMode", "PoolUnit"]
@@ -94,7 +95,7 @@ class PoolUnit(wiring.Component):
     The pipeline stalls as a whole under back-pressure.
     """
 
-    latency = 3 + RequantUnit.latency
+    latency = POOL_UNIT_LATENCY
 
     def __init__(self, lanes, act_bits, max_width, max_height, mult_bits=16, shift_bits=6):
         _check_int("lanes", lanes, 1, 1024)

@@ -28,6 +28,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..timing import REQUANT_LATENCY
+
 __all__ = ["RequantUnit", "clamp", "round_shift"]
 
 
@@ -98,7 +100,7 @@ class RequantUnit(wiring.Component):
     holds an unaccepted vector (``i.ready = ~o.valid | o.ready``).
     """
 
-    latency = 4
+    latency = REQUANT_LATENCY
 
     def __init__(self, lanes, acc_bits, act_bits, mult_bits=16, shift_bits=6, *,
                  per_channel=True, user_bits=0):

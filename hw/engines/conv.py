@@ -17,8 +17,8 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..blocks.line_buffer import WindowGenerator
 from ..blocks.pool import PoolMode, PoolUnit
+from ..timing import conv_engine_latency
 from .datapath import (
-    REQUANT_LATENCY,
     TILE_BITS,
     JobControl,
     KernelLoader,
@@ -213,8 +213,7 @@ class ConvEngine(wiring.Component):
     def latency(self):
         """Cycles from taking a window of the last tile to its output's ``valid``."""
         # window register, products, adder tree, buffer read, add, requantize
-        latency = 2 + self.tree_latency + 3 + REQUANT_LATENCY
-        return latency + (PoolUnit.latency if self.pool else 0)
+        return conv_engine_latency(self.pi, self.k_max, self.pool)
 
     def elaborate(self, platform):
         m = Module()

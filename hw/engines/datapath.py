@@ -29,7 +29,7 @@ from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.utils import bits_for
 
-from .. import weight_codes
+from .. import isa, weight_codes
 from ..arch import ArchConfig
 from ..blocks.pe import MultiplierElement
 from ..blocks.requant import RequantUnit, clamp, round_shift
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Width of the input-channel tile count of a job (up to 4095 tiles of Pi channels).
-TILE_BITS = 12
+TILE_BITS = isa.TILE_BITS
 
 #: Pipeline stages of :func:`requant_tail`.
 REQUANT_LATENCY = RequantUnit.latency

@@ -8,8 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
 from ..blocks.line_buffer import WindowGenerator
+from ..timing import depthwise_engine_latency
 from .datapath import (
-    REQUANT_LATENCY,
     JobControl,
     KernelLoader,
     Pipeline,
@@ -129,7 +129,7 @@ class DepthwiseEngine(wiring.Component):
     def latency(self):
         """Cycles from taking a window to its output's ``valid``."""
         # window register, products, adder tree, bias, requantize
-        return 2 + self.tree_latency + 1 + REQUANT_LATENCY
+        return depthwise_engine_latency(self.k_max)
 
     def elaborate(self, platform):
         m = Module()

@@ -8,8 +8,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arch import ArchConfig
+from ..timing import pointwise_engine_latency
 from .datapath import (
-    REQUANT_LATENCY,
     TILE_BITS,
     JobControl,
     Pipeline,
@@ -135,7 +135,7 @@ class PointwiseEngine(wiring.Component):
     def latency(self):
         """Cycles from a last-tile pixel handshake to its output's ``valid``."""
         # input register, products, adder tree, buffer read, add, requantize
-        return 2 + self.tree_latency + 3 + REQUANT_LATENCY
+        return pointwise_engine_latency(self.pi)
 
     @property
     def acc_bits(self):

@@ -36,102 +36,35 @@ taken: one beat per cycle, and back-pressure from the engine simply holds the re
 
 from __future__ import annotations
 
-import functools
-
 from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
 from ..blocks.pool import PoolMode
+from ..engine_kinds import engine_kind, engine_unit_cycles
 from ..engines.conv import ConvEngine
 from ..engines.datapath import weight_shape, weight_zero
 from ..engines.depthwise import DepthwiseEngine
 from ..engines.pointwise import PointwiseEngine
-from ..isa import INSTRUCTION, Engine, Pool, element_bytes, engine_kernel, weight_element_bytes
+from ..isa import INSTRUCTION, Engine, Pool, element_bytes, weight_element_bytes
 from .units import bytes_from_lanes, pbuf_layout
 
 __all__ = ["EngineUnit", "engine_latency", "unit_cycles"]
 
-
-#: Cycles of a COMPUTE spent outside its jobs (start to SETUP, last ``done`` to idle).
-UNIT_OVERHEAD_CYCLES = 2
-#: Cycles per job beyond the engine's pipeline latency: the command, the parameter
-#: beat and the turnarounds of each engine's job control.
-JOB_CYCLES = {Engine.CONV: 4, Engine.DEPTHWISE: 4, Engine.POINTWISE: 4}
-#: Cycles a CONV job with a fused pool ends earlier when the pool drops the last row of
-#: the convolution (the job ends on its last window, not on the drained pipeline).
-DROPPED_TAIL_CYCLES = 12
-#: The window generator's latency from a pixel to the window it completes, plus the
-#: cycle its frame configuration takes.
-FRAME_CYCLES = 3
+#: Re-exported: the engine units' cycle model lives with the engine kinds' descriptors.
+unit_cycles = engine_unit_cycles
 
 
-@functools.lru_cache(maxsize=64)
+#: The engine each unit kind wraps, and its constructor's options.
+_ENGINES = {Engine.CONV: (ConvEngine, {"pool": True}), Engine.DEPTHWISE: (DepthwiseEngine, {}),
+            Engine.POINTWISE: (PointwiseEngine, {})}
+
+
 def engine_latency(arch: ArchConfig, kind: Engine) -> int:
     """Pipeline latency of the engine a unit for ``kind`` (CONV, DEPTHWISE, POINTWISE)
-    wraps for ``arch``."""
-    cls = {Engine.CONV: ConvEngine, Engine.DEPTHWISE: DepthwiseEngine,
-           Engine.POINTWISE: PointwiseEngine}[kind]
-    engine = cls(arch, pool=True) if kind is Engine.CONV else cls(arch)
-    return engine.latency
-
-
-def _cdiv(a, b):
-    return -(-a // b)
-
-
-def unit_cycles(instr, arch: ArchConfig) -> int:
-    """Cycles a CONV, DEPTHWISE or POINTWISE COMPUTE keeps its :class:`EngineUnit` busy.
-
-    The model of the engines' timing (measured on the RTL): every group of ``L`` output
-    channels is one job of :data:`JOB_CYCLES` plus the engine latency plus its stream
-    time. POINTWISE streams ``tiles * pixels`` beats. CONV and DEPTHWISE stream each
-    input-channel tile (one for DEPTHWISE) as one frame of the ``conv_k_max`` window
-    generator: one cycle per pixel, ``in_w`` per bottom-padding row the windows reach,
-    the right-padding columns the last window reaches, and :data:`FRAME_CYCLES`; the
-    ``K * K`` weight beats of a tile overlap the pixels streamed before the first window
-    is complete. When ``pad_left + pad_right >= conv_k_max`` or ``in_w < pad_right``
-    (padding as the generator sees it), each output row but the last flushes its right
-    padding as well.
-
-    Exact for DEPTHWISE and POINTWISE and for CONV without a fused pool on frames
-    wider than their padding; within 6 % otherwise (``tests/hw/test_seml_engine_units.py``
-    compares it with the RTL on random instructions).
-
-    ``instr`` has the COMPUTE fields as attributes (an :class:`hw.isa.Instruction`).
-    """
-    kind = engine = instr.engine
-    if engine is Engine.POINTWISE:
-        tiles, groups = _cdiv(instr.in_c, arch.pw_pi), _cdiv(instr.out_c, arch.pw_po)
-        stream = tiles * instr.out_h * instr.out_w
-    else:
-        if engine is Engine.CONV:
-            tiles, groups = _cdiv(instr.in_c, arch.conv_pi), _cdiv(instr.out_c, arch.conv_po)
-        elif engine is Engine.DEPTHWISE:
-            tiles, groups = 1, _cdiv(instr.out_c, arch.dw_channels)
-        else:
-            raise ValueError(f"Engine {engine!r} does not run on an engine unit")
-        kh, kw = instr.k_h, instr.k_w
-        k = engine_kernel(kh, kw)
-        km = arch.conv_k_max
-        off = (km - k) // 2
-        pt, pl = instr.pad_top + off, instr.pad_left + off
-        pb, pr = instr.pad_bottom + k - kh + off, instr.pad_right + k - kw + off
-        h, w, s = instr.in_h, instr.in_w, instr.stride_h
-        oh = (h + pt + pb - km) // s + 1
-        ow = (w + pl + pr - km) // s + 1
-        bottom = max(0, (oh - 1) * s + km - pt - h)
-        right = max(0, (ow - 1) * s + km - pl - w)
-        frame = h * w + bottom * w + right + FRAME_CYCLES
-        if pl + pr >= km or w < pr:
-            frame += (min(oh, h) - 1) * pr
-        first = (km - 1 - pt) * w + (km - 1 - pl) + FRAME_CYCLES
-        stream = tiles * (frame + max(0, k * k - first))
-        if engine is Engine.CONV and instr.pool is Pool.MAX and oh % 2:
-            stream -= DROPPED_TAIL_CYCLES
-    job = JOB_CYCLES[kind] + engine_latency(arch, kind)
-    return UNIT_OVERHEAD_CYCLES + groups * (job + stream)
+    wraps for ``arch`` (:mod:`hw.timing`, through the kind's descriptor)."""
+    return engine_kind(kind).latency(arch)
 
 
 class _Feeder:
@@ -185,23 +118,21 @@ class EngineUnit(wiring.Component):
     def __init__(self, arch: ArchConfig, kind: Engine):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
-        if kind not in (Engine.CONV, Engine.DEPTHWISE, Engine.POINTWISE):
+        if kind not in _ENGINES:
             raise TypeError(f"kind must be Engine.CONV, DEPTHWISE or POINTWISE, not {kind!r}")
         self.arch = arch
         self.kind = kind
         self._e = element_bytes(arch.act_bits)
         self._we = weight_element_bytes(arch)
-        if kind is Engine.CONV:
-            self.engine = ConvEngine(arch, pool=True)
-            self.pi, self.lanes = arch.conv_pi, arch.conv_po
-            wbuf = [self._we] * (self.pi * self.lanes)
-        elif kind is Engine.DEPTHWISE:
-            self.engine = DepthwiseEngine(arch)
-            self.pi = self.lanes = arch.dw_channels
+        desc = engine_kind(kind)
+        cls, options = _ENGINES[kind]
+        self.engine = cls(arch, **options)
+        self.pi, self.lanes = desc.lane_counts(arch)
+        if desc.channelwise:      # one weight per channel lane
             wbuf = [self._we] * self.lanes
-        else:
-            self.engine = PointwiseEngine(arch)
-            self.pi, self.lanes = arch.pw_pi, arch.pw_po
+        elif desc.windowed:       # one weight per (output, input) lane pair
+            wbuf = [self._we] * (self.pi * self.lanes)
+        else:                     # one port per output lane reading its Pi weights
             wbuf = [self._we * self.pi] * self.lanes
         self._wbuf_widths = wbuf
         members = {"start": In(1), "instr": In(INSTRUCTION), "busy": Out(1)}

@@ -1,0 +1,305 @@
+"""The engine kinds of a COMPUTE instruction, one descriptor each.
+
+:data:`ENGINE_KINDS` maps every :class:`hw.isa.Engine` to an :class:`EngineKind`: which
+arch parameters give its lanes, which buffers it reads, the legality rules of its
+instructions, the geometry the tiler must respect and its cycle model. The
+instruction-set simulator, the compiler's tiler, cost model and code generator and the
+core's engine units ask this table instead of naming engine kinds, so a new kind is one
+:class:`EngineKind` (:func:`register_engine_kind`) plus its golden operation
+(:func:`sim.engine_ops.register_golden_op`) plus its hardware.
+
+Plain Python: importable wherever ``hw.isa`` is, without elaborating anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hw import timing
+from hw.isa import CIN_TILES_MAX, ENGINE_STRIDES, Engine, Pool, engine_kernel, window_out
+
+__all__ = [
+    "ENGINE_KINDS",
+    "EngineKind",
+    "check_compute",
+    "compute_cycles",
+    "engine_kind",
+    "engine_unit_cycles",
+    "pool_unit_cycles",
+    "register_engine_kind",
+    "weight_elements",
+]
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """What the tools know about one engine kind.
+
+    Parameters
+    ----------
+    engine : Engine
+        The ``engine`` field value of its COMPUTE instructions.
+    lanes : (str, str) or None
+        Names of the :class:`hw.arch.ArchConfig` parameters giving its input lanes (channels
+        per input tile) and output lanes (channels per job); ``None`` for a unit without
+        such lanes.
+    weighted : bool
+        Reads weights from WBUF and per-channel parameters from PBUF.
+    channelwise : bool
+        Input channel ``c`` feeds output channel ``c`` only (one input tile per job).
+    windowed : bool
+        Streams each input tile as a frame through line buffers of ``max_height x
+        max_width`` (the padded tile must fit them).
+    square_kernel : bool
+        Runs a ``k_h x k_w`` kernel as the ``K x K`` one of :func:`hw.isa.engine_kernel`
+        on ``conv_k_max`` convolvers (kernel at most ``conv_k_max``; the frame grows by
+        ``K - k_h`` rows and ``K - k_w`` columns).
+    strides : tuple of int or None
+        Strides it runs, equal on both axes; ``None``: any stride on each axis.
+    pool_op : bool
+        The ``pool`` field selects its operation (``MAX`` or ``AVG``).
+    fused_pool : bool
+        ``pool = MAX`` fuses a 2x2 stride-2 max pool after requantization.
+    pixel_job : bool
+        One job holds at most ``max_width * max_height`` output pixels.
+    cin_tiled : bool
+        Counts input-channel tiles of ``lanes[0]`` channels (at most
+        :data:`hw.isa.CIN_TILES_MAX`).
+    rules : tuple of callables
+        More legality rules: ``rule(instr, arch)`` returns a message or ``None``.
+    cycles : callable
+        ``cycles(instr, arch)``: cycles a COMPUTE keeps the unit busy.
+    latency : callable or None
+        ``latency(arch)``: pipeline latency of the engine (for :attr:`cycles`).
+    """
+    engine: Engine
+    lanes: tuple | None
+    weighted: bool
+    channelwise: bool
+    windowed: bool
+    cycles: Callable
+    square_kernel: bool = False
+    strides: tuple | None = None
+    pool_op: bool = False
+    fused_pool: bool = False
+    pixel_job: bool = False
+    cin_tiled: bool = False
+    rules: tuple = field(default=())
+    latency: Callable | None = None
+
+    @property
+    def name(self) -> str:
+        """Lower-case name (for messages and reports)."""
+        return self.engine.name.lower()
+
+    def lane_counts(self, arch) -> tuple[int, int]:
+        """``(input lanes, output lanes)`` of ``arch`` for this kind."""
+        return getattr(arch, self.lanes[0]), getattr(arch, self.lanes[1])
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def engine_unit_cycles(instr, arch) -> int:
+    """Cycles a COMPUTE keeps an engine unit (:class:`hw.seml.engine_units.EngineUnit`)
+    busy.
+
+    The model of the engines' timing (measured on the RTL): every group of output lanes is
+    one job of :data:`hw.timing.JOB_CYCLES` plus the engine latency plus its stream time.
+    An engine without line buffers streams ``tiles * pixels`` beats. A windowed one streams
+    each input-channel tile (one for a channel-wise engine) as one frame of the
+    ``conv_k_max`` window generator: one cycle per pixel, ``in_w`` per bottom-padding row
+    the windows reach, the right-padding columns the last window reaches, and
+    :data:`hw.timing.FRAME_CYCLES`; the ``K * K`` weight beats of a tile overlap the
+    pixels streamed before the first window is complete. When ``pad_left + pad_right >=
+    conv_k_max`` or ``in_w < pad_right`` (padding as the generator sees it), each output
+    row but the last flushes its right padding as well.
+
+    Exact for DEPTHWISE and POINTWISE and for CONV without a fused pool on frames wider
+    than their padding; within 6 % otherwise (``tests/hw/test_seml_engine_units.py``
+    compares it with the RTL on random instructions).
+
+    ``instr`` has the COMPUTE fields as attributes (an :class:`hw.isa.Instruction`).
+    """
+    kind = engine_kind(instr.engine)
+    if kind.latency is None or kind.lanes is None:
+        raise ValueError(f"Engine {instr.engine!r} does not run on an engine unit")
+    pi, po = kind.lane_counts(arch)
+    groups = _cdiv(instr.out_c, po)
+    tiles = 1 if kind.channelwise else _cdiv(instr.in_c, pi)
+    if not kind.windowed:
+        stream = tiles * instr.out_h * instr.out_w
+    else:
+        kh, kw = instr.k_h, instr.k_w
+        k = engine_kernel(kh, kw)
+        km = arch.conv_k_max
+        off = (km - k) // 2
+        pt, pl = instr.pad_top + off, instr.pad_left + off
+        pb, pr = instr.pad_bottom + k - kh + off, instr.pad_right + k - kw + off
+        h, w, s = instr.in_h, instr.in_w, instr.stride_h
+        oh = window_out(h, km, s, pt, pb)
+        ow = window_out(w, km, s, pl, pr)
+        bottom = max(0, (oh - 1) * s + km - pt - h)
+        right = max(0, (ow - 1) * s + km - pl - w)
+        frame = h * w + bottom * w + right + timing.FRAME_CYCLES
+        if pl + pr >= km or w < pr:
+            frame += (min(oh, h) - 1) * pr
+        first = (km - 1 - pt) * w + (km - 1 - pl) + timing.FRAME_CYCLES
+        stream = tiles * (frame + max(0, k * k - first))
+        if kind.fused_pool and instr.pool is Pool.MAX and oh % 2:
+            stream -= timing.DROPPED_TAIL_CYCLES
+    job = timing.JOB_CYCLES + kind.latency(arch)
+    return timing.UNIT_OVERHEAD_CYCLES + groups * (job + stream)
+
+
+def pool_unit_cycles(instr, arch) -> int:
+    """Cycles a POOL COMPUTE keeps the pool unit busy: one window step per cycle on
+    :data:`hw.timing.POOL_LANES` output columns of one channel, then the drain."""
+    return timing.DRAIN_CYCLES + timing.pool_steps(instr.in_c, instr.out_h, instr.out_w,
+                                                   instr.k_h, instr.k_w, timing.POOL_LANES)
+
+
+def _same_channels(i, arch):
+    if i.out_c != i.in_c:
+        return f"{i.engine.name} needs out_c == in_c"
+    return None
+
+
+def _one_by_one(i, arch):
+    if (i.k_h, i.k_w) != (1, 1) or any((i.pad_top, i.pad_left, i.pad_bottom, i.pad_right)):
+        return f"{i.engine.name} needs a 1x1 kernel and no pads"
+    return None
+
+
+#: Every engine kind, keyed by its ``engine`` field value.
+ENGINE_KINDS: dict = {
+    Engine.CONV: EngineKind(
+        Engine.CONV, ("conv_pi", "conv_po"), weighted=True, channelwise=False, windowed=True,
+        square_kernel=True, strides=ENGINE_STRIDES, fused_pool=True, cin_tiled=True,
+        cycles=engine_unit_cycles,
+        latency=lambda arch: timing.conv_engine_latency(arch.conv_pi, arch.conv_k_max, True)),
+    Engine.DEPTHWISE: EngineKind(
+        Engine.DEPTHWISE, ("dw_channels", "dw_channels"), weighted=True, channelwise=True,
+        windowed=True, square_kernel=True, strides=ENGINE_STRIDES, rules=(_same_channels,),
+        cycles=engine_unit_cycles,
+        latency=lambda arch: timing.depthwise_engine_latency(arch.conv_k_max)),
+    Engine.POINTWISE: EngineKind(
+        Engine.POINTWISE, ("pw_pi", "pw_po"), weighted=True, channelwise=False,
+        windowed=False, pixel_job=True, cin_tiled=True, rules=(_one_by_one,),
+        cycles=engine_unit_cycles,
+        latency=lambda arch: timing.pointwise_engine_latency(arch.pw_pi)),
+    Engine.POOL: EngineKind(
+        Engine.POOL, None, weighted=False, channelwise=True, windowed=True, pool_op=True,
+        cycles=pool_unit_cycles),
+}
+
+
+def engine_kind(engine) -> EngineKind:
+    """The descriptor of ``engine``.
+
+    Raises
+    ------
+    ValueError
+        If no kind is registered for ``engine``.
+    """
+    try:
+        return ENGINE_KINDS[engine]
+    except (KeyError, TypeError):
+        raise ValueError(f"No engine kind is registered for {engine!r}") from None
+
+
+def register_engine_kind(kind: EngineKind) -> None:
+    """Add ``kind`` to :data:`ENGINE_KINDS` (replacing the descriptor of its engine)."""
+    if not isinstance(kind, EngineKind):
+        raise TypeError(f"kind must be an EngineKind, not {kind!r}")
+    ENGINE_KINDS[kind.engine] = kind
+
+
+def compute_cycles(instr, arch) -> int:
+    """Cycles a COMPUTE ``instr`` keeps its unit busy (its kind's cycle model)."""
+    return engine_kind(instr.engine).cycles(instr, arch)
+
+
+def weight_elements(instr) -> int:
+    """Weight elements a COMPUTE ``instr`` reads from WBUF (0 for a kind without weights)."""
+    kind = engine_kind(instr.engine)
+    if not kind.weighted:
+        return 0
+    per = instr.k_h * instr.k_w * (1 if kind.channelwise else instr.in_c)
+    return instr.out_c * per
+
+
+def check_compute(i, arch) -> str | None:
+    """The first legality rule of ``docs/isa.md`` the COMPUTE ``i`` breaks on ``arch``,
+    as a message, or ``None`` when it is legal. Buffer ranges are not checked here."""
+    if min(i.in_c, i.out_c, i.in_h, i.in_w, i.k_h, i.k_w, i.stride_h, i.stride_w) < 1:
+        return "channels, sizes, kernel and stride must be at least 1"
+    pads = (i.pad_top, i.pad_left, i.pad_bottom, i.pad_right)
+    if max(i.pad_top, i.pad_bottom) >= i.k_h or max(i.pad_left, i.pad_right) >= i.k_w:
+        return f"pads {pads} must be smaller than the kernel {i.k_h}x{i.k_w}"
+    hp, wp = i.in_h + i.pad_top + i.pad_bottom, i.in_w + i.pad_left + i.pad_right
+    oh = window_out(i.in_h, i.k_h, i.stride_h, i.pad_top, i.pad_bottom)
+    ow = window_out(i.in_w, i.k_w, i.stride_w, i.pad_left, i.pad_right)
+    if oh < 1 or ow < 1:
+        return "kernel larger than the padded tile"
+    try:
+        kind = engine_kind(i.engine)
+    except ValueError as exc:
+        return str(exc)
+    name = i.engine.name
+    if kind.square_kernel and max(i.k_h, i.k_w) > arch.conv_k_max:
+        return f"kernel {i.k_h}x{i.k_w} exceeds conv_k_max {arch.conv_k_max}"
+    if kind.strides is not None and (i.stride_h != i.stride_w or i.stride_h not in kind.strides):
+        allowed = " or ".join(str(s) for s in kind.strides)
+        return (f"stride_h x stride_w is {i.stride_h}x{i.stride_w}; the {name} engine runs "
+                f"stride {allowed}, equal on both axes")
+    if kind.square_kernel:
+        k = engine_kernel(i.k_h, i.k_w)
+        frame_h, frame_w = hp + k - i.k_h, wp + k - i.k_w
+        if frame_w > arch.max_width or frame_h > arch.max_height:
+            return (f"engine frame {frame_h}x{frame_w} (padded tile {hp}x{wp}, the "
+                    f"{i.k_h}x{i.k_w} kernel run as {k}x{k}) exceeds max_height x "
+                    f"max_width {arch.max_height}x{arch.max_width}")
+    elif kind.windowed and (wp > arch.max_width or hp > arch.max_height):
+        return (f"padded tile {hp}x{wp} exceeds max_height x max_width "
+                f"{arch.max_height}x{arch.max_width}")
+    fh = fw = 1
+    if kind.pool_op:
+        if i.pool is not Pool.MAX and i.pool is not Pool.AVG:
+            return f"the {name} engine needs pool MAX or AVG"
+        if i.pool is Pool.AVG and (i.shift >= 1 << arch.shift_bits
+                                   or i.mult >= 1 << arch.mult_bits):
+            return "mult / shift wider than mult_bits / shift_bits"
+    else:
+        if i.pool is Pool.AVG:
+            return "only a max pool can be fused into an engine"
+        if i.pool is Pool.MAX:
+            if not kind.fused_pool:
+                return f"the {name} engine has no fused pool: pool must be NONE, not MAX"
+            if (i.fpool_h, i.fpool_w) != (2, 2):
+                return (f"fused max pool fpool_h x fpool_w is {i.fpool_h}x{i.fpool_w}; the "
+                        f"{name} engine fuses a 2x2 stride-2 max pool only")
+            fh = fw = 2
+            if oh < fh or ow < fw:
+                return f"fused pool {fh}x{fw} does not fit the {oh}x{ow} result"
+        for rule in kind.rules:
+            message = rule(i, arch)
+            if message:
+                return message
+        if kind.cin_tiled:
+            param = kind.lanes[0]
+            pi = getattr(arch, param)
+            tiles = _cdiv(i.in_c, pi)
+            if tiles > CIN_TILES_MAX:
+                return (f"in_c {i.in_c} is {tiles} input-channel tiles of {param}={pi}; "
+                        f"the {name} engine counts at most {CIN_TILES_MAX}")
+    if (oh // fh, ow // fw) != (i.out_h, i.out_w):
+        return (f"out_h x out_w is {i.out_h}x{i.out_w}, but the fields give "
+                f"{oh // fh}x{ow // fw}")
+    if kind.pixel_job and i.out_h * i.out_w > arch.max_width * arch.max_height:
+        return (f"out_h x out_w {i.out_h}x{i.out_w} is {i.out_h * i.out_w} pixels, more than "
+                f"the max_width x max_height = {arch.max_width * arch.max_height} a "
+                f"{name} job holds")
+    return None
