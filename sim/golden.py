@@ -43,7 +43,7 @@ from numbers import Integral
 import numpy as np
 
 from hw import isa
-from hw.isa import qrange
+from hw.isa import qrange, window_out
 
 __all__ = [
     "accumulator_range",
@@ -415,8 +415,8 @@ def conv2d(x, w, bias=None, stride=(1, 1), pads=(0, 0, 0, 0), groups=1):
     if kh < 1 or kw < 1 or m < 1:
         raise ValueError(f"w must have at least one output channel and kernel tap, "
                          f"not shape {w.shape!r}")
-    oh = (h + pt + pb - kh) // sh + 1
-    ow = (wd + pl + pr - kw) // sw + 1
+    oh = window_out(h, kh, sh, pt, pb)
+    ow = window_out(wd, kw, sw, pl, pr)
     if oh < 1 or ow < 1:
         raise ValueError(f"pads must make the padded input at least the kernel size "
                          f"({kh}x{kw}) for x of {h}x{wd}, not {pads!r}")
@@ -583,8 +583,8 @@ def _pool_geometry(x, kernel, stride, pads):
     if max(pt, pb) >= kh or max(pl, pr) >= kw:
         raise ValueError(f"pads must be smaller than the kernel ({kh}x{kw}) so that no window "
                          f"lies entirely in padding, not {pads!r}")
-    oh = (x.shape[2] + pt + pb - kh) // sh + 1
-    ow = (x.shape[3] + pl + pr - kw) // sw + 1
+    oh = window_out(x.shape[2], kh, sh, pt, pb)
+    ow = window_out(x.shape[3], kw, sw, pl, pr)
     if oh < 1 or ow < 1:
         raise ValueError(f"kernel must fit in the padded {x.shape[2]}x{x.shape[3]} input, "
                          f"not {kernel!r}")

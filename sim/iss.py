@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.arch import ArchConfig
-from hw.engine_kinds import check_compute, engine_kind
+from hw.engine_kinds import check_compute
 from hw.isa import (
     PBUF_ENTRY_BYTES,
     Buffer,
@@ -296,10 +296,9 @@ class ISS:
         message = check_compute(i, self.arch)
         if message is not None:
             self._fail(index, i, message, ErrorCode.ILLEGAL_INSTRUCTION)
-        kind = engine_kind(i.engine)
         x = self._tile(index, i, self.ibuf, "IBUF", i.ibuf_addr, (1, i.in_c, i.in_h, i.in_w),
                        self._act_e)
-        y = golden_op(i.engine)(_Operands(self, index, i, kind.weighted), i, x)
+        y = golden_op(i.engine)(_Operands(self, index, i), i, x)
         self._write_obuf(index, i, i.obuf_addr, y)
 
     def _add(self, index, i):
@@ -323,8 +322,8 @@ class ISS:
 class _Operands:
     """The WBUF and PBUF operands of one COMPUTE, read with their ranges checked."""
 
-    def __init__(self, iss, index, instr, weighted):
-        self._iss, self._index, self._instr, self._weighted = iss, index, instr, weighted
+    def __init__(self, iss, index, instr):
+        self._iss, self._index, self._instr = iss, index, instr
 
     def params(self) -> np.ndarray:
         """``(out_c, 3)`` int64: bias, multiplier, shift of each output channel."""

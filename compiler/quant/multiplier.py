@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from compiler.errors import QuantizationError
+from hw import isa
 from sim import golden
 
 __all__ = ["decompose_multiplier", "decompose_multipliers", "decompose_shared_shift",
@@ -26,8 +27,9 @@ __all__ = ["decompose_multiplier", "decompose_multipliers", "decompose_shared_sh
 
 
 def max_shift(shift_bits: int) -> int:
-    """Largest usable shift: the field's maximum, capped at :data:`sim.golden.MAX_SHIFT`."""
-    return min((1 << shift_bits) - 1, golden.MAX_SHIFT)
+    """Largest usable shift: the field's maximum, capped at :data:`hw.isa.MAX_SHIFT`
+    (:func:`hw.isa.max_shift`)."""
+    return isa.max_shift(shift_bits)
 
 
 def _strip_trailing_zeros(ms: list[int], s: int) -> tuple[list[int], int]:

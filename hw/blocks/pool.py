@@ -19,6 +19,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..isa import qrange
 from ..timing import POOL_UNIT_LATENCY
 from .requant import RequantUnit
 
@@ -147,7 +148,7 @@ class PoolUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, a_bits = self._lanes, self._act_bits
-        qmin, qmax = -(1 << (a_bits - 1)), (1 << (a_bits - 1)) - 1
+        qmin, qmax = qrange(a_bits)
         col_bits = a_bits + 2       # sum of up to 3 rows
         win_bits = a_bits + 4       # sum of up to 9 pixels
 

@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..blocks.line_buffer import WindowGenerator
 from ..blocks.pool import PoolMode, PoolUnit
+from ..isa import qrange
 from ..timing import conv_engine_latency
 from .datapath import (
     TILE_BITS,
@@ -167,7 +168,7 @@ class ConvEngine(wiring.Component):
         self.k_max = arch.conv_k_max
         self.pool = pool
         self.depth = arch.max_width * arch.max_height
-        lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
+        lo, hi = qrange(arch.act_bits)
         fields = frame_fields(arch, self.k_max)
         fields.update({
             "cin_tiles": unsigned(TILE_BITS),

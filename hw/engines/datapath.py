@@ -337,7 +337,7 @@ def check_frame(arch, k_max, fixed):
         raise ValueError(f"config padded frame must be at least kernel={k} in each "
                          f"dimension, not {wp!r}x{hp!r}")
     stride = fixed["stride"]
-    outputs = ((wp - k) // stride + 1) * ((hp - k) // stride + 1)
+    outputs = isa.window_out(wp, k, stride) * isa.window_out(hp, k, stride)
     if outputs > arch.max_width * arch.max_height:
         raise ValueError(f"config output pixels must be at most max_width * max_height="
                          f"{arch.max_width * arch.max_height}, not {outputs!r}")

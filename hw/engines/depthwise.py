@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
 from ..blocks.line_buffer import WindowGenerator
+from ..isa import qrange
 from ..timing import depthwise_engine_latency
 from .datapath import (
     JobControl,
@@ -95,7 +96,7 @@ class DepthwiseEngine(wiring.Component):
         self.channels = arch.dw_channels
         self.k_max = arch.conv_k_max
         self.depth = arch.max_width * arch.max_height
-        lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
+        lo, hi = qrange(arch.act_bits)
         fields = frame_fields(arch, self.k_max)
         fields.update({"lo": signed(arch.act_bits), "hi": signed(arch.act_bits)})
         self.cmd_layout = data.StructLayout(fields)

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arch import ArchConfig
+from ..isa import qrange
 from .datapath import JobControl, Pipeline, check_arch, check_fixed, shift_tail
 
 __all__ = ["EltwiseAddEngine"]
@@ -76,7 +77,7 @@ class EltwiseAddEngine(wiring.Component):
         self.arch = arch
         self.lanes = lanes
         self.max_count = arch.max_width * arch.max_height
-        lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
+        lo, hi = qrange(arch.act_bits)
         self.cmd_layout = data.StructLayout({
             "count": unsigned(bits_for(self.max_count)),
             "ma": unsigned(arch.mult_bits),

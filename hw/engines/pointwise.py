@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..arch import ArchConfig
+from ..isa import qrange
 from ..timing import pointwise_engine_latency
 from .datapath import (
     TILE_BITS,
@@ -97,7 +98,7 @@ class PointwiseEngine(wiring.Component):
         self.pi = arch.pw_pi
         self.po = arch.pw_po
         self.depth = arch.max_width * arch.max_height
-        lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
+        lo, hi = qrange(arch.act_bits)
         self.cmd_layout = data.StructLayout({
             "pixels": unsigned(bits_for(self.depth)),
             "cin_tiles": unsigned(TILE_BITS),

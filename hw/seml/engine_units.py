@@ -47,7 +47,7 @@ from ..engines.conv import ConvEngine
 from ..engines.datapath import weight_shape, weight_zero
 from ..engines.depthwise import DepthwiseEngine
 from ..engines.pointwise import PointwiseEngine
-from ..isa import INSTRUCTION, Engine, Pool, element_bytes, weight_element_bytes
+from ..isa import INSTRUCTION, Engine, Pool, element_bytes, qrange, weight_element_bytes
 from .units import bytes_from_lanes, pbuf_layout
 
 __all__ = ["EngineUnit", "engine_latency", "unit_cycles"]
@@ -124,7 +124,7 @@ class EngineUnit(wiring.Component):
         self.kind = kind
         self._e = element_bytes(arch.act_bits)
         self._we = weight_element_bytes(arch)
-        desc = engine_kind(kind)
+        self.desc = desc = engine_kind(kind)
         cls, options = _ENGINES[kind]
         self.engine = cls(arch, **options)
         self.pi, self.lanes = desc.lane_counts(arch)
@@ -190,7 +190,8 @@ class EngineUnit(wiring.Component):
         arch, kind = self.arch, self.kind
         e, we = self._e, self._we
         P, L = self.pi, self.lanes
-        windowed = kind is not Engine.POINTWISE
+        desc = self.desc
+        windowed = desc.windowed
         m.submodules.engine = eng = self.engine
         c = self.instr.compute
 
@@ -246,11 +247,11 @@ class EngineUnit(wiring.Component):
             with m.State("SETUP"):
                 taps = k_h * k_w * we
                 m.d.sync += [
-                    tiles.eq((in_c + (P - 1)) // P if kind is not Engine.DEPTHWISE else 1),
+                    tiles.eq((in_c + (P - 1)) // P if not desc.channelwise else 1),
                     plane_in.eq(in_h * in_w * e),
                     plane_out.eq(out_h * out_w * e),
                     pixels_out.eq(out_h * out_w),
-                    w_m_stride.eq(taps if kind is Engine.DEPTHWISE else in_c * taps),
+                    w_m_stride.eq(taps if desc.channelwise else in_c * taps),
                     w_c_stride.eq(taps),
                     row_step.eq(stride_h * in_w * e),
                     col_step.eq(stride_w * e),
@@ -296,10 +297,10 @@ class EngineUnit(wiring.Component):
             ]
         else:
             m.d.comb += [cmd.pixels.eq(pixels_out), cmd.lo.eq(act_lo), cmd.hi.eq(act_hi)]
-        if kind is not Engine.DEPTHWISE:
+        if desc.cin_tiled:
             m.d.comb += cmd.cin_tiles.eq(tiles)
-        if kind is Engine.CONV:
-            lo, hi = -(1 << (arch.act_bits - 1)), (1 << (arch.act_bits - 1)) - 1
+        if desc.fused_pool:
+            lo, hi = qrange(arch.act_bits)
             m.d.comb += [
                 cmd.pool_mode.eq(Mux(fused, PoolMode.MAX, PoolMode.BYPASS)),
                 cmd.pool_kernel.eq(2), cmd.pool_stride.eq(2),
