@@ -1,8 +1,8 @@
 """cocotb helpers that drive the SEML core the way a Zynq PS does.
 
-:class:`DdrModel` is cocotbext-axi's ``AxiRam`` (the DDR behind the core's AXI4
-master) that can also answer ``SLVERR`` for chosen address windows, to test bus
-errors. :class:`Host` is the processor side: it loads the program, weights and
+:class:`DdrModel` is the DDR behind the core's AXI4 master: cocotbext-axi's
+``AxiSlave`` over its ``Memory``, answering ``SLVERR`` for chosen address windows to test
+bus errors. :class:`Host` is the processor side: it loads the program, weights and
 input into DDR, programs the control registers through an ``AxiLiteMaster``,
 starts the core, polls for done and reads results and counters back.
 
@@ -23,7 +23,8 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
-from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiSlave
+from cocotbext.axi.memory import Memory
 
 from hw.seml.csr import (
     CONTROL_CLEAR,
@@ -55,8 +56,14 @@ def pause_pattern(seed: int, p_pause: float):
         yield 1 if rng.random() < p_pause else 0
 
 
-class DdrModel(AxiRam):
-    """``AxiRam`` on the ``m_axi`` bus of ``dut``, with optional faulty windows.
+class DdrModel(Memory):
+    """DDR on the ``m_axi`` bus of ``dut``: cocotbext-axi's ``AxiSlave`` over a memory that
+    can answer ``SLVERR`` for chosen address windows.
+
+    The memory is cocotbext-axi's ``Memory`` (as in ``AxiRam``: ``read`` / ``write`` from
+    the test bench, addresses wrap modulo ``size`` on the bus); the bus side is an
+    ``AxiSlave`` whose target raises for a faulty access, which ``AxiSlave`` answers with
+    ``SLVERR``.
 
     Parameters
     ----------
@@ -71,20 +78,11 @@ class DdrModel(AxiRam):
     """
 
     def __init__(self, dut, size=1 << 22, pause=0.0, seed=0):
-        super().__init__(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=size)
+        super().__init__(size=size)
         self.faults = []
-        read, write = self.read_if._read, self.write_if._write
-
-        async def faulty_read(address, length):
-            self._check(address, length)
-            return await read(address, length)
-
-        async def faulty_write(address, data):
-            self._check(address, len(data))
-            await write(address, data)
-
-        self.read_if._read = faulty_read
-        self.write_if._write = faulty_write
+        self.slave = AxiSlave(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
+                              target=_BusTarget(self))
+        self.read_if, self.write_if = self.slave.read_if, self.slave.write_if
         if pause:
             channels = (self.write_if.aw_channel, self.write_if.w_channel,
                         self.write_if.b_channel, self.read_if.ar_channel,
@@ -96,10 +94,26 @@ class DdrModel(AxiRam):
         """Answer ``SLVERR`` for every access touching ``[start, start + length)``."""
         self.faults.append((start, start + length))
 
-    def _check(self, address, length):
+    def check(self, address, length):
+        """Raise ``ValueError`` if ``[address, address + length)`` touches a faulty window."""
         for lo, hi in self.faults:
             if address < hi and address + length > lo:
                 raise ValueError(f"bus error at {address:#x}")
+
+
+class _BusTarget:
+    """The ``AxiSlave`` target of a :class:`DdrModel`: its memory, with faults raised."""
+
+    def __init__(self, ddr):
+        self._ddr = ddr
+
+    async def read(self, address, length):
+        self._ddr.check(address, length)
+        return self._ddr.read(address % self._ddr.size, length)
+
+    async def write(self, address, data):
+        self._ddr.check(address, len(data))
+        self._ddr.write(address % self._ddr.size, data)
 
 
 class RunResult:
