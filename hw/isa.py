@@ -13,7 +13,13 @@ are read from the layouts, never restated).
 
 A program binary (``program.bin``) is a 64-byte :class:`ProgramHeader` followed by
 the instruction words; :func:`parse_program` checks magic, version, arch hash, sizes
-and the CRC-32 and raises :class:`ProgramFormatError` on any mismatch.
+and the CRC-32 and raises :class:`ProgramFormatError` on any mismatch. The header and
+the per-channel parameter record are layouts too (:data:`HEADER_LAYOUT`,
+:data:`PBUF_RECORD_LAYOUT`), packed and parsed from their offsets.
+
+The numeric limits shared by the instruction set, the hardware and the compiler are
+defined once at the end of this module (:func:`qrange`, :data:`MAX_SHIFT`,
+:data:`CIN_TILES_MAX`, :data:`ENGINE_STRIDES`, :func:`window_out`).
 """
 
 from __future__ import annotations
