@@ -1,0 +1,34 @@
+"""Cases the fuzzers found, kept as regression tests (each one failed before its fix)."""
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler.compile import compile_model
+from hw.arch import ArchConfig
+
+
+def _conv_model(in_shape, w_shape, out_shape, **attrs):
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, w_shape).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.normal(0, 0.1, w_shape[:1]).astype(np.float32), "b")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", **attrs),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    graph = helper.make_graph(
+        nodes, "regression", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_column_tiles_with_the_same_first_column_are_loaded_each(tmp_path):
+    """Two column tiles of a padded stride-2 conv start at input column 0 but span 3 and 4
+    columns: the second must not reuse the first one's IBUF tile (ISS != golden before)."""
+    model = _conv_model([1, 8, 1, 4], (11, 8, 3, 5), [1, 11, 1, 2], kernel_shape=[3, 5], pads=[1, 2, 1, 2],
+                        strides=[2, 2])
+    arch = ArchConfig(act_bits=12, weight_bits=4, bias_bits=24, acc_bits=24, mult_bits=8,
+                      weight_scheme="apot", pot_exp_bits=2, conv_pi=2, conv_po=3,
+                      conv_k_max=5, max_width=6, max_height=40, ibuf_bytes=4096,
+                      obuf_bytes=256, wbuf_bytes=512, pbuf_entries=64, axi_data_bits=32)
+    result = compile_model(model, arch, tmp_path / "out", verify=True)
+    assert result.program.layers[0].tiles > 1
