@@ -1,9 +1,11 @@
 """Cases the fuzzers found, kept as regression tests (each one failed before its fix)."""
 
 import numpy as np
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler.compile import compile_model
+from compiler.compile import compile_model, load_arch
+from compiler.errors import ConvForgeError, MappingError
 from hw.arch import ArchConfig
 
 
@@ -32,3 +34,19 @@ def test_column_tiles_with_the_same_first_column_are_loaded_each(tmp_path):
                       obuf_bytes=256, wbuf_bytes=512, pbuf_entries=64, axi_data_bits=32)
     result = compile_model(model, arch, tmp_path / "out", verify=True)
     assert result.program.layers[0].tiles > 1
+
+
+def test_arch_narrower_than_its_kernel_is_refused(tmp_path):
+    """max_width < conv_k_max: the engines cannot be built; the compile used to end in a
+    ValueError from inside the engine's constructor (via the cycle model)."""
+    model = _conv_model([1, 2, 4, 4], (3, 2, 3, 3), [1, 3, 4, 4], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    arch = ArchConfig(conv_k_max=7, max_width=6, max_height=24)
+    with pytest.raises(MappingError, match=r"max_width=6, smaller than conv_k_max=7.*increase "
+                                           r"max_width to at least 7 or lower conv_k_max"):
+        compile_model(model, arch, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    path = tmp_path / "arch.json"
+    path.write_text(ArchConfig(conv_k_max=5, max_height=4).to_json())
+    with pytest.raises(ConvForgeError, match=r"--arch .*max_height=4, smaller than "
+                                             r"conv_k_max=5"):
+        load_arch(path)
