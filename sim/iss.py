@@ -614,18 +614,22 @@ class ISS:
             self._fail(index, i, "rows and row_bytes must be at least 1",
                        ErrorCode.ILLEGAL_INSTRUCTION)
         self._ddr_range(index, i, ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride)
-        block = self._rows_view(ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride).reshape(-1)
+        size = i.rows * i.row_bytes
+        # buffer ranges are checked before the block is gathered: with ddr_stride 0 a
+        # short DDR range can describe a block far larger than memory
         if i.buffer is Buffer.IBUF or i.buffer is Buffer.WBUF:
             buf = self.ibuf if i.buffer is Buffer.IBUF else self.wbuf
-            self._range(index, i, i.buffer.name, i.buf_addr, block.size, buf.size)
-            buf[i.buf_addr:i.buf_addr + block.size] = block
+            self._range(index, i, i.buffer.name, i.buf_addr, size, buf.size)
+            block = self._rows_view(ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride)
+            buf[i.buf_addr:i.buf_addr + size] = block.reshape(-1)
         elif i.buffer is Buffer.PBUF:
             if i.row_bytes % PBUF_ENTRY_BYTES:
                 self._fail(index, i, f"PBUF rows must be a multiple of {PBUF_ENTRY_BYTES} bytes, "
                                      f"not {i.row_bytes}", ErrorCode.ILLEGAL_INSTRUCTION)
-            records = np.ascontiguousarray(block).view(PBUF_RECORD)
-            n = records.size
+            n = size // PBUF_ENTRY_BYTES
             self._range(index, i, "PBUF", i.buf_addr, n, self.pbuf.shape[0])
+            block = self._rows_view(ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride)
+            records = np.ascontiguousarray(block.reshape(-1)).view(PBUF_RECORD)
             arch = self.arch
             bias = records["bias"].astype(np.int64)
             # keep the widths the hardware stores: sign-extend bias, truncate the others

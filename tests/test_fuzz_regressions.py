@@ -7,6 +7,8 @@ from onnx import TensorProto, helper, numpy_helper
 from compiler.compile import compile_model, load_arch
 from compiler.errors import ConvForgeError, MappingError
 from hw.arch import ArchConfig
+from hw.isa import Buffer, ErrorCode, Opcode, ProgramFormatError, build_program, encode_instruction
+from sim.iss import ISS
 
 
 def _conv_model(in_shape, w_shape, out_shape, **attrs):
@@ -50,3 +52,18 @@ def test_arch_narrower_than_its_kernel_is_refused(tmp_path):
     with pytest.raises(ConvForgeError, match=r"--arch .*max_height=4, smaller than "
                                              r"conv_k_max=5"):
         load_arch(path)
+
+
+def test_iss_checks_a_load_against_its_buffer_before_gathering_it():
+    """A LOAD of 2**30 rows with DDR stride 0 fits the DDR image but not IBUF: the ISS
+    gathered the whole block first (a MemoryError) instead of stopping with BUFFER_RANGE."""
+    arch = ArchConfig()
+    for buffer in (Buffer.IBUF, Buffer.PBUF):
+        program = build_program(arch.config_hash, [
+            encode_instruction(Opcode.LOAD, buffer=buffer, ddr_addr=0, ddr_stride=0,
+                               buf_addr=0, rows=1 << 30, row_bytes=96),
+            encode_instruction(Opcode.END)])
+        with pytest.raises(ProgramFormatError, match=r"Instruction 0 \(LOAD\): "
+                                                     r"(IBUF|PBUF) range .* is outside") as e:
+            ISS(arch).run(program, np.zeros(4096, dtype=np.uint8))
+        assert e.value.code is ErrorCode.BUFFER_RANGE
