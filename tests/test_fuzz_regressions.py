@@ -67,3 +67,20 @@ def test_iss_checks_a_load_against_its_buffer_before_gathering_it():
                                                      r"(IBUF|PBUF) range .* is outside") as e:
             ISS(arch).run(program, np.zeros(4096, dtype=np.uint8))
         assert e.value.code is ErrorCode.BUFFER_RANGE
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "The ISS reads on-chip buffer bytes no instruction wrote as zeros, while the core's "
+    "buffers hold whatever an earlier run left there: a (resealed) program that reads "
+    "unwritten IBUF / WBUF / PBUF / OBUF bytes runs on both without an error and gives "
+    "different outputs. Refusing such reads needs per-byte written-state tracking in the "
+    "ISS (an ISS-only check, like the missing-SYNC hazard check); compiled programs never "
+    "do it."))
+def test_iss_refuses_reads_of_unwritten_buffer_bytes():
+    arch = ArchConfig()
+    program = build_program(arch.config_hash, [
+        encode_instruction(Opcode.ADD, a_addr=0, b_addr=0, out_addr=0, count=16, mult_a=1,
+                           mult_b=0, shift=0, act_lo=-128, act_hi=127),
+        encode_instruction(Opcode.END)])
+    with pytest.raises(ProgramFormatError, match="no instruction wrote"):
+        ISS(arch).run(program, np.zeros(4096, dtype=np.uint8))
