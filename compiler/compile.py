@@ -122,7 +122,7 @@ def verify_program(graph: Graph, arch: ArchConfig, program: Program, program_bin
         spec = program.tensors[name]
         ddr[spec["offset"]:spec["offset"] + spec["bytes"]] = encode_activations(x, arch.act_bits)
         inputs[name] = x
-    cycles = ISS(arch).run(program_bin, ddr).cycles
+    cycles = ISS(arch).run(program_bin, ddr, check_written=True).cycles
     want = run_golden_int(graph, inputs).outputs
     for name, ref in want.items():
         spec = program.tensors[name]
@@ -311,7 +311,7 @@ class SimulationResult:
 
 
 def _run_iss(arch: ArchConfig, program: bytes, ddr: np.ndarray):
-    result = ISS(arch).run(program, ddr)
+    result = ISS(arch).run(program, ddr, check_written=True)
     return result.cycles, result
 
 

@@ -518,6 +518,11 @@ class ISS:
         self.pbuf = np.zeros((arch.pbuf_entries, 3), dtype=np.int64)
         self._act_e = element_bytes(arch.act_bits)
         self._w_e = weight_element_bytes(arch)
+        # The buffer bytes (PBUF entries) instructions have written (``check_written``).
+        self._written = {"IBUF": np.zeros(arch.ibuf_bytes, dtype=bool),
+                         "OBUF": np.zeros(arch.obuf_bytes, dtype=bool),
+                         "WBUF": np.zeros(arch.wbuf_bytes, dtype=bool),
+                         "PBUF": np.zeros(arch.pbuf_entries, dtype=bool)}
 
     # Checks ---------------------------------------------------------------------------
 
@@ -548,13 +553,19 @@ class ISS:
 
     # Execution ------------------------------------------------------------------------
 
-    def run(self, program: bytes, ddr: np.ndarray, *, check_hazards: bool = True) -> RunResult:
+    def run(self, program: bytes, ddr: np.ndarray, *, check_hazards: bool = True,
+            check_written: bool = False) -> RunResult:
         """Check ``program`` and execute it over ``ddr`` (uint8, modified in place).
 
         The ISS executes instructions one after the other; with ``check_hazards`` it
         also verifies, on the predicted timeline, that no two instructions that run
         concurrently on different units touch the same bytes, i.e. that a core
         overlapping its units computes the same result.
+
+        With ``check_written`` it refuses an instruction that reads buffer bytes (PBUF
+        entries) no instruction of this ISS wrote: the ISS's buffers start zeroed, the
+        core's hold whatever an earlier run left there, so such a program has no defined
+        result. Compiled programs never do it.
 
         Raises
         ------
@@ -572,6 +583,8 @@ class ISS:
                 break
             if instr.opcode is not Opcode.SYNC:
                 self._execute(index, instr, ddr)
+                if check_written:
+                    self._check_written(index, instr)
         else:
             raise ProgramFormatError(
                 f"Program has no END instruction among its {len(instructions)} instructions; "
@@ -593,6 +606,21 @@ class ISS:
                 busy[unit.name] += finish - start
         return RunResult(cycles=total, instructions=instructions, start=starts,
                          finish=finishes, busy=busy)
+
+    def _check_written(self, index, instr):
+        """Refuse reads of buffer bytes no instruction wrote; record the writes (after the
+        instruction: none reads and writes the same buffer)."""
+        reads, writes = accesses(instr, self.arch)
+        for space, lo, hi in reads:
+            if space != "DDR" and not self._written[space][lo:hi].all():
+                first = lo + int(np.argmin(self._written[space][lo:hi]))
+                unit = "entry" if space == "PBUF" else "byte"
+                self._fail(index, instr, f"reads {space} {unit} {first} (of [{lo}, {hi})), "
+                                         f"which no instruction wrote: the buffer holds no "
+                                         f"defined data there", ErrorCode.ILLEGAL_INSTRUCTION)
+        for space, lo, hi in writes:
+            if space != "DDR":
+                self._written[space][lo:hi] = True
 
     def _execute(self, index, instr, ddr):
         op = instr.opcode

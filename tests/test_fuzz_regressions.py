@@ -7,7 +7,15 @@ from onnx import TensorProto, helper, numpy_helper
 from compiler.compile import compile_model, load_arch
 from compiler.errors import ConvForgeError, MappingError
 from hw.arch import ArchConfig
-from hw.isa import Buffer, ErrorCode, Opcode, ProgramFormatError, build_program, encode_instruction
+from hw.isa import (
+    Buffer,
+    ErrorCode,
+    Opcode,
+    ProgramFormatError,
+    Unit,
+    build_program,
+    encode_instruction,
+)
 from sim.iss import ISS
 
 
@@ -69,18 +77,22 @@ def test_iss_checks_a_load_against_its_buffer_before_gathering_it():
         assert e.value.code is ErrorCode.BUFFER_RANGE
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The ISS reads on-chip buffer bytes no instruction wrote as zeros, while the core's "
-    "buffers hold whatever an earlier run left there: a (resealed) program that reads "
-    "unwritten IBUF / WBUF / PBUF / OBUF bytes runs on both without an error and gives "
-    "different outputs. Refusing such reads needs per-byte written-state tracking in the "
-    "ISS (an ISS-only check, like the missing-SYNC hazard check); compiled programs never "
-    "do it."))
 def test_iss_refuses_reads_of_unwritten_buffer_bytes():
+    """The ISS's buffers start zeroed, the core's hold what an earlier run left: a program
+    reading buffer bytes no instruction wrote ran on both without an error and gave
+    different outputs. ``check_written`` (on in ``simulate``) refuses it."""
     arch = ArchConfig()
     program = build_program(arch.config_hash, [
+        encode_instruction(Opcode.LOAD, buffer=Buffer.IBUF, ddr_addr=0, ddr_stride=0,
+                           buf_addr=0, rows=1, row_bytes=8),
+        encode_instruction(Opcode.SYNC, mask=Unit.LOAD),
         encode_instruction(Opcode.ADD, a_addr=0, b_addr=0, out_addr=0, count=16, mult_a=1,
                            mult_b=0, shift=0, act_lo=-128, act_hi=127),
         encode_instruction(Opcode.END)])
-    with pytest.raises(ProgramFormatError, match="no instruction wrote"):
-        ISS(arch).run(program, np.zeros(4096, dtype=np.uint8))
+    ddr = np.zeros(4096, dtype=np.uint8)
+    ISS(arch).run(program, ddr.copy())  # unchecked: the unwritten bytes read as zeros
+    with pytest.raises(ProgramFormatError, match=r"Instruction 2 \(ADD\): reads IBUF byte 8 "
+                                                 r"\(of \[0, 16\)\), which no instruction "
+                                                 r"wrote") as e:
+        ISS(arch).run(program, ddr.copy(), check_written=True)
+    assert e.value.code is ErrorCode.ILLEGAL_INSTRUCTION

@@ -342,7 +342,7 @@ def check_iss_equals_golden(graph, arch, result, seed) -> str | None:
         spec = program.tensors[name]
         ddr[spec["offset"]:spec["offset"] + spec["bytes"]] = encode_activations(x, arch.act_bits)
         inputs[name] = x
-    ISS(arch).run(result.program_bin, ddr)
+    ISS(arch).run(result.program_bin, ddr, check_written=True)
     want = run_golden_int(graph, inputs).outputs
     for name, ref in want.items():
         spec = program.tensors[name]
