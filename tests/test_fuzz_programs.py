@@ -64,20 +64,32 @@ def rtl_cases(count, seed=0):
 
 
 def check_rtl_results(base, cases, results, max_cycles):
-    """The RTL oracle: done within ``max_cycles``; a defined non-NONE error code, or
-    NONE and the outputs of the ISS run of the same program (which equal the reference
-    for a plain corruption). Returns how many error codes equal the ISS's."""
+    """The RTL oracle, per case: done within ``max_cycles``; then
+
+    * the ISS completed: the core reports NONE and the same outputs;
+    * the ISS refused with a check the hardware cannot make
+      (:data:`programs.ISS_ONLY_CHECKS`): any defined code, or NONE;
+    * the ISS refused otherwise: a defined, non-NONE code (not necessarily the same).
+
+    A plain corruption the core runs to the end must leave the reference outputs.
+    Returns how many error codes equal the ISS's."""
     agree = 0
     for (c, iss), r in zip(cases, results, strict=True):
         what = f"{c.kind} ({c.note})"
         assert r["done"] and not r["timeout"], f"{what}: no done within {max_cycles} cycles"
         code = ErrorCode(r["error_code"])
+        if iss.outputs is not None:
+            assert code is ErrorCode.NONE, f"{what}: the core stopped with {code.name}, the " \
+                                           f"ISS ran the program"
+        elif not any(check in iss.message for check in programs.ISS_ONLY_CHECKS):
+            assert code is not ErrorCode.NONE, f"{what}: the core ran a program the ISS " \
+                                               f"refused: {iss.message}"
         if code is ErrorCode.NONE:
-            want = iss.outputs if iss.outputs is not None else base.reference
-            if not c.resealed:
-                want = base.reference
             got = {name: bytes.fromhex(h) for (name, _, _), h in zip(base.outputs, r["outputs"])}
-            assert got == want, f"{what}: RTL completed with other outputs than the ISS"
+            if not c.resealed:
+                assert got == base.reference, f"{what}: silent wrong output on the RTL"
+            elif iss.outputs is not None:
+                assert got == iss.outputs, f"{what}: RTL outputs differ from the ISS's"
         agree += code is iss.code
     return agree
 
@@ -113,3 +125,32 @@ def test_corrupted_programs_on_the_rtl():
     agree = check_rtl_results(base, cases, results, max_cycles)
     assert [r["error_code"] for r in results[:2]] == [ErrorCode.BAD_CRC.value] * 2
     print(f"RTL: {len(cases)} corrupted programs, error code equal to the ISS's in {agree}")
+
+
+def test_corrupted_outputs_through_the_command_line(tmp_path, capsys):
+    """``convforge simulate`` on a compile output whose program.bin or weights.bin is
+    corrupted prints one ``convforge simulate: error:`` line and exits 2."""
+    import shutil
+
+    from compiler.cli import main
+    from compiler.compile import compile_model
+
+    good = tmp_path / "good"
+    compile_model(programs.tiny_model(), ARCH, good)
+    base = base_program(ARCH)
+    rng = random.Random(3)
+    for i in range(12):
+        c = corrupt(rng, base, ["bit_flips", "truncate", "header_field",
+                                "weight_flips"][i % 4])
+        out = tmp_path / f"bad{i}"
+        shutil.copytree(good, out)
+        (out / "program.bin").write_bytes(c.program)
+        (out / "weights.bin").write_bytes(c.weights)
+        capsys.readouterr()
+        code = main(["simulate", str(out)])
+        err = capsys.readouterr().err
+        if (c.program, c.weights) == (base.program, base.weights):
+            assert code == 0
+            continue
+        assert code == 2, (c.kind, c.note)
+        assert err.startswith("convforge simulate: error: ") and err.count("\n") == 1, err

@@ -51,8 +51,19 @@ from hw.arch import ArchConfig
 from hw.isa import HEADER_BYTES, INSTR_BYTES, ErrorCode, ProgramFormatError
 from sim.iss import ISS, encode_activations
 
-__all__ = ["MUTATORS", "RTL_MUTATORS", "Base", "Corruption", "IssOutcome", "base_program", "classify",
-           "corrupt", "image_of", "run_iss"]
+__all__ = [
+    "ISS_ONLY_CHECKS",
+    "MUTATORS",
+    "RTL_MUTATORS",
+    "Base",
+    "Corruption",
+    "IssOutcome",
+    "base_program",
+    "classify",
+    "corrupt",
+    "image_of",
+    "run_iss",
+]
 
 #: Wall-clock bound of one ISS run of a corrupted tiny program (a correct one takes
 #: milliseconds): longer counts as a hang.
@@ -142,7 +153,7 @@ def base_program(arch: ArchConfig, seed: int = 0) -> Base:
         inputs.append((spec["offset"], raw.size))
     outputs = tuple((s["name"], s["offset"], s["bytes"]) for s in result.manifest["outputs"])
     ddr = image.copy()
-    cycles = ISS(arch).run(program, ddr).cycles
+    cycles = ISS(arch).run(program, ddr, check_written=True).cycles
     image.setflags(write=False)
     reference = {name: bytes(ddr[off:off + n]) for name, off, n in outputs}
     return Base(arch, program, weights, header.weights_offset, header.ddr_bytes,
@@ -351,10 +362,18 @@ MUTATORS = {f.__name__: f for f in (bit_flips, header_flips, random_bytes, trunc
 
 #: The corruptions the RTL runs: plain ones of program.bin that a core reading DDR can
 #: see (trailing bytes after the last instruction are never read, and weights.bin is
-#: checked by the host before a run) and resealed header edits.
+#: checked by the host before a run) and every resealed edit.
 RTL_MUTATORS = {name: MUTATORS[name] for name in ("bit_flips", "header_flips", "random_bytes",
                                                   "truncate", "header_field",
-                                                  "resealed_header")}
+                                                  "resealed_header", "resealed_field",
+                                                  "resealed_sequence")}
+
+#: Refusals the core does not make: a weights.bin that does not match the header (the host
+#: checks it before a run), instructions that overlap without a SYNC, DDR accesses past
+#: the image (the core knows no image size), reads of buffer bytes no instruction wrote.
+#: On such programs the core may run to the end.
+ISS_ONLY_CHECKS = ("use the files of one compilation", "a SYNC is missing", "past the",
+                   "which no instruction wrote")
 
 
 def corrupt(rng: random.Random, base: Base, kind: str | None = None) -> Corruption:
@@ -391,7 +410,7 @@ def run_iss(base: Base, c: Corruption) -> IssOutcome:
         isa.parse_program(c.program, base.arch.config_hash)
         ISS.check_weights(c.program, c.weights)
         ddr = image_of(base, c)
-        ISS(base.arch).run(c.program, ddr)
+        ISS(base.arch).run(c.program, ddr, check_written=True)
         return IssOutcome(ErrorCode.NONE, base.outputs_of(ddr),
                           seconds=time.perf_counter() - start)
     except ProgramFormatError as e:
