@@ -44,6 +44,7 @@ __all__ = [
     "MANIFEST_FORMAT",
     "CompileResult",
     "SimulationResult",
+    "check_buildable",
     "compile_graph",
     "compile_model",
     "ddr_image",
@@ -121,7 +122,7 @@ def verify_program(graph: Graph, arch: ArchConfig, program: Program, program_bin
         spec = program.tensors[name]
         ddr[spec["offset"]:spec["offset"] + spec["bytes"]] = encode_activations(x, arch.act_bits)
         inputs[name] = x
-    cycles = ISS(arch).run(program_bin, ddr).cycles
+    cycles = ISS(arch).run(program_bin, ddr, check_written=True).cycles
     want = run_golden_int(graph, inputs).outputs
     for name, ref in want.items():
         spec = program.tensors[name]
@@ -135,15 +136,39 @@ def verify_program(graph: Graph, arch: ArchConfig, program: Program, program_bin
     return cycles
 
 
+def check_buildable(arch: ArchConfig) -> None:
+    """Refuse an arch whose conv and depthwise engines cannot be built: their line
+    buffers must hold a ``conv_k_max x conv_k_max`` window.
+
+    Raises
+    ------
+    MappingError
+        Naming ``max_width`` / ``max_height`` and ``conv_k_max``.
+    """
+    for name in ("max_width", "max_height"):
+        if getattr(arch, name) < arch.conv_k_max:
+            raise errors.MappingError(
+                f"Arch {arch.name!r} has {name}={getattr(arch, name)}, smaller than "
+                f"conv_k_max={arch.conv_k_max}: the conv and depthwise engines' line buffers "
+                f"cannot hold one kernel window; increase {name} to at least "
+                f"{arch.conv_k_max} or lower conv_k_max")
+
+
 def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | None = None,
                   timings: dict | None = None, verify: bool = False) -> CompileResult:
     """Generate code for an already quantized graph and write ``out_dir``.
 
     With ``verify``, the program is first run on the ISS and checked against the
     golden runner (:func:`verify_program`); nothing is written if they differ.
+
+    Raises
+    ------
+    ConvForgeError
+        The arch cannot be built (:func:`check_buildable`) or a layer cannot be mapped.
     """
     if not isinstance(arch, ArchConfig):
         raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
+    check_buildable(arch)
     timings = {} if timings is None else timings
     start = time.perf_counter()
     program = generate(graph, arch)
@@ -286,7 +311,7 @@ class SimulationResult:
 
 
 def _run_iss(arch: ArchConfig, program: bytes, ddr: np.ndarray):
-    result = ISS(arch).run(program, ddr)
+    result = ISS(arch).run(program, ddr, check_written=True)
     return result.cycles, result
 
 
@@ -429,12 +454,17 @@ def simulate(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0) -> Si
 def load_arch(path) -> ArchConfig:
     """The arch of ``--arch ARCH.json``; any problem with the file is a :class:`ConvForgeError`."""
     try:
-        return ArchConfig.from_json(path)
+        arch = ArchConfig.from_json(path)
     except (TypeError, ValueError) as e:
         raise errors.ConvForgeError(f"--arch {path}: {e}") from None
     except OSError as e:
         raise errors.ConvForgeError(f"--arch {path}: cannot read the arch file "
                                     f"({e.strerror or e}); pass an arch.json file") from None
+    try:
+        check_buildable(arch)
+    except errors.MappingError as e:
+        raise errors.ConvForgeError(f"--arch {path}: {e}") from None
+    return arch
 
 
 def _arch_from_args(args) -> ArchConfig:

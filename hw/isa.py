@@ -669,6 +669,11 @@ def parse_program(blob: bytes, arch_hash: int | None = None):
             f"hash 0x{arch_hash:016x}; compile the model for this arch (its arch.json)",
             ErrorCode.ARCH_MISMATCH)
     expected = HEADER_BYTES + count * INSTR_BYTES
+    if ddr_bytes and expected > ddr_bytes:
+        raise ProgramFormatError(
+            f"Program header declares {count} instructions ({expected} bytes), more than "
+            f"the {ddr_bytes}-byte image it addresses; the header is corrupted, recompile "
+            f"the model", ErrorCode.BAD_CRC)
     if len(blob) != expected:
         raise ProgramFormatError(
             f"Program is {'truncated' if len(blob) < expected else 'too long'}: "

@@ -133,6 +133,11 @@ class ISS:
         self.pbuf = np.zeros((arch.pbuf_entries, 3), dtype=np.int64)
         self._act_e = element_bytes(arch.act_bits)
         self._w_e = weight_element_bytes(arch)
+        # The buffer bytes (PBUF entries) instructions have written (``check_written``).
+        self._written = {"IBUF": np.zeros(arch.ibuf_bytes, dtype=bool),
+                         "OBUF": np.zeros(arch.obuf_bytes, dtype=bool),
+                         "WBUF": np.zeros(arch.wbuf_bytes, dtype=bool),
+                         "PBUF": np.zeros(arch.pbuf_entries, dtype=bool)}
 
     # Checks ---------------------------------------------------------------------------
 
@@ -163,13 +168,19 @@ class ISS:
 
     # Execution ------------------------------------------------------------------------
 
-    def run(self, program: bytes, ddr: np.ndarray, *, check_hazards: bool = True) -> RunResult:
+    def run(self, program: bytes, ddr: np.ndarray, *, check_hazards: bool = True,
+            check_written: bool = False) -> RunResult:
         """Check ``program`` and execute it over ``ddr`` (uint8, modified in place).
 
         The ISS executes instructions one after the other; with ``check_hazards`` it
         also verifies, on the predicted timeline, that no two instructions that run
         concurrently on different units touch the same bytes, i.e. that a core
         overlapping its units computes the same result.
+
+        With ``check_written`` it refuses an instruction that reads buffer bytes (PBUF
+        entries) no instruction of this ISS wrote: the ISS's buffers start zeroed, the
+        core's hold whatever an earlier run left there, so such a program has no defined
+        result. Compiled programs never do it.
 
         Raises
         ------
@@ -187,6 +198,8 @@ class ISS:
                 break
             if instr.opcode is not Opcode.SYNC:
                 self._execute(index, instr, ddr)
+                if check_written:
+                    self._check_written(index, instr)
         else:
             raise ProgramFormatError(
                 f"Program has no END instruction among its {len(instructions)} instructions; "
@@ -209,6 +222,21 @@ class ISS:
         return RunResult(cycles=total, instructions=instructions, start=starts,
                          finish=finishes, busy=busy)
 
+    def _check_written(self, index, instr):
+        """Refuse reads of buffer bytes no instruction wrote; record the writes (after the
+        instruction: none reads and writes the same buffer)."""
+        reads, writes = accesses(instr, self.arch)
+        for space, lo, hi in reads:
+            if space != "DDR" and not self._written[space][lo:hi].all():
+                first = lo + int(np.argmin(self._written[space][lo:hi]))
+                unit = "entry" if space == "PBUF" else "byte"
+                self._fail(index, instr, f"reads {space} {unit} {first} (of [{lo}, {hi})), "
+                                         f"which no instruction wrote: the buffer holds no "
+                                         f"defined data there", ErrorCode.ILLEGAL_INSTRUCTION)
+        for space, lo, hi in writes:
+            if space != "DDR":
+                self._written[space][lo:hi] = True
+
     def _execute(self, index, instr, ddr):
         op = instr.opcode
         if op is Opcode.LOAD:
@@ -229,18 +257,22 @@ class ISS:
             self._fail(index, i, "rows and row_bytes must be at least 1",
                        ErrorCode.ILLEGAL_INSTRUCTION)
         self._ddr_range(index, i, ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride)
-        block = self._rows_view(ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride).reshape(-1)
+        size = i.rows * i.row_bytes
+        # buffer ranges are checked before the block is gathered: with ddr_stride 0 a
+        # short DDR range can describe a block far larger than memory
         if i.buffer is Buffer.IBUF or i.buffer is Buffer.WBUF:
             buf = self.ibuf if i.buffer is Buffer.IBUF else self.wbuf
-            self._range(index, i, i.buffer.name, i.buf_addr, block.size, buf.size)
-            buf[i.buf_addr:i.buf_addr + block.size] = block
+            self._range(index, i, i.buffer.name, i.buf_addr, size, buf.size)
+            block = self._rows_view(ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride)
+            buf[i.buf_addr:i.buf_addr + size] = block.reshape(-1)
         elif i.buffer is Buffer.PBUF:
             if i.row_bytes % PBUF_ENTRY_BYTES:
                 self._fail(index, i, f"PBUF rows must be a multiple of {PBUF_ENTRY_BYTES} bytes, "
                                      f"not {i.row_bytes}", ErrorCode.ILLEGAL_INSTRUCTION)
-            records = np.ascontiguousarray(block).view(PBUF_RECORD)
-            n = records.size
+            n = size // PBUF_ENTRY_BYTES
             self._range(index, i, "PBUF", i.buf_addr, n, self.pbuf.shape[0])
+            block = self._rows_view(ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride)
+            records = np.ascontiguousarray(block.reshape(-1)).view(PBUF_RECORD)
             arch = self.arch
             bias = records["bias"].astype(np.int64)
             # keep the widths the hardware stores: sign-extend bias, truncate the others

@@ -3,7 +3,9 @@
 All files are written into a fresh temporary directory next to the target, which
 then replaces the target with renames, so a compile that fails at any point
 leaves either the previous complete output or nothing -- never a half-written
-directory.
+directory. A process killed while writing (``SIGKILL``) cannot remove its
+temporary directory: it stays hidden next to the target (``.OUT.tmp-PID-*``) and
+the next write of ``OUT`` removes it once process ``PID`` is gone.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def write_output_dir(out_dir, files: dict) -> Path:
     parent = out.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        _remove_stale(parent, out.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as e:
         raise ConvForgeError(f"Output directory {out} cannot be created in {parent} "
                              f"({e.strerror or e}); choose another -o") from None
@@ -55,7 +58,7 @@ def write_output_dir(out_dir, files: dict) -> Path:
                 os.fsync(f.fileno())
         old = None
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=parent))
             old.rmdir()
             os.rename(out, old)
         try:
@@ -74,6 +77,28 @@ def write_output_dir(out_dir, files: dict) -> Path:
                                  f"{state}") from e
         raise
     return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _remove_stale(parent: Path, name: str) -> None:
+    """Remove the temporary directories of earlier writes of ``name`` whose process died."""
+    for kind in ("tmp", "old"):
+        prefix = f".{name}.{kind}-"
+        for path in parent.iterdir():
+            if not path.name.startswith(prefix) or not path.is_dir():
+                continue
+            pid = path.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def write_file(path, content, option: str) -> Path:

@@ -248,7 +248,7 @@ class _Generator:
 
         def load_input(m0, mt, rt, ct):
             c0, cin = (m0, mt) if op.channelwise else (0, op.in_c)
-            key = (c0, cin, rt.in_row, rt.in_rows, ct.in_col)
+            key = (c0, cin, rt.in_row, rt.in_rows, ct.in_col, ct.in_cols)
             if state["x"] is not None and state["x"][0] == key:
                 return state["x"][1]
             xa = ibuf.take()

@@ -57,7 +57,8 @@ class HeaderCheck(wiring.Component):
     header : In(512)
         The header bytes, byte 0 in the LSBs.
     error : Out(ErrorCode)
-        First failing check (magic, version and sizes, arch hash), or ``NONE``.
+        First failing check (magic, version and sizes, arch hash, instruction count
+        against ``ddr_bytes``), or ``NONE``.
     instr_count, crc : Out(32)
         Instruction count and the CRC-32 field.
     """
@@ -89,6 +90,11 @@ class HeaderCheck(wiring.Component):
             m.d.comb += self.error.eq(ErrorCode.BAD_VERSION)
         with m.Elif(field(8, 8) != Const(self._arch.config_hash, 64)):
             m.d.comb += self.error.eq(ErrorCode.ARCH_MISMATCH)
+        with m.Elif((field(36, 4) != 0)
+                    & (field(16, 4) * INSTR_BYTES + HEADER_BYTES > field(36, 4))):
+            # more instruction words than the image holds (a corrupted count): refused
+            # before the CRC pre-scan would read them all
+            m.d.comb += self.error.eq(ErrorCode.BAD_CRC)
         with m.Else():
             m.d.comb += self.error.eq(ErrorCode.NONE)
         return m

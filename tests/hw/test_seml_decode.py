@@ -25,6 +25,7 @@ from hw.isa import (
     compute_fields,
     decode_instruction,
     encode_instruction,
+    parse_program,
 )
 from hw.seml.decode import HeaderCheck, InstructionDecoder
 from hw.seml.fetch import crc32_update
@@ -300,6 +301,31 @@ def test_header_check():
     for (_, expected), (code, count) in zip(cases, got):
         assert code == expected
         assert count == 1
+
+
+def test_header_check_bounds_the_instruction_count():
+    """A count whose words do not fit ``ddr_bytes`` is refused (``BAD_CRC``) at once, by the
+    core and the ISS alike: the core would otherwise read 2**31 words for its CRC pre-scan
+    (a corrupted count hung the core before)."""
+    dut = HeaderCheck(ARCH)
+    end = [encode_instruction(Opcode.END)]
+
+    def header(count, ddr_bytes):
+        blob = build_program(ARCH.config_hash, end, ddr_bytes=ddr_bytes)
+        return blob[:16] + count.to_bytes(4, "little") + blob[20:INSTR_BYTES], blob
+
+    cases = [(1, 128, ErrorCode.NONE), (1, 127, ErrorCode.BAD_CRC),
+             (0x80000001, 1 << 20, ErrorCode.BAD_CRC), (0x80000001, 0, ErrorCode.NONE),
+             (0xFFFFFFFF, 0xFFFFFFFF, ErrorCode.BAD_CRC)]
+    headers = [header(count, ddr) for count, ddr, _ in cases]
+    got = _run_comb(dut, [[(dut.header, int.from_bytes(h, "little"))] for h, _ in headers],
+                    lambda ctx: ctx.get(dut.error))
+    for (count, ddr, expected), code, (h, blob) in zip(cases, got, headers):
+        assert code == expected, (count, ddr)
+        if expected is ErrorCode.BAD_CRC:
+            with pytest.raises(ProgramFormatError, match=r"more than the \d+-byte image") as e:
+                parse_program(h + blob[INSTR_BYTES:], ARCH.config_hash)
+            assert e.value.code is ErrorCode.BAD_CRC
 
 
 def test_decoder_arguments():
