@@ -459,7 +459,8 @@ class LstmCore(wiring.Component):
         h_ptr = Signal(addr_w)
         err = Signal(8)
         steps_done = Signal(32)
-        m.d.comb += [csr.busy.eq(0), csr.instr_count.eq(steps_done), csr.error_info.eq(layer)]
+        m.d.comb += [csr.busy.eq(0), csr.instr_count.eq(steps_done),
+                     csr.error_info.eq(Mux(err != 0, layer, 0))]
         bus_err = Signal()
         m.d.comb += bus_err.eq(dma.rd_error | dma.wr_error)
         quiet = Signal()
