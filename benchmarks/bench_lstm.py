@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from compiler.lstm.compile import compile_lstm, quantize_input, snr_db  # noqa: E402
-from examples.lstm_models import lstm_model  # noqa: E402
-from hw.lstm.config import LstmArch  # noqa: E402
+from compiler.lstm.compile import compile_lstm, quantize_input, snr_db
+from examples.lstm_models import lstm_model
+from hw.lstm.config import LstmArch
 
 OUT = ROOT / "benchmarks" / "results" / "lstm.json"
 #: The arch of the RTL runs (hidden up to 256, input 64, 8 PEs).

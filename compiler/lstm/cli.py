@@ -15,8 +15,14 @@ from compiler.lstm.model import is_lstm_model
 from hw.lstm.config import DESC_BYTES, DESC_WORDS, HEADER_MAGIC, LAYER_FIELDS, LstmArch
 from sim.lstm import lstm_stack
 
-__all__ = ["compile_command", "is_lstm_model", "is_lstm_output", "layers_from_image",
-           "simulate_lstm", "simulate_command"]
+__all__ = [
+    "compile_command",
+    "is_lstm_model",
+    "is_lstm_output",
+    "layers_from_image",
+    "simulate_command",
+    "simulate_lstm",
+]
 
 
 def _pow2(n):
