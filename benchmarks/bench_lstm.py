@@ -188,13 +188,20 @@ def main():
     args = p.parse_args()
     if not (args.rtl or args.model or args.synth):
         args.rtl = args.model = args.synth = True
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    new = {}
     if args.model:
-        results["model_1024"] = run_model()
+        new["model_1024"] = run_model()
     if args.rtl:
-        results["rtl"] = run_rtl(tuple(args.hidden))
+        new["rtl"] = run_rtl(tuple(args.hidden))
     if args.synth:
-        results.setdefault("synth", {}).update(run_synth(tuple(args.pes)))
+        new["synth"] = run_synth(tuple(args.pes))
+    # Merge with the file as it is now (other sections may have been written meanwhile).
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    for key, value in new.items():
+        if key == "synth":
+            results.setdefault("synth", {}).update(value)
+        else:
+            results[key] = value
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT}")

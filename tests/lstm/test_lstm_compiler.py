@@ -190,3 +190,17 @@ def test_arch_validation():
         LstmArch(weight_depth=1000)
     a = LstmArch()
     assert LstmArch.from_dict(json.loads(a.to_json())) == a
+
+
+def test_image_decodes_to_the_compiled_layers():
+    from compiler.lstm.cli import layers_from_image
+
+    c = compile_lstm(lstm_model(16, 32, 4, 2, seed=6), ARCH, density=0.1)
+    decoded = layers_from_image(c.image, ARCH)
+    for got, want in zip(decoded, c.golden_layers()):
+        for key in ("wx", "wh", "bias"):
+            assert (got[key] == want[key]).all()
+        assert got["gate_shift"] == want["gate_shift"]
+    with pytest.raises(errors.ProgramFormatError):
+        layers_from_image(c.image, LstmArch(n_pe=4, weight_depth=1024, max_cols=64,
+                                            max_hidden=32, max_input=32))
