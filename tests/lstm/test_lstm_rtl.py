@@ -68,10 +68,10 @@ def test_rtl_cycles_equal_model(density, balanced):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("density", [0.25, 0.1])
-def test_rtl_hidden128_16_steps(density):
-    """Hidden 128, input 64, 16 steps (dense and hidden 256: benchmarks/bench_lstm.py)."""
-    c, xq = _case(MID, 64, 128, 16, 1, density, seed=3)
+def test_rtl_hidden128_16_steps():
+    """Hidden 128, input 64, 16 steps, 10 % density (the other densities and hidden 256:
+    benchmarks/bench_lstm.py)."""
+    c, xq = _case(MID, 64, 128, 16, 1, 0.1, seed=3)
     run = run_lstm_rtl(MID, c.image_with_input(xq))
     _check(c, xq, run)
     _check_cycles(c, run)
