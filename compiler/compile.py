@@ -481,6 +481,9 @@ def _arch_from_args(args) -> ArchConfig:
 
 def compile_command(args) -> int:
     """``convforge compile MODEL (--arch ARCH.json | --board NAME) -o OUT [--calib S]``."""
+    from compiler.lstm import cli as lstm_cli
+    if lstm_cli.is_lstm_model(args.model):  # ONNX LSTM: the Descartes core
+        return lstm_cli.compile_command(args)
     arch = _arch_from_args(args)
     result = compile_model(args.model, arch, args.output, args.calib,
                            scale_mode=args.scale_mode, verify=args.verify)
@@ -497,8 +500,11 @@ def compile_command(args) -> int:
 
 def simulate_command(args) -> int:
     """``convforge simulate OUT [--input x.npy] [-o y.npz]``: one inference on a backend."""
+    from compiler.lstm import cli as lstm_cli
     from compiler.passes.quantize import load_samples
 
+    if lstm_cli.is_lstm_output(args.out_dir):
+        return lstm_cli.simulate_command(args)
     x = load_samples(args.input, f"--input {args.input}") if args.input else None
     result = simulate(args.out_dir, x, backend=args.backend, seed=args.seed)
     arch = result.arch
@@ -543,7 +549,7 @@ def add_compile_parser(sub) -> None:
                                    "writes program.bin, weights.bin, arch.json, manifest.json, "
                                    "listing.txt and report.txt to OUT atomically.")
     p.add_argument("model", help="ONNX model file")
-    target = p.add_mutually_exclusive_group(required=True)
+    target = p.add_mutually_exclusive_group()
     target.add_argument("--arch", metavar="ARCH.json", help="arch description (JSON)")
     target.add_argument("--board", metavar="NAME", help="board name (uses its default arch)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
@@ -554,6 +560,10 @@ def add_compile_parser(sub) -> None:
                    help="run the program on the ISS and check it against the golden runner "
                         "before writing")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the report")
+    p.add_argument("--density", type=float, default=1.0,
+                   help="LSTM models: fraction of weights kept by pruning (default 1.0)")
+    p.add_argument("--no-load-balance", action="store_true",
+                   help="LSTM models: prune globally instead of load-balance-aware")
     p.set_defaults(func=compile_command)
 
 
