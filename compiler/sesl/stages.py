@@ -31,8 +31,8 @@ def _stage(graph: Graph, layer: Layer) -> StageConfig:
     ins = tuple(layer.inputs)
     in_shapes = tuple(graph.shape(t) for t in ins)
     out = graph.shape(layer.output)
-    common = dict(name=layer.name, inputs=ins, output=layer.output, in_shapes=in_shapes,
-                  out_shape=out, layer_kind=layer.kind.value, lo=int(q.lo), hi=int(q.hi))
+    common = {"name": layer.name, "inputs": ins, "output": layer.output, "in_shapes": in_shapes,
+                  "out_shape": out, "layer_kind": layer.kind.value, "lo": int(q.lo), "hi": int(q.hi)}
     kind = layer.kind
     c = in_shapes[0][0]
     if kind in (OpKind.CONV, OpKind.POINTWISE):
@@ -65,10 +65,10 @@ def _stage(graph: Graph, layer: Layer) -> StageConfig:
                            **{**common, "lo": lo, "hi": hi})
     if kind in (OpKind.AVGPOOL, OpKind.GAP):
         if kind is OpKind.GAP:
-            geometry = dict(kernel=tuple(in_shapes[0][1:]))
+            geometry = {"kernel": tuple(in_shapes[0][1:])}
         else:
-            geometry = dict(kernel=tuple(layer.kernel), stride=tuple(layer.stride),
-                            pads=tuple(layer.pads))
+            geometry = {"kernel": tuple(layer.kernel), "stride": tuple(layer.stride),
+                            "pads": tuple(layer.pads)}
         return StageConfig(op="avg", m=_per_channel(q.m, c), s=_per_channel(q.s, c),
                            **geometry, **common)
     if kind is OpKind.ADD:

@@ -176,11 +176,18 @@ class StageConfig:
 
     @property
     def line_rows(self) -> int:
-        """Rows of the line buffer: the window's rows plus one stride of rows being
-        written while the current output row is computed (at most the frame plus one)."""
+        """Rows of the line buffer. Within a frame the window moves down ``stride`` rows
+        per output row, so ``KH + SH`` rows let the producer write the next output row's
+        rows while the current one is computed. At a frame boundary the window jumps
+        back to the top: the producer must be able to write the next frame's first
+        window (``KH - pad`` rows) while the last output row (from row
+        ``(OH-1)*SH - pad``) is still being read, which needs ``H + KH - (OH-1)*SH``
+        rows (more than ``KH + SH`` only for frames a few windows tall)."""
         if not self.is_window:
             return 0
-        return min(self.kernel[0] + self.stride[0], self.in_shapes[0][1] + 1)
+        kh, sh = self.kernel[0], self.stride[0]
+        h, oh = self.in_shapes[0][1], self.out_shape[1]
+        return max(kh + sh, h + kh - (oh - 1) * sh)
 
     @property
     def mac_units(self) -> int:

@@ -35,9 +35,9 @@ class SeslPipeline(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        widths = dict(act_bits=cfg.act_bits, weight_bits=cfg.weight_bits,
-                      acc_bits=cfg.acc_bits, mult_bits=cfg.mult_bits,
-                      shift_bits=cfg.shift_bits)
+        widths = {"act_bits": cfg.act_bits, "weight_bits": cfg.weight_bits,
+                      "acc_bits": cfg.acc_bits, "mult_bits": cfg.mult_bits,
+                      "shift_bits": cfg.shift_bits}
         sources = {cfg.input: wiring.flipped(self.i)}   # tensor -> its stream (an Out)
         channels = {cfg.input: cfg.input_shape[0]}
         pending = {}  # tensor -> list of outputs still to hand to consumers
