@@ -29,14 +29,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compiler.passes.quantize import QuantConfig, quantize  # noqa: E402
-from compiler.pipeline import PassContext, import_model  # noqa: E402
-from compiler.sesl import plan  # noqa: E402
-from compiler.sesl.compile import build_pipeline, run_stages, sesl_report_json  # noqa: E402
-from compiler.sesl.firb import buffer_comparison, shape_stages  # noqa: E402
-from examples import models  # noqa: E402
-from hw.arch import ArchConfig  # noqa: E402
-from hw.sesl.config import PipelineConfig  # noqa: E402
+from compiler.passes.quantize import QuantConfig, quantize
+from compiler.pipeline import PassContext, import_model
+from compiler.sesl import plan
+from compiler.sesl.compile import build_pipeline, run_stages, sesl_report_json
+from compiler.sesl.firb import buffer_comparison, shape_stages
+from examples import models
+from hw.arch import ArchConfig
+from hw.sesl.config import PipelineConfig
 
 MODELS = {"mobilenet_v2_small": models.mobilenet_v2_small, "resnet_small": models.resnet,
           "dpd_cnn": models.dpd_cnn}

@@ -33,7 +33,6 @@ def pipeline(name):
 
 def _window(rng, name, op, inp, in_shape, out_c, kernel, stride, pads, simd=1, pe=1,
             lo=-128, hi=127):
-    import numpy as np
 
     from hw.sesl.config import StageConfig
     c, h, w = in_shape

@@ -45,7 +45,7 @@ def test_shrunk_skip_fifo_deadlocks():
     the bounded wait."""
     cfg = residual_pipeline()
     (tensor, join, depth), = cfg.fifos
-    fork, lag, _ = plan.join_lags(cfg.stages, cfg.input, cfg.input_shape)[(tensor, join)]
+    _fork, lag, _ = plan.join_lags(cfg.stages, cfg.input, cfg.input_shape)[(tensor, join)]
     assert lag == 18 and depth > lag
     small = cfg.with_fifo(tensor, join, lag - 2)
     x = _frames(cfg, 7, n=2)
