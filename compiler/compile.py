@@ -506,7 +506,7 @@ def compile_command(args) -> int:
                                         f"{args.target_fps}")
         arch, budget = _sesl_target(args)
         compile_sesl(args.model, arch, args.output, budget, args.calib,
-                     target_fps=args.target_fps, scale_mode=args.scale_mode)
+                     target_fps=args.target_fps, scale_mode=args.scale_mode, firb=args.firb)
         if not args.quiet:
             print((Path(args.output) / "report.txt").read_text(), end="")
         if args.calib is None:
@@ -515,9 +515,9 @@ def compile_command(args) -> int:
               f"report.json)")
         return 0
     if args.budget_dsp is not None or args.target_fps is not None \
-            or args.budget_bram is not None:
-        raise errors.ConvForgeError("--budget-dsp, --budget-bram and --target-fps apply to "
-                                    "--mode sesl")
+            or args.budget_bram is not None or args.firb:
+        raise errors.ConvForgeError("--budget-dsp, --budget-bram, --target-fps and --firb "
+                                    "apply to --mode sesl")
     if (args.arch is None) == (args.board is None):
         raise errors.ConvForgeError("Give exactly one of --arch ARCH.json or --board NAME")
     arch = _arch_from_args(args)
@@ -615,6 +615,10 @@ def add_compile_parser(sub) -> None:
                         "program; sesl: a streaming pipeline, one dedicated stage per layer")
     p.add_argument("--target-fps", type=float, metavar="F",
                    help="--mode sesl: stop folding once F frames/s are reached")
+    p.add_argument("--firb", action="store_true",
+                   help="--mode sesl: fuse each inverted residual bottleneck (expand, "
+                        "depthwise, project) into one FIRB stage whose depthwise line buffer "
+                        "is its only buffer")
     p.add_argument("--budget-bram", type=int, metavar="N",
                    help="--mode sesl: block-RAM budget in BRAM36 (default: the board's or "
                         "the arch's buffers)")

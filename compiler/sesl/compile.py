@@ -30,7 +30,7 @@ from hw.arch import ArchConfig
 from hw.sesl.config import PipelineConfig
 
 from . import plan
-from .firb import buffer_comparison
+from .firb import buffer_comparison, fuse_bottlenecks
 from .resources import estimate_sesl_resources
 from .stages import graph_stages, stage_golden
 
@@ -41,7 +41,8 @@ MANIFEST_FORMAT = 1
 
 
 def build_pipeline(graph, arch: ArchConfig, budget: plan.Budget, *,
-                   target_fps: float | None = None, name: str | None = None) -> PipelineConfig:
+                   target_fps: float | None = None, name: str | None = None,
+                   firb: bool = False) -> PipelineConfig:
     """Fold, size the FIFOs and check the memory budget of a quantized graph's pipeline.
 
     Raises
@@ -57,6 +58,8 @@ def build_pipeline(graph, arch: ArchConfig, budget: plan.Budget, *,
                        target_fps=target_fps)
     cycles = plan.steady_cycles(stages, pixels)
     fifos = plan.fifo_depths(stages, graph.inputs[0], shape, cycles)
+    if firb:
+        stages = fuse_bottlenecks(stages)
     cfg = PipelineConfig(name or graph.name, graph.inputs[0], graph.outputs[0], tuple(shape),
                          tuple(graph.shape(graph.outputs[0])), tuple(stages), tuple(fifos),
                          act_bits=arch.act_bits, weight_bits=arch.weight_bits,
@@ -92,8 +95,10 @@ def sesl_report_json(cfg: PipelineConfig, clock_mhz: float, title: str = "") -> 
         fifo_bits = sum(d * next(s[0] for t2, s in zip(st.inputs, st.in_shapes) if t2 == t)
                         * cfg.act_bits for t, d in fifo.items())
         stages.append({
-            "name": st.name, "kind": st.layer_kind, "engine": f"sesl.{st.op}",
+            "name": st.name, "kind": st.layer_kind,
+            "engine": f"sesl.firb.{st.op}" if st.firb else f"sesl.{st.op}",
             "folding": {"simd": st.simd, "pe": st.pe}, "tiles": None,
+            "firb": st.firb or None,
             "cycles": st.cycles_per_frame, "cycles_per_pixel": st.cycles_per_pixel,
             "macs": st.macs_per_frame, "mac_units": st.mac_units,
             "mac_utilization": (st.macs_per_frame / (cycles * st.mac_units)
@@ -169,7 +174,7 @@ def _sha(data: bytes) -> str:
 
 def compile_sesl(onnx_path, arch: ArchConfig, out_dir, budget: plan.Budget, calibration=None,
                  *, target_fps: float | None = None, scale_mode: str | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, firb: bool = False) -> dict:
     """Compile an ONNX model to a SESL pipeline in ``out_dir``; returns the report dict."""
     from compiler.passes.quantize import QuantConfig, quantize
     from compiler.pipeline import PassContext, import_model
@@ -185,7 +190,7 @@ def compile_sesl(onnx_path, arch: ArchConfig, out_dir, budget: plan.Budget, cali
     timings["import_quantize_s"] = time.perf_counter() - start
     start = time.perf_counter()
     title = Path(onnx_path).stem if isinstance(onnx_path, (str, Path)) else qgraph.name
-    cfg = build_pipeline(qgraph, arch, budget, target_fps=target_fps, name=title)
+    cfg = build_pipeline(qgraph, arch, budget, target_fps=target_fps, name=title, firb=firb)
     report = sesl_report_json(cfg, arch.clock_mhz, title)
     timings["map_s"] = time.perf_counter() - start
     report["compile_time_s"] = timings

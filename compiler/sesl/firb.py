@@ -20,9 +20,11 @@ four buffers per bottleneck (input, expanded, depthwise output, projected output
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hw.sesl.config import PipelineConfig, StageConfig
 
-__all__ = ["bottlenecks", "buffer_comparison"]
+__all__ = ["bottlenecks", "buffer_comparison", "fuse_bottlenecks", "shape_stages"]
 
 
 def _is_pointwise(st: StageConfig) -> bool:
@@ -57,7 +59,23 @@ def bottlenecks(stages) -> list[dict]:
 
 
 def _bits(st: StageConfig | None, act_bits: int) -> int:
-    return 0 if st is None else st.line_buffer_bits * act_bits
+    """Line-buffer bits of ``st`` built layer by layer (buffered)."""
+    return 0 if st is None else replace(st, buffered=True).line_buffer_bits * act_bits
+
+
+def fuse_bottlenecks(stages) -> list:
+    """The stages with every inverted residual bottleneck fused into a FIRB: its expand
+    and project lose their line buffers (``buffered=False``) and the chain is tagged."""
+    stages = list(stages)
+    index = {st.name: k for k, st in enumerate(stages)}
+    for b in bottlenecks(stages):
+        tag = b["depthwise"].name
+        for key in ("expand", "depthwise", "project"):
+            st = b[key]
+            if st is not None:
+                stages[index[st.name]] = replace(st, firb=tag,
+                                                 buffered=(key == "depthwise"))
+    return stages
 
 
 def buffer_comparison(cfg: PipelineConfig) -> dict:
@@ -94,7 +112,7 @@ def buffer_comparison(cfg: PipelineConfig) -> dict:
         fused_names.update(b[k].name for k in ("expand", "depthwise", "project") if b[k])
     lbl_total = sum(r["layer_by_layer_bits"] for r in rows)
     fused_total = sum(r["fused_bits"] for r in rows)
-    other = sum(st.line_buffer_bits * a for st in cfg.stages if st.name not in fused_names)
+    other = sum(_bits(st, a) for st in cfg.stages if st.name not in fused_names)
     fifo_all = sum(d * next(s[0] for t2, s in zip(cfg.stage(stage).inputs,
                                                    cfg.stage(stage).in_shapes) if t2 == t) * a
                    for t, stage, d in cfg.fifos)

@@ -85,6 +85,11 @@ class StageConfig:
         Output clamp.
     input_m, input_s : tuple of int
         Join stages: one multiplier per input; one shift (add) or one per input (concat).
+    buffered : bool
+        ``False`` for a 1x1, stride-1, unpadded conv that takes its input pixel from a
+        one-pixel register instead of a line buffer (the expand and project of a FIRB).
+    firb : str
+        Name of the fused inverted residual bottleneck the stage belongs to, or ``""``.
     """
 
     name: str
@@ -107,6 +112,8 @@ class StageConfig:
     hi: int = 127
     input_m: tuple = ()
     input_s: tuple = ()
+    buffered: bool = True
+    firb: str = ""
 
     def __post_init__(self):
         if self.op not in _WINDOW_OPS + _JOIN_OPS:
@@ -123,6 +130,10 @@ class StageConfig:
         if self.op in _WINDOW_OPS and len(self.inputs) != 1:
             raise ValueError(f"stage {self.name!r}: a window stage has one input, "
                              f"not {len(self.inputs)}")
+        if not self.buffered and (self.op != "conv" or self.kernel != (1, 1)
+                                  or self.stride != (1, 1) or any(self.pads)):
+            raise ValueError(f"stage {self.name!r}: only 1x1, stride-1, unpadded conv "
+                             f"stages can be unbuffered")
         if self.op not in ("conv",) and self.simd != 1:
             raise ValueError(f"stage {self.name!r}: simd applies to conv stages only; "
                              f"it must be 1, not {self.simd!r}")
@@ -183,7 +194,7 @@ class StageConfig:
         window (``KH - pad`` rows) while the last output row (from row
         ``(OH-1)*SH - pad``) is still being read, which needs ``H + KH - (OH-1)*SH``
         rows (more than ``KH + SH`` only for frames a few windows tall)."""
-        if not self.is_window:
+        if not self.is_window or not self.buffered:
             return 0
         kh, sh = self.kernel[0], self.stride[0]
         h, oh = self.in_shapes[0][1], self.out_shape[1]

@@ -1,6 +1,7 @@
 """The SESL pipeline top: the stages of a :class:`~hw.sesl.config.PipelineConfig`
 chained by pixel streams, with a fork where a tensor has several consumers and a FIFO
-on every edge the compiler gave a depth (the skips)."""
+on every edge the compiler gave a depth (the skips). Stages tagged with the same
+``firb`` name become one :class:`hw.engines.firb.FirbStage`."""
 
 from __future__ import annotations
 
@@ -64,7 +65,23 @@ class SeslPipeline(wiring.Component):
                 port = fifo.o
             return port
 
+        from ..engines.firb import FirbStage
+
+        done = set()
         for k, st in enumerate(cfg.stages):
+            if st.name in done:
+                continue
+            if st.firb:
+                group = [s for s in cfg.stages if s.firb == st.firb]
+                expand = group[0] if group[0].op == "conv" else None
+                dw = next(s for s in group if s.op == "depthwise")
+                firb = FirbStage(expand, dw, group[-1], **widths)
+                m.submodules[f"s{k}_firb_{_ident(st.firb)}"] = firb
+                wiring.connect(m, take(group[0].inputs[0], group[0].name), firb.i)
+                sources[group[-1].output] = firb.o
+                channels[group[-1].output] = group[-1].out_channels
+                done.update(s.name for s in group)
+                continue
             if st.is_window:
                 stage = WindowStage(st, **widths)
                 m.submodules[f"s{k}_{_ident(st.name)}"] = stage

@@ -147,7 +147,7 @@ class WindowStage(wiring.Component):
         kh, kw = cfg.kernel
         sh, sw = cfg.stride
         pt, pl = cfg.pads[0], cfg.pads[1]
-        rows = cfg.line_rows
+        rows = cfg.line_rows if cfg.buffered else 2
         depth = rows * w
         groups, chunks, pe, simd = cfg.groups, cfg.chunks, cfg.pe, cfg.simd
         conv = cfg.op == "conv"
@@ -157,9 +157,15 @@ class WindowStage(wiring.Component):
         m.d.comb += en.eq(~self.o.valid | self.o.ready)
 
         # Line buffer: one write port (producer), one registered read port (consumer).
-        m.submodules.lbuf = lbuf = Memory(shape=unsigned(c_in * a), depth=depth, init=[])
-        wport = lbuf.write_port()
-        rport = lbuf.read_port(domain="sync")
+        if cfg.buffered:
+            m.submodules.lbuf = lbuf = Memory(shape=unsigned(c_in * a), depth=depth, init=[])
+            wport = lbuf.write_port()
+            rport = lbuf.read_port(domain="sync")
+        else:
+            # One-pixel holding register instead of a line buffer (1x1 stages of a FIRB):
+            # read data is registered at issue, as from a RAM read port.
+            wport = _PortShim(addr=Signal(range(depth)), data=Signal(c_in * a), en=Signal())
+            rport = _PortShim(addr=Signal(range(depth)), data=Signal(c_in * a), en=Signal())
 
         span = 2 * (h + rows + kh + 2)
         lead = Signal(signed(bits_for(span) + 1))   # producer row - consumer frame base
@@ -169,8 +175,10 @@ class WindowStage(wiring.Component):
         frame_adv = Signal()
         writing = Signal()
         row_done = Signal()
+        held_full = Signal()
+        release = Signal()
         m.d.comb += [
-            self.i.ready.eq(lead < lo_row + rows),
+            self.i.ready.eq((lead < lo_row + rows) if cfg.buffered else (~held_full | release)),
             writing.eq(self.i.valid & self.i.ready),
             wport.addr.eq(prod_base + prod_col),
             wport.data.eq(self.i.payload),
@@ -206,7 +214,8 @@ class WindowStage(wiring.Component):
         nr = Mux(need_row > h - 1, h - 1, need_row)
         nc = Mux(need_col > w - 1, w - 1, need_col)
         at_start = (g == 0) & (ky == 0) & (kx == 0) & (ci == 0)
-        px_ready = (lead > nr) | ((lead == nr) & (prod_col > nc))
+        px_ready = ((lead > nr) | ((lead == nr) & (prod_col > nc))) if cfg.buffered \
+            else held_full
         issue = Signal()
         m.d.comb += issue.eq(en & (~at_start | px_ready))
 
@@ -268,6 +277,15 @@ class WindowStage(wiring.Component):
 
         m.d.comb += [rport.addr.eq(Mux(tap_ok, row_base + x_tap[:bits_for(w)], 0)),
                      rport.en.eq(en)]
+        if not cfg.buffered:
+            held = Signal(c_in * a)
+            m.d.comb += release.eq(issue & last_chunk & last_tap & last_group)
+            with m.If(writing):
+                m.d.sync += [held.eq(self.i.payload), held_full.eq(1)]
+            with m.Elif(release):
+                m.d.sync += held_full.eq(0)
+            with m.If(en):
+                m.d.sync += rport.data.eq(held)
 
         # Weight and parameter ROMs.
         if cfg.op in ("conv", "depthwise"):
@@ -396,6 +414,13 @@ class WindowStage(wiring.Component):
             with m.If(s5_g == groups - 1):
                 m.d.sync += [self.o.payload.eq(merged), self.o.valid.eq(1)]
         return m
+
+
+class _PortShim:
+    """Stands in for a memory port where a register replaces the memory."""
+
+    def __init__(self, **signals):
+        self.__dict__.update(signals)
 
 
 class JoinStage(wiring.Component):

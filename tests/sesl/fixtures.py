@@ -119,3 +119,33 @@ def residual_pipeline(seed=0, width=8):
     fifos = plan.fifo_depths(stages, "x", shape, cycles)
     return PipelineConfig("residual", "x", add.output, shape, shape, tuple(stages),
                           tuple(fifos))
+
+
+def bottleneck_pipeline(seed=0, fused=False):
+    """input -> pointwise expand (x3) -> 3x3 depthwise -> pointwise project -> add with
+    the input: one inverted residual bottleneck, layer by layer or fused (FIRB)."""
+    import numpy as np
+
+    from compiler.sesl import plan
+    from compiler.sesl.firb import fuse_bottlenecks
+    from hw.sesl.config import PipelineConfig, StageConfig
+    rng = np.random.default_rng(seed)
+    shape = (4, 6, 8)
+    e = _window(rng, "expand", "conv", "x", shape, 12, (1, 1), (1, 1), (0, 0, 0, 0), 4, 1,
+                lo=0)
+    d = _window(rng, "dw", "depthwise", e.output, e.out_shape, 12, (3, 3), (1, 1),
+                (1, 1, 1, 1), pe=2, lo=0)
+    p = _window(rng, "project", "conv", d.output, d.out_shape, 4, (1, 1), (1, 1),
+                (0, 0, 0, 0), 6, 1)
+    p = StageConfig(**{**p.__dict__, "layer_kind": "pointwise"})
+    e = StageConfig(**{**e.__dict__, "layer_kind": "pointwise"})
+    add = StageConfig(name="add", op="add", inputs=("x", p.output), output="add_out",
+                      in_shapes=(shape, shape), out_shape=shape, pe=4, input_m=(3000, 5000),
+                      input_s=(13,), layer_kind="add")
+    stages = [e, d, p, add]
+    cycles = plan.steady_cycles(stages, shape[1] * shape[2])
+    fifos = plan.fifo_depths(stages, "x", shape, cycles)
+    if fused:
+        stages = fuse_bottlenecks(stages)
+    return PipelineConfig("firb" if fused else "bottleneck", "x", add.output, shape, shape,
+                          tuple(stages), tuple(fifos))
