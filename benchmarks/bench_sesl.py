@@ -42,13 +42,14 @@ MODELS = {"mobilenet_v2_small": models.mobilenet_v2_small, "resnet_small": model
           "dpd_cnn": models.dpd_cnn}
 
 
-def compile_model(name, arch, budget):
+def compile_model(name, arch, budget, firb=False):
     start = time.perf_counter()
     graph = import_model(MODELS[name](), PassContext(arch=arch))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qgraph, _ = quantize(graph, QuantConfig.from_arch(arch), None)
-    cfg = build_pipeline(qgraph, arch, budget, name=name)
+    cfg = build_pipeline(qgraph, arch, budget, name=name + ("_firb" if firb else ""),
+                         firb=firb)
     report = sesl_report_json(cfg, arch.clock_mhz, name)
     return cfg, report, time.perf_counter() - start
 
@@ -179,6 +180,13 @@ def main(argv=None):
                   f"{r['latency_cycles']} vs {r['model_latency']}, MAC utilization "
                   f"{100 * r['mac_utilization_rtl']:.1f}% ({r['wall_s']} s)")
         results["models"][name] = row
+    if args.rtl:
+        cfg, report, _ = compile_model("mobilenet_v2_small", arch, budget, firb=True)
+        r = rtl_figures(cfg)
+        results["mobilenet_v2_small_firb"] = {"buffer_bits": report["buffer_bits"], "rtl": r}
+        print(f"mobilenet_v2_small with FIRB stages: buffer bits {report['buffer_bits']:,}; "
+              f"RTL equal golden {r['equal_golden']}, steady {r['steady_cycles']:.0f} vs "
+              f"model {r['model_cycles']}")
     firb224 = mobilenet_224_firb(arch)
     results["mobilenet_v2_224_firb"] = {k: v for k, v in firb224.items() if k != "bottlenecks"}
     results["mobilenet_v2_224_firb"]["bottlenecks"] = firb224["bottlenecks"]
