@@ -46,11 +46,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _elaborate_command(args) -> int:
-    """``convforge elaborate --arch ARCH.json -o DIR``: the accelerator's Verilog."""
-    from compiler.compile import load_arch
+    """``convforge elaborate (--arch ARCH.json | --compiled OUT) -o DIR``: the
+    accelerator's Verilog (for a SESL compile output, its pipeline's)."""
+    from pathlib import Path
+
+    from compiler.compile import _mode, load_arch
     from hw.top import elaborate
 
-    arch = load_arch(args.arch)
+    if (args.arch is None) == (args.compiled is None):
+        raise ConvForgeError("Give exactly one of --arch ARCH.json or --compiled OUT")
+    if args.compiled is not None and _mode(args.compiled) == "sesl":
+        from compiler.sesl.compile import elaborate_sesl
+
+        path, cfg = elaborate_sesl(args.compiled, args.output)
+        print(f"wrote {path} (top module {path.stem}, SESL pipeline {cfg.name}, "
+              f"{len(cfg.stages)} stages)")
+        return 0
+    arch = load_arch(args.arch if args.arch is not None else Path(args.compiled) / "arch.json")
     path = elaborate(arch, args.output)
     print(f"wrote {path} (top module {path.stem}, arch {arch.name}, "
           f"hash 0x{arch.config_hash:016x})")
@@ -70,7 +82,9 @@ def _add_rtl_parsers(sub) -> None:
     p = sub.add_parser("elaborate", help="write the accelerator's Verilog for an arch",
                        description="Elaborate the accelerator for ARCH.json and write "
                                    "DIR/convforge_top.v (plus DIR/arch.json).")
-    p.add_argument("--arch", required=True, metavar="ARCH.json", help="arch description")
+    p.add_argument("--arch", metavar="ARCH.json", help="arch description")
+    p.add_argument("--compiled", metavar="OUT",
+                   help="a compile output directory (SEML: its arch; SESL: its pipeline)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.set_defaults(func=_elaborate_command)
     register_backend("rtl", _rtl_backend)

@@ -10,6 +10,7 @@ generation (:mod:`compiler.codegen.program`) -- and writes, atomically::
     OUT/manifest.json  memory map, I/O tensors (offsets, shapes, scales), hashes, layers
     OUT/listing.txt    disassembly (assembles back to program.bin)
     OUT/report.txt     per-layer table: engine, tiles, MACs, predicted cycles
+    OUT/report.json    the same for scripts (mode, cycles, frames/s, resources, layers)
 
 :func:`simulate` loads such a directory into a DDR image, runs it on a backend
 (``"iss"`` built in; :func:`register_backend` adds others, e.g. the RTL) and
@@ -32,7 +33,7 @@ from compiler import errors
 from compiler.codegen.listing import disassemble
 from compiler.codegen.output import write_file, write_output_dir
 from compiler.codegen.program import Program, generate
-from compiler.codegen.report import format_report
+from compiler.codegen.report import format_report, report_json
 from compiler.ir import Graph
 from hw import isa
 from hw.arch import ArchConfig
@@ -187,6 +188,7 @@ def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | 
     arch_json = arch.to_json()
     manifest = {
         "format": MANIFEST_FORMAT,
+        "mode": "seml",
         "isa_version": isa.ISA_VERSION,
         "model": title,
         "arch_hash": f"0x{arch.config_hash:016x}",
@@ -219,6 +221,8 @@ def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | 
         "manifest.json": json.dumps(manifest, indent=2, default=_json_default) + "\n",
         "listing.txt": listing,
         "report.txt": report,
+        "report.json": json.dumps(report_json(program, arch, title), indent=2,
+                                  default=_json_default) + "\n",
     }
     out = write_output_dir(out_dir, files)
     timings["write"] = time.perf_counter() - start
@@ -378,6 +382,15 @@ def load_image(out_dir):
     return arch, program, ddr, manifest
 
 
+def _mode(out_dir) -> str:
+    """``"seml"`` or ``"sesl"``: the mode a compile output was made for."""
+    try:
+        manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return "seml"  # load_image reports what is wrong
+    return manifest.get("mode", "seml") if isinstance(manifest, dict) else "seml"
+
+
 def _input_values(spec, value, seed):
     shape = tuple(spec["shape"])
     lo, hi = golden.qrange(spec["bits"])
@@ -419,6 +432,9 @@ def simulate(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0) -> Si
     if backend not in BACKENDS:
         raise errors.ConvForgeError(f"Unknown simulation backend {backend!r}; available: "
                                     f"{', '.join(sorted(BACKENDS))}")
+    if _mode(out_dir) == "sesl":
+        from compiler.sesl.compile import simulate_sesl
+        return simulate_sesl(out_dir, inputs, backend=backend, seed=seed)
     arch, program, ddr, manifest = load_image(out_dir)
     specs = manifest["inputs"]
     if not isinstance(inputs, dict):
@@ -479,11 +495,64 @@ def _arch_from_args(args) -> ArchConfig:
         raise errors.ConvForgeError(f"--board {args.board}: {e}") from None
 
 
+def _sesl_target(args):
+    """``(arch, budget)`` of ``--mode sesl`` from --board, --arch or --budget-dsp."""
+    from compiler.sesl.plan import Budget
+
+    given = [x is not None for x in (args.arch, args.board, args.budget_dsp)]
+    if sum(given) != 1:
+        raise errors.ConvForgeError("--mode sesl needs exactly one of --board NAME, "
+                                    "--arch ARCH.json or --budget-dsp N")
+    bram = None if args.budget_bram is None else args.budget_bram * 36 * 1024
+    if args.board is not None:
+        from boards.database import get_board
+        try:
+            board = get_board(args.board)
+            arch = board.default_arch()
+        except ValueError as e:
+            raise errors.ConvForgeError(f"--board {args.board}: {e}") from None
+        memory = bram if bram is not None else board.bram_blocks * board.bram_block_kbits * 1024
+        return arch, Budget(board.dsp, memory, f"board {board.name}")
+    if args.arch is not None:
+        arch = load_arch(args.arch)
+        dsp = arch.conv_macs + arch.dw_macs + arch.pw_macs
+        memory = bram if bram is not None else 8 * (arch.ibuf_bytes + arch.obuf_bytes
+                                                    + arch.wbuf_bytes)
+        return arch, Budget(dsp, memory, f"arch {arch.name}")
+    if args.budget_dsp < 1:
+        raise errors.ConvForgeError(f"--budget-dsp must be a positive integer, not "
+                                    f"{args.budget_dsp}")
+    return ArchConfig(), Budget(args.budget_dsp, bram, f"--budget-dsp {args.budget_dsp}")
+
+
 def compile_command(args) -> int:
-    """``convforge compile MODEL (--arch ARCH.json | --board NAME) -o OUT [--calib S]``."""
+    """``convforge compile MODEL (--arch ARCH.json | --board NAME) -o OUT [--calib S]``;
+    with ``--mode sesl`` also ``--budget-dsp N`` and ``--target-fps F``."""
     from compiler.lstm import cli as lstm_cli
     if lstm_cli.is_lstm_model(args.model):  # ONNX LSTM: the Descartes core
         return lstm_cli.compile_command(args)
+    if args.mode == "sesl":
+        from compiler.sesl.compile import compile_sesl
+
+        if args.target_fps is not None and not args.target_fps > 0:
+            raise errors.ConvForgeError(f"--target-fps must be positive, not "
+                                        f"{args.target_fps}")
+        arch, budget = _sesl_target(args)
+        compile_sesl(args.model, arch, args.output, budget, args.calib,
+                     target_fps=args.target_fps, scale_mode=args.scale_mode, firb=args.firb)
+        if not args.quiet:
+            print((Path(args.output) / "report.txt").read_text(), end="")
+        if args.calib is None:
+            print("note: no --calib samples given; scales come from seeded random inputs")
+        print(f"wrote {args.output}/ (pipeline.json, arch.json, manifest.json, report.txt, "
+              f"report.json)")
+        return 0
+    if args.budget_dsp is not None or args.target_fps is not None \
+            or args.budget_bram is not None or args.firb:
+        raise errors.ConvForgeError("--budget-dsp, --budget-bram, --target-fps and --firb "
+                                    "apply to --mode sesl")
+    if (args.arch is None) == (args.board is None):
+        raise errors.ConvForgeError("Give exactly one of --arch ARCH.json or --board NAME")
     arch = _arch_from_args(args)
     result = compile_model(args.model, arch, args.output, args.calib,
                            scale_mode=args.scale_mode, verify=args.verify)
@@ -494,12 +563,26 @@ def compile_command(args) -> int:
     if args.verify:
         print("verified: ISS output equals the golden runner, bit for bit")
     print(f"wrote {result.out_dir}/ (program.bin, weights.bin, arch.json, manifest.json, "
-          f"listing.txt, report.txt)")
+          f"listing.txt, report.txt, report.json)")
     return 0
 
 
+def _print_result(label, result, arch):
+    print(f"{label}: {result.cycles:,} cycles "
+          f"({result.cycles / (arch.clock_mhz * 1e3):.3f} ms at {arch.clock_mhz:g} MHz)")
+    for name, y in result.outputs.items():
+        flat = y.reshape(-1)
+        top = int(np.argmax(flat))
+        print(f"output {name}: shape {list(y.shape[1:])}, argmax {top}, "
+              f"first values {flat[:8].tolist()}")
+
+
 def simulate_command(args) -> int:
-    """``convforge simulate OUT [--input x.npy] [-o y.npz]``: one inference on a backend."""
+    """``convforge simulate OUT [--input x.npy] [-o y.npz] [--rtl]``: one inference.
+
+    With a backend other than the ISS (``--rtl``), the ISS runs the same input too; the
+    command says whether both agree bit for bit and exits 1 if they do not.
+    """
     from compiler.lstm import cli as lstm_cli
     from compiler.passes.quantize import load_samples
 
@@ -508,13 +591,22 @@ def simulate_command(args) -> int:
     x = load_samples(args.input, f"--input {args.input}") if args.input else None
     result = simulate(args.out_dir, x, backend=args.backend, seed=args.seed)
     arch = result.arch
-    print(f"{args.backend}: {result.cycles:,} cycles "
-          f"({result.cycles / (arch.clock_mhz * 1e3):.3f} ms at {arch.clock_mhz:g} MHz)")
-    for name, y in result.outputs.items():
-        flat = y.reshape(-1)
-        top = int(np.argmax(flat))
-        print(f"output {name}: shape {list(y.shape[1:])}, argmax {top}, "
-              f"first values {flat[:8].tolist()}")
+    _print_result(args.backend, result, arch)
+    status = 0
+    if args.backend != "iss":
+        reference = simulate(args.out_dir, x, backend="iss", seed=args.seed)
+        same = all(np.array_equal(result.outputs[k], reference.outputs[k])
+                   for k in reference.outputs)
+        if same:
+            print(f"{args.backend} == iss: outputs equal bit for bit")
+        else:
+            for k, want in reference.outputs.items():
+                got = result.outputs[k]
+                if not np.array_equal(got, want):
+                    index = tuple(int(i) for i in np.argwhere(got != want)[0])
+                    print(f"{args.backend} != iss: output {k!r} differs at {index} "
+                          f"({int(got[index])} != {int(want[index])})")
+            status = 1
     if args.trace:
         write_file(args.trace, _trace(result), "--trace")
         print(f"wrote {args.trace}")
@@ -526,7 +618,7 @@ def simulate_command(args) -> int:
         path = args.output if str(args.output).endswith(".npz") else f"{args.output}.npz"
         write_file(path, buffer.getvalue(), "-o")
         print(f"wrote {path}")
-    return 0
+    return status
 
 
 def _trace(result: SimulationResult) -> str:
@@ -552,6 +644,20 @@ def add_compile_parser(sub) -> None:
     target = p.add_mutually_exclusive_group()
     target.add_argument("--arch", metavar="ARCH.json", help="arch description (JSON)")
     target.add_argument("--board", metavar="NAME", help="board name (uses its default arch)")
+    target.add_argument("--budget-dsp", type=int, metavar="N",
+                        help="--mode sesl: fold the pipeline under N DSPs")
+    p.add_argument("--mode", choices=("seml", "sesl"), default="seml",
+                   help="seml (default): one reusable engine per layer type, run by a "
+                        "program; sesl: a streaming pipeline, one dedicated stage per layer")
+    p.add_argument("--target-fps", type=float, metavar="F",
+                   help="--mode sesl: stop folding once F frames/s are reached")
+    p.add_argument("--firb", action="store_true",
+                   help="--mode sesl: fuse each inverted residual bottleneck (expand, "
+                        "depthwise, project) into one FIRB stage whose depthwise line buffer "
+                        "is its only buffer")
+    p.add_argument("--budget-bram", type=int, metavar="N",
+                   help="--mode sesl: block-RAM budget in BRAM36 (default: the board's or "
+                        "the arch's buffers)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
     p.add_argument("--calib", metavar="SAMPLES", help="calibration samples (.npy or .npz)")
     p.add_argument("--scale-mode", choices=("per_channel", "per_layer", "pot"),

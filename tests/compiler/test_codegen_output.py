@@ -20,7 +20,8 @@ from hw.arch import ArchConfig
 from tests.compiler.test_codegen import branchy_model
 
 ARCH = ArchConfig(conv_k_max=5, max_width=80)
-FILES = {"program.bin", "weights.bin", "arch.json", "manifest.json", "listing.txt", "report.txt"}
+FILES = {"program.bin", "weights.bin", "arch.json", "manifest.json", "listing.txt", "report.txt",
+         "report.json"}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,315 @@
+"""The configuration of a SESL pipeline: one record per stage, plain Python, JSON-able.
+
+The compiler fills a :class:`PipelineConfig` from a quantized model (its folding, FIFO
+depths and every integer parameter); :class:`hw.sesl.pipeline.SeslPipeline` elaborates
+it. The timing rules of the stages live here too, so that the compiler's cycle model
+and the RTL generators share one definition (the compiler never elaborates Amaranth to
+learn a latency).
+
+Stage kinds
+-----------
+``window``
+    A KxK sliding-window stage over a line buffer: standard, pointwise and fully
+    connected convolutions (``op="conv"``, ``simd`` input x ``pe`` output channels per
+    cycle), depthwise convolution (``op="depthwise"``, ``pe`` channels per cycle),
+    max and average pooling (``op="max"`` / ``op="avg"``; global average pooling is the
+    window of the whole frame).
+``join``
+    Residual add (``op="add"``, two inputs) and concat (``op="concat"``): ``pe`` output
+    channels per cycle.
+
+Streams
+-------
+Every stream between stages carries one pixel per beat, all of its channels (lane 0 in
+the low bits, ``act_bits`` each, two's complement), pixels in raster order, frames back
+to back. The folding is inside the stages: a window stage writes whole pixels into its
+line buffer and reads them back ``simd`` (or ``pe``) lanes at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+__all__ = [
+    "JOIN_LATENCY",
+    "WINDOW_LATENCY",
+    "PipelineConfig",
+    "StageConfig",
+    "ceil_div",
+]
+
+#: Cycles from a window stage issuing the last read of an output pixel to that pixel
+#: being valid at its output (read, multiply, accumulate, scale, round, assemble).
+WINDOW_LATENCY = 6
+#: Cycles from a join stage issuing its last chunk to the pixel being valid at its output.
+JOIN_LATENCY = 3
+
+_WINDOW_OPS = ("conv", "depthwise", "max", "avg")
+_JOIN_OPS = ("add", "concat")
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of the pipeline.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name (reports, errors).
+    op : str
+        ``conv``, ``depthwise``, ``max``, ``avg`` (window stages) or ``add``, ``concat``
+        (join stages).
+    layer_kind : str
+        The IR kind it implements (``pointwise``, ``fc``, ``gap``...), for reports.
+    inputs : tuple of str
+        Input tensor names.
+    output : str
+        Output tensor name.
+    in_shapes : tuple of (C, H, W)
+    out_shape : (M, OH, OW)
+    kernel, stride : (int, int)
+    pads : (top, left, bottom, right)
+    simd, pe : int
+        Folding: input channels x output channels per cycle (``conv``); channels per
+        cycle (``pe``) for the others.
+    weights : tuple of int
+        ``conv``: ``(M, C, KH, KW)`` row-major; ``depthwise``: ``(C, KH, KW)``.
+    bias, m, s : tuple of int
+        Per output channel (window stages).
+    lo, hi : int
+        Output clamp.
+    input_m, input_s : tuple of int
+        Join stages: one multiplier per input; one shift (add) or one per input (concat).
+    buffered : bool
+        ``False`` for a 1x1, stride-1, unpadded conv that takes its input pixel from a
+        one-pixel register instead of a line buffer (the expand and project of a FIRB).
+    firb : str
+        Name of the fused inverted residual bottleneck the stage belongs to, or ``""``.
+    """
+
+    name: str
+    op: str
+    inputs: tuple
+    output: str
+    in_shapes: tuple
+    out_shape: tuple
+    layer_kind: str = ""
+    kernel: tuple = (1, 1)
+    stride: tuple = (1, 1)
+    pads: tuple = (0, 0, 0, 0)
+    simd: int = 1
+    pe: int = 1
+    weights: tuple = ()
+    bias: tuple = ()
+    m: tuple = ()
+    s: tuple = ()
+    lo: int = -128
+    hi: int = 127
+    input_m: tuple = ()
+    input_s: tuple = ()
+    buffered: bool = True
+    firb: str = ""
+
+    def __post_init__(self):
+        if self.op not in _WINDOW_OPS + _JOIN_OPS:
+            raise ValueError(f"stage {self.name!r}: op must be one of "
+                             f"{', '.join(_WINDOW_OPS + _JOIN_OPS)}, not {self.op!r}")
+        for name in ("simd", "pe"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"stage {self.name!r}: {name} must be a positive integer, "
+                                 f"not {value!r}")
+        if self.op in _JOIN_OPS and len(self.inputs) < 2:
+            raise ValueError(f"stage {self.name!r}: a {self.op} stage needs two or more "
+                             f"inputs, not {len(self.inputs)}")
+        if self.op in _WINDOW_OPS and len(self.inputs) != 1:
+            raise ValueError(f"stage {self.name!r}: a window stage has one input, "
+                             f"not {len(self.inputs)}")
+        if not self.buffered and (self.op != "conv" or self.kernel != (1, 1)
+                                  or self.stride != (1, 1) or any(self.pads)):
+            raise ValueError(f"stage {self.name!r}: only 1x1, stride-1, unpadded conv "
+                             f"stages can be unbuffered")
+        if self.op not in ("conv",) and self.simd != 1:
+            raise ValueError(f"stage {self.name!r}: simd applies to conv stages only; "
+                             f"it must be 1, not {self.simd!r}")
+
+    # Geometry and timing ------------------------------------------------------------
+
+    @property
+    def is_window(self) -> bool:
+        return self.op in _WINDOW_OPS
+
+    @property
+    def in_channels(self) -> int:
+        return self.in_shapes[0][0]
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_shape[0]
+
+    @property
+    def out_pixels(self) -> int:
+        return self.out_shape[1] * self.out_shape[2]
+
+    @property
+    def groups(self) -> int:
+        """Output-channel groups computed one after the other (``ceil(M / pe)``)."""
+        if self.op == "concat":
+            return sum(ceil_div(shape[0], self.pe) for shape in self.in_shapes)
+        return ceil_div(self.out_channels, self.pe)
+
+    @property
+    def chunks(self) -> int:
+        """Input-channel chunks per tap of a conv stage (``ceil(C / simd)``); else 1."""
+        return ceil_div(self.in_channels, self.simd) if self.op == "conv" else 1
+
+    @property
+    def taps(self) -> int:
+        return self.kernel[0] * self.kernel[1] if self.is_window else 1
+
+    @property
+    def cycles_per_pixel(self) -> int:
+        """Issue cycles per output pixel (one read of the line buffer or one chunk each)."""
+        return self.groups * self.taps * self.chunks
+
+    @property
+    def cycles_per_frame(self) -> int:
+        return self.cycles_per_pixel * self.out_pixels
+
+    @property
+    def latency(self) -> int:
+        return WINDOW_LATENCY if self.is_window else JOIN_LATENCY
+
+    @property
+    def line_rows(self) -> int:
+        """Rows of the line buffer. Within a frame the window moves down ``stride`` rows
+        per output row, so ``KH + SH`` rows let the producer write the next output row's
+        rows while the current one is computed. At a frame boundary the window jumps
+        back to the top: the producer must be able to write the next frame's first
+        window (``KH - pad`` rows) while the last output row (from row
+        ``(OH-1)*SH - pad``) is still being read, which needs ``H + KH - (OH-1)*SH``
+        rows (more than ``KH + SH`` only for frames a few windows tall)."""
+        if not self.is_window or not self.buffered:
+            return 0
+        kh, sh = self.kernel[0], self.stride[0]
+        h, oh = self.in_shapes[0][1], self.out_shape[1]
+        return max(kh + sh, h + kh - (oh - 1) * sh)
+
+    @property
+    def mac_units(self) -> int:
+        """Multipliers of the multiply-accumulate datapath."""
+        if self.op == "conv":
+            return self.simd * self.pe
+        if self.op == "depthwise":
+            return self.pe
+        return 0
+
+    @property
+    def macs_per_frame(self) -> int:
+        c = self.in_channels
+        k = self.taps
+        if self.op == "conv":
+            return self.out_channels * c * k * self.out_pixels
+        if self.op == "depthwise":
+            return self.out_channels * k * self.out_pixels
+        return 0
+
+    @property
+    def line_buffer_bits(self) -> int:
+        if not self.is_window:
+            return 0
+        c, _, w = self.in_shapes[0]
+        return self.line_rows * w * c
+
+    def need(self, oy: int, ox: int) -> tuple[int, int]:
+        """The last input pixel ``(row, col)`` output pixel ``(oy, ox)`` reads."""
+        if not self.is_window:
+            return oy, ox
+        _, h, w = self.in_shapes[0]
+        return (min(h - 1, oy * self.stride[0] - self.pads[0] + self.kernel[0] - 1),
+                min(w - 1, ox * self.stride[1] - self.pads[1] + self.kernel[1] - 1))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StageConfig:
+        d = dict(d)
+        for key in ("inputs", "kernel", "stride", "pads", "weights", "bias", "m", "s",
+                    "input_m", "input_s", "out_shape"):
+            if key in d:
+                d[key] = tuple(d[key])
+        d["in_shapes"] = tuple(tuple(s) for s in d["in_shapes"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole SESL pipeline.
+
+    Parameters
+    ----------
+    name : str
+    input, output : str
+        The graph's input and output tensors.
+    input_shape, output_shape : (C, H, W)
+    stages : tuple of StageConfig
+        In topological order.
+    fifos : tuple of (tensor, consumer stage name, depth)
+        A FIFO on the edge from ``tensor``'s producer (or fork) to the consumer; edges
+        not listed connect directly.
+    act_bits, weight_bits, acc_bits, mult_bits, shift_bits : int
+    """
+
+    name: str
+    input: str
+    output: str
+    input_shape: tuple
+    output_shape: tuple
+    stages: tuple
+    fifos: tuple = ()
+    act_bits: int = 8
+    weight_bits: int = 8
+    acc_bits: int = 32
+    mult_bits: int = 16
+    shift_bits: int = 6
+    extra: dict = field(default_factory=dict)
+
+    def fifo_depth(self, tensor: str, stage: str) -> int:
+        for t, s, depth in self.fifos:
+            if t == tensor and s == stage:
+                return depth
+        return 0
+
+    def stage(self, name: str) -> StageConfig:
+        for st in self.stages:
+            if st.name == name:
+                return st
+        raise KeyError(f"No stage named {name!r}")
+
+    def consumers(self, tensor: str) -> list:
+        return [st for st in self.stages if tensor in st.inputs]
+
+    def with_fifo(self, tensor: str, stage: str, depth: int) -> PipelineConfig:
+        """A copy with the FIFO on edge ``tensor -> stage`` set to ``depth``."""
+        fifos = tuple((t, s, d) for t, s, d in self.fifos if (t, s) != (tensor, stage))
+        return PipelineConfig(**{**self.__dict__, "fifos": fifos + ((tensor, stage, depth),)})
+
+    def to_json(self) -> str:
+        d = {k: v for k, v in self.__dict__.items() if k != "stages"}
+        d["stages"] = [st.to_dict() for st in self.stages]
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> PipelineConfig:
+        d = json.loads(text)
+        d["stages"] = tuple(StageConfig.from_dict(s) for s in d["stages"])
+        d["fifos"] = tuple(tuple(f) for f in d["fifos"])
+        d["input_shape"] = tuple(d["input_shape"])
+        d["output_shape"] = tuple(d["output_shape"])
+        return cls(**d)
