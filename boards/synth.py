@@ -216,7 +216,7 @@ def _submodules(modules: dict, family: str) -> dict:
 
 def synthesize(design, *, family: str = "xc7", name: str = "top", top: str = "top",
                flatten: bool = True, depth: bool = False, blackbox=(), cache: bool = True,
-               timeout: float = 3600.0) -> SynthResult:
+               cached_only: bool = False, timeout: float = 3600.0) -> SynthResult | None:
     """Synthesize ``design`` (an Amaranth elaboratable or Verilog text) for ``family``.
 
     ``top`` selects the module synthesized (``top.obuf`` synthesizes that submodule of
@@ -239,13 +239,20 @@ def synthesize(design, *, family: str = "xc7", name: str = "top", top: str = "to
         data = json.loads(path.read_text())
         data.pop("bram36", None)
         return SynthResult(**{**data, "name": name, "cached": True})
+    if cached_only:
+        return None
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="convforge-synth-", dir=_workdir()) as tmp:
         work = Path(tmp)
         (work / "design.v").write_text(verilog)
         run = None
         for options in ("", " -dff") if family != "ecp5" else ("",):
-            synth = f"{FAMILIES[family]}{' -flatten' if flatten else ''}{options} -top {top}"
+            if family == "ecp5":
+                # synth_ecp5 flattens unless told not to; synth_xilinx only when told to
+                hier = "" if flatten else " -noflatten"
+            else:
+                hier = " -flatten" if flatten else ""
+            synth = f"{FAMILIES[family]}{hier}{options} -top {top}"
             if not flatten and family != "ecp5":
                 # Unused nets removed before LUT mapping: avoids an ABC9 name clash on
                 # hierarchical designs (Yosys issue 4349).

@@ -85,6 +85,9 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
         }
     if add is None:
         add = AddUnit(arch)
+    for unit in (*units.values(), add):
+        # only their port lists are asked for here
+        unit._MustUse__silence = True
 
     def widths(attr):
         """Width of each shared port: the widest unit's at that index."""
