@@ -2,7 +2,8 @@
 
 Each board also proposes a default :class:`~hw.arch.ArchConfig` that fits its
 budget, and :func:`check_fits` refuses an arch that exceeds a board's resources,
-naming the resource, before anything is built.
+naming the resource, before anything is built. Both use the calibrated structural
+model of :mod:`boards.resources`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 from dataclasses import dataclass
 
 from hw.arch import ArchConfig
+
+from . import resources
 
 __all__ = ["BOARDS", "Board", "ResourceError", "check_fits", "estimate_resources", "get_board"]
 
@@ -48,21 +51,36 @@ class Board:
         return self.bram_blocks * self.bram_block_kbits
 
     def default_arch(self) -> ArchConfig:
-        """The largest balanced arch that fits comfortably (at most 70 % of every resource)."""
+        """The largest balanced arch whose calibrated estimate (:mod:`boards.resources`)
+        uses at most 70 % of every resource: the widest engines first, then the largest
+        feature-map buffers (a quarter of the block RAM each at most, down to 8 KiB)."""
         for pi, po, pw, dw in _ARCH_TIERS:
-            arch = ArchConfig(
-                name=f"{self.name.lower()}-default", conv_pi=pi, conv_po=po, pw_pi=pw, pw_po=pw,
-                dw_channels=dw, clock_mhz=self.clock_mhz, axi_data_bits=self.axi_data_bits,
-                axi_addr_bits=self.axi_addr_bits, ibuf_bytes=_buffer_bytes(self),
-                obuf_bytes=_buffer_bytes(self), wbuf_bytes=_buffer_bytes(self) // 2)
-            use = estimate_resources(arch)
-            if all(use[r] <= 0.7 * have for r, have in self.budget.items()):
-                return arch
+            for buf in _buffer_sizes(self):
+                arch = ArchConfig(
+                    name=f"{self.name.lower()}-default", conv_pi=pi, conv_po=po, pw_pi=pw,
+                    pw_po=pw, dw_channels=dw, clock_mhz=self.clock_mhz,
+                    axi_data_bits=self.axi_data_bits, axi_addr_bits=self.axi_addr_bits,
+                    ibuf_bytes=buf, obuf_bytes=buf, wbuf_bytes=max(buf // 2, 8 * 1024))
+                use = estimate_resources(arch, family=self.synth_family)
+                if all(use[r] <= 0.7 * have for r, have in self.budget.items()):
+                    return arch
         raise ResourceError(f"Board {self.name} is too small for the smallest ConvForge arch")
 
     @property
+    def synth_family(self) -> str:
+        """The Yosys family of the board's part (``xc7``, ``xcup`` or ``ecp5``)."""
+        return resources.board_family(self)
+
+    @property
     def budget(self) -> dict:
-        return {"dsp": self.dsp, "lut": self.lut, "ff": self.ff, "bram_kbits": self.bram_kbits}
+        """Resources :func:`check_fits` compares: LUTs (logic plus LUT RAM), FFs, DSP
+        slices and block RAMs (36 Kb on Xilinx, 18 Kb EBR on ECP5)."""
+        return {"dsp": self.dsp, "lut": self.lut, "ff": self.ff, "bram": self.bram_blocks}
+
+    def budget36(self) -> dict:
+        """The budget in the units of :meth:`boards.synth.SynthResult.figures`."""
+        bram36 = self.bram_blocks * self.bram_block_kbits / 36
+        return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram36": bram36}
 
 
 # Balanced (conv Pi, conv Po, pointwise Pi = Po, depthwise channels), largest first.
@@ -70,11 +88,15 @@ _ARCH_TIERS = ((16, 16, 32, 32), (16, 8, 32, 16), (8, 8, 16, 16), (8, 4, 16, 8),
                (4, 2, 8, 4), (2, 2, 4, 4), (1, 1, 2, 2))
 
 
-def _buffer_bytes(board: Board) -> int:
-    # Give each of the three feature-map buffers up to an eighth of the block RAM,
-    # as a power of two between 8 KiB and 256 KiB.
-    share = board.bram_kbits * 1024 // 8 // 8
-    return max(8 * 1024, min(256 * 1024, 1 << int(math.log2(max(share, 1)))))
+def _buffer_sizes(board: Board):
+    """Feature-map buffer sizes to try, largest first: powers of two from a quarter of
+    the block RAM (at most 256 KiB) down to 8 KiB."""
+    share = board.bram_kbits * 1024 // 8 // 4
+    top = max(8 * 1024, min(256 * 1024, 1 << int(math.log2(max(share, 1)))))
+    size = top
+    while size >= 8 * 1024:
+        yield size
+        size //= 2
 
 
 BOARDS = {b.name.lower(): b for b in (
@@ -104,46 +126,28 @@ def get_board(name: str) -> Board:
         raise ValueError(f"Unknown board {name!r}; known boards are {known}") from None
 
 
-def _multiplier_cost(arch: ArchConfig) -> tuple[int, int]:
-    """(DSPs, LUTs) of one MAC for the arch's weight scheme."""
-    if arch.weight_scheme == "uniform":
-        # One DSP48 takes up to 25x18 (18x18 on ECP5); wider operands take two.
-        return (1 if max(arch.act_bits, arch.weight_bits) <= 18 else 2), 0
-    shifters = 1 if arch.weight_scheme == "pot" else 2
-    return 0, shifters * (arch.act_bits + 2 ** arch.pot_exp_bits) * 2
+def estimate_resources(arch: ArchConfig, family: str = "xc7") -> dict:
+    """Calibrated resource estimate of the SEML core for ``arch`` on ``family``
+    (:func:`boards.resources.estimate`).
 
-
-def estimate_resources(arch: ArchConfig) -> dict:
-    """First-order resource estimate of the SEML core for ``arch``.
-
-    DSPs: one per MAC unit (shift-based PEs use LUTs instead). LUT/FF: adder
-    trees, requantization, control and the AXI interfaces. Block RAM: the
-    on-chip buffers plus the line buffers of the conv and depthwise engines.
+    Keys: ``lut`` (logic plus LUT RAM, in LUTs), ``ff``, ``dsp``, ``bram`` (36 Kb blocks
+    on Xilinx, 18 Kb EBR on ECP5), ``bram18``, ``bram36``, ``bram_kbits``, ``lutram``,
+    ``mac_units`` and ``submodules``.
     """
-    macs = arch.conv_macs + arch.dw_macs + arch.pw_macs
-    dsp_per_mac, lut_per_mac = _multiplier_cost(arch)
-    acc = arch.acc_bits
-    adder_luts = macs * acc                      # one adder per MAC in the trees
-    requant_lanes = arch.conv_po + arch.dw_channels + arch.pw_po
-    requant = requant_lanes * (arch.mult_bits + acc + 4 * arch.act_bits)
-    control = 6_000 + 40 * arch.axi_data_bits
-    lut = macs * lut_per_mac + adder_luts + requant + control
-    ff = adder_luts + macs * arch.act_bits + requant + control
-    line_buffer_bits = ((arch.conv_pi + arch.dw_channels) * (arch.conv_k_max - 1)
-                        * arch.max_width * arch.act_bits)
-    obuf_acc_bits = arch.conv_po * arch.max_width * arch.max_height * acc
-    buffer_bits = 8 * (arch.ibuf_bytes + arch.obuf_bytes + arch.wbuf_bytes)
-    param_bits = arch.pbuf_entries * (arch.bias_bits + arch.mult_bits + arch.shift_bits)
-    bram_kbits = math.ceil((line_buffer_bits + obuf_acc_bits + buffer_bits + param_bits) / 1024)
-    return {"dsp": macs * dsp_per_mac, "lut": lut, "ff": ff, "bram_kbits": bram_kbits,
-            "mac_units": macs}
+    est = resources.estimate(arch, family)
+    bram = est["bram18"] if family == "ecp5" else math.ceil(est["bram36"])
+    return {"dsp": est["dsp"], "lut": est["lut_total"], "ff": est["ff"], "bram": bram,
+            "bram18": est["bram18"], "bram36": est["bram36"], "bram_kbits": 18 * est["bram18"],
+            "lutram": est["lutram"], "mac_units": arch.conv_macs + arch.dw_macs + arch.pw_macs,
+            "submodules": est["submodules"]}
 
 
 def check_fits(arch: ArchConfig, board: Board) -> dict:
     """Return the estimate, or raise :class:`ResourceError` naming every exceeded resource."""
-    use = estimate_resources(arch)
-    over = [f"{name.upper()} needs {use[name]:,} but {board.name} has {have:,}"
-            for name, have in board.budget.items() if use[name] > have]
+    use = estimate_resources(arch, family=board.synth_family)
+    names = {"bram": "BRAM36" if board.bram_block_kbits == 36 else "EBR"}
+    over = [f"{names.get(name, name.upper())} needs {use[name]:,} but {board.name} has "
+            f"{have:,}" for name, have in board.budget.items() if use[name] > have]
     if over:
         raise ResourceError(
             f"Arch {arch.name!r} does not fit board {board.name}: " + "; ".join(over)

@@ -9,13 +9,13 @@ port reads or writes such a run in one cycle, whatever its alignment.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["ByteBuffer"]
+__all__ = ["ByteBuffer", "LaneStager"]
 
 
 def _check_positive(name, value, what):
@@ -154,4 +154,117 @@ class ByteBuffer(wiring.Component):
                 m.d.comb += bank.eq(offset + lane)
                 m.d.comb += data[8 * lane:8 * lane + 8].eq(
                     banked.word_select(bank, 8) if n > 1 else banked)
+        return m
+
+
+class LaneStager(wiring.Component):
+    """Per-lane staging of narrow writes into runs for one wide buffer write port.
+
+    ``lanes`` writers each write one element (``elem`` bytes) per cycle at their own
+    address; consecutive writes of a lane usually continue its run (an output channel
+    plane in raster order). Each lane gathers its run in a register of ``width`` bytes;
+    a full run, a write that does not continue the run, or ``flush`` moves it to the
+    lane's pending register, and one pending run per cycle (lowest lane first) goes out
+    on the single write port ``w_*`` (``width`` bytes, any alignment, as a
+    :class:`ByteBuffer` write port takes it). The buffer then needs one write port
+    instead of one per lane.
+
+    With ``lanes * elem <= width`` a lane's run fills at most once every
+    ``width / elem`` writes and every pending run leaves within ``lanes`` cycles, so the
+    writers are held (``ready`` low) only when runs are cut short.
+
+    Members
+    -------
+    l{q}_addr, l{q}_data, l{q}_en : In
+        Lane ``q``'s write (byte address, element, enable). Writes happen only while
+        ``ready`` is high.
+    ready : Out(1)
+        Every lane can take a write at the address it presents this cycle.
+    flush : In(1)
+        Move the gathered runs to the write port (level; hold it until ``busy`` drops).
+    busy : Out(1)
+        Some bytes are not yet written.
+    w_addr, w_data, w_count : Out
+        The write port (``w_count`` bytes from ``w_addr``; 0 writes nothing).
+    """
+
+    def __init__(self, *, lanes, elem, width, size):
+        _check_positive("lanes", lanes, "Lane count")
+        _check_positive("elem", elem, "Element bytes")
+        _check_positive("width", width, "Run width")
+        if width % elem:
+            raise ValueError(f"Run width {width} must be a multiple of the element bytes "
+                             f"{elem}")
+        self._lanes, self._elem, self._width, self._size = lanes, elem, width, size
+        members = {"ready": Out(1), "flush": In(1), "busy": Out(1),
+                   "w_addr": Out(range(max(size, 2))), "w_data": Out(8 * width),
+                   "w_count": Out(range(width + 1))}
+        for q in range(lanes):
+            members[f"l{q}_addr"] = In(range(max(size, 2)))
+            members[f"l{q}_data"] = In(8 * elem)
+            members[f"l{q}_en"] = In(1)
+        super().__init__(members)
+
+    def lane(self, q):
+        """``(addr, data, en)`` of lane ``q``."""
+        return tuple(getattr(self, f"l{q}_{n}") for n in ("addr", "data", "en"))
+
+    def elaborate(self, platform):
+        m = Module()
+        L, e, n = self._lanes, self._elem, self._width
+        abits = len(self.w_addr)
+        slots = n // e
+
+        def run(name):
+            return (Signal(name=f"{name}_v"), Signal(abits, name=f"{name}_addr"),
+                    Signal(range(n + 1), name=f"{name}_cnt"), Signal(8 * n, name=f"{name}_data"))
+
+        curs = [run(f"cur{q}") for q in range(L)]
+        pends = [run(f"pend{q}") for q in range(L)]
+
+        # Arbiter: the lowest pending lane writes.
+        grant = [Signal(name=f"grant{q}") for q in range(L)]
+        taken = Const(0, 1)
+        for q in range(L):
+            m.d.comb += grant[q].eq(pends[q][0] & ~taken)
+            taken = taken | pends[q][0]
+        for q in range(L):
+            with m.If(grant[q]):
+                m.d.comb += [self.w_addr.eq(pends[q][1]), self.w_data.eq(pends[q][3]),
+                             self.w_count.eq(pends[q][2])]
+
+        accept = []
+        busy = Const(0, 1)
+        for q in range(L):
+            addr, data, en = self.lane(q)
+            cv, ca, cc, cd = curs[q]
+            pv, pa, pc, pd = pends[q]
+            busy = busy | cv | pv
+            pend_free = Signal(name=f"pend_free{q}")
+            contig = Signal(name=f"contig{q}")
+            m.d.comb += [
+                pend_free.eq(~pv | grant[q]),
+                contig.eq(cv & ~self.flush & (cc <= n - e) & (addr == (ca + cc)[:abits])),
+            ]
+            ok = Signal(name=f"accept{q}")
+            m.d.comb += ok.eq(~cv | contig | pend_free)
+            accept.append(ok)
+            write = en & self.ready
+            with m.If(grant[q]):
+                m.d.sync += pv.eq(0)
+            move = Signal(name=f"move{q}")
+            m.d.comb += move.eq(cv & pend_free & (self.flush | (cc == n) | (write & ~contig)))
+            with m.If(move):
+                m.d.sync += [pv.eq(1), pa.eq(ca), pc.eq(cc), pd.eq(cd)]
+                m.d.sync += cv.eq(0)
+            with m.If(write):
+                with m.If(contig):
+                    m.d.sync += cc.eq(cc + e)
+                    with m.Switch(cc):
+                        for s in range(slots):
+                            with m.Case(s * e):
+                                m.d.sync += cd[8 * e * s:8 * e * (s + 1)].eq(data)
+                with m.Else():
+                    m.d.sync += [cv.eq(1), ca.eq(addr), cc.eq(e), cd[:8 * e].eq(data)]
+        m.d.comb += [self.ready.eq(Cat(*accept).all()), self.busy.eq(busy)]
         return m

@@ -19,6 +19,8 @@ instruction index in ``ERROR_INFO``. Nothing waits forever.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -26,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
-from .buffers import ByteBuffer
+from .buffers import ByteBuffer, LaneStager
 from .compute import PoolWindowUnit
 from .csr import ControlStatusRegisters
 from .decode import HeaderCheck, InstructionDecoder
@@ -35,7 +37,7 @@ from .engine_units import EngineUnit
 from .fetch import AxiReadArbiter, InstructionFetch
 from .units import AddUnit, LoadUnit, StoreUnit, pbuf_layout
 
-__all__ = ["MAX_BURST", "SemlCore"]
+__all__ = ["MAX_BURST", "BufferPlan", "SemlCore", "buffer_plan"]
 
 #: Longest AXI burst of the core's DMA, in beats (the default of ``max_burst``).
 MAX_BURST = 16
@@ -46,6 +48,76 @@ def _pow2_at_least(n):
     while p < n:
         p *= 2
     return p
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """The core's buffer ports for an arch (shared by :class:`SemlCore` and the resource
+    model of :mod:`boards.resources`).
+
+    ``banks``: byte-wide banks of IBUF, WBUF and OBUF; ``ibuf_reads`` / ``wbuf_reads``:
+    width in bytes of each read port (each port reads its own copy of the banks);
+    ``pbuf_reads``: PBUF read ports; ``lanes`` x ``elem``: the OBUF stager's lanes and
+    element bytes; ``obuf_write``: the one OBUF write port's width (``banks``).
+    """
+
+    banks: int
+    ibuf_reads: tuple
+    wbuf_reads: tuple
+    pbuf_reads: int
+    lanes: int
+    elem: int
+    write_bytes: int
+
+    @property
+    def obuf_write(self):
+        return self.banks
+
+
+def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
+    """The buffer ports :class:`SemlCore` builds for ``arch``."""
+    if units is None:
+        units = {
+            Engine.CONV: EngineUnit(arch, Engine.CONV),
+            Engine.DEPTHWISE: EngineUnit(arch, Engine.DEPTHWISE),
+            Engine.POINTWISE: EngineUnit(arch, Engine.POINTWISE),
+            Engine.POOL: PoolWindowUnit(arch),
+        }
+    if add is None:
+        add = AddUnit(arch)
+    for unit in (*units.values(), add):
+        # only their port lists are asked for here
+        unit._MustUse__silence = True
+
+    def widths(attr):
+        """Width of each shared port: the widest unit's at that index."""
+        out = []
+        for unit in units.values():
+            for i, w in enumerate(getattr(unit, attr)):
+                if i == len(out):
+                    out.append(w)
+                out[i] = max(out[i], w)
+        return out
+
+    c_ibuf = widths("ibuf_read_widths")
+    c_wbuf = widths("wbuf_read_widths")
+    c_obuf = widths("obuf_write_widths")
+    c_obuf[0] = max(c_obuf[0], add.beat_bytes)
+    c_pbuf = max(unit.pbuf_read_ports for unit in units.values())
+    # ADD's two operand reads share IBUF ports 0 and 1 with the COMPUTE units (one of
+    # them runs at a time): every read port is another copy of the banks.
+    c_ibuf += [1] * (2 - len(c_ibuf))
+    c_ibuf[:2] = [max(w, add.beat_bytes) for w in c_ibuf[:2]]
+    engines = [u for e, u in units.items() if e is not Engine.POOL]
+    lanes = max(len(u.obuf_write_widths) for u in engines)
+    elem = max(u.obuf_write_widths[0] for u in engines)
+    nbytes = arch.axi_data_bytes
+    # Banks: every port's run touches each bank once; the lanes' staged runs are at least
+    # as wide as one element per lane, so that one wide write per cycle keeps up with all
+    # lanes.
+    banks = _pow2_at_least(max([nbytes, lanes * elem] + c_obuf + c_ibuf + c_wbuf))
+    return BufferPlan(banks=banks, ibuf_reads=tuple(c_ibuf), wbuf_reads=tuple(c_wbuf),
+                      pbuf_reads=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes)
 
 
 def _forward(m, outer, inner, names):
@@ -154,33 +226,20 @@ class SemlCore(wiring.Component):
         sel = Signal(Engine)
         compute_start = Signal()
 
-        def widths(attr):
-            """Width of each shared port: the widest unit's at that index."""
-            out = []
-            for unit in units.values():
-                for i, w in enumerate(getattr(unit, attr)):
-                    if i == len(out):
-                        out.append(w)
-                    out[i] = max(out[i], w)
-            return out
-
-        c_ibuf = widths("ibuf_read_widths")
-        c_wbuf = widths("wbuf_read_widths")
-        c_obuf = widths("obuf_write_widths")
-        c_obuf[0] = max(c_obuf[0], add.beat_bytes)
-        c_pbuf = max(unit.pbuf_read_ports for unit in units.values())
-        # ADD's two operand reads share IBUF ports 0 and 1 with the COMPUTE units (one of
-        # them runs at a time): every read port is another copy of the banks.
-        c_ibuf += [1] * (2 - len(c_ibuf))
-        c_ibuf[:2] = [max(w, add.beat_bytes) for w in c_ibuf[:2]]
-        ibuf_reads = c_ibuf
-        banks = _pow2_at_least(max([nbytes] + c_obuf + ibuf_reads + c_wbuf))
+        plan = buffer_plan(arch, units=units, add=add)
+        ibuf_reads, c_wbuf, c_pbuf = plan.ibuf_reads, plan.wbuf_reads, plan.pbuf_reads
+        c_ibuf = ibuf_reads
+        banks, lanes, elem = plan.banks, plan.lanes, plan.elem
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
                                               read_widths=ibuf_reads, write_widths=[nbytes])
         m.submodules.wbuf = wbuf = ByteBuffer(arch.wbuf_bytes, banks=banks,
                                               read_widths=c_wbuf, write_widths=[nbytes])
+        # OBUF has one write port: the engine units' lanes go through the stager; ADD and
+        # POOL write one contiguous run per cycle.
         m.submodules.obuf = obuf = ByteBuffer(arch.obuf_bytes, banks=banks,
-                                              read_widths=[nbytes], write_widths=c_obuf)
+                                              read_widths=[nbytes], write_widths=[banks])
+        m.submodules.obuf_stager = stager = LaneStager(lanes=lanes, elem=elem, width=banks,
+                                                       size=arch.obuf_bytes)
         m.submodules.pbuf = pbuf = Memory(shape=pbuf_layout(arch),
                                           depth=max(arch.pbuf_entries, 2), init=[])
         pbuf_w = pbuf.write_port()
@@ -236,18 +295,28 @@ class SemlCore(wiring.Component):
         share(wbuf.read_port, len(c_wbuf), "wbuf_port", lambda u: len(u.wbuf_read_widths))
         share(pbuf_port, c_pbuf, "pbuf_port", lambda u: u.pbuf_read_ports)
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
-        for q in range(len(c_obuf)):
-            w_addr, w_data, w_count = obuf.write_port(q)
-            with m.If(add.busy & (q == 0)):
-                m.d.comb += [w_addr.eq(add.obuf_w_addr), w_data.eq(add.obuf_w_data),
-                             w_count.eq(add.obuf_w_count)]
-            with m.Else(), m.Switch(sel):
-                for engine, unit in units.items():
-                    if q < len(unit.obuf_write_widths):
+        engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
+        for unit in engine_units.values():
+            m.d.comb += unit.obuf_ready.eq(stager.ready)
+        with m.Switch(sel):
+            for engine, unit in engine_units.items():
+                with m.Case(engine):
+                    for q in range(len(unit.obuf_write_widths)):
                         u_addr, u_data, u_count = unit.obuf_port(q)
-                        with m.Case(engine):
-                            m.d.comb += [w_addr.eq(u_addr), w_data.eq(u_data),
-                                         w_count.eq(u_count)]
+                        l_addr, l_data, l_en = stager.lane(q)
+                        m.d.comb += [l_addr.eq(u_addr), l_data.eq(u_data),
+                                     l_en.eq(u_count != 0)]
+        m.d.comb += stager.flush.eq(~Cat(*(u.busy for u in engine_units.values())).any())
+        w_addr, w_data, w_count = obuf.write_port(0)
+        pool_addr, pool_data, pool_count = units[Engine.POOL].obuf_port(0)
+        with m.If(add.busy):
+            m.d.comb += [w_addr.eq(add.obuf_w_addr), w_data.eq(add.obuf_w_data),
+                         w_count.eq(add.obuf_w_count)]
+        with m.Elif(sel == Engine.POOL):
+            m.d.comb += [w_addr.eq(pool_addr), w_data.eq(pool_data), w_count.eq(pool_count)]
+        with m.Else():
+            m.d.comb += [w_addr.eq(stager.w_addr), w_data.eq(stager.w_data),
+                         w_count.eq(stager.w_count)]
 
         # Header check, decode and issue ------------------------------------------------
         m.submodules.header_check = hdr_check = HeaderCheck(arch)
@@ -265,7 +334,8 @@ class SemlCore(wiring.Component):
         error = Signal(ErrorCode)
         bus_error = dma.rd_error | dma.wr_error | fetch.error
         load_busy = load.busy
-        compute_busy = add.busy | Cat(*(u.busy for u in units.values())).any()
+        compute_busy = (add.busy | stager.busy
+                        | Cat(*(u.busy for u in units.values())).any())
         store_busy = store.busy
         all_idle = ~load_busy & ~compute_busy & ~store_busy
         m.d.comb += csr.instr_count.eq(pc)

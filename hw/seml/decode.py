@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
+from amaranth.lib.data import View
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
@@ -17,6 +18,7 @@ from ..engines.datapath import TILE_BITS
 from ..isa import (
     FORMATS,
     HEADER_BYTES,
+    HEADER_LAYOUT,
     INSTR_BITS,
     INSTR_BYTES,
     INSTRUCTION,
@@ -76,19 +78,16 @@ class HeaderCheck(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        h = self.header
-
-        def field(offset, size):
-            return h[8 * offset:8 * (offset + size)]
+        h = View(HEADER_LAYOUT, self.header)
 
         magic = int.from_bytes(MAGIC, "little")
-        m.d.comb += [self.instr_count.eq(field(16, 4)), self.crc.eq(field(60, 4))]
-        with m.If(field(0, 4) != magic):
+        m.d.comb += [self.instr_count.eq(h.instr_count), self.crc.eq(h.crc32)]
+        with m.If(h.magic != magic):
             m.d.comb += self.error.eq(ErrorCode.BAD_MAGIC)
-        with m.Elif((field(4, 2) != ISA_VERSION) | (field(6, 2) != HEADER_BYTES)
-                    | (field(20, 2) != INSTR_BYTES)):
+        with m.Elif((h.version != ISA_VERSION) | (h.header_bytes != HEADER_BYTES)
+                    | (h.instr_bytes != INSTR_BYTES)):
             m.d.comb += self.error.eq(ErrorCode.BAD_VERSION)
-        with m.Elif(field(8, 8) != Const(self._arch.config_hash, 64)):
+        with m.Elif(h.arch_hash != Const(self._arch.config_hash, 64)):
             m.d.comb += self.error.eq(ErrorCode.ARCH_MISMATCH)
         with m.Elif((field(36, 4) != 0)
                     & (field(16, 4) * INSTR_BYTES + HEADER_BYTES > field(36, 4))):
@@ -212,17 +211,11 @@ class InstructionDecoder(wiring.Component):
         arch = self._arch
         hp = Signal(18)
         wp = Signal(18)
-        oh = Signal(18)
-        ow = Signal(18)
         m.d.comb += [
             hp.eq(c.in_h + c.pad_top + c.pad_bottom),
             wp.eq(c.in_w + c.pad_left + c.pad_right),
         ]
         small = (hp < c.k_h) | (wp < c.k_w)
-        m.d.comb += [
-            oh.eq((hp - c.k_h) // c.stride_h + 1),
-            ow.eq((wp - c.k_w) // c.stride_w + 1),
-        ]
         engine = c.engine
         pool = c.pool
         zero = ((c.in_c == 0) | (c.out_c == 0) | (c.in_h == 0) | (c.in_w == 0) | (c.k_h == 0)
@@ -264,17 +257,21 @@ class InstructionDecoder(wiring.Component):
                      | (is_pw & (c.in_c > tiles_max * arch.pw_pi)))
         fused = ~is_pool & (pool == Pool.MAX)
         fuse_bad = fused & (~is_conv | (c.fpool_h != 2) | (c.fpool_w != 2))
-        fh = Signal(8)
-        fw = Signal(8)
-        m.d.comb += [fh.eq(1), fw.eq(1)]
-        with m.If(fused):
-            m.d.comb += [fh.eq(c.fpool_h), fw.eq(c.fpool_w)]
-        fpool_bad = fused & ((c.fpool_h == 0) | (c.fpool_w == 0) | (c.fpool_h > oh)
-                             | (c.fpool_w > ow))
-        res_h = Signal(18)
-        res_w = Signal(18)
-        m.d.comb += [res_h.eq(oh // fh), res_w.eq(ow // fw)]
-        shape_bad = (res_h != c.out_h) | (res_w != c.out_w)
+        # The output shape without a divider: ``out = (span - k) // s + 1`` (then halved
+        # by a fused 2x2 pool) holds iff ``x0 = out`` (``2 * out`` when fused) satisfies
+        # ``(x0 - 1) * s <= span - k < (x0 - 1) * s + s`` (``+ 2 * s`` when fused: ``oh``
+        # may be ``2 * out`` or ``2 * out + 1``), with ``x0 >= 1``. One multiplier per
+        # axis; a fused pool with another size than 2 is refused by ``fuse_bad``.
+        def shape_ok(span, k, stride, out, name):
+            x0 = Signal(18, name=f"{name}_x0")
+            low = Signal(27, name=f"{name}_low")
+            m.d.comb += [x0.eq(Mux(fused, out << 1, out)), low.eq((x0 - 1) * stride)]
+            high = low + Mux(fused, stride << 1, stride)
+            return (x0 != 0) & (low <= span - k) & (span - k < high)
+
+        fpool_bad = fused & ((c.fpool_h == 0) | (c.fpool_w == 0))
+        shape_bad = ~(shape_ok(hp, c.k_h, c.stride_h, c.out_h, "oh")
+                      & shape_ok(wp, c.k_w, c.stride_w, c.out_w, "ow"))
         m.d.comb += illegal.eq(
             reserved_bits(Opcode.COMPUTE) | clamp_bad(c.act_lo, c.act_hi) | zero | pads_big
             | small | too_wide | kernel_big | stride_bad | pool_bad | avg_wide | dw_bad

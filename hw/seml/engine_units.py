@@ -20,8 +20,10 @@ each from its own counters:
   read as zero. POINTWISE reads the pixels its stride keeps.
 
 The engine's output beats (raster order) are written to OBUF as they come, lane ``j`` to
-the plane of output channel ``m0 + j``: one write port per lane, lanes past ``out_c``
-write nothing. OBUF never stalls the engine.
+the plane of output channel ``m0 + j``: one element port per lane, lanes past ``out_c``
+write nothing. The core gathers the lanes' runs into wide OBUF writes
+(:class:`~hw.seml.buffers.LaneStager`); ``obuf_ready`` holds the engine's output only
+when a run cannot be taken.
 
 CONV and DEPTHWISE run the square odd kernel ``K = engine_kernel(k_h, k_w)``: the
 ``k_h x k_w`` kernel sits in its top-left corner (zero taps elsewhere) and the bottom and
@@ -112,7 +114,9 @@ class EngineUnit(wiring.Component):
         output lane ``j`` reading the ``Pi`` consecutive weights of its tile.
     pbuf{q}_addr, pbuf{q}_en, pbuf{q}_data : PBUF read ports, one per output lane.
     obuf{q}_w_addr, obuf{q}_w_data, obuf{q}_w_count : OBUF write ports, one element per
-        output lane.
+        output lane (the core gathers them into one wide write, :class:`LaneStager`).
+    obuf_ready : In(1)
+        The lanes' writes can be taken this cycle (holds the engine's output while low).
     """
 
     def __init__(self, arch: ArchConfig, kind: Engine):
@@ -135,7 +139,8 @@ class EngineUnit(wiring.Component):
         else:                     # one port per output lane reading its Pi weights
             wbuf = [self._we * self.pi] * self.lanes
         self._wbuf_widths = wbuf
-        members = {"start": In(1), "instr": In(INSTRUCTION), "busy": Out(1)}
+        members = {"start": In(1), "instr": In(INSTRUCTION), "busy": Out(1),
+                   "obuf_ready": In(1, init=1)}
         for i in range(self.pi):
             members.update({f"ibuf{i}_addr": Out(range(arch.ibuf_bytes)),
                             f"ibuf{i}_en": Out(1), f"ibuf{i}_data": In(8 * self._e)})
@@ -432,13 +437,13 @@ class EngineUnit(wiring.Component):
         o_ptr = Signal(32)
         with m.If(cmd_go):
             m.d.sync += o_ptr.eq(g_obase)
-        with m.Elif(eng.o.valid):
+        with m.Elif(eng.o.valid & self.obuf_ready):
             m.d.sync += o_ptr.eq(o_ptr + e)
-        m.d.comb += eng.o.ready.eq(1)
+        m.d.comb += eng.o.ready.eq(self.obuf_ready)
         for q in range(L):
             addr, data_, count = self.obuf_port(q)
             m.d.comb += [addr.eq(o_ptr + plane_out * q),
                          data_.eq(bytes_from_lanes([eng.o.payload[q]], arch.act_bits))]
-            with m.If(eng.o.valid & lane_on[q]):
+            with m.If(eng.o.valid & self.obuf_ready & lane_on[q]):
                 m.d.comb += count.eq(e)
         return m

@@ -1,0 +1,68 @@
+"""Timing of the SEML core: nextpnr-ecp5 Fmax and Yosys logic depth per unit.
+
+``--fmax BOARD`` (default ULX3S-85F) synthesizes the core for the board's default arch
+with ``synth_ecp5`` and places and routes it out of context with nextpnr-ecp5 (YoWASP):
+the one real timing analysis available here. ``--depth BOARD`` (default PYNQ-Z2)
+synthesizes the core with ``synth_xilinx`` keeping the hierarchy and reports the longest
+combinational path (cells between registers, block RAMs and registered DSP slices) of
+each submodule and of the flattened core: a proxy for timing on Xilinx parts, where no
+place and route runs here. Results are cached (:mod:`boards.synth`) and written to
+``benchmarks/results/fmax.json``.
+
+Usage: ``python benchmarks/bench_fmax.py [--fmax ULX3S-85F] [--depth PYNQ-Z2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from boards.database import get_board
+from boards.synth import ecp5_fmax, synthesize
+from hw.seml.core import SemlCore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fmax", default="ULX3S-85F", help="ECP5 board ('' to skip)")
+    parser.add_argument("--depth", default="PYNQ-Z2", help="Xilinx board ('' to skip)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/fmax.json")
+    args = parser.parse_args(argv)
+    out = {"benchmark": "fmax", "python": platform.python_version()}
+    if args.fmax:
+        board = get_board(args.fmax)
+        arch = board.default_arch()
+        start = time.perf_counter()
+        res = ecp5_fmax(SemlCore(arch), name=f"core-{arch.name}")
+        print(f"{board.name} default arch core ({arch.conv_pi}x{arch.conv_po} conv, "
+              f"{arch.dw_channels} dw, {arch.pw_pi}x{arch.pw_po} pw): nextpnr-ecp5 "
+              f"{res['device']}: Fmax {res['fmax']:.1f} MHz "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        out["fmax"] = {"board": board.name, "arch": arch.to_dict(), **res}
+    if args.depth:
+        board = get_board(args.depth)
+        arch = board.default_arch()
+        start = time.perf_counter()
+        res = synthesize(SemlCore(arch), family=board.synth_family,
+                         name=f"core-{arch.name}-depth", flatten=False, depth=True)
+        depth = res.logic_depth
+        print(f"{board.name} default arch core, Yosys {board.synth_family} logic depth "
+              f"(cells on the longest path; {time.perf_counter() - start:.0f} s):")
+        for unit, cells in sorted(depth["submodules"].items(), key=lambda kv: -kv[1]):
+            print(f"  {unit:22s} {cells:4d}")
+        print(f"  {'(whole core, flat)':22s} {depth['cells']:4d}  ({depth['lut']} LUT, "
+              f"{depth['carry']} CARRY; {depth['from']} -> {depth['to']})")
+        out["depth"] = {"board": board.name, "family": board.synth_family,
+                        "arch": arch.to_dict(), **depth, "figures": res.figures()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

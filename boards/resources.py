@@ -1,0 +1,393 @@
+"""Structural resource model of the SEML core, calibrated against Yosys.
+
+The model counts what :class:`hw.seml.core.SemlCore` instantiates for an arch:
+
+- every memory (the IBUF, WBUF and OBUF banks, one copy of a buffer's banks per read
+  port, PBUF, the engines' line and output buffers, the trace memory), with its width,
+  depth and ports, packed into 18 Kb block RAMs (RAMB18/RAMB36 on Xilinx, DP16KD EBR on
+  ECP5) in the cheapest aspect ratio, or into LUT RAM when shallow
+  (:func:`memories`, :func:`map_memory`);
+- the multipliers of the engines' MACs, one DSP slice each when the operands fit the
+  slice (25x18 Xilinx, 18x18 ECP5), none for the shift-based weight schemes;
+- the logic and registers of each submodule (engine units, buffers' align and rotate
+  stages, the OBUF stager, DMA, fetch, decoder, control) as ``a * feature + b`` per
+  submodule and family, where the feature is the submodule's structural size (MACs,
+  rotate-multiplexer bits, AXI width...) and ``a``, ``b`` are fitted to Yosys synthesis
+  of the whole core at the archs of :data:`CALIBRATION_ARCHS`
+  (``benchmarks/bench_resources.py`` writes ``boards/resource_calibration.json``).
+
+Figures are Yosys' (``synth_xilinx -family xc7`` / ``xcup``, ``synth_ecp5``; hierarchy
+kept): a pre-place-and-route count.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from hw.arch import ArchConfig
+from hw.isa import element_bytes
+
+__all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "MemorySpec", "board_family", "estimate",
+           "fit", "map_memory", "memories", "reload_calibration", "submodule_features"]
+
+CALIBRATION_FILE = Path(__file__).resolve().parent / "resource_calibration.json"
+
+#: Archs whose synthesis calibrates the model: small to medium, every engine present.
+CALIBRATION_ARCHS = (
+    ArchConfig(name="cal-tiny", conv_pi=1, conv_po=1, dw_channels=2, pw_pi=2, pw_po=2,
+               max_width=16, max_height=16, ibuf_bytes=2048, obuf_bytes=2048,
+               wbuf_bytes=1024, pbuf_entries=64, axi_data_bits=32),
+    ArchConfig(name="cal-small", conv_pi=2, conv_po=2, dw_channels=4, pw_pi=4, pw_po=4,
+               max_width=32, max_height=32, ibuf_bytes=8192, obuf_bytes=8192,
+               wbuf_bytes=4096, pbuf_entries=256, axi_data_bits=64),
+    ArchConfig(name="cal-medium", conv_pi=4, conv_po=4, dw_channels=8, pw_pi=8, pw_po=8,
+               max_width=32, max_height=32, ibuf_bytes=16384, obuf_bytes=16384,
+               wbuf_bytes=8192, pbuf_entries=256, axi_data_bits=64),
+)
+
+#: The families (Yosys ``synth_xilinx -family`` or ``synth_ecp5``).
+FAMILIES = ("xc7", "xcup", "ecp5")
+
+#: Block RAM aspect ratios (depth, width, cost in 18 Kb blocks) per family.
+_BRAM_SHAPES = {
+    "xilinx": [(16384, 1, 1), (8192, 2, 1), (4096, 4, 1), (2048, 9, 1), (1024, 18, 1),
+               (512, 36, 1), (32768, 1, 2), (16384, 2, 2), (8192, 4, 2), (4096, 9, 2),
+               (2048, 18, 2), (1024, 36, 2), (512, 72, 2)],
+    "ecp5": [(16384, 1, 1), (8192, 2, 1), (4096, 4, 1), (2048, 9, 1), (1024, 18, 1),
+             (512, 36, 1)],
+}
+
+#: Width of the DMA's burst descriptors (its two 4-deep descriptor FIFOs).
+_DMA_DESC_BITS = 12
+
+#: The trace memory of the control registers (``SemlCore(trace_depth=...)`` default).
+TRACE_DEPTH = 512
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """``count`` memories of ``width`` bits x ``depth`` words with ``write_ports`` and
+    ``read_ports`` (``async_read``: combinational read)."""
+
+    path: str
+    width: int
+    depth: int
+    write_ports: int = 1
+    read_ports: int = 1
+    count: int = 1
+    async_read: bool = False
+
+
+def _family_group(family):
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown family {family!r}; known families are "
+                         f"{', '.join(FAMILIES)}")
+    return "ecp5" if family == "ecp5" else "xilinx"
+
+
+def board_family(board) -> str:
+    """The synthesis family of a :class:`boards.database.Board`."""
+    return {"zynq7": "xc7", "ecp5": "ecp5"}.get(board.family, "xcup")
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(arch: ArchConfig):
+    from hw.seml.core import buffer_plan
+
+    return buffer_plan(arch)
+
+
+def memories(arch: ArchConfig) -> list[MemorySpec]:
+    """Every memory of :class:`hw.seml.core.SemlCore` for ``arch``."""
+    from hw.seml.units import pbuf_layout
+
+    plan = _plan(arch)
+    banks = plan.banks
+    out = []
+    for name, size, reads in (("ibuf", arch.ibuf_bytes, len(plan.ibuf_reads)),
+                              ("wbuf", arch.wbuf_bytes, len(plan.wbuf_reads)),
+                              ("obuf", arch.obuf_bytes, 1)):
+        out.append(MemorySpec(name, 8, max(-(-size // banks), 2), 1, reads, banks))
+    out.append(MemorySpec("pbuf", pbuf_layout(arch).size, max(arch.pbuf_entries, 2), 1,
+                          plan.pbuf_reads))
+    frame = arch.max_width * arch.max_height
+    out.append(MemorySpec("compute_conv.engine.output_buffer", arch.conv_po * arch.acc_bits,
+                          frame))
+    out.append(MemorySpec("compute_pointwise.engine.output_buffer",
+                          arch.pw_po * arch.acc_bits, frame))
+    if arch.conv_k_max > 1:
+        history = (arch.conv_k_max - 1) * arch.act_bits
+        out.append(MemorySpec("compute_conv.engine.windows.line_buffer.rows",
+                              history * arch.conv_pi, arch.max_width))
+        out.append(MemorySpec("compute_depthwise.engine.windows.line_buffer.rows",
+                              history * arch.dw_channels, arch.max_width))
+    from hw.blocks.pool import MAX_PAD
+
+    out.append(MemorySpec("compute_conv.engine.pool.lines", 2 * arch.conv_po * arch.act_bits,
+                          arch.max_width + 2 * MAX_PAD))
+    out.append(MemorySpec("csr.trace", 32, TRACE_DEPTH, async_read=True))
+    # FIFO storage (a buffered FIFO of depth d keeps d - 1 words in memory)
+    from hw.isa import INSTR_BITS
+    from hw.seml.fetch import FETCH_DEPTH
+
+    out.append(MemorySpec("fetch.fifo.storage", INSTR_BITS, FETCH_DEPTH - 1))
+    out.append(MemorySpec("dma.desc.storage", _DMA_DESC_BITS, 3, count=2))
+    return out
+
+
+def _lutram_cells(width, depth, group):
+    if group == "ecp5":
+        return math.ceil(width / 4) * math.ceil(depth / 16)      # TRELLIS_DPR16X4
+    if depth <= 32:
+        return math.ceil(width / 6)                               # RAM32M: 6 bits x 32
+    return math.ceil(width / 3) * math.ceil(depth / 64)           # RAM64M: 3 bits x 64
+
+
+def map_memory(spec: MemorySpec, family: str) -> dict:
+    """``{"bram18": blocks, "lutram": LUT-RAM cells, "ff": output-register bits}`` of
+    ``spec`` on ``family``.
+
+    Each physical RAM has one write and one read port: a memory with ``r`` read ports
+    is ``r`` copies. Yosys puts small memories in LUT RAM (as measured with this
+    Yosys: on Xilinx up to 64 words, or up to 256 words and 2 Kbit; on ECP5 up to 16
+    words, or up to 128 words and 32 DPR16X4 cells) with the read register in
+    flip-flops, and the rest in block RAM in the cheapest aspect ratio.
+    """
+    group = _family_group(family)
+    if spec.write_ports > 1:
+        raise ValueError(f"Memory {spec.path} has {spec.write_ports} write ports: no block "
+                         "RAM holds it (the core gives every memory one write port)")
+    copies = spec.count * max(spec.read_ports, 1)
+    cells = _lutram_cells(spec.width, spec.depth, group)
+    if group == "ecp5":
+        small = spec.depth <= 16 or (spec.depth <= 128 and cells <= 32)
+    else:
+        small = spec.depth <= 64 or (spec.depth <= 256 and spec.width * spec.depth <= 2048)
+    if spec.async_read or small:
+        return {"bram18": 0, "lutram": copies * cells,
+                "ff": 0 if spec.async_read else copies * spec.width}
+    blocks = min(math.ceil(spec.width / w) * math.ceil(spec.depth / d) * cost
+                 for d, w, cost in _BRAM_SHAPES[group])
+    return {"bram18": copies * blocks, "lutram": 0, "ff": 0}
+
+
+def dsp_per_mac(arch: ArchConfig, family: str) -> int:
+    """DSP slices of one MAC for the arch's weight scheme (0 for PoT / APoT shifts)."""
+    if arch.weight_scheme != "uniform":
+        return 0
+    a, w = sorted((arch.act_bits, arch.weight_bits))
+    if _family_group(family) == "ecp5":
+        return 1 if w <= 18 else 2
+    return 1 if (a <= 18 and w <= 25) else 2
+
+
+def _log2(n):
+    return max(1, math.ceil(math.log2(max(n, 2))))
+
+
+def submodule_features(arch: ArchConfig) -> dict:
+    """``{submodule: (size, lanes, macs)}``: the structural size that drives each
+    submodule's logic and registers (fitted linearly), its output lanes (its extra DSP
+    slices: requantization and address multipliers) and its MACs (one DSP each)."""
+    from hw.seml.compute import POOL_LANES
+    from hw.seml.units import add_lanes
+
+    plan = _plan(arch)
+    e = element_bytes(arch.act_bits)
+    k2 = arch.conv_k_max ** 2
+    lg = _log2(plan.banks)
+    nbytes = arch.axi_data_bytes
+
+    def rotate(reads, writes):
+        return (sum(8 * w * lg for w in reads) + sum(8 * w * lg for w in writes)
+                + plan.banks * (len(reads) + len(writes)))
+
+    conv = arch.conv_pi * arch.conv_po
+    return {
+        "compute_conv": (conv * k2, arch.conv_po, conv * k2),
+        "compute_depthwise": (arch.dw_channels * k2, arch.dw_channels,
+                              arch.dw_channels * k2),
+        "compute_pointwise": (arch.pw_pi * arch.pw_po, arch.pw_po, arch.pw_pi * arch.pw_po),
+        "compute_pool": (POOL_LANES * e, POOL_LANES, 0),
+        "add": (add_lanes(arch), add_lanes(arch), 0),
+        "ibuf": (rotate(plan.ibuf_reads, [nbytes]), 0, 0),
+        "wbuf": (rotate(plan.wbuf_reads, [nbytes]), 0, 0),
+        "obuf": (rotate([nbytes], [plan.banks]), 0, 0),
+        "obuf_stager": (plan.lanes * plan.banks * 8, 0, 0),
+        "pbuf": (plan.pbuf_reads, 0, 0),
+        "load": (nbytes, 0, 0),
+        "store": (nbytes, 0, 0),
+        "dma": (nbytes, 0, 0),
+        "arbiter": (nbytes, 0, 0),
+        "fetch": (nbytes, 0, 0),
+        "csr": (1, 0, 0),
+        "decoder": (1, 0, 0),
+        "header_check": (1, 0, 0),
+        "(top)": (1, 0, 0),
+    }
+
+
+_calibration = None
+
+
+def reload_calibration():
+    global _calibration
+    _calibration = json.loads(CALIBRATION_FILE.read_text()) if CALIBRATION_FILE.exists() \
+        else None
+    _estimate.cache_clear()
+
+
+def _coefficients(family):
+    if _calibration is None:
+        reload_calibration()
+    if _calibration is not None and family not in _calibration["families"]:
+        # UltraScale+ maps logic as 7-series does (the same LUT6 / CARRY / FD cells):
+        # without its own synthesis points it takes the 7-series coefficients.
+        family = _calibration.get("fallback", {}).get(family, family)
+    if _calibration is None or family not in _calibration["families"]:
+        raise RuntimeError(f"No resource calibration for family {family!r} in "
+                           f"{CALIBRATION_FILE}; run benchmarks/bench_resources.py")
+    return _calibration["families"][family]
+
+
+def _memory_figures(arch, family):
+    """Block RAM and LUT RAM of each submodule (top-level name) from the inventory."""
+    out = {}
+    for spec in memories(arch):
+        top = spec.path.split(".")[0]
+        got = map_memory(spec, family)
+        row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0})
+        for key in row:
+            row[key] += got[key]
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _estimate(arch: ArchConfig, family: str):
+    coef = _coefficients(family)
+    mems = _memory_figures(arch, family)
+    per_mac = dsp_per_mac(arch, family)
+    shift_luts = 0
+    if arch.weight_scheme != "uniform":
+        # A PoT weight is one shifter, APoT two, instead of a multiplier.
+        shifters = 1 if arch.weight_scheme == "pot" else 2
+        shift_luts = shifters * (arch.act_bits + 2 ** arch.pot_exp_bits) * 2
+    subs = {}
+    for name, (size, lanes, macs) in submodule_features(arch).items():
+        c = coef.get(name, {})
+
+        def lin(metric, x, c=c):
+            a, b = c.get(metric, (0.0, 0.0))
+            return max(0.0, a * x + b)
+
+        subs[name] = {
+            "lut": round(lin("lut", size) + macs * shift_luts),
+            "ff": round(lin("ff", size)) + mems.get(name, {}).get("ff", 0),
+            "dsp": macs * per_mac + round(lin("dsp", lanes)),
+            "bram18": mems.get(name, {}).get("bram18", 0),
+            "lutram": mems.get(name, {}).get("lutram", 0),
+        }
+    total = {k: sum(row[k] for row in subs.values())
+             for k in ("lut", "ff", "dsp", "bram18", "lutram")}
+    return total, subs
+
+
+def estimate(arch: ArchConfig, family: str = "xc7") -> dict:
+    """Resource estimate of the SEML core for ``arch`` on ``family``.
+
+    Returns ``lut``, ``ff``, ``dsp``, ``bram18``, ``bram36`` (18 Kb blocks / 2),
+    ``lutram`` (LUT-RAM cells), ``lut_total`` (``lut`` plus the LUTs the LUT RAM
+    occupies: 4 per Xilinx RAM64M, 2 per ECP5 DPR16X4) and ``submodules``.
+    """
+    _family_group(family)
+    total, subs = _estimate(arch, family)
+    per_cell = 2 if family == "ecp5" else 4
+    return {**total, "bram36": total["bram18"] / 2,
+            "lut_total": total["lut"] + per_cell * total["lutram"],
+            "submodules": {k: dict(v) for k, v in subs.items()}}
+
+
+def _linear_fit(points):
+    """``(a, b)`` of ``y = a * x + b`` by least squares with ``a >= 0``; from points of
+    one size only, ``y = a * x`` through their mean (the size scales the submodule)."""
+    xs = [x for x, _ in points]
+    ys = [y for _, y in points]
+    n = len(points)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return (my / mx, 0.0) if mx else (0.0, my)
+    a = sum((x - mx) * (y - my) for x, y in points) / sxx
+    if a < 0:
+        return 0.0, my
+    return a, my - a * mx
+
+
+def _memory_ff(mems, name):
+    """Memory read registers counted in submodule ``name``'s synthesis figures (PBUF is
+    no module of its own: its memory is synthesized in the core's top module)."""
+    if name == "pbuf":
+        return 0
+    ff = mems.get(name, {}).get("ff", 0)
+    return ff + (mems.get("pbuf", {}).get("ff", 0) if name == "(top)" else 0)
+
+
+def fit(runs: dict, families, totals=None, base="xc7") -> dict:
+    """Coefficients from hierarchical synthesis results.
+
+    ``runs``: ``{(arch name, family): (arch, {submodule: figures})}`` (the
+    ``submodules`` of :func:`boards.synth.synthesize` with ``flatten=False``).
+    ``totals``: ``{(arch name, family): (arch, figures)}``, whole-core figures of a
+    family without per-submodule runs: its coefficients are ``base``'s, scaled per
+    metric (LUT, FF, extra DSP) so that the core's total matches.
+    """
+    out = {"families": {}, "fallback": {"xcup": "xc7"},
+           "points": sorted(f"{name}/{fam}" for name, fam in runs)}
+    for family in families:
+        per = {}
+        if not any(fam == family for _, fam in runs):
+            continue
+        for (_, fam), (arch, subs) in runs.items():
+            if fam != family:
+                continue
+            feats = submodule_features(arch)
+            mems = _memory_figures(arch, family)
+            per_mac = dsp_per_mac(arch, family)
+            for name, (size, lanes, macs) in feats.items():
+                got = subs.get(name, {"lut": 0, "ff": 0, "dsp": 0})
+                row = per.setdefault(name, {"lut": [], "ff": [], "dsp": []})
+                row["lut"].append((size, got["lut"]))
+                row["ff"].append((size, got["ff"] - _memory_ff(mems, name)))
+                row["dsp"].append((lanes, got["dsp"] - macs * per_mac))
+        out["families"][family] = {
+            name: {m: [round(v, 4) for v in _linear_fit(pts)] for m, pts in row.items()}
+            for name, row in per.items()}
+    for (_, family), (arch, figures) in (totals or {}).items():
+        if family in out["families"] or base not in out["families"]:
+            continue
+        coef = out["families"][base]
+        mems = _memory_figures(arch, family)
+        per_mac = dsp_per_mac(arch, family)
+        logic = {"lut": 0.0, "ff": 0.0, "dsp": 0.0}
+        macs = 0
+        for name, (size, lanes, n) in submodule_features(arch).items():
+            c = coef.get(name, {})
+            for metric, x in (("lut", size), ("ff", size), ("dsp", lanes)):
+                a, b = c.get(metric, (0.0, 0.0))
+                logic[metric] += max(0.0, a * x + b)
+            macs += n
+        want = {"lut": figures["lut"],
+                "ff": figures["ff"] - sum(m["ff"] for m in mems.values()),
+                "dsp": figures["dsp"] - macs * per_mac}
+        scale = {m: (want[m] / logic[m] if logic[m] else 1.0) for m in logic}
+        out["families"][family] = {
+            name: {m: [round(v * scale[m], 4) for v in ab] for m, ab in row.items()}
+            for name, row in coef.items()}
+        out.setdefault("scaled", {})[family] = {"from": base, "arch": arch.name,
+                                                "scale": {m: round(v, 4)
+                                                          for m, v in scale.items()}}
+    return out

@@ -1,0 +1,157 @@
+# amaranth: UnusedElaboratable=no
+"""The structural resource model against the hardware it describes and against Yosys."""
+
+import os
+from collections import Counter
+
+import pytest
+from amaranth.hdl import Fragment, Shape
+from amaranth.lib.memory import Memory
+
+from boards import resources
+from boards.synth import synthesize, tool_available
+from hw.arch import ArchConfig
+from hw.seml.core import SemlCore
+
+TINY = resources.CALIBRATION_ARCHS[0]
+
+#: Whole-core and buffer synthesis takes minutes per run (much longer on a loaded
+#: machine): those tests run when CONVFORGE_SYNTH_TESTS=1 (results are cached).
+needs_synth = pytest.mark.skipif(
+    not tool_available() or os.environ.get("CONVFORGE_SYNTH_TESTS") != "1",
+    reason="synthesis tests: set CONVFORGE_SYNTH_TESTS=1 (needs the synth extra)")
+#: Buffers deep enough (512 words per bank, 512 PBUF entries) that Yosys puts them in
+#: block RAM rather than LUT RAM.
+BRAM_ARCH = ArchConfig(name="bram-test", conv_pi=2, conv_po=2, dw_channels=2, pw_pi=2,
+                       pw_po=2, max_width=16, max_height=16, ibuf_bytes=4096,
+                       obuf_bytes=4096, wbuf_bytes=4096, pbuf_entries=512)
+
+
+def _elaborated_memories(arch):
+    """``{(path, width, depth, write ports, read ports): count}`` of the elaborated core,
+    FIFO storage (a few entries) left out."""
+    found = Counter()
+
+    def walk(fragment, path):
+        for sub, name, *_ in fragment.subfragments:
+            here = (*path, str(name))
+            for origin in getattr(sub, "origins", None) or ():
+                if isinstance(origin, Memory) and origin.depth > 4:
+                    key = ".".join(h for h in here if not h.startswith("bank"))
+                    found[(key, Shape.cast(origin.shape).width, origin.depth,
+                           len(origin.write_ports), len(origin.read_ports))] += 1
+            walk(sub, here)
+
+    walk(Fragment.get(SemlCore(arch), None), ())
+    return found
+
+
+@pytest.mark.parametrize("arch", [TINY, ArchConfig(name="odd", conv_pi=3, conv_po=2,
+                                                   dw_channels=3, pw_pi=2, pw_po=6,
+                                                   conv_k_max=5, act_bits=12, weight_bits=6,
+                                                   ibuf_bytes=5000, obuf_bytes=3000,
+                                                   wbuf_bytes=1500, pbuf_entries=40)])
+def test_memory_inventory_is_the_elaborated_cores(arch):
+    model = Counter()
+    for spec in resources.memories(arch):
+        if spec.depth <= 4:
+            continue
+        model[(spec.path, spec.width, spec.depth, spec.write_ports, spec.read_ports)] += \
+            spec.count
+    assert model == _elaborated_memories(arch)
+
+
+def test_every_core_memory_has_one_write_port():
+    for arch in resources.CALIBRATION_ARCHS:
+        assert all(w == 1 for (_, _, _, w, _) in _elaborated_memories(arch))
+
+
+def test_memory_packing():
+    spec = resources.MemorySpec
+    # 8 bits x 2048: one RAMB18 (2K x 9), one DP16KD; 8 bits x 4096: a RAMB36 (2 blocks)
+    assert resources.map_memory(spec("m", 8, 2048), "xc7") == {"bram18": 1, "lutram": 0,
+                                                                "ff": 0}
+    assert resources.map_memory(spec("m", 8, 2048), "ecp5")["bram18"] == 1
+    assert resources.map_memory(spec("m", 8, 4096), "xcup")["bram18"] == 2
+    assert resources.map_memory(spec("m", 8, 4096), "ecp5")["bram18"] == 2
+    # 64 bits x 1024: two RAMB36 in 512 x 72 (4) vs four 1K x 18 RAMB18 (4)
+    assert resources.map_memory(spec("m", 64, 1024), "xc7")["bram18"] == 4
+    # one copy per read port
+    assert resources.map_memory(spec("m", 8, 2048, read_ports=3, count=2),
+                                "xc7")["bram18"] == 6
+    # shallow and combinationally read memories are LUT RAM (as Yosys maps them)
+    assert resources.map_memory(spec("m", 64, 32), "xc7") == {"bram18": 0, "lutram": 11,
+                                                               "ff": 64}
+    assert resources.map_memory(spec("m", 8, 256), "xc7")["lutram"] == 12
+    assert resources.map_memory(spec("m", 8, 512), "xc7")["bram18"] == 1
+    assert resources.map_memory(spec("m", 8, 128), "ecp5")["lutram"] == 16
+    assert resources.map_memory(spec("m", 8, 256), "ecp5")["bram18"] == 1
+    assert resources.map_memory(spec("m", 64, 64), "ecp5")["bram18"] == 2
+    assert resources.map_memory(spec("m", 32, 512, async_read=True), "xc7")["bram18"] == 0
+    with pytest.raises(ValueError, match="Memory m has 2 write ports: no block RAM"):
+        resources.map_memory(spec("m", 8, 2048, write_ports=2), "xc7")
+    with pytest.raises(ValueError, match="Unknown family 'xc6'"):
+        resources.map_memory(spec("m", 8, 2048), "xc6")
+
+
+def test_estimate_grows_with_the_arch():
+    small, medium = resources.CALIBRATION_ARCHS[1:3]
+    for family in ("xc7", "xcup", "ecp5"):
+        a, b = resources.estimate(small, family), resources.estimate(medium, family)
+        for key in ("lut", "ff", "dsp", "bram18"):
+            assert b[key] > a[key], (family, key)
+    pot = resources.estimate(small.replace(weight_scheme="pot"), "xc7")
+    uniform = resources.estimate(small, "xc7")
+    assert pot["dsp"] == uniform["dsp"] - small.conv_macs - small.dw_macs - small.pw_macs
+    assert pot["lut"] > uniform["lut"]
+
+
+@pytest.mark.synth
+@needs_synth
+def test_model_matches_synthesis_and_buffers_are_block_ram():
+    """Synthesize the tiny calibration core (xc7, hierarchy kept): the model is within
+    15 % of Yosys on LUT, FF, DSP and BRAM, and every buffer is block RAM, not
+    flip-flops."""
+    res = synthesize(SemlCore(TINY), family="xc7", name="core-cal-tiny-xc7", flatten=False)
+    est = resources.estimate(TINY, "xc7")
+    for key in ("lut", "ff", "dsp", "bram36"):
+        got = res.figures()[key]
+        assert abs(est[key] - got) <= 0.15 * got, (key, est[key], got)
+    plan = resources._plan(TINY)
+    for name in ("ibuf", "wbuf", "obuf", "pbuf"):
+        sub = res.submodules[name]
+        expect = est["submodules"][name]["bram18"]
+        assert sub["bram18"] == expect > 0, (name, sub)
+        # the align / rotate registers only: a buffer in flip-flops has 8 per byte
+        assert sub["ff"] <= 16 * plan.banks * 4, (name, sub)
+
+
+@pytest.mark.synth
+@needs_synth
+@pytest.mark.parametrize("family", ["xc7", "ecp5"])
+def test_buffers_are_block_ram(family):
+    """IBUF, WBUF, OBUF (each synthesized alone from the core's Verilog) and PBUF (the
+    core with every submodule a black box) are block RAM, as many blocks as the model
+    counts, and not flip-flops."""
+    from boards.synth import to_verilog
+
+    core = SemlCore(BRAM_ARCH)
+    verilog = to_verilog(core)
+    est = resources.estimate(BRAM_ARCH, family)["submodules"]
+    plan = resources._plan(BRAM_ARCH)
+    for name in ("ibuf", "wbuf", "obuf"):
+        res = synthesize(verilog, family=family, name=f"bram-test.{name}", top=f"top.{name}")
+        assert res.bram18 == est[name]["bram18"] > 0, (name, res.cells)
+        assert res.lutram == 0, (name, res.cells)
+        # align registers and the ECP5 block RAMs' read logic only; in flip-flops a
+        # buffer would need 8 per byte (32,768 here)
+        assert res.ff <= 40 * plan.banks * len(plan.ibuf_reads), (name, res.cells)
+    subs = [f"top.{s}" for s in ("csr", "dma", "arbiter", "fetch", "load", "store", "add",
+                                 "compute_conv", "compute_depthwise", "compute_pointwise",
+                                 "compute_pool", "ibuf", "wbuf", "obuf", "obuf_stager",
+                                 "header_check", "decoder")]
+    res = synthesize(verilog, family=family, name="bram-test.pbuf", blackbox=subs,
+                     flatten=False)
+    assert res.bram18 == est["pbuf"]["bram18"] > 0, res.cells
+    width = 32 + 16 + 6
+    assert res.ff < width * BRAM_ARCH.pbuf_entries // 8, res.cells
