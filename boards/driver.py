@@ -506,6 +506,11 @@ class SimTransport(Transport):
         self._core_only()
         self._link.call("fault", self.mem_base + offset, length)
 
+    def clear_faults(self) -> None:
+        """Remove every fault window of :meth:`add_fault`."""
+        self._core_only()
+        self._link.call("clear_faults")
+
     def close(self):
         self._link.close()
 

@@ -116,6 +116,9 @@ async def serve(dut):
             elif op == "fault":
                 host.ddr.add_fault(params[0], params[1])
                 value = None
+            elif op == "clear_faults":
+                host.ddr.faults.clear()
+                value = None
             elif op == "wait":
                 await ClockCycles(dut.clk, params[0])
                 value = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,7 +88,7 @@ def build_ulx3s(arch, out_dir, *, ram_bytes: int, baud: int, name: str = "convfo
         platform = ULX3S_85F_Platform()
         platform.build(top, name=name, build_dir=str(gateware), do_program=False,
                        nextpnr_opts="--report report.json")
-    except Exception as e:
+    except (subprocess.CalledProcessError, OSError) as e:
         log_path = gateware / f"{name}.tim"
         raise ToolchainError(f"The ECP5 build failed ({type(e).__name__}: {e}); see the tool "
                              f"output above and {gateware}"

@@ -99,8 +99,8 @@ def _wrapper_verilog(arch) -> str:
         line = f"{attr}\n  {direction} wire {vec}{name}"
         (axil if prefix == "s_axil" else axi).append(line)
         conns.append(f"    .{name}({name})")
-    axil[0] = (f'  (* X_INTERFACE_PARAMETER = "PROTOCOL AXI4LITE, DATA_WIDTH 32, '
-               f'ADDR_WIDTH 12" *)\n') + axil[0]
+    axil[0] = ('  (* X_INTERFACE_PARAMETER = "PROTOCOL AXI4LITE, DATA_WIDTH 32, '
+               'ADDR_WIDTH 12" *)\n') + axil[0]
     extra = [("awlock", 1), ("arlock", 1), ("awcache", 4), ("arcache", 4), ("awprot", 3),
              ("arprot", 3), ("awqos", 4), ("arqos", 4)]
     for sig, width in extra:
@@ -110,7 +110,7 @@ def _wrapper_verilog(arch) -> str:
     axi[0] = (f'  (* X_INTERFACE_PARAMETER = "PROTOCOL AXI4, DATA_WIDTH {arch.axi_data_bits}, '
               f'ADDR_WIDTH {arch.axi_addr_bits}, ID_WIDTH 1, MAX_BURST_LENGTH 16, '
               f'NUM_READ_OUTSTANDING 4, NUM_WRITE_OUTSTANDING 4" *)\n') + axi[0]
-    return _WRAPPER.format(freq_hz=int(round(arch.clock_mhz * 1e6)), axil_ports=",\n".join(axil),
+    return _WRAPPER.format(freq_hz=round(arch.clock_mhz * 1e6), axil_ports=",\n".join(axil),
                            axi_ports=",\n".join(axi), top=TOP_NAME, connections=",\n".join(conns))
 
 
@@ -121,8 +121,8 @@ def _ps_tcl(kind: str, arch) -> list:
         ps = "zynq_ultra_ps_e_0"
         return [
             f"create_bd_cell -type ip -vlnv xilinx.com:ip:zynq_ultra_ps_e {ps}",
-            f"if {{$has_board}} {{ apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e "
-            f"-config {{apply_board_preset \"1\"}} [get_bd_cells {ps}] }}",
+            (f"if {{$has_board}} {{ apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e "
+            f"-config {{apply_board_preset \"1\"}} [get_bd_cells {ps}] }}"),
             "set_property -dict [list \\",
             "  CONFIG.PSU__USE__M_AXI_GP0 {1} CONFIG.PSU__MAXIGP0__DATA_WIDTH {32} \\",
             "  CONFIG.PSU__USE__M_AXI_GP1 {0} CONFIG.PSU__USE__M_AXI_GP2 {0} \\",
@@ -142,9 +142,9 @@ def _ps_tcl(kind: str, arch) -> list:
         ps = "processing_system7_0"
         return [
             f"create_bd_cell -type ip -vlnv xilinx.com:ip:processing_system7 {ps}",
-            f"if {{$has_board}} {{ apply_bd_automation -rule xilinx.com:bd_rule:processing_system7 "
+            (f"if {{$has_board}} {{ apply_bd_automation -rule xilinx.com:bd_rule:processing_system7 "
             f"-config {{make_external \"FIXED_IO, DDR\" apply_board_preset \"1\"}} "
-            f"[get_bd_cells {ps}] }}",
+            f"[get_bd_cells {ps}] }}"),
             "set_property -dict [list \\",
             "  CONFIG.PCW_USE_M_AXI_GP0 {1} \\",
             f"  CONFIG.PCW_USE_S_AXI_HP0 {{1}} CONFIG.PCW_S_AXI_HP0_DATA_WIDTH {{{width}}} \\",
@@ -169,16 +169,16 @@ def _ps_tcl(kind: str, arch) -> list:
         "  CONFIG.axilite_master_en {true} CONFIG.axilite_master_size {4} \\",
         "  CONFIG.axilite_master_scale {Kilobytes} CONFIG.xdma_num_usr_irq {1} \\",
         "] [get_bd_cells xdma_0]",
-        "if {$has_board} { apply_bd_automation -rule xilinx.com:bd_rule:xdma "
+        ("if {$has_board} { apply_bd_automation -rule xilinx.com:bd_rule:xdma "
         "-config {lane_width \"X8\" link_speed \"8.0 GT/s (PCIe Gen 3)\" axi_clk \"Maximum Data "
         "Width\" axi_intf \"AXI Memory Mapped\" bar_size \"Disable\" bypass_size \"Disable\" "
-        "c2h \"Disable\" cache_size \"Disable\" h2c \"Disable\"} [get_bd_cells xdma_0] }",
+        "c2h \"Disable\" cache_size \"Disable\" h2c \"Disable\"} [get_bd_cells xdma_0] }"),
         "create_bd_cell -type ip -vlnv xilinx.com:ip:ddr4 ddr4_0",
-        "if {$has_board} { apply_bd_automation -rule xilinx.com:bd_rule:board "
-        "-config {Board_Interface \"ddr4_sdram\"} [get_bd_intf_pins ddr4_0/C0_DDR4] }",
+        ("if {$has_board} { apply_bd_automation -rule xilinx.com:bd_rule:board "
+        "-config {Board_Interface \"ddr4_sdram\"} [get_bd_intf_pins ddr4_0/C0_DDR4] }"),
         "create_bd_cell -type ip -vlnv xilinx.com:ip:clk_wiz clk_wiz_0",
-        f"set_property -dict [list CONFIG.CLKOUT1_REQUESTED_OUT_FREQ {{{mhz}}} "
-        "CONFIG.USE_LOCKED {true} CONFIG.USE_RESET {false}] [get_bd_cells clk_wiz_0]",
+        (f"set_property -dict [list CONFIG.CLKOUT1_REQUESTED_OUT_FREQ {{{mhz}}} "
+        "CONFIG.USE_LOCKED {true} CONFIG.USE_RESET {false}] [get_bd_cells clk_wiz_0]"),
         "connect_bd_net [get_bd_pins xdma_0/axi_aclk] [get_bd_pins clk_wiz_0/clk_in1]",
         "set ps_clk [get_bd_pins clk_wiz_0/clk_out1]",
         "set ps_resetn [get_bd_pins xdma_0/axi_aresetn]",
@@ -195,8 +195,8 @@ def tcl_script(board, arch) -> str:
     kind = design["ps"]
     amap = ADDRESS_MAP[kind]
     lines = [
-        f"# ConvForge: Vivado project for {board.name} ({board.part}), arch {arch.name!r} "
-        f"(hash 0x{arch.config_hash:016x}).",
+        (f"# ConvForge: Vivado project for {board.name} ({board.part}), arch {arch.name!r} "
+        f"(hash 0x{arch.config_hash:016x})."),
         "# Run in this directory: vivado -mode batch -source build.tcl",
         "set origin [file normalize [file dirname [info script]]]",
         f"set part {board.part}",
@@ -206,8 +206,8 @@ def tcl_script(board, arch) -> str:
         "create_project convforge $origin/vivado -part $part -force",
         "set has_board [expr {[lsearch -exact [get_board_parts -quiet] $board_part] >= 0}]",
         "if {$has_board} { set_property board_part $board_part [current_project] } else {",
-        '  puts "note: board files for $board_part are not installed; the processing system '
-        'keeps its defaults (install the board files for the DDR and MIO presets)" }',
+        ('  puts "note: board files for $board_part are not installed; the processing system '
+        'keeps its defaults (install the board files for the DDR and MIO presets)" }'),
         f"add_files -norecurse [list $origin/{TOP_NAME}.v $origin/convforge_bd.v]",
         "update_compile_order -fileset sources_1",
         "create_bd_design system",
@@ -238,24 +238,24 @@ def tcl_script(board, arch) -> str:
         "connect_bd_net $ps_clk [get_bd_pins axi_mem/aclk]",
         "connect_bd_net $ps_resetn [get_bd_pins rst_core/ext_reset_in]",
         "connect_bd_net [get_bd_pins rst_core/peripheral_reset] [get_bd_pins convforge_0/rst]",
-        "connect_bd_net [get_bd_pins rst_core/interconnect_aresetn] "
-        "[get_bd_pins axi_ctrl/aresetn]",
-        "connect_bd_net [get_bd_pins rst_core/interconnect_aresetn] "
-        "[get_bd_pins axi_mem/aresetn]",
+        ("connect_bd_net [get_bd_pins rst_core/interconnect_aresetn] "
+        "[get_bd_pins axi_ctrl/aresetn]"),
+        ("connect_bd_net [get_bd_pins rst_core/interconnect_aresetn] "
+        "[get_bd_pins axi_mem/aresetn]"),
         "# host -> control registers (AXI4-Lite), core -> DDR (AXI4), interrupt",
         "connect_bd_intf_net $ps_master [get_bd_intf_pins axi_ctrl/S00_AXI]",
-        "connect_bd_intf_net [get_bd_intf_pins axi_ctrl/M00_AXI] "
-        "[get_bd_intf_pins convforge_0/s_axil]",
-        "connect_bd_intf_net [get_bd_intf_pins convforge_0/m_axi] "
-        "[get_bd_intf_pins axi_mem/S00_AXI]",
+        ("connect_bd_intf_net [get_bd_intf_pins axi_ctrl/M00_AXI] "
+        "[get_bd_intf_pins convforge_0/s_axil]"),
+        ("connect_bd_intf_net [get_bd_intf_pins convforge_0/m_axi] "
+        "[get_bd_intf_pins axi_mem/S00_AXI]"),
         "connect_bd_intf_net [get_bd_intf_pins axi_mem/M00_AXI] $ps_slave",
         "connect_bd_net [get_bd_pins convforge_0/irq] $ps_irq",
         "# address map (docs/host_interface.md)",
-        f"assign_bd_address -offset 0x{amap['csr_base']:08X} -range {amap['csr_range']} "
-        "[get_bd_addr_segs convforge_0/s_axil/reg0]",
-        f"assign_bd_address -target_address_space [get_bd_addr_spaces convforge_0/m_axi] "
+        (f"assign_bd_address -offset 0x{amap['csr_base']:08X} -range {amap['csr_range']} "
+        "[get_bd_addr_segs convforge_0/s_axil/reg0]"),
+        (f"assign_bd_address -target_address_space [get_bd_addr_spaces convforge_0/m_axi] "
         f"-offset 0x{amap['ddr_base']:08X} -range {amap['ddr_range']} "
-        f"[get_bd_addr_segs {amap['ddr_segment']}]",
+        f"[get_bd_addr_segs {amap['ddr_segment']}]"),
     ]
     if kind == "xdma":
         lines.append("assign_bd_address -target_address_space [get_bd_addr_spaces xdma_0/M_AXI] "
@@ -275,10 +275,10 @@ def tcl_script(board, arch) -> str:
         '  error "implementation failed: see $origin/vivado/convforge.runs/impl_1"',
         "}",
         "write_hw_platform -fixed -include_bit -force -file $origin/convforge.xsa",
-        "file copy -force $origin/vivado/convforge.runs/impl_1/system_wrapper.bit "
-        "$origin/convforge.bit",
-        "file copy -force $origin/vivado/convforge.gen/sources_1/bd/system/hw_handoff/system.hwh "
-        "$origin/convforge.hwh",
+        ("file copy -force $origin/vivado/convforge.runs/impl_1/system_wrapper.bit "
+        "$origin/convforge.bit"),
+        ("file copy -force $origin/vivado/convforge.gen/sources_1/bd/system/hw_handoff/system.hwh "
+        "$origin/convforge.hwh"),
         'puts "wrote $origin/convforge.bit, convforge.hwh and convforge.xsa"',
     ]
     return "\n".join(lines) + "\n"
