@@ -154,6 +154,7 @@ class AxiRam(wiring.Component):
             m.d.sync += [r_left.eq(self.s_axi_arlen + 1), r_addr.eq(self.s_axi_araddr >> shift),
                          r_id.eq(self.s_axi_arid)]
         advance = ~rvalid | self.s_axi_rready
+        m.d.comb += rd.en.eq(0)  # the port's enable defaults to 1: hold unless a read is issued
         with m.If(self.host_sel):
             m.d.comb += [rd.addr.eq(self.host_addr), rd.en.eq(self.host_re)]
             with m.If(self.host_we):
