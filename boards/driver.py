@@ -412,6 +412,10 @@ class SimUartPort:
         cycles = int(self.timeout * self.clock_hz) + 20 * self.divisor * n
         return self._link.call("uart_read", n, cycles)
 
+    def poll(self, cycles: int) -> bytes:
+        """The bytes the board sends within the next ``cycles`` clock cycles."""
+        return self._link.call("uart_read", 1 << 20, cycles)
+
     def now(self):
         return self._link.call("now") / self.clock_hz
 
@@ -470,10 +474,13 @@ class SimTransport(Transport):
 
     def uart_transport(self) -> UartTransport:
         """A :class:`UartTransport` on the simulated serial line (``kind="ulx3s"``)."""
+        return UartTransport(self.uart_port(), arch=self.arch)
+
+    def uart_port(self) -> SimUartPort:
+        """The simulated serial line itself (``kind="ulx3s"``): ``read`` / ``write``."""
         if self.kind != "ulx3s":
-            raise ValueError("uart_transport() needs kind='ulx3s'")
-        return UartTransport(SimUartPort(self._link, self.clock_hz, self.uart_divisor),
-                             arch=self.arch)
+            raise ValueError("The UART needs kind='ulx3s'")
+        return SimUartPort(self._link, self.clock_hz, self.uart_divisor)
 
     def _core_only(self):
         if self.kind != "core":

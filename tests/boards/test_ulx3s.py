@@ -80,3 +80,67 @@ def test_ulx3s_system_runs_the_bundled_model(tmp_path):
         result = acc.run(ref.inputs, timeout=1e-2, poll=2e-5)
         assert all(np.array_equal(result.outputs[n], y) for n, y in ref.outputs.items())
         assert struct.pack("<I", link.read_reg(REGISTERS["ID"])) == b"LMES"
+
+
+def _pty_bridge(port, stop):
+    """Forward bytes between a pseudo-terminal (opened by pyserial) and the simulated UART."""
+    import os
+    import select
+    import threading
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+
+    def pump():
+        while not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.002)
+            if ready:
+                port.write(os.read(master, 4096))
+            got = port.poll(500)  # advances the simulation a little
+            if got:
+                os.write(master, got)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return os.ttyname(slave), thread
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_convforge_run_over_a_serial_port(tmp_path, capsys):
+    """``convforge run`` (pyserial on a pseudo-terminal) against the simulated board."""
+    import json
+    import threading
+
+    from compiler.cli import main
+    from tests.test_system_rtl import _tiny_conv_model
+
+    out = tmp_path / "out"
+    compile_model(_tiny_conv_model(), ULX3S_ARCH, out)
+    x = np.random.default_rng(4).normal(0, 1, (1, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ref = simulate(out, x)
+    build = tmp_path / "build"   # what `convforge build` writes, but for the simulation
+    build.mkdir()
+    (build / "arch.json").write_text(ULX3S_ARCH.to_json())
+    (build / "build.json").write_text(json.dumps({
+        "flow": "yowasp", "board": "ULX3S-85F", "uart_baud": 1_000_000,
+        "clock_mhz": 100.0, "ram_bytes": RAM_BYTES}))
+    with SimTransport(ULX3S_ARCH, kind="ulx3s", mem_bytes=RAM_BYTES, uart_divisor=1) as sim:
+        port = sim.uart_port()
+        stop = threading.Event()
+        path, thread = _pty_bridge(port, stop)
+        try:
+            code = main(["run", str(build), str(out), "--port", path, "--input",
+                         str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npz"),
+                         "--timeout", "60"])
+        finally:
+            stop.set()
+            thread.join(30)
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "cycles" in printed.out
+    y = np.load(tmp_path / "y.npz")
+    for name, want in ref.outputs.items():
+        assert np.array_equal(y[name], want)
