@@ -86,7 +86,8 @@ def run_command(args) -> int:
         from compiler.passes.quantize import load_samples
         x = load_samples(args.input, f"--input {args.input}")
     try:
-        with UartTransport(args.port, baud=summary["uart_baud"], arch=arch) as link:
+        with UartTransport(args.port, baud=summary["uart_baud"], arch=arch,
+                           timeout=args.link_timeout) as link:
             acc = Accelerator(link)
             acc.load(args.out_dir)
             result = acc.run(x, timeout=args.timeout)
@@ -131,5 +132,7 @@ def add_board_parsers(sub) -> None:
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
     p.add_argument("--input", metavar="X.npy", help="input sample (float: quantized)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for done")
+    p.add_argument("--link-timeout", type=float, default=2.0,
+                   help="seconds to wait for each UART response (default 2)")
     p.add_argument("-o", "--output", metavar="Y.npz", help="write the outputs")
     p.set_defaults(func=run_command)

@@ -388,6 +388,8 @@ class _SimLink:
             self.conn = None
         import shutil
         shutil.rmtree(self._dir, ignore_errors=True)
+        if self.error is not None:
+            raise TransportError(f"The simulation reported a failure: {self.error}")
 
 
 class SimUartPort:

@@ -134,7 +134,7 @@ def test_convforge_run_over_a_serial_port(tmp_path, capsys):
         try:
             code = main(["run", str(build), str(out), "--port", path, "--input",
                          str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npz"),
-                         "--timeout", "60"])
+                         "--timeout", "600", "--link-timeout", "600"])
         finally:
             stop.set()
             thread.join(30)
