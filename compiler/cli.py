@@ -42,6 +42,8 @@ def _build_parser() -> argparse.ArgumentParser:
     from compiler.demo import add_demo_parser
     add_demo_parser(sub)
     _add_rtl_parsers(sub)
+    from boards.commands import add_board_parsers
+    add_board_parsers(sub)
     return parser
 
 
