@@ -89,8 +89,8 @@ class HeaderCheck(wiring.Component):
             m.d.comb += self.error.eq(ErrorCode.BAD_VERSION)
         with m.Elif(h.arch_hash != Const(self._arch.config_hash, 64)):
             m.d.comb += self.error.eq(ErrorCode.ARCH_MISMATCH)
-        with m.Elif((field(36, 4) != 0)
-                    & (field(16, 4) * INSTR_BYTES + HEADER_BYTES > field(36, 4))):
+        with m.Elif((h.ddr_bytes != 0)
+                    & (h.instr_count * INSTR_BYTES + HEADER_BYTES > h.ddr_bytes)):
             # more instruction words than the image holds (a corrupted count): refused
             # before the CRC pre-scan would read them all
             m.d.comb += self.error.eq(ErrorCode.BAD_CRC)
