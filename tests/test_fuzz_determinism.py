@@ -69,7 +69,7 @@ def test_compiling_twice_gives_identical_directories(tmp_path):
                    stdout=subprocess.DEVNULL, timeout=300)
     for model, _ in pairs:
         a = _tree(tmp_path / f"{model.stem}_a")
-        assert len(a) == 6
+        assert len(a) == 7  # program, weights, arch, manifest, listing, report.txt, report.json
         for run in ("b", "c"):
             other = _tree(tmp_path / f"{model.stem}_{run}")
             assert other.keys() == a.keys()
@@ -106,7 +106,7 @@ def test_compile_killed_while_writing_leaves_no_output(tmp_path, files_written):
     assert len(list((tmp_path / stale[0]).iterdir())) == files_written  # killed mid-write
     # the next compile writes the whole directory and removes the dead writer's files
     assert main(["compile", str(model), "--arch", str(arch), "-o", str(out), "-q"]) == 0
-    assert len(_tree(out)) == 6 and not _leftovers(tmp_path, "out")
+    assert len(_tree(out)) == 7 and not _leftovers(tmp_path, "out")
 
 
 def _models_tiny(tmp_path):

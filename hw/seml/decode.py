@@ -12,10 +12,12 @@ from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.data import View
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..arch import ArchConfig
-from ..engines.datapath import TILE_BITS
 from ..isa import (
+    CIN_TILES_MAX,
+    ENGINE_STRIDES,
     FORMATS,
     HEADER_BYTES,
     HEADER_LAYOUT,
@@ -31,6 +33,7 @@ from ..isa import (
     Opcode,
     Pool,
     element_bytes,
+    max_shift,
     weight_element_bytes,
 )
 
@@ -162,7 +165,7 @@ class InstructionDecoder(wiring.Component):
                     reserved_bits(Opcode.LOAD) | (d.rows == 0) | (d.row_bytes == 0)
                     | (is_load & (buf == Buffer.OBUF)) | (~is_load & (buf != Buffer.OBUF))
                     | (buf.as_value() > 3)
-                    | ((buf == Buffer.PBUF) & (d.row_bytes[:4] != 0)))
+                    | ((buf == Buffer.PBUF) & (d.row_bytes[:exact_log2(PBUF_ENTRY_BYTES)] != 0)))
                 with m.Switch(buf):
                     with m.Case(Buffer.IBUF):
                         m.d.comb += out_of_range.eq(beyond(d.buf_addr, size, arch.ibuf_bytes))
@@ -179,7 +182,7 @@ class InstructionDecoder(wiring.Component):
                 m.d.comb += size.eq(a.count * e)
                 m.d.comb += [
                     illegal.eq(reserved_bits(Opcode.ADD) | clamp_bad(a.act_lo, a.act_hi)
-                               | (a.shift > min(62, (1 << arch.shift_bits) - 1))
+                               | (a.shift > max_shift(arch.shift_bits))
                                | (a.mult_a >= (1 << arch.mult_bits))
                                | (a.mult_b >= (1 << arch.mult_bits))),
                     out_of_range.eq(beyond(a.a_addr, size, arch.ibuf_bytes)
@@ -240,7 +243,7 @@ class InstructionDecoder(wiring.Component):
         too_wide = ((is_pool & ((wp > arch.max_width) | (hp > arch.max_height)))
                     | (windowed & ((frame_w > arch.max_width) | (frame_h > arch.max_height))))
         kernel_big = windowed & ((c.k_h > arch.conv_k_max) | (c.k_w > arch.conv_k_max))
-        stride_bad = windowed & ((c.stride_h != c.stride_w) | (c.stride_h > 2))
+        stride_bad = windowed & ((c.stride_h != c.stride_w) | (c.stride_h > max(ENGINE_STRIDES)))
         pool_bad = ((is_pool & (pool != Pool.MAX) & (pool != Pool.AVG))
                     | (~is_pool & (pool == Pool.AVG))
                     | (pool.as_value() > 2) | (engine.as_value() > 3))
@@ -252,7 +255,7 @@ class InstructionDecoder(wiring.Component):
         pixels = Signal(32)
         m.d.comb += pixels.eq(c.out_h * c.out_w)
         pw_pixels = is_pw & (pixels > arch.max_width * arch.max_height)
-        tiles_max = (1 << TILE_BITS) - 1
+        tiles_max = CIN_TILES_MAX
         tiles_bad = ((is_conv & (c.in_c > tiles_max * arch.conv_pi))
                      | (is_pw & (c.in_c > tiles_max * arch.pw_pi)))
         fused = ~is_pool & (pool == Pool.MAX)

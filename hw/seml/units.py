@@ -15,7 +15,7 @@ from amaranth.utils import exact_log2
 
 from ..arch import ArchConfig
 from ..engines.eltwise import EltwiseAddEngine
-from ..isa import INSTRUCTION, PBUF_ENTRY_BYTES, Buffer, element_bytes
+from ..isa import INSTRUCTION, PBUF_ENTRY_BYTES, PBUF_RECORD_LAYOUT, Buffer, element_bytes
 from .dma import DmaCommand
 
 __all__ = [
@@ -169,12 +169,13 @@ class LoadUnit(wiring.Component):
         record = Signal(8 * rec_bytes)
 
         def write_record(rec):
+            fields = data.View(PBUF_RECORD_LAYOUT, rec)
             m.d.comb += [
                 self.pbuf_w_en.eq(1),
                 self.pbuf_w_addr.eq(ptr),
-                self.pbuf_w_data.bias.eq(rec[:arch.bias_bits]),
-                self.pbuf_w_data.mult.eq(rec[64:64 + arch.mult_bits]),
-                self.pbuf_w_data.shift.eq(rec[96:96 + arch.shift_bits]),
+                self.pbuf_w_data.bias.eq(fields.bias[:arch.bias_bits]),
+                self.pbuf_w_data.mult.eq(fields.mult[:arch.mult_bits]),
+                self.pbuf_w_data.shift.eq(fields.shift[:arch.shift_bits]),
             ]
             m.d.sync += ptr.eq(ptr + 1)
 
