@@ -32,7 +32,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 from amaranth.utils import exact_log2
 
-from ..isa import ErrorCode
+from ..blocks.requant import clamp
+from ..isa import ErrorCode, qrange
 from ..seml.csr import ControlStatusRegisters
 from ..seml.dma import AxiDma
 from .config import (
@@ -57,8 +58,7 @@ _T_DESC, _T_W, _T_PTR, _T_BIAS, _T_X = range(5)
 
 def _clamp(m, x, bits, name):
     out = Signal(signed(bits), name=name)
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    m.d.comb += out.eq(Mux(x < lo, lo, Mux(x > hi, hi, x)))
+    m.d.comb += out.eq(clamp(x, *qrange(bits)))
     return out
 
 

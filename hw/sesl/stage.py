@@ -15,6 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from ..blocks.requant import clamp
 from .config import StageConfig, ceil_div
 
 __all__ = ["Fork", "JoinStage", "StreamFIFO", "WindowStage", "pixel_signature"]
@@ -35,10 +36,6 @@ def _round_shift(m, value, sm1, zero, width):
     half = Signal(signed(width))
     m.d.comb += half.eq(value >> sm1)
     return Mux(zero, value, (half + 1) >> 1)
-
-
-def _clamp(value, lo, hi):
-    return Mux(value < lo, lo, Mux(value > hi, hi, value))
 
 
 class WindowStage(wiring.Component):
@@ -393,7 +390,7 @@ class WindowStage(wiring.Component):
         for j in range(pe):
             rounded = _round_shift(m, s4_prod[j], s4_sm1[j], s4_zero[j], pw)
             with m.If(en):
-                m.d.sync += s5_y[j].eq(_clamp(rounded, cfg.lo, cfg.hi))
+                m.d.sync += s5_y[j].eq(clamp(rounded, cfg.lo, cfg.hi))
         with m.If(en):
             m.d.sync += [s5_valid.eq(s4_valid), s5_g.eq(s4_g)]
 
@@ -532,7 +529,7 @@ class JoinStage(wiring.Component):
                         v = s1_vals[j]
                         rounded = ((v >> (shift - 1)) + 1) >> 1 if shift else v
                         m.d.comb += merged[(dst + j) * a:(dst + j + 1) * a].eq(
-                            _clamp(rounded, cfg.lo, cfg.hi))
+                            clamp(rounded, cfg.lo, cfg.hi))
         with m.If(en):
             m.d.sync += [s2_valid.eq(s1_valid), s2_last.eq(s1_chunk == len(table) - 1)]
             with m.If(s1_valid):
