@@ -32,7 +32,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 from amaranth.utils import exact_log2
 
-from ..blocks.requant import clamp
+from ..blocks.requant import clamp, round_shift
 from ..isa import ErrorCode, qrange
 from ..seml.csr import ControlStatusRegisters
 from ..seml.dma import AxiDma
@@ -62,17 +62,13 @@ def _clamp(m, x, bits, name):
     return out
 
 
-def _round_shift(m, x, shift, width, name):
-    """``(x + (1 << (shift - 1))) >> shift`` for ``shift >= 1`` (arithmetic)."""
-    out = Signal(signed(width), name=name)
+def _round_shift(m, x, shift, name):
+    """``round_shift(x, shift)`` (:func:`hw.blocks.requant.round_shift`) for ``shift >= 1``:
+    a constant or a 6-bit shift signal."""
     if isinstance(shift, int):
-        m.d.comb += out.eq((x + (1 << (shift - 1))) >> shift)
-    else:
-        half = Signal(width, name=f"{name}_half")
-        shm1 = Signal(len(shift), name=f"{name}_shm1")
-        m.d.comb += shm1.eq(shift - 1)
-        m.d.comb += [half.eq(Const(1, width) << shm1),
-                     out.eq((x + half.as_signed()) >> shift)]
+        shift = Const(shift, 6)
+    out = Signal(signed(len(x) + 1), name=name)
+    m.d.comb += out.eq(round_shift(m, x, shift, len(shift)))
     return out
 
 
@@ -367,7 +363,7 @@ class LstmCore(wiring.Component):
         m.d.sync += [e2_valid.eq(e1_valid), e2_k.eq(e1_k), e2_c.eq(c_rd.data)]
         tbl_mask = (1 << TABLE_IN_BITS) - 1
         for g in range(4):
-            r = _round_shift(m, sums[g], gsh[:6], a.acc_bits + 1, f"e2_rs{g}")
+            r = _round_shift(m, sums[g], gsh[:6], f"e2_rs{g}")
             idx = _clamp(m, r, TABLE_IN_BITS, f"e2_idx{g}")
             port = s_rd[g] if g < 3 else t_rd[0]
             m.d.comb += port.addr.eq(idx[:TABLE_IN_BITS] & tbl_mask)
@@ -383,21 +379,23 @@ class LstmCore(wiring.Component):
         e4_valid, e4_k = Signal(name="e4_valid"), Signal(16, name="e4_k")
         m.d.sync += [e4_pf.eq(tf * e3_c), e4_pi.eq(ti * tg), e4_to.eq(to),
                      e4_valid.eq(e3_valid), e4_k.eq(e3_k)]
-        rf = _round_shift(m, e4_pf, TABLE_OUT_FRAC, 16 + CELL_BITS + 1, "e4_rf")
-        ri = _round_shift(m, e4_pi, TABLE_OUT_FRAC, 33, "e4_ri")
+        rf = _round_shift(m, e4_pf, TABLE_OUT_FRAC, "e4_rf")
+        ri = _round_shift(m, e4_pi, TABLE_OUT_FRAC, "e4_ri")
         c_new = _clamp(m, rf + ri, CELL_BITS, "e4_cnew")
         e5_c = Signal(signed(CELL_BITS), name="e5_c")
         e5_to = Signal(signed(16), name="e5_to")
         e5_valid, e5_k = Signal(name="e5_valid"), Signal(16, name="e5_k")
         m.d.sync += [e5_c.eq(c_new), e5_to.eq(e4_to), e5_valid.eq(e4_valid), e5_k.eq(e4_k)]
         m.d.comb += [c_wr.addr.eq(e5_k), c_wr.data.eq(e5_c), c_wr.en.eq(e5_valid)]
-        rc = _round_shift(m, e5_c, CELL_FRAC - TABLE_IN_FRAC, CELL_BITS, "e5_rc")
+        rc = _round_shift(m, e5_c, CELL_FRAC - TABLE_IN_FRAC, "e5_rc")
         cidx = _clamp(m, rc, TABLE_IN_BITS, "e5_cidx")
         m.d.comb += t_rd[1].addr.eq(cidx[:TABLE_IN_BITS] & tbl_mask)
         e6_to = Signal(signed(16), name="e6_to")
         e6_valid, e6_k = Signal(name="e6_valid"), Signal(16, name="e6_k")
         m.d.sync += [e6_to.eq(e5_to), e6_valid.eq(e5_valid), e6_k.eq(e5_k)]
-        rh = _round_shift(m, e6_to * t_rd[1].data, TABLE_OUT_FRAC, 33, "e6_rh")
+        e6_p = Signal(signed(32), name="e6_p")
+        m.d.comb += e6_p.eq(e6_to * t_rd[1].data)
+        rh = _round_shift(m, e6_p, TABLE_OUT_FRAC, "e6_rh")
         hval = _clamp(m, rh, 16, "e6_h")
         e7_h = Signal(16, name="e7_h")
         e7_valid, e7_k = Signal(name="e7_valid"), Signal(16, name="e7_k")
