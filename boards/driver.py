@@ -4,8 +4,9 @@ One interface (:class:`Accelerator`) over three transports:
 
 * :class:`PynqTransport` -- a Zynq board under PYNQ: ``pynq.MMIO`` on the core's
   AXI4-Lite slave, ``pynq.allocate`` for a physically contiguous DDR buffer
-  (written and flushed, invalidated before reading). ``pynq`` is imported only
-  when this transport is created: it is not a dependency of ConvForge.
+  (written and flushed, invalidated before reading), ``pynq.Interrupt`` on the
+  core's ``irq`` (through the block design's AXI Interrupt Controller). ``pynq`` is
+  imported only when this transport is created: it is not a dependency of ConvForge.
 * :class:`UartTransport` -- the ULX3S top over its UART link
   (:mod:`boards.uart_link`), on a pyserial port.
 * :class:`SimTransport` -- the RTL under Verilator (cocotb): the SEML core with a
@@ -16,13 +17,16 @@ One interface (:class:`Accelerator`) over three transports:
   only advances when the driver waits.
 
 A run follows ``docs/host_interface.md``: copy the image (program, weights,
-inputs), write ``PROG_BASE`` / ``DATA_BASE``, start, poll ``STATUS.done`` until
-a timeout, read ``ERROR_CODE`` -- each code is a named exception
-(:data:`ERRORS`) -- then read and de-quantize the outputs.
+inputs), write ``PROG_BASE`` / ``DATA_BASE``, start, wait for done -- on the
+interrupt when the transport has one (:attr:`Transport.has_interrupt`), else by
+polling ``STATUS.done`` -- until a timeout (:class:`DriverTimeout`), read
+``ERROR_CODE`` -- each code is a named exception (:data:`ERRORS`) -- then read and
+de-quantize the outputs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -30,6 +34,7 @@ import socket
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -174,6 +179,15 @@ class Transport:
     mem_base = 0
     mem_size = 0
     arch = None
+    #: True when :meth:`wait_interrupt` can block on the core's ``irq``.
+    has_interrupt = False
+
+    def wait_interrupt(self, timeout: float):
+        """Block until the core's ``irq`` is high or ``timeout`` seconds pass.
+
+        Returns True (raised), False (timeout), or None when the transport cannot
+        block right now (the driver then polls ``STATUS``): the base class cannot.
+        """
 
     def write_mem(self, offset: int, data: bytes) -> None:
         """Write ``data`` at ``mem_base + offset`` (and make it visible to the core)."""
@@ -219,9 +233,15 @@ class PynqTransport(Transport):
         Zynq UltraScale+ HPM0, ``0x43C00000`` on Zynq-7000 GP0).
     mem_bytes : int
         Size of the contiguous buffer to allocate for the image.
+    interrupt : str or None
+        Block-design pin of the core's interrupt (``convforge_0/irq`` in the design of
+        ``convforge build``), opened with ``pynq.Interrupt``; ``None`` polls ``STATUS``.
+        When the loaded design has no such pin (or PYNQ cannot open it), the transport
+        polls and :attr:`interrupt_note` says why.
     """
 
-    def __init__(self, *, bitfile=None, csr_base: int, mem_bytes: int = 16 << 20, arch=None):
+    def __init__(self, *, bitfile=None, csr_base: int, mem_bytes: int = 16 << 20, arch=None,
+                 interrupt: str | None = "convforge_0/irq"):
         try:
             import pynq
         except ImportError:
@@ -234,6 +254,45 @@ class PynqTransport(Transport):
         self.mem_base = int(self._buffer.physical_address)
         self.mem_size = mem_bytes
         self.arch = arch
+        self._irq = self._loop = None
+        self.interrupt_note = "polling STATUS (no interrupt pin given)"
+        if interrupt:
+            self._open_interrupt(pynq, interrupt)
+
+    def _open_interrupt(self, pynq, pin):
+        # PYNQ binds its UIO reader to the event loop that is current when the
+        # interrupt controller is first opened: make that the loop the waits run on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                loop = asyncio.get_event_loop()
+            except RuntimeError:
+                loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(loop)
+        try:
+            self._irq = pynq.Interrupt(pin)
+        except Exception as e:  # noqa: BLE001 -- PYNQ raises several kinds; polling still works
+            self.interrupt_note = (f"polling STATUS: interrupt {pin!r} cannot be opened "
+                                   f"({type(e).__name__}: {e})")
+            return
+        self._loop = loop
+        self.has_interrupt = True
+        self.interrupt_note = f"waiting on interrupt {pin!r}"
+
+    def wait_interrupt(self, timeout):
+        if self._irq is None:
+            return None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return None   # called from a running loop (a notebook cell): poll instead
+        try:
+            self._loop.run_until_complete(asyncio.wait_for(self._irq.wait(), timeout))
+        except TimeoutError:
+            return False
+        return True
 
     def write_mem(self, offset, data):
         self._buffer[offset:offset + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
@@ -438,6 +497,9 @@ class SimTransport(Transport):
         :attr:`uart_transport` then.
     mem_bytes : int
         DDR size (``core``) or on-chip RAM (``ulx3s``).
+    interrupt : bool
+        ``core``: offer the core's ``irq`` to the driver (:meth:`wait_interrupt`
+        waits on the simulated pin); False makes the driver poll ``STATUS``.
     uart_divisor : int
         Clock cycles per UART bit (``ulx3s``).
     timeout_s : float
@@ -451,11 +513,12 @@ class SimTransport(Transport):
 
     def __init__(self, arch: ArchConfig, *, kind: str = "core", mem_bytes: int = 1 << 20,
                  uart_divisor: int = 1, build_name: str | None = None,
-                 timeout_s: float = 1800.0):
+                 timeout_s: float = 1800.0, interrupt: bool = True):
         if kind not in ("core", "ulx3s"):
             raise ValueError(f"kind must be 'core' or 'ulx3s', not {kind!r}")
         self.arch = arch
         self.kind = kind
+        self.has_interrupt = kind == "core" and interrupt
         self.uart_divisor = uart_divisor
         self.clock_hz = 1e9 / self.CLOCK_NS
         if kind == "core":
@@ -509,6 +572,16 @@ class SimTransport(Transport):
 
     def sleep(self, seconds):
         self._link.call("wait", max(1, int(seconds * self.clock_hz)))
+
+    def wait_interrupt(self, timeout):
+        if not self.has_interrupt:
+            return None
+        return self._link.call("wait_irq", max(1, int(timeout * self.clock_hz)))
+
+    def irq(self) -> bool:
+        """The level of the core's ``irq`` pin now (``core``)."""
+        self._core_only()
+        return self._link.call("wait_irq", 0)
 
     def add_fault(self, offset: int, length: int) -> None:
         """Make the simulated DDR answer ``SLVERR`` for accesses to this window."""
@@ -700,8 +773,15 @@ class Accelerator:
             t.write_reg(REGISTERS[name], value & 0xFFFFFFFF)
         t.write_reg(REGISTERS["CONTROL"], CONTROL_START)
 
-    def wait(self, timeout: float, poll: float | None = None) -> float:
-        """Poll ``STATUS.done`` until set; returns the seconds waited.
+    def wait(self, timeout: float, poll: float | None = None,
+             interrupt: bool | None = None) -> float:
+        """Wait until ``STATUS.done``; returns the seconds waited.
+
+        With an interrupt (``interrupt`` None: when the transport has one) the driver
+        blocks on the core's ``irq`` for the time left and re-reads ``STATUS`` when
+        it rises; otherwise (or when the transport cannot block at the moment) it
+        reads ``STATUS`` every ``poll`` seconds. Either way a wait never outlasts
+        ``timeout``.
 
         Raises
         ------
@@ -709,19 +789,30 @@ class Accelerator:
             Not done after ``timeout`` seconds (of the transport's clock).
         AcceleratorError
             The run ended with a non-zero ``ERROR_CODE`` (its named subclass).
+        DriverError
+            ``interrupt=True`` on a transport without an interrupt.
         """
         t = self.transport
+        if interrupt and not t.has_interrupt:
+            raise DriverError(f"{type(t).__name__} has no interrupt to wait on; pass "
+                              f"interrupt=None to poll STATUS")
+        use_irq = t.has_interrupt if interrupt is None else interrupt
         start = t.now()
         poll = poll if poll is not None else min(max(timeout / 100, 1e-6), 0.01)
         while True:
             status = t.read_reg(REGISTERS["STATUS"])
             if status & STATUS_DONE:
                 break
-            waited = t.now() - start
-            if waited > timeout:
+            left = timeout - (t.now() - start)
+            if left <= 0:
+                how = "on the interrupt" if use_irq else "polling STATUS"
                 raise DriverTimeout(f"The accelerator did not finish within {timeout:g} s "
-                                    f"(STATUS {status:#x}); it is still running: wait longer "
-                                    f"or reset the board")
+                                    f"(waited {how}; STATUS {status:#x}); it is still "
+                                    f"running: wait longer or reset the board")
+            if use_irq:
+                if t.wait_interrupt(left) is None:
+                    use_irq = False   # the transport cannot block now: poll
+                continue              # re-read STATUS: a stale interrupt costs one read
             t.sleep(poll)
         seconds = t.now() - start
         code = t.read_reg(REGISTERS["ERROR_CODE"])
@@ -732,7 +823,7 @@ class Accelerator:
         return seconds
 
     def run(self, inputs=None, *, timeout: float = 10.0, poll: float | None = None,
-            seed: int = 0) -> RunResult:
+            seed: int = 0, interrupt: bool | None = None) -> RunResult:
         """One inference of the loaded model.
 
         Parameters
@@ -743,13 +834,15 @@ class Accelerator:
         timeout : float
             Seconds (of the transport's clock) to wait for done.
         poll : float, optional
-            Seconds between ``STATUS`` reads.
+            Seconds between ``STATUS`` reads when polling.
+        interrupt : bool, optional
+            Wait on the interrupt (default: when the transport has one); see :meth:`wait`.
         """
         if self.model is None:
             raise DriverError("No model loaded: call load(OUT) first")
         fed = self._inputs(inputs, seed)
         self.start()
-        seconds = self.wait(timeout, poll)
+        seconds = self.wait(timeout, poll, interrupt)
         t = self.transport
         cycles = t.read_reg(REGISTERS["CYCLES_LO"]) | (t.read_reg(REGISTERS["CYCLES_HI"]) << 32)
         count = t.read_reg(REGISTERS["INSTR_COUNT"])

@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge
 from cocotb.utils import get_sim_time
 
 __all__ = ["serve"]
@@ -122,6 +122,11 @@ async def serve(dut):
             elif op == "wait":
                 await ClockCycles(dut.clk, params[0])
                 value = None
+            elif op == "wait_irq":
+                # up to params[0] cycles for the core's irq (level) to be high
+                if not int(dut.irq.value) and params[0] > 0:
+                    await First(RisingEdge(dut.irq), ClockCycles(dut.clk, params[0]))
+                value = bool(int(dut.irq.value))
             elif op == "now":
                 value = int(get_sim_time("ns")) // clock_ns
             elif op == "uart_write":

@@ -11,7 +11,10 @@ Connections (Zynq UltraScale+ / Zynq-7000):
 
 * core ``m_axi`` (DDR master) -> PS ``S_AXI_HP0_FPD`` (``S_AXI_HP0``) through a SmartConnect;
 * PS ``M_AXI_HPM0_FPD`` (``M_AXI_GP0``) -> core ``s_axil`` through a SmartConnect;
-* core ``irq`` -> PS ``pl_ps_irq0`` (``IRQ_F2P``);
+* core ``irq`` -> AXI Interrupt Controller ``axi_intc_0`` (its registers on the same
+  SmartConnect as the core's, ``M01_AXI``) -> PS ``pl_ps_irq0`` (``IRQ_F2P[0]``): the
+  layout PYNQ's ``pynq.Interrupt("convforge_0/irq")`` needs (PYNQ ignores a fabric
+  interrupt wired to the PS without a controller);
 * PS ``pl_clk0`` (``FCLK_CLK0``) at the arch's clock; ``proc_sys_reset`` for the
   active-high reset.
 
@@ -44,10 +47,10 @@ BOARD_DESIGNS = {
 
 #: Host-visible addresses per PS kind: the CSR window and the core's DDR window.
 ADDRESS_MAP = {
-    "zynqmp": {"csr_base": 0xA000_0000, "csr_range": "4K",
+    "zynqmp": {"csr_base": 0xA000_0000, "csr_range": "4K", "intc_base": 0xA001_0000,
                "ddr_segment": "zynq_ultra_ps_e_0/SAXIGP2/HP0_DDR_LOW",
                "ddr_base": 0x0, "ddr_range": "2G"},
-    "zynq7": {"csr_base": 0x43C0_0000, "csr_range": "4K",
+    "zynq7": {"csr_base": 0x43C0_0000, "csr_range": "4K", "intc_base": 0x4180_0000,
               "ddr_segment": "processing_system7_0/S_AXI_HP0/HP0_DDR_LOWOCM",
               "ddr_base": 0x0, "ddr_range": "512M"},
     "xdma": {"csr_base": 0x0, "csr_range": "4K",
@@ -229,7 +232,20 @@ def tcl_script(board, arch) -> str:
             "connect_bd_net [get_bd_pins xdma_0/axi_aclk] [get_bd_pins axi_ctrl/aclk1]",
         ]
     else:
-        lines += ["set_property CONFIG.NUM_SI {1} [get_bd_cells axi_mem]"]
+        lines += [
+            "set_property CONFIG.NUM_SI {1} [get_bd_cells axi_mem]",
+            "# interrupt controller (PYNQ reaches fabric interrupts through one)",
+            "create_bd_cell -type ip -vlnv xilinx.com:ip:axi_intc axi_intc_0",
+            "set_property -dict [list CONFIG.C_IRQ_CONNECTION {1}] [get_bd_cells axi_intc_0]",
+            "set_property CONFIG.NUM_MI {2} [get_bd_cells axi_ctrl]",
+            "connect_bd_net $ps_clk [get_bd_pins axi_intc_0/s_axi_aclk]",
+            ("connect_bd_net [get_bd_pins rst_core/peripheral_aresetn] "
+             "[get_bd_pins axi_intc_0/s_axi_aresetn]"),
+            ("connect_bd_intf_net [get_bd_intf_pins axi_ctrl/M01_AXI] "
+             "[get_bd_intf_pins axi_intc_0/s_axi]"),
+            "connect_bd_net [get_bd_pins axi_intc_0/irq] $ps_irq",
+            "set ps_irq [get_bd_pins axi_intc_0/intr]",
+        ]
     lines += [
         "# clock and reset of the core",
         "connect_bd_net $ps_clk [get_bd_pins convforge_0/clk]",
@@ -257,6 +273,9 @@ def tcl_script(board, arch) -> str:
         f"-offset 0x{amap['ddr_base']:08X} -range {amap['ddr_range']} "
         f"[get_bd_addr_segs {amap['ddr_segment']}]"),
     ]
+    if "intc_base" in amap:
+        lines.append(f"assign_bd_address -offset 0x{amap['intc_base']:08X} -range 64K "
+                     "[get_bd_addr_segs axi_intc_0/S_AXI/Reg]")
     if kind == "xdma":
         lines.append("assign_bd_address -target_address_space [get_bd_addr_spaces xdma_0/M_AXI] "
                      f"-offset 0x{amap['ddr_base']:08X} -range {amap['ddr_range']} "
@@ -302,4 +321,6 @@ def write_vivado_project(board, arch, out_dir, *, verilog: bool = True) -> dict:
             "clock_mhz": arch.clock_mhz, "arch": arch.name,
             "arch_hash": f"0x{arch.config_hash:016x}",
             "csr_base": f"0x{amap['csr_base']:08X}", "ddr_segment": amap["ddr_segment"],
+            **({"intc_base": f"0x{amap['intc_base']:08X}", "interrupt": "convforge_0/irq"}
+               if "intc_base" in amap else {}),
             "command": "vivado -mode batch -source build.tcl"}

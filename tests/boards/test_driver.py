@@ -5,6 +5,7 @@ core under Verilator (``SimTransport``): a compiled model end to end equals the 
 bit for bit, a program corrupted in memory and an AXI error response surface as named
 exceptions, and a wait past its timeout raises instead of hanging."""
 
+import asyncio
 import json
 import time
 
@@ -177,6 +178,32 @@ def test_sim_wait_past_timeout_raises(sim, tiny_out):
 
 
 @pytest.mark.rtl
+def test_sim_interrupt_and_polling_agree(sim, tiny_out):
+    """The same run waited for on the core's irq and by polling STATUS; the poll path
+    times out too."""
+    acc = Accelerator(sim)
+    acc.load(tiny_out)
+    ref = simulate(tiny_out, None, seed=3)
+    sim.write_reg(REGISTERS["CONTROL"], 2)   # CLEAR: drops done and irq of an earlier run
+    assert not sim.irq()
+    by_irq = acc.run(ref.inputs, timeout=1e-2, interrupt=True)
+    by_poll = acc.run(ref.inputs, timeout=1e-2, poll=2e-6, interrupt=False)
+    for name, y in ref.outputs.items():
+        assert np.array_equal(by_irq.outputs[name], y)
+        assert np.array_equal(by_poll.outputs[name], y)
+    assert by_irq.cycles == by_poll.cycles
+    # the interrupt wakes the host within a few cycles of done
+    assert by_irq.seconds * sim.clock_hz < by_irq.cycles + 200
+    acc.start()
+    with pytest.raises(DriverTimeout, match="polling STATUS"):
+        acc.wait(timeout=2e-6, poll=5e-7, interrupt=False)
+    acc.wait(timeout=1e-2)
+    assert sim.irq()     # level: high from done until CLEAR
+    sim.write_reg(REGISTERS["CONTROL"], 2)
+    assert not sim.irq()
+
+
+@pytest.mark.rtl
 @pytest.mark.slow
 def test_sim_bundled_model_equals_iss(sim, tmp_path):
     out = tmp_path / "mnv2"
@@ -196,16 +223,35 @@ class _FakePynq:
     core: ``MMIO`` goes to its registers, ``allocate`` returns a buffer whose ``flush``
     copies it to the simulated DDR and whose ``invalidate`` copies it back."""
 
-    def __init__(self, sim):
+    def __init__(self, sim, *, pins=("convforge_0/irq",)):
         self.sim = sim
         self.flushes = 0
+        self.status_reads = 0
+        self.pins = pins
+        self.waits = 0
+
+    def Interrupt(self, pin):
+        """``pynq.Interrupt``: ``wait`` is a coroutine that returns once the simulated
+        core's ``irq`` is high (the simulation advances while it waits)."""
+        if pin not in self.pins:
+            raise ValueError(f"No Pin of name {pin} found")
+        fake = self
+
+        class Interrupt:
+            async def wait(self):
+                fake.waits += 1
+                while not fake.sim.wait_interrupt(2e-5):
+                    await asyncio.sleep(0)
+
+        return Interrupt()
 
     def MMIO(self, base, length):
-        sim = self.sim
+        sim, fake = self.sim, self
 
         class Mmio:
             def read(self, offset):
                 sim.sleep(1e-6)  # the board's clock runs while the host works
+                fake.status_reads += offset == REGISTERS["STATUS"]
                 return sim.read_reg(offset)
 
             def write(self, offset, value):
@@ -242,13 +288,102 @@ def test_pynq_transport_against_the_simulated_core(sim, tiny_out, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynq", fake)
     transport = PynqTransport(csr_base=0xA0000000, mem_bytes=1 << 16, arch=ARCH)
     assert transport.mem_base == sim.mem_base
+    assert transport.has_interrupt and "convforge_0/irq" in transport.interrupt_note
     acc = Accelerator(transport)
     acc.load(tiny_out)
     ref = simulate(tiny_out, None, seed=2)
-    result = acc.run(ref.inputs, timeout=5.0, poll=0)
+    result = acc.run(ref.inputs, timeout=60.0)
     for name, y in ref.outputs.items():
         assert np.array_equal(result.outputs[name], y)
     assert fake.flushes >= 3   # program, weights, input: each flushed before the start
+    # one wait on the interrupt, STATUS read before it and once after it rose
+    assert fake.waits == 1 and fake.status_reads == 2
+
+
+@pytest.mark.rtl
+def test_pynq_transport_without_the_interrupt_pin_polls(sim, tiny_out, monkeypatch):
+    import sys
+
+    from boards.driver import PynqTransport
+
+    fake = _FakePynq(sim, pins=())
+    monkeypatch.setitem(sys.modules, "pynq", fake)
+    transport = PynqTransport(csr_base=0xA0000000, mem_bytes=1 << 16, arch=ARCH)
+    assert not transport.has_interrupt and "No Pin" in transport.interrupt_note
+    acc = Accelerator(transport)
+    acc.load(tiny_out)
+    ref = simulate(tiny_out, None, seed=4)
+    result = acc.run(ref.inputs, timeout=60.0, poll=0)
+    for name, y in ref.outputs.items():
+        assert np.array_equal(result.outputs[name], y)
+    assert fake.waits == 0 and fake.status_reads > 2
+
+
+class _StuckPynq:
+    """A board whose core never finishes: STATUS reads 0 and the interrupt never rises."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def MMIO(self, base, length):
+        fake = self
+
+        class Mmio:
+            def read(self, offset):
+                fake.reads += 1
+                return CORE_ID if offset == REGISTERS["ID"] else 0
+
+            def write(self, offset, value):
+                pass
+
+        return Mmio()
+
+    def allocate(self, shape, dtype):
+        class Buffer(np.ndarray):
+            physical_address = 0x1000_0000
+
+            def flush(self):
+                pass
+
+            def invalidate(self):
+                pass
+
+            def freebuffer(self):
+                pass
+
+        return np.zeros(shape, dtype=dtype).view(Buffer)
+
+    def Interrupt(self, pin):
+        class Interrupt:
+            async def wait(self):
+                await asyncio.Event().wait()   # never set
+
+        return Interrupt()
+
+
+def test_pynq_wait_past_its_timeout_raises(monkeypatch):
+    import sys
+
+    from boards.driver import PynqTransport
+
+    monkeypatch.setitem(sys.modules, "pynq", _StuckPynq())
+    transport = PynqTransport(csr_base=0xA0000000, mem_bytes=4096)
+    assert transport.has_interrupt
+    acc = Accelerator(transport)
+    start = time.monotonic()
+    with pytest.raises(DriverTimeout, match="on the interrupt"):
+        acc.wait(timeout=0.3)
+    assert 0.3 <= time.monotonic() - start < 5
+    with pytest.raises(DriverTimeout, match="polling STATUS"):
+        acc.wait(timeout=0.1, poll=0.01, interrupt=False)
+
+    async def inside_a_running_loop():   # e.g. a notebook: the driver polls instead
+        with pytest.raises(DriverTimeout, match="did not finish"):
+            acc.wait(timeout=0.1, poll=0.01)
+
+    asyncio.run(inside_a_running_loop())
+    with pytest.raises(DriverError, match="no interrupt"):
+        Accelerator(_Memory()).wait(timeout=0.1, interrupt=True)
 
 
 def test_pynq_transport_without_pynq(monkeypatch):

@@ -128,7 +128,17 @@ def test_build_tcl_records_the_design(tmp_path, name, with_board_files):
     assert nets["convforge_0/rst"] == {"rst_core/peripheral_reset"}
     assert "convforge_0/s_axil" in _through(nets, master, "axi_ctrl")
     assert slave in _through(nets, "convforge_0/m_axi", "axi_mem")
-    assert nets["convforge_0/irq"] == {irq}
+    if kind == "xdma":
+        assert nets["convforge_0/irq"] == {irq}
+    else:
+        # through the AXI Interrupt Controller PYNQ needs: its registers behind the same
+        # SmartConnect as the core's, its output to the PS's first fabric interrupt
+        assert nets["convforge_0/irq"] == {"axi_intc_0/intr"}
+        assert nets["axi_intc_0/irq"] == {irq}
+        assert "axi_intc_0/s_axi" in nets["axi_ctrl/M01_AXI"]
+        assert master in nets["axi_ctrl/S00_AXI"]
+        assert props["axi_intc_0"]["CONFIG.C_IRQ_CONNECTION"] == "1"
+        assert "axi_intc_0/s_axi_aclk" in nets[clock]
 
     # address map of docs/host_interface.md
     amap = ADDRESS_MAP[kind]
@@ -136,6 +146,10 @@ def test_build_tcl_records_the_design(tmp_path, name, with_board_files):
     csr = addresses["convforge_0/s_axil/reg0"]
     assert int(csr[csr.index("-offset") + 1], 16) == amap["csr_base"]
     assert csr[csr.index("-range") + 1] == "4K"
+    if kind != "xdma":
+        intc = addresses["axi_intc_0/S_AXI/Reg"]
+        assert int(intc[intc.index("-offset") + 1], 16) == amap["intc_base"]
+        assert summary["interrupt"] == "convforge_0/irq"
     (ddr,) = [c for c in _calls(log, "assign_bd_address") if "convforge_0/m_axi" in c]
     assert ddr[-1] == amap["ddr_segment"]
     assert int(ddr[ddr.index("-offset") + 1], 16) == amap["ddr_base"]
