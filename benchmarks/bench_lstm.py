@@ -196,19 +196,20 @@ def run_model(input_size=153, hidden=1024, n_pe=32):
 
 
 def run_synth(pes=(8, 32)):
-    from bench_synth import synthesize
-
+    from boards.lstm_resources import estimate_lstm
+    from boards.synth import synthesize
     from hw.lstm.core import LstmCore
-    from sim.rtl import elaborate_verilog
 
     res = {}
     for n in pes:
         arch = LstmArch(n_pe=n, weight_depth=4096, max_cols=512, max_hidden=256, max_input=256)
-        r = synthesize(f"lstm{n}", elaborate_verilog(LstmCore(arch)),
-                       ROOT / "build" / "synth" / f"lstm{n}", flatten=False)
-        res[f"pe{n}"] = {"arch": json.loads(arch.to_json()), **r}
+        r = synthesize(LstmCore(arch), family="xc7", name=f"lstm{n}", flatten=False).to_dict()
+        est = {k: v for k, v in estimate_lstm(arch).items() if k != "memories"}
+        res[f"pe{n}"] = {"arch": json.loads(arch.to_json()), **r, "model": est}
         print(f"{n} PEs: LUT {r['lut']} FF {r['ff']} DSP {r['dsp']} BRAM36 {r['bram36']} "
-              f"LUTRAM {r['lutram']} ({r['synth_s']} s)", flush=True)
+              f"LUTRAM {r['lutram']} ({r['synth_s']} s); model: LUT {est['lut']} FF "
+              f"{est['ff']} DSP {est['dsp']} BRAM36 {est['bram36']} LUTRAM {est['lutram']}",
+              flush=True)
     return res
 
 

@@ -31,9 +31,9 @@ def build_command(args) -> int:
     elif board.flow == "yowasp":
         from .ulx3s import ULX3S_ARCH
         arch = ULX3S_ARCH
-        print(f"note: no --arch given; building the ULX3S arch {arch.name!r} (buffers sized so "
-              f"the core's output buffer fits in flip-flops); compile models with "
-              f"--arch {Path(args.output) / 'arch.json'}")
+        print(f"note: no --arch given; building the ULX3S arch {arch.name!r} (sized for the "
+              f"ECP5-85F and the bundled models' images in the on-chip RAM); compile models "
+              f"with --arch {Path(args.output) / 'arch.json'}")
     else:
         arch = board.default_arch()
     try:

@@ -30,8 +30,8 @@ from hw.lstm.config import (
 )
 from sim.golden import round_shift
 
-__all__ = ["SIGMOID", "TANH", "lstm_layer", "lstm_stack", "mv_cycles", "step_cycles",
-           "table_index"]
+__all__ = ["SIGMOID", "TANH", "layer_forward", "linear_layer", "lstm_layer", "lstm_stack",
+           "mv_cycles", "step_cycles", "table_index"]
 
 SIGMOID = np.array(sigmoid_table(), dtype=np.int64)
 TANH = np.array(tanh_table(), dtype=np.int64)
@@ -90,12 +90,28 @@ def lstm_layer(x_seq, wx, wh, bias, gate_shift, *, return_cell=False):
     return hs
 
 
+def linear_layer(x_seq, w, bias, shift):
+    """A linear layer on integers, per time step: ``clamp(round_shift(w @ x + bias, shift))``
+    to 16 bits. ``w`` is ``(rows, I)`` (row ``r`` = output ``r``), ``bias`` ``(rows,)``."""
+    x_seq = np.asarray(x_seq, dtype=np.int64)
+    acc = x_seq @ np.asarray(w, dtype=np.int64).T + np.asarray(bias, dtype=np.int64)
+    return np.clip(round_shift(acc, shift), -(1 << 15), (1 << 15) - 1)
+
+
+def layer_forward(x_seq, layer):
+    """One layer (a dict with ``wx, wh, bias, gate_shift`` and ``kind``: ``"lstm"`` by
+    default, or ``"linear"``) on a ``(T, I)`` integer sequence."""
+    if layer.get("kind", "lstm") == "linear":
+        return linear_layer(x_seq, layer["wx"], layer["bias"], layer["gate_shift"])
+    return lstm_layer(x_seq, layer["wx"], layer["wh"], layer["bias"], layer["gate_shift"])
+
+
 def lstm_stack(x_seq, layers):
-    """Run stacked layers (each a dict with ``wx, wh, bias, gate_shift``); the hidden
-    sequence of each layer is the input of the next. Returns every layer's output."""
+    """Run stacked layers (:func:`layer_forward`); the output sequence of each layer is
+    the input of the next. Returns every layer's output."""
     outs = []
     for layer in layers:
-        x_seq = lstm_layer(x_seq, layer["wx"], layer["wh"], layer["bias"], layer["gate_shift"])
+        x_seq = layer_forward(x_seq, layer)
         outs.append(x_seq)
     return outs
 

@@ -12,7 +12,14 @@ from compiler import errors
 from compiler.lstm.compile import compile_lstm, quantize_input, snr_db, write_outputs
 from compiler.lstm.encode import EncodedLayer, csc_decode
 from compiler.lstm.model import is_lstm_model
-from hw.lstm.config import DESC_BYTES, DESC_WORDS, HEADER_MAGIC, LAYER_FIELDS, LstmArch
+from hw.lstm.config import (
+    DESC_BYTES,
+    DESC_WORDS,
+    HEADER_MAGIC,
+    KIND_LINEAR,
+    LAYER_FIELDS,
+    LstmArch,
+)
 from sim.lstm import lstm_stack
 
 __all__ = [
@@ -47,12 +54,15 @@ def _arch(args, model) -> LstmArch:
     from compiler.lstm.model import import_lstm
 
     lm = import_lstm(model)
-    i = max(s.input_size for s in lm.layers)
-    h = max(s.hidden for s in lm.layers)
-    c = max(s.input_size + s.hidden for s in lm.layers)
-    probe = LstmArch(n_pe=8, weight_depth=1 << 16, max_cols=_pow2(c), max_hidden=_pow2(h),
-                     max_input=_pow2(i))
+    # a linear layer's outputs are padded (to a multiple of 8 for 8 PEs): a probe arch
+    # large enough for every padded size, then the arch sized to the probe's layers
+    big = _pow2(8 + max(max(s.input_size, s.output_size) for s in lm.layers))
+    probe = LstmArch(n_pe=8, weight_depth=1 << 16, max_cols=2 * big, max_hidden=4 * big,
+                     max_input=big)
     res = compile_lstm(model, probe, density=args.density, balanced=not args.no_load_balance)
+    i = max(q.input_size for q in res.quant)
+    h = max(q.width for q in res.quant)
+    c = max(q.input_size + (q.hidden if q.kind == "lstm" else 0) for q in res.quant)
     e = max(enc.entries.shape[1] for enc in res.encoded)
     return LstmArch(n_pe=8, weight_depth=max(16, _pow2(e)), max_cols=_pow2(c),
                     max_hidden=_pow2(h), max_input=_pow2(i))
@@ -96,14 +106,18 @@ def layers_from_image(image: bytes, arch: LstmArch) -> list:
         f = dict(zip(LAYER_FIELDS, struct.unpack_from(f"<{DESC_WORDS}I", image,
                                                       DESC_BYTES * (li + 1))))
         n, e = arch.n_pe, f["entries"]
-        cols = f["input_size"] + f["hidden"]
+        linear = f["kind"] == KIND_LINEAR
+        kind = "linear" if linear else "lstm"
+        cols = f["input_size"] + (0 if linear else f["hidden"])
         ent = np.frombuffer(image, "<u2", n * e, f["w_offset"]).reshape(n, e)
         ptr = np.frombuffer(image, "<u2", n * cols, f["ptr_offset"]).reshape(n, cols)
-        w = csc_decode(EncodedLayer(ent, ptr, None, None, None), f["hidden"], n)
+        w = csc_decode(EncodedLayer(ent, ptr, None, None, None), f["hidden"], n, kind)
         bias = np.frombuffer(image, "<i4", 4 * f["hidden"], f["bias_offset"]).reshape(-1, 4)
-        layers.append({"wx": w[:, :f["input_size"]], "wh": w[:, f["input_size"]:],
-                       "bias": bias.T.reshape(-1).astype(np.int64),
-                       "gate_shift": f["gate_shift"], **f})
+        layers.append({**f, "wx": w[:, :f["input_size"]], "wh": w[:, f["input_size"]:],
+                       "bias": (bias.reshape(-1) if linear else bias.T.reshape(-1)).astype(
+                           np.int64),
+                       "gate_shift": f["gate_shift"], "kind": kind,
+                       "width": 4 * f["hidden"] if linear else f["hidden"]})
     return layers
 
 
@@ -136,9 +150,10 @@ def simulate_lstm(out_dir, x=None, *, rtl=False, seed=0):
         sess = ort.InferenceSession(str(out_dir / "model.onnx"),
                                     providers=["CPUExecutionProvider"])
         ref = sess.run(None, {manifest["input"]: x[:, None, :].astype(np.float32)})[0]
-        ref = ref.reshape(-1, gold[-1].shape[1])
+        size = manifest.get("output_size", gold[-1].shape[1])
+        ref = ref.reshape(-1, size)
         got = gold[-1][-1:] if manifest["output_kind"] == "last" else gold[-1]
-        res["snr_db"] = snr_db(ref, got / 32768.0)
+        res["snr_db"] = snr_db(ref, got[:, :size] / 2.0 ** manifest.get("output_frac", 15))
     if rtl:
         from sim.lstm_rtl import run_lstm_rtl
 
@@ -147,7 +162,7 @@ def simulate_lstm(out_dir, x=None, *, rtl=False, seed=0):
             raise errors.ProgramFormatError(f"the core stopped with error code "
                                             f"{run.error_code} at layer {run.error_info}")
         h = layers[-1]["h_offset"]
-        out = np.frombuffer(run.image, "<i2", steps * layers[-1]["hidden"], h)
+        out = np.frombuffer(run.image, "<i2", steps * layers[-1]["width"], h)
         res["rtl"] = out.astype(np.int64).reshape(steps, -1)
         res["cycles"] = run.cycles
         res["rtl_equals_golden"] = bool((res["rtl"] == gold[-1]).all())

@@ -1,4 +1,6 @@
-"""ONNX LSTM import: forward, batch 1, single layer or stacked (``LSTM -> Squeeze -> LSTM``)."""
+"""ONNX LSTM import: forward, batch 1, single layer or stacked (``LSTM -> Squeeze -> LSTM``),
+with Linear layers (``MatMul`` [+ ``Add``] or ``Gemm`` with constant weights) before, between
+or after the LSTMs; the layers form one chain from the input to the output."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 
 from compiler import errors
 
-__all__ = ["LstmLayerSpec", "LstmModel", "import_lstm", "is_lstm_model"]
+__all__ = ["LinearSpec", "LstmLayerSpec", "LstmModel", "import_lstm", "is_lstm_model"]
 
 _PASS = {"Squeeze", "Reshape", "Identity"}
 
@@ -22,6 +24,26 @@ class LstmLayerSpec:
     w: np.ndarray   # (4H, I) float, ONNX gate order i, o, f, c
     r: np.ndarray   # (4H, H)
     b: np.ndarray   # (4H,) Wb + Rb
+    kind = "lstm"
+
+    @property
+    def output_size(self):
+        return self.hidden
+
+
+@dataclass
+class LinearSpec:
+    """``y = w @ x + b`` on each time step (ONNX ``MatMul`` [+ ``Add``] or ``Gemm``)."""
+    name: str
+    input_size: int
+    out: int
+    w: np.ndarray   # (out, input) float
+    b: np.ndarray   # (out,)
+    kind = "linear"
+
+    @property
+    def output_size(self):
+        return self.out
 
 
 @dataclass
@@ -90,13 +112,28 @@ def import_lstm(model) -> LstmModel:
                             f"[seq_length, 1, input_size] shape (batch 1)")
         else:
             steps = dims[0]
+    consumers = {}
+    for node in m.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+    folded = set()   # Add nodes folded into the MatMul before them
+    # the tensor each layer reads and the one it writes, for the chain check
+    links = []
     for node in m.graph.node:
         label = f"node {node.name or node.op_type!r} ({node.op_type})"
-        if node.op_type in _PASS:
+        if node.op_type in _PASS or id(node) in folded:
+            continue
+        if node.op_type in ("MatMul", "Gemm"):
+            spec, out, problem = _linear(node, label, inits, consumers, folded)
+            if problem:
+                problems.append(problem)
+            else:
+                layers.append(spec)
+                links.append((node.input[0], out))
             continue
         if node.op_type != "LSTM":
-            problems.append(f"{label}: not supported in an LSTM model (only LSTM, Squeeze, "
-                            f"Reshape, Identity)")
+            problems.append(f"{label}: not supported in an LSTM model (only LSTM, Linear "
+                            f"layers as MatMul [+ Add] or Gemm, Squeeze, Reshape, Identity)")
             continue
         direction = _attr(node, "direction", b"forward")
         direction = direction.decode() if isinstance(direction, bytes) else direction
@@ -130,21 +167,47 @@ def import_lstm(model) -> LstmModel:
         b = inits[ins[3]][0] if ins[3] else np.zeros(8 * hidden)
         layers.append(LstmLayerSpec(node.name or f"lstm{len(layers)}", w.shape[2], hidden,
                                     w[0], r[0], b[:4 * hidden] + b[4 * hidden:]))
-    if not layers and not problems:
+        links.append((node.input[0], list(node.output)))
+    if not any(spec.kind == "lstm" for spec in layers) and not problems:
         problems.append("the graph holds no LSTM node")
-    for a, b in itertools.pairwise(layers):
-        if b.input_size != a.hidden:
-            problems.append(f"LSTM {b.name!r}: input size {b.input_size} differs from the "
-                            f"hidden size {a.hidden} of {a.name!r}")
+
+    def source(name):
+        while name in producer and producer[name].op_type in _PASS:
+            name = producer[name].input[0]
+        return name
+
+    for i, (a, b) in enumerate(itertools.pairwise(layers)):
+        if b.input_size != a.output_size:
+            problems.append(f"{b.kind} {b.name!r}: input size {b.input_size} differs from "
+                            f"the output size {a.output_size} of {a.name!r}")
+        outs = links[i][1]
+        if source(links[i + 1][0]) not in (outs if isinstance(outs, (list, tuple)) else [outs]):
+            problems.append(f"{b.kind} {b.name!r} does not read the output of {a.name!r}: "
+                            f"the layers must form one chain")
+    if links and graph_inputs and source(links[0][0]) != graph_inputs[0].name:
+        problems.append(f"{layers[0].kind} {layers[0].name!r} does not read the graph input")
+    lstm_last = max((i for i, spec in enumerate(layers) if spec.kind == "lstm"), default=None)
+    tail_last = False   # Linear layers after the last LSTM read its Y_h (last step only)
+    if lstm_last is not None and lstm_last + 1 < len(layers):
+        outs = list(links[lstm_last][1])
+        src = source(links[lstm_last + 1][0])
+        if src in outs and outs.index(src) == 2:
+            problems.append(f"{layers[lstm_last + 1].name!r} reads the cell state Y_c; "
+                            f"give Y or Y_h")
+        tail_last = src in outs and outs.index(src) == 1
     out_name, out_kind = None, None
     if len(m.graph.output) != 1:
         problems.append(f"the graph has {len(m.graph.output)} outputs; an LSTM model has one "
                         f"(the last layer's Y or Y_h)")
+    elif layers and layers[-1].kind == "linear":
+        out_name = m.graph.output[0].name
+        if source(out_name) != links[-1][1]:
+            problems.append(f"output {out_name!r} is not the output of the last layer "
+                            f"{layers[-1].name!r}")
+        out_kind = "last" if tail_last else "sequence"
     elif layers:
         out_name = m.graph.output[0].name
-        name = out_name
-        while name in producer and producer[name].op_type in _PASS:
-            name = producer[name].input[0]
+        name = source(out_name)
         node = producer.get(name)
         lstm_nodes = [n for n in m.graph.node if n.op_type == "LSTM"]
         if node is None or node.op_type != "LSTM" or node is not lstm_nodes[-1]:
@@ -159,3 +222,44 @@ def import_lstm(model) -> LstmModel:
         raise errors.UnsupportedModelError(
             "The LSTM model cannot be mapped:\n  - " + "\n  - ".join(problems))
     return LstmModel(layers, steps, graph_inputs[0].name, out_name, out_kind, m)
+
+
+def _linear(node, label, inits, consumers, folded):
+    """``(LinearSpec, output tensor, None)`` or ``(None, None, problem)``."""
+    ins = list(node.input)
+    if node.op_type == "Gemm":
+        if _attr(node, "transA", 0):
+            return None, None, f"{label}: transA=1 is not supported"
+        if len(ins) < 2 or ins[1] not in inits:
+            return None, None, f"{label}: the weight B must be an initializer (constant)"
+        w = inits[ins[1]]
+        w = w if _attr(node, "transB", 0) else w.T
+        w = w * float(_attr(node, "alpha", 1.0))
+        out_size = w.shape[0]
+        b = np.zeros(out_size)
+        if len(ins) > 2 and ins[2]:
+            if ins[2] not in inits:
+                return None, None, f"{label}: the bias C must be an initializer (constant)"
+            b = np.broadcast_to(inits[ins[2]].reshape(-1), (out_size,)) * float(
+                _attr(node, "beta", 1.0))
+        out = node.output[0]
+    else:
+        if len(ins) != 2 or ins[1] not in inits or inits[ins[1]].ndim != 2:
+            return None, None, (f"{label}: the second operand must be a 2-D initializer "
+                                f"(the Linear layer's weight)")
+        w = inits[ins[1]].T
+        out_size = w.shape[0]
+        b = np.zeros(out_size)
+        out = node.output[0]
+        users = consumers.get(out, [])
+        if len(users) == 1 and users[0].op_type == "Add":
+            add = users[0]
+            other = [i for i in add.input if i != out]
+            if len(other) == 1 and other[0] in inits and inits[other[0]].size in (1, out_size):
+                b = np.broadcast_to(inits[other[0]].reshape(-1), (out_size,))
+                folded.add(id(add))
+                out = add.output[0]
+    if w.ndim != 2:
+        return None, None, f"{label}: the weight must be 2-D"
+    return LinearSpec(node.name or f"linear_{out}", int(w.shape[1]), int(out_size),
+                      np.asarray(w, dtype=np.float64), np.array(b, dtype=np.float64)), out, None

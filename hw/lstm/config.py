@@ -30,6 +30,8 @@ __all__ = [
     "DESC_WORDS",
     "EW_LATENCY",
     "HEADER_MAGIC",
+    "KIND_LINEAR",
+    "KIND_LSTM",
     "LAYER_FIELDS",
     "MV_LATENCY",
     "TABLE_IN_BITS",
@@ -52,13 +54,20 @@ H_FRAC = 15
 
 #: ``b"LSTM"`` read as a little-endian 32-bit word.
 HEADER_MAGIC = int.from_bytes(b"LSTM", "little")
-VERSION = 1
+#: 2: layer descriptors carry a ``kind`` (:data:`KIND_LSTM`, :data:`KIND_LINEAR`).
+VERSION = 2
 #: Header and each layer descriptor are 16 little-endian 32-bit words (64 bytes).
 DESC_WORDS = 16
 DESC_BYTES = 4 * DESC_WORDS
 #: Fields of a layer descriptor, in word order (the remaining words are reserved, zero).
 LAYER_FIELDS = ("input_size", "hidden", "steps", "entries", "gate_shift", "w_offset",
-                "ptr_offset", "bias_offset", "x_offset", "h_offset")
+                "ptr_offset", "bias_offset", "x_offset", "h_offset", "kind")
+#: Layer kinds. An LSTM layer: ``hidden`` units, columns ``[x; h]``. A linear layer
+#: (``y_t = W x_t + b`` per time step, the Gemm / MatMul before or after an LSTM):
+#: ``4 * hidden`` outputs (row ``r`` = output ``r``), columns ``x`` only, each output
+#: ``clamp(round_shift(acc + bias, gate_shift))`` to 16 bits.
+KIND_LSTM = 0
+KIND_LINEAR = 1
 #: Cycles of a time step beyond the matrix-vector decode (:func:`sim.lstm.mv_cycles`):
 #: the pipeline tail and the hand-off to the element-wise unit (measured on the RTL).
 MV_LATENCY = 5

@@ -41,6 +41,7 @@ from .config import (
     CELL_FRAC,
     DESC_BYTES,
     HEADER_MAGIC,
+    KIND_LINEAR,
     LAYER_FIELDS,
     TABLE_IN_BITS,
     TABLE_IN_FRAC,
@@ -118,9 +119,11 @@ class LstmCore(wiring.Component):
         fld = {name: Signal(32, name=f"f_{name}") for name in LAYER_FIELDS}
         isz, hid, steps = fld["input_size"], fld["hidden"], fld["steps"]
         ents, gsh = fld["entries"], fld["gate_shift"]
+        linear = Signal()   # a linear layer: columns x only, outputs requantized sums
         cols = Signal(17)
         rows = Signal(16)   # 4 * hidden / n: rows of each PE
-        m.d.comb += [cols.eq(isz + hid), rows.eq((hid << 2) >> log_n)]
+        m.d.comb += [linear.eq(fld["kind"] == KIND_LINEAR),
+                     cols.eq(Mux(linear, isz, isz + hid)), rows.eq((hid << 2) >> log_n)]
 
         # Memories ------------------------------------------------------------------------
         wmem = [Memory(shape=16, depth=a.weight_depth, init=[]) for _ in range(n)]
@@ -362,9 +365,13 @@ class LstmCore(wiring.Component):
         e2_c = Signal(signed(CELL_BITS), name="e2_c")
         m.d.sync += [e2_valid.eq(e1_valid), e2_k.eq(e1_k), e2_c.eq(c_rd.data)]
         tbl_mask = (1 << TABLE_IN_BITS) - 1
+        e3_lin = []
         for g in range(4):
             r = _round_shift(m, sums[g], gsh[:6], f"e2_rs{g}")
             idx = _clamp(m, r, TABLE_IN_BITS, f"e2_idx{g}")
+            lin = Signal(16, name=f"e3_lin{g}")   # a linear layer's output 4k + g
+            m.d.sync += lin.eq(_clamp(m, r, 16, f"e2_lin{g}"))
+            e3_lin.append(lin)
             port = s_rd[g] if g < 3 else t_rd[0]
             m.d.comb += port.addr.eq(idx[:TABLE_IN_BITS] & tbl_mask)
         e3_valid, e3_k = Signal(name="e3_valid"), Signal(16, name="e3_k")
@@ -414,10 +421,15 @@ class LstmCore(wiring.Component):
                 m.d.comb += [a_wr[i].addr.eq(clr_i[:abits]), a_wr[i].data.eq(0),
                              a_wr[i].en.eq(clr_i < rows)]
         with m.Else():
-            m.d.comb += [h_wr.addr.eq(e7_k), h_wr.data.eq(e7_h), h_wr.en.eq(e7_valid)]
+            m.d.comb += [h_wr.addr.eq(e7_k), h_wr.data.eq(e7_h), h_wr.en.eq(e7_valid & ~linear)]
         for q in range(4):
-            m.d.comb += [o_wr[q].addr.eq(e7_k >> 2), o_wr[q].data.eq(e7_h),
-                         o_wr[q].en.eq(e7_valid & (e7_k[:2] == q))]
+            with m.If(linear):
+                # the four outputs of row group k: one word of the output buffer
+                m.d.comb += [o_wr[q].addr.eq(e3_k), o_wr[q].data.eq(e3_lin[q]),
+                             o_wr[q].en.eq(e3_valid)]
+            with m.Else():
+                m.d.comb += [o_wr[q].addr.eq(e7_k >> 2), o_wr[q].data.eq(e7_h),
+                             o_wr[q].en.eq(e7_valid & (e7_k[:2] == q))]
 
         # Packer: output buffer -> DMA write words ------------------------------------------
         pk_start = Signal()
@@ -428,7 +440,7 @@ class LstmCore(wiring.Component):
         pk_fire = Signal()
         pk_en = Signal()
         pk_words = Signal(16)
-        m.d.comb += pk_words.eq(hid >> 2)
+        m.d.comb += pk_words.eq(Mux(linear, hid, hid >> 2))
         m.d.comb += [
             dma.wr_data.valid.eq(pk_valid),
             dma.wr_data.payload.data.eq(Cat(*[p.data for p in o_rd])),
@@ -506,12 +518,16 @@ class LstmCore(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += csr.busy.eq(1)
-                bad = ((isz == 0) | (isz > a.max_input) | (hid < 4) | (hid > a.max_hidden)
-                       | (hid[:2] != 0) | (cols > a.max_cols) | (ents == 0)
-                       | (ents > min(a.weight_depth, 0xFFFF)) | (steps == 0)
-                       | (gsh == 0) | (gsh > a.acc_bits - 2))
+                bad_lstm = (hid < 4) | (hid > a.max_hidden) | (hid[:2] != 0)
                 if log_g > 2:
-                    bad = bad | (hid[:log_g] != 0)
+                    bad_lstm = bad_lstm | (hid[:log_g] != 0)
+                bad_linear = (hid == 0) | (hid > max(1, a.max_hidden // 4))
+                if log_g > 0:
+                    bad_linear = bad_linear | (hid[:log_g] != 0)
+                bad = ((isz == 0) | (isz > a.max_input) | (cols > a.max_cols) | (ents == 0)
+                       | (ents > min(a.weight_depth, 0xFFFF)) | (steps == 0)
+                       | (gsh == 0) | (gsh > a.acc_bits - 2) | (fld["kind"] > KIND_LINEAR)
+                       | Mux(linear, bad_linear, bad_lstm))
                 with m.If(bus_err):
                     fail(ErrorCode.BUS_ERROR)
                 with m.Elif(bad):
@@ -568,11 +584,12 @@ class LstmCore(wiring.Component):
                 m.d.comb += [csr.busy.eq(1), ew_phase.eq(1)]
                 m.d.comb += [dma.wr_cmd.valid.eq(1), dma.wr_cmd.payload.addr.eq(h_ptr),
                              dma.wr_cmd.payload.rows.eq(1),
-                             dma.wr_cmd.payload.row_bytes.eq(hid << 1),
+                             dma.wr_cmd.payload.row_bytes.eq(Mux(linear, hid << 3, hid << 1)),
                              dma.wr_cmd.payload.stride.eq(0)]
                 with m.If(dma.wr_cmd.ready):
                     m.d.comb += pk_start.eq(1)
-                    m.d.sync += [h_ptr.eq(h_ptr + (hid << 1)), t.eq(t + 1), xsel.eq(~xsel),
+                    m.d.sync += [h_ptr.eq(h_ptr + Mux(linear, hid << 3, hid << 1)), t.eq(t + 1),
+                                 xsel.eq(~xsel),
                                  steps_done.eq(steps_done + 1)]
                     with m.If(t + 1 == steps):
                         m.next = "LAYER_END"

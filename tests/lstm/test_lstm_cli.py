@@ -73,3 +73,17 @@ def test_simulate_rtl(model_path, tmp_path, capsys):
                  "--density", "0.1", "-q"]) == 0
     assert main(["simulate", str(out), "--rtl"]) == 0
     assert "RTL == golden: True" in capsys.readouterr().out
+
+
+def test_compile_and_simulate_with_linear_layers(tmp_path, capsys):
+    """Linear -> LSTM -> Linear from the command line (arch sized to the model)."""
+    path = tmp_path / "lstm_fc.onnx"
+    onnx.save(lstm_model(16, 32, 6, 1, seed=4, linear_in=24, linear_out=10), path)
+    out = tmp_path / "out"
+    assert main(["compile", str(path), "-o", str(out), "-q"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert [lay["engine"] for lay in rep["layers"]] == ["linear", "lstm", "linear"]
+    assert main(["simulate", str(out), "-o", str(tmp_path / "y.npz")]) == 0
+    snr = float(capsys.readouterr().out.split("float: ")[1].split(" dB")[0])
+    assert snr > 35
+    assert np.load(tmp_path / "y.npz")["h"].shape == (6, 16)

@@ -204,3 +204,84 @@ def test_image_decodes_to_the_compiled_layers():
     with pytest.raises(errors.ProgramFormatError):
         layers_from_image(c.image, LstmArch(n_pe=4, weight_depth=1024, max_cols=64,
                                             max_hidden=32, max_input=32))
+
+
+@pytest.mark.parametrize("kw", [{"linear_in": 12, "linear_out": 10}, {"linear_in": 20},
+                                {"linear_out": 6, "gemm": True, "output": "last"},
+                                {"linear_out": 40, "layers": 2}])
+def test_linear_layers_golden_matches_onnxruntime(kw):
+    """Linear layers (MatMul + Add, Gemm) before and after the LSTMs, dense: the integer
+    golden of the whole chain against onnxruntime in float."""
+    steps = 10
+    kw = dict(kw)
+    layers = kw.pop("layers", 1)
+    model = lstm_model(16, 32, steps, layers, seed=7, **kw)
+    arch = LstmArch(n_pe=8, weight_depth=1024, max_cols=64, max_hidden=64, max_input=32)
+    c = compile_lstm(model, arch)
+    kinds = [q.kind for q in c.quant]
+    assert kinds.count("linear") == bool(kw.get("linear_in")) + bool(kw.get("linear_out"))
+    x = np.random.default_rng(4).standard_normal((steps, 16))
+    y = c.golden(quantize_input(x, c.x_frac))[-1]
+    size, frac = c.report["output_size"], c.report["output_frac"]
+    ref = _ort(model, x).reshape(-1, size)
+    got = (y[-1:] if kw.get("output") == "last" else y)[:, :size] / 2.0 ** frac
+    assert snr_db(ref, got) > 35
+    # a linear layer's padded outputs are zero; the next layer's padded inputs unused
+    for q, out in zip(c.quant, c.golden(quantize_input(x, c.x_frac))):
+        if q.kind == "linear":
+            assert not out[:, q.out_size:].any()
+
+
+def test_linear_layer_is_the_integer_formula():
+    from sim.lstm import linear_layer
+
+    rng = np.random.default_rng(1)
+    w = rng.integers(-2047, 2048, (8, 5))
+    b = rng.integers(-(1 << 20), 1 << 20, 8)
+    x = rng.integers(-32768, 32768, (3, 5))
+    y = linear_layer(x, w, b, 9)
+    for t, i in itertools.product(range(3), range(8)):
+        acc = int(sum(int(w[i, j]) * int(x[t, j]) for j in range(5)) + int(b[i]))
+        assert y[t, i] == max(-32768, min(32767, (acc + 256) >> 9))
+
+
+def test_linear_import_errors():
+    from onnx import numpy_helper
+
+    m = lstm_model(16, 32, 4, 1, linear_out=10)
+    relu = helper.make_node("Relu", ["fc_out_mm"], ["r"], name="act")
+    m.graph.node.append(relu)
+    with pytest.raises(errors.UnsupportedModelError, match="'act' .*not supported"):
+        import_lstm(m)
+    m = lstm_model(16, 32, 4, 1, linear_in=12)
+    w = next(i for i in m.graph.initializer if i.name == "fc_in_W")
+    m.graph.initializer.remove(w)
+    m.graph.input.append(helper.make_tensor_value_info("fc_in_W", onnx.TensorProto.FLOAT,
+                                                       [16, 12]))
+    with pytest.raises(errors.UnsupportedModelError) as e:
+        import_lstm(m)
+    assert "2-D initializer" in str(e.value) and "runtime inputs" in str(e.value)
+    # a Linear layer whose output size does not match the LSTM's input
+    m = lstm_model(16, 32, 4, 1, linear_in=12)
+    w = next(i for i in m.graph.initializer if i.name == "fc_in_W")
+    w.CopyFrom(numpy_helper.from_array(np.zeros((16, 8), np.float32), "fc_in_W"))
+    with pytest.raises(errors.UnsupportedModelError, match="input size 12 differs"):
+        import_lstm(m)
+
+
+def test_linear_image_decodes_and_reports(tmp_path):
+    from compiler.lstm.cli import layers_from_image
+
+    c = compile_lstm(lstm_model(16, 32, 4, 1, seed=2, linear_in=12, linear_out=10), ARCH,
+                     density=0.3)
+    for got, want in zip(layers_from_image(c.image, ARCH), c.golden_layers()):
+        assert got["kind"] == want["kind"]
+        for key in ("wx", "wh", "bias"):
+            assert (got[key] == want[key]).all()
+    rep = c.report
+    lin = rep["layers"][0]
+    assert lin["engine"] == "linear" and lin["outputs"] == 12 and lin["hidden"] == 4
+    assert lin["cycles_per_step"] == lin["mv_cycles_per_step"] + lin["ew_cycles_per_step"]
+    assert rep["output_size"] == 10 and len(rep["layers"]) == 3
+    out = write_outputs(c, tmp_path / "out")
+    assert "linear 16 -> 12 (padded to 16)" in (out / "report.txt").read_text()

@@ -26,9 +26,9 @@ ARCH = LstmArch(n_pe=8, weight_depth=1024, max_cols=64, max_hidden=32, max_input
 MID = LstmArch(n_pe=8, weight_depth=16384, max_cols=256, max_hidden=128, max_input=64)
 
 
-def _case(arch, inp, hidden, steps, layers, density, *, balanced=True, seed=1):
-    c = compile_lstm(lstm_model(inp, hidden, steps, layers, seed=seed), arch, density=density,
-                     balanced=balanced)
+def _case(arch, inp, hidden, steps, layers, density, *, balanced=True, seed=1, **kw):
+    c = compile_lstm(lstm_model(inp, hidden, steps, layers, seed=seed, **kw), arch,
+                     density=density, balanced=balanced)
     xq = quantize_input(np.random.default_rng(seed + 10).standard_normal((steps, inp)),
                         c.x_frac)
     return c, xq
@@ -67,6 +67,19 @@ def test_rtl_cycles_equal_model(density, balanced):
     _check_cycles(c, run)
 
 
+def test_rtl_linear_layers_before_and_after():
+    """Linear -> LSTM -> Linear (MatMul + Add) on the one engine: RTL == golden, cycles ==
+    model; a linear layer's outputs (12 and 10, padded to 16) are the next layer's input."""
+    c, xq = _case(ARCH, 16, 32, 4, 1, 0.5, seed=5, linear_in=12, linear_out=10)
+    assert [q.kind for q in c.quant] == ["linear", "lstm", "linear"]
+    assert [lay["engine"] for lay in c.report["layers"]] == ["linear", "lstm", "linear"]
+    run = run_lstm_rtl(ARCH, c.image_with_input(xq), pause=0.2, seed=3)
+    _check(c, xq, run)
+    _check_cycles(c, run)
+    out = c.outputs_from_image(run.image)[-1]
+    assert out.shape == (4, 16) and not out[:, 10:].any() and out[:, :10].any()
+
+
 @pytest.mark.slow
 def test_rtl_hidden128_16_steps():
     """Hidden 128, input 64, 16 steps, 10 % density (the other densities and hidden 256:
@@ -97,6 +110,9 @@ def test_rtl_errors_then_recovery(tmp_path):
     desc1 = bytearray(image[2 * DESC_BYTES:3 * DESC_BYTES])
     desc1[4:8] = struct.pack("<I", 2 * ARCH.max_hidden)  # layer 1: hidden too large
     add("range", header + bytes(image[DESC_BYTES:2 * DESC_BYTES]) + bytes(desc1))
+    desc0 = bytearray(image[DESC_BYTES:2 * DESC_BYTES])
+    desc0[40:44] = struct.pack("<I", 7)   # layer 0: unknown kind
+    add("kind", header + bytes(desc0))
     (tmp_path / "image.bin").write_bytes(bytes(image))
     gold = [g.astype("<i2").tobytes().hex() for g in c.golden(xq)]
     args = {"image": str(tmp_path / "image.bin"), "bad": bad, "gold": gold,
@@ -108,6 +124,7 @@ def test_rtl_errors_then_recovery(tmp_path):
     assert got["magic"] == [ErrorCode.BAD_MAGIC.value, 0]
     assert got["arch"] == [ErrorCode.ARCH_MISMATCH.value, 0]
     assert got["range"] == [ErrorCode.BUFFER_RANGE.value, 1]
+    assert got["kind"] == [ErrorCode.BUFFER_RANGE.value, 0]
     assert got["bus"] == [ErrorCode.BUS_ERROR.value, 0]
     assert got["good"] == [0, 0]
     assert got["outputs_equal"]
