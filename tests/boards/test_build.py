@@ -77,3 +77,33 @@ def test_nextpnr_report_summary():
     assert set(parsed["utilization"]) == {"TRELLIS_COMB", "DP16KD", "EHXPLLL"}
     assert parsed["utilization"]["DP16KD"] == {"used": 40, "available": 208}
     assert parsed["fmax"]["$glbnet$clk"]["achieved"] == 61.5
+
+
+def test_flow_keeps_a_bitstream_when_timing_fails_and_names_the_critical_path():
+    from boards.build.ecp5 import NEXTPNR_OPTS, critical_path
+
+    assert "--timing-allow-fail" in NEXTPNR_OPTS and "--report report.json" in NEXTPNR_OPTS
+
+    def seg(kind, delay, a, b, net=None, src=None):
+        step = {"type": kind, "delay": delay, "from": {"cell": a, "port": "Q", "loc": [1, 1]},
+                "to": {"cell": b, "port": "A", "loc": [2, 2]}}
+        if net:
+            step.update(net=net, sources=[src] if src else [])
+        return step
+
+    report = {"critical_paths": [
+        {"from": "posedge clk", "to": "posedge clk",
+         "path": [seg("clk-to-q", 0.5, "ff0", "ff0"), seg("routing", 1.0, "ff0", "lut1", "n1"),
+                  seg("setup", 0.1, "lut1", "ff1")]},
+        {"from": "posedge clk", "to": "posedge clk",
+         "path": [seg("clk-to-q", 0.5, "fa", "fa"),
+                  seg("routing", 3.0, "fa", "mul", "n_a", "hw/seml/decode.py:10"),
+                  seg("logic", 4.0, "mul", "mul"),
+                  seg("routing", 6.0, "mul", "fb", "n_b", "hw/seml/decode.py:12"),
+                  seg("setup", 0.2, "fb", "fb")]}]}
+    worst = critical_path(report)
+    assert worst["delay_ns"] == 13.7 and worst["logic_ns"] == 4.0
+    assert worst["start_cell"] == "fa" and worst["end_cell"] == "fb"
+    assert worst["slowest_nets"] == ["n_b", "n_a"]
+    assert worst["sources"] == ["hw/seml/decode.py:10", "hw/seml/decode.py:12"]
+    assert critical_path({}) is None
