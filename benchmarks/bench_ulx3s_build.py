@@ -34,6 +34,12 @@ def main():
         print(f"  {cell:16s} {use['used']:>7,} / {use['available']:>7,}")
     for clock, f in summary["fmax"].items():
         print(f"  Fmax {clock}: {f['achieved']:.1f} MHz (target {f['constraint']:.1f} MHz)")
+    path = summary.get("critical_path")
+    if path:
+        print(f"  critical path {path['delay_ns']} ns ({path['logic_ns']} ns logic, "
+              f"{path['steps']} segments) from {path['start_cell']} to {path['end_cell']}")
+        for src in path["sources"]:
+            print(f"    {src}")
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     (results / "ulx3s_build.json").write_text(json.dumps(summary, indent=2) + "\n")
