@@ -3,7 +3,8 @@
 Memories are counted from what the stages instantiate -- ROM, line-buffer and FIFO
 words -- and mapped onto Xilinx BRAM36 shapes (a memory under :data:`LUTRAM_BITS` bits
 or at most :data:`LUTRAM_DEPTH` deep is assumed to become distributed RAM); DSPs are
-the stages' multipliers (:func:`compiler.sesl.plan.stage_dsp`). Logic (LUT, FF) is a
+the stages' multipliers (:func:`compiler.sesl.plan.stage_dsp`) plus the join stages'
+constant multipliers, which Yosys maps to DSP slices too (:func:`join_dsp`). Logic (LUT, FF) is a
 linear model per stage (:func:`stage_logic`) whose coefficients
 (:data:`LOGIC_COEFFS`) are fitted to Yosys ``synth_xilinx`` figures of synthesized
 pipelines, stage by stage (``benchmarks/bench_sesl_synth.py --fit``, which also states
@@ -16,11 +17,13 @@ from __future__ import annotations
 import math
 
 from hw.sesl.config import PipelineConfig, StageConfig
+from hw.sesl.stage import JoinStage
 
 from .plan import stage_dsp
 
 __all__ = ["BRAM36_SHAPES", "LOGIC_COEFFS", "LOGIC_FEATURES", "LUTRAM_BITS", "bram36",
-           "estimate_sesl_resources", "logic_features", "stage_logic", "stage_memories"]
+           "estimate_sesl_resources", "join_dsp", "logic_features", "stage_logic",
+           "stage_memories"]
 
 #: (depth, width) configurations of one BRAM36 in simple dual-port mode.
 BRAM36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36),
@@ -92,6 +95,17 @@ def logic_features(st: StageConfig, cfg: PipelineConfig) -> list:
     return [0, 0, 0, 0, st.out_channels * a, 0, 1, st.pe * len(st.inputs), lut_words]
 
 
+def join_dsp(st: StageConfig) -> int:
+    """DSP slices of a join stage's constant multipliers as Yosys maps them: one per
+    lane, input and chunk (each chunk's products are separate multipliers) whose
+    constant is not a power of two. :func:`compiler.sesl.plan.stage_dsp`, which the
+    folding budgets with, does not count them."""
+    if st.is_window:
+        return 0
+    return sum(n for _, n, srcs, _ in JoinStage(st).chunk_table()
+               for *_, mult in srcs if mult & (mult - 1))
+
+
 def stage_logic(st: StageConfig, cfg: PipelineConfig) -> dict:
     """``{"lut", "ff"}`` of a stage: :data:`LOGIC_COEFFS` times :func:`logic_features`."""
     x = logic_features(st, cfg)
@@ -107,7 +121,7 @@ def estimate_sesl_resources(cfg: PipelineConfig) -> dict:
         mems = stage_memories(st, cfg)
         blocks = sum(bram36(d, w) for d, w in mems.values())
         logic = stage_logic(st, cfg)
-        dsp = stage_dsp(st)
+        dsp = stage_dsp(st) + join_dsp(st)
         stages[st.name] = {"lut": logic["lut"], "ff": logic["ff"], "dsp": dsp,
                            "bram36": blocks,
                            "memories": {k: {"depth": d, "width": w, "bits": d * w,
