@@ -3,8 +3,8 @@
 Memories are counted from what the stages instantiate -- ROM, line-buffer and FIFO
 words -- and mapped onto Xilinx BRAM36 shapes (a memory under :data:`LUTRAM_BITS` bits
 or at most :data:`LUTRAM_DEPTH` deep is assumed to become distributed RAM); DSPs are
-the stages' multipliers (:func:`compiler.sesl.plan.stage_dsp`) plus the join stages'
-constant multipliers, which Yosys maps to DSP slices too (:func:`join_dsp`). Logic (LUT, FF) is a
+the stages' multipliers (:func:`compiler.sesl.plan.stage_dsp`, the join stages' ones
+included: :func:`join_dsp`). Logic (LUT, FF) is a
 linear model per stage (:func:`stage_logic`) whose coefficients
 (:data:`LOGIC_COEFFS`) are fitted to Yosys ``synth_xilinx`` figures of synthesized
 pipelines, stage by stage (``benchmarks/bench_sesl_synth.py --fit``, which also states
@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 
 from hw.sesl.config import PipelineConfig, StageConfig
-from hw.sesl.stage import JoinStage
 
-from .plan import stage_dsp
+from .plan import join_dsp, stage_dsp
 
 __all__ = ["BRAM36_SHAPES", "LOGIC_COEFFS", "LOGIC_FEATURES", "LUTRAM_BITS", "bram36",
            "estimate_sesl_resources", "join_dsp", "logic_features", "stage_logic",
@@ -66,44 +65,35 @@ def stage_memories(st: StageConfig, cfg: PipelineConfig) -> dict:
 
 
 #: Names of :func:`logic_features`, in order.
-LOGIC_FEATURES = ("window", "scaling_lanes", "mac_units", "select_bits", "output_bits",
-                  "register_input_bits", "join", "join_lanes", "lutram_words")
+LOGIC_FEATURES = ("window", "scaling_lanes", "mac_units", "datapath_bits", "join_lanes",
+                  "lutram_words")
 #: Per-feature LUT and FF coefficients of :func:`stage_logic` (see :data:`LOGIC_MODEL`).
 LOGIC_COEFFS = {
-    "lut": (250.0, 80.0, 32.0, 0.5, 0.0, 0.0, 150.0, 72.0, 1.0),
-    "ff": (250.0, 80.0, 48.0, 0.0, 2.0, 1.0, 100.0, 0.0, 0.0),
+    "lut": (357.7, 0.0, 0.0, 0.58, 15.88, 7.34),
+    "ff": (117.89, 0.0, 14.15, 0.99, 21.75, 3.87),
 }
 #: Where :data:`LOGIC_COEFFS` come from.
-LOGIC_MODEL = "structural guess, not calibrated"
+LOGIC_MODEL = ("logic fitted to Yosys synth_xilinx per stage on 4 small pipelines, 10 "
+               "stages; leave-one-pipeline-out error LUT -33..+36 %, FF -21..+8 %")
 
 
 def logic_features(st: StageConfig, cfg: PipelineConfig) -> list:
     """The quantities a stage's logic grows with (:data:`LOGIC_FEATURES`): a window
-    stage's fixed control, its scaling lanes (``pe``: bias, multiply, round, clamp), its
-    MAC units (products and adder tree), the bits its lane select chooses from, its
-    output assembly bits, the one-pixel input registers of an unbuffered (FIRB) stage;
-    a join stage's fixed part and its lanes; the 64-bit LUT RAM words of memories too
-    small for block RAM."""
+    stage's fixed control (1), its scaling lanes (``pe``: bias, multiply, round,
+    clamp), its MAC units (products and adder tree), its datapath bits (the bits its
+    lane select chooses from, its output assembly, the one-pixel input registers of an
+    unbuffered FIRB stage); a join stage's lanes (``pe`` per input); the 64-bit LUT RAM
+    words of memories too small for block RAM (skip FIFOs are not part of a stage)."""
     a = cfg.act_bits
     lut_words = sum(math.ceil(d * w / 64) for k, (d, w) in stage_memories(st, cfg).items()
                     if _in_luts(d, w) and not k.startswith("fifo:"))
     if st.is_window:
         lanes_in = st.simd if st.op == "conv" else st.pe
         n_sel = st.chunks if st.op == "conv" else st.groups
-        return [1, st.pe, st.mac_units, lanes_in * a * n_sel, st.out_channels * a,
-                0 if st.buffered else 2 * st.in_channels * a, 0, 0, lut_words]
-    return [0, 0, 0, 0, st.out_channels * a, 0, 1, st.pe * len(st.inputs), lut_words]
-
-
-def join_dsp(st: StageConfig) -> int:
-    """DSP slices of a join stage's constant multipliers as Yosys maps them: one per
-    lane, input and chunk (each chunk's products are separate multipliers) whose
-    constant is not a power of two. :func:`compiler.sesl.plan.stage_dsp`, which the
-    folding budgets with, does not count them."""
-    if st.is_window:
-        return 0
-    return sum(n for _, n, srcs, _ in JoinStage(st).chunk_table()
-               for *_, mult in srcs if mult & (mult - 1))
+        bits = lanes_in * a * n_sel + st.out_channels * a \
+            + (0 if st.buffered else 2 * st.in_channels * a)
+        return [1, st.pe, st.mac_units, bits, 0, lut_words]
+    return [0, 0, 0, 0, st.pe * len(st.inputs), lut_words]
 
 
 def stage_logic(st: StageConfig, cfg: PipelineConfig) -> dict:
@@ -121,7 +111,7 @@ def estimate_sesl_resources(cfg: PipelineConfig) -> dict:
         mems = stage_memories(st, cfg)
         blocks = sum(bram36(d, w) for d, w in mems.values())
         logic = stage_logic(st, cfg)
-        dsp = stage_dsp(st) + join_dsp(st)
+        dsp = stage_dsp(st)
         stages[st.name] = {"lut": logic["lut"], "ff": logic["ff"], "dsp": dsp,
                            "bram36": blocks,
                            "memories": {k: {"depth": d, "width": w, "bits": d * w,

@@ -456,8 +456,10 @@ class JoinStage(wiring.Component):
     :attr:`StageConfig.cycles_per_pixel` cycles (one chunk of ``pe`` channels each).
     Multipliers and shifts are constants of the stage.
 
-    Latency: :data:`hw.sesl.config.JOIN_LATENCY`. Resources: ``pe`` (concat) or
-    ``2 * pe`` (add) constant multipliers.
+    Latency: :data:`hw.sesl.config.JOIN_LATENCY`. Resources: ``pe`` multipliers per
+    input (add) or ``pe`` (concat), shared by all chunks (the chunk's lanes are selected
+    before the multiply); a multiplier is by a constant when it is the same for every
+    chunk (add always).
 
     Members
     -------
@@ -526,22 +528,36 @@ class JoinStage(wiring.Component):
         with m.If(issue):
             m.d.sync += chunk.eq(Mux(chunk == len(table) - 1, 0, chunk + 1))
 
-        wide = a + max(max(mult for _, _, srcs, _ in table for *_, mult in srcs), 1
-                       ).bit_length() + 2
+        # The lanes of each chunk are selected first, then multiplied: ``pe`` multipliers
+        # per input slot (by a constant when every chunk of the slot has the same one).
+        mults = [mult for _, _, srcs, _ in table for *_, mult in srcs]
+        mbits = max(max(mults), 1).bit_length()
+        wide = a + mbits + 2
+        slots = max(len(srcs) for _, _, srcs, _ in table)
+        xs = [[Signal(signed(a), name=f"x{t}_{j}") for j in range(pe)] for t in range(slots)]
+        factors = []
+        for t in range(slots):
+            values = {srcs[t][2] for _, _, srcs, _ in table if t < len(srcs)}
+            factors.append(Const(values.pop(), unsigned(mbits)) if len(values) == 1
+                           else Signal(unsigned(mbits), name=f"mult{t}"))
+        with m.Switch(chunk):
+            for k, (_, n, srcs, _) in enumerate(table):
+                with m.Case(k):
+                    for t, (src, off, mult) in enumerate(srcs):
+                        m.d.comb += [xs[t][j].eq(_lane(held[src], off + j, a))
+                                     for j in range(n)]
+                        if isinstance(factors[t], Signal):
+                            m.d.comb += factors[t].eq(mult)
         s1_valid = Signal()
         s1_chunk = Signal.like(chunk)
         s1_vals = [Signal(signed(wide), name=f"v{j}") for j in range(pe)]
         with m.If(en):
             m.d.sync += [s1_valid.eq(issue), s1_chunk.eq(chunk)]
-            with m.Switch(chunk):
-                for k, (_, n, srcs, _) in enumerate(table):
-                    with m.Case(k):
-                        for j in range(n):
-                            total = 0
-                            for src, off, mult in srcs:
-                                total = total + _lane(held[src], off + j, a) * Const(
-                                    mult, unsigned(max(mult.bit_length(), 1)))
-                            m.d.sync += s1_vals[j].eq(total)
+            for j in range(pe):
+                total = 0
+                for t in range(slots):
+                    total = total + xs[t][j] * factors[t]
+                m.d.sync += s1_vals[j].eq(total)
 
         assembly = Signal(unsigned(cfg.out_channels * a))
         merged = Signal(unsigned(cfg.out_channels * a))
