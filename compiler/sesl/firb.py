@@ -2,20 +2,31 @@
 
 An inverted residual bottleneck is a pointwise expand -> depthwise -> pointwise
 project chain (the expand is absent when the expansion factor is 1), optionally
-followed by the residual add. Pipelined layer by layer, every stage of the chain has
-its own input buffer: the expand's line buffer over the bottleneck input, the
-depthwise line buffer over the expanded channels, and the project's line buffer over
-the depthwise output (each :attr:`hw.sesl.config.StageConfig.line_rows` rows). Fused
-(FIRB, seed 003 Paper II), the expand consumes the incoming pixel directly, the
-project consumes the depthwise results while they are in registers, and only the
-depthwise line buffer remains. The skip FIFO is the same either way and is counted in
-both totals.
+followed by the residual add, whose other input (the skip) comes through a FIFO.
 
-The paper's own baseline is different hardware: layer-by-layer pipelining with a
-double-buffered tile of rows between consecutive layers (two tiles of the rows the
-consumer's window spans: ``KH`` rows before a depthwise, one row before a pointwise),
-four buffers per bottleneck (input, expanded, depthwise output, projected output).
-:func:`buffer_comparison` reports the fused design against both baselines.
+Layer by layer (``--firb`` off), every stage of the chain is a
+:class:`hw.sesl.stage.WindowStage` with its own input line buffer of
+:attr:`~hw.sesl.config.StageConfig.line_rows` whole rows, freed row by row: a
+double-buffered row tile (two rows before each pointwise layer, ``KH + SH`` rows before
+the depthwise). With the skip FIFO that makes four buffers per bottleneck.
+
+Fused (FIRB, seed 003 Paper II, ``--firb``), :class:`hw.engines.firb.FirbStage`
+pipelines the chain pixel by pixel: the expand takes each incoming pixel from a
+one-pixel register and writes its result straight into the depthwise line buffer, the
+project takes each depthwise result from a one-pixel register, so the expand's and the
+project's line buffers are gone; the depthwise line buffer is a ring freed pixel by
+pixel (:attr:`~hw.sesl.config.StageConfig.ring_words`: about ``(KH + SH - 2)`` rows plus
+``KW`` pixels instead of ``KH + SH`` rows). The skip FIFO is sized by the compiler from
+the stages' timing (:func:`compiler.sesl.plan.fifo_depths`) and has the same depth both
+ways.
+
+:func:`buffer_comparison` counts exactly what the two builds instantiate (line buffer
+RAM words x channels x ``act_bits``; FIFO storage = depth x width: its RAM and its
+one-beat output register); a test compares the count with the memories in the
+elaborated Verilog. It also gives, as a reference that is not built, the paper's own
+baseline: a double-buffered tile of rows between consecutive layers (two tiles of the
+rows the consumer's window spans: ``KH`` rows before a depthwise, one row before a
+pointwise, and the project's output), four buffers per bottleneck.
 """
 
 from __future__ import annotations
@@ -24,7 +35,8 @@ from dataclasses import replace
 
 from hw.sesl.config import PipelineConfig, StageConfig
 
-__all__ = ["bottlenecks", "buffer_comparison", "fuse_bottlenecks", "shape_stages"]
+__all__ = ["bottlenecks", "buffer_comparison", "fifo_bits", "fuse_bottlenecks", "shape_stages",
+           "unfuse"]
 
 
 def _is_pointwise(st: StageConfig) -> bool:
@@ -59,13 +71,21 @@ def bottlenecks(stages) -> list[dict]:
 
 
 def _bits(st: StageConfig | None, act_bits: int) -> int:
-    """Line-buffer bits of ``st`` built layer by layer (buffered)."""
-    return 0 if st is None else replace(st, buffered=True).line_buffer_bits * act_bits
+    """Line-buffer bits of ``st`` as built."""
+    return 0 if st is None else st.line_buffer_bits * act_bits
+
+
+def unfuse(stages) -> list:
+    """The stages built layer by layer: every stage with its own row line buffer."""
+    return [replace(st, firb="", buffered=True, ring=False) if st.is_window else st
+            for st in stages]
 
 
 def fuse_bottlenecks(stages) -> list:
     """The stages with every inverted residual bottleneck fused into a FIRB: its expand
-    and project lose their line buffers (``buffered=False``) and the chain is tagged."""
+    and project lose their line buffers (``buffered=False``), its depthwise line buffer
+    becomes a ring (when the window is at least two rows tall) and the chain is
+    tagged."""
     stages = list(stages)
     index = {st.name: k for k, st in enumerate(stages)}
     for b in bottlenecks(stages):
@@ -73,28 +93,53 @@ def fuse_bottlenecks(stages) -> list:
         for key in ("expand", "depthwise", "project"):
             st = b[key]
             if st is not None:
-                stages[index[st.name]] = replace(st, firb=tag,
-                                                 buffered=(key == "depthwise"))
+                dw = key == "depthwise"
+                stages[index[st.name]] = replace(st, firb=tag, buffered=dw,
+                                                 ring=dw and st.kernel[0] >= 2)
     return stages
 
 
-def buffer_comparison(cfg: PipelineConfig) -> dict:
-    """Buffer bits with FIRB fusion vs layer-by-layer, per bottleneck and in total.
+def fifo_bits(cfg: PipelineConfig) -> dict:
+    """``{(tensor, stage): bits}`` of every FIFO (depth x width)."""
+    out = {}
+    for t, stage, d in cfg.fifos:
+        st = cfg.stage(stage)
+        channels = next(s[0] for t2, s in zip(st.inputs, st.in_shapes) if t2 == t)
+        out[(t, stage)] = d * channels * cfg.act_bits
+    return out
 
-    Returns ``{"bottlenecks": [...], "fused_bits", "layer_by_layer_bits", "ratio",
-    "model_fused_bits", "model_layer_by_layer_bits", "model_ratio"}``; the model totals
-    add every other stage's line buffer and every FIFO.
+
+def buffer_comparison(cfg: PipelineConfig) -> dict:
+    """Buffer bits of ``cfg``'s model built with FIRB fusion and layer by layer, per
+    bottleneck and for the whole pipeline (see the module docstring). ``cfg`` may be
+    either build; the result is the same.
+
+    Returns ``{"bottlenecks": [{"depthwise", "expand", "project", "residual",
+    "layer_by_layer": {"expand_in", "depthwise_in", "project_in", "skip_fifo"},
+    "fused": {...}, "layer_by_layer_bits", "fused_bits", "ratio",
+    "double_buffered_bits"}...], "layer_by_layer_bits", "fused_bits", "ratio",
+    "double_buffered_bits", "ratio_vs_double_buffered", "model_layer_by_layer_bits",
+    "model_fused_bits", "model_ratio"}``; the model totals add every other stage's line
+    buffer and every FIFO.
     """
     a = cfg.act_bits
+    plain = unfuse(cfg.stages)
+    fused = {st.name: st for st in fuse_bottlenecks(plain)}
+    fifos = fifo_bits(cfg)
     rows = []
-    fused_names = set()
-    for b in bottlenecks(cfg.stages):
-        lbl = sum(_bits(b[k], a) for k in ("expand", "depthwise", "project"))
-        fused = _bits(b["depthwise"], a)
-        fifo = 0
+    for b in bottlenecks(plain):
+        skip = 0
         if b["add"] is not None:
-            for t, shape in zip(b["add"].inputs, b["add"].in_shapes):
-                fifo += cfg.fifo_depth(t, b["add"].name) * shape[0] * a
+            skip = sum(fifos.get((t, b["add"].name), 0) for t in b["add"].inputs)
+        parts = {}
+        for build, pick in (("layer_by_layer", lambda st: st),
+                            ("fused", lambda st: fused[st.name])):
+            parts[build] = {
+                "expand_in": _bits(pick(b["expand"]) if b["expand"] else None, a),
+                "depthwise_in": _bits(pick(b["depthwise"]), a),
+                "project_in": _bits(pick(b["project"]), a),
+                "skip_fifo": skip}
+        lbl, fus = sum(parts["layer_by_layer"].values()), sum(parts["fused"].values())
         dw, pj = b["depthwise"], b["project"]
         _, _, w_in = dw.in_shapes[0]
         cexp = dw.in_channels
@@ -102,26 +147,20 @@ def buffer_comparison(cfg: PipelineConfig) -> dict:
             + 2 * pj.out_shape[2] * pj.out_channels * a
         if b["expand"] is not None:
             paper += 2 * b["expand"].in_shapes[0][2] * b["expand"].in_channels * a
-        rows.append({"depthwise": b["depthwise"].name,
-                     "double_buffered_bits": paper + fifo,
+        rows.append({"depthwise": dw.name,
                      "expand": b["expand"].name if b["expand"] else None,
-                     "project": b["project"].name,
-                     "residual": b["add"] is not None,
-                     "layer_by_layer_bits": lbl + fifo, "fused_bits": fused + fifo,
-                     "ratio": (fused + fifo) / (lbl + fifo) if lbl + fifo else 1.0})
-        fused_names.update(b[k].name for k in ("expand", "depthwise", "project") if b[k])
+                     "project": pj.name, "residual": b["add"] is not None,
+                     "stride": dw.stride[0], "expanded_channels": cexp,
+                     "width": w_in, **parts,
+                     "layer_by_layer_bits": lbl, "fused_bits": fus,
+                     "ratio": fus / lbl if lbl else 1.0,
+                     "double_buffered_bits": paper + skip})
     lbl_total = sum(r["layer_by_layer_bits"] for r in rows)
     fused_total = sum(r["fused_bits"] for r in rows)
-    other = sum(_bits(st, a) for st in cfg.stages if st.name not in fused_names)
-    fifo_all = sum(d * next(s[0] for t2, s in zip(cfg.stage(stage).inputs,
-                                                   cfg.stage(stage).in_shapes) if t2 == t) * a
-                   for t, stage, d in cfg.fifos)
-    fifo_in_rows = sum(r["layer_by_layer_bits"] for r in rows) - sum(
-        _bits(cfg.stage(r["depthwise"]), a) + _bits(cfg.stage(r["project"]), a)
-        + (_bits(cfg.stage(r["expand"]), a) if r["expand"] else 0) for r in rows)
-    model_lbl = lbl_total + other + fifo_all - fifo_in_rows
-    model_fused = fused_total + other + fifo_all - fifo_in_rows
     paper_total = sum(r["double_buffered_bits"] for r in rows)
+    fifo_all = sum(fifos.values())
+    model_lbl = sum(_bits(st, a) for st in plain) + fifo_all
+    model_fused = sum(_bits(st, a) for st in fused.values()) + fifo_all
     return {"bottlenecks": rows, "layer_by_layer_bits": lbl_total, "fused_bits": fused_total,
             "ratio": fused_total / lbl_total if lbl_total else 1.0,
             "double_buffered_bits": paper_total,

@@ -39,6 +39,7 @@ __all__ = [
     "Budget",
     "fifo_depths",
     "fold",
+    "join_dsp",
     "join_lags",
     "latency_model",
     "stage_dsp",
@@ -65,11 +66,27 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def stage_dsp(st: StageConfig) -> int:
-    """DSP estimate of a stage: its MAC multipliers and two per scaling lane (a
-    32 x 16 product takes two DSP48 slices); join stages multiply by constants in LUTs."""
-    if not st.is_window:
+def _pow2(v: int) -> bool:
+    return v > 0 and not v & (v - 1)
+
+
+def join_dsp(st: StageConfig) -> int:
+    """DSP slices of a join stage: ``pe`` multipliers per input of an add, ``pe`` for a
+    concat (its constant changes with the input), none where the multiplier is a
+    constant power of two (a shift). Yosys maps these products to DSP slices."""
+    if st.is_window:
         return 0
+    if st.op == "add":
+        return st.pe * sum(not _pow2(mult) for mult in st.input_m)
+    return st.pe * (len(set(st.input_m)) > 1 or not _pow2(st.input_m[0]))
+
+
+def stage_dsp(st: StageConfig) -> int:
+    """DSP estimate of a stage: a window stage's MAC multipliers and two per scaling
+    lane (a 32 x 16 product takes two DSP48 slices); a join stage's multipliers
+    (:func:`join_dsp`)."""
+    if not st.is_window:
+        return join_dsp(st)
     return st.mac_units + 2 * st.pe
 
 

@@ -1,10 +1,12 @@
 """FIRB: a fused inverted residual bottleneck stage (seed 003, Paper II).
 
-Pointwise expand -> depthwise -> pointwise project as one SESL stage. The depthwise
-line buffer over the expanded channels is the only buffer: the expand takes each
-incoming pixel from a one-pixel register, and the project takes each depthwise output
-pixel from a one-pixel register as soon as it is computed. The residual add (when the
-bottleneck has one) stays a join stage fed by the skip FIFO.
+Pointwise expand -> depthwise -> pointwise project as one SESL stage, pipelined pixel
+by pixel. The depthwise line buffer over the expanded channels is the only buffer, and
+it is a ring freed pixel by pixel (``StageConfig.ring``, set by
+:func:`compiler.sesl.firb.fuse_bottlenecks`): the expand takes each incoming pixel from
+a one-pixel register and writes its result straight into the ring, and the project
+takes each depthwise output pixel from a one-pixel register as soon as it is computed.
+The residual add (when the bottleneck has one) stays a join stage fed by the skip FIFO.
 """
 
 from __future__ import annotations

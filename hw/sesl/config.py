@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 __all__ = [
     "JOIN_LATENCY",
+    "RING_SLACK",
     "WINDOW_LATENCY",
     "PipelineConfig",
     "StageConfig",
@@ -44,6 +45,11 @@ __all__ = [
 WINDOW_LATENCY = 6
 #: Cycles from a join stage issuing its last chunk to the pixel being valid at its output.
 JOIN_LATENCY = 3
+
+#: Pixels a ring line buffer (:attr:`StageConfig.ring`) holds beyond the least that lets
+#: its producer write the next output pixel's window while the current one is read: the
+#: producer may run this far ahead, which hides its own pipeline latency.
+RING_SLACK = 2
 
 _WINDOW_OPS = ("conv", "depthwise", "max", "avg")
 _JOIN_OPS = ("add", "concat")
@@ -90,6 +96,11 @@ class StageConfig:
         one-pixel register instead of a line buffer (the expand and project of a FIRB).
     firb : str
         Name of the fused inverted residual bottleneck the stage belongs to, or ``""``.
+    ring : bool
+        ``True``: the line buffer is a ring of :attr:`ring_words` pixels, freed pixel by
+        pixel (fine-grained), instead of ``line_rows`` whole rows freed row by row (a
+        double-buffered row tile). Needs a window at least two rows tall. The depthwise
+        stage of a FIRB uses it.
     """
 
     name: str
@@ -114,6 +125,7 @@ class StageConfig:
     input_s: tuple = ()
     buffered: bool = True
     firb: str = ""
+    ring: bool = False
 
     def __post_init__(self):
         if self.op not in _WINDOW_OPS + _JOIN_OPS:
@@ -134,6 +146,9 @@ class StageConfig:
                                   or self.stride != (1, 1) or any(self.pads)):
             raise ValueError(f"stage {self.name!r}: only 1x1, stride-1, unpadded conv "
                              f"stages can be unbuffered")
+        if self.ring and (not self.is_window or not self.buffered or self.kernel[0] < 2):
+            raise ValueError(f"stage {self.name!r}: a ring line buffer needs a buffered "
+                             f"window stage with a kernel at least two rows tall")
         if self.op not in ("conv",) and self.simd != 1:
             raise ValueError(f"stage {self.name!r}: simd applies to conv stages only; "
                              f"it must be 1, not {self.simd!r}")
@@ -201,6 +216,45 @@ class StageConfig:
         return max(kh + sh, h + kh - (oh - 1) * sh)
 
     @property
+    def ring_words(self) -> int:
+        """Pixels of a ring line buffer. Output pixel ``q`` needs the input pixels from
+        ``oldest(q)`` (its window's top-left, padding included) to ``need(q)``; a pixel
+        is freed once the output reading it is done. The ring holds the largest
+        ``need(q + 1) - oldest(q) + 1`` over every step of the raster order (along a
+        row, to the next row, to the next frame), so that the producer can write the
+        next pixel's window while the current one is computed, plus
+        :data:`RING_SLACK` pixels; at least one row (the addressing wraps once)."""
+        _, h, w = self.in_shapes[0]
+        oh, ow = self.out_shape[1], self.out_shape[2]
+        sh, sw = self.stride
+        pt, pl = self.pads[0], self.pads[1]
+
+        def need(oy, ox):
+            r, c = self.need(oy, ox)
+            return r * w + c
+
+        def oldest(oy, ox):
+            return (oy * sh - pt) * w + ox * sw - pl
+
+        worst = need(0, 0) - oldest(0, 0)
+        for oy in range(oh):
+            if ow > 1:
+                worst = max(worst, need(oy, 1) - oldest(oy, 0))
+            if oy + 1 < oh:
+                worst = max(worst, need(oy + 1, 0) - oldest(oy, ow - 1))
+        worst = max(worst, h * w + need(0, 0) - oldest(oh - 1, ow - 1))
+        return max(worst + 1 + RING_SLACK, w)
+
+    @property
+    def line_words(self) -> int:
+        """Pixels (words of ``C`` lanes) of the stage's line buffer RAM; 0 without one."""
+        if not self.is_window or not self.buffered:
+            return 0
+        if self.ring:
+            return self.ring_words
+        return self.line_rows * self.in_shapes[0][2]
+
+    @property
     def mac_units(self) -> int:
         """Multipliers of the multiply-accumulate datapath."""
         if self.op == "conv":
@@ -221,10 +275,11 @@ class StageConfig:
 
     @property
     def line_buffer_bits(self) -> int:
+        """Line buffer size in activations (``line_words * C``); times ``act_bits``
+        for bits."""
         if not self.is_window:
             return 0
-        c, _, w = self.in_shapes[0]
-        return self.line_rows * w * c
+        return self.line_words * self.in_shapes[0][0]
 
     def need(self, oy: int, ox: int) -> tuple[int, int]:
         """The last input pixel ``(row, col)`` output pixel ``(oy, ox)`` reads."""

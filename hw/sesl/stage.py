@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from ..blocks.requant import clamp
+from ..blocks.requant import clamp, round_shift
 from .config import StageConfig, ceil_div
 
 __all__ = ["Fork", "JoinStage", "StreamFIFO", "WindowStage", "pixel_signature"]
@@ -28,14 +28,6 @@ def pixel_signature(channels: int, act_bits: int) -> stream.Signature:
 
 def _lane(word, index: int, bits: int):
     return word[index * bits:(index + 1) * bits].as_signed()
-
-
-def _round_shift(m, value, sm1, zero, width):
-    """``round_shift(value, s)`` with ``sm1 = s - 1`` (``zero`` when ``s == 0``):
-    ``floor((floor(value / 2**(s-1)) + 1) / 2)`` equals ``floor((value + 2**(s-1)) / 2**s)``."""
-    half = Signal(signed(width))
-    m.d.comb += half.eq(value >> sm1)
-    return Mux(zero, value, (half + 1) >> 1)
 
 
 class WindowStage(wiring.Component):
@@ -106,7 +98,7 @@ class WindowStage(wiring.Component):
 
     @property
     def _param_lane_bits(self):
-        return self.acc_bits + self.mult_bits + self.shift_bits + 1
+        return self.acc_bits + self.mult_bits + self.shift_bits
 
     def _param_words(self):
         cfg = self.cfg
@@ -128,7 +120,7 @@ class WindowStage(wiring.Component):
                     raise ValueError(f"stage {cfg.name!r}: shift {shift} of channel {oc} "
                                      f"needs more than shift_bits={sb}")
                 lane = (bias & ((1 << ab) - 1)) | (mult << ab)
-                lane |= (max(shift - 1, 0) << (ab + mb)) | ((shift == 0) << (ab + mb + sb))
+                lane |= shift << (ab + mb)
                 word |= lane << (j * self._param_lane_bits)
             words.append(word)
         return words
@@ -144,8 +136,9 @@ class WindowStage(wiring.Component):
         kh, kw = cfg.kernel
         sh, sw = cfg.stride
         pt, pl = cfg.pads[0], cfg.pads[1]
+        ring = cfg.ring
         rows = cfg.line_rows if cfg.buffered else 2
-        depth = rows * w
+        depth = cfg.line_words if ring else rows * w
         groups, chunks, pe, simd = cfg.groups, cfg.chunks, cfg.pe, cfg.simd
         conv = cfg.op == "conv"
         lanes_in = simd if conv else pe  # lanes read per cycle
@@ -174,10 +167,24 @@ class WindowStage(wiring.Component):
         row_done = Signal()
         held_full = Signal()
         release = Signal()
+        # Ring: ``pflat`` is the flat index (from the consumer's frame start) of the next
+        # pixel to write, ``o_flat`` the oldest pixel still needed; pixel ``pflat`` may
+        # overwrite pixel ``pflat - depth`` once that is older than ``o_flat``.
+        flat = signed(bits_for(2 * (h * w + depth + 2 * w * (kh + sh))) + 1)
+        pflat = Signal(flat)
+        o_row = Signal(flat, init=-pt * w)          # lo_row * w
+        o_flat = Signal(flat)
+        prod_addr = Signal(range(depth))
+        if ring:
+            ready = pflat < o_flat + depth
+        elif cfg.buffered:
+            ready = lead < lo_row + rows
+        else:
+            ready = ~held_full | release
         m.d.comb += [
-            self.i.ready.eq((lead < lo_row + rows) if cfg.buffered else (~held_full | release)),
+            self.i.ready.eq(ready),
             writing.eq(self.i.valid & self.i.ready),
-            wport.addr.eq(prod_base + prod_col),
+            wport.addr.eq(prod_addr if ring else prod_base + prod_col),
             wport.data.eq(self.i.payload),
             wport.en.eq(writing),
             row_done.eq(writing & (prod_col == w - 1)),
@@ -192,6 +199,10 @@ class WindowStage(wiring.Component):
             with m.Else():
                 m.d.sync += prod_col.eq(prod_col + 1)
         m.d.sync += lead.eq(lead + row_done - Mux(frame_adv, h, 0))
+        if ring:
+            m.d.sync += pflat.eq(pflat + writing - Mux(frame_adv, h * w, 0))
+            with m.If(writing):
+                m.d.sync += prod_addr.eq(Mux(prod_addr == depth - 1, 0, prod_addr + 1))
 
         # Consumer: output pixel (oy, ox), group g, tap (ky, kx), chunk ci.
         ox = Signal(range(max(ow, 2)))
@@ -204,15 +215,22 @@ class WindowStage(wiring.Component):
         x_start = Signal(coord, init=-pl)
         need_row = Signal(coord, init=kh - 1 - pt)
         need_col = Signal(coord, init=kw - 1 - pl)
-        lo_base = Signal(range(depth), init=((-pt) % rows) * w)
-        row_base = Signal(range(depth), init=((-pt) % rows) * w)
+        base0 = (-pt * w) % depth if ring else ((-pt) % rows) * w
+        lo_base = Signal(range(depth), init=base0)
+        row_base = Signal(range(depth), init=base0)
+        need_flat = Signal(flat, init=(kh - 1 - pt) * w)    # need_row * w
         waddr = Signal(range(max(groups * kh * kw * chunks, 2)))
 
         nr = Mux(need_row > h - 1, h - 1, need_row)
         nc = Mux(need_col > w - 1, w - 1, need_col)
         at_start = (g == 0) & (ky == 0) & (kx == 0) & (ci == 0)
-        px_ready = ((lead > nr) | ((lead == nr) & (prod_col > nc))) if cfg.buffered \
-            else held_full
+        if ring:
+            m.d.comb += o_flat.eq(o_row + x_start)
+            px_ready = pflat > Mux(need_row > h - 1, (h - 1) * w, need_flat) + nc
+        elif cfg.buffered:
+            px_ready = (lead > nr) | ((lead == nr) & (prod_col > nc))
+        else:
+            px_ready = held_full
         issue = Signal()
         m.d.comb += issue.eq(en & (~at_start | px_ready))
 
@@ -264,15 +282,25 @@ class WindowStage(wiring.Component):
                                     nxt = wrap_add(lo_base, sh * w)
                                     m.d.sync += [oy.eq(oy + 1), lo_row.eq(lo_row + sh),
                                                  need_row.eq(need_row + sh),
+                                                 o_row.eq(o_row + sh * w),
+                                                 need_flat.eq(need_flat + sh * w),
                                                  lo_base.eq(nxt), row_base.eq(nxt)]
                                 with m.Else():
-                                    nxt = wrap_add(lo_base, ((h - (oh - 1) * sh) % rows) * w)
+                                    step = (h - (oh - 1) * sh) * w if ring else \
+                                        ((h - (oh - 1) * sh) % rows) * w
+                                    nxt = wrap_add(lo_base, step)
                                     m.d.sync += [oy.eq(0), lo_row.eq(-pt),
                                                  need_row.eq(kh - 1 - pt),
+                                                 o_row.eq(-pt * w),
+                                                 need_flat.eq((kh - 1 - pt) * w),
                                                  lo_base.eq(nxt), row_base.eq(nxt)]
                                     m.d.comb += frame_adv.eq(1)
 
-        m.d.comb += [rport.addr.eq(Mux(tap_ok, row_base + x_tap[:bits_for(w)], 0)),
+        tap_addr = Signal(range(2 * depth + w))
+        m.d.comb += tap_addr.eq(row_base + x_tap[:bits_for(w)])
+        if ring:   # row_base < depth and x_tap < w <= depth: one wrap at most
+            tap_addr = Mux(tap_addr >= depth, tap_addr - depth, tap_addr)
+        m.d.comb += [rport.addr.eq(Mux(tap_ok, tap_addr, 0)),
                      rport.en.eq(en)]
         if not cfg.buffered:
             held = Signal(c_in * a)
@@ -372,23 +400,21 @@ class WindowStage(wiring.Component):
         s4_valid = Signal()
         s4_g = Signal.like(g)
         s4_prod = [Signal(signed(pw), name=f"scaled{j}") for j in range(pe)]
-        s4_sm1 = [Signal(sb, name=f"sm1_{j}") for j in range(pe)]
-        s4_zero = [Signal(name=f"zero{j}") for j in range(pe)]
+        s4_shift = [Signal(sb, name=f"shift{j}") for j in range(pe)]
         for j in range(pe):
             lane = pread.data[j * plb:(j + 1) * plb]
             bias = lane[:ab].as_signed()
             mult = lane[ab:ab + mb]
             with m.If(en):
                 m.d.sync += [s4_prod[j].eq((s3_sum[j] + bias) * mult),
-                             s4_sm1[j].eq(lane[ab + mb:ab + mb + sb]),
-                             s4_zero[j].eq(lane[ab + mb + sb])]
+                             s4_shift[j].eq(lane[ab + mb:ab + mb + sb])]
         with m.If(en):
             m.d.sync += [s4_valid.eq(s3_valid), s4_g.eq(s3_g)]
         s5_valid = Signal()
         s5_g = Signal.like(g)
         s5_y = [Signal(signed(a), name=f"y{j}") for j in range(pe)]
         for j in range(pe):
-            rounded = _round_shift(m, s4_prod[j], s4_sm1[j], s4_zero[j], pw)
+            rounded = round_shift(m, s4_prod[j], s4_shift[j], sb)
             with m.If(en):
                 m.d.sync += s5_y[j].eq(clamp(rounded, cfg.lo, cfg.hi))
         with m.If(en):
@@ -430,8 +456,10 @@ class JoinStage(wiring.Component):
     :attr:`StageConfig.cycles_per_pixel` cycles (one chunk of ``pe`` channels each).
     Multipliers and shifts are constants of the stage.
 
-    Latency: :data:`hw.sesl.config.JOIN_LATENCY`. Resources: ``pe`` (concat) or
-    ``2 * pe`` (add) constant multipliers.
+    Latency: :data:`hw.sesl.config.JOIN_LATENCY`. Resources: ``pe`` multipliers per
+    input (add) or ``pe`` (concat), shared by all chunks (the chunk's lanes are selected
+    before the multiply); a multiplier is by a constant when it is the same for every
+    chunk (add always).
 
     Members
     -------
@@ -500,22 +528,36 @@ class JoinStage(wiring.Component):
         with m.If(issue):
             m.d.sync += chunk.eq(Mux(chunk == len(table) - 1, 0, chunk + 1))
 
-        wide = a + max(max(mult for _, _, srcs, _ in table for *_, mult in srcs), 1
-                       ).bit_length() + 2
+        # The lanes of each chunk are selected first, then multiplied: ``pe`` multipliers
+        # per input slot (by a constant when every chunk of the slot has the same one).
+        mults = [mult for _, _, srcs, _ in table for *_, mult in srcs]
+        mbits = max(max(mults), 1).bit_length()
+        wide = a + mbits + 2
+        slots = max(len(srcs) for _, _, srcs, _ in table)
+        xs = [[Signal(signed(a), name=f"x{t}_{j}") for j in range(pe)] for t in range(slots)]
+        factors = []
+        for t in range(slots):
+            values = {srcs[t][2] for _, _, srcs, _ in table if t < len(srcs)}
+            factors.append(Const(values.pop(), unsigned(mbits)) if len(values) == 1
+                           else Signal(unsigned(mbits), name=f"mult{t}"))
+        with m.Switch(chunk):
+            for k, (_, n, srcs, _) in enumerate(table):
+                with m.Case(k):
+                    for t, (src, off, mult) in enumerate(srcs):
+                        m.d.comb += [xs[t][j].eq(_lane(held[src], off + j, a))
+                                     for j in range(n)]
+                        if isinstance(factors[t], Signal):
+                            m.d.comb += factors[t].eq(mult)
         s1_valid = Signal()
         s1_chunk = Signal.like(chunk)
         s1_vals = [Signal(signed(wide), name=f"v{j}") for j in range(pe)]
         with m.If(en):
             m.d.sync += [s1_valid.eq(issue), s1_chunk.eq(chunk)]
-            with m.Switch(chunk):
-                for k, (_, n, srcs, _) in enumerate(table):
-                    with m.Case(k):
-                        for j in range(n):
-                            total = 0
-                            for src, off, mult in srcs:
-                                total = total + _lane(held[src], off + j, a) * Const(
-                                    mult, unsigned(max(mult.bit_length(), 1)))
-                            m.d.sync += s1_vals[j].eq(total)
+            for j in range(pe):
+                total = 0
+                for t in range(slots):
+                    total = total + xs[t][j] * factors[t]
+                m.d.sync += s1_vals[j].eq(total)
 
         assembly = Signal(unsigned(cfg.out_channels * a))
         merged = Signal(unsigned(cfg.out_channels * a))
@@ -527,7 +569,8 @@ class JoinStage(wiring.Component):
                 with m.Case(k):
                     for j in range(n):
                         v = s1_vals[j]
-                        rounded = ((v >> (shift - 1)) + 1) >> 1 if shift else v
+                        rounded = round_shift(m, v, Const(shift, unsigned(
+                            max(shift.bit_length(), 1))), max(shift.bit_length(), 1))
                         m.d.comb += merged[(dst + j) * a:(dst + j + 1) * a].eq(
                             clamp(rounded, cfg.lo, cfg.hi))
         with m.If(en):

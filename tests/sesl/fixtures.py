@@ -27,8 +27,9 @@ def quantized(name):
 
 
 @functools.cache
-def pipeline(name):
-    return build_pipeline(quantized(name), ARCH, BUDGET, name=name)
+def pipeline(name, firb=False):
+    return build_pipeline(quantized(name), ARCH, BUDGET, name=name + ("_firb" if firb else ""),
+                          firb=firb)
 
 
 def _window(rng, name, op, inp, in_shape, out_c, kernel, stride, pads, simd=1, pe=1,

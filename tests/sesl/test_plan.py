@@ -103,6 +103,8 @@ def test_firb_buffer_comparison_of_small_mobilenet():
     assert firb["fused_bits"] < firb["layer_by_layer_bits"] < firb["double_buffered_bits"]
     for row in firb["bottlenecks"]:
         assert row["fused_bits"] < row["layer_by_layer_bits"]
+        assert row["fused_bits"] == row["fused"]["depthwise_in"] + row["fused"]["skip_fifo"]
+    assert firb["model_fused_bits"] < firb["model_layer_by_layer_bits"]
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +168,11 @@ def test_mobilenet_v2_224_firb_analysis_from_the_model():
     firb = buffer_comparison(cfg)
     assert len(firb["bottlenecks"]) == 17
     assert firb["fused_bits"] < firb["layer_by_layer_bits"]
+    # the bottlenecks' buffers fused: at most 46 % of layer by layer
+    assert firb["ratio"] <= 0.46
+    for row in firb["bottlenecks"]:
+        assert row["fused"]["expand_in"] == row["fused"]["project_in"] == 0
+        assert row["fused"]["depthwise_in"] < row["layer_by_layer"]["depthwise_in"]
 
 
 def _shape_stages(graph):

@@ -15,13 +15,17 @@ FRAMES = 4
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(BUILDERS))
-def test_model_pipeline_rtl(name):
+@pytest.mark.parametrize("name,firb", [(name, False) for name in sorted(BUILDERS)]
+                         + [("mobilenet_v2_small", True)])
+def test_model_pipeline_rtl(name, firb):
+    """``firb``: the small MobileNetV2 with its four inverted residual bottlenecks fused
+    (one FIRB stage each, the depthwise line buffer a ring)."""
     graph = quantized(name)
-    cfg = pipeline(name)
+    cfg = pipeline(name, firb)
+    assert sum(bool(st.firb) for st in cfg.stages) == (11 if firb else 0)
     x = np.random.default_rng(11).integers(-128, 128, size=(FRAMES,) + cfg.input_shape)
     want = run_golden_int(graph, {graph.inputs[0]: x}).outputs[graph.outputs[0]]
-    build = f"sesl-model-{name}"
+    build = f"sesl-model-{cfg.name}"
     stressed = run_pipeline_rtl(cfg, x, p_idle=0.25, p_stall=0.25, seed=3, build_name=build)
     assert stressed.finished, f"{name}: stalled after {stressed.beats} output pixels"
     assert np.array_equal(stressed.outputs, want.reshape(stressed.outputs.shape))
