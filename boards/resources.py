@@ -31,8 +31,8 @@ from pathlib import Path
 from hw.arch import ArchConfig
 from hw.isa import element_bytes
 
-__all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "MemorySpec", "board_family", "estimate",
-           "fit", "map_memory", "memories", "reload_calibration", "submodule_features"]
+__all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "HOLDOUT_ARCHS", "MemorySpec",
+           "board_family", "estimate", "fit", "map_memory", "memories", "reload_calibration", "submodule_features"]
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "resource_calibration.json"
 
@@ -47,6 +47,18 @@ CALIBRATION_ARCHS = (
     ArchConfig(name="cal-medium", conv_pi=4, conv_po=4, dw_channels=8, pw_pi=8, pw_po=8,
                max_width=32, max_height=32, ibuf_bytes=16384, obuf_bytes=16384,
                wbuf_bytes=8192, pbuf_entries=256, axi_data_bits=64),
+)
+
+#: Archs synthesized to check the fitted model where it was not fitted (never used for
+#: fitting): small, with lane counts and buffer sizes between and beside the calibration
+#: archs'.
+HOLDOUT_ARCHS = (
+    ArchConfig(name="hold-a", conv_pi=1, conv_po=2, dw_channels=4, pw_pi=2, pw_po=4,
+               max_width=16, max_height=16, ibuf_bytes=4096, obuf_bytes=4096,
+               wbuf_bytes=2048, pbuf_entries=128, axi_data_bits=32),
+    ArchConfig(name="hold-b", conv_pi=2, conv_po=1, dw_channels=2, pw_pi=4, pw_po=2,
+               max_width=24, max_height=24, ibuf_bytes=4096, obuf_bytes=8192,
+               wbuf_bytes=2048, pbuf_entries=128, axi_data_bits=64),
 )
 
 #: The families (Yosys ``synth_xilinx -family`` or ``synth_ecp5``).

@@ -137,10 +137,11 @@ STORE_OVERHEAD_CYCLES = 7
 #: ``DDR_WRITE_AHEAD`` before it: the DDR model (cocotbext-axi's ``AxiRam``) takes a write
 #: address only while fewer than two wait behind the burst it is writing.
 DDR_WRITE_AHEAD, DDR_WRITE_GAP = 3, 4
-#: Cycles from the last beat of an instruction word to its issue (FIFO, FETCH, DECODE).
-ISSUE_LATENCY = 4
-#: Fewest cycles between two issues (FETCH, DECODE, ISSUE states).
-ISSUE_INTERVAL = 3
+#: Cycles from the last beat of an instruction word to its issue (FIFO, FETCH, the
+#: decoder's two registered stages).
+ISSUE_LATENCY = 5
+#: Fewest cycles between two issues (FETCH, two DECODE cycles, ISSUE).
+ISSUE_INTERVAL = 4
 #: Cycles from start to the first beat of the header, from the header's last beat to the
 #: first beat of the CRC pre-scan, and from the pre-scan's last beat to the first beat of
 #: instruction 0.

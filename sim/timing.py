@@ -249,7 +249,7 @@ def timeline(instructions, arch: ArchConfig, instr_count=None):
     for k, instr in enumerate(instructions):
         pop = max(word(k) + 2, issued + 1)
         pops.append(pop)
-        t = pop + 2
+        t = pop + ISSUE_LATENCY - 2  # the decoder's stages, then ISSUE
         op = instr.opcode
         if op is Opcode.SYNC or op is Opcode.END:
             for unit, busy_until in free.items():

@@ -31,7 +31,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
-from ..isa import INSTRUCTION, Pool, element_bytes
+from ..isa import INSTRUCTION, Pool, element_bytes, max_shift
 from .units import bytes_from_lanes, lanes_from_bytes
 
 __all__ = ["DRAIN_CYCLES", "POOL_LANES", "PoolWindowUnit", "pool_steps"]
@@ -264,11 +264,14 @@ class PoolWindowUnit(wiring.Component):
         out_addr4 = reg(out_addr3, "out_addr4", 32)
         count4 = reg(count3, "count4", range(P * e + 1))
         shift = cfg["shift"]
-        rounding = Signal(prod_bits)
-        m.d.comb += rounding.eq((Const(1, prod_bits) << shift) >> 1)
+        # wide enough for the rounding constant of the largest shift (2**(s - 1) may not
+        # fit the product's width: the product then shifts out to 0 or -1 before rounding)
+        wide = max(prod_bits, max_shift(arch.shift_bits) + 1)
+        rounding = Signal(wide)
+        m.d.comb += rounding.eq((Const(1, wide + 1) << shift) >> 1)
         ys = []
         for j, prod in enumerate(prods):
-            shifted = Signal(signed(prod_bits + 1), name=f"shifted_{j}")
+            shifted = Signal(signed(wide + 1), name=f"shifted_{j}")
             m.d.comb += shifted.eq((prod + rounding) >> shift)
             y = Signal(signed(arch.act_bits), name=f"y_{j}")
             m.d.comb += y.eq(Mux(shifted < act_lo, act_lo,

@@ -151,8 +151,8 @@ class SemlCore(wiring.Component):
         host).
 
     Latency: after start, one header word and one pass over the program (one bus word
-    per cycle) before the first instruction issues. Issue: one instruction every three
-    cycles while its unit is free; LOAD, COMPUTE and STORE then run concurrently.
+    per cycle) before the first instruction issues. Issue: one instruction every four
+    cycles (fetch, the decoder's two stages, issue) while its unit is free; LOAD, COMPUTE and STORE then run concurrently.
     """
 
     def __init__(self, arch: ArchConfig, *, max_burst=MAX_BURST, trace_depth=512):
@@ -331,6 +331,7 @@ class SemlCore(wiring.Component):
 
         count = Signal(32)
         pc = Signal(32)
+        decode_wait = Signal(range(InstructionDecoder.LATENCY + 1))
         error = Signal(ErrorCode)
         bus_error = dma.rd_error | dma.wr_error | fetch.error
         load_busy = load.busy
@@ -406,12 +407,18 @@ class SemlCore(wiring.Component):
                     fail(ErrorCode.ILLEGAL_INSTRUCTION)
                 with m.Else():
                     m.d.comb += fetch.word.ready.eq(1)
+                    # the decoder's first stage takes the word as it enters ``ir``
+                    m.d.comb += decoder.word.eq(fetch.word.payload)
                     with m.If(fetch.word.valid):
-                        m.d.sync += ir.eq(fetch.word.payload)
+                        m.d.sync += [ir.eq(fetch.word.payload),
+                                     decode_wait.eq(InstructionDecoder.LATENCY - 1)]
                         m.next = "DECODE"
             with m.State("DECODE"):
                 with m.If(bus_error):
                     fail(ErrorCode.BUS_ERROR)
+                with m.Elif(decode_wait != 0):
+                    # the decoder's sizes are not yet through its registered stages
+                    m.d.sync += decode_wait.eq(decode_wait - 1)
                 with m.Elif(decoder.error != ErrorCode.NONE):
                     fail(decoder.error)
                 with m.Else():

@@ -103,7 +103,12 @@ class HeaderCheck(wiring.Component):
 
 
 class InstructionDecoder(wiring.Component):
-    """Legality of one instruction word (combinational).
+    """Legality of one instruction word, over :attr:`LATENCY` cycles.
+
+    The sizes the range and shape checks need (products of up to four run-time fields)
+    are computed in two registered stages, one multiplier between registers: ``error``
+    is valid once ``word`` has been held for :attr:`LATENCY` clock edges (it follows
+    the word's other fields combinationally).
 
     Checks: known opcode, zero reserved bits, enum values in range, the buffer of a
     LOAD / STORE, non-empty transfers, PBUF record sizes, buffer ranges, clamp
@@ -122,6 +127,9 @@ class InstructionDecoder(wiring.Component):
     error : Out(ErrorCode)
         ``NONE`` when the instruction may run.
     """
+
+    #: Clock edges ``word`` must be held before ``error`` reflects it.
+    LATENCY = 2
 
     def __init__(self, arch: ArchConfig):
         if not isinstance(arch, ArchConfig):
@@ -145,6 +153,35 @@ class InstructionDecoder(wiring.Component):
         illegal = Signal()
         out_of_range = Signal()
 
+        # Sizes: stage 1 multiplies two fields of the word, stage 2 one stage-1 product
+        # by a third field (the element bytes are a shift).
+        def stage(value, width, name):
+            reg = Signal(width, name=name)
+            m.d.sync += reg.eq(value)
+            return reg
+
+        d, c = w.dma, w.compute
+        is_dw = c.engine == Engine.DEPTHWISE
+        fused = (c.engine != Engine.POOL) & (c.pool == Pool.MAX)
+        sizes = {
+            "dma_size": stage(d.rows * d.row_bytes, 64, "dma_size"),
+            "pixels": stage(c.out_h * c.out_w, 32, "pixels"),
+        }
+        in_ch = stage(c.in_c * c.in_h, 32, "in_ch")
+        out_ch = stage(c.out_c * c.out_h, 32, "out_ch")
+        w_ch = stage(Mux(is_dw, c.out_c, c.out_c * c.in_c), 32, "w_ch")
+        taps = stage(c.k_h * c.k_w, 32, "taps")
+        for axis, out, stride in (("oh", c.out_h, c.stride_h), ("ow", c.out_w, c.stride_w)):
+            # ``(x0 - 1) * s`` of the shape check, ``x0 = out`` (``2 * out`` when fused)
+            x0 = Signal(18, name=f"{axis}_x0")
+            m.d.comb += x0.eq(Mux(fused, out << 1, out))
+            sizes[f"{axis}_x0"] = x0
+            sizes[f"{axis}_low"] = stage((x0 - 1) * stride, 27, f"{axis}_low")
+        sizes["in_bytes"] = stage(in_ch * c.in_w * e, 64, "in_bytes")
+        sizes["out_bytes"] = stage(out_ch * c.out_w * e, 64, "out_bytes")
+        sizes["w_elems"] = stage(w_ch * taps, 64, "w_elems")
+        self._sizes = sizes
+
         def reserved_bits(opcode):
             return (raw & Const(reserved_mask(FORMATS[opcode]), INSTR_BITS)) != 0
 
@@ -157,8 +194,7 @@ class InstructionDecoder(wiring.Component):
         with m.Switch(w.opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
                 d = w.dma
-                size = Signal(64)
-                m.d.comb += size.eq(d.rows * d.row_bytes)
+                size = sizes["dma_size"]
                 is_load = w.opcode == Opcode.LOAD
                 buf = d.buffer
                 m.d.comb += illegal.eq(
@@ -252,8 +288,8 @@ class InstructionDecoder(wiring.Component):
         dw_bad = is_dw & (c.out_c != c.in_c)
         pw_bad = is_pw & ((c.k_h != 1) | (c.k_w != 1) | (c.pad_top != 0) | (c.pad_left != 0)
                           | (c.pad_bottom != 0) | (c.pad_right != 0))
-        pixels = Signal(32)
-        m.d.comb += pixels.eq(c.out_h * c.out_w)
+        sizes = self._sizes
+        pixels = sizes["pixels"]
         pw_pixels = is_pw & (pixels > arch.max_width * arch.max_height)
         tiles_max = CIN_TILES_MAX
         tiles_bad = ((is_conv & (c.in_c > tiles_max * arch.conv_pi))
@@ -266,9 +302,7 @@ class InstructionDecoder(wiring.Component):
         # may be ``2 * out`` or ``2 * out + 1``), with ``x0 >= 1``. One multiplier per
         # axis; a fused pool with another size than 2 is refused by ``fuse_bad``.
         def shape_ok(span, k, stride, out, name):
-            x0 = Signal(18, name=f"{name}_x0")
-            low = Signal(27, name=f"{name}_low")
-            m.d.comb += [x0.eq(Mux(fused, out << 1, out)), low.eq((x0 - 1) * stride)]
+            x0, low = sizes[f"{name}_x0"], sizes[f"{name}_low"]
             high = low + Mux(fused, stride << 1, stride)
             return (x0 != 0) & (low <= span - k) & (span - k < high)
 
@@ -281,17 +315,7 @@ class InstructionDecoder(wiring.Component):
             | pw_bad | pw_pixels | tiles_bad | fuse_bad
             | (fpool_bad & ~small) | (shape_bad & ~small & ~fpool_bad & ~zero))
 
-        in_bytes = Signal(64)
-        out_bytes = Signal(64)
-        w_elems = Signal(64)
-        m.d.comb += [
-            in_bytes.eq(c.in_c * c.in_h * c.in_w * e),
-            out_bytes.eq(c.out_c * c.out_h * c.out_w * e),
-        ]
-        with m.If(is_dw):
-            m.d.comb += w_elems.eq(c.out_c * c.k_h * c.k_w)
-        with m.Else():
-            m.d.comb += w_elems.eq(c.out_c * c.in_c * c.k_h * c.k_w)
+        in_bytes, out_bytes, w_elems = sizes["in_bytes"], sizes["out_bytes"], sizes["w_elems"]
         weighted = ~is_pool
         m.d.comb += out_of_range.eq(
             beyond(c.ibuf_addr, in_bytes, arch.ibuf_bytes)

@@ -17,7 +17,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from sim.axi import DdrModel, Host
+from sim.axi import DdrModel, Host, pause_pattern
 from sim.rtl import run_cocotb, test_args
 
 __all__ = ["BASE", "run_cases"]
@@ -27,11 +27,14 @@ BASE = 0x10000
 MEMORY = 1 << 20
 
 
-def run_cases(arch, cases, *, build_name: str, timeout_s: float = 900.0) -> list[dict]:
+def run_cases(arch, cases, *, build_name: str, timeout_s: float = 900.0, pause: float = 0.0,
+              seed: int = 0) -> list[dict]:
     """Run ``cases`` (dicts with ``image`` (uint8 array), ``outputs`` ((offset, bytes)
     pairs to read back) and ``max_cycles``) on the core for ``arch``; one result dict per
     case: ``done``, ``timeout``, ``error_code``, ``error_info``, ``cycles``, ``outputs``
-    (list of hex strings)."""
+    (list of hex strings). ``pause``: probability that each AXI channel of the DDR model
+    stalls in a cycle (random back-pressure, patterns seeded by ``seed``); a case's own
+    ``pause`` replaces it for that case."""
     from hw.seml.core import SemlCore
 
     with tempfile.TemporaryDirectory(prefix="convforge-rtl-fuzz-") as tmp:
@@ -41,12 +44,14 @@ def run_cases(arch, cases, *, build_name: str, timeout_s: float = 900.0) -> list
             path = tmp / f"case{i}.bin"
             path.write_bytes(case["image"].tobytes())
             listing.append({"image": str(path), "outputs": case["outputs"],
-                            "max_cycles": case["max_cycles"]})
+                            "max_cycles": case["max_cycles"],
+                            **({"pause": case["pause"]} if "pause" in case else {})})
         (tmp / "cases.json").write_text(json.dumps(listing))
         run_cocotb(SemlCore(arch), test_module=__name__, build_name=build_name,
                    testcase="fuzz_programs", timeout_s=timeout_s,
                    test_args={"cases": str(tmp / "cases.json"),
-                              "results": str(tmp / "results.json")})
+                              "results": str(tmp / "results.json"), "pause": pause,
+                              "seed": seed})
         return json.loads((tmp / "results.json").read_text())
 
 
@@ -56,10 +61,18 @@ async def fuzz_programs(dut):
     args = test_args()
     cases = json.loads(Path(args["cases"]).read_text())
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    ddr = DdrModel(dut, size=MEMORY)
+    ddr = DdrModel(dut, size=MEMORY, pause=args.get("pause", 0.0), seed=args.get("seed", 0))
     host = Host(dut, ddr)
     results = []
-    for case in cases:
+    channels = (ddr.write_if.aw_channel, ddr.write_if.w_channel, ddr.write_if.b_channel,
+                ddr.read_if.ar_channel, ddr.read_if.r_channel)
+    for n, case in enumerate(cases):
+        if "pause" in case:
+            # this case's own back-pressure (none: the bus answers at once)
+            for i, channel in enumerate(channels):
+                channel.set_pause_generator(
+                    pause_pattern(n * 8 + i, case["pause"]) if case["pause"] else None)
+                channel.pause = False
         await host.reset()
         host.load(0, bytes(MEMORY))
         host.load(BASE, Path(case["image"]).read_bytes())

@@ -199,7 +199,12 @@ POOL_CASES = {
                          13, 12, 3),
     "max_1x4_12bit": (Pool.MAX, 2, 3, 11, (1, 4), (1, 1), (0, 3, 0, 2), (-300, 2047), 0, 0,
                       12, 3),
+    # a shift past the product's width: the rounding constant 2**(s-1) must not overflow
+    "avg_shift_past_product": (Pool.AVG, 2, 4, 6, (1, 3), (2, 1), (0, 0, 0, 2), (-128, 127),
+                               54181, 59, 8, 8),
 }
+#: Arch options of a case besides the default ``mult_bits=12, shift_bits=5``.
+POOL_ARCH_OPTIONS = {"avg_shift_past_product": {"mult_bits": 16, "shift_bits": 6}}
 
 
 @pytest.mark.parametrize("name", list(POOL_CASES))
@@ -212,8 +217,8 @@ def test_pool_window_unit(name):
     (pool, in_c, in_h, in_w, kernel, stride, pads, act, mult, shift, act_bits,
      lanes) = POOL_CASES[name]
     arch = ArchConfig(name=f"pool-{act_bits}", act_bits=act_bits, ibuf_bytes=2048,
-                      obuf_bytes=2048, wbuf_bytes=1024, pbuf_entries=64, mult_bits=12,
-                      shift_bits=5)
+                      obuf_bytes=2048, wbuf_bytes=1024, pbuf_entries=64,
+                      **{"mult_bits": 12, "shift_bits": 5, **POOL_ARCH_OPTIONS.get(name, {})})
     rng = random.Random(name)
     e = element_bytes(act_bits)
     lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1

@@ -22,6 +22,7 @@ from hw.isa import (
 from sim import golden
 from sim.iss import (
     ISS,
+    ISSUE_INTERVAL,
     ISSUE_LATENCY,
     decode_activations,
     decode_weights,
@@ -349,14 +350,16 @@ def test_timeline_overlaps_units_and_waits_at_sync():
     # words arrive back to back, one every ``f`` cycles: issue is fetch-bound
     assert starts[0] == t0 + f - 1 + ISSUE_LATENCY
     assert starts[1] == starts[0] + f
-    assert starts[2] == finishes[0] == starts[0] + la
+    # the first LOAD's bursts queue behind the instruction words already requested,
+    # of which the decoder's stages overlap one more cycle than LOAD_START_CYCLES
+    assert starts[2] == finishes[0] == starts[0] + la - 1
     assert finishes[1] == starts[1] + lc
     assert starts[3] == max(finishes[1], finishes[2])  # SYNC waits for every unit
-    assert starts[4] == starts[3] + 3  # END's word waits in the fetch buffer
+    assert starts[4] == starts[3] + ISSUE_INTERVAL  # END's word waits in the fetch buffer
     assert total == starts[4] + 2
     # with a SYNC between them, the ADD waits for the load
     starts, finishes, _ = timeline([a, I(Opcode.SYNC, mask=Unit.LOAD), c, END], ARCH)
-    assert starts[1] == finishes[0] and starts[2] == starts[1] + 3
+    assert starts[1] == finishes[0] and starts[2] == starts[1] + ISSUE_INTERVAL
 
 
 RTL_ARCH = ArchConfig(name="rtl-system", ibuf_bytes=16384, obuf_bytes=16384, wbuf_bytes=8192,
