@@ -332,23 +332,26 @@ def lower_conv(gen, layer, plan: ConvPlan, *, c, h, w, groups, weight, w_store, 
     region = "weights"
     # the source is zero-filled in the weight image; its border is never written
     nphase = plan.phases[0] * plan.phases[1]
-    src_off = gen.image.add_zeros(f"{layer.name}.source", nphase * ctot * hs * ws * e)
-    src = (region, src_off)
+    src = gen.sources.get(layer.name)
+    if src is None:
+        src = (region, gen.image.add_zeros(f"{layer.name}.source", nphase * ctot * hs * ws * e))
     in_region, in_addr = gen.addr[layer.inputs[0]]
     full = qrange(gen.arch.act_bits)
     (fh, fw), pads = plan.phases, plan.pads
-    for p in range(fh):
-        for q in range(fw):
-            y0, x0 = (p - pads[0]) % fh, (q - pads[1]) % fw
-            if y0 >= h or x0 >= w:
-                continue
-            i0, j0 = (y0 + pads[0] - p) // fh, (x0 + pads[1] - q) // fw
-            pop = WindowOp(layer.name, Engine.POOL, ctot, h - y0, w - x0, ctot, (1, 1),
-                           (fh, fw), (0, 0, 0, 0), channelwise=True, params=False)
-            gather = Gather(ctot, h * w, w, (y0 * w + x0,))
-            scatter = Scatter(hs * ws, ws, (p * fw + q) * ctot * hs * ws + i0 * ws + j0)
-            gen.window(layer, pop, pool=Pool.MAX, act=full, report=report,
-                       src=(in_region, in_addr), dst=src, gather=gather, scatter=scatter)
+    # the producer stored its output into the source's interior already
+    phases = [] if layer.inputs[0] in gen.redirected else \
+        [(p, q) for p in range(fh) for q in range(fw)]
+    for p, q in phases:
+        y0, x0 = (p - pads[0]) % fh, (q - pads[1]) % fw
+        if y0 >= h or x0 >= w:
+            continue
+        i0, j0 = (y0 + pads[0] - p) // fh, (x0 + pads[1] - q) // fw
+        pop = WindowOp(layer.name, Engine.POOL, ctot, h - y0, w - x0, ctot, (1, 1),
+                       (fh, fw), (0, 0, 0, 0), channelwise=True, params=False)
+        gather = Gather(ctot, h * w, w, (y0 * w + x0,))
+        scatter = Scatter(hs * ws, ws, (p * fw + q) * ctot * hs * ws + i0 * ws + j0)
+        gen.window(layer, pop, pool=Pool.MAX, act=full, report=report,
+                   src=(in_region, in_addr), dst=src, gather=gather, scatter=scatter)
     cg, mg = c, weight.shape[0] // groups
     conv_h, conv_w = plan.conv_hw
     oh, ow = conv_h // plan.op.fpool[0], conv_w // plan.op.fpool[1]

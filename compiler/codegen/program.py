@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.codegen.decompose import lower_conv, plan_conv
+from compiler.codegen.decompose import Scatter, lower_conv, plan_conv
 from compiler.codegen.memory import PAGE, align, plan_memory
 from compiler.codegen.schedule import Ring, Scheduler
 from compiler.codegen.weights import WeightImage
@@ -142,6 +142,11 @@ class _Generator:
         self.image = WeightImage(arch)
         self.addr: dict[str, tuple[str, int]] = {}  # tensor -> (region, offset)
         self.reports: list[LayerReport] = []
+        self.plans: dict = {}  # layer -> ConvPlan of a rewritten convolution (or None)
+        self.sources: dict = {}  # layer -> (region, offset) of its rewrite's source
+        # tensor -> ((region, offset), Scatter): stored straight into a rewrite's source
+        self.redirect: dict = {}
+        self.redirected: set = set()
 
     # checks and transfers ----------------------------------------------------------
     def _check(self, layer: Layer):
@@ -201,6 +206,14 @@ class _Generator:
         Gather`) reads the input channels as shifted windows of the source, ``scatter``
         (:class:`~compiler.codegen.decompose.Scatter`) stores them into a larger plane."""
         arch, e, we = self.arch, self.e, self.we
+        target = out_tensor or layer.output
+        if dst is None and scatter is None and target in self.redirect and not out_base:
+            # the consumer is a rewritten convolution: write its zero-bordered source
+            dst, scatter = self.redirect[target]
+            if op.out_w != self.graph.shape(target)[2]:
+                # a folded 1-D producer: its rows are consecutive pieces of one row
+                scatter = Scatter(scatter.plane, op.out_w, scatter.base)
+            self.redirected.add(target)
         if op.kind.square_kernel and max(op.kernel) > arch.conv_k_max:
             raise MappingError(
                 f"Layer {layer.name!r} ({layer.kind.value}) has a {op.kernel[0]}x{op.kernel[1]} "
@@ -378,28 +391,43 @@ class _Generator:
                       oa + j * plane, rt.out_rows, ct.out_cols * e, s.rstride * e,
                       what if j == 0 else "", name)
 
+    def conv_plan(self, layer, fused):
+        """The rewrite (:class:`~compiler.codegen.decompose.ConvPlan`) a conv / depthwise
+        layer needs, or ``None`` if the engines run it as it is."""
+        if layer.name in self.plans:
+            return self.plans[layer.name]
+        plan = None
+        if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE) and not runs_pointwise(layer):
+            c, h, w = self.graph.shape(layer.inputs[0])
+            m_out = self.graph.shape(layer.output)[0]
+            fpool = fused.kernel if fused is not None else (1, 1)
+            groups = layer.groups
+            direct = False
+            if layer.kind is OpKind.DEPTHWISE:
+                op = WindowOp(layer.name, Engine.DEPTHWISE, c, h, w, m_out, layer.kernel,
+                              layer.stride, layer.pads, fpool, channelwise=True)
+                direct = max(op.kernel) <= self.arch.conv_k_max and \
+                    engine_stride(op, op.conv_h == 1, op.conv_w == 1) is not None
+                groups = c
+            if not direct:
+                plan = plan_conv(layer.name, c // groups, h, w, m_out // groups, layer.kernel,
+                                 layer.stride, layer.pads, fpool, self.arch, groups=groups)
+                if plan.method == "direct":
+                    plan = None
+        self.plans[layer.name] = plan
+        return plan
+
     def _rewritten(self, layer, fused, report, weight, bias, mult, shift) -> bool:
         """Lower a conv / depthwise layer the engines cannot run as it is (kernel above
         ``conv_k_max``, a stride they do not run, or a 1-D layer that runs faster folded)
         through :mod:`compiler.codegen.decompose`; ``False`` if it runs directly."""
-        if layer.kind not in (OpKind.CONV, OpKind.DEPTHWISE) or runs_pointwise(layer):
+        plan = self.conv_plan(layer, fused)
+        if plan is None:
             return False
-        c, h, w = self.graph.shape(layer.inputs[0])
+        c = self.graph.shape(layer.inputs[0])[0]
+        h, w = self.graph.shape(layer.inputs[0])[1:]
         m_out = weight.shape[0]
-        fpool = fused.kernel if fused is not None else (1, 1)
-        if layer.kind is OpKind.DEPTHWISE:
-            op = WindowOp(layer.name, Engine.DEPTHWISE, c, h, w, m_out, layer.kernel,
-                          layer.stride, layer.pads, fpool, channelwise=True)
-            if max(op.kernel) <= self.arch.conv_k_max and \
-                    engine_stride(op, op.conv_h == 1, op.conv_w == 1) is not None:
-                return False
-            groups = c
-        else:
-            groups = layer.groups
-        plan = plan_conv(layer.name, c // groups, h, w, m_out // groups, layer.kernel,
-                         layer.stride, layer.pads, fpool, self.arch, groups=groups)
-        if plan.method == "direct":
-            return False
+        groups = c if layer.kind is OpKind.DEPTHWISE else layer.groups
         q = layer.quant
         p_off = self.image.add_params(layer.name, bias, mult, shift)
         kh, kw = layer.kernel
@@ -644,6 +672,28 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
     for t in pad_outputs:
         gen.addr[t] = (_REGION_WEIGHTS,
                        gen.image.add_zeros(f"{t}.padded", math.prod(graph.shape(t)) * e))
+
+    # Rewritten convolutions whose zero-padded source the producing layer can write
+    # directly (its only consumer): the producer's STORE scatters into the source's
+    # interior and the rewrite needs no copy pass.
+    consumers = Counter(t for layer in steps for t in layer.inputs)
+    producer = {produced(layer): layer for layer in steps}
+    for layer in steps:
+        plan = gen.conv_plan(layer, fused.get(layer.name)) \
+            if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE) else None
+        if plan is None or plan.phases != (1, 1):
+            continue
+        t = layer.inputs[0]
+        src = producer.get(t)
+        if (src is None or t in graph.outputs or consumers[t] != 1
+                or src.kind not in (OpKind.CONV, OpKind.POINTWISE, OpKind.MAXPOOL)
+                or src.groups != 1):
+            continue
+        ctot, hs, ws = plan.src
+        off = gen.image.add_zeros(f"{layer.name}.source", ctot * hs * ws * e)
+        gen.sources[layer.name] = (_REGION_WEIGHTS, off)
+        gen.redirect[t] = ((_REGION_WEIGHTS, off),
+                           Scatter(hs * ws, ws, plan.pads[0] * ws + plan.pads[1]))
 
     for layer in steps:
         report = LayerReport(layer.name, layer.kind.value, "")

@@ -174,3 +174,22 @@ def test_ceil_mode_average_pool_that_changes_the_shape_is_refused():
                             strides=[2, 2], ceil_mode=1)
     with pytest.raises(UnsupportedModelError, match="per-position divisors"):
         import_model(conv_model(3, 1, h=8, w=8, extra=[pool]))
+
+
+@pytest.mark.parametrize("one_d", [True, False])
+def test_producer_writes_the_rewrite_source_directly(one_d):
+    """A rewritten conv whose input has one producer needs no copy pass: the producer's
+    STOREs scatter into the zero-bordered source (folded rows included)."""
+    rng = np.random.default_rng(3)
+    nd = 1 if one_d else 2
+    second = helper.make_node("Conv", ["y", "w2"], ["z"], name="second",
+                              kernel_shape=[7] * nd, pads=[3] * (2 * nd))
+    model = conv_model(5, 1, one_d=one_d, w=48, h=12, cin=2, cout=4, extra=[second])
+    model.graph.initializer.append(numpy_helper.from_array(
+        rng.normal(0, 0.3, (3, 4) + (7,) * nd).astype(np.float32), "w2"))
+    del model.graph.value_info[:]
+    program = bit_exact(onnx.shape_inference.infer_shapes(model))
+    pools = [program.layer_of[k] for k, i in enumerate(program.instructions)
+             if i.opcode is Opcode.COMPUTE and i.engine is Engine.POOL]
+    assert set(pools) == {"conv"}  # only the graph input is copied into a padded source
+    assert program.layers[1].engine.startswith("conv (")
