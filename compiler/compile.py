@@ -156,7 +156,8 @@ def check_buildable(arch: ArchConfig) -> None:
 
 
 def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | None = None,
-                  timings: dict | None = None, verify: bool = False) -> CompileResult:
+                  timings: dict | None = None, verify: bool = False,
+                  arch_choice: dict | None = None) -> CompileResult:
     """Generate code for an already quantized graph and write ``out_dir``.
 
     With ``verify``, the program is first run on the ISS and checked against the
@@ -185,6 +186,11 @@ def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | 
     title = model_name or graph.name
     listing = disassemble(program_bin, program.comments, title)
     report = format_report(program, arch, title)
+    summary = report_json(program, arch, title)
+    if arch_choice is not None:  # --board: the arch sized to the model, and why
+        from compiler.mapping.arch_fit import format_choice
+        report += "\n" + format_choice(arch_choice)
+        summary["arch_choice"] = arch_choice
     arch_json = arch.to_json()
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -221,8 +227,7 @@ def compile_graph(graph: Graph, arch: ArchConfig, out_dir, *, model_name: str | 
         "manifest.json": json.dumps(manifest, indent=2, default=_json_default) + "\n",
         "listing.txt": listing,
         "report.txt": report,
-        "report.json": json.dumps(report_json(program, arch, title), indent=2,
-                                  default=_json_default) + "\n",
+        "report.json": json.dumps(summary, indent=2, default=_json_default) + "\n",
     }
     out = write_output_dir(out_dir, files)
     timings["write"] = time.perf_counter() - start
@@ -241,7 +246,7 @@ def _json_default(value):
 
 def compile_model(onnx_path, arch: ArchConfig, out_dir, calibration=None, *,
                   scale_mode: str | None = None, seed: int = 0,
-                  verify: bool = False) -> CompileResult:
+                  verify: bool = False, arch_choice: dict | None = None) -> CompileResult:
     """Compile an ONNX model for ``arch`` into ``out_dir``.
 
     Parameters
@@ -282,7 +287,8 @@ def compile_model(onnx_path, arch: ArchConfig, out_dir, calibration=None, *,
         qgraph, _ = quantize(graph, config, calibration, seed=seed)
     timings["quantize"] = time.perf_counter() - start
     name = Path(onnx_path).stem if isinstance(onnx_path, (str, Path)) else None
-    return compile_graph(qgraph, arch, out_dir, model_name=name, timings=timings, verify=verify)
+    return compile_graph(qgraph, arch, out_dir, model_name=name, timings=timings, verify=verify,
+                         arch_choice=arch_choice)
 
 
 # Simulation ---------------------------------------------------------------------------
@@ -495,6 +501,20 @@ def _arch_from_args(args) -> ArchConfig:
         raise errors.ConvForgeError(f"--board {args.board}: {e}") from None
 
 
+def sized_arch(model, board_name: str):
+    """``(arch, reasons)``: the arch ``--board`` sizes to ``model`` on that board
+    (:func:`compiler.mapping.arch_fit.size_arch`)."""
+    from boards.database import get_board
+    from compiler.mapping.arch_fit import size_arch
+    from compiler.pipeline import import_model
+
+    try:
+        board = get_board(board_name)
+    except ValueError as e:
+        raise errors.ConvForgeError(f"--board {board_name}: {e}") from None
+    return size_arch(import_model(model), board)
+
+
 def _sesl_target(args):
     """``(arch, budget)`` of ``--mode sesl`` from --board, --arch or --budget-dsp."""
     from compiler.sesl.plan import Budget
@@ -553,9 +573,13 @@ def compile_command(args) -> int:
                                     "apply to --mode sesl")
     if (args.arch is None) == (args.board is None):
         raise errors.ConvForgeError("Give exactly one of --arch ARCH.json or --board NAME")
-    arch = _arch_from_args(args)
+    choice = None
+    if args.board is not None:
+        arch, choice = sized_arch(args.model, args.board)
+    else:
+        arch = _arch_from_args(args)
     result = compile_model(args.model, arch, args.output, args.calib,
-                           scale_mode=args.scale_mode, verify=args.verify)
+                           scale_mode=args.scale_mode, verify=args.verify, arch_choice=choice)
     if not args.quiet:
         print((result.out_dir / "report.txt").read_text(), end="")
     if args.calib is None:
@@ -643,7 +667,8 @@ def add_compile_parser(sub) -> None:
     p.add_argument("model", help="ONNX model file")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--arch", metavar="ARCH.json", help="arch description (JSON)")
-    target.add_argument("--board", metavar="NAME", help="board name (uses its default arch)")
+    target.add_argument("--board", metavar="NAME",
+                        help="board name: the arch is sized to the model under its budget")
     target.add_argument("--budget-dsp", type=int, metavar="N",
                         help="--mode sesl: fold the pipeline under N DSPs")
     p.add_argument("--mode", choices=("seml", "sesl"), default="seml",

@@ -305,7 +305,7 @@ def layer_cycles(manifest: dict, iss_result, rtl_run: RtlRun, arch) -> list:
             row["rtl_cycles"] = None
         if row["rtl_cycles"]:
             row["rtl_over_iss"] = row["rtl_cycles"] / max(row["iss_cycles"], 1)
-            units = macs_of.get(layer["engine"].rstrip("*"))
+            units = macs_of.get(layer["engine"].rstrip("*").split(" (")[0])
             if units and layer["macs"]:
                 row["mac_utilization"] = layer["macs"] / (row["rtl_cycles"] * units)
         rows.append(row)

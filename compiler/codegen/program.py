@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compiler.codegen.decompose import Scatter, lower_conv, plan_conv
 from compiler.codegen.memory import PAGE, align, plan_memory
 from compiler.codegen.schedule import Ring, Scheduler
 from compiler.codegen.weights import WeightImage
@@ -141,6 +142,11 @@ class _Generator:
         self.image = WeightImage(arch)
         self.addr: dict[str, tuple[str, int]] = {}  # tensor -> (region, offset)
         self.reports: list[LayerReport] = []
+        self.plans: dict = {}  # layer -> ConvPlan of a rewritten convolution (or None)
+        self.sources: dict = {}  # layer -> (region, offset) of its rewrite's source
+        # tensor -> ((region, offset), Scatter): stored straight into a rewrite's source
+        self.redirect: dict = {}
+        self.redirected: set = set()
 
     # checks and transfers ----------------------------------------------------------
     def _check(self, layer: Layer):
@@ -194,8 +200,20 @@ class _Generator:
     # windowed layers --------------------------------------------------------------
     def window(self, layer: Layer, op: WindowOp, *, pool, act, mult=0, shift=0,
                in_base=0, out_base=0, w_off=None, p_off=None, report: LayerReport,
-               out_tensor=None):
+               out_tensor=None, src=None, dst=None, gather=None, scatter=None):
+        """Lower one windowed ``op``. ``src`` / ``dst`` ``(region, offset)`` replace the
+        layer's input / output tensor; ``gather`` (:class:`~compiler.codegen.decompose.
+        Gather`) reads the input channels as shifted windows of the source, ``scatter``
+        (:class:`~compiler.codegen.decompose.Scatter`) stores them into a larger plane."""
         arch, e, we = self.arch, self.e, self.we
+        target = out_tensor or layer.output
+        if dst is None and scatter is None and target in self.redirect and not out_base:
+            # the consumer is a rewritten convolution: write its zero-bordered source
+            dst, scatter = self.redirect[target]
+            if op.out_w != self.graph.shape(target)[2]:
+                # a folded 1-D producer: its rows are consecutive pieces of one row
+                scatter = Scatter(scatter.plane, op.out_w, scatter.base)
+            self.redirected.add(target)
         if op.kind.square_kernel and max(op.kernel) > arch.conv_k_max:
             raise MappingError(
                 f"Layer {layer.name!r} ({layer.kind.value}) has a {op.kernel[0]}x{op.kernel[1]} "
@@ -216,8 +234,9 @@ class _Generator:
         obuf = Ring(arch.obuf_bytes, slots)
         wbuf = Ring(arch.wbuf_bytes, slots)
         pbuf = Ring(arch.pbuf_entries, slots)
-        in_region, in_addr = self.addr[layer.inputs[0]]
-        out_region, out_addr = self.addr[out_tensor or layer.output]
+        in_region, in_addr = src if src is not None else self.addr[layer.inputs[0]]
+        out_region, out_addr = dst if dst is not None else \
+            self.addr[out_tensor or layer.output]
         in_addr += in_base
         out_addr += out_base
         h, w = op.in_h, op.in_w
@@ -253,7 +272,9 @@ class _Generator:
                 return state["x"][1]
             xa = ibuf.take()
             what = f"{name}: input c{c0}+{cin} rows {rt.in_row}+{rt.in_rows}"
-            if ct.in_cols == w:
+            if gather is not None:
+                self._gather(gather, in_region, in_addr, xa, c0, cin, rt, ct, what, name)
+            elif ct.in_cols == w:
                 self._dma(Opcode.LOAD, Buffer.IBUF, in_region,
                           in_addr + (c0 * h + rt.in_row) * w * e, xa, cin, rt.in_rows * w * e,
                           h * w * e, what, name)
@@ -301,7 +322,10 @@ class _Generator:
 
         def store(m0, mt, rt, ct, oa):
             what = f"{name}: store m{m0}+{mt} rows {rt.out_row}+{rt.out_rows}"
-            if ct.out_cols == ow:
+            if scatter is not None:
+                self._scatter(scatter, out_region, out_addr, oa, m0, mt, rt, ct, what, name)
+                return
+            elif ct.out_cols == ow:
                 self._dma(Opcode.STORE, Buffer.OBUF, out_region,
                           out_addr + (m0 * oh + rt.out_row) * ow * e, oa, mt,
                           rt.out_rows * ow * e, oh * ow * e, what, name)
@@ -332,6 +356,89 @@ class _Generator:
         report.col_tile = max(report.col_tile, t.col_tile)
         report.double_buffered = report.double_buffered or t.double
 
+    def _gather(self, g, region, base, xa, c0, cin, rt, ct, what, name):
+        """LOADs of virtual channels ``c0 .. c0 + cin`` of ``g`` (a row / column tile)."""
+        e = self.e
+        plane = rt.in_rows * ct.in_cols * e
+        contiguous = rt.in_rows == 1 or ct.in_cols == g.rstride
+        v = c0
+        while v < c0 + cin:
+            grp, c = divmod(v, g.cs)
+            n = min(c0 + cin - v, g.cs - c)  # channels left in this group
+            first = base + (c * g.plane + g.bases[grp] + rt.in_row * g.rstride + ct.in_col) * e
+            dst = xa + (v - c0) * plane
+            if contiguous:
+                self._dma(Opcode.LOAD, Buffer.IBUF, region, first, dst, n, plane,
+                          g.plane * e, f"{what} group {grp}", name)
+            else:
+                for j in range(n):
+                    self._dma(Opcode.LOAD, Buffer.IBUF, region, first + j * g.plane * e,
+                              dst + j * plane, rt.in_rows, ct.in_cols * e, g.rstride * e,
+                              f"{what} group {grp}" if j == 0 else "", name)
+            v += n
+
+    def _scatter(self, s, region, base, oa, m0, mt, rt, ct, what, name):
+        """STOREs of output channels ``m0 .. m0 + mt`` of a tile into ``s``'s plane."""
+        e = self.e
+        plane = rt.out_rows * ct.out_cols * e
+        first = base + (s.base + m0 * s.plane + rt.out_row * s.rstride + ct.out_col) * e
+        if rt.out_rows == 1 or ct.out_cols == s.rstride:
+            self._dma(Opcode.STORE, Buffer.OBUF, region, first, oa, mt, plane, s.plane * e,
+                      what, name)
+            return
+        for j in range(mt):
+            self._dma(Opcode.STORE, Buffer.OBUF, region, first + j * s.plane * e,
+                      oa + j * plane, rt.out_rows, ct.out_cols * e, s.rstride * e,
+                      what if j == 0 else "", name)
+
+    def conv_plan(self, layer, fused):
+        """The rewrite (:class:`~compiler.codegen.decompose.ConvPlan`) a conv / depthwise
+        layer needs, or ``None`` if the engines run it as it is."""
+        if layer.name in self.plans:
+            return self.plans[layer.name]
+        plan = None
+        if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE) and not runs_pointwise(layer):
+            c, h, w = self.graph.shape(layer.inputs[0])
+            m_out = self.graph.shape(layer.output)[0]
+            fpool = fused.kernel if fused is not None else (1, 1)
+            groups = layer.groups
+            direct = False
+            if layer.kind is OpKind.DEPTHWISE:
+                op = WindowOp(layer.name, Engine.DEPTHWISE, c, h, w, m_out, layer.kernel,
+                              layer.stride, layer.pads, fpool, channelwise=True)
+                direct = max(op.kernel) <= self.arch.conv_k_max and \
+                    engine_stride(op, op.conv_h == 1, op.conv_w == 1) is not None
+                groups = c
+            if not direct:
+                plan = plan_conv(layer.name, c // groups, h, w, m_out // groups, layer.kernel,
+                                 layer.stride, layer.pads, fpool, self.arch, groups=groups)
+                if plan.method == "direct":
+                    plan = None
+        self.plans[layer.name] = plan
+        return plan
+
+    def _rewritten(self, layer, fused, report, weight, bias, mult, shift) -> bool:
+        """Lower a conv / depthwise layer the engines cannot run as it is (kernel above
+        ``conv_k_max``, a stride they do not run, or a 1-D layer that runs faster folded)
+        through :mod:`compiler.codegen.decompose`; ``False`` if it runs directly."""
+        plan = self.conv_plan(layer, fused)
+        if plan is None:
+            return False
+        c = self.graph.shape(layer.inputs[0])[0]
+        h, w = self.graph.shape(layer.inputs[0])[1:]
+        m_out = weight.shape[0]
+        groups = c if layer.kind is OpKind.DEPTHWISE else layer.groups
+        q = layer.quant
+        p_off = self.image.add_params(layer.name, bias, mult, shift)
+        kh, kw = layer.kernel
+        report.macs = m_out * (c // groups) * kh * kw * plan.conv_hw[0] * plan.conv_hw[1]
+        report.weight_bytes = weight.size * self.we + m_out * PBUF_ENTRY_BYTES
+        lower_conv(self, layer, plan, c=c // groups, h=h, w=w, groups=groups, weight=weight,
+                   w_store=self.image.add_weights, p_off=p_off,
+                   pool=Pool.MAX if fused is not None else Pool.NONE, act=(q.lo, q.hi),
+                   report=report, out_tensor=fused.output if fused is not None else None)
+        return True
+
     def weighted(self, layer: Layer, fused: Layer | None, report: LayerReport):
         q = layer.quant
         c, h, w = self.graph.shape(layer.inputs[0])
@@ -340,6 +447,8 @@ class _Generator:
         bias = np.zeros(m_out, dtype=np.int64) if q.bias is None else \
             np.asarray(q.bias, dtype=np.int64)
         mult, shift = _params(q, m_out)
+        if self._rewritten(layer, fused, report, weight, bias, mult, shift):
+            return
         w_off = self.image.add_weights(layer.name, weight)
         p_off = self.image.add_params(layer.name, bias, mult, shift)
         report.weight_bytes = weight.size * self.we + m_out * PBUF_ENTRY_BYTES
@@ -563,6 +672,28 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
     for t in pad_outputs:
         gen.addr[t] = (_REGION_WEIGHTS,
                        gen.image.add_zeros(f"{t}.padded", math.prod(graph.shape(t)) * e))
+
+    # Rewritten convolutions whose zero-padded source the producing layer can write
+    # directly (its only consumer): the producer's STORE scatters into the source's
+    # interior and the rewrite needs no copy pass.
+    consumers = Counter(t for layer in steps for t in layer.inputs)
+    producer = {produced(layer): layer for layer in steps}
+    for layer in steps:
+        plan = gen.conv_plan(layer, fused.get(layer.name)) \
+            if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE) else None
+        if plan is None or plan.phases != (1, 1):
+            continue
+        t = layer.inputs[0]
+        src = producer.get(t)
+        if (src is None or t in graph.outputs or consumers[t] != 1
+                or src.kind not in (OpKind.CONV, OpKind.POINTWISE, OpKind.MAXPOOL)
+                or src.groups != 1):
+            continue
+        ctot, hs, ws = plan.src
+        off = gen.image.add_zeros(f"{layer.name}.source", ctot * hs * ws * e)
+        gen.sources[layer.name] = (_REGION_WEIGHTS, off)
+        gen.redirect[t] = ((_REGION_WEIGHTS, off),
+                           Scatter(hs * ws, ws, plan.pads[0] * ws + plan.pads[1]))
 
     for layer in steps:
         report = LayerReport(layer.name, layer.kind.value, "")

@@ -188,7 +188,7 @@ class NodeTranslator:
 
     # Convolution --------------------------------------------------------------------
 
-    def _spatial_attrs(self, attrs, rank, problems, *, kernel=None):
+    def _spatial_attrs(self, attrs, rank, problems, *, kernel=None, dilated=False):
         """kernel, stride, pads (top, left, bottom, right) of a 1-D or 2-D window op.
 
         Appends every unsupported attribute to ``problems``.
@@ -198,22 +198,42 @@ class NodeTranslator:
             raise _Reject(f"only 1-D and 2-D windows are supported, not {nd}-D")
         auto_pad = attrs.get("auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-        if auto_pad not in ("NOTSET", "VALID"):
-            problems.append(f"auto_pad={auto_pad} is not supported; re-export with explicit "
-                            f"pads (auto_pad=NOTSET)")
+        if auto_pad not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+            problems.append(f"auto_pad={auto_pad} is not one of NOTSET, VALID, SAME_UPPER, "
+                            f"SAME_LOWER")
         k = list(attrs.get("kernel_shape", kernel if kernel is not None else []))
         if len(k) != nd:
             raise _Reject(f"kernel_shape {k} does not have {nd} dimensions")
         s = list(attrs.get("strides", [1] * nd))
         p = list(attrs.get("pads", [0] * (2 * nd)))
         d = list(attrs.get("dilations", [1] * nd))
-        if any(v != 1 for v in d):
+        if any(v != 1 for v in d) and not dilated:
             problems.append(f"dilations {d} are not supported (only 1)")
+        if any(v < 1 for v in d):
+            problems.append(f"dilations {d} must be at least 1")
         if any(v < 0 for v in p):
             problems.append(f"negative pads {p} are not supported")
+        if auto_pad != "NOTSET":
+            p = [0] * (2 * nd)  # VALID; SAME_* pads follow from the input (_auto_pads)
         if nd == 1:
             return (1, k[0]), (1, s[0]), (0, p[0], 0, p[1])
         return (k[0], k[1]), (s[0], s[1]), (p[0], p[1], p[2], p[3])
+
+    def _auto_pads(self, attrs, x, kernel, stride, pads):
+        """``pads`` of ``auto_pad=SAME_UPPER / SAME_LOWER`` for input ``x`` (output size
+        ``ceil(in / stride)``; the odd pad goes to the end for UPPER, the start for LOWER)."""
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+            return pads
+        _, h, w = _chw(self.shape(x))
+        out = []
+        for size, k, st in ((h, kernel[0], stride[0]), (w, kernel[1], stride[1])):
+            total = max(0, (-(-size // st) - 1) * st + k - size)
+            small = total // 2
+            out.append((small, total - small) if auto_pad == "SAME_UPPER"
+                       else (total - small, small))
+        return (out[0][0], out[1][0], out[0][1], out[1][1])
 
     def op_Conv(self, node, name):
         attrs = self.attrs(node)
@@ -221,14 +241,15 @@ class NodeTranslator:
         rank = w.ndim
         problems = []
         # Attribute rules first: they hold whatever the input's shape turns out to be.
-        kernel, stride, pads = self._spatial_attrs(attrs, rank, problems, kernel=w.shape[2:])
+        kernel, stride, pads = self._spatial_attrs(attrs, rank, problems, kernel=w.shape[2:],
+                                                   dilated=True)
         spatial = slice(4 - rank, None)  # the W axis only for Conv1d
-        if any(k not in CONV_KERNELS for k in kernel[spatial]):
+        if any(k < 1 for k in kernel[spatial]):
             problems.append(f"kernel size {list(w.shape[2:])} is not supported (each must be "
-                            f"one of {', '.join(map(str, CONV_KERNELS))})")
-        if any(s not in CONV_STRIDES for s in stride[spatial]):
+                            f"at least 1)")
+        if any(s < 1 for s in stride[spatial]):
             problems.append(f"strides {list(stride[spatial])} are not supported (each must "
-                            f"be 1 or 2)")
+                            f"be at least 1)")
         groups = int(attrs.get("group", 1))
         m = w.shape[0]
         if problems:
@@ -238,12 +259,15 @@ class NodeTranslator:
             raise _Reject(f"weight of rank {rank} does not match input of rank "
                           f"{len(self.shape(x))}")
         c = self.shape(x)[1]
-        if groups != 1 and not (groups == c == m):
-            raise _Reject(f"grouped convolution (group={groups}, {c} -> {m} channels) is not "
-                          f"supported; only group=1 or depthwise (group = in = out channels)")
+        if groups != 1 and (groups < 1 or c % groups or m % groups
+                            or w.shape[1] * groups != c):
+            raise _Reject(f"group={groups} does not divide the {c} input and {m} output "
+                          f"channels with a weight of {w.shape[1]} channels per group")
         w = np.asarray(w, dtype=np.float32)
         if rank == 3:
             w = w[:, :, None, :]
+        w, kernel = _dilate(w, attrs.get("dilations", [1] * (rank - 2)))
+        pads = self._auto_pads(attrs, x, kernel, stride, pads)
         bias = None
         if len(node.input) > 2 and node.input[2]:
             bias = np.asarray(self.const(node.input[2], "the bias"), dtype=np.float32)
@@ -441,15 +465,32 @@ class NodeTranslator:
                             "divisor must be the full window); export with "
                             "count_include_pad=1 or without padding")
         x, y = node.input[0], node.output[0]
-        if attrs.get("ceil_mode", 0) and x in self.shapes and y in self.shapes:
+        if x in self.shapes:
+            pads = self._auto_pads(attrs, x, kernel, stride, pads)
+        if attrs.get("ceil_mode", 0) and kind is OpKind.MAXPOOL and x in self.shapes:
+            # ceil rounding = floor rounding over more padding at the end (padding never
+            # wins a max), keeping the last window's start inside the input or its padding
+            _, h, w = _chw(self.shapes[x])
+            extra = []
+            for size, k, st, pb, pe in ((h, kernel[0], stride[0], pads[0], pads[2]),
+                                        (w, kernel[1], stride[1], pads[1], pads[3])):
+                span = size + pb + pe - k
+                out = -(-span // st) + 1 if span >= 0 else 1
+                if (out - 1) * st >= size + pb:
+                    out -= 1
+                extra.append(max(0, (out - 1) * st + k - (size + pb + pe)))
+            pads = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
+        elif attrs.get("ceil_mode", 0) and x in self.shapes and y in self.shapes:
             floor = Layer(name, kind, [x], [y], kernel=kernel, stride=stride, pads=pads)
             try:
                 same = infer_shape(floor, [_chw(self.shapes[x])]) == _chw(self.shapes[y])
             except IRError:
                 same = False
             if not same:
-                problems.append("ceil_mode=1 changes the output shape here; only floor "
-                                "rounding is supported (pad the input explicitly instead)")
+                problems.append("ceil_mode=1 changes the output shape of this AveragePool "
+                                "(the overhanging windows need per-position divisors); only "
+                                "floor rounding is supported for average pooling (ceil_mode "
+                                "works on MaxPool)")
         if problems:
             raise _Reject("; ".join(problems))
         x = self.activation_input(node)
@@ -612,3 +653,16 @@ _REASONS = {
 
 def _unsupported_reason(op_type: str) -> str:
     return _REASONS.get(op_type, f"operator {op_type} is not supported")
+
+
+def _dilate(w, dilations):
+    """A dilated kernel as the equivalent dense one with zero taps between (exact: the
+    zeros quantize to zero): ``(weight, (KH, KW))``."""
+    d = [int(v) for v in dilations]
+    dh, dw = (1, d[0]) if len(d) == 1 else (d[0], d[1])
+    if dh == dw == 1:
+        return w, (w.shape[2], w.shape[3])
+    m, c, kh, kw = w.shape
+    out = np.zeros((m, c, dh * (kh - 1) + 1, dw * (kw - 1) + 1), dtype=w.dtype)
+    out[:, :, ::dh, ::dw] = w
+    return out, (out.shape[2], out.shape[3])

@@ -177,10 +177,6 @@ def test_sixteen_bit_activations():
 
 def test_mapping_errors_name_layer_resource_and_fix():
     graph = quantized("dpd_cnn", ARCH)
-    with pytest.raises(MappingError, match=r"Layer 'conv0' \(conv\) has a 1x5 kernel but the "
-                                           r"arch's engines support up to conv_k_max=3; set "
-                                           r"conv_k_max to at least 5"):
-        generate(graph, ARCH.replace(conv_k_max=3))
     with pytest.raises(MappingError, match=r"Layer 'conv0' \(conv\) cannot be mapped: one output "
                                            r"column needs a 5-column window but the line buffers "
                                            r"hold max_width=4; increase max_width to at least 5"):
@@ -295,17 +291,16 @@ def test_single_row_and_column_convolutions_take_the_other_axis_stride(max_width
     assert (programs[0].layers[0].col_tile < 20) == (max_width == 12)
 
 
-def test_strides_the_engines_cannot_run_are_refused():
+def test_strides_the_engines_cannot_run_are_refused_by_the_tiler():
+    # a model layer with such strides is rewritten (polyphase) and runs bit for bit
     model = _model("strided", [
         helper.make_node("Conv", ["x", "w"], ["y"], name="conv_s", pads=[1, 1, 1, 1],
                          strides=[1, 2]),
     ], [1, 2, 8, 8], {"y": [1, 3, 8, 4]}, {"w": (3, 2, 3, 3)})
     graph = _compile_model(model, ARCH)
-    with pytest.raises(MappingError, match=r"Layer 'conv_s' \(conv\) has stride \(1, 2\), but the "
-                                           r"conv and depthwise engines run strides 1 or 2, equal "
-                                           r"on both axes; change the layer's strides"):
-        generate(graph, ARCH)
-    # equal strides other than 1 and 2 (which the frontend already refuses in models)
+    program = check_bit_exact(graph, ARCH)
+    assert "polyphase" in program.layers[0].engine
+    # equal strides other than 1 and 2 are refused by the tiler itself
     op = WindowOp("dw_s", Engine.DEPTHWISE, 4, 9, 9, 4, (3, 3), (3, 3), (0, 0, 0, 0),
                   channelwise=True, w_per_out=9)
     with pytest.raises(MappingError, match=r"Layer 'dw_s' \(depthwise\) has stride \(3, 3\)"):

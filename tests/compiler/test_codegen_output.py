@@ -144,8 +144,8 @@ def _leftovers(parent, name):
 
 def test_failed_compile_leaves_nothing(workdir):
     out = workdir / "never"
-    with pytest.raises(MappingError, match="conv_k_max"):
-        cf.compile_model(workdir / "dpd.onnx", ARCH.replace(conv_k_max=3), out)
+    with pytest.raises(MappingError, match="max_width"):
+        cf.compile_model(workdir / "dpd.onnx", ARCH.replace(conv_k_max=5, max_width=4), out)
     assert not out.exists() and not _leftovers(workdir, "never")
 
 
@@ -207,7 +207,7 @@ def test_cli_errors_exit_2_with_message(workdir, capsys):
     assert main(["compile", str(workdir / "dpd.onnx"), "--board", "NoSuchBoard",
                  "-o", str(workdir / "x")]) == 2
     assert "Unknown board 'NoSuchBoard'" in capsys.readouterr().err
-    (workdir / "small.json").write_text(json.dumps({"conv_k_max": 3}))
+    (workdir / "small.json").write_text(json.dumps({"conv_k_max": 5, "max_width": 4}))
     assert main(["compile", str(workdir / "dpd.onnx"), "--arch", str(workdir / "small.json"),
                  "-o", str(workdir / "x")]) == 2
     assert "conv_k_max" in capsys.readouterr().err

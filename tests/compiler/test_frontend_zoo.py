@@ -58,7 +58,5 @@ def test_alexnet_report():
     with pytest.raises(UnsupportedModelError) as info:
         import_model(load("bvlc_alexnet"))
     found = [(i.node, i.op_type) for i in info.value.issues]
-    assert found == [("n0", "Conv"), ("n2", "LRN"), ("n4", "Conv"), ("n6", "LRN"),
-                     ("n10", "Conv"), ("n12", "Conv")]
-    reason = info.value.issues[0].reason
-    assert "kernel size [11, 11]" in reason and "strides [4, 4]" in reason
+    # the 11x11 stride-4 stem and the grouped convolutions map; LRN does not
+    assert found == [("n2", "LRN"), ("n6", "LRN")]

@@ -107,7 +107,7 @@ def test_cli_profile_unsupported_model_fails(tmp_path, capsys):
     model = tmp_path / "bad.onnx"
     onnx.save(unsupported_model(), str(model))
     assert cli_main(["profile", str(model)]) == 2
-    assert "conv_dilated (Conv)" in capsys.readouterr().err
+    assert "lrn (LRN)" in capsys.readouterr().err
 
 
 def test_cli_profile_user_errors(tmp_path, capsys):
