@@ -361,7 +361,8 @@ def _extract(model: onnx.ModelProto, inputs, outputs, shapes, name) -> onnx.Mode
         [inits[t] for t in inits if t in used and t not in boundary])
     sub = helper.make_model(graph, opset_imports=list(model.opset_import),
                             producer_name="convforge-partition")
-    sub.ir_version = model.ir_version
+    # IR 3 wants every initializer listed as a graph input; IR 4 lifted that rule.
+    sub.ir_version = max(model.ir_version, 4)
     return sub
 
 
