@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     parser.add_argument("--board", default="ZCU102")
     parser.add_argument("--only", nargs="+", choices=MODELS, metavar="NAME")
     parser.add_argument("--samples", type=int, default=4, help="calibration samples")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the rows of the models run in an existing --out")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
                                              "light_cnns.json"))
     args = parser.parse_args(argv)
@@ -52,6 +54,10 @@ def main(argv=None) -> int:
         print(_fmt(row), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and out.exists():
+        ran = {r["model"] for r in rows}
+        old = [r for r in json.loads(out.read_text())["models"] if r["model"] not in ran]
+        rows = sorted(old + rows, key=lambda r: MODELS.index(r["model"]))
     out.write_text(json.dumps({"board": args.board, "samples": args.samples,
                                "python": platform.python_version(), "models": rows},
                               indent=2, default=str) + "\n")

@@ -557,11 +557,14 @@ def compile_command(args) -> int:
     if (args.arch is None) == (args.board is None):
         raise errors.ConvForgeError("Give exactly one of --arch ARCH.json or --board NAME")
     arch = _arch_from_args(args)
-    from compiler.partition import host_fallback_needed
-    if host_fallback_needed(args.model):
+    try:
+        result = compile_model(args.model, arch, args.output, args.calib,
+                               scale_mode=args.scale_mode, verify=args.verify)
+    except errors.UnsupportedModelError:
+        from compiler.partition import host_fallback_needed
+        if not host_fallback_needed(args.model):
+            raise
         return _compile_partitioned_command(args, arch)
-    result = compile_model(args.model, arch, args.output, args.calib,
-                           scale_mode=args.scale_mode, verify=args.verify)
     if not args.quiet:
         print((result.out_dir / "report.txt").read_text(), end="")
     if args.calib is None:

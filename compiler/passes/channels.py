@@ -1,0 +1,164 @@
+"""Fold channel views (shuffle, Split / Slice along channels) into weights.
+
+A :data:`~compiler.ir.OpKind.CHANNELS` layer ``y = x[select]`` moves no data once
+folded. Views are folded one at a time, first in topological order, by rewriting
+every consumer of ``y`` to read ``x`` instead:
+
+- a view of a view composes (``select`` of ``select``);
+- a convolution, pointwise or fully connected consumer absorbs it into
+  its weights: input channel ``i`` of the new weights is the old column ``j`` with
+  ``select[j] == i``, and zero for channels ``x`` has but the view drops (exact; a
+  permutation, such as a shuffle, costs nothing, a slice reads the dropped channels
+  with zero weights; a grouped convolution first becomes an ungrouped one with
+  block-diagonal weights, which multiplies its MACs by its groups);
+- a per-channel layer (depthwise, pooling, padding, scale, activation) now runs on
+  all of ``x``'s channels (its per-channel parameters scattered, zero for dropped
+  channels) and the view moves below it;
+- a concatenation now concatenates ``x`` itself and the view moves below it, over
+  the concatenated channels.
+
+Anything else (an Add of a view and another tensor, a graph output) is refused, naming the view's nodes and the consumer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.errors import UnsupportedModelError
+from compiler.ir import Graph, Layer, OpKind, Tensor
+
+__all__ = ["fold_channels"]
+
+_PER_CHANNEL = frozenset({OpKind.DEPTHWISE, OpKind.MAXPOOL, OpKind.AVGPOOL, OpKind.GAP,
+                          OpKind.PAD, OpKind.SCALE, OpKind.ACTIVATION, OpKind.IDENTITY})
+
+
+def _what(view: Layer) -> str:
+    return ", ".join(view.origin or (view.name,))
+
+
+def fold_channels(graph: Graph, ctx=None) -> Graph:
+    """Fold every CHANNELS layer into its neighbours (see the module docstring)."""
+    while True:
+        view = next((layer for layer in graph.layers if layer.kind is OpKind.CHANNELS), None)
+        if view is None:
+            return graph
+        _fold(graph, view)
+
+
+def _scatter(values: np.ndarray, select: np.ndarray, channels: int) -> np.ndarray:
+    out = np.zeros((channels,) + values.shape[1:], dtype=values.dtype)
+    out[select] = values
+    return out
+
+
+def _fold(graph: Graph, view: Layer) -> None:
+    x, y = view.inputs[0], view.output
+    select = np.asarray(view.select, dtype=np.int64)
+    cx = graph.shape(x)[0]
+    if len(set(select.tolist())) != select.size:
+        raise UnsupportedModelError(f"{_what(view)}: a channel view that repeats channels "
+                                    f"is not supported")
+    if y in graph.outputs:
+        if select.size == cx and np.array_equal(select, np.arange(cx)):
+            pass
+        else:
+            raise UnsupportedModelError(
+                f"{_what(view)}: a channel shuffle / slice cannot be a graph output (its "
+                f"channels would have to be moved); end the model with a layer after it")
+    position = graph.layers.index(view)
+    if select.size < cx:
+        graph.notes.append(f"channel view {_what(view)} reads {select.size} of {cx} channels: "
+                           f"its consumers run over all {cx} (zero weights on the others)")
+    identity = select.size == cx and np.array_equal(select, np.arange(cx))
+    inserted: list[tuple[Layer, Layer]] = []
+    for layer in graph.consumers(y):
+        where = f"{_what(view)} feeding {layer.name} ({layer.kind.value})"
+        if identity:
+            layer.inputs = [x if t == y else t for t in layer.inputs]
+            continue
+        if layer.kind is OpKind.CONV and layer.groups > 1:
+            _ungroup(graph, layer, view)
+        if layer.kind is OpKind.CHANNELS:
+            layer.select = tuple(int(v) for v in select[list(layer.select)])
+            layer.inputs = [x]
+        elif layer.kind in (OpKind.CONV, OpKind.POINTWISE) and layer.groups == 1:
+            w = layer.weight
+            layer.weight = np.ascontiguousarray(
+                _scatter(w.transpose(1, 0, 2, 3), select, cx).transpose(1, 0, 2, 3))
+            layer.inputs = [x]
+        elif layer.kind is OpKind.FC:
+            _, h, w_ = graph.shape(y)
+            m = layer.weight.shape[0]
+            cols = layer.weight.reshape(m, select.size, h * w_).transpose(1, 0, 2)
+            layer.weight = np.ascontiguousarray(
+                _scatter(cols, select, cx).transpose(1, 0, 2).reshape(m, cx * h * w_))
+            layer.inputs = [x]
+        elif layer.kind in _PER_CHANNEL:
+            if layer.kind is OpKind.DEPTHWISE:
+                layer.weight = _scatter(layer.weight, select, cx)
+                layer.groups = cx
+            if layer.kind in (OpKind.DEPTHWISE, OpKind.SCALE) and layer.weight is not None:
+                if layer.kind is OpKind.SCALE:
+                    layer.weight = _scatter(layer.weight, select, cx)
+                if layer.bias is not None:
+                    layer.bias = _scatter(layer.bias, select, cx)
+            inserted.append((layer, _move_below(graph, layer, x, select, view)))
+        elif layer.kind is OpKind.CONCAT:
+            parts, offset = [], 0
+            for t in layer.inputs:
+                c = cx if t == y else graph.shape(t)[0]
+                parts.append(offset + (select if t == y else np.arange(c)))
+                offset += c
+            layer.inputs = [x if t == y else t for t in layer.inputs]
+            inserted.append((layer, _move_below(graph, layer, None, np.concatenate(parts),
+                                                view)))
+        elif layer.kind is OpKind.ADD and all(t == y for t in layer.inputs):
+            layer.inputs = [x, x]
+            inserted.append((layer, _move_below(graph, layer, x, select, view)))
+        else:
+            raise UnsupportedModelError(
+                f"{where}: this channel view cannot be folded into a {layer.kind.value} "
+                f"layer; only convolutions, "
+                f"fully connected layers, per-channel layers and concatenations absorb it")
+    graph.layers.pop(position)
+    if y not in graph.outputs:
+        del graph.tensors[y]
+    else:  # an identity view that is a graph output: keep y as x's name
+        graph.outputs = [x if t == y else t for t in graph.outputs]
+        del graph.tensors[y]
+    for layer, new_view in inserted:
+        graph.layers.insert(graph.layers.index(layer) + 1, new_view)
+
+
+def _ungroup(graph: Graph, layer: Layer, view: Layer) -> None:
+    """Rewrite a grouped convolution as an ungrouped one with block-diagonal weights
+    (exact; its MACs grow by the number of groups)."""
+    g = layer.groups
+    w = layer.weight
+    m, cg = w.shape[:2]
+    dense = np.zeros((m, cg * g) + w.shape[2:], dtype=w.dtype)
+    for i in range(m):
+        k = i // (m // g)
+        dense[i, k * cg:(k + 1) * cg] = w[i]
+    layer.weight = dense
+    layer.groups = 1
+    graph.notes.append(f"grouped convolution {layer.name} (groups={g}) made ungrouped to "
+                       f"absorb the channel view {_what(view)}: {g}x its MACs")
+
+
+def _move_below(graph: Graph, layer: Layer, x, select, view: Layer) -> Layer:
+    """Make ``layer`` produce all channels into a new tensor and return the view that
+    restores its old output from it."""
+    z = layer.output
+    if x is not None:
+        layer.inputs = [x if t == view.output else t for t in layer.inputs]
+    old = graph.tensors[z]
+    full = graph.unique_name(f"{z}.all")
+    channels = int(select.max()) + 1 if x is None else graph.shape(layer.inputs[0])[0]
+    if layer.kind is OpKind.CONCAT:
+        channels = sum(graph.shape(t)[0] for t in layer.inputs)
+    graph.tensors[full] = Tensor(full, (channels,) + tuple(old.shape[1:]))
+    layer.outputs = [full]
+    return Layer(graph.unique_name(f"{view.name}.moved"), OpKind.CHANNELS, [full], [z],
+                 select=tuple(int(v) for v in select), origin=view.origin)
