@@ -17,6 +17,11 @@ every consumer of ``y`` to read ``x`` instead:
 - a concatenation now concatenates ``x`` itself and the view moves below it, over
   the concatenated channels.
 
+Before that, a view of the output of an ungrouped convolution or fully connected
+layer (possibly followed by its batch norm and activation) that only views read is
+folded upwards instead: each view gets its own copy of that layer computing just the
+channels it selects (a Split after a conv costs no extra MACs).
+
 Anything else (an Add of a view and another tensor, a graph output) is refused, naming the view's nodes and the consumer.
 """
 
@@ -43,7 +48,56 @@ def fold_channels(graph: Graph, ctx=None) -> Graph:
         view = next((layer for layer in graph.layers if layer.kind is OpKind.CHANNELS), None)
         if view is None:
             return graph
-        _fold(graph, view)
+        if not _split_producer(graph, view.inputs[0]):
+            _fold(graph, view)
+
+
+def _split_producer(graph: Graph, x: str) -> bool:
+    """If every consumer of ``x`` is a view and ``x`` comes from an ungrouped
+    convolution or fully connected layer (through per-channel scales and activations
+    that nothing else reads), give each view its own copy of that chain computing
+    only the selected output channels. Returns whether it did."""
+    views = graph.consumers(x)
+    if x in graph.outputs or not views or any(v.kind is not OpKind.CHANNELS for v in views):
+        return False
+    chain, t = [], x
+    while True:
+        layer = graph.producer(t)
+        if layer is None:
+            return False
+        chain.insert(0, layer)
+        if layer.kind in (OpKind.CONV, OpKind.POINTWISE, OpKind.FC) and layer.groups == 1:
+            break
+        if layer.kind not in (OpKind.SCALE, OpKind.ACTIVATION):
+            return False
+        t = layer.inputs[0]
+        if t in graph.outputs or len(graph.consumers(t)) != 1:
+            return False
+    for view in views:
+        sel = list(view.select)
+        src = chain[0].inputs[0]
+        position = graph.layers.index(view)
+        for i, layer in enumerate(chain):
+            last = i == len(chain) - 1
+            out = view.output if last else graph.unique_name(f"{layer.output}.{view.name}")
+            if not last:
+                shape = graph.shape(layer.output)
+                graph.tensors[out] = Tensor(out, (len(sel),) + tuple(shape[1:]))
+            copy = Layer(graph.unique_name(f"{layer.name}.{view.name}"), layer.kind, [src],
+                         [out], kernel=layer.kernel, stride=layer.stride, pads=layer.pads,
+                         groups=layer.groups, activation=layer.activation, clip=layer.clip,
+                         weight=None if layer.weight is None else
+                         np.ascontiguousarray(layer.weight[sel]),
+                         bias=None if layer.bias is None else layer.bias[sel],
+                         origin=layer.origin + view.origin)
+            graph.layers.insert(position, copy)
+            position += 1
+            src = out
+        graph.layers.remove(view)
+    for layer in reversed(chain):
+        graph.layers.remove(layer)
+        del graph.tensors[layer.output]
+    return True
 
 
 def _scatter(values: np.ndarray, select: np.ndarray, channels: int) -> np.ndarray:

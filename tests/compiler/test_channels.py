@@ -100,12 +100,44 @@ def test_view_into_add_with_another_tensor_is_refused():
         import_model(model)
 
 
-def test_view_as_graph_output_is_refused():
+def test_view_as_graph_output():
+    # After a conv: the conv computes its output channels in the shuffled order.
     sh, consts = _shuffle_nodes("c", "y", 8, 2)
     model = _model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), *sh],
                    {"w": _w(8, 8, 1, 1), **consts}, 8)
+    graph = import_model(model)
+    assert [layer.kind for layer in graph.layers] == [OpKind.POINTWISE]
+    _assert_float_equal(model, graph)
+    # Straight from the graph input: the channels would have to move.
+    sh, consts = _shuffle_nodes("x", "y", 8, 2)
     with pytest.raises(UnsupportedModelError, match=r"cannot be a graph output"):
-        import_model(model)
+        import_model(_model(sh, consts, 8))
+
+
+def test_split_after_conv_bn_relu_splits_the_conv():
+    """conv -> BN -> ReLU -> Split -> two convs: each half is its own conv computing only
+    its channels, so the MACs do not grow."""
+    c = 8
+    bn = {f"bn_{k}": v for k, v in (("s", np.linspace(0.5, 1.5, c)), ("b", np.zeros(c)),
+                                    ("m", np.linspace(-0.2, 0.2, c)), ("v", np.ones(c)))}
+    bn = {k: v.astype(np.float32) for k, v in bn.items()}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4,
+                              kernel_shape=[3, 3]),
+             helper.make_node("BatchNormalization", ["c", "bn_s", "bn_b", "bn_m", "bn_v"],
+                              ["n"], name="bn"),
+             helper.make_node("Relu", ["n"], ["r"], name="relu"),
+             helper.make_node("Split", ["r", "sizes"], ["a", "b"], name="split", axis=1),
+             helper.make_node("Conv", ["a", "wa"], ["ca"], name="conv_a"),
+             helper.make_node("Conv", ["b", "wb"], ["cb"], name="conv_b"),
+             helper.make_node("Add", ["ca", "cb"], ["y"], name="add")]
+    model = _model(nodes, {"w": _w(c, 8, 3, 3), "sizes": np.array([4, 4], dtype=np.int64),
+                           "wa": _w(5, 4, 1, 1, seed=4), "wb": _w(5, 4, 1, 1, seed=5), **bn}, 5)
+    graph = import_model(model)
+    kinds = [layer.kind for layer in graph.layers]
+    assert kinds.count(OpKind.CONV) == 2 and OpKind.CHANNELS not in kinds
+    assert all(layer.weight.shape[1] == 4 for layer in graph.layers
+               if layer.kind is OpKind.POINTWISE)
+    _assert_float_equal(model, graph)
 
 
 def test_shufflenet_v2_example_iss_equals_golden(tmp_path):

@@ -188,9 +188,13 @@ def test_partitioned_rtl_equals_iss(tmp_path):
     output equals the ISS chain's bit for bit."""
     from compiler.compile import register_backend
     from compiler.partition import simulate_partitioned
-    from sim.axi import rtl_backend
+    from sim.axi import run_program_rtl
 
-    register_backend("rtl", rtl_backend)
+    def rtl(arch, program, ddr):  # the build tests/test_system_rtl.py makes for ARCH
+        run = run_program_rtl(arch, program, ddr, build_name="seml-system")
+        return run.cycles, run
+
+    register_backend("rtl", rtl)
     out = tmp_path / "out"
     compile_partitioned(host_model(), ARCH, out)
     x = np.random.default_rng(1).standard_normal((1, 3, 12, 12)).astype(np.float32)
