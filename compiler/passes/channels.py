@@ -48,8 +48,90 @@ def fold_channels(graph: Graph, ctx=None) -> Graph:
         view = next((layer for layer in graph.layers if layer.kind is OpKind.CHANNELS), None)
         if view is None:
             return graph
-        if not _split_producer(graph, view.inputs[0]):
+        if not (_split_producer(graph, view.inputs[0])
+                or _split_concat(graph, view.inputs[0])):
             _fold(graph, view)
+
+
+def _splittable(graph: Graph, t: str, consumer: Layer) -> bool:
+    """Whether views of ``t`` (read only by ``consumer``) fold upwards: ``t`` comes
+    from an ungrouped conv / fully connected chain or from a concatenation of such."""
+    if t in graph.outputs or graph.consumers(t) != [consumer]:
+        return False
+    layer = graph.producer(t)
+    while layer is not None and layer.kind in (OpKind.SCALE, OpKind.ACTIVATION):
+        t = layer.inputs[0]
+        if t in graph.outputs or len(graph.consumers(t)) != 1:
+            return False
+        layer = graph.producer(t)
+    if layer is None:
+        return False
+    if layer.kind in (OpKind.CONV, OpKind.POINTWISE, OpKind.FC) and layer.groups == 1:
+        return True
+    return layer.kind is OpKind.CONCAT and all(_splittable(graph, i, layer)
+                                               for i in layer.inputs)
+
+
+def _split_concat(graph: Graph, x: str) -> bool:
+    """If ``x`` is a concatenation that only views read, give each view its own
+    concatenation of views of the inputs (each input's selected channels, in
+    order), followed by the permutation that restores the view's order. Views of the
+    inputs then fold further (a conv's output splits into per-view convs), and a
+    permutation moves through later concatenations without carrying extra channels.
+    Returns whether it did."""
+    concat = graph.producer(x)
+    views = graph.consumers(x)
+    if (concat is None or concat.kind is not OpKind.CONCAT or x in graph.outputs
+            or not views or any(v.kind is not OpKind.CHANNELS for v in views)):
+        return False
+    owner = []
+    for j, t in enumerate(concat.inputs):
+        owner += [(j, i) for i in range(graph.shape(t)[0])]
+    if all(len(set(v.select)) == len(owner) for v in views):
+        return False  # permutations of everything: folding them downstream is free
+    partial = {owner[ch][0] for v in views for ch in range(len(owner))
+               if ch not in set(v.select)}
+    if not all(_splittable(graph, concat.inputs[j], concat) for j in partial):
+        return False  # the input views would fold back down through this concat
+    _, h, w = graph.shape(x)
+    for view in views:
+        taken: dict[int, list[int]] = {}
+        for ch in view.select:
+            j, i = owner[ch]
+            taken.setdefault(j, []).append(i)
+        parts, base = [], {}
+        position = graph.layers.index(view)
+        new_layers = []
+        count = 0
+        for j in sorted(taken):
+            t = concat.inputs[j]
+            chans = sorted(taken[j])
+            base[j] = count
+            count += len(chans)
+            if chans == list(range(graph.shape(t)[0])):
+                parts.append(t)
+                continue
+            part = graph.unique_name(f"{t}.{view.name}")
+            graph.tensors[part] = Tensor(part, (len(chans), h, w))
+            new_layers.append(Layer(graph.unique_name(f"{view.name}.in{j}"), OpKind.CHANNELS,
+                                    [t], [part], select=tuple(chans), origin=view.origin))
+            parts.append(part)
+        index = {(j, i): base[j] + k for j in taken for k, i in enumerate(sorted(taken[j]))}
+        perm = tuple(index[owner[ch]] for ch in view.select)
+        if len(parts) == 1:
+            joined = parts[0]
+        else:
+            joined = graph.unique_name(f"{x}.{view.name}")
+            graph.tensors[joined] = Tensor(joined, (count, h, w))
+            new_layers.append(Layer(graph.unique_name(f"{concat.name}.{view.name}"),
+                                    OpKind.CONCAT, parts, [joined],
+                                    origin=concat.origin))
+        view.inputs = [joined]
+        view.select = perm
+        graph.layers[position:position] = new_layers
+    graph.layers.remove(concat)
+    del graph.tensors[x]
+    return True
 
 
 def _split_producer(graph: Graph, x: str) -> bool:

@@ -4,6 +4,8 @@ ShuffleNetV2-like example compiles and runs ISS == golden (RTL == ISS, slow)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -12,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from compiler.compile import compile_model, simulate
 from compiler.errors import UnsupportedModelError
 from compiler.ir import OpKind, run_float
+from compiler.partition import _static_shapes, node_macs
 from compiler.pipeline import import_model
 from compiler.runner import run_golden
 from examples.models import EXAMPLES
@@ -144,6 +147,14 @@ def test_shufflenet_v2_example_iss_equals_golden(tmp_path):
     model = EXAMPLES["shufflenet_v2_small"]()
     graph = import_model(model)
     assert not any(layer.kind is OpKind.CHANNELS for layer in graph.layers)
+    # Every shuffle and split folded upwards or into weights: not one extra MAC, and no
+    # concatenation wider than the model's.
+    shapes = _static_shapes(model)
+    assert sum(math.prod(graph.shape(layer.output)) * math.prod(layer.weight.shape[1:])
+               for layer in graph.layers if layer.weight is not None) == \
+        sum(node_macs(node, shapes) for node in model.graph.node)
+    assert max(graph.shape(layer.output)[0] for layer in graph.layers
+               if layer.kind is OpKind.CONCAT) == 96
     result = compile_model(model, ARCH, tmp_path / "out", verify=True)
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
     sim = simulate(tmp_path / "out", x)
