@@ -21,7 +21,7 @@ EXPECTED = {
     "inception_v1": ("blocked", "blocked", "count_include_pad=0"),  # LRN: host; 7x7 stem
     "inception_v2": ("blocked", "blocked", "count_include_pad=0"),
     "resnet50": ("ok", "blocked", "conv_k_max=3"),  # 7x7 stem
-    "shufflenet": ("blocked", "blocked", "grouped convolution"),  # + count_include_pad=0
+    "shufflenet": ("blocked", "blocked", "grouped convolution"),  # + count_include_pad=0; shuffles fold
     "squeezenet": ("ok", "pass", None),
     "vgg19": ("ok", "pass", None),
     "zfnet512": ("host", "blocked", "conv_k_max=3"),  # LRN: host; 7x7 stem
