@@ -20,7 +20,9 @@ every consumer of ``y`` to read ``x`` instead:
 Before that, a view of the output of an ungrouped convolution or fully connected
 layer (possibly followed by its batch norm and activation) that only views read is
 folded upwards instead: each view gets its own copy of that layer computing just the
-channels it selects (a Split after a conv costs no extra MACs).
+channels it selects (a Split after a conv costs no extra MACs); a view of a
+concatenation of such tensors that only views read gets its own concatenation of
+the selected channels of each input, then the permutation restoring its order.
 
 Anything else (an Add of a view and another tensor, a graph output) is refused, naming the view's nodes and the consumer.
 """
