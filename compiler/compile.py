@@ -441,6 +441,9 @@ def simulate(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0) -> Si
     if _mode(out_dir) == "sesl":
         from compiler.sesl.compile import simulate_sesl
         return simulate_sesl(out_dir, inputs, backend=backend, seed=seed)
+    if _mode(out_dir) == "partitioned":  # host fallback: segments + onnxruntime
+        from compiler.partition import simulate_partitioned
+        return simulate_partitioned(out_dir, inputs, backend=backend, seed=seed)
     arch, program, ddr, manifest = load_image(out_dir)
     specs = manifest["inputs"]
     if not isinstance(inputs, dict):
@@ -574,12 +577,19 @@ def compile_command(args) -> int:
     if (args.arch is None) == (args.board is None):
         raise errors.ConvForgeError("Give exactly one of --arch ARCH.json or --board NAME")
     choice = None
-    if args.board is not None:
-        arch, choice = sized_arch(args.model, args.board)
-    else:
-        arch = _arch_from_args(args)
-    result = compile_model(args.model, arch, args.output, args.calib,
-                           scale_mode=args.scale_mode, verify=args.verify, arch_choice=choice)
+    try:
+        if args.board is not None:
+            arch, choice = sized_arch(args.model, args.board)
+        else:
+            arch = _arch_from_args(args)
+        result = compile_model(args.model, arch, args.output, args.calib,
+                               scale_mode=args.scale_mode, verify=args.verify,
+                               arch_choice=choice)
+    except errors.UnsupportedModelError:
+        from compiler.partition import host_fallback_needed
+        if not host_fallback_needed(args.model):
+            raise
+        return _compile_partitioned_command(args, _arch_from_args(args))
     if not args.quiet:
         print((result.out_dir / "report.txt").read_text(), end="")
     if args.calib is None:
@@ -588,6 +598,25 @@ def compile_command(args) -> int:
         print("verified: ISS output equals the golden runner, bit for bit")
     print(f"wrote {result.out_dir}/ (program.bin, weights.bin, arch.json, manifest.json, "
           f"listing.txt, report.txt, report.json)")
+    return 0
+
+
+def _compile_partitioned_command(args, arch) -> int:
+    """``compile`` of a model with nodes that run on the host (host fallback)."""
+    from compiler.partition import compile_partitioned
+
+    result = compile_partitioned(args.model, arch, args.output, args.calib,
+                                 scale_mode=args.scale_mode, verify=args.verify)
+    if not args.quiet:
+        print((result.out_dir / "report.txt").read_text(), end="")
+    if args.calib is None:
+        print("note: no --calib samples given; scales come from seeded random inputs")
+    if args.verify:
+        print("verified: every segment and the whole chain, ISS equal to the golden runner "
+              "bit for bit")
+    print(f"wrote {result.out_dir}/ (manifest.json, host_plan.json, arch.json, "
+          f"{', '.join(f'{s}/' for s in result.segments)}, host*.onnx, report.txt, "
+          f"report.json)")
     return 0
 
 

@@ -98,10 +98,15 @@ class OpKind(enum.Enum):
     FLATTEN = "flatten"
     #: No operation (Dropout, Identity, a no-op Reshape); removed.
     IDENTITY = "identity"
+    #: A channel view: output channel ``j`` is input channel ``Layer.select[j]``
+    #: (channel shuffle, Slice / Split along channels); folded into weights
+    #: (:mod:`compiler.passes.channels`).
+    CHANNELS = "channels"
 
 
 #: Kinds that exist only between the frontend and the end of the lowering passes.
-FRONTEND_KINDS = frozenset({OpKind.SCALE, OpKind.ACTIVATION, OpKind.FLATTEN, OpKind.IDENTITY})
+FRONTEND_KINDS = frozenset({OpKind.SCALE, OpKind.ACTIVATION, OpKind.FLATTEN, OpKind.IDENTITY,
+                            OpKind.CHANNELS})
 #: Kinds that carry weights (and a bias).
 WEIGHTED_KINDS = frozenset({OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC})
 #: Kinds that slide a ``kernel`` window with ``stride`` and ``pads``.
@@ -224,6 +229,8 @@ class Layer:
         Integer parameters, once quantized.
     origin : tuple of str
         Names of the model nodes merged into this layer (for reports).
+    select : tuple of int or None
+        Input channel of each output channel of a CHANNELS layer.
     """
 
     name: str
@@ -240,6 +247,7 @@ class Layer:
     bias: np.ndarray | None = None
     quant: LayerQuant | None = None
     origin: tuple[str, ...] = ()
+    select: tuple[int, ...] | None = None
 
     @property
     def output(self) -> str:
@@ -467,6 +475,12 @@ class Graph:
             raise IRError(f"{where} cannot carry an activation")
         if layer.kind is OpKind.ACTIVATION and layer.activation is Activation.NONE:
             raise IRError(f"{where} has no activation")
+        if layer.kind is OpKind.CHANNELS:
+            c = self.tensors[layer.inputs[0]].shape[0]
+            sel = layer.select
+            if (not isinstance(sel, tuple) or not sel
+                    or not all(isinstance(i, int) and 0 <= i < c for i in sel)):
+                raise IRError(f"{where} select must be a non-empty tuple of channels < {c}")
         if layer.quant is not None:
             self._check_quant(layer, where)
         if layer.kind in WEIGHTED_KINDS:
@@ -610,6 +624,8 @@ def infer_shape(layer: Layer, in_shapes: list[tuple[int, int, int]]) -> tuple[in
         return (c, h + top + bottom, w + left + right)
     if layer.kind in (OpKind.SCALE, OpKind.ACTIVATION, OpKind.IDENTITY):
         return in_shapes[0]
+    if layer.kind is OpKind.CHANNELS:
+        return (len(layer.select or ()), h, w)
     if layer.kind is OpKind.FLATTEN:
         return (c * h * w, 1, 1)
     raise IRError(f"{where}: unknown kind")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from compiler.frontend import import_onnx
 from compiler.ir import Graph, IRError
+from compiler.passes.channels import fold_channels
 from compiler.passes.cleanup import finish_lowering, remove_identities
 from compiler.passes.fold import fold_pads, fold_scales, lower_scales
 from compiler.passes.fuse import absorb_flattens, fuse_activations, lower_activations
@@ -61,6 +62,7 @@ Pass = Callable[[Graph, PassContext], Graph]
 #: convs before activations fuse, because BN sits between a conv and its ReLU.
 FRONTEND_PASSES: tuple[Pass, ...] = (
     remove_identities,
+    fold_channels,
     absorb_flattens,
     fold_scales,
     lower_scales,

@@ -89,6 +89,8 @@ def _run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
         y = x
     elif kind is OpKind.FLATTEN:
         y = x.reshape(-1, 1, 1)
+    elif kind is OpKind.CHANNELS:
+        y = x[list(layer.select)]
     else:
         raise IRError(f"Layer {layer.name!r}: cannot execute kind {kind!r}")
     if layer.bias is not None:

@@ -501,3 +501,11 @@ EXAMPLES = {
     "dpd_cnn": dpd_cnn,
     "unsupported": unsupported_model,
 }
+
+
+def _shufflenet_v2_small(**kwargs):
+    from examples.shufflenet import shufflenet_v2_small
+    return shufflenet_v2_small(**kwargs)
+
+
+EXAMPLES["shufflenet_v2_small"] = _shufflenet_v2_small

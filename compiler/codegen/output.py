@@ -52,6 +52,7 @@ def write_output_dir(out_dir, files: dict) -> Path:
     try:
         for name, content in files.items():
             data = content.encode() if isinstance(content, str) else bytes(content)
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)  # "dir/file" names
             with open(tmp / name, "wb") as f:
                 f.write(data)
                 f.flush()

@@ -30,7 +30,29 @@ def check_command(args) -> int:
     try:
         graph = import_model(args.model)
     except UnsupportedModelError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+        return _check_host_fallback(args.model, e)
     print(summary(args.model, graph))
+    return 0
+
+
+def _check_host_fallback(model, error: UnsupportedModelError) -> int:
+    """A model refused only for nodes with no accelerator mapping: the partition into
+    accelerator segments and host partitions (exit 0); otherwise the refusal (exit 1)."""
+    from compiler.partition import host_fallback_needed, plan_partition
+
+    if not host_fallback_needed(model):
+        print(str(error), file=sys.stderr)
+        return 1
+    try:
+        plan = plan_partition(model)
+    except UnsupportedModelError as e:
+        # Every issue, then which of the nodes would run on the host.
+        host = str(e).rsplit("\n", 1)[-1] if getattr(e, "issues", None) else str(e)
+        print(str(error) if getattr(e, "issues", None) else "", file=sys.stderr)
+        print(host, file=sys.stderr)
+        return 1
+    segs = [p for p in plan.parts if p.kind == "accelerator"]
+    print(f"{model}: OK with host fallback, {sum(len(p.nodes) for p in segs)} nodes in "
+          f"{len(segs)} accelerator segment(s)")
+    print(plan.summary())
     return 0

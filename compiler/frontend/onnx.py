@@ -258,8 +258,15 @@ def legality_issues(model) -> tuple[list[Issue], Graph | None]:
             graph.tensors[name] = Tensor(name, _chw(shapes[name]))
         except _Reject as e:
             issues.append(Issue(name, "input", str(e)))
+    # Channel shuffles and channel Split / Slice: views folded later.
+    from compiler.frontend.channels import channel_layers
+    views, view_issues = channel_layers(nodes, node_names, shapes, consts, opset)
+    issues.extend(view_issues)
     for node, name in zip(nodes, node_names):
         if id(node) in host_ids:
+            continue
+        if id(node) in views:
+            graph.layers.extend(views[id(node)])
             continue
         for layer in translator.translate(node, name):
             graph.layers.append(layer)

@@ -1,0 +1,66 @@
+"""The nine CNNs of the onnx package's test data (224x224 ImageNet topologies with
+synthetic weights) through check, ``--board ZCU102`` compile, ISS vs golden and
+golden vs onnxruntime float (``examples/light_cnns.py``).
+
+:data:`EXPECTED` says, per model, what passes today and what blocks the rest (with
+the feature that lifts it): a blocked model whose blocker is gone fails here, so the
+entry is flipped to ``"pass"`` together with the change that unblocks it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from examples.light_cnns import MODELS, evaluate
+
+#: model -> (check result, board result, fragment of the blocking message or None).
+#: ``check``: "ok" (imports), "host" (imports with host fallback) or "blocked".
+EXPECTED = {
+    "bvlc_alexnet": ("blocked", "blocked", "kernel size [11, 11]"),  # + grouped conv; LRN: host
+    "densenet121": ("ok", "blocked", "conv_k_max=3"),  # 7x7 stem on ZCU102's arch
+    "inception_v1": ("blocked", "blocked", "count_include_pad=0"),  # LRN: host; 7x7 stem
+    "inception_v2": ("blocked", "blocked", "count_include_pad=0"),
+    "resnet50": ("ok", "blocked", "conv_k_max=3"),  # 7x7 stem
+    "shufflenet": ("blocked", "blocked", "grouped convolution"),  # + count_include_pad=0; shuffles fold
+    "squeezenet": ("ok", "pass", None),
+    "vgg19": ("ok", "pass", None),
+    "zfnet512": ("host", "blocked", "conv_k_max=3"),  # LRN: host; 7x7 stem
+}
+#: Models too slow for the timed suite on the ISS (vgg19: 20 GMAC per frame); the
+#: benchmark runs them.
+BENCH_ONLY = {"vgg19"}
+
+
+def test_expected_covers_all_nine():
+    assert sorted(EXPECTED) == sorted(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_check_stage(name):
+    check, _, fragment = EXPECTED[name]
+    row = evaluate(name, stop_after="check")
+    if check == "blocked":
+        assert row["status"] == "blocked" and row["stage"] == "check"
+        assert fragment in row["blocked_by"], row["blocked_by"]
+        assert row["needs"]
+    else:
+        assert row["status"] == "checked", row.get("blocked_by")
+        assert bool(row["host_nodes"]) == (check == "host")
+        if check == "host":
+            assert all("(LRN)" in n for n in row["host_nodes"])
+            assert 0.99 < row["accelerator_mac_share"] < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in MODELS
+                                  if EXPECTED[n][0] != "blocked" and n not in BENCH_ONLY])
+def test_board_zcu102(name):
+    """Compile for ZCU102; ISS == golden bit for bit on a real input; SNR vs float
+    close to onnxruntime's own int8 QDQ model."""
+    _, board, fragment = EXPECTED[name]
+    row = evaluate(name, "ZCU102", samples=2)
+    if board == "blocked":
+        assert row["status"] == "blocked" and fragment in row["blocked_by"], row
+        return
+    assert row["status"] == "pass" and row["iss_equals_golden"], row
+    assert row["snr_db"] > 30 and row["snr_db"] > row["ort_qdq_snr_db"] - 6, row
