@@ -21,6 +21,7 @@ from compiler.ir import Graph, IRError
 from compiler.passes.cleanup import finish_lowering, remove_identities
 from compiler.passes.fold import fold_pads, fold_scales, lower_scales
 from compiler.passes.fuse import absorb_flattens, fuse_activations, lower_activations
+from compiler.passes.gated import fuse_gated_activations
 from compiler.passes.prune import prune_graph
 from compiler.passes.quantize import quantize_graph
 
@@ -61,6 +62,7 @@ Pass = Callable[[Graph, PassContext], Graph]
 #: convs before activations fuse, because BN sits between a conv and its ReLU.
 FRONTEND_PASSES: tuple[Pass, ...] = (
     remove_identities,
+    fuse_gated_activations,
     absorb_flattens,
     fold_scales,
     lower_scales,

@@ -152,7 +152,7 @@ def test_report_lists_every_unsupported_node():
     issues = info.value.issues
     assert [(i.node, i.op_type) for i in issues] == [
         ("lrn", "LRN"), ("conv_dilated", "Conv"), ("conv_same", "Conv"),
-        ("pool_ceil", "MaxPool"), ("tanh", "Tanh"), ("conv_k11", "Conv")]
+        ("pool_ceil", "MaxPool"), ("elu", "Elu"), ("conv_k11", "Conv")]
     text = str(info.value)
     assert "6 unsupported node(s)" in text
     for fragment in ("local response normalization", "dilations [2, 2]", "auto_pad=SAME_UPPER",
@@ -171,8 +171,8 @@ def test_report_attribute_rules():
                          kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["b", "w3"], ["c"], name="stride3", kernel_shape=[1, 1],
                          strides=[3, 3]),
-        helper.make_node("LeakyRelu", ["c"], ["d"], name=""),
-        helper.make_node("Mul", ["d", "d"], ["e"], name="square"),
+        helper.make_node("Elu", ["c"], ["d"], name=""),
+        helper.make_node("Sub", ["d", "d"], ["e"], name="diff"),
     ]
     model = make_model(nodes, [x], [out("e")],
                        [const("w", weight(4, 2, 3, 3)), const("w3", weight(4, 4, 1, 1))])
@@ -183,8 +183,8 @@ def test_report_attribute_rules():
     assert "grouped convolution (group=2" in found[("grouped", "Conv")]
     assert "strides [3, 3]" in found[("stride3", "Conv")]
     # An unnamed node gets a stable synthesized name: <op>_<position>.
-    assert ("LeakyRelu_3", "LeakyRelu") in found
-    assert "product of two feature maps" in found[("square", "Mul")]
+    assert ("Elu_3", "Elu") in found
+    assert "subtraction of two feature maps" in found[("diff", "Sub")]
 
 
 def test_dynamic_spatial_dimension_is_reported():
