@@ -141,6 +141,15 @@ def memories(arch: ArchConfig) -> list[MemorySpec]:
 
     out.append(MemorySpec("compute_conv.engine.pool.lines", 2 * arch.conv_po * arch.act_bits,
                           arch.max_width + 2 * MAX_PAD))
+    # the element-wise unit's activation table: one copy per lane, in bus-width words
+    from hw.isa import table_entries
+    from hw.seml.units import add_lanes
+
+    entries = table_entries(arch.act_bits)
+    if entries:
+        word = min(arch.axi_data_bytes, entries)
+        for lane in range(add_lanes(arch)):
+            out.append(MemorySpec(f"add.tbuf{lane}", 8 * word, entries // word))
     out.append(MemorySpec("csr.trace", 32, TRACE_DEPTH, async_read=True))
     # FIFO storage (a buffered FIFO of depth d keeps d - 1 words in memory)
     from hw.isa import INSTR_BITS

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compiler.table_act import TableActivation
 from hw.isa import window_out
 
 __all__ = [
@@ -102,6 +103,17 @@ class OpKind(enum.Enum):
     #: (channel shuffle, Slice / Split along channels); folded into weights
     #: (:mod:`compiler.passes.channels`).
     CHANNELS = "channels"
+
+    # Element-wise unit kinds (after the frontend kinds to keep the order above).
+
+    #: A table activation (:attr:`Layer.table_act`: Sigmoid, HardSwish, SiLU, Tanh,
+    #: LeakyRelu, PRelu ...), looked up per element.
+    TABLE = "table"
+    #: Product of a feature map and a second input of the same shape or of shape
+    #: ``(C, 1, 1)`` (broadcast per channel: the gate of squeeze-and-excitation).
+    MUL = "mul"
+    #: Nearest-neighbour upsampling by the integer factors :attr:`Layer.upsample`.
+    RESIZE = "resize"
 
 
 #: Kinds that exist only between the frontend and the end of the lowering passes.
@@ -197,6 +209,9 @@ class LayerQuant:
     input_m: tuple[int, ...] = ()
     act_bits: int = 8
     weight_bits: int = 8
+    #: Activation tables of a TABLE layer, ``(1 or C, 2**act_bits)`` int64
+    #: (:func:`compiler.table_act.activation_tables`).
+    table: np.ndarray | None = None
 
 
 @dataclass
@@ -248,6 +263,10 @@ class Layer:
     quant: LayerQuant | None = None
     origin: tuple[str, ...] = ()
     select: tuple[int, ...] | None = None
+    #: The activation of a TABLE layer (:class:`compiler.table_act.TableActivation`).
+    table_act: TableActivation | None = None
+    #: ``(SH, SW)`` integer upsampling factors of a RESIZE layer.
+    upsample: tuple[int, int] = (1, 1)
 
     @property
     def output(self) -> str:
@@ -450,6 +469,9 @@ class Graph:
                 raise IRError(f"{where} needs at least two inputs, not {n_in}")
             if layer.kind is OpKind.ADD and n_in != 2:
                 raise IRError(f"{where} adds exactly two inputs, not {n_in}")
+        elif layer.kind is OpKind.MUL:
+            if n_in != 2:
+                raise IRError(f"{where} multiplies exactly two inputs, not {n_in}")
         elif n_in != 1:
             raise IRError(f"{where} needs exactly one input, not {n_in}")
         for attr, length, low in (("kernel", 2, 1), ("stride", 2, 1), ("pads", 4, 0)):
@@ -470,7 +492,7 @@ class Graph:
         elif layer.clip is not None:
             raise IRError(f"{where} has clip bounds but activation {layer.activation.value}")
         if layer.kind in (OpKind.MAXPOOL, OpKind.PAD, OpKind.CONCAT, OpKind.FLATTEN,
-                          OpKind.IDENTITY, OpKind.SCALE) \
+                          OpKind.IDENTITY, OpKind.SCALE, OpKind.RESIZE) \
                 and layer.activation is not Activation.NONE:
             raise IRError(f"{where} cannot carry an activation")
         if layer.kind is OpKind.ACTIVATION and layer.activation is Activation.NONE:
@@ -481,6 +503,18 @@ class Graph:
             if (not isinstance(sel, tuple) or not sel
                     or not all(isinstance(i, int) and 0 <= i < c for i in sel)):
                 raise IRError(f"{where} select must be a non-empty tuple of channels < {c}")
+        if (layer.kind is OpKind.TABLE) != (layer.table_act is not None):
+            raise IRError(f"{where}: a table activation belongs to (and only to) a table "
+                          f"layer")
+        if layer.kind is OpKind.TABLE and layer.table_act.slope is not None:
+            c = self.tensors[layer.inputs[0]].shape[0]
+            if np.shape(layer.table_act.slope) != (c,):
+                raise IRError(f"{where} PRelu slopes must have shape ({c},)")
+        if (layer.kind is not OpKind.RESIZE and layer.upsample != (1, 1)) or not (
+                isinstance(layer.upsample, tuple) and len(layer.upsample) == 2
+                and all(isinstance(v, int) and v >= 1 for v in layer.upsample)):
+            raise IRError(f"{where} has upsample {layer.upsample!r}: a 2-tuple of ints >= 1, "
+                          f"(1, 1) unless the layer resizes")
         if layer.quant is not None:
             self._check_quant(layer, where)
         if layer.kind in WEIGHTED_KINDS:
@@ -622,10 +656,17 @@ def infer_shape(layer: Layer, in_shapes: list[tuple[int, int, int]]) -> tuple[in
         return (sum(s[0] for s in in_shapes), h, w)
     if layer.kind is OpKind.PAD:
         return (c, h + top + bottom, w + left + right)
-    if layer.kind in (OpKind.SCALE, OpKind.ACTIVATION, OpKind.IDENTITY):
+    if layer.kind in (OpKind.SCALE, OpKind.ACTIVATION, OpKind.IDENTITY, OpKind.TABLE):
         return in_shapes[0]
     if layer.kind is OpKind.CHANNELS:
         return (len(layer.select or ()), h, w)
+    if layer.kind is OpKind.MUL:
+        if in_shapes[1] not in (in_shapes[0], (c, 1, 1)):
+            raise IRError(f"{where} multiplies {in_shapes[0]} by {in_shapes[1]}: the second "
+                          f"input must have the same shape or one value per channel")
+        return in_shapes[0]
+    if layer.kind is OpKind.RESIZE:
+        return (c, h * layer.upsample[0], w * layer.upsample[1])
     if layer.kind is OpKind.FLATTEN:
         return (c * h * w, 1, 1)
     raise IRError(f"{where}: unknown kind")

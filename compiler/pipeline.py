@@ -22,6 +22,7 @@ from compiler.passes.channels import fold_channels
 from compiler.passes.cleanup import finish_lowering, remove_identities
 from compiler.passes.fold import fold_pads, fold_scales, lower_scales
 from compiler.passes.fuse import absorb_flattens, fuse_activations, lower_activations
+from compiler.passes.gated import fuse_gated_activations
 from compiler.passes.prune import prune_graph
 from compiler.passes.quantize import quantize_graph
 
@@ -63,6 +64,7 @@ Pass = Callable[[Graph, PassContext], Graph]
 FRONTEND_PASSES: tuple[Pass, ...] = (
     remove_identities,
     fold_channels,
+    fuse_gated_activations,
     absorb_flattens,
     fold_scales,
     lower_scales,

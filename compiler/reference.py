@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler import table_act
 from compiler.ir import Activation, Graph, IRError, Layer, OpKind
 from hw.isa import window_out
 
@@ -91,6 +92,12 @@ def _run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
         y = x.reshape(-1, 1, 1)
     elif kind is OpKind.CHANNELS:
         y = x[list(layer.select)]
+    elif kind is OpKind.TABLE:
+        y = table_act.evaluate(layer.table_act, x)
+    elif kind is OpKind.MUL:
+        y = xs[0] * xs[1]
+    elif kind is OpKind.RESIZE:
+        y = np.repeat(np.repeat(x, layer.upsample[0], axis=1), layer.upsample[1], axis=2)
     else:
         raise IRError(f"Layer {layer.name!r}: cannot execute kind {kind!r}")
     if layer.bias is not None:

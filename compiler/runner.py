@@ -103,6 +103,19 @@ def run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
     if kind is OpKind.PAD:
         top, left, bottom, right = layer.pads
         return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right))).astype(np.int64)
+    if kind is OpKind.TABLE:
+        if q.table.shape[0] == 1:
+            return golden.table_lookup(x, q.table[0])
+        return np.stack([golden.table_lookup(x[:, c], q.table[c])
+                         for c in range(x.shape[1])], axis=1)
+    if kind is OpKind.MUL:
+        a, b = xs
+        group = a[0].size // b[0].size
+        return np.stack([golden.mul_broadcast(a[n], b[n].reshape(-1), group, m, s, q.lo, q.hi)
+                         for n in range(a.shape[0])])
+    if kind is OpKind.RESIZE:
+        uh, uw = layer.upsample
+        return np.repeat(np.repeat(x, uh, axis=2), uw, axis=3).astype(np.int64)
     raise QuantizationError(f"Layer {layer.name!r}: the golden runner has no op for kind "
                             f"{kind.value!r}")
 

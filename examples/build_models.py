@@ -15,7 +15,10 @@ import onnx
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from examples.compact_models import COMPACT_EXAMPLES
 from examples.models import DEFAULT_OPSET, EXAMPLES
+
+EXAMPLES = {**EXAMPLES, **COMPACT_EXAMPLES}
 
 
 def build(out_dir, names=None, opset: int = DEFAULT_OPSET) -> list[Path]:

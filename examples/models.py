@@ -474,7 +474,7 @@ def unsupported_model(opset: int = DEFAULT_OPSET, seed: int = 0) -> onnx.ModelPr
     """A small network with several nodes ConvForge cannot map.
 
     Contains an LRN, a dilated conv, an ``auto_pad=SAME_UPPER`` conv, a
-    ``ceil_mode=1`` max pool, a Tanh and an 11x11 conv, all on the main path.
+    ``ceil_mode=1`` max pool, an Elu and an 11x11 conv, all on the main path.
     """
     net = _Net("unsupported", opset, seed)
     x = net.input("input", (1, 3, 32, 32), _calib(net.rng, 3, 32, 32))
@@ -487,7 +487,8 @@ def unsupported_model(opset: int = DEFAULT_OPSET, seed: int = 0) -> onnx.ModelPr
                  auto_pad="SAME_UPPER")
     x = net.node("MaxPool", [x], "pool_ceil", net.values[x][:, :, ::2, ::2],
                  kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
-    x = net.node("Tanh", [x], "tanh", np.tanh(net.values[x]))
+    v = net.values[x]
+    x = net.node("Elu", [x], "elu", np.where(v >= 0, v, np.expm1(np.minimum(v, 0))))
     x = net.conv(x, 4, 11, pad=5, name="conv_k11")
     return net.model([x], "Model with unsupported nodes")
 

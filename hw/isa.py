@@ -52,8 +52,10 @@ __all__ = [
     "PBUF_ENTRY_BYTES",
     "PBUF_RECORD_LAYOUT",
     "SYNC_LAYOUT",
+    "TABLE_MAX_BITS",
     "TILE_BITS",
     "Buffer",
+    "EltOp",
     "Engine",
     "ErrorCode",
     "Instruction",
@@ -63,6 +65,7 @@ __all__ = [
     "ProgramHeader",
     "Unit",
     "build_program",
+    "check_add",
     "compute_fields",
     "crc32",
     "decode_instruction",
@@ -76,6 +79,7 @@ __all__ = [
     "parse_program",
     "pbuf_record_fields",
     "qrange",
+    "table_entries",
     "unpack_pbuf_entry",
     "weight_element_bytes",
     "window_out",
@@ -140,6 +144,13 @@ class Buffer(enum.Enum, shape=4):
     WBUF = 1  #: weights of one output-channel tile (bytes)
     PBUF = 2  #: per-output-channel bias / multiplier / shift (entries)
     OBUF = 3  #: output feature-map tiles (bytes)
+    TBUF = 4  #: activation table of the element-wise unit (:func:`table_entries` bytes)
+
+
+class EltOp(enum.Enum, shape=4):
+    """Operation of an ADD instruction (the element-wise unit)."""
+    ADD = 0  #: ``a[i] * mult_a + b[i] * mult_b`` (residual add, concat, copy)
+    MUL = 1  #: ``a[i] * b[i // group] * mult_a`` (``b`` broadcast over groups of ``a``)
 
 
 class Unit(enum.Flag, shape=8):
@@ -256,7 +267,10 @@ COMPUTE_LAYOUT = _padded({
 })
 
 #: ADD: ``count`` elements, ``out[i] = clamp(round_shift(a[i]*mult_a + b[i]*mult_b,
-#: shift), act_lo, act_hi)`` with ``a``, ``b`` in IBUF and ``out`` in OBUF.
+#: shift), act_lo, act_hi)`` with ``a``, ``b`` in IBUF and ``out`` in OBUF. With ``op``
+#: MUL: ``out[i] = clamp(round_shift(a[i] * b[i // group] * mult_a, shift), ...)`` over
+#: ``b_count`` elements of ``b`` (``mult_b`` 0); with ``table`` set, each result ``y`` is
+#: then replaced by TBUF entry ``y mod 2**act_bits`` (the activation table).
 ADD_LAYOUT = _padded({
     "opcode": Opcode,
     "shift": unsigned(8),
@@ -269,6 +283,11 @@ ADD_LAYOUT = _padded({
     "mult_b": unsigned(32),
     "act_lo": signed(16),
     "act_hi": signed(16),
+    "op": EltOp,
+    "table": unsigned(1),
+    "_pad1": unsigned(3),
+    "b_count": unsigned(32),
+    "group": unsigned(32),
 })
 
 #: SYNC: wait until every unit named in ``mask`` (:class:`Unit` bits) is idle.
@@ -776,6 +795,37 @@ def qrange(bits):
 def max_shift(shift_bits: int) -> int:
     """Largest shift a ``shift_bits``-bit field carries that the units accept."""
     return min(MAX_SHIFT, (1 << shift_bits) - 1)
+
+
+#: Widest activation an ADD with ``table`` set looks up (TBUF holds ``2**act_bits`` entries).
+TABLE_MAX_BITS = 8
+
+
+def table_entries(act_bits: int) -> int:
+    """Entries (bytes) of TBUF for ``act_bits``-bit activations: ``2**act_bits``, or 0 when
+    activations are wider than :data:`TABLE_MAX_BITS` (no table unit)."""
+    return 1 << act_bits if act_bits <= TABLE_MAX_BITS else 0
+
+
+def check_add(i, arch) -> str | None:
+    """The first rule of an ADD ``i`` on ``arch`` beyond its shift, multipliers, clamp and
+    buffer ranges that it breaks, as a message, or ``None``: the ``op`` / ``group`` /
+    ``b_count`` / ``table`` rules the ISS and the core's decoder both check."""
+    if i.op is EltOp.ADD:
+        if i.group or i.b_count:
+            return "ADD with op ADD needs group and b_count 0"
+    else:
+        if i.group < 1 or i.b_count < 1:
+            return "ADD with op MUL needs group and b_count at least 1"
+        if i.mult_b:
+            return "ADD with op MUL needs mult_b 0"
+        if i.b_count * i.group < i.count:
+            return (f"ADD with op MUL: b_count x group = {i.b_count} x {i.group} covers fewer "
+                    f"than its {i.count} elements")
+    if i.table and not table_entries(arch.act_bits):
+        return (f"ADD with table needs act_bits at most {TABLE_MAX_BITS}, not "
+                f"{arch.act_bits}")
+    return None
 
 
 def window_out(size: int, k: int, stride: int, pad_before: int = 0, pad_after: int = 0) -> int:

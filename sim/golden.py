@@ -58,6 +58,7 @@ __all__ = [
     "fully_connected",
     "global_avg_pool",
     "max_pool2d",
+    "mul_broadcast",
     "qrange",
     "quantize",
     "requantize",
@@ -65,6 +66,7 @@ __all__ = [
     "shared_shift_multipliers",
     "snr_db",
     "sum_pool2d",
+    "table_lookup",
 ]
 
 #: Largest shift :func:`round_shift` accepts; ``1 << (s - 1)`` and the rounded sum stay
@@ -718,6 +720,74 @@ def add(a, b, ma, mb, s, lo, hi, axis=1):
     s = _channel_param("s", _shift_array(s), a, axis)
     lo, hi = _clamp_bounds(lo, hi)
     return _rescale([(a, ma), (b, mb)], s, lo, hi)
+
+
+def mul_broadcast(a, b, group, m, s, lo, hi):
+    """Product with a broadcast operand: ``clamp(round_shift(a[i] * b[i // group] * m, s),
+    lo, hi)`` over the flattened ``a``.
+
+    With ``a`` a ``(C, H, W)`` feature map and ``group = H * W``, ``b`` holds one value
+    per channel (the gate of a squeeze-and-excitation block).
+
+    Parameters
+    ----------
+    a : array_like of int
+        Any shape; read in C order.
+    b : 1-D array_like of int
+        At least ``ceil(a.size / group)`` values.
+    group : int
+        Elements of ``a`` that share one element of ``b`` (at least 1).
+    m : int
+        Unsigned multiplier.
+    s : int
+        Shift, 0 to 62.
+    lo, hi : int
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Shape of ``a``.
+    """
+    a = _int_array("a", a)
+    b = _int_array("b", b).reshape(-1)
+    group = _int_value("group", group, 1)
+    if b.size * group < a.size:
+        raise ValueError(f"b must hold at least ceil({a.size} / {group}) elements, "
+                         f"not {b.size}")
+    m = _mult_array("m", m)
+    s = _shift_array(s)
+    lo, hi = _clamp_bounds(lo, hi)
+    flat = a.reshape(-1)
+    gate = b[np.arange(flat.size) // group]
+    return _rescale([(flat * gate, m)], s, lo, hi).reshape(a.shape)
+
+
+def table_lookup(y, table):
+    """Activation table: each ``y`` replaced by ``table[y mod len(table)]``.
+
+    ``table`` holds ``2**bits`` signed entries indexed by the two's-complement bit pattern
+    of a ``bits``-bit ``y`` (entry 0 for ``y = 0``, the last for ``y = -1``), as the
+    element-wise unit's TBUF.
+
+    Parameters
+    ----------
+    y : array_like of int
+        Values of ``bits`` bits (``-2**(bits-1) <= y < 2**(bits-1)``).
+    table : 1-D array_like of int
+        ``2**bits`` entries.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    y = _int_array("y", y)
+    table = _int_array("table", table).reshape(-1)
+    n = table.size
+    if n < 2 or n & (n - 1):
+        raise ValueError(f"table must hold a power of two (>= 2) entries, not {n}")
+    if y.size and (int(y.min()) < -(n // 2) or int(y.max()) >= n // 2):
+        raise ValueError(f"y must lie in [{-(n // 2)}, {n // 2 - 1}] for a {n}-entry table")
+    return table[y & (n - 1)]
 
 
 def concat(xs, ms, s, lo, hi, axis=1):

@@ -24,15 +24,18 @@ from hw.engine_kinds import check_compute
 from hw.isa import (
     PBUF_ENTRY_BYTES,
     Buffer,
+    EltOp,
     ErrorCode,
     Opcode,
     ProgramFormatError,
     Unit,
+    check_add,
     crc32,
     element_bytes,
     max_shift,
     parse_program,
     qrange,
+    table_entries,
     weight_element_bytes,
 )
 from sim import golden
@@ -131,13 +134,15 @@ class ISS:
         self.obuf = np.zeros(arch.obuf_bytes, dtype=np.uint8)
         self.wbuf = np.zeros(arch.wbuf_bytes, dtype=np.uint8)
         self.pbuf = np.zeros((arch.pbuf_entries, 3), dtype=np.int64)
+        self.tbuf = np.zeros(table_entries(arch.act_bits), dtype=np.uint8)
         self._act_e = element_bytes(arch.act_bits)
         self._w_e = weight_element_bytes(arch)
         # The buffer bytes (PBUF entries) instructions have written (``check_written``).
         self._written = {"IBUF": np.zeros(arch.ibuf_bytes, dtype=bool),
                          "OBUF": np.zeros(arch.obuf_bytes, dtype=bool),
                          "WBUF": np.zeros(arch.wbuf_bytes, dtype=bool),
-                         "PBUF": np.zeros(arch.pbuf_entries, dtype=bool)}
+                         "PBUF": np.zeros(arch.pbuf_entries, dtype=bool),
+                         "TBUF": np.zeros(self.tbuf.size, dtype=bool)}
 
     # Checks ---------------------------------------------------------------------------
 
@@ -281,6 +286,15 @@ class ISS:
             mult = records["mult"].astype(np.int64) & ((1 << arch.mult_bits) - 1)
             shift = records["shift"].astype(np.int64) & ((1 << arch.shift_bits) - 1)
             self.pbuf[i.buf_addr:i.buf_addr + n] = np.stack([bias, mult, shift], axis=1)
+        elif i.buffer is Buffer.TBUF:
+            nb = self.arch.axi_data_bytes
+            if i.buf_addr % nb:
+                self._fail(index, i, f"TBUF loads start at a multiple of {nb} bytes (the "
+                                     f"bus word), not {i.buf_addr}",
+                           ErrorCode.ILLEGAL_INSTRUCTION)
+            self._range(index, i, "TBUF", i.buf_addr, size, self.tbuf.size)
+            block = self._rows_view(ddr, i.ddr_addr, i.rows, i.row_bytes, i.ddr_stride)
+            self.tbuf[i.buf_addr:i.buf_addr + size] = block.reshape(-1)
         else:
             self._fail(index, i, f"LOAD cannot target {i.buffer.name}",
                        ErrorCode.ILLEGAL_INSTRUCTION)
@@ -344,10 +358,22 @@ class ISS:
             if getattr(i, name) >= 1 << arch.mult_bits:
                 self._fail(index, i, f"{name} {getattr(i, name)} is wider than mult_bits="
                                      f"{arch.mult_bits}", ErrorCode.ILLEGAL_INSTRUCTION)
+        message = check_add(i, arch)
+        if message is not None:
+            self._fail(index, i, message, ErrorCode.ILLEGAL_INSTRUCTION)
         e = self._act_e
         a = self._tile(index, i, self.ibuf, "IBUF", i.a_addr, (i.count,), e)
-        b = self._tile(index, i, self.ibuf, "IBUF", i.b_addr, (i.count,), e)
-        y = golden.add(a, b, i.mult_a, i.mult_b, i.shift, i.act_lo, i.act_hi, axis=0)
+        if i.op is EltOp.MUL:
+            b = self._tile(index, i, self.ibuf, "IBUF", i.b_addr, (i.b_count,), e)
+            y = golden.mul_broadcast(a, b, i.group, i.mult_a, i.shift, i.act_lo, i.act_hi)
+        else:
+            b = self._tile(index, i, self.ibuf, "IBUF", i.b_addr, (i.count,), e)
+            y = golden.add(a, b, i.mult_a, i.mult_b, i.shift, i.act_lo, i.act_hi, axis=0)
+        if i.table:
+            bits = arch.act_bits
+            table = self.tbuf.astype(np.int64)
+            y = golden.table_lookup(y, np.where(table >= 1 << (bits - 1), table - (1 << bits),
+                                                table))
         self._write_obuf(index, i, i.out_addr, y)
 
 

@@ -25,10 +25,12 @@ from hw.isa import (
     INSTR_BYTES,
     PBUF_ENTRY_BYTES,
     Buffer,
+    EltOp,
     Instruction,
     Opcode,
     Unit,
     element_bytes,
+    table_entries,
     weight_element_bytes,
 )
 from hw.timing import (
@@ -201,9 +203,12 @@ def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
         return dma_cycles(instr.rows, instr.row_bytes, arch, ddr_addr=instr.ddr_addr,
                           ddr_stride=instr.ddr_stride, write=op is Opcode.STORE)
     if op is Opcode.ADD:
-        beats = -(-instr.count // add_lanes(arch))
+        # MUL runs one element per beat (its broadcast operand changes at any element)
+        lanes = 1 if instr.fields.get("op", EltOp.ADD) is EltOp.MUL else add_lanes(arch)
+        beats = -(-instr.count // lanes)
         jobs = max(1, -(-beats // add_chunk_beats(arch)))
-        return beats + ADD_JOB_CYCLES * jobs
+        # the table lookup is one more registered stage after the engine
+        return beats + ADD_JOB_CYCLES * jobs + (1 if instr.fields.get("table") else 0)
     if op is not Opcode.COMPUTE:
         return 0
     return compute_cycles(instr, arch)
@@ -299,9 +304,12 @@ def accesses(instr: Instruction, arch: ArchConfig):
         return ([ddr], [buf]) if op is Opcode.LOAD else ([buf], [ddr])
     if op is Opcode.ADD:
         n = instr.count * e
-        return ([("IBUF", instr.a_addr, instr.a_addr + n),
-                 ("IBUF", instr.b_addr, instr.b_addr + n)],
-                [("OBUF", instr.out_addr, instr.out_addr + n)])
+        nb = (instr.b_count * e if instr.fields.get("op", EltOp.ADD) is EltOp.MUL else n)
+        reads = [("IBUF", instr.a_addr, instr.a_addr + n),
+                 ("IBUF", instr.b_addr, instr.b_addr + nb)]
+        if instr.fields.get("table"):
+            reads.append(("TBUF", 0, table_entries(arch.act_bits)))
+        return reads, [("OBUF", instr.out_addr, instr.out_addr + n)]
     if op is Opcode.COMPUTE:
         reads = [("IBUF", instr.ibuf_addr,
                   instr.ibuf_addr + instr.in_c * instr.in_h * instr.in_w * e)]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.codegen.decompose import Scatter, lower_conv, plan_conv
+from compiler.codegen.eltwise_ops import emit_mul, emit_resize, emit_table
 from compiler.codegen.memory import PAGE, align, plan_memory
 from compiler.codegen.schedule import Ring, Scheduler
 from compiler.codegen.weights import WeightImage
@@ -710,6 +711,12 @@ def generate(graph: Graph, arch: ArchConfig) -> Program:
             gen.concat(layer, report)
         elif layer.kind is OpKind.PAD:
             gen.pad(layer, report)
+        elif layer.kind is OpKind.TABLE:
+            emit_table(gen, layer, report)
+        elif layer.kind is OpKind.MUL:
+            emit_mul(gen, layer, report)
+        elif layer.kind is OpKind.RESIZE:
+            emit_resize(gen, layer, report)
         else:
             raise MappingError(f"Layer {layer.name!r} has kind {layer.kind.value!r}, which no "
                                f"engine implements")

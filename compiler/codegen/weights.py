@@ -79,6 +79,11 @@ class WeightImage:
         records["shift"] = shift
         return self._append(records.tobytes(), f"{layer}.params")
 
+    def add_bytes(self, what: str, data: bytes) -> int:
+        """Append a constant region (an activation table, a row of ones); returns its
+        offset."""
+        return self._append(bytes(data), what)
+
     def add_zeros(self, what: str, size: int) -> int:
         """Append a zero-filled constant region (e.g. a padded tensor's border)."""
         return self._append(bytes(size), what)

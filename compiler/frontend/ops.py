@@ -19,6 +19,7 @@ import onnx
 from onnx import helper
 
 from compiler.ir import Activation, IRError, Layer, OpKind, classify_clamp, conv_kind, infer_shape
+from compiler.table_act import TableActivation
 from hw.arch import KERNEL_SIZES
 from hw.isa import ENGINE_STRIDES
 
@@ -409,9 +410,91 @@ class NodeTranslator:
     def op_Mul(self, node, name):
         const = self._binary_const(node)
         if const is None:
-            raise _Reject("element-wise product of two feature maps is not supported")
+            return [self._product(node, name)]
         x, v, _ = const
         return [self._scale(node, name, x, v, 0.0)]
+
+    def _product(self, node, name) -> Layer:
+        """Product of two feature maps: same shape, or one of them ``(C, 1, 1)`` (a gate
+        broadcast per channel), which becomes the second input."""
+        a, b = node.input[0], node.input[1]
+        sa, sb = _chw(self.shape(a)), _chw(self.shape(b))
+        if sa[1:] == (1, 1) and sb[1:] != (1, 1):
+            a, b, sa, sb = b, a, sb, sa
+        if sb != sa and sb != (sa[0], 1, 1):
+            raise _Reject(f"element-wise product of shapes {list(self.shape(a))} and "
+                          f"{list(self.shape(b))} is not supported (same shape, or one value "
+                          f"per channel)")
+        return Layer(name, OpKind.MUL, [a, b], [node.output[0]])
+
+    # Table activations ---------------------------------------------------------------
+
+    def _table(self, node, name, function, **params) -> list[Layer]:
+        x = self.activation_input(node)
+        return [Layer(name, OpKind.TABLE, [x], [node.output[0]],
+                      table_act=TableActivation.of(function, **params))]
+
+    def op_Sigmoid(self, node, name):
+        return self._table(node, name, "sigmoid")
+
+    def op_Tanh(self, node, name):
+        return self._table(node, name, "tanh")
+
+    def op_HardSigmoid(self, node, name):
+        attrs = self.attrs(node)
+        return self._table(node, name, "hardsigmoid", alpha=attrs.get("alpha"),
+                           beta=attrs.get("beta"))
+
+    def op_HardSwish(self, node, name):
+        return self._table(node, name, "hardswish")
+
+    def op_LeakyRelu(self, node, name):
+        return self._table(node, name, "leakyrelu", alpha=self.attrs(node).get("alpha"))
+
+    def op_PRelu(self, node, name):
+        x = self.activation_input(node)
+        slope = self._per_channel(x, self.const(node.input[1], "slope"))
+        if np.all(slope == slope[0]):
+            return self._table(node, name, "leakyrelu", alpha=float(slope[0]))
+        return self._table(node, name, "prelu", slope=slope)
+
+    # Resizing --------------------------------------------------------------------------
+
+    def op_Resize(self, node, name):
+        x = self.activation_input(node)
+        attrs = self.attrs(node)
+        mode = attrs.get("mode", b"nearest")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode != "nearest":
+            raise _Reject(f"mode {mode!r} is not supported (only nearest)")
+        src, dst = self.shape(x), self.shape(node.output[0])
+        return [self._upsample(node, name, x, src, dst)]
+
+    def op_Upsample(self, node, name):
+        return self.op_Resize(node, name)
+
+    def _upsample(self, node, name, x, src, dst) -> Layer:
+        if len(src) != len(dst) or len(src) not in (3, 4) or tuple(src[:2]) != tuple(dst[:2]):
+            raise _Reject(f"resizing {list(src)} to {list(dst)} is not supported (only the "
+                          f"spatial axes)")
+        (_, h, w), (_, oh, ow) = _chw(src), _chw(dst)
+        if oh % h or ow % w:
+            raise _Reject(f"resizing {h}x{w} to {oh}x{ow} needs integer scale factors")
+        # Nearest with an integer factor is a pixel repeat for asymmetric / floor (what
+        # PyTorch exports) and for half_pixel with any rounding to nearest (no ties occur).
+        attrs = self.attrs(node)
+        ctm = attrs.get("coordinate_transformation_mode", b"half_pixel")
+        ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+        nearest = attrs.get("nearest_mode", b"round_prefer_floor")
+        nearest = nearest.decode() if isinstance(nearest, bytes) else nearest
+        if (oh // h, ow // w) != (1, 1):
+            exact = (ctm == "asymmetric" and nearest == "floor") or (
+                ctm in ("half_pixel", "pytorch_half_pixel")
+                and nearest in ("round_prefer_floor", "round_prefer_ceil"))
+            if not exact:
+                raise _Reject(f"coordinate_transformation_mode {ctm!r} with nearest_mode "
+                              f"{nearest!r} is not a pixel repeat")
+        return Layer(name, OpKind.RESIZE, [x], [node.output[0]], upsample=(oh // h, ow // w))
 
     def op_Div(self, node, name):
         const = self._binary_const(node)
@@ -639,12 +722,9 @@ _QDQ = ("quantization nodes are not part of a float model; import a pre-quantize
 _REASONS = {
     "LRN": "local response normalization is not supported; remove it or replace it with "
            "BatchNormalization",
-    **dict.fromkeys(("Tanh", "Sigmoid", "LeakyRelu", "PRelu", "Elu", "HardSwish",
-                     "HardSigmoid"), _NOT_A_CLAMP),
+    "Elu": _NOT_A_CLAMP,
     **{op: _HOST_ONLY.format(op) for op in HOST_OPS},
     "ConvTranspose": "transposed convolution is not supported",
-    "Resize": "resizing / upsampling is not supported",
-    "Upsample": "resizing / upsampling is not supported",
     "QuantizeLinear": _QDQ,
     "DequantizeLinear": _QDQ,
     "Shape": "the input shape is dynamic, so this Shape cannot be folded to a constant",

@@ -17,7 +17,8 @@ __all__ = ["absorb_flattens", "fuse_activations", "lower_activations"]
 
 #: Kinds whose output is clamped in their requantization step.
 _CLAMPABLE = frozenset({OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.FC,
-                        OpKind.AVGPOOL, OpKind.GAP, OpKind.ADD, OpKind.ACTIVATION})
+                        OpKind.AVGPOOL, OpKind.GAP, OpKind.ADD, OpKind.ACTIVATION,
+                        OpKind.TABLE, OpKind.MUL})
 
 
 def _clamp_into(layer: Layer, act: Layer) -> bool:

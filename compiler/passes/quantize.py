@@ -44,8 +44,10 @@ from compiler.quant.scales import check_width, float_scale, pot_scale, qrange, t
 from compiler.quant.weights import quantize_weights
 from compiler.reference import run_float
 from compiler.samples import input_to_ir, load_samples
+from compiler.table_act import activation_tables
 from hw import weight_codes
 from hw.arch import WEIGHT_SCHEMES, ArchConfig
+from hw.isa import TABLE_MAX_BITS
 from sim import golden
 
 __all__ = [
@@ -326,7 +328,11 @@ class _Quantizer:
         kind = layer.kind
         if kind in WEIGHTED_KINDS:
             self.weighted(layer)
-        elif kind in (OpKind.MAXPOOL, OpKind.PAD):
+        elif kind is OpKind.TABLE:
+            self.table(layer)
+        elif kind is OpKind.MUL:
+            self.product(layer)
+        elif kind in (OpKind.MAXPOOL, OpKind.PAD, OpKind.RESIZE):
             # Pass-through: the output keeps the input's scale and range.
             s_in = self.scale(layer.inputs[0])
             lo, hi = self.int_range[layer.inputs[0]]
@@ -388,6 +394,35 @@ class _Quantizer:
         in_lo, in_hi = self.int_range[src]
         bound = prove_sum(layer.name, [(window, max(-in_lo, in_hi))], cfg.acc_bits,
                           multiplier=[m])
+        lo, hi = _clamp_bounds(layer, out_scale, cfg.act_bits)
+        q = LayerQuant(m=np.array([m], dtype=np.int64), s=np.array([s], dtype=np.int64),
+                       lo=lo, hi=hi)
+        self.finish(layer, q, out_scale, acc_bound=bound)
+
+    def table(self, layer: Layer) -> None:
+        """A table activation: the table of every input integer, clamp included."""
+        cfg = self.cfg
+        if cfg.act_bits > TABLE_MAX_BITS:
+            raise QuantizationError(
+                f"{self.where(layer)} ({layer.table_act.label}): a table activation needs "
+                f"act_bits at most {TABLE_MAX_BITS}, not {cfg.act_bits}; use 8-bit "
+                f"activations")
+        out_scale = self.out_scale(layer.output, layer)
+        lo, hi = _clamp_bounds(layer, out_scale, cfg.act_bits)
+        table = activation_tables(layer.table_act, self.scale(layer.inputs[0]), out_scale,
+                                  cfg.act_bits, lo, hi)
+        self.finish(layer, LayerQuant(lo=lo, hi=hi, table=table), out_scale)
+
+    def product(self, layer: Layer) -> None:
+        """``a * b``: one multiplier and shift from ``s_a * s_b / s_out``."""
+        cfg = self.cfg
+        a, b = layer.inputs
+        out_scale = self.out_scale(layer.output, layer)
+        m, s = decompose_multiplier(self.scale(a) * self.scale(b) / out_scale, cfg.mult_bits,
+                                    cfg.shift_bits, power_of_two=cfg.pot,
+                                    where=self.where(layer))
+        mag = [max(-self.int_range[t][0], self.int_range[t][1]) for t in (a, b)]
+        bound = prove_sum(layer.name, [(1, mag[0] * mag[1])], cfg.acc_bits, multiplier=[m])
         lo, hi = _clamp_bounds(layer, out_scale, cfg.act_bits)
         q = LayerQuant(m=np.array([m], dtype=np.int64), s=np.array([s], dtype=np.int64),
                        lo=lo, hi=hi)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -34,6 +34,11 @@ class EltwiseAddEngine(wiring.Component):
     config : dict, optional
         Fixed configuration (SESL): a value for every field of :attr:`cmd_layout`. The
         engine then has no ``cmd`` port and starts a new job as soon as one is done.
+    product : bool, optional
+        Adds a ``mul`` command field: when set, beat ``i`` of ``a`` is replaced by the
+        lane-wise product ``a * b`` in the first stage (one multiplier per lane, registered)
+        and the result is ``clamp(round_shift(a * b * ma + b * mb, shift), lo, hi)``; the
+        core's MUL runs it with ``mb = 0``.
     **overrides
         ``ArchConfig`` fields replacing those of ``arch``.
 
@@ -66,7 +71,7 @@ class EltwiseAddEngine(wiring.Component):
     """
 
     def __init__(self, arch: ArchConfig | None = None, *, lanes=None, config=None,
-                 **overrides):
+                 product=False, **overrides):
         arch = check_arch(arch, overrides)
         if lanes is None:
             lanes = arch.dw_channels
@@ -76,17 +81,22 @@ class EltwiseAddEngine(wiring.Component):
             raise ValueError(f"lanes must be between 1 and 256, not {lanes!r}")
         self.arch = arch
         self.lanes = lanes
+        self.product = bool(product)
         self.max_count = arch.max_width * arch.max_height
         lo, hi = qrange(arch.act_bits)
-        self.cmd_layout = data.StructLayout({
+        fields = {
             "count": unsigned(bits_for(self.max_count)),
             "ma": unsigned(arch.mult_bits),
             "mb": unsigned(arch.mult_bits),
             "shift": unsigned(arch.shift_bits),
             "lo": signed(arch.act_bits),
             "hi": signed(arch.act_bits),
-        })
-        self.config = check_fixed(self.cmd_layout, config, {
+        }
+        ranges = {"mul": (0, 1)} if self.product else {}
+        if self.product:
+            fields["mul"] = unsigned(1)
+        self.cmd_layout = data.StructLayout(fields)
+        self.config = check_fixed(self.cmd_layout, config, {**ranges,
             "count": (1, self.max_count),
             "ma": (0, (1 << arch.mult_bits) - 1),
             "mb": (0, (1 << arch.mult_bits) - 1),
@@ -132,7 +142,12 @@ class EltwiseAddEngine(wiring.Component):
                 m.d.sync += [running.eq(0), draining.eq(1)]
 
         v1 = pipe.valid(take, "v1")
-        a1 = [pipe.reg(self.a.payload[i], f"a1_{i}") for i in range(self.lanes)]
+        if self.product:
+            a1 = [pipe.reg(Mux(cfg.mul, self.a.payload[i] * self.b.payload[i],
+                               self.a.payload[i]), f"a1_{i}", signed(2 * arch.act_bits))
+                  for i in range(self.lanes)]
+        else:
+            a1 = [pipe.reg(self.a.payload[i], f"a1_{i}") for i in range(self.lanes)]
         b1 = [pipe.reg(self.b.payload[i], f"b1_{i}") for i in range(self.lanes)]
         v2 = pipe.valid(v1, "v2")
         sums = [pipe.reg(a1[i] * cfg.ma + b1[i] * cfg.mb, f"sum2_{i}")

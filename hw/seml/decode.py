@@ -28,12 +28,14 @@ from ..isa import (
     MAGIC,
     PBUF_ENTRY_BYTES,
     Buffer,
+    EltOp,
     Engine,
     ErrorCode,
     Opcode,
     Pool,
     element_bytes,
     max_shift,
+    table_entries,
     weight_element_bytes,
 )
 
@@ -200,8 +202,10 @@ class InstructionDecoder(wiring.Component):
                 m.d.comb += illegal.eq(
                     reserved_bits(Opcode.LOAD) | (d.rows == 0) | (d.row_bytes == 0)
                     | (is_load & (buf == Buffer.OBUF)) | (~is_load & (buf != Buffer.OBUF))
-                    | (buf.as_value() > 3)
-                    | ((buf == Buffer.PBUF) & (d.row_bytes[:exact_log2(PBUF_ENTRY_BYTES)] != 0)))
+                    | (buf.as_value() > 4)
+                    | ((buf == Buffer.PBUF) & (d.row_bytes[:exact_log2(PBUF_ENTRY_BYTES)] != 0))
+                    | ((buf == Buffer.TBUF)
+                       & (d.buf_addr[:exact_log2(arch.axi_data_bytes)] != 0)))
                 with m.Switch(buf):
                     with m.Case(Buffer.IBUF):
                         m.d.comb += out_of_range.eq(beyond(d.buf_addr, size, arch.ibuf_bytes))
@@ -212,17 +216,34 @@ class InstructionDecoder(wiring.Component):
                     with m.Case(Buffer.PBUF):
                         m.d.comb += out_of_range.eq(
                             beyond(d.buf_addr, size // PBUF_ENTRY_BYTES, arch.pbuf_entries))
+                    with m.Case(Buffer.TBUF):
+                        m.d.comb += out_of_range.eq(
+                            beyond(d.buf_addr, size, table_entries(arch.act_bits)))
             with m.Case(Opcode.ADD):
                 a = w.add
                 size = Signal(64)
-                m.d.comb += size.eq(a.count * e)
+                b_size = Signal(64)
+                covered = Signal(64)
+                is_mul = a.op == EltOp.MUL
+                m.d.comb += [
+                    size.eq(a.count * e),
+                    b_size.eq(Mux(is_mul, a.b_count * e, size)),
+                    covered.eq(a.b_count * a.group),
+                ]
+                # the rules of hw.isa.check_add
+                op_bad = Mux(is_mul,
+                             (a.group == 0) | (a.b_count == 0) | (a.mult_b != 0)
+                             | (covered < a.count),
+                             (a.group != 0) | (a.b_count != 0))
+                table_bad = a.table & (table_entries(arch.act_bits) == 0)
                 m.d.comb += [
                     illegal.eq(reserved_bits(Opcode.ADD) | clamp_bad(a.act_lo, a.act_hi)
                                | (a.shift > max_shift(arch.shift_bits))
                                | (a.mult_a >= (1 << arch.mult_bits))
-                               | (a.mult_b >= (1 << arch.mult_bits))),
+                               | (a.mult_b >= (1 << arch.mult_bits))
+                               | (a.op.as_value() > 1) | op_bad | table_bad),
                     out_of_range.eq(beyond(a.a_addr, size, arch.ibuf_bytes)
-                                    | beyond(a.b_addr, size, arch.ibuf_bytes)
+                                    | beyond(a.b_addr, b_size, arch.ibuf_bytes)
                                     | beyond(a.out_addr, size, arch.obuf_bytes)),
                 ]
             with m.Case(Opcode.COMPUTE):

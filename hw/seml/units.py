@@ -8,14 +8,23 @@ engines, converting byte runs in buffers to the engines' lane streams and back.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..arch import ArchConfig
 from ..engines.eltwise import EltwiseAddEngine
-from ..isa import INSTRUCTION, PBUF_ENTRY_BYTES, PBUF_RECORD_LAYOUT, Buffer, element_bytes
+from ..isa import (
+    INSTRUCTION,
+    PBUF_ENTRY_BYTES,
+    PBUF_RECORD_LAYOUT,
+    Buffer,
+    EltOp,
+    element_bytes,
+    table_entries,
+)
 from .dma import DmaCommand
 
 __all__ = [
@@ -113,6 +122,8 @@ class LoadUnit(wiring.Component):
     dma_cmd : Out(stream.Signature(DmaCommand(addr_bits)))
     dma_data : In(stream.Signature({"data", "last"}))
     ibuf_w_*, wbuf_w_* : write ports of the byte buffers (address, data, count).
+    tbuf_w_* : write port of the element-wise unit's activation table (address, data,
+        count; runs start at a bus-word boundary).
     pbuf_w_addr, pbuf_w_data, pbuf_w_en : write port of PBUF.
 
     Throughput: one bus word per cycle into IBUF / WBUF; PBUF takes one 16-byte record
@@ -130,6 +141,9 @@ class LoadUnit(wiring.Component):
             "wbuf_w_addr": Out(range(arch.wbuf_bytes)),
             "wbuf_w_data": Out(8 * nbytes),
             "wbuf_w_count": Out(range(nbytes + 1)),
+            "tbuf_w_addr": Out(range(max(table_entries(arch.act_bits), 2))),
+            "tbuf_w_data": Out(8 * nbytes),
+            "tbuf_w_count": Out(range(nbytes + 1)),
             "pbuf_w_addr": Out(range(max(arch.pbuf_entries, 2))),
             "pbuf_w_data": Out(pbuf_layout(arch)),
             "pbuf_w_en": Out(1),
@@ -158,7 +172,7 @@ class LoadUnit(wiring.Component):
         count = Signal(range(nbytes + 1))
         m.d.comb += count.eq(Mux(left < nbytes, left, nbytes))
         word = self.dma_data.payload.data
-        for name in ("ibuf", "wbuf"):
+        for name in ("ibuf", "wbuf", "tbuf"):
             m.d.comb += [
                 getattr(self, f"{name}_w_addr").eq(ptr),
                 getattr(self, f"{name}_w_data").eq(word),
@@ -202,6 +216,8 @@ class LoadUnit(wiring.Component):
                         m.d.comb += self.ibuf_w_count.eq(count)
                     with m.If(buffer == Buffer.WBUF):
                         m.d.comb += self.wbuf_w_count.eq(count)
+                    with m.If(buffer == Buffer.TBUF):
+                        m.d.comb += self.tbuf_w_count.eq(count)
         else:
             per = nbytes // rec_bytes
             held = Signal(8 * nbytes)
@@ -225,6 +241,8 @@ class LoadUnit(wiring.Component):
                         m.d.comb += self.ibuf_w_count.eq(count)
                     with m.If(buffer == Buffer.WBUF):
                         m.d.comb += self.wbuf_w_count.eq(count)
+                    with m.If(buffer == Buffer.TBUF):
+                        m.d.comb += self.tbuf_w_count.eq(count)
             with m.If(holding):
                 rec = held.word_select(index, 8 * rec_bytes)
                 with m.If(records_left != 0):
@@ -313,19 +331,33 @@ class StoreUnit(wiring.Component):
 
 
 class AddUnit(wiring.Component):
-    """ADD: ``out[i] = clamp(round_shift(a[i] * mult_a + b[i] * mult_b, shift), lo, hi)``.
+    """The element-wise unit: ADD instructions (op ADD or MUL, optional table lookup).
 
-    Streams ``a`` and ``b`` from two IBUF read ports, ``lanes`` elements per beat,
-    through :class:`hw.engines.eltwise.EltwiseAddEngine` and writes the result into
-    OBUF. Jobs longer than the engine's ``max_width * max_height`` beats are split.
+    op ADD: ``out[i] = clamp(round_shift(a[i] * mult_a + b[i] * mult_b, shift), lo, hi)``;
+    op MUL: ``out[i] = clamp(round_shift(a[i] * b[i // group] * mult_a, shift), lo, hi)``.
+    With ``table`` set each result ``y`` is replaced by the activation table's entry
+    ``y mod 2**act_bits`` (TBUF, written by LOAD).
+
+    Streams ``a`` and ``b`` from two IBUF read ports, ``lanes`` elements per beat (one
+    element per beat for MUL, whose ``b`` element may change at any element), through
+    :class:`hw.engines.eltwise.EltwiseAddEngine` and writes the result into OBUF. Jobs
+    longer than the engine's ``max_width * max_height`` beats are split.
+
+    The activation table is one copy per lane of ``2**act_bits`` bytes (one write port
+    from LOAD, one registered read port), stored as words of the bus width so that LOAD
+    writes one bus word per cycle: 256 bytes per lane for 8-bit activations (LUT RAM or
+    one block RAM each). No table is built for activations wider than
+    :data:`hw.isa.TABLE_MAX_BITS`.
 
     Members
     -------
     start, instr, busy : as :class:`LoadUnit`.
     a_addr, a_en, a_data, b_addr, b_en, b_data : IBUF read ports (``lanes * e`` bytes).
     obuf_w_addr, obuf_w_data, obuf_w_count : the OBUF write port.
+    tbuf_w_addr, tbuf_w_data, tbuf_w_count : In; the table's write port (from LOAD).
 
-    Throughput: ``lanes`` elements per cycle.
+    Throughput: ``lanes`` elements per cycle (one for MUL); the table lookup adds one
+    cycle of latency.
     """
 
     def __init__(self, arch: ArchConfig, lanes=None):
@@ -333,6 +365,8 @@ class AddUnit(wiring.Component):
         self.lanes = add_lanes(arch) if lanes is None else lanes
         e = element_bytes(arch.act_bits)
         self.beat_bytes = self.lanes * e
+        self.table_entries = table_entries(arch.act_bits)
+        nbytes = arch.axi_data_bytes
         super().__init__({
             "start": In(1),
             "instr": In(INSTRUCTION),
@@ -346,7 +380,45 @@ class AddUnit(wiring.Component):
             "obuf_w_addr": Out(range(arch.obuf_bytes)),
             "obuf_w_data": Out(8 * self.beat_bytes),
             "obuf_w_count": Out(range(self.beat_bytes + 1)),
+            "tbuf_w_addr": In(range(max(self.table_entries, 2))),
+            "tbuf_w_data": In(8 * nbytes),
+            "tbuf_w_count": In(range(nbytes + 1)),
         })
+
+    def _tables(self, m, values, lookup):
+        """One table copy per lane: returns each lane's entry for ``values`` one cycle
+        after ``lookup``."""
+        arch = self._arch
+        entries = self.table_entries
+        word = min(arch.axi_data_bytes, entries)  # bytes per table word
+        wbits = exact_log2(word)
+        depth = entries // word
+        mask = Signal(word, name="tbuf_mask")
+        m.d.comb += mask.eq((Const(1, word + 1) << self.tbuf_w_count) - 1)
+        out = []
+        for i, v in enumerate(values):
+            mem = Memory(shape=unsigned(8 * word), depth=depth, init=[])
+            m.submodules[f"tbuf{i}"] = mem
+            wp = mem.write_port(granularity=8)
+            rp = mem.read_port()
+            index = Signal(arch.act_bits, name=f"tbuf_index{i}")
+            sel = Signal(max(wbits, 1), name=f"tbuf_sel{i}")
+            m.d.comb += [
+                wp.addr.eq(self.tbuf_w_addr >> wbits),
+                wp.data.eq(self.tbuf_w_data[:8 * word]),
+                wp.en.eq(mask),
+                index.eq(v.as_unsigned()),
+                rp.addr.eq(index >> wbits),
+                rp.en.eq(lookup),
+            ]
+            if wbits:
+                with m.If(lookup):
+                    m.d.sync += sel.eq(index[:wbits])
+            entry = Signal(signed(arch.act_bits), name=f"tbuf_entry{i}")
+            m.d.comb += entry.eq(rp.data.word_select(sel, 8)[:arch.act_bits]
+                                 if wbits else rp.data[:arch.act_bits])
+            out.append(entry)
+        return out
 
     def elaborate(self, platform):
         m = Module()
@@ -354,7 +426,7 @@ class AddUnit(wiring.Component):
         lanes = self.lanes
         bb = self.beat_bytes
         e = element_bytes(arch.act_bits)
-        m.submodules.engine = engine = EltwiseAddEngine(arch, lanes=lanes)
+        m.submodules.engine = engine = EltwiseAddEngine(arch, lanes=lanes, product=True)
         a = self.instr.add
 
         a_ptr = Signal(32)
@@ -363,8 +435,16 @@ class AddUnit(wiring.Component):
         beats_in = Signal(33)    # beats still to read
         beats_cmd = Signal(33)   # beats still to hand to the engine in commands
         bytes_out = Signal(34)   # result bytes still to write
+        mul = Signal()           # op MUL: one element per beat, b broadcast over groups
+        table = Signal()         # results go through the activation table
+        group = Signal(32)
+        in_group = Signal(32)    # elements of the current b element read so far
+        t_valid = Signal()       # the table stage holds a beat
+        t_addr = Signal(32)
+        t_count = Signal(range(bb + 1))
         with m.If(self.start):
-            beats = (a.count + lanes - 1) // lanes
+            is_mul = a.op == EltOp.MUL
+            beats = Mux(is_mul, a.count, (a.count + lanes - 1) // lanes)
             m.d.sync += [
                 a_ptr.eq(a.a_addr),
                 b_ptr.eq(a.b_addr),
@@ -372,13 +452,19 @@ class AddUnit(wiring.Component):
                 beats_in.eq(beats),
                 beats_cmd.eq(beats),
                 bytes_out.eq(a.count * e),
+                mul.eq(is_mul),
+                table.eq(a.table if self.table_entries else 0),
+                group.eq(a.group),
+                in_group.eq(0),
                 engine.cmd.payload.ma.eq(a.mult_a),
                 engine.cmd.payload.mb.eq(a.mult_b),
                 engine.cmd.payload.shift.eq(a.shift),
                 engine.cmd.payload.lo.eq(a.act_lo),
                 engine.cmd.payload.hi.eq(a.act_hi),
+                engine.cmd.payload.mul.eq(is_mul),
             ]
-        m.d.comb += self.busy.eq((beats_in != 0) | (beats_cmd != 0) | (bytes_out != 0))
+        m.d.comb += self.busy.eq((beats_in != 0) | (beats_cmd != 0) | (bytes_out != 0)
+                                 | t_valid)
 
         chunk = Signal(range(engine.max_count + 1))
         m.d.comb += [
@@ -408,24 +494,45 @@ class AddUnit(wiring.Component):
             with m.If((beats_in != 0) & ~self.start):
                 m.d.sync += [
                     out_valid.eq(1),
-                    a_ptr.eq(a_ptr + bb),
-                    b_ptr.eq(b_ptr + bb),
+                    a_ptr.eq(a_ptr + Mux(mul, e, bb)),
                     beats_in.eq(beats_in - 1),
                 ]
+                with m.If(~mul):
+                    m.d.sync += b_ptr.eq(b_ptr + bb)
+                with m.Elif(in_group + 1 == group):
+                    m.d.sync += [b_ptr.eq(b_ptr + e), in_group.eq(0)]
+                with m.Else():
+                    m.d.sync += in_group.eq(in_group + 1)
             with m.Else():
                 m.d.sync += out_valid.eq(0)
 
+        results = [engine.o.payload[i] for i in range(lanes)]
+        count = Signal(range(bb + 1))
         m.d.comb += [
             engine.o.ready.eq(1),
-            self.obuf_w_addr.eq(o_ptr),
-            self.obuf_w_data.eq(bytes_from_lanes([engine.o.payload[i] for i in range(lanes)],
-                                                 arch.act_bits)),
+            count.eq(Mux(mul, e, Mux(bytes_out < bb, bytes_out, bb))),
         ]
+        m.d.sync += t_valid.eq(engine.o.valid & table)
         with m.If(engine.o.valid):
-            m.d.comb += self.obuf_w_count.eq(Mux(bytes_out < bb, bytes_out, bb))
             m.d.sync += [
-                o_ptr.eq(o_ptr + bb),
-                bytes_out.eq(Mux(bytes_out < bb, 0, bytes_out - bb)),
+                o_ptr.eq(o_ptr + Mux(mul, e, bb)),
+                bytes_out.eq(bytes_out - count),
+                t_addr.eq(o_ptr),
+                t_count.eq(count),
             ]
+        if self.table_entries:
+            entries = self._tables(m, results, engine.o.valid & table)
+            with m.If(t_valid):
+                m.d.comb += [
+                    self.obuf_w_addr.eq(t_addr),
+                    self.obuf_w_data.eq(bytes_from_lanes(entries, arch.act_bits)),
+                    self.obuf_w_count.eq(t_count),
+                ]
+        with m.If(~t_valid):
+            m.d.comb += [
+                self.obuf_w_addr.eq(o_ptr),
+                self.obuf_w_data.eq(bytes_from_lanes(results, arch.act_bits)),
+            ]
+            with m.If(engine.o.valid & ~table):
+                m.d.comb += self.obuf_w_count.eq(count)
         return m
-

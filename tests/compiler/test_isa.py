@@ -136,7 +136,8 @@ def test_enum_values_are_stable():
     assert [o.value for o in Opcode] == [1, 2, 3, 4, 5, 6]
     assert [e.value for e in Engine] == [0, 1, 2, 3]
     assert [p.value for p in Pool] == [0, 1, 2]
-    assert [b.value for b in Buffer] == [0, 1, 2, 3]
+    assert [b.value for b in Buffer] == [0, 1, 2, 3, 4]
+    assert [o.value for o in isa.EltOp] == [0, 1]
     assert [u.value for u in Unit] == [1, 2, 4]
 
 
