@@ -501,3 +501,13 @@ EXAMPLES = {
     "dpd_cnn": dpd_cnn,
     "unsupported": unsupported_model,
 }
+
+
+def _register_compact_examples():
+    from examples import compact_models
+
+    assert compact_models.DEFAULT_OPSET == DEFAULT_OPSET
+    EXAMPLES.update(compact_models.EXAMPLES)
+
+
+_register_compact_examples()

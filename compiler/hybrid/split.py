@@ -26,7 +26,7 @@ master (:data:`HANDOFF_LUT`, :data:`HANDOFF_FF`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from compiler import errors
 from compiler.ir import Graph
@@ -101,6 +101,19 @@ def seml_resources(arch: ArchConfig, family: str) -> dict:
 def _fits(use: dict, budget: HybridBudget) -> bool:
     return all(getattr(budget, k) is None or use[k] <= getattr(budget, k)
                for k in ("dsp", "lut", "ff", "bram36"))
+
+
+def fit_kernels(graph: Graph, budget: HybridBudget) -> HybridBudget:
+    """``budget`` with its SEML cores' ``conv_k_max`` raised to the model's largest
+    square kernel (5x5 and 7x7 depthwise layers of searched networks)."""
+    from hw.arch import KERNEL_SIZES
+
+    need = max((max(layer.kernel) for layer in graph.layers
+                if layer.kind.value in ("conv", "depthwise")), default=1)
+    k = next((s for s in KERNEL_SIZES if s >= need), None)
+    if k is None or k <= budget.base.conv_k_max:
+        return budget
+    return replace(budget, base=budget.base.replace(conv_k_max=k))
 
 
 def seml_candidates(budget: HybridBudget) -> list[tuple[ArchConfig, dict]]:
@@ -316,6 +329,7 @@ def split_cnn(graph: Graph, budget: HybridBudget, *, firb: bool = False,
     compiler.errors.MappingError
         No SEML core fits the budget (naming the budget and the smallest core's needs).
     """
+    budget = fit_kernels(graph, budget)
     candidates = seml_candidates(budget)
     profiles = _Profiles(graph)
     baseline = None
