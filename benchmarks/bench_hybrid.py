@@ -14,6 +14,7 @@ Figures: frames/s, latency, MAC utilization, on-chip buffer bytes, DSPs. Writes
 ``docs/hybrid_comparison.png`` (plot).
 
 Usage: ``python benchmarks/bench_hybrid.py [--models NAME ...] [--boards NAME ...]``
+(one process per model in parallel, then ``--from-json`` merges their ``--json`` files).
 """
 
 from __future__ import annotations
@@ -151,8 +152,15 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=str(ROOT / "benchmarks/results/hybrid_comparison.json"))
     parser.add_argument("--table", default=str(ROOT / "docs/hybrid_results.md"))
     parser.add_argument("--png", default=str(ROOT / "docs/hybrid_comparison.png"))
+    parser.add_argument("--from-json", nargs="+", metavar="JSON",
+                        help="do not compute: merge these results (e.g. of runs per model "
+                             "in parallel) into --json, --table and --png")
     args = parser.parse_args(argv)
     results = []
+    if args.from_json:
+        for path in args.from_json:
+            results += json.loads(Path(path).read_text())
+        args.models = []
     for label in args.models:
         proto = EXAMPLES[MODELS[label]]()
         qgraph = import_quantized(proto, HybridBudget(1).base)

@@ -25,6 +25,7 @@ master (:data:`HANDOFF_LUT`, :data:`HANDOFF_FF`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -39,9 +40,9 @@ __all__ = ["SEML_SHAPES", "HybridBudget", "SplitResult", "prefix_graph", "split_
 #: channels). Small conv engines with wide pointwise and depthwise engines are there for
 #: the cores left with the later layers of compact CNNs (1x1 and depthwise only).
 SEML_SHAPES = tuple(sorted(
-    {(1, 1, 2, 2), (2, 2, 4, 4), (4, 2, 8, 4), (8, 4, 16, 8), (16, 8, 32, 16)}
-    | {(c, c, pw, dw) for c in (1, 2, 4, 8, 16) for pw in (4, 8, 16, 32)
-       for dw in (4, 8, 16, 32) if dw <= pw}))
+    {(1, 1, 2, 2), (2, 2, 4, 4), (1, 1, 4, 4), (4, 2, 8, 4), (8, 4, 16, 8), (16, 8, 32, 16)}
+    | {(c, c, pw, dw) for c in (1, 2, 4, 8, 16) for pw in (8, 16, 32)
+       for dw in (pw // 2, pw)}))
 #: Logic of the hand-off (stream-to-AXI write master, address counter, frame control).
 HANDOFF_LUT = 600
 HANDOFF_FF = 900
@@ -91,6 +92,12 @@ def _seml_arch(budget: HybridBudget, shape, buf=None) -> ArchConfig:
 
 
 def seml_resources(arch: ArchConfig, family: str) -> dict:
+    """The calibrated estimate of a SEML core (name and clock do not change it)."""
+    return dict(_seml_resources(arch.replace(name="seml", clock_mhz=100.0), family))
+
+
+@functools.lru_cache(maxsize=4096)
+def _seml_resources(arch: ArchConfig, family: str) -> dict:
     from boards.database import estimate_resources
 
     use = estimate_resources(arch, family=family)
@@ -120,13 +127,20 @@ def seml_candidates(budget: HybridBudget) -> list[tuple[ArchConfig, dict]]:
     """``[(arch, resources)]``: per shape the core with the largest buffers that fits the
     budget on its own, fewest DSPs first."""
     out = []
+    sizes = sorted(budget.buffer_sizes or (None,), key=lambda b: b or 0)
     for shape in SEML_SHAPES:
-        for buf in budget.buffer_sizes or (None,):
-            arch = _seml_arch(budget, shape, buf)
+        # resources grow with the buffers: bisect for the largest size that fits
+        lo, hi, found = 0, len(sizes) - 1, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            arch = _seml_arch(budget, shape, sizes[mid])
             use = seml_resources(arch, budget.family)
             if _fits(use, budget):
-                out.append((arch, use))
-                break
+                found, lo = (arch, use), mid + 1
+            else:
+                hi = mid - 1
+        if found is not None:
+            out.append(found)
     out.sort(key=lambda item: item[1]["dsp"])
     return out
 
