@@ -37,6 +37,7 @@ from hw.arch import ArchConfig
 from .split import (
     BUFFER_SLACK,
     HybridBudget,
+    handoff_cycles,
     seml_resources,
     shrink_buffers,
     split_cnn,
@@ -84,8 +85,9 @@ def hybrid_report(split, graph, seml_report: dict, cfg, title: str, arch: ArchCo
     sesl_cycles = sesl_latency = 0
     if cfg is not None:
         sesl = sesl_report_json(cfg, clock, title)
-        sesl_cycles = int(sesl["cycles_per_frame"])
-        sesl_latency = int(latency_model(cfg)["latency_cycles"])
+        drain = handoff_cycles(cfg, arch)
+        sesl_cycles = max(int(sesl["cycles_per_frame"]), drain)
+        sesl_latency = int(latency_model(cfg)["latency_cycles"]) + drain // cfg.output_shape[1]
         layers = [dict(entry, part="sesl") for entry in sesl["layers"]] + layers
     cycles = max(seml_cycles, sesl_cycles)
     sesl_units = sesl["mac_units"] if sesl else 0
@@ -128,6 +130,8 @@ def hybrid_report(split, graph, seml_report: dict, cfg, title: str, arch: ArchCo
         "parts": {
             "sesl": None if sesl is None else {
                 "cycles_per_frame": sesl_cycles, "latency_cycles": sesl_latency,
+                "pipeline_cycles_per_frame": int(sesl["cycles_per_frame"]),
+                "handoff_cycles_per_frame": drain,
                 "mac_units": sesl_units, "bottleneck": sesl["bottleneck"],
                 "resources": sesl["resources"], "firb": sesl["firb"]},
             "seml": {"cycles_per_frame": seml_cycles, "mac_units": seml_report["mac_units"],

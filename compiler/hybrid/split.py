@@ -300,7 +300,18 @@ def _prefix(graph, k, cut, arch, dsp, target_cycles, firb):
     use = {"dsp": int(res["dsp"]), "lut": int(res["lut"]) + HANDOFF_LUT,
            "ff": int(res["ff"]) + HANDOFF_FF, "bram36": float(res["bram36"])}
     summary = model_summary(cfg)
-    return cfg, use, summary["cycles_per_frame"], latency_model(cfg)["latency_cycles"]
+    drain = handoff_cycles(cfg, arch)
+    return (cfg, use, max(summary["cycles_per_frame"], drain),
+            latency_model(cfg)["latency_cycles"] + drain // cfg.output_shape[1])
+
+
+def handoff_cycles(cfg, arch: ArchConfig) -> int:
+    """Cycles the hand-off writer (:mod:`hw.hybrid.handoff`) needs per frame to write the
+    prefix's output to DDR; the SESL part's frame time is at least this."""
+    from hw.hybrid.handoff import handoff_cycles_per_frame
+
+    c, h, w = cfg.output_shape
+    return handoff_cycles_per_frame(c, h, w, arch.axi_data_bits)
 
 
 def _best_for(graph, k, cut, candidates, profiles, budget, firb):
