@@ -316,8 +316,10 @@ def load_hybrid(out_dir):
 
 
 def simulate_hybrid(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0):
-    """One inference of a hybrid output: the prefix's golden ops, then the SEML program on
-    ``backend`` (a key of :data:`compiler.compile.BACKENDS`)."""
+    """One inference of a hybrid output: the prefix's golden ops (with ``"rtl"``: the
+    prefix's RTL and hand-off writer under Verilator), then the SEML program on
+    ``backend`` (a key of :data:`compiler.compile.BACKENDS`: the ISS, or the SEML core's
+    RTL); cycles are the prefix's latency plus the SEML run's."""
     from compiler.compile import BACKENDS, SimulationResult, _input_values
     from compiler.sesl.compile import run_stages
     from compiler.sesl.plan import latency_model
@@ -326,10 +328,9 @@ def simulate_hybrid(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0
     if backend not in BACKENDS:
         raise errors.ConvForgeError(f"Unknown simulation backend {backend!r}; available: "
                                     f"{', '.join(sorted(BACKENDS))}")
-    if backend != "iss":
+    if backend not in ("iss", "rtl"):
         raise errors.ConvForgeError(
-            f"Backend {backend!r} does not run hybrid outputs yet; simulate them on the ISS "
-            f"(without --rtl)")
+            f"Backend {backend!r} does not run hybrid outputs; use the ISS or --rtl")
     arch, program, ddr, manifest, cfg = load_hybrid(out_dir)
     spec = manifest["inputs"][0]
     if isinstance(inputs, dict):
@@ -341,12 +342,27 @@ def simulate_hybrid(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0
     x = _input_values(spec, inputs, seed)
     handoff = manifest["handoff"] or manifest["seml_inputs"][0]
     latency = 0
-    if cfg is not None:
-        h = run_stages(cfg, x)
-        latency = latency_model(cfg)["latency_cycles"]
+    prefix = None
+    if cfg is not None and backend == "rtl":
+        # the SESL part's RTL (pipeline + hand-off writer) writes the SEML input to DDR
+        from .rtl import run_prefix_rtl
+
+        prefix = run_prefix_rtl(cfg, x, base=handoff["offset"], data_bits=arch.axi_data_bits,
+                                addr_bits=arch.axi_addr_bits, seed=seed)
+        if len(prefix.tensors) != 1 or prefix.error:
+            raise errors.ConvForgeError(
+                f"The RTL of the SESL prefix of {out_dir} did not write its frame "
+                f"({len(prefix.tensors)} frames, AXI error {prefix.error}); please report "
+                f"this model")
+        raw = prefix.tensors[0]
+        latency = prefix.done[0]
     else:
-        h = x
-    raw = encode_activations(h, handoff["bits"])
+        if cfg is not None:
+            h = run_stages(cfg, x)
+            latency = latency_model(cfg)["latency_cycles"]
+        else:
+            h = x
+        raw = encode_activations(h, handoff["bits"])
     ddr[handoff["offset"]:handoff["offset"] + raw.size] = raw
     cycles, details = BACKENDS[backend](arch, program, ddr)
     outputs, real = {}, {}
@@ -355,6 +371,8 @@ def simulate_hybrid(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0
                                out_spec["bits"]).reshape((1,) + tuple(out_spec["shape"]))
         outputs[out_spec["name"]] = y
         real[out_spec["name"]] = y.astype(np.float64) * out_spec["scale"]
+    if prefix is not None:
+        details = {"prefix": prefix, "seml": details}
     return SimulationResult(outputs, real, latency + cycles, {spec["name"]: x}, details, arch)
 
 
