@@ -418,6 +418,12 @@ def split_cnn(graph: Graph, budget: HybridBudget, *, firb: bool = False,
 
 
 def _why(cand: Candidate, best: Candidate) -> str:
+    drain = handoff_cycles(cand.pipeline, cand.arch) if cand.pipeline is not None else 0
+    if cand.sesl_cycles >= cand.seml_cycles and drain >= cand.sesl_cycles:
+        c, h, w = cand.pipeline.output_shape
+        return (f"the hand-off is the bottleneck: writing the cut tensor {cand.cut!r} "
+                f"({c} x {h} x {w}) to DDR takes {drain:,} cycles/frame vs the core's "
+                f"{cand.seml_cycles:,}")
     if cand.sesl_cycles >= cand.seml_cycles:
         return (f"the SESL prefix is the bottleneck ({cand.sesl_cycles:,} cycles/frame with "
                 f"{cand.sesl_use['dsp']} DSPs vs the core's {cand.seml_cycles:,}): the DSPs "
