@@ -151,3 +151,22 @@ def test_cli_compile_and_simulate_hybrid(tmp_path, capsys):
                  "--target-fps", "5", "-o", str(tmp_path / "y")]) == 2
     assert "--target-fps" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_vgg_style_model_gets_pure_seml_and_a_working_output(tmp_path):
+    from compiler.hybrid.compile import import_quantized
+
+    budget = HybridBudget(120, source="--budget-dsp 120")
+    qgraph = import_quantized(models.vgg(), budget.base)
+    report = compile_hybrid(models.vgg(), budget, tmp_path / "vgg", qgraph=qgraph)
+    split = report["split"]
+    assert split["pure_seml"] and split["sesl_layers"] == 0 and split["cut"] is None
+    assert split["reason"].startswith("pure SEML:") and "SEML baseline" in split["reason"]
+    assert report["parts"]["sesl"] is None
+    assert not (tmp_path / "vgg" / "pipeline.json").exists()
+    assert "answer: pure SEML" in (tmp_path / "vgg" / "report.txt").read_text()
+    name = qgraph.inputs[0]
+    x = np.random.default_rng(4).integers(-128, 128, size=(1,) + qgraph.shape(name))
+    got = simulate(tmp_path / "vgg", x)
+    for t, ref in run_golden_int(qgraph, {name: x}).outputs.items():
+        assert np.array_equal(got.outputs[t], ref.reshape(got.outputs[t].shape))
