@@ -134,7 +134,13 @@ def plot(results, path):
     for i, mode in enumerate(("seml", "sesl", "hybrid")):
         ys = [r[mode].get("frames_per_s", 0) for r in results]
         xs = [j + (i - 1) * width for j in range(len(results))]
-        ax.bar(xs, ys, width, label=mode.upper() if mode != "hybrid" else "hybrid (SplitCNN)")
+        label = {"seml": "SEML", "sesl": "SESL (hatched: block RAM does not fit)",
+                 "hybrid": "hybrid (SplitCNN)"}[mode]
+        bars = ax.bar(xs, ys, width, label=label)
+        for bar, r in zip(bars, results):
+            if mode == "sesl" and not r["sesl"].get("fits_bram", True):
+                bar.set_hatch("//")
+                bar.set_alpha(0.55)
     ax.set_xticks(range(len(results)), labels, fontsize=7)
     ax.set_ylabel("frames/s (batch 1, model)")
     ax.set_yscale("log")
