@@ -444,6 +444,9 @@ def simulate(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0) -> Si
     if _mode(out_dir) == "partitioned":  # host fallback: segments + onnxruntime
         from compiler.partition import simulate_partitioned
         return simulate_partitioned(out_dir, inputs, backend=backend, seed=seed)
+    if _mode(out_dir) == "hybrid":
+        from compiler.hybrid.compile import simulate_hybrid
+        return simulate_hybrid(out_dir, inputs, backend=backend, seed=seed)
     arch, program, ddr, manifest = load_image(out_dir)
     specs = manifest["inputs"]
     if not isinstance(inputs, dict):
@@ -554,6 +557,9 @@ def compile_command(args) -> int:
     from compiler.lstm import cli as lstm_cli
     if lstm_cli.is_lstm_model(args.model):  # ONNX LSTM: the Descartes core
         return lstm_cli.compile_command(args)
+    if args.mode == "hybrid":
+        from compiler.hybrid.compile import hybrid_command
+        return hybrid_command(args)
     if args.mode == "sesl":
         from compiler.sesl.compile import compile_sesl
 
@@ -699,10 +705,13 @@ def add_compile_parser(sub) -> None:
     target.add_argument("--board", metavar="NAME",
                         help="board name: the arch is sized to the model under its budget")
     target.add_argument("--budget-dsp", type=int, metavar="N",
-                        help="--mode sesl: fold the pipeline under N DSPs")
-    p.add_argument("--mode", choices=("seml", "sesl"), default="seml",
+                        help="--mode sesl: fold the pipeline under N DSPs; --mode hybrid: "
+                             "split N DSPs between the SESL prefix and the SEML core")
+    p.add_argument("--mode", choices=("seml", "sesl", "hybrid"), default="seml",
                    help="seml (default): one reusable engine per layer type, run by a "
-                        "program; sesl: a streaming pipeline, one dedicated stage per layer")
+                        "program; sesl: a streaming pipeline, one dedicated stage per layer; "
+                        "hybrid: SESL stages for the first layers, the SEML core for the "
+                        "rest, split by SplitCNN under one budget")
     p.add_argument("--target-fps", type=float, metavar="F",
                    help="--mode sesl: stop folding once F frames/s are reached")
     p.add_argument("--firb", action="store_true",

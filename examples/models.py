@@ -510,3 +510,13 @@ def _shufflenet_v2_small(**kwargs):
 
 
 EXAMPLES["shufflenet_v2_small"] = _shufflenet_v2_small
+
+
+def _register_compact_examples():
+    from examples import imagenet_models
+
+    assert imagenet_models.DEFAULT_OPSET == DEFAULT_OPSET
+    EXAMPLES.update(imagenet_models.EXAMPLES)
+
+
+_register_compact_examples()
