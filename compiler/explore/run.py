@@ -7,7 +7,8 @@
   in flight when the run stopped are re-queued with their parameters, and the search
   continues until ``trials`` trials are finished;
 - a new study first evaluates the target's default design (the board's default arch,
-  or the default arch under ``--budget-dsp``) as the baseline, then asks NSGA-II
+  or the default arch under ``--budget-dsp``) as the baseline and a few neighbours of
+  it (:func:`_warm_start`: other weight schemes, doubled parallelism), then asks NSGA-II
   (:class:`optuna.samplers.NSGAIISampler`, ask/tell) for points, keeping two per
   worker in flight on a Dask cluster (a ``LocalCluster`` unless ``scheduler`` names
   one); constraint: the design fits the board (violation = the resources' excess);
@@ -92,6 +93,26 @@ def _baseline_point(problem, space) -> dict:
         if name not in choices or value not in choices[name]:
             return None  # the default design lies outside the restricted space
     return point
+
+
+def _warm_start(base: dict, space) -> list[dict]:
+    """Neighbours of the default design that open the search (seed 000's refinement
+    from a working design): the same engines with each other weight scheme (shift-based
+    PEs free the DSPs of the MACs), and twice the engines' parallelism with them."""
+    choices = space.to_dict()
+    out = []
+    for scheme in choices.get("weight_scheme", ()):
+        if scheme == base["weight_scheme"]:
+            continue
+        out.append({**base, "weight_scheme": scheme})
+        wider = dict(base, weight_scheme=scheme)
+        for name in ("conv_po", "pw", "dw"):
+            doubled = base[name] * 2
+            if doubled in choices.get(name, ()):
+                wider[name] = doubled
+        if wider != out[-1]:
+            out.append(wider)
+    return out
 
 
 def _client(scheduler, workers):
@@ -330,6 +351,8 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
         base = _baseline_point(problem, space)
         if base is not None:
             study.enqueue_trial(base, user_attrs={"baseline": True})
+            for point in _warm_start(base, space):
+                study.enqueue_trial(point)
 
     client, cluster = _client(scheduler, workers)
     nworkers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
