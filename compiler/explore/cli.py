@@ -17,7 +17,8 @@ def explore_command(args) -> int:
                      scheduler=args.scheduler, workers=args.workers,
                      compile_top=args.compile_top, calibration=args.calib,
                      accuracy_samples=args.samples, seed=args.seed, modes=args.modes,
-                     schemes=args.schemes, progress=not args.no_progress)
+                     schemes=args.schemes, progress=not args.no_progress,
+                     accuracy_margin_db=args.snr_margin)
     print((result.out_dir / "summary.txt").read_text(), end="")
     print(f"wrote {result.out_dir}/ (trials.csv, trials.json, pareto.csv, pareto.json, "
           f"selected.json, summary.txt, summary.json, plots/, study.db)")
@@ -57,6 +58,9 @@ def add_explore_parser(sub) -> None:
     p.add_argument("--schemes", nargs="+", metavar="SCHEME",
                    help="restrict the weight schemes (uniform, pot, apot)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--snr-margin", type=float, default=6.0, metavar="DB",
+                   help="the summary's comparison with the default design counts designs "
+                        "whose SNR is at most DB below the default's (default 6)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, metavar="EXP", help="output directory")
     p.set_defaults(func=explore_command)

@@ -98,7 +98,8 @@ def _baseline_point(problem, space) -> dict:
 def _warm_start(base: dict, space) -> list[dict]:
     """Neighbours of the default design that open the search (seed 000's refinement
     from a working design): the same engines with each other weight scheme (shift-based
-    PEs free the DSPs of the MACs), and twice the engines' parallelism with them."""
+    PEs free the DSPs of the MACs), and twice the output parallelism with them and half
+    the buffers."""
     choices = space.to_dict()
     out = []
     for scheme in choices.get("weight_scheme", ()):
@@ -110,6 +111,10 @@ def _warm_start(base: dict, space) -> list[dict]:
             doubled = base[name] * 2
             if doubled in choices.get(name, ()):
                 wider[name] = doubled
+        # wider engines read more banks at once: half the buffers keep the block RAM
+        half = base["buf_kib"] // 2
+        if half in choices.get("buf_kib", ()):
+            wider["buf_kib"] = half
         if wider != out[-1]:
             out.append(wider)
     return out
@@ -236,7 +241,7 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
             accuracy_samples: int = 4, seed: int = 0, modes=None, schemes=None,
             word_sizes=None, population: int | None = None, progress: bool = True,
             plots: bool = True, max_new: int | None = None,
-            accuracy_margin_db: float = 3.0) -> ExploreResult:
+            accuracy_margin_db: float = 6.0) -> ExploreResult:
     """Run (or resume) an exploration of ``model`` into ``out_dir``.
 
     Parameters
