@@ -209,25 +209,36 @@ def _summary(rows, front, selected, baseline, objectives, elapsed, resumed_from,
         lines.append(f"baseline (default design, trial {baseline['trial']}): {b['fps']:.2f} "
                      f"frames/s, {b['dsp']} DSP, {b['lut']:,} LUT, {b['bram']} BRAM, "
                      f"SNR {b['snr_db']:.1f} dB")
-        better = [r for r in feasible if not r["baseline"]
-                  and r["metrics"]["fps"] >= b["fps"] and r["metrics"]["dsp"] <= b["dsp"]
-                  and r["metrics"]["snr_db"] >= b["snr_db"] - margin_db]
+        faster = [r for r in feasible if not r["baseline"]
+                  and r["metrics"]["fps"] >= b["fps"] and r["metrics"]["dsp"] <= b["dsp"]]
+        close = [r for r in faster if r["metrics"]["snr_db"] >= b["snr_db"] - margin_db]
         out["baseline"] = {"trial": baseline["trial"], **b}
-        if better:
-            best = max(better, key=lambda r: (r["metrics"]["fps"], -r["metrics"]["dsp"]))
-            m = best["metrics"]
-            lines.append(
-                f"found: trial {best['trial']} ({best['params']['mode']}, "
-                f"{best['params']['weight_scheme']}, a{best['params']['act_bits']}"
-                f"/w{best['params']['weight_bits']}) runs {m['fps']:.2f} frames/s "
-                f"({m['fps'] / b['fps']:.2f}x the default design) with {m['dsp']} DSP "
-                f"(default: {b['dsp']}), SNR {m['snr_db']:.1f} dB: at least as fast at no "
-                f"more DSPs, within {margin_db:g} dB of the default's SNR")
-            out["better_than_baseline"] = {"trial": best["trial"], **m}
+
+        def line(r):
+            m, p = r["metrics"], r["params"]
+            return (f"trial {r['trial']} ({p['mode']}, {p['weight_scheme']}, "
+                    f"a{p['act_bits']}/w{p['weight_bits']}) runs {m['fps']:.2f} frames/s "
+                    f"({m['fps'] / b['fps']:.2f}x the default design) with {m['dsp']} DSP "
+                    f"(default: {b['dsp']}), SNR {m['snr_db']:.1f} dB "
+                    f"({m['snr_db'] - b['snr_db']:+.1f} dB)")
+
+        def best(rs):
+            return max(rs, key=lambda r: (r["metrics"]["fps"], -r["metrics"]["dsp"]))
+
+        if faster:
+            lines.append("at least as fast as the default design at no more DSPs: "
+                         + line(best(faster)))
         else:
-            lines.append(f"found: no design at least as fast as the default design at no "
-                         f"more DSPs (within {margin_db:g} dB of its SNR) in these trials")
-            out["better_than_baseline"] = None
+            lines.append("at least as fast as the default design at no more DSPs: none in "
+                         "these trials")
+        if close:
+            lines.append(f"... and within {margin_db:g} dB of its SNR: " + line(best(close)))
+        else:
+            lines.append(f"... and within {margin_db:g} dB of its SNR: none in these trials")
+        out["faster_than_baseline"] = ({"trial": best(faster)["trial"],
+                                        **best(faster)["metrics"]} if faster else None)
+        out["better_than_baseline"] = ({"trial": best(close)["trial"],
+                                        **best(close)["metrics"]} if close else None)
     for s in selected[:10]:
         lines.append(f"  selected trial {s['trial']}: {s['mode']} {s['weight_scheme']} "
                      f"a{s['act_bits']}/w{s['weight_bits']}, {s['fps']:.2f} frames/s, "

@@ -14,9 +14,10 @@ Steps (seed 001, section III-B):
    (:mod:`compiler.explore.power`) applied to a fully parallel zero-aware datapath of
    the design (:func:`datapath_resources`);
 4. ``--synth N``: the N selected designs with the best NMSE whose kernel the SESL
-   stages take (up to 7), and the unpruned, unquantized design of the same shape,
-   compiled to SESL pipelines (16-bit words) and synthesized with Yosys
-   (``synth_xilinx -family xcup``) for Table II.
+   stages take (up to 7; ``--channels C``: with C hidden channels; ``--dense``: with
+   the unpruned, unquantized design of the same shape), compiled to SESL pipelines
+   (16-bit words, uniform multipliers: the SESL stages' only scheme) and synthesized
+   with Yosys (``synth_xilinx -family xcup``) for Table II.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def synthesize_design(row, data, *, budget_dsp: int = 256) -> dict:
     graph = import_model(model)
     u = data.test_u[:64 * 8] / data.rms
     calib = np.stack([u.real, u.imag]).reshape(2, 8, 64).transpose(1, 0, 2).astype(np.float32)
-    arch = ArchConfig(name="dpd", act_bits=WORD, weight_bits=WORD, acc_bits=48,
+    arch = ArchConfig(name="dpd", act_bits=WORD, weight_bits=WORD, acc_bits=48, bias_bits=48,
                       clock_mhz=CLOCK_MHZ)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -205,7 +206,11 @@ def main(argv=None) -> int:
     p.add_argument("sweep", nargs="?", default=str(ROOT / "benchmarks/results/dpd_sweep.json"))
     p.add_argument("--docs", default=str(ROOT / "docs"))
     p.add_argument("--synth", type=int, default=0, metavar="N",
-                   help="synthesize N selected designs and their dense counterpart")
+                   help="synthesize the N selected designs with the best NMSE")
+    p.add_argument("--channels", type=int, default=None,
+                   help="--synth: only selected designs with this many hidden channels")
+    p.add_argument("--dense", action="store_true",
+                   help="--synth: also the unpruned, unquantized design of each shape")
     p.add_argument("-o", "--output", default=str(ROOT / "benchmarks/results/dpd_study.json"))
     args = p.parse_args(argv)
     sweep = json.loads(Path(args.sweep).read_text())
@@ -235,15 +240,16 @@ def main(argv=None) -> int:
 
         data = make_data(sweep["length"], 0)
         picks = [s for s in sorted(result["selected"], key=lambda s: s["nmse"])
-                 if s["kernel"] <= 7][:args.synth]
-        todo = []
-        for s in picks:
-            todo.append(rows[s["id"]])
-            dense = next(r for r in rows if (r["kernel"], r["layers"], r["channels"])
-                         == (s["kernel"], s["layers"], s["channels"])
-                         and r["quant"] == "none" and r["pruning"] == 0)
-            if dense not in todo:
-                todo.append(dense)
+                 if s["kernel"] <= 7 and (args.channels is None
+                                          or s["channels"] == args.channels)][:args.synth]
+        todo = [rows[s["id"]] for s in picks]
+        if args.dense:
+            for s in picks:
+                dense = next(r for r in rows if (r["kernel"], r["layers"], r["channels"])
+                             == (s["kernel"], s["layers"], s["channels"])
+                             and r["quant"] == "none" and r["pruning"] == 0)
+                if dense not in todo:
+                    todo.append(dense)
         print()
         print("| CNN model (kernel_layers_channels_pruning) | quant. | NMSE (dB) | DSP | FF | "
               "LUT | BRAM36 | power (W, model) | cycles/frame (64 samples) |")
