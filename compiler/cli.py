@@ -44,6 +44,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_rtl_parsers(sub)
     from boards.commands import add_board_parsers
     add_board_parsers(sub)
+    from compiler.explore.cli import add_explore_parser
+    add_explore_parser(sub)
     return parser
 
 

@@ -1,0 +1,462 @@
+"""``convforge explore``: Optuna NSGA-II proposes, Dask distributed evaluates.
+
+:func:`explore` runs a resumable multi-objective search:
+
+- the study lives in ``EXP/study.db`` (SQLite, Optuna storage); running ``explore``
+  again on the same directory resumes it: finished trials are kept, trials that were
+  in flight when the run stopped are re-queued with their parameters, and the search
+  continues until ``trials`` trials are finished;
+- a new study first evaluates the target's default design (the board's default arch,
+  or the default arch under ``--budget-dsp``) as the baseline and a few neighbours of
+  it (:func:`_warm_start`: other weight schemes, doubled parallelism), then asks NSGA-II
+  (:class:`optuna.samplers.NSGAIISampler`, ask/tell) for points, keeping two per
+  worker in flight on a Dask cluster (a ``LocalCluster`` unless ``scheduler`` names
+  one); constraint: the design fits the board (violation = the resources' excess);
+- at the end it writes every trial (``trials.csv``, ``trials.json``), the Pareto
+  front of the feasible trials (``pareto.csv``, ``pareto.json``), seed 001's
+  exclusion rules applied to the front (``selected.json``), ``summary.txt`` /
+  ``summary.json``, PNG plots in ``plots/`` and, with ``compile_top``, the compile
+  outputs of the first selected designs in ``designs/trial-N/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from compiler.errors import ConvForgeError
+
+from .evaluate import ProblemSpec, compile_point, evaluate_point, get_problem
+from .pareto import RULES, exclusion_rules, pareto_front
+from .space import build_space
+
+__all__ = ["DEFAULT_OBJECTIVES", "OBJECTIVES", "ExploreResult", "explore"]
+
+#: Objective name -> (metric, direction).
+OBJECTIVES = {
+    "fps": ("fps", "maximize"),
+    "latency": ("latency_ms", "minimize"),
+    "dsp": ("dsp", "minimize"),
+    "lut": ("lut", "minimize"),
+    "ff": ("ff", "minimize"),
+    "bram": ("bram", "minimize"),
+    "power": ("power", "minimize"),
+    "energy": ("energy_mj", "minimize"),
+    "snr": ("snr_db", "maximize"),
+    "nmse": ("nmse_db", "minimize"),
+    "top1": ("top1_agreement", "maximize"),
+}
+DEFAULT_OBJECTIVES = ("fps", "dsp", "snr")
+STUDY_NAME = "convforge-explore"
+#: Largest |value| told to Optuna (an exact design has an infinite SNR).
+_CLAMP = 1e9
+
+
+@dataclass
+class ExploreResult:
+    out_dir: Path
+    trials: list
+    front: list
+    selected: list
+    excluded: list
+    baseline: dict | None
+    summary: dict
+
+
+def _signs(objectives):
+    return {OBJECTIVES[o][0]: (-1 if OBJECTIVES[o][1] == "maximize" else 1)
+            for o in objectives}
+
+
+def _baseline_point(problem, space) -> dict:
+    a = problem.base_arch
+    names = space.names()
+    point = {"mode": "seml", "conv_pi": a.conv_pi, "conv_po": a.conv_po, "pw": a.pw_pi,
+             "dw": a.dw_channels, "buf_kib": a.ibuf_bytes // 1024,
+             "conv_k_max": a.conv_k_max, "weight_scheme": a.weight_scheme, "act_bits": a.act_bits,
+             "weight_bits": a.weight_bits}
+    for name in names:
+        if name.startswith("prune."):
+            point[name] = 0.0
+    choices = space.to_dict()
+    # The default engines' kernel set, widened to the model's largest kernel.
+    wider = [k for k in choices.get("conv_k_max", ()) if k >= a.conv_k_max]
+    if wider:
+        point["conv_k_max"] = min(wider)
+    for name, value in list(point.items()):
+        if name not in choices or value not in choices[name]:
+            return None  # the default design lies outside the restricted space
+    return point
+
+
+def _warm_start(base: dict, space) -> list[dict]:
+    """Neighbours of the default design that open the search (seed 000's refinement
+    from a working design): the same engines with each other weight scheme (shift-based
+    PEs free the DSPs of the MACs), and twice the output parallelism with them and half
+    the buffers."""
+    choices = space.to_dict()
+    out = []
+    for scheme in choices.get("weight_scheme", ()):
+        if scheme == base["weight_scheme"]:
+            continue
+        out.append({**base, "weight_scheme": scheme})
+        wider = dict(base, weight_scheme=scheme)
+        for name in ("conv_po", "pw", "dw"):
+            doubled = base[name] * 2
+            if doubled in choices.get(name, ()):
+                wider[name] = doubled
+        # wider engines read more banks at once: half the buffers keep the block RAM
+        half = base["buf_kib"] // 2
+        if half in choices.get("buf_kib", ()):
+            wider["buf_kib"] = half
+        if wider != out[-1]:
+            out.append(wider)
+    return out
+
+
+def _client(scheduler, workers):
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except (OSError, TimeoutError) as e:
+            raise ConvForgeError(f"--scheduler {scheduler}: cannot reach the Dask scheduler "
+                                 f"({e}); start one with `dask scheduler` or omit --scheduler "
+                                 f"for a local cluster") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _json(obj) -> str:
+    def default(v):
+        if hasattr(v, "item"):
+            return v.item()
+        raise TypeError(f"{v!r} is not JSON serializable")
+
+    return json.dumps(obj, indent=2, default=default) + "\n"
+
+
+def _trial_rows(study):
+    import optuna
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == optuna.trial.TrialState.RUNNING:
+            continue
+        rows.append({"trial": t.number, "state": t.state.name,
+                     "baseline": bool(t.user_attrs.get("baseline", False)),
+                     "params": t.user_attrs.get("point", dict(t.params)), "metrics": t.user_attrs.get("metrics"),
+                     "error": t.user_attrs.get("error"),
+                     "seconds": t.user_attrs.get("seconds")})
+    return rows
+
+
+def _csv(rows, param_names, metric_names) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["trial", "state", "baseline", *param_names, *metric_names, "error"])
+    for r in rows:
+        m = r["metrics"] or {}
+        w.writerow([r["trial"], r["state"], int(r["baseline"]),
+                    *[r["params"].get(p, "") for p in param_names],
+                    *[m.get(k, "") for k in metric_names], r["error"] or ""])
+    return buf.getvalue()
+
+
+def _flat(row):
+    return {"trial": row["trial"], **row["params"], **row["metrics"]}
+
+
+def _selection_points(front):
+    pts = []
+    for r in front:
+        p = _flat(r)
+        e = p["energy_mj"]
+        p["energy_r"] = float(f"{e:.3g}") if e and math.isfinite(e) else e
+        pts.append(p)
+    return pts
+
+
+def _summary(rows, front, selected, baseline, objectives, elapsed, resumed_from,
+             margin_db):
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    feasible = [r for r in done if r["metrics"]["fits"]]
+    lines = [f"trials: {len(rows)} finished ({len(done)} evaluated, {len(feasible)} fit the "
+             f"target, {len(rows) - len(done)} failed to quantize or map)"
+             + (f"; resumed from {resumed_from}" if resumed_from else ""),
+             f"objectives: {', '.join(objectives)}",
+             f"Pareto front: {len(front)} designs; after the exclusion rules: {len(selected)}",
+             f"wall time of this run: {elapsed:.1f} s"]
+    out = {"trials": len(rows), "evaluated": len(done), "feasible": len(feasible),
+           "front": len(front), "selected": len(selected), "objectives": list(objectives),
+           "seconds": elapsed, "resumed_from": resumed_from}
+    if baseline is not None and baseline["metrics"] is not None:
+        b = baseline["metrics"]
+        lines.append(f"baseline (default design, trial {baseline['trial']}): {b['fps']:.2f} "
+                     f"frames/s, {b['dsp']} DSP, {b['lut']:,} LUT, {b['bram']} BRAM, "
+                     f"SNR {b['snr_db']:.1f} dB")
+        faster = [r for r in feasible if not r["baseline"]
+                  and r["metrics"]["fps"] >= b["fps"] and r["metrics"]["dsp"] <= b["dsp"]]
+        close = [r for r in faster if r["metrics"]["snr_db"] >= b["snr_db"] - margin_db]
+        out["baseline"] = {"trial": baseline["trial"], **b}
+
+        def line(r):
+            m, p = r["metrics"], r["params"]
+            return (f"trial {r['trial']} ({p['mode']}, {p['weight_scheme']}, "
+                    f"a{p['act_bits']}/w{p['weight_bits']}) runs {m['fps']:.2f} frames/s "
+                    f"({m['fps'] / b['fps']:.2f}x the default design) with {m['dsp']} DSP "
+                    f"(default: {b['dsp']}), SNR {m['snr_db']:.1f} dB "
+                    f"({m['snr_db'] - b['snr_db']:+.1f} dB)")
+
+        def best(rs):
+            return max(rs, key=lambda r: (r["metrics"]["fps"], -r["metrics"]["dsp"]))
+
+        if faster:
+            lines.append("at least as fast as the default design at no more DSPs: "
+                         + line(best(faster)))
+        else:
+            lines.append("at least as fast as the default design at no more DSPs: none in "
+                         "these trials")
+        if close:
+            lines.append(f"... and within {margin_db:g} dB of its SNR: " + line(best(close)))
+        else:
+            lines.append(f"... and within {margin_db:g} dB of its SNR: none in these trials")
+        out["faster_than_baseline"] = ({"trial": best(faster)["trial"],
+                                        **best(faster)["metrics"]} if faster else None)
+        out["better_than_baseline"] = ({"trial": best(close)["trial"],
+                                        **best(close)["metrics"]} if close else None)
+    for s in selected[:10]:
+        lines.append(f"  selected trial {s['trial']}: {s['mode']} {s['weight_scheme']} "
+                     f"a{s['act_bits']}/w{s['weight_bits']}, {s['fps']:.2f} frames/s, "
+                     f"{s['dsp']} DSP, {s['power']:.2f} W, NMSE {s['nmse_db']:.1f} dB")
+    return "\n".join(lines) + "\n", out
+
+
+def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None = None,
+            trials: int = 40, objectives=DEFAULT_OBJECTIVES, scheduler: str | None = None,
+            workers: int = 2, compile_top: int = 0, calibration=None,
+            accuracy_samples: int = 4, seed: int = 0, modes=None, schemes=None,
+            word_sizes=None, population: int | None = None, progress: bool = True,
+            plots: bool = True, max_new: int | None = None,
+            accuracy_margin_db: float = 6.0) -> ExploreResult:
+    """Run (or resume) an exploration of ``model`` into ``out_dir``.
+
+    Parameters
+    ----------
+    model : str or Path
+        ONNX model.
+    board, budget_dsp
+        The target: a board name, or a DSP budget (exactly one).
+    trials : int
+        Finished trials the study should hold at the end (baseline included).
+    objectives : sequence of str
+        Keys of :data:`OBJECTIVES`.
+    scheduler : str or None
+        Address of a Dask scheduler (``tcp://HOST:8786``); ``None`` starts a local
+        cluster of ``workers`` processes.
+    compile_top : int
+        Compile the first N selected designs into ``out_dir/designs/``.
+    calibration : str, Path, ndarray, dict or None
+        Calibration samples (accuracy is measured on them against the float model).
+    max_new : int or None
+        Stop after this many new evaluations in this run (the study stays resumable).
+    accuracy_margin_db : float
+        The summary's comparison with the default design accepts designs whose SNR is
+        at most this far below the default's.
+    """
+    import optuna
+    from distributed import wait
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    if (board is None) == (budget_dsp is None):
+        raise ConvForgeError("Give exactly one of --board NAME or --budget-dsp N")
+    if budget_dsp is not None and budget_dsp < 1:
+        raise ConvForgeError(f"--budget-dsp must be a positive integer, not {budget_dsp}")
+    if not isinstance(trials, int) or trials < 1:
+        raise ConvForgeError(f"--trials must be a positive integer, not {trials!r}")
+    objectives = tuple(objectives)
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown or not objectives:
+        raise ConvForgeError(f"Unknown objective(s) {', '.join(unknown) or '(none)'}; "
+                             f"choose from {', '.join(OBJECTIVES)}")
+    if workers < 1:
+        raise ConvForgeError(f"--workers must be at least 1, not {workers}")
+    path = Path(model)
+    try:
+        model_bytes = path.read_bytes()
+    except OSError as e:
+        raise ConvForgeError(f"Cannot read model {path}: {e.strerror or e}") from None
+    if board is not None:
+        from boards.database import get_board
+        try:
+            board = get_board(board).name
+        except ValueError as e:
+            raise ConvForgeError(f"--board {board}: {e}") from None
+    calib = None
+    if calibration is not None:
+        from compiler.passes.quantize import load_samples
+        calib = load_samples(calibration, f"--calib {calibration}") \
+            if isinstance(calibration, (str, Path)) else calibration
+    if board is not None:
+        from boards.database import get_board
+        base_arch = get_board(board).default_arch()
+    else:
+        from hw.arch import ArchConfig
+        base_arch = ArchConfig(name="explore")
+    spec = ProblemSpec(model_bytes, path.stem, board=board, budget_dsp=budget_dsp,
+                       calibration=calib, accuracy_samples=accuracy_samples, seed=seed,
+                       base_arch=base_arch)
+    problem = get_problem(spec)
+    try:
+        space = build_space(problem, modes=modes, schemes=schemes, word_sizes=word_sizes)
+    except ValueError as e:
+        raise ConvForgeError(str(e)) from None
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"problem": spec.key, "model": path.stem, "board": board, "budget_dsp": budget_dsp,
+            "objectives": list(objectives), "space": space.to_dict()}
+    meta_path = out / "explore.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old != json.loads(_json(meta)):
+            raise ConvForgeError(
+                f"{out} holds an exploration of another model, target, objective list or "
+                f"search space; give a new output directory (or delete {out})")
+    else:
+        _write(meta_path, _json(meta))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    signs = _signs(objectives)
+    directions = [OBJECTIVES[o][1] for o in objectives]
+    n_pop = population or max(4, min(24, trials // 3))
+    sampler = optuna.samplers.NSGAIISampler(population_size=n_pop, seed=seed)
+    study = optuna.create_study(storage=f"sqlite:///{out / 'study.db'}", sampler=sampler,
+                                study_name=STUDY_NAME, directions=directions,
+                                load_if_exists=True)
+    states = optuna.trial.TrialState
+    # Trials in flight when a previous run stopped: re-queue their points.
+    stale = study.get_trials(deepcopy=False, states=(states.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=states.FAIL)
+        study.enqueue_trial(dict(t.params),
+                            user_attrs={"baseline": bool(t.user_attrs.get("baseline"))})
+
+    def finished():
+        return [t for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get("evaluated")]
+
+    already = len(finished())
+    resumed_from = already if already else None
+    if not study.get_trials(deepcopy=False):
+        base = _baseline_point(problem, space)
+        if base is not None:
+            study.enqueue_trial(base, user_attrs={"baseline": True})
+            for point in _warm_start(base, space):
+                study.enqueue_trial(point)
+
+    client, cluster = _client(scheduler, workers)
+    nworkers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+    try:
+        spec_f = client.scatter(spec, broadcast=True)
+        todo = trials - already
+        if max_new is not None:
+            todo = min(todo, max_new)
+        bar = tqdm(total=max(todo, 0), desc="explore", unit="trial", disable=not progress)
+        in_flight = {}
+        submitted = 0
+        while submitted < todo or in_flight:
+            while submitted < todo and len(in_flight) < 2 * nworkers:
+                trial = study.ask()
+                point = space.sample(trial)
+                trial.set_user_attr("point", point)
+                fut = client.submit(evaluate_point, spec_f, point, pure=False)
+                in_flight[fut] = trial
+                submitted += 1
+            done, _ = wait(list(in_flight), return_when="FIRST_COMPLETED")
+            for fut in done:
+                trial = in_flight.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as e:  # noqa: BLE001 -- a worker crash must not lose the study
+                    result = {"metrics": None, "error": f"{type(e).__name__}: {e}",
+                              "seconds": None}
+                trial.set_user_attr("evaluated", True)
+                trial.set_user_attr("seconds", result["seconds"])
+                m = result["metrics"]
+                if m is None:
+                    trial.set_user_attr("error", result["error"])
+                    study.tell(trial, state=states.FAIL)
+                else:
+                    trial.set_user_attr("metrics", m)
+                    trial.set_constraint("fit", float(m["violation"]))
+                    values = [max(-_CLAMP, min(_CLAMP, float(m[OBJECTIVES[o][0]])))
+                              for o in objectives]
+                    study.tell(trial, values)
+                bar.update(1)
+        bar.close()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+    rows = _trial_rows(study)
+    param_names = space.names()
+    metric_names = sorted({k for r in rows if r["metrics"] for k in r["metrics"]})
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    feasible = [r for r in complete if r["metrics"]["fits"]]
+    flat = [_flat(r) for r in feasible]
+    front_flat = pareto_front(flat, signs)
+    front_ids = {p["trial"] for p in front_flat}
+    front = [r for r in feasible if r["trial"] in front_ids]
+    selected, excluded = exclusion_rules(
+        _selection_points(front), cost="energy_r", error="nmse_db", power="power",
+        quant="weight_scheme", channels="mac_units", layers="bram", error_tol=0.1)
+    selected.sort(key=lambda p: (p["nmse_db"], p["energy_mj"]))
+    baseline = next((r for r in rows if r["baseline"] and r["state"] == "COMPLETE"), None)
+    elapsed = time.perf_counter() - start
+    text, summary = _summary(rows, front, selected, baseline, objectives, elapsed,
+                             resumed_from, accuracy_margin_db)
+
+    compiled = []
+    if compile_top:
+        designs = out / "designs"
+        designs.mkdir(exist_ok=True)
+        for p in selected[:compile_top]:
+            point = {k: p[k] for k in param_names}
+            target = designs / f"trial-{p['trial']}"
+            compile_point(spec, point, target)
+            compiled.append(str(target))
+        text += "".join(f"compiled {c}/\n" for c in compiled)
+        summary["compiled"] = compiled
+
+    _write(out / "trials.json", _json(rows))
+    _write(out / "trials.csv", _csv(rows, param_names, metric_names))
+    _write(out / "pareto.json", _json([_flat(r) for r in front]))
+    _write(out / "pareto.csv", _csv(front, param_names, metric_names))
+    _write(out / "selected.json", _json({"rules": RULES, "selection_axes": {
+        "cost": "energy per frame (mJ, 3 significant digits)", "error": "NMSE (dB, 0.1 dB)",
+        "power": "power (W)", "quantization": "weight_scheme", "channels": "MAC units",
+        "hidden layers": "BRAM36"}, "selected": selected, "excluded": excluded}))
+    _write(out / "summary.json", _json(summary))
+    _write(out / "summary.txt", text)
+    if plots and feasible:
+        from .plots import plot_exploration
+
+        plot_exploration(out / "plots", feasible, front, selected, baseline)
+    return ExploreResult(out, rows, front, selected, excluded, baseline, summary)

@@ -1,0 +1,137 @@
+"""``convforge explore`` end to end on a two-worker local Dask cluster: the trials, a
+non-dominated Pareto front, the exclusion rules, plots, and a resumed run."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+
+import onnx
+import pytest
+
+from compiler.cli import main as cli_main
+from compiler.errors import ConvForgeError
+from compiler.explore.evaluate import ProblemSpec, evaluate_point, get_problem
+from compiler.explore.pareto import dominates
+from compiler.explore.run import OBJECTIVES, STUDY_NAME, explore
+from compiler.explore.space import MODES, build_space
+from examples.models import dpd_cnn
+
+pytest.importorskip("optuna")
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("explore") / "dpd.onnx"
+    onnx.save(dpd_cnn(hidden_channels=4, hidden_layers=2, kernel_size=5, length=32), str(path))
+    return path
+
+
+def _signs(objectives):
+    return {OBJECTIVES[o][0]: (-1 if OBJECTIVES[o][1] == "maximize" else 1)
+            for o in objectives}
+
+
+def test_space_and_one_evaluation(model):
+    spec = ProblemSpec(model.read_bytes(), "dpd", budget_dsp=200, accuracy_samples=2)
+    problem = get_problem(spec)
+    space = build_space(problem)
+    names = space.names()
+    assert {"mode", "conv_pi", "weight_scheme", "act_bits", "weight_bits"} <= set(names)
+    assert {"prune.conv0", "prune.conv1", "prune.conv_out"} <= set(names)
+    assert set(space.to_dict()["conv_k_max"]) == {5, 7}  # the model needs 5x5
+    assert {"seml", "sesl"} <= set(MODES)
+    point = {"mode": "seml", "conv_pi": 2, "conv_po": 2, "pw": 4, "dw": 4, "buf_kib": 16,
+             "conv_k_max": 5, "sesl_dsp_share": None, "weight_scheme": "apot",
+             "act_bits": 8, "weight_bits": 8, "prune.conv0": 0.5, "prune.conv1": 0.0,
+             "prune.conv_out": 0.0}
+    r = evaluate_point(spec, point)
+    assert r["error"] is None, r["error"]
+    m = r["metrics"]
+    assert 0 < m["density"] < 1 and m["nnz"] < m["weights"]
+    assert m["fps"] == pytest.approx(m["clock_mhz"] * 1e6 / m["cycles_per_frame"])
+    assert m["snr_db"] > 5 and m["nmse_db"] == -m["snr_db"]
+    assert m["power"] > 0
+    uniform = evaluate_point(spec, {**point, "weight_scheme": "uniform"})["metrics"]
+    # APoT MACs are shifts: a DSP per MAC unit comes back with uniform weights
+    assert uniform["dsp"] - m["dsp"] == m["mac_units"] == 2 * 2 * 25 + 4 * 25 + 4 * 4
+    # SESL maps uniform weights only: a clear error, not a crash
+    bad = evaluate_point(spec, {**point, "mode": "sesl", "sesl_dsp_share": 1.0})
+    assert bad["metrics"] is None and "SESL" in bad["error"]
+
+
+def test_explore_two_workers_front_and_resume(model, tmp_path):
+    import optuna
+
+    out = tmp_path / "exp"
+    kwargs = {"budget_dsp": 200, "objectives": ("fps", "dsp", "snr"), "workers": 2,
+                  "accuracy_samples": 2, "progress": False, "seed": 3}
+    first = explore(model, out, trials=12, max_new=6, **kwargs)
+    assert len([r for r in first.trials if r["metrics"] or r["error"]]) == 6
+    assert first.summary["resumed_from"] is None
+    before = {r["trial"]: r for r in first.trials}
+    # a trial left in flight by an interrupted run
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
+    orphan = study.ask()
+    orphan.suggest_categorical("mode", ["seml", "sesl"])
+
+    second = explore(model, out, trials=12, compile_top=1, **kwargs)
+    assert second.summary["resumed_from"] == 6
+    evaluated = [r for r in second.trials if r["metrics"] or r["error"]]
+    assert len(evaluated) == 12
+    for number, row in before.items():  # finished trials are kept, not re-run
+        again = next(r for r in second.trials if r["trial"] == number)
+        assert again["params"] == row["params"] and again["metrics"] == row["metrics"]
+    stale = next(r for r in second.trials if r["trial"] == orphan.number)
+    assert stale["state"] == "FAIL" and stale["metrics"] is None and stale["error"] is None
+
+    # the baseline (default arch under the budget) was evaluated first
+    assert second.baseline is not None and second.baseline["trial"] == 0
+    assert "baseline" in second.summary
+
+    # the front: feasible, mutually non-dominated, dominating every other feasible trial
+    signs = _signs(("fps", "dsp", "snr"))
+    front = [{**r["params"], **r["metrics"]} for r in second.front]
+    assert front and all(p["fits"] for p in front)
+    for a, b in itertools.permutations(front, 2):
+        assert not dominates(a, b, signs)
+    ids = {r["trial"] for r in second.front}
+    for r in second.trials:
+        if r["metrics"] and r["metrics"]["fits"] and r["trial"] not in ids:
+            p = {**r["params"], **r["metrics"]}
+            assert any(dominates(f, p, signs) or all(f[k] == p[k] for k in signs)
+                       for f in front)
+
+    # outputs
+    for name in ("trials.csv", "trials.json", "pareto.csv", "pareto.json", "selected.json",
+                 "summary.txt", "summary.json", "plots/pareto_by_scheme.png",
+                 "plots/fps_vs_dsp.png", "plots/selected.png"):
+        assert (out / name).exists(), name
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(second.trials)
+    sel = json.loads((out / "selected.json").read_text())
+    assert len(sel["rules"]) == 5
+    assert len(sel["selected"]) + len(sel["excluded"]) == len(second.front)
+    design = out / "designs" / f"trial-{second.selected[0]['trial']}"
+    assert (design / "report.json").exists()
+    report = json.loads((design / "report.json").read_text())
+    assert report["mode"] == second.selected[0]["mode"]
+
+    # a different problem in the same directory is refused
+    with pytest.raises(ConvForgeError, match="another model"):
+        explore(model, out, trials=12, **{**kwargs, "objectives": ("fps", "power")})
+
+
+def test_explore_argument_errors(model, tmp_path, capsys):
+    with pytest.raises(ConvForgeError, match="exactly one"):
+        explore(model, tmp_path / "x", trials=2, progress=False)
+    with pytest.raises(ConvForgeError, match="Unknown objective"):
+        explore(model, tmp_path / "x", budget_dsp=10, objectives=("speed",), progress=False)
+    with pytest.raises(ConvForgeError, match="Unknown board"):
+        explore(model, tmp_path / "x", board="nope", progress=False)
+    assert cli_main(["explore", str(tmp_path / "missing.onnx"), "--budget-dsp", "10",
+                     "-o", str(tmp_path / "y")]) == 2
+    assert "Cannot read model" in capsys.readouterr().err
