@@ -397,6 +397,18 @@ def _mode(out_dir) -> str:
     return manifest.get("mode", "seml") if isinstance(manifest, dict) else "seml"
 
 
+def _single_input(spec, inputs, seed):
+    """The one input of a single-input output directory: ``inputs`` is ``None``, an
+    array, or a dict naming that input."""
+    if isinstance(inputs, dict):
+        unknown = sorted(set(inputs) - {spec["name"]})
+        if unknown:
+            raise errors.ConvForgeError(f"No model input named {', '.join(map(repr, unknown))};"
+                                        f" the input is {spec['name']!r}")
+        inputs = inputs.get(spec["name"])
+    return _input_values(spec, inputs, seed)
+
+
 def _input_values(spec, value, seed):
     shape = tuple(spec["shape"])
     lo, hi = golden.qrange(spec["bits"])

@@ -320,7 +320,7 @@ def simulate_hybrid(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0
     prefix's RTL and hand-off writer under Verilator), then the SEML program on
     ``backend`` (a key of :data:`compiler.compile.BACKENDS`: the ISS, or the SEML core's
     RTL); cycles are the prefix's latency plus the SEML run's."""
-    from compiler.compile import BACKENDS, SimulationResult, _input_values
+    from compiler.compile import BACKENDS, SimulationResult, _single_input
     from compiler.sesl.compile import run_stages
     from compiler.sesl.plan import latency_model
     from sim.iss import decode_activations, encode_activations
@@ -333,13 +333,7 @@ def simulate_hybrid(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0
             f"Backend {backend!r} does not run hybrid outputs; use the ISS or --rtl")
     arch, program, ddr, manifest, cfg = load_hybrid(out_dir)
     spec = manifest["inputs"][0]
-    if isinstance(inputs, dict):
-        unknown = sorted(set(inputs) - {spec["name"]})
-        if unknown:
-            raise errors.ConvForgeError(f"No model input named {', '.join(map(repr, unknown))};"
-                                        f" the input is {spec['name']!r}")
-        inputs = inputs.get(spec["name"])
-    x = _input_values(spec, inputs, seed)
+    x = _single_input(spec, inputs, seed)
     handoff = manifest["handoff"] or manifest["seml_inputs"][0]
     latency = 0
     prefix = None

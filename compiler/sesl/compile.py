@@ -258,17 +258,11 @@ def simulate_sesl(out_dir, inputs=None, *, backend: str = "iss", seed: int = 0):
     latency as its cycles; ``"rtl"`` streams the frame through the pipeline's RTL under
     Verilator and reports the cycle of its last output beat.
     """
-    from compiler.compile import SimulationResult, _input_values
+    from compiler.compile import SimulationResult, _single_input
 
     cfg, manifest, arch = load_pipeline(out_dir)
     spec = manifest["inputs"][0]
-    if isinstance(inputs, dict):
-        unknown = sorted(set(inputs) - {spec["name"]})
-        if unknown:
-            raise errors.ConvForgeError(f"No model input named {', '.join(map(repr, unknown))};"
-                                        f" the input is {spec['name']!r}")
-        inputs = inputs.get(spec["name"])
-    x = _input_values(spec, inputs, seed)
+    x = _single_input(spec, inputs, seed)
     if backend == "iss":
         y = run_stages(cfg, x)
         cycles = plan.latency_model(cfg)["latency_cycles"]
