@@ -29,17 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hw.arch import ArchConfig
-from tests.fuzz.isa_programs import random_program
+from tests.fuzz.isa_programs import NARROW_ARCH, random_program
 from tests.hw.test_seml_core import ARCH
 from tests.test_fuzz_rtl_programs import check_programs
 
 ARCHS = {
     "core-test": ARCH,
-    "fuzz-narrow": ArchConfig(name="fuzz-narrow", act_bits=12, acc_bits=40, ibuf_bytes=2048,
-                              obuf_bytes=1024, wbuf_bytes=1024, pbuf_entries=16, max_width=6,
-                              max_height=6, conv_pi=3, conv_po=2, pw_pi=2, pw_po=4,
-                              dw_channels=2, axi_data_bits=32),
+    "fuzz-narrow": NARROW_ARCH,
 }
 
 

@@ -46,10 +46,22 @@ PBUF_RECORD = _record_dtype()
 # Element codecs -------------------------------------------------------------------------
 
 def decode_activations(raw: np.ndarray, bits: int) -> np.ndarray:
-    """Bytes (uint8) of ``element_bytes(bits)``-byte elements -> int64 values."""
+    """Bytes (uint8) of ``element_bytes(bits)``-byte elements -> int64 values.
+
+    An element's value is its low ``bits`` bits, two's complement, as the core's
+    ``bits``-wide datapath reads it: the padding bits above them (``bits`` < 16 in
+    two-byte elements) are ignored, so bytes that no encoder wrote (e.g. a 12-bit
+    element stored as 0x0800) read as ``bits``-bit values (-2048), never beyond
+    ``qrange(bits)``."""
     if element_bytes(bits) == 1:
-        return raw.view(np.int8).astype(np.int64)
-    return raw.view("<i2").astype(np.int64)
+        values = raw.view(np.int8).astype(np.int64)
+    else:
+        values = raw.view("<i2").astype(np.int64)
+    pad = 8 * element_bytes(bits) - bits
+    if pad:
+        half = 1 << (bits - 1)
+        values = ((values + half) & ((1 << bits) - 1)) - half
+    return values
 
 
 def encode_activations(values: np.ndarray, bits: int) -> np.ndarray:

@@ -45,12 +45,20 @@ from hw.isa import (
 from sim.iss import ISS
 from sim.timing import accesses
 
-__all__ = ["IMAGE_BYTES", "RandomProgram", "random_program", "run_iss"]
+__all__ = ["IMAGE_BYTES", "NARROW_ARCH", "RandomProgram", "random_program", "run_iss"]
 
 #: DDR image of one program (offsets from the image base): the program from 0, random
 #: input bytes from :data:`INPUT`, PBUF records from :data:`RECORDS`, outputs (zeroed)
 #: from :data:`OUTPUT` to :data:`IMAGE_BYTES`.
 INPUT, RECORDS, OUTPUT, IMAGE_BYTES = 0x4000, 0x6000, 0x6800, 0x8000
+
+#: The second arch the RTL fuzzing runs (``benchmarks/fuzz_rtl.py --archs fuzz-narrow``):
+#: 12-bit activations in two-byte elements, 40-bit accumulators, a 32-bit bus, 6x6 line
+#: buffers and ``conv_pi=3``.
+NARROW_ARCH = ArchConfig(name="fuzz-narrow", act_bits=12, acc_bits=40, ibuf_bytes=2048,
+                         obuf_bytes=1024, wbuf_bytes=1024, pbuf_entries=16, max_width=6,
+                         max_height=6, conv_pi=3, conv_po=2, pw_pi=2, pw_po=4,
+                         dw_channels=2, axi_data_bits=32)
 
 _UNIT_OF = {Opcode.LOAD: Unit.LOAD, Opcode.STORE: Unit.STORE, Opcode.COMPUTE: Unit.COMPUTE,
             Opcode.ADD: Unit.COMPUTE}
