@@ -215,3 +215,43 @@ def test_cli_run_killed_then_resumed(model, tmp_path):
     assert front and all(p["fits"] for p in front)
     for a, b in itertools.permutations(front, 2):
         assert not dominates(a, b, signs)
+
+
+def _row(trial, fps, dsp, snr, *, scheme="uniform", bits=8, fits=True, baseline=False,
+         prune=0.0):
+    return {"trial": trial, "state": "COMPLETE", "baseline": baseline,
+            "params": {"mode": "seml", "conv_pi": 4, "conv_po": 4, "pw": 8, "dw": 8,
+                       "buf_kib": 128, "weight_scheme": scheme, "act_bits": bits,
+                       "weight_bits": bits, "prune.conv": prune},
+            "metrics": {"fps": fps, "dsp": dsp, "snr_db": snr, "lut": 1000, "fits": fits},
+            "error": None}
+
+
+def test_comparison_with_the_default_design():
+    from compiler.explore.run import compare_with_baseline
+
+    base = _row(0, 35.0, 453, 26.3, baseline=True)
+    lossy = _row(1, 90.9, 293, 15.7, scheme="pot")          # fast, cheap, inaccurate
+    wide = _row(2, 76.3, 681, 26.3)                          # fast, accurate, more DSPs
+    slower = _row(3, 34.4, 435, 26.3)                        # accurate, cheap, slower
+    unfit = _row(4, 40.0, 400, 26.0, fits=False)             # all three, exceeds the board
+    lines, out = compare_with_baseline([base, lossy, wide, slower, unfit], base, 1.0)
+    assert out["found"] is None and "none in these trials" in lines[0]
+    assert [b["constraint"] for b in out["binding"]] == ["accuracy", "dsp", "speed", "fit"]
+    assert [b["trial"] for b in out["binding"]] == [1, 2, 3, 4]
+    assert "-10.6 dB" in lines[1] and "681 DSP" in lines[2]
+    assert out["default_quantization"] == "uniform a8/w8"
+    assert out["fastest_default_quantization"]["trial"] == 2
+    # a wider margin admits the lossy design; within 0.5 dB, a faster accurate one wins
+    _, out = compare_with_baseline([base, lossy, wide, slower], base, 11.0)
+    assert out["found"]["trial"] == 1
+    close = _row(5, 36.0, 450, 25.9, bits=10)
+    lines, out = compare_with_baseline([base, lossy, close], base, 0.5)
+    assert out["found"]["trial"] == 5 and "1.029x" in lines[0]
+    assert "outside the margin" in lines[1]
+    lines, out = compare_with_baseline([base, lossy, close], base, 0.3)
+    assert out["found"] is None
+    # a tie on speed is said to be one
+    tie = _row(6, 35.0, 453, 26.3, bits=12)
+    lines, out = compare_with_baseline([base, tie], base, 1.0)
+    assert out["found"]["trial"] == 6 and "a tie on speed" in lines[0]
