@@ -1,4 +1,4 @@
-"""Seed 001's DPD sweep: 840 configurations of the 1-D CNN pre-distorter (needs torch).
+"""Seed 001's DPD sweep: the 1,344 configurations of the 1-D CNN pre-distorter (needs torch).
 
 kernel {3, 5, 7, 11} x quantization {none, PoT, APoT} x hidden layers {2, 3} x hidden
 channels {2, 4, 6, 8, 10, 14, 16} x pruning {0, 30, 65, 83, 91, 95, 98, 99} %. Each of

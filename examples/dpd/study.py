@@ -110,7 +110,8 @@ def _plots(result, docs: Path, baseline):
     ax.set_xscale("log")
     ax.set_xlabel("non-zero weights (nnz)")
     ax.set_ylabel("NMSE (dB)")
-    ax.set_title("DPD sweep: 840 configurations, Pareto front per quantization")
+    ax.set_title(f"DPD sweep: {len(result['points']):,} configurations, Pareto front per "
+                 "quantization")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(docs / "dpd_pareto_per_scheme.png", dpi=110, bbox_inches="tight")
