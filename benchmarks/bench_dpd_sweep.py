@@ -1,4 +1,4 @@
-"""Seed 001's DPD sweep: 840 configurations of the 1-D CNN pre-distorter (needs torch).
+"""Seed 001's DPD sweep: the 1,344 configurations of the 1-D CNN pre-distorter (needs torch).
 
 kernel {3, 5, 7, 11} x quantization {none, PoT, APoT} x hidden layers {2, 3} x hidden
 channels {2, 4, 6, 8, 10, 14, 16} x pruning {0, 30, 65, 83, 91, 95, 98, 99} %. Each of
@@ -45,8 +45,20 @@ def main(argv=None) -> int:
     p.add_argument("--finetune", type=int, default=40, help="fine-tuning steps per variant")
     p.add_argument("--length", type=int, default=2048, help="training / test samples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--archs", nargs="+", metavar="K_L_C",
+                   help="only these architectures (kernel_layers_channels, e.g. 5_2_4), "
+                        "with every quantization and pruning level")
     p.add_argument("-o", "--output", default=str(ROOT / "benchmarks/results/dpd_sweep.json"))
     args = p.parse_args(argv)
+    archs = list(itertools.product(KERNELS, LAYERS, CHANNELS))
+    if args.archs:
+        try:
+            archs = [tuple(int(v) for v in a.split("_")) for a in args.archs]
+        except ValueError:
+            p.error(f"--archs takes kernel_layers_channels (e.g. 5_2_4), not {args.archs}")
+        bad = [a for a in archs if len(a) != 3]
+        if bad:
+            p.error(f"--archs takes kernel_layers_channels (e.g. 5_2_4), not {bad}")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -64,7 +76,6 @@ def main(argv=None) -> int:
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
         client = Client(cluster)
-    archs = list(itertools.product(KERNELS, LAYERS, CHANNELS))
     # largest first: the long tasks do not end up last
     archs.sort(key=lambda a: -(a[0] * a[1] * a[2] ** 2))
     futures = [client.submit(_task, k, layers, c, args.length, args.steps, args.finetune,

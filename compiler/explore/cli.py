@@ -10,6 +10,9 @@ __all__ = ["add_explore_parser", "explore_command"]
 def explore_command(args) -> int:
     from .run import explore
 
+    if not args.snr_margin >= 0:
+        raise ConvForgeError(f"--snr-margin must be a non-negative number of dB, "
+                             f"not {args.snr_margin}")
     if args.trials < 1:
         raise ConvForgeError(f"--trials must be a positive integer, not {args.trials}")
     result = explore(args.model, args.output, board=args.board, budget_dsp=args.budget_dsp,
@@ -58,9 +61,10 @@ def add_explore_parser(sub) -> None:
     p.add_argument("--schemes", nargs="+", metavar="SCHEME",
                    help="restrict the weight schemes (uniform, pot, apot)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
-    p.add_argument("--snr-margin", type=float, default=6.0, metavar="DB",
-                   help="the summary's comparison with the default design counts designs "
-                        "whose SNR is at most DB below the default's (default 6)")
+    p.add_argument("--snr-margin", type=float, default=1.0, metavar="DB",
+                   help="the summary's comparison with the default design (the board's "
+                        "default arch, 8-bit uniform) counts designs at least as fast at no "
+                        "more DSPs whose SNR is at most DB below the default's (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, metavar="EXP", help="output directory")
     p.set_defaults(func=explore_command)

@@ -182,22 +182,51 @@ def _arch(problem: Problem, point: dict):
         wbuf_bytes=max(buf // 2, 8 * 1024))
 
 
+#: Quantized graphs (and their accuracy) kept per process: points that differ only in
+#: their engines reuse the quantization and the golden run of the same pruning and
+#: quantization.
+QUANT_CACHE_SIZE = 4
+
+
+def _quant_key(problem: Problem, point: dict, config) -> tuple:
+    return (tuple(float(point.get(f"prune.{g}", 0.0) or 0.0) for g in problem.prune_groups),
+            repr(config))
+
+
 def prepare_graph(problem: Problem, point: dict):
     """The pruned, quantized graph of ``point``, and its arch."""
     from compiler.passes.prune import prune
     from compiler.passes.quantize import QuantConfig, quantize
 
     arch = _arch(problem, point)
+    config = QuantConfig.from_arch(arch)
+    key = _quant_key(problem, point, config)
+    cache = problem.cache.setdefault("quantized", {})
+    if key in cache:
+        cache[key] = cache.pop(key)  # most recently used last
+        return cache[key]["qgraph"], arch
     graph = problem.graph
     for group, names in problem.prune_groups.items():
-        sparsity = float(point.get(f"prune.{group}", 0.0))
+        sparsity = float(point.get(f"prune.{group}", 0.0) or 0.0)
         if sparsity > 0:
             graph, _ = prune(graph, sparsity, layers=names)
-    config = QuantConfig.from_arch(arch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qgraph, _ = quantize(graph, config, problem.calibration)
+    cache[key] = {"qgraph": qgraph, "accuracy": None}
+    while len(cache) > QUANT_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
     return qgraph, arch
+
+
+def cached_accuracy(problem: Problem, qgraph) -> dict:
+    """:func:`accuracy` of ``qgraph``, computed once per quantized graph of the cache."""
+    for entry in problem.cache.get("quantized", {}).values():
+        if entry["qgraph"] is qgraph:
+            if entry["accuracy"] is None:
+                entry["accuracy"] = accuracy(problem, qgraph)
+            return dict(entry["accuracy"])
+    return accuracy(problem, qgraph)
 
 
 def accuracy(problem: Problem, qgraph) -> dict:
@@ -376,7 +405,7 @@ def evaluate_point(spec: ProblemSpec, point: dict) -> dict:
         qgraph, arch = prepare_graph(problem, point)
         mapped = mode.evaluate(problem, point, qgraph, arch)
         metrics = metrics_summary(problem, point, qgraph, arch, mapped)
-        metrics.update(accuracy(problem, qgraph))
+        metrics.update(cached_accuracy(problem, qgraph))
         error = None
     except (ConvForgeError, ValueError) as e:
         metrics, error = None, f"{type(e).__name__}: {e}"

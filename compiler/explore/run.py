@@ -117,6 +117,19 @@ def _warm_start(base: dict, space) -> list[dict]:
             wider["buf_kib"] = half
         if wider != out[-1]:
             out.append(wider)
+    # At the default quantization: each engine twice as wide, and the multipliers moved
+    # from one engine to another (one twice as wide, another half), so that a faster
+    # design at no more DSPs and the default's accuracy is looked for from the start.
+    engines = ("conv_pi", "conv_po", "pw", "dw")
+    for name in engines:
+        if base[name] * 2 in choices.get(name, ()):
+            out.append({**base, name: base[name] * 2})
+    for up in engines:
+        for down in engines:
+            if up == down or base[up] * 2 not in choices.get(up, ()) \
+                    or base[down] // 2 not in choices.get(down, ()):
+                continue
+            out.append({**base, up: base[up] * 2, down: base[down] // 2})
     return out
 
 
@@ -155,8 +168,8 @@ def _trial_rows(study):
 
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state == optuna.trial.TrialState.RUNNING:
-            continue
+        if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
+            continue  # in flight, or queued and not yet asked for
         rows.append({"trial": t.number, "state": t.state.name,
                      "baseline": bool(t.user_attrs.get("baseline", False)),
                      "params": t.user_attrs.get("point", dict(t.params)), "metrics": t.user_attrs.get("metrics"),
@@ -191,6 +204,111 @@ def _selection_points(front):
     return pts
 
 
+def _same_quantization(r, b) -> bool:
+    p = r["params"]
+    return (p["weight_scheme"], p["act_bits"], p["weight_bits"]) == (
+        b["weight_scheme"], b["act_bits"], b["weight_bits"]) and not any(
+        v for k, v in p.items() if k.startswith("prune.") and v)
+
+
+def compare_with_baseline(rows, baseline, margin_db) -> tuple[list, dict]:
+    """The summary's comparison with the default design (the board's default arch at
+    its default quantization, uniform 8-bit): the fastest design that fits, runs at
+    least as fast with no more DSPs, and keeps the default's accuracy (SNR at most
+    ``margin_db`` below it). When there is none, which constraint binds: DSPs (the
+    designs as fast and as accurate need more), speed (the accurate ones at no more
+    DSPs are slower), accuracy (the fast ones at no more DSPs lose more than the
+    margin) or the fit (they exceed the board)."""
+    b = baseline["metrics"]
+    bp = dict(baseline["params"])
+    others = [r for r in rows if r["state"] == "COMPLETE" and not r["baseline"]]
+
+    def fast(r):
+        return r["metrics"]["fps"] >= b["fps"]
+
+    def cheap(r):
+        return r["metrics"]["dsp"] <= b["dsp"]
+
+    def accurate(r):
+        return r["metrics"]["snr_db"] >= b["snr_db"] - margin_db
+
+    def fits(r):
+        return r["metrics"]["fits"]
+
+    def best(rs):
+        return max(rs, key=lambda r: (r["metrics"]["fps"], -r["metrics"]["dsp"],
+                                      r["metrics"]["snr_db"]))
+
+    def line(r):
+        m, p = r["metrics"], r["params"]
+        engines = (f"conv {p['conv_pi']}x{p['conv_po']}, pointwise {p['pw']}x{p['pw']}, "
+                   f"depthwise {p['dw']}, {p['buf_kib']} KiB buffers"
+                   if p["mode"] == "seml" else f"{p.get('sesl_dsp_share')} of the DSPs")
+        pruned = [f"{k[6:]} {v:.0%}" for k, v in p.items() if k.startswith("prune.") and v]
+        return (f"trial {r['trial']} ({p['mode']}: {engines}; {p['weight_scheme']} "
+                f"a{p['act_bits']}/w{p['weight_bits']}"
+                + (f", pruned {', '.join(pruned)}" if pruned else "") + ") "
+                f"runs {m['fps']:.2f} frames/s ({m['fps'] / b['fps']:.3f}x the default) with "
+                f"{m['dsp']} DSP (default {b['dsp']}), {m['lut']:,} LUT, SNR "
+                f"{m['snr_db']:.1f} dB ({m['snr_db'] - b['snr_db']:+.1f} dB)"
+                + ("" if fits(r) else ", does not fit the board"))
+
+    out = {"margin_db": margin_db,
+           "default_quantization": f"{bp['weight_scheme']} a{bp['act_bits']}/w{bp['weight_bits']}"}
+    lines = []
+    head = (f"at least as fast as the default design at no more DSPs and within "
+            f"{margin_db:g} dB of its SNR: ")
+    found = [r for r in others if fits(r) and fast(r) and cheap(r) and accurate(r)]
+    if found:
+        r = best(found)
+        tie = r["metrics"]["fps"] == b["fps"]
+        lines.append(head + line(r) + (" (a tie on speed, not a speed-up)" if tie else ""))
+        out["found"] = {"trial": r["trial"], "params": r["params"], **r["metrics"]}
+    else:
+        lines.append(head + "none in these trials")
+        out["found"] = None
+    # What keeps the others out (and what the faster designs cost).
+    reasons = []
+    fast_cheap = [r for r in others if fits(r) and fast(r) and cheap(r) and not accurate(r)]
+    if fast_cheap:
+        r = best(fast_cheap)
+        reasons.append(("accuracy", f"accuracy: {len(fast_cheap)} designs at least as fast "
+                        f"at no more DSPs lose more than {margin_db:g} dB; the fastest: "
+                        + line(r), r))
+    fast_acc = [r for r in others if fits(r) and fast(r) and accurate(r) and not cheap(r)]
+    if fast_acc:
+        r = min(fast_acc, key=lambda r: (r["metrics"]["dsp"], -r["metrics"]["fps"]))
+        reasons.append(("dsp", f"DSPs: {len(fast_acc)} designs at least as fast and as "
+                        f"accurate need more DSPs; the fewest: " + line(r), r))
+    cheap_acc = [r for r in others if fits(r) and cheap(r) and accurate(r) and not fast(r)]
+    if cheap_acc:
+        r = best(cheap_acc)
+        reasons.append(("speed", f"speed: {len(cheap_acc)} designs as accurate at no more "
+                        f"DSPs are slower; the fastest: " + line(r), r))
+    unfit = [r for r in others if not fits(r) and fast(r) and cheap(r) and accurate(r)]
+    if unfit:
+        r = best(unfit)
+        reasons.append(("fit", f"fit: {len(unfit)} designs meet the comparison but exceed "
+                        f"the board; the fastest: " + line(r), r))
+    if not found:
+        for _, text, _ in reasons:
+            lines.append("  " + text)
+        if not reasons:
+            lines.append("  no other design was evaluated")
+    elif fast_cheap:  # a faster design that loses accuracy is shown, not counted
+        lines.append("  (faster, but outside the margin: " + line(best(fast_cheap)) + ")")
+    same = [r for r in others if fits(r) and _same_quantization(r, bp)]
+    out["binding"] = [{"constraint": c, "trial": r["trial"]} for c, _, r in reasons]
+    out["default_quantization_designs"] = len(same)
+    if same:
+        r = best(same)
+        lines.append(f"the fastest design at the default quantization ({len(same)} "
+                     f"evaluated): " + line(r))
+        out["fastest_default_quantization"] = {"trial": r["trial"], "params": r["params"],
+                                               **r["metrics"]}
+    return lines, out
+
+
 def _summary(rows, front, selected, baseline, objectives, elapsed, resumed_from,
              margin_db):
     done = [r for r in rows if r["state"] == "COMPLETE"]
@@ -205,40 +323,15 @@ def _summary(rows, front, selected, baseline, objectives, elapsed, resumed_from,
            "front": len(front), "selected": len(selected), "objectives": list(objectives),
            "seconds": elapsed, "resumed_from": resumed_from}
     if baseline is not None and baseline["metrics"] is not None:
-        b = baseline["metrics"]
-        lines.append(f"baseline (default design, trial {baseline['trial']}): {b['fps']:.2f} "
-                     f"frames/s, {b['dsp']} DSP, {b['lut']:,} LUT, {b['bram']} BRAM, "
-                     f"SNR {b['snr_db']:.1f} dB")
-        faster = [r for r in feasible if not r["baseline"]
-                  and r["metrics"]["fps"] >= b["fps"] and r["metrics"]["dsp"] <= b["dsp"]]
-        close = [r for r in faster if r["metrics"]["snr_db"] >= b["snr_db"] - margin_db]
+        b, p = baseline["metrics"], baseline["params"]
+        lines.append(f"baseline (default design, trial {baseline['trial']}, "
+                     f"{p['weight_scheme']} a{p['act_bits']}/w{p['weight_bits']}): "
+                     f"{b['fps']:.2f} frames/s, {b['dsp']} DSP, {b['lut']:,} LUT, "
+                     f"{b['bram']} BRAM, SNR {b['snr_db']:.1f} dB")
         out["baseline"] = {"trial": baseline["trial"], **b}
-
-        def line(r):
-            m, p = r["metrics"], r["params"]
-            return (f"trial {r['trial']} ({p['mode']}, {p['weight_scheme']}, "
-                    f"a{p['act_bits']}/w{p['weight_bits']}) runs {m['fps']:.2f} frames/s "
-                    f"({m['fps'] / b['fps']:.2f}x the default design) with {m['dsp']} DSP "
-                    f"(default: {b['dsp']}), SNR {m['snr_db']:.1f} dB "
-                    f"({m['snr_db'] - b['snr_db']:+.1f} dB)")
-
-        def best(rs):
-            return max(rs, key=lambda r: (r["metrics"]["fps"], -r["metrics"]["dsp"]))
-
-        if faster:
-            lines.append("at least as fast as the default design at no more DSPs: "
-                         + line(best(faster)))
-        else:
-            lines.append("at least as fast as the default design at no more DSPs: none in "
-                         "these trials")
-        if close:
-            lines.append(f"... and within {margin_db:g} dB of its SNR: " + line(best(close)))
-        else:
-            lines.append(f"... and within {margin_db:g} dB of its SNR: none in these trials")
-        out["faster_than_baseline"] = ({"trial": best(faster)["trial"],
-                                        **best(faster)["metrics"]} if faster else None)
-        out["better_than_baseline"] = ({"trial": best(close)["trial"],
-                                        **best(close)["metrics"]} if close else None)
+        more, comparison = compare_with_baseline(rows, baseline, margin_db)
+        lines += more
+        out["comparison"] = comparison
     for s in selected[:10]:
         lines.append(f"  selected trial {s['trial']}: {s['mode']} {s['weight_scheme']} "
                      f"a{s['act_bits']}/w{s['weight_bits']}, {s['fps']:.2f} frames/s, "
@@ -252,7 +345,7 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
             accuracy_samples: int = 4, seed: int = 0, modes=None, schemes=None,
             word_sizes=None, population: int | None = None, progress: bool = True,
             plots: bool = True, max_new: int | None = None,
-            accuracy_margin_db: float = 6.0) -> ExploreResult:
+            accuracy_margin_db: float = 1.0) -> ExploreResult:
     """Run (or resume) an exploration of ``model`` into ``out_dir``.
 
     Parameters
@@ -275,8 +368,8 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
     max_new : int or None
         Stop after this many new evaluations in this run (the study stays resumable).
     accuracy_margin_db : float
-        The summary's comparison with the default design accepts designs whose SNR is
-        at most this far below the default's.
+        The summary's comparison with the default design (its default quantization)
+        counts designs whose SNR is at most this far below the default's (dB).
     """
     import optuna
     from distributed import wait
@@ -350,9 +443,22 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
                                 study_name=STUDY_NAME, directions=directions,
                                 load_if_exists=True)
     states = optuna.trial.TrialState
-    # Trials in flight when a previous run stopped: re-queue their points.
+    def values_of(metrics):
+        return [max(-_CLAMP, min(_CLAMP, float(metrics[OBJECTIVES[o][0]])))
+                for o in objectives]
+
+    # Trials in flight when a previous run stopped: a trial whose result was recorded
+    # (``evaluated`` is written last, before ``tell``) is told it; the others fail and
+    # their points are re-queued.
     stale = study.get_trials(deepcopy=False, states=(states.RUNNING,))
     for t in stale:
+        if t.user_attrs.get("evaluated"):
+            m = t.user_attrs.get("metrics")
+            if m is None:
+                study.tell(t.number, state=states.FAIL)
+            else:
+                study.tell(t.number, values_of(m))
+            continue
         study.tell(t.number, state=states.FAIL)
         study.enqueue_trial(dict(t.params),
                             user_attrs={"baseline": bool(t.user_attrs.get("baseline"))})
@@ -367,7 +473,8 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
         base = _baseline_point(problem, space)
         if base is not None:
             study.enqueue_trial(base, user_attrs={"baseline": True})
-            for point in _warm_start(base, space):
+            # the neighbours take at most half of the trials; NSGA-II proposes the rest
+            for point in _warm_start(base, space)[:max(0, trials // 2 - 1)]:
                 study.enqueue_trial(point)
 
     client, cluster = _client(scheduler, workers)
@@ -396,18 +503,19 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
                 except Exception as e:  # noqa: BLE001 -- a worker crash must not lose the study
                     result = {"metrics": None, "error": f"{type(e).__name__}: {e}",
                               "seconds": None}
-                trial.set_user_attr("evaluated", True)
                 trial.set_user_attr("seconds", result["seconds"])
                 m = result["metrics"]
                 if m is None:
                     trial.set_user_attr("error", result["error"])
-                    study.tell(trial, state=states.FAIL)
                 else:
                     trial.set_user_attr("metrics", m)
                     trial.set_constraint("fit", float(m["violation"]))
-                    values = [max(-_CLAMP, min(_CLAMP, float(m[OBJECTIVES[o][0]])))
-                              for o in objectives]
-                    study.tell(trial, values)
+                # written last: a run stopped after it can tell the result on resuming
+                trial.set_user_attr("evaluated", True)
+                if m is None:
+                    study.tell(trial, state=states.FAIL)
+                else:
+                    study.tell(trial, values_of(m))
                 bar.update(1)
         bar.close()
     finally:

@@ -42,8 +42,12 @@ MANIFEST_FORMAT = 1
 
 def build_pipeline(graph, arch: ArchConfig, budget: plan.Budget, *,
                    target_fps: float | None = None, name: str | None = None,
-                   firb: bool = False) -> PipelineConfig:
+                   firb: bool = False, unroll: bool = False) -> PipelineConfig:
     """Fold, size the FIFOs and check the memory budget of a quantized graph's pipeline.
+
+    ``unroll``: conv layers over one-row frames (stride 1) become fully parallel stages
+    with constant weights (:class:`hw.sesl.unrolled.UnrolledConvStage`), whatever their
+    weight scheme; the folding leaves them as they are.
 
     Raises
     ------
@@ -51,7 +55,7 @@ def build_pipeline(graph, arch: ArchConfig, budget: plan.Budget, *,
         A layer without a SESL stage, a DSP budget too small for one engine per layer,
         or memories beyond the block-RAM budget (naming the layer and the resource).
     """
-    stages = graph_stages(graph)
+    stages = graph_stages(graph, unroll=unroll)
     shape = graph.shape(graph.inputs[0])
     pixels = shape[1] * shape[2]
     stages = plan.fold(stages, budget, input_pixels=pixels, clock_mhz=arch.clock_mhz,

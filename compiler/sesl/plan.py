@@ -83,15 +83,22 @@ def join_dsp(st: StageConfig) -> int:
 
 def stage_dsp(st: StageConfig) -> int:
     """DSP estimate of a stage: a window stage's MAC multipliers and two per scaling
-    lane (a 32 x 16 product takes two DSP48 slices); a join stage's multipliers
-    (:func:`join_dsp`)."""
+    lane (a 32 x 16 product takes two DSP48 slices); an unrolled stage's constant
+    multipliers (weights that are not shifts or shift-adds) and two per output channel;
+    a join stage's multipliers (:func:`join_dsp`)."""
     if not st.is_window:
         return join_dsp(st)
+    if st.unrolled:  # constant multipliers: only weights of three or more NAF digits
+        from hw.sesl.unrolled import naf_digits
+
+        return sum(1 for v in st.weights if len(naf_digits(v)) > 2) + 2 * st.out_channels
     return st.mac_units + 2 * st.pe
 
 
 def _options(st: StageConfig) -> list[tuple[int, int]]:
     """Candidate ``(simd, pe)`` foldings, cheapest first."""
+    if st.unrolled:
+        return [(1, 1)]
     if st.op == "conv":
         c, m = st.in_channels, st.out_channels
         opts = {(s, p) for s in _divisors(c) for p in _divisors(m)}

@@ -21,10 +21,24 @@ def _ints(arr) -> tuple:
     return tuple(int(v) for v in np.asarray(arr, dtype=np.int64).reshape(-1))
 
 
-def _stage(graph: Graph, layer: Layer) -> StageConfig:
+def _unrollable(graph: Graph, layer: Layer) -> bool:
+    """A conv (or pointwise) layer over one-row frames, kernel ``(1, K)``, stride 1:
+    what :class:`hw.sesl.unrolled.UnrolledConvStage` implements."""
+    return (layer.kind in (OpKind.CONV, OpKind.POINTWISE) and layer.groups == 1
+            and graph.shape(layer.inputs[0])[1] == 1 and layer.kernel[0] == 1
+            and tuple(layer.stride) == (1, 1))
+
+
+def _stage(graph: Graph, layer: Layer, unroll: bool = False) -> StageConfig:
     q = layer.quant
     if q is None:
         raise MappingError(f"Layer {layer.name!r} is not quantized; SESL maps quantized graphs")
+    if unroll and _unrollable(graph, layer):
+        # constant weights: any integer value maps (zero, shifts, shift-add, multiplier)
+        import dataclasses
+
+        plain = dataclasses.replace(layer, quant=dataclasses.replace(q, weight_scheme="uniform"))
+        return dataclasses.replace(_stage(graph, plain), unrolled=True)
     if q.weight_scheme != "uniform":
         raise MappingError(f"Layer {layer.name!r}: the SESL stages multiply uniform weights; "
                            f"the {q.weight_scheme!r} scheme is served by the SEML mode")
@@ -91,8 +105,10 @@ def _stage(graph: Graph, layer: Layer) -> StageConfig:
                        f"use --mode seml")
 
 
-def graph_stages(graph: Graph) -> list[StageConfig]:
-    """One unfolded stage (``simd = pe = 1``) per layer, in topological order.
+def graph_stages(graph: Graph, unroll: bool = False) -> list[StageConfig]:
+    """One unfolded stage (``simd = pe = 1``) per layer, in topological order;
+    ``unroll``: the conv layers over one-row frames (stride 1) as fully parallel stages
+    with constant weights (:attr:`StageConfig.unrolled`), of any weight scheme.
 
     Raises
     ------
@@ -103,7 +119,7 @@ def graph_stages(graph: Graph) -> list[StageConfig]:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise MappingError(f"SESL pipelines have one input and one output; the model has "
                            f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs")
-    return [_stage(graph, layer) for layer in graph.layers]
+    return [_stage(graph, layer, unroll) for layer in graph.layers]
 
 
 def stage_golden(st: StageConfig, xs: list[np.ndarray], act_bits: int = 8) -> np.ndarray:

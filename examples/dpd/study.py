@@ -15,9 +15,11 @@ Steps (seed 001, section III-B):
    the design (:func:`datapath_resources`);
 4. ``--synth N``: the N selected designs with the best NMSE whose kernel the SESL
    stages take (up to 7; ``--channels C``: with C hidden channels; ``--dense``: with
-   the unpruned, unquantized design of the same shape), compiled to SESL pipelines
-   (16-bit words, uniform multipliers: the SESL stages' only scheme) and synthesized
-   with Yosys (``synth_xilinx -family xcup``) for Table II.
+   the unpruned, unquantized design of the same shape; ``--designs``: named designs
+   instead), compiled to SESL pipelines of unrolled stages (16-bit activations, the
+   design's weight scheme; every weight a constant of the datapath: a pruned weight
+   has no multiplier, a PoT weight is a shift, an APoT weight two shifts and an adder)
+   and synthesized with Yosys (``synth_xilinx -family xcup``) for Table II.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def _plots(result, docs: Path, baseline):
     ax.set_xscale("log")
     ax.set_xlabel("non-zero weights (nnz)")
     ax.set_ylabel("NMSE (dB)")
-    ax.set_title("DPD sweep: 840 configurations, Pareto front per quantization")
+    ax.set_title(f"DPD sweep: {len(result['points']):,} configurations, Pareto front per "
+                 "quantization")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(docs / "dpd_pareto_per_scheme.png", dpi=110, bbox_inches="tight")
@@ -166,38 +169,98 @@ def _onnx(row, out_scale: float, length: int = 64):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def synthesize_design(row, data, *, budget_dsp: int = 256) -> dict:
-    """Compile ``row``'s network to a SESL pipeline (16-bit words) and synthesize it."""
+def design_pipeline(row, data, *, budget_dsp: int = 10_000):
+    """``row``'s network as a SESL pipeline of unrolled stages (16-bit activations,
+    the row's weight scheme: uniform 16-bit, or the PoT / APoT levels it was trained
+    on; every weight a constant, see :class:`hw.sesl.unrolled.UnrolledConvStage`)."""
     import warnings
 
-    from boards.synth import synthesize
     from compiler.passes.quantize import QuantConfig, quantize
     from compiler.pipeline import import_model
     from compiler.sesl.compile import build_pipeline
-    from compiler.sesl.plan import Budget, model_summary
+    from compiler.sesl.plan import Budget
     from hw.arch import ArchConfig
-    from hw.sesl.pipeline import SeslPipeline
+
+    from .train import POT_EXP_BITS
 
     model = _onnx(row, data.out_scale)
     graph = import_model(model)
     u = data.test_u[:64 * 8] / data.rms
     calib = np.stack([u.real, u.imag]).reshape(2, 8, 64).transpose(1, 0, 2).astype(np.float32)
+    scheme = {"none": "uniform"}.get(row["quant"], row["quant"])
     arch = ArchConfig(name="dpd", act_bits=WORD, weight_bits=WORD, acc_bits=48, bias_bits=48,
-                      clock_mhz=CLOCK_MHZ)
+                      clock_mhz=CLOCK_MHZ, weight_scheme=scheme, pot_exp_bits=POT_EXP_BITS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qgraph, _ = quantize(graph, QuantConfig.from_arch(arch), calib)
-    cfg = build_pipeline(qgraph, arch, Budget(budget_dsp), name="dpd")
+    return build_pipeline(qgraph, arch, Budget(budget_dsp), name="dpd", unroll=True)
+
+
+def synthesize_design(row, data) -> dict:
+    """Synthesize ``row``'s pipeline (:func:`design_pipeline`) with Yosys."""
+    from boards.synth import synthesize
+    from compiler.sesl.plan import model_summary
+    from hw.sesl.pipeline import SeslPipeline
+    from hw.sesl.unrolled import naf_digits
+
+    cfg = design_pipeline(row, data)
+    convs = [st for st in cfg.stages if st.op == "conv"]
+    weights = [v for st in convs for v in st.weights]
+    nnz = sum(1 for v in weights if v)
+    multipliers = sum(1 for v in weights if len(naf_digits(v)) > 2)
     res = synthesize(SeslPipeline(cfg), family="xcup", name="dpd")
     summary = model_summary(cfg)
     power = estimate_power({"lut": res.lut, "ff": res.ff, "dsp": res.dsp,
                             "bram36": res.bram36}, CLOCK_MHZ, family="xcup",
                            device_luts=DEVICE_LUTS,
-                           mac_activity=min(1.0, summary["mac_utilization"])
-                           * row["nnz"] / row["weights"])
+                           mac_activity=min(1.0, summary["mac_utilization"]))
     return {"dsp": res.dsp, "ff": res.ff, "lut": res.lut, "bram36": res.bram36,
-            "power_w": power["total_w"], "synth_s": res.synth_s,
+            "power_w": power["total_w"], "synth_s": res.synth_s, "nnz_int": nnz,
+            "weights": len(weights), "const_multipliers": multipliers,
             "cycles_per_frame": summary["cycles_per_frame"]}
+
+
+def _table_two(todo, data) -> list:
+    print()
+    print("| CNN model (kernel_layers_channels_pruning) | quant. | NMSE (dB) | nnz | "
+          "const. multipliers | DSP | FF | LUT | power (W, model) | synth. (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    table = []
+    for r in todo:
+        q = synthesize_design(r, data)
+        name = f"{r['kernel']}_{r['layers']}_{r['channels']}_{r['pruning']}"
+        table.append({"model": name, "quant": r["quant"], "nmse": r["nmse"], **q})
+        print(f"| {name} | {r['quant']} | {r['nmse']:.2f} | {q['nnz_int']} | "
+              f"{q['const_multipliers']} | {q['dsp']} | {q['ff']:,} | {q['lut']:,} | "
+              f"{q['power_w']:.3f} | {q['synth_s']:.0f} |", flush=True)
+    return table
+
+
+def _synth_designs(args, sweep) -> int:
+    from examples.dpd.train import make_data
+
+    todo = []
+    for d in args.designs:
+        try:
+            arch, quant = d.split(":")
+            k, layers, c, pr = (int(v) for v in arch.split("_"))
+        except ValueError:
+            print(f"--designs takes K_L_C_P:QUANT (e.g. 5_2_4_30:none), not {d!r}",
+                  file=sys.stderr)
+            return 2
+        row = next((r for r in sweep["rows"] if (r["kernel"], r["layers"], r["channels"],
+                                                 r["pruning"], r["quant"])
+                    == (k, layers, c, pr, quant)), None)
+        if row is None:
+            print(f"--designs {d}: not in {args.sweep}", file=sys.stderr)
+            return 2
+        todo.append(row)
+    data = make_data(sweep["length"], 0)
+    table = _table_two(todo, data)
+    Path(args.output).write_text(json.dumps({"table_ii": table}, indent=1, default=float)
+                                 + "\n")
+    print(f"wrote {args.output}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -211,10 +274,15 @@ def main(argv=None) -> int:
                    help="--synth: only selected designs with this many hidden channels")
     p.add_argument("--dense", action="store_true",
                    help="--synth: also the unpruned, unquantized design of each shape")
+    p.add_argument("--designs", nargs="+", metavar="K_L_C_P:QUANT",
+                   help="synthesize these designs of the sweep (e.g. 5_2_4_30:none "
+                        "3_2_4_65:apot) instead of the selection; no tables, no plots")
     p.add_argument("-o", "--output", default=str(ROOT / "benchmarks/results/dpd_study.json"))
     args = p.parse_args(argv)
     sweep = json.loads(Path(args.sweep).read_text())
     rows = sweep["rows"]
+    if args.designs:
+        return _synth_designs(args, sweep)
     result = select(rows)
     print(f"{len(rows)} configurations, swept in {sweep['seconds']:.0f} s on "
           f"{sweep['workers']} workers; PA alone {sweep['baseline_nmse_db']:.2f} dB NMSE")
@@ -250,17 +318,7 @@ def main(argv=None) -> int:
                              and r["quant"] == "none" and r["pruning"] == 0)
                 if dense not in todo:
                     todo.append(dense)
-        print()
-        print("| CNN model (kernel_layers_channels_pruning) | quant. | NMSE (dB) | DSP | FF | "
-              "LUT | BRAM36 | power (W, model) | cycles/frame (64 samples) |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for r in todo:
-            q = synthesize_design(r, data)
-            name = f"{r['kernel']}_{r['layers']}_{r['channels']}_{r['pruning']}"
-            out["table_ii"].append({"model": name, "quant": r["quant"], "nmse": r["nmse"], **q})
-            print(f"| {name} | {r['quant']} | {r['nmse']:.2f} | {q['dsp']} | {q['ff']:,} | "
-                  f"{q['lut']:,} | {q['bram36']:g} | {q['power_w']:.3f} | "
-                  f"{q['cycles_per_frame']} |", flush=True)
+        out["table_ii"] = _table_two(todo, data)
     Path(args.output).write_text(json.dumps(out, indent=1, default=float) + "\n")
     print(f"wrote {args.output} and plots in {args.docs}/")
     return 0

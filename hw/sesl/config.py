@@ -96,6 +96,13 @@ class StageConfig:
         one-pixel register instead of a line buffer (the expand and project of a FIRB).
     firb : str
         Name of the fused inverted residual bottleneck the stage belongs to, or ``""``.
+    unrolled : bool
+        ``True``: a fully parallel conv stage of one-row frames (``H = 1``, kernel
+        ``(1, K)``, stride 1; :class:`hw.sesl.unrolled.UnrolledConvStage`): every weight
+        is a constant of the datapath (a zero weight has no multiplier, a power of two is
+        a shift, a sum or difference of two powers of two two shifts and an adder, any
+        other value a constant multiplier), the ``K`` taps of a window are a shift
+        register, one output pixel per cycle; ``simd`` and ``pe`` are not used.
     ring : bool
         ``True``: the line buffer is a ring of :attr:`ring_words` pixels, freed pixel by
         pixel (fine-grained), instead of ``line_rows`` whole rows freed row by row (a
@@ -126,6 +133,7 @@ class StageConfig:
     buffered: bool = True
     firb: str = ""
     ring: bool = False
+    unrolled: bool = False
 
     def __post_init__(self):
         if self.op not in _WINDOW_OPS + _JOIN_OPS:
@@ -149,6 +157,13 @@ class StageConfig:
         if self.ring and (not self.is_window or not self.buffered or self.kernel[0] < 2):
             raise ValueError(f"stage {self.name!r}: a ring line buffer needs a buffered "
                              f"window stage with a kernel at least two rows tall")
+        if self.unrolled and (self.op != "conv" or self.in_shapes[0][1] != 1
+                              or self.kernel[0] != 1 or self.stride != (1, 1)
+                              or not self.buffered or self.ring):
+            raise ValueError(f"stage {self.name!r}: an unrolled stage is a conv of one-row "
+                             f"frames (H = 1, kernel (1, K), stride 1), not op {self.op!r}, "
+                             f"input {self.in_shapes[0]}, kernel {self.kernel}, stride "
+                             f"{self.stride}")
         if self.op not in ("conv",) and self.simd != 1:
             raise ValueError(f"stage {self.name!r}: simd applies to conv stages only; "
                              f"it must be 1, not {self.simd!r}")
@@ -189,11 +204,16 @@ class StageConfig:
 
     @property
     def cycles_per_pixel(self) -> int:
-        """Issue cycles per output pixel (one read of the line buffer or one chunk each)."""
+        """Issue cycles per output pixel (one read of the line buffer or one chunk each;
+        an unrolled stage: one)."""
+        if self.unrolled:
+            return 1
         return self.groups * self.taps * self.chunks
 
     @property
     def cycles_per_frame(self) -> int:
+        if self.unrolled:  # the K - 1 padding positions are steps too
+            return self.out_pixels + self.kernel[1] - 1
         return self.cycles_per_pixel * self.out_pixels
 
     @property
@@ -248,7 +268,7 @@ class StageConfig:
     @property
     def line_words(self) -> int:
         """Pixels (words of ``C`` lanes) of the stage's line buffer RAM; 0 without one."""
-        if not self.is_window or not self.buffered:
+        if not self.is_window or not self.buffered or self.unrolled:
             return 0
         if self.ring:
             return self.ring_words
@@ -256,7 +276,10 @@ class StageConfig:
 
     @property
     def mac_units(self) -> int:
-        """Multipliers of the multiply-accumulate datapath."""
+        """Multipliers of the multiply-accumulate datapath (an unrolled stage: one
+        constant multiplier, shift or shift-add per non-zero weight)."""
+        if self.unrolled:
+            return sum(1 for v in self.weights if v)
         if self.op == "conv":
             return self.simd * self.pe
         if self.op == "depthwise":
@@ -265,6 +288,8 @@ class StageConfig:
 
     @property
     def macs_per_frame(self) -> int:
+        if self.unrolled:  # zero weights are not multiplied
+            return self.mac_units * self.out_pixels
         c = self.in_channels
         k = self.taps
         if self.op == "conv":

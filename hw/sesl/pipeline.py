@@ -82,7 +82,13 @@ class SeslPipeline(wiring.Component):
                 channels[group[-1].output] = group[-1].out_channels
                 done.update(s.name for s in group)
                 continue
-            if st.is_window:
+            if st.unrolled:
+                from .unrolled import UnrolledConvStage
+
+                stage = UnrolledConvStage(st, **widths)
+                m.submodules[f"s{k}_{_ident(st.name)}"] = stage
+                wiring.connect(m, take(st.inputs[0], st.name), stage.i)
+            elif st.is_window:
                 stage = WindowStage(st, **widths)
                 m.submodules[f"s{k}_{_ident(st.name)}"] = stage
                 wiring.connect(m, take(st.inputs[0], st.name), stage.i)

@@ -135,3 +135,123 @@ def test_explore_argument_errors(model, tmp_path, capsys):
     assert cli_main(["explore", str(tmp_path / "missing.onnx"), "--budget-dsp", "10",
                      "-o", str(tmp_path / "y")]) == 2
     assert "Cannot read model" in capsys.readouterr().err
+
+
+def _evaluated(db):
+    """``{trial number: (params, values)}`` of the trials a run finished (the study's
+    SQLite file read directly, as a second process sees it)."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = con.execute(
+            "SELECT t.number, t.state FROM trials t JOIN trial_user_attributes a "
+            "ON a.trial_id = t.trial_id WHERE a.key = 'evaluated'").fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        rows = []
+    finally:
+        con.close()
+    return dict(rows)
+
+
+@pytest.mark.slow  # 77 s on the loaded 2-core machine (two Dask clusters start)
+def test_cli_run_killed_then_resumed(model, tmp_path):
+    """A CLI run on a two-worker local cluster is killed (SIGKILL, with its Dask
+    workers) once some trials are finished; the same command then finishes the study:
+    the finished trials are kept, each trial is evaluated once, the total is the
+    requested one and the front is non-dominated."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "exp"
+    db = out / "study.db"
+    trials = 10
+    cmd = [sys.executable, "-c",
+           "import sys; from compiler.cli import main; sys.exit(main(sys.argv[1:]))",
+           "explore", str(model), "--budget-dsp", "200",
+           "--trials", str(trials), "--samples", "2", "--workers", "2", "--seed", "5",
+           "--no-progress", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while len(_evaluated(db) if db.exists() else {}) < 3:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "no trials finished in 240 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Dask worker processes
+        proc.wait()
+        proc.stdout.close()
+    before = _evaluated(db)
+    assert 3 <= len(before) < trials
+    assert not (out / "summary.json").exists()  # killed before it wrote its outputs
+
+    again = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"] == len(before)
+    assert f"resumed from {len(before)}" in again.stdout
+    rows = json.loads((out / "trials.json").read_text())
+    evaluated = [r for r in rows if r["metrics"] is not None or r["error"] is not None]
+    numbers = [r["trial"] for r in evaluated]
+    assert len(numbers) == len(set(numbers)) == trials
+    assert summary["trials"] == len(rows)
+    after = _evaluated(db)
+    assert set(before) <= set(after) and len(after) == trials
+    for number, state in before.items():  # finished before the kill: kept, not re-run
+        # (a trial evaluated but not yet told when killed is told its recorded result)
+        assert after[number] == state if state != "RUNNING" else after[number] in (
+            "COMPLETE", "FAIL")
+    # trials in flight at the kill were re-queued with their points: none is lost
+    stale = [r for r in rows if r not in evaluated]
+    for r in stale:
+        assert r["state"] == "FAIL" and r["metrics"] is None
+    signs = _signs(("fps", "dsp", "snr"))
+    front = json.loads((out / "pareto.json").read_text())
+    assert front and all(p["fits"] for p in front)
+    for a, b in itertools.permutations(front, 2):
+        assert not dominates(a, b, signs)
+
+
+def _row(trial, fps, dsp, snr, *, scheme="uniform", bits=8, fits=True, baseline=False,
+         prune=0.0):
+    return {"trial": trial, "state": "COMPLETE", "baseline": baseline,
+            "params": {"mode": "seml", "conv_pi": 4, "conv_po": 4, "pw": 8, "dw": 8,
+                       "buf_kib": 128, "weight_scheme": scheme, "act_bits": bits,
+                       "weight_bits": bits, "prune.conv": prune},
+            "metrics": {"fps": fps, "dsp": dsp, "snr_db": snr, "lut": 1000, "fits": fits},
+            "error": None}
+
+
+def test_comparison_with_the_default_design():
+    from compiler.explore.run import compare_with_baseline
+
+    base = _row(0, 35.0, 453, 26.3, baseline=True)
+    lossy = _row(1, 90.9, 293, 15.7, scheme="pot")          # fast, cheap, inaccurate
+    wide = _row(2, 76.3, 681, 26.3)                          # fast, accurate, more DSPs
+    slower = _row(3, 34.4, 435, 26.3)                        # accurate, cheap, slower
+    unfit = _row(4, 40.0, 400, 26.0, fits=False)             # all three, exceeds the board
+    lines, out = compare_with_baseline([base, lossy, wide, slower, unfit], base, 1.0)
+    assert out["found"] is None and "none in these trials" in lines[0]
+    assert [b["constraint"] for b in out["binding"]] == ["accuracy", "dsp", "speed", "fit"]
+    assert [b["trial"] for b in out["binding"]] == [1, 2, 3, 4]
+    assert "-10.6 dB" in lines[1] and "681 DSP" in lines[2]
+    assert out["default_quantization"] == "uniform a8/w8"
+    assert out["fastest_default_quantization"]["trial"] == 2
+    # a wider margin admits the lossy design; within 0.5 dB, a faster accurate one wins
+    _, out = compare_with_baseline([base, lossy, wide, slower], base, 11.0)
+    assert out["found"]["trial"] == 1
+    close = _row(5, 36.0, 450, 25.9, bits=10)
+    lines, out = compare_with_baseline([base, lossy, close], base, 0.5)
+    assert out["found"]["trial"] == 5 and "1.029x" in lines[0]
+    assert "outside the margin" in lines[1]
+    lines, out = compare_with_baseline([base, lossy, close], base, 0.3)
+    assert out["found"] is None
+    # a tie on speed is said to be one
+    tie = _row(6, 35.0, 453, 26.3, bits=12)
+    lines, out = compare_with_baseline([base, tie], base, 1.0)
+    assert out["found"]["trial"] == 6 and "a tie on speed" in lines[0]
