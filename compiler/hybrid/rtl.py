@@ -159,3 +159,37 @@ def run_hybrid_rtl(out_dir, frames: np.ndarray, *, seed: int = 0, p_idle: float 
             np.asarray(raw[spec["name"]], dtype=np.uint8), spec["bits"]).reshape(spec["shape"])
             for spec in manifest["outputs"]})
     return HybridRun(outputs, got["done"], got["first_beat"], got["registers"])
+
+
+#: Module name of the hybrid top's Verilog.
+HYBRID_TOP = "convforge_hybrid"
+
+
+def elaborate_hybrid(out_dir, verilog_dir):
+    """Write the Verilog of a hybrid compile output's top (SESL prefix, hand-off, SEML core:
+    :class:`hw.hybrid.top.HybridTop`) to ``verilog_dir/convforge_hybrid.v``, plus the
+    ``arch.json`` and ``pipeline.json`` it was made for; returns ``(path, cfg, arch)``, or
+    ``None`` when SplitCNN answered "pure SEML" (there is no prefix: the SEML core is the
+    whole design)."""
+    from amaranth.back import verilog
+
+    from compiler import errors
+    from hw.hybrid.top import HybridTop
+
+    from .compile import load_hybrid
+
+    arch, _, _, _, cfg = load_hybrid(out_dir)
+    if cfg is None:
+        return None
+    text = verilog.convert(HybridTop(cfg, arch), name=HYBRID_TOP, emit_src=False)
+    out = Path(verilog_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{HYBRID_TOP}.v"
+        path.write_text(text)
+        (out / "pipeline.json").write_text(cfg.to_json())
+        (out / "arch.json").write_text(arch.to_json())
+    except OSError as e:
+        raise errors.ConvForgeError(f"-o {verilog_dir}: cannot write there "
+                                    f"({e.strerror or e}); choose another directory") from None
+    return path, cfg, arch

@@ -184,11 +184,16 @@ class AxiWritePacker(wiring.Component):
         w_in_last = w.w_en & w.w_rdy & self.s_wlast
         aw_out = self.m_awvalid & self.m_awready
         m.d.sync += ready.eq(ready + w_in_last - aw_out)
+        # data only behind their address (a subordinate taking W early would see gaps)
+        released = Signal(range(self._depth + 2))
+        w_out_last = self.m_wvalid & self.m_wready & self.m_wlast
+        m.d.sync += released.eq(released + aw_out - w_out_last)
         m.d.comb += [
             aw.w_en.eq(self.s_awvalid), self.s_awready.eq(aw.w_rdy),
             w.w_en.eq(self.s_wvalid), self.s_wready.eq(w.w_rdy),
             self.m_awvalid.eq(aw.r_rdy & (ready != 0)), aw.r_en.eq(aw_out),
-            self.m_wvalid.eq(w.r_rdy), w.r_en.eq(self.m_wready),
+            self.m_wvalid.eq(w.r_rdy & (released != 0)),
+            w.r_en.eq(self.m_wready & (released != 0)),
             self.s_bid.eq(self.m_bid), self.s_bresp.eq(self.m_bresp),
             self.s_bvalid.eq(self.m_bvalid), self.m_bready.eq(self.s_bready),
         ]

@@ -81,3 +81,14 @@ def test_hybrid_top_parameters(hybrid_out):
         HybridTop(arch, arch)
     with pytest.raises(TypeError, match="ArchConfig"):
         HybridTop(cfg, cfg)
+
+
+def test_elaborate_writes_the_hybrid_top(hybrid_out, tmp_path, capsys):
+    from compiler.cli import main
+
+    out, _ = hybrid_out
+    assert main(["elaborate", "--compiled", str(out), "-o", str(tmp_path / "v")]) == 0
+    text = (tmp_path / "v" / "convforge_hybrid.v").read_text()
+    assert "module convforge_hybrid(" in text and "s_axil_awaddr" in text
+    assert (tmp_path / "v" / "pipeline.json").exists() and (tmp_path / "v" / "arch.json").exists()
+    assert "convforge_hybrid" in capsys.readouterr().out
