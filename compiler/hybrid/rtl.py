@@ -109,10 +109,12 @@ IMAGE_B = 0x200000
 
 def run_hybrid_rtl(out_dir, frames: np.ndarray, *, seed: int = 0, p_idle: float = 0.0,
                    p_pause: float = 0.0, max_cycles: int | None = None,
-                   timeout_s: float = 1800.0) -> HybridRun:
+                   prog_base: int | None = None, timeout_s: float = 1800.0) -> HybridRun:
     """Stream ``frames`` (``(N, C, H, W)`` integers) through the whole hybrid of a compile
     output as one RTL top (:class:`hw.hybrid.top.HybridTop`) under Verilator, DDR a
-    cocotbext-axi memory holding two copies of the SEML image."""
+    cocotbext-axi memory holding two copies of the SEML image (at :data:`IMAGE_A` and
+    :data:`IMAGE_B`). ``prog_base``: the core's ``PROG_BASE`` (default :data:`IMAGE_A`).
+    A run the top stops on an error returns the frames done before it."""
     from hw.hybrid.top import HybridTop
     from sim.codecs import decode_activations
     from sim.rtl import run_cocotb
@@ -149,6 +151,7 @@ def run_hybrid_rtl(out_dir, frames: np.ndarray, *, seed: int = 0, p_idle: float 
                    test_args={"data": str(data), "result": str(result),
                               "image": str(tmp / "image.bin"), "seed": seed,
                               "image_a": IMAGE_A, "image_b": IMAGE_B,
+                              "prog_base": IMAGE_A if prog_base is None else prog_base,
                               "ram_bytes": 1 << (IMAGE_B + image.size).bit_length(),
                               "p_idle": p_idle, "p_pause": p_pause, "max_cycles": max_cycles},
                    timeout_s=timeout_s)

@@ -48,7 +48,7 @@ async def hybrid_frames(dut):
         return await csr.read_dword(offset)
 
     assert await read("ID") == 0x53454D4C          # the core's map, passed through
-    await write("PROG_BASE_LO", bases[0])
+    await write("PROG_BASE_LO", args["prog_base"])
     await write("PROG_BASE_HI", 0)
     await write("FRAME_COUNT", n_frames)
     for k, ab in enumerate("AB"):

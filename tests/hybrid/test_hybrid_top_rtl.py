@@ -74,6 +74,22 @@ def test_hybrid_top_with_input_gaps_and_ddr_stalls(hybrid_out):
     assert run.registers["FRAMES_OUT"] == 4
 
 
+def test_hybrid_top_stops_on_a_core_error(hybrid_out):
+    """The core refuses a misaligned PROG_BASE: the run stops after the prefix's first
+    frame with the core's error code, irq high, no frame out, nothing hangs."""
+    from compiler.hybrid.rtl import IMAGE_A
+    from hw.isa import ErrorCode
+
+    out, _ = hybrid_out
+    _, _, _, _, cfg = load_hybrid(out)
+    x = np.random.default_rng(23).integers(-128, 128, size=(3,) + tuple(cfg.input_shape))
+    run = run_hybrid_rtl(out, x, prog_base=IMAGE_A + 4)
+    regs = run.registers
+    assert run.outputs == [] and regs["FRAMES_OUT"] == 0 and regs["FRAMES_IN"] >= 1
+    assert regs["CORE_ERROR"] == ErrorCode.BAD_MAGIC.value
+    assert regs["HYBRID_STATUS"] & 0b0111 == 0b0101          # done, not busy, error
+
+
 def test_hybrid_top_parameters(hybrid_out):
     out, _ = hybrid_out
     arch, _, _, _, cfg = load_hybrid(out)
