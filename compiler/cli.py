@@ -66,6 +66,15 @@ def _elaborate_command(args) -> int:
         print(f"wrote {path} (top module {path.stem}, SESL pipeline {cfg.name}, "
               f"{len(cfg.stages)} stages)")
         return 0
+    if args.compiled is not None and _mode(args.compiled) == "hybrid":
+        from compiler.hybrid.rtl import elaborate_hybrid
+
+        made = elaborate_hybrid(args.compiled, args.output)
+        if made is not None:
+            path, cfg, arch = made
+            print(f"wrote {path} (top module {path.stem}: SESL prefix {cfg.name}, "
+                  f"{len(cfg.stages)} stages, and the SEML core {arch.name})")
+            return 0
     arch = load_arch(args.arch if args.arch is not None else Path(args.compiled) / "arch.json")
     path = elaborate(arch, args.output)
     print(f"wrote {path} (top module {path.stem}, arch {arch.name}, "
@@ -88,7 +97,8 @@ def _add_rtl_parsers(sub) -> None:
                                    "DIR/convforge_top.v (plus DIR/arch.json).")
     p.add_argument("--arch", metavar="ARCH.json", help="arch description")
     p.add_argument("--compiled", metavar="OUT",
-                   help="a compile output directory (SEML: its arch; SESL: its pipeline)")
+                   help="a compile output directory (SEML: its arch; SESL: its pipeline; "
+                        "hybrid: the hybrid top)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.set_defaults(func=_elaborate_command)
     register_backend("rtl", _rtl_backend)

@@ -13,7 +13,8 @@ write side of :class:`hw.seml.dma.AxiDma`, reading lane ``c`` of word ``x`` for
 
 Row and frame addresses step by addition (``W`` per row; ``H W`` is the DMA stride, a
 constant). A frame counts as written once the DMA has every write response of its last
-row (``frames`` increments); ``base`` is sampled when a frame's first row starts to drain.
+row (``frames`` increments); ``base`` is sampled when a frame's first row starts to drain
+(``frame_start`` pulses), which ``hold`` can postpone (the rows still fill meanwhile).
 A bus error sets ``error`` (held until ``clear``); the transfer still completes.
 
 Rate: a byte every two cycles on the drain side plus one cycle per bus word, i.e.
@@ -48,6 +49,11 @@ class HandoffWriter(wiring.Component):
     i : In(pixel_signature(channels, act_bits))
     base : In(addr_bits)
         DDR byte address of the tensor (sampled at each frame's first row).
+    hold : In(1)
+        While high, a frame's first row does not start to drain (the hybrid top holds a
+        frame until its DDR buffer is free); the row buffer still fills. Tie to 0 if unused.
+    frame_start : Out(1)
+        One-cycle pulse when a frame's first row starts to drain (``base`` is sampled).
     frames : Out(32)
         Frames completely written (every write response received).
     error, clear : an AXI error response was seen (held until ``clear``).
@@ -71,6 +77,8 @@ class HandoffWriter(wiring.Component):
         super().__init__({
             "i": In(pixel_signature(channels, act_bits)),
             "base": In(addr_bits),
+            "hold": In(1),
+            "frame_start": Out(1),
             "frames": Out(32),
             "error": Out(1),
             "clear": In(1),
@@ -147,9 +155,10 @@ class HandoffWriter(wiring.Component):
         m.d.comb += [dma.wr_data.payload.data.eq(pack), dma.wr_data.payload.last.eq(last_byte)]
 
         with m.FSM():
-            with m.State("IDLE"), m.If(full.bit_select(rbank, 1)):
+            with m.State("IDLE"), m.If(full.bit_select(rbank, 1) & ~(self.hold & (y == 0))):
                 with m.If(y == 0):
                     m.d.sync += row_addr.eq(self.base)
+                    m.d.comb += self.frame_start.eq(1)
                 m.d.sync += [cmd_pending.eq(1), x.eq(0), c.eq(0), k.eq(0), pack.eq(0)]
                 m.next = "READ"
             with m.State("READ"):        # rp.addr = rbank W + x; data next cycle
