@@ -391,13 +391,33 @@ class _Quantizer:
         out_scale = self.out_scale(layer.output, layer)
         m, s = decompose_multiplier(s_in / (window * out_scale), cfg.mult_bits, cfg.shift_bits,
                                     where=self.where(layer))
+        div_m = div_s = None
+        mults = [m]
+        if layer.kind is OpKind.AVGPOOL and layer.count_pads is not None:
+            # one multiplier and shift per window divisor (border windows count fewer)
+            div_m = np.zeros(window + 1, dtype=np.int64)
+            div_s = np.zeros(window + 1, dtype=np.int64)
+            for n in np.unique(self._window_counts(layer, h, w)).tolist():
+                div_m[n], div_s[n] = decompose_multiplier(
+                    s_in / (n * out_scale), cfg.mult_bits, cfg.shift_bits,
+                    where=self.where(layer))
+            mults = div_m
         in_lo, in_hi = self.int_range[src]
         bound = prove_sum(layer.name, [(window, max(-in_lo, in_hi))], cfg.acc_bits,
-                          multiplier=[m])
+                          multiplier=mults)
         lo, hi = _clamp_bounds(layer, out_scale, cfg.act_bits)
         q = LayerQuant(m=np.array([m], dtype=np.int64), s=np.array([s], dtype=np.int64),
-                       lo=lo, hi=hi)
+                       lo=lo, hi=hi, div_m=div_m, div_s=div_s)
         self.finish(layer, q, out_scale, acc_bound=bound)
+
+    @staticmethod
+    def _window_counts(layer: Layer, h: int, w: int) -> np.ndarray:
+        (kh, kw), (sh, sw) = layer.kernel, layer.stride
+        top, left, bottom, right = layer.pads
+        ct, cl, cb, cr = layer.count_pads
+        rows = golden.window_counts(h, kh, sh, (top, bottom), (ct, cb))
+        cols = golden.window_counts(w, kw, sw, (left, right), (cl, cr))
+        return rows[:, None] * cols[None, :]
 
     def table(self, layer: Layer) -> None:
         """A table activation: the table of every input integer, clamp included."""
