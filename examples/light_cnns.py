@@ -126,7 +126,9 @@ def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 
     failed (``check``, ``compile``, ``iss``), ``blocked_by`` (the first lines of the
     refusal), ``needs`` (features that lift it), ``host_nodes``,
     ``accelerator_mac_share``, ``cycles``, ``iss_equals_golden``, ``snr_db`` (golden
-    vs float), ``ort_qdq_snr_db``, ``top1_agree`` and ``seconds`` per stage.
+    vs float), ``ort_qdq_snr_db``, ``top1_agree``, ``float_logits_distinct`` (distinct
+    values among the float logits), ``golden_equals_ort_qdq`` (the dequantized golden
+    logits equal onnxruntime's QDQ ones to float32 rounding) and ``seconds`` per stage.
     ``stop_after="check"`` stops after the first stage (``status`` is then
     ``"checked"`` unless blocked).
     """
@@ -212,9 +214,16 @@ def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 
     ref = _ort_run(model, x)
     row["snr_db"] = snr_db(ref, real)
     row["top1_agree"] = bool(int(np.argmax(ref)) == int(np.argmax(real)))
+    # These test models build their conv / FC weights with ConstantOfShape (one value
+    # each), so all logits can be one repeated number: the SNR is then that of a scalar.
+    row["float_logits_distinct"] = int(np.unique(ref).size)
     if qdq:
         t = time.perf_counter()
-        row["ort_qdq_snr_db"] = snr_db(ref, ort_qdq(model, calib, x))
+        got_qdq = ort_qdq(model, calib, x)
+        row["ort_qdq_snr_db"] = snr_db(ref, got_qdq)
+        # the same numbers (to float32 rounding), not only the same SNR
+        row["golden_equals_ort_qdq"] = bool(np.allclose(
+            real.reshape(got_qdq.shape), got_qdq, rtol=1e-6, atol=0))
         row["seconds"]["ort_qdq"] = time.perf_counter() - t
     row["status"] = "pass" if row["iss_equals_golden"] else "mismatch"
     row["stage"] = "done"
