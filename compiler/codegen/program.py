@@ -391,6 +391,10 @@ class _Generator:
             if contiguous:
                 self._dma(Opcode.LOAD, Buffer.IBUF, region, first, dst, n, plane,
                           g.plane * e, f"{what} group {grp}", name)
+            elif rt.in_rows * g.rstride == g.plane:
+                # full-height columns: the rows of consecutive channels are equally spaced
+                self._dma(Opcode.LOAD, Buffer.IBUF, region, first, dst, n * rt.in_rows,
+                          ct.in_cols * e, g.rstride * e, f"{what} group {grp}", name)
             else:
                 for j in range(n):
                     self._dma(Opcode.LOAD, Buffer.IBUF, region, first + j * g.plane * e,
@@ -406,6 +410,11 @@ class _Generator:
         if rt.out_rows == 1 or ct.out_cols == s.rstride:
             self._dma(Opcode.STORE, Buffer.OBUF, region, first, oa, mt, plane, s.plane * e,
                       what, name)
+            return
+        if rt.out_rows * s.rstride == s.plane:
+            # full-height columns: the rows of consecutive channels are equally spaced
+            self._dma(Opcode.STORE, Buffer.OBUF, region, first, oa, mt * rt.out_rows,
+                      ct.out_cols * e, s.rstride * e, what, name)
             return
         for j in range(mt):
             self._dma(Opcode.STORE, Buffer.OBUF, region, first + j * s.plane * e,
@@ -562,18 +571,31 @@ class _Generator:
         rows = golden.window_counts(h, kh, sh, (top, bottom), (ct, cb))
         cols = golden.window_counts(w, kw, sw, (left, right), (cl, cr))
         oh, ow = len(rows), len(cols)
-        for r0, r1, nr in _runs(rows):
+        row_runs, col_runs = _runs(rows), _runs(cols)
+        # Painted in four passes, later ones overwriting (STOREs complete in order): the
+        # main row run across the full width, then every other column run over the full
+        # height, every other row run across the full width, and their crossings. Full
+        # rows and full columns move as one DMA each; only the crossings (corners) are
+        # gathered channel by channel.
+        mid_r = max(row_runs, key=lambda run: run[1] - run[0])
+        mid_c = max(col_runs, key=lambda run: run[1] - run[0])
+        every_r, every_c = (0, oh, mid_r[2]), (0, ow, mid_c[2])
+        side_r = [run for run in row_runs if run != mid_r]
+        side_c = [run for run in col_runs if run != mid_c]
+        rects = [(mid_r, every_c, mid_r[2] * mid_c[2])]
+        rects += [(every_r, run, mid_r[2] * run[2]) for run in side_c]
+        rects += [(run, every_c, run[2] * mid_c[2]) for run in side_r]
+        rects += [(r, cc, r[2] * cc[2]) for r in side_r for cc in side_c]
+        for (r0, r1, _), (c0, c1, _), n in rects:
             y0, ny, pt, pb = _axis_window(r0, r1, h, kh, sh, top)
-            for c0, c1, nc in _runs(cols):
-                x0, nx, pl, pr = _axis_window(c0, c1, w, kw, sw, left)
-                op = WindowOp(layer.name, Engine.POOL, c, ny, nx, c, layer.kernel,
-                              layer.stride, (pt, pl, pb, pr), channelwise=True, params=False)
-                assert (op.out_h, op.out_w) == (r1 - r0, c1 - c0)
-                n = nr * nc
-                self.window(layer, op, pool=Pool.AVG, act=(q.lo, q.hi), mult=int(q.div_m[n]),
-                            shift=int(q.div_s[n]),
-                            gather=Gather(c, h * w, w, (y0 * w + x0,)),
-                            scatter=Scatter(oh * ow, ow, r0 * ow + c0), report=report)
+            x0, nx, pl, pr = _axis_window(c0, c1, w, kw, sw, left)
+            op = WindowOp(layer.name, Engine.POOL, c, ny, nx, c, layer.kernel,
+                          layer.stride, (pt, pl, pb, pr), channelwise=True, params=False)
+            assert (op.out_h, op.out_w) == (r1 - r0, c1 - c0)
+            self.window(layer, op, pool=Pool.AVG, act=(q.lo, q.hi), mult=int(q.div_m[n]),
+                        shift=int(q.div_s[n]),
+                        gather=Gather(c, h * w, w, (y0 * w + x0,)),
+                        scatter=Scatter(oh * ow, ow, r0 * ow + c0), report=report)
         report.engine = "pool"
 
     def _elementwise(self, layer, sources, report, *, lo, hi, shift, row=1):

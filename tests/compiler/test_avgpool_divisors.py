@@ -153,11 +153,11 @@ CASES = [
 ]
 
 
-def _compile_and_check(model, x, out_dir):
+def _compile_and_check(model, x, out_dir, arch=ARCH):
     """ISS == golden bit for bit, shape == onnxruntime's, and every output within
     0.5 input step + 0.51 output step of onnxruntime's float (calibrated on ``x``:
     no clipping). Returns the compile result."""
-    result = compile_model(model, ARCH, out_dir, x)
+    result = compile_model(model, arch, out_dir, x)
     sim = simulate(out_dir, x)
     want = run_golden(result.graph, {"x": x}).outputs["y"]
     got = np.asarray(sim.outputs["y"]).reshape(want.shape)
@@ -192,6 +192,19 @@ def test_iss_equals_golden_close_to_onnxruntime(case, tmp_path):
         assert len(pools) >= runs[0] * runs[1]
         assert mults == {(int(q.div_m[n]), int(q.div_s[n]))
                          for n in np.unique(rows[:, None] * cols[None, :])}
+
+
+@pytest.mark.parametrize("case", [(6, 20, 30, (3, 3), (1, 1), (1, 1, 1, 1), 0, 0),
+                                  (3, 17, 19, (5, 5), (2, 2), (2, 2, 2, 2), 1, 0)])
+def test_regions_cut_into_row_and_column_tiles(case, tmp_path):
+    """Narrow line buffers and small IBUF / OBUF: every divisor rectangle is itself cut
+    into row and column tiles (gathered per channel), still bit for bit."""
+    c, h, w, kernel, stride, pads, ceil, cip = case
+    arch = ArchConfig(max_width=12, max_height=8, ibuf_bytes=2048, obuf_bytes=2048)
+    x = np.random.default_rng(1).standard_normal((1, c, h, w)).astype(np.float32)
+    result = _compile_and_check(_pool_model(*case), x, tmp_path / "out", arch)
+    (report,) = result.program.layers
+    assert report.col_tile < result.graph.shape("y")[2] and report.tiles > 9
 
 
 def test_explicit_pad_folds_into_counted_padding(tmp_path):
