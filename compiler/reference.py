@@ -12,7 +12,7 @@ import numpy as np
 from compiler import table_act
 from compiler.ir import Activation, Graph, IRError, Layer, OpKind
 from hw.isa import window_out
-from sim.golden import window_counts
+from sim.golden import pool_divisors
 
 __all__ = ["execute", "run_float"]
 
@@ -22,17 +22,6 @@ def _pad(x: np.ndarray, pads, value=0.0) -> np.ndarray:
     if not any(pads):
         return x
     return np.pad(x, ((0, 0), (top, bottom), (left, right)), constant_values=value)
-
-
-def _window_counts(layer: Layer, shape) -> np.ndarray:
-    """``(OH, OW)`` divisors of an average pool with counted padding ``count_pads``."""
-    _, h, w = shape
-    (kh, kw), (sh, sw) = layer.kernel, layer.stride
-    top, left, bottom, right = layer.pads
-    ct, cl, cb, cr = layer.count_pads
-    rows = window_counts(h, kh, sh, (top, bottom), (ct, cb))
-    cols = window_counts(w, kw, sw, (left, right), (cl, cr))
-    return (rows[:, None] * cols[None, :]).astype(np.float64)
 
 
 def _windows(x: np.ndarray, kernel, stride) -> np.ndarray:
@@ -89,7 +78,9 @@ def _run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
     elif kind is OpKind.AVGPOOL:
         y = _windows(_pad(x, layer.pads), layer.kernel, layer.stride).mean(axis=(3, 4))
         if layer.count_pads is not None:
-            y = y * (layer.kernel[0] * layer.kernel[1]) / _window_counts(layer, x.shape)
+            counts = pool_divisors(x.shape[1:], layer.kernel, layer.stride, layer.pads,
+                                   layer.count_pads)
+            y = y * (layer.kernel[0] * layer.kernel[1]) / counts
     elif kind is OpKind.GAP:
         y = x.mean(axis=(1, 2), keepdims=True)
     elif kind is OpKind.ADD:

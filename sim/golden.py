@@ -60,6 +60,7 @@ __all__ = [
     "global_avg_pool",
     "max_pool2d",
     "mul_broadcast",
+    "pool_divisors",
     "qrange",
     "quantize",
     "requantize",
@@ -703,6 +704,30 @@ def window_counts(size, kernel, stride, pads, count_pads):
     return counts
 
 
+def pool_divisors(shape, kernel, stride, pads, count_pads):
+    """Divisor of every output of an average pool, ``rows(i) * cols(j)``
+    (:func:`window_counts` along each axis).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Input ``(H, W)``.
+    kernel, stride : int or (int, int)
+    pads, count_pads : (int, int, int, int)
+        ``(top, left, bottom, right)`` window geometry and its counted part.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (OH, OW)
+    """
+    (kh, kw), (sh, sw) = _pair("kernel", kernel, 1), _pair("stride", stride, 1)
+    pt, pl, pb, pr = _pads(pads, 4, "(top, left, bottom, right)")
+    ct, cl, cb, cr = _pads(count_pads, 4, "(top, left, bottom, right)")
+    rows = window_counts(int(shape[0]), kh, sh, (pt, pb), (ct, cb))
+    cols = window_counts(int(shape[1]), kw, sw, (pl, pr), (cl, cr))
+    return rows[:, None] * cols[None, :]
+
+
 def avg_pool2d_counted(x, kernel, stride, pads, count_pads, div_m, div_s, lo, hi):
     """Average pooling with a per-position divisor (ONNX ``count_include_pad=0``,
     ``ceil_mode=1``).
@@ -714,8 +739,8 @@ def avg_pool2d_counted(x, kernel, stride, pads, count_pads, div_m, div_s, lo, hi
         y = clamp(round_shift(sum * div_m[n], div_s[n]), lo, hi)
 
     with ``div_m[n] / 2**div_s[n] ~ 1 / n`` (times the input/output scale ratio); the
-    rounding is :func:`requantize`'s (half up). Outputs of equal divisor form at most
-    ``(1 + 2 * (KH - 1)) * (1 + 2 * (KW - 1))`` rectangles (interior, border rows and
+    rounding is :func:`requantize`'s (half up). Outputs of equal divisor form rectangles
+    (runs of equal row count x runs of equal column count: interior, border rows and
     columns, corners), each an ordinary average pool with one multiplier.
 
     Parameters
@@ -735,14 +760,10 @@ def avg_pool2d_counted(x, kernel, stride, pads, count_pads, div_m, div_s, lo, hi
     -------
     numpy.ndarray of int64, shape (N, C, OH, OW)
     """
-    acc = sum_pool2d(x, kernel, stride, pads)
     x = _int_array("x", x)
-    (kh, kw), (sh, sw) = _pair("kernel", kernel, 1), _pair("stride", stride, 1)
-    pt, pl, pb, pr = _pads(pads, 4, "(top, left, bottom, right)")
-    ct, cl, cb, cr = _pads(count_pads, 4, "(top, left, bottom, right)")
-    rows = window_counts(x.shape[2], kh, sh, (pt, pb), (ct, cb))
-    cols = window_counts(x.shape[3], kw, sw, (pl, pr), (cl, cr))
-    counts = rows[:, None] * cols[None, :]
+    acc = sum_pool2d(x, kernel, stride, pads)
+    kh, kw = _pair("kernel", kernel, 1)
+    counts = pool_divisors(x.shape[2:], kernel, stride, pads, count_pads)
     div_m = _mult_array("div_m", div_m).reshape(-1)
     div_s = _shift_array(div_s).reshape(-1)
     if div_m.shape != (kh * kw + 1,) or div_s.shape != div_m.shape:

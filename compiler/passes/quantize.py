@@ -397,7 +397,9 @@ class _Quantizer:
             # one multiplier and shift per window divisor (border windows count fewer)
             div_m = np.zeros(window + 1, dtype=np.int64)
             div_s = np.zeros(window + 1, dtype=np.int64)
-            for n in np.unique(self._window_counts(layer, h, w)).tolist():
+            counts = golden.pool_divisors((h, w), layer.kernel, layer.stride, layer.pads,
+                                          layer.count_pads)
+            for n in np.unique(counts).tolist():
                 div_m[n], div_s[n] = decompose_multiplier(
                     s_in / (n * out_scale), cfg.mult_bits, cfg.shift_bits,
                     where=self.where(layer))
@@ -409,15 +411,6 @@ class _Quantizer:
         q = LayerQuant(m=np.array([m], dtype=np.int64), s=np.array([s], dtype=np.int64),
                        lo=lo, hi=hi, div_m=div_m, div_s=div_s)
         self.finish(layer, q, out_scale, acc_bound=bound)
-
-    @staticmethod
-    def _window_counts(layer: Layer, h: int, w: int) -> np.ndarray:
-        (kh, kw), (sh, sw) = layer.kernel, layer.stride
-        top, left, bottom, right = layer.pads
-        ct, cl, cb, cr = layer.count_pads
-        rows = golden.window_counts(h, kh, sh, (top, bottom), (ct, cb))
-        cols = golden.window_counts(w, kw, sw, (left, right), (cl, cr))
-        return rows[:, None] * cols[None, :]
 
     def table(self, layer: Layer) -> None:
         """A table activation: the table of every input integer, clamp included."""
