@@ -129,8 +129,9 @@ def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 
     vs float), ``ort_qdq_snr_db``, ``top1_agree``, ``float_logits_distinct`` (distinct
     values among the float logits), ``golden_vs_ort_qdq_rel_diff`` (largest difference
     between the dequantized golden logits and onnxruntime's QDQ ones, relative to the
-    largest QDQ logit), ``golden_equals_ort_qdq`` (that difference below 1e-5: the same
-    integers at the same scale) and ``seconds`` per stage.
+    largest QDQ logit), ``golden_vs_ort_qdq_steps`` (the same difference in steps of the
+    golden output), ``golden_equals_ort_qdq`` (relative difference below 1e-5: the
+    same integers at the same scale) and ``seconds`` per stage.
     ``stop_after="check"`` stops after the first stage (``status`` is then
     ``"checked"`` unless blocked).
     """
@@ -227,6 +228,7 @@ def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 
         # same SNR
         diff = np.abs(real.reshape(got_qdq.shape) - got_qdq).max()
         row["golden_vs_ort_qdq_rel_diff"] = float(diff / max(np.abs(got_qdq).max(), 1e-30))
+        row["golden_vs_ort_qdq_steps"] = float(diff / scale)  # in golden output steps
         row["golden_equals_ort_qdq"] = row["golden_vs_ort_qdq_rel_diff"] < 1e-5
         row["seconds"]["ort_qdq"] = time.perf_counter() - t
     row["status"] = "pass" if row["iss_equals_golden"] else "mismatch"

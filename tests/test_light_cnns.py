@@ -66,9 +66,13 @@ def test_board_zcu102(name):
         assert row["status"] == "blocked" and fragment in row["blocked_by"], row
         return
     assert row["status"] == "pass" and row["iss_equals_golden"], row
-    # int8 per-channel: at least 25 dB (AlexNet: 28.1 dB, as onnxruntime's own QDQ run)
-    # and within 6 dB of onnxruntime's QDQ model. ShuffleNet's synthetic constant weights
-    # lose about 1 dB per unit in any int8 flow (onnxruntime's QDQ run: 4.2 dB): there
-    # the floor is onnxruntime's own figure less 1 dB.
+    # int8 per-channel: at least 25 dB (AlexNet: 28.1 dB with 2 calibration samples).
+    # ShuffleNet's synthetic constant weights lose about 1 dB per unit in any int8 flow
+    # (onnxruntime's QDQ run: 4.2 dB): there the floor is onnxruntime's own figure less
+    # 1 dB. These models' weights are constants (ConstantOfShape), so their 1000 logits
+    # are one repeated number and the SNR is that of a scalar near the top of the int8
+    # range (off by one output step: 42 dB, by a quarter step: 54 dB): the golden logits
+    # are compared with onnxruntime's QDQ logits in output steps instead of dB.
     floor = 25 if row["ort_qdq_snr_db"] >= 26 else row["ort_qdq_snr_db"] - 1
-    assert row["snr_db"] > floor and row["snr_db"] > row["ort_qdq_snr_db"] - 6, row
+    assert row["snr_db"] > floor, row
+    assert row["golden_vs_ort_qdq_steps"] <= 2, row
