@@ -218,6 +218,20 @@ def test_explicit_pad_folds_into_counted_padding(tmp_path):
     assert layer.pads[:2] == (2, 1) and layer.count_pads[:2] == (1, 0)
 
 
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_auto_pad_same_excludes_its_pads(auto_pad, tmp_path):
+    node = helper.make_node("AveragePool", ["x"], ["y"], name="avg", kernel_shape=[3, 3],
+                            strides=[2, 2], auto_pad=auto_pad)
+    graph = helper.make_graph(
+        [node], "avg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, None, None])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 8
+    x = np.random.default_rng(2).standard_normal((1, 2, 8, 9)).astype(np.float32)
+    (layer,) = _compile_and_check(model, x, tmp_path / "out").graph.layers
+    assert any(layer.pads) and layer.count_pads == (0, 0, 0, 0)
+
+
 # RTL ------------------------------------------------------------------------------------
 
 #: The arch tests/test_system_rtl.py builds (one Verilator build shared).
