@@ -30,7 +30,9 @@ def _fmt(row: dict) -> str:
         return f"{row['model']:14s} {row['status']} at {row['stage']} (needs {needs}){host}"
     return (f"{row['model']:14s} pass  ISS==golden {row['iss_equals_golden']}  "
             f"SNR {row['snr_db']:6.2f} dB  ORT-QDQ {row.get('ort_qdq_snr_db', float('nan')):6.2f}"
-            f" dB  top1 {row['top1_agree']}  cycles {row['cycles']:,}  accel MACs "
+            f" dB  same numbers {row.get('golden_equals_ort_qdq')}  distinct logits "
+            f"{row.get('float_logits_distinct')}"
+            f"  top1 {row['top1_agree']}  cycles {row['cycles']:,}  accel MACs "
             f"{100 * row['accelerator_mac_share']:.2f} %  host {row['host_nodes'] or '-'}")
 
 

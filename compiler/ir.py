@@ -76,7 +76,7 @@ class OpKind(enum.Enum):
     #: Fully connected: the input is flattened in ``C, H, W`` order.
     FC = "fc"
     MAXPOOL = "maxpool"
-    #: Average pooling over the full window (padded zeros count).
+    #: Average pooling: window sums over the window divisor (``Layer.count_pads``).
     AVGPOOL = "avgpool"
     #: Global average pooling to ``(C, 1, 1)``.
     GAP = "gap"
@@ -212,6 +212,11 @@ class LayerQuant:
     #: Activation tables of a TABLE layer, ``(1 or C, 2**act_bits)`` int64
     #: (:func:`compiler.table_act.activation_tables`).
     table: np.ndarray | None = None
+    #: AVGPOOL with :attr:`Layer.count_pads`: multiplier and shift per window divisor
+    #: ``n`` (index ``n``, ``KH * KW + 1`` entries, int64;
+    #: :func:`sim.golden.avg_pool2d_counted`); ``m`` / ``s`` then hold the full window's.
+    div_m: np.ndarray | None = None
+    div_s: np.ndarray | None = None
 
 
 @dataclass
@@ -267,6 +272,11 @@ class Layer:
     table_act: TableActivation | None = None
     #: ``(SH, SW)`` integer upsampling factors of a RESIZE layer.
     upsample: tuple[int, int] = (1, 1)
+    #: AVGPOOL: the part of :attr:`pads` counted in each window's divisor
+    #: (:func:`sim.golden.window_counts`), ``(top, left, bottom, right)``; ``None`` when
+    #: every window divides by ``KH * KW`` (no padding, or ONNX ``count_include_pad=1``
+    #: without ``ceil_mode`` overhang).
+    count_pads: tuple[int, int, int, int] | None = None
 
     @property
     def output(self) -> str:

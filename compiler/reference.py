@@ -12,6 +12,7 @@ import numpy as np
 from compiler import table_act
 from compiler.ir import Activation, Graph, IRError, Layer, OpKind
 from hw.isa import window_out
+from sim.golden import pool_divisors
 
 __all__ = ["execute", "run_float"]
 
@@ -76,6 +77,10 @@ def _run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
         y = _windows(_pad(x, layer.pads, -np.inf), layer.kernel, layer.stride).max(axis=(3, 4))
     elif kind is OpKind.AVGPOOL:
         y = _windows(_pad(x, layer.pads), layer.kernel, layer.stride).mean(axis=(3, 4))
+        if layer.count_pads is not None:
+            counts = pool_divisors(x.shape[1:], layer.kernel, layer.stride, layer.pads,
+                                   layer.count_pads)
+            y = y * (layer.kernel[0] * layer.kernel[1]) / counts
     elif kind is OpKind.GAP:
         y = x.mean(axis=(1, 2), keepdims=True)
     elif kind is OpKind.ADD:

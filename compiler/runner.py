@@ -92,6 +92,9 @@ def run_layer(layer: Layer, xs: list[np.ndarray]) -> np.ndarray:
         return y.reshape(y.shape + (1, 1))
     if kind is OpKind.MAXPOOL:
         return golden.max_pool2d(x, layer.kernel, layer.stride, layer.pads)
+    if kind is OpKind.AVGPOOL and layer.count_pads is not None:
+        return golden.avg_pool2d_counted(x, layer.kernel, layer.stride, layer.pads,
+                                         layer.count_pads, q.div_m, q.div_s, q.lo, q.hi)
     if kind is OpKind.AVGPOOL:
         return golden.avg_pool2d(x, layer.kernel, layer.stride, m, s, q.lo, q.hi, layer.pads)
     if kind is OpKind.GAP:

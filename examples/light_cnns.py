@@ -126,7 +126,12 @@ def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 
     failed (``check``, ``compile``, ``iss``), ``blocked_by`` (the first lines of the
     refusal), ``needs`` (features that lift it), ``host_nodes``,
     ``accelerator_mac_share``, ``cycles``, ``iss_equals_golden``, ``snr_db`` (golden
-    vs float), ``ort_qdq_snr_db``, ``top1_agree`` and ``seconds`` per stage.
+    vs float), ``ort_qdq_snr_db``, ``top1_agree``, ``float_logits_distinct`` (distinct
+    values among the float logits), ``golden_vs_ort_qdq_rel_diff`` (largest difference
+    between the dequantized golden logits and onnxruntime's QDQ ones, relative to the
+    largest QDQ logit), ``golden_vs_ort_qdq_steps`` (the same difference in steps of the
+    golden output), ``golden_equals_ort_qdq`` (relative difference below 1e-5: the
+    same integers at the same scale) and ``seconds`` per stage.
     ``stop_after="check"`` stops after the first stage (``status`` is then
     ``"checked"`` unless blocked).
     """
@@ -212,9 +217,19 @@ def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 
     ref = _ort_run(model, x)
     row["snr_db"] = snr_db(ref, real)
     row["top1_agree"] = bool(int(np.argmax(ref)) == int(np.argmax(real)))
+    # These test models build their conv / FC weights with ConstantOfShape (one value
+    # each), so all logits can be one repeated number: the SNR is then that of a scalar.
+    row["float_logits_distinct"] = int(np.unique(ref).size)
     if qdq:
         t = time.perf_counter()
-        row["ort_qdq_snr_db"] = snr_db(ref, ort_qdq(model, calib, x))
+        got_qdq = ort_qdq(model, calib, x)
+        row["ort_qdq_snr_db"] = snr_db(ref, got_qdq)
+        # the same numbers (to onnxruntime's float32 scale arithmetic), not only the
+        # same SNR
+        diff = np.abs(real.reshape(got_qdq.shape) - got_qdq).max()
+        row["golden_vs_ort_qdq_rel_diff"] = float(diff / max(np.abs(got_qdq).max(), 1e-30))
+        row["golden_vs_ort_qdq_steps"] = float(diff / scale)  # in golden output steps
+        row["golden_equals_ort_qdq"] = row["golden_vs_ort_qdq_rel_diff"] < 1e-5
         row["seconds"]["ort_qdq"] = time.perf_counter() - t
     row["status"] = "pass" if row["iss_equals_golden"] else "mismatch"
     row["stage"] = "done"

@@ -50,6 +50,7 @@ __all__ = [
     "add",
     "auto_pads",
     "avg_pool2d",
+    "avg_pool2d_counted",
     "concat",
     "conv1d",
     "conv2d",
@@ -59,6 +60,7 @@ __all__ = [
     "global_avg_pool",
     "max_pool2d",
     "mul_broadcast",
+    "pool_divisors",
     "qrange",
     "quantize",
     "requantize",
@@ -67,6 +69,7 @@ __all__ = [
     "snr_db",
     "sum_pool2d",
     "table_lookup",
+    "window_counts",
 ]
 
 #: Largest shift :func:`round_shift` accepts; ``1 << (s - 1)`` and the rounded sum stay
@@ -664,6 +667,110 @@ def avg_pool2d(x, kernel, stride, m, s, lo, hi, pads=(0, 0, 0, 0)):
     numpy.ndarray of int64, shape (N, C, OH, OW)
     """
     return requantize(sum_pool2d(x, kernel, stride, pads), m, s, lo, hi, axis=1)
+
+
+def window_counts(size, kernel, stride, pads, count_pads):
+    """Divisor of each window along one axis: how many of its positions are counted.
+
+    Window ``i`` covers padded positions ``[i * stride - pad_before, ... + kernel)`` of an
+    input of ``size``; the counted positions are those in ``[-count_before, size +
+    count_after)``: the real input plus the part of the padding that counts (ONNX
+    ``AveragePool``: none with ``count_include_pad=0``, the explicit pads with
+    ``count_include_pad=1``; the extra end padding of ``ceil_mode`` never counts).
+
+    Parameters
+    ----------
+    size, kernel, stride : int
+    pads : (int, int)
+        ``(before, after)`` padding of the window geometry.
+    count_pads : (int, int)
+        ``(before, after)`` padding counted in the divisor, at most ``pads``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (out,)
+        ``out = window_out(size, kernel, stride, *pads)``; every entry at least 1.
+    """
+    pb, pe = (int(v) for v in pads)
+    cb, ce = (int(v) for v in count_pads)
+    if not (0 <= cb <= pb and 0 <= ce <= pe):
+        raise ValueError(f"count_pads {count_pads!r} must lie within pads {pads!r}")
+    out = window_out(size, kernel, stride, pb, pe)
+    start = np.arange(out, dtype=np.int64) * stride - pb
+    counts = np.minimum(start + kernel, size + ce) - np.maximum(start, -cb)
+    if out < 1 or counts.min() < 1:
+        raise ValueError(f"every window of kernel {kernel}, stride {stride}, pads {pads!r} "
+                         f"over {size} positions must hold a counted position")
+    return counts
+
+
+def pool_divisors(shape, kernel, stride, pads, count_pads):
+    """Divisor of every output of an average pool, ``rows(i) * cols(j)``
+    (:func:`window_counts` along each axis).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Input ``(H, W)``.
+    kernel, stride : int or (int, int)
+    pads, count_pads : (int, int, int, int)
+        ``(top, left, bottom, right)`` window geometry and its counted part.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (OH, OW)
+    """
+    (kh, kw), (sh, sw) = _pair("kernel", kernel, 1), _pair("stride", stride, 1)
+    pt, pl, pb, pr = _pads(pads, 4, "(top, left, bottom, right)")
+    ct, cl, cb, cr = _pads(count_pads, 4, "(top, left, bottom, right)")
+    rows = window_counts(int(shape[0]), kh, sh, (pt, pb), (ct, cb))
+    cols = window_counts(int(shape[1]), kw, sw, (pl, pr), (cl, cr))
+    return rows[:, None] * cols[None, :]
+
+
+def avg_pool2d_counted(x, kernel, stride, pads, count_pads, div_m, div_s, lo, hi):
+    """Average pooling with a per-position divisor (ONNX ``count_include_pad=0``,
+    ``ceil_mode=1``).
+
+    The window sum of output ``(i, j)`` (padding adds 0) is requantized with the
+    multiplier and shift of its divisor ``n = rows(i) * cols(j)``
+    (:func:`window_counts` along each axis)::
+
+        y = clamp(round_shift(sum * div_m[n], div_s[n]), lo, hi)
+
+    with ``div_m[n] / 2**div_s[n] ~ 1 / n`` (times the input/output scale ratio); the
+    rounding is :func:`requantize`'s (half up). Outputs of equal divisor form rectangles
+    (runs of equal row count x runs of equal column count: interior, border rows and
+    columns, corners), each an ordinary average pool with one multiplier.
+
+    Parameters
+    ----------
+    x : array_like of int, shape (N, C, H, W)
+    kernel, stride : int or (int, int)
+    pads : (int, int, int, int)
+        ``(top, left, bottom, right)`` window geometry.
+    count_pads : (int, int, int, int)
+        The part of ``pads`` counted in the divisor.
+    div_m, div_s : 1-D array_like of int
+        Multiplier and shift per divisor, indexed by the divisor (``KH * KW + 1``
+        entries; the unused ones are ignored).
+    lo, hi : int
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (N, C, OH, OW)
+    """
+    x = _int_array("x", x)
+    acc = sum_pool2d(x, kernel, stride, pads)
+    kh, kw = _pair("kernel", kernel, 1)
+    counts = pool_divisors(x.shape[2:], kernel, stride, pads, count_pads)
+    div_m = _mult_array("div_m", div_m).reshape(-1)
+    div_s = _shift_array(div_s).reshape(-1)
+    if div_m.shape != (kh * kw + 1,) or div_s.shape != div_m.shape:
+        raise ValueError(f"div_m and div_s must have KH * KW + 1 = {kh * kw + 1} entries, "
+                         f"not {div_m.shape[0]} and {div_s.shape[0]}")
+    lo, hi = _clamp_bounds(lo, hi)
+    return _rescale([(acc, div_m[counts])], div_s[counts], lo, hi)
 
 
 def global_avg_pool(x, m, s, lo, hi):

@@ -18,18 +18,20 @@ from examples.light_cnns import MODELS, evaluate
 EXPECTED = {
     "bvlc_alexnet": ("host", "pass", None),  # 11x11 stride 4 (polyphase), grouped; LRN: host
     "densenet121": ("ok", "pass", None),  # 7x7 stem split on ZCU102's arch
-    "inception_v1": ("blocked", "blocked", "count_include_pad=0"),  # LRN: host; 7x7 stem
-    "inception_v2": ("blocked", "blocked", "count_include_pad=0"),
+    # LRN: host; 7x7 stem; count_include_pad=0 pools (per-position divisors)
+    "inception_v1": ("host", "pass", None),
+    "inception_v2": ("ok", "pass", None),  # count_include_pad=0 pools
     "resnet50": ("ok", "pass", None),  # 7x7 stem
-    "shufflenet": ("blocked", "blocked", "count_include_pad=0"),  # grouped; shuffles fold
+    # grouped; shuffles fold; count_include_pad=0 stride-2 pools
+    "shufflenet": ("ok", "pass", None),
     "squeezenet": ("ok", "pass", None),
     "vgg19": ("ok", "pass", None),
     "zfnet512": ("host", "pass", None),  # LRN: host; 7x7 stem
 }
-#: Models too slow for the timed suite (vgg19: 20 GMAC per frame on the ISS; resnet50
-#: and densenet121: one to two minutes each with onnxruntime's QDQ calibration); the
-#: benchmark runs them.
-BENCH_ONLY = {"vgg19", "resnet50", "densenet121"}
+#: Models too slow for the timed suite (vgg19: 20 GMAC per frame on the ISS; resnet50,
+#: densenet121 and inception_v2: one to four minutes each with onnxruntime's QDQ
+#: calibration); the benchmark runs them.
+BENCH_ONLY = {"vgg19", "resnet50", "densenet121", "inception_v2"}
 
 
 def test_expected_covers_all_nine():
@@ -64,6 +66,13 @@ def test_board_zcu102(name):
         assert row["status"] == "blocked" and fragment in row["blocked_by"], row
         return
     assert row["status"] == "pass" and row["iss_equals_golden"], row
-    # int8 per-channel: at least 25 dB (AlexNet: 28.1 dB, as onnxruntime's own QDQ run)
-    # and within 6 dB of onnxruntime's QDQ model.
-    assert row["snr_db"] > 25 and row["snr_db"] > row["ort_qdq_snr_db"] - 6, row
+    # int8 per-channel: at least 25 dB (AlexNet: 28.1 dB with 2 calibration samples).
+    # ShuffleNet's synthetic constant weights lose about 1 dB per unit in any int8 flow
+    # (onnxruntime's QDQ run: 4.2 dB): there the floor is onnxruntime's own figure less
+    # 1 dB. These models' weights are constants (ConstantOfShape), so their 1000 logits
+    # are one repeated number and the SNR is that of a scalar near the top of the int8
+    # range (off by one output step: 42 dB, by a quarter step: 54 dB): the golden logits
+    # are compared with onnxruntime's QDQ logits in output steps instead of dB.
+    floor = 25 if row["ort_qdq_snr_db"] >= 26 else row["ort_qdq_snr_db"] - 1
+    assert row["snr_db"] > floor, row
+    assert row["golden_vs_ort_qdq_steps"] <= 2, row

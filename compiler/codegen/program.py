@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.codegen.decompose import Scatter, lower_conv, plan_conv
+from compiler.codegen.decompose import Gather, Scatter, lower_conv, plan_conv
 from compiler.codegen.eltwise_ops import emit_mul, emit_resize, emit_table
 from compiler.codegen.memory import PAGE, align, plan_memory
 from compiler.codegen.schedule import Ring, Scheduler
@@ -60,6 +60,7 @@ from hw.isa import (
     qrange,
     weight_element_bytes,
 )
+from sim import golden
 
 __all__ = ["PAGE", "LayerReport", "Program", "Scheduler", "generate", "plan_memory"]
 
@@ -130,6 +131,25 @@ def _params(q, m_out):
     s = np.asarray(q.s, dtype=np.int64).reshape(-1)
     return np.broadcast_to(m, (m_out,)) if m.size == 1 else m, \
         np.broadcast_to(s, (m_out,)) if s.size == 1 else s
+
+
+def _runs(counts):
+    """Maximal runs ``(start, end, value)`` of equal entries of ``counts``."""
+    runs, start = [], 0
+    for i in range(1, len(counts) + 1):
+        if i == len(counts) or counts[i] != counts[start]:
+            runs.append((start, i, int(counts[start])))
+            start = i
+    return runs
+
+
+def _axis_window(o0, o1, size, k, stride, pad_before):
+    """Input span of outputs ``o0 .. o1 - 1`` along one axis: ``(first input, inputs,
+    pad before, pad after)``."""
+    first = o0 * stride - pad_before
+    end = (o1 - 1) * stride - pad_before + k
+    i0, i1 = max(0, first), min(size, end)
+    return i0, i1 - i0, i0 - first, end - i1
 
 
 class _Generator:
@@ -371,6 +391,10 @@ class _Generator:
             if contiguous:
                 self._dma(Opcode.LOAD, Buffer.IBUF, region, first, dst, n, plane,
                           g.plane * e, f"{what} group {grp}", name)
+            elif rt.in_rows * g.rstride == g.plane:
+                # full-height columns: the rows of consecutive channels are equally spaced
+                self._dma(Opcode.LOAD, Buffer.IBUF, region, first, dst, n * rt.in_rows,
+                          ct.in_cols * e, g.rstride * e, f"{what} group {grp}", name)
             else:
                 for j in range(n):
                     self._dma(Opcode.LOAD, Buffer.IBUF, region, first + j * g.plane * e,
@@ -386,6 +410,11 @@ class _Generator:
         if rt.out_rows == 1 or ct.out_cols == s.rstride:
             self._dma(Opcode.STORE, Buffer.OBUF, region, first, oa, mt, plane, s.plane * e,
                       what, name)
+            return
+        if rt.out_rows * s.rstride == s.plane:
+            # full-height columns: the rows of consecutive channels are equally spaced
+            self._dma(Opcode.STORE, Buffer.OBUF, region, first, oa, mt * rt.out_rows,
+                      ct.out_cols * e, s.rstride * e, what, name)
             return
         for j in range(mt):
             self._dma(Opcode.STORE, Buffer.OBUF, region, first + j * s.plane * e,
@@ -503,6 +532,9 @@ class _Generator:
                           layer.pads, channelwise=True, params=False)
             self.window(layer, op, pool=Pool.MAX, act=self.full, report=report)
             return
+        if layer.kind is OpKind.AVGPOOL and layer.count_pads is not None:
+            self._counted_avgpool(layer, report)
+            return
         if layer.kind is OpKind.GAP:
             kernel, stride, pads = (h, w), (1, 1), (0, 0, 0, 0)
         else:
@@ -521,6 +553,50 @@ class _Generator:
                         shift=int(shift[start]), in_base=start * h * w * self.e,
                         out_base=start * oh * ow * self.e, report=report)
             start = end
+
+    def _counted_avgpool(self, layer: Layer, report: LayerReport):
+        """Average pooling with per-position divisors (``count_pads``): the output plane
+        is cut into rectangles of equal divisor (interior, border rows and columns,
+        corners), each an ordinary POOL over its input window with the multiplier and
+        shift of its divisor; :func:`sim.golden.avg_pool2d_counted` bit for bit."""
+        q = layer.quant
+        if q.div_m is None or q.div_s is None:
+            raise QuantizationError(f"Layer {layer.name!r} (avgpool) has per-position "
+                                    f"divisors but no per-divisor multipliers; quantize the "
+                                    f"graph with this version of the quantize pass")
+        c, h, w = self.graph.shape(layer.inputs[0])
+        (kh, kw), (sh, sw) = layer.kernel, layer.stride
+        top, left, bottom, right = layer.pads
+        ct, cl, cb, cr = layer.count_pads
+        rows = golden.window_counts(h, kh, sh, (top, bottom), (ct, cb))
+        cols = golden.window_counts(w, kw, sw, (left, right), (cl, cr))
+        oh, ow = len(rows), len(cols)
+        row_runs, col_runs = _runs(rows), _runs(cols)
+        # Painted in four passes, later ones overwriting (STOREs complete in order): the
+        # main row run across the full width, then every other column run over the full
+        # height, every other row run across the full width, and their crossings. Full
+        # rows and full columns move as one DMA each; only the crossings (corners) are
+        # gathered channel by channel.
+        mid_r = max(row_runs, key=lambda run: run[1] - run[0])
+        mid_c = max(col_runs, key=lambda run: run[1] - run[0])
+        every_r, every_c = (0, oh, mid_r[2]), (0, ow, mid_c[2])
+        side_r = [run for run in row_runs if run != mid_r]
+        side_c = [run for run in col_runs if run != mid_c]
+        rects = [(mid_r, every_c, mid_r[2] * mid_c[2])]
+        rects += [(every_r, run, mid_r[2] * run[2]) for run in side_c]
+        rects += [(run, every_c, run[2] * mid_c[2]) for run in side_r]
+        rects += [(r, cc, r[2] * cc[2]) for r in side_r for cc in side_c]
+        for (r0, r1, _), (c0, c1, _), n in rects:
+            y0, ny, pt, pb = _axis_window(r0, r1, h, kh, sh, top)
+            x0, nx, pl, pr = _axis_window(c0, c1, w, kw, sw, left)
+            op = WindowOp(layer.name, Engine.POOL, c, ny, nx, c, layer.kernel,
+                          layer.stride, (pt, pl, pb, pr), channelwise=True, params=False)
+            assert (op.out_h, op.out_w) == (r1 - r0, c1 - c0)
+            self.window(layer, op, pool=Pool.AVG, act=(q.lo, q.hi), mult=int(q.div_m[n]),
+                        shift=int(q.div_s[n]),
+                        gather=Gather(c, h * w, w, (y0 * w + x0,)),
+                        scatter=Scatter(oh * ow, ow, r0 * ow + c0), report=report)
+        report.engine = "pool"
 
     def _elementwise(self, layer, sources, report, *, lo, hi, shift, row=1):
         """Chunks of ``sources`` through the ADD engine, software-pipelined.

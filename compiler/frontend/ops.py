@@ -22,6 +22,7 @@ from compiler.ir import Activation, IRError, Layer, OpKind, classify_clamp, conv
 from compiler.table_act import TableActivation
 from hw.arch import KERNEL_SIZES
 from hw.isa import ENGINE_STRIDES
+from sim.golden import window_counts
 
 __all__ = [
     "CONV_KERNELS",
@@ -543,16 +544,18 @@ class NodeTranslator:
         kernel, stride, pads = self._spatial_attrs(attrs, rank, problems)
         if any(k > POOL_MAX_KERNEL for k in kernel):
             problems.append(f"kernel {list(kernel)} is larger than {POOL_MAX_KERNEL}")
-        if kind is OpKind.AVGPOOL and not attrs.get("count_include_pad", 0) and any(pads):
-            problems.append("count_include_pad=0 with non-zero pads is not supported (the "
-                            "divisor must be the full window); export with "
-                            "count_include_pad=1 or without padding")
-        x, y = node.input[0], node.output[0]
+        x = node.input[0]
         if x in self.shapes:
             pads = self._auto_pads(attrs, x, kernel, stride, pads)
-        if attrs.get("ceil_mode", 0) and kind is OpKind.MAXPOOL and x in self.shapes:
-            # ceil rounding = floor rounding over more padding at the end (padding never
-            # wins a max), keeping the last window's start inside the input or its padding
+        count_pads = None
+        if kind is OpKind.AVGPOOL:
+            # the divisor counts the explicit pads with count_include_pad=1, none without
+            count_pads = pads if attrs.get("count_include_pad", 0) else (0, 0, 0, 0)
+        if attrs.get("ceil_mode", 0) and x in self.shapes:
+            # ceil rounding = floor rounding over more padding at the end, keeping the
+            # last window's start inside the input (ONNX: a window that would start in
+            # the end padding is dropped). The extra padding never wins a max and never
+            # counts in an average's divisor.
             _, h, w = _chw(self.shapes[x])
             extra = []
             for size, k, st, pb, pe in ((h, kernel[0], stride[0], pads[0], pads[2]),
@@ -563,22 +566,33 @@ class NodeTranslator:
                     out -= 1
                 extra.append(max(0, (out - 1) * st + k - (size + pb + pe)))
             pads = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
-        elif attrs.get("ceil_mode", 0) and x in self.shapes and y in self.shapes:
-            floor = Layer(name, kind, [x], [y], kernel=kernel, stride=stride, pads=pads)
+        if count_pads is not None and x in self.shapes:
+            _, h, w = _chw(self.shapes[x])
             try:
-                same = infer_shape(floor, [_chw(self.shapes[x])]) == _chw(self.shapes[y])
-            except IRError:
-                same = False
-            if not same:
-                problems.append("ceil_mode=1 changes the output shape of this AveragePool "
-                                "(the overhanging windows need per-position divisors); only "
-                                "floor rounding is supported for average pooling (ceil_mode "
-                                "works on MaxPool)")
+                rows = window_counts(h, kernel[0], stride[0], (pads[0], pads[2]),
+                                     (count_pads[0], count_pads[2]))
+                cols = window_counts(w, kernel[1], stride[1], (pads[1], pads[3]),
+                                     (count_pads[1], count_pads[3]))
+            except ValueError as e:
+                problems.append(str(e))
+            else:
+                if rows.min() == kernel[0] and cols.min() == kernel[1]:
+                    count_pads = None  # every window divides by KH * KW
+        elif x not in self.shapes:
+            if attrs.get("ceil_mode", 0):
+                problems.append("ceil_mode=1 needs the input shape, which is unknown; give "
+                                "the model static shapes")
+            elif count_pads is not None and pads != count_pads:
+                problems.append("count_include_pad=0 with padding needs the input shape "
+                                "(the divisor varies along the border), which is unknown; "
+                                "give the model static shapes")
+            else:
+                count_pads = None  # floor windows inside the counted padding: KH * KW each
         if problems:
             raise _Reject("; ".join(problems))
         x = self.activation_input(node)
         return [Layer(name, kind, [x], [node.output[0]], kernel=kernel, stride=stride,
-                      pads=pads)]
+                      pads=pads, count_pads=count_pads)]
 
     def op_MaxPool(self, node, name):
         if self.attrs(node).get("storage_order", 0):
@@ -588,7 +602,8 @@ class NodeTranslator:
     def op_AveragePool(self, node, name):
         (layer,) = self._pool(node, name, OpKind.AVGPOOL)
         shape = self.shape(layer.inputs[0])
-        if len(shape) == 4 and layer.kernel == tuple(shape[2:]) and not any(layer.pads):
+        if (len(shape) == 4 and layer.kernel == tuple(shape[2:]) and not any(layer.pads)
+                and layer.count_pads is None):
             # A window covering the whole map is a global average.
             return [Layer(name, OpKind.GAP, layer.inputs, layer.outputs)]
         return [layer]

@@ -169,7 +169,7 @@ def _split_producer(graph: Graph, x: str) -> bool:
                 graph.tensors[out] = Tensor(out, (len(sel),) + tuple(shape[1:]))
             copy = Layer(graph.unique_name(f"{layer.name}.{view.name}"), layer.kind, [src],
                          [out], kernel=layer.kernel, stride=layer.stride, pads=layer.pads,
-                         groups=layer.groups, activation=layer.activation, clip=layer.clip,
+                         count_pads=layer.count_pads, groups=layer.groups, activation=layer.activation, clip=layer.clip,
                          weight=None if layer.weight is None else
                          np.ascontiguousarray(layer.weight[sel]),
                          bias=None if layer.bias is None else layer.bias[sel],

@@ -53,9 +53,10 @@ _PAD_ABSORBERS = (OpKind.CONV, OpKind.DEPTHWISE, OpKind.POINTWISE, OpKind.AVGPOO
 def fold_pads(graph: Graph, ctx=None) -> Graph:
     """Merge zero PAD layers into the padding of the conv / average pool reading them.
 
-    Average pooling counts padded zeros in its divisor, exactly as a zero Pad before
-    it does. Max pooling pads with minus infinity, so a zero Pad stays in front of it.
-    A pad is kept where the merged padding would reach the kernel size.
+    The zeros of a Pad count in an average pool's divisor, so they join its counted
+    padding (:attr:`Layer.count_pads`) too. Max pooling pads with minus infinity, so a
+    zero Pad stays in front of it. A pad is kept where the merged padding would reach
+    the kernel size.
     """
     for pad in [layer for layer in graph.layers if layer.kind is OpKind.PAD]:
         user = sole_consumer(graph, pad.output)
@@ -66,6 +67,8 @@ def fold_pads(graph: Graph, ctx=None) -> Graph:
         if max(merged[0], merged[2]) >= kh or max(merged[1], merged[3]) >= kw:
             continue
         user.pads = merged
+        if user.count_pads is not None:
+            user.count_pads = tuple(a + b for a, b in zip(pad.pads, user.count_pads))
         if user.kind is OpKind.POINTWISE and any(merged):
             user.kind = OpKind.CONV
         user.inputs = [pad.inputs[0] if t == pad.output else t for t in user.inputs]

@@ -391,12 +391,25 @@ class _Quantizer:
         out_scale = self.out_scale(layer.output, layer)
         m, s = decompose_multiplier(s_in / (window * out_scale), cfg.mult_bits, cfg.shift_bits,
                                     where=self.where(layer))
+        div_m = div_s = None
+        mults = [m]
+        if layer.kind is OpKind.AVGPOOL and layer.count_pads is not None:
+            # one multiplier and shift per window divisor (border windows count fewer)
+            div_m = np.zeros(window + 1, dtype=np.int64)
+            div_s = np.zeros(window + 1, dtype=np.int64)
+            counts = golden.pool_divisors((h, w), layer.kernel, layer.stride, layer.pads,
+                                          layer.count_pads)
+            for n in np.unique(counts).tolist():
+                div_m[n], div_s[n] = decompose_multiplier(
+                    s_in / (n * out_scale), cfg.mult_bits, cfg.shift_bits,
+                    where=self.where(layer))
+            mults = div_m
         in_lo, in_hi = self.int_range[src]
         bound = prove_sum(layer.name, [(window, max(-in_lo, in_hi))], cfg.acc_bits,
-                          multiplier=[m])
+                          multiplier=mults)
         lo, hi = _clamp_bounds(layer, out_scale, cfg.act_bits)
         q = LayerQuant(m=np.array([m], dtype=np.int64), s=np.array([s], dtype=np.int64),
-                       lo=lo, hi=hi)
+                       lo=lo, hi=hi, div_m=div_m, div_s=div_s)
         self.finish(layer, q, out_scale, acc_bound=bound)
 
     def table(self, layer: Layer) -> None:

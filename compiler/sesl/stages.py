@@ -78,6 +78,10 @@ def _stage(graph: Graph, layer: Layer, unroll: bool = False) -> StageConfig:
                            pads=tuple(layer.pads), m=(1,) * c, s=(0,) * c,
                            **{**common, "lo": lo, "hi": hi})
     if kind in (OpKind.AVGPOOL, OpKind.GAP):
+        if layer.count_pads is not None:
+            raise MappingError(f"Layer {layer.name!r}: average pooling whose divisor varies "
+                               f"along the border (count_include_pad=0 with padding, or "
+                               f"ceil_mode) has no SESL stage; use --mode seml")
         if kind is OpKind.GAP:
             geometry = {"kernel": tuple(in_shapes[0][1:])}
         else:
