@@ -2,7 +2,7 @@
 golden, golden vs onnxruntime float SNR and onnxruntime's int8 QDQ SNR.
 
 Usage: ``python benchmarks/bench_light_cnns.py [--board ZCU102] [--only NAME ...]
-[--samples N]``. Prints one row per model (what passes, what blocks the rest) and
+[--samples N] [--weights random] [--out FILE]``. Prints one row per model (what passes, what blocks the rest) and
 writes ``benchmarks/results/light_cnns.json``.
 """
 
@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--board", default="ZCU102")
     parser.add_argument("--only", nargs="+", choices=MODELS, metavar="NAME")
     parser.add_argument("--samples", type=int, default=4, help="calibration samples")
+    parser.add_argument("--weights", choices=("synthetic", "random"), default="synthetic",
+                        help="the models' own constant parameters, or seeded random ones")
     parser.add_argument("--merge", action="store_true",
                         help="replace only the rows of the models run in an existing --out")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     rows = []
     for name in args.only or MODELS:
         start = time.perf_counter()
-        row = evaluate(name, args.board, samples=args.samples)
+        row = evaluate(name, args.board, samples=args.samples, weights=args.weights)
         row["wall_seconds"] = time.perf_counter() - start
         rows.append(row)
         print(_fmt(row), flush=True)
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
         ran = {r["model"] for r in rows}
         old = [r for r in json.loads(out.read_text())["models"] if r["model"] not in ran]
         rows = sorted(old + rows, key=lambda r: MODELS.index(r["model"]))
-    out.write_text(json.dumps({"board": args.board, "samples": args.samples,
+    out.write_text(json.dumps({"board": args.board, "samples": args.samples, "weights": args.weights,
                                "python": platform.python_version(), "models": rows},
                               indent=2, default=str) + "\n")
     print(f"wrote {out}")

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-__all__ = ["LIGHT", "MODELS", "evaluate", "light_model", "logits_model", "snr_db"]
+__all__ = ["LIGHT", "MODELS", "evaluate", "light_model", "logits_model", "random_weights",
+           "snr_db"]
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 MODELS = ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50",
@@ -50,6 +51,101 @@ def light_model(name: str) -> onnx.ModelProto:
     if not path.exists():
         raise FileNotFoundError(f"{path} is not in the installed onnx package")
     return onnx.load(str(path))
+
+
+def random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """``model`` with every ``ConstantOfShape`` parameter replaced by seeded random values.
+
+    The test models build all their parameters with ``ConstantOfShape`` (one value per
+    tensor), which makes every channel of a layer equal and the logits one repeated
+    number. Here each such tensor becomes an initializer drawn by its role: conv / FC
+    weights He-normal (standard deviation sqrt(2 / fan_in)), biases N(0, 0.05),
+    BatchNormalization scale and variance U(0.5, 1.5), its bias and mean N(0, 0.1), a
+    Mul operand (a decomposed BN scale) U(0.5, 1.5), an Add / Sum operand N(0, 0.1).
+    A tensor with another use keeps its constant value. The topology is unchanged.
+    """
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(seed)
+    g = model.graph
+    consts = {}
+    for init in g.initializer:
+        consts[init.name] = numpy_helper.to_array(init)
+    for node in g.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    consts[node.output[0]] = numpy_helper.to_array(a.t)
+    users: dict[str, list] = {}
+    for node in g.node:
+        for k, name in enumerate(node.input):
+            users.setdefault(name, []).append((node, k))
+
+    def role(name, depth=0):
+        """(op, input index, node) of the first real consumer, through Unsqueeze/Reshape."""
+        for node, k in users.get(name, []):
+            if node.op_type in ("Unsqueeze", "Reshape", "Identity") and k == 0 and depth < 4:
+                found = role(node.output[0], depth + 1)
+                if found:
+                    return found
+            else:
+                return node.op_type, k, node
+        return None
+
+    def draw(shape, use):
+        if use is None:
+            return None
+        op, k, node = use
+        if op in ("Conv", "Gemm", "MatMul") and k == 1:
+            if op == "Conv":
+                fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            else:
+                trans = any(a.name == "transB" and a.i for a in node.attribute)
+                fan_in = shape[1] if (op == "Gemm" and trans) else shape[0]
+            return rng.normal(0.0, math.sqrt(2.0 / max(fan_in, 1)), shape)
+        if op in ("Conv", "Gemm") and k == 2:
+            return rng.normal(0.0, 0.05, shape)
+        if op == "BatchNormalization":
+            if k in (1, 4):
+                return rng.uniform(0.5, 1.5, shape)
+            if k in (2, 3):
+                return rng.normal(0.0, 0.1, shape)
+        if op == "Mul":
+            return rng.uniform(0.5, 1.5, shape)
+        if op in ("Add", "Sum"):
+            return rng.normal(0.0, 0.1, shape)
+        return None
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes, inits = [], []
+    for node in out.graph.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in consts:
+            shape = tuple(int(d) for d in np.asarray(consts[node.input[0]]).reshape(-1))
+            values = draw(shape, role(node.output[0]))
+            if values is not None:
+                inits.append(numpy_helper.from_array(values.astype(np.float32),
+                                                     node.output[0]))
+                continue
+        nodes.append(node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    # the shape tensors of the replaced nodes are no longer used
+    used = {name for node in nodes for name in node.input}
+    keep = [i for i in out.graph.initializer if i.name in used or i.name in
+            {o.name for o in out.graph.output}]
+    dropped = {i.name for i in out.graph.initializer} - {i.name for i in keep}
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(keep + inits)
+    graph_inputs = [i for i in out.graph.input if i.name not in dropped]
+    if out.ir_version < 4:  # initializers must also be graph inputs before IR 4
+        for init in inits:
+            graph_inputs.append(onnx.helper.make_tensor_value_info(
+                init.name, onnx.TensorProto.FLOAT, list(init.dims)))
+    del out.graph.input[:]
+    out.graph.input.extend(graph_inputs)
+    onnx.checker.check_model(out)
+    return out
 
 
 def logits_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -119,7 +215,8 @@ def ort_qdq(model: onnx.ModelProto, calib: np.ndarray, x: np.ndarray) -> np.ndar
 
 
 def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 0,
-             out_dir=None, qdq: bool = True, stop_after: str | None = None) -> dict:
+             out_dir=None, qdq: bool = True, stop_after: str | None = None,
+             weights: str = "synthetic") -> dict:
     """Run one light model through check / compile / ISS vs golden / SNRs.
 
     Returns a dict: ``status`` (``"pass"`` or ``"blocked"``), ``stage`` reached or
@@ -133,7 +230,8 @@ def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 
     golden output), ``golden_equals_ort_qdq`` (relative difference below 1e-5: the
     same integers at the same scale) and ``seconds`` per stage.
     ``stop_after="check"`` stops after the first stage (``status`` is then
-    ``"checked"`` unless blocked).
+    ``"checked"`` unless blocked). ``weights="random"`` replaces the models'
+    constant parameters by seeded random ones (:func:`random_weights`, seed ``seed``).
     """
     from boards.database import get_board
     from compiler.compile import compile_model, simulate
@@ -150,7 +248,12 @@ def evaluate(name: str, board: str = "ZCU102", *, samples: int = 4, seed: int = 
 
     row: dict = {"model": name, "board": board, "status": "blocked", "stage": "check",
                  "host_nodes": [], "seconds": {}}
+    if weights not in ("synthetic", "random"):
+        raise ValueError(f"weights must be 'synthetic' or 'random', not {weights!r}")
     model = logits_model(light_model(name))
+    if weights == "random":
+        model = random_weights(model, seed)
+    row["weights"] = weights
     t = time.perf_counter()
     partitioned = False
     try:

@@ -76,3 +76,27 @@ def test_board_zcu102(name):
     floor = 25 if row["ort_qdq_snr_db"] >= 26 else row["ort_qdq_snr_db"] - 1
     assert row["snr_db"] > floor, row
     assert row["golden_vs_ort_qdq_steps"] <= 2, row
+
+
+def test_random_weights_give_distinct_logits():
+    """The seeded random parameters replace every constant one by role: the logits
+    become distinct numbers (with the models' own constants they are one value), the
+    model stays valid, and the same seed gives the same weights."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from examples.light_cnns import _ort_run, light_model, logits_model, random_weights
+
+    base = logits_model(light_model("zfnet512"))
+    model = random_weights(base, seed=3)
+    assert not any(n.op_type == "ConstantOfShape" for n in model.graph.node)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    assert np.unique(_ort_run(base, x)).size == 1
+    assert np.unique(_ort_run(model, x)).size > 900
+    again = {i.name: numpy_helper.to_array(i) for i in random_weights(base, 3).graph.initializer}
+    other = {i.name: numpy_helper.to_array(i) for i in random_weights(base, 4).graph.initializer}
+    mine = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert all(np.array_equal(mine[k], again[k]) for k in mine)
+    assert not np.array_equal(mine["gpu_0/conv1_w_0"], other["gpu_0/conv1_w_0"])
+    # conv weights He-normal: fan_in = 3 * 7 * 7
+    assert abs(mine["gpu_0/conv1_w_0"].std() - (2 / 147) ** 0.5) < 0.02
