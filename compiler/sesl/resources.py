@@ -105,8 +105,8 @@ LOGIC_FEATURES = ("window", "scaling_lanes", "shifting_lanes", "mac_units", "sel
                   "rom_logic_bits")
 #: Per-feature LUT and FF coefficients of :func:`stage_logic` (see :data:`LOGIC_MODEL`).
 LOGIC_COEFFS = {
-    "lut": (102.29, 76.65, 155.51, 6.8, 0.6, 0.85, 10.45, 0.73, 1.37, 0.08),
-    "ff": (143.46, 73.79, 13.5, 5.59, 0.41, 1.93, 6.56, 0.92, 2.37, 0.01),
+    "lut": (102.29, 76.65, 155.51, 6.8, 0.6, 0.43, 10.45, 0.73, 1.37, 0.08),
+    "ff": (143.46, 73.79, 13.5, 5.59, 0.41, 0.96, 6.56, 0.92, 2.37, 0.01),
 }
 #: Where :data:`LOGIC_COEFFS` come from.
 LOGIC_MODEL = ("logic fitted to Yosys synth_xilinx per stage on the small MobileNetV2 and "
@@ -127,8 +127,8 @@ def logic_features(st: StageConfig, cfg: PipelineConfig) -> list:
     group to the next (a barrel shifter; with one group, or one shift for all channels,
     the parameter ROM is a constant and the shift is wiring), its MAC units (products' adder tree and
     accumulators), the bits its lane select chooses from (none when one chunk is the
-    whole pixel), its register bits (the output assembly and output register, the
-    one-pixel input registers of an unbuffered FIRB stage); a join stage's lanes
+    whole pixel), its register bits (the output assembly and output register; the
+    one-pixel input register and its read register in an unbuffered FIRB stage); a join stage's lanes
     (``pe`` per input) and its datapath bits (one holding register per input, the
     output assembly and register, the output register of its skip FIFOs); and, for
     every stage, the LUT RAM cells of its RAMs and the ROM bits left to soft logic
@@ -141,7 +141,7 @@ def logic_features(st: StageConfig, cfg: PipelineConfig) -> list:
         lanes_in = st.simd if st.op == "conv" else st.pe
         n_sel = st.chunks if st.op == "conv" else st.groups
         select = lanes_in * a * n_sel if n_sel > 1 else 0
-        regs = st.out_channels * a + (0 if st.buffered else 2 * st.in_channels * a)
+        regs = 2 * st.out_channels * a + (0 if st.buffered else 2 * st.in_channels * a)
         shifting = st.pe if st.groups > 1 and len(set(st.s)) > 1 else 0
         return [1, st.pe, shifting, st.mac_units, select, regs, 0, 0, cells, rom_bits]
     fifo_bits = sum(w for k, (_, w) in stage_memories(st, cfg).items()
