@@ -1,7 +1,8 @@
 """Yosys resources of SESL pipelines, stage by stage, and the calibration of
 :mod:`compiler.sesl.resources` against them.
 
-    python benchmarks/bench_sesl_synth.py [--only NAME ...] [--fmax NAME] [--fit]
+    python benchmarks/bench_sesl_synth.py [--only NAME ...] [--family xc7|ecp5]
+                                          [--timeout S] [--fmax NAME] [--fit]
 
 Each pipeline is synthesized with :func:`boards.synth.synthesize`
 (``synth_xilinx -family xc7``, hierarchy kept so that every stage, fork and FIFO has
@@ -9,7 +10,8 @@ its own figures; cached by design hash): the test pipelines of ``tests/sesl/fixt
 (residual, bottleneck built both ways, the all-kinds pipeline) and the SESL pipelines of
 the small example models (the 1-D DPD CNN, the small MobileNetV2 built both ways, the
 ResNet-style model). Results accumulate in ``benchmarks/results/sesl_synth.json``
-(one entry per pipeline, written as each finishes).
+(one entry per pipeline, written as each finishes; ``--family ecp5`` runs
+``synth_ecp5 -noflatten`` instead and stores ``NAME@ecp5``).
 
 ``--fit`` fits the per-stage LUT and FF coefficients of
 :func:`compiler.sesl.resources.stage_logic` on the pipelines of :data:`FIT` and reports
