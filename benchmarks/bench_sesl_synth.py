@@ -1,7 +1,8 @@
 """Yosys resources of SESL pipelines, stage by stage, and the calibration of
 :mod:`compiler.sesl.resources` against them.
 
-    python benchmarks/bench_sesl_synth.py [--only NAME ...] [--fmax NAME] [--fit]
+    python benchmarks/bench_sesl_synth.py [--only NAME ...] [--family xc7|ecp5]
+                                          [--timeout S] [--fmax NAME] [--fit]
 
 Each pipeline is synthesized with :func:`boards.synth.synthesize`
 (``synth_xilinx -family xc7``, hierarchy kept so that every stage, fork and FIFO has
@@ -9,7 +10,8 @@ its own figures; cached by design hash): the test pipelines of ``tests/sesl/fixt
 (residual, bottleneck built both ways, the all-kinds pipeline) and the SESL pipelines of
 the small example models (the 1-D DPD CNN, the small MobileNetV2 built both ways, the
 ResNet-style model). Results accumulate in ``benchmarks/results/sesl_synth.json``
-(one entry per pipeline, written as each finishes).
+(one entry per pipeline, written as each finishes; ``--family ecp5`` runs
+``synth_ecp5 -noflatten`` instead and stores ``NAME@ecp5``).
 
 ``--fit`` fits the per-stage LUT and FF coefficients of
 :func:`compiler.sesl.resources.stage_logic` on the pipelines of :data:`FIT` and reports
@@ -50,11 +52,10 @@ from sim.rtl import elaborate_verilog
 OUT = ROOT / "benchmarks" / "results" / "sesl_synth.json"
 FMAX_OUT = ROOT / "benchmarks" / "results" / "sesl_fmax.json"
 #: Pipelines the coefficients are fitted on, and the ones they are checked on.
-FIT = ("residual", "bottleneck", "firb", "dpd_cnn")
-CHECK = ("random", "mobilenet_v2_small", "mobilenet_v2_small_firb", "resnet_small")
-#: Features fitted (indices into LOGIC_FEATURES): all but the scaling lanes, which track
-#: the MAC units too closely on these pipelines to be told apart.
-FIT_FEATURES = [0, 2, 3, 4, 5]
+FIT = ("mobilenet_v2_small", "resnet_small", "dpd_cnn", "residual", "bottleneck", "firb")
+CHECK = ("random", "mobilenet_v2_small_firb")
+#: Features fitted (indices into LOGIC_FEATURES): all of them.
+FIT_FEATURES = list(range(10))
 
 
 def pipelines() -> dict:
@@ -99,10 +100,11 @@ def units(cfg: PipelineConfig) -> dict:
     return out
 
 
-def synth_one(name, cfg):
+def synth_one(name, cfg, family="xc7", timeout=3600.0):
     verilog = elaborate_verilog(SeslPipeline(cfg))
     start = time.perf_counter()
-    res = synthesize(verilog, family="xc7", name=f"sesl_{name}", flatten=False)
+    res = synthesize(verilog, family=family, name=f"sesl_{name}", flatten=False,
+                     timeout=timeout)
     est = estimate_sesl_resources(cfg)
     stages = {}
     for unit, names in units(cfg).items():
@@ -113,7 +115,8 @@ def synth_one(name, cfg):
                         "estimate": {k: sum(est["stages"][n][k] for n in names)
                                      for k in ("lut", "ff", "dsp", "bram36")}}
     other = {u: f for u, f in res.submodules.items() if u not in stages}
-    return {"yosys": {**res.figures(), "lutram": res.lutram, "carry": res.carry},
+    return {"family": family,
+            "yosys": {**res.figures(), "lutram": res.lutram, "carry": res.carry},
             "estimate": {k: est[k] for k in ("lut", "ff", "dsp", "bram36")},
             "synth_s": res.synth_s, "wall_s": round(time.perf_counter() - start, 1),
             "cached": res.cached, "cycles_per_frame": plan.model_summary(cfg)[
@@ -129,7 +132,26 @@ def _units_features(name, entry, makers):
         got = entry["stages"].get(unit)
         if got is not None:
             x = np.sum([logic_features(cfg.stage(n), cfg) for n in names], axis=0)
-            out.append((x, got["yosys"]))
+            out.append((x, with_fifos(got["yosys"], names, entry["infrastructure"])))
+    return out
+
+
+def _unit_names(name, makers):
+    """The stage names of every synthesized unit of pipeline ``name`` (order of
+    :func:`_units_features`)."""
+    return list(units(makers[name]()).values())
+
+
+def with_fifos(figures: dict, names, infrastructure: dict) -> dict:
+    """A stage's Yosys figures plus those of the skip FIFOs in front of it (the estimate
+    counts a skip FIFO with the join stage that reads it)."""
+    out = dict(figures)
+    prefixes = tuple(f"skip_fifo_{_ident(n)}_" for n in names)
+    for unit, fig in infrastructure.items():
+        if unit.startswith(prefixes):
+            for k, v in fig.items():
+                if isinstance(v, (int, float)) and k in out:
+                    out[k] += v
     return out
 
 
@@ -186,6 +208,13 @@ def fit(results: dict, makers: dict) -> dict:
             pred = {k: sum(float(np.dot(cs[k], x)) for x, _ in rows) for k in got}
             entry[f"stages_{label}"] = {k: round(v) for k, v in pred.items()}
             entry[f"error_{label}"] = {k: round(pred[k] / got[k] - 1, 3) for k in got}
+        # stage units the fitted model misses by more than 15 % (and 100 cells)
+        entry["stage_misses"] = [
+            {"unit": k, "stages": names, key: [round(float(np.dot(coeffs[key], x))),
+                                                _target(y, key)]}
+            for k, ((x, y), names) in enumerate(zip(rows, _unit_names(name, makers)))
+            for key in ("lut", "ff")
+            if abs(np.dot(coeffs[key], x) - _target(y, key)) > max(100, 0.15 * _target(y, key))]
         report["pipelines"][name] = entry
     return report
 
@@ -195,6 +224,11 @@ def main(argv=None):
     p.add_argument("--only", nargs="*", help="pipelines to synthesize (default: all)")
     p.add_argument("--fit", action="store_true", help="fit and check the logic model")
     p.add_argument("--fmax", help="place and route this pipeline (nextpnr-ecp5)")
+    p.add_argument("--family", default="xc7", choices=("xc7", "ecp5"),
+                   help="Yosys family of the --only runs (default xc7); ECP5 results are "
+                        "stored as NAME@ecp5")
+    p.add_argument("--timeout", type=float, default=3600.0,
+                   help="seconds one Yosys run may take (default 3600)")
     p.add_argument("--out", type=Path, default=OUT,
                    help=f"results file (default {OUT.relative_to(ROOT)}); --fit also reads "
                         f"every sesl_synth*.json beside it")
@@ -212,9 +246,10 @@ def main(argv=None):
         names = args.only or []
     for name in names:
         cfg = makers[name]()
-        row = synth_one(name, cfg)
-        results[name] = row
-        print(f"{name}: yosys {row['yosys']} vs estimate {row['estimate']} "
+        row = synth_one(name, cfg, args.family, args.timeout)
+        key = name if args.family == "xc7" else f"{name}@{args.family}"
+        results[key] = row
+        print(f"{key}: yosys {row['yosys']} vs estimate {row['estimate']} "
               f"({row['synth_s']} s)", flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1) + "\n")

@@ -98,3 +98,15 @@ def test_bottleneck_rtl_both_ways(fused):
     timed = run_pipeline_rtl(cfg, x, build_name=name)
     model = plan.model_summary(cfg)
     assert timed.steady_cycles() == pytest.approx(model["cycles_per_frame"], rel=0.05)
+
+
+@pytest.mark.parametrize("stride,words", [(1, lambda w: 2 * w + 4), (2, lambda w: 3 * w + 5)])
+def test_ring_words_are_the_least_that_keeps_the_producer_one_pixel_ahead(stride, words):
+    """A 3x3 depthwise ring: ``need(q+1) - oldest(q) + 1`` at its worst step (the row end
+    at stride 2, where the next window reaches two rows further) plus RING_SLACK (0)."""
+    for w in (8, 16):
+        st = replace(bottleneck_pipeline().stage("dw"), in_shapes=((12, 2 * w, w),),
+                     out_shape=(12, 2 * w // stride, w // stride), stride=(stride, stride),
+                     ring=True)
+        assert RING_SLACK == 0
+        assert st.ring_words == words(w) < st.line_rows * w
