@@ -285,8 +285,8 @@ class LaneFetcher(wiring.Component):
     lane first. The buffer then needs one read port instead of one per lane.
 
     With ``lanes`` readers moving through consecutive elements together, a run lasts
-    ``width / elem`` reads and the lanes' prefetches take ``lanes`` cycles, so with
-    ``width >= (lanes + 1) * elem`` only a jump (a read outside both registers) stalls:
+    ``width / elem`` reads and the lanes' prefetches take ``lanes + 2`` cycles, so with
+    ``width >= (lanes + 2) * elem`` only a jump (a read outside both registers) stalls:
     the lanes that miss take one cycle each, plus one (the last read lands).
 
     Members
@@ -301,8 +301,12 @@ class LaneFetcher(wiring.Component):
     ready : Out(1)
         Every enabled lane can read at the address it presents this cycle.
     clear : In(1)
-        Forget the registers (a new instruction: the buffer may have been written).
-        No read happens in a cycle with ``clear`` high.
+        Forget the registers after this cycle (a new instruction: the buffer may have
+        been written; or a jump, so that the next reads miss on every lane). The reads of
+        the cycle are still served.
+    sequential : In(1)
+        Prefetch (default high; only with ``prefetch``): low for lanes that do not read
+        consecutive elements, which then refill on a miss only.
     r_addr, r_en : Out; r_data : In(8 * width)
         The buffer's read port (:class:`ByteBuffer`: ``width`` bytes from ``r_addr``,
         any alignment, one cycle of latency).
@@ -320,7 +324,7 @@ class LaneFetcher(wiring.Component):
         self._width = width
         self._size = size
         self._prefetch = bool(prefetch)
-        members = {"ready": Out(1), "clear": In(1),
+        members = {"ready": Out(1), "clear": In(1), "sequential": In(1, init=1),
                    "r_addr": Out(range(max(size, 2))), "r_en": Out(1),
                    "r_data": In(8 * width)}
         for q, w in enumerate(self._widths):
@@ -388,7 +392,7 @@ class LaneFetcher(wiring.Component):
             miss.append(ms)
             if self._prefetch:
                 pr = Signal(name=f"pre{q}")
-                m.d.comb += pr.eq(curs[q][0] & ~nxts[q][0] & ~pend[q] & ~ms)
+                m.d.comb += pr.eq(self.sequential & curs[q][0] & ~nxts[q][0] & ~pend[q] & ~ms)
                 want_pre.append(pr)
             # The lane's read: the element from whichever register holds it.
             take = en & self.ready
@@ -408,7 +412,7 @@ class LaneFetcher(wiring.Component):
                         # the lane moved into the prefetched run
                         m.d.sync += [curs[q][0].eq(1), curs[q][1].eq(nxts[q][1]),
                                      curs[q][2].eq(nxts[q][2]), nxts[q][0].eq(0)]
-        m.d.comb += self.ready.eq(Cat(*ok).all() & ~self.clear)
+        m.d.comb += self.ready.eq(Cat(*ok).all())
 
         # Arbiter: the lowest missing lane, else the lowest lane to prefetch.
         granted = Const(0, 1)

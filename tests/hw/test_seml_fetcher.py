@@ -14,7 +14,7 @@ from hw.seml.buffers import ByteBuffer, LaneFetcher
 
 
 def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump=0.03,
-         idle=0.2, clears=0.01):
+         idle=0.2, clears=0.01, seq=1.0):
     rng = random.Random(seed)
     lanes = len(widths)
     image = bytes(rng.getrandbits(8) for _ in range(size))
@@ -56,6 +56,7 @@ def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump
                 ctx.set(a, addrs[q])
                 ctx.set(en, want and on[q])
             ctx.set(fetch.clear, clear)
+            ctx.set(fetch.sequential, rng.random() < seq)
             await ctx.delay(1e-9)
             ready = ctx.get(fetch.ready)
             if want and ready:
@@ -65,7 +66,7 @@ def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump
                 stats["reads"] += 1
             else:
                 read = []
-                if want and not clear:
+                if want:
                     stats["stalls"] += 1
             stats["wide"] += ctx.get(fetch.r_en)
             await ctx.tick()
@@ -85,7 +86,7 @@ def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump
     ([1, 1, 1, 1], 8, True, 1), ([2, 2, 2], 8, True, 2), ([1] * 8, 16, True, 3),
     ([4, 4], 8, False, 4), ([1, 2, 4], 8, True, 5), ([8], 8, True, 6), ([1] * 5, 8, False, 7)])
 def test_fetcher_reads_every_element(widths, width, prefetch, seed):
-    stats = _run(widths, width, 512, seed, prefetch=prefetch)
+    stats = _run(widths, width, 512, seed, prefetch=prefetch, seq=0.8)
     assert stats["reads"] == 300
     # one wide read serves width / step consecutive reads of a lane; jumps and clears
     # cost a refill (and a wasted prefetch) per lane
@@ -96,9 +97,9 @@ def test_fetcher_reads_every_element(widths, width, prefetch, seed):
 
 
 def test_fetcher_keeps_up_between_jumps():
-    # width >= (lanes + 1) * elem: lanes reading consecutive elements together stall only
+    # width >= (lanes + 2) * elem: lanes reading consecutive elements together stall only
     # at jumps (lanes + 1 cycles each) and after clears.
-    lanes = 4
+    lanes = 6
     stats = _run([1] * lanes, 8, 1024, 8, beats=600, jump=0.02, idle=0.0, clears=0.0)
     assert stats["stalls"] <= (lanes + 1) * (stats["jumps"] + 1), stats
 
