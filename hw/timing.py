@@ -101,7 +101,7 @@ DRAIN_CYCLES = 5
 ADD_JOB_CYCLES = 6
 #: Cycles an ADD instruction's first beat waits while the runs of both operands are read
 #: through the one IBUF read port (:class:`hw.seml.buffers.LaneFetcher`).
-ADD_FETCH_CYCLES = 2
+ADD_FETCH_CYCLES = 3
 
 
 def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):

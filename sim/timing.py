@@ -197,8 +197,8 @@ def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
       :func:`~hw.engine_kinds.engine_unit_cycles` for the engines' jobs, one per group of
       output channels; :func:`~hw.engine_kinds.pool_unit_cycles` for POOL);
     * ADD: ``ceil(count / dw_channels)`` beats plus :data:`ADD_JOB_CYCLES` per engine job
-      and :data:`ADD_FETCH_CYCLES`
-      of at most ``max_width * max_height`` beats.
+      of at most ``max_width * max_height`` beats, plus :data:`ADD_FETCH_CYCLES` (the
+      operands' first runs).
     * LOAD / STORE: :func:`dma_cycles`.
     """
     op = instr.opcode

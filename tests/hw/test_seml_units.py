@@ -17,6 +17,7 @@ from hw.isa import (
     Engine,
     Opcode,
     Pool,
+    decode_instruction,
     element_bytes,
     encode_instruction,
     pack_pbuf_entry,
@@ -281,3 +282,48 @@ def test_pool_window_unit(name):
     assert written == {obuf_addr + k: b for k, b in enumerate(expect)}
     steps = pool_steps(in_c, out_h, out_w, *kernel, pool_lanes(arch, stride[1], lanes))
     assert cycles == [steps + DRAIN_CYCLES]
+
+
+def test_add_unit_cycles_match_the_model():
+    """The ADD unit alone (its IBUF reads return zeros: timing does not depend on data),
+    ADD and MUL with and without the table, one and several engine jobs: busy exactly
+    as long as the ISS's cycle model says, the operands' first runs through the one IBUF
+    port included."""
+    from hw.isa import EltOp
+    from hw.seml.units import AddUnit
+    from sim.timing import instruction_cycles
+
+    arch = ArchConfig(name="add-timing", conv_pi=2, conv_po=2, dw_channels=4, pw_pi=4,
+                      pw_po=4, max_width=16, max_height=16, ibuf_bytes=4096,
+                      obuf_bytes=4096, wbuf_bytes=2048, pbuf_entries=64, axi_data_bits=64)
+    words = []
+    for count, op, group, table in [(3, EltOp.ADD, 1, 0), (64, EltOp.ADD, 1, 0),
+                                    (300, EltOp.ADD, 1, 1), (1500, EltOp.ADD, 1, 0),
+                                    (40, EltOp.MUL, 8, 0), (77, EltOp.MUL, 5, 1)]:
+        fields = {"a_addr": 5, "b_addr": 1000, "out_addr": 7, "count": count, "mult_a": 1,
+                  "mult_b": 1, "shift": 0, "act_lo": -128, "act_hi": 127, "op": op,
+                  "table": table}
+        if op is EltOp.MUL:
+            fields.update(group=group, b_count=-(-count // group))
+        words.append(encode_instruction(Opcode.ADD, **fields))
+    dut = AddUnit(arch)
+    measured = []
+
+    async def bench(ctx):
+        for word in words:
+            ctx.set(dut.instr.as_value(), int.from_bytes(word, "little"))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            n = 1
+            while ctx.get(dut.busy):
+                await ctx.tick()
+                n += 1
+                assert n < 10_000
+            measured.append(n)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert measured == [instruction_cycles(decode_instruction(w), arch) for w in words]
