@@ -2,8 +2,9 @@
 
 The model counts what :class:`hw.seml.core.SemlCore` instantiates for an arch:
 
-- every memory (the IBUF, WBUF and OBUF banks, one copy of a buffer's banks per read
-  port, PBUF, the engines' line and output buffers, the trace memory), with its width,
+- every memory (the IBUF, WBUF and OBUF banks, each one RAM with one write and one read
+  port; PBUF, one copy per read port; the engines' line and output buffers, the trace
+  memory), with its width,
   depth and ports, packed into 18 Kb block RAMs (RAMB18/RAMB36 on Xilinx, DP16KD EBR on
   ECP5) in the cheapest aspect ratio, or into LUT RAM when shallow
   (:func:`memories`, :func:`map_memory`);
@@ -29,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.arch import ArchConfig
-from hw.isa import element_bytes
+from hw.isa import element_bytes, weight_element_bytes
 
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "HOLDOUT_ARCHS", "MemorySpec",
-           "board_family", "estimate", "fit", "map_memory", "memories", "reload_calibration", "submodule_features"]
+           "board_family", "estimate", "fit", "lane_fetchers", "map_memory", "memories",
+           "reload_calibration", "submodule_features"]
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "resource_calibration.json"
 
@@ -275,15 +277,55 @@ def _coefficients(family):
     return _calibration["families"][family]
 
 
+def lane_fetchers(arch: ArchConfig) -> dict:
+    """``{submodule: {"ff": flip-flops, "lut": LUTs}}`` of the lane fetchers behind the
+    one IBUF and WBUF read port (:class:`hw.seml.buffers.LaneFetcher`), counted from
+    their structure: per lane one (weights) or two (pixels, ADD operands) runs of
+    ``banks`` bytes with their base address and the lane's output register (flip-flops);
+    the byte select of the lane's element out of its runs (a ``runs * banks``-way
+    multiplexer per output bit, four ways per LUT) and the address compares (LUTs)."""
+    from hw.seml.units import add_lanes
+
+    banks = _plan(arch).banks
+    e = element_bytes(arch.act_bits)
+    we = weight_element_bytes(arch)
+    ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
+
+    def lanes(widths, runs, abits):
+        return {"ff": sum(runs * (8 * banks + abits + 1) + 8 * w + 1 for w in widths),
+                "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * runs * abits
+                           for w in widths)}
+
+    def both(a, b):
+        return {k: a[k] + b[k] for k in a}
+
+    bb = add_lanes(arch) * e
+    return {
+        "compute_conv": both(lanes([e] * arch.conv_pi, 2, ib),
+                             lanes([we] * (arch.conv_pi * arch.conv_po), 1, wb)),
+        "compute_depthwise": both(lanes([e] * arch.dw_channels, 2, ib),
+                                  lanes([we] * arch.dw_channels, 1, wb)),
+        "compute_pointwise": both(lanes([e] * arch.pw_pi, 2, ib),
+                                  lanes([arch.pw_pi * we] * arch.pw_po, 1, wb)),
+        "add": lanes([bb, bb, e, e], 2, ib),
+    }
+
+
 def _memory_figures(arch, family):
-    """Block RAM and LUT RAM of each submodule (top-level name) from the inventory."""
+    """Block RAM and LUT RAM of each submodule (top-level name) from the inventory, the
+    flip-flops of memory-like registers (LUT RAM read registers, lane runs) and the LUTs
+    of the lane fetchers' selects."""
     out = {}
     for spec in memories(arch):
         top = spec.path.split(".")[0]
         got = map_memory(spec, family)
-        row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0})
-        for key in row:
+        row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})
+        for key in ("bram18", "lutram", "ff"):
             row[key] += got[key]
+    for top, got in lane_fetchers(arch).items():
+        row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})
+        row["ff"] += got["ff"]
+        row["lut"] += got["lut"]
     return out
 
 
@@ -306,7 +348,8 @@ def _estimate(arch: ArchConfig, family: str):
             return max(0.0, a * x + b)
 
         subs[name] = {
-            "lut": round(lin("lut", size) + macs * shift_luts),
+            "lut": round(lin("lut", size) + macs * shift_luts)
+            + mems.get(name, {}).get("lut", 0),
             "ff": round(lin("ff", size)) + mems.get(name, {}).get("ff", 0),
             "dsp": macs * per_mac + round(lin("dsp", lanes)),
             "bram18": mems.get(name, {}).get("bram18", 0),
@@ -381,7 +424,7 @@ def fit(runs: dict, families, totals=None, base="xc7") -> dict:
             for name, (size, lanes, macs) in feats.items():
                 got = subs.get(name, {"lut": 0, "ff": 0, "dsp": 0})
                 row = per.setdefault(name, {"lut": [], "ff": [], "dsp": []})
-                row["lut"].append((size, got["lut"]))
+                row["lut"].append((size, got["lut"] - mems.get(name, {}).get("lut", 0)))
                 row["ff"].append((size, got["ff"] - _memory_ff(mems, name)))
                 row["dsp"].append((lanes, got["dsp"] - macs * per_mac))
         out["families"][family] = {
@@ -401,7 +444,7 @@ def fit(runs: dict, families, totals=None, base="xc7") -> dict:
                 a, b = c.get(metric, (0.0, 0.0))
                 logic[metric] += max(0.0, a * x + b)
             macs += n
-        want = {"lut": figures["lut"],
+        want = {"lut": figures["lut"] - sum(m["lut"] for m in mems.values()),
                 "ff": figures["ff"] - sum(m["ff"] for m in mems.values()),
                 "dsp": figures["dsp"] - macs * per_mac}
         scale = {m: (want[m] / logic[m] if logic[m] else 1.0) for m in logic}

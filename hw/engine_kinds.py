@@ -17,15 +17,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hw import timing
-from hw.isa import CIN_TILES_MAX, ENGINE_STRIDES, Engine, Pool, engine_kernel, window_out
+from hw.isa import (
+    CIN_TILES_MAX,
+    ENGINE_STRIDES,
+    Engine,
+    Pool,
+    element_bytes,
+    engine_kernel,
+    weight_element_bytes,
+    window_out,
+)
 
 __all__ = [
     "ENGINE_KINDS",
     "EngineKind",
+    "buffer_banks",
     "check_compute",
     "compute_cycles",
     "engine_kind",
     "engine_unit_cycles",
+    "pool_lanes",
     "pool_unit_cycles",
     "register_engine_kind",
     "weight_elements",
@@ -102,6 +113,35 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+def _pow2_at_least(n):
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+def buffer_banks(arch) -> int:
+    """Byte-wide banks of the core's IBUF, WBUF and OBUF (a power of two): the width of
+    their one wide read and write port.
+
+    Wide enough that one read or write per cycle serves every consumer: a bus word (LOAD,
+    STORE); one element per output lane (the OBUF stager); the pixel lanes of every engine
+    with two runs to spare (:class:`hw.seml.buffers.LaneFetcher` keeps lanes that read
+    consecutive elements fed with ``width >= (lanes + 2) * elem``); the ``K x K`` taps of
+    a windowed weight lane and the ``Pi`` weights of a pointwise lane (one run each); the
+    POOL unit's lanes at stride 1 or 2 (one word per window step); ADD's two operand
+    streams.
+    """
+    e = element_bytes(arch.act_bits)
+    we = weight_element_bytes(arch)
+    out_lanes = max(arch.conv_po, arch.dw_channels, arch.pw_po)
+    need = [arch.axi_data_bytes, out_lanes * e,
+            (arch.conv_pi + 2) * e, (arch.dw_channels + 2) * e, (arch.pw_pi + 2) * e,
+            arch.conv_k_max * arch.conv_k_max * we, arch.pw_pi * we,
+            (2 * timing.POOL_LANES - 1) * e, 4 * timing.add_lanes(arch) * e]
+    return _pow2_at_least(max(need))
+
+
 def engine_unit_cycles(instr, arch) -> int:
     """Cycles a COMPUTE keeps an engine unit (:class:`hw.seml.engine_units.EngineUnit`)
     busy.
@@ -117,6 +157,18 @@ def engine_unit_cycles(instr, arch) -> int:
     conv_k_max`` or ``in_w < pad_right`` (padding as the generator sees it), each output
     row but the last flushes its right padding as well.
 
+    The unit reads IBUF and WBUF through one wide port each
+    (:class:`hw.seml.buffers.LaneFetcher`, :func:`buffer_banks` bytes): a run of reads
+    that starts after a jump waits while every lane refills, one wide read per lane plus
+    one cycle. A job's first pixels wait ``Pi - 1`` cycles beyond its start and its first
+    weights ``W`` (the weight lanes: ``Pi x Po`` for CONV, ``C`` for DEPTHWISE, ``Po`` for
+    POINTWISE); a windowed engine fetches the next tile's weights once the current tile
+    has taken its own, ``W + 1`` cycles, which a tile shorter than that waits for. A
+    POINTWISE stream refills its pixels at each later tile (and, strided, each output
+    row; with a column stride each run of ``(banks - e) // (stride_w * e) + 1`` pixels),
+    ``Pi + 1`` cycles each, and its weights every ``(banks - Pi * we) // (Pi * we) + 1``
+    tiles (``W + 1`` cycles, fetched during the tile before).
+
     Exact for DEPTHWISE and POINTWISE and for CONV without a fused pool on frames wider
     than their padding; within 6 % otherwise (``tests/hw/test_seml_engine_units.py``
     compares it with the RTL on random instructions).
@@ -129,8 +181,25 @@ def engine_unit_cycles(instr, arch) -> int:
     pi, po = kind.lane_counts(arch)
     groups = _cdiv(instr.out_c, po)
     tiles = 1 if kind.channelwise else _cdiv(instr.in_c, pi)
+    w_lanes = po if kind.channelwise or not kind.windowed else pi * po
     if not kind.windowed:
-        stream = tiles * instr.out_h * instr.out_w
+        pixels = instr.out_h * instr.out_w
+        e = element_bytes(arch.act_bits)
+        if instr.stride_h == 1 and instr.stride_w == 1:
+            segments = tiles
+        else:
+            per_row = 1
+            if instr.stride_w != 1:
+                run = (buffer_banks(arch) - e) // (instr.stride_w * e) + 1
+                per_row = _cdiv(instr.out_w, run)
+            segments = tiles * instr.out_h * per_row
+        stream = tiles * pixels + max(pi, w_lanes) + (segments - 1) * (pi + 1)
+        # a weight lane's run holds the weights of ``run_w`` tiles; the refill waits
+        # for the tile before when that is shorter
+        we = weight_element_bytes(arch)
+        run_w = (buffer_banks(arch) - pi * we) // (pi * we) + 1
+        tile = pixels + (segments // tiles) * (pi + 1) - 1
+        stream += (tiles - 1) // run_w * max(0, w_lanes + 1 - tile)
     else:
         kh, kw = instr.k_h, instr.k_w
         k = engine_kernel(kh, kw)
@@ -147,18 +216,34 @@ def engine_unit_cycles(instr, arch) -> int:
         if pl + pr >= km or w < pr:
             frame += (min(oh, h) - 1) * pr
         first = (km - 1 - pt) * w + (km - 1 - pl) + timing.FRAME_CYCLES
-        stream = tiles * (frame + max(0, k * k - first))
+        tile = frame + max(0, k * k - first)
+        stream = tiles * tile
+        # the job's first pixels and weights wait for the lanes' first runs; a later
+        # tile's weights are fetched once the tile before has taken its own
+        stream += max(pi - 1, w_lanes + k * k - first) - max(0, k * k - first)
+        stream += (tiles - 1) * max(0, k * k + w_lanes + 1 - tile)
         if kind.fused_pool and instr.pool is Pool.MAX and oh % 2:
             stream -= timing.DROPPED_TAIL_CYCLES
     job = timing.JOB_CYCLES + kind.latency(arch)
     return timing.UNIT_OVERHEAD_CYCLES + groups * (job + stream)
 
 
+def pool_lanes(arch, stride_w, lanes=None) -> int:
+    """Output columns the POOL unit computes per window step at column stride
+    ``stride_w``: its ``lanes`` (:data:`hw.timing.POOL_LANES`), or as many as one IBUF
+    word (:func:`buffer_banks` bytes) holds the inputs of, ``(banks - e) // (stride_w *
+    e) + 1``."""
+    lanes = timing.POOL_LANES if lanes is None else lanes
+    e = element_bytes(arch.act_bits)
+    return max(1, min(lanes, (buffer_banks(arch) - e) // (stride_w * e) + 1))
+
+
 def pool_unit_cycles(instr, arch) -> int:
     """Cycles a POOL COMPUTE keeps the pool unit busy: one window step per cycle on
-    :data:`hw.timing.POOL_LANES` output columns of one channel, then the drain."""
-    return timing.DRAIN_CYCLES + timing.pool_steps(instr.in_c, instr.out_h, instr.out_w,
-                                                   instr.k_h, instr.k_w, timing.POOL_LANES)
+    :func:`pool_lanes` output columns of one channel, then the drain."""
+    return timing.DRAIN_CYCLES + timing.pool_steps(
+        instr.in_c, instr.out_h, instr.out_w, instr.k_h, instr.k_w,
+        pool_lanes(arch, instr.stride_w))
 
 
 def _same_channels(i, arch):

@@ -11,6 +11,7 @@ own against this module.
 from __future__ import annotations
 
 __all__ = [
+    "ADD_FETCH_CYCLES",
     "ADD_JOB_CYCLES",
     "DDR_WRITE_AHEAD",
     "DDR_WRITE_GAP",
@@ -98,6 +99,9 @@ POOL_LANES = 8
 DRAIN_CYCLES = 5
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
 ADD_JOB_CYCLES = 6
+#: Cycles an ADD instruction's first beat waits while the runs of both operands are read
+#: through the one IBUF read port (:class:`hw.seml.buffers.LaneFetcher`).
+ADD_FETCH_CYCLES = 3
 
 
 def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):

@@ -34,6 +34,7 @@ from hw.isa import (
     weight_element_bytes,
 )
 from hw.timing import (
+    ADD_FETCH_CYCLES,
     ADD_JOB_CYCLES,
     DDR_WRITE_AHEAD,
     DDR_WRITE_GAP,
@@ -54,6 +55,7 @@ from hw.timing import (
 )
 
 __all__ = [
+    "ADD_FETCH_CYCLES",
     "ADD_JOB_CYCLES",
     "ISSUE_INTERVAL",
     "ISSUE_LATENCY",
@@ -195,7 +197,8 @@ def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
       :func:`~hw.engine_kinds.engine_unit_cycles` for the engines' jobs, one per group of
       output channels; :func:`~hw.engine_kinds.pool_unit_cycles` for POOL);
     * ADD: ``ceil(count / dw_channels)`` beats plus :data:`ADD_JOB_CYCLES` per engine job
-      of at most ``max_width * max_height`` beats.
+      of at most ``max_width * max_height`` beats, plus :data:`ADD_FETCH_CYCLES` (the
+      operands' first runs).
     * LOAD / STORE: :func:`dma_cycles`.
     """
     op = instr.opcode
@@ -208,7 +211,8 @@ def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
         beats = -(-instr.count // lanes)
         jobs = max(1, -(-beats // add_chunk_beats(arch)))
         # the table lookup is one more registered stage after the engine
-        return beats + ADD_JOB_CYCLES * jobs + (1 if instr.fields.get("table") else 0)
+        return (beats + ADD_JOB_CYCLES * jobs + ADD_FETCH_CYCLES
+                + (1 if instr.fields.get("table") else 0))
     if op is not Opcode.COMPUTE:
         return 0
     return compute_cycles(instr, arch)

@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["ByteBuffer", "LaneStager"]
+__all__ = ["ByteBuffer", "LaneFetcher", "LaneStager"]
 
 
 def _check_positive(name, value, what):
@@ -267,4 +267,195 @@ class LaneStager(wiring.Component):
                 with m.Else():
                     m.d.sync += [cv.eq(1), ca.eq(addr), cc.eq(e), cd[:8 * e].eq(data)]
         m.d.comb += [self.ready.eq(Cat(*accept).all()), self.busy.eq(busy)]
+        return m
+
+
+class LaneFetcher(wiring.Component):
+    """Narrow read lanes served by one wide buffer read port (the reverse of
+    :class:`LaneStager`).
+
+    ``lanes`` readers each read one element (``widths[q]`` bytes) per cycle at their own
+    address; consecutive reads of a lane usually continue its run (a channel plane in
+    raster order). Each lane keeps a run register of ``width`` bytes (``cur``) filled by
+    one ``width``-byte read of the buffer at the lane's address, and, with ``prefetch``,
+    a second one (``nxt``) filled ahead with the ``width`` bytes that follow ``cur``. A
+    read that falls inside ``cur`` or ``nxt`` is served from the register; one that does
+    not holds every lane (``ready`` low) while the lanes that miss are refilled, one
+    wide read per cycle, the lowest missing lane first, then the prefetches, the lowest
+    lane first. The buffer then needs one read port instead of one per lane.
+
+    With ``lanes`` readers moving through consecutive elements together, a run lasts
+    ``width / elem`` reads and the lanes' prefetches take ``lanes + 2`` cycles, so with
+    ``width >= (lanes + 2) * elem`` only a jump (a read outside both registers) stalls:
+    the lanes that miss take one cycle each, plus one (the last read lands).
+
+    Members
+    -------
+    l{q}_addr, l{q}_en : In
+        Lane ``q``'s read: byte address of its first byte and whether it reads this
+        cycle. The read happens only while ``ready`` is high; the caller holds it
+        (address and enable) while ``ready`` is low, and ``en`` may not depend on
+        ``ready``.
+    l{q}_data : Out(8 * widths[q])
+        The element of the lane's last read (one cycle of latency, held until the next).
+    ready : Out(1)
+        Every enabled lane can read at the address it presents this cycle.
+    clear : In(1)
+        Forget the registers after this cycle (a new instruction: the buffer may have
+        been written; or a jump, so that the next reads miss on every lane). The reads of
+        the cycle are still served.
+    sequential : In(1)
+        Prefetch (default high; only with ``prefetch``): low for lanes that do not read
+        consecutive elements, which then refill on a miss only.
+    r_addr, r_en : Out; r_data : In(8 * width)
+        The buffer's read port (:class:`ByteBuffer`: ``width`` bytes from ``r_addr``,
+        any alignment, one cycle of latency).
+    """
+
+    def __init__(self, *, widths, width, size, prefetch=True):
+        if not isinstance(widths, (list, tuple)) or not widths:
+            raise TypeError(f"Lane widths must be a non-empty list of integers, not {widths!r}")
+        _check_positive("width", width, "Run width")
+        for w in widths:
+            _check_positive("width", w, "Lane width")
+            if w > width:
+                raise ValueError(f"Lane width {w} exceeds the run width {width}")
+        self._widths = list(widths)
+        self._width = width
+        self._size = size
+        self._prefetch = bool(prefetch)
+        members = {"ready": Out(1), "clear": In(1), "sequential": In(1, init=1),
+                   "r_addr": Out(range(max(size, 2))), "r_en": Out(1),
+                   "r_data": In(8 * width)}
+        for q, w in enumerate(self._widths):
+            members[f"l{q}_addr"] = In(range(max(size, 2)))
+            members[f"l{q}_en"] = In(1)
+            members[f"l{q}_data"] = Out(8 * w)
+        super().__init__(members)
+
+    @property
+    def lanes(self):
+        return len(self._widths)
+
+    def lane(self, q):
+        """``(addr, en, data)`` of lane ``q`` (the shape of a :class:`ByteBuffer` read
+        port)."""
+        return tuple(getattr(self, f"l{q}_{n}") for n in ("addr", "en", "data"))
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._width
+        abits = len(self.r_addr)
+        obits = max(ceil_log2(n), 1)
+        L = self.lanes
+
+        def run(name):
+            return (Signal(name=f"{name}_v"), Signal(abits, name=f"{name}_base"),
+                    Signal(8 * n, name=f"{name}_data"))
+
+        curs = [run(f"cur{q}") for q in range(L)]
+        nxts = [run(f"nxt{q}") for q in range(L)] if self._prefetch else None
+        pend = [Signal(name=f"pend{q}") for q in range(L)]
+
+        # The read in flight: lane, target register (1: nxt) and base.
+        fl_v = Signal()
+        fl_lane = Signal(range(max(L, 2)))
+        fl_nxt = Signal()
+        fl_base = Signal(abits)
+
+        def lookup(q, reg):
+            """(hit, offset) of lane ``q``'s address in run ``reg``."""
+            addr, _, _ = self.lane(q)
+            v, base, _ = reg
+            off = Signal(abits, name=f"off{q}_{reg[0].name}")
+            hit = Signal(name=f"hit{q}_{reg[0].name}")
+            m.d.comb += [off.eq(addr - base),
+                         hit.eq(v & (off <= n - self._widths[q]))]
+            return hit, off
+
+        ok = []
+        miss = []
+        want_pre = []
+        for q in range(L):
+            _, en, data_ = self.lane(q)
+            w = self._widths[q]
+            hit_c, off_c = lookup(q, curs[q])
+            hit = Signal(name=f"hit{q}")
+            if self._prefetch:
+                hit_n, off_n = lookup(q, nxts[q])
+                m.d.comb += hit.eq(hit_c | hit_n)
+            else:
+                m.d.comb += hit.eq(hit_c)
+            ok.append(~en | hit)
+            ms = Signal(name=f"miss{q}")
+            m.d.comb += ms.eq(en & ~hit & ~pend[q])
+            miss.append(ms)
+            if self._prefetch:
+                pr = Signal(name=f"pre{q}")
+                m.d.comb += pr.eq(self.sequential & curs[q][0] & ~nxts[q][0] & ~pend[q] & ~ms)
+                want_pre.append(pr)
+            # The lane's read: the element from whichever register holds it.
+            take = en & self.ready
+            sel = Signal(8 * n, name=f"sel{q}")
+            off = Signal(obits, name=f"seloff{q}")
+            if self._prefetch:
+                with m.If(hit_c):
+                    m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c[:obits])]
+                with m.Else():
+                    m.d.comb += [sel.eq(nxts[q][2]), off.eq(off_n[:obits])]
+            else:
+                m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c[:obits])]
+            with m.If(take):
+                m.d.sync += data_.eq((sel >> (off * 8))[:8 * w])
+                if self._prefetch:
+                    with m.If(~hit_c):
+                        # the lane moved into the prefetched run
+                        m.d.sync += [curs[q][0].eq(1), curs[q][1].eq(nxts[q][1]),
+                                     curs[q][2].eq(nxts[q][2]), nxts[q][0].eq(0)]
+        m.d.comb += self.ready.eq(Cat(*ok).all())
+
+        # Arbiter: the lowest missing lane, else the lowest lane to prefetch.
+        granted = Const(0, 1)
+        grants = []
+        for q in range(L):
+            g = Signal(name=f"grant{q}")
+            m.d.comb += g.eq(miss[q] & ~granted)
+            granted = granted | miss[q]
+            grants.append((g, q, 0))
+        if self._prefetch:
+            for q in range(L):
+                g = Signal(name=f"grant_pre{q}")
+                m.d.comb += g.eq(want_pre[q] & ~granted)
+                granted = granted | want_pre[q]
+                grants.append((g, q, 1))
+        m.d.comb += self.r_en.eq(granted & ~self.clear)
+        m.d.sync += fl_v.eq(self.r_en)
+        for g, q, to_nxt in grants:
+            with m.If(g):
+                base = (curs[q][1] + n)[:abits] if to_nxt else self.lane(q)[0]
+                m.d.comb += self.r_addr.eq(base)
+                m.d.sync += [fl_lane.eq(q), fl_nxt.eq(to_nxt), fl_base.eq(base)]
+                with m.If(~self.clear):
+                    m.d.sync += pend[q].eq(1)
+
+        # The read lands: into the lane's run register.
+        with m.If(fl_v & ~self.clear):
+            for q in range(L):
+                with m.If(fl_lane == q):
+                    m.d.sync += pend[q].eq(0)
+                    if self._prefetch:
+                        with m.If(fl_nxt):
+                            m.d.sync += [nxts[q][0].eq(1), nxts[q][1].eq(fl_base),
+                                         nxts[q][2].eq(self.r_data)]
+                        with m.Else():
+                            m.d.sync += [curs[q][0].eq(1), curs[q][1].eq(fl_base),
+                                         curs[q][2].eq(self.r_data), nxts[q][0].eq(0)]
+                    else:
+                        m.d.sync += [curs[q][0].eq(1), curs[q][1].eq(fl_base),
+                                     curs[q][2].eq(self.r_data)]
+        with m.If(self.clear):
+            m.d.sync += [p.eq(0) for p in pend]
+            m.d.sync += [c[0].eq(0) for c in curs]
+            if self._prefetch:
+                m.d.sync += [x[0].eq(0) for x in nxts]
         return m

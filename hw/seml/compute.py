@@ -7,8 +7,11 @@ included (a window of the whole tile).
 
 A loop generator walks the channel ``ch``, output row ``oy``, a group of ``lanes``
 output columns ``ox0 ..`` and the window taps (``ky``, ``kx``), one step per cycle.
-Lane ``j`` is output column ``ox0 + j``: it reads its own input element through its
-own IBUF port (column ``(ox0 + j) * stride_w + kx - pad_left``), and the lanes'
+Lane ``j`` is output column ``ox0 + j``: its input element (column ``(ox0 + j) *
+stride_w + kx - pad_left``) is ``j * stride_w`` elements after lane 0's, so one wide
+IBUF read (``banks`` bytes, :func:`hw.engine_kinds.buffer_banks`) at lane 0's address
+holds every lane's: the unit runs as many lanes as the word holds at the instruction's
+stride (:func:`hw.engine_kinds.pool_lanes`: all of them up to stride 2). The lanes'
 results are consecutive OBUF elements, written at once when their windows are complete.
 
 Pipeline (never stalls: OBUF has no other writer while it runs):
@@ -31,6 +34,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
+from ..engine_kinds import buffer_banks
 from ..isa import INSTRUCTION, Pool, element_bytes, max_shift
 from .units import bytes_from_lanes, lanes_from_bytes
 
@@ -65,7 +69,8 @@ class PoolWindowUnit(wiring.Component):
     instr : In(INSTRUCTION)
         A legal POOL instruction (checked by the decoder), sampled with ``start``.
     busy : Out(1)
-    ibuf{j}_addr, ibuf{j}_en, ibuf{j}_data : one IBUF read port per lane (one element).
+    ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes from lane 0's
+        element).
     obuf0_w_addr, obuf0_w_data, obuf0_w_count : the OBUF write port (``lanes``
         elements).
     """
@@ -88,16 +93,16 @@ class PoolWindowUnit(wiring.Component):
             "obuf0_w_data": Out(8 * self._e * lanes),
             "obuf0_w_count": Out(range(self._e * lanes + 1)),
         }
-        for j in range(lanes):
-            members[f"ibuf{j}_addr"] = Out(range(arch.ibuf_bytes))
-            members[f"ibuf{j}_en"] = Out(1)
-            members[f"ibuf{j}_data"] = In(8 * self._e)
+        self.banks = buffer_banks(arch)
+        members["ibuf0_addr"] = Out(range(arch.ibuf_bytes))
+        members["ibuf0_en"] = Out(1)
+        members["ibuf0_data"] = In(8 * self.banks)
         super().__init__(members)
 
     # Port lists the core wires to the buffers.
     @property
     def ibuf_read_widths(self):
-        return [self._e] * self.lanes
+        return [self.banks]
 
     @property
     def wbuf_read_widths(self):
@@ -137,6 +142,17 @@ class PoolWindowUnit(wiring.Component):
         act_hi = Signal(signed(arch.act_bits))
         is_max = Signal()
         running = Signal()
+        # Lanes of a window step: lane j's element is at byte j * stride_w * e of the
+        # word, which must hold it (thresholds on the stride: no multiplier).
+        n = self.banks
+        step = Signal(range(P + 1))
+        offs = [Signal(range(n + 1), name=f"off_{j}") for j in range(P)]
+        fits = [c.stride_w <= (n - e) // (j * e) for j in range(1, P)]
+        with m.If(self.start):
+            m.d.sync += step.eq(1 + sum(f.as_unsigned() for f in fits) if fits else 1)
+            for j in range(P):
+                m.d.sync += offs[j].eq(Mux(j * c.stride_w * e <= n - e, j * c.stride_w * e, 0)
+                                       if j else 0)
         with m.If(self.start):
             avg = c.pool == Pool.AVG
             m.d.sync += [
@@ -162,7 +178,7 @@ class PoolWindowUnit(wiring.Component):
         kx = Signal(16)
         last_kx = kx == cfg["k_w"] - 1
         last_ky = ky == cfg["k_h"] - 1
-        last_ox = ox0 + P >= cfg["out_w"]
+        last_ox = ox0 + step >= cfg["out_w"]
         last_oy = oy == cfg["out_h"] - 1
         last_ch = ch + 1 >= cfg["channels"]
         with m.If(self.start):
@@ -172,7 +188,7 @@ class PoolWindowUnit(wiring.Component):
             with m.If(last_kx):
                 m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
                 with m.If(last_ky):
-                    m.d.sync += [ky.eq(0), ox0.eq(ox0 + P)]
+                    m.d.sync += [ky.eq(0), ox0.eq(ox0 + step)]
                     with m.If(last_ox):
                         m.d.sync += [ox0.eq(0), oy.eq(oy + 1)]
                         with m.If(last_oy):
@@ -191,11 +207,11 @@ class PoolWindowUnit(wiring.Component):
         row_base = Signal(signed(48))
         m.d.comb += row_base.eq((ch * cfg["in_h"] + iy) * cfg["in_w"])
         tap_ok = []
+        addr, en, word = self.ibuf_port(0)
+        m.d.comb += [addr.eq(cfg["ibuf_addr"] + (row_base + ix0) * e), en.eq(1)]
         for j in range(P):
             ix = Signal(signed(40), name=f"ix_{j}")
             m.d.comb += ix.eq(ix0 + j * cfg["stride_w"])
-            addr, en, _ = self.ibuf_port(j)
-            m.d.comb += [addr.eq(cfg["ibuf_addr"] + (row_base + ix) * e), en.eq(1)]
             tap_ok.append(row_ok & (ix >= 0) & (ix < cfg["in_w"]))
         out_index = (ch * cfg["out_h"] + oy) * cfg["out_w"] + ox0
         left = cfg["out_w"] - ox0
@@ -212,9 +228,9 @@ class PoolWindowUnit(wiring.Component):
         ok1 = [reg(t, f"ok1_{j}", 1) for j, t in enumerate(tap_ok)]
         on1 = reg(ch < cfg["channels"], "on1", 1)
         out_addr1 = reg(cfg["obuf_addr"] + out_index * e, "out_addr1", 32)
-        count1 = reg(Mux(left < P, left, P) * e, "count1", range(P * e + 1))
-        xs = [lanes_from_bytes(m, self.ibuf_port(j)[2], 1, arch.act_bits, f"x1_{j}")[0]
-              for j in range(P)]
+        count1 = reg(Mux(left < step, left, step) * e, "count1", range(P * e + 1))
+        xs = [lanes_from_bytes(m, (word >> (offs[j] * 8))[:8 * e], 1, arch.act_bits,
+                               f"x1_{j}")[0] for j in range(P)]
 
         # Stage 2: accumulate ------------------------------------------------------------
         acc_bits = arch.acc_bits

@@ -27,6 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
+from ..engine_kinds import buffer_banks
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
 from .buffers import ByteBuffer, LaneStager
 from .compute import PoolWindowUnit
@@ -43,20 +44,16 @@ __all__ = ["MAX_BURST", "BufferPlan", "SemlCore", "buffer_plan"]
 MAX_BURST = 16
 
 
-def _pow2_at_least(n):
-    p = 1
-    while p < n:
-        p *= 2
-    return p
-
-
 @dataclass(frozen=True)
 class BufferPlan:
     """The core's buffer ports for an arch (shared by :class:`SemlCore` and the resource
     model of :mod:`boards.resources`).
 
-    ``banks``: byte-wide banks of IBUF, WBUF and OBUF; ``ibuf_reads`` / ``wbuf_reads``:
-    width in bytes of each read port (each port reads its own copy of the banks);
+    ``banks``: byte-wide banks of IBUF, WBUF and OBUF
+    (:func:`hw.engine_kinds.buffer_banks`); ``ibuf_reads`` / ``wbuf_reads``: width in
+    bytes of each read port (one ``banks``-wide port each: the units' lanes read through
+    :class:`~hw.seml.buffers.LaneFetcher` run registers or one word, so every bank is
+    one RAM with one write and one read port);
     ``pbuf_reads``: PBUF read ports; ``lanes`` x ``elem``: the OBUF stager's lanes and
     element bytes; ``obuf_write``: the one OBUF write port's width (``banks``).
     """
@@ -104,18 +101,20 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
     c_obuf = widths("obuf_write_widths")
     c_obuf[0] = max(c_obuf[0], add.beat_bytes)
     c_pbuf = max(unit.pbuf_read_ports for unit in units.values())
-    # ADD's two operand reads share IBUF ports 0 and 1 with the COMPUTE units (one of
-    # them runs at a time): every read port is another copy of the banks.
-    c_ibuf += [1] * (2 - len(c_ibuf))
-    c_ibuf[:2] = [max(w, add.beat_bytes) for w in c_ibuf[:2]]
+    # ADD reads IBUF through the COMPUTE units' port (one of them runs at a time).
+    c_ibuf[0] = max(c_ibuf[0], len(add.ibuf0_data) // 8)
     engines = [u for e, u in units.items() if e is not Engine.POOL]
     lanes = max(len(u.obuf_write_widths) for u in engines)
     elem = max(u.obuf_write_widths[0] for u in engines)
     nbytes = arch.axi_data_bytes
     # Banks: every port's run touches each bank once; the lanes' staged runs are at least
     # as wide as one element per lane, so that one wide write per cycle keeps up with all
-    # lanes.
-    banks = _pow2_at_least(max([nbytes, lanes * elem] + c_obuf + c_ibuf + c_wbuf))
+    # lanes; the read lanes' runs are as wide as the banks.
+    banks = buffer_banks(arch)
+    widest = max([nbytes, lanes * elem] + c_obuf + c_ibuf + c_wbuf)
+    if widest > banks or len(c_ibuf) != 1 or len(c_wbuf) != 1:
+        raise AssertionError(f"buffer ports {c_ibuf}, {c_wbuf}, {c_obuf} do not fit one "
+                             f"{banks}-byte port each")
     return BufferPlan(banks=banks, ibuf_reads=tuple(c_ibuf), wbuf_reads=tuple(c_wbuf),
                       pbuf_reads=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes)
 
@@ -294,7 +293,7 @@ class SemlCore(wiring.Component):
             return rp.addr, rp.en, rp.data
 
         share(ibuf.read_port, len(c_ibuf), "ibuf_port", lambda u: len(u.ibuf_read_widths),
-              add_ports=[(add.a_addr, add.a_en, add.a_data), (add.b_addr, add.b_en, add.b_data)])
+              add_ports=[(add.ibuf0_addr, add.ibuf0_en, add.ibuf0_data)])
         share(wbuf.read_port, len(c_wbuf), "wbuf_port", lambda u: len(u.wbuf_read_widths))
         share(pbuf_port, c_pbuf, "pbuf_port", lambda u: u.pbuf_read_ports)
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.

@@ -31,9 +31,16 @@ right padding grow by ``K - k_h`` and ``K - k_w``, which keeps every window wher
 ``docs/isa.md`` puts it. A fused max pool (CONV only, 2x2 stride 2) runs on the conv
 engine's :class:`~hw.blocks.pool.PoolUnit`.
 
-A buffer read port returns its data one cycle after the read and holds it while not
-reading, so each feeder issues a read whenever its output register is empty or being
-taken: one beat per cycle, and back-pressure from the engine simply holds the read.
+Each unit reads IBUF and WBUF through one wide read port each (``banks`` bytes,
+:func:`hw.engine_kinds.buffer_banks`): a :class:`~hw.seml.buffers.LaneFetcher` gives
+every pixel lane and every weight lane a run register filled by one wide read. A lane
+read returns its data one cycle after the read and holds it while not reading, so each
+feeder issues a read whenever its output register is empty or being taken and the
+fetcher is ready: one beat per cycle, and back-pressure from the engine simply holds the
+read. The fetchers forget their runs at the end of each tile (and of each output row of a
+strided POINTWISE), so every lane misses on the next read: the stall is then the lanes'
+count plus one cycle, which the cycle model counts. Pixel lanes read ahead within a tile
+(consecutive elements); a strided POINTWISE row refills on misses only.
 """
 
 from __future__ import annotations
@@ -44,12 +51,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
 from ..blocks.pool import PoolMode
-from ..engine_kinds import engine_kind, engine_unit_cycles
+from ..engine_kinds import buffer_banks, engine_kind, engine_unit_cycles
 from ..engines.conv import ConvEngine
 from ..engines.datapath import weight_shape, weight_zero
 from ..engines.depthwise import DepthwiseEngine
 from ..engines.pointwise import PointwiseEngine
 from ..isa import INSTRUCTION, Engine, Pool, element_bytes, qrange, weight_element_bytes
+from .buffers import LaneFetcher
 from .units import bytes_from_lanes, pbuf_layout
 
 __all__ = ["EngineUnit", "engine_latency", "unit_cycles"]
@@ -72,18 +80,21 @@ def engine_latency(arch: ArchConfig, kind: Engine) -> int:
 class _Feeder:
     """Output register of a stream fed by buffer reads.
 
-    ``issue`` is high in a cycle that reads the next beat (the caller steps its counters
-    and clears :attr:`active` after the last one); the read data is the stream payload
-    from the next cycle until taken.
+    ``want`` is high in a cycle that would read the next beat (the lanes' read enables);
+    ``issue`` when the read happens, ``want`` and the fetcher ``ready`` (the caller steps
+    its counters and clears :attr:`active` after the last one); the read data is the
+    stream payload from the next cycle until taken.
     """
 
-    def __init__(self, m, stream, name):
+    def __init__(self, m, stream, name, ready):
         self.valid = Signal(name=f"{name}_valid")
         self.active = Signal(name=f"{name}_active")
+        self.want = Signal(name=f"{name}_want")
         self.issue = Signal(name=f"{name}_issue")
         m.d.comb += [
             stream.valid.eq(self.valid),
-            self.issue.eq(self.active & (~self.valid | stream.ready)),
+            self.want.eq(self.active & (~self.valid | stream.ready)),
+            self.issue.eq(self.want & ready),
         ]
         with m.If(self.issue):
             m.d.sync += self.valid.eq(1)
@@ -107,11 +118,12 @@ class EngineUnit(wiring.Component):
         unit's engine.
     instr : In(INSTRUCTION)
     busy : Out(1)
-    ibuf{i}_addr, ibuf{i}_en, ibuf{i}_data : IBUF read ports (one element each), one per
-        pixel lane.
-    wbuf{i}_addr, wbuf{i}_en, wbuf{i}_data : WBUF read ports: one weight per port for
-        CONV (lane ``j * Pi + i``) and DEPTHWISE (lane ``c``); for POINTWISE one port per
-        output lane ``j`` reading the ``Pi`` consecutive weights of its tile.
+    ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes), for the
+        pixel lanes (one element each).
+    wbuf0_addr, wbuf0_en, wbuf0_data : the WBUF read port (``banks`` bytes), for the
+        weight lanes: one weight per lane for CONV (lane ``j * Pi + i``) and DEPTHWISE
+        (lane ``c``); for POINTWISE one lane per output lane ``j`` reading the ``Pi``
+        consecutive weights of its tile.
     pbuf{q}_addr, pbuf{q}_en, pbuf{q}_data : PBUF read ports, one per output lane.
     obuf{q}_w_addr, obuf{q}_w_data, obuf{q}_w_count : OBUF write ports, one element per
         output lane (the core gathers them into one wide write, :class:`LaneStager`).
@@ -139,14 +151,13 @@ class EngineUnit(wiring.Component):
         else:                     # one port per output lane reading its Pi weights
             wbuf = [self._we * self.pi] * self.lanes
         self._wbuf_widths = wbuf
+        self.banks = banks = buffer_banks(arch)
         members = {"start": In(1), "instr": In(INSTRUCTION), "busy": Out(1),
-                   "obuf_ready": In(1, init=1)}
-        for i in range(self.pi):
-            members.update({f"ibuf{i}_addr": Out(range(arch.ibuf_bytes)),
-                            f"ibuf{i}_en": Out(1), f"ibuf{i}_data": In(8 * self._e)})
-        for i, width in enumerate(wbuf):
-            members.update({f"wbuf{i}_addr": Out(range(arch.wbuf_bytes)),
-                            f"wbuf{i}_en": Out(1), f"wbuf{i}_data": In(8 * width)})
+                   "obuf_ready": In(1, init=1),
+                   "ibuf0_addr": Out(range(arch.ibuf_bytes)), "ibuf0_en": Out(1),
+                   "ibuf0_data": In(8 * banks),
+                   "wbuf0_addr": Out(range(arch.wbuf_bytes)), "wbuf0_en": Out(1),
+                   "wbuf0_data": In(8 * banks)}
         for q in range(self.lanes):
             members.update({
                 f"pbuf{q}_addr": Out(range(max(arch.pbuf_entries, 2))),
@@ -161,11 +172,21 @@ class EngineUnit(wiring.Component):
     # Port lists the core wires to the buffers.
     @property
     def ibuf_read_widths(self):
+        return [self.banks]
+
+    @property
+    def ibuf_lane_widths(self):
+        """Bytes per read of each pixel lane (behind the one IBUF port)."""
         return [self._e] * self.pi
 
     @property
-    def wbuf_read_widths(self):
+    def wbuf_lane_widths(self):
+        """Bytes per read of each weight lane (behind the one WBUF port)."""
         return list(self._wbuf_widths)
+
+    @property
+    def wbuf_read_widths(self):
+        return [self.banks]
 
     @property
     def pbuf_read_ports(self):
@@ -199,6 +220,13 @@ class EngineUnit(wiring.Component):
         windowed = desc.windowed
         m.submodules.engine = eng = self.engine
         c = self.instr.compute
+        m.submodules.pixel_fetch = xfetch = LaneFetcher(
+            widths=[e] * P, width=self.banks, size=arch.ibuf_bytes, prefetch=True)
+        m.submodules.weight_fetch = wfetch = LaneFetcher(
+            widths=self._wbuf_widths, width=self.banks, size=arch.wbuf_bytes, prefetch=False)
+        for fetch, port in ((xfetch, "ibuf0"), (wfetch, "wbuf0")):
+            addr, en, data_ = self._port(port, "addr", "en", "data")
+            m.d.comb += [addr.eq(fetch.r_addr), en.eq(fetch.r_en), fetch.r_data.eq(data_)]
 
         # Instruction fields, latched at start, and values derived from them in SETUP.
         def reg(name, shape):
@@ -318,7 +346,7 @@ class EngineUnit(wiring.Component):
             m.d.comb += lane_on[q].eq(m0 + q < out_c)
 
         # Parameters: one beat per group -------------------------------------------------
-        pf = _Feeder(m, eng.params, "params")
+        pf = _Feeder(m, eng.params, "params", 1)
         with m.If(cmd_go):
             m.d.sync += pf.active.eq(1)
         with m.Elif(pf.issue):
@@ -332,7 +360,7 @@ class EngineUnit(wiring.Component):
         code_bits = Shape.cast(weight_shape(arch)).width
 
         # Weights --------------------------------------------------------------------------
-        wf = _Feeder(m, eng.weights, "weights")
+        wf = _Feeder(m, eng.weights, "weights", wfetch.ready)
         w_tile = Signal(16)
         w_ky = Signal(16)
         w_kx = Signal(16)
@@ -360,17 +388,19 @@ class EngineUnit(wiring.Component):
                                      w_tbase.eq(nxt), w_row.eq(nxt), w_tap.eq(nxt)]
                         with m.If(last_tile_w):
                             m.d.sync += wf.active.eq(0)
+            # every tile's first taps miss on every lane
+            m.d.comb += wfetch.clear.eq(self.start | (wf.issue & last_kx & last_ky))
             if kind is Engine.CONV:
                 for j in range(L):
                     for i in range(P):
-                        addr, en, _ = self.wbuf_port(j * P + i)
+                        addr, en, _ = wfetch.lane(j * P + i)
                         m.d.comb += [addr.eq(w_tap + w_m_stride * j + w_c_stride * i),
-                                     en.eq(wf.issue)]
+                                     en.eq(wf.want)]
                         mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c))
             else:
                 for j in range(L):
-                    addr, en, _ = self.wbuf_port(j)
-                    m.d.comb += [addr.eq(w_tap + w_m_stride * j), en.eq(wf.issue)]
+                    addr, en, _ = wfetch.lane(j)
+                    m.d.comb += [addr.eq(w_tap + w_m_stride * j), en.eq(wf.want)]
                     mask_w.append(tap_ok & lane_on[j])
         else:
             with m.If(wf.issue):
@@ -378,9 +408,11 @@ class EngineUnit(wiring.Component):
                              w_tap.eq(w_tap + P * we)]
                 with m.If(last_tile_w):
                     m.d.sync += wf.active.eq(0)
+            # every group's first weights miss on every lane
+            m.d.comb += wfetch.clear.eq(self.start | (wf.issue & last_tile_w))
             for j in range(L):
-                addr, en, _ = self.wbuf_port(j)
-                m.d.comb += [addr.eq(w_tap + w_m_stride * j), en.eq(wf.issue)]
+                addr, en, _ = wfetch.lane(j)
+                m.d.comb += [addr.eq(w_tap + w_m_stride * j), en.eq(wf.want)]
                 for i in range(P):
                     mask_w.append(lane_on[j] & (w_c0 + i < in_c))
         mask_w1 = [Signal(name=f"w_ok{n}") for n in range(len(mask_w))]
@@ -389,14 +421,14 @@ class EngineUnit(wiring.Component):
         for n, ok in enumerate(mask_w1):
             if kind is Engine.POINTWISE:
                 j, i = divmod(n, P)
-                raw = self.wbuf_port(j)[2][8 * we * i:8 * we * (i + 1)]
+                raw = wfetch.lane(j)[2][8 * we * i:8 * we * (i + 1)]
             else:
-                raw = self.wbuf_port(n)[2]
+                raw = wfetch.lane(n)[2]
             m.d.comb += eng.weights.payload[n].eq(Mux(ok, raw[:code_bits], Const(zero_code,
                                                                                   code_bits)))
 
         # Pixels ---------------------------------------------------------------------------
-        xf = _Feeder(m, eng.pixels, "pixels")
+        xf = _Feeder(m, eng.pixels, "pixels", xfetch.ready)
         m.d.comb += pixels_pending.eq(xf.active | xf.valid)
         x_tile = Signal(16)
         x_c0 = Signal(16)
@@ -424,13 +456,24 @@ class EngineUnit(wiring.Component):
                                  x_tbase.eq(nxt), x_row.eq(nxt), x_ptr.eq(nxt)]
                     with m.If(x_tile == tiles - 1):
                         m.d.sync += xf.active.eq(0)
+        # Runs end with each tile (and each output row of a strided POINTWISE, which
+        # refills on misses only).
+        end_row = xf.issue & (x_x == cols - 1)
+        end_tile = end_row & (x_y == rows - 1)
+        if windowed:
+            m.d.comb += xfetch.clear.eq(self.start | end_tile)
+        else:
+            strided = Signal()
+            m.d.comb += [strided.eq((stride_h != 1) | (stride_w != 1)),
+                         xfetch.sequential.eq(stride_w == 1),
+                         xfetch.clear.eq(self.start | end_tile | (strided & end_row))]
         first_chan = m0 if kind is Engine.DEPTHWISE else x_c0
         for i in range(P):
-            addr, en, data_ = self.ibuf_port(i)
+            addr, en, data_ = xfetch.lane(i)
             ok = Signal(name=f"x_ok{i}")
             with m.If(xf.issue):
                 m.d.sync += ok.eq(first_chan + i < in_c)
-            m.d.comb += [addr.eq(x_ptr + plane_in * i), en.eq(xf.issue),
+            m.d.comb += [addr.eq(x_ptr + plane_in * i), en.eq(xf.want),
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
 
         # Output beats to OBUF ------------------------------------------------------------

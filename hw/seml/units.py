@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..arch import ArchConfig
+from ..engine_kinds import buffer_banks
 from ..engines.eltwise import EltwiseAddEngine
 from ..isa import (
     INSTRUCTION,
@@ -25,6 +26,7 @@ from ..isa import (
     element_bytes,
     table_entries,
 )
+from .buffers import LaneFetcher
 from .dma import DmaCommand
 
 __all__ = [
@@ -338,8 +340,12 @@ class AddUnit(wiring.Component):
     With ``table`` set each result ``y`` is replaced by the activation table's entry
     ``y mod 2**act_bits`` (TBUF, written by LOAD).
 
-    Streams ``a`` and ``b`` from two IBUF read ports, ``lanes`` elements per beat (one
-    element per beat for MUL, whose ``b`` element may change at any element), through
+    Streams ``a`` and ``b`` from IBUF, ``lanes`` elements per beat (one element per beat
+    for MUL, whose ``b`` element may change at any element), through one wide IBUF read
+    port (``banks`` bytes, :func:`hw.engine_kinds.buffer_banks`) and a
+    :class:`~hw.seml.buffers.LaneFetcher` (a lane for each operand, beat-wide for ADD and
+    element-wide for MUL), which holds the first beat :data:`hw.timing.ADD_FETCH_CYCLES`
+    cycles while both operands' runs are read, then keeps up; through
     :class:`hw.engines.eltwise.EltwiseAddEngine` and writes the result into OBUF. Jobs
     longer than the engine's ``max_width * max_height`` beats are split.
 
@@ -352,7 +358,7 @@ class AddUnit(wiring.Component):
     Members
     -------
     start, instr, busy : as :class:`LoadUnit`.
-    a_addr, a_en, a_data, b_addr, b_en, b_data : IBUF read ports (``lanes * e`` bytes).
+    ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes).
     obuf_w_addr, obuf_w_data, obuf_w_count : the OBUF write port.
     tbuf_w_addr, tbuf_w_data, tbuf_w_count : In; the table's write port (from LOAD).
 
@@ -371,12 +377,9 @@ class AddUnit(wiring.Component):
             "start": In(1),
             "instr": In(INSTRUCTION),
             "busy": Out(1),
-            "a_addr": Out(range(arch.ibuf_bytes)),
-            "a_en": Out(1),
-            "a_data": In(8 * self.beat_bytes),
-            "b_addr": Out(range(arch.ibuf_bytes)),
-            "b_en": Out(1),
-            "b_data": In(8 * self.beat_bytes),
+            "ibuf0_addr": Out(range(arch.ibuf_bytes)),
+            "ibuf0_en": Out(1),
+            "ibuf0_data": In(8 * buffer_banks(arch)),
             "obuf_w_addr": Out(range(arch.obuf_bytes)),
             "obuf_w_data": Out(8 * self.beat_bytes),
             "obuf_w_count": Out(range(self.beat_bytes + 1)),
@@ -476,22 +479,35 @@ class AddUnit(wiring.Component):
             m.d.sync += beats_cmd.eq(beats_cmd - chunk)
 
         # Both operands come from one read pipeline: the engine takes them together.
+        # Fetcher lanes: a and b beats (ADD), a and b elements (MUL).
+        banks = buffer_banks(arch)
+        m.submodules.fetch = fetch = LaneFetcher(widths=[bb, bb, e, e], width=banks,
+                                                 size=arch.ibuf_bytes)
+        m.d.comb += [self.ibuf0_addr.eq(fetch.r_addr), self.ibuf0_en.eq(fetch.r_en),
+                     fetch.r_data.eq(self.ibuf0_data), fetch.clear.eq(self.start)]
         out_valid = Signal()
         advance = ~out_valid | engine.a.ready
+        want = Signal()
+        m.d.comb += want.eq(advance & (beats_in != 0) & ~self.start)
+        a_data = Signal(8 * bb)
+        b_data = Signal(8 * bb)
+        for q, (ptr, is_mul) in enumerate(((a_ptr, 0), (b_ptr, 0), (a_ptr, 1), (b_ptr, 1))):
+            addr, en, _ = fetch.lane(q)
+            m.d.comb += [addr.eq(ptr), en.eq(want & (mul if is_mul else ~mul))]
+        with m.If(mul):
+            m.d.comb += [a_data.eq(fetch.lane(2)[2]), b_data.eq(fetch.lane(3)[2])]
+        with m.Else():
+            m.d.comb += [a_data.eq(fetch.lane(0)[2]), b_data.eq(fetch.lane(1)[2])]
         m.d.comb += [
             engine.a.valid.eq(out_valid),
             engine.b.valid.eq(out_valid),
-            self.a_addr.eq(a_ptr),
-            self.b_addr.eq(b_ptr),
-            self.a_en.eq(advance),
-            self.b_en.eq(advance),
         ]
-        for i, v in enumerate(lanes_from_bytes(m, self.a_data, lanes, arch.act_bits, "a")):
+        for i, v in enumerate(lanes_from_bytes(m, a_data, lanes, arch.act_bits, "a")):
             m.d.comb += engine.a.payload[i].eq(v)
-        for i, v in enumerate(lanes_from_bytes(m, self.b_data, lanes, arch.act_bits, "b")):
+        for i, v in enumerate(lanes_from_bytes(m, b_data, lanes, arch.act_bits, "b")):
             m.d.comb += engine.b.payload[i].eq(v)
         with m.If(advance):
-            with m.If((beats_in != 0) & ~self.start):
+            with m.If(want & fetch.ready):
                 m.d.sync += [
                     out_valid.eq(1),
                     a_ptr.eq(a_ptr + Mux(mul, e, bb)),

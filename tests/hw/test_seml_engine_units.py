@@ -13,6 +13,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.arch import ArchConfig
+from hw.engine_kinds import buffer_banks
 from hw.isa import Engine, Opcode, Pool, decode_instruction, encode_instruction
 from hw.seml.engine_units import EngineUnit, unit_cycles
 
@@ -61,8 +62,8 @@ def _random_instructions(rng, engine, count):
     return out
 
 
-def _measure(kind, words):
-    dut = EngineUnit(ARCH, kind)
+def _measure(kind, words, arch=None):
+    dut = EngineUnit(arch or ARCH, kind)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     cycles = []
@@ -100,6 +101,23 @@ def test_unit_cycles_match_the_rtl(engine):
     assert exact >= (len(words) if engine is not Engine.CONV else len(words) // 2), measured
 
 
+#: More weight lanes than pixel lanes: the weights' refills (every few tiles) show on
+#: short tiles, down to one pixel (a fully connected layer).
+WIDE_PW = ArchConfig(name="unit-timing-pw", conv_pi=2, conv_po=3, dw_channels=4, pw_pi=2,
+                     pw_po=8, max_width=20, max_height=20)
+
+
+@pytest.mark.parametrize("arch", [ARCH, WIDE_PW], ids=["pi4-po2", "pi2-po8"])
+def test_pointwise_cycles_on_short_tiles(arch):
+    cases = [(40, 3, 1, 1, 1), (60, 9, 1, 1, 1), (20, 8, 2, 2, 1), (9, 8, 3, 5, 2),
+             (7, 8, 2, 9, 3)]
+    words = [_instruction(Engine.POINTWISE, in_c, out_c, h, w, (1, 1), s, (0, 0, 0, 0),
+                          Pool.NONE)[0] for in_c, out_c, h, w, s in cases]
+    measured = _measure(Engine.POINTWISE, words, arch)
+    model = [unit_cycles(decode_instruction(word), arch) for word in words]
+    assert measured == model
+
+
 def test_unit_cycles_refuses_pool():
     instr = decode_instruction(encode_instruction(
         Opcode.COMPUTE, engine=Engine.POOL, pool=Pool.MAX, in_c=1, out_c=1, in_h=2, in_w=2,
@@ -110,12 +128,17 @@ def test_unit_cycles_refuses_pool():
 
 def test_engine_unit_ports_and_arguments():
     conv = EngineUnit(ARCH, Engine.CONV)
-    assert (conv.ibuf_read_widths, conv.pbuf_read_ports) == ([1] * 2, 3)
-    assert conv.wbuf_read_widths == [1] * 6 and conv.obuf_write_widths == [1] * 3
-    pointwise = EngineUnit(ARCH.replace(weight_bits=12, act_bits=12), Engine.POINTWISE)
-    # one port per output lane reads the Pi consecutive 2-byte weights of its tile
-    assert pointwise.wbuf_read_widths == [8, 8] and pointwise.ibuf_read_widths == [2] * 4
-    assert EngineUnit(ARCH, Engine.DEPTHWISE).wbuf_read_widths == [1] * 4
+    # one wide read port per buffer, lanes behind it
+    banks = buffer_banks(ARCH)
+    assert (conv.ibuf_read_widths, conv.wbuf_read_widths) == ([banks], [banks])
+    assert (conv.ibuf_lane_widths, conv.pbuf_read_ports) == ([1] * 2, 3)
+    assert conv.wbuf_lane_widths == [1] * 6 and conv.obuf_write_widths == [1] * 3
+    wide = ARCH.replace(weight_bits=12, act_bits=12)
+    pointwise = EngineUnit(wide, Engine.POINTWISE)
+    # one lane per output lane reads the Pi consecutive 2-byte weights of its tile
+    assert pointwise.wbuf_lane_widths == [8, 8] and pointwise.ibuf_lane_widths == [2] * 4
+    assert pointwise.wbuf_read_widths == [buffer_banks(wide)]
+    assert EngineUnit(ARCH, Engine.DEPTHWISE).wbuf_lane_widths == [1] * 4
     with pytest.raises(TypeError, match="arch must be an ArchConfig, not None"):
         EngineUnit(None, Engine.CONV)
     with pytest.raises(TypeError, match="kind must be Engine.CONV, DEPTHWISE or POINTWISE, not 'conv'"):

@@ -10,12 +10,14 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.arch import ArchConfig
+from hw.engine_kinds import buffer_banks, pool_lanes
 from hw.isa import (
     PBUF_ENTRY_BYTES,
     Buffer,
     Engine,
     Opcode,
     Pool,
+    decode_instruction,
     element_bytes,
     encode_instruction,
     pack_pbuf_entry,
@@ -169,11 +171,11 @@ def test_pool_window_unit_arguments():
 
     arch = _arch(64)
     unit = PoolWindowUnit(arch, lanes=4)
-    assert unit.ibuf_read_widths == [1] * 4
+    assert unit.ibuf_read_widths == [buffer_banks(arch)]
     assert unit.wbuf_read_widths == []
     assert unit.pbuf_read_ports == 0
     assert unit.obuf_write_widths == [4]
-    assert PoolWindowUnit(arch).ibuf_read_widths == [1] * POOL_LANES
+    assert buffer_banks(arch) >= (2 * POOL_LANES - 1)
     wide = ArchConfig(name="units-wide", act_bits=12, ibuf_bytes=2048, obuf_bytes=2048,
                       wbuf_bytes=1024, pbuf_entries=64)
     assert PoolWindowUnit(wide, lanes=3).obuf_write_widths == [6]
@@ -199,6 +201,10 @@ POOL_CASES = {
                          13, 12, 3),
     "max_1x4_12bit": (Pool.MAX, 2, 3, 11, (1, 4), (1, 1), (0, 3, 0, 2), (-300, 2047), 0, 0,
                       12, 3),
+    # a column stride past what one IBUF word holds for every lane: fewer lanes per step
+    "max_2x2_s5": (Pool.MAX, 2, 6, 29, (2, 2), (1, 5), (0, 0, 0, 1), (-128, 127), 0, 0, 8, 8),
+    "avg_s3_12bit": (Pool.AVG, 1, 3, 26, (1, 2), (1, 3), (0, 0, 0, 0), (-2048, 2047), 3, 1,
+                     12, 8),
     # a shift past the product's width: the rounding constant 2**(s-1) must not overflow
     "avg_shift_past_product": (Pool.AVG, 2, 4, 6, (1, 3), (2, 1), (0, 0, 0, 2), (-128, 127),
                                54181, 59, 8, 8),
@@ -242,6 +248,7 @@ def test_pool_window_unit(name):
         act_lo=act[0], act_hi=act[1], mult=mult, shift=shift, out_h=out_h, out_w=out_w,
         ibuf_addr=ibuf_addr, obuf_addr=obuf_addr)
     dut = PoolWindowUnit(arch, lanes=lanes)
+    banks = buffer_banks(arch)
     written = {}
     cycles = []
 
@@ -251,8 +258,7 @@ def test_pool_window_unit(name):
         n = 0
         for _ in range(5000):
             await ctx.delay(1e-9)
-            addrs = [ctx.get(dut.ibuf_port(j)[0]) if ctx.get(dut.ibuf_port(j)[1]) else None
-                     for j in range(lanes)]
+            addr = ctx.get(dut.ibuf_port(0)[0]) if ctx.get(dut.ibuf_port(0)[1]) else None
             w_addr, w_data, w_count = (ctx.get(s) for s in dut.obuf_port(0))
             for k in range(w_count):
                 assert w_addr + k not in written, f"OBUF byte {w_addr + k} written twice"
@@ -260,11 +266,11 @@ def test_pool_window_unit(name):
             await ctx.tick()
             n += 1
             ctx.set(dut.start, 0)
-            # One cycle of read latency, as the buffer has.
-            for j, a in enumerate(addrs):
-                if a is not None:
-                    raw = bytes((ibuf + bytes(e))[a:a + e]) if a < len(ibuf) else bytes(e)
-                    ctx.set(dut.ibuf_port(j)[2], int.from_bytes(raw, "little"))
+            # One wide word, one cycle of read latency, as the buffer has.
+            if addr is not None:
+                raw = bytes((ibuf + bytes(banks))[addr:addr + banks])
+                raw += bytes(banks - len(raw))
+                ctx.set(dut.ibuf_port(0)[2], int.from_bytes(raw, "little"))
             if not ctx.get(dut.busy):
                 break
         cycles.append(n)
@@ -274,4 +280,50 @@ def test_pool_window_unit(name):
     sim.add_testbench(bench)
     sim.run()
     assert written == {obuf_addr + k: b for k, b in enumerate(expect)}
-    assert cycles == [pool_steps(in_c, out_h, out_w, *kernel, lanes) + DRAIN_CYCLES]
+    steps = pool_steps(in_c, out_h, out_w, *kernel, pool_lanes(arch, stride[1], lanes))
+    assert cycles == [steps + DRAIN_CYCLES]
+
+
+def test_add_unit_cycles_match_the_model():
+    """The ADD unit alone (its IBUF reads return zeros: timing does not depend on data),
+    ADD and MUL with and without the table, one and several engine jobs: busy exactly
+    as long as the ISS's cycle model says, the operands' first runs through the one IBUF
+    port included."""
+    from hw.isa import EltOp
+    from hw.seml.units import AddUnit
+    from sim.timing import instruction_cycles
+
+    arch = ArchConfig(name="add-timing", conv_pi=2, conv_po=2, dw_channels=4, pw_pi=4,
+                      pw_po=4, max_width=16, max_height=16, ibuf_bytes=4096,
+                      obuf_bytes=4096, wbuf_bytes=2048, pbuf_entries=64, axi_data_bits=64)
+    words = []
+    for count, op, group, table in [(3, EltOp.ADD, 1, 0), (64, EltOp.ADD, 1, 0),
+                                    (300, EltOp.ADD, 1, 1), (1500, EltOp.ADD, 1, 0),
+                                    (40, EltOp.MUL, 8, 0), (77, EltOp.MUL, 5, 1)]:
+        fields = {"a_addr": 5, "b_addr": 1000, "out_addr": 7, "count": count, "mult_a": 1,
+                  "mult_b": 1, "shift": 0, "act_lo": -128, "act_hi": 127, "op": op,
+                  "table": table}
+        if op is EltOp.MUL:
+            fields.update(group=group, b_count=-(-count // group))
+        words.append(encode_instruction(Opcode.ADD, **fields))
+    dut = AddUnit(arch)
+    measured = []
+
+    async def bench(ctx):
+        for word in words:
+            ctx.set(dut.instr.as_value(), int.from_bytes(word, "little"))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            n = 1
+            while ctx.get(dut.busy):
+                await ctx.tick()
+                n += 1
+                assert n < 10_000
+            measured.append(n)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert measured == [instruction_cycles(decode_instruction(w), arch) for w in words]

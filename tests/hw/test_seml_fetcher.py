@@ -1,0 +1,119 @@
+# amaranth: UnusedElaboratable=no
+"""Narrow read lanes over one wide buffer read port (LaneFetcher in front of a
+ByteBuffer) against a byte-array model: every read returns the bytes at its address,
+whatever the runs' alignment, jumps, idle lanes and clears; lanes moving through
+consecutive elements together stall only at jumps."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+
+from hw.seml.buffers import ByteBuffer, LaneFetcher
+
+
+def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump=0.03,
+         idle=0.2, clears=0.01, seq=1.0):
+    rng = random.Random(seed)
+    lanes = len(widths)
+    image = bytes(rng.getrandbits(8) for _ in range(size))
+    buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width])
+    fetch = LaneFetcher(widths=widths, width=width, size=size, prefetch=prefetch)
+    m = Module()
+    m.submodules.buf = buf
+    m.submodules.fetch = fetch
+    m.d.comb += [buf.r0_addr.eq(fetch.r_addr), buf.r0_en.eq(fetch.r_en),
+                 fetch.r_data.eq(buf.r0_data)]
+    stats = {"stalls": 0, "reads": 0, "jumps": 0, "wide": 0, "clears": 0}
+    step = step or max(widths)
+
+    async def bench(ctx):
+        # Fill the buffer through its write port.
+        for a in range(0, size, width):
+            ctx.set(buf.w0_addr, a)
+            ctx.set(buf.w0_data, int.from_bytes(image[a:a + width], "little"))
+            ctx.set(buf.w0_count, width)
+            await ctx.tick()
+        ctx.set(buf.w0_count, 0)
+        plane = size // lanes
+        ptr = 0
+        bases = [q * plane for q in range(lanes)]
+        on = [True] * lanes
+        sent = 0
+        while sent < beats:
+            clear = rng.random() < clears
+            stats["clears"] += clear
+            if rng.random() < jump:
+                ptr = 0
+                stats["jumps"] += 1
+                bases = [q * plane + rng.randrange(0, plane // 2) for q in range(lanes)]
+                on = [rng.random() < 0.85 for _ in range(lanes)]
+            want = rng.random() >= idle
+            addrs = [(bases[q] + ptr) % (size - widths[q] + 1) for q in range(lanes)]
+            for q in range(lanes):
+                a, en, _ = fetch.lane(q)
+                ctx.set(a, addrs[q])
+                ctx.set(en, want and on[q])
+            ctx.set(fetch.clear, clear)
+            ctx.set(fetch.sequential, rng.random() < seq)
+            await ctx.delay(1e-9)
+            ready = ctx.get(fetch.ready)
+            if want and ready:
+                read = [q for q in range(lanes) if on[q]]
+                ptr += step
+                sent += 1
+                stats["reads"] += 1
+            else:
+                read = []
+                if want:
+                    stats["stalls"] += 1
+            stats["wide"] += ctx.get(fetch.r_en)
+            await ctx.tick()
+            for q in read:
+                got = ctx.get(fetch.lane(q)[2])
+                expect = int.from_bytes(image[addrs[q]:addrs[q] + widths[q]], "little")
+                assert got == expect, (q, addrs[q], hex(got), hex(expect))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return stats
+
+
+@pytest.mark.parametrize("widths,width,prefetch,seed", [
+    ([1, 1, 1, 1], 8, True, 1), ([2, 2, 2], 8, True, 2), ([1] * 8, 16, True, 3),
+    ([4, 4], 8, False, 4), ([1, 2, 4], 8, True, 5), ([8], 8, True, 6), ([1] * 5, 8, False, 7)])
+def test_fetcher_reads_every_element(widths, width, prefetch, seed):
+    stats = _run(widths, width, 512, seed, prefetch=prefetch, seq=0.8)
+    assert stats["reads"] == 300
+    # one wide read serves width / step consecutive reads of a lane; jumps and clears
+    # cost a refill (and a wasted prefetch) per lane
+    step = max(widths)
+    events = stats["jumps"] + stats["clears"] + 1
+    bound = len(widths) * (stats["reads"] * step / width + 2 * events)
+    assert stats["wide"] <= bound, stats
+
+
+def test_fetcher_keeps_up_between_jumps():
+    # width >= (lanes + 2) * elem: lanes reading consecutive elements together stall only
+    # at jumps (lanes + 1 cycles each) and after clears.
+    lanes = 6
+    stats = _run([1] * lanes, 8, 1024, 8, beats=600, jump=0.02, idle=0.0, clears=0.0)
+    assert stats["stalls"] <= (lanes + 1) * (stats["jumps"] + 1), stats
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 4])
+def test_fetcher_stall_after_a_jump_is_lanes_plus_one(lanes):
+    # One jump only (the start): exactly lanes + 1 stall cycles, then none.
+    stats = _run([1] * lanes, 8, 1024, 9, beats=200, jump=0.0, idle=0.0,
+                 clears=0.0)
+    assert stats["stalls"] == lanes + 1, stats
+
+
+def test_fetcher_parameters():
+    with pytest.raises(ValueError, match=r"Lane width 16 exceeds the run width 8"):
+        LaneFetcher(widths=[16], width=8, size=64)
+    with pytest.raises(TypeError, match=r"Lane widths must be a non-empty list"):
+        LaneFetcher(widths=[], width=8, size=64)
