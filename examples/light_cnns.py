@@ -196,6 +196,13 @@ def ort_qdq(model: onnx.ModelProto, calib: np.ndarray, x: np.ndarray) -> np.ndar
 
     name = next(i.name for i in model.graph.input
                 if i.name not in {t.name for t in model.graph.initializer})
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                default=13)
+    if opset < 13:
+        # per-channel DequantizeLinear (its ``axis``) needs opset 13
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, 13)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
