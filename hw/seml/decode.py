@@ -8,7 +8,7 @@ instruction starts. :class:`HeaderCheck` does the same for the ``program.bin`` h
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.data import View
 from amaranth.lib.wiring import In, Out
@@ -199,11 +199,16 @@ class InstructionDecoder(wiring.Component):
             "wp": reg(c.in_w + c.pad_left + c.pad_right, 18, "wp"),
             "kk": reg(Mux(c.k_h > c.k_w, c.k_h, c.k_w) | 1, 16, "kk"),
         }
-        for axis, out, stride in (("oh", c.out_h, c.stride_h), ("ow", c.out_w, c.stride_w)):
-            # ``(x0 - 1) * s`` of the shape check, ``x0 = out`` (``2 * out`` when fused)
+        for axis, out, stride, span, k in (
+                ("oh", c.out_h, c.stride_h, c.in_h + c.pad_top + c.pad_bottom, c.k_h),
+                ("ow", c.out_w, c.stride_w, c.in_w + c.pad_left + c.pad_right, c.k_w)):
+            # ``(x0 - 1) * s`` and ``(x0 - 1) * s + s`` (``+ 2 * s`` when fused) of the
+            # shape check, ``x0 = out`` (``2 * out`` when fused), and ``span - k``
             x0 = Signal(18, name=f"{axis}_x0")
             m.d.comb += x0.eq(Mux(fused, out << 1, out))
             s1[f"{axis}_low"] = reg((x0 - 1) * stride, 27, f"{axis}_low")
+            s1[f"{axis}_high"] = reg(Mux(fused, x0 + 1, x0) * stride, 27, f"{axis}_high")
+            s1[f"{axis}_span_k"] = reg(span - k, signed(20), f"{axis}_span_k")
         rows_lo, rows_big = cut(d.rows, "rows")
         rb_lo, rb_big = cut(d.row_bytes, "row_bytes")
         # b_count x group of a MUL, from the products of their 16-bit halves
@@ -323,7 +328,8 @@ class InstructionDecoder(wiring.Component):
     def _compute_checks(self, m, c, s1, illegal, reserved_bits, clamp_bad):
         arch = self._arch
         hp, wp, kk = s1["hp"], s1["wp"], s1["kk"]
-        small = (hp < c.k_h) | (wp < c.k_w)
+        hk, wk = s1["oh_span_k"], s1["ow_span_k"]      # hp - k_h, wp - k_w
+        small = (hk < 0) | (wk < 0)
         engine = c.engine
         pool = c.pool
         zero = ((c.in_c == 0) | (c.out_c == 0) | (c.in_h == 0) | (c.in_w == 0) | (c.k_h == 0)
@@ -340,8 +346,8 @@ class InstructionDecoder(wiring.Component):
         frame_h = Signal(19)
         frame_w = Signal(19)
         m.d.comb += [
-            frame_h.eq(hp + kk - c.k_h),
-            frame_w.eq(wp + kk - c.k_w),
+            frame_h.eq(hk + kk),
+            frame_w.eq(wk + kk),
         ]
         too_wide = ((is_pool & ((wp > arch.max_width) | (hp > arch.max_height)))
                     | (windowed & ((frame_w > arch.max_width) | (frame_h > arch.max_height))))
@@ -366,14 +372,12 @@ class InstructionDecoder(wiring.Component):
         # ``(x0 - 1) * s <= span - k < (x0 - 1) * s + s`` (``+ 2 * s`` when fused: ``oh``
         # may be ``2 * out`` or ``2 * out + 1``), with ``x0 >= 1``. One multiplier per
         # axis (stage 1); a fused pool with another size than 2 is refused by ``fuse_bad``.
-        def shape_ok(span, k, stride, out, name):
-            low = s1[f"{name}_low"]
-            high = low + Mux(fused, stride << 1, stride)
-            return (out != 0) & (low <= span - k) & (span - k < high)
+        def shape_ok(span_k, out, name):
+            low, high = s1[f"{name}_low"], s1[f"{name}_high"]
+            return (out != 0) & (low <= span_k) & (span_k < high)
 
         fpool_bad = fused & ((c.fpool_h == 0) | (c.fpool_w == 0))
-        shape_bad = ~(shape_ok(hp, c.k_h, c.stride_h, c.out_h, "oh")
-                      & shape_ok(wp, c.k_w, c.stride_w, c.out_w, "ow"))
+        shape_bad = ~(shape_ok(hk, c.out_h, "oh") & shape_ok(wk, c.out_w, "ow"))
         m.d.comb += illegal.eq(
             reserved_bits(Opcode.COMPUTE) | clamp_bad(c.act_lo, c.act_hi) | zero | pads_big
             | small | too_wide | kernel_big | stride_bad | pool_bad | avg_wide | dw_bad
