@@ -244,6 +244,7 @@ class InstructionDecoder(wiring.Component):
             return (lo < act_lo) | (lo > hi) | (hi > act_hi)
 
         illegal = Signal()          # stage 2: every check that needs no range
+        self._frame_check = Signal(name="frame_check")
         with m.Switch(w.opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
                 is_load = w.opcode == Opcode.LOAD
@@ -283,7 +284,9 @@ class InstructionDecoder(wiring.Component):
         def beyond(start, size, limit):
             return (start + size) > limit
 
-        late_illegal = Signal()     # MUL: b_count x group covers fewer than count
+        # MUL: b_count x group covers fewer than count; CONV / DEPTHWISE: the K x K frame
+        # is wider or taller than the engine's
+        late_illegal = Signal()
         out_of_range = Signal()
         with m.Switch(w.opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
@@ -310,6 +313,9 @@ class InstructionDecoder(wiring.Component):
                 ]
             with m.Case(Opcode.COMPUTE):
                 weighted = c.engine != Engine.POOL
+                frame_h, frame_w = self._frame
+                m.d.comb += late_illegal.eq(self._frame_check & ((frame_w > arch.max_width)
+                                                                 | (frame_h > arch.max_height)))
                 m.d.comb += out_of_range.eq(
                     s2["in_big"] | beyond(c.ibuf_addr, s2["in_elems"] * e, arch.ibuf_bytes)
                     | s2["out_big"] | beyond(c.obuf_addr, s2["out_elems"] * e, arch.obuf_bytes)
@@ -343,14 +349,16 @@ class InstructionDecoder(wiring.Component):
         windowed = is_conv | is_dw
         # CONV / DEPTHWISE run the kernel as K x K, K = engine_kernel(k_h, k_w), with the
         # bottom / right padding grown by K - k_h / K - k_w: the frame the engine streams.
-        frame_h = Signal(19)
-        frame_w = Signal(19)
-        m.d.comb += [
+        # (summed here, compared with the engine's frame in stage 3: ``frame_bad``)
+        frame_h = Signal(19, name="frame_h")
+        frame_w = Signal(19, name="frame_w")
+        m.d.sync += [
             frame_h.eq(hk + kk),
             frame_w.eq(wk + kk),
+            self._frame_check.eq(windowed),
         ]
-        too_wide = ((is_pool & ((wp > arch.max_width) | (hp > arch.max_height)))
-                    | (windowed & ((frame_w > arch.max_width) | (frame_h > arch.max_height))))
+        self._frame = (frame_h, frame_w)
+        too_wide = is_pool & ((wp > arch.max_width) | (hp > arch.max_height))
         kernel_big = windowed & ((c.k_h > arch.conv_k_max) | (c.k_w > arch.conv_k_max))
         stride_bad = windowed & ((c.stride_h != c.stride_w) | (c.stride_h > max(ENGINE_STRIDES)))
         pool_bad = ((is_pool & (pool != Pool.MAX) & (pool != Pool.AVG))
