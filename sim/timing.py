@@ -41,6 +41,7 @@ from hw.timing import (
     EXEC_GAP,
     FETCH_DEPTH,
     HEADER_LATENCY,
+    ISSUE_BUSY_LAG,
     ISSUE_INTERVAL,
     ISSUE_LATENCY,
     LOAD_FETCH_AHEAD,
@@ -57,6 +58,7 @@ from hw.timing import (
 __all__ = [
     "ADD_FETCH_CYCLES",
     "ADD_JOB_CYCLES",
+    "ISSUE_BUSY_LAG",
     "ISSUE_INTERVAL",
     "ISSUE_LATENCY",
     "LOAD_FETCH_AHEAD",
@@ -223,7 +225,8 @@ def timeline(instructions, arch: ArchConfig, instr_count=None):
 
     Issue is in program order: instruction ``k`` is issued :data:`ISSUE_LATENCY` cycles
     after the last beat of its word (at least :data:`ISSUE_INTERVAL` after the previous
-    issue) and once its unit is idle; SYNC waits for the units in its mask and END for
+    issue) and once the core sees its unit idle (:data:`ISSUE_BUSY_LAG` cycles after
+    :func:`instruction_cycles`); SYNC waits for the units in its mask and END for
     all of them. The fetch unit keeps ``FETCH_DEPTH`` words requested or buffered and
     reads a word in :func:`fetch_cycles` beats, so a run of short instructions issues one
     per word; a LOAD's first beat comes after the instruction words already requested.
@@ -282,7 +285,8 @@ def timeline(instructions, arch: ArchConfig, instr_count=None):
             if word(k + 1) + 2 <= t + 1:
                 ahead = max(t + 4, ahead + 1) + w - 1
             busy += max(LOAD_START_CYCLES, ahead + 1 - t) - _load_first_beat(arch)
-        free[unit] = t + busy
+        # the core sees the unit idle ISSUE_BUSY_LAG cycles after it is
+        free[unit] = t + busy + ISSUE_BUSY_LAG
         issued = t
         starts.append(t)
         finishes.append(free[unit])

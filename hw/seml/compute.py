@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..engine_kinds import buffer_banks
 from ..isa import INSTRUCTION, Pool, element_bytes, max_shift
+from .decode import size_bits
 from .units import bytes_from_lanes, lanes_from_bytes
 
 __all__ = ["DRAIN_CYCLES", "POOL_LANES", "PoolWindowUnit", "pool_steps"]
@@ -196,16 +197,56 @@ class PoolWindowUnit(wiring.Component):
                             with m.If(last_ch):
                                 m.d.sync += running.eq(0)
 
-        # IBUF addresses and padding masks.
-        iy = Signal(signed(40))
-        ix0 = Signal(signed(40))
-        m.d.comb += [
-            iy.eq(oy * cfg["stride_h"] + ky - cfg["pad_top"]),
-            ix0.eq(ox0 * cfg["stride_w"] + kx - cfg["pad_left"]),
-        ]
+        # IBUF addresses and padding masks, stepped by addition with the counters:
+        # ``iy = oy * stride_h + ky - pad_top``, ``ix0 = ox0 * stride_w + kx - pad_left``
+        # and ``row_base = (ch * in_h + iy) * in_w``; ``*_at`` hold their values at the
+        # start of the current output row, column group and channel.
+        # Widths: a legal POOL's rows and columns (padding included) fit the engine's
+        # frame; the element indexes only address the buffers (modulo their sizes).
+        ib = size_bits(arch) + 1
+        iy = Signal(signed(20))
+        ix0 = Signal(signed(20))
+        row_base = Signal(signed(ib))
+        oy_iy = Signal(signed(20))        # iy at ky = 0
+        ox_ix = Signal(signed(20))        # ix0 at kx = 0
+        oy_row = Signal(signed(ib))       # row_base at ky = 0
+        ch_row = Signal(signed(ib))       # row_base at oy = 0, ky = 0
+        out_row = Signal(ib)              # (ch * out_h + oy) * out_w
+        plane = Signal(ib)                # in_h * in_w
+        row_stride = Signal(24)           # stride_h * in_w
+        ox_stride = Signal(16)            # lanes * stride_w
+        with m.If(self.start):
+            top = Signal(signed(9))
+            m.d.comb += top.eq(-c.pad_top)
+            top_row = top * c.in_w
+            m.d.sync += [
+                plane.eq(c.in_h * c.in_w), row_stride.eq(c.stride_h * c.in_w),
+                ox_stride.eq(c.stride_w * P),
+                iy.eq(top), oy_iy.eq(top), ix0.eq(-c.pad_left), ox_ix.eq(-c.pad_left),
+                row_base.eq(top_row), oy_row.eq(top_row), ch_row.eq(top_row), out_row.eq(0),
+            ]
+        with m.Elif(running):
+            m.d.sync += ix0.eq(ix0 + 1)
+            with m.If(last_kx):
+                m.d.sync += [ix0.eq(ox_ix), iy.eq(iy + 1), row_base.eq(row_base + cfg["in_w"])]
+                with m.If(last_ky):
+                    m.d.sync += [ox_ix.eq(ox_ix + ox_stride), ix0.eq(ox_ix + ox_stride),
+                                 iy.eq(oy_iy), row_base.eq(oy_row)]
+                    with m.If(last_ox):
+                        left_pad = -cfg["pad_left"]
+                        m.d.sync += [ox_ix.eq(left_pad), ix0.eq(left_pad),
+                                     oy_iy.eq(oy_iy + cfg["stride_h"]),
+                                     iy.eq(oy_iy + cfg["stride_h"]),
+                                     oy_row.eq(oy_row + row_stride),
+                                     row_base.eq(oy_row + row_stride),
+                                     out_row.eq(out_row + cfg["out_w"])]
+                        with m.If(last_oy):
+                            top_pad = -cfg["pad_top"]
+                            m.d.sync += [oy_iy.eq(top_pad), iy.eq(top_pad),
+                                         ch_row.eq(ch_row + plane),
+                                         oy_row.eq(ch_row + plane),
+                                         row_base.eq(ch_row + plane)]
         row_ok = (iy >= 0) & (iy < cfg["in_h"])
-        row_base = Signal(signed(48))
-        m.d.comb += row_base.eq((ch * cfg["in_h"] + iy) * cfg["in_w"])
         tap_ok = []
         addr, en, word = self.ibuf_port(0)
         m.d.comb += [addr.eq(cfg["ibuf_addr"] + (row_base + ix0) * e), en.eq(1)]
@@ -213,7 +254,7 @@ class PoolWindowUnit(wiring.Component):
             ix = Signal(signed(40), name=f"ix_{j}")
             m.d.comb += ix.eq(ix0 + j * cfg["stride_w"])
             tap_ok.append(row_ok & (ix >= 0) & (ix < cfg["in_w"]))
-        out_index = (ch * cfg["out_h"] + oy) * cfg["out_w"] + ox0
+        out_index = out_row + ox0
         left = cfg["out_w"] - ox0
 
         def reg(value, name, shape):

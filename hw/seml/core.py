@@ -32,16 +32,18 @@ from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opco
 from .buffers import ByteBuffer, LaneStager
 from .compute import PoolWindowUnit
 from .csr import ControlStatusRegisters
-from .decode import HeaderCheck, InstructionDecoder
+from .decode import HeaderCheck, InstructionDecoder, size_bits
 from .dma import AxiDma
 from .engine_units import EngineUnit
 from .fetch import AxiReadArbiter, InstructionFetch
 from .units import AddUnit, LoadUnit, StoreUnit, pbuf_layout
 
-__all__ = ["MAX_BURST", "BufferPlan", "SemlCore", "buffer_plan"]
+__all__ = ["ISSUE_BUSY_LAG", "MAX_BURST", "BufferPlan", "SemlCore", "buffer_plan"]
 
 #: Longest AXI burst of the core's DMA, in beats (the default of ``max_burst``).
 MAX_BURST = 16
+#: Cycles issue sees a unit's busy flag late (the flag is registered in the core).
+ISSUE_BUSY_LAG = 1
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,9 @@ class SemlCore(wiring.Component):
 
     Latency: after start, one header word and one pass over the program (one bus word
     per cycle) before the first instruction issues. Issue: one instruction every four
-    cycles (fetch, the decoder's two stages, issue) while its unit is free; LOAD, COMPUTE and STORE then run concurrently.
+    cycles (fetch, two decode cycles, issue; the decoder's third registered stage is
+    its verdict, read by issue) while its unit is free, seen through a register one
+    cycle after it goes idle; LOAD, COMPUTE and STORE then run concurrently.
     """
 
     def __init__(self, arch: ArchConfig, *, max_burst=MAX_BURST, trace_depth=512):
@@ -161,8 +165,9 @@ class SemlCore(wiring.Component):
         self._max_burst = max_burst
         self._trace_depth = trace_depth
         self._csr = ControlStatusRegisters(addr_bits=arch.axi_addr_bits, trace_depth=trace_depth)
+        # a legal LOAD / STORE fits a buffer: its rows and row bytes fit size_bits
         self._dma = AxiDma(data_bits=arch.axi_data_bits, addr_bits=arch.axi_addr_bits,
-                           max_burst=max_burst)
+                           max_burst=max_burst, size_bits=min(size_bits(arch), 32))
         self._arbiter = AxiReadArbiter(data_bits=arch.axi_data_bits,
                                        addr_bits=arch.axi_addr_bits)
         members = {}
@@ -224,6 +229,9 @@ class SemlCore(wiring.Component):
         # engine of the last COMPUTE started.
         sel = Signal(Engine)
         compute_start = Signal()
+        # ADD owns the shared ports from its start to the next COMPUTE's (a register, not
+        # its busy flag's counters, drives the port multiplexers)
+        add_sel = Signal()
 
         plan = buffer_plan(arch, units=units, add=add)
         ibuf_reads, c_wbuf, c_pbuf = plan.ibuf_reads, plan.wbuf_reads, plan.pbuf_reads
@@ -280,7 +288,7 @@ class SemlCore(wiring.Component):
                 adds = i < len(add_ports)
                 if adds:
                     m.d.comb += add_ports[i][2].eq(data_)
-                with m.If(add.busy & adds):
+                with m.If(add_sel & adds):
                     if adds:
                         m.d.comb += [addr.eq(add_ports[i][0]), en.eq(add_ports[i][1])]
                 with m.Else(), m.Switch(sel):
@@ -311,7 +319,7 @@ class SemlCore(wiring.Component):
         m.d.comb += stager.flush.eq(~Cat(*(u.busy for u in engine_units.values())).any())
         w_addr, w_data, w_count = obuf.write_port(0)
         pool_addr, pool_data, pool_count = units[Engine.POOL].obuf_port(0)
-        with m.If(add.busy):
+        with m.If(add_sel):
             m.d.comb += [w_addr.eq(add.obuf_w_addr), w_data.eq(add.obuf_w_data),
                          w_count.eq(add.obuf_w_count)]
         with m.Elif(sel == Engine.POOL):
@@ -325,9 +333,12 @@ class SemlCore(wiring.Component):
         m.submodules.decoder = decoder = InstructionDecoder(arch)
         header = Signal(INSTR_BITS)
         ir = Signal(INSTRUCTION)
-        m.d.comb += [hdr_check.header.eq(header), decoder.word.eq(ir)]
+        m.d.comb += [hdr_check.header.eq(header), decoder.word.eq(ir),
+                     load.size.eq(decoder.dma_size), store.size.eq(decoder.dma_size)]
         with m.If(compute_start):
-            m.d.sync += sel.eq(ir.compute.engine)
+            m.d.sync += [sel.eq(ir.compute.engine), add_sel.eq(0)]
+        with m.If(add.start):
+            m.d.sync += add_sel.eq(1)
         for unit in (load, store, add, *units.values()):
             m.d.comb += unit.instr.eq(ir)
 
@@ -336,10 +347,20 @@ class SemlCore(wiring.Component):
         decode_wait = Signal(range(InstructionDecoder.LATENCY + 1))
         error = Signal(ErrorCode)
         bus_error = dma.rd_error | dma.wr_error | fetch.error
-        load_busy = load.busy
-        compute_busy = (add.busy | stager.busy
-                        | Cat(*(u.busy for u in units.values())).any())
-        store_busy = store.busy
+        # Issue sees the units' busy flags through a register: no path from a unit's
+        # counters through issue into the other units' start logic. A unit started by
+        # ISSUE is busy from the next cycle, its register a cycle later, well before the
+        # next ISSUE (ISSUE_INTERVAL cycles on); a unit that goes idle is seen
+        # ISSUE_BUSY_LAG cycle later.
+        load_busy = Signal()
+        compute_busy = Signal()
+        store_busy = Signal()
+        m.d.sync += [
+            load_busy.eq(load.busy),
+            compute_busy.eq(add.busy | stager.busy
+                            | Cat(*(u.busy for u in units.values())).any()),
+            store_busy.eq(store.busy),
+        ]
         all_idle = ~load_busy & ~compute_busy & ~store_busy
         m.d.comb += csr.instr_count.eq(pc)
 
@@ -413,19 +434,18 @@ class SemlCore(wiring.Component):
                     m.d.comb += decoder.word.eq(fetch.word.payload)
                     with m.If(fetch.word.valid):
                         m.d.sync += [ir.eq(fetch.word.payload),
-                                     decode_wait.eq(InstructionDecoder.LATENCY - 1)]
+                                     decode_wait.eq(InstructionDecoder.LATENCY - 2)]
                         m.next = "DECODE"
             with m.State("DECODE"):
                 with m.If(bus_error):
                     fail(ErrorCode.BUS_ERROR)
                 with m.Elif(decode_wait != 0):
-                    # the decoder's sizes are not yet through its registered stages
+                    # the word is not yet through the decoder's registered stages
                     m.d.sync += decode_wait.eq(decode_wait - 1)
-                with m.Elif(decoder.error != ErrorCode.NONE):
-                    fail(decoder.error)
                 with m.Else():
                     m.next = "ISSUE"
             with m.State("ISSUE"):
+                # the decoder's error register holds the verdict on ``ir`` from here
                 issued = Signal()
                 with m.Switch(ir.opcode):
                     with m.Case(Opcode.LOAD):
@@ -448,12 +468,15 @@ class SemlCore(wiring.Component):
                             & ~(mask[2] & store_busy))
                     with m.Case(Opcode.END):
                         m.d.comb += issued.eq(all_idle)
-                with m.If(bus_error):
-                    # Nothing new starts after a bus error.
+                with m.If(bus_error | (decoder.error != ErrorCode.NONE)):
+                    # Nothing new starts after a bus error or for an illegal instruction.
                     m.d.comb += [load.start.eq(0), store.start.eq(0), add.start.eq(0),
                                  compute_start.eq(0)]
                     m.d.comb += [unit.start.eq(0) for unit in units.values()]
-                    fail(ErrorCode.BUS_ERROR)
+                    with m.If(bus_error):
+                        fail(ErrorCode.BUS_ERROR)
+                    with m.Else():
+                        fail(decoder.error)
                 with m.Elif(issued):
                     m.d.comb += csr.mark.eq(1)
                     m.d.sync += pc.eq(pc + 1)

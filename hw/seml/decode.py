@@ -8,7 +8,7 @@ instruction starts. :class:`HeaderCheck` does the same for the ``program.bin`` h
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.data import View
 from amaranth.lib.wiring import In, Out
@@ -39,7 +39,15 @@ from ..isa import (
     weight_element_bytes,
 )
 
-__all__ = ["HeaderCheck", "InstructionDecoder", "reserved_mask"]
+__all__ = ["HeaderCheck", "InstructionDecoder", "reserved_mask", "size_bits"]
+
+
+def size_bits(arch: ArchConfig) -> int:
+    """Bits of a size that fits a buffer: ``2**size_bits`` exceeds every buffer's limit
+    (bytes of IBUF, WBUF, OBUF, PBUF records and the activation table)."""
+    return max(arch.ibuf_bytes, arch.wbuf_bytes, arch.obuf_bytes,
+               arch.pbuf_entries * PBUF_ENTRY_BYTES, table_entries(arch.act_bits),
+               1).bit_length()
 
 
 def reserved_mask(layout) -> int:
@@ -107,10 +115,20 @@ class HeaderCheck(wiring.Component):
 class InstructionDecoder(wiring.Component):
     """Legality of one instruction word, over :attr:`LATENCY` cycles.
 
-    The sizes the range and shape checks need (products of up to four run-time fields)
-    are computed in two registered stages, one multiplier between registers: ``error``
-    is valid once ``word`` has been held for :attr:`LATENCY` clock edges (it follows
-    the word's other fields combinationally).
+    The checks run in three registered stages, with at most one multiplier or one
+    adder chain and compare between registers:
+
+    1. products of two fields of the word (16 x 16 bits, or the 16-bit halves of two
+       32-bit fields), padded spans and kernel sizes;
+    2. the products of a stage-1 product and a third field, the sum of the partial
+       products, and every check that needs no buffer range;
+    3. the buffer ranges (``start + size > limit``) and the ``error`` register.
+
+    A size only takes part in a range check, so each stage-2 factor is cut to the
+    ``K`` bits that hold the largest buffer limit: a factor with a bit above them makes
+    the range fail (the other factors are at least 1, or the instruction is illegal
+    anyway, which wins), and below them the product is exact. ``error`` is valid once
+    ``word`` has been held for :attr:`LATENCY` clock edges.
 
     Checks: known opcode, zero reserved bits, enum values in range, the buffer of a
     LOAD / STORE, non-empty transfers, PBUF record sizes, buffer ranges, clamp
@@ -127,11 +145,14 @@ class InstructionDecoder(wiring.Component):
     -------
     word : In(INSTRUCTION)
     error : Out(ErrorCode)
-        ``NONE`` when the instruction may run.
+        ``NONE`` when the instruction may run (a register).
+    dma_size : Out(size_bits(arch))
+        ``rows * row_bytes`` of a LOAD / STORE ``word`` (exact when it is legal), from a
+        stage-2 register: valid with ``error``, and taken by the LOAD and STORE units.
     """
 
     #: Clock edges ``word`` must be held before ``error`` reflects it.
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, arch: ArchConfig):
         if not isinstance(arch, ArchConfig):
@@ -140,6 +161,7 @@ class InstructionDecoder(wiring.Component):
         super().__init__({
             "word": In(INSTRUCTION),
             "error": Out(ErrorCode),
+            "dma_size": Out(size_bits(arch)),
         })
 
     def elaborate(self, platform):
@@ -151,38 +173,69 @@ class InstructionDecoder(wiring.Component):
         we = weight_element_bytes(arch)
         act_lo = -(1 << (arch.act_bits - 1))
         act_hi = (1 << (arch.act_bits - 1)) - 1
+        K = size_bits(arch)
 
-        illegal = Signal()
-        out_of_range = Signal()
+        def reg(value, width, name):
+            r = Signal(width, name=name)
+            m.d.sync += r.eq(value)
+            return r
 
-        # Sizes: stage 1 multiplies two fields of the word, stage 2 one stage-1 product
-        # by a third field (the element bytes are a shift).
-        def stage(value, width, name):
-            reg = Signal(width, name=name)
-            m.d.sync += reg.eq(value)
-            return reg
+        def cut(value, name):
+            """``(low K bits, any bit above them)`` of a field, registered."""
+            big = value[K:].any() if len(value) > K else Const(0, 1)
+            return reg(value[:K], K, f"{name}_lo"), reg(big, 1, f"{name}_big")
 
-        d, c = w.dma, w.compute
+        # Stage 1: products of two fields ------------------------------------------------
+        d, c, a = w.dma, w.compute, w.add
         is_dw = c.engine == Engine.DEPTHWISE
         fused = (c.engine != Engine.POOL) & (c.pool == Pool.MAX)
-        sizes = {
-            "dma_size": stage(d.rows * d.row_bytes, 64, "dma_size"),
-            "pixels": stage(c.out_h * c.out_w, 32, "pixels"),
+        s1 = {
+            "pixels": reg(c.out_h * c.out_w, 32, "pixels"),
+            "in_ch": reg(c.in_c * c.in_h, 32, "in_ch"),
+            "out_ch": reg(c.out_c * c.out_h, 32, "out_ch"),
+            "w_ch": reg(Mux(is_dw, c.out_c, c.out_c * c.in_c), 32, "w_ch"),
+            "taps": reg(c.k_h * c.k_w, 32, "taps"),
+            "hp": reg(c.in_h + c.pad_top + c.pad_bottom, 18, "hp"),
+            "wp": reg(c.in_w + c.pad_left + c.pad_right, 18, "wp"),
+            "kk": reg(Mux(c.k_h > c.k_w, c.k_h, c.k_w) | 1, 16, "kk"),
         }
-        in_ch = stage(c.in_c * c.in_h, 32, "in_ch")
-        out_ch = stage(c.out_c * c.out_h, 32, "out_ch")
-        w_ch = stage(Mux(is_dw, c.out_c, c.out_c * c.in_c), 32, "w_ch")
-        taps = stage(c.k_h * c.k_w, 32, "taps")
-        for axis, out, stride in (("oh", c.out_h, c.stride_h), ("ow", c.out_w, c.stride_w)):
-            # ``(x0 - 1) * s`` of the shape check, ``x0 = out`` (``2 * out`` when fused)
+        for axis, out, stride, span, k in (
+                ("oh", c.out_h, c.stride_h, c.in_h + c.pad_top + c.pad_bottom, c.k_h),
+                ("ow", c.out_w, c.stride_w, c.in_w + c.pad_left + c.pad_right, c.k_w)):
+            # ``(x0 - 1) * s`` and ``(x0 - 1) * s + s`` (``+ 2 * s`` when fused) of the
+            # shape check, ``x0 = out`` (``2 * out`` when fused), and ``span - k``
             x0 = Signal(18, name=f"{axis}_x0")
             m.d.comb += x0.eq(Mux(fused, out << 1, out))
-            sizes[f"{axis}_x0"] = x0
-            sizes[f"{axis}_low"] = stage((x0 - 1) * stride, 27, f"{axis}_low")
-        sizes["in_bytes"] = stage(in_ch * c.in_w * e, 64, "in_bytes")
-        sizes["out_bytes"] = stage(out_ch * c.out_w * e, 64, "out_bytes")
-        sizes["w_elems"] = stage(w_ch * taps, 64, "w_elems")
-        self._sizes = sizes
+            s1[f"{axis}_low"] = reg((x0 - 1) * stride, 27, f"{axis}_low")
+            s1[f"{axis}_high"] = reg(Mux(fused, x0 + 1, x0) * stride, 27, f"{axis}_high")
+            s1[f"{axis}_span_k"] = reg(span - k, signed(20), f"{axis}_span_k")
+        rows_lo, rows_big = cut(d.rows, "rows")
+        rb_lo, rb_big = cut(d.row_bytes, "row_bytes")
+        # b_count x group of a MUL, from the products of their 16-bit halves
+        halves = [(a.b_count[16 * i:16 * (i + 1)], a.group[16 * j:16 * (j + 1)], i + j)
+                  for i in range(2) for j in range(2)]
+        partial = [(reg(x * y, 32, f"covered_pp{n}"), 16 * k)
+                   for n, (x, y, k) in enumerate(halves)]
+
+        # Stage 2: products of a stage-1 product and a field; the checks without ranges --
+        def cut1(value, name):
+            big = value[K:].any() if len(value) > K else Const(0, 1)
+            return value[:K], big
+
+        s2 = {}
+        for name, first, field in (("in", "in_ch", c.in_w), ("out", "out_ch", c.out_w)):
+            lo, big = cut1(s1[first], name)
+            s2[f"{name}_elems"] = reg(lo * field, K + 16, f"{name}_elems")
+            s2[f"{name}_big"] = reg(big, 1, f"{name}_big")
+        wch_lo, wch_big = cut1(s1["w_ch"], "w_ch")
+        taps_lo, taps_big = cut1(s1["taps"], "taps")
+        s2["w_elems"] = reg(wch_lo * taps_lo, 2 * K, "w_elems")
+        s2["w_big"] = reg(wch_big | taps_big, 1, "w_big")
+        s2["dma_size"] = reg(rows_lo * rb_lo, 2 * K, "dma_size")
+        s2["dma_big"] = reg(rows_big | rb_big, 1, "dma_big")
+        s2["covered"] = reg(sum(pp << k for pp, k in partial), 64, "covered")
+        self._sizes = s2
+        m.d.comb += self.dma_size.eq(s2["dma_size"][:K])
 
         def reserved_bits(opcode):
             return (raw & Const(reserved_mask(FORMATS[opcode]), INSTR_BITS)) != 0
@@ -190,13 +243,10 @@ class InstructionDecoder(wiring.Component):
         def clamp_bad(lo, hi):
             return (lo < act_lo) | (lo > hi) | (hi > act_hi)
 
-        def beyond(start, size, limit):
-            return (start + size) > limit
-
+        illegal = Signal()          # stage 2: every check that needs no range
+        self._frame_check = Signal(name="frame_check")
         with m.Switch(w.opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
-                d = w.dma
-                size = sizes["dma_size"]
                 is_load = w.opcode == Opcode.LOAD
                 buf = d.buffer
                 m.d.comb += illegal.eq(
@@ -206,50 +256,21 @@ class InstructionDecoder(wiring.Component):
                     | ((buf == Buffer.PBUF) & (d.row_bytes[:exact_log2(PBUF_ENTRY_BYTES)] != 0))
                     | ((buf == Buffer.TBUF)
                        & (d.buf_addr[:exact_log2(arch.axi_data_bytes)] != 0)))
-                with m.Switch(buf):
-                    with m.Case(Buffer.IBUF):
-                        m.d.comb += out_of_range.eq(beyond(d.buf_addr, size, arch.ibuf_bytes))
-                    with m.Case(Buffer.WBUF):
-                        m.d.comb += out_of_range.eq(beyond(d.buf_addr, size, arch.wbuf_bytes))
-                    with m.Case(Buffer.OBUF):
-                        m.d.comb += out_of_range.eq(beyond(d.buf_addr, size, arch.obuf_bytes))
-                    with m.Case(Buffer.PBUF):
-                        m.d.comb += out_of_range.eq(
-                            beyond(d.buf_addr, size // PBUF_ENTRY_BYTES, arch.pbuf_entries))
-                    with m.Case(Buffer.TBUF):
-                        m.d.comb += out_of_range.eq(
-                            beyond(d.buf_addr, size, table_entries(arch.act_bits)))
             with m.Case(Opcode.ADD):
-                a = w.add
-                size = Signal(64)
-                b_size = Signal(64)
-                covered = Signal(64)
                 is_mul = a.op == EltOp.MUL
-                m.d.comb += [
-                    size.eq(a.count * e),
-                    b_size.eq(Mux(is_mul, a.b_count * e, size)),
-                    covered.eq(a.b_count * a.group),
-                ]
-                # the rules of hw.isa.check_add
+                # the rules of hw.isa.check_add (``b_count * group < count`` in stage 3)
                 op_bad = Mux(is_mul,
-                             (a.group == 0) | (a.b_count == 0) | (a.mult_b != 0)
-                             | (covered < a.count),
+                             (a.group == 0) | (a.b_count == 0) | (a.mult_b != 0),
                              (a.group != 0) | (a.b_count != 0))
                 table_bad = a.table & (table_entries(arch.act_bits) == 0)
-                m.d.comb += [
-                    illegal.eq(reserved_bits(Opcode.ADD) | clamp_bad(a.act_lo, a.act_hi)
-                               | (a.shift > max_shift(arch.shift_bits))
-                               | (a.mult_a >= (1 << arch.mult_bits))
-                               | (a.mult_b >= (1 << arch.mult_bits))
-                               | (a.op.as_value() > 1) | op_bad | table_bad),
-                    out_of_range.eq(beyond(a.a_addr, size, arch.ibuf_bytes)
-                                    | beyond(a.b_addr, b_size, arch.ibuf_bytes)
-                                    | beyond(a.out_addr, size, arch.obuf_bytes)),
-                ]
+                m.d.comb += illegal.eq(
+                    reserved_bits(Opcode.ADD) | clamp_bad(a.act_lo, a.act_hi)
+                    | (a.shift > max_shift(arch.shift_bits))
+                    | (a.mult_a >= (1 << arch.mult_bits))
+                    | (a.mult_b >= (1 << arch.mult_bits))
+                    | (a.op.as_value() > 1) | op_bad | table_bad)
             with m.Case(Opcode.COMPUTE):
-                c = w.compute
-                self._compute_checks(m, c, illegal, out_of_range, reserved_bits, clamp_bad,
-                                     beyond, e, we)
+                self._compute_checks(m, c, s1, illegal, reserved_bits, clamp_bad)
             with m.Case(Opcode.SYNC):
                 m.d.comb += illegal.eq(reserved_bits(Opcode.SYNC)
                                        | (w.sync.mask.as_value() > 7))
@@ -257,25 +278,64 @@ class InstructionDecoder(wiring.Component):
                 m.d.comb += illegal.eq(reserved_bits(Opcode.END))
             with m.Default():
                 m.d.comb += illegal.eq(1)
+        illegal2 = reg(illegal, 1, "illegal2")
 
-        with m.If(illegal):
-            m.d.comb += self.error.eq(ErrorCode.ILLEGAL_INSTRUCTION)
+        # Stage 3: buffer ranges and the error register ----------------------------------
+        def beyond(start, size, limit):
+            return (start + size) > limit
+
+        # MUL: b_count x group covers fewer than count; CONV / DEPTHWISE: the K x K frame
+        # is wider or taller than the engine's
+        late_illegal = Signal()
+        out_of_range = Signal()
+        with m.Switch(w.opcode):
+            with m.Case(Opcode.LOAD, Opcode.STORE):
+                size = s2["dma_size"]
+                limits = {Buffer.IBUF: (size, arch.ibuf_bytes),
+                          Buffer.WBUF: (size, arch.wbuf_bytes),
+                          Buffer.OBUF: (size, arch.obuf_bytes),
+                          Buffer.PBUF: (size >> exact_log2(PBUF_ENTRY_BYTES), arch.pbuf_entries),
+                          Buffer.TBUF: (size, table_entries(arch.act_bits))}
+                with m.Switch(d.buffer):
+                    for buf, (n, limit) in limits.items():
+                        with m.Case(buf):
+                            m.d.comb += out_of_range.eq(s2["dma_big"]
+                                                        | beyond(d.buf_addr, n, limit))
+            with m.Case(Opcode.ADD):
+                is_mul = a.op == EltOp.MUL
+                size = a.count * e
+                b_size = Mux(is_mul, a.b_count * e, size)
+                m.d.comb += [
+                    late_illegal.eq(is_mul & (s2["covered"] < a.count)),
+                    out_of_range.eq(beyond(a.a_addr, size, arch.ibuf_bytes)
+                                    | beyond(a.b_addr, b_size, arch.ibuf_bytes)
+                                    | beyond(a.out_addr, size, arch.obuf_bytes)),
+                ]
+            with m.Case(Opcode.COMPUTE):
+                weighted = c.engine != Engine.POOL
+                frame_h, frame_w = self._frame
+                m.d.comb += late_illegal.eq(self._frame_check & ((frame_w > arch.max_width)
+                                                                 | (frame_h > arch.max_height)))
+                m.d.comb += out_of_range.eq(
+                    s2["in_big"] | beyond(c.ibuf_addr, s2["in_elems"] * e, arch.ibuf_bytes)
+                    | s2["out_big"] | beyond(c.obuf_addr, s2["out_elems"] * e, arch.obuf_bytes)
+                    | (weighted & beyond(c.pbuf_addr, c.out_c, arch.pbuf_entries))
+                    | (weighted & (s2["w_big"] | beyond(c.wbuf_addr, s2["w_elems"] * we,
+                                                        arch.wbuf_bytes))))
+
+        with m.If(illegal2 | late_illegal):
+            m.d.sync += self.error.eq(ErrorCode.ILLEGAL_INSTRUCTION)
         with m.Elif(out_of_range):
-            m.d.comb += self.error.eq(ErrorCode.BUFFER_RANGE)
+            m.d.sync += self.error.eq(ErrorCode.BUFFER_RANGE)
         with m.Else():
-            m.d.comb += self.error.eq(ErrorCode.NONE)
+            m.d.sync += self.error.eq(ErrorCode.NONE)
         return m
 
-    def _compute_checks(self, m, c, illegal, out_of_range, reserved_bits, clamp_bad, beyond,
-                        e, we):
+    def _compute_checks(self, m, c, s1, illegal, reserved_bits, clamp_bad):
         arch = self._arch
-        hp = Signal(18)
-        wp = Signal(18)
-        m.d.comb += [
-            hp.eq(c.in_h + c.pad_top + c.pad_bottom),
-            wp.eq(c.in_w + c.pad_left + c.pad_right),
-        ]
-        small = (hp < c.k_h) | (wp < c.k_w)
+        hp, wp, kk = s1["hp"], s1["wp"], s1["kk"]
+        hk, wk = s1["oh_span_k"], s1["ow_span_k"]      # hp - k_h, wp - k_w
+        small = (hk < 0) | (wk < 0)
         engine = c.engine
         pool = c.pool
         zero = ((c.in_c == 0) | (c.out_c == 0) | (c.in_h == 0) | (c.in_w == 0) | (c.k_h == 0)
@@ -289,16 +349,16 @@ class InstructionDecoder(wiring.Component):
         windowed = is_conv | is_dw
         # CONV / DEPTHWISE run the kernel as K x K, K = engine_kernel(k_h, k_w), with the
         # bottom / right padding grown by K - k_h / K - k_w: the frame the engine streams.
-        kk = Signal(17)
-        frame_h = Signal(19)
-        frame_w = Signal(19)
-        m.d.comb += [
-            kk.eq(Mux(c.k_h > c.k_w, c.k_h, c.k_w) | 1),
-            frame_h.eq(hp + kk - c.k_h),
-            frame_w.eq(wp + kk - c.k_w),
+        # (summed here, compared with the engine's frame in stage 3: ``frame_bad``)
+        frame_h = Signal(19, name="frame_h")
+        frame_w = Signal(19, name="frame_w")
+        m.d.sync += [
+            frame_h.eq(hk + kk),
+            frame_w.eq(wk + kk),
+            self._frame_check.eq(windowed),
         ]
-        too_wide = ((is_pool & ((wp > arch.max_width) | (hp > arch.max_height)))
-                    | (windowed & ((frame_w > arch.max_width) | (frame_h > arch.max_height))))
+        self._frame = (frame_h, frame_w)
+        too_wide = is_pool & ((wp > arch.max_width) | (hp > arch.max_height))
         kernel_big = windowed & ((c.k_h > arch.conv_k_max) | (c.k_w > arch.conv_k_max))
         stride_bad = windowed & ((c.stride_h != c.stride_w) | (c.stride_h > max(ENGINE_STRIDES)))
         pool_bad = ((is_pool & (pool != Pool.MAX) & (pool != Pool.AVG))
@@ -309,9 +369,7 @@ class InstructionDecoder(wiring.Component):
         dw_bad = is_dw & (c.out_c != c.in_c)
         pw_bad = is_pw & ((c.k_h != 1) | (c.k_w != 1) | (c.pad_top != 0) | (c.pad_left != 0)
                           | (c.pad_bottom != 0) | (c.pad_right != 0))
-        sizes = self._sizes
-        pixels = sizes["pixels"]
-        pw_pixels = is_pw & (pixels > arch.max_width * arch.max_height)
+        pw_pixels = is_pw & (s1["pixels"] > arch.max_width * arch.max_height)
         tiles_max = CIN_TILES_MAX
         tiles_bad = ((is_conv & (c.in_c > tiles_max * arch.conv_pi))
                      | (is_pw & (c.in_c > tiles_max * arch.pw_pi)))
@@ -321,26 +379,15 @@ class InstructionDecoder(wiring.Component):
         # by a fused 2x2 pool) holds iff ``x0 = out`` (``2 * out`` when fused) satisfies
         # ``(x0 - 1) * s <= span - k < (x0 - 1) * s + s`` (``+ 2 * s`` when fused: ``oh``
         # may be ``2 * out`` or ``2 * out + 1``), with ``x0 >= 1``. One multiplier per
-        # axis; a fused pool with another size than 2 is refused by ``fuse_bad``.
-        def shape_ok(span, k, stride, out, name):
-            x0, low = sizes[f"{name}_x0"], sizes[f"{name}_low"]
-            high = low + Mux(fused, stride << 1, stride)
-            return (x0 != 0) & (low <= span - k) & (span - k < high)
+        # axis (stage 1); a fused pool with another size than 2 is refused by ``fuse_bad``.
+        def shape_ok(span_k, out, name):
+            low, high = s1[f"{name}_low"], s1[f"{name}_high"]
+            return (out != 0) & (low <= span_k) & (span_k < high)
 
         fpool_bad = fused & ((c.fpool_h == 0) | (c.fpool_w == 0))
-        shape_bad = ~(shape_ok(hp, c.k_h, c.stride_h, c.out_h, "oh")
-                      & shape_ok(wp, c.k_w, c.stride_w, c.out_w, "ow"))
+        shape_bad = ~(shape_ok(hk, c.out_h, "oh") & shape_ok(wk, c.out_w, "ow"))
         m.d.comb += illegal.eq(
             reserved_bits(Opcode.COMPUTE) | clamp_bad(c.act_lo, c.act_hi) | zero | pads_big
             | small | too_wide | kernel_big | stride_bad | pool_bad | avg_wide | dw_bad
             | pw_bad | pw_pixels | tiles_bad | fuse_bad
             | (fpool_bad & ~small) | (shape_bad & ~small & ~fpool_bad & ~zero))
-
-        in_bytes, out_bytes, w_elems = sizes["in_bytes"], sizes["out_bytes"], sizes["w_elems"]
-        weighted = ~is_pool
-        m.d.comb += out_of_range.eq(
-            beyond(c.ibuf_addr, in_bytes, arch.ibuf_bytes)
-            | beyond(c.obuf_addr, out_bytes, arch.obuf_bytes)
-            | (weighted & beyond(c.pbuf_addr, c.out_c, arch.pbuf_entries))
-            | (weighted & beyond(c.wbuf_addr, w_elems * we, arch.wbuf_bytes)))
-

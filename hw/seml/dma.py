@@ -72,15 +72,16 @@ class _BurstSplitter:
     address, beat count, first-lane offset and byte count, and ``last``.
     """
 
-    def __init__(self, m, cmd, *, addr_bits, bytes_per_beat, max_burst, prefix):
+    def __init__(self, m, cmd, *, addr_bits, bytes_per_beat, max_burst, prefix,
+                 size_bits=_ROW_BYTES_BITS):
         lanes_log2 = exact_log2(bytes_per_beat)
         self.active = Signal(name=f"{prefix}_active")
         self.fire = Signal(name=f"{prefix}_fire")
         row_addr = Signal(addr_bits, name=f"{prefix}_row_addr")
         cur_addr = Signal(addr_bits, name=f"{prefix}_cur_addr")
-        row_left = Signal(_ROW_BYTES_BITS, name=f"{prefix}_row_left")
-        rows_left = Signal(_ROWS_BITS, name=f"{prefix}_rows_left")
-        row_bytes = Signal(_ROW_BYTES_BITS, name=f"{prefix}_row_bytes")
+        row_left = Signal(size_bits, name=f"{prefix}_row_left")
+        rows_left = Signal(size_bits, name=f"{prefix}_rows_left")
+        row_bytes = Signal(size_bits, name=f"{prefix}_row_bytes")
         stride = Signal(addr_bits, name=f"{prefix}_stride")
 
         self.offset = Signal(lanes_log2 or 1, name=f"{prefix}_offset")
@@ -90,17 +91,29 @@ class _BurstSplitter:
         self.last = Signal(name=f"{prefix}_last")
 
         span_max = max_burst * bytes_per_beat
-        # Bytes from the aligned address to the next 4 KiB page or the largest burst.
-        to_page = Signal(range(_PAGE + 1), name=f"{prefix}_to_page")
-        span = Signal(range(max(span_max, _PAGE) + 1), name=f"{prefix}_span")
+        # Bytes from the current address to the end of the burst: to the next 4 KiB page
+        # or ``span_max`` bytes from the aligned address, whichever comes first.
         room = Signal(range(max(span_max, _PAGE) + 1), name=f"{prefix}_room")
         row_done = Signal(name=f"{prefix}_row_done")
         m.d.comb += [
             self.offset.eq(cur_addr[:lanes_log2] if lanes_log2 else 0),
             self.aligned.eq(cur_addr & ~Const(bytes_per_beat - 1, addr_bits)),
-            to_page.eq(_PAGE - self.aligned[:12]),
-            span.eq(Mux(to_page < span_max, to_page, span_max)),
-            room.eq(span - self.offset),
+        ]
+        if span_max <= _PAGE:
+            # Both are powers of two: the page ends first only within the page's last
+            # ``span_max`` bytes, and then it is ``span_max`` minus the address's low bits
+            # away (one short subtraction instead of a chain of them).
+            s = exact_log2(span_max)
+            last_span = cur_addr[s:12].all() if s < 12 else Const(1, 1)
+            low = cur_addr[:s] if s else Const(0, 1)
+            m.d.comb += room.eq(span_max - Mux(last_span, low, self.offset))
+        else:
+            to_page = Signal(range(_PAGE + 1), name=f"{prefix}_to_page")
+            m.d.comb += [
+                to_page.eq(_PAGE - self.aligned[:12]),
+                room.eq(Mux(to_page < span_max, to_page, span_max) - self.offset),
+            ]
+        m.d.comb += [
             self.nbytes.eq(Mux(row_left < room, row_left, room)),
             self.beats.eq((self.offset + self.nbytes + bytes_per_beat - 1) >> lanes_log2),
             row_done.eq(row_left <= room),
@@ -149,6 +162,10 @@ class AxiDma(wiring.Component):
         Largest burst in beats (power of two, 1..256).
     outstanding : int
         Bursts in flight per direction (power of two, 1..16).
+    size_bits : int
+        Bits kept of a command's ``rows`` and ``row_bytes`` (default 32, all of them): a
+        user whose transfers are smaller (the SEML core's fit in a buffer) shortens the
+        burst splitter's counters and compares.
 
     Members
     -------
@@ -180,7 +197,8 @@ class AxiDma(wiring.Component):
     (``wr_data.ready`` follows ``m_axi_wready`` combinationally).
     """
 
-    def __init__(self, *, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
+    def __init__(self, *, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
+                 size_bits=_ROW_BYTES_BITS):
         if not isinstance(data_bits, int) or isinstance(data_bits, bool):
             raise TypeError(f"Data width must be an integer, not {data_bits!r}")
         if data_bits not in (32, 64, 128, 256, 512):
@@ -199,6 +217,10 @@ class AxiDma(wiring.Component):
         if not 1 <= outstanding <= 16 or outstanding & (outstanding - 1):
             raise ValueError(
                 f"Outstanding bursts must be a power of two between 1 and 16, not {outstanding!r}")
+        if not isinstance(size_bits, int) or not 1 <= size_bits <= _ROW_BYTES_BITS:
+            raise ValueError(f"Size bits must be an integer between 1 and {_ROW_BYTES_BITS}, "
+                             f"not {size_bits!r}")
+        self._size_bits = size_bits
         self._data_bits = data_bits
         self._addr_bits = addr_bits
         self._max_burst = max_burst
@@ -263,7 +285,8 @@ class AxiDma(wiring.Component):
         m.submodules.rd_desc = rd_desc = SyncFIFOBuffered(
             width=desc_layout.size, depth=self._outstanding)
         rd = _BurstSplitter(m, self.rd_cmd, addr_bits=self._addr_bits, bytes_per_beat=nbytes,
-                            max_burst=self._max_burst, prefix="rd")
+                            max_burst=self._max_burst, prefix="rd",
+                            size_bits=self._size_bits)
         m.d.comb += self.rd_cmd.ready.eq(rd.cmd_ready)
         rd_w = data.View(desc_layout, rd_desc.w_data)
         m.d.comb += [
@@ -347,7 +370,8 @@ class AxiDma(wiring.Component):
         m.submodules.wr_desc = wr_desc = SyncFIFOBuffered(
             width=desc_layout.size, depth=self._outstanding)
         wr = _BurstSplitter(m, self.wr_cmd, addr_bits=self._addr_bits, bytes_per_beat=nbytes,
-                            max_burst=self._max_burst, prefix="wr")
+                            max_burst=self._max_burst, prefix="wr",
+                            size_bits=self._size_bits)
         pending = Signal(range(2 * self._outstanding + 2))
         m.d.comb += self.wr_cmd.ready.eq(wr.cmd_ready)
         wr_w = data.View(desc_layout, wr_desc.w_data)

@@ -58,7 +58,8 @@ from ..engines.depthwise import DepthwiseEngine
 from ..engines.pointwise import PointwiseEngine
 from ..isa import INSTRUCTION, Engine, Pool, element_bytes, qrange, weight_element_bytes
 from .buffers import LaneFetcher
-from .units import bytes_from_lanes, pbuf_layout
+from .decode import size_bits
+from .units import bytes_from_lanes, ceil_div_const, pbuf_layout
 
 __all__ = ["EngineUnit", "engine_latency", "unit_cycles"]
 
@@ -251,6 +252,22 @@ class EngineUnit(wiring.Component):
         row_step = reg("row_step", 32)         # POINTWISE: IBUF bytes between pixel rows
         col_step = reg("col_step", 32)         # POINTWISE: IBUF bytes between pixel columns
 
+        def scaled(value, k, name):
+            """``value * k`` for a constant ``k``: a shift, or a register that follows
+            ``value`` a cycle later (the steps below are first taken many cycles after
+            their factors are set)."""
+            if k & (k - 1) == 0:
+                return value << (k.bit_length() - 1)
+            step = Signal(32, name=name)
+            m.d.sync += step.eq(value * k)
+            return step
+
+        w_group_step = scaled(w_m_stride, L, "w_group_step")   # the next group's weights
+        o_group_step = scaled(plane_out, L, "o_group_step")
+        i_group_step = scaled(plane_in, L, "i_group_step")
+        w_tile_step = scaled(w_c_stride, P, "w_tile_step")     # the next tile's weights
+        x_tile_step = scaled(plane_in, P, "x_tile_step")       # the next tile's planes
+
         # Group loop: IDLE -> SETUP -> (CMD -> RUN)* -> IDLE.
         m0 = Signal(16)          # first output channel of the group
         g_wbase = Signal(32)     # WBUF address of output channel m0's weights
@@ -278,14 +295,13 @@ class EngineUnit(wiring.Component):
                 ]
                 m.next = "SETUP"
             with m.State("SETUP"):
-                taps = k_h * k_w * we
+                # one multiplier between registers: ``w_m_stride`` follows in CMD
                 m.d.sync += [
-                    tiles.eq((in_c + (P - 1)) // P if not desc.channelwise else 1),
+                    tiles.eq(ceil_div_const(in_c, P) if not desc.channelwise else 1),
                     plane_in.eq(in_h * in_w * e),
                     plane_out.eq(out_h * out_w * e),
                     pixels_out.eq(out_h * out_w),
-                    w_m_stride.eq(taps if desc.channelwise else in_c * taps),
-                    w_c_stride.eq(taps),
+                    w_c_stride.eq(k_h * k_w * we),
                     row_step.eq(stride_h * in_w * e),
                     col_step.eq(stride_w * e),
                     m0.eq(0),
@@ -295,6 +311,10 @@ class EngineUnit(wiring.Component):
                 ]
                 m.next = "CMD"
             with m.State("CMD"):
+                # weights of one output channel (a legal instruction's fit in WBUF, so
+                # ``size_bits`` of the taps suffice); first read after ``cmd_go``
+                m.d.sync += w_m_stride.eq(w_c_stride if desc.channelwise
+                                          else in_c * w_c_stride[:size_bits(arch)])
                 m.d.comb += [eng.cmd.valid.eq(1), cmd_go.eq(eng.cmd.ready)]
                 with m.If(eng.cmd.ready):
                     m.next = "RUN"
@@ -308,9 +328,9 @@ class EngineUnit(wiring.Component):
                     m.d.sync += [
                         job_done.eq(0),
                         m0.eq(m0 + L),
-                        g_wbase.eq(g_wbase + w_m_stride * L),
-                        g_obase.eq(g_obase + plane_out * L),
-                        g_ibase.eq(g_ibase + plane_in * L),
+                        g_wbase.eq(g_wbase + w_group_step),
+                        g_obase.eq(g_obase + o_group_step),
+                        g_ibase.eq(g_ibase + i_group_step),
                     ]
                     with m.If(last_group):
                         m.next = "IDLE"
@@ -383,7 +403,7 @@ class EngineUnit(wiring.Component):
                     m.d.sync += [w_kx.eq(0), w_ky.eq(w_ky + 1),
                                  w_row.eq(w_row + k_w * we), w_tap.eq(w_row + k_w * we)]
                     with m.If(last_ky):
-                        nxt = w_tbase + w_c_stride * P
+                        nxt = w_tbase + w_tile_step
                         m.d.sync += [w_ky.eq(0), w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P),
                                      w_tbase.eq(nxt), w_row.eq(nxt), w_tap.eq(nxt)]
                         with m.If(last_tile_w):
@@ -451,7 +471,7 @@ class EngineUnit(wiring.Component):
                 m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_row.eq(x_row + step_row),
                              x_ptr.eq(x_row + step_row)]
                 with m.If(x_y == rows - 1):
-                    nxt = x_tbase + plane_in * P
+                    nxt = x_tbase + x_tile_step
                     m.d.sync += [x_y.eq(0), x_tile.eq(x_tile + 1), x_c0.eq(x_c0 + P),
                                  x_tbase.eq(nxt), x_row.eq(nxt), x_ptr.eq(nxt)]
                     with m.If(x_tile == tiles - 1):

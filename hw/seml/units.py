@@ -27,6 +27,7 @@ from ..isa import (
     table_entries,
 )
 from .buffers import LaneFetcher
+from .decode import size_bits
 from .dma import DmaCommand
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "add_chunk_beats",
     "add_lanes",
     "bytes_from_lanes",
+    "ceil_div_const",
     "lanes_from_bytes",
     "pbuf_layout",
 ]
@@ -58,6 +60,19 @@ def pbuf_layout(arch: ArchConfig) -> data.StructLayout:
         "mult": arch.mult_bits,
         "shift": arch.shift_bits,
     })
+
+
+def ceil_div_const(value, d: int):
+    """``ceil(value / d)`` for an unsigned ``value`` and a constant ``d`` without a divider:
+    a shift when ``d`` is a power of two, else a multiplication by the rounded-up
+    reciprocal ``ceil(2**s / d)`` and a shift (exact for every ``value`` of its width,
+    Granlund and Montgomery 1994, theorem 4.2)."""
+    n = value + (d - 1)
+    if d & (d - 1) == 0:
+        return n >> exact_log2(d)
+    bits = len(value) + 1
+    s = bits + (d - 1).bit_length()
+    return (n * -(-(1 << s) // d)) >> s
 
 
 def lanes_from_bytes(m, raw, lanes, act_bits, name):
@@ -84,6 +99,7 @@ def _transfer_members(arch: ArchConfig, data_dir):
     return {
         "start": In(1),
         "instr": In(INSTRUCTION),
+        "size": In(size_bits(arch)),
         "data_base": In(addr_bits),
         "busy": Out(1),
         "dma_cmd": Out(stream.Signature(DmaCommand(addr_bits))),
@@ -118,6 +134,9 @@ class LoadUnit(wiring.Component):
     start : In(1)
     instr : In(INSTRUCTION)
         The LOAD instruction, sampled with ``start``.
+    size : In(size_bits(arch))
+        Its ``rows * row_bytes``, sampled with ``start`` (the decoder's registered
+        product: no multiplier here).
     data_base : In(addr_bits)
         DDR address of the image base; the instruction's ``ddr_addr`` is an offset.
     busy : Out(1)
@@ -159,7 +178,7 @@ class LoadUnit(wiring.Component):
 
         buffer = Signal(Buffer)
         ptr = Signal(32)
-        left = Signal(64)
+        left = Signal(len(self.size))
         cmd_pending = _dma_command(m, self, d)
         receiving = Signal()
         m.d.comb += self.busy.eq(cmd_pending | receiving)
@@ -167,7 +186,7 @@ class LoadUnit(wiring.Component):
             m.d.sync += [
                 buffer.eq(d.buffer),
                 ptr.eq(d.buf_addr),
-                left.eq(d.rows * d.row_bytes),
+                left.eq(self.size),
                 receiving.eq(1),
             ]
 
@@ -225,11 +244,11 @@ class LoadUnit(wiring.Component):
             held = Signal(8 * nbytes)
             index = Signal(range(per + 1))
             holding = Signal()
-            records_left = Signal(64)
+            records_left = Signal(len(self.size))
             held_last = Signal()
             m.d.comb += self.dma_data.ready.eq(~holding)
             with m.If(self.start):
-                m.d.sync += records_left.eq((d.rows * d.row_bytes) >> exact_log2(rec_bytes))
+                m.d.sync += records_left.eq(self.size >> exact_log2(rec_bytes))
             with m.If(self.dma_data.valid & ~holding & receiving):
                 m.d.sync += left.eq(left - count)
                 with m.If(is_pbuf):
@@ -263,7 +282,7 @@ class StoreUnit(wiring.Component):
 
     Members
     -------
-    start, instr, data_base, busy : as :class:`LoadUnit`.
+    start, instr, size, data_base, busy : as :class:`LoadUnit`.
     dma_cmd : Out(stream.Signature(DmaCommand(addr_bits)))
     dma_data : Out(stream.Signature({"data", "last"}))
     dma_idle : In(1)
@@ -290,7 +309,7 @@ class StoreUnit(wiring.Component):
         nbytes = self._arch.axi_data_bytes
         d = self.instr.dma
         ptr = Signal(32)
-        words = Signal(64)
+        words = Signal(len(self.size))
         cmd_pending = _dma_command(m, self, d)
         sending = Signal()
         waiting = Signal()
@@ -298,7 +317,7 @@ class StoreUnit(wiring.Component):
         with m.If(self.start):
             m.d.sync += [
                 ptr.eq(d.buf_addr),
-                words.eq((d.rows * d.row_bytes + nbytes - 1) >> exact_log2(nbytes)),
+                words.eq((self.size + nbytes - 1) >> exact_log2(nbytes)),
                 sending.eq(1),
             ]
 
@@ -447,7 +466,7 @@ class AddUnit(wiring.Component):
         t_count = Signal(range(bb + 1))
         with m.If(self.start):
             is_mul = a.op == EltOp.MUL
-            beats = Mux(is_mul, a.count, (a.count + lanes - 1) // lanes)
+            beats = Mux(is_mul, a.count, ceil_div_const(a.count, lanes))
             m.d.sync += [
                 a_ptr.eq(a.a_addr),
                 b_ptr.eq(a.b_addr),

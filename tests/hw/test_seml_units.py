@@ -61,6 +61,7 @@ def test_load_unit(bits, buffer):
     async def bench(ctx):
         ctx.set(dut.instr.as_value(), int.from_bytes(word, "little"))
         ctx.set(dut.data_base, 0x1000)
+        ctx.set(dut.size, rows * row_bytes)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
@@ -131,6 +132,7 @@ def test_store_unit(bits):
 
     async def bench(ctx):
         ctx.set(dut.instr.as_value(), int.from_bytes(word, "little"))
+        ctx.set(dut.size, rows * row_bytes)
         ctx.set(dut.start, 1)
         ctx.set(dut.dma_idle, 1)
         await ctx.tick()
