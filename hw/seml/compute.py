@@ -149,8 +149,10 @@ class PoolWindowUnit(wiring.Component):
         step = Signal(range(P + 1))
         offs = [Signal(range(n + 1), name=f"off_{j}") for j in range(P)]
         fits = [c.stride_w <= (n - e) // (j * e) for j in range(1, P)]
+        step_at_start = Signal(range(P + 1))
+        m.d.comb += step_at_start.eq(1 + sum(f.as_unsigned() for f in fits) if fits else 1)
         with m.If(self.start):
-            m.d.sync += step.eq(1 + sum(f.as_unsigned() for f in fits) if fits else 1)
+            m.d.sync += step.eq(step_at_start)
             for j in range(P):
                 m.d.sync += offs[j].eq(Mux(j * c.stride_w * e <= n - e, j * c.stride_w * e, 0)
                                        if j else 0)
@@ -214,14 +216,14 @@ class PoolWindowUnit(wiring.Component):
         out_row = Signal(ib)              # (ch * out_h + oy) * out_w
         plane = Signal(ib)                # in_h * in_w
         row_stride = Signal(24)           # stride_h * in_w
-        ox_stride = Signal(16)            # lanes * stride_w
+        ox_stride = Signal(16)            # lanes of a step * stride_w
         with m.If(self.start):
             top = Signal(signed(9))
             m.d.comb += top.eq(-c.pad_top)
             top_row = top * c.in_w
             m.d.sync += [
                 plane.eq(c.in_h * c.in_w), row_stride.eq(c.stride_h * c.in_w),
-                ox_stride.eq(c.stride_w * P),
+                ox_stride.eq(c.stride_w * step_at_start),
                 iy.eq(top), oy_iy.eq(top), ix0.eq(-c.pad_left), ox_ix.eq(-c.pad_left),
                 row_base.eq(top_row), oy_row.eq(top_row), ch_row.eq(top_row), out_row.eq(0),
             ]
