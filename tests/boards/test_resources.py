@@ -112,7 +112,7 @@ def test_model_matches_synthesis_and_buffers_are_block_ram():
     """Synthesize the tiny calibration core (xc7, hierarchy kept): the model is within
     15 % of Yosys on LUT, FF, DSP and BRAM, and every buffer is block RAM, not
     flip-flops."""
-    res = synthesize(SemlCore(TINY), family="xc7", name="core-cal-tiny-xc7", flatten=False)
+    res = resources.synthesize_core(TINY, "xc7")
     est = resources.estimate(TINY, "xc7")
     for key in ("lut", "ff", "dsp", "bram36"):
         got = res.figures()[key]
@@ -174,3 +174,42 @@ def test_obuf_is_block_ram(family):
     assert res.bram18 == expect > 0, res.cells
     assert res.lutram == 0, res.cells
     assert res.ff <= 40 * plan.banks, res.cells
+
+
+def test_lut_occupancy_counts_lut_ram_sites():
+    cells = {"LUT6": 10, "LUT2": 5, "RAM64M": 2, "RAM32M": 1, "RAM64X1D": 3, "FDRE": 40,
+             "CARRY4": 7}
+    assert resources.lut_occupancy(cells, "xc7") == 15 + 4 * 2 + 4 + 2 * 3
+    assert resources.lut_occupancy(cells, "xcup") == 33
+    assert resources.lut_occupancy({"LUT4": 10, "TRELLIS_DPR16X4": 2, "CCU2C": 4,
+                                    "LUT6": 99}, "ecp5") == 10 + 6 * 2
+    est = resources.estimate(TINY, "ecp5")
+    assert est["lut_total"] == est["lut"] + 6 * est["lutram"]
+
+
+def test_fit_recovers_each_submodules_line():
+    """Synthetic synthesis figures that are exactly ``a * size + b`` per submodule (plus
+    the memories' read registers and the MACs' DSP slices, which the model counts apart)
+    give back ``a`` and ``b``."""
+    small, medium = resources.CALIBRATION_ARCHS[1:3]
+    runs = {}
+    for arch in (TINY, small, medium):
+        mems = resources._memory_figures(arch, "xc7")
+        subs = {}
+        for name, (size, lanes, macs) in resources.submodule_features(arch).items():
+            subs[name] = {"lut": 3 * size + 100,
+                          "ff": 2 * size + 10 + resources._memory_ff(mems, name),
+                          "dsp": macs * resources.dsp_per_mac(arch, "xc7") + lanes}
+        runs[(arch.name, "xc7")] = (arch, subs)
+    coef = resources.fit(runs, ["xc7"])["families"]["xc7"]
+    for name in ("compute_conv", "compute_pointwise", "load", "ibuf", "obuf_stager"):
+        assert coef[name]["lut"] == pytest.approx([3, 100]), name
+        assert coef[name]["ff"] == pytest.approx([2, 10]), name
+    # a submodule of fixed structure (size 1 everywhere): its mean
+    assert coef["decoder"]["lut"] == pytest.approx([103, 0])
+    # a run that lacks a submodule (a partial run) leaves it out of that submodule's fit
+    arch, subs = runs[("cal-medium", "xc7")]
+    runs[("cal-medium", "xc7")] = (arch, {k: v for k, v in subs.items()
+                                          if k != "compute_conv"})
+    coef = resources.fit(runs, ["xc7"])["families"]["xc7"]
+    assert coef["compute_conv"]["lut"] == pytest.approx([3, 100])
