@@ -80,7 +80,12 @@ def board_row(board, res, arch, family) -> dict:
         "capacity": have, "utilization_pct": use,
         "fits_by_synthesis": all(synth[k] <= have[k] for k in METRICS),
         "over": [k for k in METRICS if synth[k] > have[k]],
-        "logic_depth": depth.get("submodules", {}),
+        # per unit in the flattened core where the run has it (``units``), else per
+        # module of the hierarchy, whose top counts paths through submodule instances
+        "logic_depth": depth.get("units") or {k: v for k, v in
+                                              depth.get("submodules", {}).items()
+                                              if k != "(top)"},
+        "logic_depth_kind": "flat, per unit" if depth.get("units") else "per module",
         "core_depth": ({k: depth[k] for k in ("cells", "lut", "carry", "from", "to")}
                        if depth else None),
         "submodules": {"synth": res.submodules,
@@ -142,11 +147,15 @@ def markdown(rows, missing) -> str:
     xil = [r for r in rows if r["logic_depth"]]
     if xil:
         units = sorted({u for r in xil for u in r["logic_depth"]})
-        out += ["", ("Logic depth per unit (Yosys `ltp -noff`: cells on the longest "
-                "combinational path between registers, block RAMs, registered DSP slices "
-                "and ports; each submodule synthesized in the hierarchy, its submodule "
-                "instances as path ends) and of the flattened core:"), "",
-                "| unit | " + " | ".join(r["board"] for r in xil) + " |",
+        out += ["", ("Logic depth per unit (Yosys `ltp -noff`: cells, LUTs and CARRY "
+                "blocks alike, on the longest combinational path between registers, block "
+                "RAMs, registered DSP slices and ports). A unit's figure is the longest "
+                "path among its own cells in the flattened core (its submodules "
+                "included); paths that cross units count in the core's figure. Boards "
+                "marked * come from an older cached run that has per-module figures "
+                "only (a module's submodule instances are path nodes there)."), "",
+                "| unit | " + " | ".join(r["board"] + ("" if r["logic_depth_kind"].startswith(
+                    "flat") else "*") for r in xil) + " |",
                 "|---|" + "---|" * len(xil)]
         for u in units:
             out.append(f"| {u} | " + " | ".join(str(r["logic_depth"].get(u, "-"))

@@ -60,7 +60,8 @@ def compare(arch, family, res, held_out, partial=False):
         est["bram36"] = est["bram18"] / 2
     row = {"arch": arch.name, "family": family, "held_out": held_out, "partial": partial,
            "model": {k: est[k] for k in METRICS}, "synth": {k: got[k] for k in METRICS},
-           "error_pct": {}, "logic_depth": (res.logic_depth or {}).get("submodules", {}),
+           "error_pct": {}, "logic_depth": ((res.logic_depth or {}).get("units")
+                           or (res.logic_depth or {}).get("submodules", {})),
            "core_depth": (res.logic_depth or {}).get("cells")}
     for k in METRICS:
         row["error_pct"][k] = round(100 * (est[k] - got[k]) / got[k], 1) if got[k] else (

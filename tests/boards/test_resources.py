@@ -213,3 +213,25 @@ def test_fit_recovers_each_submodules_line():
                                           if k != "compute_conv"})
     coef = resources.fit(runs, ["xc7"])["families"]["xc7"]
     assert coef["compute_conv"]["lut"] == pytest.approx([3, 100])
+
+
+@pytest.mark.synth
+@needs_synth
+@pytest.mark.parametrize("board_name", ["PYNQ-Z2", "Ultra96-V2"])
+def test_board_default_arch_model_and_fit_by_synthesis(board_name):
+    """The board's default arch synthesized as ``benchmarks/bench_board_table.py`` does
+    (cached there): the model is within 15 % of Yosys on LUT (LUT RAM sites included),
+    FF, DSP and block RAM, and the synthesized core fits the board."""
+    from boards.database import get_board
+
+    board = get_board(board_name)
+    arch, family = board.default_arch(), board.synth_family
+    res = resources.synthesize_core(arch, family)
+    est = resources.estimate(arch, family)
+    got = {"lut": resources.lut_occupancy(res.cells, family), "ff": res.ff, "dsp": res.dsp,
+           "bram": res.bram36}
+    model = {"lut": est["lut_total"], "ff": est["ff"], "dsp": est["dsp"],
+             "bram": est["bram36"]}
+    for key, value in got.items():
+        assert abs(model[key] - value) <= 0.15 * value, (key, model[key], value)
+        assert value <= board.budget[key], (key, value, board.budget[key])
