@@ -282,13 +282,28 @@ def _coefficients(family):
     return _calibration["families"][family]
 
 
+def lutram_mux_luts(spec: MemorySpec, family: str) -> int:
+    """Logic LUTs that select among the LUT-RAM primitives of ``spec`` when it is deeper
+    than one primitive (64 words on Xilinx, 32 for RAM32M; 16 on ECP5): per read bit, a
+    ``chunks``:1 multiplexer, one LUT6 per three further chunks (LUT6 = 4:1 mux) on
+    Xilinx, one LUT4 per further chunk (2:1 mux) on ECP5. None for block RAM."""
+    group = _family_group(family)
+    if not map_memory(spec, family)["lutram"]:
+        return 0
+    prim = 16 if group == "ecp5" else (32 if spec.depth <= 32 else 64)
+    chunks = math.ceil(spec.depth / prim)
+    per_bit = chunks - 1 if group == "ecp5" else math.ceil((chunks - 1) / 3)
+    return spec.count * max(spec.read_ports, 1) * spec.width * per_bit
+
+
 def _memory_figures(arch, family):
-    """Block RAM and LUT RAM of each submodule (top-level name) from the inventory."""
+    """Block RAM, LUT RAM, read registers and LUT-RAM multiplexer LUTs of each submodule
+    (top-level name) from the inventory."""
     out = {}
     for spec in memories(arch):
         top = spec.path.split(".")[0]
-        got = map_memory(spec, family)
-        row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0})
+        got = {**map_memory(spec, family), "lut": lutram_mux_luts(spec, family)}
+        row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})
         for key in row:
             row[key] += got[key]
     return out
@@ -313,7 +328,8 @@ def _estimate(arch: ArchConfig, family: str):
             return max(0.0, a * x + b)
 
         subs[name] = {
-            "lut": round(lin("lut", size) + macs * shift_luts),
+            "lut": round(lin("lut", size) + macs * shift_luts)
+                   + mems.get(name, {}).get("lut", 0),
             "ff": round(lin("ff", size)) + mems.get(name, {}).get("ff", 0),
             "dsp": macs * per_mac + round(lin("dsp", lanes)),
             "bram18": mems.get(name, {}).get("bram18", 0),
@@ -426,6 +442,14 @@ def _memory_ff(mems, name):
     return ff + (mems.get("pbuf", {}).get("ff", 0) if name == "(top)" else 0)
 
 
+def _memory_lut(mems, name):
+    """LUT-RAM multiplexer LUTs counted in submodule ``name``'s synthesis figures."""
+    if name == "pbuf":
+        return 0
+    lut = mems.get(name, {}).get("lut", 0)
+    return lut + (mems.get("pbuf", {}).get("lut", 0) if name == "(top)" else 0)
+
+
 def fit(runs: dict, families, totals=None, base="xc7") -> dict:
     """Coefficients from hierarchical synthesis results.
 
@@ -454,7 +478,7 @@ def fit(runs: dict, families, totals=None, base="xc7") -> dict:
                     continue
                 got = subs[name]
                 row = per.setdefault(name, {"lut": [], "ff": [], "dsp": []})
-                row["lut"].append((size, got["lut"]))
+                row["lut"].append((size, got["lut"] - _memory_lut(mems, name)))
                 row["ff"].append((size, got["ff"] - _memory_ff(mems, name)))
                 row["dsp"].append((lanes, got["dsp"] - macs * per_mac))
         out["families"][family] = {
@@ -474,7 +498,7 @@ def fit(runs: dict, families, totals=None, base="xc7") -> dict:
                 a, b = c.get(metric, (0.0, 0.0))
                 logic[metric] += max(0.0, a * x + b)
             macs += n
-        want = {"lut": figures["lut"],
+        want = {"lut": figures["lut"] - sum(m["lut"] for m in mems.values()),
                 "ff": figures["ff"] - sum(m["ff"] for m in mems.values()),
                 "dsp": figures["dsp"] - macs * per_mac}
         scale = {m: (want[m] / logic[m] if logic[m] else 1.0) for m in logic}

@@ -176,6 +176,17 @@ def test_obuf_is_block_ram(family):
     assert res.ff <= 40 * plan.banks, res.cells
 
 
+def test_lut_ram_multiplexers():
+    spec = resources.MemorySpec
+    # 256 x 8 in LUT RAM: four RAM64M deep, one LUT6 (4:1 mux) per bit and copy
+    assert resources.lutram_mux_luts(spec("m", 8, 256, read_ports=2, count=8), "xc7") == 128
+    assert resources.lutram_mux_luts(spec("m", 8, 64), "xc7") == 0
+    assert resources.lutram_mux_luts(spec("m", 32, 512, async_read=True), "xcup") == 96
+    assert resources.lutram_mux_luts(spec("m", 8, 128), "ecp5") == 8 * 7
+    # block RAM: none
+    assert resources.lutram_mux_luts(spec("m", 8, 4096), "xc7") == 0
+
+
 def test_lut_occupancy_counts_lut_ram_sites():
     cells = {"LUT6": 10, "LUT2": 5, "RAM64M": 2, "RAM32M": 1, "RAM64X1D": 3, "FDRE": 40,
              "CARRY4": 7}
@@ -189,15 +200,15 @@ def test_lut_occupancy_counts_lut_ram_sites():
 
 def test_fit_recovers_each_submodules_line():
     """Synthetic synthesis figures that are exactly ``a * size + b`` per submodule (plus
-    the memories' read registers and the MACs' DSP slices, which the model counts apart)
-    give back ``a`` and ``b``."""
+    the memories' read registers and LUT-RAM multiplexers and the MACs' DSP slices,
+    which the model counts apart) give back ``a`` and ``b``."""
     small, medium = resources.CALIBRATION_ARCHS[1:3]
     runs = {}
     for arch in (TINY, small, medium):
         mems = resources._memory_figures(arch, "xc7")
         subs = {}
         for name, (size, lanes, macs) in resources.submodule_features(arch).items():
-            subs[name] = {"lut": 3 * size + 100,
+            subs[name] = {"lut": 3 * size + 100 + resources._memory_lut(mems, name),
                           "ff": 2 * size + 10 + resources._memory_ff(mems, name),
                           "dsp": macs * resources.dsp_per_mac(arch, "xc7") + lanes}
         runs[(arch.name, "xc7")] = (arch, subs)
@@ -235,3 +246,14 @@ def test_board_default_arch_model_and_fit_by_synthesis(board_name):
     for key, value in got.items():
         assert abs(model[key] - value) <= 0.15 * value, (key, model[key], value)
         assert value <= board.budget[key], (key, value, board.budget[key])
+
+
+def test_unit_names_and_path_length_parsing():
+    from boards.synth import _path_length, _unit_names
+
+    verilog = ("module top(clk);\nendmodule\nmodule \\top.alpha (clk, o);\nendmodule\n"
+               "module \\top.alpha.inner (a);\nendmodule\nmodule \\top.beta(x);\nendmodule\n")
+    assert _unit_names(verilog, "top") == ["alpha", "beta"]
+    assert _unit_names(verilog, "top.alpha") == ["inner"]
+    assert _path_length("Longest topological path in top (length=23):\n") == 23
+    assert _path_length("Longest topological path in top (length=-1):\n") == 0
