@@ -122,9 +122,11 @@ def markdown(rows, missing) -> str:
            "`python benchmarks/bench_board_table.py`. LUT counts logic LUTs plus the LUTs "
            "that LUT RAM occupies; BRAM is in 36 Kb blocks (a RAMB18 is a half) on Xilinx "
            "and in 18 Kb EBR (DP16KD) on ECP5. Each cell: model / synthesis (model "
-           "error). The verdict compares the synthesized figures with the board."), "",
+           "error). The verdict compares the synthesized figures with the board. The Yosys "
+           "time is the wall time of the run that filled the cache (on a shared 2-core "
+           "machine)."), "",
            ("| board | family | default arch | LUT | FF | DSP | BRAM | fits by synthesis "
-           "(utilization LUT/FF/DSP/BRAM) | Yosys time |"),
+           "(utilization LUT/FF/DSP/BRAM) | Yosys wall time |"),
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = []
