@@ -110,20 +110,24 @@ def test_estimate_grows_with_the_arch():
 @needs_synth
 def test_model_matches_synthesis_and_buffers_are_block_ram():
     """Synthesize the tiny calibration core (xc7, hierarchy kept): the model is within
-    15 % of Yosys on LUT, FF, DSP and BRAM, and every buffer is block RAM, not
-    flip-flops."""
+    15 % of Yosys on LUT, FF, DSP and BRAM, each buffer has the model's block RAMs (none:
+    its 256-word banks are LUT RAM) and none of them is flip-flops."""
     res = resources.synthesize_core(TINY, "xc7")
     est = resources.estimate(TINY, "xc7")
     for key in ("lut", "ff", "dsp", "bram36"):
         got = res.figures()[key]
         assert abs(est[key] - got) <= 0.15 * got, (key, est[key], got)
     plan = resources._plan(TINY)
-    for name in ("ibuf", "wbuf", "obuf", "pbuf"):
+    for name in ("ibuf", "wbuf", "obuf"):
         sub = res.submodules[name]
-        expect = est["submodules"][name]["bram18"]
-        assert sub["bram18"] == expect > 0, (name, sub)
-        # the align / rotate registers only: a buffer in flip-flops has 8 per byte
-        assert sub["ff"] <= 16 * plan.banks * 4, (name, sub)
+        assert sub["bram18"] == est["submodules"][name]["bram18"], (name, sub)
+        assert sub["lutram"] > 0, (name, sub)
+        # the align / rotate registers and LUT-RAM read registers only: a buffer in
+        # flip-flops has 8 per byte
+        assert sub["ff"] <= 16 * plan.banks * 4 + 8 * plan.banks * len(plan.ibuf_reads), \
+            (name, sub)
+    # PBUF's memory is in the core's top module
+    assert res.submodules["(top)"]["bram18"] == est["submodules"]["pbuf"]["bram18"]
 
 
 @pytest.mark.synth
@@ -246,6 +250,12 @@ def test_board_default_arch_model_and_fit_by_synthesis(board_name):
     for key, value in got.items():
         assert abs(model[key] - value) <= 0.15 * value, (key, model[key], value)
         assert value <= board.budget[key], (key, value, board.budget[key])
+    # the feature-map buffers are block RAM, as many blocks as the model counts
+    for name in ("ibuf", "wbuf", "obuf"):
+        sub = res.submodules[name]
+        assert sub["bram18"] == est["submodules"][name]["bram18"] > 0, (name, sub)
+        assert sub["lutram"] == 0, (name, sub)
+    assert res.submodules["(top)"]["bram18"] == est["submodules"]["pbuf"]["bram18"] > 0
 
 
 def test_unit_names_and_path_length_parsing():
