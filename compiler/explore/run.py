@@ -170,10 +170,15 @@ def _trial_rows(study):
     for t in study.get_trials(deepcopy=False):
         if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
             continue  # in flight, or queued and not yet asked for
+        # a trial stopped before its result was complete (``evaluated`` is written last)
+        # failed and its point was re-queued as another trial: whatever part of its
+        # result reached the storage is not a result
+        evaluated = bool(t.user_attrs.get("evaluated"))
         rows.append({"trial": t.number, "state": t.state.name,
                      "baseline": bool(t.user_attrs.get("baseline", False)),
-                     "params": t.user_attrs.get("point", dict(t.params)), "metrics": t.user_attrs.get("metrics"),
-                     "error": t.user_attrs.get("error"),
+                     "params": t.user_attrs.get("point", dict(t.params)),
+                     "metrics": t.user_attrs.get("metrics") if evaluated else None,
+                     "error": t.user_attrs.get("error") if evaluated else None,
                      "seconds": t.user_attrs.get("seconds")})
     return rows
 
