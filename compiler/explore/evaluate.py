@@ -171,15 +171,25 @@ def _arch(problem: Problem, point: dict):
         return default if value is None else value
 
     buf = int(get("buf_kib", base.ibuf_bytes // 1024)) * 1024
-    pw = get("pw", base.pw_pi)
     return base.replace(
         name="explore", conv_pi=get("conv_pi", base.conv_pi),
-        conv_po=get("conv_po", base.conv_po), pw_pi=pw, pw_po=pw,
+        conv_po=get("conv_po", base.conv_po), pw_pi=get("pw_pi", base.pw_pi),
+        pw_po=get("pw_po", base.pw_po),
         dw_channels=get("dw", base.dw_channels),
         conv_k_max=get("conv_k_max", base.conv_k_max),
         weight_scheme=point["weight_scheme"], act_bits=point["act_bits"],
         weight_bits=point["weight_bits"], ibuf_bytes=buf, obuf_bytes=buf,
         wbuf_bytes=max(buf // 2, 8 * 1024))
+
+
+def seml_core_dsp(problem: Problem, point: dict) -> int:
+    """DSPs of the SEML core of an SEML or hybrid ``point`` by the calibrated resource
+    model (a lower bound of a hybrid design's DSPs; 0 for other modes)."""
+    from boards.database import estimate_resources
+
+    if point.get("mode") not in ("seml", "hybrid"):
+        return 0
+    return int(estimate_resources(_arch(problem, point), family=problem.family)["dsp"])
 
 
 #: Quantized graphs (and their accuracy) kept per process: points that differ only in
@@ -357,10 +367,120 @@ def _sesl_compile(problem: Problem, point: dict, qgraph, arch, out_dir) -> None:
 
 
 register_mode(Mode("seml", _seml_evaluate, _seml_compile,
-                   uses=("conv_pi", "conv_po", "pw", "dw", "buf_kib", "conv_k_max")))
+                   uses=("conv_pi", "conv_po", "pw_pi", "pw_po", "dw", "buf_kib",
+                         "conv_k_max")))
 # The SESL stages multiply uniform weights (PoT / APoT are served by the SEML engines).
 register_mode(Mode("sesl", _sesl_evaluate, _sesl_compile, uses=("sesl_dsp_share",),
                    schemes=("uniform",)))
+
+
+#: Most hybrid split points offered (the first single-tensor cuts of the model: later
+#: cuts hand larger expanded tensors to the core through DDR).
+MAX_HYBRID_CUTS = 6
+
+
+def hybrid_cuts(problem: Problem) -> dict:
+    """``{k: cut tensor}``: the first :data:`MAX_HYBRID_CUTS` valid splits of the model
+    (:func:`compiler.hybrid.split.valid_cuts` on the default quantization: SESL stages
+    need a quantized graph; pruning and word sizes do not change the cuts)."""
+    if problem is None:
+        return {}
+    if "hybrid_cuts" not in problem.cache:
+        from compiler.hybrid.split import valid_cuts
+        from compiler.passes.quantize import QuantConfig, quantize
+
+        cuts = {}
+        if len(problem.graph.inputs) == 1:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                qgraph, _ = quantize(problem.graph,
+                                     QuantConfig.from_arch(problem.base_arch.replace(
+                                         weight_scheme="uniform")), problem.calibration)
+            cuts = dict(valid_cuts(qgraph)[:MAX_HYBRID_CUTS])
+        problem.cache["hybrid_cuts"] = cuts
+    return problem.cache["hybrid_cuts"]
+
+
+def _hybrid_dimensions(problem):
+    from .space import Dimension
+
+    cuts = hybrid_cuts(problem)
+    return (Dimension("hybrid_layers", tuple(sorted(cuts))),) if cuts else ()
+
+
+def _hybrid_split(problem: Problem, point: dict, qgraph, arch):
+    """The SEML core of ``point`` on the layers after the first ``hybrid_layers``, and
+    the SESL prefix folded (:func:`compiler.hybrid.split`) to keep pace with the core
+    on the DSPs the core leaves: ``(candidate, baseline cycles or None)``."""
+    from compiler.codegen.program import generate
+    from compiler.compile import check_buildable
+    from compiler.hybrid.split import Candidate, _prefix, seml_resources, suffix_graph
+
+    check_buildable(arch)
+    k = point.get("hybrid_layers")
+    cuts = hybrid_cuts(problem)
+    if k not in cuts or cuts[k] not in qgraph.tensors:
+        raise ConvForgeError(f"hybrid_layers={k!r} is not a split point of the model "
+                             f"(valid: {', '.join(map(str, sorted(cuts))) or 'none'})")
+    cut = cuts[k]
+    seml_cycles = generate(suffix_graph(qgraph, k, cut), arch).cycles
+    core = seml_resources(arch, problem.family)
+    left = problem.budget["dsp"] - core["dsp"]
+    if left <= 0:
+        raise ConvForgeError(f"hybrid: the SEML core takes {core['dsp']} DSPs, leaving none "
+                             f"of the {problem.budget['dsp']} for the SESL prefix")
+    cfg, use, cycles, latency = _prefix(qgraph, k, cut, arch, left, seml_cycles, False)
+    return Candidate(k, cut, arch, core, seml_cycles, cfg, use, cycles, latency)
+
+
+def _hybrid_evaluate(problem: Problem, point: dict, qgraph, arch) -> dict:
+    cand = _hybrid_split(problem, point, qgraph, arch)
+    core, pre = cand.seml_use, cand.sesl_use
+    mac_units = (arch.conv_macs + arch.dw_macs + arch.pw_macs
+                 + sum(st.mac_units for st in cand.pipeline.stages))
+    cycles = cand.cycles_per_frame
+    bram36 = core["bram36"] + pre["bram36"]
+    return {"cycles_per_frame": cycles, "latency_cycles": cand.latency_cycles,
+            "clock_mhz": arch.clock_mhz, "mac_units": mac_units,
+            "mac_utilization": problem.total_macs / (cycles * mac_units),
+            "sesl_dsp": pre["dsp"], "seml_dsp": core["dsp"],
+            "resources": {"lut": core["lut"] + pre["lut"], "ff": core["ff"] + pre["ff"],
+                          "dsp": core["dsp"] + pre["dsp"], "bram": math.ceil(bram36 - 1e-9),
+                          "bram36": bram36}}
+
+
+def _hybrid_compile(problem: Problem, point: dict, qgraph, arch, out_dir) -> None:
+    from compiler.codegen.output import write_output_dir
+    from compiler.codegen.program import generate
+    from compiler.hybrid.compile import _assemble
+    from compiler.hybrid.split import Candidate, HybridBudget, SplitResult, seml_resources
+
+    cand = _hybrid_split(problem, point, qgraph, arch)
+    base = Candidate(0, None, arch, seml_resources(arch, problem.family),
+                     generate(qgraph, arch).cycles)
+    b = problem.budget
+    budget = HybridBudget(b["dsp"], b.get("lut"), b.get("ff"), b.get("bram"), problem.family,
+                          arch, (), problem.spec.board or f"--budget-dsp {b['dsp']}")
+    moved = [layer.name for layer in qgraph.layers[:cand.k]]
+    split = SplitResult(cand, base, [dict(base.record(), step=0, improves=None),
+                                     dict(cand.record(moved), step=1,
+                                          improves=cand.cycles_per_frame
+                                          < base.cycles_per_frame)],
+                        f"chosen by the exploration: {cand.k} SESL layers", budget)
+    name = qgraph.inputs[0]
+    model_input = {"name": name, "shape": list(qgraph.shape(name)),
+                   "scale": qgraph.tensors[name].scale, "bits": arch.act_bits}
+    files, _ = _assemble(qgraph, split, problem.spec.model_name, model_input)
+    write_output_dir(out_dir, files)
+
+
+# Hybrid: a SESL prefix of the first ``hybrid_layers`` layers hands its output through DDR
+# to the SEML core, which runs the rest (the compile keeps the core's smallest buffers
+# within 1 % of its throughput, as ``convforge compile --mode hybrid`` does).
+register_mode(Mode("hybrid", _hybrid_evaluate, _hybrid_compile,
+                   uses=("conv_pi", "conv_po", "pw_pi", "pw_po", "dw", "buf_kib", "conv_k_max",
+                         "hybrid_layers"),
+                   schemes=("uniform",), dimensions=_hybrid_dimensions))
 
 
 def metrics_summary(problem: Problem, point: dict, qgraph, arch, mapped: dict) -> dict:
@@ -386,6 +506,8 @@ def metrics_summary(problem: Problem, point: dict, qgraph, arch, mapped: dict) -
         "nnz": nnz, "weights": total, "density": density,
         "fits": all(v == 0 for v in violations.values()),
         "violation": sum(violations.values()),
+        # the hybrid mode's DSP split (SESL prefix, SEML core)
+        **{k: mapped[k] for k in ("sesl_dsp", "seml_dsp") if k in mapped},
     }
 
 

@@ -8,7 +8,8 @@
   continues until ``trials`` trials are finished;
 - a new study first evaluates the target's default design (the board's default arch,
   or the default arch under ``--budget-dsp``) as the baseline and a few neighbours of
-  it (:func:`_warm_start`: other weight schemes, doubled parallelism), then asks NSGA-II
+  it (:func:`_warm_start`: multipliers moved between engines, wider engines, other weight
+  schemes), then asks NSGA-II
   (:class:`optuna.samplers.NSGAIISampler`, ask/tell) for points, keeping two per
   worker in flight on a Dask cluster (a ``LocalCluster`` unless ``scheduler`` names
   one); constraint: the design fits the board (violation = the resources' excess);
@@ -74,11 +75,15 @@ def _signs(objectives):
             for o in objectives}
 
 
+#: SEML engine dimensions a neighbour of the default design moves multipliers between.
+ENGINES = ("conv_pi", "conv_po", "pw_pi", "pw_po", "dw")
+
+
 def _baseline_point(problem, space) -> dict:
     a = problem.base_arch
     names = space.names()
-    point = {"mode": "seml", "conv_pi": a.conv_pi, "conv_po": a.conv_po, "pw": a.pw_pi,
-             "dw": a.dw_channels, "buf_kib": a.ibuf_bytes // 1024,
+    point = {"mode": "seml", "conv_pi": a.conv_pi, "conv_po": a.conv_po, "pw_pi": a.pw_pi,
+             "pw_po": a.pw_po, "dw": a.dw_channels, "buf_kib": a.ibuf_bytes // 1024,
              "conv_k_max": a.conv_k_max, "weight_scheme": a.weight_scheme, "act_bits": a.act_bits,
              "weight_bits": a.weight_bits}
     for name in names:
@@ -97,40 +102,166 @@ def _baseline_point(problem, space) -> dict:
 
 def _warm_start(base: dict, space) -> list[dict]:
     """Neighbours of the default design that open the search (seed 000's refinement
-    from a working design): the same engines with each other weight scheme (shift-based
-    PEs free the DSPs of the MACs), and twice the output parallelism with them and half
-    the buffers."""
+    from a working design), in this order:
+
+    1. at the default quantization, multipliers moved from one engine to another (one
+       engine dimension twice as wide, another half as wide: e.g. a pointwise array
+       twice as deep fed by a conv engine half as wide), the moves that can be faster at
+       no more DSPs and the default's accuracy;
+    2. the hybrid mode at each split point, with the conv engine half as wide in both
+       dimensions (the SESL prefix takes the first conv layers off the core);
+    3. at the default quantization, each engine dimension twice as wide;
+    4. the default engines with half the buffers;
+    5. the same engines with each other weight scheme (shift-based PEs free the DSPs of
+       the MACs), and with twice the output parallelism and half the buffers;
+    6. the hybrid mode at each split point with the default engines.
+    """
     choices = space.to_dict()
+
+    def ok(name, value):
+        return value in choices.get(name, ())
+
     out = []
+    for up in ENGINES:
+        for down in ENGINES:
+            if up != down and ok(up, base[up] * 2) and ok(down, base[down] // 2):
+                out.append({**base, up: base[up] * 2, down: base[down] // 2})
+    # hybrid: the first layers on a SESL prefix, the core's conv engine half as wide in
+    # both dimensions (the prefix takes the first conv layers off it)
+    splits = choices.get("hybrid_layers", ()) if "hybrid" in choices.get("mode", ()) \
+        and base["weight_scheme"] == "uniform" else ()
+    narrow = dict(base)
+    for name in ("conv_pi", "conv_po"):
+        if ok(name, base[name] // 2):
+            narrow[name] = base[name] // 2
+    for k in splits:
+        out.append({**narrow, "mode": "hybrid", "hybrid_layers": k})
+    for name in ENGINES:
+        if ok(name, base[name] * 2):
+            out.append({**base, name: base[name] * 2})
+    half = base["buf_kib"] // 2
+    if ok("buf_kib", half):
+        out.append({**base, "buf_kib": half})
     for scheme in choices.get("weight_scheme", ()):
         if scheme == base["weight_scheme"]:
             continue
         out.append({**base, "weight_scheme": scheme})
         wider = dict(base, weight_scheme=scheme)
-        for name in ("conv_po", "pw", "dw"):
-            doubled = base[name] * 2
-            if doubled in choices.get(name, ()):
-                wider[name] = doubled
+        for name in ("conv_po", "pw_po", "dw"):
+            if ok(name, base[name] * 2):
+                wider[name] = base[name] * 2
         # wider engines read more banks at once: half the buffers keep the block RAM
-        half = base["buf_kib"] // 2
-        if half in choices.get("buf_kib", ()):
+        if ok("buf_kib", half):
             wider["buf_kib"] = half
         if wider != out[-1]:
             out.append(wider)
-    # At the default quantization: each engine twice as wide, and the multipliers moved
-    # from one engine to another (one twice as wide, another half), so that a faster
-    # design at no more DSPs and the default's accuracy is looked for from the start.
-    engines = ("conv_pi", "conv_po", "pw", "dw")
-    for name in engines:
-        if base[name] * 2 in choices.get(name, ()):
-            out.append({**base, name: base[name] * 2})
-    for up in engines:
-        for down in engines:
-            if up == down or base[up] * 2 not in choices.get(up, ()) \
-                    or base[down] // 2 not in choices.get(down, ()):
-                continue
-            out.append({**base, up: base[up] * 2, down: base[down] // 2})
+    for k in splits:  # hybrid with the default engines
+        out.append({**base, "mode": "hybrid", "hybrid_layers": k})
+    unique, seen = [], {_point_key(base)}
+    for point in out:  # e.g. a conv engine that cannot be halved
+        if _point_key(point) not in seen:
+            seen.add(_point_key(point))
+            unique.append(point)
+    return unique
+
+
+def _neighbours(point: dict, space) -> list[dict]:
+    """Local moves around an SEML or hybrid design, in this order: one engine dimension
+    twice as wide, multipliers moved from one engine dimension to another (one twice,
+    another half as wide), the next buffer sizes and, in the hybrid mode, the next split
+    points."""
+    if point.get("mode") not in ("seml", "hybrid"):
+        return []
+    choices = space.to_dict()
+
+    def ok(name, value):
+        return value in choices.get(name, ())
+
+    out = []
+    for name in ENGINES:
+        if ok(name, point[name] * 2):
+            out.append({**point, name: point[name] * 2})
+    for up in ENGINES:
+        for down in ENGINES:
+            if up != down and ok(up, point[up] * 2) and ok(down, point[down] // 2):
+                out.append({**point, up: point[up] * 2, down: point[down] // 2})
+    for name in ("buf_kib", "hybrid_layers"):
+        values = list(choices.get(name, ()))
+        if point.get(name) in values:
+            i = values.index(point[name])
+            out += [{**point, name: values[j]} for j in (i - 1, i + 1)
+                    if 0 <= j < len(values)]
     return out
+
+
+def _point_key(point: dict) -> str:
+    return json.dumps({k: v for k, v in point.items() if v is not None}, sort_keys=True)
+
+
+class _Refiner:
+    """Hill climbing next to NSGA-II (seed 000's refinement of a working design).
+
+    The incumbent is the fastest design so far that fits, uses no more DSPs than the
+    default design and keeps its SNR within the margin (the default itself to start).
+    When no queued trial is waiting, :meth:`next` proposes the incumbent's next
+    :func:`_neighbours` not yet tried, skipping those whose SEML core alone needs more
+    DSPs than the default (the calibrated resource model, no evaluation); at most
+    ``budget`` proposals in all (refinement trials of a resumed study count)."""
+
+    def __init__(self, study, space, problem, margin_db: float, budget: int):
+        self.space = space
+        self.problem = problem
+        self.margin = margin_db
+        self.left = budget
+        self.seen = set()
+        self.ref = None
+        self.best = None
+        self.queue = []
+        self.pending = []
+        for t in study.get_trials(deepcopy=False):
+            self.seen.add(_point_key(t.user_attrs.get("point")
+                                     or t.system_attrs.get("fixed_params") or t.params))
+            if t.user_attrs.get("refine"):
+                self.left -= 1
+        for t in sorted(study.get_trials(deepcopy=False),
+                        key=lambda t: not t.user_attrs.get("baseline")):
+            if t.user_attrs.get("evaluated") and t.user_attrs.get("metrics"):
+                self.tell(t.user_attrs["point"], t.user_attrs["metrics"],
+                          bool(t.user_attrs.get("baseline")))
+
+    def tell(self, point, metrics, baseline: bool = False) -> None:
+        if baseline:
+            self.ref = metrics
+            self.best = metrics["fps"]
+            self.queue = _neighbours(point, self.space)
+            pending, self.pending = self.pending, []
+            for p, m in pending:
+                self.tell(p, m)
+            return
+        if self.ref is None:
+            self.pending.append((point, metrics))
+            return
+        if metrics["fits"] and metrics["dsp"] <= self.ref["dsp"] \
+                and metrics["snr_db"] >= self.ref["snr_db"] - self.margin \
+                and metrics["fps"] > self.best:
+            self.best = metrics["fps"]
+            self.queue = _neighbours(point, self.space)
+
+    def next(self):
+        """The next point to try, or ``None``."""
+        from .evaluate import seml_core_dsp
+
+        while self.left > 0 and self.queue:
+            point = self.queue.pop(0)
+            key = _point_key(point)
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            if seml_core_dsp(self.problem, point) > self.ref["dsp"]:
+                continue
+            self.left -= 1
+            return point
+        return None
 
 
 def _client(scheduler, workers):
@@ -223,7 +354,12 @@ def compare_with_baseline(rows, baseline, margin_db) -> tuple[list, dict]:
     ``margin_db`` below it). When there is none, which constraint binds: DSPs (the
     designs as fast and as accurate need more), speed (the accurate ones at no more
     DSPs are slower), accuracy (the fast ones at no more DSPs lose more than the
-    margin) or the fit (they exceed the board)."""
+    margin) or the fit (they exceed the board).
+
+    ``out["verdict"]`` is ``"faster"`` (a design strictly faster), ``"tie"`` (the best
+    such design only equals the default's frames/s: not reported as a faster design) or
+    ``"none"``; ``out["speed_ratio"]`` is the best design's frames/s over the default's
+    (1.0 when there is none) and ``out["strictly_faster"]`` says whether it exceeds 1."""
     b = baseline["metrics"]
     bp = dict(baseline["params"])
     others = [r for r in rows if r["state"] == "COMPLETE" and not r["baseline"]]
@@ -246,9 +382,15 @@ def compare_with_baseline(rows, baseline, margin_db) -> tuple[list, dict]:
 
     def line(r):
         m, p = r["metrics"], r["params"]
-        engines = (f"conv {p['conv_pi']}x{p['conv_po']}, pointwise {p['pw']}x{p['pw']}, "
-                   f"depthwise {p['dw']}, {p['buf_kib']} KiB buffers"
-                   if p["mode"] == "seml" else f"{p.get('sesl_dsp_share')} of the DSPs")
+        if p["mode"] == "sesl":
+            engines = f"{p.get('sesl_dsp_share')} of the DSPs"
+        else:
+            engines = (f"conv {p['conv_pi']}x{p['conv_po']}, pointwise "
+                       f"{p['pw_pi']}x{p['pw_po']}, depthwise {p['dw']}, {p['buf_kib']} KiB "
+                       f"buffers")
+            if p["mode"] == "hybrid":
+                engines = (f"{p['hybrid_layers']} layers on a SESL prefix "
+                           f"({m.get('sesl_dsp', '?')} DSP), SEML core {engines}")
         pruned = [f"{k[6:]} {v:.0%}" for k, v in p.items() if k.startswith("prune.") and v]
         return (f"trial {r['trial']} ({p['mode']}: {engines}; {p['weight_scheme']} "
                 f"a{p['act_bits']}/w{p['weight_bits']}"
@@ -266,12 +408,29 @@ def compare_with_baseline(rows, baseline, margin_db) -> tuple[list, dict]:
     found = [r for r in others if fits(r) and fast(r) and cheap(r) and accurate(r)]
     if found:
         r = best(found)
-        tie = r["metrics"]["fps"] == b["fps"]
-        lines.append(head + line(r) + (" (a tie on speed, not a speed-up)" if tie else ""))
+        m = r["metrics"]
+        ratio = m["fps"] / b["fps"]
+        strictly = m["fps"] > b["fps"]
+        lines.append(head + line(r) + ("" if strictly else " (a tie on speed, not a speed-up)"))
+        if strictly:
+            lines.append(f"  verdict: found a faster design: {ratio:.3f}x the default's "
+                         f"frames/s at {m['dsp']} DSP (default {b['dsp']}) and "
+                         f"{m['snr_db'] - b['snr_db']:+.1f} dB SNR")
+        else:
+            lines.append("  verdict: no faster design: the best design at no more DSPs within "
+                         f"the margin is only as fast as the default ({ratio:.3f}x)")
         out["found"] = {"trial": r["trial"], "params": r["params"], **r["metrics"]}
+        out["speed_ratio"] = ratio
+        out["strictly_faster"] = strictly
+        out["verdict"] = "faster" if strictly else "tie"
     else:
         lines.append(head + "none in these trials")
+        lines.append("  verdict: no design other than the default is at least as fast at no "
+                     "more DSPs within the margin (the default stays the best, 1.000x)")
         out["found"] = None
+        out["speed_ratio"] = 1.0
+        out["strictly_faster"] = False
+        out["verdict"] = "none"
     # What keeps the others out (and what the faster designs cost).
     reasons = []
     fast_cheap = [r for r in others if fits(r) and fast(r) and cheap(r) and not accurate(r)]
@@ -301,7 +460,8 @@ def compare_with_baseline(rows, baseline, margin_db) -> tuple[list, dict]:
         if not reasons:
             lines.append("  no other design was evaluated")
     elif fast_cheap:  # a faster design that loses accuracy is shown, not counted
-        lines.append("  (faster, but outside the margin: " + line(best(fast_cheap)) + ")")
+        lines.append("  (at least as fast, but outside the margin: " + line(best(fast_cheap))
+                     + ")")
     same = [r for r in others if fits(r) and _same_quantization(r, bp)]
     out["binding"] = [{"constraint": c, "trial": r["trial"]} for c, _, r in reasons]
     out["default_quantization_designs"] = len(same)
@@ -481,6 +641,8 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
             # the neighbours take at most half of the trials; NSGA-II proposes the rest
             for point in _warm_start(base, space)[:max(0, trials // 2 - 1)]:
                 study.enqueue_trial(point)
+    # local moves around the best design at no more DSPs: at most a quarter of the trials
+    refiner = _Refiner(study, space, problem, accuracy_margin_db, trials // 4)
 
     client, cluster = _client(scheduler, workers)
     nworkers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
@@ -494,9 +656,14 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
         submitted = 0
         while submitted < todo or in_flight:
             while submitted < todo and len(in_flight) < 2 * nworkers:
+                if not study.get_trials(deepcopy=False, states=(states.WAITING,)):
+                    point = refiner.next()
+                    if point is not None:
+                        study.enqueue_trial(point, user_attrs={"refine": True})
                 trial = study.ask()
                 point = space.sample(trial)
                 trial.set_user_attr("point", point)
+                refiner.seen.add(_point_key(point))
                 fut = client.submit(evaluate_point, spec_f, point, pure=False)
                 in_flight[fut] = trial
                 submitted += 1
@@ -521,6 +688,8 @@ def explore(model, out_dir, *, board: str | None = None, budget_dsp: int | None 
                     study.tell(trial, state=states.FAIL)
                 else:
                     study.tell(trial, values_of(m))
+                    refiner.tell(trial.user_attrs["point"], m,
+                                 bool(trial.user_attrs.get("baseline")))
                 bar.update(1)
         bar.close()
     finally:

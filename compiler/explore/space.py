@@ -5,9 +5,9 @@ A design point is a flat dict of named choices (what Optuna samples):
 ``mode``
     A key of :data:`MODES` (``seml``, ``sesl``; further modes register themselves with
     :func:`register_mode` and may add their own dimensions, e.g. a split point).
-``conv_pi``, ``conv_po``, ``pw``, ``dw``
+``conv_pi``, ``conv_po``, ``pw_pi``, ``pw_po``, ``dw``
     SEML engine parallelism: conv engine input x output channels, pointwise array
-    (``pw_pi = pw_po = pw``), depthwise channels.
+    input x output channels (the array need not be square), depthwise channels.
 ``buf_kib``
     SEML feature-map buffers (IBUF = OBUF = ``buf_kib`` KiB, WBUF half of it, at least
     8 KiB).
@@ -36,7 +36,8 @@ from hw.arch import KERNEL_SIZES, WEIGHT_SCHEMES
 __all__ = ["MODES", "Dimension", "Mode", "SearchSpace", "register_mode"]
 
 #: Dimensions that only some modes read (see :attr:`Mode.uses`).
-MODE_DIMENSIONS = ("conv_pi", "conv_po", "pw", "dw", "buf_kib", "conv_k_max", "sesl_dsp_share")
+MODE_DIMENSIONS = ("conv_pi", "conv_po", "pw_pi", "pw_po", "dw", "buf_kib", "conv_k_max",
+                   "sesl_dsp_share")
 
 #: Most pruning groups before layers are grouped by kind.
 MAX_PRUNE_GROUPS = 8
@@ -106,7 +107,7 @@ class SearchSpace:
         mode = MODES[trial.suggest_categorical("mode", list(by_name["mode"].choices))]
         specific = set(MODE_DIMENSIONS)
         for other in MODES.values():
-            specific.update(d.name for d in other.dimensions(None))
+            specific.update(other.uses)
         point = {"mode": mode.name}
         for d in self.dimensions:
             if d.name == "mode":
@@ -132,6 +133,7 @@ def build_space(problem, *, modes=None, schemes=None, word_sizes=None) -> Search
     ``modes``, ``schemes``, ``word_sizes`` restrict the mode, weight-scheme and
     word-size dimensions (default: every registered mode, every scheme, 4 to 16).
     """
+    explicit = modes is not None
     modes = tuple(MODES) if modes is None else tuple(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -148,10 +150,10 @@ def build_space(problem, *, modes=None, schemes=None, word_sizes=None) -> Search
     kmax = problem.max_kernel
     kernels = tuple(k for k in KERNEL_SIZES if k >= max(kmax, 1) and k > 1) or (max(kmax, 1),)
     dims = [
-        Dimension("mode", modes),
         Dimension("conv_pi", (1, 2, 4, 8, 16)),
         Dimension("conv_po", (1, 2, 4, 8, 16)),
-        Dimension("pw", (2, 4, 8, 16, 32)),
+        Dimension("pw_pi", (2, 4, 8, 16, 32)),
+        Dimension("pw_po", (2, 4, 8, 16, 32)),
         Dimension("dw", (2, 4, 8, 16, 32)),
         Dimension("buf_kib", problem.buffer_choices),
         Dimension("conv_k_max", kernels),
@@ -164,4 +166,18 @@ def build_space(problem, *, modes=None, schemes=None, word_sizes=None) -> Search
         dims.append(Dimension(f"prune.{group}", PRUNE_LEVELS))
     for name in modes:
         dims.extend(MODES[name].dimensions(problem))
-    return SearchSpace(dims)
+    # a mode whose own dimensions have no choice on this model (e.g. no split point for
+    # the hybrid mode) cannot map it
+    have = {d.name for d in dims}
+    usable = []
+    for name in modes:
+        missing = [u for u in MODES[name].uses if u not in have]
+        if not missing:
+            usable.append(name)
+        elif explicit:
+            raise ValueError(f"Mode {name} cannot map this model: it has no choice of "
+                             f"{', '.join(missing)} (the hybrid mode needs a single-tensor "
+                             f"cut after layers that have SESL stages)")
+    if not usable:
+        raise ValueError("No mode can map this model")
+    return SearchSpace([Dimension("mode", tuple(usable)), *dims])

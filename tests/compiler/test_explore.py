@@ -43,7 +43,7 @@ def test_space_and_one_evaluation(model):
     assert {"prune.conv0", "prune.conv1", "prune.conv_out"} <= set(names)
     assert set(space.to_dict()["conv_k_max"]) == {5, 7}  # the model needs 5x5
     assert {"seml", "sesl"} <= set(MODES)
-    point = {"mode": "seml", "conv_pi": 2, "conv_po": 2, "pw": 4, "dw": 4, "buf_kib": 16,
+    point = {"mode": "seml", "conv_pi": 2, "conv_po": 2, "pw_pi": 4, "pw_po": 4, "dw": 4, "buf_kib": 16,
              "conv_k_max": 5, "sesl_dsp_share": None, "weight_scheme": "apot",
              "act_bits": 8, "weight_bits": 8, "prune.conv0": 0.5, "prune.conv1": 0.0,
              "prune.conv_out": 0.0}
@@ -75,7 +75,8 @@ def test_explore_two_workers_front_and_resume(model, tmp_path):
     # a trial left in flight by an interrupted run
     study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
     orphan = study.ask()
-    orphan.suggest_categorical("mode", ["seml", "sesl"])
+    orphan.suggest_categorical("mode", json.loads((out / "explore.json").read_text())
+                               ["space"]["mode"])
 
     second = explore(model, out, trials=12, compile_top=1, **kwargs)
     assert second.summary["resumed_from"] == 6
@@ -220,7 +221,7 @@ def test_cli_run_killed_then_resumed(model, tmp_path):
 def _row(trial, fps, dsp, snr, *, scheme="uniform", bits=8, fits=True, baseline=False,
          prune=0.0):
     return {"trial": trial, "state": "COMPLETE", "baseline": baseline,
-            "params": {"mode": "seml", "conv_pi": 4, "conv_po": 4, "pw": 8, "dw": 8,
+            "params": {"mode": "seml", "conv_pi": 4, "conv_po": 4, "pw_pi": 8, "pw_po": 8, "dw": 8,
                        "buf_kib": 128, "weight_scheme": scheme, "act_bits": bits,
                        "weight_bits": bits, "prune.conv": prune},
             "metrics": {"fps": fps, "dsp": dsp, "snr_db": snr, "lut": 1000, "fits": fits},
@@ -239,7 +240,9 @@ def test_comparison_with_the_default_design():
     assert out["found"] is None and "none in these trials" in lines[0]
     assert [b["constraint"] for b in out["binding"]] == ["accuracy", "dsp", "speed", "fit"]
     assert [b["trial"] for b in out["binding"]] == [1, 2, 3, 4]
-    assert "-10.6 dB" in lines[1] and "681 DSP" in lines[2]
+    assert out["verdict"] == "none" and not out["strictly_faster"]
+    assert "verdict: no design other than the default" in lines[1]
+    assert "-10.6 dB" in lines[2] and "681 DSP" in lines[3]
     assert out["default_quantization"] == "uniform a8/w8"
     assert out["fastest_default_quantization"]["trial"] == 2
     # a wider margin admits the lossy design; within 0.5 dB, a faster accurate one wins
@@ -248,10 +251,96 @@ def test_comparison_with_the_default_design():
     close = _row(5, 36.0, 450, 25.9, bits=10)
     lines, out = compare_with_baseline([base, lossy, close], base, 0.5)
     assert out["found"]["trial"] == 5 and "1.029x" in lines[0]
-    assert "outside the margin" in lines[1]
+    assert out["verdict"] == "faster" and out["strictly_faster"]
+    assert out["speed_ratio"] == pytest.approx(36.0 / 35.0)
+    assert "verdict: found a faster design: 1.029x" in lines[1]
+    assert "outside the margin" in lines[2]
     lines, out = compare_with_baseline([base, lossy, close], base, 0.3)
     assert out["found"] is None
     # a tie on speed is said to be one
     tie = _row(6, 35.0, 453, 26.3, bits=12)
     lines, out = compare_with_baseline([base, tie], base, 1.0)
     assert out["found"]["trial"] == 6 and "a tie on speed" in lines[0]
+    assert out["verdict"] == "tie" and not out["strictly_faster"]
+    assert out["speed_ratio"] == 1.0 and "no faster design" in lines[1]
+    # a tie next to a strictly faster design: the faster one is the answer
+    lines, out = compare_with_baseline([base, tie, close], base, 1.0)
+    assert out["found"]["trial"] == 5 and out["verdict"] == "faster"
+    # a faster design with more DSPs, or one that does not fit, is no answer
+    lines, out = compare_with_baseline([base, _row(7, 36.0, 454, 26.3),
+                                        _row(8, 40.0, 400, 26.3, fits=False)], base, 1.0)
+    assert out["verdict"] == "none" and out["speed_ratio"] == 1.0
+
+
+def _verdict_from_rows(rows, margin_db):
+    """The comparison with the default design recomputed from the trial rows alone."""
+    b = next(r for r in rows if r["baseline"] and r["state"] == "COMPLETE")["metrics"]
+    qualifying = [r["metrics"]["fps"] for r in rows
+                  if r["state"] == "COMPLETE" and not r["baseline"] and r["metrics"]["fits"]
+                  and r["metrics"]["dsp"] <= b["dsp"]
+                  and r["metrics"]["snr_db"] >= b["snr_db"] - margin_db
+                  and r["metrics"]["fps"] >= b["fps"]]
+    if not qualifying:
+        return "none", 1.0
+    best = max(qualifying)
+    return ("faster" if best > b["fps"] else "tie"), best / b["fps"]
+
+
+@pytest.fixture(scope="module")
+def small_mobilenet(tmp_path_factory):
+    from examples.models import mobilenet_v2_small
+
+    path = tmp_path_factory.mktemp("explore") / "mobilenet_v2_small.onnx"
+    onnx.save(mobilenet_v2_small(), str(path))
+    return path
+
+
+def test_default_design_seeded_and_verdict(small_mobilenet, tmp_path):
+    """The board's default design is trial 0, its neighbours follow in order, and the
+    summary's "at least as fast at no more DSPs" verdict matches the trials: on the
+    Ultra96-V2 a strictly faster design at no more DSPs is found; on the PYNQ-Z2, whose
+    default is the smallest core, none is (uniform 8-bit SEML only)."""
+    from boards.database import get_board
+    from compiler.explore.run import _baseline_point, _point_key, _warm_start
+
+    out = tmp_path / "u96"
+    res = explore(small_mobilenet, out, board="Ultra96-V2", trials=24, accuracy_samples=2,
+                  workers=2, progress=False, plots=False, seed=1)
+    rows = {r["trial"]: r for r in res.trials}
+    base = res.baseline
+    default = get_board("Ultra96-V2").default_arch()
+    assert base["trial"] == 0 and base["state"] == "COMPLETE"
+    p = base["params"]
+    assert (p["mode"], p["conv_pi"], p["conv_po"], p["pw_pi"], p["pw_po"], p["dw"],
+            p["buf_kib"], p["weight_scheme"], p["act_bits"], p["weight_bits"]) == (
+        "seml", default.conv_pi, default.conv_po, default.pw_pi, default.pw_po,
+        default.dw_channels, default.ibuf_bytes // 1024, "uniform", 8, 8)
+    problem = get_problem(ProblemSpec(small_mobilenet.read_bytes(), "mobilenet_v2_small",
+                                      board="Ultra96-V2", accuracy_samples=2, seed=1,
+                                      base_arch=default))
+    space = build_space(problem)
+    assert _baseline_point(problem, space) == {k: v for k, v in p.items() if v is not None}
+    seeds = _warm_start(p, space)
+    assert len({_point_key(s) for s in seeds} | {_point_key(p)}) == len(seeds) + 1
+    # multipliers moved into a non-square pointwise array, and hybrid split points
+    assert any(s["pw_pi"] != s["pw_po"] for s in seeds)
+    assert any(s["mode"] == "hybrid" for s in seeds)
+    for i, seed in enumerate(seeds[:24 // 2 - 1], start=1):  # evaluated first, in order
+        assert _point_key(rows[i]["params"]) == _point_key(seed)
+    verdict, ratio = _verdict_from_rows(res.trials, 1.0)
+    c = res.summary["comparison"]
+    assert c["verdict"] == verdict == "faster" and c["strictly_faster"]
+    assert c["speed_ratio"] == pytest.approx(ratio) and ratio > 1
+    assert c["found"]["dsp"] <= base["metrics"]["dsp"]
+    assert "verdict: found a faster design" in (out / "summary.txt").read_text()
+
+    out = tmp_path / "pynq"
+    res = explore(small_mobilenet, out, board="PYNQ-Z2", trials=6, accuracy_samples=2,
+                  workers=2, progress=False, plots=False, seed=1, modes=["seml"],
+                  schemes=["uniform"], word_sizes=[8])
+    assert res.baseline["trial"] == 0
+    verdict, ratio = _verdict_from_rows(res.trials, 1.0)
+    c = res.summary["comparison"]
+    assert c["verdict"] == verdict != "faster" and not c["strictly_faster"]
+    assert c["speed_ratio"] == pytest.approx(ratio)
+    assert "verdict: no " in (out / "summary.txt").read_text()
