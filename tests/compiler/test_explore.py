@@ -344,3 +344,74 @@ def test_default_design_seeded_and_verdict(small_mobilenet, tmp_path):
     assert c["verdict"] == verdict != "faster" and not c["strictly_faster"]
     assert c["speed_ratio"] == pytest.approx(ratio)
     assert "verdict: no " in (out / "summary.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def u96_problem(small_mobilenet):
+    from boards.database import get_board
+
+    spec = ProblemSpec(small_mobilenet.read_bytes(), "mobilenet_v2_small", board="Ultra96-V2",
+                       accuracy_samples=2, base_arch=get_board("Ultra96-V2").default_arch())
+    problem = get_problem(spec)
+    return spec, problem, build_space(problem)
+
+
+def test_refinement_climbs_from_the_best_design_at_no_more_dsps(u96_problem):
+    """The hill climber proposes the incumbent's neighbours whose SEML core fits in the
+    default's DSPs, moves to a better design when one is told, and stops at its budget."""
+    import optuna
+
+    from compiler.explore.evaluate import seml_core_dsp
+    from compiler.explore.run import _baseline_point, _neighbours, _Refiner
+
+    _, problem, space = u96_problem
+    study = optuna.create_study(directions=["maximize", "minimize", "maximize"])
+    refiner = _Refiner(study, space, problem, 1.0, 4)
+    base = _baseline_point(problem, space)
+    ref = {"fps": 100.0, "dsp": seml_core_dsp(problem, base), "snr_db": 30.0, "fits": True}
+    better = {**base, "conv_pi": 1, "pw_pi": base["pw_pi"] * 2}
+    refiner.tell(better, {**ref, "fps": 120.0})  # before the baseline: kept for later
+    assert refiner.next() is None
+    refiner.tell(base, ref, baseline=True)
+    first = refiner.next()
+    want = [p for p in _neighbours(better, space)
+            if seml_core_dsp(problem, p) <= ref["dsp"]]
+    assert first == want[0]  # the better design told earlier is the incumbent
+    # a slower, a bigger or a less accurate design does not move the climber
+    refiner.tell(base, {**ref, "fps": 110.0})
+    refiner.tell(base, {**ref, "fps": 130.0, "dsp": ref["dsp"] + 1})
+    refiner.tell(base, {**ref, "fps": 130.0, "snr_db": 28.0})
+    assert refiner.next() == want[1]
+    # a faster one does; proposals stop at the budget
+    faster = {**base, "buf_kib": space.to_dict()["buf_kib"][0]}
+    refiner.tell(faster, {**ref, "fps": 140.0})
+    third = refiner.next()
+    assert third in _neighbours(faster, space) and third not in (first, want[1])
+    assert refiner.next() is not None and refiner.next() is None  # 4 proposed
+
+
+def test_hybrid_point_evaluates_and_compiles_bit_exact(u96_problem, tmp_path):
+    """A hybrid point: its frames/s is the slower part's, its DSPs the sum of both parts;
+    its compile output equals the golden model bit for bit (prefix ops + SEML on the ISS)."""
+    from compiler.explore.evaluate import compile_point, prepare_graph
+    from compiler.explore.run import _baseline_point
+    from compiler.hybrid.compile import verify_hybrid
+
+    spec, problem, space = u96_problem
+    assert "hybrid" in space.to_dict()["mode"]
+    k = space.to_dict()["hybrid_layers"][1]
+    point = {**_baseline_point(problem, space), "mode": "hybrid", "hybrid_layers": k,
+             "conv_pi": 1, "conv_po": 1}
+    m = evaluate_point(spec, point)["metrics"]
+    assert m["dsp"] == m["sesl_dsp"] + m["seml_dsp"] and m["sesl_dsp"] > 0
+    assert m["fps"] == pytest.approx(m["clock_mhz"] * 1e6 / m["cycles_per_frame"])
+    seml = evaluate_point(spec, {**point, "mode": "seml"})["metrics"]
+    assert m["snr_db"] == seml["snr_db"]  # the same quantized network
+    bad = evaluate_point(spec, {**point, "hybrid_layers": 999})
+    assert bad["metrics"] is None and "not a split point" in bad["error"]
+    compile_point(spec, point, tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["mode"] == "hybrid" and report["split"]["sesl_layers"] == k
+    assert report["resources"]["dsp"] <= m["dsp"]
+    qgraph, _ = prepare_graph(problem, point)
+    verify_hybrid(tmp_path / "out", qgraph, 0)
