@@ -57,7 +57,8 @@ def add_explore_parser(sub) -> None:
                    help="calibration samples (.npy/.npz); accuracy is measured on them")
     p.add_argument("--samples", type=int, default=4,
                    help="calibration samples used per trial (default 4)")
-    p.add_argument("--modes", nargs="+", metavar="MODE", help="restrict the modes")
+    p.add_argument("--modes", nargs="+", metavar="MODE",
+                   help="restrict the modes (seml, sesl, hybrid)")
     p.add_argument("--schemes", nargs="+", metavar="SCHEME",
                    help="restrict the weight schemes (uniform, pot, apot)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
