@@ -36,6 +36,7 @@ __all__ = [
     "compute_cycles",
     "engine_kind",
     "engine_unit_cycles",
+    "pointwise_jumps",
     "pool_lanes",
     "pool_unit_cycles",
     "register_engine_kind",
@@ -142,6 +143,23 @@ def buffer_banks(arch) -> int:
     return _pow2_at_least(max(need))
 
 
+def pointwise_jumps(instr, arch) -> bool:
+    """Whether a POINTWISE COMPUTE's pixel lanes prefetch the next input-channel tile
+    while a tile runs (:class:`hw.seml.buffers.LaneFetcher` with ``jump``), so that only
+    the job's first tile waits for the lanes' refills: unstrided, with each lane's channel
+    plane (``e * out_h * out_w`` bytes) in one run (at most :func:`buffer_banks` bytes),
+    the next tile's plane past the run (``Pi`` planes at least ``banks`` bytes) and a tile
+    of at least ``Pi + 2`` pixels (the lanes' prefetches, one wide read each, and the
+    read's two cycles)."""
+    if instr.stride_h != 1 or instr.stride_w != 1:
+        return False
+    e = element_bytes(arch.act_bits)
+    pi = arch.pw_pi
+    n = buffer_banks(arch)
+    plane = e * instr.out_h * instr.out_w
+    return max(_cdiv(n, pi), (pi + 2) * e) <= plane <= n
+
+
 def engine_unit_cycles(instr, arch) -> int:
     """Cycles a COMPUTE keeps an engine unit (:class:`hw.seml.engine_units.EngineUnit`)
     busy.
@@ -166,7 +184,8 @@ def engine_unit_cycles(instr, arch) -> int:
     has taken its own, ``W + 1`` cycles, which a tile shorter than that waits for. A
     POINTWISE stream refills its pixels at each later tile (and, strided, each output
     row; with a column stride each run of ``(banks - e) // (stride_w * e) + 1`` pixels),
-    ``Pi + 1`` cycles each, and its weights every ``(banks - Pi * we) // (Pi * we) + 1``
+    ``Pi + 1`` cycles each, but none when it prefetches the next tile's planes
+    (:func:`pointwise_jumps`), and its weights every ``(banks - Pi * we) // (Pi * we) + 1``
     tiles (``W + 1`` cycles, fetched during the tile before).
 
     Exact for DEPTHWISE and POINTWISE and for CONV without a fused pool on frames wider
@@ -185,7 +204,10 @@ def engine_unit_cycles(instr, arch) -> int:
     if not kind.windowed:
         pixels = instr.out_h * instr.out_w
         e = element_bytes(arch.act_bits)
-        if instr.stride_h == 1 and instr.stride_w == 1:
+        if pointwise_jumps(instr, arch):
+            # the next tile's planes are prefetched while a tile runs: no refill
+            segments = 1
+        elif instr.stride_h == 1 and instr.stride_w == 1:
             segments = tiles
         else:
             per_row = 1

@@ -9,7 +9,7 @@ port reads or writes such a run in one cycle, whatever its alignment.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -307,12 +307,17 @@ class LaneFetcher(wiring.Component):
     sequential : In(1)
         Prefetch (default high; only with ``prefetch``): low for lanes that do not read
         consecutive elements, which then refill on a miss only.
+    jump, l{q}_next : In (only with ``jumps``)
+        With ``jump`` high a lane's prefetch reads its ``width`` bytes from ``l{q}_next``
+        (where the lane goes after the elements in ``cur``: the next tile's first
+        element) instead of those after ``cur``; the lane moves there when a read misses
+        ``cur`` and falls in ``nxt``.
     r_addr, r_en : Out; r_data : In(8 * width)
         The buffer's read port (:class:`ByteBuffer`: ``width`` bytes from ``r_addr``,
         any alignment, one cycle of latency).
     """
 
-    def __init__(self, *, widths, width, size, prefetch=True):
+    def __init__(self, *, widths, width, size, prefetch=True, jumps=False):
         if not isinstance(widths, (list, tuple)) or not widths:
             raise TypeError(f"Lane widths must be a non-empty list of integers, not {widths!r}")
         _check_positive("width", width, "Run width")
@@ -324,13 +329,20 @@ class LaneFetcher(wiring.Component):
         self._width = width
         self._size = size
         self._prefetch = bool(prefetch)
+        self._jumps = bool(jumps)
+        if self._jumps and not self._prefetch:
+            raise ValueError("A fetcher prefetches jumps only with prefetch=True")
         members = {"ready": Out(1), "clear": In(1), "sequential": In(1, init=1),
                    "r_addr": Out(range(max(size, 2))), "r_en": Out(1),
                    "r_data": In(8 * width)}
+        if self._jumps:
+            members["jump"] = In(1)
         for q, w in enumerate(self._widths):
             members[f"l{q}_addr"] = In(range(max(size, 2)))
             members[f"l{q}_en"] = In(1)
             members[f"l{q}_data"] = Out(8 * w)
+            if self._jumps:
+                members[f"l{q}_next"] = In(range(max(size, 2)))
         super().__init__(members)
 
     @property
@@ -341,6 +353,10 @@ class LaneFetcher(wiring.Component):
         """``(addr, en, data)`` of lane ``q`` (the shape of a :class:`ByteBuffer` read
         port)."""
         return tuple(getattr(self, f"l{q}_{n}") for n in ("addr", "en", "data"))
+
+    def lane_next(self, q):
+        """Lane ``q``'s prefetch address after a jump (``jumps`` only)."""
+        return getattr(self, f"l{q}_next")
 
     def elaborate(self, platform):
         m = Module()
@@ -433,6 +449,8 @@ class LaneFetcher(wiring.Component):
         for g, q, to_nxt in grants:
             with m.If(g):
                 base = (curs[q][1] + n)[:abits] if to_nxt else self.lane(q)[0]
+                if to_nxt and self._jumps:
+                    base = Mux(self.jump, getattr(self, f"l{q}_next"), base)
                 m.d.comb += self.r_addr.eq(base)
                 m.d.sync += [fl_lane.eq(q), fl_nxt.eq(to_nxt), fl_base.eq(base)]
                 with m.If(~self.clear):
