@@ -33,7 +33,10 @@ engine's :class:`~hw.blocks.pool.PoolUnit`.
 
 Each unit reads IBUF and WBUF through one wide read port each (``banks`` bytes,
 :func:`hw.engine_kinds.buffer_banks`): a :class:`~hw.seml.buffers.LaneFetcher` gives
-every pixel lane and every weight lane a run register filled by one wide read. A lane
+every pixel lane and every weight lane a run register filled by one wide read. In the
+core (``shared_fetch=True``) the units share one pixel and one weight fetcher (one
+COMPUTE runs at a time): a unit then has the fetchers' lane ports instead of the buffer
+ports, and the core switches the selected unit's lanes in. A lane
 read returns its data one cycle after the read and holds it while not reading, so each
 feeder issues a read whenever its output register is empty or being taken and the
 fetcher is ready: one beat per cycle, and back-pressure from the engine simply holds the
@@ -147,6 +150,11 @@ class EngineUnit(wiring.Component):
     arch : ArchConfig
     kind : Engine
         CONV, DEPTHWISE or POINTWISE.
+    shared_fetch : bool
+        The unit's lanes go to fetchers outside it (the core's shared set): ports
+        ``{ibuf,wbuf}_lane{q}_addr / _en / _data``, ``_ready``, ``_clear``,
+        ``_sequential`` (and for IBUF ``ibuf_jump``, ``ibuf_lane{q}_next``) replace
+        ``ibuf0_*`` / ``wbuf0_*``.
 
     Members
     -------
