@@ -325,7 +325,7 @@ class SemlCore(wiring.Component):
         engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
         m.submodules.ibuf_fetch = ibuf_fetch = LaneFetcher(
             widths=list(plan.ibuf_lanes), width=banks, size=arch.ibuf_bytes, prefetch=True,
-            jumps=True)
+            jumps=True, pack=units[Engine.POINTWISE].pixel_pack)
         m.submodules.wbuf_fetch = wbuf_fetch = LaneFetcher(
             widths=list(plan.wbuf_lanes), width=banks, size=arch.wbuf_bytes, prefetch=False)
         for buf, fetcher in (("ibuf", ibuf_fetch), ("wbuf", wbuf_fetch)):
@@ -342,6 +342,8 @@ class SemlCore(wiring.Component):
                         m.d.comb += fetcher.sequential.eq(p.sequential)
                         if p.jump is not None:
                             m.d.comb += fetcher.jump.eq(p.jump)
+                        if p.packed is not None and units[Engine.POINTWISE].pixel_pack:
+                            m.d.comb += fetcher.packed.eq(p.packed)
                         for q in range(p.lanes):
                             (f_addr, f_en, _), (u_addr, u_en, _) = fetcher.lane(q), p.lane(q)
                             m.d.comb += [f_addr.eq(u_addr), f_en.eq(u_en)]

@@ -114,6 +114,7 @@ def _lane_members(buf, widths, size):
                f"{buf}_sequential": Out(1, init=1)}
     if buf == "ibuf":
         members[f"{buf}_jump"] = Out(1)
+        members[f"{buf}_packed"] = Out(1)
     for q, w in enumerate(widths):
         members.update({f"{buf}_lane{q}_addr": Out(range(max(size, 2))),
                         f"{buf}_lane{q}_en": Out(1), f"{buf}_lane{q}_data": In(8 * w)})
@@ -133,6 +134,7 @@ class _LanePort:
         widths = unit.ibuf_lane_widths if buf == "ibuf" else unit.wbuf_lane_widths
         self.lanes = len(widths)
         self.jump = getattr(unit, f"{buf}_jump", None)
+        self.packed = getattr(unit, f"{buf}_packed", None)
 
     def lane(self, q):
         return tuple(getattr(self._unit, f"{self._buf}_lane{q}_{n}")
@@ -228,8 +230,18 @@ class EngineUnit(wiring.Component):
 
     @property
     def ibuf_lane_widths(self):
-        """Bytes per read of each pixel lane (behind the one IBUF port)."""
+        """Bytes per read of each pixel lane (behind the one IBUF port); a POINTWISE
+        unit's lane 0 packs all ``Pi`` (one-pixel tiles read ``Pi`` consecutive
+        elements)."""
+        if self.pixel_pack:
+            return [self._e * self.pi] + [self._e] * (self.pi - 1)
         return [self._e] * self.pi
+
+    @property
+    def pixel_pack(self):
+        """Pixel lanes lane 0 reads for all with ``packed``
+        (:class:`~hw.seml.buffers.LaneFetcher` ``pack``): ``Pi`` for POINTWISE, else 0."""
+        return self.pi if not self.desc.windowed and self.pi > 1 else 0
 
     def lane_port(self, buf):
         """The lane side of the unit's ``buf`` (``"ibuf"`` or ``"wbuf"``) fetcher as a
@@ -287,8 +299,8 @@ class EngineUnit(wiring.Component):
             m.d.comb += wfetch.sequential.eq(1)
         else:
             m.submodules.pixel_fetch = xfetch = LaneFetcher(
-                widths=[e] * P, width=self.banks, size=arch.ibuf_bytes, prefetch=True,
-                jumps=not windowed)
+                widths=self.ibuf_lane_widths, width=self.banks, size=arch.ibuf_bytes,
+                prefetch=True, jumps=not windowed, pack=self.pixel_pack)
             m.submodules.weight_fetch = wfetch = LaneFetcher(
                 widths=self._wbuf_widths, width=self.banks, size=arch.wbuf_bytes,
                 prefetch=False)
@@ -556,22 +568,27 @@ class EngineUnit(wiring.Component):
         if windowed:
             m.d.comb += [xfetch.clear.eq(self.start | end_tile), xfetch.sequential.eq(1)]
             if self.shared_fetch:
-                m.d.comb += xfetch.jump.eq(0)
+                m.d.comb += [xfetch.jump.eq(0), xfetch.packed.eq(0)]
         else:
             n = self.banks
             strided = Signal()
             jumps = Signal()       # the tiles' planes fit a run each: prefetch the next
+            packed = Signal()      # one-pixel tiles: lane 0 reads the Pi elements
             last_tile = Signal()
             m.d.comb += [
                 strided.eq((stride_h != 1) | (stride_w != 1)),
                 jumps.eq(~strided & (plane_in <= n)
                          & (plane_in >= max(-(-n // P), (P + 2) * e))),
+                packed.eq(~strided & (pixels_out == 1)
+                          if self.pixel_pack and n % (P * e) == 0 else 0),
                 last_tile.eq(x_tile == tiles - 1),
                 xfetch.sequential.eq((stride_w == 1) & ~(jumps & last_tile)),
                 xfetch.jump.eq(jumps),
-                xfetch.clear.eq(self.start | (end_tile & (~jumps | last_tile))
+                xfetch.clear.eq(self.start | (end_tile & (~(jumps | packed) | last_tile))
                                 | (strided & end_row)),
             ]
+            if self.pixel_pack:
+                m.d.comb += xfetch.packed.eq(packed)
             # a lane's next tile starts ``delta`` bytes after its current element
             delta = Signal(32)
             m.d.comb += delta.eq(x_tbase + x_tile_step - x_ptr)
