@@ -539,6 +539,11 @@ class EngineUnit(wiring.Component):
         rows = in_h if windowed else out_h
         cols = in_w if windowed else out_w
         base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
+        # POINTWISE: IBUF address of the next tile's first plane, a cycle behind the tile
+        # (first asked for when the lanes have moved into the tile, a cycle after it
+        # starts; the job's first tile's after its refills)
+        x_next = Signal(32)
+        m.d.sync += x_next.eq(x_tbase + x_tile_step)
         with m.If(cmd_go):
             m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
                          x_tbase.eq(base), x_row.eq(base), x_ptr.eq(base)]
@@ -589,9 +594,6 @@ class EngineUnit(wiring.Component):
             ]
             if self.pixel_pack:
                 m.d.comb += xfetch.packed.eq(packed)
-            # a lane's next tile starts ``delta`` bytes after its current element
-            delta = Signal(32)
-            m.d.comb += delta.eq(x_tbase + x_tile_step - x_ptr)
         first_chan = m0 if kind is Engine.DEPTHWISE else x_c0
         for i in range(P):
             addr, en, data_ = xfetch.lane(i)
@@ -602,7 +604,7 @@ class EngineUnit(wiring.Component):
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
                 nxt = xfetch.next(i) if self.shared_fetch else xfetch.lane_next(i)
-                m.d.comb += nxt.eq(addr + delta)
+                m.d.comb += nxt.eq(x_next + plane_in * i)
 
         # Output beats to OBUF ------------------------------------------------------------
         o_ptr = Signal(32)
