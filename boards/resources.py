@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.arch import ArchConfig
-from hw.isa import element_bytes, weight_element_bytes
+from hw.isa import element_bytes
 
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
            "MemorySpec", "board_family", "calibration_points", "estimate", "fit",
@@ -242,6 +242,9 @@ def submodule_features(arch: ArchConfig) -> dict:
         "wbuf": (rotate(plan.wbuf_reads, [nbytes]), 0, 0),
         "obuf": (rotate([nbytes], [plan.banks]), 0, 0),
         "obuf_stager": (plan.lanes * plan.banks * 8, 0, 0),
+        # the engine units' shared lane fetchers: structural only (lane_fetchers)
+        "ibuf_fetch": (0, 0, 0),
+        "wbuf_fetch": (0, 0, 0),
         "pbuf": (plan.pbuf_reads, 0, 0),
         "load": (nbytes, 0, 0),
         "store": (nbytes, 0, 0),
@@ -289,12 +292,15 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     their structure: per lane one (weights) or two (pixels, ADD operands) runs of
     ``banks`` bytes with their base address and the lane's output register (flip-flops);
     the byte select of the lane's element out of its runs (a ``runs * banks``-way
-    multiplexer per output bit, four ways per LUT) and the address compares (LUTs)."""
+    multiplexer per output bit, four ways per LUT) and the address compares (LUTs).
+    The engine units share one pixel and one weight fetcher (``ibuf_fetch``,
+    ``wbuf_fetch``: the lanes of the unit with the most, each as wide as the widest);
+    ADD has its own."""
     from hw.seml.units import add_lanes
 
-    banks = _plan(arch).banks
+    plan = _plan(arch)
+    banks = plan.banks
     e = element_bytes(arch.act_bits)
-    we = weight_element_bytes(arch)
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
 
     def lanes(widths, runs, abits):
@@ -307,12 +313,8 @@ def lane_fetchers(arch: ArchConfig) -> dict:
 
     bb = add_lanes(arch) * e
     return {
-        "compute_conv": both(lanes([e] * arch.conv_pi, 2, ib),
-                             lanes([we] * (arch.conv_pi * arch.conv_po), 1, wb)),
-        "compute_depthwise": both(lanes([e] * arch.dw_channels, 2, ib),
-                                  lanes([we] * arch.dw_channels, 1, wb)),
-        "compute_pointwise": both(lanes([e] * arch.pw_pi, 2, ib),
-                                  lanes([arch.pw_pi * we] * arch.pw_po, 1, wb)),
+        "ibuf_fetch": lanes(plan.ibuf_lanes, 2, ib),
+        "wbuf_fetch": lanes(plan.wbuf_lanes, 1, wb),
         "add": lanes([bb, bb, e, e], 2, ib),
     }
 

@@ -36,6 +36,8 @@ __all__ = [
     "compute_cycles",
     "engine_kind",
     "engine_unit_cycles",
+    "pointwise_jumps",
+    "pointwise_packed",
     "pool_lanes",
     "pool_unit_cycles",
     "register_engine_kind",
@@ -142,6 +144,36 @@ def buffer_banks(arch) -> int:
     return _pow2_at_least(max(need))
 
 
+def pointwise_jumps(instr, arch) -> bool:
+    """Whether a POINTWISE COMPUTE's pixel lanes prefetch the next input-channel tile
+    while a tile runs (:class:`hw.seml.buffers.LaneFetcher` with ``jump``), so that only
+    the job's first tile waits for the lanes' refills: unstrided, with each lane's channel
+    plane (``e * out_h * out_w`` bytes) in one run (at most :func:`buffer_banks` bytes),
+    the next tile's plane past the run (``Pi`` planes at least ``banks`` bytes) and a tile
+    of at least ``Pi + 2`` pixels (the lanes' prefetches, one wide read each, and the
+    read's two cycles)."""
+    if instr.stride_h != 1 or instr.stride_w != 1:
+        return False
+    e = element_bytes(arch.act_bits)
+    pi = arch.pw_pi
+    n = buffer_banks(arch)
+    plane = e * instr.out_h * instr.out_w
+    return max(_cdiv(n, pi), (pi + 2) * e) <= plane <= n
+
+
+def pointwise_packed(instr, arch) -> bool:
+    """Whether a POINTWISE COMPUTE's pixel lanes read through lane 0
+    (:class:`hw.seml.buffers.LaneFetcher` with ``packed``): unstrided one-pixel tiles
+    (a fully connected layer), whose ``Pi`` lanes read ``Pi`` consecutive elements, a
+    whole number of them in a run (``Pi * e`` divides :func:`buffer_banks`). Lane 0's
+    runs and their sequential prefetches then serve every tile after the job's first
+    read."""
+    e = element_bytes(arch.act_bits)
+    pi = arch.pw_pi
+    return (instr.stride_h == 1 and instr.stride_w == 1 and instr.out_h * instr.out_w == 1
+            and pi > 1 and buffer_banks(arch) % (pi * e) == 0)
+
+
 def engine_unit_cycles(instr, arch) -> int:
     """Cycles a COMPUTE keeps an engine unit (:class:`hw.seml.engine_units.EngineUnit`)
     busy.
@@ -166,7 +198,9 @@ def engine_unit_cycles(instr, arch) -> int:
     has taken its own, ``W + 1`` cycles, which a tile shorter than that waits for. A
     POINTWISE stream refills its pixels at each later tile (and, strided, each output
     row; with a column stride each run of ``(banks - e) // (stride_w * e) + 1`` pixels),
-    ``Pi + 1`` cycles each, and its weights every ``(banks - Pi * we) // (Pi * we) + 1``
+    ``Pi + 1`` cycles each, but none when it prefetches the next tile's planes
+    (:func:`pointwise_jumps`) or reads one-pixel tiles through lane 0
+    (:func:`pointwise_packed`, whose first pixels wait one cycle), and its weights every ``(banks - Pi * we) // (Pi * we) + 1``
     tiles (``W + 1`` cycles, fetched during the tile before).
 
     Exact for DEPTHWISE and POINTWISE and for CONV without a fused pool on frames wider
@@ -185,7 +219,14 @@ def engine_unit_cycles(instr, arch) -> int:
     if not kind.windowed:
         pixels = instr.out_h * instr.out_w
         e = element_bytes(arch.act_bits)
-        if instr.stride_h == 1 and instr.stride_w == 1:
+        first = pi
+        if pointwise_packed(instr, arch):
+            # lane 0 reads every lane's element, one run for many tiles, prefetched
+            segments, first = 1, 1
+        elif pointwise_jumps(instr, arch):
+            # the next tile's planes are prefetched while a tile runs: no refill
+            segments = 1
+        elif instr.stride_h == 1 and instr.stride_w == 1:
             segments = tiles
         else:
             per_row = 1
@@ -193,7 +234,7 @@ def engine_unit_cycles(instr, arch) -> int:
                 run = (buffer_banks(arch) - e) // (instr.stride_w * e) + 1
                 per_row = _cdiv(instr.out_w, run)
             segments = tiles * instr.out_h * per_row
-        stream = tiles * pixels + max(pi, w_lanes) + (segments - 1) * (pi + 1)
+        stream = tiles * pixels + max(first, w_lanes) + (segments - 1) * (pi + 1)
         # a weight lane's run holds the weights of ``run_w`` tiles; the refill waits
         # for the tile before when that is shorter
         we = weight_element_bytes(arch)

@@ -10,6 +10,7 @@ import functools
 import numpy as np
 import pytest
 
+from hw.isa import Opcode
 from tests.fuzz.isa_programs import IMAGE_BYTES, random_program
 from tests.hw.test_seml_core import ARCH
 
@@ -79,3 +80,69 @@ def test_random_programs_rtl_equals_iss():
     print(f"RTL == ISS on {PROGRAMS} random programs, {sum(r for r, _ in cycles)} cycles; "
           f"RTL / predicted cycles: min {ratios[0]:.3f} median {ratios[len(ratios) // 2]:.3f} "
           f"max {ratios[-1]:.3f} (without pauses)")
+
+
+def _pointwise_programs(count):
+    """Random programs whose COMPUTEs are POINTWISE over several input-channel tiles of
+    one pixel (lane 0 reads every pixel lane's element) or of planes that fit a fetcher
+    run (the next tile's planes prefetched), among the generator's other instructions."""
+    from hw.engine_kinds import pointwise_jumps, pointwise_packed
+    from hw.isa import decode_instruction, encode_instruction
+    from tests.fuzz import isa_programs
+
+    class Builder(isa_programs._Builder):
+        def compute(self):
+            drawn = super().compute()
+            if drawn is None or drawn[1] != ("COMPUTE", "POINTWISE"):
+                return drawn
+            instr = decode_instruction(drawn[0])
+            f = dict(instr.fields)
+            side = self.rng.choice([(1, 1), (1, 1), (3, 3), (2, 4), (4, 4)])
+            f.update(in_h=side[0], in_w=side[1], out_h=side[0], out_w=side[1],
+                     stride_h=1, stride_w=1,
+                     in_c=self.rng.randint(self.arch.pw_pi + 1, 4 * self.arch.pw_pi))
+            e = self.e
+            in_bytes = f["in_c"] * side[0] * side[1] * e
+            out_bytes = f["out_c"] * side[0] * side[1] * e
+            w_bytes = f["out_c"] * f["in_c"] * self.we
+            if (in_bytes > self.arch.ibuf_bytes // 2 or out_bytes > self.arch.obuf_bytes // 2
+                    or w_bytes > self.arch.wbuf_bytes // 2):
+                return drawn
+            f.update(ibuf_addr=self.rng.randrange(0, self.arch.ibuf_bytes - in_bytes + 1),
+                     obuf_addr=self.rng.randrange(0, self.arch.obuf_bytes - out_bytes + 1),
+                     wbuf_addr=self.rng.randrange(0, self.arch.wbuf_bytes - w_bytes + 1))
+            word = encode_instruction(Opcode.COMPUTE, **f)
+            i = decode_instruction(word)
+            assert pointwise_packed(i, self.arch) or pointwise_jumps(i, self.arch) or \
+                side != (1, 1)
+            return word, ("COMPUTE", "POINTWISE")
+
+    real = isa_programs._Builder
+    isa_programs._Builder = Builder
+    try:
+        return [isa_programs.random_program(1000 + seed, ARCH) for seed in range(count)]
+    finally:
+        isa_programs._Builder = real
+
+
+@pytest.mark.rtl
+def test_pointwise_tile_prefetch_rtl_equals_iss():
+    """POINTWISE jobs whose pixel lanes go on across input-channel tiles without refills
+    (``hw.engine_kinds.pointwise_packed`` / ``pointwise_jumps``) on the core, with AXI
+    pauses, against the ISS; their cycles as the model predicts."""
+    from hw.engine_kinds import pointwise_jumps, pointwise_packed
+    from hw.isa import HEADER_BYTES, INSTR_BYTES, decode_instruction
+
+    programs = _pointwise_programs(12)
+    modes = {"packed": 0, "jumps": 0}
+    for p in programs:
+        for off in range(HEADER_BYTES, len(p.program), INSTR_BYTES):
+            i = decode_instruction(p.program[off:off + INSTR_BYTES])
+            if i.opcode is Opcode.COMPUTE and -(-i.in_c // ARCH.pw_pi) > 1:
+                modes["packed"] += pointwise_packed(i, ARCH)
+                modes["jumps"] += pointwise_jumps(i, ARCH)
+    assert min(modes.values()) >= 3, modes
+    bad, cycles = check_programs(ARCH, programs, build_name="seml-core-small", pause=0.2,
+                                 seed=3)
+    assert not bad, bad
+    assert all(abs(rtl / model - 1) <= 0.05 for rtl, model in cycles), cycles

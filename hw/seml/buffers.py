@@ -9,7 +9,7 @@ port reads or writes such a run in one cycle, whatever its alignment.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -307,12 +307,22 @@ class LaneFetcher(wiring.Component):
     sequential : In(1)
         Prefetch (default high; only with ``prefetch``): low for lanes that do not read
         consecutive elements, which then refill on a miss only.
+    packed : In(1) (only with ``pack``)
+        Lane 0 reads the elements of lanes ``0 .. pack - 1`` (``widths[0]`` bytes from its
+        address, ``pack`` times theirs) and those lanes take theirs from it (the caller
+        keeps their enables equal to lane 0's; they make no reads of their own): lanes that
+        read consecutive elements, one run for all of them.
+    jump, l{q}_next : In (only with ``jumps``)
+        With ``jump`` high a lane's prefetch reads its ``width`` bytes from ``l{q}_next``
+        (where the lane goes after the elements in ``cur``: the next tile's first
+        element) instead of those after ``cur``; the lane moves there when a read misses
+        ``cur`` and falls in ``nxt``.
     r_addr, r_en : Out; r_data : In(8 * width)
         The buffer's read port (:class:`ByteBuffer`: ``width`` bytes from ``r_addr``,
         any alignment, one cycle of latency).
     """
 
-    def __init__(self, *, widths, width, size, prefetch=True):
+    def __init__(self, *, widths, width, size, prefetch=True, jumps=False, pack=0):
         if not isinstance(widths, (list, tuple)) or not widths:
             raise TypeError(f"Lane widths must be a non-empty list of integers, not {widths!r}")
         _check_positive("width", width, "Run width")
@@ -324,13 +334,29 @@ class LaneFetcher(wiring.Component):
         self._width = width
         self._size = size
         self._prefetch = bool(prefetch)
+        self._jumps = bool(jumps)
+        if self._jumps and not self._prefetch:
+            raise ValueError("A fetcher prefetches jumps only with prefetch=True")
+        if not isinstance(pack, int) or isinstance(pack, bool) or not 0 <= pack <= len(widths):
+            raise ValueError(f"Packed lanes must be an integer from 0 to the lanes, not {pack!r}")
+        if pack > 1 and (widths[0] % pack
+                         or any(w != widths[0] // pack for w in widths[1:pack])):
+            raise ValueError(f"Lane 0 packs {pack} lanes: its width {widths[0]} must be "
+                             f"{pack} times theirs, {widths[1:pack]}")
+        self._pack = pack if pack > 1 else 0
         members = {"ready": Out(1), "clear": In(1), "sequential": In(1, init=1),
                    "r_addr": Out(range(max(size, 2))), "r_en": Out(1),
                    "r_data": In(8 * width)}
+        if self._jumps:
+            members["jump"] = In(1)
+        if self._pack:
+            members["packed"] = In(1)
         for q, w in enumerate(self._widths):
             members[f"l{q}_addr"] = In(range(max(size, 2)))
             members[f"l{q}_en"] = In(1)
             members[f"l{q}_data"] = Out(8 * w)
+            if self._jumps:
+                members[f"l{q}_next"] = In(range(max(size, 2)))
         super().__init__(members)
 
     @property
@@ -341,6 +367,10 @@ class LaneFetcher(wiring.Component):
         """``(addr, en, data)`` of lane ``q`` (the shape of a :class:`ByteBuffer` read
         port)."""
         return tuple(getattr(self, f"l{q}_{n}") for n in ("addr", "en", "data"))
+
+    def lane_next(self, q):
+        """Lane ``q``'s prefetch address after a jump (``jumps`` only)."""
+        return getattr(self, f"l{q}_next")
 
     def elaborate(self, platform):
         m = Module()
@@ -363,22 +393,34 @@ class LaneFetcher(wiring.Component):
         fl_nxt = Signal()
         fl_base = Signal(abits)
 
+        K = self._pack
+        packed = self.packed if K else Const(0, 1)
+
         def lookup(q, reg):
             """(hit, offset) of lane ``q``'s address in run ``reg``."""
             addr, _, _ = self.lane(q)
             v, base, _ = reg
             off = Signal(abits, name=f"off{q}_{reg[0].name}")
             hit = Signal(name=f"hit{q}_{reg[0].name}")
-            m.d.comb += [off.eq(addr - base),
-                         hit.eq(v & (off <= n - self._widths[q]))]
+            w = self._widths[q]
+            if q == 0 and K:
+                # lane 0 reads its own element, or with ``packed`` those of lanes 0..K-1
+                m.d.comb += hit.eq(v & Mux(packed, off <= n - w, off <= n - w // K))
+            else:
+                m.d.comb += hit.eq(v & (off <= n - w))
+            m.d.comb += off.eq(addr - base)
             return hit, off
 
         ok = []
         miss = []
         want_pre = []
+        wide0 = None     # lane 0's read, all packed lanes' elements
         for q in range(L):
             _, en, data_ = self.lane(q)
             w = self._widths[q]
+            if 0 < q < K:
+                # packed into lane 0: never reads on its own while ``packed``
+                en = en & ~packed
             hit_c, off_c = lookup(q, curs[q])
             hit = Signal(name=f"hit{q}")
             if self._prefetch:
@@ -405,6 +447,12 @@ class LaneFetcher(wiring.Component):
                     m.d.comb += [sel.eq(nxts[q][2]), off.eq(off_n[:obits])]
             else:
                 m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c[:obits])]
+            if 0 < q < K:
+                with m.If(packed & self.lane(0)[1] & self.ready):
+                    m.d.sync += data_.eq(wide0[8 * w * q:8 * w * (q + 1)])
+            if q == 0:
+                wide0 = Signal(8 * w, name="wide0")
+                m.d.comb += wide0.eq((sel >> (off * 8))[:8 * w])
             with m.If(take):
                 m.d.sync += data_.eq((sel >> (off * 8))[:8 * w])
                 if self._prefetch:
@@ -433,6 +481,8 @@ class LaneFetcher(wiring.Component):
         for g, q, to_nxt in grants:
             with m.If(g):
                 base = (curs[q][1] + n)[:abits] if to_nxt else self.lane(q)[0]
+                if to_nxt and self._jumps:
+                    base = Mux(self.jump, getattr(self, f"l{q}_next"), base)
                 m.d.comb += self.r_addr.eq(base)
                 m.d.sync += [fl_lane.eq(q), fl_nxt.eq(to_nxt), fl_base.eq(base)]
                 with m.If(~self.clear):

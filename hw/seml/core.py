@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..engine_kinds import buffer_banks
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
-from .buffers import ByteBuffer, LaneStager
+from .buffers import ByteBuffer, LaneFetcher, LaneStager
 from .compute import PoolWindowUnit
 from .csr import ControlStatusRegisters
 from .decode import HeaderCheck, InstructionDecoder, size_bits
@@ -57,7 +57,10 @@ class BufferPlan:
     :class:`~hw.seml.buffers.LaneFetcher` run registers or one word, so every bank is
     one RAM with one write and one read port);
     ``pbuf_reads``: PBUF read ports; ``lanes`` x ``elem``: the OBUF stager's lanes and
-    element bytes; ``obuf_write``: the one OBUF write port's width (``banks``).
+    element bytes; ``obuf_write``: the one OBUF write port's width (``banks``);
+    ``ibuf_lanes`` / ``wbuf_lanes``: bytes per read of each lane of the one pixel and
+    one weight fetcher the engine units share (lane ``q`` as wide as the widest unit's
+    lane ``q``).
     """
 
     banks: int
@@ -67,6 +70,8 @@ class BufferPlan:
     lanes: int
     elem: int
     write_bytes: int
+    ibuf_lanes: tuple = ()
+    wbuf_lanes: tuple = ()
 
     @property
     def obuf_write(self):
@@ -98,6 +103,18 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
                 out[i] = max(out[i], w)
         return out
 
+    engines = [u for e, u in units.items() if e is not Engine.POOL]
+
+    def lane_widths(attr):
+        """Bytes per read of each lane of the shared fetcher: the widest unit's."""
+        out = []
+        for unit in engines:
+            for q, w in enumerate(getattr(unit, attr)):
+                if q == len(out):
+                    out.append(w)
+                out[q] = max(out[q], w)
+        return tuple(out)
+
     c_ibuf = widths("ibuf_read_widths")
     c_wbuf = widths("wbuf_read_widths")
     c_obuf = widths("obuf_write_widths")
@@ -105,7 +122,6 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
     c_pbuf = max(unit.pbuf_read_ports for unit in units.values())
     # ADD reads IBUF through the COMPUTE units' port (one of them runs at a time).
     c_ibuf[0] = max(c_ibuf[0], len(add.ibuf0_data) // 8)
-    engines = [u for e, u in units.items() if e is not Engine.POOL]
     lanes = max(len(u.obuf_write_widths) for u in engines)
     elem = max(u.obuf_write_widths[0] for u in engines)
     nbytes = arch.axi_data_bytes
@@ -118,7 +134,9 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
         raise AssertionError(f"buffer ports {c_ibuf}, {c_wbuf}, {c_obuf} do not fit one "
                              f"{banks}-byte port each")
     return BufferPlan(banks=banks, ibuf_reads=tuple(c_ibuf), wbuf_reads=tuple(c_wbuf),
-                      pbuf_reads=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes)
+                      pbuf_reads=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes,
+                      ibuf_lanes=lane_widths("ibuf_lane_widths"),
+                      wbuf_lanes=lane_widths("wbuf_lane_widths"))
 
 
 def _forward(m, outer, inner, names):
@@ -218,9 +236,9 @@ class SemlCore(wiring.Component):
         m.submodules.store = store = StoreUnit(arch)
         m.submodules.add = add = AddUnit(arch)
         units = {
-            Engine.CONV: EngineUnit(arch, Engine.CONV),
-            Engine.DEPTHWISE: EngineUnit(arch, Engine.DEPTHWISE),
-            Engine.POINTWISE: EngineUnit(arch, Engine.POINTWISE),
+            Engine.CONV: EngineUnit(arch, Engine.CONV, shared_fetch=True),
+            Engine.DEPTHWISE: EngineUnit(arch, Engine.DEPTHWISE, shared_fetch=True),
+            Engine.POINTWISE: EngineUnit(arch, Engine.POINTWISE, shared_fetch=True),
             Engine.POOL: PoolWindowUnit(arch),
         }
         for engine, unit in units.items():
@@ -235,7 +253,6 @@ class SemlCore(wiring.Component):
 
         plan = buffer_plan(arch, units=units, add=add)
         ibuf_reads, c_wbuf, c_pbuf = plan.ibuf_reads, plan.wbuf_reads, plan.pbuf_reads
-        c_ibuf = ibuf_reads
         banks, lanes, elem = plan.banks, plan.lanes, plan.elem
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
                                               read_widths=ibuf_reads, write_widths=[nbytes])
@@ -300,12 +317,53 @@ class SemlCore(wiring.Component):
             rp = pbuf.read_port()
             return rp.addr, rp.en, rp.data
 
-        share(ibuf.read_port, len(c_ibuf), "ibuf_port", lambda u: len(u.ibuf_read_widths),
-              add_ports=[(add.ibuf0_addr, add.ibuf0_en, add.ibuf0_data)])
-        share(wbuf.read_port, len(c_wbuf), "wbuf_port", lambda u: len(u.wbuf_read_widths))
+        # The engine units' pixel and weight lanes: one fetcher set for all of them,
+        # sized for the most lanes (lane ``q`` as wide as the widest unit's lane ``q``),
+        # the selected unit's lanes switched in; a unit's clear (its start among them)
+        # clears the set. IBUF's port goes to ADD while it runs, to POOL while selected,
+        # else to the pixel fetcher; WBUF's to the weight fetcher.
+        engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
+        m.submodules.ibuf_fetch = ibuf_fetch = LaneFetcher(
+            widths=list(plan.ibuf_lanes), width=banks, size=arch.ibuf_bytes, prefetch=True,
+            jumps=True, pack=units[Engine.POINTWISE].pixel_pack)
+        m.submodules.wbuf_fetch = wbuf_fetch = LaneFetcher(
+            widths=list(plan.wbuf_lanes), width=banks, size=arch.wbuf_bytes, prefetch=False)
+        for buf, fetcher in (("ibuf", ibuf_fetch), ("wbuf", wbuf_fetch)):
+            ports = {e: u.lane_port(buf) for e, u in engine_units.items()}
+            m.d.comb += fetcher.clear.eq(Cat(*(p.clear for p in ports.values())).any())
+            for p in ports.values():
+                m.d.comb += p.ready.eq(fetcher.ready)
+                for q in range(p.lanes):
+                    f_data, u_data = fetcher.lane(q)[2], p.lane(q)[2]
+                    m.d.comb += u_data.eq(f_data[:len(u_data)])
+            with m.Switch(sel):
+                for engine, p in ports.items():
+                    with m.Case(engine):
+                        m.d.comb += fetcher.sequential.eq(p.sequential)
+                        if p.jump is not None:
+                            m.d.comb += fetcher.jump.eq(p.jump)
+                        if p.packed is not None and units[Engine.POINTWISE].pixel_pack:
+                            m.d.comb += fetcher.packed.eq(p.packed)
+                        for q in range(p.lanes):
+                            (f_addr, f_en, _), (u_addr, u_en, _) = fetcher.lane(q), p.lane(q)
+                            m.d.comb += [f_addr.eq(u_addr), f_en.eq(u_en)]
+                            if p.jump is not None:
+                                m.d.comb += fetcher.lane_next(q).eq(p.next(q))
+        i_addr, i_en, i_data = ibuf.read_port(0)
+        pool_i_addr, pool_i_en, pool_i_data = units[Engine.POOL].ibuf_port(0)
+        m.d.comb += [ibuf_fetch.r_data.eq(i_data), add.ibuf0_data.eq(i_data),
+                     pool_i_data.eq(i_data)]
+        with m.If(add_sel):
+            m.d.comb += [i_addr.eq(add.ibuf0_addr), i_en.eq(add.ibuf0_en)]
+        with m.Elif(sel == Engine.POOL):
+            m.d.comb += [i_addr.eq(pool_i_addr), i_en.eq(pool_i_en)]
+        with m.Else():
+            m.d.comb += [i_addr.eq(ibuf_fetch.r_addr), i_en.eq(ibuf_fetch.r_en)]
+        w_addr, w_en, w_data = wbuf.read_port(0)
+        m.d.comb += [w_addr.eq(wbuf_fetch.r_addr), w_en.eq(wbuf_fetch.r_en),
+                     wbuf_fetch.r_data.eq(w_data)]
         share(pbuf_port, c_pbuf, "pbuf_port", lambda u: u.pbuf_read_ports)
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
-        engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
         for unit in engine_units.values():
             m.d.comb += unit.obuf_ready.eq(stager.ready)
         with m.Switch(sel):

@@ -33,7 +33,10 @@ engine's :class:`~hw.blocks.pool.PoolUnit`.
 
 Each unit reads IBUF and WBUF through one wide read port each (``banks`` bytes,
 :func:`hw.engine_kinds.buffer_banks`): a :class:`~hw.seml.buffers.LaneFetcher` gives
-every pixel lane and every weight lane a run register filled by one wide read. A lane
+every pixel lane and every weight lane a run register filled by one wide read. In the
+core (``shared_fetch=True``) the units share one pixel and one weight fetcher (one
+COMPUTE runs at a time): a unit then has the fetchers' lane ports instead of the buffer
+ports, and the core switches the selected unit's lanes in. A lane
 read returns its data one cycle after the read and holds it while not reading, so each
 feeder issues a read whenever its output register is empty or being taken and the
 fetcher is ready: one beat per cycle, and back-pressure from the engine simply holds the
@@ -103,6 +106,44 @@ class _Feeder:
             m.d.sync += self.valid.eq(0)
 
 
+def _lane_members(buf, widths, size):
+    """The unit's side of a shared fetcher's lanes (:class:`~hw.seml.buffers.LaneFetcher`
+    with the flows reversed): ``{buf}_lane{q}_addr`` / ``_en`` out, ``_data`` in,
+    ``{buf}_ready`` in, ``{buf}_clear`` and ``{buf}_sequential`` out."""
+    members = {f"{buf}_ready": In(1), f"{buf}_clear": Out(1),
+               f"{buf}_sequential": Out(1, init=1)}
+    if buf == "ibuf":
+        members[f"{buf}_jump"] = Out(1)
+        members[f"{buf}_packed"] = Out(1)
+    for q, w in enumerate(widths):
+        members.update({f"{buf}_lane{q}_addr": Out(range(max(size, 2))),
+                        f"{buf}_lane{q}_en": Out(1), f"{buf}_lane{q}_data": In(8 * w)})
+        if buf == "ibuf":
+            members[f"{buf}_lane{q}_next"] = Out(range(max(size, 2)))
+    return members
+
+
+class _LanePort:
+    """A unit's lane ports for one buffer, with the names of a :class:`LaneFetcher`."""
+
+    def __init__(self, unit, buf):
+        self._unit, self._buf = unit, buf
+        self.ready = getattr(unit, f"{buf}_ready")
+        self.clear = getattr(unit, f"{buf}_clear")
+        self.sequential = getattr(unit, f"{buf}_sequential")
+        widths = unit.ibuf_lane_widths if buf == "ibuf" else unit.wbuf_lane_widths
+        self.lanes = len(widths)
+        self.jump = getattr(unit, f"{buf}_jump", None)
+        self.packed = getattr(unit, f"{buf}_packed", None)
+
+    def lane(self, q):
+        return tuple(getattr(self._unit, f"{self._buf}_lane{q}_{n}")
+                     for n in ("addr", "en", "data"))
+
+    def next(self, q):
+        return getattr(self._unit, f"{self._buf}_lane{q}_next")
+
+
 class EngineUnit(wiring.Component):
     """Runs COMPUTE instructions of one engine kind over IBUF / WBUF / PBUF into OBUF.
 
@@ -111,6 +152,11 @@ class EngineUnit(wiring.Component):
     arch : ArchConfig
     kind : Engine
         CONV, DEPTHWISE or POINTWISE.
+    shared_fetch : bool
+        The unit's lanes go to fetchers outside it (the core's shared set): ports
+        ``{ibuf,wbuf}_lane{q}_addr / _en / _data``, ``_ready``, ``_clear``,
+        ``_sequential`` (and for IBUF ``ibuf_jump``, ``ibuf_lane{q}_next``) replace
+        ``ibuf0_*`` / ``wbuf0_*``.
 
     Members
     -------
@@ -132,7 +178,7 @@ class EngineUnit(wiring.Component):
         The lanes' writes can be taken this cycle (holds the engine's output while low).
     """
 
-    def __init__(self, arch: ArchConfig, kind: Engine):
+    def __init__(self, arch: ArchConfig, kind: Engine, *, shared_fetch: bool = False):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
         if kind not in _ENGINES:
@@ -153,12 +199,19 @@ class EngineUnit(wiring.Component):
             wbuf = [self._we * self.pi] * self.lanes
         self._wbuf_widths = wbuf
         self.banks = banks = buffer_banks(arch)
+        self.shared_fetch = bool(shared_fetch)
         members = {"start": In(1), "instr": In(INSTRUCTION), "busy": Out(1),
-                   "obuf_ready": In(1, init=1),
-                   "ibuf0_addr": Out(range(arch.ibuf_bytes)), "ibuf0_en": Out(1),
-                   "ibuf0_data": In(8 * banks),
-                   "wbuf0_addr": Out(range(arch.wbuf_bytes)), "wbuf0_en": Out(1),
-                   "wbuf0_data": In(8 * banks)}
+                   "obuf_ready": In(1, init=1)}
+        if self.shared_fetch:
+            for buf, widths, size in (("ibuf", self.ibuf_lane_widths, arch.ibuf_bytes),
+                                      ("wbuf", self._wbuf_widths, arch.wbuf_bytes)):
+                members.update(_lane_members(buf, widths, size))
+        else:
+            members.update({
+                "ibuf0_addr": Out(range(arch.ibuf_bytes)), "ibuf0_en": Out(1),
+                "ibuf0_data": In(8 * banks),
+                "wbuf0_addr": Out(range(arch.wbuf_bytes)), "wbuf0_en": Out(1),
+                "wbuf0_data": In(8 * banks)})
         for q in range(self.lanes):
             members.update({
                 f"pbuf{q}_addr": Out(range(max(arch.pbuf_entries, 2))),
@@ -177,8 +230,27 @@ class EngineUnit(wiring.Component):
 
     @property
     def ibuf_lane_widths(self):
-        """Bytes per read of each pixel lane (behind the one IBUF port)."""
+        """Bytes per read of each pixel lane (behind the one IBUF port); a POINTWISE
+        unit's lane 0 packs all ``Pi`` (one-pixel tiles read ``Pi`` consecutive
+        elements)."""
+        if self.pixel_pack:
+            return [self._e * self.pi] + [self._e] * (self.pi - 1)
         return [self._e] * self.pi
+
+    @property
+    def pixel_pack(self):
+        """Pixel lanes lane 0 reads for all with ``packed``
+        (:class:`~hw.seml.buffers.LaneFetcher` ``pack``): ``Pi`` for POINTWISE, else 0."""
+        return self.pi if not self.desc.windowed and self.pi > 1 else 0
+
+    def lane_port(self, buf):
+        """The lane side of the unit's ``buf`` (``"ibuf"`` or ``"wbuf"``) fetcher as a
+        shared :class:`~hw.seml.buffers.LaneFetcher` takes it (``shared_fetch`` only):
+        an object with ``lane(q)`` (``(addr, en, data)``), ``ready``, ``clear`` and
+        ``sequential``."""
+        if not self.shared_fetch:
+            raise ValueError("The unit has its own fetchers (shared_fetch=False)")
+        return _LanePort(self, buf)
 
     @property
     def wbuf_lane_widths(self):
@@ -221,13 +293,20 @@ class EngineUnit(wiring.Component):
         windowed = desc.windowed
         m.submodules.engine = eng = self.engine
         c = self.instr.compute
-        m.submodules.pixel_fetch = xfetch = LaneFetcher(
-            widths=[e] * P, width=self.banks, size=arch.ibuf_bytes, prefetch=True)
-        m.submodules.weight_fetch = wfetch = LaneFetcher(
-            widths=self._wbuf_widths, width=self.banks, size=arch.wbuf_bytes, prefetch=False)
-        for fetch, port in ((xfetch, "ibuf0"), (wfetch, "wbuf0")):
-            addr, en, data_ = self._port(port, "addr", "en", "data")
-            m.d.comb += [addr.eq(fetch.r_addr), en.eq(fetch.r_en), fetch.r_data.eq(data_)]
+        if self.shared_fetch:
+            # the core's fetchers, shared by the units (one COMPUTE runs at a time)
+            xfetch, wfetch = self.lane_port("ibuf"), self.lane_port("wbuf")
+            m.d.comb += wfetch.sequential.eq(1)
+        else:
+            m.submodules.pixel_fetch = xfetch = LaneFetcher(
+                widths=self.ibuf_lane_widths, width=self.banks, size=arch.ibuf_bytes,
+                prefetch=True, jumps=not windowed, pack=self.pixel_pack)
+            m.submodules.weight_fetch = wfetch = LaneFetcher(
+                widths=self._wbuf_widths, width=self.banks, size=arch.wbuf_bytes,
+                prefetch=False)
+            for fetch, port in ((xfetch, "ibuf0"), (wfetch, "wbuf0")):
+                addr, en, data_ = self._port(port, "addr", "en", "data")
+                m.d.comb += [addr.eq(fetch.r_addr), en.eq(fetch.r_en), fetch.r_data.eq(data_)]
 
         # Instruction fields, latched at start, and values derived from them in SETUP.
         def reg(name, shape):
@@ -460,6 +539,11 @@ class EngineUnit(wiring.Component):
         rows = in_h if windowed else out_h
         cols = in_w if windowed else out_w
         base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
+        # POINTWISE: IBUF address of the next tile's first plane, a cycle behind the tile
+        # (first asked for when the lanes have moved into the tile, a cycle after it
+        # starts; the job's first tile's after its refills)
+        x_next = Signal(32)
+        m.d.sync += x_next.eq(x_tbase + x_tile_step)
         with m.If(cmd_go):
             m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
                          x_tbase.eq(base), x_row.eq(base), x_ptr.eq(base)]
@@ -477,16 +561,39 @@ class EngineUnit(wiring.Component):
                     with m.If(x_tile == tiles - 1):
                         m.d.sync += xf.active.eq(0)
         # Runs end with each tile (and each output row of a strided POINTWISE, which
-        # refills on misses only).
+        # refills on misses only) but where a POINTWISE tile's lanes go on without a
+        # refill stall (:func:`hw.engine_kinds.pointwise_jumps`): when a lane's channel
+        # plane fits one run (``e * pixels <= banks``), the next tile's plane starts past
+        # it (``Pi * e * pixels >= banks``) and the tile lasts as long as the lanes'
+        # prefetches (``pixels >= Pi + 2``), each lane prefetches its next tile's plane
+        # (a jump, ``next``) while the tile runs. The group's last tile still ends the
+        # runs (the next group's first reads refill).
         end_row = xf.issue & (x_x == cols - 1)
         end_tile = end_row & (x_y == rows - 1)
         if windowed:
-            m.d.comb += xfetch.clear.eq(self.start | end_tile)
+            m.d.comb += [xfetch.clear.eq(self.start | end_tile), xfetch.sequential.eq(1)]
+            if self.shared_fetch:
+                m.d.comb += [xfetch.jump.eq(0), xfetch.packed.eq(0)]
         else:
+            n = self.banks
             strided = Signal()
-            m.d.comb += [strided.eq((stride_h != 1) | (stride_w != 1)),
-                         xfetch.sequential.eq(stride_w == 1),
-                         xfetch.clear.eq(self.start | end_tile | (strided & end_row))]
+            jumps = Signal()       # the tiles' planes fit a run each: prefetch the next
+            packed = Signal()      # one-pixel tiles: lane 0 reads the Pi elements
+            last_tile = Signal()
+            m.d.comb += [
+                strided.eq((stride_h != 1) | (stride_w != 1)),
+                jumps.eq(~strided & (plane_in <= n)
+                         & (plane_in >= max(-(-n // P), (P + 2) * e))),
+                packed.eq(~strided & (pixels_out == 1)
+                          if self.pixel_pack and n % (P * e) == 0 else 0),
+                last_tile.eq(x_tile == tiles - 1),
+                xfetch.sequential.eq((stride_w == 1) & ~(jumps & last_tile)),
+                xfetch.jump.eq(jumps),
+                xfetch.clear.eq(self.start | (end_tile & (~(jumps | packed) | last_tile))
+                                | (strided & end_row)),
+            ]
+            if self.pixel_pack:
+                m.d.comb += xfetch.packed.eq(packed)
         first_chan = m0 if kind is Engine.DEPTHWISE else x_c0
         for i in range(P):
             addr, en, data_ = xfetch.lane(i)
@@ -495,6 +602,9 @@ class EngineUnit(wiring.Component):
                 m.d.sync += ok.eq(first_chan + i < in_c)
             m.d.comb += [addr.eq(x_ptr + plane_in * i), en.eq(xf.want),
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
+            if not windowed:
+                nxt = xfetch.next(i) if self.shared_fetch else xfetch.lane_next(i)
+                m.d.comb += nxt.eq(x_next + plane_in * i)
 
         # Output beats to OBUF ------------------------------------------------------------
         o_ptr = Signal(32)

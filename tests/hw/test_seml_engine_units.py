@@ -13,7 +13,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.arch import ArchConfig
-from hw.engine_kinds import buffer_banks
+from hw.engine_kinds import buffer_banks, pointwise_jumps, pointwise_packed
 from hw.isa import Engine, Opcode, Pool, decode_instruction, encode_instruction
 from hw.seml.engine_units import EngineUnit, unit_cycles
 
@@ -109,13 +109,18 @@ WIDE_PW = ArchConfig(name="unit-timing-pw", conv_pi=2, conv_po=3, dw_channels=4,
 
 @pytest.mark.parametrize("arch", [ARCH, WIDE_PW], ids=["pi4-po2", "pi2-po8"])
 def test_pointwise_cycles_on_short_tiles(arch):
+    # the first two read through lane 0 (``pointwise_packed``), the last two prefetch
+    # the next tile's planes (``pointwise_jumps``): no refills
     cases = [(40, 3, 1, 1, 1), (60, 9, 1, 1, 1), (20, 8, 2, 2, 1), (9, 8, 3, 5, 2),
-             (7, 8, 2, 9, 3)]
+             (7, 8, 2, 9, 3), (20, 5, 3, 4, 1), (13, 9, 2, 5, 1)]
     words = [_instruction(Engine.POINTWISE, in_c, out_c, h, w, (1, 1), s, (0, 0, 0, 0),
                           Pool.NONE)[0] for in_c, out_c, h, w, s in cases]
     measured = _measure(Engine.POINTWISE, words, arch)
     model = [unit_cycles(decode_instruction(word), arch) for word in words]
     assert measured == model
+    modes = [(pointwise_packed(i, arch), pointwise_jumps(i, arch))
+             for i in map(decode_instruction, words)]
+    assert modes == [(True, False)] * 2 + [(False, False)] * 3 + [(False, True)] * 2
 
 
 def test_unit_cycles_refuses_pool():
@@ -136,7 +141,9 @@ def test_engine_unit_ports_and_arguments():
     wide = ARCH.replace(weight_bits=12, act_bits=12)
     pointwise = EngineUnit(wide, Engine.POINTWISE)
     # one lane per output lane reads the Pi consecutive 2-byte weights of its tile
-    assert pointwise.wbuf_lane_widths == [8, 8] and pointwise.ibuf_lane_widths == [2] * 4
+    assert pointwise.wbuf_lane_widths == [8, 8]
+    # pixel lane 0 reads all four lanes' elements of a one-pixel tile
+    assert pointwise.ibuf_lane_widths == [8, 2, 2, 2] and pointwise.pixel_pack == 4
     assert pointwise.wbuf_read_widths == [buffer_banks(wide)]
     assert EngineUnit(ARCH, Engine.DEPTHWISE).wbuf_lane_widths == [1] * 4
     with pytest.raises(TypeError, match="arch must be an ArchConfig, not None"):

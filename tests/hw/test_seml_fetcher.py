@@ -117,3 +117,80 @@ def test_fetcher_parameters():
         LaneFetcher(widths=[16], width=8, size=64)
     with pytest.raises(TypeError, match=r"Lane widths must be a non-empty list"):
         LaneFetcher(widths=[], width=8, size=64)
+
+
+@pytest.mark.parametrize("lanes,e,width,seed", [(4, 1, 16, 21), (3, 2, 16, 22), (8, 1, 32, 23)])
+def test_fetcher_jumps_and_packed_lanes_read_every_element(lanes, e, width, seed):
+    """Tiles of ``lanes`` channel planes (lane ``q`` reads plane ``t * lanes + q`` of tile
+    ``t``): with ``jump`` each lane prefetches its next tile's plane (``l{q}_next``); with
+    ``packed`` (one-element planes) lane 0 reads every lane's element. Every read returns
+    the bytes at its address, and a jump-prefetched stream of planes that fit a run (or
+    a packed one whose tiles are a whole number of a run's elements) stalls only at its
+    first tile."""
+    rng = random.Random(seed)
+    size = 2048
+    image = bytes(rng.getrandbits(8) for _ in range(size))
+    widths = [lanes * e] + [e] * (lanes - 1)
+    buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width])
+    fetch = LaneFetcher(widths=widths, width=width, size=size, jumps=True, pack=lanes)
+    m = Module()
+    m.submodules.buf = buf
+    m.submodules.fetch = fetch
+    m.d.comb += [buf.r0_addr.eq(fetch.r_addr), buf.r0_en.eq(fetch.r_en),
+                 fetch.r_data.eq(buf.r0_data)]
+    stalls = []
+
+    async def bench(ctx):
+        for a in range(0, size, width):
+            ctx.set(buf.w0_addr, a)
+            ctx.set(buf.w0_data, int.from_bytes(image[a:a + width], "little"))
+            ctx.set(buf.w0_count, width)
+            await ctx.tick()
+        ctx.set(buf.w0_count, 0)
+        for job in range(12):
+            mode = ("jump", "packed", "plain")[job % 3]
+            pixels = 1 if mode == "packed" else rng.randint(lanes + 2, width // e)
+            if mode == "jump":
+                pixels = max(pixels, -(-width // (lanes * e)))
+            plane = pixels * e
+            tiles = rng.randint(2, 5)
+            base = rng.randrange(0, size - tiles * lanes * plane)
+            ctx.set(fetch.jump, mode == "jump")
+            ctx.set(fetch.packed, mode == "packed")
+            ctx.set(fetch.clear, 1)
+            await ctx.tick()
+            ctx.set(fetch.clear, 0)
+            waits = 0
+            for t in range(tiles):
+                for k in range(pixels):
+                    addrs = [base + (t * lanes + q) * plane + k * e for q in range(lanes)]
+                    for q in range(lanes):
+                        a, en, _ = fetch.lane(q)
+                        ctx.set(a, addrs[q])
+                        ctx.set(en, 1)
+                        ctx.set(fetch.lane_next(q), base + ((t + 1) * lanes + q) * plane)
+                    ctx.set(fetch.sequential, not (mode == "jump" and t == tiles - 1))
+                    await ctx.delay(1e-9)
+                    while not ctx.get(fetch.ready):
+                        waits += t > 0
+                        await ctx.tick()
+                        await ctx.delay(1e-9)
+                    await ctx.tick()
+                    for q in range(lanes):
+                        got = ctx.get(fetch.lane(q)[2]) & ((1 << (8 * e)) - 1)
+                        expect = int.from_bytes(image[addrs[q]:addrs[q] + e], "little")
+                        assert got == expect, (mode, t, k, q, hex(got), hex(expect))
+                    if rng.random() < 0.1:   # an idle cycle
+                        for q in range(lanes):
+                            ctx.set(fetch.lane(q)[1], 0)
+                        await ctx.tick()
+            stalls.append((mode, waits))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # packed lanes stall only where a tile's elements straddle two runs
+    aligned = width % (lanes * e) == 0
+    assert all(w == 0 for mode, w in stalls if mode == "jump" or (mode, aligned) ==
+               ("packed", True)), stalls

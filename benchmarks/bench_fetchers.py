@@ -1,0 +1,126 @@
+"""Flip-flops and LUTs of the engine units' lane fetchers: one set per engine unit (as the
+core had it) against the one shared set of :class:`hw.seml.core.SemlCore` (the
+``ibuf_fetch`` / ``wbuf_fetch`` it builds), for a board's default arch.
+
+For each arch it prints the structural model (:func:`boards.resources.lane_fetchers`,
+summed over the three engine units for the per-unit sets) and, with ``--synth``, Yosys
+``synth_xilinx`` (``-family xc7``, out of context, cached) of every fetcher, built with
+:class:`hw.seml.buffers.LaneFetcher` as each configuration instantiates it. Writes
+``benchmarks/results/fetchers.json``.
+
+Usage: ``python benchmarks/bench_fetchers.py [--boards PYNQ-Z2 ZCU102 ...] [--synth]``
+(synthesis of the ZCU102 default's fetchers takes a long time; small boards take
+minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def fetcher_sets(arch):
+    """``{"per-unit": [...], "shared": [...]}``: ``(name, LaneFetcher keywords)`` of each
+    lane fetcher of the two configurations."""
+    from hw.engine_kinds import buffer_banks
+    from hw.isa import Engine
+    from hw.seml.core import buffer_plan
+    from hw.seml.engine_units import EngineUnit
+
+    banks = buffer_banks(arch)
+    per_unit = []
+    for kind in (Engine.CONV, Engine.DEPTHWISE, Engine.POINTWISE):
+        unit = EngineUnit(arch, kind)
+        unit._MustUse__silence = True
+        per_unit.append((f"{kind.name.lower()}.pixels", {
+            "widths": [unit._e] * unit.pi, "width": banks, "size": arch.ibuf_bytes,
+            "prefetch": True}))
+        per_unit.append((f"{kind.name.lower()}.weights", {
+            "widths": unit.wbuf_lane_widths, "width": banks, "size": arch.wbuf_bytes,
+            "prefetch": False}))
+    plan = buffer_plan(arch)
+    pw = EngineUnit(arch, Engine.POINTWISE)
+    pw._MustUse__silence = True
+    shared = [("ibuf_fetch", {"widths": list(plan.ibuf_lanes), "width": banks,
+                              "size": arch.ibuf_bytes, "prefetch": True, "jumps": True,
+                              "pack": pw.pixel_pack}),
+              ("wbuf_fetch", {"widths": list(plan.wbuf_lanes), "width": banks,
+                              "size": arch.wbuf_bytes, "prefetch": False})]
+    return {"per-unit": per_unit, "shared": shared}
+
+
+def model_figures(arch):
+    """The structural model's FF and LUT of the two configurations (per-unit: the same
+    count per unit's lanes as the shared set's)."""
+    import math
+
+    from boards.resources import _log2, lane_fetchers
+
+    shared = lane_fetchers(arch)
+    out = {"shared": {k: shared["ibuf_fetch"][k] + shared["wbuf_fetch"][k]
+                      for k in ("ff", "lut")}}
+    total = {"ff": 0, "lut": 0}
+    for name, kw in fetcher_sets(arch)["per-unit"]:
+        runs = 2 if kw["prefetch"] else 1
+        abits = _log2(kw["size"])
+        n = kw["width"]
+        total["ff"] += sum(runs * (8 * n + abits + 1) + 8 * w + 1 for w in kw["widths"])
+        total["lut"] += sum(8 * w * math.ceil(runs * n / 4) + 2 * runs * abits
+                            for w in kw["widths"])
+    out["per-unit"] = total
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", nargs="+", default=["PYNQ-Z2", "Ultra96-V2", "ZCU102"])
+    parser.add_argument("--synth", action="store_true", help="also synthesize (Yosys xc7)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fetchers.json"))
+    args = parser.parse_args(argv)
+
+    from boards.database import get_board
+    from boards.synth import synthesize
+    from hw.seml.buffers import LaneFetcher
+
+    results = {}
+    for board in args.boards:
+        arch = get_board(board).default_arch()
+        row = {"arch": arch.to_dict(), "model": model_figures(arch)}
+        if args.synth:
+            synth = {}
+            for config, fetchers in fetcher_sets(arch).items():
+                total = {"ff": 0, "lut": 0}
+                for name, kw in fetchers:
+                    res = synthesize(LaneFetcher(**kw), family="xc7",
+                                     name=f"fetcher-{arch.name}-{config}-{name}")
+                    fig = res.figures()
+                    total["ff"] += fig["ff"]
+                    total["lut"] += fig["lut"]
+                    print(f"  {board:<11} {config:<8} {name:<18} FF {fig['ff']:>7,} "
+                          f"LUT {fig['lut']:>7,}", flush=True)
+                synth[config] = total
+            row["yosys_xc7"] = synth
+        results[board] = row
+        m = row["model"]
+        line = (f"{board:<11} model FF {m['per-unit']['ff']:>7,} -> {m['shared']['ff']:>7,}, "
+                f"LUT {m['per-unit']['lut']:>7,} -> {m['shared']['lut']:>7,}")
+        if args.synth:
+            s = row["yosys_xc7"]
+            line += (f" | yosys FF {s['per-unit']['ff']:>7,} -> {s['shared']['ff']:>7,}, "
+                     f"LUT {s['per-unit']['lut']:>7,} -> {s['shared']['lut']:>7,}")
+        print(line, flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
