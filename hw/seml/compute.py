@@ -21,13 +21,14 @@ uses (the loop's carries are registered flags, its addresses step by addition):
 0. loop counters, IBUF address, padding masks; IBUF reads;
 1. read data;
 2. accumulate (sum, or max with padding never winning);
-3. ``acc * mult`` (average pooling; 1 for max pooling);
-4. ``+ 2**(shift - 1)`` (rounding);
-5. shift, clamp and OBUF write.
+3. ``acc * mult`` (average pooling; 1 for max pooling) as two partial products;
+4. their sum;
+5. ``+ 2**(shift - 1)`` (rounding);
+6. shift, clamp and OBUF write.
 
-Latency: a group's results are written 5 cycles after its last window step; an
+Latency: a group's results are written 6 cycles after its last window step; an
 instruction keeps the unit :func:`pool_steps` ``+ DRAIN_CYCLES`` cycles (the set-up
-cycle, the window steps, five stages and the cycle ``busy`` falls in).
+cycle, the window steps, six stages and the cycle ``busy`` falls in).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ __all__ = ["DRAIN_CYCLES", "POOL_LANES", "PoolWindowUnit", "pool_steps"]
 #: Output columns the core's POOL unit computes in parallel (``lanes``).
 POOL_LANES = 8
 #: Cycles a POOL instruction keeps the unit busy besides its window steps: the set-up
-#: cycle, the five pipeline stages after stage 0 and the cycle ``busy`` falls in.
-DRAIN_CYCLES = 7
+#: cycle, the six pipeline stages after stage 0 and the cycle ``busy`` falls in.
+DRAIN_CYCLES = 8
 
 
 def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):
@@ -382,27 +383,45 @@ class PoolWindowUnit(wiring.Component):
         out_addr3 = reg(out_addr2, "out_addr3", ow)
         count3 = reg(count2, "count3", range(P * e + 1))
         prod_bits = acc_bits + arch.mult_bits + 1
-        prods = []
+        # two partial products of one multiplier each (the low 17 bits of the sum, which
+        # an 18-bit signed multiplier input takes unsigned, and the rest), summed in stage 4
+        # (one product when the sum fits one multiplier)
+        lo_bits = 17
+        parts = []
         for j, f in enumerate(finals):
             acc3 = reg(f, f"acc3_{j}", signed(acc_bits))
-            prods.append(reg(acc3 * cfg["mult"], f"prod4_{j}", signed(prod_bits)))
+            if acc_bits <= 18:
+                parts.append((reg(acc3 * cfg["mult"], f"prod4_{j}", signed(prod_bits)), None))
+                continue
+            lo = reg(acc3[:lo_bits] * cfg["mult"], f"prod_lo4_{j}", lo_bits + arch.mult_bits)
+            hi = reg(acc3[lo_bits:].as_signed() * cfg["mult"], f"prod_hi4_{j}",
+                     signed(prod_bits - lo_bits))
+            parts.append((lo, hi))
 
-        # Stage 4: add the rounding constant --------------------------------------------
+        # Stage 4: sum of the partial products ------------------------------------------
         v4 = reg(v3, "v4", 1)
         on4 = reg(on3, "on4", 1)
         out_addr4 = reg(out_addr3, "out_addr4", ow)
         count4 = reg(count3, "count4", range(P * e + 1))
-        # wide enough for the rounding constant of the largest shift (2**(s - 1) may not
-        # fit the product's width: the product then shifts out to 0 or -1 before rounding)
-        wide = len(rounding)
-        sums = [reg(prod + rounding, f"sum5_{j}", signed(wide + 1))
-                for j, prod in enumerate(prods)]
+        prods = [reg(lo if hi is None else (hi << lo_bits) + lo, f"prod5_{j}",
+                     signed(prod_bits)) for j, (lo, hi) in enumerate(parts)]
 
-        # Stage 5: shift, clamp and write ------------------------------------------------
+        # Stage 5: add the rounding constant --------------------------------------------
         v5 = reg(v4, "v5", 1)
         on5 = reg(on4, "on5", 1)
         out_addr5 = reg(out_addr4, "out_addr5", ow)
         count5 = reg(count4, "count5", range(P * e + 1))
+        # wide enough for the rounding constant of the largest shift (2**(s - 1) may not
+        # fit the product's width: the product then shifts out to 0 or -1 before rounding)
+        wide = len(rounding)
+        sums = [reg(prod + rounding, f"sum6_{j}", signed(wide + 1))
+                for j, prod in enumerate(prods)]
+
+        # Stage 6: shift, clamp and write ------------------------------------------------
+        v6 = reg(v5, "v6", 1)
+        on6 = reg(on5, "on6", 1)
+        out_addr6 = reg(out_addr5, "out_addr6", ow)
+        count6 = reg(count5, "count6", range(P * e + 1))
         shift = cfg["shift"]
         ys = []
         for j, total in enumerate(sums):
@@ -413,9 +432,9 @@ class PoolWindowUnit(wiring.Component):
                                  Mux(shifted > act_hi, act_hi, shifted)))
             ys.append(y)
         addr, data_, count = self.obuf_port(0)
-        m.d.comb += [addr.eq(out_addr5), data_.eq(bytes_from_lanes(ys, arch.act_bits))]
-        with m.If(v5 & on5):
-            m.d.comb += count.eq(count5)
+        m.d.comb += [addr.eq(out_addr6), data_.eq(bytes_from_lanes(ys, arch.act_bits))]
+        with m.If(v6 & on6):
+            m.d.comb += count.eq(count6)
 
-        m.d.comb += self.busy.eq(setup | running | v1 | v2 | v3 | v4 | v5)
+        m.d.comb += self.busy.eq(setup | running | v1 | v2 | v3 | v4 | v5 | v6)
         return m

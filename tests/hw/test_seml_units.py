@@ -210,9 +210,13 @@ POOL_CASES = {
     # a shift past the product's width: the rounding constant 2**(s-1) must not overflow
     "avg_shift_past_product": (Pool.AVG, 2, 4, 6, (1, 3), (2, 1), (0, 0, 0, 2), (-128, 127),
                                54181, 59, 8, 8),
+    # a sum narrow enough for one multiplier (no partial products)
+    "avg_narrow_acc": (Pool.AVG, 2, 5, 7, (3, 2), (1, 2), (1, 1, 0, 0), (-128, 127), 1711,
+                       11, 8, 8),
 }
 #: Arch options of a case besides the default ``mult_bits=12, shift_bits=5``.
-POOL_ARCH_OPTIONS = {"avg_shift_past_product": {"mult_bits": 16, "shift_bits": 6}}
+POOL_ARCH_OPTIONS = {"avg_shift_past_product": {"mult_bits": 16, "shift_bits": 6},
+                     "avg_narrow_acc": {"acc_bits": 18}}
 
 
 @pytest.mark.parametrize("name", list(POOL_CASES))
