@@ -24,11 +24,12 @@ uses (the loop's carries are registered flags, its addresses step by addition):
 3. ``acc * mult`` (average pooling; 1 for max pooling) as two partial products;
 4. their sum;
 5. ``+ 2**(shift - 1)`` (rounding);
-6. shift, clamp and OBUF write.
+6. shift and clamp;
+7. OBUF write from registers.
 
-Latency: a group's results are written 6 cycles after its last window step; an
+Latency: a group's results are written 7 cycles after its last window step; an
 instruction keeps the unit :func:`pool_steps` ``+ DRAIN_CYCLES`` cycles (the set-up
-cycle, the window steps, six stages and the cycle ``busy`` falls in).
+cycle, the window steps, seven stages and the cycle ``busy`` falls in).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ __all__ = ["DRAIN_CYCLES", "POOL_LANES", "PoolWindowUnit", "pool_steps"]
 #: Output columns the core's POOL unit computes in parallel (``lanes``).
 POOL_LANES = 8
 #: Cycles a POOL instruction keeps the unit busy besides its window steps: the set-up
-#: cycle, the six pipeline stages after stage 0 and the cycle ``busy`` falls in.
-DRAIN_CYCLES = 8
+#: cycle, the seven pipeline stages after stage 0 and the cycle ``busy`` falls in.
+DRAIN_CYCLES = 9
 
 
 def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):
@@ -417,7 +418,7 @@ class PoolWindowUnit(wiring.Component):
         sums = [reg(prod + rounding, f"sum6_{j}", signed(wide + 1))
                 for j, prod in enumerate(prods)]
 
-        # Stage 6: shift, clamp and write ------------------------------------------------
+        # Stage 6: shift and clamp -----------------------------------------------------
         v6 = reg(v5, "v6", 1)
         on6 = reg(on5, "on6", 1)
         out_addr6 = reg(out_addr5, "out_addr6", ow)
@@ -431,10 +432,17 @@ class PoolWindowUnit(wiring.Component):
             m.d.comb += y.eq(Mux(shifted < act_lo, act_lo,
                                  Mux(shifted > act_hi, act_hi, shifted)))
             ys.append(y)
-        addr, data_, count = self.obuf_port(0)
-        m.d.comb += [addr.eq(out_addr6), data_.eq(bytes_from_lanes(ys, arch.act_bits))]
-        with m.If(v6 & on6):
-            m.d.comb += count.eq(count6)
 
-        m.d.comb += self.busy.eq(setup | running | v1 | v2 | v3 | v4 | v5 | v6)
+        # Stage 7: OBUF write, from registers (the core's write multiplexer and the
+        # buffer's lane rotation follow) ---------------------------------------------------
+        v7 = reg(v6 & on6, "v7", 1)
+        data7 = reg(bytes_from_lanes(ys, arch.act_bits), "data7", len(self.obuf0_w_data))
+        out_addr7 = reg(out_addr6, "out_addr7", ow)
+        count7 = reg(count6, "count7", range(P * e + 1))
+        addr, data_, count = self.obuf_port(0)
+        m.d.comb += [addr.eq(out_addr7), data_.eq(data7)]
+        with m.If(v7):
+            m.d.comb += count.eq(count7)
+
+        m.d.comb += self.busy.eq(setup | running | v1 | v2 | v3 | v4 | v5 | v6 | v7)
         return m
