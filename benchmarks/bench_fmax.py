@@ -12,9 +12,11 @@ place and route runs here. Results are cached (:mod:`boards.synth`) and written 
 ``--units BOARD`` synthesizes the control units of the core alone (decoder, DMA, LOAD,
 STORE, ADD and POOL units, at the board's default arch) with ``synth_xilinx -family xc7``
 and reports each one's logic depth: seconds per unit instead of minutes for the core.
+``--unit-fmax BOARD`` places and routes the same units alone with nextpnr-ecp5 (out of
+context) and reports each one's Fmax and critical path: minutes per unit.
 
 Usage: ``python benchmarks/bench_fmax.py [--fmax ULX3S-85F] [--depth PYNQ-Z2]
-[--units ULX3S-85F]``
+[--units ULX3S-85F] [--unit-fmax ULX3S-85F [--only NAME ...]]``
 """
 
 from __future__ import annotations
@@ -57,13 +59,26 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/fmax.json")
     parser.add_argument("--units", default="", help="board whose arch's units are "
                         "synthesized alone for xc7 ('' to skip)")
+    parser.add_argument("--unit-fmax", default="", help="board whose arch's units are "
+                        "placed and routed alone with nextpnr-ecp5 ('' to skip)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="units of --units / --unit-fmax to run (default: all)")
     args = parser.parse_args(argv)
     out = {"benchmark": "fmax", "python": platform.python_version()}
+
+    def selected(units):
+        if args.only is None:
+            return units
+        unknown = sorted(set(args.only) - set(units))
+        if unknown:
+            parser.error(f"unknown unit(s) {', '.join(unknown)}; the units are "
+                         f"{', '.join(units)}")
+        return {name: unit for name, unit in units.items() if name in args.only}
     if args.units:
         arch = get_board(args.units).default_arch()
         print(f"{args.units} default arch, units alone, Yosys xc7 logic depth:")
         out["units"] = {"board": args.units, "family": "xc7", "depth": {}}
-        for name, unit in control_units(arch).items():
+        for name, unit in selected(control_units(arch)).items():
             start = time.perf_counter()
             res = synthesize(unit, family="xc7", name=f"unit-{name}-{arch.name}", depth=True)
             d = res.logic_depth
@@ -71,6 +86,19 @@ def main(argv=None):
                   f"{res.lut} LUT, {res.ff} FF, {res.dsp} DSP; "
                   f"{time.perf_counter() - start:.0f} s)", flush=True)
             out["units"]["depth"][name] = {**d, "figures": res.figures()}
+    if args.unit_fmax:
+        arch = get_board(args.unit_fmax).default_arch()
+        print(f"{args.unit_fmax} default arch, units alone, nextpnr-ecp5 (out of context):")
+        out["unit_fmax"] = {"board": args.unit_fmax, "fmax": {}}
+        for name, unit in selected(control_units(arch)).items():
+            start = time.perf_counter()
+            res = ecp5_fmax(unit, name=f"unit-{name}-{arch.name}")
+            path = res.get("critical_path") or {}
+            print(f"  {name:14s} {res['fmax']:6.1f} MHz  ({path.get('delay_ns')} ns, "
+                  f"{path.get('logic_ns')} ns logic: {path.get('start_cell')} -> "
+                  f"{path.get('end_cell')}; {time.perf_counter() - start:.0f} s)", flush=True)
+            out["unit_fmax"]["fmax"][name] = {k: res[k] for k in (
+                "fmax", "critical_path", "synth", "device")}
     if args.fmax:
         board = get_board(args.fmax)
         arch = board.default_arch()

@@ -59,11 +59,14 @@ _LUTRAM_X = {"RAM32M", "RAM64M", "RAM32X1D", "RAM64X1D", "RAM128X1D", "RAM256X1S
              "RAM32X1S", "RAM64X1S", "RAM128X1S", "RAM16X1D", "RAM16X1S", "RAM32M16",
              "RAM64M8", "SRL16E", "SRLC32E"}
 
-#: Yosys selection (applied to ``*``) of the cells that end a logic-depth path:
-#: registers, block RAMs, shift registers and DSP slices with an input, multiplier or
-#: output register. A DSP slice without any is a path node.
+#: Yosys selection operators (applied to ``*``) that take out the cells ending a
+#: logic-depth path: registers, block RAMs, shift registers and DSP slices with an
+#: input, multiplier or output register (every DSP slice but those with none). A DSP
+#: slice without any register stays in: it is a path node. (A registered DSP slice left
+#: in would be a node whose registered inputs and combinational outputs close false
+#: loops, which ``ltp`` then counts as long paths.)
 _PATH_CUT = ("t:FD* %d t:RAMB* %d t:SRL* %d "
-             "t:DSP48* r:AREG=0 %i r:BREG=0 %i r:MREG=0 %i r:PREG=0 %i %d")
+             "t:DSP48* t:DSP48* r:AREG=0 %i r:BREG=0 %i r:MREG=0 %i r:PREG=0 %i %d %d")
 
 
 class SynthError(RuntimeError):
@@ -248,7 +251,8 @@ def synthesize(design, *, family: str = "xc7", name: str = "top", top: str = "to
         raise ValueError("logic_depth is measured on the Xilinx families; for ECP5 use "
                          "ecp5_fmax")
     verilog = design if isinstance(design, str) else to_verilog(design)
-    key = _key(verilog, family, top, flatten, depth, sorted(blackbox), _versions())
+    key = _key(verilog, family, top, flatten, depth and _PATH_CUT, sorted(blackbox),
+               _versions())
     path = cache_dir() / f"{key}.json"
     if cache and path.exists():
         data = json.loads(path.read_text())

@@ -95,9 +95,9 @@ DROPPED_TAIL_CYCLES = 12
 FRAME_CYCLES = 3
 #: Output columns the POOL unit computes per window step.
 POOL_LANES = 8
-#: Cycles from the POOL unit's last window step to idle: the four pipeline stages after
-#: stage 0, plus the cycle ``busy`` falls in.
-DRAIN_CYCLES = 5
+#: Cycles a POOL instruction keeps the POOL unit busy besides its window steps: the
+#: set-up cycle, the seven pipeline stages after stage 0 and the cycle ``busy`` falls in.
+DRAIN_CYCLES = 9
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
 ADD_JOB_CYCLES = 6
 #: Cycles an ADD instruction's first beat waits while the runs of both operands are read

@@ -14,17 +14,22 @@ holds every lane's: the unit runs as many lanes as the word holds at the instruc
 stride (:func:`hw.engine_kinds.pool_lanes`: all of them up to stride 2). The lanes'
 results are consecutive OBUF elements, written at once when their windows are complete.
 
-Pipeline (never stalls: OBUF has no other writer while it runs):
+Pipeline (never stalls: OBUF has no other writer while it runs), after one set-up
+cycle that derives from the latched fields every step, bound and start address the loop
+uses (the loop's carries are registered flags, its addresses step by addition):
 
-0. loop counters, IBUF addresses, padding masks; IBUF reads;
+0. loop counters, IBUF address, padding masks; IBUF reads;
 1. read data;
 2. accumulate (sum, or max with padding never winning);
-3. ``acc * mult`` (average pooling; 1 for max pooling);
-4. rounding shift, clamp and OBUF write.
+3. ``acc * mult`` (average pooling; 1 for max pooling) as two partial products;
+4. their sum;
+5. ``+ 2**(shift - 1)`` (rounding);
+6. shift and clamp;
+7. OBUF write from registers.
 
-Latency: a group's results are written 4 cycles after its last window step; the unit
-is idle again :data:`DRAIN_CYCLES` cycles after it, so an instruction keeps the unit
-:func:`pool_steps` ``+ DRAIN_CYCLES`` cycles.
+Latency: a group's results are written 7 cycles after its last window step; an
+instruction keeps the unit :func:`pool_steps` ``+ DRAIN_CYCLES`` cycles (the set-up
+cycle, the window steps, seven stages and the cycle ``busy`` falls in).
 """
 
 from __future__ import annotations
@@ -43,9 +48,9 @@ __all__ = ["DRAIN_CYCLES", "POOL_LANES", "PoolWindowUnit", "pool_steps"]
 
 #: Output columns the core's POOL unit computes in parallel (``lanes``).
 POOL_LANES = 8
-#: Cycles from the last window step to the unit going idle: the four pipeline stages
-#: after stage 0, plus the cycle ``busy`` falls in.
-DRAIN_CYCLES = 5
+#: Cycles a POOL instruction keeps the unit busy besides its window steps: the set-up
+#: cycle, the seven pipeline stages after stage 0 and the cycle ``busy`` falls in.
+DRAIN_CYCLES = 9
 
 
 def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):
@@ -151,15 +156,25 @@ class PoolWindowUnit(wiring.Component):
         fits = [c.stride_w <= (n - e) // (j * e) for j in range(1, P)]
         step_at_start = Signal(range(P + 1))
         m.d.comb += step_at_start.eq(1 + sum(f.as_unsigned() for f in fits) if fits else 1)
+        # lane j's column offset ``j * stride_w`` (a constant times a field)
+        joff = [Signal(range(max(j, 1) * 255 + 1), name=f"joff_{j}") for j in range(P)]
+        # products of two fields, taken at start: ``in_h * in_w``, ``stride_h * in_w`` and
+        # ``pad_top * in_w`` (the elements above the first row, padding included)
+        ib = size_bits(arch) + 1
+        plane = Signal(ib)
+        row_stride = Signal(24)
+        top_rows = Signal(24)
         with m.If(self.start):
             m.d.sync += step.eq(step_at_start)
             for j in range(P):
                 m.d.sync += offs[j].eq(Mux(j * c.stride_w * e <= n - e, j * c.stride_w * e, 0)
                                        if j else 0)
+                m.d.sync += joff[j].eq(j * c.stride_w)
+            m.d.sync += [plane.eq(c.in_h * c.in_w), row_stride.eq(c.stride_h * c.in_w),
+                         top_rows.eq(c.pad_top * c.in_w)]
         with m.If(self.start):
             avg = c.pool == Pool.AVG
             m.d.sync += [
-                running.eq(1),
                 cfg["in_h"].eq(c.in_h), cfg["in_w"].eq(c.in_w),
                 cfg["k_h"].eq(c.k_h), cfg["k_w"].eq(c.k_w),
                 cfg["stride_h"].eq(c.stride_h), cfg["stride_w"].eq(c.stride_w),
@@ -173,91 +188,148 @@ class PoolWindowUnit(wiring.Component):
                 is_max.eq(c.pool == Pool.MAX),
             ]
 
+        # Set-up: one cycle after start, everything the loop steps by or compares with,
+        # from the latched fields and the start products (no product, sum or compare of
+        # fields left in the loop's own paths) -------------------------------------------
+        setup = Signal()
+        m.d.sync += setup.eq(self.start)
+        kw_m2 = Signal(16)                # k_w - 2: kx that precedes the last tap of a row
+        kh_m2 = Signal(16)
+        oh_m2 = Signal(16)
+        ch_m2 = Signal(signed(18))        # channels - 2
+        kw_one = Signal()
+        kh_one = Signal()
+        oh_one = Signal()
+        ow_one_step = Signal()            # out_w <= step: a row is one column group
+        neg_top = Signal(signed(9))
+        neg_left = Signal(signed(9))
+        nlo = [Signal(signed(10 + max(j, 1).bit_length()), name=f"nlo_{j}") for j in range(P)]
+        hi = [Signal(signed(18), name=f"hi_{j}") for j in range(P)]
+        aw = len(self.ibuf0_addr)
+        ow = len(self.obuf0_w_addr)
+        in_w_e = Signal(aw)               # the buffer step of one input row
+        ox_stride = Signal(16)            # columns between groups: step * stride_w
+        ox_stride_e = Signal(aw)
+        row_stride_e = Signal(aw)
+        plane_e = Signal(aw)
+        step_e = Signal(ow)
+        out_w_e = Signal(ow)
+        rounding = Signal(max(arch.acc_bits + arch.mult_bits + 1, max_shift(arch.shift_bits)))
+        with m.If(setup):
+            m.d.sync += [
+                kw_m2.eq(cfg["k_w"] - 2), kh_m2.eq(cfg["k_h"] - 2), oh_m2.eq(cfg["out_h"] - 2),
+                ch_m2.eq(cfg["channels"] - 2),
+                kw_one.eq(cfg["k_w"] == 1), kh_one.eq(cfg["k_h"] == 1),
+                oh_one.eq(cfg["out_h"] == 1), ow_one_step.eq(cfg["out_w"] <= step),
+                neg_top.eq(-cfg["pad_top"]), neg_left.eq(-cfg["pad_left"]),
+                in_w_e.eq(cfg["in_w"] * e), ox_stride.eq(cfg["stride_w"] * step),
+                ox_stride_e.eq(cfg["stride_w"] * step * e), row_stride_e.eq(row_stride * e),
+                plane_e.eq(plane * e), step_e.eq(step * e), out_w_e.eq(cfg["out_w"] * e),
+                rounding.eq((Const(1, len(rounding) + 1) << cfg["shift"]) >> 1),
+            ]
+            for j in range(P):
+                m.d.sync += [nlo[j].eq(-joff[j]), hi[j].eq(cfg["in_w"] - joff[j])]
+
         # Stage 0: loop counters ---------------------------------------------------------
+        # ``l*`` are registered flags: the counter is at its last value (``lch``: the
+        # channel is the last), each set the step before, so that a step's carries are an
+        # AND of flags. ``first``: the step is a window's first tap.
         ch = Signal(16)
         oy = Signal(16)
-        ox0 = Signal(16)
         ky = Signal(16)
         kx = Signal(16)
-        last_kx = kx == cfg["k_w"] - 1
-        last_ky = ky == cfg["k_h"] - 1
-        last_ox = ox0 + step >= cfg["out_w"]
-        last_oy = oy == cfg["out_h"] - 1
-        last_ch = ch + 1 >= cfg["channels"]
-        with m.If(self.start):
-            m.d.sync += [ch.eq(0), oy.eq(0), ox0.eq(0), ky.eq(0), kx.eq(0)]
-        with m.Elif(running):
-            m.d.sync += kx.eq(kx + 1)
-            with m.If(last_kx):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
-                with m.If(last_ky):
-                    m.d.sync += [ky.eq(0), ox0.eq(ox0 + step)]
-                    with m.If(last_ox):
-                        m.d.sync += [ox0.eq(0), oy.eq(oy + 1)]
-                        with m.If(last_oy):
-                            m.d.sync += [oy.eq(0), ch.eq(ch + 1)]
-                            with m.If(last_ch):
-                                m.d.sync += running.eq(0)
-
-        # IBUF addresses and padding masks, stepped by addition with the counters:
-        # ``iy = oy * stride_h + ky - pad_top``, ``ix0 = ox0 * stride_w + kx - pad_left``
-        # and ``row_base = (ch * in_h + iy) * in_w``; ``*_at`` hold their values at the
-        # start of the current output row, column group and channel.
-        # Widths: a legal POOL's rows and columns (padding included) fit the engine's
-        # frame; the element indexes only address the buffers (modulo their sizes).
-        ib = size_bits(arch) + 1
-        iy = Signal(signed(20))
-        ix0 = Signal(signed(20))
-        row_base = Signal(signed(ib))
-        oy_iy = Signal(signed(20))        # iy at ky = 0
-        ox_ix = Signal(signed(20))        # ix0 at kx = 0
-        oy_row = Signal(signed(ib))       # row_base at ky = 0
-        ch_row = Signal(signed(ib))       # row_base at oy = 0, ky = 0
-        out_row = Signal(ib)              # (ch * out_h + oy) * out_w
-        plane = Signal(ib)                # in_h * in_w
-        row_stride = Signal(24)           # stride_h * in_w
-        ox_stride = Signal(16)            # lanes of a step * stride_w
-        with m.If(self.start):
-            top = Signal(signed(9))
-            m.d.comb += top.eq(-c.pad_top)
-            top_row = top * c.in_w
+        ox_left = Signal(16)              # out_w - ox0: output columns from the group on
+        lkx, lky, lox, loy, lch, first = (Signal(name=f) for f in (
+            "last_kx", "last_ky", "last_ox", "last_oy", "last_ch", "first_tap"))
+        wrap_kx = lkx
+        wrap_ky = lkx & lky
+        wrap_ox = wrap_ky & lox
+        wrap_oy = wrap_ox & loy
+        with m.If(setup):
             m.d.sync += [
-                plane.eq(c.in_h * c.in_w), row_stride.eq(c.stride_h * c.in_w),
-                ox_stride.eq(c.stride_w * step_at_start),
-                iy.eq(top), oy_iy.eq(top), ix0.eq(-c.pad_left), ox_ix.eq(-c.pad_left),
-                row_base.eq(top_row), oy_row.eq(top_row), ch_row.eq(top_row), out_row.eq(0),
+                running.eq(1), ch.eq(0), oy.eq(0), ky.eq(0), kx.eq(0),
+                ox_left.eq(cfg["out_w"]), first.eq(1),
+                lkx.eq(cfg["k_w"] == 1), lky.eq(cfg["k_h"] == 1),
+                lox.eq(cfg["out_w"] <= step), loy.eq(cfg["out_h"] == 1),
+                lch.eq(cfg["channels"] <= 1),
             ]
         with m.Elif(running):
-            m.d.sync += ix0.eq(ix0 + 1)
-            with m.If(last_kx):
-                m.d.sync += [ix0.eq(ox_ix), iy.eq(iy + 1), row_base.eq(row_base + cfg["in_w"])]
-                with m.If(last_ky):
-                    m.d.sync += [ox_ix.eq(ox_ix + ox_stride), ix0.eq(ox_ix + ox_stride),
-                                 iy.eq(oy_iy), row_base.eq(oy_row)]
-                    with m.If(last_ox):
-                        left_pad = -cfg["pad_left"]
-                        m.d.sync += [ox_ix.eq(left_pad), ix0.eq(left_pad),
-                                     oy_iy.eq(oy_iy + cfg["stride_h"]),
-                                     iy.eq(oy_iy + cfg["stride_h"]),
-                                     oy_row.eq(oy_row + row_stride),
-                                     row_base.eq(oy_row + row_stride),
-                                     out_row.eq(out_row + cfg["out_w"])]
-                        with m.If(last_oy):
-                            top_pad = -cfg["pad_top"]
-                            m.d.sync += [oy_iy.eq(top_pad), iy.eq(top_pad),
-                                         ch_row.eq(ch_row + plane),
-                                         oy_row.eq(ch_row + plane),
-                                         row_base.eq(ch_row + plane)]
+            m.d.sync += [kx.eq(kx + 1), lkx.eq(kx == kw_m2), first.eq(wrap_ky)]
+            with m.If(wrap_kx):
+                m.d.sync += [kx.eq(0), lkx.eq(kw_one), ky.eq(ky + 1), lky.eq(ky == kh_m2)]
+                with m.If(wrap_ky):
+                    m.d.sync += [ky.eq(0), lky.eq(kh_one), ox_left.eq(ox_left - step),
+                                 lox.eq(ox_left <= (step << 1))]
+                    with m.If(wrap_ox):
+                        m.d.sync += [ox_left.eq(cfg["out_w"]), lox.eq(ow_one_step),
+                                     oy.eq(oy + 1), loy.eq(oy == oh_m2)]
+                        with m.If(wrap_oy):
+                            m.d.sync += [oy.eq(0), loy.eq(oh_one), ch.eq(ch + 1),
+                                         lch.eq(ch >= ch_m2)]
+                            with m.If(lch):
+                                m.d.sync += running.eq(0)
+
+        # Input rows and columns (padding checks) and buffer addresses, stepped by
+        # addition with the counters: ``iy = oy * stride_h + ky - pad_top``, ``ix0 = ox0 *
+        # stride_w + kx - pad_left``; the IBUF read address ``ibuf_addr + ((ch * in_h + iy)
+        # * in_w + ix0) * e`` and the OBUF write address ``obuf_addr + ((ch * out_h + oy) *
+        # out_w + ox0) * e`` (modulo the buffers' address ranges); ``*_at`` registers hold
+        # their values at the start of the current input row, column group, output row
+        # and channel. A legal POOL's rows and columns (padding included) fit the engine's
+        # frame.
+        iy = Signal(signed(20))
+        ix0 = Signal(signed(20))
+        oy_iy = Signal(signed(20))        # iy at ky = 0
+        ox_ix = Signal(signed(20))        # ix0 at kx = 0
+        rd = Signal(aw)                   # IBUF address of lane 0's element
+        rd_row = Signal(aw)               # at kx = 0
+        rd_grp = Signal(aw)               # at kx = ky = 0
+        rd_oy = Signal(aw)                # at kx = ky = 0, ox0 = 0
+        rd_ch = Signal(aw)                # at kx = ky = 0, ox0 = 0, oy = 0
+        o_addr = Signal(ow)               # OBUF address of the group's first column
+        o_row = Signal(ow)                # at ox0 = 0
+        with m.If(setup):
+            first_rd = Signal(aw)
+            m.d.comb += first_rd.eq(cfg["ibuf_addr"] - (top_rows + cfg["pad_left"]) * e)
+            m.d.sync += [
+                iy.eq(-cfg["pad_top"]), oy_iy.eq(-cfg["pad_top"]),
+                ix0.eq(-cfg["pad_left"]), ox_ix.eq(-cfg["pad_left"]),
+                rd.eq(first_rd), rd_row.eq(first_rd), rd_grp.eq(first_rd),
+                rd_oy.eq(first_rd), rd_ch.eq(first_rd),
+                o_addr.eq(cfg["obuf_addr"]), o_row.eq(cfg["obuf_addr"]),
+            ]
+        with m.Elif(running):
+            m.d.sync += [ix0.eq(ix0 + 1), rd.eq(rd + e)]
+            with m.If(wrap_kx):
+                m.d.sync += [ix0.eq(ox_ix), iy.eq(iy + 1), rd_row.eq(rd_row + in_w_e),
+                             rd.eq(rd_row + in_w_e)]
+                with m.If(wrap_ky):
+                    ix_next = ox_ix + ox_stride
+                    rd_next = rd_grp + ox_stride_e
+                    m.d.sync += [ox_ix.eq(ix_next), ix0.eq(ix_next), iy.eq(oy_iy),
+                                 rd_grp.eq(rd_next), rd_row.eq(rd_next), rd.eq(rd_next),
+                                 o_addr.eq(o_addr + step_e)]
+                    with m.If(wrap_ox):
+                        iy_next = oy_iy + cfg["stride_h"]
+                        rd_next = rd_oy + row_stride_e
+                        o_next = o_row + out_w_e
+                        m.d.sync += [ox_ix.eq(neg_left), ix0.eq(neg_left),
+                                     oy_iy.eq(iy_next), iy.eq(iy_next),
+                                     rd_oy.eq(rd_next), rd_grp.eq(rd_next),
+                                     rd_row.eq(rd_next), rd.eq(rd_next),
+                                     o_row.eq(o_next), o_addr.eq(o_next)]
+                        with m.If(wrap_oy):
+                            rd_next = rd_ch + plane_e
+                            m.d.sync += [oy_iy.eq(neg_top), iy.eq(neg_top),
+                                         rd_ch.eq(rd_next), rd_oy.eq(rd_next),
+                                         rd_grp.eq(rd_next), rd_row.eq(rd_next),
+                                         rd.eq(rd_next)]
         row_ok = (iy >= 0) & (iy < cfg["in_h"])
-        tap_ok = []
+        # lane j's column ``ix0 + j * stride_w`` is in the tile: compares with the set-up
+        # bounds, no adder
+        tap_ok = [row_ok & (ix0 >= nlo[j]) & (ix0 < hi[j]) for j in range(P)]
         addr, en, word = self.ibuf_port(0)
-        m.d.comb += [addr.eq(cfg["ibuf_addr"] + (row_base + ix0) * e), en.eq(1)]
-        for j in range(P):
-            ix = Signal(signed(40), name=f"ix_{j}")
-            m.d.comb += ix.eq(ix0 + j * cfg["stride_w"])
-            tap_ok.append(row_ok & (ix >= 0) & (ix < cfg["in_w"]))
-        out_index = out_row + ox0
-        left = cfg["out_w"] - ox0
+        m.d.comb += [addr.eq(rd), en.eq(1)]
 
         def reg(value, name, shape):
             sig = Signal(shape, name=name)
@@ -265,13 +337,13 @@ class PoolWindowUnit(wiring.Component):
             return sig
 
         # Stage 1: read data -------------------------------------------------------------
-        v1 = reg(running & ~self.start, "v1", 1)
-        first_tap1 = reg((kx == 0) & (ky == 0), "first_tap1", 1)
-        last_tap1 = reg(last_kx & last_ky, "last_tap1", 1)
+        v1 = reg(running, "v1", 1)
+        first_tap1 = reg(first, "first_tap1", 1)
+        last_tap1 = reg(wrap_ky, "last_tap1", 1)
         ok1 = [reg(t, f"ok1_{j}", 1) for j, t in enumerate(tap_ok)]
         on1 = reg(ch < cfg["channels"], "on1", 1)
-        out_addr1 = reg(cfg["obuf_addr"] + out_index * e, "out_addr1", 32)
-        count1 = reg(Mux(left < step, left, step) * e, "count1", range(P * e + 1))
+        out_addr1 = reg(o_addr, "out_addr1", ow)
+        count1 = reg(Mux(ox_left < step, ox_left, step) * e, "count1", range(P * e + 1))
         xs = [lanes_from_bytes(m, (word >> (offs[j] * 8))[:8 * e], 1, arch.act_bits,
                                f"x1_{j}")[0] for j in range(P)]
 
@@ -283,7 +355,7 @@ class PoolWindowUnit(wiring.Component):
         ok2 = [reg(o, f"ok2_{j}", 1) for j, o in enumerate(ok1)]
         on2 = reg(on1, "on2", 1)
         x2 = [reg(x, f"x2_{j}", signed(arch.act_bits)) for j, x in enumerate(xs)]
-        out_addr2 = reg(out_addr1, "out_addr2", 32)
+        out_addr2 = reg(out_addr1, "out_addr2", ow)
         count2 = reg(count1, "count2", range(P * e + 1))
         finals = []
         for j in range(P):
@@ -309,37 +381,68 @@ class PoolWindowUnit(wiring.Component):
         # Stage 3: multiply by the requantization multiplier ----------------------------
         v3 = reg(v2 & last_tap2, "v3", 1)
         on3 = reg(on2, "on3", 1)
-        out_addr3 = reg(out_addr2, "out_addr3", 32)
+        out_addr3 = reg(out_addr2, "out_addr3", ow)
         count3 = reg(count2, "count3", range(P * e + 1))
         prod_bits = acc_bits + arch.mult_bits + 1
-        prods = []
+        # two partial products of one multiplier each (the low 17 bits of the sum, which
+        # an 18-bit signed multiplier input takes unsigned, and the rest), summed in stage 4
+        # (one product when the sum fits one multiplier)
+        lo_bits = 17
+        parts = []
         for j, f in enumerate(finals):
             acc3 = reg(f, f"acc3_{j}", signed(acc_bits))
-            prods.append(reg(acc3 * cfg["mult"], f"prod4_{j}", signed(prod_bits)))
+            if acc_bits <= 18:
+                parts.append((reg(acc3 * cfg["mult"], f"prod4_{j}", signed(prod_bits)), None))
+                continue
+            lo = reg(acc3[:lo_bits] * cfg["mult"], f"prod_lo4_{j}", lo_bits + arch.mult_bits)
+            hi = reg(acc3[lo_bits:].as_signed() * cfg["mult"], f"prod_hi4_{j}",
+                     signed(prod_bits - lo_bits))
+            parts.append((lo, hi))
 
-        # Stage 4: rounding shift, clamp and write ---------------------------------------
+        # Stage 4: sum of the partial products ------------------------------------------
         v4 = reg(v3, "v4", 1)
         on4 = reg(on3, "on4", 1)
-        out_addr4 = reg(out_addr3, "out_addr4", 32)
+        out_addr4 = reg(out_addr3, "out_addr4", ow)
         count4 = reg(count3, "count4", range(P * e + 1))
-        shift = cfg["shift"]
+        prods = [reg(lo if hi is None else (hi << lo_bits) + lo, f"prod5_{j}",
+                     signed(prod_bits)) for j, (lo, hi) in enumerate(parts)]
+
+        # Stage 5: add the rounding constant --------------------------------------------
+        v5 = reg(v4, "v5", 1)
+        on5 = reg(on4, "on5", 1)
+        out_addr5 = reg(out_addr4, "out_addr5", ow)
+        count5 = reg(count4, "count5", range(P * e + 1))
         # wide enough for the rounding constant of the largest shift (2**(s - 1) may not
         # fit the product's width: the product then shifts out to 0 or -1 before rounding)
-        wide = max(prod_bits, max_shift(arch.shift_bits) + 1)
-        rounding = Signal(wide)
-        m.d.comb += rounding.eq((Const(1, wide + 1) << shift) >> 1)
+        wide = len(rounding)
+        sums = [reg(prod + rounding, f"sum6_{j}", signed(wide + 1))
+                for j, prod in enumerate(prods)]
+
+        # Stage 6: shift and clamp -----------------------------------------------------
+        v6 = reg(v5, "v6", 1)
+        on6 = reg(on5, "on6", 1)
+        out_addr6 = reg(out_addr5, "out_addr6", ow)
+        count6 = reg(count5, "count6", range(P * e + 1))
+        shift = cfg["shift"]
         ys = []
-        for j, prod in enumerate(prods):
+        for j, total in enumerate(sums):
             shifted = Signal(signed(wide + 1), name=f"shifted_{j}")
-            m.d.comb += shifted.eq((prod + rounding) >> shift)
+            m.d.comb += shifted.eq(total >> shift)
             y = Signal(signed(arch.act_bits), name=f"y_{j}")
             m.d.comb += y.eq(Mux(shifted < act_lo, act_lo,
                                  Mux(shifted > act_hi, act_hi, shifted)))
             ys.append(y)
-        addr, data_, count = self.obuf_port(0)
-        m.d.comb += [addr.eq(out_addr4), data_.eq(bytes_from_lanes(ys, arch.act_bits))]
-        with m.If(v4 & on4):
-            m.d.comb += count.eq(count4)
 
-        m.d.comb += self.busy.eq(running | v1 | v2 | v3 | v4)
+        # Stage 7: OBUF write, from registers (the core's write multiplexer and the
+        # buffer's lane rotation follow) ---------------------------------------------------
+        v7 = reg(v6 & on6, "v7", 1)
+        data7 = reg(bytes_from_lanes(ys, arch.act_bits), "data7", len(self.obuf0_w_data))
+        out_addr7 = reg(out_addr6, "out_addr7", ow)
+        count7 = reg(count6, "count7", range(P * e + 1))
+        addr, data_, count = self.obuf_port(0)
+        m.d.comb += [addr.eq(out_addr7), data_.eq(data7)]
+        with m.If(v7):
+            m.d.comb += count.eq(count7)
+
+        m.d.comb += self.busy.eq(setup | running | v1 | v2 | v3 | v4 | v5 | v6 | v7)
         return m

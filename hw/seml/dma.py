@@ -92,29 +92,30 @@ class _BurstSplitter:
 
         span_max = max_burst * bytes_per_beat
         # Bytes from the current address to the end of the burst: to the next 4 KiB page
-        # or ``span_max`` bytes from the aligned address, whichever comes first.
+        # or ``span_max`` bytes from the aligned address, whichever comes first. A
+        # register, set with the address it belongs to: a burst's length is then one
+        # compare away from the registers, and the next address's room is taken in
+        # parallel with that compare.
         room = Signal(range(max(span_max, _PAGE) + 1), name=f"{prefix}_room")
         row_done = Signal(name=f"{prefix}_row_done")
+
+        def room_of(addr):
+            offset = addr[:lanes_log2] if lanes_log2 else 0
+            if span_max <= _PAGE:
+                # Both are powers of two: the page ends first only within the page's last
+                # ``span_max`` bytes, and then it is ``span_max`` minus the address's low
+                # bits away (one short subtraction instead of a chain of them).
+                s = exact_log2(span_max)
+                last_span = addr[s:12].all() if s < 12 else Const(1, 1)
+                low = addr[:s] if s else Const(0, 1)
+                return span_max - Mux(last_span, low, offset)
+            to_page = _PAGE - (addr[:12] & ~Const(bytes_per_beat - 1, 12))
+            return Mux(to_page < span_max, to_page, span_max) - offset
+
         m.d.comb += [
             self.offset.eq(cur_addr[:lanes_log2] if lanes_log2 else 0),
             self.aligned.eq(cur_addr & ~Const(bytes_per_beat - 1, addr_bits)),
-        ]
-        if span_max <= _PAGE:
-            # Both are powers of two: the page ends first only within the page's last
-            # ``span_max`` bytes, and then it is ``span_max`` minus the address's low bits
-            # away (one short subtraction instead of a chain of them).
-            s = exact_log2(span_max)
-            last_span = cur_addr[s:12].all() if s < 12 else Const(1, 1)
-            low = cur_addr[:s] if s else Const(0, 1)
-            m.d.comb += room.eq(span_max - Mux(last_span, low, self.offset))
-        else:
-            to_page = Signal(range(_PAGE + 1), name=f"{prefix}_to_page")
-            m.d.comb += [
-                to_page.eq(_PAGE - self.aligned[:12]),
-                room.eq(Mux(to_page < span_max, to_page, span_max) - self.offset),
-            ]
-        m.d.comb += [
-            self.nbytes.eq(Mux(row_left < room, row_left, room)),
+            self.nbytes.eq(Mux(row_done, row_left, room)),
             self.beats.eq((self.offset + self.nbytes + bytes_per_beat - 1) >> lanes_log2),
             row_done.eq(row_left <= room),
             self.last.eq(row_done & (rows_left == 1)),
@@ -127,6 +128,7 @@ class _BurstSplitter:
                 self.active.eq(1),
                 row_addr.eq(cmd.payload.addr),
                 cur_addr.eq(cmd.payload.addr),
+                room.eq(room_of(cmd.payload.addr)),
                 row_left.eq(cmd.payload.row_bytes),
                 row_bytes.eq(cmd.payload.row_bytes),
                 rows_left.eq(cmd.payload.rows),
@@ -134,18 +136,25 @@ class _BurstSplitter:
             ]
         with m.If(self.fire):
             with m.If(row_done):
+                next_row = Signal(addr_bits, name=f"{prefix}_next_row")
+                m.d.comb += next_row.eq(row_addr + stride)
                 m.d.sync += [
                     rows_left.eq(rows_left - 1),
-                    row_addr.eq(row_addr + stride),
-                    cur_addr.eq(row_addr + stride),
+                    row_addr.eq(next_row),
+                    cur_addr.eq(next_row),
+                    room.eq(room_of(next_row)),
                     row_left.eq(row_bytes),
                 ]
                 with m.If(rows_left == 1):
                     m.d.sync += self.active.eq(0)
             with m.Else():
+                # the burst takes the whole room
+                next_addr = Signal(addr_bits, name=f"{prefix}_next_addr")
+                m.d.comb += next_addr.eq(cur_addr + room)
                 m.d.sync += [
-                    cur_addr.eq(cur_addr + self.nbytes),
-                    row_left.eq(row_left - self.nbytes),
+                    cur_addr.eq(next_addr),
+                    room.eq(room_of(next_addr)),
+                    row_left.eq(row_left - room),
                 ]
 
 

@@ -289,7 +289,8 @@ async def dma_write_rate(dut):
     assert not int(dut.wr_error.value)
 
 
-@pytest.mark.parametrize("data_bits,max_burst,seed", [(64, 16, 1), (32, 256, 2), (128, 4, 3)])
+@pytest.mark.parametrize("data_bits,max_burst,seed",
+                         [(64, 16, 1), (32, 256, 2), (128, 4, 3), (256, 256, 4)])
 def test_dma(data_bits, max_burst, seed):
     run_cocotb(AxiDma(data_bits=data_bits, addr_bits=32, max_burst=max_burst),
                test_module=__name__, build_name=f"seml-dma-d{data_bits}-b{max_burst}",

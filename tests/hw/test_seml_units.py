@@ -210,23 +210,57 @@ POOL_CASES = {
     # a shift past the product's width: the rounding constant 2**(s-1) must not overflow
     "avg_shift_past_product": (Pool.AVG, 2, 4, 6, (1, 3), (2, 1), (0, 0, 0, 2), (-128, 127),
                                54181, 59, 8, 8),
+    # a sum narrow enough for one multiplier (no partial products)
+    "avg_narrow_acc": (Pool.AVG, 2, 5, 7, (3, 2), (1, 2), (1, 1, 0, 0), (-128, 127), 1711,
+                       11, 8, 8),
 }
 #: Arch options of a case besides the default ``mult_bits=12, shift_bits=5``.
-POOL_ARCH_OPTIONS = {"avg_shift_past_product": {"mult_bits": 16, "shift_bits": 6}}
+POOL_ARCH_OPTIONS = {"avg_shift_past_product": {"mult_bits": 16, "shift_bits": 6},
+                     "avg_narrow_acc": {"acc_bits": 18}}
 
 
 @pytest.mark.parametrize("name", list(POOL_CASES))
 def test_pool_window_unit(name):
     """OBUF holds the golden pool of the IBUF tile, nothing else is written, and the unit
     is busy for ``pool_steps + DRAIN_CYCLES`` cycles (the ISS's cycle model)."""
+    _check_pool_window_unit(name, POOL_CASES[name], POOL_ARCH_OPTIONS.get(name, {}))
+
+
+def _random_pool_case(rng):
+    """A legal POOL of random shape: 1x1 and one-row or one-column windows, a window
+    of the whole tile, one or several column groups per row."""
+    k = (rng.choice([1, 1, 2, 3, 5]), rng.choice([1, 1, 2, 3, 4]))
+    stride = (rng.randint(1, 3), rng.randint(1, 4))
+    pads = (rng.randint(0, k[0] - 1), rng.randint(0, k[1] - 1),
+            rng.randint(0, k[0] - 1), rng.randint(0, k[1] - 1))
+    in_h = rng.randint(max(1, k[0] - pads[0] - pads[2]), 7)
+    in_w = rng.randint(max(1, k[1] - pads[1] - pads[3]), 21)
+    pool = rng.choice([Pool.MAX, Pool.AVG])
+    act_bits = rng.choice([8, 12])
+    hi = (1 << (act_bits - 1)) - 1
+    act = (rng.randint(-hi - 1, 0), rng.randint(0, hi))
+    mult, shift = (rng.randint(1, 4095), rng.randint(0, 31)) if pool is Pool.AVG else (0, 0)
+    return (pool, rng.randint(1, 3), in_h, in_w, k, stride, pads, act, mult, shift,
+            act_bits, rng.choice([8, 3, 1]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pool_window_unit_random(seed):
+    """Seeded random shapes (window, stride, padding, channels, lanes, element width)
+    through the same check."""
+    case = _random_pool_case(random.Random(f"pool-{seed}"))
+    _check_pool_window_unit(f"random-{seed}", case, {})
+
+
+def _check_pool_window_unit(name, case, arch_options):
     from hw.seml.compute import DRAIN_CYCLES, PoolWindowUnit, pool_steps
     from sim import golden
 
     (pool, in_c, in_h, in_w, kernel, stride, pads, act, mult, shift, act_bits,
-     lanes) = POOL_CASES[name]
+     lanes) = case
     arch = ArchConfig(name=f"pool-{act_bits}", act_bits=act_bits, ibuf_bytes=2048,
                       obuf_bytes=2048, wbuf_bytes=1024, pbuf_entries=64,
-                      **{"mult_bits": 12, "shift_bits": 5, **POOL_ARCH_OPTIONS.get(name, {})})
+                      **{"mult_bits": 12, "shift_bits": 5, **arch_options})
     rng = random.Random(name)
     e = element_bytes(act_bits)
     lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
