@@ -103,14 +103,26 @@ def main(argv=None):
     fit_runs = {(a.name, f): (a, r.submodules) for a, f, held, r, _ in results if not held}
     fitted = sorted({f for _, f in fit_runs})
     if not args.no_fit and fit_runs:
-        data = resources.fit(fit_runs, fitted)
         old = (json.loads(resources.CALIBRATION_FILE.read_text())
                if resources.CALIBRATION_FILE.exists() else {"families": {}})
+        # a family calibrated at one size leans on the stored xc7 lines unless xc7 is
+        # refitted in this run too
+        data = resources.fit(fit_runs, fitted, base_coefficients=old["families"].get("xc7"))
         for family in fitted:
             old["families"][family] = data["families"][family]
             old.get("scaled", {}).pop(family, None)
+            old.get("derived", {}).pop(family, None)
+            if family in data.get("derived", {}):
+                old.setdefault("derived", {})[family] = data["derived"][family]
+                print(f"{family}: {len(data['derived'][family]['terms'])} terms from the "
+                      f"xc7 lines scaled to its own points")
             if family in old.get("fallback", {}):
                 del old["fallback"][family]
+        stale = [f for f, info in old.get("derived", {}).items()
+                 if info["from"] in fitted and f not in fitted]
+        if stale:
+            print(f"warning: {', '.join(stale)} lean on the refitted xc7 lines: rerun with "
+                  f"--families {','.join(fitted + stale)} (cached) to rederive them")
         # a family calibrated from another's coefficients scaled to its whole-core
         # totals (benchmarks/bench_resources.py) follows its base family's new fit
         for family, info in old.get("scaled", {}).items():

@@ -489,17 +489,40 @@ def _memory_lut(mems, name):
     return lut + (mems.get("pbuf", {}).get("lut", 0) if name == "(top)" else 0)
 
 
-def fit(runs: dict, families, totals=None, base="xc7") -> dict:
+def _scaled_line(line, points):
+    """``line`` (``(a, b)`` of another family) times the mean ratio of ``points`` (``(x,
+    y)`` of this family) to it: the same structure, mapped by another family's cells."""
+    a, b = line
+    ratios = [y / (a * x + b) for x, y in points if a * x + b >= 1.0]
+    if not ratios:
+        return None
+    r = sum(ratios) / len(ratios)
+    return a * r, b * r
+
+
+def fit(runs: dict, families, totals=None, base="xc7", base_coefficients=None) -> dict:
     """Coefficients from hierarchical synthesis results.
 
     ``runs``: ``{(arch name, family): (arch, {submodule: figures})}`` (the
     ``submodules`` of :func:`boards.synth.synthesize` with ``flatten=False``).
+
+    A submodule synthesized at two sizes or more in a family gets that family's own line
+    (least squares). At one size only, in a family other than ``base``, it gets
+    ``base``'s line for that submodule (fitted here, or ``base_coefficients``: the
+    stored ones) scaled by the ratio of this family's figure to it at that size: the
+    slope comes from where the structure was measured at several sizes, the family's
+    mapping of that submodule (UltraScale+ keeps more registers outside its DSP slices
+    than 7-series, ECP5's LUT4s are smaller) from the family's own point. Without a base
+    line it scales through the origin. ``out["derived"]`` names, per family, the
+    submodules and metrics derived so.
+
     ``totals``: ``{(arch name, family): (arch, figures)}``, whole-core figures of a
     family without per-submodule runs: its coefficients are ``base``'s, scaled per
     metric (LUT, FF, extra DSP) so that the core's total matches.
     """
     out = {"families": {}, "fallback": {"xcup": "xc7"},
            "points": sorted(f"{name}/{fam}" for name, fam in runs)}
+    per_family = {}
     for family in families:
         per = {}
         if not any(fam == family for _, fam in runs):
@@ -520,9 +543,27 @@ def fit(runs: dict, families, totals=None, base="xc7") -> dict:
                 row["lut"].append((size, got["lut"] - _memory_lut(mems, name)))
                 row["ff"].append((size, got["ff"] - _memory_ff(mems, name)))
                 row["dsp"].append((lanes, got["dsp"] - macs * per_mac))
-        out["families"][family] = {
-            name: {m: [round(v, 4) for v in _linear_fit(pts)] for m, pts in row.items()}
-            for name, row in per.items()}
+        per_family[family] = per
+    # the base family first: the others may lean on its lines
+    for family in sorted(per_family, key=lambda f: f != base):
+        per = per_family[family]
+        base_coef = out["families"].get(base) or base_coefficients or {}
+        coef, derived = {}, []
+        for name, row in per.items():
+            coef[name] = {}
+            for metric, pts in row.items():
+                line = base_coef.get(name, {}).get(metric)
+                ab = None
+                if len({x for x, _ in pts}) < 2 and family != base and line:
+                    ab = _scaled_line(line, pts)
+                    if ab is not None:
+                        derived.append(f"{name}.{metric}")
+                if ab is None:
+                    ab = _linear_fit(pts)
+                coef[name][metric] = [round(v, 4) for v in ab]
+        out["families"][family] = coef
+        if derived:
+            out.setdefault("derived", {})[family] = {"from": base, "terms": sorted(derived)}
     for (_, family), (arch, figures) in (totals or {}).items():
         if family in out["families"] or base not in out["families"]:
             continue
