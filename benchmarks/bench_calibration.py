@@ -34,14 +34,26 @@ METRICS = ("lut", "ff", "dsp", "bram36")
 TOLERANCE = 0.15
 
 
-def synth(arch, family, cached_only, partial=False):
+def synth(arch, family, cached_only, partial=False, fixed_alone=False):
     start = time.perf_counter()
     res = resources.synthesize_core(arch, family, partial=partial, cached_only=cached_only)
     if res is None:
         print(f"  {arch.name:10s} {family}: not in the synthesis cache, left out", flush=True)
         return None
     tag = "cached" if res.cached else f"{time.perf_counter() - start:.0f} s"
-    if partial:
+    if partial and fixed_alone:
+        # the fixed units synthesized alone complete the partial run: the whole core
+        units = resources.synthesize_fixed_units(arch, family, cached_only=cached_only)
+        if units is None:
+            print(f"  {arch.name:10s} {family}: fixed units not in the cache, left out",
+                  flush=True)
+            return None
+        res.submodules.update(units)
+        for key in ("lut", "ff", "dsp", "bram18", "lutram", "carry"):
+            setattr(res, key, getattr(res, key) + sum(u[key] for u in units.values()))
+        res.synth_s = round(time.perf_counter() - start, 1) if not res.cached else res.synth_s
+        tag += f"; {', '.join(resources.FIXED_UNITS)} synthesized alone"
+    elif partial:
         tag += f"; without {', '.join(resources.FIXED_UNITS)}"
     print(f"  synth {arch.name:10s} {family}: LUT {res.lut} FF {res.ff} DSP {res.dsp} "
           f"BRAM36 {res.bram36} LUTRAM {res.lutram} (Yosys {res.synth_s:.0f} s, {tag})",
@@ -80,6 +92,10 @@ def main(argv=None):
     parser.add_argument("--partial", action="store_true",
                         help="synthesize the calibration archs after the first without "
                              "the fixed units (boards.resources.FIXED_UNITS): faster")
+    parser.add_argument("--fixed-alone", action="store_true",
+                        help="with --partial, the first calibration arch partial too, and "
+                             "its fixed units synthesized alone (each its own top): the "
+                             "whole core's submodules without a whole-core run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/calibration.json")
     args = parser.parse_args(argv)
     only = {a for a in args.archs.split(",") if a}
@@ -92,14 +108,19 @@ def main(argv=None):
         for arch, held in points:
             if only and arch.name not in only:
                 continue
-            partial = args.partial and arch.name != first
-            res = synth(arch, family, args.cached_only, partial)
+            partial = args.partial and (arch.name != first or args.fixed_alone)
+            alone = args.fixed_alone and arch.name == first
+            res = synth(arch, family, args.cached_only, partial, alone)
             if res is None and args.cached_only and not partial:
-                # a partial run in the cache will do
+                # a partial run in the cache will do (with the fixed units alone, whole)
                 partial = True
-                res = synth(arch, family, True, partial)
+                res = synth(arch, family, True, partial, arch.name == first)
+                alone = res is not None and arch.name == first
+                if res is None:
+                    res = synth(arch, family, True, partial)
             if res is not None:
-                results.append((arch, family, held, res, partial))
+                # partial with the fixed units alone: the whole core's figures
+                results.append((arch, family, held, res, partial and not alone))
     fit_runs = {(a.name, f): (a, r.submodules) for a, f, held, r, _ in results if not held}
     fitted = sorted({f for _, f in fit_runs})
     if not args.no_fit and fit_runs:

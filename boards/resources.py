@@ -35,7 +35,8 @@ from hw.isa import element_bytes, weight_element_bytes
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
            "MemorySpec", "board_family", "calibration_points", "estimate", "fit",
            "lane_fetchers", "lut_occupancy", "map_memory", "memories",
-           "reload_calibration", "submodule_features", "synthesize_core"]
+           "reload_calibration", "submodule_features", "synthesize_core",
+           "synthesize_fixed_units"]
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "resource_calibration.json"
 
@@ -454,6 +455,31 @@ def synthesize_core(arch: ArchConfig, family: str, *, partial: bool = False,
     if res is not None and partial:
         res.submodules = {k: v for k, v in res.submodules.items() if k not in FIXED_UNITS}
     return res
+
+
+def synthesize_fixed_units(arch: ArchConfig, family: str, *, cached_only: bool = False,
+                           timeout: float = 3600.0):
+    """Yosys figures of each of the :data:`FIXED_UNITS` of the core for ``arch``,
+    each synthesized alone (``top.<unit>`` of the core's Verilog, hierarchy kept as in
+    :func:`synthesize_core`): with a ``partial`` run of the same arch, the whole core's
+    submodules for less Yosys time than one whole-core run (no logic depth).
+
+    Returns ``{unit: figures}`` (``lut``, ``ff``, ``dsp``, ``bram18``, ``lutram``,
+    ``carry``), or ``None`` when ``cached_only`` and a unit is not in the cache."""
+    from hw.seml.core import SemlCore
+
+    from .synth import count_cells, synthesize, to_verilog
+
+    verilog = to_verilog(SemlCore(arch))
+    out = {}
+    for unit in FIXED_UNITS:
+        res = synthesize(verilog, family=family, top=f"top.{unit}",
+                         name=f"core-{arch.name}-{family}-{unit}", flatten=False,
+                         cached_only=cached_only, timeout=timeout)
+        if res is None:
+            return None
+        out[unit] = count_cells(res.cells, family)
+    return out
 
 
 def _linear_fit(points):
