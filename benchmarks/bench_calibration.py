@@ -132,9 +132,17 @@ def main(argv=None):
         for family in fitted:
             old["families"][family] = data["families"][family]
             old.get("scaled", {}).pop(family, None)
-            old.get("derived", {}).pop(family, None)
+            previous = old.get("derived", {}).pop(family, None)
             if family in data.get("derived", {}):
-                old.setdefault("derived", {})[family] = data["derived"][family]
+                info = dict(data["derived"][family])
+                # the points the lines it leans on were fitted at
+                base_points = [q for q in (data["points"] if info["from"] in fitted
+                                           else old.get("points", []))
+                               if q.split("/")[-1] == info["from"]]
+                if info["from"] == family:
+                    base_points = (previous or {}).get("lines_from") or base_points
+                info["lines_from"] = sorted(base_points)
+                old.setdefault("derived", {})[family] = info
                 print(f"{family}: {len(data['derived'][family]['terms'])} terms from the "
                       f"xc7 lines scaled to its own points")
             if family in old.get("fallback", {}):

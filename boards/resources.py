@@ -533,9 +533,11 @@ def fit(runs: dict, families, totals=None, base="xc7", base_coefficients=None) -
     ``submodules`` of :func:`boards.synth.synthesize` with ``flatten=False``).
 
     A submodule synthesized at two sizes or more in a family gets that family's own line
-    (least squares). At one size only, in a family other than ``base``, it gets
-    ``base``'s line for that submodule (fitted here, or ``base_coefficients``: the
-    stored ones) scaled by the ratio of this family's figure to it at that size: the
+    (least squares). At one size only, in a family other than ``base`` (or in ``base``
+    itself when ``base_coefficients`` are given: a refit at one arch after an RTL
+    change), it gets ``base``'s line for that submodule (fitted here, or
+    ``base_coefficients``: the stored ones) scaled by the ratio of this family's figure
+    to it at that size: the
     slope comes from where the structure was measured at several sizes, the family's
     mapping of that submodule (UltraScale+ keeps more registers outside its DSP slices
     than 7-series, ECP5's LUT4s are smaller) from the family's own point. Without a base
@@ -573,14 +575,19 @@ def fit(runs: dict, families, totals=None, base="xc7", base_coefficients=None) -
     # the base family first: the others may lean on its lines
     for family in sorted(per_family, key=lambda f: f != base):
         per = per_family[family]
-        base_coef = out["families"].get(base) or base_coefficients or {}
+        base_coef = (out["families"].get(base) if family != base else None) \
+            or base_coefficients or {}
         coef, derived = {}, []
         for name, row in per.items():
             coef[name] = {}
             for metric, pts in row.items():
                 line = base_coef.get(name, {}).get(metric)
                 ab = None
-                if len({x for x, _ in pts}) < 2 and family != base and line:
+                # the base family itself leans on its stored lines when a refit has
+                # one size only (a new core synthesized at one arch)
+                lean = family != base or (base_coefficients is not None
+                                          and out["families"].get(base) is None)
+                if len({x for x, _ in pts}) < 2 and lean and line:
                     ab = _scaled_line(line, pts)
                     if ab is not None:
                         derived.append(f"{name}.{metric}")

@@ -301,6 +301,12 @@ def test_fit_of_a_family_at_one_size_scales_the_base_line():
     stored = resources.fit({k: v for k, v in runs.items() if k[1] == "xcup"}, ["xcup"],
                            base_coefficients=data["families"]["xc7"])
     assert stored["families"]["xcup"] == coef
+    # the base family refitted at one arch (a new core) keeps its stored slopes
+    again = resources.fit({(TINY.name, "xc7"): run(TINY, "xc7", {"lut": 1.2, "ff": 0.9})},
+                          ["xc7"], base_coefficients=data["families"]["xc7"])
+    for metric, k in (("lut", 1.2), ("ff", 0.9)):
+        assert again["families"]["xc7"]["compute_conv"][metric] == pytest.approx(
+            [k * v for v in data["families"]["xc7"]["compute_conv"][metric]], rel=1e-3)
     # without a base line: through the origin at the one size
     alone = resources.fit({k: v for k, v in runs.items() if k[1] == "xcup"}, ["xcup"])
     size = resources.submodule_features(TINY)["load"][0]
