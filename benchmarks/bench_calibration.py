@@ -136,11 +136,14 @@ def main(argv=None):
             if family in data.get("derived", {}):
                 info = dict(data["derived"][family])
                 # the points the lines it leans on were fitted at
-                base_points = [q for q in (data["points"] if info["from"] in fitted
-                                           else old.get("points", []))
-                               if q.split("/")[-1] == info["from"]]
                 if info["from"] == family:
-                    base_points = (previous or {}).get("lines_from") or base_points
+                    # refitted at one arch: the slopes of its previous lines
+                    base_points = (previous or {}).get("lines_from") or [
+                        q for q in old.get("points", []) if q.split("/")[-1] == family]
+                else:
+                    base_points = [q for q in (data["points"] if info["from"] in fitted
+                                               else old.get("points", []))
+                                   if q.split("/")[-1] == info["from"]]
                 info["lines_from"] = sorted(base_points)
                 old.setdefault("derived", {})[family] = info
                 print(f"{family}: {len(data['derived'][family]['terms'])} terms from the "
