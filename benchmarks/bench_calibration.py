@@ -144,6 +144,12 @@ def main(argv=None):
                     base_points = [q for q in (data["points"] if info["from"] in fitted
                                                else old.get("points", []))
                                    if q.split("/")[-1] == info["from"]]
+                    # a base that leans on earlier lines itself: where those come from
+                    base_info = (data.get("derived", {}).get(info["from"])
+                                 if info["from"] in fitted
+                                 else old.get("derived", {}).get(info["from"]))
+                    if base_info and base_info.get("lines_from"):
+                        base_points = base_info["lines_from"]
                 info["lines_from"] = sorted(base_points)
                 old.setdefault("derived", {})[family] = info
                 print(f"{family}: {len(data['derived'][family]['terms'])} terms from the "

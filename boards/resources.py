@@ -179,7 +179,8 @@ def map_memory(spec: MemorySpec, family: str) -> dict:
     Each physical RAM has one write and one read port: a memory with ``r`` read ports
     is ``r`` copies. Yosys puts small memories in LUT RAM (as measured with this
     Yosys: on Xilinx up to 64 words, or up to 256 words and 2 Kbit; on ECP5 up to 16
-    words, or up to 128 words and 32 DPR16X4 cells) with the read register in
+    words, or up to 128 words and fewer than 32 DPR16X4 cells: a 32 x 64 memory is an
+    EBR) with the read register in
     flip-flops, and the rest in block RAM in the cheapest aspect ratio.
     """
     group = _family_group(family)
@@ -189,7 +190,7 @@ def map_memory(spec: MemorySpec, family: str) -> dict:
     copies = spec.count * max(spec.read_ports, 1)
     cells = _lutram_cells(spec.width, spec.depth, group)
     if group == "ecp5":
-        small = spec.depth <= 16 or (spec.depth <= 128 and cells <= 32)
+        small = spec.depth <= 16 or (spec.depth <= 128 and cells < 32)
     else:
         small = spec.depth <= 64 or (spec.depth <= 256 and spec.width * spec.depth <= 2048)
     if spec.async_read or small:
