@@ -34,14 +34,26 @@ METRICS = ("lut", "ff", "dsp", "bram36")
 TOLERANCE = 0.15
 
 
-def synth(arch, family, cached_only, partial=False):
+def synth(arch, family, cached_only, partial=False, fixed_alone=False):
     start = time.perf_counter()
     res = resources.synthesize_core(arch, family, partial=partial, cached_only=cached_only)
     if res is None:
         print(f"  {arch.name:10s} {family}: not in the synthesis cache, left out", flush=True)
         return None
     tag = "cached" if res.cached else f"{time.perf_counter() - start:.0f} s"
-    if partial:
+    if partial and fixed_alone:
+        # the fixed units synthesized alone complete the partial run: the whole core
+        units = resources.synthesize_fixed_units(arch, family, cached_only=cached_only)
+        if units is None:
+            print(f"  {arch.name:10s} {family}: fixed units not in the cache, left out",
+                  flush=True)
+            return None
+        res.submodules.update(units)
+        for key in ("lut", "ff", "dsp", "bram18", "lutram", "carry"):
+            setattr(res, key, getattr(res, key) + sum(u[key] for u in units.values()))
+        res.synth_s = round(time.perf_counter() - start, 1) if not res.cached else res.synth_s
+        tag += f"; {', '.join(resources.FIXED_UNITS)} synthesized alone"
+    elif partial:
         tag += f"; without {', '.join(resources.FIXED_UNITS)}"
     print(f"  synth {arch.name:10s} {family}: LUT {res.lut} FF {res.ff} DSP {res.dsp} "
           f"BRAM36 {res.bram36} LUTRAM {res.lutram} (Yosys {res.synth_s:.0f} s, {tag})",
@@ -80,6 +92,10 @@ def main(argv=None):
     parser.add_argument("--partial", action="store_true",
                         help="synthesize the calibration archs after the first without "
                              "the fixed units (boards.resources.FIXED_UNITS): faster")
+    parser.add_argument("--fixed-alone", action="store_true",
+                        help="with --partial, the first calibration arch partial too, and "
+                             "its fixed units synthesized alone (each its own top): the "
+                             "whole core's submodules without a whole-core run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/calibration.json")
     args = parser.parse_args(argv)
     only = {a for a in args.archs.split(",") if a}
@@ -92,25 +108,59 @@ def main(argv=None):
         for arch, held in points:
             if only and arch.name not in only:
                 continue
-            partial = args.partial and arch.name != first
-            res = synth(arch, family, args.cached_only, partial)
+            partial = args.partial and (arch.name != first or args.fixed_alone)
+            alone = args.fixed_alone and arch.name == first
+            res = synth(arch, family, args.cached_only, partial, alone)
             if res is None and args.cached_only and not partial:
-                # a partial run in the cache will do
+                # a partial run in the cache will do (with the fixed units alone, whole)
                 partial = True
-                res = synth(arch, family, True, partial)
+                res = synth(arch, family, True, partial, arch.name == first)
+                alone = res is not None and arch.name == first
+                if res is None:
+                    res = synth(arch, family, True, partial)
             if res is not None:
-                results.append((arch, family, held, res, partial))
+                # partial with the fixed units alone: the whole core's figures
+                results.append((arch, family, held, res, partial and not alone))
     fit_runs = {(a.name, f): (a, r.submodules) for a, f, held, r, _ in results if not held}
     fitted = sorted({f for _, f in fit_runs})
     if not args.no_fit and fit_runs:
-        data = resources.fit(fit_runs, fitted)
         old = (json.loads(resources.CALIBRATION_FILE.read_text())
                if resources.CALIBRATION_FILE.exists() else {"families": {}})
+        # a family calibrated at one size leans on the stored xc7 lines unless xc7 is
+        # refitted in this run too
+        data = resources.fit(fit_runs, fitted, base_coefficients=old["families"].get("xc7"))
         for family in fitted:
             old["families"][family] = data["families"][family]
             old.get("scaled", {}).pop(family, None)
+            previous = old.get("derived", {}).pop(family, None)
+            if family in data.get("derived", {}):
+                info = dict(data["derived"][family])
+                # the points the lines it leans on were fitted at
+                if info["from"] == family:
+                    # refitted at one arch: the slopes of its previous lines
+                    base_points = (previous or {}).get("lines_from") or [
+                        q for q in old.get("points", []) if q.split("/")[-1] == family]
+                else:
+                    base_points = [q for q in (data["points"] if info["from"] in fitted
+                                               else old.get("points", []))
+                                   if q.split("/")[-1] == info["from"]]
+                    # a base that leans on earlier lines itself: where those come from
+                    base_info = (data.get("derived", {}).get(info["from"])
+                                 if info["from"] in fitted
+                                 else old.get("derived", {}).get(info["from"]))
+                    if base_info and base_info.get("lines_from"):
+                        base_points = base_info["lines_from"]
+                info["lines_from"] = sorted(base_points)
+                old.setdefault("derived", {})[family] = info
+                print(f"{family}: {len(data['derived'][family]['terms'])} terms from the "
+                      f"xc7 lines scaled to its own points")
             if family in old.get("fallback", {}):
                 del old["fallback"][family]
+        stale = [f for f, info in old.get("derived", {}).items()
+                 if info["from"] in fitted and f not in fitted]
+        if stale:
+            print(f"warning: {', '.join(stale)} lean on the refitted xc7 lines: rerun with "
+                  f"--families {','.join(fitted + stale)} (cached) to rederive them")
         # a family calibrated from another's coefficients scaled to its whole-core
         # totals (benchmarks/bench_resources.py) follows its base family's new fit
         for family, info in old.get("scaled", {}).items():

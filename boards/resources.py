@@ -35,7 +35,8 @@ from hw.isa import element_bytes
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
            "MemorySpec", "board_family", "calibration_points", "estimate", "fit",
            "lane_fetchers", "lut_occupancy", "map_memory", "memories",
-           "reload_calibration", "submodule_features", "synthesize_core"]
+           "reload_calibration", "submodule_features", "synthesize_core",
+           "synthesize_fixed_units"]
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "resource_calibration.json"
 
@@ -178,7 +179,8 @@ def map_memory(spec: MemorySpec, family: str) -> dict:
     Each physical RAM has one write and one read port: a memory with ``r`` read ports
     is ``r`` copies. Yosys puts small memories in LUT RAM (as measured with this
     Yosys: on Xilinx up to 64 words, or up to 256 words and 2 Kbit; on ECP5 up to 16
-    words, or up to 128 words and 32 DPR16X4 cells) with the read register in
+    words, or up to 128 words and fewer than 32 DPR16X4 cells: a 32 x 64 memory is an
+    EBR) with the read register in
     flip-flops, and the rest in block RAM in the cheapest aspect ratio.
     """
     group = _family_group(family)
@@ -188,7 +190,7 @@ def map_memory(spec: MemorySpec, family: str) -> dict:
     copies = spec.count * max(spec.read_ports, 1)
     cells = _lutram_cells(spec.width, spec.depth, group)
     if group == "ecp5":
-        small = spec.depth <= 16 or (spec.depth <= 128 and cells <= 32)
+        small = spec.depth <= 16 or (spec.depth <= 128 and cells < 32)
     else:
         small = spec.depth <= 64 or (spec.depth <= 256 and spec.width * spec.depth <= 2048)
     if spec.async_read or small:
@@ -458,6 +460,31 @@ def synthesize_core(arch: ArchConfig, family: str, *, partial: bool = False,
     return res
 
 
+def synthesize_fixed_units(arch: ArchConfig, family: str, *, cached_only: bool = False,
+                           timeout: float = 3600.0):
+    """Yosys figures of each of the :data:`FIXED_UNITS` of the core for ``arch``,
+    each synthesized alone (``top.<unit>`` of the core's Verilog, hierarchy kept as in
+    :func:`synthesize_core`): with a ``partial`` run of the same arch, the whole core's
+    submodules for less Yosys time than one whole-core run (no logic depth).
+
+    Returns ``{unit: figures}`` (``lut``, ``ff``, ``dsp``, ``bram18``, ``lutram``,
+    ``carry``), or ``None`` when ``cached_only`` and a unit is not in the cache."""
+    from hw.seml.core import SemlCore
+
+    from .synth import count_cells, synthesize, to_verilog
+
+    verilog = to_verilog(SemlCore(arch))
+    out = {}
+    for unit in FIXED_UNITS:
+        res = synthesize(verilog, family=family, top=f"top.{unit}",
+                         name=f"core-{arch.name}-{family}-{unit}", flatten=False,
+                         cached_only=cached_only, timeout=timeout)
+        if res is None:
+            return None
+        out[unit] = count_cells(res.cells, family)
+    return out
+
+
 def _linear_fit(points):
     """``(a, b)`` of ``y = a * x + b`` by least squares with ``a >= 0``; from points of
     one size only, ``y = a * x`` through their mean (the size scales the submodule)."""
@@ -491,17 +518,42 @@ def _memory_lut(mems, name):
     return lut + (mems.get("pbuf", {}).get("lut", 0) if name == "(top)" else 0)
 
 
-def fit(runs: dict, families, totals=None, base="xc7") -> dict:
+def _scaled_line(line, points):
+    """``line`` (``(a, b)`` of another family) times the mean ratio of ``points`` (``(x,
+    y)`` of this family) to it: the same structure, mapped by another family's cells."""
+    a, b = line
+    ratios = [y / (a * x + b) for x, y in points if a * x + b >= 1.0]
+    if not ratios:
+        return None
+    r = sum(ratios) / len(ratios)
+    return a * r, b * r
+
+
+def fit(runs: dict, families, totals=None, base="xc7", base_coefficients=None) -> dict:
     """Coefficients from hierarchical synthesis results.
 
     ``runs``: ``{(arch name, family): (arch, {submodule: figures})}`` (the
     ``submodules`` of :func:`boards.synth.synthesize` with ``flatten=False``).
+
+    A submodule synthesized at two sizes or more in a family gets that family's own line
+    (least squares). At one size only, in a family other than ``base`` (or in ``base``
+    itself when ``base_coefficients`` are given: a refit at one arch after an RTL
+    change), it gets ``base``'s line for that submodule (fitted here, or
+    ``base_coefficients``: the stored ones) scaled by the ratio of this family's figure
+    to it at that size: the
+    slope comes from where the structure was measured at several sizes, the family's
+    mapping of that submodule (UltraScale+ keeps more registers outside its DSP slices
+    than 7-series, ECP5's LUT4s are smaller) from the family's own point. Without a base
+    line it scales through the origin. ``out["derived"]`` names, per family, the
+    submodules and metrics derived so.
+
     ``totals``: ``{(arch name, family): (arch, figures)}``, whole-core figures of a
     family without per-submodule runs: its coefficients are ``base``'s, scaled per
     metric (LUT, FF, extra DSP) so that the core's total matches.
     """
     out = {"families": {}, "fallback": {"xcup": "xc7"},
            "points": sorted(f"{name}/{fam}" for name, fam in runs)}
+    per_family = {}
     for family in families:
         per = {}
         if not any(fam == family for _, fam in runs):
@@ -522,9 +574,32 @@ def fit(runs: dict, families, totals=None, base="xc7") -> dict:
                 row["lut"].append((size, got["lut"] - _memory_lut(mems, name)))
                 row["ff"].append((size, got["ff"] - _memory_ff(mems, name)))
                 row["dsp"].append((lanes, got["dsp"] - macs * per_mac))
-        out["families"][family] = {
-            name: {m: [round(v, 4) for v in _linear_fit(pts)] for m, pts in row.items()}
-            for name, row in per.items()}
+        per_family[family] = per
+    # the base family first: the others may lean on its lines
+    for family in sorted(per_family, key=lambda f: f != base):
+        per = per_family[family]
+        base_coef = (out["families"].get(base) if family != base else None) \
+            or base_coefficients or {}
+        coef, derived = {}, []
+        for name, row in per.items():
+            coef[name] = {}
+            for metric, pts in row.items():
+                line = base_coef.get(name, {}).get(metric)
+                ab = None
+                # the base family itself leans on its stored lines when a refit has
+                # one size only (a new core synthesized at one arch)
+                lean = family != base or (base_coefficients is not None
+                                          and out["families"].get(base) is None)
+                if len({x for x, _ in pts}) < 2 and lean and line:
+                    ab = _scaled_line(line, pts)
+                    if ab is not None:
+                        derived.append(f"{name}.{metric}")
+                if ab is None:
+                    ab = _linear_fit(pts)
+                coef[name][metric] = [round(v, 4) for v in ab]
+        out["families"][family] = coef
+        if derived:
+            out.setdefault("derived", {})[family] = {"from": base, "terms": sorted(derived)}
     for (_, family), (arch, figures) in (totals or {}).items():
         if family in out["families"] or base not in out["families"]:
             continue

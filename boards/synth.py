@@ -272,7 +272,7 @@ def synthesize(design, *, family: str = "xc7", name: str = "top", top: str = "to
             else:
                 hier = " -flatten" if flatten else ""
             synth = f"{FAMILIES[family]}{hier}{options} -top {top}"
-            if not flatten and family != "ecp5":
+            if not flatten:
                 # Unused nets removed before LUT mapping: avoids an ABC9 name clash on
                 # hierarchical designs (Yosys issue 4349).
                 synth = f"{synth} -run :map_luts; opt_clean -purge; {synth} -run map_luts:"

@@ -268,6 +268,53 @@ def test_fit_recovers_each_submodules_line():
     assert coef["compute_conv"]["lut"] == pytest.approx([3, 100])
 
 
+def test_fit_of_a_family_at_one_size_scales_the_base_line():
+    """A family synthesized at one arch only takes, per submodule and metric, the base
+    family's line scaled to its own figure there (the slope from where the structure was
+    measured at several sizes); fitted in the same run or from stored coefficients."""
+    small, medium = resources.CALIBRATION_ARCHS[1:3]
+
+    def run(arch, family, scale):
+        mems = resources._memory_figures(arch, family)
+        subs = {}
+        for name, (size, lanes, macs) in resources.submodule_features(arch).items():
+            subs[name] = {"lut": scale["lut"] * (3 * size + 100)
+                          + resources._memory_lut(mems, name),
+                          "ff": scale["ff"] * (2 * size + 10)
+                          + resources._memory_ff(mems, name),
+                          "dsp": macs * resources.dsp_per_mac(arch, family) + lanes}
+        return (arch, subs)
+
+    one = {"lut": 1.0, "ff": 1.0}
+    runs = {(a.name, "xc7"): run(a, "xc7", one) for a in (TINY, small, medium)}
+    runs[(TINY.name, "xcup")] = run(TINY, "xcup", {"lut": 1.1, "ff": 1.4})
+    data = resources.fit(runs, ["xcup", "xc7"])
+    coef = data["families"]["xcup"]
+    for name in ("compute_conv", "compute_pointwise", "load", "obuf_stager", "decoder"):
+        size = resources.submodule_features(small)[name][0]
+        for metric, k in (("lut", 1.1), ("ff", 1.4)):
+            a, b = coef[name][metric]
+            want = k * ((3 if metric == "lut" else 2) * size + (100 if metric == "lut" else 10))
+            assert a * size + b == pytest.approx(want, rel=1e-3), (name, metric)
+    assert "compute_conv.ff" in data["derived"]["xcup"]["terms"]
+    # the same from the stored xc7 coefficients
+    stored = resources.fit({k: v for k, v in runs.items() if k[1] == "xcup"}, ["xcup"],
+                           base_coefficients=data["families"]["xc7"])
+    assert stored["families"]["xcup"] == coef
+    # the base family refitted at one arch (a new core) keeps its stored slopes
+    again = resources.fit({(TINY.name, "xc7"): run(TINY, "xc7", {"lut": 1.2, "ff": 0.9})},
+                          ["xc7"], base_coefficients=data["families"]["xc7"])
+    for metric, k in (("lut", 1.2), ("ff", 0.9)):
+        assert again["families"]["xc7"]["compute_conv"][metric] == pytest.approx(
+            [k * v for v in data["families"]["xc7"]["compute_conv"][metric]], rel=1e-3)
+    # without a base line: through the origin at the one size
+    alone = resources.fit({k: v for k, v in runs.items() if k[1] == "xcup"}, ["xcup"])
+    size = resources.submodule_features(TINY)["load"][0]
+    assert alone["families"]["xcup"]["load"]["ff"][1] == 0.0
+    assert alone["families"]["xcup"]["load"]["ff"][0] * size == pytest.approx(
+        1.4 * (2 * size + 10), rel=1e-3)
+
+
 @pytest.mark.synth
 @needs_synth
 @pytest.mark.parametrize("board_name", ["PYNQ-Z2", "Ultra96-V2"])
