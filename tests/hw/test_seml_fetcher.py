@@ -13,29 +13,40 @@ from amaranth.sim import Simulator
 from hw.seml.buffers import ByteBuffer, LaneFetcher
 
 
-def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump=0.03,
-         idle=0.2, clears=0.01, seq=1.0):
-    rng = random.Random(seed)
-    lanes = len(widths)
-    image = bytes(rng.getrandbits(8) for _ in range(size))
+def _fetcher_over_buffer(size, width, **fetcher_args):
+    """A LaneFetcher wired to the one read port of a ``width``-bank ByteBuffer, and a
+    testbench step that fills the buffer with ``image`` through its write port."""
     buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width])
-    fetch = LaneFetcher(widths=widths, width=width, size=size, prefetch=prefetch)
+    fetch = LaneFetcher(width=width, size=size, **fetcher_args)
     m = Module()
     m.submodules.buf = buf
     m.submodules.fetch = fetch
     m.d.comb += [buf.r0_addr.eq(fetch.r_addr), buf.r0_en.eq(fetch.r_en),
                  fetch.r_data.eq(buf.r0_data)]
-    stats = {"stalls": 0, "reads": 0, "jumps": 0, "wide": 0, "clears": 0}
-    step = step or max(widths)
 
-    async def bench(ctx):
-        # Fill the buffer through its write port.
+    async def fill(ctx, image):
         for a in range(0, size, width):
             ctx.set(buf.w0_addr, a)
             ctx.set(buf.w0_data, int.from_bytes(image[a:a + width], "little"))
             ctx.set(buf.w0_count, width)
             await ctx.tick()
         ctx.set(buf.w0_count, 0)
+
+    return m, fetch, fill
+
+
+def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump=0.03,
+         idle=0.2, clears=0.01, seq=1.0):
+    rng = random.Random(seed)
+    lanes = len(widths)
+    image = bytes(rng.getrandbits(8) for _ in range(size))
+    m, fetch, fill = _fetcher_over_buffer(size, width, widths=widths,
+                                          prefetch=prefetch)
+    stats = {"stalls": 0, "reads": 0, "jumps": 0, "wide": 0, "clears": 0}
+    step = step or max(widths)
+
+    async def bench(ctx):
+        await fill(ctx, image)
         plane = size // lanes
         ptr = 0
         bases = [q * plane for q in range(lanes)]
@@ -131,22 +142,12 @@ def test_fetcher_jumps_and_packed_lanes_read_every_element(lanes, e, width, seed
     size = 2048
     image = bytes(rng.getrandbits(8) for _ in range(size))
     widths = [lanes * e] + [e] * (lanes - 1)
-    buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width])
-    fetch = LaneFetcher(widths=widths, width=width, size=size, jumps=True, pack=lanes)
-    m = Module()
-    m.submodules.buf = buf
-    m.submodules.fetch = fetch
-    m.d.comb += [buf.r0_addr.eq(fetch.r_addr), buf.r0_en.eq(fetch.r_en),
-                 fetch.r_data.eq(buf.r0_data)]
+    m, fetch, fill = _fetcher_over_buffer(size, width, widths=widths, jumps=True,
+                                          pack=lanes)
     stalls = []
 
     async def bench(ctx):
-        for a in range(0, size, width):
-            ctx.set(buf.w0_addr, a)
-            ctx.set(buf.w0_data, int.from_bytes(image[a:a + width], "little"))
-            ctx.set(buf.w0_count, width)
-            await ctx.tick()
-        ctx.set(buf.w0_count, 0)
+        await fill(ctx, image)
         for job in range(12):
             mode = ("jump", "packed", "plain")[job % 3]
             pixels = 1 if mode == "packed" else rng.randint(lanes + 2, width // e)
