@@ -93,10 +93,11 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
         # only their port lists are asked for here
         unit._MustUse__silence = True
 
-    def widths(attr):
-        """Width of each shared port: the widest unit's at that index."""
+    def widths(attr, among=None):
+        """Width of each shared port (or shared fetcher lane): the widest unit's at that
+        index."""
         out = []
-        for unit in units.values():
+        for unit in units.values() if among is None else among:
             for i, w in enumerate(getattr(unit, attr)):
                 if i == len(out):
                     out.append(w)
@@ -104,16 +105,6 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
         return out
 
     engines = [u for e, u in units.items() if e is not Engine.POOL]
-
-    def lane_widths(attr):
-        """Bytes per read of each lane of the shared fetcher: the widest unit's."""
-        out = []
-        for unit in engines:
-            for q, w in enumerate(getattr(unit, attr)):
-                if q == len(out):
-                    out.append(w)
-                out[q] = max(out[q], w)
-        return tuple(out)
 
     c_ibuf = widths("ibuf_read_widths")
     c_wbuf = widths("wbuf_read_widths")
@@ -135,8 +126,8 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
                              f"{banks}-byte port each")
     return BufferPlan(banks=banks, ibuf_reads=tuple(c_ibuf), wbuf_reads=tuple(c_wbuf),
                       pbuf_reads=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes,
-                      ibuf_lanes=lane_widths("ibuf_lane_widths"),
-                      wbuf_lanes=lane_widths("wbuf_lane_widths"))
+                      ibuf_lanes=tuple(widths("ibuf_lane_widths", engines)),
+                      wbuf_lanes=tuple(widths("wbuf_lane_widths", engines)))
 
 
 def _forward(m, outer, inner, names):
