@@ -10,7 +10,8 @@ place and route runs here. Results are cached (:mod:`boards.synth`) and written 
 ``benchmarks/results/fmax.json``.
 
 ``--units BOARD`` synthesizes the control units of the core alone (decoder, DMA, LOAD,
-STORE, ADD and POOL units, at the board's default arch) with ``synth_xilinx -family xc7``
+STORE, ADD and POOL units and the CONV, DEPTHWISE and POINTWISE engine units with
+their own fetchers, at the board's default arch) with ``synth_xilinx -family xc7``
 and reports each one's logic depth: seconds per unit instead of minutes for the core.
 ``--unit-fmax BOARD`` places and routes the same units alone with nextpnr-ecp5 (out of
 context) and reports each one's Fmax and critical path: minutes per unit.
@@ -36,9 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def control_units(arch):
     """The core's units whose control and address logic this benchmark follows."""
+    from hw.isa import Engine
     from hw.seml.compute import PoolWindowUnit
     from hw.seml.decode import InstructionDecoder, size_bits
     from hw.seml.dma import AxiDma
+    from hw.seml.engine_units import EngineUnit
     from hw.seml.units import AddUnit, LoadUnit, StoreUnit
 
     return {
@@ -49,6 +52,10 @@ def control_units(arch):
         "store": StoreUnit(arch),
         "add": AddUnit(arch),
         "compute_pool": PoolWindowUnit(arch),
+        # each with its own pixel and weight fetchers (the core shares one set)
+        "compute_conv": EngineUnit(arch, Engine.CONV),
+        "compute_depthwise": EngineUnit(arch, Engine.DEPTHWISE),
+        "compute_pointwise": EngineUnit(arch, Engine.POINTWISE),
     }
 
 

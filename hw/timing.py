@@ -62,9 +62,10 @@ def adder_tree_latency(n: int) -> int:
 def conv_engine_latency(pi: int, k_max: int, pool: bool) -> int:
     """Cycles from taking a window of the last tile to its output's ``valid`` in the conv
     engine: window register, products, adder tree, buffer read, add, requantize (and the
-    fused pool)."""
+    fused pool behind its input register)."""
     latency = 2 + adder_tree_latency(pi * k_max * k_max) + 3 + REQUANT_LATENCY
-    return latency + (POOL_UNIT_LATENCY if pool else 0)
+    # the pool's input register stage (a skid buffer), then the pool
+    return latency + (1 + POOL_UNIT_LATENCY if pool else 0)
 
 
 def depthwise_engine_latency(k_max: int) -> int:

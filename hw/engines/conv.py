@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..blocks.line_buffer import WindowGenerator
 from ..blocks.pool import PoolMode, PoolUnit
+from ..blocks.skid import SkidBuffer
 from ..isa import qrange
 from ..timing import conv_engine_latency
 from .datapath import (
@@ -31,6 +32,7 @@ from .datapath import (
     count_done,
     frame_checks,
     frame_fields,
+    job_total,
     multiply,
     output_size,
     param_layout,
@@ -230,8 +232,8 @@ class ConvEngine(wiring.Component):
                          ~self.busy)
         cfg = job.cfg
         out_w, out_h = output_size(cfg)
-        windows = Signal(range(self.depth + 1))
-        m.d.comb += windows.eq(out_w * out_h)
+        windows, last_window_index = job_total(m, out_w * out_h, range(self.depth + 1),
+                                                 "windows")
 
         params = Signal(self.param_layout)
         weights = [[[[Signal(weight_shape(arch), name=f"w_{j}_{i}_{r}_{c}",
@@ -284,7 +286,7 @@ class ConvEngine(wiring.Component):
         count = Signal(range(self.depth))
         take = running & pipe.en & wg.o.valid
         m.d.comb += wg.o.ready.eq(running & pipe.en)
-        last_window = count == windows - 1
+        last_window = count == last_window_index
         last_tile = tile == cfg.cin_tiles - 1
         with m.If(job.start):
             m.d.sync += [tile.eq(0), count.eq(0)]
@@ -328,7 +330,16 @@ class ConvEngine(wiring.Component):
             m.submodules.pool = pool = PoolUnit(po, arch.act_bits, arch.max_width,
                                                 arch.max_height, arch.mult_bits,
                                                 arch.shift_bits)
-            wiring.connect(m, act, pool.i)
+            # A register stage between the requantizer and the pool: the pipeline's
+            # enable does not wait on the pool's frame-position checks (a cycle of
+            # latency, :func:`hw.timing.conv_engine_latency`).
+            m.submodules.pool_skid = skid = SkidBuffer(po * arch.act_bits)
+            m.d.comb += [
+                skid.i_valid.eq(act.valid), skid.i_data.eq(act.payload.as_value()),
+                act.ready.eq(skid.i_ready),
+                pool.i.valid.eq(skid.o_valid), pool.i.payload.as_value().eq(skid.o_data),
+                skid.o_ready.eq(pool.i.ready),
+            ]
             wiring.connect(m, pool.o, wiring.flipped(self.o))
             pc = pool.cfg
             m.d.comb += [
@@ -343,11 +354,12 @@ class ConvEngine(wiring.Component):
             ps2 = cfg.pool_stride == 2
             pool_w = ((out_w + cfg.pool_pad_left + cfg.pool_pad_right - pk) >> ps2) + 1
             pool_h = ((out_h + cfg.pool_pad_top + cfg.pool_pad_bottom - pk) >> ps2) + 1
+            pooled, _ = job_total(m, pool_w * pool_h, range(self.depth + 1), "pooled")
             outputs = Signal.like(windows)
             with m.If(cfg.pool_mode == PoolMode.BYPASS):
                 m.d.comb += outputs.eq(windows)
             with m.Else():
-                m.d.comb += outputs.eq(pool_w * pool_h)
+                m.d.comb += outputs.eq(pooled)
         else:
             act = self.o
             outputs = windows

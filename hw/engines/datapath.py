@@ -207,6 +207,18 @@ def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, sh
     pipe.valids.append(o.valid)
 
 
+def job_total(m: Module, value, shape, name):
+    """``(total, last)``: registers that follow ``value`` (a product of the job's
+    configuration, e.g. ``out_w * out_h``) one and two cycles later, ``last`` being
+    ``total - 1``. The multiplier and the subtraction then end at registers instead of
+    reaching a counter's compare; a job takes its first window or beat more than two
+    cycles after its configuration is set (parameters and weights come first)."""
+    total = Signal(shape, name=name)
+    last = Signal(shape, name=f"{name}_last")
+    m.d.sync += [total.eq(value), last.eq(total - 1)]
+    return total, last
+
+
 def count_done(m: Module, *, o, start, draining, beats, done):
     """Drive ``done`` one cycle after the job's last output beat, ``beats``, is taken.
 
@@ -217,9 +229,13 @@ def count_done(m: Module, *, o, start, draining, beats, done):
     sent = Signal.like(beats, name="sent")
     sending = o.valid & o.ready
     done_r = Signal(name="done")
+    # ``beats - 1`` a register behind ``beats`` (set at the job's start, long before
+    # its last beat)
+    last = Signal.like(beats, name="last_beat")
+    m.d.sync += last.eq(beats - 1)
     # A pool that drops trailing rows sends its last beat before the last window is
     # taken (``draining`` rises after it): then the job ends once ``draining`` rises.
-    finished = draining & ~done_r & ((sending & (sent == beats - 1)) | (sent == beats))
+    finished = draining & ~done_r & ((sending & (sent == last)) | (sent == beats))
     with m.If(start):
         m.d.sync += sent.eq(0)
     with m.Elif(sending):

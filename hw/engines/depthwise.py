@@ -20,6 +20,7 @@ from .datapath import (
     count_done,
     frame_checks,
     frame_fields,
+    job_total,
     multiply,
     output_size,
     param_layout,
@@ -146,8 +147,8 @@ class DepthwiseEngine(wiring.Component):
                          ~self.busy)
         cfg = job.cfg
         out_w, out_h = output_size(cfg)
-        windows = Signal(range(self.depth + 1))
-        m.d.comb += windows.eq(out_w * out_h)
+        windows, last_window_index = job_total(m, out_w * out_h, range(self.depth + 1),
+                                                 "windows")
 
         params = Signal(self.param_layout)
         weights = [[[Signal(weight_shape(arch), name=f"w_{c}_{r}_{col}",
@@ -195,7 +196,7 @@ class DepthwiseEngine(wiring.Component):
             m.d.sync += count.eq(0)
         with m.Elif(take):
             m.d.sync += count.eq(count + 1)
-            with m.If(count == windows - 1):
+            with m.If(count == last_window_index):
                 m.d.sync += [running.eq(0), draining.eq(1)]
 
         # Stage 2: the window register; stage 3: products; then a tree per channel.

@@ -27,6 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
+from ..blocks.skid import SkidBuffer
 from ..engine_kinds import buffer_banks
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
 from .buffers import ByteBuffer, LaneFetcher, LaneStager
@@ -355,17 +356,37 @@ class SemlCore(wiring.Component):
                      wbuf_fetch.r_data.eq(w_data)]
         share(pbuf_port, c_pbuf, "pbuf_port", lambda u: u.pbuf_read_ports)
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
+        # The selected unit's lane writes (address, element, enable per lane) reach the
+        # stager through a skid buffer: the units' ``obuf_ready`` (and through it their
+        # engines' pipeline enable) is a register, not the stager's run checks.
+        lane_addr = [Signal(len(stager.lane(q)[0]), name=f"o_lane{q}_addr")
+                     for q in range(lanes)]
+        lane_data = [Signal(len(stager.lane(q)[1]), name=f"o_lane{q}_data")
+                     for q in range(lanes)]
+        lane_en = Signal(lanes)
+        m.submodules.obuf_skid = skid = SkidBuffer(len(Cat(*lane_addr, *lane_data, lane_en)))
         for unit in engine_units.values():
-            m.d.comb += unit.obuf_ready.eq(stager.ready)
+            m.d.comb += unit.obuf_ready.eq(skid.i_ready)
         with m.Switch(sel):
             for engine, unit in engine_units.items():
                 with m.Case(engine):
                     for q in range(len(unit.obuf_write_widths)):
                         u_addr, u_data, u_count = unit.obuf_port(q)
-                        l_addr, l_data, l_en = stager.lane(q)
-                        m.d.comb += [l_addr.eq(u_addr), l_data.eq(u_data),
-                                     l_en.eq(u_count != 0)]
-        m.d.comb += stager.flush.eq(~Cat(*(u.busy for u in engine_units.values())).any())
+                        m.d.comb += [lane_addr[q].eq(u_addr), lane_data[q].eq(u_data),
+                                     lane_en[q].eq(u_count != 0)]
+        # a unit's lane writes only while ``obuf_ready``: the skid's ``i_ready``
+        m.d.comb += [skid.i_valid.eq(lane_en.any()),
+                     skid.i_data.eq(Cat(*lane_addr, *lane_data, lane_en))]
+        o_addr = [Signal.like(a) for a in lane_addr]
+        o_data = [Signal.like(d) for d in lane_data]
+        o_en = Signal(lanes)
+        m.d.comb += [Cat(*o_addr, *o_data, o_en).eq(skid.o_data), skid.o_ready.eq(stager.ready)]
+        for q in range(lanes):
+            l_addr, l_data, l_en = stager.lane(q)
+            m.d.comb += [l_addr.eq(o_addr[q]), l_data.eq(o_data[q]),
+                         l_en.eq(skid.o_valid & o_en[q])]
+        m.d.comb += stager.flush.eq(~Cat(*(u.busy for u in engine_units.values())).any()
+                                    & ~skid.busy)
         w_addr, w_data, w_count = obuf.write_port(0)
         pool_addr, pool_data, pool_count = units[Engine.POOL].obuf_port(0)
         with m.If(add_sel):
@@ -406,7 +427,7 @@ class SemlCore(wiring.Component):
         store_busy = Signal()
         m.d.sync += [
             load_busy.eq(load.busy),
-            compute_busy.eq(add.busy | stager.busy
+            compute_busy.eq(add.busy | stager.busy | skid.busy
                             | Cat(*(u.busy for u in units.values())).any()),
             store_busy.eq(store.busy),
         ]

@@ -25,7 +25,9 @@ def test_engine_latencies(arch):
     assert RequantUnit.latency == timing.REQUANT_LATENCY
     assert PoolUnit.latency == timing.POOL_UNIT_LATENCY
     conv = ConvEngine(arch, pool=True)
-    assert conv.latency == 2 + conv.tree_latency + 3 + timing.REQUANT_LATENCY + PoolUnit.latency
+    # the pool sits behind a one-cycle input register (a skid buffer)
+    assert conv.latency == (2 + conv.tree_latency + 3 + timing.REQUANT_LATENCY + 1
+                            + PoolUnit.latency)
     assert engine_latency(arch, Engine.CONV) == conv.latency
     dw = DepthwiseEngine(arch)
     assert dw.latency == 2 + dw.tree_latency + 1 + timing.REQUANT_LATENCY

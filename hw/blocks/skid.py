@@ -1,0 +1,57 @@
+"""A two-entry register stage that cuts a stream's combinational ready path."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SkidBuffer"]
+
+
+class SkidBuffer(wiring.Component):
+    """Two-entry register stage of a valid/ready stream whose ``i_ready`` is a register.
+
+    Cuts the combinational ready path between a producer and a consumer: the producer
+    sees ``i_ready`` straight from a flip-flop (no path from the consumer's ``o_ready``
+    through it), the consumer sees ``o_valid`` and ``o_data`` from flip-flops. A beat
+    taken in one cycle is on the output from the next; with ``o_ready`` held high the
+    stage passes one beat per cycle, and when the consumer stalls it takes one more beat
+    (the skid register) before ``i_ready`` falls.
+
+    Members
+    -------
+    i_valid, i_data : In; i_ready : Out(1)
+        The producer's side: a beat moves when ``i_valid`` and ``i_ready`` are high
+        (``i_valid`` may depend on ``i_ready``).
+    o_valid, o_data : Out; o_ready : In(1)
+        The consumer's side.
+    busy : Out(1)
+        A beat is held.
+    """
+
+    def __init__(self, width):
+        if not isinstance(width, int) or isinstance(width, bool):
+            raise TypeError(f"Payload width must be an integer, not {width!r}")
+        if width < 1:
+            raise ValueError(f"Payload width must be at least 1, not {width!r}")
+        super().__init__({"i_valid": In(1), "i_ready": Out(1), "i_data": In(width),
+                          "o_valid": Out(1), "o_ready": In(1), "o_data": Out(width),
+                          "busy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid_v = Signal()
+        skid_d = Signal(len(self.i_data))
+        pop = self.o_valid & self.o_ready
+        m.d.comb += [self.i_ready.eq(~skid_v), self.busy.eq(self.o_valid | skid_v)]
+        with m.If(skid_v), m.If(pop):
+            m.d.sync += [self.o_data.eq(skid_d), skid_v.eq(0)]
+        with m.Elif(self.i_valid):
+            with m.If(self.o_valid & ~self.o_ready):
+                m.d.sync += [skid_d.eq(self.i_data), skid_v.eq(1)]
+            with m.Else():
+                m.d.sync += [self.o_data.eq(self.i_data), self.o_valid.eq(1)]
+        with m.Elif(pop):
+            m.d.sync += self.o_valid.eq(0)
+        return m
