@@ -292,7 +292,8 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     """``{submodule: {"ff": flip-flops, "lut": LUTs}}`` of the lane fetchers behind the
     one IBUF and WBUF read port (:class:`hw.seml.buffers.LaneFetcher`), counted from
     their structure: per lane one (weights) or two (pixels, ADD operands) runs of
-    ``banks`` bytes with their base address and the lane's output register (flip-flops);
+    ``banks`` bytes with their base and limit addresses and the lane's output register
+    (flip-flops);
     the byte select of the lane's element out of its runs (a ``runs * banks``-way
     multiplexer per output bit, four ways per LUT) and the address compares (LUTs).
     The engine units share one pixel and one weight fetcher (``ibuf_fetch``,
@@ -306,7 +307,7 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
 
     def lanes(widths, runs, abits):
-        return {"ff": sum(runs * (8 * banks + abits + 1) + 8 * w + 1 for w in widths),
+        return {"ff": sum(runs * (8 * banks + 2 * abits + 2) + 8 * w + 1 for w in widths),
                 "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * runs * abits
                            for w in widths)}
 

@@ -82,9 +82,9 @@ def pointwise_engine_latency(pi: int) -> int:
 
 # COMPUTE units --------------------------------------------------------------------------
 
-#: Cycles of a COMPUTE on an engine unit spent outside its jobs (start to SETUP, last
-#: ``done`` to idle).
-UNIT_OVERHEAD_CYCLES = 2
+#: Cycles of a COMPUTE on an engine unit spent outside its jobs (start to SETUP, the
+#: cycle the lanes' address offsets settle in, last ``done`` to idle).
+UNIT_OVERHEAD_CYCLES = 3
 #: Cycles per engine job beyond the engine's pipeline latency: the command, the parameter
 #: beat and the turnarounds of the engine's job control (the same for every engine).
 JOB_CYCLES = 4

@@ -232,7 +232,7 @@ class ConvEngine(wiring.Component):
                          ~self.busy)
         cfg = job.cfg
         out_w, out_h = output_size(cfg)
-        windows, last_window_index = job_total(m, out_w * out_h, range(self.depth + 1),
+        windows, last_window_index = job_total(m, out_w, out_h, range(self.depth + 1),
                                                  "windows")
 
         params = Signal(self.param_layout)
@@ -354,7 +354,7 @@ class ConvEngine(wiring.Component):
             ps2 = cfg.pool_stride == 2
             pool_w = ((out_w + cfg.pool_pad_left + cfg.pool_pad_right - pk) >> ps2) + 1
             pool_h = ((out_h + cfg.pool_pad_top + cfg.pool_pad_bottom - pk) >> ps2) + 1
-            pooled, _ = job_total(m, pool_w * pool_h, range(self.depth + 1), "pooled")
+            pooled, _ = job_total(m, pool_w, pool_h, range(self.depth + 1), "pooled")
             outputs = Signal.like(windows)
             with m.If(cfg.pool_mode == PoolMode.BYPASS):
                 m.d.comb += outputs.eq(windows)

@@ -24,7 +24,7 @@ The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.utils import bits_for
@@ -207,15 +207,18 @@ def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, sh
     pipe.valids.append(o.valid)
 
 
-def job_total(m: Module, value, shape, name):
-    """``(total, last)``: registers that follow ``value`` (a product of the job's
-    configuration, e.g. ``out_w * out_h``) one and two cycles later, ``last`` being
-    ``total - 1``. The multiplier and the subtraction then end at registers instead of
-    reaching a counter's compare; a job takes its first window or beat more than two
-    cycles after its configuration is set (parameters and weights come first)."""
+def job_total(m: Module, a, b, shape, name):
+    """``(total, last)``: registers holding ``a * b`` and ``a * b - 1`` for factors ``a``
+    and ``b`` of the job's configuration (e.g. ``out_w`` and ``out_h``), two cycles
+    behind them: the factors' arithmetic, the multiplier and the subtraction each end at
+    registers instead of reaching a counter's compare. A job takes its first window or
+    beat more than two cycles after its configuration is set (parameters and weights
+    come first)."""
+    a_r = Signal(Value.cast(a).shape(), name=f"{name}_a")
+    b_r = Signal(Value.cast(b).shape(), name=f"{name}_b")
     total = Signal(shape, name=name)
     last = Signal(shape, name=f"{name}_last")
-    m.d.sync += [total.eq(value), last.eq(total - 1)]
+    m.d.sync += [a_r.eq(a), b_r.eq(b), total.eq(a_r * b_r), last.eq(a_r * b_r - 1)]
     return total, last
 
 

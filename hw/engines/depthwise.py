@@ -147,7 +147,7 @@ class DepthwiseEngine(wiring.Component):
                          ~self.busy)
         cfg = job.cfg
         out_w, out_h = output_size(cfg)
-        windows, last_window_index = job_total(m, out_w * out_h, range(self.depth + 1),
+        windows, last_window_index = job_total(m, out_w, out_h, range(self.depth + 1),
                                                  "windows")
 
         params = Signal(self.param_layout)

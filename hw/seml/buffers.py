@@ -379,12 +379,32 @@ class LaneFetcher(wiring.Component):
         obits = max(ceil_log2(n), 1)
         L = self.lanes
 
-        def run(name):
-            return (Signal(name=f"{name}_v"), Signal(abits, name=f"{name}_base"),
-                    Signal(8 * n, name=f"{name}_data"))
+        K = self._pack
 
-        curs = [run(f"cur{q}") for q in range(L)]
-        nxts = [run(f"nxt{q}") for q in range(L)] if self._prefetch else None
+        def run(name, q):
+            """(valid, base, data, limits): ``limits`` are the last addresses at which
+            lane ``q`` finds its element in the run (``base + width - w``; for a
+            packing lane 0 also that of the packed read), set when the run lands, so
+            that a hit is two compares of the address instead of a subtraction and a
+            compare."""
+            widths = [self._widths[q]] + ([self._widths[q] // K] if q == 0 and K else [])
+            limits = [(Signal(abits + 1, name=f"{name}_lim{k}"), n - w)
+                      for k, w in enumerate(widths)]
+            return (Signal(name=f"{name}_v"), Signal(abits, name=f"{name}_base"),
+                    Signal(8 * n, name=f"{name}_data"), limits)
+
+        curs = [run(f"cur{q}", q) for q in range(L)]
+        nxts = [run(f"nxt{q}", q) for q in range(L)] if self._prefetch else None
+
+        def fill(reg, base, data_):
+            """Statements that load run ``reg`` with ``width`` bytes read at ``base``."""
+            return ([reg[0].eq(1), reg[1].eq(base), reg[2].eq(data_)]
+                    + [lim.eq(base + span) for lim, span in reg[3]])
+
+        def move(dst, src):
+            """Statements that copy run ``src`` into ``dst``."""
+            return ([dst[0].eq(1), dst[1].eq(src[1]), dst[2].eq(src[2])]
+                    + [d.eq(s) for (d, _), (s, _) in zip(dst[3], src[3], strict=True)])
         pend = [Signal(name=f"pend{q}") for q in range(L)]
 
         # The read in flight: lane, target register (1: nxt) and base.
@@ -393,22 +413,22 @@ class LaneFetcher(wiring.Component):
         fl_nxt = Signal()
         fl_base = Signal(abits)
 
-        K = self._pack
         packed = self.packed if K else Const(0, 1)
 
         def lookup(q, reg):
-            """(hit, offset) of lane ``q``'s address in run ``reg``."""
+            """(hit, offset) of lane ``q``'s address in run ``reg``: the offset's low
+            bits (the element's place in the run) only."""
             addr, _, _ = self.lane(q)
-            v, base, _ = reg
-            off = Signal(abits, name=f"off{q}_{reg[0].name}")
+            v, base, _, limits = reg
+            off = Signal(obits, name=f"off{q}_{reg[0].name}")
             hit = Signal(name=f"hit{q}_{reg[0].name}")
-            w = self._widths[q]
+            within = [addr <= lim for lim, _ in limits]
             if q == 0 and K:
                 # lane 0 reads its own element, or with ``packed`` those of lanes 0..K-1
-                m.d.comb += hit.eq(v & Mux(packed, off <= n - w, off <= n - w // K))
+                m.d.comb += hit.eq(v & (addr >= base) & Mux(packed, within[0], within[1]))
             else:
-                m.d.comb += hit.eq(v & (off <= n - w))
-            m.d.comb += off.eq(addr - base)
+                m.d.comb += hit.eq(v & (addr >= base) & within[0])
+            m.d.comb += off.eq(addr[:obits] - base[:obits])
             return hit, off
 
         ok = []
@@ -442,11 +462,11 @@ class LaneFetcher(wiring.Component):
             off = Signal(obits, name=f"seloff{q}")
             if self._prefetch:
                 with m.If(hit_c):
-                    m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c[:obits])]
+                    m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c)]
                 with m.Else():
-                    m.d.comb += [sel.eq(nxts[q][2]), off.eq(off_n[:obits])]
+                    m.d.comb += [sel.eq(nxts[q][2]), off.eq(off_n)]
             else:
-                m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c[:obits])]
+                m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c)]
             if 0 < q < K:
                 with m.If(packed & self.lane(0)[1] & self.ready):
                     m.d.sync += data_.eq(wide0[8 * w * q:8 * w * (q + 1)])
@@ -458,8 +478,7 @@ class LaneFetcher(wiring.Component):
                 if self._prefetch:
                     with m.If(~hit_c):
                         # the lane moved into the prefetched run
-                        m.d.sync += [curs[q][0].eq(1), curs[q][1].eq(nxts[q][1]),
-                                     curs[q][2].eq(nxts[q][2]), nxts[q][0].eq(0)]
+                        m.d.sync += [*move(curs[q], nxts[q]), nxts[q][0].eq(0)]
         m.d.comb += self.ready.eq(Cat(*ok).all())
 
         # Arbiter: the lowest missing lane, else the lowest lane to prefetch.
@@ -495,14 +514,12 @@ class LaneFetcher(wiring.Component):
                     m.d.sync += pend[q].eq(0)
                     if self._prefetch:
                         with m.If(fl_nxt):
-                            m.d.sync += [nxts[q][0].eq(1), nxts[q][1].eq(fl_base),
-                                         nxts[q][2].eq(self.r_data)]
+                            m.d.sync += fill(nxts[q], fl_base, self.r_data)
                         with m.Else():
-                            m.d.sync += [curs[q][0].eq(1), curs[q][1].eq(fl_base),
-                                         curs[q][2].eq(self.r_data), nxts[q][0].eq(0)]
+                            m.d.sync += [*fill(curs[q], fl_base, self.r_data),
+                                         nxts[q][0].eq(0)]
                     else:
-                        m.d.sync += [curs[q][0].eq(1), curs[q][1].eq(fl_base),
-                                     curs[q][2].eq(self.r_data)]
+                        m.d.sync += fill(curs[q], fl_base, self.r_data)
         with m.If(self.clear):
             m.d.sync += [p.eq(0) for p in pend]
             m.d.sync += [c[0].eq(0) for c in curs]

@@ -316,6 +316,7 @@ class EngineUnit(wiring.Component):
         in_h, in_w = reg("in_h", 16), reg("in_w", 16)
         out_h, out_w = reg("out_h", 16), reg("out_w", 16)
         k_h, k_w, kern = reg("k_h", 16), reg("k_w", 16), reg("kern", 16)
+        taps = reg("taps", 16)                 # k_h * k_w
         stride_h, stride_w = reg("stride_h", 8), reg("stride_w", 8)
         pads = [reg(f"pad{n}", 8) for n in range(4)]
         fused = reg("fused", 1)
@@ -341,6 +342,30 @@ class EngineUnit(wiring.Component):
             m.d.sync += step.eq(value * k)
             return step
 
+        def lane_address(port, offset, name, *, start, issue, stepped, moved):
+            """Drive lane address ``port`` from a register that tracks a pointer plus the
+            lane's ``offset`` (a register that follows the instruction's strides, set
+            before the first command): the fetcher's hit check then starts at a
+            register, not at the pointer's arithmetic. The register loads ``start``
+            (the pointer's value at ``cmd_go``) plus the offset at ``cmd_go``; on
+            ``issue`` it steps by ``stepped`` (added to itself), or, with ``moved`` a
+            ``(condition, value)`` pair, loads that value plus the offset when the
+            condition holds."""
+            # addresses wrap at the port's width: so may the offset
+            off = Signal(len(port), name=f"{name}_off")
+            m.d.sync += off.eq(offset)
+            addr = Signal(len(port), name=f"{name}_addr")
+            m.d.comb += port.eq(addr)
+            with m.If(issue):
+                if moved is None:
+                    m.d.sync += addr.eq(addr + stepped)
+                else:
+                    cond, value = moved
+                    m.d.sync += addr.eq(Mux(cond, value + off, addr + stepped))
+            with m.Elif(cmd_go):
+                m.d.sync += addr.eq(start + off)
+            return off
+
         w_group_step = scaled(w_m_stride, L, "w_group_step")   # the next group's weights
         o_group_step = scaled(plane_out, L, "o_group_step")
         i_group_step = scaled(plane_in, L, "i_group_step")
@@ -364,6 +389,7 @@ class EngineUnit(wiring.Component):
                 m.d.sync += [
                     in_c.eq(c.in_c), out_c.eq(c.out_c), in_h.eq(c.in_h), in_w.eq(c.in_w),
                     out_h.eq(c.out_h), out_w.eq(c.out_w), k_h.eq(c.k_h), k_w.eq(c.k_w),
+                    taps.eq(c.k_h * c.k_w),
                     kern.eq(kk), stride_h.eq(c.stride_h), stride_w.eq(c.stride_w),
                     pads[0].eq(c.pad_top), pads[1].eq(c.pad_left),
                     pads[2].eq(c.pad_bottom), pads[3].eq(c.pad_right),
@@ -374,13 +400,16 @@ class EngineUnit(wiring.Component):
                 ]
                 m.next = "SETUP"
             with m.State("SETUP"):
-                # one multiplier between registers: ``w_m_stride`` follows in CMD
+                # one multiplier between registers each (a legal instruction's weights
+                # fit in WBUF, so ``size_bits`` of the taps' bytes suffice)
+                tap_bytes = (taps * we)[:size_bits(arch)]
                 m.d.sync += [
+                    w_m_stride.eq(tap_bytes if desc.channelwise else in_c * tap_bytes),
                     tiles.eq(ceil_div_const(in_c, P) if not desc.channelwise else 1),
                     plane_in.eq(in_h * in_w * e),
                     plane_out.eq(out_h * out_w * e),
                     pixels_out.eq(out_h * out_w),
-                    w_c_stride.eq(k_h * k_w * we),
+                    w_c_stride.eq(taps * we),
                     row_step.eq(stride_h * in_w * e),
                     col_step.eq(stride_w * e),
                     m0.eq(0),
@@ -388,12 +417,12 @@ class EngineUnit(wiring.Component):
                     g_obase.eq(obuf_addr),
                     g_ibase.eq(ibuf_addr),
                 ]
+                m.next = "OFFSETS"
+            with m.State("OFFSETS"):
+                # the lanes' address offsets (registers that follow the strides set in
+                # SETUP) settle before the first group's command
                 m.next = "CMD"
             with m.State("CMD"):
-                # weights of one output channel (a legal instruction's fit in WBUF, so
-                # ``size_bits`` of the taps suffice); first read after ``cmd_go``
-                m.d.sync += w_m_stride.eq(w_c_stride if desc.channelwise
-                                          else in_c * w_c_stride[:size_bits(arch)])
                 m.d.comb += [eng.cmd.valid.eq(1), cmd_go.eq(eng.cmd.ready)]
                 with m.If(eng.cmd.ready):
                     m.next = "RUN"
@@ -465,53 +494,56 @@ class EngineUnit(wiring.Component):
         w_kx = Signal(16)
         w_tbase = Signal(32)      # WBUF address of the tile's first input channel, tap 0
         w_row = Signal(32)        # address of tap (ky, 0) of the tile
-        w_tap = Signal(32)        # address of tap (ky, kx)
         w_c0 = Signal(16)         # first input channel of the tile
         last_tile_w = w_tile == tiles - 1
         with m.If(cmd_go):
             m.d.sync += [wf.active.eq(1), w_tile.eq(0), w_ky.eq(0), w_kx.eq(0), w_c0.eq(0),
-                         w_tbase.eq(g_wbase), w_row.eq(g_wbase), w_tap.eq(g_wbase)]
+                         w_tbase.eq(g_wbase), w_row.eq(g_wbase)]
         mask_w = []
         if windowed:
             last_kx = w_kx == kern - 1
             last_ky = w_ky == kern - 1
             tap_ok = (w_ky < k_h) & (w_kx < k_w)
             with m.If(wf.issue):
-                m.d.sync += [w_kx.eq(w_kx + 1), w_tap.eq(w_tap + we)]
+                m.d.sync += w_kx.eq(w_kx + 1)
                 with m.If(last_kx):
                     m.d.sync += [w_kx.eq(0), w_ky.eq(w_ky + 1),
-                                 w_row.eq(w_row + k_w * we), w_tap.eq(w_row + k_w * we)]
+                                 w_row.eq(w_row + k_w * we)]
                     with m.If(last_ky):
                         nxt = w_tbase + w_tile_step
                         m.d.sync += [w_ky.eq(0), w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P),
-                                     w_tbase.eq(nxt), w_row.eq(nxt), w_tap.eq(nxt)]
+                                     w_tbase.eq(nxt), w_row.eq(nxt)]
                         with m.If(last_tile_w):
                             m.d.sync += wf.active.eq(0)
             # every tile's first taps miss on every lane
             m.d.comb += wfetch.clear.eq(self.start | (wf.issue & last_kx & last_ky))
-            if kind is Engine.CONV:
-                for j in range(L):
-                    for i in range(P):
-                        addr, en, _ = wfetch.lane(j * P + i)
-                        m.d.comb += [addr.eq(w_tap + w_m_stride * j + w_c_stride * i),
-                                     en.eq(wf.want)]
-                        mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c))
-            else:
-                for j in range(L):
-                    addr, en, _ = wfetch.lane(j)
-                    m.d.comb += [addr.eq(w_tap + w_m_stride * j), en.eq(wf.want)]
-                    mask_w.append(tap_ok & lane_on[j])
+            # the lanes' addresses follow tap (ky, kx) of their channels: the next tap,
+            # or at the end of a kernel row the next row's first (the next tile's first
+            # at the end of the kernel)
+            w_moved = Signal(32)
+            m.d.comb += w_moved.eq(Mux(last_ky, w_tbase + w_tile_step, w_row + k_w * we))
+            per_lane = P if kind is Engine.CONV else 1
+            for j in range(L):
+                for i in range(per_lane):
+                    addr, en, _ = wfetch.lane(j * per_lane + i)
+                    lane_address(addr, w_m_stride * j + w_c_stride * i, f"w_lane{j}_{i}",
+                                 start=g_wbase, issue=wf.issue, stepped=we,
+                                 moved=(last_kx, w_moved))
+                    m.d.comb += en.eq(wf.want)
+                    mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c) if per_lane > 1
+                                  else tap_ok & lane_on[j])
         else:
             with m.If(wf.issue):
-                m.d.sync += [w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P),
-                             w_tap.eq(w_tap + P * we)]
+                m.d.sync += [w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P)]
                 with m.If(last_tile_w):
                     m.d.sync += wf.active.eq(0)
             # every group's first weights miss on every lane
             m.d.comb += wfetch.clear.eq(self.start | (wf.issue & last_tile_w))
             for j in range(L):
                 addr, en, _ = wfetch.lane(j)
-                m.d.comb += [addr.eq(w_tap + w_m_stride * j), en.eq(wf.want)]
+                lane_address(addr, w_m_stride * j, f"w_lane{j}", start=g_wbase,
+                             issue=wf.issue, stepped=P * we, moved=None)
+                m.d.comb += en.eq(wf.want)
                 for i in range(P):
                     mask_w.append(lane_on[j] & (w_c0 + i < in_c))
         mask_w1 = [Signal(name=f"w_ok{n}") for n in range(len(mask_w))]
@@ -533,31 +565,24 @@ class EngineUnit(wiring.Component):
         x_c0 = Signal(16)
         x_tbase = Signal(32)     # IBUF address of the tile's first channel plane
         x_row = Signal(32)       # address of the current row's first pixel
-        x_ptr = Signal(32)       # address of the current pixel in the first plane
         x_y = Signal(16)
         x_x = Signal(16)
         rows = in_h if windowed else out_h
         cols = in_w if windowed else out_w
         base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
-        # POINTWISE: IBUF address of the next tile's first plane, a cycle behind the tile
-        # (first asked for when the lanes have moved into the tile, a cycle after it
-        # starts; the job's first tile's after its refills)
-        x_next = Signal(32)
-        m.d.sync += x_next.eq(x_tbase + x_tile_step)
         with m.If(cmd_go):
             m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
-                         x_tbase.eq(base), x_row.eq(base), x_ptr.eq(base)]
+                         x_tbase.eq(base), x_row.eq(base)]
         step_col = e if windowed else col_step
         step_row = in_w * e if windowed else row_step
         with m.If(xf.issue):
-            m.d.sync += [x_x.eq(x_x + 1), x_ptr.eq(x_ptr + step_col)]
+            m.d.sync += x_x.eq(x_x + 1)
             with m.If(x_x == cols - 1):
-                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_row.eq(x_row + step_row),
-                             x_ptr.eq(x_row + step_row)]
+                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_row.eq(x_row + step_row)]
                 with m.If(x_y == rows - 1):
                     nxt = x_tbase + x_tile_step
                     m.d.sync += [x_y.eq(0), x_tile.eq(x_tile + 1), x_c0.eq(x_c0 + P),
-                                 x_tbase.eq(nxt), x_row.eq(nxt), x_ptr.eq(nxt)]
+                                 x_tbase.eq(nxt), x_row.eq(nxt)]
                     with m.If(x_tile == tiles - 1):
                         m.d.sync += xf.active.eq(0)
         # Runs end with each tile (and each output row of a strided POINTWISE, which
@@ -595,16 +620,28 @@ class EngineUnit(wiring.Component):
             if self.pixel_pack:
                 m.d.comb += xfetch.packed.eq(packed)
         first_chan = m0 if kind is Engine.DEPTHWISE else x_c0
+        # the lanes' addresses follow the current pixel of their planes: the next
+        # column, or at the end of a row the next row's first (the next tile's first at
+        # the end of the tile)
+        x_moved = Signal(32)
+        m.d.comb += x_moved.eq(Mux(x_y == rows - 1, x_tbase + x_tile_step, x_row + step_row))
         for i in range(P):
             addr, en, data_ = xfetch.lane(i)
             ok = Signal(name=f"x_ok{i}")
             with m.If(xf.issue):
                 m.d.sync += ok.eq(first_chan + i < in_c)
-            m.d.comb += [addr.eq(x_ptr + plane_in * i), en.eq(xf.want),
+            off = lane_address(addr, plane_in * i, f"x_lane{i}", start=base, issue=xf.issue,
+                               stepped=step_col, moved=(x_x == cols - 1, x_moved))
+            m.d.comb += [en.eq(xf.want),
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
+                # POINTWISE: IBUF address of the lane's plane in the next tile, a cycle
+                # behind the tile (first asked for when the lanes have moved into the
+                # tile, a cycle after it starts; the job's first tile's after its refills)
                 nxt = xfetch.next(i) if self.shared_fetch else xfetch.lane_next(i)
-                m.d.comb += nxt.eq(x_next + plane_in * i)
+                nxt_r = Signal(len(nxt), name=f"x_lane{i}_next")
+                m.d.sync += nxt_r.eq(x_tbase + x_tile_step + off)
+                m.d.comb += nxt.eq(nxt_r)
 
         # Output beats to OBUF ------------------------------------------------------------
         o_ptr = Signal(32)
