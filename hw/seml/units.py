@@ -492,7 +492,8 @@ class AddUnit(wiring.Component):
         m.d.comb += [
             chunk.eq(Mux(beats_cmd < engine.max_count, beats_cmd, engine.max_count)),
             engine.cmd.payload.count.eq(chunk),
-            engine.cmd.valid.eq((beats_cmd != 0) & ~self.start),
+            # (no beats are left at ``start``: the unit is idle when ADD issues)
+            engine.cmd.valid.eq(beats_cmd != 0),
         ]
         with m.If(engine.cmd.valid & engine.cmd.ready):
             m.d.sync += beats_cmd.eq(beats_cmd - chunk)
@@ -507,7 +508,7 @@ class AddUnit(wiring.Component):
         out_valid = Signal()
         advance = ~out_valid | engine.a.ready
         want = Signal()
-        m.d.comb += want.eq(advance & (beats_in != 0) & ~self.start)
+        m.d.comb += want.eq(advance & (beats_in != 0))
         a_data = Signal(8 * bb)
         b_data = Signal(8 * bb)
         for q, (ptr, is_mul) in enumerate(((a_ptr, 0), (b_ptr, 0), (a_ptr, 1), (b_ptr, 1))):
