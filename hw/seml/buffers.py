@@ -393,18 +393,32 @@ class LaneFetcher(wiring.Component):
             return (Signal(name=f"{name}_v"), Signal(abits, name=f"{name}_base"),
                     Signal(8 * n, name=f"{name}_data"), limits)
 
-        curs = [run(f"cur{q}", q) for q in range(L)]
-        nxts = [run(f"nxt{q}", q) for q in range(L)] if self._prefetch else None
+        # With ``prefetch`` each lane has two run slots and a bit naming the one that is
+        # ``cur`` (the other is ``nxt``): moving into the prefetched run flips the bit
+        # instead of copying a run, so the slots load only when a read lands (their
+        # enables come from registers, not from ``ready``).
+        if self._prefetch:
+            slots = [(run(f"s0_{q}", q), run(f"s1_{q}", q)) for q in range(L)]
+            cur_is1 = [Signal(name=f"cur_is1_{q}") for q in range(L)]
+        else:
+            slots = [(run(f"cur{q}", q),) for q in range(L)]
+            cur_is1 = [Const(0, 1)] * L
 
         def fill(reg, base, data_):
             """Statements that load run ``reg`` with ``width`` bytes read at ``base``."""
             return ([reg[0].eq(1), reg[1].eq(base), reg[2].eq(data_)]
                     + [lim.eq(base + span) for lim, span in reg[3]])
 
-        def move(dst, src):
-            """Statements that copy run ``src`` into ``dst``."""
-            return ([dst[0].eq(1), dst[1].eq(src[1]), dst[2].eq(src[2])]
-                    + [d.eq(s) for (d, _), (s, _) in zip(dst[3], src[3], strict=True)])
+        def on_slot(q, which, stmts):
+            """Apply ``stmts(slot)`` to lane ``q``'s slot ``which`` (a 1-bit value:
+            1 for slot 1)."""
+            if not self._prefetch:
+                m.d.sync += stmts(slots[q][0])
+                return
+            with m.If(which):
+                m.d.sync += stmts(slots[q][1])
+            with m.Else():
+                m.d.sync += stmts(slots[q][0])
         pend = [Signal(name=f"pend{q}") for q in range(L)]
 
         # The read in flight: lane, target register (1: nxt) and base.
@@ -441,32 +455,37 @@ class LaneFetcher(wiring.Component):
             if 0 < q < K:
                 # packed into lane 0: never reads on its own while ``packed``
                 en = en & ~packed
-            hit_c, off_c = lookup(q, curs[q])
+            looked = [lookup(q, slot) for slot in slots[q]]
             hit = Signal(name=f"hit{q}")
+            m.d.comb += hit.eq(Cat(*(h for h, _ in looked)).any())
+            c = cur_is1[q]
             if self._prefetch:
-                hit_n, off_n = lookup(q, nxts[q])
-                m.d.comb += hit.eq(hit_c | hit_n)
-            else:
-                m.d.comb += hit.eq(hit_c)
+                (h0, off0), (h1, off1) = looked
+                hit_c = Mux(c, h1, h0)
+                # the element from ``cur`` when it holds it, else from ``nxt``
+                use1 = Signal(name=f"use1_{q}")
+                m.d.comb += use1.eq(Mux(c, h1, ~h0))
+                cur_v = Mux(c, slots[q][1][0], slots[q][0][0])
+                nxt_v = Mux(c, slots[q][0][0], slots[q][1][0])
             ok.append(~en | hit)
             ms = Signal(name=f"miss{q}")
             m.d.comb += ms.eq(en & ~hit & ~pend[q])
             miss.append(ms)
             if self._prefetch:
                 pr = Signal(name=f"pre{q}")
-                m.d.comb += pr.eq(self.sequential & curs[q][0] & ~nxts[q][0] & ~pend[q] & ~ms)
+                m.d.comb += pr.eq(self.sequential & cur_v & ~nxt_v & ~pend[q] & ~ms)
                 want_pre.append(pr)
             # The lane's read: the element from whichever register holds it.
             take = en & self.ready
             sel = Signal(8 * n, name=f"sel{q}")
             off = Signal(obits, name=f"seloff{q}")
             if self._prefetch:
-                with m.If(hit_c):
-                    m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c)]
+                with m.If(use1):
+                    m.d.comb += [sel.eq(slots[q][1][2]), off.eq(off1)]
                 with m.Else():
-                    m.d.comb += [sel.eq(nxts[q][2]), off.eq(off_n)]
+                    m.d.comb += [sel.eq(slots[q][0][2]), off.eq(off0)]
             else:
-                m.d.comb += [sel.eq(curs[q][2]), off.eq(off_c)]
+                m.d.comb += [sel.eq(slots[q][0][2]), off.eq(looked[0][1])]
             if 0 < q < K:
                 with m.If(packed & self.lane(0)[1] & self.ready):
                     m.d.sync += data_.eq(wide0[8 * w * q:8 * w * (q + 1)])
@@ -477,8 +496,10 @@ class LaneFetcher(wiring.Component):
                 m.d.sync += data_.eq((sel >> (off * 8))[:8 * w])
                 if self._prefetch:
                     with m.If(~hit_c):
-                        # the lane moved into the prefetched run
-                        m.d.sync += [*move(curs[q], nxts[q]), nxts[q][0].eq(0)]
+                        # the lane moved into the prefetched run: it becomes ``cur``,
+                        # the old ``cur`` the free ``nxt``
+                        m.d.sync += c.eq(~c)
+                        on_slot(q, c, lambda slot: [slot[0].eq(0)])
         m.d.comb += self.ready.eq(Cat(*ok).all())
 
         # Arbiter: the lowest missing lane, else the lowest lane to prefetch.
@@ -495,11 +516,17 @@ class LaneFetcher(wiring.Component):
                 m.d.comb += g.eq(want_pre[q] & ~granted)
                 granted = granted | want_pre[q]
                 grants.append((g, q, 1))
-        m.d.comb += self.r_en.eq(granted & ~self.clear)
-        m.d.sync += fl_v.eq(self.r_en)
+        # A read granted in a ``clear`` cycle still reaches the buffer but never lands:
+        # ``clear`` (an instruction's start among its causes) ends at registers only.
+        m.d.comb += self.r_en.eq(granted)
+        m.d.sync += fl_v.eq(granted & ~self.clear)
         for g, q, to_nxt in grants:
             with m.If(g):
-                base = (curs[q][1] + n)[:abits] if to_nxt else self.lane(q)[0]
+                if to_nxt:
+                    cur_base = Mux(cur_is1[q], slots[q][1][1], slots[q][0][1])
+                    base = (cur_base + n)[:abits]
+                else:
+                    base = self.lane(q)[0]
                 if to_nxt and self._jumps:
                     base = Mux(self.jump, getattr(self, f"l{q}_next"), base)
                 m.d.comb += self.r_addr.eq(base)
@@ -512,17 +539,16 @@ class LaneFetcher(wiring.Component):
             for q in range(L):
                 with m.If(fl_lane == q):
                     m.d.sync += pend[q].eq(0)
+                    c = cur_is1[q]
                     if self._prefetch:
                         with m.If(fl_nxt):
-                            m.d.sync += fill(nxts[q], fl_base, self.r_data)
+                            on_slot(q, ~c, lambda slot: fill(slot, fl_base, self.r_data))
                         with m.Else():
-                            m.d.sync += [*fill(curs[q], fl_base, self.r_data),
-                                         nxts[q][0].eq(0)]
+                            on_slot(q, c, lambda slot: fill(slot, fl_base, self.r_data))
+                            on_slot(q, ~c, lambda slot: [slot[0].eq(0)])
                     else:
-                        m.d.sync += fill(curs[q], fl_base, self.r_data)
+                        m.d.sync += fill(slots[q][0], fl_base, self.r_data)
         with m.If(self.clear):
             m.d.sync += [p.eq(0) for p in pend]
-            m.d.sync += [c[0].eq(0) for c in curs]
-            if self._prefetch:
-                m.d.sync += [x[0].eq(0) for x in nxts]
+            m.d.sync += [slot[0].eq(0) for lane in slots for slot in lane]
         return m

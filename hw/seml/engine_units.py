@@ -366,6 +366,17 @@ class EngineUnit(wiring.Component):
                 m.d.sync += addr.eq(start + off)
             return off
 
+        def last_index(count, name):
+            """``count - 1`` in a register that follows ``count`` (set at the start or in
+            SETUP, read from the first command on): the loops' end checks compare with
+            a register."""
+            last = Signal(16, name=f"{name}_last")
+            m.d.sync += last.eq(count - 1)
+            return last
+
+        tiles_last = last_index(tiles, "tiles")
+        kern_last = last_index(kern, "kern")
+
         w_group_step = scaled(w_m_stride, L, "w_group_step")   # the next group's weights
         o_group_step = scaled(plane_out, L, "o_group_step")
         i_group_step = scaled(plane_in, L, "i_group_step")
@@ -495,14 +506,14 @@ class EngineUnit(wiring.Component):
         w_tbase = Signal(32)      # WBUF address of the tile's first input channel, tap 0
         w_row = Signal(32)        # address of tap (ky, 0) of the tile
         w_c0 = Signal(16)         # first input channel of the tile
-        last_tile_w = w_tile == tiles - 1
+        last_tile_w = w_tile == tiles_last
         with m.If(cmd_go):
             m.d.sync += [wf.active.eq(1), w_tile.eq(0), w_ky.eq(0), w_kx.eq(0), w_c0.eq(0),
                          w_tbase.eq(g_wbase), w_row.eq(g_wbase)]
         mask_w = []
         if windowed:
-            last_kx = w_kx == kern - 1
-            last_ky = w_ky == kern - 1
+            last_kx = w_kx == kern_last
+            last_ky = w_ky == kern_last
             tap_ok = (w_ky < k_h) & (w_kx < k_w)
             with m.If(wf.issue):
                 m.d.sync += w_kx.eq(w_kx + 1)
@@ -569,6 +580,7 @@ class EngineUnit(wiring.Component):
         x_x = Signal(16)
         rows = in_h if windowed else out_h
         cols = in_w if windowed else out_w
+        rows_last, cols_last = last_index(rows, "rows"), last_index(cols, "cols")
         base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
         with m.If(cmd_go):
             m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
@@ -577,13 +589,13 @@ class EngineUnit(wiring.Component):
         step_row = in_w * e if windowed else row_step
         with m.If(xf.issue):
             m.d.sync += x_x.eq(x_x + 1)
-            with m.If(x_x == cols - 1):
+            with m.If(x_x == cols_last):
                 m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_row.eq(x_row + step_row)]
-                with m.If(x_y == rows - 1):
+                with m.If(x_y == rows_last):
                     nxt = x_tbase + x_tile_step
                     m.d.sync += [x_y.eq(0), x_tile.eq(x_tile + 1), x_c0.eq(x_c0 + P),
                                  x_tbase.eq(nxt), x_row.eq(nxt)]
-                    with m.If(x_tile == tiles - 1):
+                    with m.If(x_tile == tiles_last):
                         m.d.sync += xf.active.eq(0)
         # Runs end with each tile (and each output row of a strided POINTWISE, which
         # refills on misses only) but where a POINTWISE tile's lanes go on without a
@@ -593,8 +605,8 @@ class EngineUnit(wiring.Component):
         # prefetches (``pixels >= Pi + 2``), each lane prefetches its next tile's plane
         # (a jump, ``next``) while the tile runs. The group's last tile still ends the
         # runs (the next group's first reads refill).
-        end_row = xf.issue & (x_x == cols - 1)
-        end_tile = end_row & (x_y == rows - 1)
+        end_row = xf.issue & (x_x == cols_last)
+        end_tile = end_row & (x_y == rows_last)
         if windowed:
             m.d.comb += [xfetch.clear.eq(self.start | end_tile), xfetch.sequential.eq(1)]
             if self.shared_fetch:
@@ -611,7 +623,7 @@ class EngineUnit(wiring.Component):
                          & (plane_in >= max(-(-n // P), (P + 2) * e))),
                 packed.eq(~strided & (pixels_out == 1)
                           if self.pixel_pack and n % (P * e) == 0 else 0),
-                last_tile.eq(x_tile == tiles - 1),
+                last_tile.eq(x_tile == tiles_last),
                 xfetch.sequential.eq((stride_w == 1) & ~(jumps & last_tile)),
                 xfetch.jump.eq(jumps),
                 xfetch.clear.eq(self.start | (end_tile & (~(jumps | packed) | last_tile))
@@ -624,14 +636,14 @@ class EngineUnit(wiring.Component):
         # column, or at the end of a row the next row's first (the next tile's first at
         # the end of the tile)
         x_moved = Signal(32)
-        m.d.comb += x_moved.eq(Mux(x_y == rows - 1, x_tbase + x_tile_step, x_row + step_row))
+        m.d.comb += x_moved.eq(Mux(x_y == rows_last, x_tbase + x_tile_step, x_row + step_row))
         for i in range(P):
             addr, en, data_ = xfetch.lane(i)
             ok = Signal(name=f"x_ok{i}")
             with m.If(xf.issue):
                 m.d.sync += ok.eq(first_chan + i < in_c)
             off = lane_address(addr, plane_in * i, f"x_lane{i}", start=base, issue=xf.issue,
-                               stepped=step_col, moved=(x_x == cols - 1, x_moved))
+                               stepped=step_col, moved=(x_x == cols_last, x_moved))
             m.d.comb += [en.eq(xf.want),
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
