@@ -34,7 +34,7 @@ from hw.isa import element_bytes
 
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
            "MemorySpec", "board_family", "calibration_points", "estimate", "fit",
-           "lane_fetchers", "lut_occupancy", "map_memory", "memories",
+           "lane_address_registers", "lane_fetchers", "lut_occupancy", "map_memory", "memories",
            "reload_calibration", "submodule_features", "synthesize_core",
            "synthesize_fixed_units"]
 
@@ -322,6 +322,26 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     }
 
 
+def lane_address_registers(arch: ArchConfig) -> dict:
+    """``{submodule: flip-flops}`` of the engine units' lane address registers
+    (:class:`hw.seml.engine_units.EngineUnit`): each pixel and weight lane's address and
+    its offset, as wide as the buffer's byte address, and for POINTWISE each pixel
+    lane's next-tile address."""
+    from hw.engine_kinds import engine_kind
+    from hw.isa import Engine
+
+    ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
+    out = {}
+    for engine, name in ((Engine.CONV, "compute_conv"), (Engine.DEPTHWISE, "compute_depthwise"),
+                         (Engine.POINTWISE, "compute_pointwise")):
+        desc = engine_kind(engine)
+        pi, lanes = desc.lane_counts(arch)
+        weights = pi * lanes if desc.windowed and not desc.channelwise else lanes
+        nexts = 0 if desc.windowed else pi
+        out[name] = 2 * pi * ib + nexts * ib + 2 * weights * wb
+    return out
+
+
 def lutram_mux_luts(spec: MemorySpec, family: str) -> int:
     """Logic LUTs that select among the LUT-RAM primitives of ``spec`` when it is deeper
     than one primitive (64 words on Xilinx, 32 for RAM32M; 16 on ECP5): per read bit, a
@@ -350,6 +370,8 @@ def _memory_figures(arch, family):
         row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})
         row["ff"] += got["ff"]
         row["lut"] += got["lut"]
+    for top, ff in lane_address_registers(arch).items():
+        out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})["ff"] += ff
     return out
 
 
