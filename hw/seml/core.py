@@ -19,6 +19,8 @@ instruction index in ``ERROR_INFO``. Nothing waits forever.
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Signal
@@ -45,6 +47,11 @@ __all__ = ["ISSUE_BUSY_LAG", "MAX_BURST", "BufferPlan", "SemlCore", "buffer_plan
 MAX_BURST = 16
 #: Cycles issue sees a unit's busy flag late (the flag is registered in the core).
 ISSUE_BUSY_LAG = 1
+
+
+def _or(values):
+    """The bitwise OR of ``values``."""
+    return functools.reduce(operator.or_, values)
 
 
 @dataclass(frozen=True)
@@ -328,6 +335,15 @@ class SemlCore(wiring.Component):
                 for q in range(p.lanes):
                     f_data, u_data = fetcher.lane(q)[2], p.lane(q)[2]
                     m.d.comb += u_data.eq(f_data[:len(u_data)])
+            # Lane addresses and enables: an idle unit's are 0 (its address registers
+            # return to 0 when its instruction ends, it enables no read), so the
+            # fetcher takes the OR of the units' lanes, no engine-select multiplexer
+            # before its hit checks. The mode flags are switched by the selected engine.
+            for q in range(fetcher.lanes):
+                users = [p.lane(q) for p in ports.values() if q < p.lanes]
+                f_addr, f_en, _ = fetcher.lane(q)
+                m.d.comb += [f_addr.eq(_or(u[0] for u in users)),
+                             f_en.eq(_or(u[1] for u in users))]
             with m.Switch(sel):
                 for engine, p in ports.items():
                     with m.Case(engine):
@@ -336,11 +352,10 @@ class SemlCore(wiring.Component):
                             m.d.comb += fetcher.jump.eq(p.jump)
                         if p.packed is not None and units[Engine.POINTWISE].pixel_pack:
                             m.d.comb += fetcher.packed.eq(p.packed)
-                        for q in range(p.lanes):
-                            (f_addr, f_en, _), (u_addr, u_en, _) = fetcher.lane(q), p.lane(q)
-                            m.d.comb += [f_addr.eq(u_addr), f_en.eq(u_en)]
-                            if p.jump is not None:
-                                m.d.comb += fetcher.lane_next(q).eq(p.next(q))
+            for p in ports.values():
+                if p.jump is not None:
+                    # POINTWISE alone jumps: its next-tile addresses go straight in
+                    m.d.comb += [fetcher.lane_next(q).eq(p.next(q)) for q in range(p.lanes)]
         i_addr, i_en, i_data = ibuf.read_port(0)
         pool_i_addr, pool_i_en, pool_i_data = units[Engine.POOL].ibuf_port(0)
         m.d.comb += [ibuf_fetch.r_data.eq(i_data), add.ibuf0_data.eq(i_data),

@@ -350,7 +350,7 @@ class EngineUnit(wiring.Component):
             (the pointer's value at ``cmd_go``) plus the offset at ``cmd_go``; on
             ``issue`` it steps by ``stepped`` (added to itself), or, with ``moved`` a
             ``(condition, value)`` pair, loads that value plus the offset when the
-            condition holds."""
+            condition holds. It returns to 0 when the instruction ends."""
             # addresses wrap at the port's width: so may the offset
             off = Signal(len(port), name=f"{name}_off")
             m.d.sync += off.eq(offset)
@@ -364,6 +364,10 @@ class EngineUnit(wiring.Component):
                     m.d.sync += addr.eq(Mux(cond, value + off, addr + stepped))
             with m.Elif(cmd_go):
                 m.d.sync += addr.eq(start + off)
+            with m.Elif(finish):
+                # an idle unit's lanes read address 0: the core ORs the units' lanes
+                # into its shared fetchers instead of selecting them
+                m.d.sync += addr.eq(0)
             return off
 
         def last_index(count, name):
@@ -389,6 +393,7 @@ class EngineUnit(wiring.Component):
         g_obase = Signal(32)     # OBUF address of output channel m0's plane
         g_ibase = Signal(32)     # DEPTHWISE: IBUF address of channel m0's plane
         cmd_go = Signal()        # the cycle the engine takes the command
+        finish = Signal()        # the instruction's last group ends
         job_done = Signal()      # the engine reported the group's job done
         pixels_pending = Signal()  # pixels of the group not yet taken by the engine
         last_group = m0 + L >= out_c
@@ -452,6 +457,7 @@ class EngineUnit(wiring.Component):
                         g_ibase.eq(g_ibase + i_group_step),
                     ]
                     with m.If(last_group):
+                        m.d.comb += finish.eq(1)
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "CMD"
