@@ -112,13 +112,24 @@ class ByteBuffer(wiring.Component):
             m.submodules[f"bank{j}"] = mem
             mems.append(mem)
 
+        rows_of = {}
+
         def lane_of(addr, j):
-            """Lane of the access at ``addr`` that falls into bank ``j``, and its row."""
+            """Lane of the access at ``addr`` that falls into bank ``j``, and its row:
+            the row of ``addr``, or the next one for the banks below ``addr``'s (one
+            shared increment per port and a multiplexer per bank, no adder per bank)."""
             lane = Signal(max(lg, 1))
             row = Signal(row_bits)
+            if id(addr) not in rows_of:
+                here, after = Signal(row_bits), Signal(row_bits)
+                m.d.comb += [here.eq(addr >> lg), after.eq(here + 1)]
+                rows_of[id(addr)] = (here, after)
+            here, after = rows_of[id(addr)]
             if lg:
-                m.d.comb += lane.eq(j - addr[:lg])
-            m.d.comb += row.eq((addr + lane) >> lg)
+                m.d.comb += [lane.eq(j - addr[:lg]),
+                             row.eq(Mux(addr[:lg] > j, after, here))]
+            else:
+                m.d.comb += row.eq(here)
             return lane, row
 
         # Write ports.
