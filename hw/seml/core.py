@@ -508,6 +508,9 @@ class SemlCore(wiring.Component):
                 with m.If(fetch.cmd.ready):
                     m.next = "FETCH"
             with m.State("FETCH"):
+                # the decoder's first stage takes the word as it enters ``ir`` (whatever
+                # the checks below decide: its stages are read only after DECODE)
+                m.d.comb += decoder.word.eq(fetch.word.payload)
                 with m.If(bus_error):
                     fail(ErrorCode.BUS_ERROR)
                 with m.Elif(pc == count):
@@ -515,8 +518,6 @@ class SemlCore(wiring.Component):
                     fail(ErrorCode.ILLEGAL_INSTRUCTION)
                 with m.Else():
                     m.d.comb += fetch.word.ready.eq(1)
-                    # the decoder's first stage takes the word as it enters ``ir``
-                    m.d.comb += decoder.word.eq(fetch.word.payload)
                     with m.If(fetch.word.valid):
                         m.d.sync += [ir.eq(fetch.word.payload),
                                      decode_wait.eq(InstructionDecoder.LATENCY - 2)]
