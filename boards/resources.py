@@ -34,7 +34,8 @@ from hw.isa import element_bytes
 
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
            "MemorySpec", "board_family", "calibration_points", "estimate", "fit",
-           "lane_address_registers", "lane_fetchers", "lut_occupancy", "map_memory", "memories",
+           "handshake_registers", "lane_address_registers", "lane_fetchers",
+           "lut_occupancy", "map_memory", "memories",
            "reload_calibration", "submodule_features", "synthesize_core",
            "synthesize_fixed_units"]
 
@@ -342,6 +343,26 @@ def lane_address_registers(arch: ArchConfig) -> dict:
     return out
 
 
+def handshake_registers(arch: ArchConfig) -> dict:
+    """``{submodule: flip-flops}`` of the registers that cut the core's handshake and
+    loop-control paths (``docs/timing.md``): the engine units' registered last indexes
+    and ``k_h * k_w``; the conv and depthwise engines' registered job totals (factors,
+    product and ``- 1``) and ``count_done``'s last beat; the skid buffer before the conv
+    engine's pool; and, in the core, the skid buffer between the engine units' OBUF
+    lanes and the stager (two entries of every lane's address, element and enable)."""
+    plan = _plan(arch)
+    e = element_bytes(arch.act_bits)
+    d = _log2(arch.max_width * arch.max_height + 1)
+    total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
+    unit = 5 * 16                   # last indexes (tiles, K, rows, cols) and taps
+    return {
+        "compute_conv": unit + 2 * total + d + 2 * (arch.conv_po * arch.act_bits + 1),
+        "compute_depthwise": unit + total + d,
+        "compute_pointwise": unit,
+        "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1),
+    }
+
+
 def lutram_mux_luts(spec: MemorySpec, family: str) -> int:
     """Logic LUTs that select among the LUT-RAM primitives of ``spec`` when it is deeper
     than one primitive (64 words on Xilinx, 32 for RAM32M; 16 on ECP5): per read bit, a
@@ -370,8 +391,9 @@ def _memory_figures(arch, family):
         row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})
         row["ff"] += got["ff"]
         row["lut"] += got["lut"]
-    for top, ff in lane_address_registers(arch).items():
-        out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})["ff"] += ff
+    for counted in (lane_address_registers(arch), handshake_registers(arch)):
+        for top, ff in counted.items():
+            out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})["ff"] += ff
     return out
 
 
