@@ -326,21 +326,11 @@ def lane_fetchers(arch: ArchConfig) -> dict:
 def lane_address_registers(arch: ArchConfig) -> dict:
     """``{submodule: flip-flops}`` of the engine units' lane address registers
     (:class:`hw.seml.engine_units.EngineUnit`): each pixel and weight lane's address and
-    its offset, as wide as the buffer's byte address, and for POINTWISE each pixel
-    lane's next-tile address."""
-    from hw.engine_kinds import engine_kind
-    from hw.isa import Engine
-
+    its offset, as wide as the buffer's byte address, and each pixel lane's next-tile
+    address where the lanes jump (POINTWISE)."""
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
-    out = {}
-    for engine, name in ((Engine.CONV, "compute_conv"), (Engine.DEPTHWISE, "compute_depthwise"),
-                         (Engine.POINTWISE, "compute_pointwise")):
-        desc = engine_kind(engine)
-        pi, lanes = desc.lane_counts(arch)
-        weights = pi * lanes if desc.windowed and not desc.channelwise else lanes
-        nexts = 0 if desc.windowed else pi
-        out[name] = 2 * pi * ib + nexts * ib + 2 * weights * wb
-    return out
+    return {f"compute_{engine.name.lower()}": (2 + jumps) * pixels * ib + 2 * weights * wb
+            for engine, pixels, weights, jumps in _plan(arch).unit_lanes}
 
 
 def handshake_registers(arch: ArchConfig) -> dict:

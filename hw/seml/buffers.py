@@ -413,7 +413,6 @@ class LaneFetcher(wiring.Component):
             cur_is1 = [Signal(name=f"cur_is1_{q}") for q in range(L)]
         else:
             slots = [(run(f"cur{q}", q),) for q in range(L)]
-            cur_is1 = [Const(0, 1)] * L
 
         def fill(reg, base, data_):
             """Statements that load run ``reg`` with ``width`` bytes read at ``base``."""
@@ -422,10 +421,7 @@ class LaneFetcher(wiring.Component):
 
         def on_slot(q, which, stmts):
             """Apply ``stmts(slot)`` to lane ``q``'s slot ``which`` (a 1-bit value:
-            1 for slot 1)."""
-            if not self._prefetch:
-                m.d.sync += stmts(slots[q][0])
-                return
+            1 for slot 1; prefetching lanes only)."""
             with m.If(which):
                 m.d.sync += stmts(slots[q][1])
             with m.Else():
@@ -469,8 +465,8 @@ class LaneFetcher(wiring.Component):
             looked = [lookup(q, slot) for slot in slots[q]]
             hit = Signal(name=f"hit{q}")
             m.d.comb += hit.eq(Cat(*(h for h, _ in looked)).any())
-            c = cur_is1[q]
             if self._prefetch:
+                c = cur_is1[q]
                 (h0, off0), (h1, off1) = looked
                 hit_c = Mux(c, h1, h0)
                 # the element from ``cur`` when it holds it, else from ``nxt``
@@ -550,8 +546,8 @@ class LaneFetcher(wiring.Component):
             for q in range(L):
                 with m.If(fl_lane == q):
                     m.d.sync += pend[q].eq(0)
-                    c = cur_is1[q]
                     if self._prefetch:
+                        c = cur_is1[q]
                         with m.If(fl_nxt):
                             on_slot(q, ~c, lambda slot: fill(slot, fl_base, self.r_data))
                         with m.Else():

@@ -68,7 +68,8 @@ class BufferPlan:
     element bytes; ``obuf_write``: the one OBUF write port's width (``banks``);
     ``ibuf_lanes`` / ``wbuf_lanes``: bytes per read of each lane of the one pixel and
     one weight fetcher the engine units share (lane ``q`` as wide as the widest unit's
-    lane ``q``).
+    lane ``q``); ``unit_lanes``: per engine unit, ``(engine, pixel lanes, weight lanes,
+    jumps)`` (``jumps``: its pixel lanes prefetch the next tile's planes).
     """
 
     banks: int
@@ -80,6 +81,7 @@ class BufferPlan:
     write_bytes: int
     ibuf_lanes: tuple = ()
     wbuf_lanes: tuple = ()
+    unit_lanes: tuple = ()
 
     @property
     def obuf_write(self):
@@ -135,7 +137,10 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
     return BufferPlan(banks=banks, ibuf_reads=tuple(c_ibuf), wbuf_reads=tuple(c_wbuf),
                       pbuf_reads=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes,
                       ibuf_lanes=tuple(widths("ibuf_lane_widths", engines)),
-                      wbuf_lanes=tuple(widths("wbuf_lane_widths", engines)))
+                      wbuf_lanes=tuple(widths("wbuf_lane_widths", engines)),
+                      unit_lanes=tuple((e, len(u.ibuf_lane_widths), len(u.wbuf_lane_widths),
+                                        not u.desc.windowed)
+                                       for e, u in units.items() if e is not Engine.POOL))
 
 
 def _forward(m, outer, inner, names):
