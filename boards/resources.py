@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.arch import ArchConfig
+from hw.blocks.pool import MAX_PAD as POOL_MAX_PAD
 from hw.isa import element_bytes
 
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
@@ -338,15 +339,19 @@ def handshake_registers(arch: ArchConfig) -> dict:
     loop-control paths (``docs/timing.md``): the engine units' registered last indexes
     and ``k_h * k_w``; the conv and depthwise engines' registered job totals (factors,
     product and ``- 1``) and ``count_done``'s last beat; the skid buffer before the conv
-    engine's pool; and, in the core, the skid buffer between the engine units' OBUF
+    engine's pool, the output size it takes from registers and its frame bounds (the
+    padded size less one and the padding's first column and row); and, in the core, the skid buffer between the engine units' OBUF
     lanes and the stager (two entries of every lane's address, element and enable)."""
     plan = _plan(arch)
     e = element_bytes(arch.act_bits)
     d = _log2(arch.max_width * arch.max_height + 1)
     total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
     unit = 5 * 16                   # last indexes (tiles, K, rows, cols) and taps
+    pad = 2 * POOL_MAX_PAD
+    bounds = 2 * (_log2(arch.max_width + pad + 1) + _log2(arch.max_height + pad + 1)) + 2
     return {
-        "compute_conv": unit + 2 * total + d + 2 * (arch.conv_po * arch.act_bits + 1),
+        "compute_conv": (unit + 2 * total + d + 2 * (arch.conv_po * arch.act_bits + 1)
+                         + 2 * 16 + bounds),
         "compute_depthwise": unit + total + d,
         "compute_pointwise": unit,
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1),

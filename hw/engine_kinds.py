@@ -201,7 +201,10 @@ def engine_unit_cycles(instr, arch) -> int:
     ``Pi + 1`` cycles each, but none when it prefetches the next tile's planes
     (:func:`pointwise_jumps`) or reads one-pixel tiles through lane 0
     (:func:`pointwise_packed`, whose first pixels wait one cycle), and its weights every ``(banks - Pi * we) // (Pi * we) + 1``
-    tiles (``W + 1`` cycles, fetched during the tile before).
+    tiles (``W + 1`` cycles, fetched during the two tiles before, or the one before when
+    every tile refills). The fetchers refill a lane as soon as its next read misses, so a
+    one-pixel run of reads that waits for its tile's weights refills the next run's pixels
+    meanwhile.
 
     Exact for DEPTHWISE and POINTWISE and for CONV without a fused pool on frames wider
     than their padding; within 6 % otherwise (``tests/hw/test_seml_engine_units.py``
@@ -220,6 +223,7 @@ def engine_unit_cycles(instr, arch) -> int:
         pixels = instr.out_h * instr.out_w
         e = element_bytes(arch.act_bits)
         first = pi
+        seg_len = pixels     # pixels of a tile's first run of reads
         if pointwise_packed(instr, arch):
             # lane 0 reads every lane's element, one run for many tiles, prefetched
             segments, first = 1, 1
@@ -229,18 +233,32 @@ def engine_unit_cycles(instr, arch) -> int:
         elif instr.stride_h == 1 and instr.stride_w == 1:
             segments = tiles
         else:
-            per_row = 1
+            per_row, seg_len = 1, instr.out_w
             if instr.stride_w != 1:
                 run = (buffer_banks(arch) - e) // (instr.stride_w * e) + 1
-                per_row = _cdiv(instr.out_w, run)
+                per_row, seg_len = _cdiv(instr.out_w, run), min(run, instr.out_w)
             segments = tiles * instr.out_h * per_row
         stream = tiles * pixels + max(first, w_lanes) + (segments - 1) * (pi + 1)
-        # a weight lane's run holds the weights of ``run_w`` tiles; the refill waits
-        # for the tile before when that is shorter
+        # The lanes refill as soon as their next read misses (``eager`` fetchers): a
+        # one-pixel run of reads that waits for its tile's weights refills the next
+        # run's pixels meanwhile.
+        hides = seg_len == 1 and segments > 1
+
+        def hidden(wait):
+            return min(pi + 1, wait) if hides else 0
+
+        stream -= hidden(max(0, w_lanes - first))
+        # A weight lane's run holds the weights of ``run_w`` tiles. Its refill starts
+        # when the lanes move past it, as the tile before the refilled one takes its
+        # weights: two tiles ahead of need (one when every tile refills).
         we = weight_element_bytes(arch)
         run_w = (buffer_banks(arch) - pi * we) // (pi * we) + 1
         tile = pixels + (segments // tiles) * (pi + 1) - 1
-        stream += (tiles - 1) // run_w * max(0, w_lanes + 1 - tile)
+        wait = max(0, w_lanes + 1 - (2 * tile if run_w > 1 else tile))
+        refills = (tiles - 1) // run_w
+        # (the last tile hides nothing when its one run of reads is the job's last)
+        last_alone = refills and (tiles - 1) % run_w == 0 and segments == tiles
+        stream += refills * wait - (refills - last_alone) * hidden(wait)
     else:
         kh, kw = instr.k_h, instr.k_w
         k = engine_kernel(kh, kw)

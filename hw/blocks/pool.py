@@ -166,16 +166,35 @@ class PoolUnit(wiring.Component):
         latched = Signal(self._config_layout)
         cfg = Signal(self._config_layout)
         m.d.comb += cfg.eq(Mux(first, self.cfg, latched))
+        # The frame's bounds, derived when its first beat is taken and held with it: past
+        # the origin the position checks compare the counters with registers only. At the
+        # origin (``width`` and ``height`` at least 1) they reduce to checks of the
+        # configuration's fields that need no adder.
+        col_last = Signal.like(col)     # padded width - 1
+        row_last = Signal.like(row)     # padded height - 1
+        col_end = Signal(len(col) + 1)  # pad_left + width: first right-padding column
+        row_end = Signal(len(row) + 1)  # pad_top + height: first bottom-padding row
 
         bypass = cfg.mode == PoolMode.BYPASS
         k3 = cfg.kernel == 3
         reach = Mux(k3, 2, 1)               # kernel - 1
-        padded_w = cfg.width + cfg.pad_left + cfg.pad_right
-        padded_h = cfg.height + cfg.pad_top + cfg.pad_bottom
+        c0 = self.cfg
         in_pad = Signal()
-        m.d.comb += in_pad.eq(~bypass & (
-            (col < cfg.pad_left) | (col >= cfg.pad_left + cfg.width)
-            | (row < cfg.pad_top) | (row >= cfg.pad_top + cfg.height)))
+        at_col_last = Signal()
+        at_row_last = Signal()
+        with m.If(first):
+            m.d.comb += [
+                in_pad.eq(~bypass & ((c0.pad_left != 0) | (c0.pad_top != 0))),
+                at_col_last.eq((c0.width == 1) & (c0.pad_left == 0) & (c0.pad_right == 0)),
+                at_row_last.eq((c0.height == 1) & (c0.pad_top == 0) & (c0.pad_bottom == 0)),
+            ]
+        with m.Else():
+            m.d.comb += [
+                in_pad.eq(~bypass & ((col < cfg.pad_left) | (col >= col_end)
+                                     | (row < cfg.pad_top) | (row >= row_end))),
+                at_col_last.eq(col == col_last),
+                at_row_last.eq(row == row_last),
+            ]
         # A frame starts only once its first real beat is offered, so that its
         # configuration is known even when it begins with padding.
         gen_valid = Signal()
@@ -195,10 +214,17 @@ class PoolUnit(wiring.Component):
 
         with m.If(advance & gen_valid):
             m.d.sync += latched.eq(cfg)
+            with m.If(first):
+                m.d.sync += [
+                    col_last.eq(c0.width + c0.pad_left + c0.pad_right - 1),
+                    row_last.eq(c0.height + c0.pad_top + c0.pad_bottom - 1),
+                    col_end.eq(c0.pad_left + c0.width),
+                    row_end.eq(c0.pad_top + c0.height),
+                ]
             with m.If(~bypass):
-                with m.If(col == padded_w - 1):
+                with m.If(at_col_last):
                     m.d.sync += col.eq(0)
-                    with m.If(row == padded_h - 1):
+                    with m.If(at_row_last):
                         m.d.sync += row.eq(0)
                     with m.Else():
                         m.d.sync += row.eq(row + 1)

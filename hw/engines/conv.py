@@ -341,10 +341,16 @@ class ConvEngine(wiring.Component):
                 skid.o_ready.eq(pool.i.ready),
             ]
             wiring.connect(m, pool.o, wiring.flipped(self.o))
+            # The pool takes the conv's output size from registers (its frame-position
+            # checks do not start at the output-size adders); set a cycle after the job's
+            # configuration, long before its first output.
+            out_w_r = Signal.like(out_w, name="pool_in_w")
+            out_h_r = Signal.like(out_h, name="pool_in_h")
+            m.d.sync += [out_w_r.eq(out_w), out_h_r.eq(out_h)]
             pc = pool.cfg
             m.d.comb += [
                 pc.mode.eq(cfg.pool_mode), pc.kernel.eq(cfg.pool_kernel),
-                pc.stride.eq(cfg.pool_stride), pc.width.eq(out_w), pc.height.eq(out_h),
+                pc.stride.eq(cfg.pool_stride), pc.width.eq(out_w_r), pc.height.eq(out_h_r),
                 pc.pad_top.eq(cfg.pool_pad_top), pc.pad_left.eq(cfg.pool_pad_left),
                 pc.pad_bottom.eq(cfg.pool_pad_bottom), pc.pad_right.eq(cfg.pool_pad_right),
                 pc.m.eq(cfg.pool_mult), pc.s.eq(cfg.pool_shift),
@@ -352,8 +358,8 @@ class ConvEngine(wiring.Component):
             ]
             pk = (cfg.pool_kernel == 3) + 2
             ps2 = cfg.pool_stride == 2
-            pool_w = ((out_w + cfg.pool_pad_left + cfg.pool_pad_right - pk) >> ps2) + 1
-            pool_h = ((out_h + cfg.pool_pad_top + cfg.pool_pad_bottom - pk) >> ps2) + 1
+            pool_w = ((out_w_r + cfg.pool_pad_left + cfg.pool_pad_right - pk) >> ps2) + 1
+            pool_h = ((out_h_r + cfg.pool_pad_top + cfg.pool_pad_bottom - pk) >> ps2) + 1
             pooled, _ = job_total(m, pool_w, pool_h, range(self.depth + 1), "pooled")
             outputs = Signal.like(windows)
             with m.If(cfg.pool_mode == PoolMode.BYPASS):

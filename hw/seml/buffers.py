@@ -323,6 +323,11 @@ class LaneFetcher(wiring.Component):
         address, ``pack`` times theirs) and those lanes take theirs from it (the caller
         keeps their enables equal to lane 0's; they make no reads of their own): lanes that
         read consecutive elements, one run for all of them.
+    l{q}_armed : In(1) (only with ``eager``)
+        The lane's address is where it reads next (it may not depend on ``ready``; a
+        lane reads only while armed). A lane that is armed and misses is refilled
+        whether or not it reads in that cycle, so that the refill's arbitration and
+        read address do not wait on ``en`` (a reader's back-pressure, typically).
     jump, l{q}_next : In (only with ``jumps``)
         With ``jump`` high a lane's prefetch reads its ``width`` bytes from ``l{q}_next``
         (where the lane goes after the elements in ``cur``: the next tile's first
@@ -333,7 +338,8 @@ class LaneFetcher(wiring.Component):
         any alignment, one cycle of latency).
     """
 
-    def __init__(self, *, widths, width, size, prefetch=True, jumps=False, pack=0):
+    def __init__(self, *, widths, width, size, prefetch=True, jumps=False, pack=0,
+                 eager=False):
         if not isinstance(widths, (list, tuple)) or not widths:
             raise TypeError(f"Lane widths must be a non-empty list of integers, not {widths!r}")
         _check_positive("width", width, "Run width")
@@ -355,6 +361,7 @@ class LaneFetcher(wiring.Component):
             raise ValueError(f"Lane 0 packs {pack} lanes: its width {widths[0]} must be "
                              f"{pack} times theirs, {widths[1:pack]}")
         self._pack = pack if pack > 1 else 0
+        self._eager = bool(eager)
         members = {"ready": Out(1), "clear": In(1), "sequential": In(1, init=1),
                    "r_addr": Out(range(max(size, 2))), "r_en": Out(1),
                    "r_data": In(8 * width)}
@@ -366,6 +373,8 @@ class LaneFetcher(wiring.Component):
             members[f"l{q}_addr"] = In(range(max(size, 2)))
             members[f"l{q}_en"] = In(1)
             members[f"l{q}_data"] = Out(8 * w)
+            if self._eager:
+                members[f"l{q}_armed"] = In(1)
             if self._jumps:
                 members[f"l{q}_next"] = In(range(max(size, 2)))
         super().__init__(members)
@@ -378,6 +387,10 @@ class LaneFetcher(wiring.Component):
         """``(addr, en, data)`` of lane ``q`` (the shape of a :class:`ByteBuffer` read
         port)."""
         return tuple(getattr(self, f"l{q}_{n}") for n in ("addr", "en", "data"))
+
+    def lane_armed(self, q):
+        """Lane ``q``'s ``armed`` input (``eager`` only)."""
+        return getattr(self, f"l{q}_armed")
 
     def lane_next(self, q):
         """Lane ``q``'s prefetch address after a jump (``jumps`` only)."""
@@ -427,6 +440,15 @@ class LaneFetcher(wiring.Component):
             with m.Else():
                 m.d.sync += stmts(slots[q][0])
         pend = [Signal(name=f"pend{q}") for q in range(L)]
+        # ``clear`` acts through a register: in the cycle after it every run reads as
+        # empty and no read is pending or lands, and the registers reset at its end. The
+        # lanes see the same as if they had reset at the end of the ``clear`` cycle, but
+        # ``clear`` (an instruction's start or a tile's last read among its causes) fans
+        # out to the run registers from a flip-flop.
+        forget = Signal()
+        m.d.sync += forget.eq(self.clear)
+        pending = [Signal(name=f"pending{q}") for q in range(L)]
+        m.d.comb += [p_.eq(p & ~forget) for p_, p in zip(pending, pend)]
 
         # The read in flight: lane, target register (1: nxt) and base.
         fl_v = Signal()
@@ -446,9 +468,10 @@ class LaneFetcher(wiring.Component):
             within = [addr <= lim for lim, _ in limits]
             if q == 0 and K:
                 # lane 0 reads its own element, or with ``packed`` those of lanes 0..K-1
-                m.d.comb += hit.eq(v & (addr >= base) & Mux(packed, within[0], within[1]))
+                m.d.comb += hit.eq(v & ~forget & (addr >= base)
+                                   & Mux(packed, within[0], within[1]))
             else:
-                m.d.comb += hit.eq(v & (addr >= base) & within[0])
+                m.d.comb += hit.eq(v & ~forget & (addr >= base) & within[0])
             m.d.comb += off.eq(addr[:obits] - base[:obits])
             return hit, off
 
@@ -459,9 +482,12 @@ class LaneFetcher(wiring.Component):
         for q in range(L):
             _, en, data_ = self.lane(q)
             w = self._widths[q]
+            # what a miss refills: the lane's read, or with ``eager`` its next one
+            want = self.lane_armed(q) if self._eager else en
             if 0 < q < K:
                 # packed into lane 0: never reads on its own while ``packed``
                 en = en & ~packed
+                want = want & ~packed
             looked = [lookup(q, slot) for slot in slots[q]]
             hit = Signal(name=f"hit{q}")
             m.d.comb += hit.eq(Cat(*(h for h, _ in looked)).any())
@@ -472,15 +498,15 @@ class LaneFetcher(wiring.Component):
                 # the element from ``cur`` when it holds it, else from ``nxt``
                 use1 = Signal(name=f"use1_{q}")
                 m.d.comb += use1.eq(Mux(c, h1, ~h0))
-                cur_v = Mux(c, slots[q][1][0], slots[q][0][0])
-                nxt_v = Mux(c, slots[q][0][0], slots[q][1][0])
+                cur_v = Mux(c, slots[q][1][0], slots[q][0][0]) & ~forget
+                nxt_v = Mux(c, slots[q][0][0], slots[q][1][0]) & ~forget
             ok.append(~en | hit)
             ms = Signal(name=f"miss{q}")
-            m.d.comb += ms.eq(en & ~hit & ~pend[q])
+            m.d.comb += ms.eq(want & ~hit & ~pending[q])
             miss.append(ms)
             if self._prefetch:
                 pr = Signal(name=f"pre{q}")
-                m.d.comb += pr.eq(self.sequential & cur_v & ~nxt_v & ~pend[q] & ~ms)
+                m.d.comb += pr.eq(self.sequential & cur_v & ~nxt_v & ~pending[q] & ~ms)
                 want_pre.append(pr)
             # The lane's read: the element from whichever register holds it.
             take = en & self.ready
@@ -523,10 +549,14 @@ class LaneFetcher(wiring.Component):
                 m.d.comb += g.eq(want_pre[q] & ~granted)
                 granted = granted | want_pre[q]
                 grants.append((g, q, 1))
-        # A read granted in a ``clear`` cycle still reaches the buffer but never lands:
-        # ``clear`` (an instruction's start among its causes) ends at registers only.
+        # A read granted in a ``clear`` cycle still reaches the buffer but lands in the
+        # cycle after, which drops it. The reset comes first: a lane granted in that cycle
+        # is pending from its end.
+        with m.If(forget):
+            m.d.sync += [p.eq(0) for p in pend]
+            m.d.sync += [slot[0].eq(0) for lane in slots for slot in lane]
         m.d.comb += self.r_en.eq(granted)
-        m.d.sync += fl_v.eq(granted & ~self.clear)
+        m.d.sync += fl_v.eq(granted)
         for g, q, to_nxt in grants:
             with m.If(g):
                 if to_nxt:
@@ -537,12 +567,11 @@ class LaneFetcher(wiring.Component):
                 if to_nxt and self._jumps:
                     base = Mux(self.jump, getattr(self, f"l{q}_next"), base)
                 m.d.comb += self.r_addr.eq(base)
-                m.d.sync += [fl_lane.eq(q), fl_nxt.eq(to_nxt), fl_base.eq(base)]
-                with m.If(~self.clear):
-                    m.d.sync += pend[q].eq(1)
+                m.d.sync += [fl_lane.eq(q), fl_nxt.eq(to_nxt), fl_base.eq(base),
+                             pend[q].eq(1)]
 
         # The read lands: into the lane's run register.
-        with m.If(fl_v & ~self.clear):
+        with m.If(fl_v & ~forget):
             for q in range(L):
                 with m.If(fl_lane == q):
                     m.d.sync += pend[q].eq(0)
@@ -555,7 +584,4 @@ class LaneFetcher(wiring.Component):
                             on_slot(q, ~c, lambda slot: [slot[0].eq(0)])
                     else:
                         m.d.sync += fill(slots[q][0], fl_base, self.r_data)
-        with m.If(self.clear):
-            m.d.sync += [p.eq(0) for p in pend]
-            m.d.sync += [slot[0].eq(0) for lane in slots for slot in lane]
         return m

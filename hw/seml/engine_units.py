@@ -117,7 +117,8 @@ def _lane_members(buf, widths, size):
         members[f"{buf}_packed"] = Out(1)
     for q, w in enumerate(widths):
         members.update({f"{buf}_lane{q}_addr": Out(range(max(size, 2))),
-                        f"{buf}_lane{q}_en": Out(1), f"{buf}_lane{q}_data": In(8 * w)})
+                        f"{buf}_lane{q}_en": Out(1), f"{buf}_lane{q}_armed": Out(1),
+                        f"{buf}_lane{q}_data": In(8 * w)})
         if buf == "ibuf":
             members[f"{buf}_lane{q}_next"] = Out(range(max(size, 2)))
     return members
@@ -139,6 +140,9 @@ class _LanePort:
     def lane(self, q):
         return tuple(getattr(self._unit, f"{self._buf}_lane{q}_{n}")
                      for n in ("addr", "en", "data"))
+
+    def lane_armed(self, q):
+        return getattr(self._unit, f"{self._buf}_lane{q}_armed")
 
     def next(self, q):
         return getattr(self._unit, f"{self._buf}_lane{q}_next")
@@ -300,10 +304,10 @@ class EngineUnit(wiring.Component):
         else:
             m.submodules.pixel_fetch = xfetch = LaneFetcher(
                 widths=self.ibuf_lane_widths, width=self.banks, size=arch.ibuf_bytes,
-                prefetch=True, jumps=not windowed, pack=self.pixel_pack)
+                prefetch=True, jumps=not windowed, pack=self.pixel_pack, eager=True)
             m.submodules.weight_fetch = wfetch = LaneFetcher(
                 widths=self._wbuf_widths, width=self.banks, size=arch.wbuf_bytes,
-                prefetch=False)
+                prefetch=False, eager=True)
             for fetch, port in ((xfetch, "ibuf0"), (wfetch, "wbuf0")):
                 addr, en, data_ = self._port(port, "addr", "en", "data")
                 m.d.comb += [addr.eq(fetch.r_addr), en.eq(fetch.r_en), fetch.r_data.eq(data_)]
@@ -546,7 +550,8 @@ class EngineUnit(wiring.Component):
                     lane_address(addr, w_m_stride * j + w_c_stride * i, f"w_lane{j}_{i}",
                                  start=g_wbase, issue=wf.issue, stepped=we,
                                  moved=(last_kx, w_moved))
-                    m.d.comb += en.eq(wf.want)
+                    m.d.comb += [en.eq(wf.want),
+                                 wfetch.lane_armed(j * per_lane + i).eq(wf.active)]
                     mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c) if per_lane > 1
                                   else tap_ok & lane_on[j])
         else:
@@ -560,7 +565,7 @@ class EngineUnit(wiring.Component):
                 addr, en, _ = wfetch.lane(j)
                 lane_address(addr, w_m_stride * j, f"w_lane{j}", start=g_wbase,
                              issue=wf.issue, stepped=P * we, moved=None)
-                m.d.comb += en.eq(wf.want)
+                m.d.comb += [en.eq(wf.want), wfetch.lane_armed(j).eq(wf.active)]
                 for i in range(P):
                     mask_w.append(lane_on[j] & (w_c0 + i < in_c))
         mask_w1 = [Signal(name=f"w_ok{n}") for n in range(len(mask_w))]
@@ -650,7 +655,7 @@ class EngineUnit(wiring.Component):
                 m.d.sync += ok.eq(first_chan + i < in_c)
             off = lane_address(addr, plane_in * i, f"x_lane{i}", start=base, issue=xf.issue,
                                stepped=step_col, moved=(x_x == cols_last, x_moved))
-            m.d.comb += [en.eq(xf.want),
+            m.d.comb += [en.eq(xf.want), xfetch.lane_armed(i).eq(xf.active),
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
                 # POINTWISE: IBUF address of the lane's plane in the next tile, a cycle

@@ -36,12 +36,12 @@ def _fetcher_over_buffer(size, width, **fetcher_args):
 
 
 def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump=0.03,
-         idle=0.2, clears=0.01, seq=1.0):
+         idle=0.2, clears=0.01, seq=1.0, eager=False):
     rng = random.Random(seed)
     lanes = len(widths)
     image = bytes(rng.getrandbits(8) for _ in range(size))
     m, fetch, fill = _fetcher_over_buffer(size, width, widths=widths,
-                                          prefetch=prefetch)
+                                          prefetch=prefetch, eager=eager)
     stats = {"stalls": 0, "reads": 0, "jumps": 0, "wide": 0, "clears": 0}
     step = step or max(widths)
 
@@ -66,6 +66,9 @@ def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump
                 a, en, _ = fetch.lane(q)
                 ctx.set(a, addrs[q])
                 ctx.set(en, want and on[q])
+                if eager:
+                    # an enabled lane's address is where it reads next, read or not
+                    ctx.set(fetch.lane_armed(q), on[q])
             ctx.set(fetch.clear, clear)
             ctx.set(fetch.sequential, rng.random() < seq)
             await ctx.delay(1e-9)
@@ -93,11 +96,12 @@ def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump
     return stats
 
 
+@pytest.mark.parametrize("eager", [False, True], ids=["on-read", "eager"])
 @pytest.mark.parametrize("widths,width,prefetch,seed", [
     ([1, 1, 1, 1], 8, True, 1), ([2, 2, 2], 8, True, 2), ([1] * 8, 16, True, 3),
     ([4, 4], 8, False, 4), ([1, 2, 4], 8, True, 5), ([8], 8, True, 6), ([1] * 5, 8, False, 7)])
-def test_fetcher_reads_every_element(widths, width, prefetch, seed):
-    stats = _run(widths, width, 512, seed, prefetch=prefetch, seq=0.8)
+def test_fetcher_reads_every_element(widths, width, prefetch, seed, eager):
+    stats = _run(widths, width, 512, seed, prefetch=prefetch, seq=0.8, eager=eager)
     assert stats["reads"] == 300
     # one wide read serves width / step consecutive reads of a lane; jumps and clears
     # cost a refill (and a wasted prefetch) per lane
@@ -121,6 +125,45 @@ def test_fetcher_stall_after_a_jump_is_lanes_plus_one(lanes):
     stats = _run([1] * lanes, 8, 1024, 9, beats=200, jump=0.0, idle=0.0,
                  clears=0.0)
     assert stats["stalls"] == lanes + 1, stats
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_eager_lanes_refill_while_the_reader_waits(prefetch):
+    # Lanes armed at a missing address refill whether or not they read: a reader that
+    # holds back for ``lanes + 1`` cycles finds its runs filled. Lanes that read only on
+    # ``en`` refill after their first read is asked for.
+    lanes = 3
+    for eager, stall in ((True, 0), (False, lanes + 1)):
+        m, fetch, fill = _fetcher_over_buffer(64, 8, widths=[1] * lanes, prefetch=prefetch,
+                                              eager=eager)
+        stalls = []
+
+        async def bench(ctx):
+            await fill(ctx, bytes(range(64)))
+            for q in range(lanes):
+                ctx.set(fetch.lane(q)[0], 20 * q + 3)
+                if eager:
+                    ctx.set(fetch.lane_armed(q), 1)
+            for _ in range(lanes + 1):
+                await ctx.tick()
+            n = 0
+            for q in range(lanes):
+                ctx.set(fetch.lane(q)[1], 1)
+            await ctx.delay(1e-9)
+            while not ctx.get(fetch.ready):
+                await ctx.tick()
+                await ctx.delay(1e-9)
+                n += 1
+            await ctx.tick()
+            assert [ctx.get(fetch.lane(q)[2]) for q in range(lanes)] == [
+                20 * q + 3 for q in range(lanes)]
+            stalls.append(n)
+
+        sim = Simulator(m)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        assert stalls == [stall], (eager, stalls)
 
 
 def test_fetcher_parameters():
