@@ -38,7 +38,7 @@ __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCH
            "handshake_registers", "lane_address_registers", "lane_fetchers",
            "lut_occupancy", "map_memory", "memories",
            "reload_calibration", "submodule_features", "synthesize_core",
-           "synthesize_fixed_units"]
+           "synthesize_core_split", "synthesize_fixed_units"]
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "resource_calibration.json"
 
@@ -498,6 +498,48 @@ def synthesize_core(arch: ArchConfig, family: str, *, partial: bool = False,
     if res is not None and partial:
         res.submodules = {k: v for k, v in res.submodules.items() if k not in FIXED_UNITS}
     return res
+
+
+def synthesize_core_split(arch: ArchConfig, family: str, *, cached_only: bool = False,
+                          timeout: float = 4 * 3600.0):
+    """Yosys figures of the whole :class:`hw.seml.core.SemlCore` for ``arch``, one run
+    per part: each top-level submodule alone (``top.<unit>``, hierarchy kept as in
+    :func:`synthesize_core`) and the core's own logic with every submodule a black box,
+    summed. For cores too large for one run of YoWASP's WebAssembly Yosys, whose memory
+    is bounded (32-bit addressing). No optimization crosses a submodule's boundary (as
+    with the hierarchy kept) and there is no logic depth. The submodule runs are those
+    of :func:`synthesize_fixed_units` for its units (one cache).
+
+    Returns a :class:`boards.synth.SynthResult` whose ``submodules`` are the parts'
+    figures (``(top)`` the core's own logic) and whose ``synth_s`` is the parts' total,
+    or ``None`` when ``cached_only`` and a part is not in the cache."""
+    from collections import Counter
+
+    from hw.seml.core import SemlCore
+
+    from .synth import SynthResult, _unit_names, count_cells, synthesize, to_verilog
+
+    verilog = to_verilog(SemlCore(arch))
+    units = _unit_names(verilog, "top")
+    runs = {unit: dict(top=f"top.{unit}") for unit in units}
+    runs["(top)"] = dict(top="top", blackbox=[f"top.{unit}" for unit in units])
+    cells, subs, seconds, cached = Counter(), {}, 0.0, True
+    for part, options in runs.items():
+        res = synthesize(verilog, family=family, flatten=False, cached_only=cached_only,
+                         timeout=timeout, name=f"core-{arch.name}-{family}-{part}",
+                         **options)
+        if res is None:
+            return None
+        # (the black boxes' instances are cells of their module's type: not counted)
+        own = {t: n for t, n in res.cells.items() if not t.lstrip("\\").startswith("top.")}
+        cells.update(own)
+        subs[part] = count_cells(own, family)
+        seconds += res.synth_s
+        cached &= res.cached
+    cells = dict(sorted(cells.items()))
+    return SynthResult(name=f"core-{arch.name}-{family}-split", family=family, cells=cells,
+                       synth_s=round(seconds, 1), submodules=subs, cached=cached,
+                       **count_cells(cells, family))
 
 
 def synthesize_fixed_units(arch: ArchConfig, family: str, *, cached_only: bool = False,

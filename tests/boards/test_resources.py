@@ -144,6 +144,20 @@ def test_model_matches_synthesis_and_buffers_are_block_ram():
 
 @pytest.mark.synth
 @needs_synth
+def test_split_synthesis_sums_to_the_whole_core():
+    """One Yosys run per part (each top-level submodule, then the core's own logic with
+    them as black boxes) gives the whole-core run's figures: the same DSP, block RAM and
+    flip-flops, LUTs within 1 %; every submodule of the whole run has its part."""
+    whole = resources.synthesize_core(TINY, "xc7")
+    split = resources.synthesize_core_split(TINY, "xc7")
+    assert (split.dsp, split.bram18, split.ff) == (whole.dsp, whole.bram18, whole.ff)
+    assert abs(split.lut - whole.lut) <= 0.01 * whole.lut, (split.lut, whole.lut)
+    assert set(split.submodules) == set(whole.submodules)
+    assert sum(s["lut"] for s in split.submodules.values()) == split.lut
+
+
+@pytest.mark.synth
+@needs_synth
 @pytest.mark.parametrize("family", ["xc7", "ecp5"])
 def test_buffers_are_block_ram(family):
     """IBUF, WBUF, OBUF (each synthesized alone from the core's Verilog) and PBUF (the
