@@ -352,14 +352,15 @@ class SemlCore(wiring.Component):
                              f_en.eq(_or(u[1] for u in users)),
                              fetcher.lane_armed(q).eq(
                                  _or(p.lane_armed(q) for p in ports.values() if q < p.lanes))]
-            with m.Switch(sel):
-                for engine, p in ports.items():
-                    with m.Case(engine):
-                        m.d.comb += fetcher.sequential.eq(p.sequential)
-                        if p.jump is not None:
-                            m.d.comb += fetcher.jump.eq(p.jump)
-                        if p.packed is not None and units[Engine.POINTWISE].pixel_pack:
-                            m.d.comb += fetcher.packed.eq(p.packed)
+            # The mode flags: an idle unit's are neutral (``sequential`` high, ``jump``
+            # and ``packed`` low), so the selected unit's pass through an AND / OR.
+            m.d.comb += fetcher.sequential.eq(Cat(*(p.sequential for p in ports.values())).all())
+            jumps = [p.jump for p in ports.values() if p.jump is not None]
+            if jumps:
+                m.d.comb += fetcher.jump.eq(_or(jumps))
+            packs = [p.packed for p in ports.values() if p.packed is not None]
+            if packs and units[Engine.POINTWISE].pixel_pack:
+                m.d.comb += fetcher.packed.eq(_or(packs))
             for p in ports.values():
                 if p.jump is not None:
                     # POINTWISE alone jumps: its next-tile addresses go straight in

@@ -624,18 +624,26 @@ class EngineUnit(wiring.Component):
                 m.d.comb += [xfetch.jump.eq(0), xfetch.packed.eq(0)]
         else:
             n = self.banks
+            # The mode flags are registers, computed from the instruction's registers
+            # (set in SETUP, so settled by the first command); while the unit is idle
+            # they are neutral (``sequential`` high, ``jump`` and ``packed`` low), so
+            # that the core combines the units' flags without the engine select.
             strided = Signal()
             jumps = Signal()       # the tiles' planes fit a run each: prefetch the next
             packed = Signal()      # one-pixel tiles: lane 0 reads the Pi elements
+            unit_stride = Signal()
             last_tile = Signal()
-            m.d.comb += [
+            m.d.sync += [
                 strided.eq((stride_h != 1) | (stride_w != 1)),
-                jumps.eq(~strided & (plane_in <= n)
+                jumps.eq(~fsm.ongoing("IDLE") & ~strided & (plane_in <= n)
                          & (plane_in >= max(-(-n // P), (P + 2) * e))),
-                packed.eq(~strided & (pixels_out == 1)
+                packed.eq(~fsm.ongoing("IDLE") & ~strided & (pixels_out == 1)
                           if self.pixel_pack and n % (P * e) == 0 else 0),
+                unit_stride.eq(fsm.ongoing("IDLE") | (stride_w == 1)),
+            ]
+            m.d.comb += [
                 last_tile.eq(x_tile == tiles_last),
-                xfetch.sequential.eq((stride_w == 1) & ~(jumps & last_tile)),
+                xfetch.sequential.eq(unit_stride & ~(jumps & last_tile)),
                 xfetch.jump.eq(jumps),
                 xfetch.clear.eq(self.start | (end_tile & (~(jumps | packed) | last_tile))
                                 | (strided & end_row)),
