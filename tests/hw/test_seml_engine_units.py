@@ -123,6 +123,25 @@ def test_pointwise_cycles_on_short_tiles(arch):
     assert modes == [(True, False)] * 2 + [(False, False)] * 3 + [(False, True)] * 2
 
 
+@pytest.mark.parametrize("pi,po", [(2, 4), (3, 16), (12, 8)])
+def test_pointwise_cycles_exact_with_many_weight_lanes(pi, po):
+    # More weight lanes than a short tile hides: the weight runs refill two tiles ahead
+    # (one when every tile refills, ``pw_pi`` 12: a run holds one tile's weights), and
+    # one-pixel runs of reads refill the next run's pixels while they wait for weights.
+    arch = ArchConfig(name=f"unit-timing-pw{pi}x{po}", conv_pi=2, conv_po=3, dw_channels=4,
+                      pw_pi=pi, pw_po=po, max_width=20, max_height=20)
+    rng = random.Random(pi * 100 + po)
+    words = []
+    while len(words) < 25:
+        word, _ = _instruction(Engine.POINTWISE, rng.randint(1, 60), rng.randint(1, 20),
+                               rng.randint(1, 5), rng.randint(1, 5), (1, 1),
+                               rng.choice([1, 2]), (0, 0, 0, 0), Pool.NONE)
+        if word:
+            words.append(word)
+    measured = _measure(Engine.POINTWISE, words, arch)
+    assert measured == [unit_cycles(decode_instruction(word), arch) for word in words]
+
+
 def test_unit_cycles_refuses_pool():
     instr = decode_instruction(encode_instruction(
         Opcode.COMPUTE, engine=Engine.POOL, pool=Pool.MAX, in_c=1, out_c=1, in_h=2, in_w=2,
