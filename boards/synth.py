@@ -198,6 +198,45 @@ def _logic_depth(ltp_log: str, path_cells: dict) -> dict:
     }
 
 
+def _module_name(line: str) -> str:
+    """The module a ``module`` line of Yosys-written Verilog declares, unescaped."""
+    return re.match(r"module\s+\\?([^\s(]+)", line)[1]
+
+
+def prune_verilog(verilog: str, top: str, blackbox=()) -> str:
+    """The modules of Yosys-written ``verilog`` (Amaranth's) that a synthesis of ``top``
+    reads: ``top`` and its submodules (``top.<name>...``), the modules in ``blackbox``
+    reduced to their port declarations (their submodules left out). A whole core's
+    Verilog (tens of MB for the large boards' archs) exceeds what YoWASP's WebAssembly
+    Yosys can parse; a part's is a fraction of it."""
+    boxes = set(blackbox)
+    out, pending, body, keep, stub = [], [], None, False, False
+    for line in verilog.splitlines():
+        if body is None:
+            if line.startswith("(*"):
+                pending.append(line)
+            elif line.startswith("module "):
+                name = _module_name(line)
+                inside = name == top or name.startswith(top + ".")
+                boxed = any(name.startswith(b + ".") for b in boxes)
+                keep, stub = inside and not boxed, name in boxes
+                body, header = [*pending, line], not line.rstrip().endswith(");")
+                pending = []
+            else:
+                pending = []
+            continue
+        if line.startswith("endmodule"):
+            if keep:
+                out += [*body, line]
+            body = None
+        elif not stub or header:
+            body.append(line)
+            header = header and not line.rstrip().endswith(");")
+        elif re.match(r"\s*(input|output|inout)\b", line):
+            body.append(line)
+    return "\n".join(out) + "\n"
+
+
 def _unit_names(verilog: str, top: str) -> list:
     """Instance names of the submodules of ``top`` in Amaranth's Verilog (each is the
     module ``top.<name>``)."""
@@ -263,7 +302,7 @@ def synthesize(design, *, family: str = "xc7", name: str = "top", top: str = "to
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="convforge-synth-", dir=_workdir()) as tmp:
         work = Path(tmp)
-        (work / "design.v").write_text(verilog)
+        (work / "design.v").write_text(prune_verilog(verilog, top, blackbox))
         run = None
         for options in ("", " -dff") if family != "ecp5" else ("",):
             if family == "ecp5":

@@ -142,6 +142,32 @@ def test_model_matches_synthesis_and_buffers_are_block_ram():
     assert res.submodules["(top)"]["bram18"] == est["submodules"]["pbuf"]["bram18"]
 
 
+def test_pruned_verilog_holds_a_part_and_its_black_boxes_ports():
+    """What a part's Yosys run reads of the core's Verilog: the part and its
+    submodules only; a black box is its port declarations."""
+    from boards.synth import prune_verilog, to_verilog
+
+    verilog = to_verilog(SemlCore(TINY))
+
+    def modules(text):
+        return [line.split("(")[0].split()[1].lstrip("\\") for line in text.splitlines()
+                if line.startswith("module ")]
+
+    everything = modules(verilog)
+    add = modules(prune_verilog(verilog, "top.add"))
+    assert add == [m for m in everything if m == "top.add" or m.startswith("top.add.")]
+    assert "top.add.fetch" in add and len(add) < len(everything)
+    assert modules(prune_verilog(verilog, "top")) == everything
+    glue = prune_verilog(verilog, "top", ["top.add", "top.dma"])
+    assert modules(glue) == [m for m in everything
+                             if not m.startswith(("top.add.", "top.dma."))]
+    stub = glue[glue.index("module \\top.add "):]
+    stub = stub[:stub.index("endmodule")].splitlines()
+    body = [line.split()[0] for line in stub[1:] if not line.rstrip().endswith(");")]
+    assert body and set(body) <= {"input", "output"}, stub[:5]
+    assert "  input clk;" in stub and "  output busy;" in stub
+
+
 @pytest.mark.synth
 @needs_synth
 def test_split_synthesis_sums_to_the_whole_core():
