@@ -343,8 +343,8 @@ class SemlCore(wiring.Component):
                     m.d.comb += u_data.eq(f_data[:len(u_data)])
             # Lane addresses and enables: an idle unit's are 0 (its address registers
             # return to 0 when its instruction ends, it enables and arms no read), so the
-            # fetcher takes the OR of the units' lanes, no engine-select multiplexer
-            # before its hit checks. The mode flags are switched by the selected engine.
+            # fetcher takes the OR of the units' lanes (addresses, enables and armed
+            # flags), no engine-select multiplexer before its hit checks.
             for q in range(fetcher.lanes):
                 users = [p.lane(q) for p in ports.values() if q < p.lanes]
                 f_addr, f_en, _ = fetcher.lane(q)
