@@ -340,8 +340,9 @@ def handshake_registers(arch: ArchConfig) -> dict:
     and ``k_h * k_w``; the conv and depthwise engines' registered job totals (factors,
     product and ``- 1``) and ``count_done``'s last beat; the skid buffer before the conv
     engine's pool, the output size it takes from registers and its frame bounds (the
-    padded size less one and the padding's first column and row); and, in the core, the skid buffer between the engine units' OBUF
-    lanes and the stager (two entries of every lane's address, element and enable)."""
+    padded size less one and the padding's first column and row); and, in the core, the
+    skid buffer between the engine units' OBUF lanes and the stager (two entries of
+    every lane's address, element and enable)."""
     plan = _plan(arch)
     e = element_bytes(arch.act_bits)
     d = _log2(arch.max_width * arch.max_height + 1)
@@ -521,8 +522,8 @@ def synthesize_core_split(arch: ArchConfig, family: str, *, cached_only: bool = 
 
     verilog = to_verilog(SemlCore(arch))
     units = _unit_names(verilog, "top")
-    runs = {unit: dict(top=f"top.{unit}") for unit in units}
-    runs["(top)"] = dict(top="top", blackbox=[f"top.{unit}" for unit in units])
+    runs = {unit: {"top": f"top.{unit}"} for unit in units}
+    runs["(top)"] = {"top": "top", "blackbox": [f"top.{unit}" for unit in units]}
     cells, subs, seconds, cached = Counter(), {}, 0.0, True
     for part, options in runs.items():
         res = synthesize(verilog, family=family, flatten=False, cached_only=cached_only,

@@ -346,12 +346,12 @@ class SemlCore(wiring.Component):
             # fetcher takes the OR of the units' lanes (addresses, enables and armed
             # flags), no engine-select multiplexer before its hit checks.
             for q in range(fetcher.lanes):
-                users = [p.lane(q) for p in ports.values() if q < p.lanes]
+                users = [p for p in ports.values() if q < p.lanes]
                 f_addr, f_en, _ = fetcher.lane(q)
-                m.d.comb += [f_addr.eq(_or(u[0] for u in users)),
-                             f_en.eq(_or(u[1] for u in users)),
+                m.d.comb += [f_addr.eq(_or(u.lane(q)[0] for u in users)),
+                             f_en.eq(_or(u.lane(q)[1] for u in users)),
                              fetcher.lane_armed(q).eq(
-                                 _or(p.lane_armed(q) for p in ports.values() if q < p.lanes))]
+                                 _or(u.lane_armed(q) for u in users))]
             # The mode flags: an idle unit's are neutral (``sequential`` high, ``jump``
             # and ``packed`` low), so the selected unit's pass through an AND / OR.
             m.d.comb += fetcher.sequential.eq(Cat(*(p.sequential for p in ports.values())).all())
