@@ -13,8 +13,14 @@ register-to-register path) of each submodule. Synthesis results are cached
 (:mod:`boards.synth`): a second run only refits; ``--cached-only`` fits on what the cache
 holds.
 
+``--boards`` adds a board's default arch, synthesized one part at a time
+(:func:`boards.resources.synthesize_core_split`: the large cores that one YoWASP Yosys
+run cannot hold), as a calibration point of the board's family: the size the tiny
+calibration archs do not reach.
+
 Usage: ``python benchmarks/bench_calibration.py [--families xc7,xcup,ecp5] [--archs
-NAME,...] [--cached-only] [--no-fit]``. Results: ``benchmarks/results/calibration.json``.
+NAME,...] [--boards NAME,...] [--cached-only] [--no-fit]``. Results:
+``benchmarks/results/calibration.json``.
 """
 
 from __future__ import annotations
@@ -65,8 +71,8 @@ def compare(arch, family, res, held_out, partial=False):
     est = resources.estimate(arch, family)
     got = res.figures()
     if partial:
-        # the units synthesized (PBUF's memory is in the core's top module)
-        units = [*res.submodules, "pbuf"]
+        # the units synthesized
+        units = list(res.submodules)
         est = {k: sum(est["submodules"][u][k] for u in units if u in est["submodules"])
                for k in ("lut", "ff", "dsp", "bram18")}
         est["bram36"] = est["bram18"] / 2
@@ -96,6 +102,9 @@ def main(argv=None):
                         help="with --partial, the first calibration arch partial too, and "
                              "its fixed units synthesized alone (each its own top): the "
                              "whole core's submodules without a whole-core run")
+    parser.add_argument("--boards", default="",
+                        help="comma-separated boards whose default arch (synthesized per "
+                             "part) is a calibration point of the board's family")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/calibration.json")
     args = parser.parse_args(argv)
     only = {a for a in args.archs.split(",") if a}
@@ -121,6 +130,22 @@ def main(argv=None):
             if res is not None:
                 # partial with the fixed units alone: the whole core's figures
                 results.append((arch, family, held, res, partial and not alone))
+    for name in (b for b in args.boards.split(",") if b):
+        from boards.database import get_board
+
+        board = get_board(name)
+        arch, family = board.default_arch(), board.synth_family
+        start = time.perf_counter()
+        res = resources.synthesize_core_split(arch, family, cached_only=args.cached_only)
+        if res is None:
+            print(f"  {arch.name:10s} {family}: not in the synthesis cache, left out")
+            continue
+        print(f"  synth {arch.name} {family} (per part): LUT {res.lut} FF {res.ff} DSP "
+              f"{res.dsp} BRAM36 {res.bram36} (Yosys {res.synth_s:.0f} s, "
+              f"{time.perf_counter() - start:.0f} s here)", flush=True)
+        if family not in families:
+            families.append(family)
+        results.append((arch, family, False, res, False))
     fit_runs = {(a.name, f): (a, r.submodules) for a, f, held, r, _ in results if not held}
     fitted = sorted({f for _, f in fit_runs})
     if not args.no_fit and fit_runs:

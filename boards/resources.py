@@ -89,7 +89,8 @@ TRACE_DEPTH = 512
 @dataclass(frozen=True)
 class MemorySpec:
     """``count`` memories of ``width`` bits x ``depth`` words with ``write_ports`` and
-    ``read_ports`` (``async_read``: combinational read)."""
+    ``read_ports`` (``async_read``: combinational read; ``block``: block RAM whatever
+    its size, as its ``ram_style`` attribute asks Yosys)."""
 
     path: str
     width: int
@@ -98,6 +99,7 @@ class MemorySpec:
     read_ports: int = 1
     count: int = 1
     async_read: bool = False
+    block: bool = False
 
 
 def _family_group(family):
@@ -130,8 +132,10 @@ def memories(arch: ArchConfig) -> list[MemorySpec]:
                               ("wbuf", arch.wbuf_bytes, len(plan.wbuf_reads)),
                               ("obuf", arch.obuf_bytes, 1)):
         out.append(MemorySpec(name, 8, max(-(-size // banks), 2), 1, reads, banks))
-    out.append(MemorySpec("pbuf", pbuf_layout(arch).size, max(arch.pbuf_entries, 2), 1,
-                          plan.pbuf_reads))
+    # PBUF: one bank per lane (rounded up to a power of two), each one block RAM
+    pbanks = _pow2(plan.pbuf_lanes)
+    out.append(MemorySpec("pbuf", pbuf_layout(arch).size,
+                          max(-(-arch.pbuf_entries // pbanks), 2), 1, 1, pbanks, block=True))
     frame = arch.max_width * arch.max_height
     out.append(MemorySpec("compute_conv.engine.output_buffer", arch.conv_po * arch.acc_bits,
                           frame))
@@ -195,7 +199,7 @@ def map_memory(spec: MemorySpec, family: str) -> dict:
         small = spec.depth <= 16 or (spec.depth <= 128 and cells < 32)
     else:
         small = spec.depth <= 64 or (spec.depth <= 256 and spec.width * spec.depth <= 2048)
-    if spec.async_read or small:
+    if spec.async_read or (small and not spec.block):
         return {"bram18": 0, "lutram": copies * cells,
                 "ff": 0 if spec.async_read else copies * spec.width}
     blocks = min(math.ceil(spec.width / w) * math.ceil(spec.depth / d) * cost
@@ -213,6 +217,10 @@ def dsp_per_mac(arch: ArchConfig, family: str) -> int:
     return 1 if (a <= 18 and w <= 25) else 2
 
 
+def _pow2(n):
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
 def _log2(n):
     return max(1, math.ceil(math.log2(max(n, 2))))
 
@@ -222,13 +230,14 @@ def submodule_features(arch: ArchConfig) -> dict:
     submodule's logic and registers (fitted linearly), its output lanes (its extra DSP
     slices: requantization and address multipliers) and its MACs (one DSP each)."""
     from hw.seml.compute import POOL_LANES
-    from hw.seml.units import add_lanes
+    from hw.seml.units import add_lanes, pbuf_layout
 
     plan = _plan(arch)
     e = element_bytes(arch.act_bits)
     k2 = arch.conv_k_max ** 2
     lg = _log2(plan.banks)
     nbytes = arch.axi_data_bytes
+    pbuf_width = pbuf_layout(arch).size
 
     def rotate(reads, writes):
         return (sum(8 * w * lg for w in reads) + sum(8 * w * lg for w in writes)
@@ -249,7 +258,9 @@ def submodule_features(arch: ArchConfig) -> dict:
         # the engine units' shared lane fetchers: structural only (lane_fetchers)
         "ibuf_fetch": (0, 0, 0),
         "wbuf_fetch": (0, 0, 0),
-        "pbuf": (plan.pbuf_reads, 0, 0),
+        # the rotation of the banks' outputs into the lanes
+        "pbuf": (pbuf_width * plan.pbuf_lanes * _log2(_pow2(plan.pbuf_lanes))
+                 + _log2(arch.pbuf_entries) * _pow2(plan.pbuf_lanes), 0, 0),
         "load": (nbytes, 0, 0),
         "store": (nbytes, 0, 0),
         "dma": (nbytes, 0, 0),
@@ -263,7 +274,7 @@ def submodule_features(arch: ArchConfig) -> dict:
         # ADD, POOL)
         "(top)": (sum(_log2(size) * n for size, n in (
             (arch.ibuf_bytes, len(plan.ibuf_reads)), (arch.wbuf_bytes, len(plan.wbuf_reads)),
-            (arch.pbuf_entries, plan.pbuf_reads))) + 8 * plan.banks, 0, 0),
+            (arch.pbuf_entries, 1))) + 8 * plan.banks, 0, 0),
     }
 
 
@@ -585,20 +596,13 @@ def _linear_fit(points):
 
 
 def _memory_ff(mems, name):
-    """Memory read registers counted in submodule ``name``'s synthesis figures (PBUF is
-    no module of its own: its memory is synthesized in the core's top module)."""
-    if name == "pbuf":
-        return 0
-    ff = mems.get(name, {}).get("ff", 0)
-    return ff + (mems.get("pbuf", {}).get("ff", 0) if name == "(top)" else 0)
+    """Memory read registers counted in submodule ``name``'s synthesis figures."""
+    return mems.get(name, {}).get("ff", 0)
 
 
 def _memory_lut(mems, name):
     """LUT-RAM multiplexer LUTs counted in submodule ``name``'s synthesis figures."""
-    if name == "pbuf":
-        return 0
-    lut = mems.get(name, {}).get("lut", 0)
-    return lut + (mems.get("pbuf", {}).get("lut", 0) if name == "(top)" else 0)
+    return mems.get(name, {}).get("lut", 0)
 
 
 def _scaled_line(line, points):
@@ -649,8 +653,7 @@ def fit(runs: dict, families, totals=None, base="xc7", base_coefficients=None) -
             per_mac = dsp_per_mac(arch, family)
             for name, (size, lanes, macs) in feats.items():
                 if name not in subs:
-                    # a partial run (some submodules synthesized alone), or PBUF, whose
-                    # memory is in the core's top module
+                    # a partial run (some submodules synthesized alone)
                     continue
                 got = subs[name]
                 row = per.setdefault(name, {"lut": [], "ff": [], "dsp": []})

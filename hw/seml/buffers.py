@@ -5,6 +5,10 @@ at any byte), so :class:`ByteBuffer` spreads the bytes over ``banks`` byte-wide
 memories, byte ``a`` living in bank ``a % banks`` at row ``a // banks``. Any run of
 up to ``banks`` consecutive bytes then touches each bank at most once, and every
 port reads or writes such a run in one cycle, whatever its alignment.
+
+PBUF is entry-addressed and read ``lanes`` consecutive entries at a time (one per
+output lane of an engine): :class:`EntryBuffer` interleaves the entries over banks the
+same way, one read port per bank.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["ByteBuffer", "LaneFetcher", "LaneStager"]
+__all__ = ["ByteBuffer", "EntryBuffer", "LaneFetcher", "LaneStager"]
 
 
 def _check_positive(name, value, what):
@@ -165,6 +169,105 @@ class ByteBuffer(wiring.Component):
                 m.d.comb += bank.eq(offset + lane)
                 m.d.comb += data[8 * lane:8 * lane + 8].eq(
                     banked.word_select(bank, 8) if n > 1 else banked)
+        return m
+
+
+class EntryBuffer(wiring.Component):
+    """Entry-addressed memory read ``lanes`` consecutive entries at a time.
+
+    Entry ``a`` lives in bank ``a % banks`` at row ``a // banks``, ``banks`` being the
+    power of two at or above ``lanes``: the ``lanes`` entries from any address touch
+    each bank at most once, so every bank is one block RAM with one write and one read
+    port. The read rotates the banks' registered outputs by the registered address
+    offset.
+
+    Parameters
+    ----------
+    shape : shape-castable
+        One entry.
+    depth : int
+        Entries.
+    lanes : int
+        Entries per read.
+
+    Members
+    -------
+    w_addr, w_data, w_en : In
+        Writes entry ``w_addr`` when ``w_en`` is high.
+    r_addr, r_en : In
+        Reads entries ``r_addr .. r_addr + lanes - 1`` when ``r_en`` is high.
+    r{q}_data : Out(shape)
+        Entry ``r_addr + q`` of the last enabled read (one cycle of latency; held while
+        ``r_en`` is low; a read and a write of the same entry in one cycle returns the
+        old entry). Addresses past ``depth`` wrap inside the banks; callers check ranges.
+    """
+
+    def __init__(self, shape, *, depth, lanes):
+        _check_positive("depth", depth, "Buffer depth")
+        _check_positive("lanes", lanes, "Lane count")
+        self._shape = shape
+        self._depth = depth
+        self._lanes = lanes
+        self._banks = 1 << ceil_log2(lanes)
+        self._rows = -(-depth // self._banks)
+        members = {"w_addr": In(range(max(depth, 2))), "w_data": In(shape), "w_en": In(1),
+                   "r_addr": In(range(max(depth, 2))), "r_en": In(1)}
+        for q in range(lanes):
+            members[f"r{q}_data"] = Out(shape)
+        super().__init__(members)
+
+    @property
+    def banks(self):
+        return self._banks
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    def read_data(self, q):
+        return getattr(self, f"r{q}_data")
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._banks
+        lg = exact_log2(n)
+        rows = max(self._rows, 2)
+        # block RAM even when a bank is a few words deep: PBUF is the core's
+        # quantization parameter store, counted as block RAM by the resource model
+        mems = [Memory(shape=self._shape, depth=rows, init=[],
+                       attrs={"ram_style": "block"}) for _ in range(n)]
+        for j, mem in enumerate(mems):
+            m.submodules[f"bank{j}"] = mem
+        offset = Signal(max(lg, 1))
+        with m.If(self.r_en):
+            m.d.sync += offset.eq(self.r_addr[:lg] if lg else 0)
+        row = Signal(range(rows))
+        row_next = Signal(range(rows + 1))
+        m.d.comb += [row.eq(self.r_addr >> lg), row_next.eq(row + 1)]
+        outs = []
+        for j, mem in enumerate(mems):
+            wp = mem.write_port()
+            rp = mem.read_port()
+            m.d.comb += [
+                wp.addr.eq(self.w_addr >> lg),
+                wp.data.eq(self.w_data),
+                wp.en.eq(self.w_en & ((self.w_addr[:lg] == j) if lg else 1)),
+                # the banks below the address's offset hold the next row's entries
+                rp.addr.eq(Mux(self.r_addr[:lg] > j, row_next, row) if lg else row),
+                rp.en.eq(self.r_en),
+            ]
+            outs.append(rp.data)
+        for q in range(self._lanes):
+            data_ = self.read_data(q)
+            if lg:
+                bank = Signal(lg, name=f"r{q}_bank")
+                m.d.comb += bank.eq(offset + q)
+                with m.Switch(bank):
+                    for j in range(n):
+                        with m.Case(j):
+                            m.d.comb += data_.eq(outs[j])
+            else:
+                m.d.comb += data_.eq(outs[0])
         return m
 
 

@@ -115,7 +115,7 @@ class PoolWindowUnit(wiring.Component):
         return []
 
     @property
-    def pbuf_read_ports(self):
+    def pbuf_lanes(self):
         return 0
 
     @property

@@ -25,14 +25,13 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
 from ..blocks.skid import SkidBuffer
 from ..engine_kinds import buffer_banks
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
-from .buffers import ByteBuffer, LaneFetcher, LaneStager
+from .buffers import ByteBuffer, EntryBuffer, LaneFetcher, LaneStager
 from .compute import PoolWindowUnit
 from .csr import ControlStatusRegisters
 from .decode import HeaderCheck, InstructionDecoder, size_bits
@@ -64,7 +63,8 @@ class BufferPlan:
     bytes of each read port (one ``banks``-wide port each: the units' lanes read through
     :class:`~hw.seml.buffers.LaneFetcher` run registers or one word, so every bank is
     one RAM with one write and one read port);
-    ``pbuf_reads``: PBUF read ports; ``lanes`` x ``elem``: the OBUF stager's lanes and
+    ``pbuf_lanes``: entries per PBUF read (the most output lanes of a unit, one
+    :class:`~hw.seml.buffers.EntryBuffer` read port); ``lanes`` x ``elem``: the OBUF stager's lanes and
     element bytes; ``obuf_write``: the one OBUF write port's width (``banks``);
     ``ibuf_lanes`` / ``wbuf_lanes``: bytes per read of each lane of the one pixel and
     one weight fetcher the engine units share (lane ``q`` as wide as the widest unit's
@@ -75,7 +75,7 @@ class BufferPlan:
     banks: int
     ibuf_reads: tuple
     wbuf_reads: tuple
-    pbuf_reads: int
+    pbuf_lanes: int
     lanes: int
     elem: int
     write_bytes: int
@@ -120,7 +120,7 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
     c_wbuf = widths("wbuf_read_widths")
     c_obuf = widths("obuf_write_widths")
     c_obuf[0] = max(c_obuf[0], add.beat_bytes)
-    c_pbuf = max(unit.pbuf_read_ports for unit in units.values())
+    c_pbuf = max(unit.pbuf_lanes for unit in units.values())
     # ADD reads IBUF through the COMPUTE units' port (one of them runs at a time).
     c_ibuf[0] = max(c_ibuf[0], len(add.ibuf0_data) // 8)
     lanes = max(len(u.obuf_write_widths) for u in engines)
@@ -135,7 +135,7 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
         raise AssertionError(f"buffer ports {c_ibuf}, {c_wbuf}, {c_obuf} do not fit one "
                              f"{banks}-byte port each")
     return BufferPlan(banks=banks, ibuf_reads=tuple(c_ibuf), wbuf_reads=tuple(c_wbuf),
-                      pbuf_reads=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes,
+                      pbuf_lanes=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes,
                       ibuf_lanes=tuple(widths("ibuf_lane_widths", engines)),
                       wbuf_lanes=tuple(widths("wbuf_lane_widths", engines)),
                       unit_lanes=tuple((e, len(u.ibuf_lane_widths), len(u.wbuf_lane_widths),
@@ -256,7 +256,7 @@ class SemlCore(wiring.Component):
         add_sel = Signal()
 
         plan = buffer_plan(arch, units=units, add=add)
-        ibuf_reads, c_wbuf, c_pbuf = plan.ibuf_reads, plan.wbuf_reads, plan.pbuf_reads
+        ibuf_reads, c_wbuf, c_pbuf = plan.ibuf_reads, plan.wbuf_reads, plan.pbuf_lanes
         banks, lanes, elem = plan.banks, plan.lanes, plan.elem
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
                                               read_widths=ibuf_reads, write_widths=[nbytes])
@@ -268,9 +268,8 @@ class SemlCore(wiring.Component):
                                               read_widths=[nbytes], write_widths=[banks])
         m.submodules.obuf_stager = stager = LaneStager(lanes=lanes, elem=elem, width=banks,
                                                        size=arch.obuf_bytes)
-        m.submodules.pbuf = pbuf = Memory(shape=pbuf_layout(arch),
-                                          depth=max(arch.pbuf_entries, 2), init=[])
-        pbuf_w = pbuf.write_port()
+        m.submodules.pbuf = pbuf = EntryBuffer(pbuf_layout(arch), depth=arch.pbuf_entries,
+                                               lanes=c_pbuf)
 
         wiring.connect(m, load.dma_cmd, dma.rd_cmd)
         wiring.connect(m, dma.rd_data, load.dma_data)
@@ -289,37 +288,13 @@ class SemlCore(wiring.Component):
             add.tbuf_w_addr.eq(load.tbuf_w_addr),
             add.tbuf_w_data.eq(load.tbuf_w_data),
             add.tbuf_w_count.eq(load.tbuf_w_count),
-            pbuf_w.addr.eq(load.pbuf_w_addr),
-            pbuf_w.data.eq(load.pbuf_w_data),
-            pbuf_w.en.eq(load.pbuf_w_en),
+            pbuf.w_addr.eq(load.pbuf_w_addr),
+            pbuf.w_data.eq(load.pbuf_w_data),
+            pbuf.w_en.eq(load.pbuf_w_en),
             obuf.r0_addr.eq(store.obuf_r_addr),
             obuf.r0_en.eq(store.obuf_r_en),
             store.obuf_r_data.eq(obuf.r0_data),
         ]
-
-        def share(buffer_port, count, accessor, ports_of, add_ports=()):
-            """Connect read port ``i`` of each unit to shared buffer port ``i``: data to
-            all of them, address and enable from the selected one (from ADD's port ``i``
-            while ADD runs)."""
-            for i in range(count):
-                addr, en, data_ = buffer_port(i)
-                users = [(engine, getattr(unit, accessor)(i)) for engine, unit in units.items()
-                         if i < ports_of(unit)]
-                m.d.comb += [u_data.eq(data_) for _, (_, _, u_data) in users]
-                adds = i < len(add_ports)
-                if adds:
-                    m.d.comb += add_ports[i][2].eq(data_)
-                with m.If(add_sel & adds):
-                    if adds:
-                        m.d.comb += [addr.eq(add_ports[i][0]), en.eq(add_ports[i][1])]
-                with m.Else(), m.Switch(sel):
-                    for engine, (u_addr, u_en, _) in users:
-                        with m.Case(engine):
-                            m.d.comb += [addr.eq(u_addr), en.eq(u_en)]
-
-        def pbuf_port(_):
-            rp = pbuf.read_port()
-            return rp.addr, rp.en, rp.data
 
         # The engine units' pixel and weight lanes: one fetcher set for all of them,
         # sized for the most lanes (lane ``q`` as wide as the widest unit's lane ``q``),
@@ -378,7 +353,16 @@ class SemlCore(wiring.Component):
         w_addr, w_en, w_data = wbuf.read_port(0)
         m.d.comb += [w_addr.eq(wbuf_fetch.r_addr), w_en.eq(wbuf_fetch.r_en),
                      wbuf_fetch.r_data.eq(w_data)]
-        share(pbuf_port, c_pbuf, "pbuf_port", lambda u: u.pbuf_read_ports)
+        # PBUF: the selected unit's read; entry ``q`` to each unit's lane ``q``
+        for unit in units.values():
+            for q in range(unit.pbuf_lanes):
+                m.d.comb += unit.pbuf_data(q).eq(pbuf.read_data(q))
+        with m.Switch(sel):
+            for engine, unit in units.items():
+                if unit.pbuf_lanes:
+                    with m.Case(engine):
+                        m.d.comb += [pbuf.r_addr.eq(unit.pbuf_addr),
+                                     pbuf.r_en.eq(unit.pbuf_en)]
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
         # The selected unit's lane writes (address, element, enable per lane) reach the
         # stager through a skid buffer: the units' ``obuf_ready`` (and through it their

@@ -175,7 +175,9 @@ class EngineUnit(wiring.Component):
         weight lanes: one weight per lane for CONV (lane ``j * Pi + i``) and DEPTHWISE
         (lane ``c``); for POINTWISE one lane per output lane ``j`` reading the ``Pi``
         consecutive weights of its tile.
-    pbuf{q}_addr, pbuf{q}_en, pbuf{q}_data : PBUF read ports, one per output lane.
+    pbuf_addr, pbuf_en : the PBUF read (one entry per output lane from ``pbuf_addr``,
+        :class:`EntryBuffer`);
+    pbuf{q}_data : the entry of output lane ``q``.
     obuf{q}_w_addr, obuf{q}_w_data, obuf{q}_w_count : OBUF write ports, one element per
         output lane (the core gathers them into one wide write, :class:`LaneStager`).
     obuf_ready : In(1)
@@ -216,10 +218,10 @@ class EngineUnit(wiring.Component):
                 "ibuf0_data": In(8 * banks),
                 "wbuf0_addr": Out(range(arch.wbuf_bytes)), "wbuf0_en": Out(1),
                 "wbuf0_data": In(8 * banks)})
+        members.update({"pbuf_addr": Out(range(max(arch.pbuf_entries, 2))),
+                        "pbuf_en": Out(1)})
         for q in range(self.lanes):
             members.update({
-                f"pbuf{q}_addr": Out(range(max(arch.pbuf_entries, 2))),
-                f"pbuf{q}_en": Out(1),
                 f"pbuf{q}_data": In(pbuf_layout(arch)),
                 f"obuf{q}_w_addr": Out(range(arch.obuf_bytes)),
                 f"obuf{q}_w_data": Out(8 * self._e),
@@ -266,7 +268,8 @@ class EngineUnit(wiring.Component):
         return [self.banks]
 
     @property
-    def pbuf_read_ports(self):
+    def pbuf_lanes(self):
+        """Entries per PBUF read (one per output lane)."""
         return self.lanes
 
     @property
@@ -282,8 +285,8 @@ class EngineUnit(wiring.Component):
     def wbuf_port(self, i):
         return self._port(f"wbuf{i}", "addr", "en", "data")
 
-    def pbuf_port(self, q):
-        return self._port(f"pbuf{q}", "addr", "en", "data")
+    def pbuf_data(self, q):
+        return getattr(self, f"pbuf{q}_data")
 
     def obuf_port(self, q):
         return self._port(f"obuf{q}", "w_addr", "w_data", "w_count")
@@ -500,10 +503,9 @@ class EngineUnit(wiring.Component):
             m.d.sync += pf.active.eq(1)
         with m.Elif(pf.issue):
             m.d.sync += pf.active.eq(0)
+        m.d.comb += [self.pbuf_addr.eq(pbuf_addr + m0), self.pbuf_en.eq(pf.issue)]
         for q in range(L):
-            addr, en, data_ = self.pbuf_port(q)
-            m.d.comb += [addr.eq(pbuf_addr + m0 + q), en.eq(pf.issue),
-                         eng.params.payload[q].eq(data_)]
+            m.d.comb += eng.params.payload[q].eq(self.pbuf_data(q))
 
         zero_code = weight_zero(arch)
         code_bits = Shape.cast(weight_shape(arch)).width

@@ -138,8 +138,7 @@ def test_model_matches_synthesis_and_buffers_are_block_ram():
         # flip-flops has 8 per byte
         assert sub["ff"] <= 16 * plan.banks * 4 + 8 * plan.banks * len(plan.ibuf_reads), \
             (name, sub)
-    # PBUF's memory is in the core's top module
-    assert res.submodules["(top)"]["bram18"] == est["submodules"]["pbuf"]["bram18"]
+    assert res.submodules["pbuf"]["bram18"] == est["submodules"]["pbuf"]["bram18"]
 
 
 def test_pruned_verilog_holds_a_part_and_its_black_boxes_ports():
@@ -186,9 +185,8 @@ def test_split_synthesis_sums_to_the_whole_core():
 @needs_synth
 @pytest.mark.parametrize("family", ["xc7", "ecp5"])
 def test_buffers_are_block_ram(family):
-    """IBUF, WBUF, OBUF (each synthesized alone from the core's Verilog) and PBUF (the
-    core with every submodule a black box) are block RAM, as many blocks as the model
-    counts, and not flip-flops."""
+    """IBUF, WBUF, OBUF and PBUF (each synthesized alone from the core's Verilog) are
+    block RAM, as many blocks as the model counts, and not flip-flops."""
     from boards.synth import to_verilog
 
     core = SemlCore(BRAM_ARCH)
@@ -202,13 +200,9 @@ def test_buffers_are_block_ram(family):
         # align registers and the ECP5 block RAMs' read logic only; in flip-flops a
         # buffer would need 8 per byte (32,768 here)
         assert res.ff <= 40 * plan.banks * len(plan.ibuf_reads), (name, res.cells)
-    subs = [f"top.{s}" for s in ("csr", "dma", "arbiter", "fetch", "load", "store", "add",
-                                 "compute_conv", "compute_depthwise", "compute_pointwise",
-                                 "compute_pool", "ibuf", "wbuf", "obuf", "obuf_stager",
-                                 "header_check", "decoder")]
-    res = synthesize(verilog, family=family, name="bram-test.pbuf", blackbox=subs,
-                     flatten=False)
+    res = synthesize(verilog, family=family, name="bram-test.pbuf", top="top.pbuf")
     assert res.bram18 == est["pbuf"]["bram18"] > 0, res.cells
+    assert res.lutram == 0, res.cells
     width = 32 + 16 + 6
     assert res.ff < width * BRAM_ARCH.pbuf_entries // 8, res.cells
 
@@ -380,7 +374,7 @@ def test_board_default_arch_model_and_fit_by_synthesis(board_name):
         sub = res.submodules[name]
         assert sub["bram18"] == est["submodules"][name]["bram18"] > 0, (name, sub)
         assert sub["lutram"] == 0, (name, sub)
-    assert res.submodules["(top)"]["bram18"] == est["submodules"]["pbuf"]["bram18"] > 0
+    assert res.submodules["pbuf"]["bram18"] == est["submodules"]["pbuf"]["bram18"] > 0
 
 
 def test_unit_names_and_path_length_parsing():

@@ -155,7 +155,7 @@ def test_engine_unit_ports_and_arguments():
     # one wide read port per buffer, lanes behind it
     banks = buffer_banks(ARCH)
     assert (conv.ibuf_read_widths, conv.wbuf_read_widths) == ([banks], [banks])
-    assert (conv.ibuf_lane_widths, conv.pbuf_read_ports) == ([1] * 2, 3)
+    assert (conv.ibuf_lane_widths, conv.pbuf_lanes) == ([1] * 2, 3)
     assert conv.wbuf_lane_widths == [1] * 6 and conv.obuf_write_widths == [1] * 3
     wide = ARCH.replace(weight_bits=12, act_bits=12)
     pointwise = EngineUnit(wide, Engine.POINTWISE)

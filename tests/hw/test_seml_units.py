@@ -175,7 +175,7 @@ def test_pool_window_unit_arguments():
     unit = PoolWindowUnit(arch, lanes=4)
     assert unit.ibuf_read_widths == [buffer_banks(arch)]
     assert unit.wbuf_read_widths == []
-    assert unit.pbuf_read_ports == 0
+    assert unit.pbuf_lanes == 0
     assert unit.obuf_write_widths == [4]
     assert buffer_banks(arch) >= (2 * POOL_LANES - 1)
     wide = ArchConfig(name="units-wide", act_bits=12, ibuf_bytes=2048, obuf_bytes=2048,
