@@ -408,10 +408,11 @@ class SemlCore(wiring.Component):
 
         # Header check, decode and issue ------------------------------------------------
         m.submodules.header_check = hdr_check = HeaderCheck(arch)
-        m.submodules.decoder = decoder = InstructionDecoder(arch)
+        m.submodules.decoder = decoder = InstructionDecoder(arch, early=True)
         header = Signal(INSTR_BITS)
         ir = Signal(INSTRUCTION)
         m.d.comb += [hdr_check.header.eq(header), decoder.word.eq(ir),
+                     decoder.early.eq(fetch.word.payload),
                      load.size.eq(decoder.dma_size), store.size.eq(decoder.dma_size)]
         with m.If(compute_start):
             m.d.sync += [sel.eq(ir.compute.engine), add_sel.eq(0)]
@@ -501,9 +502,10 @@ class SemlCore(wiring.Component):
                 with m.If(fetch.cmd.ready):
                     m.next = "FETCH"
             with m.State("FETCH"):
-                # the decoder's first stage takes the word as it enters ``ir`` (whatever
-                # the checks below decide: its stages are read only after DECODE)
-                m.d.comb += decoder.word.eq(fetch.word.payload)
+                # the decoder's first stage takes the word as it enters ``ir`` (straight
+                # from the fetch buffer, no multiplexer before it; a word not taken
+                # below leaves nothing to check)
+                m.d.comb += decoder.early_en.eq(fetch.word.valid)
                 with m.If(bus_error):
                     fail(ErrorCode.BUS_ERROR)
                 with m.Elif(pc == count):

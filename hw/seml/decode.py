@@ -140,10 +140,17 @@ class InstructionDecoder(wiring.Component):
     Parameters
     ----------
     arch : ArchConfig
+    early : bool
+        Stage 1 takes its word from ``early`` when ``early_en`` is high (and holds
+        otherwise) instead of from ``word`` every cycle: the core hands it the fetched
+        word as it enters the instruction register, through no multiplexer. ``word``
+        must then equal that word from the next cycle on.
 
     Members
     -------
     word : In(INSTRUCTION)
+    early, early_en : In
+        With ``early``: stage 1's word and its enable.
     error : Out(ErrorCode)
         ``NONE`` when the instruction may run (a register).
     dma_size : Out(size_bits(arch))
@@ -154,15 +161,19 @@ class InstructionDecoder(wiring.Component):
     #: Clock edges ``word`` must be held before ``error`` reflects it.
     LATENCY = 3
 
-    def __init__(self, arch: ArchConfig):
+    def __init__(self, arch: ArchConfig, *, early: bool = False):
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, not {arch!r}")
         self._arch = arch
-        super().__init__({
+        self._early = bool(early)
+        members = {
             "word": In(INSTRUCTION),
             "error": Out(ErrorCode),
             "dma_size": Out(size_bits(arch)),
-        })
+        }
+        if self._early:
+            members.update({"early": In(INSTRUCTION), "early_en": In(1)})
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -175,29 +186,35 @@ class InstructionDecoder(wiring.Component):
         act_hi = (1 << (arch.act_bits - 1)) - 1
         K = size_bits(arch)
 
-        def reg(value, width, name):
+        def reg(value, width, name, stage1=False):
             r = Signal(width, name=name)
-            m.d.sync += r.eq(value)
+            if stage1 and self._early:
+                with m.If(self.early_en):
+                    m.d.sync += r.eq(value)
+            else:
+                m.d.sync += r.eq(value)
             return r
 
         def cut(value, name):
-            """``(low K bits, any bit above them)`` of a field, registered."""
+            """``(low K bits, any bit above them)`` of a stage-1 field, registered."""
             big = value[K:].any() if len(value) > K else Const(0, 1)
-            return reg(value[:K], K, f"{name}_lo"), reg(big, 1, f"{name}_big")
+            return (reg(value[:K], K, f"{name}_lo", True),
+                    reg(big, 1, f"{name}_big", True))
 
         # Stage 1: products of two fields ------------------------------------------------
-        d, c, a = w.dma, w.compute, w.add
+        w1 = self.early if self._early else w
+        d, c, a = w1.dma, w1.compute, w1.add
         is_dw = c.engine == Engine.DEPTHWISE
         fused = (c.engine != Engine.POOL) & (c.pool == Pool.MAX)
         s1 = {
-            "pixels": reg(c.out_h * c.out_w, 32, "pixels"),
-            "in_ch": reg(c.in_c * c.in_h, 32, "in_ch"),
-            "out_ch": reg(c.out_c * c.out_h, 32, "out_ch"),
-            "w_ch": reg(Mux(is_dw, c.out_c, c.out_c * c.in_c), 32, "w_ch"),
-            "taps": reg(c.k_h * c.k_w, 32, "taps"),
-            "hp": reg(c.in_h + c.pad_top + c.pad_bottom, 18, "hp"),
-            "wp": reg(c.in_w + c.pad_left + c.pad_right, 18, "wp"),
-            "kk": reg(Mux(c.k_h > c.k_w, c.k_h, c.k_w) | 1, 16, "kk"),
+            "pixels": reg(c.out_h * c.out_w, 32, "pixels", True),
+            "in_ch": reg(c.in_c * c.in_h, 32, "in_ch", True),
+            "out_ch": reg(c.out_c * c.out_h, 32, "out_ch", True),
+            "w_ch": reg(Mux(is_dw, c.out_c, c.out_c * c.in_c), 32, "w_ch", True),
+            "taps": reg(c.k_h * c.k_w, 32, "taps", True),
+            "hp": reg(c.in_h + c.pad_top + c.pad_bottom, 18, "hp", True),
+            "wp": reg(c.in_w + c.pad_left + c.pad_right, 18, "wp", True),
+            "kk": reg(Mux(c.k_h > c.k_w, c.k_h, c.k_w) | 1, 16, "kk", True),
         }
         for axis, out, stride, span, k in (
                 ("oh", c.out_h, c.stride_h, c.in_h + c.pad_top + c.pad_bottom, c.k_h),
@@ -206,18 +223,21 @@ class InstructionDecoder(wiring.Component):
             # shape check, ``x0 = out`` (``2 * out`` when fused), and ``span - k``
             x0 = Signal(18, name=f"{axis}_x0")
             m.d.comb += x0.eq(Mux(fused, out << 1, out))
-            s1[f"{axis}_low"] = reg((x0 - 1) * stride, 27, f"{axis}_low")
-            s1[f"{axis}_high"] = reg(Mux(fused, x0 + 1, x0) * stride, 27, f"{axis}_high")
-            s1[f"{axis}_span_k"] = reg(span - k, signed(20), f"{axis}_span_k")
+            s1[f"{axis}_low"] = reg((x0 - 1) * stride, 27, f"{axis}_low", True)
+            s1[f"{axis}_high"] = reg(Mux(fused, x0 + 1, x0) * stride, 27, f"{axis}_high",
+                                     True)
+            s1[f"{axis}_span_k"] = reg(span - k, signed(20), f"{axis}_span_k", True)
         rows_lo, rows_big = cut(d.rows, "rows")
         rb_lo, rb_big = cut(d.row_bytes, "row_bytes")
         # b_count x group of a MUL, from the products of their 16-bit halves
         halves = [(a.b_count[16 * i:16 * (i + 1)], a.group[16 * j:16 * (j + 1)], i + j)
                   for i in range(2) for j in range(2)]
-        partial = [(reg(x * y, 32, f"covered_pp{n}"), 16 * k)
+        partial = [(reg(x * y, 32, f"covered_pp{n}", True), 16 * k)
                    for n, (x, y, k) in enumerate(halves)]
 
         # Stage 2: products of a stage-1 product and a field; the checks without ranges --
+        d, c, a = w.dma, w.compute, w.add
+
         def cut1(value, name):
             big = value[K:].any() if len(value) > K else Const(0, 1)
             return value[:K], big

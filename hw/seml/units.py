@@ -455,12 +455,14 @@ class AddUnit(wiring.Component):
         b_ptr = Signal(32)
         o_ptr = Signal(32)
         beats_in = Signal(33)    # beats still to read
+        reading = Signal()       # beats_in != 0, as a register
         beats_cmd = Signal(33)   # beats still to hand to the engine in commands
         bytes_out = Signal(34)   # result bytes still to write
         mul = Signal()           # op MUL: one element per beat, b broadcast over groups
         table = Signal()         # results go through the activation table
         group = Signal(32)
         in_group = Signal(32)    # elements of the current b element read so far
+        group_end = Signal()     # in_group + 1 == group, as a register
         t_valid = Signal()       # the table stage holds a beat
         t_addr = Signal(32)
         t_count = Signal(range(bb + 1))
@@ -472,12 +474,14 @@ class AddUnit(wiring.Component):
                 b_ptr.eq(a.b_addr),
                 o_ptr.eq(a.out_addr),
                 beats_in.eq(beats),
+                reading.eq(beats != 0),
                 beats_cmd.eq(beats),
                 bytes_out.eq(a.count * e),
                 mul.eq(is_mul),
                 table.eq(a.table if self.table_entries else 0),
                 group.eq(a.group),
                 in_group.eq(0),
+                group_end.eq(a.group == 1),
                 engine.cmd.payload.ma.eq(a.mult_a),
                 engine.cmd.payload.mb.eq(a.mult_b),
                 engine.cmd.payload.shift.eq(a.shift),
@@ -485,8 +489,7 @@ class AddUnit(wiring.Component):
                 engine.cmd.payload.hi.eq(a.act_hi),
                 engine.cmd.payload.mul.eq(is_mul),
             ]
-        m.d.comb += self.busy.eq((beats_in != 0) | (beats_cmd != 0) | (bytes_out != 0)
-                                 | t_valid)
+        m.d.comb += self.busy.eq(reading | (beats_cmd != 0) | (bytes_out != 0) | t_valid)
 
         chunk = Signal(range(engine.max_count + 1))
         m.d.comb += [
@@ -508,7 +511,9 @@ class AddUnit(wiring.Component):
         out_valid = Signal()
         advance = ~out_valid | engine.a.ready
         want = Signal()
-        m.d.comb += want.eq(advance & (beats_in != 0))
+        # (the read lanes' enables and the fetcher's miss checks hang off a register,
+        # not off the beat count's compare)
+        m.d.comb += want.eq(advance & reading)
         a_data = Signal(8 * bb)
         b_data = Signal(8 * bb)
         for q, (ptr, is_mul) in enumerate(((a_ptr, 0), (b_ptr, 0), (a_ptr, 1), (b_ptr, 1))):
@@ -532,13 +537,16 @@ class AddUnit(wiring.Component):
                     out_valid.eq(1),
                     a_ptr.eq(a_ptr + Mux(mul, e, bb)),
                     beats_in.eq(beats_in - 1),
+                    reading.eq(beats_in != 1),
                 ]
                 with m.If(~mul):
                     m.d.sync += b_ptr.eq(b_ptr + bb)
-                with m.Elif(in_group + 1 == group):
-                    m.d.sync += [b_ptr.eq(b_ptr + e), in_group.eq(0)]
+                with m.Elif(group_end):
+                    m.d.sync += [b_ptr.eq(b_ptr + e), in_group.eq(0),
+                                 group_end.eq(group == 1)]
                 with m.Else():
-                    m.d.sync += in_group.eq(in_group + 1)
+                    m.d.sync += [in_group.eq(in_group + 1),
+                                 group_end.eq(in_group + 2 == group)]
             with m.Else():
                 m.d.sync += out_valid.eq(0)
 
