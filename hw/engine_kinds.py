@@ -144,21 +144,27 @@ def buffer_banks(arch) -> int:
     return _pow2_at_least(max(need))
 
 
+#: Cycles a lane refill of the engine units' fetchers (:class:`hw.seml.buffers.LaneFetcher`
+#: with ``eager``) takes beyond one: its read address and enable are registered, so the
+#: read reaches the buffer a cycle after its grant.
+FETCH_LAG = 1
+
+
 def pointwise_jumps(instr, arch) -> bool:
     """Whether a POINTWISE COMPUTE's pixel lanes prefetch the next input-channel tile
     while a tile runs (:class:`hw.seml.buffers.LaneFetcher` with ``jump``), so that only
     the job's first tile waits for the lanes' refills: unstrided, with each lane's channel
     plane (``e * out_h * out_w`` bytes) in one run (at most :func:`buffer_banks` bytes),
     the next tile's plane past the run (``Pi`` planes at least ``banks`` bytes) and a tile
-    of at least ``Pi + 2`` pixels (the lanes' prefetches, one wide read each, and the
-    read's two cycles)."""
+    of at least ``Pi + 3`` pixels (the lanes' prefetches, one wide read each, and the
+    read's three cycles: :data:`FETCH_LAG`)."""
     if instr.stride_h != 1 or instr.stride_w != 1:
         return False
     e = element_bytes(arch.act_bits)
     pi = arch.pw_pi
     n = buffer_banks(arch)
     plane = e * instr.out_h * instr.out_w
-    return max(_cdiv(n, pi), (pi + 2) * e) <= plane <= n
+    return max(_cdiv(n, pi), (pi + 2 + FETCH_LAG) * e) <= plane <= n
 
 
 def pointwise_packed(instr, arch) -> bool:
@@ -192,16 +198,18 @@ def engine_unit_cycles(instr, arch) -> int:
     The unit reads IBUF and WBUF through one wide port each
     (:class:`hw.seml.buffers.LaneFetcher`, :func:`buffer_banks` bytes): a run of reads
     that starts after a jump waits while every lane refills, one wide read per lane plus
-    one cycle. A job's first pixels wait ``Pi - 1`` cycles beyond its start and its first
-    weights ``W`` (the weight lanes: ``Pi x Po`` for CONV, ``C`` for DEPTHWISE, ``Po`` for
-    POINTWISE); a windowed engine fetches the next tile's weights once the current tile
-    has taken its own, ``W + 1`` cycles, which a tile shorter than that waits for. A
+    two cycles (the read address is a register: :data:`FETCH_LAG`). A job's first pixels
+    wait ``Pi`` cycles beyond its start and its first weights ``W + 1`` (the weight
+    lanes: ``Pi x Po`` for CONV, ``C`` for DEPTHWISE, ``Po`` for POINTWISE); a windowed
+    engine fetches the next tile's weights once the current tile has taken its own,
+    ``W + 2`` cycles, which a tile shorter than that waits for. A
     POINTWISE stream refills its pixels at each later tile (and, strided, each output
     row; with a column stride each run of ``(banks - e) // (stride_w * e) + 1`` pixels),
-    ``Pi + 1`` cycles each, but none when it prefetches the next tile's planes
+    ``Pi + 2`` cycles each, but none when it prefetches the next tile's planes
     (:func:`pointwise_jumps`) or reads one-pixel tiles through lane 0
-    (:func:`pointwise_packed`, whose first pixels wait one cycle), and its weights every ``(banks - Pi * we) // (Pi * we) + 1``
-    tiles (``W + 1`` cycles, fetched during the two tiles before, or the one before when
+    (:func:`pointwise_packed`, whose first pixels wait two cycles), and its weights every
+    ``(banks - Pi * we) // (Pi * we) + 1`` tiles (``W + 2`` cycles, fetched during the two
+    tiles before, or the one before when
     every tile refills). The fetchers refill a lane as soon as its next read misses, so a
     one-pixel run of reads that waits for its tile's weights refills the next run's pixels
     meanwhile.
@@ -216,17 +224,20 @@ def engine_unit_cycles(instr, arch) -> int:
     if kind.latency is None or kind.lanes is None:
         raise ValueError(f"Engine {instr.engine!r} does not run on an engine unit")
     pi, po = kind.lane_counts(arch)
+    # the fetchers' extra cycle from a refill's grant to its landing (their registered
+    # read address)
+    lag = FETCH_LAG
     groups = _cdiv(instr.out_c, po)
     tiles = 1 if kind.channelwise else _cdiv(instr.in_c, pi)
     w_lanes = po if kind.channelwise or not kind.windowed else pi * po
     if not kind.windowed:
         pixels = instr.out_h * instr.out_w
         e = element_bytes(arch.act_bits)
-        first = pi
+        first = pi + lag
         seg_len = pixels     # pixels of a tile's first run of reads
         if pointwise_packed(instr, arch):
             # lane 0 reads every lane's element, one run for many tiles, prefetched
-            segments, first = 1, 1
+            segments, first = 1, 1 + lag
         elif pointwise_jumps(instr, arch):
             # the next tile's planes are prefetched while a tile runs: no refill
             segments = 1
@@ -238,23 +249,23 @@ def engine_unit_cycles(instr, arch) -> int:
                 run = (buffer_banks(arch) - e) // (instr.stride_w * e) + 1
                 per_row, seg_len = _cdiv(instr.out_w, run), min(run, instr.out_w)
             segments = tiles * instr.out_h * per_row
-        stream = tiles * pixels + max(first, w_lanes) + (segments - 1) * (pi + 1)
+        stream = tiles * pixels + max(first, w_lanes + lag) + (segments - 1) * (pi + 1 + lag)
         # The lanes refill as soon as their next read misses (``eager`` fetchers): a
         # one-pixel run of reads that waits for its tile's weights refills the next
         # run's pixels meanwhile.
         hides = seg_len == 1 and segments > 1
 
         def hidden(wait):
-            return min(pi + 1, wait) if hides else 0
+            return min(pi + 1 + lag, wait) if hides else 0
 
-        stream -= hidden(max(0, w_lanes - first))
+        stream -= hidden(max(0, w_lanes + lag - first))
         # A weight lane's run holds the weights of ``run_w`` tiles. Its refill starts
         # when the lanes move past it, as the tile before the refilled one takes its
         # weights: two tiles ahead of need (one when every tile refills).
         we = weight_element_bytes(arch)
         run_w = (buffer_banks(arch) - pi * we) // (pi * we) + 1
-        tile = pixels + (segments // tiles) * (pi + 1) - 1
-        wait = max(0, w_lanes + 1 - (2 * tile if run_w > 1 else tile))
+        tile = pixels + (segments // tiles) * (pi + 1 + lag) - 1
+        wait = max(0, w_lanes + 1 + lag - (2 * tile if run_w > 1 else tile))
         refills = (tiles - 1) // run_w
         # (the last tile hides nothing when its one run of reads is the job's last)
         last_alone = refills and (tiles - 1) % run_w == 0 and segments == tiles
@@ -279,8 +290,8 @@ def engine_unit_cycles(instr, arch) -> int:
         stream = tiles * tile
         # the job's first pixels and weights wait for the lanes' first runs; a later
         # tile's weights are fetched once the tile before has taken its own
-        stream += max(pi - 1, w_lanes + k * k - first) - max(0, k * k - first)
-        stream += (tiles - 1) * max(0, k * k + w_lanes + 1 - tile)
+        stream += max(pi - 1 + lag, w_lanes + lag + k * k - first) - max(0, k * k - first)
+        stream += (tiles - 1) * max(0, k * k + w_lanes + 1 + lag - tile)
         if kind.fused_pool and instr.pool is Pool.MAX and oh % 2:
             stream -= timing.DROPPED_TAIL_CYCLES
     job = timing.JOB_CYCLES + kind.latency(arch)

@@ -430,7 +430,10 @@ class LaneFetcher(wiring.Component):
         The lane's address is where it reads next (it may not depend on ``ready``; a
         lane reads only while armed). A lane that is armed and misses is refilled
         whether or not it reads in that cycle, so that the refill's arbitration and
-        read address do not wait on ``en`` (a reader's back-pressure, typically).
+        read address do not wait on ``en`` (a reader's back-pressure, typically). An
+        eager fetcher also registers its read address and enable: a refill lands two
+        cycles after it is granted instead of one, and no path runs from the lanes'
+        addresses through the hit checks and the arbitration into the buffer's banks.
     jump, l{q}_next : In (only with ``jumps``)
         With ``jump`` high a lane's prefetch reads its ``width`` bytes from ``l{q}_next``
         (where the lane goes after the elements in ``cur``: the next tile's first
@@ -658,7 +661,11 @@ class LaneFetcher(wiring.Component):
         with m.If(forget):
             m.d.sync += [p.eq(0) for p in pend]
             m.d.sync += [slot[0].eq(0) for lane in slots for slot in lane]
-        m.d.comb += self.r_en.eq(granted)
+        # An eager fetcher registers the read (address and enable): it reaches the
+        # buffer in the cycle after the grant and lands a cycle later, through a second
+        # in-flight stage.
+        r_domain = m.d.sync if self._eager else m.d.comb
+        r_domain += self.r_en.eq(granted)
         m.d.sync += fl_v.eq(granted)
         for g, q, to_nxt in grants:
             with m.If(g):
@@ -669,9 +676,18 @@ class LaneFetcher(wiring.Component):
                     base = self.lane(q)[0]
                 if to_nxt and self._jumps:
                     base = Mux(self.jump, getattr(self, f"l{q}_next"), base)
-                m.d.comb += self.r_addr.eq(base)
+                r_domain += self.r_addr.eq(base)
                 m.d.sync += [fl_lane.eq(q), fl_nxt.eq(to_nxt), fl_base.eq(base),
                              pend[q].eq(1)]
+        if self._eager:
+            # the read reaching the buffer this cycle; it lands in the next one
+            fl2_v = Signal()
+            fl2_lane = Signal.like(fl_lane)
+            fl2_nxt = Signal()
+            fl2_base = Signal.like(fl_base)
+            m.d.sync += [fl2_v.eq(fl_v & ~forget), fl2_lane.eq(fl_lane), fl2_nxt.eq(fl_nxt),
+                         fl2_base.eq(fl_base)]
+            fl_v, fl_lane, fl_nxt, fl_base = fl2_v, fl2_lane, fl2_nxt, fl2_base
 
         # The read lands: into the lane's run register.
         with m.If(fl_v & ~forget):

@@ -54,7 +54,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
 from ..blocks.pool import PoolMode
-from ..engine_kinds import buffer_banks, engine_kind, engine_unit_cycles
+from ..engine_kinds import FETCH_LAG, buffer_banks, engine_kind, engine_unit_cycles
 from ..engines.conv import ConvEngine
 from ..engines.datapath import weight_shape, weight_zero
 from ..engines.depthwise import DepthwiseEngine
@@ -615,7 +615,7 @@ class EngineUnit(wiring.Component):
         # refill stall (:func:`hw.engine_kinds.pointwise_jumps`): when a lane's channel
         # plane fits one run (``e * pixels <= banks``), the next tile's plane starts past
         # it (``Pi * e * pixels >= banks``) and the tile lasts as long as the lanes'
-        # prefetches (``pixels >= Pi + 2``), each lane prefetches its next tile's plane
+        # prefetches (``pixels >= Pi + 3``), each lane prefetches its next tile's plane
         # (a jump, ``next``) while the tile runs. The group's last tile still ends the
         # runs (the next group's first reads refill).
         end_row = xf.issue & (x_x == cols_last)
@@ -638,7 +638,7 @@ class EngineUnit(wiring.Component):
             m.d.sync += [
                 strided.eq((stride_h != 1) | (stride_w != 1)),
                 jumps.eq(~fsm.ongoing("IDLE") & ~strided & (plane_in <= n)
-                         & (plane_in >= max(-(-n // P), (P + 2) * e))),
+                         & (plane_in >= max(-(-n // P), (P + 2 + FETCH_LAG) * e))),
                 packed.eq(~fsm.ongoing("IDLE") & ~strided & (pixels_out == 1)
                           if self.pixel_pack and n % (P * e) == 0 else 0),
                 unit_stride.eq(fsm.ongoing("IDLE") | (stride_w == 1)),

@@ -131,8 +131,9 @@ def test_fetcher_stall_after_a_jump_is_lanes_plus_one(lanes):
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_eager_lanes_refill_while_the_reader_waits(prefetch, eager):
     # Lanes armed at a missing address refill whether or not they read: a reader that
-    # holds back for ``lanes + 1`` cycles finds its runs filled. Lanes that read only on
-    # ``en`` refill after their first read is asked for.
+    # holds back for ``lanes + 2`` cycles (one grant per lane; the last read, through the
+    # registered read address, lands two cycles after its grant) finds its runs filled.
+    # Lanes that read only on ``en`` refill after their first read is asked for.
     lanes = 3
     m, fetch, fill = _fetcher_over_buffer(64, 8, widths=[1] * lanes, prefetch=prefetch,
                                           eager=eager)
@@ -144,7 +145,7 @@ def test_eager_lanes_refill_while_the_reader_waits(prefetch, eager):
             ctx.set(fetch.lane(q)[0], 20 * q + 3)
             if eager:
                 ctx.set(fetch.lane_armed(q), 1)
-        for _ in range(lanes + 1):
+        for _ in range(lanes + 2):
             await ctx.tick()
         n = 0
         for q in range(lanes):
