@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from boards import resources
+from boards.database import get_board
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("lut", "ff", "dsp", "bram36")
@@ -131,8 +132,6 @@ def main(argv=None):
                 # partial with the fixed units alone: the whole core's figures
                 results.append((arch, family, held, res, partial and not alone))
     for name in (b for b in args.boards.split(",") if b):
-        from boards.database import get_board
-
         board = get_board(name)
         arch, family = board.default_arch(), board.synth_family
         start = time.perf_counter()

@@ -123,6 +123,7 @@ def _plan(arch: ArchConfig):
 
 def memories(arch: ArchConfig) -> list[MemorySpec]:
     """Every memory of :class:`hw.seml.core.SemlCore` for ``arch``."""
+    from hw.seml.buffers import entry_banks
     from hw.seml.units import pbuf_layout
 
     plan = _plan(arch)
@@ -133,7 +134,7 @@ def memories(arch: ArchConfig) -> list[MemorySpec]:
                               ("obuf", arch.obuf_bytes, 1)):
         out.append(MemorySpec(name, 8, max(-(-size // banks), 2), 1, reads, banks))
     # PBUF: one bank per lane (rounded up to a power of two), each one block RAM
-    pbanks = _pow2(plan.pbuf_lanes)
+    pbanks = entry_banks(plan.pbuf_lanes)
     out.append(MemorySpec("pbuf", pbuf_layout(arch).size,
                           max(-(-arch.pbuf_entries // pbanks), 2), 1, 1, pbanks, block=True))
     frame = arch.max_width * arch.max_height
@@ -217,10 +218,6 @@ def dsp_per_mac(arch: ArchConfig, family: str) -> int:
     return 1 if (a <= 18 and w <= 25) else 2
 
 
-def _pow2(n):
-    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
-
-
 def _log2(n):
     return max(1, math.ceil(math.log2(max(n, 2))))
 
@@ -229,6 +226,7 @@ def submodule_features(arch: ArchConfig) -> dict:
     """``{submodule: (size, lanes, macs)}``: the structural size that drives each
     submodule's logic and registers (fitted linearly), its output lanes (its extra DSP
     slices: requantization and address multipliers) and its MACs (one DSP each)."""
+    from hw.seml.buffers import entry_banks
     from hw.seml.compute import POOL_LANES
     from hw.seml.units import add_lanes, pbuf_layout
 
@@ -238,6 +236,7 @@ def submodule_features(arch: ArchConfig) -> dict:
     lg = _log2(plan.banks)
     nbytes = arch.axi_data_bytes
     pbuf_width = pbuf_layout(arch).size
+    pbanks = entry_banks(plan.pbuf_lanes)
 
     def rotate(reads, writes):
         return (sum(8 * w * lg for w in reads) + sum(8 * w * lg for w in writes)
@@ -259,8 +258,8 @@ def submodule_features(arch: ArchConfig) -> dict:
         "ibuf_fetch": (0, 0, 0),
         "wbuf_fetch": (0, 0, 0),
         # the rotation of the banks' outputs into the lanes
-        "pbuf": (pbuf_width * plan.pbuf_lanes * _log2(_pow2(plan.pbuf_lanes))
-                 + _log2(arch.pbuf_entries) * _pow2(plan.pbuf_lanes), 0, 0),
+        "pbuf": (pbuf_width * plan.pbuf_lanes * _log2(pbanks)
+                 + _log2(arch.pbuf_entries) * pbanks, 0, 0),
         "load": (nbytes, 0, 0),
         "store": (nbytes, 0, 0),
         "dma": (nbytes, 0, 0),

@@ -19,7 +19,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["ByteBuffer", "EntryBuffer", "LaneFetcher", "LaneStager"]
+__all__ = ["ByteBuffer", "EntryBuffer", "LaneFetcher", "LaneStager", "entry_banks"]
 
 
 def _check_positive(name, value, what):
@@ -172,6 +172,12 @@ class ByteBuffer(wiring.Component):
         return m
 
 
+def entry_banks(lanes: int) -> int:
+    """Banks of an :class:`EntryBuffer` read ``lanes`` entries at a time: the power of
+    two at or above ``lanes``."""
+    return 1 << ceil_log2(lanes)
+
+
 class EntryBuffer(wiring.Component):
     """Entry-addressed memory read ``lanes`` consecutive entries at a time.
 
@@ -206,9 +212,8 @@ class EntryBuffer(wiring.Component):
         _check_positive("depth", depth, "Buffer depth")
         _check_positive("lanes", lanes, "Lane count")
         self._shape = shape
-        self._depth = depth
         self._lanes = lanes
-        self._banks = 1 << ceil_log2(lanes)
+        self._banks = entry_banks(lanes)
         self._rows = -(-depth // self._banks)
         members = {"w_addr": In(range(max(depth, 2))), "w_data": In(shape), "w_en": In(1),
                    "r_addr": In(range(max(depth, 2))), "r_en": In(1)}
