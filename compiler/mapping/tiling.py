@@ -317,7 +317,8 @@ def _fits(op, arch, m_tile, row_tile, cap, e, we):
 
 
 def _cost(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int, rows_outer: bool,
-          double: bool, e: int, we: int) -> int:
+          double: bool, e: int, we: int, n_cols: int = 1) -> int:
+    """Predicted cycles of one column tile of ``n_cols``."""
     n_m = -(-op.out_c // m_tile)
     n_r = -(-op.out_h // row_tile)
     tiles = n_m * n_r
@@ -337,7 +338,9 @@ def _cost(op: WindowOp, arch: ArchConfig, m_tile: int, row_tile: int, rows_outer
     instrs = in_loads + 2 * w_loads + 2 * tiles
     issue = instrs * fetch_cycles(arch)
     if double:
-        return max(load, compute, store) + issue + min(load, compute, store)
+        # the phases overlap tile by tile (across the column tiles too): the slowest
+        # sets the pace, and the layer's first load and last store stay exposed
+        return max(load, compute, store) + issue + (load + store) // (tiles * n_cols)
     return load + compute + store + issue
 
 
@@ -435,7 +438,8 @@ def plan_window(op: WindowOp, arch: ArchConfig) -> Tiling:
                     hi = mid - 1
             row_tile = -(-op.out_h // -(-op.out_h // lo))  # balance the tiles
             for rows_outer in (True, False):
-                cycles = n_cols * _cost(op, arch, m_tile, row_tile, rows_outer, double, e, we)
+                cycles = n_cols * _cost(op, arch, m_tile, row_tile, rows_outer, double, e, we,
+                                       n_cols)
                 if best is None or cycles < best.cycles:
                     best = Tiling(m_tile, row_tile, rows_outer, double, cycles, col_tile)
     if best is None:
