@@ -309,8 +309,10 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     the byte select of the lane's element out of its runs (a ``runs * banks``-way
     multiplexer per output bit, four ways per LUT) and the address compares (LUTs).
     The engine units share one pixel and one weight fetcher (``ibuf_fetch``,
-    ``wbuf_fetch``: the lanes of the unit with the most, each as wide as the widest);
-    ADD has its own."""
+    ``wbuf_fetch``: the lanes of the unit with the most, each as wide as the widest).
+    ADD reads its two operands through two runs each (:class:`hw.seml.units.AddUnit`):
+    the runs, the next run's address, the offset in the run and a beat-wide output
+    register (flip-flops); the beat's select out of the runs (LUTs)."""
     from hw.seml.units import add_lanes
 
     plan = _plan(arch)
@@ -330,7 +332,8 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     return {
         "ibuf_fetch": lanes(plan.ibuf_lanes, 2, ib),
         "wbuf_fetch": lanes(plan.wbuf_lanes, 1, wb),
-        "add": lanes([bb, bb, e, e], 2, ib),
+        "add": {"ff": 2 * (2 * (8 * banks + 1) + ib + _log2(banks) + 3 + 8 * bb),
+                "lut": 2 * (8 * bb * math.ceil(2 * banks / 4) + ib)},
     }
 
 

@@ -101,9 +101,9 @@ POOL_LANES = 8
 DRAIN_CYCLES = 9
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
 ADD_JOB_CYCLES = 6
-#: Cycles an ADD instruction's first beat waits while the runs of both operands are read
-#: through the one IBUF read port (:class:`hw.seml.buffers.LaneFetcher`).
-ADD_FETCH_CYCLES = 3
+#: Cycles an ADD instruction's first beat waits while the first runs of both operands are
+#: read through the one IBUF read port (:class:`hw.seml.units.AddUnit`).
+ADD_FETCH_CYCLES = 4
 
 
 def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):

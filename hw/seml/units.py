@@ -26,7 +26,6 @@ from ..isa import (
     element_bytes,
     table_entries,
 )
-from .buffers import LaneFetcher
 from .decode import size_bits
 from .dma import DmaCommand
 
@@ -361,10 +360,11 @@ class AddUnit(wiring.Component):
 
     Streams ``a`` and ``b`` from IBUF, ``lanes`` elements per beat (one element per beat
     for MUL, whose ``b`` element may change at any element), through one wide IBUF read
-    port (``banks`` bytes, :func:`hw.engine_kinds.buffer_banks`) and a
-    :class:`~hw.seml.buffers.LaneFetcher` (a lane for each operand, beat-wide for ADD and
-    element-wide for MUL), which holds the first beat :data:`hw.timing.ADD_FETCH_CYCLES`
-    cycles while both operands' runs are read, then keeps up; through
+    port (``banks`` bytes, :func:`hw.engine_kinds.buffer_banks`): each operand holds two
+    runs of ``banks`` bytes (whole beats of them for ADD), read in order with a registered
+    address, and reads the next as soon as one is used up. The first beat waits
+    :data:`hw.timing.ADD_FETCH_CYCLES` cycles for both operands' first runs; with runs of
+    at least four beats (``banks >= 4 * lanes * elem``) the reads then keep up. Through
     :class:`hw.engines.eltwise.EltwiseAddEngine` and writes the result into OBUF. Jobs
     longer than the engine's ``max_width * max_height`` beats are split.
 
@@ -451,9 +451,7 @@ class AddUnit(wiring.Component):
         m.submodules.engine = engine = EltwiseAddEngine(arch, lanes=lanes, product=True)
         a = self.instr.add
 
-        a_ptr = Signal(32)
-        b_ptr = Signal(32)
-        o_ptr = Signal(32)
+        o_ptr = Signal.like(self.obuf_w_addr)
         beats_in = Signal(33)    # beats still to read
         reading = Signal()       # beats_in != 0, as a register
         beats_cmd = Signal(33)   # beats still to hand to the engine in commands
@@ -464,14 +462,12 @@ class AddUnit(wiring.Component):
         in_group = Signal(32)    # elements of the current b element read so far
         group_end = Signal()     # in_group + 1 == group, as a register
         t_valid = Signal()       # the table stage holds a beat
-        t_addr = Signal(32)
+        t_addr = Signal.like(self.obuf_w_addr)
         t_count = Signal(range(bb + 1))
         with m.If(self.start):
             is_mul = a.op == EltOp.MUL
             beats = Mux(is_mul, a.count, ceil_div_const(a.count, lanes))
             m.d.sync += [
-                a_ptr.eq(a.a_addr),
-                b_ptr.eq(a.b_addr),
                 o_ptr.eq(a.out_addr),
                 beats_in.eq(beats),
                 reading.eq(beats != 0),
@@ -501,28 +497,73 @@ class AddUnit(wiring.Component):
         with m.If(engine.cmd.valid & engine.cmd.ready):
             m.d.sync += beats_cmd.eq(beats_cmd - chunk)
 
-        # Both operands come from one read pipeline: the engine takes them together.
-        # Fetcher lanes: a and b beats (ADD), a and b elements (MUL).
+        # Both operands come from the one IBUF read port, a run of ``banks`` bytes per
+        # read: each operand holds up to two runs (landed or in flight), read in order
+        # and the next one issued as soon as one is used up. The issue looks at registers
+        # only, and the read's address and enable are registers: a run lands two cycles
+        # after its issue, and no path runs from the operands' positions into the banks.
         banks = buffer_banks(arch)
-        m.submodules.fetch = fetch = LaneFetcher(widths=[bb, bb, e, e], width=banks,
-                                                 size=arch.ibuf_bytes)
-        m.d.comb += [self.ibuf0_addr.eq(fetch.r_addr), self.ibuf0_en.eq(fetch.r_en),
-                     fetch.r_data.eq(self.ibuf0_data), fetch.clear.eq(self.start)]
+        step_add = banks // bb * bb     # the bytes of a run ADD uses: whole beats
         out_valid = Signal()
         advance = ~out_valid | engine.a.ready
-        want = Signal()
-        # (the read lanes' enables and the fetcher's miss checks hang off a register,
-        # not off the beat count's compare)
-        m.d.comb += want.eq(advance & reading)
+        ops = []
+        for name, addr in (("a", a.a_addr), ("b", a.b_addr)):
+            op = {"slots": [Signal(8 * banks, name=f"{name}_run{s}") for s in range(2)],
+                  "v": [Signal(name=f"{name}_v{s}") for s in range(2)],
+                  "head": Signal(name=f"{name}_head"),   # the run being read
+                  "tail": Signal(name=f"{name}_tail"),   # where the next run lands
+                  "held": Signal(range(3), name=f"{name}_held"),
+                  "issue": Signal.like(self.ibuf0_addr, name=f"{name}_issue"),
+                  "off": Signal(range(banks), name=f"{name}_off"),
+                  "start": addr}
+            ops.append(op)
+        ready = Signal()
+        m.d.comb += ready.eq(Cat(*(Mux(op["head"], op["v"][1], op["v"][0])
+                                   for op in ops)).all())
+        take = Signal()
+        m.d.comb += take.eq(advance & reading & ready)
+        # issue: the operand holding fewer runs, a first
+        can = [reading & (op["held"] != 2) for op in ops]
+        pick_a = can[0] & (~can[1] | (ops[0]["held"] <= ops[1]["held"]))
+        pick_b = can[1] & ~pick_a
+        fl1_v, fl1_b, fl2_v, fl2_b = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [self.ibuf0_en.eq(pick_a | pick_b), fl1_v.eq(pick_a | pick_b),
+                     fl1_b.eq(pick_b), fl2_v.eq(fl1_v), fl2_b.eq(fl1_b)]
+        last = Mux(mul, banks - e, step_add - bb)   # the offset of a run's last element
+        elems = []
+        for k, (op, picked) in enumerate(zip(ops, (pick_a, pick_b))):
+            moves = take if k == 0 else take & (~mul | group_end)
+            pop = Signal(name=f"pop_{'ab'[k]}")
+            m.d.comb += pop.eq(moves & (op["off"] == last))
+            with m.If(picked):
+                m.d.sync += [self.ibuf0_addr.eq(op["issue"]),
+                             op["issue"].eq(op["issue"] + Mux(mul, banks, step_add))]
+            m.d.sync += op["held"].eq(op["held"] + picked - pop)
+            with m.If(moves):
+                m.d.sync += op["off"].eq(Mux(pop, 0, op["off"] + Mux(mul, e, bb)))
+            with m.If(pop):
+                m.d.sync += op["head"].eq(~op["head"])
+                with m.If(op["head"]):
+                    m.d.sync += op["v"][1].eq(0)
+                with m.Else():
+                    m.d.sync += op["v"][0].eq(0)
+            with m.If(fl2_v & (fl2_b == k)):   # the run lands
+                m.d.sync += op["tail"].eq(~op["tail"])
+                for s in range(2):
+                    with m.If(op["tail"] == s):
+                        m.d.sync += [op["slots"][s].eq(self.ibuf0_data), op["v"][s].eq(1)]
+            run = Mux(op["head"], op["slots"][1], op["slots"][0])
+            el = Signal(8 * bb, name=f"{'ab'[k]}_el")
+            m.d.comb += el.eq((run >> (op["off"] * 8))[:8 * bb])
+            elems.append(el)
+        with m.If(self.start):
+            for op in ops:
+                m.d.sync += [op["head"].eq(0), op["tail"].eq(0), op["held"].eq(0),
+                             op["off"].eq(0), op["issue"].eq(op["start"]),
+                             op["v"][0].eq(0), op["v"][1].eq(0)]
+            m.d.sync += [fl1_v.eq(0), fl2_v.eq(0)]
         a_data = Signal(8 * bb)
         b_data = Signal(8 * bb)
-        for q, (ptr, is_mul) in enumerate(((a_ptr, 0), (b_ptr, 0), (a_ptr, 1), (b_ptr, 1))):
-            addr, en, _ = fetch.lane(q)
-            m.d.comb += [addr.eq(ptr), en.eq(want & (mul if is_mul else ~mul))]
-        with m.If(mul):
-            m.d.comb += [a_data.eq(fetch.lane(2)[2]), b_data.eq(fetch.lane(3)[2])]
-        with m.Else():
-            m.d.comb += [a_data.eq(fetch.lane(0)[2]), b_data.eq(fetch.lane(1)[2])]
         m.d.comb += [
             engine.a.valid.eq(out_valid),
             engine.b.valid.eq(out_valid),
@@ -532,19 +573,17 @@ class AddUnit(wiring.Component):
         for i, v in enumerate(lanes_from_bytes(m, b_data, lanes, arch.act_bits, "b")):
             m.d.comb += engine.b.payload[i].eq(v)
         with m.If(advance):
-            with m.If(want & fetch.ready):
+            with m.If(take):
                 m.d.sync += [
                     out_valid.eq(1),
-                    a_ptr.eq(a_ptr + Mux(mul, e, bb)),
+                    a_data.eq(Mux(mul, elems[0][:8 * e], elems[0])),
+                    b_data.eq(Mux(mul, elems[1][:8 * e], elems[1])),
                     beats_in.eq(beats_in - 1),
                     reading.eq(beats_in != 1),
                 ]
-                with m.If(~mul):
-                    m.d.sync += b_ptr.eq(b_ptr + bb)
-                with m.Elif(group_end):
-                    m.d.sync += [b_ptr.eq(b_ptr + e), in_group.eq(0),
-                                 group_end.eq(group == 1)]
-                with m.Else():
+                with m.If(mul & group_end):
+                    m.d.sync += [in_group.eq(0), group_end.eq(group == 1)]
+                with m.Elif(mul):
                     m.d.sync += [in_group.eq(in_group + 1),
                                  group_end.eq(in_group + 2 == group)]
             with m.Else():

@@ -320,25 +320,30 @@ def _check_pool_window_unit(name, case, arch_options):
     assert cycles == [steps + DRAIN_CYCLES]
 
 
-def test_add_unit_cycles_match_the_model():
+@pytest.mark.parametrize("dw, aligned", [(4, False), (4, True), (16, True), (3, True)])
+def test_add_unit_cycles_match_the_model(dw, aligned):
     """The ADD unit alone (its IBUF reads return zeros: timing does not depend on data),
     ADD and MUL with and without the table, one and several engine jobs: busy exactly
     as long as the ISS's cycle model says, the operands' first runs through the one IBUF
-    port included."""
+    port included. With ``aligned`` both operands cross their runs in the same cycle, and
+    with 16 lanes a run is four beats: the reads must still keep up."""
+    from hw.engine_kinds import buffer_banks
     from hw.isa import EltOp
     from hw.seml.units import AddUnit
     from sim.timing import instruction_cycles
 
-    arch = ArchConfig(name="add-timing", conv_pi=2, conv_po=2, dw_channels=4, pw_pi=4,
+    arch = ArchConfig(name="add-timing", conv_pi=2, conv_po=2, dw_channels=dw, pw_pi=4,
                       pw_po=4, max_width=16, max_height=16, ibuf_bytes=4096,
                       obuf_bytes=4096, wbuf_bytes=2048, pbuf_entries=64, axi_data_bits=64)
+    b_addr = 5 + 3 * buffer_banks(arch) if aligned else 1000
     words = []
     for count, op, group, table in [(3, EltOp.ADD, 1, 0), (64, EltOp.ADD, 1, 0),
                                     (300, EltOp.ADD, 1, 1), (1500, EltOp.ADD, 1, 0),
-                                    (40, EltOp.MUL, 8, 0), (77, EltOp.MUL, 5, 1)]:
-        fields = {"a_addr": 5, "b_addr": 1000, "out_addr": 7, "count": count, "mult_a": 1,
-                  "mult_b": 1, "shift": 0, "act_lo": -128, "act_hi": 127, "op": op,
-                  "table": table}
+                                    (40, EltOp.MUL, 8, 0), (77, EltOp.MUL, 5, 1),
+                                    (200, EltOp.MUL, 1, 0)]:
+        fields = {"a_addr": 5, "b_addr": b_addr, "out_addr": 7, "count": count,
+                  "mult_a": 1, "mult_b": 1, "shift": 0, "act_lo": -128, "act_hi": 127,
+                  "op": op, "table": table}
         if op is EltOp.MUL:
             fields.update(group=group, b_count=-(-count // group))
         words.append(encode_instruction(Opcode.ADD, **fields))
