@@ -155,7 +155,7 @@ def test_pruned_verilog_holds_a_part_and_its_black_boxes_ports():
     everything = modules(verilog)
     add = modules(prune_verilog(verilog, "top.add"))
     assert add == [m for m in everything if m == "top.add" or m.startswith("top.add.")]
-    assert "top.add.fetch" in add and len(add) < len(everything)
+    assert "top.add.engine" in add and len(add) < len(everything)
     assert modules(prune_verilog(verilog, "top")) == everything
     glue = prune_verilog(verilog, "top", ["top.add", "top.dma"])
     assert modules(glue) == [m for m in everything
