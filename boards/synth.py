@@ -23,7 +23,9 @@ with nextpnr-ecp5 (out of context) and returns the Fmax it reports.
 Every result is cached on disk under a hash of the Verilog, the family, the options and
 the tool versions (``CONVFORGE_SYNTH_CACHE``, default ``build/synth-cache`` of the
 project), so tests and commands that ask again for the same design do not run Yosys
-again.
+again. A Yosys run's key hashes the Verilog it reads (the part and its submodules, with
+:func:`prune_verilog`) without Amaranth's source-location attributes: a change elsewhere
+in the core, or a line moved in a source file, does not invalidate it.
 """
 
 from __future__ import annotations
@@ -164,6 +166,13 @@ def to_verilog(design, name: str = "top") -> str:
     return verilog.convert(design, name=name)
 
 
+def synth_key_text(verilog: str, top: str, blackbox=()) -> str:
+    """What a Yosys run of ``top`` (with ``blackbox``) depends on in ``verilog``: the
+    modules it reads, without the ``src`` attributes (file and line of each statement in
+    the Python source), which do not change the netlist."""
+    return re.sub(r'\(\* src = "[^"]*" \*\)', "", prune_verilog(verilog, top, blackbox))
+
+
 def _key(*parts) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -290,8 +299,8 @@ def synthesize(design, *, family: str = "xc7", name: str = "top", top: str = "to
         raise ValueError("logic_depth is measured on the Xilinx families; for ECP5 use "
                          "ecp5_fmax")
     verilog = design if isinstance(design, str) else to_verilog(design)
-    key = _key(verilog, family, top, flatten, depth and _PATH_CUT, sorted(blackbox),
-               _versions())
+    key = _key(synth_key_text(verilog, top, blackbox), family, top, flatten,
+               depth and _PATH_CUT, sorted(blackbox), _versions())
     path = cache_dir() / f"{key}.json"
     if cache and path.exists():
         data = json.loads(path.read_text())

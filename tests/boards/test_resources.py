@@ -141,6 +141,30 @@ def test_model_matches_synthesis_and_buffers_are_block_ram():
     assert res.submodules["pbuf"]["bram18"] == est["submodules"]["pbuf"]["bram18"]
 
 
+def test_a_parts_cache_key_ignores_source_lines_and_other_parts():
+    """A part's Yosys run is cached on the Verilog it reads without the source-location
+    attributes: moving a line in a Python source or changing another part keeps the
+    key; changing the part changes it."""
+    import re
+
+    from boards.synth import synth_key_text, to_verilog
+
+    verilog = to_verilog(SemlCore(TINY))
+    assert '(* src = "' in verilog
+    moved = re.sub(r'\(\* src = "([^":]*):(\d+)', lambda g: f'(* src = "{g[1]}:{int(g[2]) + 7}',
+                   verilog)
+    assert moved != verilog
+    # another part changed: a wire of the DMA renamed
+    dma = re.search(r"^module \\top\.dma \(.*?^endmodule", verilog, re.MULTILINE | re.DOTALL)[0]
+    wire = re.search(r"^\s*wire (?:\[[^]]*\] )?(\\?[\w$.]+)", dma, re.MULTILINE)[1]
+    other = verilog.replace(dma, dma.replace(wire, wire + "_x"))
+    assert other != verilog
+    for text in (moved, other):
+        assert synth_key_text(text, "top.add") == synth_key_text(verilog, "top.add")
+    assert synth_key_text(other, "top.dma") != synth_key_text(verilog, "top.dma")
+    assert "src =" not in synth_key_text(verilog, "top.add")
+
+
 def test_pruned_verilog_holds_a_part_and_its_black_boxes_ports():
     """What a part's Yosys run reads of the core's Verilog: the part and its
     submodules only; a black box is its port declarations."""
