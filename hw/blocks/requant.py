@@ -199,30 +199,51 @@ class RequantUnit(wiring.Component):
             if not self._per_channel:
                 m.d.sync += [m1[0].eq(self.m), sh1[0].eq(self.s)]
 
-        # Stage 2: product.
+        # Stage 2: product; the shift less one and whether it is zero.
         s2 = stage_regs("s2")
         prod_bits = self._acc_bits + self._mult_bits + 1
         p2 = [Signal(signed(prod_bits), name=f"s2_p{k}") for k in range(n)]
         sh2 = [Signal(unsigned(self._shift_bits), name=f"s2_s{k}") for k in range(n_par)]
+        z2 = [Signal(name=f"s2_z{k}") for k in range(n_par)]
         with m.If(advance):
             m.d.sync += [s2[key].eq(s1[key]) for key in s1]
-            m.d.sync += [sh2[k].eq(sh1[k]) for k in range(n_par)]
+            m.d.sync += [sh2[k].eq(sh1[k] - 1) for k in range(n_par)]
+            m.d.sync += [z2[k].eq(sh1[k] == 0) for k in range(n_par)]
             for k in range(n):
                 m.d.sync += p2[k].eq(acc1[k] * m1[k % n_par])
 
-        # Stage 3: rounding shift.
+        # Stage 3: the shift. ``round_shift(x, s) = (pre + 1) >> 1`` with ``pre`` =
+        # ``x >> (s - 1)``, or ``2 * x`` for ``s = 0``; the clamp bounds doubled for it.
         s3 = stage_regs("s3")
-        r3 = [Signal(signed(prod_bits + 1), name=f"s3_r{k}") for k in range(n)]
+        pre3 = [Signal(signed(prod_bits + 1), name=f"s3_pre{k}") for k in range(n)]
+        below3 = Signal(signed(self._act_bits + 2), name="s3_below")   # 2 * lo - 1
+        above3 = Signal(signed(self._act_bits + 2), name="s3_above")   # 2 * hi
+        empty3 = Signal(name="s3_empty")                               # lo > hi
         with m.If(advance):
             m.d.sync += [s3[key].eq(s2[key]) for key in s2]
+            m.d.sync += [below3.eq(s2["lo"] * 2 - 1), above3.eq(s2["hi"] * 2),
+                         empty3.eq(s2["lo"] > s2["hi"])]
             for k in range(n):
-                m.d.sync += r3[k].eq(round_shift(m, p2[k], sh2[k % n_par], self._shift_bits))
+                m.d.sync += pre3[k].eq(Mux(z2[k % n_par], p2[k] * 2,
+                                           p2[k] >> sh2[k % n_par]))
 
-        # Stage 4: clamp into the output register.
+        # Stage 4: the rounding and the clamp into the output register. ``r = (pre + 1)
+        # >> 1`` is below ``lo`` exactly when ``pre < 2 * lo - 1`` and above ``hi`` when
+        # ``pre > 2 * hi``: the compares read ``pre`` in parallel with the rounding add,
+        # which only the output's bits need (``clamp``'s order: ``lo`` wins when above
+        # ``hi``, then ``hi``).
         with m.If(advance):
             m.d.sync += self.o.valid.eq(s3["v"])
             if self._user_bits:
                 m.d.sync += self.o.payload.user.eq(s3["user"])
+            a = self._act_bits
             for k in range(n):
-                m.d.sync += self.o.payload.y[k].eq(clamp(r3[k], s3["lo"], s3["hi"]))
+                low = Signal(a, name=f"s4_low{k}")
+                m.d.comb += low.eq((pre3[k][:a + 1] + 1)[1:a + 1])
+                with m.If(pre3[k] < below3):
+                    m.d.sync += self.o.payload.y[k].eq(Mux(empty3, s3["hi"], s3["lo"]))
+                with m.Elif(pre3[k] > above3):
+                    m.d.sync += self.o.payload.y[k].eq(s3["hi"])
+                with m.Else():
+                    m.d.sync += self.o.payload.y[k].eq(low)
         return m
