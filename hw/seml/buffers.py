@@ -604,7 +604,7 @@ class LaneFetcher(wiring.Component):
             m.d.comb += hit.eq(Cat(*(h for h, _ in looked)).any())
             if self._prefetch:
                 c = cur_is1[q]
-                (h0, off0), (h1, off1) = looked
+                (h0, _), (h1, _) = looked
                 hit_c = Mux(c, h1, h0)
                 # the element from ``cur`` when it holds it, else from ``nxt``
                 use1 = Signal(name=f"use1_{q}")
@@ -621,23 +621,20 @@ class LaneFetcher(wiring.Component):
                 want_pre.append(pr)
             # The lane's read: the element from whichever register holds it.
             take = en & self.ready
-            sel = Signal(8 * n, name=f"sel{q}")
-            off = Signal(obits, name=f"seloff{q}")
-            if self._prefetch:
-                with m.If(use1):
-                    m.d.comb += [sel.eq(slots[q][1][2]), off.eq(off1)]
-                with m.Else():
-                    m.d.comb += [sel.eq(slots[q][0][2]), off.eq(off0)]
-            else:
-                m.d.comb += [sel.eq(slots[q][0][2]), off.eq(looked[0][1])]
+            # each run's element at the lane's address, shifted out in parallel with
+            # the hit checks; then the one from the run that holds it
+            picks = [Signal(8 * w, name=f"pick{q}_{k}") for k in range(len(slots[q]))]
+            for pick, slot, (_, off) in zip(picks, slots[q], looked):
+                m.d.comb += pick.eq((slot[2] >> (off * 8))[:8 * w])
+            elem = Signal(8 * w, name=f"elem{q}")
+            m.d.comb += elem.eq(Mux(use1, picks[1], picks[0]) if self._prefetch else picks[0])
             if 0 < q < K:
                 with m.If(packed & self.lane(0)[1] & self.ready):
                     m.d.sync += data_.eq(wide0[8 * w * q:8 * w * (q + 1)])
             if q == 0:
-                wide0 = Signal(8 * w, name="wide0")
-                m.d.comb += wide0.eq((sel >> (off * 8))[:8 * w])
+                wide0 = elem
             with m.If(take):
-                m.d.sync += data_.eq((sel >> (off * 8))[:8 * w])
+                m.d.sync += data_.eq(elem)
                 if self._prefetch:
                     with m.If(~hit_c):
                         # the lane moved into the prefetched run: it becomes ``cur``,

@@ -595,19 +595,30 @@ class EngineUnit(wiring.Component):
         cols = in_w if windowed else out_w
         rows_last, cols_last = last_index(rows, "rows"), last_index(cols, "cols")
         base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
-        with m.If(cmd_go):
-            m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
-                         x_tbase.eq(base), x_row.eq(base)]
         step_col = e if windowed else col_step
         step_row = in_w * e if windowed else row_step
+        # the next row's and the next tile's first pixel, and whether the row is the
+        # tile's last, as registers kept with the row and tile: where the lanes move at
+        # a row's end is a multiplexer of registers
+        x_row_next = Signal(32)
+        x_tile_next = Signal(32)
+        x_last_row = Signal()
+        with m.If(cmd_go):
+            m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
+                         x_tbase.eq(base), x_row.eq(base), x_row_next.eq(base + step_row),
+                         x_tile_next.eq(base + x_tile_step), x_last_row.eq(rows_last == 0)]
         with m.If(xf.issue):
             m.d.sync += x_x.eq(x_x + 1)
             with m.If(x_x == cols_last):
-                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_row.eq(x_row + step_row)]
-                with m.If(x_y == rows_last):
-                    nxt = x_tbase + x_tile_step
+                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_row.eq(x_row_next),
+                             x_row_next.eq(x_row_next + step_row),
+                             x_last_row.eq(x_y + 1 == rows_last)]
+                with m.If(x_last_row):
                     m.d.sync += [x_y.eq(0), x_tile.eq(x_tile + 1), x_c0.eq(x_c0 + P),
-                                 x_tbase.eq(nxt), x_row.eq(nxt)]
+                                 x_tbase.eq(x_tile_next), x_row.eq(x_tile_next),
+                                 x_row_next.eq(x_tile_next + step_row),
+                                 x_tile_next.eq(x_tile_next + x_tile_step),
+                                 x_last_row.eq(rows_last == 0)]
                     with m.If(x_tile == tiles_last):
                         m.d.sync += xf.active.eq(0)
         # Runs end with each tile (and each output row of a strided POINTWISE, which
@@ -619,7 +630,7 @@ class EngineUnit(wiring.Component):
         # (a jump, ``next``) while the tile runs. The group's last tile still ends the
         # runs (the next group's first reads refill).
         end_row = xf.issue & (x_x == cols_last)
-        end_tile = end_row & (x_y == rows_last)
+        end_tile = end_row & x_last_row
         if windowed:
             m.d.comb += [xfetch.clear.eq(self.start | end_tile), xfetch.sequential.eq(1)]
             if self.shared_fetch:
@@ -657,7 +668,7 @@ class EngineUnit(wiring.Component):
         # column, or at the end of a row the next row's first (the next tile's first at
         # the end of the tile)
         x_moved = Signal(32)
-        m.d.comb += x_moved.eq(Mux(x_y == rows_last, x_tbase + x_tile_step, x_row + step_row))
+        m.d.comb += x_moved.eq(Mux(x_last_row, x_tile_next, x_row_next))
         for i in range(P):
             addr, en, data_ = xfetch.lane(i)
             ok = Signal(name=f"x_ok{i}")
@@ -673,7 +684,7 @@ class EngineUnit(wiring.Component):
                 # tile, a cycle after it starts; the job's first tile's after its refills)
                 nxt = xfetch.next(i) if self.shared_fetch else xfetch.lane_next(i)
                 nxt_r = Signal(len(nxt), name=f"x_lane{i}_next")
-                m.d.sync += nxt_r.eq(x_tbase + x_tile_step + off)
+                m.d.sync += nxt_r.eq(x_tile_next + off)
                 m.d.comb += nxt.eq(nxt_r)
 
         # Output beats to OBUF ------------------------------------------------------------
