@@ -164,7 +164,9 @@ class PointwiseEngine(wiring.Component):
 
         pixel = Signal(range(self.depth))
         tile = Signal(TILE_BITS)
-        first_pixel = pixel == 0
+        # ``pixel == 0`` as a register kept with the count: the pixel stream's ``ready``
+        # (which steps the feeding unit's lane addresses) starts at flip-flops
+        first_pixel = Signal(init=1)
         last_pixel = pixel == cfg.pixels - 1
         last_tile = tile == cfg.cin_tiles - 1
         ready = running & pipe.en & (~first_pixel | self.weights.valid)
@@ -174,9 +176,9 @@ class PointwiseEngine(wiring.Component):
             self.weights.ready.eq(running & pipe.en & first_pixel & self.pixels.valid),
         ]
         with m.If(job.start):
-            m.d.sync += [pixel.eq(0), tile.eq(0)]
+            m.d.sync += [pixel.eq(0), tile.eq(0), first_pixel.eq(1)]
         with m.Elif(take):
-            m.d.sync += pixel.eq(pixel + 1)
+            m.d.sync += [pixel.eq(pixel + 1), first_pixel.eq(last_pixel)]
             with m.If(last_pixel):
                 m.d.sync += [pixel.eq(0), tile.eq(tile + 1)]
                 with m.If(last_tile):
