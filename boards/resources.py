@@ -355,7 +355,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     engine's pool, the output size it takes from registers and its frame bounds (the
     padded size less one and the padding's first column and row); and, in the core, the
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
-    every lane's address, element and enable)."""
+    every lane's address, element and enable); OBUF's registered write port (address,
+    ``banks`` bytes and count)."""
     plan = _plan(arch)
     e = element_bytes(arch.act_bits)
     d = _log2(arch.max_width * arch.max_height + 1)
@@ -369,6 +370,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
         "compute_depthwise": unit + total + d,
         "compute_pointwise": unit,
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1),
+        "obuf": _log2(arch.obuf_bytes) + 8 * plan.banks + _log2(plan.banks + 1),
     }
 
 

@@ -42,6 +42,11 @@ class ByteBuffer(wiring.Component):
         Width in bytes of each read port.
     write_widths : list of int
         Width in bytes of each write port.
+    write_register : bool
+        Register every write port (address, data, count) before the banks: a write
+        reaches the banks a cycle after it is presented, so that no path runs from the
+        writers' logic into the banks' lane selects (a read in that next cycle still
+        returns the old bytes).
 
     Members
     -------
@@ -62,7 +67,7 @@ class ByteBuffer(wiring.Component):
     Addresses past ``size`` wrap inside the banks; callers check ranges.
     """
 
-    def __init__(self, size, *, banks, read_widths, write_widths):
+    def __init__(self, size, *, banks, read_widths, write_widths, write_register=False):
         _check_positive("size", size, "Buffer size")
         _check_positive("banks", banks, "Bank count")
         if banks & (banks - 1):
@@ -79,6 +84,7 @@ class ByteBuffer(wiring.Component):
         self._banks = banks
         self._read_widths = list(read_widths)
         self._write_widths = list(write_widths)
+        self._write_register = bool(write_register)
         self._rows = -(-size // banks)
         members = {}
         for i, w in enumerate(self._write_widths):
@@ -139,6 +145,11 @@ class ByteBuffer(wiring.Component):
         # Write ports.
         for i, width in enumerate(self._write_widths):
             w_addr, w_data, w_count = self.write_port(i)
+            if self._write_register:
+                port = [Signal.like(v, name=f"w{i}_{n}_r")
+                        for v, n in zip((w_addr, w_data, w_count), ("addr", "data", "count"))]
+                m.d.sync += [r.eq(v) for r, v in zip(port, (w_addr, w_data, w_count))]
+                w_addr, w_data, w_count = port
             for j, mem in enumerate(mems):
                 wp = mem.write_port()
                 lane, row = lane_of(w_addr, j)

@@ -264,8 +264,11 @@ class SemlCore(wiring.Component):
                                               read_widths=c_wbuf, write_widths=[nbytes])
         # OBUF has one write port: the engine units' lanes go through the stager; ADD and
         # POOL write one contiguous run per cycle.
+        # (its write registered: the writers sit in three units across the core, the
+        # banks' lane selects behind them)
         m.submodules.obuf = obuf = ByteBuffer(arch.obuf_bytes, banks=banks,
-                                              read_widths=[nbytes], write_widths=[banks])
+                                              read_widths=[nbytes], write_widths=[banks],
+                                              write_register=True)
         m.submodules.obuf_stager = stager = LaneStager(lanes=lanes, elem=elem, width=banks,
                                                        size=arch.obuf_bytes)
         m.submodules.pbuf = pbuf = EntryBuffer(pbuf_layout(arch), depth=arch.pbuf_entries,

@@ -40,6 +40,8 @@ async def buffer_random_access(dut):
         model[addr:addr + n] = data
         await RisingEdge(dut.clk)
     dut.w0_count.value = 0
+    # (a registered write port's last fill write reaches the banks in this cycle)
+    await RisingEdge(dut.clk)
     for _ in range(400):
         # Writes on every port to disjoint places, reads on every port, in one cycle.
         taken = set()
@@ -82,13 +84,18 @@ async def buffer_random_access(dut):
         await RisingEdge(dut.clk)
 
 
-@pytest.mark.parametrize("size,banks,reads,writes,seed", [
-    (1000, 8, [8, 3, 1], [8], 1),
-    (512, 16, [16, 1, 1, 2], [4, 16, 16], 2),
+@pytest.mark.parametrize("size,banks,reads,writes,seed,registered", [
+    (1000, 8, [8, 3, 1], [8], 1, False),
+    (512, 16, [16, 1, 1, 2], [4, 16, 16], 2, False),
+    (512, 16, [16, 1], [16], 3, True),
 ])
-def test_buffer(size, banks, reads, writes, seed):
-    run_cocotb(ByteBuffer(size, banks=banks, read_widths=reads, write_widths=writes),
-               test_module=__name__, build_name=f"seml-buffer-{size}-{banks}-{len(writes)}",
+def test_buffer(size, banks, reads, writes, seed, registered):
+    """Random unaligned writes and reads; with ``registered`` write ports each write
+    reaches the banks a cycle later (the reads come two cycles after it)."""
+    run_cocotb(ByteBuffer(size, banks=banks, read_widths=reads, write_widths=writes,
+                          write_register=registered),
+               test_module=__name__,
+               build_name=f"seml-buffer-{size}-{banks}-{len(writes)}{'-wr' * registered}",
                test_args={"size": size, "reads": reads, "writes": writes, "seed": seed})
 
 
