@@ -61,8 +61,11 @@ def test_hybrid_top_streams_frames_at_the_model_rate(hybrid_out):
     latency = run.latencies()[0]
     assert abs(latency - report["latency_cycles"]) <= 0.10 * report["latency_cycles"], \
         (latency, report["latency_cycles"])
-    # not the sequential sum: the parts run at once
-    assert measured < 0.6 * report["latency_cycles"]
+    # not the sequential sum: the parts run at once (run one after the other, a frame
+    # would take the whole latency; overlapped, the shorter part is hidden)
+    shorter = report["latency_cycles"] - model
+    assert shorter > 0.1 * report["latency_cycles"]
+    assert measured < report["latency_cycles"] - shorter / 2, (measured, model, shorter)
 
 
 def test_hybrid_top_with_input_gaps_and_ddr_stalls(hybrid_out):
