@@ -325,9 +325,6 @@ def lane_fetchers(arch: ArchConfig) -> dict:
                 "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * runs * abits
                            for w in widths)}
 
-    def both(a, b):
-        return {k: a[k] + b[k] for k in a}
-
     bb = add_lanes(arch) * e
     return {
         "ibuf_fetch": lanes(plan.ibuf_lanes, 2, ib),
