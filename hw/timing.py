@@ -97,8 +97,9 @@ FRAME_CYCLES = 3
 #: Output columns the POOL unit computes per window step.
 POOL_LANES = 8
 #: Cycles a POOL instruction keeps the POOL unit busy besides its window steps: the
-#: set-up cycle, the seven pipeline stages after stage 0 and the cycle ``busy`` falls in.
-DRAIN_CYCLES = 9
+#: set-up cycle, the eight pipeline stages after stage 0 (:class:`hw.seml.compute.
+#: PoolWindowUnit`) and the cycle ``busy`` falls in.
+DRAIN_CYCLES = 10
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
 ADD_JOB_CYCLES = 6
 #: Cycles an ADD instruction's first beat waits while the first runs of both operands are

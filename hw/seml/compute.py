@@ -19,7 +19,8 @@ cycle that derives from the latched fields every step, bound and start address t
 uses (the loop's carries are registered flags, its addresses step by addition):
 
 0. loop counters, IBUF address, padding masks; IBUF reads;
-1. read data;
+1. read data (the buffer's rotated word);
+1b. the word registered; each lane's element shifted out of it;
 2. accumulate (sum, or max with padding never winning);
 3. ``acc * mult`` (average pooling; 1 for max pooling) as two partial products;
 4. their sum;
@@ -27,9 +28,9 @@ uses (the loop's carries are registered flags, its addresses step by addition):
 6. shift and clamp;
 7. OBUF write from registers.
 
-Latency: a group's results are written 7 cycles after its last window step; an
+Latency: a group's results are written 8 cycles after its last window step; an
 instruction keeps the unit :func:`pool_steps` ``+ DRAIN_CYCLES`` cycles (the set-up
-cycle, the window steps, seven stages and the cycle ``busy`` falls in).
+cycle, the window steps, eight stages and the cycle ``busy`` falls in).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ __all__ = ["DRAIN_CYCLES", "POOL_LANES", "PoolWindowUnit", "pool_steps"]
 #: Output columns the core's POOL unit computes in parallel (``lanes``).
 POOL_LANES = 8
 #: Cycles a POOL instruction keeps the unit busy besides its window steps: the set-up
-#: cycle, the seven pipeline stages after stage 0 and the cycle ``busy`` falls in.
-DRAIN_CYCLES = 9
+#: cycle, the eight pipeline stages after stage 0 and the cycle ``busy`` falls in.
+DRAIN_CYCLES = 10
 
 
 def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):
@@ -344,19 +345,30 @@ class PoolWindowUnit(wiring.Component):
         on1 = reg(ch < cfg["channels"], "on1", 1)
         out_addr1 = reg(o_addr, "out_addr1", ow)
         count1 = reg(Mux(ox_left < step, ox_left, step) * e, "count1", range(P * e + 1))
-        xs = [lanes_from_bytes(m, (word >> (offs[j] * 8))[:8 * e], 1, arch.act_bits,
+
+        # Stage 1b: the read word registered, so that the buffer's lane rotation ends at
+        # flip-flops and the lanes' shifts start from them -------------------------------
+        v1b = reg(v1, "v1b", 1)
+        first_tap1b = reg(first_tap1, "first_tap1b", 1)
+        last_tap1b = reg(last_tap1, "last_tap1b", 1)
+        ok1b = [reg(o, f"ok1b_{j}", 1) for j, o in enumerate(ok1)]
+        on1b = reg(on1, "on1b", 1)
+        out_addr1b = reg(out_addr1, "out_addr1b", ow)
+        count1b = reg(count1, "count1b", range(P * e + 1))
+        word1b = reg(word, "word1b", len(word))
+        xs = [lanes_from_bytes(m, (word1b >> (offs[j] * 8))[:8 * e], 1, arch.act_bits,
                                f"x1_{j}")[0] for j in range(P)]
 
         # Stage 2: accumulate ------------------------------------------------------------
         acc_bits = arch.acc_bits
-        v2 = reg(v1, "v2", 1)
-        first_tap2 = reg(first_tap1, "first_tap2", 1)
-        last_tap2 = reg(last_tap1, "last_tap2", 1)
-        ok2 = [reg(o, f"ok2_{j}", 1) for j, o in enumerate(ok1)]
-        on2 = reg(on1, "on2", 1)
+        v2 = reg(v1b, "v2", 1)
+        first_tap2 = reg(first_tap1b, "first_tap2", 1)
+        last_tap2 = reg(last_tap1b, "last_tap2", 1)
+        ok2 = [reg(o, f"ok2_{j}", 1) for j, o in enumerate(ok1b)]
+        on2 = reg(on1b, "on2", 1)
         x2 = [reg(x, f"x2_{j}", signed(arch.act_bits)) for j, x in enumerate(xs)]
-        out_addr2 = reg(out_addr1, "out_addr2", ow)
-        count2 = reg(count1, "count2", range(P * e + 1))
+        out_addr2 = reg(out_addr1b, "out_addr2", ow)
+        count2 = reg(count1b, "count2", range(P * e + 1))
         finals = []
         for j in range(P):
             acc = Signal(signed(acc_bits), name=f"acc_{j}")
@@ -444,5 +456,5 @@ class PoolWindowUnit(wiring.Component):
         with m.If(v7):
             m.d.comb += count.eq(count7)
 
-        m.d.comb += self.busy.eq(setup | running | v1 | v2 | v3 | v4 | v5 | v6 | v7)
+        m.d.comb += self.busy.eq(setup | running | v1 | v1b | v2 | v3 | v4 | v5 | v6 | v7)
         return m

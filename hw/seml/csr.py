@@ -197,14 +197,18 @@ class ControlStatusRegisters(wiring.Component):
                 error_code.eq(self.error_code),
                 error_info.eq(self.error_info),
             ]
+        # The trace entry is written a cycle after its mark, from registers: ``mark`` comes
+        # from the core's issue logic (the units' busy flags), and the trace memory may be
+        # far from it.
+        tw_en = Signal()
+        tw_addr = Signal.like(trace_wr.addr)
+        tw_data = Signal(32)
+        m.d.sync += [tw_en.eq(self.mark & (trace_count < self._trace_depth)),
+                     tw_addr.eq(trace_count), tw_data.eq(cycles[:32])]
+        m.d.comb += [trace_wr.en.eq(tw_en), trace_wr.addr.eq(tw_addr),
+                     trace_wr.data.eq(tw_data)]
         with m.If(self.mark):
             m.d.sync += trace_count.eq(trace_count + 1)
-            with m.If(trace_count < self._trace_depth):
-                m.d.comb += [
-                    trace_wr.en.eq(1),
-                    trace_wr.addr.eq(trace_count),
-                    trace_wr.data.eq(cycles[:32]),
-                ]
 
         # Write channel ------------------------------------------------------------------
         aw_addr = Signal(_ADDR_BITS)

@@ -397,8 +397,8 @@ def _window(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool=Pool.NONE):
     (_window(Engine.DEPTHWISE, 8, 8, 16, 16, (3, 3), 2, (0, 0, 1, 1)), 629),
     (_window(Engine.POINTWISE, 256, 10, 1, 1, (1, 1), 1, (0, 0, 0, 0)), 257),  # packed
     (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 477),
-    (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 137),
-    (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 265),
+    (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 138),
+    (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 266),
     (I(Opcode.ADD, count=100), 35),
     (I(Opcode.ADD, count=6000), 1516),
     # LOAD / STORE followed by more SYNCs than the fetch unit buffers, so that
