@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..arch import ArchConfig
+from ..blocks.skid import SkidBuffer
 from ..engine_kinds import buffer_banks
 from ..engines.eltwise import EltwiseAddEngine
 from ..isa import (
@@ -322,13 +323,20 @@ class StoreUnit(wiring.Component):
 
         # Memory-to-stream with one cycle of read latency: the read data register
         # holds while the stream stalls, because the read is enabled only on advance.
+        # The words reach the DMA through a skid buffer, so that OBUF's read data (the
+        # banks' outputs through the read port's rotation) ends at flip-flops and the
+        # DMA's write packing starts from them.
+        m.submodules.skid = skid = SkidBuffer(8 * nbytes + 1)
         out_valid = Signal()
         out_last = Signal()
-        advance = ~out_valid | self.dma_data.ready
+        advance = ~out_valid | skid.i_ready
         m.d.comb += [
-            self.dma_data.valid.eq(out_valid),
-            self.dma_data.payload.data.eq(self.obuf_r_data),
-            self.dma_data.payload.last.eq(out_last),
+            skid.i_valid.eq(out_valid),
+            skid.i_data.eq(Cat(self.obuf_r_data, out_last)),
+            self.dma_data.valid.eq(skid.o_valid),
+            self.dma_data.payload.data.eq(skid.o_data[:8 * nbytes]),
+            self.dma_data.payload.last.eq(skid.o_data[-1]),
+            skid.o_ready.eq(self.dma_data.ready),
             self.obuf_r_addr.eq(ptr),
             self.obuf_r_en.eq(advance),
         ]
@@ -345,7 +353,7 @@ class StoreUnit(wiring.Component):
             with m.Else():
                 m.d.sync += out_valid.eq(0)
         # ``waiting`` lasts until the last word is gone and the DMA has every response.
-        with m.If(waiting & ~cmd_pending & ~out_valid & self.dma_idle):
+        with m.If(waiting & ~cmd_pending & ~out_valid & ~skid.busy & self.dma_idle):
             m.d.sync += waiting.eq(0)
         return m
 
