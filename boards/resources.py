@@ -43,13 +43,18 @@ __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCH
 CALIBRATION_FILE = Path(__file__).resolve().parent / "resource_calibration.json"
 
 #: Archs whose synthesis calibrates the model: small to medium, every engine present.
+#: Their IBUF, WBUF and OBUF banks are at least 512 words deep, so that they map to
+#: block RAM in every family as the boards' buffers do: a shallow bank goes to LUT RAM,
+#: whose bank selects Yosys merges into the read port's rotation (a 16-bank buffer of
+#: 1 KiB takes 1,513 LUT4 on ECP5, of 2 KiB 2,187, of 4 to 64 KiB 2,004-2,303), so that
+#: a LUT-RAM point says little about the block-RAM buffers of a board.
 CALIBRATION_ARCHS = (
     ArchConfig(name="cal-tiny", conv_pi=1, conv_po=1, dw_channels=2, pw_pi=2, pw_po=2,
-               max_width=16, max_height=16, ibuf_bytes=2048, obuf_bytes=2048,
-               wbuf_bytes=1024, pbuf_entries=64, axi_data_bits=32),
+               max_width=16, max_height=16, ibuf_bytes=8192, obuf_bytes=8192,
+               wbuf_bytes=8192, pbuf_entries=64, axi_data_bits=32),
     ArchConfig(name="cal-small", conv_pi=2, conv_po=2, dw_channels=4, pw_pi=4, pw_po=4,
-               max_width=32, max_height=32, ibuf_bytes=8192, obuf_bytes=8192,
-               wbuf_bytes=4096, pbuf_entries=256, axi_data_bits=64),
+               max_width=32, max_height=32, ibuf_bytes=16384, obuf_bytes=16384,
+               wbuf_bytes=8192, pbuf_entries=256, axi_data_bits=64),
     ArchConfig(name="cal-medium", conv_pi=4, conv_po=4, dw_channels=8, pw_pi=8, pw_po=8,
                max_width=32, max_height=32, ibuf_bytes=16384, obuf_bytes=16384,
                wbuf_bytes=8192, pbuf_entries=256, axi_data_bits=64),
