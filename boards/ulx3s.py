@@ -440,9 +440,16 @@ class Ulx3sTop(Elaboratable):
         with m.Elif(hold != 0):
             m.d.sync += hold.eq(hold - 1)
         m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(0)]
+        # The core's reset reaches every flip-flop of the system: it leaves a register
+        # through a clock buffer (DCCA) onto a global network instead of the fabric's
+        # routing, where its fan-out made it the top's critical path.
+        rst = Signal(init=1)
+        rst_global = Signal()
+        m.d.sync += rst.eq(hold != 0)
+        m.submodules.rst_buffer = Instance("DCCA", i_CLKI=rst, i_CE=Const(1), o_CLKO=rst_global)
         m.domains.core = ClockDomain("core", local=True)
         m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")),
-                     ResetSignal("core").eq(hold != 0)]
+                     ResetSignal("core").eq(rst_global)]
 
         from amaranth.hdl import DomainRenamer
         system = Ulx3sSystem(self.arch, ram_bytes=self.ram_bytes,
