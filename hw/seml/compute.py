@@ -42,23 +42,13 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..engine_kinds import buffer_banks
 from ..isa import INSTRUCTION, Pool, element_bytes, max_shift
+from ..timing import DRAIN_CYCLES, POOL_LANES, pool_steps
 from .decode import size_bits
 from .units import bytes_from_lanes, lanes_from_bytes
 
+# The unit's lane count, drain cycles and loop-nest steps are the cycle model's (one
+# definition, in :mod:`hw.timing`); the unit's tests measure them on the RTL.
 __all__ = ["DRAIN_CYCLES", "POOL_LANES", "PoolWindowUnit", "pool_steps"]
-
-#: Output columns the core's POOL unit computes in parallel (``lanes``).
-POOL_LANES = 8
-#: Cycles a POOL instruction keeps the unit busy besides its window steps: the set-up
-#: cycle, the eight pipeline stages after stage 0 and the cycle ``busy`` falls in.
-DRAIN_CYCLES = 10
-
-
-def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):
-    """Window steps (cycles of stage 0) of one POOL instruction: the loop nest of
-    :class:`PoolWindowUnit` (channel, output row, group of ``lanes`` output columns,
-    ``k_h``, ``k_w``)."""
-    return in_c * out_h * -(-out_w // lanes) * k_h * k_w
 
 
 class PoolWindowUnit(wiring.Component):
