@@ -24,8 +24,8 @@ uses (the loop's carries are registered flags, its addresses step by addition):
 2. accumulate (sum, or max with padding never winning);
 3. ``acc * mult`` (average pooling; 1 for max pooling) as two partial products;
 4. their sum;
-5. ``+ 2**(shift - 1)`` (rounding);
-6. shift and clamp;
+5. the shift (``>> (shift - 1)``; the rounding is an increment after it);
+6. round (``(x + 1) >> 1``, the output's bits only) and clamp (compares in parallel);
 7. OBUF write from registers.
 
 Latency: a group's results are written 8 cycles after its last window step; an
@@ -35,13 +35,13 @@ cycle, the window steps, eight stages and the cycle ``busy`` falls in).
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
 from ..engine_kinds import buffer_banks
-from ..isa import INSTRUCTION, Pool, element_bytes, max_shift
+from ..isa import INSTRUCTION, Pool, element_bytes
 from ..timing import DRAIN_CYCLES, POOL_LANES, pool_steps
 from .decode import size_bits
 from .units import bytes_from_lanes, lanes_from_bytes
@@ -205,7 +205,10 @@ class PoolWindowUnit(wiring.Component):
         plane_e = Signal(aw)
         step_e = Signal(ow)
         out_w_e = Signal(ow)
-        rounding = Signal(max(arch.acc_bits + arch.mult_bits + 1, max_shift(arch.shift_bits)))
+        shift_m1 = Signal(arch.shift_bits)   # the shift less one, and whether it is zero
+        shift_0 = Signal()
+        below = Signal(signed(arch.act_bits + 2))   # 2 * act_lo - 1
+        above = Signal(signed(arch.act_bits + 2))   # 2 * act_hi
         with m.If(setup):
             m.d.sync += [
                 kw_m2.eq(cfg["k_w"] - 2), kh_m2.eq(cfg["k_h"] - 2), oh_m2.eq(cfg["out_h"] - 2),
@@ -216,7 +219,8 @@ class PoolWindowUnit(wiring.Component):
                 in_w_e.eq(cfg["in_w"] * e), ox_stride.eq(cfg["stride_w"] * step),
                 ox_stride_e.eq(cfg["stride_w"] * step * e), row_stride_e.eq(row_stride * e),
                 plane_e.eq(plane * e), step_e.eq(step * e), out_w_e.eq(cfg["out_w"] * e),
-                rounding.eq((Const(1, len(rounding) + 1) << cfg["shift"]) >> 1),
+                shift_m1.eq(cfg["shift"] - 1), shift_0.eq(cfg["shift"] == 0),
+                below.eq(act_lo * 2 - 1), above.eq(act_hi * 2),
             ]
             for j in range(P):
                 m.d.sync += [nlo[j].eq(-joff[j]), hi[j].eq(cfg["in_w"] - joff[j])]
@@ -409,30 +413,31 @@ class PoolWindowUnit(wiring.Component):
         prods = [reg(lo if hi is None else (hi << lo_bits) + lo, f"prod5_{j}",
                      signed(prod_bits)) for j, (lo, hi) in enumerate(parts)]
 
-        # Stage 5: add the rounding constant --------------------------------------------
+        # Stage 5: the shift. ``(prod + 2**(s - 1)) >> s == (pre + 1) >> 1`` with ``pre =
+        # prod >> (s - 1)``, and ``prod == (2 * prod + 1) >> 1`` for ``s == 0``: no rounding
+        # constant as wide as the largest shift, and no add before the shift ---------------
         v5 = reg(v4, "v5", 1)
         on5 = reg(on4, "on5", 1)
         out_addr5 = reg(out_addr4, "out_addr5", ow)
         count5 = reg(count4, "count5", range(P * e + 1))
-        # wide enough for the rounding constant of the largest shift (2**(s - 1) may not
-        # fit the product's width: the product then shifts out to 0 or -1 before rounding)
-        wide = len(rounding)
-        sums = [reg(prod + rounding, f"sum6_{j}", signed(wide + 1))
-                for j, prod in enumerate(prods)]
+        pres = [reg(Mux(shift_0, prod * 2, prod >> shift_m1), f"pre6_{j}",
+                    signed(prod_bits + 1)) for j, prod in enumerate(prods)]
 
-        # Stage 6: shift and clamp -----------------------------------------------------
+        # Stage 6: round and clamp. ``(pre + 1) >> 1`` is below ``act_lo`` exactly when
+        # ``pre < 2 * act_lo - 1`` and above ``act_hi`` when ``pre > 2 * act_hi``: the
+        # compares read ``pre`` in parallel with the rounding add, which only the output's
+        # bits need -----------------------------------------------------------------------
         v6 = reg(v5, "v6", 1)
         on6 = reg(on5, "on6", 1)
         out_addr6 = reg(out_addr5, "out_addr6", ow)
         count6 = reg(count5, "count6", range(P * e + 1))
-        shift = cfg["shift"]
+        a = arch.act_bits
         ys = []
-        for j, total in enumerate(sums):
-            shifted = Signal(signed(wide + 1), name=f"shifted_{j}")
-            m.d.comb += shifted.eq(total >> shift)
-            y = Signal(signed(arch.act_bits), name=f"y_{j}")
-            m.d.comb += y.eq(Mux(shifted < act_lo, act_lo,
-                                 Mux(shifted > act_hi, act_hi, shifted)))
+        for j, pre in enumerate(pres):
+            low = Signal(a, name=f"low_{j}")
+            m.d.comb += low.eq((pre[:a + 1] + 1)[1:a + 1])
+            y = Signal(signed(a), name=f"y_{j}")
+            m.d.comb += y.eq(Mux(pre < below, act_lo, Mux(pre > above, act_hi, low)))
             ys.append(y)
 
         # Stage 7: OBUF write, from registers (the core's write multiplexer and the
