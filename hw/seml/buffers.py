@@ -450,6 +450,19 @@ class LaneFetcher(wiring.Component):
         eager fetcher also registers its read address and enable: a refill lands two
         cycles after it is granted instead of one, and no path runs from the lanes'
         addresses through the hit checks and the arbitration into the buffer's banks.
+    relocate, l{q}_adv : In (only with ``lookahead``)
+        With ``lookahead`` the fetcher's ``ready`` comes from registers: in each cycle it
+        checks, for every lane, the address the lane presents in the next cycle if it
+        reads in this one (``l{q}_adv``) and if it does not (its address now) against
+        the runs as they will be then (a read that lands, the runs that a move or a
+        refill frees, ``clear``), and registers both; ``ready`` is one multiplexer per
+        lane (did it read?) and the AND of the lanes, no hit check and no address in its
+        path. The lanes' addresses must follow that rule: after a cycle in which a lane
+        reads, its address is the ``l{q}_adv`` of that cycle, else the same, except
+        after a cycle with ``relocate`` high (the addresses change without a read), when
+        every enabled lane waits a cycle; ``packed`` may change only while the runs are
+        empty (from the cycle after a ``clear`` until a read lands). Requires ``eager``.
+        ``ready`` is then the same in every cycle as without ``lookahead``.
     jump, l{q}_next : In (only with ``jumps``)
         With ``jump`` high a lane's prefetch reads its ``width`` bytes from ``l{q}_next``
         (where the lane goes after the elements in ``cur``: the next tile's first
@@ -461,7 +474,7 @@ class LaneFetcher(wiring.Component):
     """
 
     def __init__(self, *, widths, width, size, prefetch=True, jumps=False, pack=0,
-                 eager=False):
+                 eager=False, lookahead=False):
         if not isinstance(widths, (list, tuple)) or not widths:
             raise TypeError(f"Lane widths must be a non-empty list of integers, not {widths!r}")
         _check_positive("width", width, "Run width")
@@ -484,6 +497,9 @@ class LaneFetcher(wiring.Component):
                              f"{pack} times theirs, {widths[1:pack]}")
         self._pack = pack if pack > 1 else 0
         self._eager = bool(eager)
+        self._lookahead = bool(lookahead)
+        if self._lookahead and not self._eager:
+            raise ValueError("A fetcher looks ahead only with eager=True (registered reads)")
         members = {"ready": Out(1), "clear": In(1), "sequential": In(1, init=1),
                    "r_addr": Out(range(max(size, 2))), "r_en": Out(1),
                    "r_data": In(8 * width)}
@@ -491,6 +507,8 @@ class LaneFetcher(wiring.Component):
             members["jump"] = In(1)
         if self._pack:
             members["packed"] = In(1)
+        if self._lookahead:
+            members["relocate"] = In(1)
         for q, w in enumerate(self._widths):
             members[f"l{q}_addr"] = In(range(max(size, 2)))
             members[f"l{q}_en"] = In(1)
@@ -499,6 +517,8 @@ class LaneFetcher(wiring.Component):
                 members[f"l{q}_armed"] = In(1)
             if self._jumps:
                 members[f"l{q}_next"] = In(range(max(size, 2)))
+            if self._lookahead:
+                members[f"l{q}_adv"] = In(range(max(size, 2)))
         super().__init__(members)
 
     @property
@@ -517,6 +537,10 @@ class LaneFetcher(wiring.Component):
     def lane_next(self, q):
         """Lane ``q``'s prefetch address after a jump (``jumps`` only)."""
         return getattr(self, f"l{q}_next")
+
+    def lane_adv(self, q):
+        """Lane ``q``'s address after a read (``lookahead`` only)."""
+        return getattr(self, f"l{q}_adv")
 
     def elaborate(self, platform):
         m = Module()
@@ -549,10 +573,12 @@ class LaneFetcher(wiring.Component):
         else:
             slots = [(run(f"cur{q}", q),) for q in range(L)]
 
+        fill_lims = {}   # the landing read's limits by span, when registered
+
         def fill(reg, base, data_):
             """Statements that load run ``reg`` with ``width`` bytes read at ``base``."""
             return ([reg[0].eq(1), reg[1].eq(base), reg[2].eq(data_)]
-                    + [lim.eq(base + span) for lim, span in reg[3]])
+                    + [lim.eq(fill_lims.get(span, base + span)) for lim, span in reg[3]])
 
         def on_slot(q, which, stmts):
             """Apply ``stmts(slot)`` to lane ``q``'s slot ``which`` (a 1-bit value:
@@ -600,9 +626,11 @@ class LaneFetcher(wiring.Component):
         ok = []
         miss = []
         want_pre = []
+        lane_state = []  # per lane, for ``lookahead``: (en, raw en, take, hits, hit in cur)
         wide0 = None     # lane 0's read, all packed lanes' elements
         for q in range(L):
             _, en, data_ = self.lane(q)
+            raw_en = en
             w = self._widths[q]
             # what a miss refills: the lane's read, or with ``eager`` its next one
             want = self.lane_armed(q) if self._eager else en
@@ -632,6 +660,8 @@ class LaneFetcher(wiring.Component):
                 want_pre.append(pr)
             # The lane's read: the element from whichever register holds it.
             take = en & self.ready
+            lane_state.append((en, raw_en, take, [h for h, _ in looked],
+                               hit_c if self._prefetch else None))
             # each run's element at the lane's address, shifted out in parallel with
             # the hit checks; then the one from the run that holds it
             picks = [Signal(8 * w, name=f"pick{q}_{k}") for k in range(len(slots[q]))]
@@ -652,7 +682,8 @@ class LaneFetcher(wiring.Component):
                         # the old ``cur`` the free ``nxt``
                         m.d.sync += c.eq(~c)
                         on_slot(q, c, lambda slot: [slot[0].eq(0)])
-        m.d.comb += self.ready.eq(Cat(*ok).all())
+        if not self._lookahead:
+            m.d.comb += self.ready.eq(Cat(*ok).all())
 
         # Arbiter: the lowest missing lane, else the lowest lane to prefetch.
         granted = Const(0, 1)
@@ -700,6 +731,13 @@ class LaneFetcher(wiring.Component):
             fl2_base = Signal.like(fl_base)
             m.d.sync += [fl2_v.eq(fl_v & ~forget), fl2_lane.eq(fl_lane), fl2_nxt.eq(fl_nxt),
                          fl2_base.eq(fl_base)]
+            # the landing run's limits (``base + width - w`` for each lane width ``w``),
+            # registered with its base for the look-ahead's hit checks (and the runs')
+            if self._lookahead:
+                spans = sorted({span for q in range(L) for _, span in slots[q][0][3]})
+                fl2_lims = {span: Signal(abits + 1, name=f"fl2_lim{span}") for span in spans}
+                m.d.sync += [lim.eq(fl_base + span) for span, lim in fl2_lims.items()]
+                fill_lims.update(fl2_lims)
             fl_v, fl_lane, fl_nxt, fl_base = fl2_v, fl2_lane, fl2_nxt, fl2_base
 
         # The read lands: into the lane's run register.
@@ -716,4 +754,54 @@ class LaneFetcher(wiring.Component):
                             on_slot(q, ~c, lambda slot: [slot[0].eq(0)])
                     else:
                         m.d.sync += fill(slots[q][0], fl_base, self.r_data)
+
+        if self._lookahead:
+            self._look_ahead(m, slots, cur_is1 if self._prefetch else None, lane_state,
+                             forget, fl_v & ~forget, fl_lane, fl_nxt, fl_base,
+                             fl2_lims)
         return m
+
+    def _look_ahead(self, m, slots, cur_is1, lane_state, forget, lands, fl_lane, fl_nxt,
+                    fl_base, fl_lims):
+        """``ready`` from registers: each lane's hit in the next cycle, at the address it
+        then presents (``l{q}_adv`` if it reads now, else its address now) in the runs
+        as they will be (those that survive this cycle's move and landing, and the run
+        that lands), checked a cycle early for both addresses."""
+        K = self._pack
+        packed = self.packed if K else Const(0, 1)
+        oks = []
+        for q, (en, raw_en, take, hits, hit_c) in enumerate(lane_state):
+            def inside(a, base, limits, q=q):
+                within = [a <= lim for lim, _ in limits]
+                if q == 0 and K:
+                    return (a >= base) & Mux(packed, within[0], within[1])
+                return (a >= base) & within[0]
+
+            land = Signal(name=f"ahead_land{q}")
+            m.d.comb += land.eq(lands & (fl_lane == q))
+            # runs whose contents are gone at the end of the cycle: replaced or freed by
+            # the landing read (into ``nxt``: the ``nxt`` slot; into ``cur``: both), or the
+            # old ``cur`` that a read moving into ``nxt`` frees
+            if cur_is1 is not None:
+                c = cur_is1[q]
+                is_cur = [~c, c]
+                gone = [land & (~fl_nxt | ~is_cur[k]) | (take & ~hit_c & is_cur[k])
+                        for k in range(2)]
+            else:
+                gone = [land]
+            fill_limits = [(fl_lims[span], span) for _, span in slots[q][0][3]]
+            addr, adv = self.lane(q)[0], self.lane_adv(q)
+            # at the address now: the hit checks of this cycle (``hits``) on the surviving runs
+            hold = Cat(*(h & ~g for h, g in zip(hits, gone)),
+                       land & inside(addr, fl_base, fill_limits)).any()
+            moved = Cat(*(slot[0] & ~forget & ~g & inside(adv, slot[1], slot[3])
+                          for slot, g in zip(slots[q], gone)),
+                        land & inside(adv, fl_base, fill_limits)).any()
+            keep = ~self.clear & ~self.relocate
+            hit_hold = Signal(name=f"ahead_hold{q}")
+            hit_moved = Signal(name=f"ahead_adv{q}")
+            took = Signal(name=f"ahead_took{q}")
+            m.d.sync += [hit_hold.eq(keep & hold), hit_moved.eq(keep & moved),
+                         took.eq(raw_en & self.ready)]
+            oks.append(~en | Mux(took, hit_moved, hit_hold))
+        m.d.comb += self.ready.eq(Cat(*oks).all())

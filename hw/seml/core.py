@@ -307,26 +307,29 @@ class SemlCore(wiring.Component):
         engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
         m.submodules.ibuf_fetch = ibuf_fetch = LaneFetcher(
             widths=list(plan.ibuf_lanes), width=banks, size=arch.ibuf_bytes, prefetch=True,
-            jumps=True, pack=units[Engine.POINTWISE].pixel_pack, eager=True)
+            jumps=True, pack=units[Engine.POINTWISE].pixel_pack, eager=True, lookahead=True)
         m.submodules.wbuf_fetch = wbuf_fetch = LaneFetcher(
             widths=list(plan.wbuf_lanes), width=banks, size=arch.wbuf_bytes, prefetch=False,
-            eager=True)
+            eager=True, lookahead=True)
         for buf, fetcher in (("ibuf", ibuf_fetch), ("wbuf", wbuf_fetch)):
             ports = {e: u.lane_port(buf) for e, u in engine_units.items()}
-            m.d.comb += fetcher.clear.eq(Cat(*(p.clear for p in ports.values())).any())
+            m.d.comb += [fetcher.clear.eq(Cat(*(p.clear for p in ports.values())).any()),
+                         fetcher.relocate.eq(Cat(*(p.relocate for p in ports.values())).any())]
             for p in ports.values():
                 m.d.comb += p.ready.eq(fetcher.ready)
                 for q in range(p.lanes):
                     f_data, u_data = fetcher.lane(q)[2], p.lane(q)[2]
                     m.d.comb += u_data.eq(f_data[:len(u_data)])
             # Lane addresses and enables: an idle unit's are 0 (its address registers
-            # return to 0 when its instruction ends, it enables and arms no read), so the
-            # fetcher takes the OR of the units' lanes (addresses, enables and armed
-            # flags), no engine-select multiplexer before its hit checks.
+            # return to 0 when its instruction ends, it enables and arms no read, its
+            # addresses after a read are 0 while it does not read), so the fetcher takes
+            # the OR of the units' lanes (addresses, enables, armed flags and addresses
+            # after a read), no engine-select multiplexer before its hit checks.
             for q in range(fetcher.lanes):
                 users = [p for p in ports.values() if q < p.lanes]
                 f_addr, f_en, _ = fetcher.lane(q)
                 m.d.comb += [f_addr.eq(_or(u.lane(q)[0] for u in users)),
+                             fetcher.lane_adv(q).eq(_or(u.lane_adv(q) for u in users)),
                              f_en.eq(_or(u.lane(q)[1] for u in users)),
                              fetcher.lane_armed(q).eq(
                                  _or(u.lane_armed(q) for u in users))]

@@ -108,9 +108,10 @@ class _Feeder:
 
 def _lane_members(buf, widths, size):
     """The unit's side of a shared fetcher's lanes (:class:`~hw.seml.buffers.LaneFetcher`
-    with the flows reversed): ``{buf}_lane{q}_addr`` / ``_en`` out, ``_data`` in,
-    ``{buf}_ready`` in, ``{buf}_clear`` and ``{buf}_sequential`` out."""
-    members = {f"{buf}_ready": In(1), f"{buf}_clear": Out(1),
+    with the flows reversed): ``{buf}_lane{q}_addr`` / ``_en`` / ``_adv`` out, ``_data``
+    in, ``{buf}_ready`` in, ``{buf}_clear``, ``{buf}_relocate`` and ``{buf}_sequential``
+    out."""
+    members = {f"{buf}_ready": In(1), f"{buf}_clear": Out(1), f"{buf}_relocate": Out(1),
                f"{buf}_sequential": Out(1, init=1)}
     if buf == "ibuf":
         members[f"{buf}_jump"] = Out(1)
@@ -118,6 +119,7 @@ def _lane_members(buf, widths, size):
     for q, w in enumerate(widths):
         members.update({f"{buf}_lane{q}_addr": Out(range(max(size, 2))),
                         f"{buf}_lane{q}_en": Out(1), f"{buf}_lane{q}_armed": Out(1),
+                        f"{buf}_lane{q}_adv": Out(range(max(size, 2))),
                         f"{buf}_lane{q}_data": In(8 * w)})
         if buf == "ibuf":
             members[f"{buf}_lane{q}_next"] = Out(range(max(size, 2)))
@@ -131,6 +133,7 @@ class _LanePort:
         self._unit, self._buf = unit, buf
         self.ready = getattr(unit, f"{buf}_ready")
         self.clear = getattr(unit, f"{buf}_clear")
+        self.relocate = getattr(unit, f"{buf}_relocate")
         self.sequential = getattr(unit, f"{buf}_sequential")
         widths = unit.ibuf_lane_widths if buf == "ibuf" else unit.wbuf_lane_widths
         self.lanes = len(widths)
@@ -143,6 +146,9 @@ class _LanePort:
 
     def lane_armed(self, q):
         return getattr(self._unit, f"{self._buf}_lane{q}_armed")
+
+    def lane_adv(self, q):
+        return getattr(self._unit, f"{self._buf}_lane{q}_adv")
 
     def next(self, q):
         return getattr(self._unit, f"{self._buf}_lane{q}_next")
@@ -307,10 +313,11 @@ class EngineUnit(wiring.Component):
         else:
             m.submodules.pixel_fetch = xfetch = LaneFetcher(
                 widths=self.ibuf_lane_widths, width=self.banks, size=arch.ibuf_bytes,
-                prefetch=True, jumps=not windowed, pack=self.pixel_pack, eager=True)
+                prefetch=True, jumps=not windowed, pack=self.pixel_pack, eager=True,
+                lookahead=True)
             m.submodules.weight_fetch = wfetch = LaneFetcher(
                 widths=self._wbuf_widths, width=self.banks, size=arch.wbuf_bytes,
-                prefetch=False, eager=True)
+                prefetch=False, eager=True, lookahead=True)
             for fetch, port in ((xfetch, "ibuf0"), (wfetch, "wbuf0")):
                 addr, en, data_ = self._port(port, "addr", "en", "data")
                 m.d.comb += [addr.eq(fetch.r_addr), en.eq(fetch.r_en), fetch.r_data.eq(data_)]
@@ -349,7 +356,8 @@ class EngineUnit(wiring.Component):
             m.d.sync += step.eq(value * k)
             return step
 
-        def lane_address(port, offset, name, *, start, issue, stepped, moved):
+        def lane_address(port, adv_port, offset, name, *, start, issue, stepped, moved,
+                         active):
             """Drive lane address ``port`` from a register that tracks a pointer plus the
             lane's ``offset`` (a register that follows the instruction's strides, set
             before the first command): the fetcher's hit check then starts at a
@@ -357,18 +365,24 @@ class EngineUnit(wiring.Component):
             (the pointer's value at ``cmd_go``) plus the offset at ``cmd_go``; on
             ``issue`` it steps by ``stepped`` (added to itself), or, with ``moved`` a
             ``(condition, value)`` pair, loads that value plus the offset when the
-            condition holds. It returns to 0 when the instruction ends."""
+            condition holds. It returns to 0 when the instruction ends. ``adv_port``
+            gets the address after an ``issue`` (the fetcher checks it a cycle early),
+            0 while the lanes are not ``active`` (the core ORs the units' lanes); the
+            fetcher's ``relocate`` covers ``cmd_go`` and the end."""
             # addresses wrap at the port's width: so may the offset
             off = Signal(len(port), name=f"{name}_off")
             m.d.sync += off.eq(offset)
             addr = Signal(len(port), name=f"{name}_addr")
+            adv = Signal(len(port), name=f"{name}_adv")
             m.d.comb += port.eq(addr)
+            if moved is None:
+                m.d.comb += adv.eq(addr + stepped)
+            else:
+                cond, value = moved
+                m.d.comb += adv.eq(Mux(cond, value + off, addr + stepped))
+            m.d.comb += adv_port.eq(Mux(active, adv, 0))
             with m.If(issue):
-                if moved is None:
-                    m.d.sync += addr.eq(addr + stepped)
-                else:
-                    cond, value = moved
-                    m.d.sync += addr.eq(Mux(cond, value + off, addr + stepped))
+                m.d.sync += addr.eq(adv)
             with m.Elif(cmd_go):
                 m.d.sync += addr.eq(start + off)
             with m.Elif(finish):
@@ -469,6 +483,8 @@ class EngineUnit(wiring.Component):
                     with m.Else():
                         m.next = "CMD"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        # the lanes' addresses change without a read at a group's command and at the end
+        m.d.comb += [xfetch.relocate.eq(cmd_go | finish), wfetch.relocate.eq(cmd_go | finish)]
 
         # Engine command.
         cmd = eng.cmd.payload
@@ -549,9 +565,10 @@ class EngineUnit(wiring.Component):
             for j in range(L):
                 for i in range(per_lane):
                     addr, en, _ = wfetch.lane(j * per_lane + i)
-                    lane_address(addr, w_m_stride * j + w_c_stride * i, f"w_lane{j}_{i}",
+                    lane_address(addr, wfetch.lane_adv(j * per_lane + i),
+                                 w_m_stride * j + w_c_stride * i, f"w_lane{j}_{i}",
                                  start=g_wbase, issue=wf.issue, stepped=we,
-                                 moved=(last_kx, w_moved))
+                                 moved=(last_kx, w_moved), active=wf.active)
                     m.d.comb += [en.eq(wf.want),
                                  wfetch.lane_armed(j * per_lane + i).eq(wf.active)]
                     mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c) if per_lane > 1
@@ -565,8 +582,9 @@ class EngineUnit(wiring.Component):
             m.d.comb += wfetch.clear.eq(self.start | (wf.issue & last_tile_w))
             for j in range(L):
                 addr, en, _ = wfetch.lane(j)
-                lane_address(addr, w_m_stride * j, f"w_lane{j}", start=g_wbase,
-                             issue=wf.issue, stepped=P * we, moved=None)
+                lane_address(addr, wfetch.lane_adv(j), w_m_stride * j, f"w_lane{j}",
+                             start=g_wbase, issue=wf.issue, stepped=P * we, moved=None,
+                             active=wf.active)
                 m.d.comb += [en.eq(wf.want), wfetch.lane_armed(j).eq(wf.active)]
                 for i in range(P):
                     mask_w.append(lane_on[j] & (w_c0 + i < in_c))
@@ -674,8 +692,9 @@ class EngineUnit(wiring.Component):
             ok = Signal(name=f"x_ok{i}")
             with m.If(xf.issue):
                 m.d.sync += ok.eq(first_chan + i < in_c)
-            off = lane_address(addr, plane_in * i, f"x_lane{i}", start=base, issue=xf.issue,
-                               stepped=step_col, moved=(x_x == cols_last, x_moved))
+            off = lane_address(addr, xfetch.lane_adv(i), plane_in * i, f"x_lane{i}",
+                               start=base, issue=xf.issue, stepped=step_col,
+                               moved=(x_x == cols_last, x_moved), active=xf.active)
             m.d.comb += [en.eq(xf.want), xfetch.lane_armed(i).eq(xf.active),
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:

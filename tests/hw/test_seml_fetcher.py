@@ -239,3 +239,128 @@ def test_fetcher_jumps_and_packed_lanes_read_every_element(lanes, e, width, seed
     aligned = width % (lanes * e) == 0
     assert all(w == 0 for mode, w in stalls if mode == "jump" or (mode, aligned) ==
                ("packed", True)), stalls
+
+
+@pytest.mark.parametrize("widths,width,prefetch,jumps,pack,seed", [
+    ([1, 1, 1, 1], 8, True, False, 0, 31), ([2, 2, 2], 8, True, False, 0, 32),
+    ([4, 4], 8, False, False, 0, 33), ([1, 2, 4], 16, True, False, 0, 34),
+    ([1] * 6, 8, False, False, 0, 35), ([4, 1, 1, 1], 16, True, True, 4, 36),
+    ([2, 2, 2], 16, True, True, 0, 37)])
+def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, pack, seed):
+    """A fetcher with ``lookahead`` (``ready`` from registers, each lane's next hit checked
+    a cycle early at the address it presents after a read, ``l{q}_adv``, and at its
+    address now) beside one without, over the same buffer contents and inputs: seeded
+    random steps, moves with a read (row ends, and back into the runs just left),
+    relocations without one, idle lanes,
+    back-pressure, clears, jumps and packed lanes. ``ready`` is the same in every cycle
+    but those after a relocation (where every enabled lane waits), and every read returns
+    the bytes at its address."""
+    rng = random.Random(seed)
+    size = 1024
+    lanes = len(widths)
+    image = bytes(rng.getrandbits(8) for _ in range(size))
+    args = {"widths": widths, "width": width, "size": size, "prefetch": prefetch,
+            "jumps": jumps, "pack": pack, "eager": True}
+    m = Module()
+    fetchers, fills = [], []
+    for name, ahead in (("plain", False), ("ahead", True)):
+        buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width])
+        fetch = LaneFetcher(**args, lookahead=ahead)
+        m.submodules[f"buf_{name}"] = buf
+        m.submodules[f"fetch_{name}"] = fetch
+        m.d.comb += [buf.r0_addr.eq(fetch.r_addr), buf.r0_en.eq(fetch.r_en),
+                     fetch.r_data.eq(buf.r0_data)]
+        fetchers.append(fetch)
+        fills.append(buf)
+    plain, ahead = fetchers
+    step = max(widths[1:] or widths)
+    stats = {"reads": 0, "stalls": 0, "moves": 0, "relocations": 0}
+
+    def place():
+        return [rng.randrange(0, size - 64) for _ in range(lanes)]
+
+    async def bench(ctx):
+        for a in range(0, size, width):
+            for buf in fills:
+                ctx.set(buf.w0_addr, a)
+                ctx.set(buf.w0_data, int.from_bytes(image[a:a + width], "little"))
+                ctx.set(buf.w0_count, width)
+            await ctx.tick()
+        for buf in fills:
+            ctx.set(buf.w0_count, 0)
+        addrs = place()
+        on = [True] * lanes
+        packed = next_packed = False
+        relocated = False
+        for _ in range(1500):
+            relocate = rng.random() < 0.02
+            clear = rng.random() < 0.01 or relocate and rng.random() < 0.5
+            packed = next_packed
+            if relocate and pack and clear:
+                # (as in the engine units: packing changes only with the runs cleared)
+                next_packed = rng.random() < 0.4
+            want = rng.random() >= 0.25
+            move = rng.random() < 0.08       # the next address after a read: elsewhere,
+            moved = place()                  # or back into the runs just left
+            if rng.random() < 0.5:
+                moved = [max(0, a - rng.randrange(1, 2 * width)) for a in addrs]
+            advs = [(a + (widths[0] if packed and q == 0 else step)) % (size - 64)
+                    if not move else moved[q] for q, a in enumerate(addrs)]
+            en = [want and on[q] for q in range(lanes)]
+            sequential, jump = rng.random() < 0.9, rng.random() < 0.3
+            if packed:
+                en = [en[0]] * pack + en[pack:]
+            for fetch in fetchers:
+                for q in range(lanes):
+                    a, e, _ = fetch.lane(q)
+                    ctx.set(a, addrs[q])
+                    ctx.set(e, en[q])
+                    ctx.set(fetch.lane_armed(q), on[q])
+                    if jumps:
+                        ctx.set(fetch.lane_next(q), (addrs[q] + 3 * width) % (size - 64))
+                ctx.set(fetch.clear, clear)
+                ctx.set(fetch.sequential, sequential)
+                if jumps:
+                    ctx.set(fetch.jump, jump)
+                if pack:
+                    ctx.set(fetch.packed, packed)
+            for q in range(lanes):
+                ctx.set(ahead.lane_adv(q), advs[q])
+            ctx.set(ahead.relocate, relocate)
+            await ctx.delay(1e-9)
+            ready = ctx.get(plain.ready)
+            # the same, except a cycle after a relocation, when every enabled lane waits
+            assert ctx.get(ahead.ready) == (ready and not (relocated and any(en))), stats
+            read = [q for q in range(lanes) if en[q] and ready]
+            stats["reads"] += bool(read)
+            stats["stalls"] += any(en) and not ready
+            await ctx.tick()
+            for q in read:
+                if packed and 0 < q < pack:
+                    continue
+                # lane 0 of packed lanes reads its own element alone while not packed
+                n = widths[q] // pack if q == 0 and pack and not packed else widths[q]
+                expect = int.from_bytes(image[addrs[q]:addrs[q] + n], "little")
+                for fetch in fetchers:
+                    got = ctx.get(fetch.lane(q)[2]) & ((1 << 8 * n) - 1)
+                    assert got == expect, (q, addrs[q])
+            relocated = relocate
+            if relocate:
+                addrs = place()
+                on = [rng.random() < 0.85 for _ in range(lanes)]
+                stats["relocations"] += 1
+            else:
+                addrs = [advs[q] if en[q] and ready or (packed and 0 < q < pack and read)
+                         else addrs[q] for q in range(lanes)]
+                stats["moves"] += bool(read) and move
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert stats["reads"] > 300 and stats["stalls"] > 50 and stats["relocations"] > 10, stats
+
+
+def test_lookahead_needs_eager_reads():
+    with pytest.raises(ValueError, match=r"looks ahead only with eager=True"):
+        LaneFetcher(widths=[1], width=8, size=64, lookahead=True)
