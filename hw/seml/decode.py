@@ -216,17 +216,20 @@ class InstructionDecoder(wiring.Component):
             "wp": reg(c.in_w + c.pad_left + c.pad_right, 18, "wp", True),
             "kk": reg(Mux(c.k_h > c.k_w, c.k_h, c.k_w) | 1, 16, "kk", True),
         }
+        s1["fused"] = reg(fused, 1, "fused", True)
         for axis, out, stride, span, k in (
                 ("oh", c.out_h, c.stride_h, c.in_h + c.pad_top + c.pad_bottom, c.k_h),
                 ("ow", c.out_w, c.stride_w, c.in_w + c.pad_left + c.pad_right, c.k_w)):
-            # ``(x0 - 1) * s`` and ``(x0 - 1) * s + s`` (``+ 2 * s`` when fused) of the
-            # shape check, ``x0 = out`` (``2 * out`` when fused), and ``span - k``
-            x0 = Signal(18, name=f"{axis}_x0")
-            m.d.comb += x0.eq(Mux(fused, out << 1, out))
-            s1[f"{axis}_low"] = reg((x0 - 1) * stride, 27, f"{axis}_low", True)
-            s1[f"{axis}_high"] = reg(Mux(fused, x0 + 1, x0) * stride, 27, f"{axis}_high",
+            # the shape check's terms: ``out * s`` (a product of two fields, nothing
+            # before the multiplier), ``span - k``, ``span - k + s`` and ``span - k - s``
+            # (``span - k`` when not fused)
+            s1[f"{axis}_prod"] = reg(out * stride, len(out) + len(stride), f"{axis}_prod",
                                      True)
             s1[f"{axis}_span_k"] = reg(span - k, signed(20), f"{axis}_span_k", True)
+            s1[f"{axis}_span_hi"] = reg(span - k + stride, signed(21), f"{axis}_span_hi",
+                                        True)
+            s1[f"{axis}_span_lo"] = reg(span - k - Mux(fused, stride, 0), signed(21),
+                                        f"{axis}_span_lo", True)
         rows_lo, rows_big = cut(d.rows, "rows")
         rb_lo, rb_big = cut(d.row_bytes, "row_bytes")
         # b_count x group of a MUL, from the products of their 16-bit halves
@@ -398,14 +401,18 @@ class InstructionDecoder(wiring.Component):
         # The output shape without a divider: ``out = (span - k) // s + 1`` (then halved
         # by a fused 2x2 pool) holds iff ``x0 = out`` (``2 * out`` when fused) satisfies
         # ``(x0 - 1) * s <= span - k < (x0 - 1) * s + s`` (``+ 2 * s`` when fused: ``oh``
-        # may be ``2 * out`` or ``2 * out + 1``), with ``x0 >= 1``. One multiplier per
-        # axis (stage 1); a fused pool with another size than 2 is refused by ``fuse_bad``.
-        def shape_ok(span_k, out, name):
-            low, high = s1[f"{name}_low"], s1[f"{name}_high"]
-            return (out != 0) & (low <= span_k) & (span_k < high)
+        # may be ``2 * out`` or ``2 * out + 1``), with ``x0 >= 1``. With ``P = x0 * s``
+        # (stage 1's ``out * s``, doubled when fused) that is ``P <= span - k + s`` and
+        # ``span - k - s < P`` (``span - k < P`` when not fused). One multiplier per axis
+        # (stage 1); a fused pool with another size than 2 is refused by ``fuse_bad``.
+        def shape_ok(out, name):
+            prod = s1[f"{name}_prod"]
+            x0s = Mux(s1["fused"], prod << 1, prod)
+            return ((out != 0) & (x0s <= s1[f"{name}_span_hi"])
+                    & (s1[f"{name}_span_lo"] < x0s))
 
         fpool_bad = fused & ((c.fpool_h == 0) | (c.fpool_w == 0))
-        shape_bad = ~(shape_ok(hk, c.out_h, "oh") & shape_ok(wk, c.out_w, "ow"))
+        shape_bad = ~(shape_ok(c.out_h, "oh") & shape_ok(c.out_w, "ow"))
         m.d.comb += illegal.eq(
             reserved_bits(Opcode.COMPUTE) | clamp_bad(c.act_lo, c.act_hi) | zero | pads_big
             | small | too_wide | kernel_big | stride_bad | pool_bad | avg_wide | dw_bad
