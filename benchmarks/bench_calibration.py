@@ -18,8 +18,13 @@ holds.
 run cannot hold), as a calibration point of the board's family: the size the tiny
 calibration archs do not reach.
 
+``--fixed-only`` refits only the fixed units (:data:`boards.resources.FIXED_UNITS`:
+the decoder, the header check, the CSRs and the POOL unit, whose lines are the figures
+of their structure at the first calibration arch), each synthesized alone, and keeps
+every other line: the refit after a change to those units alone.
+
 Usage: ``python benchmarks/bench_calibration.py [--families xc7,xcup,ecp5] [--archs
-NAME,...] [--boards NAME,...] [--cached-only] [--no-fit]``. Results:
+NAME,...] [--boards NAME,...] [--cached-only] [--no-fit] [--fixed-only]``. Results:
 ``benchmarks/results/calibration.json``.
 """
 
@@ -89,6 +94,45 @@ def compare(arch, family, res, held_out, partial=False):
     return row
 
 
+def fixed_only(families, args):
+    """Refit the fixed units' lines of each family from their synthesis alone at the
+    first calibration arch; the other lines stay as stored."""
+    arch = resources.CALIBRATION_ARCHS[0]
+    stored = json.loads(resources.CALIBRATION_FILE.read_text())
+    rows = []
+    for family in families:
+        if family not in stored["families"]:
+            print(f"{family}: no stored lines to complete; run a full calibration",
+                  file=sys.stderr)
+            return 2
+        start = time.perf_counter()
+        units = resources.synthesize_fixed_units(arch, family, cached_only=args.cached_only)
+        if units is None:
+            print(f"  {arch.name} {family}: fixed units not in the cache, left out")
+            continue
+        print(f"  synth {arch.name} {family}, fixed units alone "
+              f"({time.perf_counter() - start:.0f} s):", flush=True)
+        before = resources.estimate(arch, family)["submodules"]
+        # each family on its own point (a line through it), not leaning on another's
+        data = resources.fit({(arch.name, family): (arch, units)}, [family], base=family)
+        for unit in resources.FIXED_UNITS:
+            stored["families"][family][unit] = data["families"][family][unit]
+            got = units[unit]
+            print(f"    {unit:13s} LUT {before[unit]['lut']:6d} -> {got['lut']:6d}  "
+                  f"FF {before[unit]['ff']:6d} -> {got['ff']:6d}  "
+                  f"DSP {before[unit]['dsp']:3d} -> {got['dsp']:3d}", flush=True)
+            rows.append({"family": family, "unit": unit, "synth": got,
+                         "model_before": {k: before[unit][k] for k in ("lut", "ff", "dsp")}})
+    if not args.no_fit and rows:
+        resources.CALIBRATION_FILE.write_text(json.dumps(stored, indent=1, sort_keys=True)
+                                              + "\n")
+        resources.reload_calibration()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmark": "calibration_fixed_units",
+                                    "arch": arch.name, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", "--family", default="xc7",
@@ -103,6 +147,9 @@ def main(argv=None):
                         help="with --partial, the first calibration arch partial too, and "
                              "its fixed units synthesized alone (each its own top): the "
                              "whole core's submodules without a whole-core run")
+    parser.add_argument("--fixed-only", action="store_true",
+                        help="refit only the fixed units, each synthesized alone at the "
+                             "first calibration arch; every other line is kept")
     parser.add_argument("--boards", default="",
                         help="comma-separated boards whose default arch (synthesized per "
                              "part) is a calibration point of the board's family")
@@ -110,6 +157,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     only = {a for a in args.archs.split(",") if a}
     families = [f for f in args.families.split(",") if f]
+    if args.fixed_only:
+        return fixed_only(families, args)
     points = [(a, False) for a in resources.CALIBRATION_ARCHS] + [
         (a, True) for a in resources.HOLDOUT_ARCHS]
     results = []
