@@ -310,7 +310,7 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     one IBUF and WBUF read port (:class:`hw.seml.buffers.LaneFetcher`), counted from
     their structure: per lane one (weights) or two (pixels, ADD operands) runs of
     ``banks`` bytes with their base and limit addresses, the lane's output register and
-    the look-ahead's flags (flip-flops);
+    the look-ahead's flags and offsets (flip-flops);
     the byte select of the lane's element out of its runs (a ``runs * banks``-way
     multiplexer per output bit, four ways per LUT) and the address compares, this
     cycle's and the look-ahead's (LUTs).
@@ -327,15 +327,19 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
 
     def lanes(widths, runs, abits):
-        # the look-ahead: per lane the next cycle's hit at its address and at the one
-        # after a read (two flags and whether it read), from ``runs + 2`` more range
-        # checks (the address now in the landing run; the one after a read in each run
-        # and the landing one); the landing run's limits, one register per lane width
-        ahead_ff = 3 * len(widths) + len(set(widths)) * (abits + 1)
+        # the look-ahead: per lane, for its address and the one after a read, the next
+        # cycle's hit, the element's offset in each run and (two runs) the run that
+        # holds it, and whether it read; from ``runs + 2`` more range checks (the
+        # address now in the landing run; the one after a read in each run and the
+        # landing one) and the offsets' subtractions; the landing run's limits, one
+        # register per lane width
+        obits = _log2(banks)
+        per_lane_ff = 1 + 2 * (1 + runs * obits + (runs > 1))
+        ahead_ff = per_lane_ff * len(widths) + len(set(widths)) * (abits + 1)
         return {"ff": ahead_ff + sum(runs * (8 * banks + 2 * abits + 2) + 8 * w + 1
                                      for w in widths),
                 "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * (2 * runs + 2) * abits
-                           for w in widths)}
+                           + 3 * runs * obits for w in widths)}
 
     bb = add_lanes(arch) * e
     return {

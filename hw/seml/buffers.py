@@ -647,7 +647,8 @@ class LaneFetcher(wiring.Component):
                 hit_c = Mux(c, h1, h0)
                 # the element from ``cur`` when it holds it, else from ``nxt``
                 use1 = Signal(name=f"use1_{q}")
-                m.d.comb += use1.eq(Mux(c, h1, ~h0))
+                if not self._lookahead:
+                    m.d.comb += use1.eq(Mux(c, h1, ~h0))
                 cur_v = Mux(c, slots[q][1][0], slots[q][0][0]) & ~forget
                 nxt_v = Mux(c, slots[q][0][0], slots[q][1][0]) & ~forget
             ok.append(~en | hit)
@@ -660,12 +661,18 @@ class LaneFetcher(wiring.Component):
                 want_pre.append(pr)
             # The lane's read: the element from whichever register holds it.
             take = en & self.ready
-            lane_state.append((en, raw_en, take, [h for h, _ in looked],
-                               hit_c if self._prefetch else None))
             # each run's element at the lane's address, shifted out in parallel with
             # the hit checks; then the one from the run that holds it
             picks = [Signal(8 * w, name=f"pick{q}_{k}") for k in range(len(slots[q]))]
-            for pick, slot, (_, off) in zip(picks, slots[q], looked):
+            offs = [off for _, off in looked]
+            if self._lookahead:
+                # the element's place in each run and the run that holds it, chosen a
+                # cycle early (``_look_ahead``): no address compare before the select
+                offs = [Signal(obits, name=f"sel_off{q}_{k}") for k in range(len(slots[q]))]
+            lane_state.append((en, raw_en, take, [h for h, _ in looked],
+                               hit_c if self._prefetch else None,
+                               use1 if self._prefetch else None, offs))
+            for pick, slot, off in zip(picks, slots[q], offs):
                 m.d.comb += pick.eq((slot[2] >> (off * 8))[:8 * w])
             elem = Signal(8 * w, name=f"elem{q}")
             m.d.comb += elem.eq(Mux(use1, picks[1], picks[0]) if self._prefetch else picks[0])
@@ -766,11 +773,13 @@ class LaneFetcher(wiring.Component):
         """``ready`` from registers: each lane's hit in the next cycle, at the address it
         then presents (``l{q}_adv`` if it reads now, else its address now) in the runs
         as they will be (those that survive this cycle's move and landing, and the run
-        that lands), checked a cycle early for both addresses."""
+        that lands), checked a cycle early for both addresses; with it the run the
+        element comes from and its place in each run (the element select's controls)."""
         K = self._pack
         packed = self.packed if K else Const(0, 1)
+        obits = max(ceil_log2(self._width), 1)
         oks = []
-        for q, (en, raw_en, take, hits, hit_c) in enumerate(lane_state):
+        for q, (en, raw_en, take, hits, hit_c, use1, offs) in enumerate(lane_state):
             def inside(a, base, limits, q=q):
                 within = [a <= lim for lim, _ in limits]
                 if q == 0 and K:
@@ -791,17 +800,41 @@ class LaneFetcher(wiring.Component):
                 gone = [land]
             fill_limits = [(fl_lims[span], span) for _, span in slots[q][0][3]]
             addr, adv = self.lane(q)[0], self.lane_adv(q)
-            # at the address now: the hit checks of this cycle (``hits``) on the surviving runs
-            hold = Cat(*(h & ~g for h, g in zip(hits, gone)),
-                       land & inside(addr, fl_base, fill_limits)).any()
-            moved = Cat(*(slot[0] & ~forget & ~g & inside(adv, slot[1], slot[3])
-                          for slot, g in zip(slots[q], gone)),
-                        land & inside(adv, fl_base, fill_limits)).any()
+            # the slot the landing read fills (physical index): ``nxt`` or ``cur``
+            if cur_is1 is not None:
+                tgt1 = c ^ fl_nxt
+                target = [~tgt1, tgt1]
+                c_next = c ^ (take & ~hit_c)
+            else:
+                target = [Const(1, 1)]
             keep = ~self.clear & ~self.relocate
-            hit_hold = Signal(name=f"ahead_hold{q}")
-            hit_moved = Signal(name=f"ahead_adv{q}")
             took = Signal(name=f"ahead_took{q}")
-            m.d.sync += [hit_hold.eq(keep & hold), hit_moved.eq(keep & moved),
-                         took.eq(raw_en & self.ready)]
+            m.d.sync += took.eq(raw_en & self.ready)
+            picked = {}
+            for cand, a, now in (("hold", addr, hits), ("adv", adv, None)):
+                in_fill = land & inside(a, fl_base, fill_limits)
+                per_slot = []
+                for k, (slot, g) in enumerate(zip(slots[q], gone)):
+                    here = (now[k] if now is not None
+                            else slot[0] & ~forget & inside(a, slot[1], slot[3]))
+                    per_slot.append((here & ~g) | (in_fill & target[k]))
+                hit_r = Signal(name=f"ahead_{cand}{q}")
+                m.d.sync += hit_r.eq(keep & Cat(*per_slot).any())
+                off_r = [Signal(obits, name=f"ahead_{cand}{q}_off{k}")
+                         for k in range(len(slots[q]))]
+                for k, slot in enumerate(slots[q]):
+                    base = Mux(land & target[k], fl_base, slot[1])
+                    m.d.sync += off_r[k].eq(a[:obits] - base[:obits])
+                use1_r = None
+                if cur_is1 is not None:
+                    use1_r = Signal(name=f"ahead_{cand}{q}_use1")
+                    m.d.sync += use1_r.eq(Mux(c_next, per_slot[1], ~per_slot[0]))
+                picked[cand] = (hit_r, off_r, use1_r)
+            (hit_hold, off_hold, use1_hold), (hit_moved, off_moved, use1_moved) = (
+                picked["hold"], picked["adv"])
+            for k, off in enumerate(offs):
+                m.d.comb += off.eq(Mux(took, off_moved[k], off_hold[k]))
+            if use1 is not None:
+                m.d.comb += use1.eq(Mux(took, use1_moved, use1_hold))
             oks.append(~en | Mux(took, hit_moved, hit_hold))
         m.d.comb += self.ready.eq(Cat(*oks).all())
