@@ -626,7 +626,7 @@ class LaneFetcher(wiring.Component):
         ok = []
         miss = []
         want_pre = []
-        lane_state = []  # per lane, for ``lookahead``: (en, raw en, take, hits, hit in cur)
+        lane_state = []  # per lane, for ``lookahead``: enables, hits, selects
         wide0 = None     # lane 0's read, all packed lanes' elements
         for q in range(L):
             _, en, data_ = self.lane(q)
@@ -669,7 +669,7 @@ class LaneFetcher(wiring.Component):
                 # the element's place in each run and the run that holds it, chosen a
                 # cycle early (``_look_ahead``): no address compare before the select
                 offs = [Signal(obits, name=f"sel_off{q}_{k}") for k in range(len(slots[q]))]
-            lane_state.append((en, raw_en, take, [h for h, _ in looked],
+            lane_state.append((en, raw_en, [h for h, _ in looked],
                                hit_c if self._prefetch else None,
                                use1 if self._prefetch else None, offs))
             for pick, slot, off in zip(picks, slots[q], offs):
@@ -779,7 +779,7 @@ class LaneFetcher(wiring.Component):
         packed = self.packed if K else Const(0, 1)
         obits = max(ceil_log2(self._width), 1)
         oks = []
-        for q, (en, raw_en, take, hits, hit_c, use1, offs) in enumerate(lane_state):
+        for q, (en, raw_en, hits, hit_c, use1, offs) in enumerate(lane_state):
             def inside(a, base, limits, q=q):
                 within = [a <= lim for lim, _ in limits]
                 if q == 0 and K:
@@ -789,29 +789,32 @@ class LaneFetcher(wiring.Component):
             land = Signal(name=f"ahead_land{q}")
             m.d.comb += land.eq(lands & (fl_lane == q))
             # runs whose contents are gone at the end of the cycle: replaced or freed by
-            # the landing read (into ``nxt``: the ``nxt`` slot; into ``cur``: both), or the
-            # old ``cur`` that a read moving into ``nxt`` frees
+            # the landing read (into ``nxt``: the ``nxt`` slot; into ``cur``: both), or,
+            # after a read (the address-after-a-read case: no ``take``, so nothing from
+            # the readers' back-pressure reaches these registers), the old ``cur`` that a
+            # read moving into ``nxt`` frees. (A packed lane reads through lane 0: its own
+            # checks are not used while packed.)
             if cur_is1 is not None:
                 c = cur_is1[q]
                 is_cur = [~c, c]
-                gone = [land & (~fl_nxt | ~is_cur[k]) | (take & ~hit_c & is_cur[k])
-                        for k in range(2)]
+                gone_land = [land & (~fl_nxt | ~is_cur[k]) for k in range(2)]
+                gone_read = [gone_land[k] | (~hit_c & is_cur[k]) for k in range(2)]
             else:
-                gone = [land]
+                gone_land = gone_read = [land]
             fill_limits = [(fl_lims[span], span) for _, span in slots[q][0][3]]
             addr, adv = self.lane(q)[0], self.lane_adv(q)
             # the slot the landing read fills (physical index): ``nxt`` or ``cur``
             if cur_is1 is not None:
                 tgt1 = c ^ fl_nxt
                 target = [~tgt1, tgt1]
-                c_next = c ^ (take & ~hit_c)
             else:
                 target = [Const(1, 1)]
             keep = ~self.clear & ~self.relocate
             took = Signal(name=f"ahead_took{q}")
             m.d.sync += took.eq(raw_en & self.ready)
             picked = {}
-            for cand, a, now in (("hold", addr, hits), ("adv", adv, None)):
+            for cand, a, now, gone in (("hold", addr, hits, gone_land),
+                                       ("adv", adv, None, gone_read)):
                 in_fill = land & inside(a, fl_base, fill_limits)
                 per_slot = []
                 for k, (slot, g) in enumerate(zip(slots[q], gone)):
@@ -827,6 +830,8 @@ class LaneFetcher(wiring.Component):
                     m.d.sync += off_r[k].eq(a[:obits] - base[:obits])
                 use1_r = None
                 if cur_is1 is not None:
+                    # ``cur`` then: flipped by a read that moves into ``nxt``
+                    c_next = c if now is not None else c ^ ~hit_c
                     use1_r = Signal(name=f"ahead_{cand}{q}_use1")
                     m.d.sync += use1_r.eq(Mux(c_next, per_slot[1], ~per_slot[0]))
                 picked[cand] = (hit_r, off_r, use1_r)
