@@ -457,7 +457,8 @@ class LaneFetcher(wiring.Component):
         the runs as they will be then (a read that lands, the runs that a move or a
         refill frees, ``clear``), and registers both; ``ready`` is one multiplexer per
         lane (did it read?) and the AND of the lanes, no hit check and no address in its
-        path. The lanes' addresses must follow that rule: after a cycle in which a lane
+        path; the element select's controls (the element's place in each run, the run
+        that holds it) are chosen the same way. The lanes' addresses must follow that rule: after a cycle in which a lane
         reads, its address is the ``l{q}_adv`` of that cycle, else the same, except
         after a cycle with ``relocate`` high (the addresses change without a read), when
         every enabled lane waits a cycle; ``packed`` may change only while the runs are

@@ -164,9 +164,9 @@ class EngineUnit(wiring.Component):
         CONV, DEPTHWISE or POINTWISE.
     shared_fetch : bool
         The unit's lanes go to fetchers outside it (the core's shared set): ports
-        ``{ibuf,wbuf}_lane{q}_addr / _en / _data``, ``_ready``, ``_clear``,
-        ``_sequential`` (and for IBUF ``ibuf_jump``, ``ibuf_lane{q}_next``) replace
-        ``ibuf0_*`` / ``wbuf0_*``.
+        ``{ibuf,wbuf}_lane{q}_addr / _en / _armed / _adv / _data``, ``_ready``,
+        ``_clear``, ``_relocate``, ``_sequential`` (and for IBUF ``ibuf_jump``,
+        ``ibuf_packed``, ``ibuf_lane{q}_next``) replace ``ibuf0_*`` / ``wbuf0_*``.
 
     Members
     -------
