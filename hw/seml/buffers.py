@@ -607,6 +607,15 @@ class LaneFetcher(wiring.Component):
 
         packed = self.packed if K else Const(0, 1)
 
+        def inside(q, a, base, limits):
+            """Lane ``q``'s element at address ``a`` lies in the run at ``base`` with
+            ``limits`` (lane 0 reads its own element, or with ``packed`` those of lanes
+            0..K-1)."""
+            within = [a <= lim for lim, _ in limits]
+            if q == 0 and K:
+                return (a >= base) & Mux(packed, within[0], within[1])
+            return (a >= base) & within[0]
+
         def lookup(q, reg):
             """(hit, offset) of lane ``q``'s address in run ``reg``: the offset's low
             bits (the element's place in the run) only."""
@@ -614,14 +623,8 @@ class LaneFetcher(wiring.Component):
             v, base, _, limits = reg
             off = Signal(obits, name=f"off{q}_{reg[0].name}")
             hit = Signal(name=f"hit{q}_{reg[0].name}")
-            within = [addr <= lim for lim, _ in limits]
-            if q == 0 and K:
-                # lane 0 reads its own element, or with ``packed`` those of lanes 0..K-1
-                m.d.comb += hit.eq(v & ~forget & (addr >= base)
-                                   & Mux(packed, within[0], within[1]))
-            else:
-                m.d.comb += hit.eq(v & ~forget & (addr >= base) & within[0])
-            m.d.comb += off.eq(addr[:obits] - base[:obits])
+            m.d.comb += [hit.eq(v & ~forget & inside(q, addr, base, limits)),
+                         off.eq(addr[:obits] - base[:obits])]
             return hit, off
 
         ok = []
@@ -765,28 +768,20 @@ class LaneFetcher(wiring.Component):
 
         if self._lookahead:
             self._look_ahead(m, slots, cur_is1 if self._prefetch else None, lane_state,
-                             forget, fl_v & ~forget, fl_lane, fl_nxt, fl_base,
-                             fl2_lims)
+                             inside, obits, forget, fl_v & ~forget, fl_lane, fl_nxt,
+                             fl_base, fl2_lims)
         return m
 
-    def _look_ahead(self, m, slots, cur_is1, lane_state, forget, lands, fl_lane, fl_nxt,
-                    fl_base, fl_lims):
+    def _look_ahead(self, m, slots, cur_is1, lane_state, inside, obits, forget, lands,
+                    fl_lane, fl_nxt, fl_base, fl_lims):
         """``ready`` from registers: each lane's hit in the next cycle, at the address it
         then presents (``l{q}_adv`` if it reads now, else its address now) in the runs
         as they will be (those that survive this cycle's move and landing, and the run
         that lands), checked a cycle early for both addresses; with it the run the
-        element comes from and its place in each run (the element select's controls)."""
-        K = self._pack
-        packed = self.packed if K else Const(0, 1)
-        obits = max(ceil_log2(self._width), 1)
+        element comes from and its place in each run (the element select's controls).
+        ``inside(q, a, base, limits)``: the hit check of :meth:`elaborate`."""
         oks = []
         for q, (en, raw_en, hits, hit_c, use1, offs) in enumerate(lane_state):
-            def inside(a, base, limits, q=q):
-                within = [a <= lim for lim, _ in limits]
-                if q == 0 and K:
-                    return (a >= base) & Mux(packed, within[0], within[1])
-                return (a >= base) & within[0]
-
             land = Signal(name=f"ahead_land{q}")
             m.d.comb += land.eq(lands & (fl_lane == q))
             # runs whose contents are gone at the end of the cycle: replaced or freed by
@@ -794,33 +789,30 @@ class LaneFetcher(wiring.Component):
             # after a read (the address-after-a-read case: no ``take``, so nothing from
             # the readers' back-pressure reaches these registers), the old ``cur`` that a
             # read moving into ``nxt`` frees. (A packed lane reads through lane 0: its own
-            # checks are not used while packed.)
+            # checks are not used while packed.) ``target``: the slot the landing read
+            # fills (physical index: ``nxt`` or ``cur``).
             if cur_is1 is not None:
                 c = cur_is1[q]
                 is_cur = [~c, c]
                 gone_land = [land & (~fl_nxt | ~is_cur[k]) for k in range(2)]
                 gone_read = [gone_land[k] | (~hit_c & is_cur[k]) for k in range(2)]
+                target = [~(c ^ fl_nxt), c ^ fl_nxt]
             else:
                 gone_land = gone_read = [land]
+                target = [Const(1, 1)]
             fill_limits = [(fl_lims[span], span) for _, span in slots[q][0][3]]
             addr, adv = self.lane(q)[0], self.lane_adv(q)
-            # the slot the landing read fills (physical index): ``nxt`` or ``cur``
-            if cur_is1 is not None:
-                tgt1 = c ^ fl_nxt
-                target = [~tgt1, tgt1]
-            else:
-                target = [Const(1, 1)]
             keep = ~self.clear & ~self.relocate
             took = Signal(name=f"ahead_took{q}")
             m.d.sync += took.eq(raw_en & self.ready)
             picked = {}
             for cand, a, now, gone in (("hold", addr, hits, gone_land),
                                        ("adv", adv, None, gone_read)):
-                in_fill = land & inside(a, fl_base, fill_limits)
+                in_fill = land & inside(q, a, fl_base, fill_limits)
                 per_slot = []
                 for k, (slot, g) in enumerate(zip(slots[q], gone)):
                     here = (now[k] if now is not None
-                            else slot[0] & ~forget & inside(a, slot[1], slot[3]))
+                            else slot[0] & ~forget & inside(q, a, slot[1], slot[3]))
                     per_slot.append((here & ~g) | (in_fill & target[k]))
                 hit_r = Signal(name=f"ahead_{cand}{q}")
                 m.d.sync += hit_r.eq(keep & Cat(*per_slot).any())
