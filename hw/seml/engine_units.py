@@ -399,8 +399,19 @@ class EngineUnit(wiring.Component):
             m.d.sync += last.eq(count - 1)
             return last
 
-        tiles_last = last_index(tiles, "tiles")
-        kern_last = last_index(kern, "kern")
+        def end_flag(count, name):
+            """A register that is high while a loop counter stands at its last value
+            (``count - 1``), kept with the counter: the loop's end is then a register,
+            not a compare in front of the lanes' next addresses. Returns the flag and
+            the two updates: ``restart()`` where the counter is set to 0, and
+            ``step(counter)`` where it counts up by one. ``count - 2`` and ``count ==
+            1`` are registers that follow ``count`` (set at the start or in SETUP)."""
+            before = Signal(16, name=f"{name}_m2")
+            single = Signal(name=f"{name}_single")
+            m.d.sync += [before.eq(count - 2), single.eq(count == 1)]
+            flag = Signal(name=f"{name}_at_last")
+            return flag, (lambda: flag.eq(single)), (lambda counter: flag.eq(counter == before))
+
 
         w_group_step = scaled(w_m_stride, L, "w_group_step")   # the next group's weights
         o_group_step = scaled(plane_out, L, "o_group_step")
@@ -534,23 +545,27 @@ class EngineUnit(wiring.Component):
         w_tbase = Signal(32)      # WBUF address of the tile's first input channel, tap 0
         w_row = Signal(32)        # address of tap (ky, 0) of the tile
         w_c0 = Signal(16)         # first input channel of the tile
-        last_tile_w = w_tile == tiles_last
+        # the loops' ends (the last tile, tap column and tap row) as flags kept with
+        # their counters
+        last_tile_w, w_tile_restart, w_tile_step_flag = end_flag(tiles, "w_tile")
+        last_kx, w_kx_restart, w_kx_step = end_flag(kern, "w_kx")
+        last_ky, w_ky_restart, w_ky_step = end_flag(kern, "w_ky")
         with m.If(cmd_go):
             m.d.sync += [wf.active.eq(1), w_tile.eq(0), w_ky.eq(0), w_kx.eq(0), w_c0.eq(0),
-                         w_tbase.eq(g_wbase), w_row.eq(g_wbase)]
+                         w_tbase.eq(g_wbase), w_row.eq(g_wbase),
+                         w_tile_restart(), w_kx_restart(), w_ky_restart()]
         mask_w = []
         if windowed:
-            last_kx = w_kx == kern_last
-            last_ky = w_ky == kern_last
             tap_ok = (w_ky < k_h) & (w_kx < k_w)
             with m.If(wf.issue):
-                m.d.sync += w_kx.eq(w_kx + 1)
+                m.d.sync += [w_kx.eq(w_kx + 1), w_kx_step(w_kx)]
                 with m.If(last_kx):
-                    m.d.sync += [w_kx.eq(0), w_ky.eq(w_ky + 1),
+                    m.d.sync += [w_kx.eq(0), w_ky.eq(w_ky + 1), w_kx_restart(), w_ky_step(w_ky),
                                  w_row.eq(w_row + k_w * we)]
                     with m.If(last_ky):
                         nxt = w_tbase + w_tile_step
                         m.d.sync += [w_ky.eq(0), w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P),
+                                     w_ky_restart(), w_tile_step_flag(w_tile),
                                      w_tbase.eq(nxt), w_row.eq(nxt)]
                         with m.If(last_tile_w):
                             m.d.sync += wf.active.eq(0)
@@ -575,7 +590,7 @@ class EngineUnit(wiring.Component):
                                   else tap_ok & lane_on[j])
         else:
             with m.If(wf.issue):
-                m.d.sync += [w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P)]
+                m.d.sync += [w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P), w_tile_step_flag(w_tile)]
                 with m.If(last_tile_w):
                     m.d.sync += wf.active.eq(0)
             # every group's first weights miss on every lane
@@ -611,7 +626,9 @@ class EngineUnit(wiring.Component):
         x_x = Signal(16)
         rows = in_h if windowed else out_h
         cols = in_w if windowed else out_w
-        rows_last, cols_last = last_index(rows, "rows"), last_index(cols, "cols")
+        rows_last = last_index(rows, "rows")
+        last_col, x_x_restart, x_x_step = end_flag(cols, "x_x")
+        last_tile_x, x_tile_restart, x_tile_step_flag = end_flag(tiles, "x_tile")
         base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
         step_col = e if windowed else col_step
         step_row = in_w * e if windowed else row_step
@@ -624,11 +641,12 @@ class EngineUnit(wiring.Component):
         with m.If(cmd_go):
             m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
                          x_tbase.eq(base), x_row.eq(base), x_row_next.eq(base + step_row),
-                         x_tile_next.eq(base + x_tile_step), x_last_row.eq(rows_last == 0)]
+                         x_tile_next.eq(base + x_tile_step), x_last_row.eq(rows_last == 0),
+                         x_x_restart(), x_tile_restart()]
         with m.If(xf.issue):
-            m.d.sync += x_x.eq(x_x + 1)
-            with m.If(x_x == cols_last):
-                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_row.eq(x_row_next),
+            m.d.sync += [x_x.eq(x_x + 1), x_x_step(x_x)]
+            with m.If(last_col):
+                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_x_restart(), x_row.eq(x_row_next),
                              x_row_next.eq(x_row_next + step_row),
                              x_last_row.eq(x_y + 1 == rows_last)]
                 with m.If(x_last_row):
@@ -636,8 +654,8 @@ class EngineUnit(wiring.Component):
                                  x_tbase.eq(x_tile_next), x_row.eq(x_tile_next),
                                  x_row_next.eq(x_tile_next + step_row),
                                  x_tile_next.eq(x_tile_next + x_tile_step),
-                                 x_last_row.eq(rows_last == 0)]
-                    with m.If(x_tile == tiles_last):
+                                 x_last_row.eq(rows_last == 0), x_tile_step_flag(x_tile)]
+                    with m.If(last_tile_x):
                         m.d.sync += xf.active.eq(0)
         # Runs end with each tile (and each output row of a strided POINTWISE, which
         # refills on misses only) but where a POINTWISE tile's lanes go on without a
@@ -647,7 +665,7 @@ class EngineUnit(wiring.Component):
         # prefetches (``pixels >= Pi + 3``), each lane prefetches its next tile's plane
         # (a jump, ``next``) while the tile runs. The group's last tile still ends the
         # runs (the next group's first reads refill).
-        end_row = xf.issue & (x_x == cols_last)
+        end_row = xf.issue & last_col
         end_tile = end_row & x_last_row
         if windowed:
             m.d.comb += [xfetch.clear.eq(self.start | end_tile), xfetch.sequential.eq(1)]
@@ -673,7 +691,7 @@ class EngineUnit(wiring.Component):
                 unit_stride.eq(fsm.ongoing("IDLE") | (stride_w == 1)),
             ]
             m.d.comb += [
-                last_tile.eq(x_tile == tiles_last),
+                last_tile.eq(last_tile_x),
                 xfetch.sequential.eq(unit_stride & ~(jumps & last_tile)),
                 xfetch.jump.eq(jumps),
                 xfetch.clear.eq(self.start | (end_tile & (~(jumps | packed) | last_tile))
@@ -694,7 +712,7 @@ class EngineUnit(wiring.Component):
                 m.d.sync += ok.eq(first_chan + i < in_c)
             off = lane_address(addr, xfetch.lane_adv(i), plane_in * i, f"x_lane{i}",
                                start=base, issue=xf.issue, stepped=step_col,
-                               moved=(x_x == cols_last, x_moved), active=xf.active)
+                               moved=(last_col, x_moved), active=xf.active)
             m.d.comb += [en.eq(xf.want), xfetch.lane_armed(i).eq(xf.active),
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
