@@ -243,8 +243,10 @@ def submodule_features(arch: ArchConfig) -> dict:
     pbuf_width = pbuf_layout(arch).size
     pbanks = entry_banks(plan.pbuf_lanes)
 
-    def rotate(reads, writes):
-        return (sum(8 * w * lg for w in reads) + sum(8 * w * lg for w in writes)
+    def rotate(reads, writes, raw=False):
+        # each port's lane rotation (none for a raw read: its readers select) and its
+        # per-bank row select
+        return (sum(8 * w * lg for w in reads if not raw) + sum(8 * w * lg for w in writes)
                 + plan.banks * (len(reads) + len(writes)))
 
     conv = arch.conv_pi * arch.conv_po
@@ -255,8 +257,8 @@ def submodule_features(arch: ArchConfig) -> dict:
         "compute_pointwise": (arch.pw_pi * arch.pw_po, arch.pw_po, arch.pw_pi * arch.pw_po),
         "compute_pool": (POOL_LANES * e, POOL_LANES, 0),
         "add": (add_lanes(arch), add_lanes(arch), 0),
-        "ibuf": (rotate(plan.ibuf_reads, [nbytes]), 0, 0),
-        "wbuf": (rotate(plan.wbuf_reads, [nbytes]), 0, 0),
+        "ibuf": (rotate(plan.ibuf_reads, [nbytes], raw=True), 0, 0),
+        "wbuf": (rotate(plan.wbuf_reads, [nbytes], raw=True), 0, 0),
         "obuf": (rotate([nbytes], [plan.banks]), 0, 0),
         "obuf_stager": (plan.lanes * plan.banks * 8, 0, 0),
         # the engine units' shared lane fetchers: structural only (lane_fetchers)
@@ -312,13 +314,15 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     ``banks`` bytes with their base and limit addresses, the lane's output register and
     the look-ahead's flags and offsets (flip-flops);
     the byte select of the lane's element out of its runs (a ``runs * banks``-way
-    multiplexer per output bit, four ways per LUT) and the address compares, this
-    cycle's and the look-ahead's (LUTs).
+    multiplexer per output bit, four ways per LUT, controlled by the address's low bits:
+    the runs hold the banks' raw words) and the address compares, this cycle's and the
+    look-ahead's (LUTs).
     The engine units share one pixel and one weight fetcher (``ibuf_fetch``,
     ``wbuf_fetch``: the lanes of the unit with the most, each as wide as the widest).
     ADD reads its two operands through two runs each (:class:`hw.seml.units.AddUnit`):
     the runs, the next run's address, the offset in the run and a beat-wide output
-    register (flip-flops); the beat's select out of the runs (LUTs)."""
+    register, and the bank of the element being read and of the next run's first
+    (flip-flops); the beat's select out of the runs (LUTs)."""
     from hw.seml.units import add_lanes
 
     plan = _plan(arch)
@@ -328,24 +332,23 @@ def lane_fetchers(arch: ArchConfig) -> dict:
 
     def lanes(widths, runs, abits):
         # the look-ahead: per lane, for its address and the one after a read, the next
-        # cycle's hit, the element's offset in each run and (two runs) the run that
-        # holds it, and whether it read; from ``runs + 2`` more range checks (the
-        # address now in the landing run; the one after a read in each run and the
-        # landing one) and the offsets' subtractions; the landing run's limits, one
-        # register per lane width
+        # cycle's hit, the element's first bank and (two runs) the run that holds it,
+        # and whether it read; from ``runs + 2`` more range checks (the address now in
+        # the landing run; the one after a read in each run and the landing one); the
+        # landing run's limits, one register per lane width
         obits = _log2(banks)
-        per_lane_ff = 1 + 2 * (1 + runs * obits + (runs > 1))
+        per_lane_ff = 1 + 2 * (1 + obits + (runs > 1))
         ahead_ff = per_lane_ff * len(widths) + len(set(widths)) * (abits + 1)
         return {"ff": ahead_ff + sum(runs * (8 * banks + 2 * abits + 2) + 8 * w + 1
                                      for w in widths),
                 "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * (2 * runs + 2) * abits
-                           + 3 * runs * obits for w in widths)}
+                           for w in widths)}
 
     bb = add_lanes(arch) * e
     return {
         "ibuf_fetch": lanes(plan.ibuf_lanes, 2, ib),
         "wbuf_fetch": lanes(plan.wbuf_lanes, 1, wb),
-        "add": {"ff": 2 * (2 * (8 * banks + 1) + ib + _log2(banks) + 3 + 8 * bb),
+        "add": {"ff": 2 * (2 * (8 * banks + 1) + ib + 3 * _log2(banks) + 3 + 8 * bb),
                 "lut": 2 * (8 * bb * math.ceil(2 * banks / 4) + ib)},
     }
 
@@ -362,8 +365,10 @@ def lane_address_registers(arch: ArchConfig) -> dict:
 
 def handshake_registers(arch: ArchConfig) -> dict:
     """``{submodule: flip-flops}`` of the registers that cut the core's handshake and
-    loop-control paths (``docs/timing.md``): the engine units' registered last indexes
-    and ``k_h * k_w``; the conv and depthwise engines' registered job totals (factors,
+    loop-control paths (``docs/timing.md``): the engine units' registered last row index
+    and ``k_h * k_w``, and their loops' end flags (the tile, and for the windowed units
+    the tap column and row; the pixel column and tile), each with ``count - 2`` and
+    ``count == 1``; the conv and depthwise engines' registered job totals (factors,
     product and ``- 1``) and ``count_done``'s last beat; the skid buffer before the conv
     engine's pool, the output size it takes from registers and its frame bounds (the
     padded size less one and the padding's first column and row); and, in the core, the
@@ -375,13 +380,15 @@ def handshake_registers(arch: ArchConfig) -> dict:
     e = element_bytes(arch.act_bits)
     d = _log2(arch.max_width * arch.max_height + 1)
     total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
-    unit = 5 * 16                   # last indexes (tiles, K, rows, cols) and taps
+    flag = 16 + 2                   # an end flag, its ``count - 2`` and ``count == 1``
+    unit = 2 * 16 + 3 * flag        # rows - 1, taps; the tiles' and columns' flags
+    taps = 2 * flag                 # the windowed units' tap column and row flags
     pad = 2 * POOL_MAX_PAD
     bounds = 2 * (_log2(arch.max_width + pad + 1) + _log2(arch.max_height + pad + 1)) + 2
     return {
-        "compute_conv": (unit + 2 * total + d + 2 * (arch.conv_po * arch.act_bits + 1)
-                         + 2 * 16 + bounds),
-        "compute_depthwise": unit + total + d,
+        "compute_conv": (unit + taps + 2 * total + d
+                         + 2 * (arch.conv_po * arch.act_bits + 1) + 2 * 16 + bounds),
+        "compute_depthwise": unit + taps + total + d,
         "compute_pointwise": unit,
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1),
         "obuf": _log2(arch.obuf_bytes) + 8 * plan.banks + _log2(plan.banks + 1),

@@ -19,7 +19,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["ByteBuffer", "EntryBuffer", "LaneFetcher", "LaneStager", "entry_banks"]
+__all__ = ["ByteBuffer", "EntryBuffer", "LaneFetcher", "LaneStager", "bank_select",
+           "entry_banks"]
 
 
 def _check_positive(name, value, what):
@@ -47,6 +48,13 @@ class ByteBuffer(wiring.Component):
         reaches the banks a cycle after it is presented, so that no path runs from the
         writers' logic into the banks' lane selects (a read in that next cycle still
         returns the old bytes).
+    raw_reads : bool
+        Every read port returns the banks' outputs as they are, in bank order (byte
+        ``j`` of ``r{i}_data`` is bank ``j``'s: the byte of the read that lies in bank
+        ``j``, at address ``addr + ((j - addr) mod banks)``), not rotated into address
+        order: no multiplexer between the banks and the readers' registers, which
+        select their elements with the address's low bits (:func:`bank_select`). Each
+        read port is then ``banks`` bytes wide.
 
     Members
     -------
@@ -61,13 +69,14 @@ class ByteBuffer(wiring.Component):
         Byte address of lane 0 of read port ``i``; the read happens when ``en`` is high.
     r{i}_data : Out(8 * read_widths[i])
         The bytes from the last enabled read (one cycle of latency; held while ``en``
-        is low). Lane ``j`` is byte ``addr + j``. A read and a write of the same byte
-        in one cycle returns the old byte.
+        is low). Lane ``j`` is byte ``addr + j`` (with ``raw_reads``: bank ``j``'s
+        byte). A read and a write of the same byte in one cycle returns the old byte.
 
     Addresses past ``size`` wrap inside the banks; callers check ranges.
     """
 
-    def __init__(self, size, *, banks, read_widths, write_widths, write_register=False):
+    def __init__(self, size, *, banks, read_widths, write_widths, write_register=False,
+                 raw_reads=False):
         _check_positive("size", size, "Buffer size")
         _check_positive("banks", banks, "Bank count")
         if banks & (banks - 1):
@@ -80,11 +89,15 @@ class ByteBuffer(wiring.Component):
             _check_positive("width", w, "Port width")
             if w > banks:
                 raise ValueError(f"Port width must be at most the bank count {banks}, not {w!r}")
+        if raw_reads and any(w != banks for w in read_widths):
+            raise ValueError(f"Raw read ports return every bank: their widths must be the "
+                             f"bank count {banks}, not {list(read_widths)!r}")
         self._size = size
         self._banks = banks
         self._read_widths = list(read_widths)
         self._write_widths = list(write_widths)
         self._write_register = bool(write_register)
+        self._raw_reads = bool(raw_reads)
         self._rows = -(-size // banks)
         members = {}
         for i, w in enumerate(self._write_widths):
@@ -164,9 +177,6 @@ class ByteBuffer(wiring.Component):
         # Read ports.
         for i, width in enumerate(self._read_widths):
             addr, en, data = self.read_port(i)
-            offset = Signal(max(lg, 1), name=f"r{i}_offset")
-            with m.If(en):
-                m.d.sync += offset.eq(addr[:lg] if lg else 0)
             bank_data = []
             for j, mem in enumerate(mems):
                 rp = mem.read_port()
@@ -174,6 +184,12 @@ class ByteBuffer(wiring.Component):
                 m.d.comb += [rp.addr.eq(row), rp.en.eq(en)]
                 bank_data.append(rp.data)
             banked = Cat(*bank_data)
+            if self._raw_reads:
+                m.d.comb += data.eq(banked)
+                continue
+            offset = Signal(max(lg, 1), name=f"r{i}_offset")
+            with m.If(en):
+                m.d.sync += offset.eq(addr[:lg] if lg else 0)
             for lane in range(width):
                 # Lane ``lane`` of the read is in bank ``(offset + lane) % n``.
                 bank = Signal(max(lg, 1), name=f"r{i}_bank{lane}")
@@ -181,6 +197,19 @@ class ByteBuffer(wiring.Component):
                 m.d.comb += data[8 * lane:8 * lane + 8].eq(
                     banked.word_select(bank, 8) if n > 1 else banked)
         return m
+
+
+def bank_select(word, banks, low, width):
+    """The ``width`` bytes at an address whose low bits are ``low`` out of ``word``, a
+    raw read of ``banks`` byte-wide banks (:class:`ByteBuffer` with ``raw_reads``: byte
+    ``j`` from bank ``j``) that holds them: byte ``k`` of the result is byte ``(low + k)
+    mod banks`` of the word, a ``banks``-way multiplexer per output bit, as the shift
+    out of a word in address order is."""
+    if banks == 1:
+        return word[:8 * width]
+    low = low[:exact_log2(banks)]
+    wrapped = Cat(word, word[:8 * (width - 1)]) if width > 1 else word
+    return (wrapped >> (low * 8))[:8 * width]
 
 
 def entry_banks(lanes: int) -> int:
@@ -457,7 +486,7 @@ class LaneFetcher(wiring.Component):
         the runs as they will be then (a read that lands, the runs that a move or a
         refill frees, ``clear``), and registers both; ``ready`` is one multiplexer per
         lane (did it read?) and the AND of the lanes, no hit check and no address in its
-        path; the element select's controls (the element's place in each run, the run
+        path; the element select's controls (the element's first bank, the run
         that holds it) are chosen the same way. The lanes' addresses must follow that rule: after a cycle in which a lane
         reads, its address is the ``l{q}_adv`` of that cycle, else the same, except
         after a cycle with ``relocate`` high (the addresses change without a read), when
@@ -470,8 +499,11 @@ class LaneFetcher(wiring.Component):
         element) instead of those after ``cur``; the lane moves there when a read misses
         ``cur`` and falls in ``nxt``.
     r_addr, r_en : Out; r_data : In(8 * width)
-        The buffer's read port (:class:`ByteBuffer`: ``width`` bytes from ``r_addr``,
-        any alignment, one cycle of latency).
+        The buffer's read port: a :class:`ByteBuffer` of ``width`` banks with
+        ``raw_reads`` (the ``width`` bytes from ``r_addr``, any alignment, in bank order,
+        one cycle of latency). A run register holds the read as it comes from the
+        banks, and a lane's element is selected from it by its address's low bits
+        (:func:`bank_select`): no rotation between the banks and the runs.
     """
 
     def __init__(self, *, widths, width, size, prefetch=True, jumps=False, pack=0,
@@ -479,6 +511,9 @@ class LaneFetcher(wiring.Component):
         if not isinstance(widths, (list, tuple)) or not widths:
             raise TypeError(f"Lane widths must be a non-empty list of integers, not {widths!r}")
         _check_positive("width", width, "Run width")
+        if width & (width - 1):
+            raise ValueError(f"Run width must be a power of two (the buffer's banks), "
+                             f"not {width!r}")
         for w in widths:
             _check_positive("width", w, "Lane width")
             if w > width:
@@ -617,15 +652,13 @@ class LaneFetcher(wiring.Component):
             return (a >= base) & within[0]
 
         def lookup(q, reg):
-            """(hit, offset) of lane ``q``'s address in run ``reg``: the offset's low
-            bits (the element's place in the run) only."""
+            """(hit, select) of lane ``q``'s address in run ``reg``: the select is the
+            address's low bits (the element's first bank), whichever run holds it."""
             addr, _, _ = self.lane(q)
             v, base, _, limits = reg
-            off = Signal(obits, name=f"off{q}_{reg[0].name}")
             hit = Signal(name=f"hit{q}_{reg[0].name}")
-            m.d.comb += [hit.eq(v & ~forget & inside(q, addr, base, limits)),
-                         off.eq(addr[:obits] - base[:obits])]
-            return hit, off
+            m.d.comb += hit.eq(v & ~forget & inside(q, addr, base, limits))
+            return hit, addr[:obits]
 
         ok = []
         miss = []
@@ -665,19 +698,19 @@ class LaneFetcher(wiring.Component):
                 want_pre.append(pr)
             # The lane's read: the element from whichever register holds it.
             take = en & self.ready
-            # each run's element at the lane's address, shifted out in parallel with
-            # the hit checks; then the one from the run that holds it
+            # each run's element at the lane's address, selected in parallel with the
+            # hit checks; then the one from the run that holds it
             picks = [Signal(8 * w, name=f"pick{q}_{k}") for k in range(len(slots[q]))]
-            offs = [off for _, off in looked]
+            sel = looked[0][1]
             if self._lookahead:
-                # the element's place in each run and the run that holds it, chosen a
-                # cycle early (``_look_ahead``): no address compare before the select
-                offs = [Signal(obits, name=f"sel_off{q}_{k}") for k in range(len(slots[q]))]
+                # the element's first bank and the run that holds it, registered a
+                # cycle early (``_look_ahead``): no address before the select
+                sel = Signal(obits, name=f"sel{q}")
             lane_state.append((en, raw_en, [h for h, _ in looked],
                                hit_c if self._prefetch else None,
-                               use1 if self._prefetch else None, offs))
-            for pick, slot, off in zip(picks, slots[q], offs):
-                m.d.comb += pick.eq((slot[2] >> (off * 8))[:8 * w])
+                               use1 if self._prefetch else None, sel))
+            for pick, slot in zip(picks, slots[q]):
+                m.d.comb += pick.eq(bank_select(slot[2], n, sel, w))
             elem = Signal(8 * w, name=f"elem{q}")
             m.d.comb += elem.eq(Mux(use1, picks[1], picks[0]) if self._prefetch else picks[0])
             if 0 < q < K:
@@ -778,10 +811,10 @@ class LaneFetcher(wiring.Component):
         then presents (``l{q}_adv`` if it reads now, else its address now) in the runs
         as they will be (those that survive this cycle's move and landing, and the run
         that lands), checked a cycle early for both addresses; with it the run the
-        element comes from and its place in each run (the element select's controls).
+        element comes from and its first bank (the element select's controls).
         ``inside(q, a, base, limits)``: the hit check of :meth:`elaborate`."""
         oks = []
-        for q, (en, raw_en, hits, hit_c, use1, offs) in enumerate(lane_state):
+        for q, (en, raw_en, hits, hit_c, use1, sel) in enumerate(lane_state):
             land = Signal(name=f"ahead_land{q}")
             m.d.comb += land.eq(lands & (fl_lane == q))
             # runs whose contents are gone at the end of the cycle: replaced or freed by
@@ -816,11 +849,8 @@ class LaneFetcher(wiring.Component):
                     per_slot.append((here & ~g) | (in_fill & target[k]))
                 hit_r = Signal(name=f"ahead_{cand}{q}")
                 m.d.sync += hit_r.eq(keep & Cat(*per_slot).any())
-                off_r = [Signal(obits, name=f"ahead_{cand}{q}_off{k}")
-                         for k in range(len(slots[q]))]
-                for k, slot in enumerate(slots[q]):
-                    base = Mux(land & target[k], fl_base, slot[1])
-                    m.d.sync += off_r[k].eq(a[:obits] - base[:obits])
+                off_r = Signal(obits, name=f"ahead_{cand}{q}_sel")
+                m.d.sync += off_r.eq(a[:obits])
                 use1_r = None
                 if cur_is1 is not None:
                     # ``cur`` then: flipped by a read that moves into ``nxt``
@@ -830,8 +860,7 @@ class LaneFetcher(wiring.Component):
                 picked[cand] = (hit_r, off_r, use1_r)
             (hit_hold, off_hold, use1_hold), (hit_moved, off_moved, use1_moved) = (
                 picked["hold"], picked["adv"])
-            for k, off in enumerate(offs):
-                m.d.comb += off.eq(Mux(took, off_moved[k], off_hold[k]))
+            m.d.comb += sel.eq(Mux(took, off_moved, off_hold))
             if use1 is not None:
                 m.d.comb += use1.eq(Mux(took, use1_moved, use1_hold))
             oks.append(~en | Mux(took, hit_moved, hit_hold))

@@ -38,11 +38,13 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..arch import ArchConfig
 from ..engine_kinds import buffer_banks
 from ..isa import INSTRUCTION, Pool, element_bytes
 from ..timing import DRAIN_CYCLES, POOL_LANES, pool_steps
+from .buffers import bank_select
 from .decode import size_bits
 from .units import bytes_from_lanes, lanes_from_bytes
 
@@ -67,7 +69,8 @@ class PoolWindowUnit(wiring.Component):
         A legal POOL instruction (checked by the decoder), sampled with ``start``.
     busy : Out(1)
     ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes from lane 0's
-        element).
+        element, in bank order: :class:`~hw.seml.buffers.ByteBuffer` with
+        ``raw_reads``).
     obuf0_w_addr, obuf0_w_data, obuf0_w_count : the OBUF write port (``lanes``
         elements).
     """
@@ -339,9 +342,12 @@ class PoolWindowUnit(wiring.Component):
         on1 = reg(ch < cfg["channels"], "on1", 1)
         out_addr1 = reg(o_addr, "out_addr1", ow)
         count1 = reg(Mux(ox_left < step, ox_left, step) * e, "count1", range(P * e + 1))
+        # lane j's element starts at bank ``(rd + offs[j]) mod banks`` of the raw word
+        lg = max(exact_log2(n), 1)
+        first1 = [reg((rd + offs[j])[:lg], f"first1_{j}", lg) for j in range(P)]
 
-        # Stage 1b: the read word registered, so that the buffer's lane rotation ends at
-        # flip-flops and the lanes' shifts start from them -------------------------------
+        # Stage 1b: the read word registered, so that the banks' outputs end at
+        # flip-flops and the lanes' selects start from them ------------------------------
         v1b = reg(v1, "v1b", 1)
         first_tap1b = reg(first_tap1, "first_tap1b", 1)
         last_tap1b = reg(last_tap1, "last_tap1b", 1)
@@ -350,7 +356,8 @@ class PoolWindowUnit(wiring.Component):
         out_addr1b = reg(out_addr1, "out_addr1b", ow)
         count1b = reg(count1, "count1b", range(P * e + 1))
         word1b = reg(word, "word1b", len(word))
-        xs = [lanes_from_bytes(m, (word1b >> (offs[j] * 8))[:8 * e], 1, arch.act_bits,
+        first1b = [reg(f, f"first1b_{j}", lg) for j, f in enumerate(first1)]
+        xs = [lanes_from_bytes(m, bank_select(word1b, n, first1b[j], e), 1, arch.act_bits,
                                f"x1_{j}")[0] for j in range(P)]
 
         # Stage 2: accumulate ------------------------------------------------------------

@@ -258,10 +258,15 @@ class SemlCore(wiring.Component):
         plan = buffer_plan(arch, units=units, add=add)
         ibuf_reads, c_wbuf, c_pbuf = plan.ibuf_reads, plan.wbuf_reads, plan.pbuf_lanes
         banks, lanes, elem = plan.banks, plan.lanes, plan.elem
+        # IBUF and WBUF reads come out in bank order (``raw_reads``): the fetchers, ADD
+        # and POOL register the banks' outputs as they are and select their elements
+        # after those registers, so no multiplexer sits between the banks and them
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
-                                              read_widths=ibuf_reads, write_widths=[nbytes])
+                                              read_widths=ibuf_reads, write_widths=[nbytes],
+                                              raw_reads=True)
         m.submodules.wbuf = wbuf = ByteBuffer(arch.wbuf_bytes, banks=banks,
-                                              read_widths=c_wbuf, write_widths=[nbytes])
+                                              read_widths=c_wbuf, write_widths=[nbytes],
+                                              raw_reads=True)
         # OBUF has one write port: the engine units' lanes go through the stager; ADD and
         # POOL write one contiguous run per cycle.
         # (its write registered: the writers sit in three units across the core, the

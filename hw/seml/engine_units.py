@@ -175,9 +175,10 @@ class EngineUnit(wiring.Component):
         unit's engine.
     instr : In(INSTRUCTION)
     busy : Out(1)
-    ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes), for the
-        pixel lanes (one element each).
-    wbuf0_addr, wbuf0_en, wbuf0_data : the WBUF read port (``banks`` bytes), for the
+    ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes in bank
+        order, :class:`~hw.seml.buffers.ByteBuffer` with ``raw_reads``), for the pixel
+        lanes (one element each).
+    wbuf0_addr, wbuf0_en, wbuf0_data : the WBUF read port (the same), for the
         weight lanes: one weight per lane for CONV (lane ``j * Pi + i``) and DEPTHWISE
         (lane ``c``); for POINTWISE one lane per output lane ``j`` reading the ``Pi``
         consecutive weights of its tile.
@@ -542,8 +543,11 @@ class EngineUnit(wiring.Component):
         w_tile = Signal(16)
         w_ky = Signal(16)
         w_kx = Signal(16)
-        w_tbase = Signal(32)      # WBUF address of the tile's first input channel, tap 0
-        w_row = Signal(32)        # address of tap (ky, 0) of the tile
+        # where the lanes move at a kernel row's end (the next row's first tap) and at
+        # the kernel's end (the next tile's first input channel, tap 0): registers kept
+        # with the tap counters, so that the lanes' next address is a multiplexer of them
+        w_row_next = Signal(32)
+        w_tile_next = Signal(32)
         w_c0 = Signal(16)         # first input channel of the tile
         # the loops' ends (the last tile, tap column and tap row) as flags kept with
         # their counters
@@ -552,7 +556,7 @@ class EngineUnit(wiring.Component):
         last_ky, w_ky_restart, w_ky_step = end_flag(kern, "w_ky")
         with m.If(cmd_go):
             m.d.sync += [wf.active.eq(1), w_tile.eq(0), w_ky.eq(0), w_kx.eq(0), w_c0.eq(0),
-                         w_tbase.eq(g_wbase), w_row.eq(g_wbase),
+                         w_row_next.eq(g_wbase + k_w * we), w_tile_next.eq(g_wbase + w_tile_step),
                          w_tile_restart(), w_kx_restart(), w_ky_restart()]
         mask_w = []
         if windowed:
@@ -561,12 +565,12 @@ class EngineUnit(wiring.Component):
                 m.d.sync += [w_kx.eq(w_kx + 1), w_kx_step(w_kx)]
                 with m.If(last_kx):
                     m.d.sync += [w_kx.eq(0), w_ky.eq(w_ky + 1), w_kx_restart(), w_ky_step(w_ky),
-                                 w_row.eq(w_row + k_w * we)]
+                                 w_row_next.eq(w_row_next + k_w * we)]
                     with m.If(last_ky):
-                        nxt = w_tbase + w_tile_step
                         m.d.sync += [w_ky.eq(0), w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P),
                                      w_ky_restart(), w_tile_step_flag(w_tile),
-                                     w_tbase.eq(nxt), w_row.eq(nxt)]
+                                     w_row_next.eq(w_tile_next + k_w * we),
+                                     w_tile_next.eq(w_tile_next + w_tile_step)]
                         with m.If(last_tile_w):
                             m.d.sync += wf.active.eq(0)
             # every tile's first taps miss on every lane
@@ -575,7 +579,7 @@ class EngineUnit(wiring.Component):
             # or at the end of a kernel row the next row's first (the next tile's first
             # at the end of the kernel)
             w_moved = Signal(32)
-            m.d.comb += w_moved.eq(Mux(last_ky, w_tbase + w_tile_step, w_row + k_w * we))
+            m.d.comb += w_moved.eq(Mux(last_ky, w_tile_next, w_row_next))
             per_lane = P if kind is Engine.CONV else 1
             for j in range(L):
                 for i in range(per_lane):

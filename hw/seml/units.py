@@ -27,6 +27,7 @@ from ..isa import (
     element_bytes,
     table_entries,
 )
+from .buffers import bank_select
 from .decode import size_bits
 from .dma import DmaCommand
 
@@ -385,7 +386,8 @@ class AddUnit(wiring.Component):
     Members
     -------
     start, instr, busy : as :class:`LoadUnit`.
-    ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes).
+    ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes, in bank
+        order: :class:`~hw.seml.buffers.ByteBuffer` with ``raw_reads``).
     obuf_w_addr, obuf_w_data, obuf_w_count : the OBUF write port.
     tbuf_w_addr, tbuf_w_data, tbuf_w_count : In; the table's write port (from LOAD).
 
@@ -512,6 +514,7 @@ class AddUnit(wiring.Component):
         # after its issue, and no path runs from the operands' positions into the banks.
         banks = buffer_banks(arch)
         step_add = banks // bb * bb     # the bytes of a run ADD uses: whole beats
+        lg = max(exact_log2(banks), 1)
         out_valid = Signal()
         advance = ~out_valid | engine.a.ready
         ops = []
@@ -523,6 +526,10 @@ class AddUnit(wiring.Component):
                   "held": Signal(range(3), name=f"{name}_held"),
                   "issue": Signal.like(self.ibuf0_addr, name=f"{name}_issue"),
                   "off": Signal(range(banks), name=f"{name}_off"),
+                  # the bank of the element at ``off`` in the run being read, and that
+                  # of the next run's first (runs start ``step`` bytes apart)
+                  "first": Signal(lg, name=f"{name}_first"),
+                  "next_first": Signal(lg, name=f"{name}_next_first"),
                   "start": addr}
             ops.append(op)
         ready = Signal()
@@ -548,7 +555,12 @@ class AddUnit(wiring.Component):
                              op["issue"].eq(op["issue"] + Mux(mul, banks, step_add))]
             m.d.sync += op["held"].eq(op["held"] + picked - pop)
             with m.If(moves):
-                m.d.sync += op["off"].eq(Mux(pop, 0, op["off"] + Mux(mul, e, bb)))
+                m.d.sync += [op["off"].eq(Mux(pop, 0, op["off"] + Mux(mul, e, bb))),
+                             op["first"].eq(Mux(pop, op["next_first"],
+                                                op["first"] + Mux(mul, e, bb)))]
+                with m.If(pop):
+                    m.d.sync += op["next_first"].eq(op["next_first"] + Mux(mul, banks,
+                                                                           step_add))
             with m.If(pop):
                 m.d.sync += op["head"].eq(~op["head"])
                 with m.If(op["head"]):
@@ -562,12 +574,15 @@ class AddUnit(wiring.Component):
                         m.d.sync += [op["slots"][s].eq(self.ibuf0_data), op["v"][s].eq(1)]
             run = Mux(op["head"], op["slots"][1], op["slots"][0])
             el = Signal(8 * bb, name=f"{'ab'[k]}_el")
-            m.d.comb += el.eq((run >> (op["off"] * 8))[:8 * bb])
+            m.d.comb += el.eq(bank_select(run, banks, op["first"], bb))
             elems.append(el)
         with m.If(self.start):
             for op in ops:
                 m.d.sync += [op["head"].eq(0), op["tail"].eq(0), op["held"].eq(0),
                              op["off"].eq(0), op["issue"].eq(op["start"]),
+                             op["first"].eq(op["start"]),
+                             op["next_first"].eq(op["start"] + Mux(a.op == EltOp.MUL, banks,
+                                                                   step_add)),
                              op["v"][0].eq(0), op["v"][1].eq(0)]
             m.d.sync += [fl1_v.eq(0), fl2_v.eq(0)]
         a_data = Signal(8 * bb)

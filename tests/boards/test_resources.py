@@ -248,7 +248,7 @@ def test_ibuf_and_wbuf_synthesize_to_one_block_ram_per_bank(family):
                               ("wbuf", BRAM_ARCH.wbuf_bytes, plan.wbuf_reads)):
         if (size, reads) not in runs:     # one run when both have the same shape
             buf = ByteBuffer(size, banks=plan.banks, read_widths=list(reads),
-                             write_widths=[BRAM_ARCH.axi_data_bytes])
+                             write_widths=[BRAM_ARCH.axi_data_bytes], raw_reads=True)
             runs[size, reads] = synthesize(buf, family=family,
                                            name=f"bram-test-{name}-{family}", cache=False)
         res = runs[size, reads]

@@ -23,6 +23,14 @@ async def reset(dut, cycles=2, settle=True):
         await RisingEdge(dut.clk)
 
 
+def raw_read(image, addr, banks):
+    """The word a raw read port of a ``banks``-bank buffer holding ``image`` returns for
+    address ``addr`` (:class:`hw.seml.buffers.ByteBuffer` with ``raw_reads``): byte ``j``
+    is the byte of ``addr .. addr + banks - 1`` in bank ``j``, 0 past the image."""
+    padded = bytes(image) + bytes(banks)
+    return bytes(padded[addr + (j - addr) % banks] for j in range(banks))
+
+
 class HandshakeLog:
     """Cycle numbers of every transfer, and of every cycle with ``valid`` high, on ``name``."""
 

@@ -11,6 +11,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.seml.buffers import ByteBuffer
 from sim.rtl import run_cocotb, test_args
+from tests.hw.bench import raw_read
 
 pytestmark = pytest.mark.rtl
 
@@ -20,6 +21,7 @@ async def buffer_random_access(dut):
     args = test_args()
     rng = random.Random(args["seed"])
     size, reads, writes = args["size"], args["reads"], args["writes"]
+    raw = args["raw"]
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     for i in range(len(writes)):
@@ -63,7 +65,8 @@ async def buffer_random_access(dut):
             addr = rng.randrange(0, size - width + 1)
             getattr(dut, f"r{i}_addr").value = addr
             getattr(dut, f"r{i}_en").value = 1
-            expect.append(bytes(model[addr:addr + width]))  # old data: read before write
+            # old data: read before write
+            expect.append(raw_read(model, addr, width) if raw else bytes(model[addr:addr + width]))
         await RisingEdge(dut.clk)
         for addr, data in pending:
             model[addr:addr + len(data)] = data
@@ -84,19 +87,23 @@ async def buffer_random_access(dut):
         await RisingEdge(dut.clk)
 
 
-@pytest.mark.parametrize("size,banks,reads,writes,seed,registered", [
-    (1000, 8, [8, 3, 1], [8], 1, False),
-    (512, 16, [16, 1, 1, 2], [4, 16, 16], 2, False),
-    (512, 16, [16, 1], [16], 3, True),
+@pytest.mark.parametrize("size,banks,reads,writes,seed,registered,raw", [
+    (1000, 8, [8, 3, 1], [8], 1, False, False),
+    (512, 16, [16, 1, 1, 2], [4, 16, 16], 2, False, False),
+    (512, 16, [16, 1], [16], 3, True, False),
+    (512, 16, [16, 16], [16, 4], 4, False, True),
 ])
-def test_buffer(size, banks, reads, writes, seed, registered):
+def test_buffer(size, banks, reads, writes, seed, registered, raw):
     """Random unaligned writes and reads; with ``registered`` write ports each write
-    reaches the banks a cycle later (the reads come two cycles after it)."""
+    reaches the banks a cycle later (the reads come two cycles after it); with ``raw``
+    the reads return the banks' bytes in bank order."""
     run_cocotb(ByteBuffer(size, banks=banks, read_widths=reads, write_widths=writes,
-                          write_register=registered),
+                          write_register=registered, raw_reads=raw),
                test_module=__name__,
-               build_name=f"seml-buffer-{size}-{banks}-{len(writes)}{'-wr' * registered}",
-               test_args={"size": size, "reads": reads, "writes": writes, "seed": seed})
+               build_name=(f"seml-buffer-{size}-{banks}-{len(writes)}{'-wr' * registered}"
+                           f"{'-raw' * raw}"),
+               test_args={"size": size, "reads": reads, "writes": writes, "seed": seed,
+                          "raw": raw})
 
 
 def test_buffer_parameters():

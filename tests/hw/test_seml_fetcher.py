@@ -16,7 +16,8 @@ from hw.seml.buffers import ByteBuffer, LaneFetcher
 def _fetcher_over_buffer(size, width, **fetcher_args):
     """A LaneFetcher wired to the one read port of a ``width``-bank ByteBuffer, and a
     testbench step that fills the buffer with ``image`` through its write port."""
-    buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width])
+    buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width],
+                     raw_reads=True)
     fetch = LaneFetcher(width=width, size=size, **fetcher_args)
     m = Module()
     m.submodules.buf = buf
@@ -264,7 +265,8 @@ def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, p
     m = Module()
     fetchers, fills = [], []
     for name, ahead in (("plain", False), ("ahead", True)):
-        buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width])
+        buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width],
+                         raw_reads=True)
         fetch = LaneFetcher(**args, lookahead=ahead)
         m.submodules[f"buf_{name}"] = buf
         m.submodules[f"fetch_{name}"] = fetch

@@ -23,6 +23,7 @@ from hw.isa import (
     pack_pbuf_entry,
 )
 from hw.seml.units import LoadUnit, StoreUnit
+from tests.hw.bench import raw_read
 
 
 def _arch(bits):
@@ -302,11 +303,10 @@ def _check_pool_window_unit(name, case, arch_options):
             await ctx.tick()
             n += 1
             ctx.set(dut.start, 0)
-            # One wide word, one cycle of read latency, as the buffer has.
+            # One wide word in bank order, one cycle of read latency, as the buffer has.
             if addr is not None:
-                raw = bytes((ibuf + bytes(banks))[addr:addr + banks])
-                raw += bytes(banks - len(raw))
-                ctx.set(dut.ibuf_port(0)[2], int.from_bytes(raw, "little"))
+                ctx.set(dut.ibuf_port(0)[2],
+                        int.from_bytes(raw_read(ibuf, addr, banks), "little"))
             if not ctx.get(dut.busy):
                 break
         cycles.append(n)
@@ -320,51 +320,82 @@ def _check_pool_window_unit(name, case, arch_options):
     assert cycles == [steps + DRAIN_CYCLES]
 
 
-@pytest.mark.parametrize("dw, aligned", [(4, False), (4, True), (16, True), (3, True)])
-def test_add_unit_cycles_match_the_model(dw, aligned):
-    """The ADD unit alone (its IBUF reads return zeros: timing does not depend on data),
-    ADD and MUL with and without the table, one and several engine jobs: busy exactly
-    as long as the ISS's cycle model says, the operands' first runs through the one IBUF
-    port included. With ``aligned`` both operands cross their runs in the same cycle, and
-    with 16 lanes a run is four beats: the reads must still keep up."""
+@pytest.mark.parametrize("dw, aligned", [(4, False), (4, True), (16, True), (3, True),
+                                       (6, False)])
+def test_add_unit_cycles_and_results(dw, aligned):
+    """The ADD unit alone over a random IBUF image (served as the raw buffer port does:
+    a banks-wide word in bank order, one cycle of latency): ADD and MUL, with and
+    without the table, one and several engine jobs, busy exactly as long as the ISS's
+    cycle model says (the operands' first runs through the one IBUF port included) and,
+    without the table, writing the golden model's results. With ``aligned`` both
+    operands cross their runs in the same cycle; with 16 lanes a run is four beats (the
+    reads must still keep up); with 3 and 6 lanes a run's beats do not fill its banks,
+    so the runs start at different banks."""
     from hw.engine_kinds import buffer_banks
     from hw.isa import EltOp
     from hw.seml.units import AddUnit
+    from sim import golden
     from sim.timing import instruction_cycles
 
     arch = ArchConfig(name="add-timing", conv_pi=2, conv_po=2, dw_channels=dw, pw_pi=4,
                       pw_po=4, max_width=16, max_height=16, ibuf_bytes=4096,
                       obuf_bytes=4096, wbuf_bytes=2048, pbuf_entries=64, axi_data_bits=64)
-    b_addr = 5 + 3 * buffer_banks(arch) if aligned else 1000
-    words = []
+    banks = buffer_banks(arch)
+    rng = random.Random(dw * 2 + aligned)
+    ibuf = bytes(rng.getrandbits(8) for _ in range(arch.ibuf_bytes))
+    signed = np.frombuffer(ibuf, dtype=np.int8).astype(np.int64)
+    b_addr = 5 + 3 * banks if aligned else 1000
+    cases = []
     for count, op, group, table in [(3, EltOp.ADD, 1, 0), (64, EltOp.ADD, 1, 0),
                                     (300, EltOp.ADD, 1, 1), (1500, EltOp.ADD, 1, 0),
                                     (40, EltOp.MUL, 8, 0), (77, EltOp.MUL, 5, 1),
                                     (200, EltOp.MUL, 1, 0)]:
         fields = {"a_addr": 5, "b_addr": b_addr, "out_addr": 7, "count": count,
-                  "mult_a": 1, "mult_b": 1, "shift": 0, "act_lo": -128, "act_hi": 127,
+                  "mult_a": 3, "mult_b": 5, "shift": 3, "act_lo": -100, "act_hi": 90,
                   "op": op, "table": table}
+        a = signed[5:5 + count]
         if op is EltOp.MUL:
-            fields.update(group=group, b_count=-(-count // group))
-        words.append(encode_instruction(Opcode.ADD, **fields))
+            fields.update(group=group, b_count=-(-count // group), mult_b=0)
+            b = signed[b_addr:b_addr + fields["b_count"]]
+            y = golden.mul_broadcast(a, b, group, 3, 3, -100, 90)
+        else:
+            b = signed[b_addr:b_addr + count]
+            y = golden.add(a, b, 3, 5, 3, -100, 90, axis=0)
+        expect = None if table else bytes(int(v) & 0xFF for v in y)
+        cases.append((encode_instruction(Opcode.ADD, **fields), expect))
     dut = AddUnit(arch)
-    measured = []
+    measured, results = [], []
 
     async def bench(ctx):
-        for word in words:
+        for word, _ in cases:
+            written = {}
             ctx.set(dut.instr.as_value(), int.from_bytes(word, "little"))
             ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            n = 1
-            while ctx.get(dut.busy):
+            n = 0
+            while True:
+                await ctx.delay(1e-9)
+                addr = ctx.get(dut.ibuf0_addr) if ctx.get(dut.ibuf0_en) else None
+                w_addr, w_data, w_count = (ctx.get(getattr(dut, f"obuf_w_{f}"))
+                                           for f in ("addr", "data", "count"))
+                for k in range(w_count):
+                    written[w_addr + k] = (w_data >> (8 * k)) & 0xFF
                 await ctx.tick()
+                ctx.set(dut.start, 0)
                 n += 1
+                if addr is not None:
+                    ctx.set(dut.ibuf0_data, int.from_bytes(raw_read(ibuf, addr, banks),
+                                                           "little"))
+                if not ctx.get(dut.busy):
+                    break
                 assert n < 10_000
             measured.append(n)
+            results.append(bytes(written.get(7 + k, 0) for k in range(len(written))))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert measured == [instruction_cycles(decode_instruction(w), arch) for w in words]
+    assert measured == [instruction_cycles(decode_instruction(w), arch) for w, _ in cases]
+    for (word, expect), got in zip(cases, results, strict=True):
+        if expect is not None:
+            assert got == expect, decode_instruction(word)
