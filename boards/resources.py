@@ -374,7 +374,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     padded size less one and the padding's first column and row); and, in the core, the
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
     every lane's address, element and enable); OBUF's registered write port (address,
-    ``banks`` bytes and count); STORE's skid buffer before the DMA (two bus words and
+    ``banks`` bytes and count); the OBUF stager's run end addresses and room flags;
+    STORE's skid buffer before the DMA (two bus words and
     ``last``, and the two valid flags)."""
     plan = _plan(arch)
     e = element_bytes(arch.act_bits)
@@ -392,6 +393,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
         "compute_pointwise": unit,
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1),
         "obuf": _log2(arch.obuf_bytes) + 8 * plan.banks + _log2(plan.banks + 1),
+        # each lane's run end address and room flag
+        "obuf_stager": plan.lanes * (_log2(arch.obuf_bytes) + 1),
         "store": 2 * (8 * arch.axi_data_bytes + 1) + 2,
     }
 

@@ -401,9 +401,14 @@ class LaneStager(wiring.Component):
             busy = busy | cv | pv
             pend_free = Signal(name=f"pend_free{q}")
             contig = Signal(name=f"contig{q}")
+            # the run's next address (``ca + cc``) and whether it has room for another
+            # element (``cc <= n - e``), registers kept with the run: a write continues
+            # it on one compare with a register
+            c_end = Signal(abits, name=f"cur{q}_end")
+            room = Signal(name=f"cur{q}_room")
             m.d.comb += [
                 pend_free.eq(~pv | grant[q]),
-                contig.eq(cv & ~self.flush & (cc <= n - e) & (addr == (ca + cc)[:abits])),
+                contig.eq(cv & ~self.flush & room & (addr == c_end)),
             ]
             ok = Signal(name=f"accept{q}")
             m.d.comb += ok.eq(~cv | contig | pend_free)
@@ -412,19 +417,20 @@ class LaneStager(wiring.Component):
             with m.If(grant[q]):
                 m.d.sync += pv.eq(0)
             move = Signal(name=f"move{q}")
-            m.d.comb += move.eq(cv & pend_free & (self.flush | (cc == n) | (write & ~contig)))
+            m.d.comb += move.eq(cv & pend_free & (self.flush | ~room | (write & ~contig)))
             with m.If(move):
                 m.d.sync += [pv.eq(1), pa.eq(ca), pc.eq(cc), pd.eq(cd)]
                 m.d.sync += cv.eq(0)
             with m.If(write):
                 with m.If(contig):
-                    m.d.sync += cc.eq(cc + e)
+                    m.d.sync += [cc.eq(cc + e), c_end.eq(c_end + e), room.eq(cc <= n - 2 * e)]
                     with m.Switch(cc):
                         for s in range(slots):
                             with m.Case(s * e):
                                 m.d.sync += cd[8 * e * s:8 * e * (s + 1)].eq(data)
                 with m.Else():
-                    m.d.sync += [cv.eq(1), ca.eq(addr), cc.eq(e), cd[:8 * e].eq(data)]
+                    m.d.sync += [cv.eq(1), ca.eq(addr), cc.eq(e), cd[:8 * e].eq(data),
+                                 c_end.eq(addr + e), room.eq(2 * e <= n)]
         m.d.comb += [self.ready.eq(Cat(*accept).all()), self.busy.eq(busy)]
         return m
 
