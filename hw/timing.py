@@ -61,9 +61,9 @@ def adder_tree_latency(n: int) -> int:
 
 def conv_engine_latency(pi: int, k_max: int, pool: bool) -> int:
     """Cycles from taking a window of the last tile to its output's ``valid`` in the conv
-    engine: window register, products, adder tree, buffer read, add, requantize (and the
-    fused pool behind its input register)."""
-    latency = 2 + adder_tree_latency(pi * k_max * k_max) + 3 + REQUANT_LATENCY
+    engine: window register, products, adder tree, buffer read, read data register, add,
+    requantize (and the fused pool behind its input register)."""
+    latency = 2 + adder_tree_latency(pi * k_max * k_max) + 4 + REQUANT_LATENCY
     # the pool's input register stage (a skid buffer), then the pool
     return latency + (1 + POOL_UNIT_LATENCY if pool else 0)
 
@@ -76,8 +76,9 @@ def depthwise_engine_latency(k_max: int) -> int:
 
 def pointwise_engine_latency(pi: int) -> int:
     """Cycles from a last-tile pixel handshake to its output's ``valid`` in the pointwise
-    engine: input register, products, adder tree, buffer read, add, requantize."""
-    return 2 + adder_tree_latency(pi) + 3 + REQUANT_LATENCY
+    engine: input register, products, adder tree, buffer read, read data register, add,
+    requantize."""
+    return 2 + adder_tree_latency(pi) + 4 + REQUANT_LATENCY
 
 
 # COMPUTE units --------------------------------------------------------------------------

@@ -431,7 +431,14 @@ def accumulate(m: Module, pipe: Pipeline, *, psums, valid, first, first_tile, la
     Beats of one tile arrive in output-pixel order, ``first`` marking the first output
     pixel of the tile; the buffer address restarts there. On the first tile the
     accumulator starts from ``bias``; on the last tile the sum leaves (``valid`` of the
-    result) instead of being written back. Two stages: buffer read, then add and write.
+    result) instead of being written back. Three stages: buffer read, the read data
+    registered, then add and write. The registered read data keeps the block RAM's
+    outputs (spread over several RAMs for a deep or wide buffer) out of the adder and
+    the write-back path. A beat's read does not see the write of the beat just before
+    it (that write happens a cycle after the read): when both are at the same address
+    (a tile of one output pixel) the add takes that beat's sum instead, a register and
+    a compare of registered addresses a stage early. Earlier writes reach the read
+    through the read port's transparency or are already in the buffer.
 
     Returns ``(acc_lanes, valid)`` of the result stage.
     """
@@ -451,18 +458,37 @@ def accumulate(m: Module, pipe: Pipeline, *, psums, valid, first, first_tile, la
     rd = ob.read_port(transparent_for=(wr,))
     m.d.comb += [rd.addr.eq(addr_r), rd.en.eq(pipe.en)]
 
+    # stage s: the read data arrives
     vs = pipe.valid(vr, "acc_vs")
     addr_s = pipe.reg(addr_r, "acc_addr_s")
     first_s = pipe.reg(first_r, "acc_first_s")
     last_s = pipe.reg(last_r, "acc_last_s")
     psum_s = [pipe.reg(p, f"acc_psum_s{i}") for i, p in enumerate(psum_r)]
+
+    # stage u: the read data registered; add and write back
+    vu = pipe.valid(vs, "acc_vu")
+    addr_u = pipe.reg(addr_s, "acc_addr_u")
+    first_u = pipe.reg(first_s, "acc_first_u")
+    last_u = pipe.reg(last_s, "acc_last_u")
+    psum_u = [pipe.reg(p, f"acc_psum_u{i}") for i, p in enumerate(psum_s)]
+    old_u = pipe.reg(rd.data, "acc_old_u")
+    writes_u = vu & ~last_u
+    # the beat in stage u writes the address the beat in stage s has read: forward
+    fwd_u = pipe.reg(writes_u & (addr_u == addr_s), "acc_fwd_u")
     sums = []
+    prev = []
     for i in range(lanes):
-        old = rd.data[i * acc_bits:(i + 1) * acc_bits].as_signed()
-        base = Mux(first_s, bias[i], old)
-        sums.append((base + psum_s[i])[:acc_bits].as_signed())
-    m.d.comb += [wr.addr.eq(addr_s), wr.en.eq(pipe.en & vs & ~last_s), wr.data.eq(Cat(*sums))]
-    vt = pipe.valid(vs & last_s, "acc_vt")
+        old = old_u[i * acc_bits:(i + 1) * acc_bits].as_signed()
+        # the sum the previous beat in stage u wrote
+        last_sum = Signal(signed(acc_bits), name=f"acc_prev{i}")
+        prev.append(last_sum)
+        base = Mux(first_u, bias[i], Mux(fwd_u, last_sum, old))
+        sums.append((base + psum_u[i])[:acc_bits].as_signed())
+    for last_sum, value in zip(prev, sums, strict=True):
+        with m.If(pipe.en):
+            m.d.sync += last_sum.eq(value)
+    m.d.comb += [wr.addr.eq(addr_u), wr.en.eq(pipe.en & writes_u), wr.data.eq(Cat(*sums))]
+    vt = pipe.valid(vu & last_u, "acc_vt")
     acc_t = [pipe.reg(s, f"acc_sum_t{i}") for i, s in enumerate(sums)]
     return acc_t, vt
 

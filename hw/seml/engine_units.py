@@ -413,7 +413,6 @@ class EngineUnit(wiring.Component):
             flag = Signal(name=f"{name}_at_last")
             return flag, (lambda: flag.eq(single)), (lambda counter: flag.eq(counter == before))
 
-
         w_group_step = scaled(w_m_stride, L, "w_group_step")   # the next group's weights
         o_group_step = scaled(plane_out, L, "o_group_step")
         i_group_step = scaled(plane_in, L, "i_group_step")
