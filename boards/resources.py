@@ -366,7 +366,8 @@ def lane_address_registers(arch: ArchConfig) -> dict:
 def handshake_registers(arch: ArchConfig) -> dict:
     """``{submodule: flip-flops}`` of the registers that cut the core's handshake and
     loop-control paths (``docs/timing.md``): the engine units' registered last row index
-    and ``k_h * k_w``, and their loops' end flags (the tile, and for the windowed units
+    and ``k_h * k_w``, the CONV and POINTWISE accumulators' registered read stage, and
+    the units' loops' end flags (the tile, and for the windowed units
     the tap column and row; the pixel column and tile), each with ``count - 2`` and
     ``count == 1``; the conv and depthwise engines' registered job totals (factors,
     product and ``- 1``) and ``count_done``'s last beat; the skid buffer before the conv
@@ -384,13 +385,18 @@ def handshake_registers(arch: ArchConfig) -> dict:
     flag = 16 + 2                   # an end flag, its ``count - 2`` and ``count == 1``
     unit = 2 * 16 + 3 * flag        # rows - 1, taps; the tiles' and columns' flags
     taps = 2 * flag                 # the windowed units' tap column and row flags
+
+    def acc(po):
+        # the accumulator's registered read stage: per lane the read data, the partial
+        # sum and the forwarded sum; the address and the stage's flags
+        return 3 * po * arch.acc_bits + d + 4
     pad = 2 * POOL_MAX_PAD
     bounds = 2 * (_log2(arch.max_width + pad + 1) + _log2(arch.max_height + pad + 1)) + 2
     return {
-        "compute_conv": (unit + taps + 2 * total + d
+        "compute_conv": (unit + taps + 2 * total + d + acc(arch.conv_po)
                          + 2 * (arch.conv_po * arch.act_bits + 1) + 2 * 16 + bounds),
         "compute_depthwise": unit + taps + total + d,
-        "compute_pointwise": unit,
+        "compute_pointwise": unit + acc(arch.pw_po),
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1),
         "obuf": _log2(arch.obuf_bytes) + 8 * plan.banks + _log2(plan.banks + 1),
         # each lane's run end address and room flag
