@@ -119,3 +119,6 @@ def test_buffer_parameters():
         ByteBuffer(0, banks=4, read_widths=[4], write_widths=[4])
     with pytest.raises(TypeError, match=r"Bank count must be an integer, not '4'"):
         ByteBuffer(64, banks="4", read_widths=[4], write_widths=[4])
+    with pytest.raises(ValueError, match=r"Raw read ports return every bank: their widths "
+                                         r"must be the bank count 4, not \[4, 2\]"):
+        ByteBuffer(64, banks=4, read_widths=[4, 2], write_widths=[4], raw_reads=True)

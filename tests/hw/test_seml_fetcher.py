@@ -171,6 +171,9 @@ def test_eager_lanes_refill_while_the_reader_waits(prefetch, eager):
 def test_fetcher_parameters():
     with pytest.raises(ValueError, match=r"Lane width 16 exceeds the run width 8"):
         LaneFetcher(widths=[16], width=8, size=64)
+    with pytest.raises(ValueError, match=r"Run width must be a power of two \(the buffer's "
+                                         r"banks\), not 12"):
+        LaneFetcher(widths=[1], width=12, size=64)
     with pytest.raises(TypeError, match=r"Lane widths must be a non-empty list"):
         LaneFetcher(widths=[], width=8, size=64)
 
