@@ -332,12 +332,11 @@ def lane_fetchers(arch: ArchConfig) -> dict:
 
     def lanes(widths, runs, abits):
         # the look-ahead: per lane, for its address and the one after a read, the next
-        # cycle's hit, the element's first bank and (two runs) the run that holds it,
-        # and whether it read; from ``runs + 2`` more range checks (the address now in
+        # cycle's hit and (two runs) the run that holds the element, and whether it
+        # read; from ``runs + 2`` more range checks (the address now in
         # the landing run; the one after a read in each run and the landing one); the
         # landing run's limits, one register per lane width
-        obits = _log2(banks)
-        per_lane_ff = 1 + 2 * (1 + obits + (runs > 1))
+        per_lane_ff = 1 + 2 * (1 + (runs > 1))
         ahead_ff = per_lane_ff * len(widths) + len(set(widths)) * (abits + 1)
         return {"ff": ahead_ff + sum(runs * (8 * banks + 2 * abits + 2) + 8 * w + 1
                                      for w in widths),
@@ -368,8 +367,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     loop-control paths (``docs/timing.md``): the engine units' registered last row index
     and ``k_h * k_w``, the CONV and POINTWISE accumulators' registered read stage, and
     the units' loops' end flags (the tile, and for the windowed units
-    the tap column and row; the pixel column and tile), each with ``count - 2`` and
-    ``count == 1``; the conv and depthwise engines' registered job totals (factors,
+    the tap column and row; the pixel column and tile) and, per loop count, its
+    ``count - 2`` and ``count == 1``; the conv and depthwise engines' registered job totals (factors,
     product and ``- 1``) and ``count_done``'s last beat; the skid buffer before the conv
     engine's pool, the output size it takes from registers and its frame bounds (the
     padded size less one and the padding's first column and row); and, in the core, the
@@ -382,9 +381,9 @@ def handshake_registers(arch: ArchConfig) -> dict:
     e = element_bytes(arch.act_bits)
     d = _log2(arch.max_width * arch.max_height + 1)
     total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
-    flag = 16 + 2                   # an end flag, its ``count - 2`` and ``count == 1``
-    unit = 2 * 16 + 3 * flag        # rows - 1, taps; the tiles' and columns' flags
-    taps = 2 * flag                 # the windowed units' tap column and row flags
+    bound = 16 + 1                  # a loop count's ``count - 2`` and ``count == 1``
+    unit = 2 * 16 + 2 * bound + 3   # rows - 1, taps; the tiles' and columns' flags
+    taps = bound + 2                # the windowed units' tap column and row flags
 
     def acc(po):
         # the accumulator's registered read stage: per lane the read data, the partial

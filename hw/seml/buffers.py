@@ -492,8 +492,8 @@ class LaneFetcher(wiring.Component):
         the runs as they will be then (a read that lands, the runs that a move or a
         refill frees, ``clear``), and registers both; ``ready`` is one multiplexer per
         lane (did it read?) and the AND of the lanes, no hit check and no address in its
-        path; the element select's controls (the element's first bank, the run
-        that holds it) are chosen the same way. The lanes' addresses must follow that rule: after a cycle in which a lane
+        path; the run the element is selected from is chosen the same way (the
+        select within a run is the lane address's low bits). The lanes' addresses must follow that rule: after a cycle in which a lane
         reads, its address is the ``l{q}_adv`` of that cycle, else the same, except
         after a cycle with ``relocate`` high (the addresses change without a read), when
         every enabled lane waits a cycle; ``packed`` may change only while the runs are
@@ -658,13 +658,12 @@ class LaneFetcher(wiring.Component):
             return (a >= base) & within[0]
 
         def lookup(q, reg):
-            """(hit, select) of lane ``q``'s address in run ``reg``: the select is the
-            address's low bits (the element's first bank), whichever run holds it."""
+            """Whether lane ``q``'s address hits run ``reg``."""
             addr, _, _ = self.lane(q)
             v, base, _, limits = reg
             hit = Signal(name=f"hit{q}_{reg[0].name}")
             m.d.comb += hit.eq(v & ~forget & inside(q, addr, base, limits))
-            return hit, addr[:obits]
+            return hit
 
         ok = []
         miss = []
@@ -683,10 +682,10 @@ class LaneFetcher(wiring.Component):
                 want = want & ~packed
             looked = [lookup(q, slot) for slot in slots[q]]
             hit = Signal(name=f"hit{q}")
-            m.d.comb += hit.eq(Cat(*(h for h, _ in looked)).any())
+            m.d.comb += hit.eq(Cat(*looked).any())
             if self._prefetch:
                 c = cur_is1[q]
-                (h0, _), (h1, _) = looked
+                h0, h1 = looked
                 hit_c = Mux(c, h1, h0)
                 # the element from ``cur`` when it holds it, else from ``nxt``
                 use1 = Signal(name=f"use1_{q}")
@@ -707,14 +706,12 @@ class LaneFetcher(wiring.Component):
             # each run's element at the lane's address, selected in parallel with the
             # hit checks; then the one from the run that holds it
             picks = [Signal(8 * w, name=f"pick{q}_{k}") for k in range(len(slots[q]))]
-            sel = looked[0][1]
-            if self._lookahead:
-                # the element's first bank and the run that holds it, registered a
-                # cycle early (``_look_ahead``): no address before the select
-                sel = Signal(obits, name=f"sel{q}")
-            lane_state.append((en, raw_en, [h for h, _ in looked],
-                               hit_c if self._prefetch else None,
-                               use1 if self._prefetch else None, sel))
+            # the element's first bank in either run: the address's low bits (the lane's
+            # address is a register); with the look-ahead the run that holds it is
+            # chosen a cycle early (``_look_ahead``)
+            sel = self.lane(q)[0][:obits]
+            lane_state.append((en, raw_en, looked, hit_c if self._prefetch else None,
+                               use1 if self._prefetch else None))
             for pick, slot in zip(picks, slots[q]):
                 m.d.comb += pick.eq(bank_select(slot[2], n, sel, w))
             elem = Signal(8 * w, name=f"elem{q}")
@@ -807,20 +804,20 @@ class LaneFetcher(wiring.Component):
 
         if self._lookahead:
             self._look_ahead(m, slots, cur_is1 if self._prefetch else None, lane_state,
-                             inside, obits, forget, fl_v & ~forget, fl_lane, fl_nxt,
+                             inside, forget, fl_v & ~forget, fl_lane, fl_nxt,
                              fl_base, fl2_lims)
         return m
 
-    def _look_ahead(self, m, slots, cur_is1, lane_state, inside, obits, forget, lands,
+    def _look_ahead(self, m, slots, cur_is1, lane_state, inside, forget, lands,
                     fl_lane, fl_nxt, fl_base, fl_lims):
         """``ready`` from registers: each lane's hit in the next cycle, at the address it
         then presents (``l{q}_adv`` if it reads now, else its address now) in the runs
         as they will be (those that survive this cycle's move and landing, and the run
         that lands), checked a cycle early for both addresses; with it the run the
-        element comes from and its first bank (the element select's controls).
+        element comes from (the element select's control).
         ``inside(q, a, base, limits)``: the hit check of :meth:`elaborate`."""
         oks = []
-        for q, (en, raw_en, hits, hit_c, use1, sel) in enumerate(lane_state):
+        for q, (en, raw_en, hits, hit_c, use1) in enumerate(lane_state):
             land = Signal(name=f"ahead_land{q}")
             m.d.comb += land.eq(lands & (fl_lane == q))
             # runs whose contents are gone at the end of the cycle: replaced or freed by
@@ -855,18 +852,15 @@ class LaneFetcher(wiring.Component):
                     per_slot.append((here & ~g) | (in_fill & target[k]))
                 hit_r = Signal(name=f"ahead_{cand}{q}")
                 m.d.sync += hit_r.eq(keep & Cat(*per_slot).any())
-                off_r = Signal(obits, name=f"ahead_{cand}{q}_sel")
-                m.d.sync += off_r.eq(a[:obits])
                 use1_r = None
                 if cur_is1 is not None:
                     # ``cur`` then: flipped by a read that moves into ``nxt``
                     c_next = c if now is not None else c ^ ~hit_c
                     use1_r = Signal(name=f"ahead_{cand}{q}_use1")
                     m.d.sync += use1_r.eq(Mux(c_next, per_slot[1], ~per_slot[0]))
-                picked[cand] = (hit_r, off_r, use1_r)
-            (hit_hold, off_hold, use1_hold), (hit_moved, off_moved, use1_moved) = (
+                picked[cand] = (hit_r, use1_r)
+            (hit_hold, use1_hold), (hit_moved, use1_moved) = (
                 picked["hold"], picked["adv"])
-            m.d.comb += sel.eq(Mux(took, off_moved, off_hold))
             if use1 is not None:
                 m.d.comb += use1.eq(Mux(took, use1_moved, use1_hold))
             oks.append(~en | Mux(took, hit_moved, hit_hold))

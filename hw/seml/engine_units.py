@@ -400,16 +400,22 @@ class EngineUnit(wiring.Component):
             m.d.sync += last.eq(count - 1)
             return last
 
+        bounds = {}
+
         def end_flag(count, name):
             """A register that is high while a loop counter stands at its last value
             (``count - 1``), kept with the counter: the loop's end is then a register,
             not a compare in front of the lanes' next addresses. Returns the flag and
             the two updates: ``restart()`` where the counter is set to 0, and
             ``step(counter)`` where it counts up by one. ``count - 2`` and ``count ==
-            1`` are registers that follow ``count`` (set at the start or in SETUP)."""
-            before = Signal(16, name=f"{name}_m2")
-            single = Signal(name=f"{name}_single")
-            m.d.sync += [before.eq(count - 2), single.eq(count == 1)]
+            1`` are registers that follow ``count`` (set at the start or in SETUP), one
+            pair per count, shared by the loops over it."""
+            if id(count) not in bounds:
+                before = Signal(16, name=f"{count.name}_m2")
+                single = Signal(name=f"{count.name}_single")
+                m.d.sync += [before.eq(count - 2), single.eq(count == 1)]
+                bounds[id(count)] = (before, single)
+            before, single = bounds[id(count)]
             flag = Signal(name=f"{name}_at_last")
             return flag, (lambda: flag.eq(single)), (lambda counter: flag.eq(counter == before))
 
@@ -551,14 +557,16 @@ class EngineUnit(wiring.Component):
         # the loops' ends (the last tile, tap column and tap row) as flags kept with
         # their counters
         last_tile_w, w_tile_restart, w_tile_step_flag = end_flag(tiles, "w_tile")
-        last_kx, w_kx_restart, w_kx_step = end_flag(kern, "w_kx")
-        last_ky, w_ky_restart, w_ky_step = end_flag(kern, "w_ky")
         with m.If(cmd_go):
             m.d.sync += [wf.active.eq(1), w_tile.eq(0), w_ky.eq(0), w_kx.eq(0), w_c0.eq(0),
-                         w_row_next.eq(g_wbase + k_w * we), w_tile_next.eq(g_wbase + w_tile_step),
-                         w_tile_restart(), w_kx_restart(), w_ky_restart()]
+                         w_tile_restart()]
         mask_w = []
         if windowed:
+            last_kx, w_kx_restart, w_kx_step = end_flag(kern, "w_kx")
+            last_ky, w_ky_restart, w_ky_step = end_flag(kern, "w_ky")
+            with m.If(cmd_go):
+                m.d.sync += [w_kx_restart(), w_ky_restart(), w_row_next.eq(g_wbase + k_w * we),
+                             w_tile_next.eq(g_wbase + w_tile_step)]
             tap_ok = (w_ky < k_h) & (w_kx < k_w)
             with m.If(wf.issue):
                 m.d.sync += [w_kx.eq(w_kx + 1), w_kx_step(w_kx)]

@@ -545,6 +545,7 @@ class AddUnit(wiring.Component):
         m.d.sync += [self.ibuf0_en.eq(pick_a | pick_b), fl1_v.eq(pick_a | pick_b),
                      fl1_b.eq(pick_b), fl2_v.eq(fl1_v), fl2_b.eq(fl1_b)]
         last = Mux(mul, banks - e, step_add - bb)   # the offset of a run's last element
+        run_step = Mux(mul, banks, step_add)        # bytes between two runs' starts
         elems = []
         for k, (op, picked) in enumerate(zip(ops, (pick_a, pick_b))):
             moves = take if k == 0 else take & (~mul | group_end)
@@ -552,15 +553,14 @@ class AddUnit(wiring.Component):
             m.d.comb += pop.eq(moves & (op["off"] == last))
             with m.If(picked):
                 m.d.sync += [self.ibuf0_addr.eq(op["issue"]),
-                             op["issue"].eq(op["issue"] + Mux(mul, banks, step_add))]
+                             op["issue"].eq(op["issue"] + run_step)]
             m.d.sync += op["held"].eq(op["held"] + picked - pop)
             with m.If(moves):
                 m.d.sync += [op["off"].eq(Mux(pop, 0, op["off"] + Mux(mul, e, bb))),
                              op["first"].eq(Mux(pop, op["next_first"],
                                                 op["first"] + Mux(mul, e, bb)))]
                 with m.If(pop):
-                    m.d.sync += op["next_first"].eq(op["next_first"] + Mux(mul, banks,
-                                                                           step_add))
+                    m.d.sync += op["next_first"].eq(op["next_first"] + run_step)
             with m.If(pop):
                 m.d.sync += op["head"].eq(~op["head"])
                 with m.If(op["head"]):
