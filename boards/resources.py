@@ -227,6 +227,13 @@ def _log2(n):
     return max(1, math.ceil(math.log2(max(n, 2))))
 
 
+def store_select_bits(arch: ArchConfig) -> int:
+    """Rotated bits of STORE's bus-word select out of OBUF's raw read (the rotation OBUF's
+    read port did before its reads were raw): ``8 * bus bytes * log2(banks)``. Counted
+    in STORE's row at OBUF's LUT line's slope per rotated bit."""
+    return 8 * arch.axi_data_bytes * _log2(_plan(arch).banks)
+
+
 def submodule_features(arch: ArchConfig) -> dict:
     """``{submodule: (size, lanes, macs)}``: the structural size that drives each
     submodule's logic and registers (fitted linearly), its output lanes (its extra DSP
@@ -259,7 +266,9 @@ def submodule_features(arch: ArchConfig) -> dict:
         "add": (add_lanes(arch), add_lanes(arch), 0),
         "ibuf": (rotate(plan.ibuf_reads, [nbytes], raw=True), 0, 0),
         "wbuf": (rotate(plan.wbuf_reads, [nbytes], raw=True), 0, 0),
-        "obuf": (rotate([nbytes], [plan.banks]), 0, 0),
+        # STORE reads the banks' raw outputs: its bus-word select is in its own row
+        # (store_select_bits)
+        "obuf": (rotate([plan.banks], [plan.banks], raw=True), 0, 0),
         "obuf_stager": (plan.lanes * plan.banks * 8, 0, 0),
         # the engine units' shared lane fetchers: structural only (lane_fetchers)
         "ibuf_fetch": (0, 0, 0),
@@ -375,9 +384,11 @@ def handshake_registers(arch: ArchConfig) -> dict:
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
     every lane's address, element and enable); OBUF's registered write port (address,
     ``banks`` bytes and count); the OBUF stager's run end addresses and room flags;
-    STORE's skid buffer before the DMA (two bus words and
-    ``last``, and the two valid flags)."""
+    STORE's skid buffer before the DMA (two raw words of OBUF's banks with the read
+    address's low bits and ``last``, and the two valid flags) and the low bits' register;
+    a copy of the core's skid buffer's full flag per engine unit."""
     plan = _plan(arch)
+    lg = _log2(plan.banks)
     e = element_bytes(arch.act_bits)
     d = _log2(arch.max_width * arch.max_height + 1)
     total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
@@ -396,11 +407,14 @@ def handshake_registers(arch: ArchConfig) -> dict:
                          + 2 * (arch.conv_po * arch.act_bits + 1) + 2 * 16 + bounds),
         "compute_depthwise": unit + taps + total + d,
         "compute_pointwise": unit + acc(arch.pw_po),
-        "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1),
+        "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1)
+                 + len(plan.unit_lanes),
         "obuf": _log2(arch.obuf_bytes) + 8 * plan.banks + _log2(plan.banks + 1),
         # each lane's run end address and room flag
         "obuf_stager": plan.lanes * (_log2(arch.obuf_bytes) + 1),
-        "store": 2 * (8 * arch.axi_data_bytes + 1) + 2,
+        # two entries of the banks' raw word, the read address's low bits and ``last``;
+        # the two valid flags; the low bits' register before it
+        "store": 2 * (8 * plan.banks + lg + 1) + 2 + lg,
     }
 
 
@@ -464,6 +478,9 @@ def _estimate(arch: ArchConfig, family: str):
             "bram18": mems.get(name, {}).get("bram18", 0),
             "lutram": mems.get(name, {}).get("lutram", 0),
         }
+    if "store" in subs:
+        slope = coef.get("obuf", {}).get("lut", (0.0, 0.0))[0]
+        subs["store"]["lut"] += round(slope * store_select_bits(arch))
     total = {k: sum(row[k] for row in subs.values())
              for k in ("lut", "ff", "dsp", "bram18", "lutram")}
     return total, subs

@@ -270,10 +270,11 @@ class SemlCore(wiring.Component):
         # OBUF has one write port: the engine units' lanes go through the stager; ADD and
         # POOL write one contiguous run per cycle.
         # (its write registered: the writers sit in three units across the core, the
-        # banks' lane selects behind them)
+        # banks' lane selects behind them). STORE reads the banks' raw outputs and selects
+        # its bus word after its skid buffer.
         m.submodules.obuf = obuf = ByteBuffer(arch.obuf_bytes, banks=banks,
-                                              read_widths=[nbytes], write_widths=[banks],
-                                              write_register=True)
+                                              read_widths=[banks], write_widths=[banks],
+                                              write_register=True, raw_reads=True)
         m.submodules.obuf_stager = stager = LaneStager(lanes=lanes, elem=elem, width=banks,
                                                        size=arch.obuf_bytes)
         m.submodules.pbuf = pbuf = EntryBuffer(pbuf_layout(arch), depth=arch.pbuf_entries,
@@ -377,15 +378,20 @@ class SemlCore(wiring.Component):
         # ADD and COMPUTE both belong to the COMPUTE unit: one of them writes OBUF at a time.
         # The selected unit's lane writes (address, element, enable per lane) reach the
         # stager through a skid buffer: the units' ``obuf_ready`` (and through it their
-        # engines' pipeline enable) is a register, not the stager's run checks.
+        # engines' pipeline enable) is a register, not the stager's run checks. Each unit
+        # has its own copy of that register (``ready_copies``, enabled while it is the
+        # selected engine: ``sel`` changes only when the skid is empty), so that no one
+        # flag fans out across the die to every unit's pipeline.
         lane_addr = [Signal(len(stager.lane(q)[0]), name=f"o_lane{q}_addr")
                      for q in range(lanes)]
         lane_data = [Signal(len(stager.lane(q)[1]), name=f"o_lane{q}_data")
                      for q in range(lanes)]
         lane_en = Signal(lanes)
-        m.submodules.obuf_skid = skid = SkidBuffer(len(Cat(*lane_addr, *lane_data, lane_en)))
-        for unit in engine_units.values():
-            m.d.comb += unit.obuf_ready.eq(skid.i_ready)
+        m.submodules.obuf_skid = skid = SkidBuffer(len(Cat(*lane_addr, *lane_data, lane_en)),
+                                                   ready_copies=len(engine_units))
+        for i, (engine, unit) in enumerate(engine_units.items()):
+            m.d.comb += [skid.copy_en[i].eq(sel == engine),
+                         unit.obuf_ready.eq(skid.copy_ready[i])]
         with m.Switch(sel):
             for engine, unit in engine_units.items():
                 with m.Case(engine):
@@ -393,7 +399,7 @@ class SemlCore(wiring.Component):
                         u_addr, u_data, u_count = unit.obuf_port(q)
                         m.d.comb += [lane_addr[q].eq(u_addr), lane_data[q].eq(u_data),
                                      lane_en[q].eq(u_count != 0)]
-        # a unit's lane writes only while ``obuf_ready``: the skid's ``i_ready``
+        # a unit's lane writes only while ``obuf_ready``: its copy of the skid's ``i_ready``
         m.d.comb += [skid.i_valid.eq(lane_en.any()),
                      skid.i_data.eq(Cat(*lane_addr, *lane_data, lane_en))]
         o_addr = [Signal.like(a) for a in lane_addr]

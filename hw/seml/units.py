@@ -288,21 +288,24 @@ class StoreUnit(wiring.Component):
     dma_data : Out(stream.Signature({"data", "last"}))
     dma_idle : In(1)
         The DMA's write side has every response (the data is in DDR).
-    obuf_r_addr, obuf_r_en : Out; obuf_r_data : In
-        A bus-wide read port of OBUF (one cycle of latency).
+    obuf_r_addr, obuf_r_en : Out; obuf_r_data : In(8 * banks)
+        OBUF's raw read port (one cycle of latency): the ``banks`` banks' outputs in bank
+        order (:class:`~hw.seml.buffers.ByteBuffer` with ``raw_reads``,
+        ``banks = buffer_banks(arch)``); the bus word at the read address is selected
+        after the unit's skid buffer.
 
     Throughput: one bus word per cycle.
     """
 
     def __init__(self, arch: ArchConfig):
         self._arch = arch
-        nbytes = arch.axi_data_bytes
+        self.banks = buffer_banks(arch)
         super().__init__({
             **_transfer_members(arch, Out),
             "dma_idle": In(1),
             "obuf_r_addr": Out(range(arch.obuf_bytes)),
             "obuf_r_en": Out(1),
-            "obuf_r_data": In(8 * nbytes),
+            "obuf_r_data": In(8 * self.banks),
         })
 
     def elaborate(self, platform):
@@ -324,18 +327,24 @@ class StoreUnit(wiring.Component):
 
         # Memory-to-stream with one cycle of read latency: the read data register
         # holds while the stream stalls, because the read is enabled only on advance.
-        # The words reach the DMA through a skid buffer, so that OBUF's read data (the
-        # banks' outputs through the read port's rotation) ends at flip-flops and the
-        # DMA's write packing starts from them.
-        m.submodules.skid = skid = SkidBuffer(8 * nbytes + 1)
+        # The banks' raw outputs reach the DMA through a skid buffer with the read
+        # address's low bits, so that OBUF's read data ends at flip-flops; the bus word
+        # is selected after them.
+        banks = self.banks
+        lg = exact_log2(banks)
+        low_bits = max(lg, 1)
+        m.submodules.skid = skid = SkidBuffer(8 * banks + low_bits + 1)
         out_valid = Signal()
         out_last = Signal()
+        out_low = Signal(low_bits)
         advance = ~out_valid | skid.i_ready
+        o_word = skid.o_data[:8 * banks]
+        o_low = skid.o_data[8 * banks:8 * banks + low_bits]
         m.d.comb += [
             skid.i_valid.eq(out_valid),
-            skid.i_data.eq(Cat(self.obuf_r_data, out_last)),
+            skid.i_data.eq(Cat(self.obuf_r_data, out_low, out_last)),
             self.dma_data.valid.eq(skid.o_valid),
-            self.dma_data.payload.data.eq(skid.o_data[:8 * nbytes]),
+            self.dma_data.payload.data.eq(bank_select(o_word, banks, o_low, nbytes)),
             self.dma_data.payload.last.eq(skid.o_data[-1]),
             skid.o_ready.eq(self.dma_data.ready),
             self.obuf_r_addr.eq(ptr),
@@ -346,6 +355,7 @@ class StoreUnit(wiring.Component):
                 m.d.sync += [
                     out_valid.eq(1),
                     out_last.eq(words == 1),
+                    out_low.eq(ptr[:lg] if lg else 0),
                     ptr.eq(ptr + nbytes),
                     words.eq(words - 1),
                 ]

@@ -150,11 +150,10 @@ def test_store_unit(bits):
                 got.append((ctx.get(dut.dma_data.payload.data),
                             ctx.get(dut.dma_data.payload.last)))
             await ctx.tick()
-            # One cycle of read latency, as the buffer has.
+            # One cycle of read latency, as the buffer has; the banks' raw outputs.
             if last_addr is not None:
                 ctx.set(dut.obuf_r_data,
-                        int.from_bytes((obuf + bytes(nbytes))[last_addr:last_addr + nbytes],
-                                       "little"))
+                        int.from_bytes(raw_read(obuf, last_addr, dut.banks), "little"))
             if not ctx.get(dut.busy):
                 break
         assert not ctx.get(dut.busy)

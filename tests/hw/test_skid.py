@@ -11,9 +11,9 @@ from amaranth.sim import Simulator
 from hw.blocks.skid import SkidBuffer
 
 
-def _run(seed, beats=400, p_valid=0.8, p_ready=0.7):
+def _run(seed, beats=400, p_valid=0.8, p_ready=0.7, copies=0):
     rng = random.Random(seed)
-    dut = SkidBuffer(16)
+    dut = SkidBuffer(16, ready_copies=copies)
     sent, got = [], []
     stats = {"cycles": 0}
 
@@ -46,10 +46,28 @@ def _run(seed, beats=400, p_valid=0.8, p_ready=0.7):
             await ctx.tick()
         assert not ctx.get(dut.busy)
 
+    async def copies_follow(ctx):
+        # copy i follows ``i_ready`` in every cycle after one with its enable high and
+        # is high after one with its enable low
+        prev = [0] * copies
+        while len(got) < beats:
+            en = [rng.random() < 0.7 for _ in range(copies)]
+            for i in range(copies):
+                ctx.set(dut.copy_en[i], en[i])
+            await ctx.delay(3e-9)
+            for i in range(copies):
+                expect = ctx.get(dut.i_ready) if prev[i] else 1
+                assert ctx.get(dut.copy_ready[i]) == expect, (i, stats["cycles"])
+            stats["copy_checks"] = stats.get("copy_checks", 0) + copies
+            prev = en
+            await ctx.tick()
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
+    if copies:
+        sim.add_testbench(copies_follow)
     sim.run()
     return sent, got, stats
 
@@ -66,6 +84,15 @@ def test_skid_full_rate_without_back_pressure():
     assert len(got) == 200 and stats["cycles"] <= 201
 
 
+@pytest.mark.parametrize("seed", [5, 6])
+def test_skid_ready_copies_follow_i_ready(seed):
+    sent, got, stats = _run(seed, copies=3)
+    assert got == sent and stats["copy_checks"] >= 3 * 400
+
+
 def test_skid_parameters():
     with pytest.raises(ValueError, match=r"Payload width must be at least 1, not 0"):
         SkidBuffer(0)
+    with pytest.raises(ValueError, match=r"Ready copies must be a non-negative integer, "
+                                         r"not -1"):
+        SkidBuffer(8, ready_copies=-1)
