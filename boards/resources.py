@@ -364,11 +364,22 @@ def lane_fetchers(arch: ArchConfig) -> dict:
 def lane_address_registers(arch: ArchConfig) -> dict:
     """``{submodule: flip-flops}`` of the engine units' lane address registers
     (:class:`hw.seml.engine_units.EngineUnit`): each pixel and weight lane's address and
-    its offset, as wide as the buffer's byte address, and each pixel lane's next-tile
+    its offset, as wide as the buffer's byte address; each pixel lane's next column, next
+    row and next tile (its own copies, offset included), and its registered next-tile
     address where the lanes jump (POINTWISE)."""
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
-    return {f"compute_{engine.name.lower()}": (2 + jumps) * pixels * ib + 2 * weights * wb
+    return {f"compute_{engine.name.lower()}": (5 + jumps) * pixels * ib + 2 * weights * wb
             for engine, pixels, weights, jumps in _plan(arch).unit_lanes}
+
+
+def lane_address_adders(arch: ArchConfig) -> dict:
+    """``{submodule: LUTs}`` of the adders that keep each pixel lane's own next column,
+    next row and next tile (:func:`lane_address_registers`): four more byte-address
+    adders per lane than a pointer plus an offset takes (one LUT per bit in a carry
+    chain), one fewer where the lanes jump (the next-tile address is a copy)."""
+    ib = _log2(arch.ibuf_bytes)
+    return {f"compute_{engine.name.lower()}": (4 - jumps) * pixels * ib
+            for engine, pixels, _, jumps in _plan(arch).unit_lanes}
 
 
 def handshake_registers(arch: ArchConfig) -> dict:
@@ -446,6 +457,8 @@ def _memory_figures(arch, family):
         row = out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})
         row["ff"] += got["ff"]
         row["lut"] += got["lut"]
+    for top, luts in lane_address_adders(arch).items():
+        out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})["lut"] += luts
     for counted in (lane_address_registers(arch), handshake_registers(arch)):
         for top, ff in counted.items():
             out.setdefault(top, {"bram18": 0, "lutram": 0, "ff": 0, "lut": 0})["ff"] += ff

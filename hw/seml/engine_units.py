@@ -358,39 +358,53 @@ class EngineUnit(wiring.Component):
             return step
 
         def lane_address(port, adv_port, offset, name, *, start, issue, stepped, moved,
-                         active):
+                         active, ahead=False):
             """Drive lane address ``port`` from a register that tracks a pointer plus the
             lane's ``offset`` (a register that follows the instruction's strides, set
             before the first command): the fetcher's hit check then starts at a
             register, not at the pointer's arithmetic. The register loads ``start``
             (the pointer's value at ``cmd_go``) plus the offset at ``cmd_go``; on
             ``issue`` it steps by ``stepped`` (added to itself), or, with ``moved`` a
-            ``(condition, value)`` pair, loads that value plus the offset when the
-            condition holds. It returns to 0 when the instruction ends. ``adv_port``
-            gets the address after an ``issue`` (the fetcher checks it a cycle early),
-            0 while the lanes are not ``active`` (the core ORs the units' lanes); the
-            fetcher's ``relocate`` covers ``cmd_go`` and the end."""
+            ``(condition, value)`` pair, loads ``value(offset register)`` (where the
+            lane moves to) when the condition holds. It returns to 0 when the
+            instruction ends. ``adv_port`` gets the address after an ``issue`` (the
+            fetcher checks it a cycle early), 0 while the lanes are not ``active`` (the
+            core ORs the units' lanes); the fetcher's ``relocate`` covers ``cmd_go`` and
+            the end. With ``ahead`` the address plus ``stepped`` is a register kept with
+            the address (``stepped`` must hold from ``cmd_go`` to the end), so that
+            ``adv`` is a multiplexer of registers when ``value`` is one. Returns the
+            offset register and the address ``cmd_go`` loads (``start`` plus it)."""
             # addresses wrap at the port's width: so may the offset
             off = Signal(len(port), name=f"{name}_off")
             m.d.sync += off.eq(offset)
             addr = Signal(len(port), name=f"{name}_addr")
             adv = Signal(len(port), name=f"{name}_adv")
             m.d.comb += port.eq(addr)
+            if ahead:
+                step_next = Signal(len(port), name=f"{name}_stepped")
+            else:
+                step_next = addr + stepped
             if moved is None:
-                m.d.comb += adv.eq(addr + stepped)
+                m.d.comb += adv.eq(step_next)
             else:
                 cond, value = moved
-                m.d.comb += adv.eq(Mux(cond, value + off, addr + stepped))
+                m.d.comb += adv.eq(Mux(cond, value(off), step_next))
             m.d.comb += adv_port.eq(Mux(active, adv, 0))
+            first = Signal(len(port), name=f"{name}_first")
+            m.d.comb += first.eq(start + off)
             with m.If(issue):
                 m.d.sync += addr.eq(adv)
+                if ahead:
+                    m.d.sync += step_next.eq(adv + stepped)
             with m.Elif(cmd_go):
-                m.d.sync += addr.eq(start + off)
+                m.d.sync += addr.eq(first)
+                if ahead:
+                    m.d.sync += step_next.eq(first + stepped)
             with m.Elif(finish):
                 # an idle unit's lanes read address 0: the core ORs the units' lanes
                 # into its shared fetchers instead of selecting them
                 m.d.sync += addr.eq(0)
-            return off
+            return off, first
 
         def last_index(count, name):
             """``count - 1`` in a register that follows ``count`` (set at the start or in
@@ -594,7 +608,8 @@ class EngineUnit(wiring.Component):
                     lane_address(addr, wfetch.lane_adv(j * per_lane + i),
                                  w_m_stride * j + w_c_stride * i, f"w_lane{j}_{i}",
                                  start=g_wbase, issue=wf.issue, stepped=we,
-                                 moved=(last_kx, w_moved), active=wf.active)
+                                 moved=(last_kx, lambda off: w_moved + off),
+                                 active=wf.active)
                     m.d.comb += [en.eq(wf.want),
                                  wfetch.lane_armed(j * per_lane + i).eq(wf.active)]
                     mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c) if per_lane > 1
@@ -713,17 +728,28 @@ class EngineUnit(wiring.Component):
         first_chan = m0 if kind is Engine.DEPTHWISE else x_c0
         # the lanes' addresses follow the current pixel of their planes: the next
         # column, or at the end of a row the next row's first (the next tile's first at
-        # the end of the tile)
-        x_moved = Signal(32)
-        m.d.comb += x_moved.eq(Mux(x_last_row, x_tile_next, x_row_next))
+        # the end of the tile). Each lane keeps its own next column, next row and next
+        # tile (``x_row_next`` / ``x_tile_next`` plus its offset, updated with them), so
+        # that where it goes after a read is a multiplexer of its registers.
         for i in range(P):
             addr, en, data_ = xfetch.lane(i)
             ok = Signal(name=f"x_ok{i}")
             with m.If(xf.issue):
                 m.d.sync += ok.eq(first_chan + i < in_c)
-            off = lane_address(addr, xfetch.lane_adv(i), plane_in * i, f"x_lane{i}",
-                               start=base, issue=xf.issue, stepped=step_col,
-                               moved=(last_col, x_moved), active=xf.active)
+            row_i = Signal(len(addr), name=f"x_lane{i}_row_next")
+            tile_i = Signal(len(addr), name=f"x_lane{i}_tile_next")
+            _, first = lane_address(addr, xfetch.lane_adv(i), plane_in * i, f"x_lane{i}",
+                                    start=base, issue=xf.issue, stepped=step_col,
+                                    moved=(last_col, lambda off, r=row_i, t=tile_i:
+                                           Mux(x_last_row, t, r)),
+                                    active=xf.active, ahead=True)
+            with m.If(cmd_go):
+                m.d.sync += [row_i.eq(first + step_row), tile_i.eq(first + x_tile_step)]
+            with m.If(end_row):
+                m.d.sync += row_i.eq(row_i + step_row)
+                with m.If(x_last_row):
+                    m.d.sync += [row_i.eq(tile_i + step_row),
+                                 tile_i.eq(tile_i + x_tile_step)]
             m.d.comb += [en.eq(xf.want), xfetch.lane_armed(i).eq(xf.active),
                          eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
@@ -732,7 +758,7 @@ class EngineUnit(wiring.Component):
                 # tile, a cycle after it starts; the job's first tile's after its refills)
                 nxt = xfetch.next(i) if self.shared_fetch else xfetch.lane_next(i)
                 nxt_r = Signal(len(nxt), name=f"x_lane{i}_next")
-                m.d.sync += nxt_r.eq(x_tile_next + off)
+                m.d.sync += nxt_r.eq(tile_i)
                 m.d.comb += nxt.eq(nxt_r)
 
         # Output beats to OBUF ------------------------------------------------------------
