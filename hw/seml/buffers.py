@@ -493,12 +493,18 @@ class LaneFetcher(wiring.Component):
         refill frees, ``clear``), and registers both; ``ready`` is one multiplexer per
         lane (did it read?) and the AND of the lanes, no hit check and no address in its
         path; the run the element is selected from is chosen the same way (the
-        select within a run is the lane address's low bits). The lanes' addresses must follow that rule: after a cycle in which a lane
-        reads, its address is the ``l{q}_adv`` of that cycle, else the same, except
-        after a cycle with ``relocate`` high (the addresses change without a read), when
-        every enabled lane waits a cycle; ``packed`` may change only while the runs are
-        empty (from the cycle after a ``clear`` until a read lands). Requires ``eager``.
-        ``ready`` is then the same in every cycle as without ``lookahead``.
+        select within a run is the lane address's low bits), and so is each lane's
+        miss for the refill arbitration (no compare between the lanes' addresses and
+        the buffer's read address). The lanes' addresses must follow that rule: after a
+        cycle in which a lane reads, its address is the ``l{q}_adv`` of that cycle, else
+        the same, except after a cycle with ``relocate`` high (the addresses change
+        without a read), when every lane reads as missing for a cycle; ``packed`` may
+        change only while the runs are empty (from the cycle after a ``clear`` until a
+        read lands). Requires ``eager``. With every ``relocate`` while the runs are
+        empty (with a ``clear`` in the same cycle, or after one and no refill since, as
+        the engine units do) ``ready`` and the reads are then the same in every cycle as
+        without ``lookahead``; otherwise a lane whose new address hits a run waits a
+        cycle and is refilled once more, with the same bytes.
     jump, l{q}_next : In (only with ``jumps``)
         With ``jump`` high a lane's prefetch reads its ``width`` bytes from ``l{q}_next``
         (where the lane goes after the elements in ``cur``: the next tile's first
@@ -669,6 +675,7 @@ class LaneFetcher(wiring.Component):
         miss = []
         want_pre = []
         lane_state = []  # per lane, for ``lookahead``: enables, hits, selects
+        seen = []        # per lane, for ``lookahead``: its hit, driven by ``_look_ahead``
         wide0 = None     # lane 0's read, all packed lanes' elements
         for q in range(L):
             _, en, data_ = self.lane(q)
@@ -682,7 +689,12 @@ class LaneFetcher(wiring.Component):
                 want = want & ~packed
             looked = [lookup(q, slot) for slot in slots[q]]
             hit = Signal(name=f"hit{q}")
-            m.d.comb += hit.eq(Cat(*looked).any())
+            if self._lookahead:
+                # the look-ahead's registered hit (``_look_ahead``): no compare between
+                # the lane's address and the refill arbitration
+                seen.append(hit)
+            else:
+                m.d.comb += hit.eq(Cat(*looked).any())
             if self._prefetch:
                 c = cur_is1[q]
                 h0, h1 = looked
@@ -805,16 +817,17 @@ class LaneFetcher(wiring.Component):
         if self._lookahead:
             self._look_ahead(m, slots, cur_is1 if self._prefetch else None, lane_state,
                              inside, forget, fl_v & ~forget, fl_lane, fl_nxt,
-                             fl_base, fl2_lims)
+                             fl_base, fl2_lims, seen)
         return m
 
     def _look_ahead(self, m, slots, cur_is1, lane_state, inside, forget, lands,
-                    fl_lane, fl_nxt, fl_base, fl_lims):
+                    fl_lane, fl_nxt, fl_base, fl_lims, seen):
         """``ready`` from registers: each lane's hit in the next cycle, at the address it
         then presents (``l{q}_adv`` if it reads now, else its address now) in the runs
         as they will be (those that survive this cycle's move and landing, and the run
         that lands), checked a cycle early for both addresses; with it the run the
-        element comes from (the element select's control).
+        element comes from (the element select's control). ``seen[q]`` gets lane ``q``'s
+        hit: its ``ready`` term and, for the refill arbitration, its miss.
         ``inside(q, a, base, limits)``: the hit check of :meth:`elaborate`."""
         oks = []
         for q, (en, raw_en, hits, hit_c, use1) in enumerate(lane_state):
@@ -863,5 +876,6 @@ class LaneFetcher(wiring.Component):
                 picked["hold"], picked["adv"])
             if use1 is not None:
                 m.d.comb += use1.eq(Mux(took, use1_moved, use1_hold))
-            oks.append(~en | Mux(took, hit_moved, hit_hold))
+            m.d.comb += seen[q].eq(Mux(took, hit_moved, hit_hold))
+            oks.append(~en | seen[q])
         m.d.comb += self.ready.eq(Cat(*oks).all())
