@@ -646,8 +646,6 @@ class EngineUnit(wiring.Component):
         m.d.comb += pixels_pending.eq(xf.active | xf.valid)
         x_tile = Signal(16)
         x_c0 = Signal(16)
-        x_tbase = Signal(32)     # IBUF address of the tile's first channel plane
-        x_row = Signal(32)       # address of the current row's first pixel
         x_y = Signal(16)
         x_x = Signal(16)
         rows = in_h if windowed else out_h
@@ -658,28 +656,19 @@ class EngineUnit(wiring.Component):
         base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
         step_col = e if windowed else col_step
         step_row = in_w * e if windowed else row_step
-        # the next row's and the next tile's first pixel, and whether the row is the
-        # tile's last, as registers kept with the row and tile: where the lanes move at
-        # a row's end is a multiplexer of registers
-        x_row_next = Signal(32)
-        x_tile_next = Signal(32)
+        # whether the row is the tile's last, as a register kept with the row (the
+        # lanes keep where they move at a row's end, below)
         x_last_row = Signal()
         with m.If(cmd_go):
             m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
-                         x_tbase.eq(base), x_row.eq(base), x_row_next.eq(base + step_row),
-                         x_tile_next.eq(base + x_tile_step), x_last_row.eq(rows_last == 0),
-                         x_x_restart(), x_tile_restart()]
+                         x_last_row.eq(rows_last == 0), x_x_restart(), x_tile_restart()]
         with m.If(xf.issue):
             m.d.sync += [x_x.eq(x_x + 1), x_x_step(x_x)]
             with m.If(last_col):
-                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_x_restart(), x_row.eq(x_row_next),
-                             x_row_next.eq(x_row_next + step_row),
+                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_x_restart(),
                              x_last_row.eq(x_y + 1 == rows_last)]
                 with m.If(x_last_row):
                     m.d.sync += [x_y.eq(0), x_tile.eq(x_tile + 1), x_c0.eq(x_c0 + P),
-                                 x_tbase.eq(x_tile_next), x_row.eq(x_tile_next),
-                                 x_row_next.eq(x_tile_next + step_row),
-                                 x_tile_next.eq(x_tile_next + x_tile_step),
                                  x_last_row.eq(rows_last == 0), x_tile_step_flag(x_tile)]
                     with m.If(last_tile_x):
                         m.d.sync += xf.active.eq(0)
@@ -728,9 +717,9 @@ class EngineUnit(wiring.Component):
         first_chan = m0 if kind is Engine.DEPTHWISE else x_c0
         # the lanes' addresses follow the current pixel of their planes: the next
         # column, or at the end of a row the next row's first (the next tile's first at
-        # the end of the tile). Each lane keeps its own next column, next row and next
-        # tile (``x_row_next`` / ``x_tile_next`` plus its offset, updated with them), so
-        # that where it goes after a read is a multiplexer of its registers.
+        # the end of the tile). Each lane keeps its next column and the next row's and
+        # the next tile's first pixel of its plane as registers, stepped with the row
+        # and tile: where it goes after a read is a multiplexer of its registers.
         for i in range(P):
             addr, en, data_ = xfetch.lane(i)
             ok = Signal(name=f"x_ok{i}")
