@@ -227,13 +227,6 @@ def _log2(n):
     return max(1, math.ceil(math.log2(max(n, 2))))
 
 
-def store_select_bits(arch: ArchConfig) -> int:
-    """Rotated bits of STORE's bus-word select out of OBUF's raw read (the rotation OBUF's
-    read port did before its reads were raw): ``8 * bus bytes * log2(banks)``. Counted
-    in STORE's row at OBUF's LUT line's slope per rotated bit."""
-    return 8 * arch.axi_data_bytes * _log2(_plan(arch).banks)
-
-
 def submodule_features(arch: ArchConfig) -> dict:
     """``{submodule: (size, lanes, macs)}``: the structural size that drives each
     submodule's logic and registers (fitted linearly), its output lanes (its extra DSP
@@ -266,8 +259,8 @@ def submodule_features(arch: ArchConfig) -> dict:
         "add": (add_lanes(arch), add_lanes(arch), 0),
         "ibuf": (rotate(plan.ibuf_reads, [nbytes], raw=True), 0, 0),
         "wbuf": (rotate(plan.wbuf_reads, [nbytes], raw=True), 0, 0),
-        # STORE reads the banks' raw outputs: its bus-word select is in its own row
-        # (store_select_bits)
+        # STORE reads the banks' raw outputs: its bus-word select is in its own line
+        # (sized by the bus width, as the rest of STORE)
         "obuf": (rotate([plan.banks], [plan.banks], raw=True), 0, 0),
         "obuf_stager": (plan.lanes * plan.banks * 8, 0, 0),
         # the engine units' shared lane fetchers: structural only (lane_fetchers)
@@ -491,9 +484,6 @@ def _estimate(arch: ArchConfig, family: str):
             "bram18": mems.get(name, {}).get("bram18", 0),
             "lutram": mems.get(name, {}).get("lutram", 0),
         }
-    if "store" in subs:
-        slope = coef.get("obuf", {}).get("lut", (0.0, 0.0))[0]
-        subs["store"]["lut"] += round(slope * store_select_bits(arch))
     total = {k: sum(row[k] for row in subs.values())
              for k in ("lut", "ff", "dsp", "bram18", "lutram")}
     return total, subs
