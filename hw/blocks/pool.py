@@ -313,12 +313,14 @@ class PoolUnit(wiring.Component):
 def _reduce3(m, mode, k3, a, b, c, qmin, target):
     """Register into ``target`` the max (``MAX``) or sum (``AVG``) of ``a``, ``b`` and, for a
     3-wide window (``k3``), ``c``; or ``a`` itself (bypass). Used for both the column and
-    the row reduction, ``a`` being the newest value."""
+    the row reduction, ``a`` being the newest value. The max compares the three pairs
+    side by side and then selects: one compare and two multiplexers deep, not a compare
+    after a select."""
     oldest = Mux(k3, c, qmin)
-    max2 = Mux(a > b, a, b)
+    a_b, a_c, b_c = a > b, a > oldest, b > oldest
     with m.Switch(mode):
         with m.Case(PoolMode.MAX):
-            m.d.sync += target.eq(Mux(max2 > oldest, max2, oldest))
+            m.d.sync += target.eq(Mux(a_b, Mux(a_c, a, oldest), Mux(b_c, b, oldest)))
         with m.Case(PoolMode.AVG):
             m.d.sync += target.eq(a + b + Mux(k3, c, 0))
         with m.Default():
