@@ -373,7 +373,7 @@ class EngineUnit(wiring.Component):
             the end. With ``ahead`` the address plus ``stepped`` is a register kept with
             the address (``stepped`` must hold from ``cmd_go`` to the end), so that
             ``adv`` is a multiplexer of registers when ``value`` is one. Returns the
-            offset register and the address ``cmd_go`` loads (``start`` plus it)."""
+            address ``cmd_go`` loads (``start`` plus the offset)."""
             # addresses wrap at the port's width: so may the offset
             off = Signal(len(port), name=f"{name}_off")
             m.d.sync += off.eq(offset)
@@ -404,7 +404,7 @@ class EngineUnit(wiring.Component):
                 # an idle unit's lanes read address 0: the core ORs the units' lanes
                 # into its shared fetchers instead of selecting them
                 m.d.sync += addr.eq(0)
-            return off, first
+            return first
 
         def last_index(count, name):
             """``count - 1`` in a register that follows ``count`` (set at the start or in
@@ -727,11 +727,11 @@ class EngineUnit(wiring.Component):
                 m.d.sync += ok.eq(first_chan + i < in_c)
             row_i = Signal(len(addr), name=f"x_lane{i}_row_next")
             tile_i = Signal(len(addr), name=f"x_lane{i}_tile_next")
-            _, first = lane_address(addr, xfetch.lane_adv(i), plane_in * i, f"x_lane{i}",
-                                    start=base, issue=xf.issue, stepped=step_col,
-                                    moved=(last_col, lambda off, r=row_i, t=tile_i:
-                                           Mux(x_last_row, t, r)),
-                                    active=xf.active, ahead=True)
+            first = lane_address(addr, xfetch.lane_adv(i), plane_in * i, f"x_lane{i}",
+                                 start=base, issue=xf.issue, stepped=step_col,
+                                 moved=(last_col, lambda off, r=row_i, t=tile_i:
+                                        Mux(x_last_row, t, r)),
+                                 active=xf.active, ahead=True)
             with m.If(cmd_go):
                 m.d.sync += [row_i.eq(first + step_row), tile_i.eq(first + x_tile_step)]
             with m.If(end_row):
