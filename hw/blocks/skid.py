@@ -63,17 +63,20 @@ class SkidBuffer(wiring.Component):
         skid_d = Signal(len(self.i_data))
         pop = self.o_valid & self.o_ready
         m.d.comb += [self.i_ready.eq(~skid_v), self.busy.eq(self.o_valid | skid_v)]
+        # the skid register holds a beat until the output pops; it takes one when the
+        # output is full and stalled (its next value also drives the copies of
+        # ``i_ready``)
+        skid_next = Mux(skid_v, ~pop, self.i_valid & self.o_valid & ~self.o_ready)
+        m.d.sync += skid_v.eq(skid_next)
         with m.If(skid_v), m.If(pop):
-            m.d.sync += [self.o_data.eq(skid_d), skid_v.eq(0)]
+            m.d.sync += self.o_data.eq(skid_d)
         with m.Elif(self.i_valid):
             with m.If(self.o_valid & ~self.o_ready):
-                m.d.sync += [skid_d.eq(self.i_data), skid_v.eq(1)]
+                m.d.sync += skid_d.eq(self.i_data)
             with m.Else():
                 m.d.sync += [self.o_data.eq(self.i_data), self.o_valid.eq(1)]
         with m.Elif(pop):
             m.d.sync += self.o_valid.eq(0)
-        # the skid register's next value, as above, for the copies of ``i_ready``
-        skid_next = Mux(skid_v, ~pop, self.i_valid & self.o_valid & ~self.o_ready)
         for i in range(self._copies):
             m.d.sync += self.copy_ready[i].eq(~(skid_next & self.copy_en[i]))
         return m
