@@ -464,7 +464,10 @@ class LaneFetcher(wiring.Component):
     l{q}_data : Out(8 * widths[q])
         The element of the lane's last read (one cycle of latency, held until the next).
     ready : Out(1)
-        Every enabled lane can read at the address it presents this cycle.
+        Every enabled lane can read at the address it presents this cycle; with
+        ``eager``, every armed lane (an enabled lane is armed), so that ``ready`` does
+        not depend on the enables: a reader's back-pressure, which holds ``en`` low,
+        has no path through ``ready`` into its own or another reader's counters.
     clear : In(1)
         Forget the registers after this cycle (a new instruction: the buffer may have
         been written; or a jump, so that the next reads miss on every lane). The reads of
@@ -705,7 +708,9 @@ class LaneFetcher(wiring.Component):
                     m.d.comb += use1.eq(Mux(c, h1, ~h0))
                 cur_v = Mux(c, slots[q][1][0], slots[q][0][0]) & ~forget
                 nxt_v = Mux(c, slots[q][0][0], slots[q][1][0]) & ~forget
-            ok.append(~en | hit)
+            # ``ready`` looks at the lanes that may read (armed, with ``eager``), not at
+            # their enables: no path from a reader's back-pressure into ``ready``
+            ok.append(~want | hit)
             ms = Signal(name=f"miss{q}")
             m.d.comb += ms.eq(want & ~hit & ~pending[q])
             miss.append(ms)
@@ -722,7 +727,7 @@ class LaneFetcher(wiring.Component):
             # address is a register); with the look-ahead the run that holds it is
             # chosen a cycle early (``_look_ahead``)
             sel = self.lane(q)[0][:obits]
-            lane_state.append((en, raw_en, looked, hit_c if self._prefetch else None,
+            lane_state.append((want, raw_en, looked, hit_c if self._prefetch else None,
                                use1 if self._prefetch else None))
             for pick, slot in zip(picks, slots[q]):
                 m.d.comb += pick.eq(bank_select(slot[2], n, sel, w))
@@ -830,7 +835,7 @@ class LaneFetcher(wiring.Component):
         hit: its ``ready`` term and, for the refill arbitration, its miss.
         ``inside(q, a, base, limits)``: the hit check of :meth:`elaborate`."""
         oks = []
-        for q, (en, raw_en, hits, hit_c, use1) in enumerate(lane_state):
+        for q, (want, raw_en, hits, hit_c, use1) in enumerate(lane_state):
             land = Signal(name=f"ahead_land{q}")
             m.d.comb += land.eq(lands & (fl_lane == q))
             # runs whose contents are gone at the end of the cycle: replaced or freed by
@@ -877,5 +882,5 @@ class LaneFetcher(wiring.Component):
             if use1 is not None:
                 m.d.comb += use1.eq(Mux(took, use1_moved, use1_hold))
             m.d.comb += seen[q].eq(Mux(took, hit_moved, hit_hold))
-            oks.append(~en | seen[q])
+            oks.append(~want | seen[q])
         m.d.comb += self.ready.eq(Cat(*oks).all())

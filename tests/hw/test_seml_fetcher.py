@@ -74,6 +74,15 @@ def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump
             ctx.set(fetch.sequential, rng.random() < seq)
             await ctx.delay(1e-9)
             ready = ctx.get(fetch.ready)
+            if eager:
+                # ``ready`` of an eager fetcher follows the armed lanes, not the enables
+                for q in range(lanes):
+                    ctx.set(fetch.lane(q)[1], not (want and on[q]))
+                await ctx.delay(1e-9)
+                assert ctx.get(fetch.ready) == ready
+                for q in range(lanes):
+                    ctx.set(fetch.lane(q)[1], want and on[q])
+                await ctx.delay(1e-9)
             if want and ready:
                 read = [q for q in range(lanes) if on[q]]
                 ptr += step
