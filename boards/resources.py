@@ -387,7 +387,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
     padded size less one and the padding's first column and row); and, in the core, the
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
     every lane's address, element and enable); OBUF's registered write port (address,
-    ``banks`` bytes and count); the OBUF stager's run end addresses and room flags;
+    ``banks`` bytes and count) and IBUF's and WBUF's (a bus word); the OBUF stager's run end addresses and room flags;
     STORE's skid buffer before the DMA (two raw words of OBUF's banks with the read
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
     a copy of the core's skid buffer's full flag per engine unit."""
@@ -414,6 +414,9 @@ def handshake_registers(arch: ArchConfig) -> dict:
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1)
                  + len(plan.unit_lanes),
         "obuf": _log2(arch.obuf_bytes) + 8 * plan.banks + _log2(plan.banks + 1),
+        # IBUF's and WBUF's registered write ports (LOAD's bus word)
+        **{buf: _log2(size) + 8 * arch.axi_data_bytes + _log2(arch.axi_data_bytes + 1)
+           for buf, size in (("ibuf", arch.ibuf_bytes), ("wbuf", arch.wbuf_bytes))},
         # each lane's run end address and room flag
         "obuf_stager": plan.lanes * (_log2(arch.obuf_bytes) + 1),
         # two entries of the banks' raw word, the read address's low bits and ``last``;

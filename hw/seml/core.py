@@ -260,13 +260,17 @@ class SemlCore(wiring.Component):
         banks, lanes, elem = plan.banks, plan.lanes, plan.elem
         # IBUF and WBUF reads come out in bank order (``raw_reads``): the fetchers, ADD
         # and POOL register the banks' outputs as they are and select their elements
-        # after those registers, so no multiplexer sits between the banks and them
+        # after those registers, so no multiplexer sits between the banks and them.
+        # Their write ports are registered (no path from the DMA's read data and LOAD's
+        # count into the banks' write enables): LOAD's last write reaches the banks in the
+        # cycle its busy flag falls, before issue sees it fall (ISSUE_BUSY_LAG), so no
+        # instruction that waits for the LOAD reads the old bytes.
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
                                               read_widths=ibuf_reads, write_widths=[nbytes],
-                                              raw_reads=True)
+                                              write_register=True, raw_reads=True)
         m.submodules.wbuf = wbuf = ByteBuffer(arch.wbuf_bytes, banks=banks,
                                               read_widths=c_wbuf, write_widths=[nbytes],
-                                              raw_reads=True)
+                                              write_register=True, raw_reads=True)
         # OBUF has one write port: the engine units' lanes go through the stager; ADD and
         # POOL write one contiguous run per cycle.
         # (its write registered: the writers sit in three units across the core, the
