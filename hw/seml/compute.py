@@ -378,7 +378,10 @@ class PoolWindowUnit(wiring.Component):
             with m.If(is_max):
                 # A padded position never wins: until a real element is seen, the next
                 # real element replaces whatever the accumulator holds.
-                takes = ok2[j] & (first_tap2 | ~seen | (x2[j] > acc))
+                # (the compare is ``act_bits`` wide: once an element is seen the
+                # accumulator holds one, sign-extended)
+                takes = ok2[j] & (first_tap2 | ~seen
+                                  | (x2[j] > acc[:arch.act_bits].as_signed()))
                 m.d.comb += f.eq(Mux(takes, x2[j], acc))
                 with m.If(v2):
                     with m.If(ok2[j]):
