@@ -29,9 +29,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from amaranth.hdl import Shape
+
 from hw.arch import ArchConfig
 from hw.blocks.pool import MAX_PAD as POOL_MAX_PAD
-from hw.isa import element_bytes
+from hw.engines.datapath import weight_shape
+from hw.isa import Engine, element_bytes
 
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
            "MemorySpec", "board_family", "calibration_points", "estimate", "fit",
@@ -390,7 +393,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     ``banks`` bytes and count) and IBUF's and WBUF's (a bus word); the OBUF stager's run end addresses and room flags;
     STORE's skid buffer before the DMA (two raw words of OBUF's banks with the read
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
-    a copy of the core's skid buffer's full flag per engine unit."""
+    a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
+    units' feeders' second entries (a pixel and a weight beat)."""
     plan = _plan(arch)
     lg = _log2(plan.banks)
     e = element_bytes(arch.act_bits)
@@ -406,10 +410,16 @@ def handshake_registers(arch: ArchConfig) -> dict:
         return 3 * po * arch.acc_bits + d + 4
     pad = 2 * POOL_MAX_PAD
     bounds = 2 * (_log2(arch.max_width + pad + 1) + _log2(arch.max_height + pad + 1)) + 2
+    # the windowed units' feeders' second entries: a pixel beat and a weight beat, each
+    # with its valid flag
+    code_bits = Shape.cast(weight_shape(arch)).width
+    held = {e: pixels * arch.act_bits + weights * code_bits + 2
+            for e, pixels, weights, _ in plan.unit_lanes}
     return {
         "compute_conv": (unit + taps + 2 * total + d + acc(arch.conv_po)
-                         + 2 * (arch.conv_po * arch.act_bits + 1) + 2 * 16 + bounds),
-        "compute_depthwise": unit + taps + total + d,
+                         + 2 * (arch.conv_po * arch.act_bits + 1) + 2 * 16 + bounds
+                         + held[Engine.CONV]),
+        "compute_depthwise": unit + taps + total + d + held[Engine.DEPTHWISE],
         "compute_pointwise": unit + acc(arch.pw_po),
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1)
                  + len(plan.unit_lanes),

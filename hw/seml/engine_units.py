@@ -88,20 +88,54 @@ class _Feeder:
     ``issue`` when the read happens, ``want`` and the fetcher ``ready`` (the caller steps
     its counters and clears :attr:`active` after the last one); the read data is the
     stream payload from the next cycle until taken.
+
+    With ``held`` the caller drives the beat into :attr:`payload` (not the stream's), and
+    the feeder keeps a second entry: a beat the engine does not take when the next read
+    happens moves into a register and goes out first. ``want`` is then ``active`` and
+    that register empty, both registers: the engine's back-pressure (``stream.ready``)
+    reaches only the entry's register and the output select, not the lanes' read
+    enables, so no path runs from an engine's output handshake into a fetcher shared
+    with the other units. A beat reaches the engine no later than without it.
     """
 
-    def __init__(self, m, stream, name, ready):
+    def __init__(self, m, stream, name, ready, held=False):
         self.valid = Signal(name=f"{name}_valid")
         self.active = Signal(name=f"{name}_active")
         self.want = Signal(name=f"{name}_want")
         self.issue = Signal(name=f"{name}_issue")
+        #: A beat is in the feeder (read, not yet taken by the engine).
+        self.pending = Signal(name=f"{name}_pending")
+        if not held:
+            self.payload = stream.payload
+            m.d.comb += [
+                stream.valid.eq(self.valid),
+                self.want.eq(self.active & (~self.valid | stream.ready)),
+                self.issue.eq(self.want & ready),
+                self.pending.eq(self.valid),
+            ]
+            with m.If(self.issue):
+                m.d.sync += self.valid.eq(1)
+            with m.Elif(stream.ready):
+                m.d.sync += self.valid.eq(0)
+            return
+        shape = stream.payload.shape()
+        self.payload = Signal(shape, name=f"{name}_fresh")
+        kept = Signal(shape, name=f"{name}_kept")
+        kept_v = Signal(name=f"{name}_kept_v")
         m.d.comb += [
-            stream.valid.eq(self.valid),
-            self.want.eq(self.active & (~self.valid | stream.ready)),
+            stream.valid.eq(self.valid | kept_v),
+            stream.payload.eq(Mux(kept_v, kept.as_value(), self.payload.as_value())),
+            self.want.eq(self.active & ~kept_v),
             self.issue.eq(self.want & ready),
+            self.pending.eq(self.valid | kept_v),
         ]
-        with m.If(self.issue):
+        with m.If(kept_v):
+            # no read while the entry is full; the fresh beat goes out after it
+            m.d.sync += kept_v.eq(~stream.ready)
+        with m.Elif(self.issue):
             m.d.sync += self.valid.eq(1)
+            with m.If(self.valid & ~stream.ready):
+                m.d.sync += [kept.eq(self.payload.as_value()), kept_v.eq(1)]
         with m.Elif(stream.ready):
             m.d.sync += self.valid.eq(0)
 
@@ -558,7 +592,7 @@ class EngineUnit(wiring.Component):
         code_bits = Shape.cast(weight_shape(arch)).width
 
         # Weights --------------------------------------------------------------------------
-        wf = _Feeder(m, eng.weights, "weights", wfetch.ready)
+        wf = _Feeder(m, eng.weights, "weights", wfetch.ready, held=windowed)
         w_tile = Signal(16)
         w_ky = Signal(16)
         w_kx = Signal(16)
@@ -638,12 +672,12 @@ class EngineUnit(wiring.Component):
                 raw = wfetch.lane(j)[2][8 * we * i:8 * we * (i + 1)]
             else:
                 raw = wfetch.lane(n)[2]
-            m.d.comb += eng.weights.payload[n].eq(Mux(ok, raw[:code_bits], Const(zero_code,
+            m.d.comb += wf.payload[n].eq(Mux(ok, raw[:code_bits], Const(zero_code,
                                                                                   code_bits)))
 
         # Pixels ---------------------------------------------------------------------------
-        xf = _Feeder(m, eng.pixels, "pixels", xfetch.ready)
-        m.d.comb += pixels_pending.eq(xf.active | xf.valid)
+        xf = _Feeder(m, eng.pixels, "pixels", xfetch.ready, held=windowed)
+        m.d.comb += pixels_pending.eq(xf.active | xf.pending)
         x_tile = Signal(16)
         x_c0 = Signal(16)
         x_y = Signal(16)
@@ -740,7 +774,7 @@ class EngineUnit(wiring.Component):
                     m.d.sync += [row_i.eq(tile_i + step_row),
                                  tile_i.eq(tile_i + x_tile_step)]
             m.d.comb += [en.eq(xf.want), xfetch.lane_armed(i).eq(xf.active),
-                         eng.pixels.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
+                         xf.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
                 # POINTWISE: IBUF address of the lane's plane in the next tile, a cycle
                 # behind the tile (first asked for when the lanes have moved into the
