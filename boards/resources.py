@@ -390,7 +390,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     padded size less one and the padding's first column and row); and, in the core, the
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
     every lane's address, element and enable); OBUF's registered write port (address,
-    ``banks`` bytes and count) and IBUF's and WBUF's (a bus word); the OBUF stager's run end addresses and room flags;
+    ``banks`` bytes and count) and IBUF's and WBUF's (a bus word); the OBUF stager's
+    run end addresses and room flags;
     STORE's skid buffer before the DMA (two raw words of OBUF's banks with the read
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
     a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE

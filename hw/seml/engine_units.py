@@ -45,9 +45,9 @@ back, and read whenever it is empty: their read enables then come from registers
 no path runs from an engine's output handshake into the fetchers the units share.
 (POINTWISE keeps one entry: with a second one, reads ahead while its engine waits
 for weights finish some jobs 2 to 8 cycles sooner than the cycle model, which is exact
-for POINTWISE, counts.) The fetchers forget their runs at the end of each tile (and of each output row of a
-strided POINTWISE), so every lane misses on the next read: the stall is then the lanes'
-count plus one cycle, which the cycle model counts. Pixel lanes read ahead within a tile
+for POINTWISE, counts.) The fetchers forget their runs at the end of each tile (and of
+each output row of a strided POINTWISE), so every lane misses on the next read: the
+stall is then the lanes' count plus one cycle, which the cycle model counts. Pixel lanes read ahead within a tile
 (consecutive elements); a strided POINTWISE row refills on misses only.
 """
 
