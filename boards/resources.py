@@ -409,6 +409,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
         # the accumulator's registered read stage: per lane the read data, the partial
         # sum and the forwarded sum; the address and the stage's flags
         return 3 * po * arch.acc_bits + d + 4
+    def write_register(size, width):
+        # a byte buffer's registered write port: address, ``width`` bytes and count
+        return _log2(size) + 8 * width + _log2(width + 1)
+
     pad = 2 * POOL_MAX_PAD
     bounds = 2 * (_log2(arch.max_width + pad + 1) + _log2(arch.max_height + pad + 1)) + 2
     # the windowed units' feeders' second entries: a pixel beat and a weight beat, each
@@ -424,10 +428,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
         "compute_pointwise": unit + acc(arch.pw_po),
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1)
                  + len(plan.unit_lanes),
-        "obuf": _log2(arch.obuf_bytes) + 8 * plan.banks + _log2(plan.banks + 1),
+        "obuf": write_register(arch.obuf_bytes, plan.banks),
         # IBUF's and WBUF's registered write ports (LOAD's bus word)
-        **{buf: _log2(size) + 8 * arch.axi_data_bytes + _log2(arch.axi_data_bytes + 1)
-           for buf, size in (("ibuf", arch.ibuf_bytes), ("wbuf", arch.wbuf_bytes))},
+        "ibuf": write_register(arch.ibuf_bytes, arch.axi_data_bytes),
+        "wbuf": write_register(arch.wbuf_bytes, arch.axi_data_bytes),
         # each lane's run end address and room flag
         "obuf_stager": plan.lanes * (_log2(arch.obuf_bytes) + 1),
         # two entries of the banks' raw word, the read address's low bits and ``last``;

@@ -10,12 +10,15 @@ compared with :func:`hw.seml.engine_units.unit_cycles`."""
 import random
 
 import pytest
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hw.arch import ArchConfig
 from hw.engine_kinds import buffer_banks, pointwise_jumps, pointwise_packed
 from hw.isa import Engine, Opcode, Pool, decode_instruction, encode_instruction
-from hw.seml.engine_units import EngineUnit, unit_cycles
+from hw.seml.engine_units import EngineUnit, _Feeder, unit_cycles
 
 ARCH = ArchConfig(name="unit-timing", conv_pi=2, conv_po=3, dw_channels=4, pw_pi=4, pw_po=2,
                   max_width=20, max_height=20, conv_k_max=5)
@@ -177,12 +180,6 @@ def _feeder_run(held, seed, beats=60, cycles=600):
     """A :class:`_Feeder` over a stand-in fetcher (``ready`` random; the lanes' data
     registers load the beat's number at each read) into a reader with random
     back-pressure. Returns the cycle at which each beat was taken, and the beats."""
-    from amaranth.hdl import Module, Signal, unsigned
-    from amaranth.lib import data, stream, wiring
-    from amaranth.lib.wiring import In, Out
-
-    from hw.seml.engine_units import _Feeder
-
     class Bench(wiring.Component):
         def __init__(self):
             super().__init__({"o": Out(stream.Signature(data.ArrayLayout(unsigned(8), 2))),
