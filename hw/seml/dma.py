@@ -203,7 +203,7 @@ class AxiDma(wiring.Component):
     one beat per cycle at any lane offset while ``rd_data`` is ready every cycle
     (``m_axi_rready`` follows ``rd_data.ready`` combinationally); the write side sends
     one beat per cycle at any lane offset while ``wr_data`` brings a word every cycle
-    (``wr_data.ready`` follows ``m_axi_wready`` combinationally).
+    (``wr_data.ready`` is a function of registers only: up to three words are held).
     """
 
     def __init__(self, *, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
@@ -402,8 +402,8 @@ class AxiDma(wiring.Component):
 
         # Write: data side, unpacking stream bytes onto each beat's lanes -------------------
         wr_r = data.View(desc_layout, wr_desc.r_data)
-        wacc = Signal(2 * width)
-        wfill = Signal(range(2 * nbytes + 1))
+        wacc = Signal(3 * width)
+        wfill = Signal(range(3 * nbytes + 1))
         wfirst = Signal(init=1)
         wseg_left = Signal(burst_bytes_bits)
         wlane = Signal(max(lanes_log2, 1))
@@ -414,36 +414,35 @@ class AxiDma(wiring.Component):
             wleft_now.eq(Mux(wfirst, wr_r.nbytes, wseg_left)),
             wneed.eq(Mux(wleft_now < nbytes - wlane, wleft_now, nbytes - wlane)),
         ]
-        # A word is taken when it fits beside the bytes still held after this cycle's
-        # beat. A beat uses at most a word's bytes and a word comes in whenever no more
-        # than a word's stay behind, so while words come every cycle the register holds
-        # a whole beat's bytes every cycle: with a ready slave one beat leaves per cycle
-        # at any lane offset. After the transfer's ``last`` word no more are taken until
-        # its final beat has gone, which also drops the padding.
+        # The register holds up to three words' bytes. A word is taken while at most two
+        # words' are held, whatever the beat of the same cycle does, so ``wr_data.ready``
+        # comes from flip-flops (no path from ``m_axi_wready`` back into the stream's
+        # producer); it lands at the held bytes' end, and a beat's bytes then leave from
+        # the bottom. A beat uses at most a word's bytes and a word comes in whenever no
+        # more than two words' stay behind, so while words come every cycle one beat
+        # leaves per cycle at any lane offset with a ready slave. After the transfer's
+        # ``last`` word no more are taken until its final beat has gone, which also drops
+        # the padding.
         got_last = Signal()
         w_fire = Signal()
         in_fire = Signal()
-        wbase = Signal(2 * width)
-        wbase_fill = Signal(range(2 * nbytes + 1))
+        merged = Signal(3 * width)
         m.d.comb += [
             self.m_axi_wvalid.eq(wr_desc.r_rdy & (wfill >= wneed)),
             self.m_axi_wdata.eq((wacc << (wlane * 8))[:width]),
             self.m_axi_wstrb.eq(((Const(1, nbytes + 1) << wneed) - 1) << wlane),
             self.m_axi_wlast.eq(wleft_now == wneed),
             w_fire.eq(self.m_axi_wvalid & self.m_axi_wready),
-            wbase.eq(Mux(w_fire, wacc >> (wneed * 8), wacc)),
-            wbase_fill.eq(Mux(w_fire, wfill - wneed, wfill)),
-            self.wr_data.ready.eq(~got_last & (wbase_fill <= nbytes)),
+            self.wr_data.ready.eq(~got_last & (wfill <= 2 * nbytes)),
             in_fire.eq(self.wr_data.valid & self.wr_data.ready),
+            merged.eq(wacc | Mux(in_fire, self.wr_data.payload.data << (wfill * 8), 0)),
         ]
-        m.d.sync += [wacc.eq(wbase), wfill.eq(wbase_fill)]
-        with m.If(in_fire):
-            m.d.sync += [
-                wacc.eq(wbase | (self.wr_data.payload.data << (wbase_fill * 8))),
-                wfill.eq(wbase_fill + nbytes),
-            ]
-            with m.If(self.wr_data.payload.last):
-                m.d.sync += got_last.eq(1)
+        m.d.sync += [
+            wacc.eq(Mux(w_fire, merged >> (wneed * 8), merged)),
+            wfill.eq(wfill + Mux(in_fire, nbytes, 0) - Mux(w_fire, wneed, 0)),
+        ]
+        with m.If(in_fire & self.wr_data.payload.last):
+            m.d.sync += got_last.eq(1)
         with m.If(w_fire):
             m.d.sync += [
                 wseg_left.eq(wleft_now - wneed),
