@@ -414,8 +414,15 @@ class SemlCore(wiring.Component):
             l_addr, l_data, l_en = stager.lane(q)
             m.d.comb += [l_addr.eq(o_addr[q]), l_data.eq(o_data[q]),
                          l_en.eq(skid.o_valid & o_en[q])]
-        m.d.comb += stager.flush.eq(~Cat(*(u.busy for u in engine_units.values())).any()
+        # the stager flushes its runs once every engine unit and the skid are idle, seen
+        # through a register: no path from a unit's control state into the stager's run
+        # registers (a flush a cycle late only holds ``busy`` a cycle longer; one still
+        # high in the cycle after a unit starts only ends a run early, long before that
+        # unit's first write)
+        stager_flush = Signal()
+        m.d.sync += stager_flush.eq(~Cat(*(u.busy for u in engine_units.values())).any()
                                     & ~skid.busy)
+        m.d.comb += stager.flush.eq(stager_flush)
         w_addr, w_data, w_count = obuf.write_port(0)
         pool_addr, pool_data, pool_count = units[Engine.POOL].obuf_port(0)
         with m.If(add_sel):
