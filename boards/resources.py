@@ -396,8 +396,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
     a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
     units' feeders' second entries (a pixel and a weight beat); the DMA write side's
-    third held word; the count of instructions still to fetch and its zero and one
-    flags; the OBUF stager's registered ``flush``."""
+    third held word; the count of instructions still to fetch and its zero flag; the
+    OBUF stager's registered ``flush``."""
     plan = _plan(arch)
     lg = _log2(plan.banks)
     e = element_bytes(arch.act_bits)
@@ -429,9 +429,9 @@ def handshake_registers(arch: ArchConfig) -> dict:
         "compute_depthwise": unit + taps + total + d + held[Engine.DEPTHWISE],
         "compute_pointwise": unit + acc(arch.pw_po),
         # the skid buffer's entries and valid flags, the copies of its full flag; the
-        # instructions still to fetch and its zero and one flags; the stager's flush
+        # instructions still to fetch and its zero flag; the stager's flush
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1)
-                 + len(plan.unit_lanes) + 32 + 2 + 1,
+                 + len(plan.unit_lanes) + 32 + 1 + 1,
         # the write side's third word of held bytes (its ``wr_data.ready`` a register)
         "dma": 8 * arch.axi_data_bytes,
         "obuf": write_register(arch.obuf_bytes, plan.banks),

@@ -451,12 +451,11 @@ class SemlCore(wiring.Component):
 
         count = Signal(32)
         pc = Signal(32)
-        # ``count - pc`` and whether it is 0 or 1, kept in registers so that the fetch
-        # state's end-of-program check is one flag, not a 32-bit compare before the
-        # fetch buffer's read enable
+        # ``count - pc`` and whether it is 0, kept in registers so that the fetch state's
+        # end-of-program check is one flag, not a 32-bit compare before the fetch
+        # buffer's read enable
         togo = Signal(32)
         togo_zero = Signal()
-        togo_one = Signal()
         decode_wait = Signal(range(InstructionDecoder.LATENCY + 1))
         error = Signal(ErrorCode)
         bus_error = dma.rd_error | dma.wr_error | fetch.error
@@ -507,8 +506,7 @@ class SemlCore(wiring.Component):
                 with m.Else():
                     m.d.sync += [count.eq(hdr_check.instr_count),
                                  togo.eq(hdr_check.instr_count),
-                                 togo_zero.eq(hdr_check.instr_count == 0),
-                                 togo_one.eq(hdr_check.instr_count == 1)]
+                                 togo_zero.eq(hdr_check.instr_count == 0)]
                     m.next = "SCAN_REQUEST"
             with m.State("SCAN_REQUEST"):
                 m.d.comb += [
@@ -597,8 +595,7 @@ class SemlCore(wiring.Component):
                         fail(decoder.error)
                 with m.Elif(issued):
                     m.d.comb += csr.mark.eq(1)
-                    m.d.sync += [pc.eq(pc + 1), togo.eq(togo - 1), togo_zero.eq(togo_one),
-                                 togo_one.eq(togo == 2)]
+                    m.d.sync += [pc.eq(pc + 1), togo.eq(togo - 1), togo_zero.eq(togo == 1)]
                     with m.If(ir.opcode == Opcode.END):
                         m.next = "DONE"
                     with m.Else():

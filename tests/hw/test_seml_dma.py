@@ -5,6 +5,7 @@ import random
 
 import cocotb
 import pytest
+from amaranth.sim import Simulator
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
@@ -321,8 +322,6 @@ def _write_side_sim(data_bits, seed, transfers=12):
     slave whose ``wready`` and ``awready`` flip at random. Returns the beats' bytes per
     address and, per cycle, whether ``wr_data.ready`` was the same with ``wready`` low and
     high."""
-    from amaranth.sim import Simulator
-
     nbytes = data_bits // 8
     dut = AxiDma(data_bits=data_bits, addr_bits=32, max_burst=4)
     rng = random.Random(seed)
