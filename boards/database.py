@@ -53,14 +53,18 @@ class Board:
     def default_arch(self) -> ArchConfig:
         """The largest balanced arch whose calibrated estimate (:mod:`boards.resources`)
         uses at most 70 % of every resource: the widest engines first, then the largest
-        feature-map buffers (a quarter of the block RAM each at most, down to 8 KiB)."""
+        feature-map buffers (a quarter of the block RAM each at most, down to 8 KiB).
+        On the open-toolchain boards (``flow == "yowasp"``, where nextpnr times the
+        design) each engine unit has its own lane fetchers (``private_fetchers``: shorter
+        paths for more flip-flops); elsewhere the units share one set."""
         for pi, po, pw, dw in _ARCH_TIERS:
             for buf in _buffer_sizes(self):
                 arch = ArchConfig(
                     name=f"{self.name.lower()}-default", conv_pi=pi, conv_po=po, pw_pi=pw,
                     pw_po=pw, dw_channels=dw, clock_mhz=self.clock_mhz,
                     axi_data_bits=self.axi_data_bits, axi_addr_bits=self.axi_addr_bits,
-                    ibuf_bytes=buf, obuf_bytes=buf, wbuf_bytes=max(buf // 2, 8 * 1024))
+                    ibuf_bytes=buf, obuf_bytes=buf, wbuf_bytes=max(buf // 2, 8 * 1024),
+                    private_fetchers=self.flow == "yowasp")
                 use = estimate_resources(arch, family=self.synth_family)
                 if all(use[r] <= 0.7 * have for r, have in self.budget.items()):
                     return arch

@@ -37,8 +37,8 @@ from hw.engines.datapath import weight_shape
 from hw.isa import Engine, element_bytes
 
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
-           "MemorySpec", "board_family", "calibration_points", "estimate", "fit",
-           "handshake_registers", "lane_address_registers", "lane_fetchers",
+           "MemorySpec", "board_family", "calibration_points", "estimate", "fetcher_figures",
+           "fit", "handshake_registers", "lane_address_registers", "lane_fetchers",
            "lut_occupancy", "map_memory", "memories",
            "reload_calibration", "submodule_features", "synthesize_core",
            "synthesize_core_split", "synthesize_fixed_units"]
@@ -253,6 +253,11 @@ def submodule_features(arch: ArchConfig) -> dict:
                 + plan.banks * (len(reads) + len(writes)))
 
     conv = arch.conv_pi * arch.conv_po
+    shared = {} if arch.private_fetchers else {
+        # the engine units' shared lane fetchers: structural only (lane_fetchers)
+        "ibuf_fetch": (0, 0, 0),
+        "wbuf_fetch": (0, 0, 0),
+    }
     return {
         "compute_conv": (conv * k2, arch.conv_po, conv * k2),
         "compute_depthwise": (arch.dw_channels * k2, arch.dw_channels,
@@ -266,9 +271,7 @@ def submodule_features(arch: ArchConfig) -> dict:
         # (sized by the bus width, as the rest of STORE)
         "obuf": (rotate([plan.banks], [plan.banks], raw=True), 0, 0),
         "obuf_stager": (plan.lanes * plan.banks * 8, 0, 0),
-        # the engine units' shared lane fetchers: structural only (lane_fetchers)
-        "ibuf_fetch": (0, 0, 0),
-        "wbuf_fetch": (0, 0, 0),
+        **shared,
         # the rotation of the banks' outputs into the lanes
         "pbuf": (pbuf_width * plan.pbuf_lanes * _log2(pbanks)
                  + _log2(arch.pbuf_entries) * pbanks, 0, 0),
@@ -312,9 +315,26 @@ def _coefficients(family):
     return _calibration["families"][family]
 
 
+def fetcher_figures(widths, runs: int, abits: int, banks: int) -> dict:
+    """``{"ff", "lut"}`` of one :class:`hw.seml.buffers.LaneFetcher` with lanes of
+    ``widths`` bytes, ``runs`` runs per lane (2 where it prefetches), a buffer of
+    ``abits`` address bits and ``banks``-byte runs (see :func:`lane_fetchers`)."""
+    # the look-ahead: per lane, for its address and the one after a read, the next
+    # cycle's hit and (two runs) the run that holds the element, and whether it
+    # read; from ``runs + 2`` more range checks (the address now in
+    # the landing run; the one after a read in each run and the landing one); the
+    # landing run's limits, one register per lane width
+    per_lane_ff = 1 + 2 * (1 + (runs > 1))
+    ahead_ff = per_lane_ff * len(widths) + len(set(widths)) * (abits + 1)
+    return {"ff": ahead_ff + sum(runs * (8 * banks + 2 * abits + 2) + 8 * w + 1
+                                 for w in widths),
+            "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * (2 * runs + 2) * abits
+                       for w in widths)}
+
+
 def lane_fetchers(arch: ArchConfig) -> dict:
     """``{submodule: {"ff": flip-flops, "lut": LUTs}}`` of the lane fetchers behind the
-    one IBUF and WBUF read port (:class:`hw.seml.buffers.LaneFetcher`), counted from
+    IBUF and WBUF read ports (:class:`hw.seml.buffers.LaneFetcher`), counted from
     their structure: per lane one (weights) or two (pixels, ADD operands) runs of
     ``banks`` bytes with their base and limit addresses, the lane's output register and
     the look-ahead's flags and offsets (flip-flops);
@@ -323,7 +343,9 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     the runs hold the banks' raw words) and the address compares, this cycle's and the
     look-ahead's (LUTs).
     The engine units share one pixel and one weight fetcher (``ibuf_fetch``,
-    ``wbuf_fetch``: the lanes of the unit with the most, each as wide as the widest).
+    ``wbuf_fetch``: the lanes of the unit with the most, each as wide as the widest);
+    with ``private_fetchers`` each unit has its own (counted in the unit,
+    ``compute_conv`` ...: its own lanes and widths).
     ADD reads its two operands through two runs each (:class:`hw.seml.units.AddUnit`):
     the runs, the next run's address, the offset in the run and a beat-wide output
     register, and the bank of the element being read and of the next run's first
@@ -335,26 +357,19 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     e = element_bytes(arch.act_bits)
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
 
-    def lanes(widths, runs, abits):
-        # the look-ahead: per lane, for its address and the one after a read, the next
-        # cycle's hit and (two runs) the run that holds the element, and whether it
-        # read; from ``runs + 2`` more range checks (the address now in
-        # the landing run; the one after a read in each run and the landing one); the
-        # landing run's limits, one register per lane width
-        per_lane_ff = 1 + 2 * (1 + (runs > 1))
-        ahead_ff = per_lane_ff * len(widths) + len(set(widths)) * (abits + 1)
-        return {"ff": ahead_ff + sum(runs * (8 * banks + 2 * abits + 2) + 8 * w + 1
-                                     for w in widths),
-                "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * (2 * runs + 2) * abits
-                           for w in widths)}
-
+    if arch.private_fetchers:
+        out = {}
+        for engine, pixels, weights in plan.unit_fetch:
+            x = fetcher_figures(pixels, 2, ib, banks)
+            w = fetcher_figures(weights, 1, wb, banks)
+            out[f"compute_{engine.name.lower()}"] = {k: x[k] + w[k] for k in ("ff", "lut")}
+    else:
+        out = {"ibuf_fetch": fetcher_figures(plan.ibuf_lanes, 2, ib, banks),
+               "wbuf_fetch": fetcher_figures(plan.wbuf_lanes, 1, wb, banks)}
     bb = add_lanes(arch) * e
-    return {
-        "ibuf_fetch": lanes(plan.ibuf_lanes, 2, ib),
-        "wbuf_fetch": lanes(plan.wbuf_lanes, 1, wb),
-        "add": {"ff": 2 * (2 * (8 * banks + 1) + ib + 3 * _log2(banks) + 3 + 8 * bb),
-                "lut": 2 * (8 * bb * math.ceil(2 * banks / 4) + ib)},
-    }
+    out["add"] = {"ff": 2 * (2 * (8 * banks + 1) + ib + 3 * _log2(banks) + 3 + 8 * bb),
+                  "lut": 2 * (8 * bb * math.ceil(2 * banks / 4) + ib)}
+    return out
 
 
 def lane_address_registers(arch: ArchConfig) -> dict:

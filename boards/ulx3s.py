@@ -466,8 +466,9 @@ class Ulx3sTop(Elaboratable):
 
 
 #: The arch ``convforge build --board ULX3S-85F`` builds without ``--arch``: every engine,
-#: small parallelism, and buffers small enough that the core's output buffer (flip-flops
-#: in this core) fits the ECP5-85F; the bundled MobileNetV2-style model compiles for it.
+#: small parallelism and small buffers, each engine unit with its own lane fetchers (as the
+#: board's default arch); the bundled MobileNetV2-style model compiles for it.
 ULX3S_ARCH = ArchConfig(name="ulx3s-small", ibuf_bytes=4096, obuf_bytes=2048, wbuf_bytes=2048,
                         pbuf_entries=128, max_width=34, max_height=34, conv_pi=1, conv_po=1,
-                        dw_channels=2, pw_pi=2, pw_po=2, axi_data_bits=32, clock_mhz=50.0)
+                        dw_channels=2, pw_pi=2, pw_po=2, axi_data_bits=32, clock_mhz=50.0,
+                        private_fetchers=True)

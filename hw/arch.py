@@ -70,6 +70,11 @@ class ArchConfig:
         AXI4 master data and address widths.
     clock_mhz : float
         Target clock, used by the cycle model for time estimates.
+    private_fetchers : bool
+        Each engine unit reads IBUF and WBUF through lane fetchers of its own, beside it
+        (no lane address crosses between units: shorter paths, more logic), instead of
+        one pixel and one weight fetcher the units share. It changes neither what a
+        program computes nor its cycles, so it is not part of :attr:`config_hash`.
     """
 
     name: str = "default"
@@ -96,6 +101,7 @@ class ArchConfig:
     axi_data_bits: int = 64
     axi_addr_bits: int = 32
     clock_mhz: float = 100.0
+    private_fetchers: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -132,6 +138,9 @@ class ArchConfig:
         _check_int("axi_addr_bits", self.axi_addr_bits, 16, 64)
         if not isinstance(self.clock_mhz, (int, float)) or self.clock_mhz <= 0:
             raise ValueError(f"Arch parameter clock_mhz must be positive, not {self.clock_mhz!r}")
+        if not isinstance(self.private_fetchers, bool):
+            raise TypeError(f"Arch parameter private_fetchers must be true or false, "
+                            f"not {self.private_fetchers!r}")
 
     # Derived quantities -------------------------------------------------------------
 
@@ -185,9 +194,11 @@ class ArchConfig:
 
     @property
     def config_hash(self) -> int:
-        """64-bit hash of every parameter but the name; stamped into program headers."""
+        """64-bit hash of every parameter but the name and ``private_fetchers`` (which
+        changes no program's result or cycles); stamped into program headers."""
         data = self.to_dict()
         data.pop("name")
+        data.pop("private_fetchers")
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).digest()
         return int.from_bytes(digest[:8], "little")
 

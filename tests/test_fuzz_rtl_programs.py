@@ -146,3 +146,26 @@ def test_pointwise_tile_prefetch_rtl_equals_iss():
                                  seed=3)
     assert not bad, bad
     assert all(abs(rtl / model - 1) <= 0.05 for rtl, model in cycles), cycles
+
+
+@pytest.mark.rtl
+def test_private_fetchers_same_results_and_cycles():
+    """The core with a pixel and a weight fetcher per engine unit (``private_fetchers``)
+    runs 40 of the random programs (and the POINTWISE tile-prefetch ones) bit for bit as
+    the ISS, half with AXI pauses, and without pauses in exactly as many cycles as the
+    core whose units share one fetcher set."""
+    from tests.fuzz.rtl import run_cases
+
+    programs = list(_programs())[:40] + _pointwise_programs(6)
+    private = ARCH.replace(private_fetchers=True)
+    assert private.config_hash == ARCH.config_hash
+    bad, cycles = check_programs(private, programs, build_name="seml-core-private",
+                                 pause=0.2, seed=2)
+    assert not bad, f"{len(bad)} of {len(programs)} programs differ: {bad[:5]}"
+    steady = programs[::2]
+    shared = run_cases(ARCH, [{"image": p.image, "outputs": [], "max_cycles": 20 * p.cycles
+                               + 20_000} for p in steady], build_name="seml-core-small")
+    differ = [(p.seed, got, r["cycles"]) for p, (got, _), r in zip(steady, cycles, shared,
+                                                                    strict=True)
+              if got != r["cycles"]]
+    assert not differ, f"cycles (seed, private, shared) differ: {differ[:5]}"

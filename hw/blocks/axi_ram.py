@@ -8,16 +8,21 @@ is idle.
 The memory is one simple dual-port RAM (one write port with byte enables, one
 read port with registered data): it maps to block RAM. INCR bursts of full-width
 beats are served at one beat per cycle in each direction; a beat outside the
-memory is not performed and its burst is answered with ``SLVERR``.
+memory is not performed and its burst is answered with ``SLVERR``. The R channel
+leaves through a :class:`~hw.blocks.skid.SkidBuffer` beside the RAM: the master sees
+its read data from flip-flops, not from the block RAM's output (a read beat takes one
+cycle more), and the RAM's read enable no path from ``rready``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
+
+from .skid import SkidBuffer
 
 __all__ = ["AxiRam"]
 
@@ -101,7 +106,7 @@ class AxiRam(wiring.Component):
         m.submodules.mem = mem = Memory(shape=self.data_bits, depth=self.words, init=[])
         wr = mem.write_port(granularity=8)
         rd = mem.read_port()
-        m.d.comb += [self.host_rdata.eq(rd.data), self.s_axi_rdata.eq(rd.data)]
+        m.d.comb += self.host_rdata.eq(rd.data)
 
         def in_range(word):
             return word < self.words
@@ -135,25 +140,29 @@ class AxiRam(wiring.Component):
         with m.If(bvalid & self.s_axi_bready):
             m.d.sync += bvalid.eq(0)
 
-        # Read channel: AR, then one beat per cycle while the master takes them. The
-        # read port's output register is the R data register: it holds while stalled.
+        # Read channel: AR, then one beat per cycle while the skid buffer takes them. The
+        # read port's output register holds a beat while the skid buffer is full; the
+        # skid buffer's registers are the R channel's.
         r_left = Signal(9)
         r_addr = Signal(self.addr_bits - shift)
         r_id = Signal.like(self.s_axi_arid)
         rvalid = Signal()
         rlast = Signal()
         rresp = Signal(2)
+        m.submodules.r_skid = r_skid = SkidBuffer(self.data_bits + len(r_id) + 3)
         m.d.comb += [
             self.s_axi_arready.eq((r_left == 0) & ~rvalid & ~self.host_sel),
-            self.s_axi_rvalid.eq(rvalid),
-            self.s_axi_rlast.eq(rlast),
-            self.s_axi_rresp.eq(rresp),
-            self.s_axi_rid.eq(r_id),
+            r_skid.i_valid.eq(rvalid),
+            r_skid.i_data.eq(Cat(rd.data, r_id, rresp, rlast)),
+            r_skid.o_ready.eq(self.s_axi_rready),
+            self.s_axi_rvalid.eq(r_skid.o_valid),
+            Cat(self.s_axi_rdata, self.s_axi_rid, self.s_axi_rresp,
+                self.s_axi_rlast).eq(r_skid.o_data),
         ]
         with m.If(self.s_axi_arvalid & self.s_axi_arready):
             m.d.sync += [r_left.eq(self.s_axi_arlen + 1), r_addr.eq(self.s_axi_araddr >> shift),
                          r_id.eq(self.s_axi_arid)]
-        advance = ~rvalid | self.s_axi_rready
+        advance = ~rvalid | r_skid.i_ready
         m.d.comb += rd.en.eq(0)  # the port's enable defaults to 1: hold unless a read is issued
         with m.If(self.host_sel):
             m.d.comb += [rd.addr.eq(self.host_addr), rd.en.eq(self.host_re)]

@@ -209,22 +209,36 @@ class LineBuffer(_FrameBlock):
             history = data.ArrayLayout(self.pixel_layout, k - 1)
             m.submodules.rows = mem = Memory(shape=history, depth=self._max_width, init=[])
             wr = mem.write_port()
-            # Transparent so that a one-pixel-wide frame reads the row written in
-            # the same cycle.
-            rd = mem.read_port(transparent_for=(wr,))
+            rd = mem.read_port()
             m.d.comb += [
                 rd.addr.eq(x),
                 rd.en.eq(advance),
             ]
+            # A one-pixel-wide frame reads each column the cycle it is written: its
+            # rows come from ``last``, a copy of the last column written, instead of
+            # the RAM (which then needs no read-during-write bypass).
+            # (``narrow`` is kept with the stage's pixel: the next frame's geometry may
+            # be latched while the stage still holds the last column of this one)
+            narrow = Signal()
+            last = Signal(history)
+            with m.If(take):
+                m.d.sync += narrow.eq(width == 1)
             for r in range(k - 1):
                 with m.If(p1_above[r]):
-                    m.d.comb += column[r].eq(rd.data[r])
+                    m.d.comb += column[r].eq(Mux(narrow, last[r], rd.data[r]))
+            # The RAM's rows are rewritten shifted by one, straight from its own read
+            # data (no logic between its output and its input): a row above the frame is
+            # written as read, since it is masked again (``p1_above``) whenever read.
+            shifted = [rd.data[r + 1] for r in range(k - 2)] + [p1_pixel]
+            write = p1_valid & self.o.ready
             m.d.comb += [
                 wr.addr.eq(p1_x),
-                wr.en.eq(p1_valid & self.o.ready),
+                wr.en.eq(write),
             ]
             for r in range(k - 1):
-                m.d.comb += wr.data[r].eq(column[r + 1])
+                m.d.comb += wr.data[r].eq(shifted[r])
+            with m.If(write):
+                m.d.sync += [last[r].eq(column[r + 1]) for r in range(k - 1)]
 
         m.d.comb += [
             self.o.valid.eq(p1_valid),

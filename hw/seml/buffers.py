@@ -519,6 +519,8 @@ class LaneFetcher(wiring.Component):
         one cycle of latency). A run register holds the read as it comes from the
         banks, and a lane's element is selected from it by its address's low bits
         (:func:`bank_select`): no rotation between the banks and the runs.
+        ``r_addr`` is 0 while ``r_en`` is low, so that readers taking turns at one
+        buffer port can be combined by an OR.
     """
 
     def __init__(self, *, widths, width, size, prefetch=True, jumps=False, pack=0,
@@ -773,7 +775,7 @@ class LaneFetcher(wiring.Component):
         # buffer in the cycle after the grant and lands a cycle later, through a second
         # in-flight stage.
         r_domain = m.d.sync if self._eager else m.d.comb
-        r_domain += self.r_en.eq(granted)
+        r_domain += [self.r_en.eq(granted), self.r_addr.eq(0)]
         m.d.sync += fl_v.eq(granted)
         for g, q, to_nxt in grants:
             with m.If(g):

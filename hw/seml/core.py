@@ -68,8 +68,11 @@ class BufferPlan:
     element bytes; ``obuf_write``: the one OBUF write port's width (``banks``);
     ``ibuf_lanes`` / ``wbuf_lanes``: bytes per read of each lane of the one pixel and
     one weight fetcher the engine units share (lane ``q`` as wide as the widest unit's
-    lane ``q``); ``unit_lanes``: per engine unit, ``(engine, pixel lanes, weight lanes,
-    jumps)`` (``jumps``: its pixel lanes prefetch the next tile's planes).
+    lane ``q``; unless ``private_fetchers``); ``unit_lanes``: per engine unit,
+    ``(engine, pixel lanes, weight lanes, jumps)`` (``jumps``: its pixel lanes prefetch
+    the next tile's planes); ``unit_fetch``: per engine unit, ``(engine, pixel lane
+    widths, weight lane widths)``, the bytes per read of each lane of the unit's own
+    pixel and weight fetcher (with ``private_fetchers``).
     """
 
     banks: int
@@ -82,6 +85,7 @@ class BufferPlan:
     ibuf_lanes: tuple = ()
     wbuf_lanes: tuple = ()
     unit_lanes: tuple = ()
+    unit_fetch: tuple = ()
 
     @property
     def obuf_write(self):
@@ -140,6 +144,9 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
                       wbuf_lanes=tuple(widths("wbuf_lane_widths", engines)),
                       unit_lanes=tuple((e, len(u.ibuf_lane_widths), len(u.wbuf_lane_widths),
                                         not u.desc.windowed)
+                                       for e, u in units.items() if e is not Engine.POOL),
+                      unit_fetch=tuple((e, tuple(u.ibuf_lane_widths),
+                                        tuple(u.wbuf_lane_widths))
                                        for e, u in units.items() if e is not Engine.POOL))
 
 
@@ -204,6 +211,57 @@ class SemlCore(wiring.Component):
         members["irq"] = Out(1)
         super().__init__(members)
 
+    @staticmethod
+    def _shared_fetchers(m, arch, plan, units):
+        """One pixel and one weight fetcher for the engine units (one COMPUTE runs at a
+        time): sized for the most lanes (lane ``q`` as wide as the widest unit's lane
+        ``q``), the selected unit's lanes switched in; a unit's clear (its start among
+        them) clears the set. Returns the two :class:`~hw.seml.buffers.LaneFetcher`."""
+        banks = plan.banks
+        engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
+        m.submodules.ibuf_fetch = ibuf_fetch = LaneFetcher(
+            widths=list(plan.ibuf_lanes), width=banks, size=arch.ibuf_bytes, prefetch=True,
+            jumps=True, pack=units[Engine.POINTWISE].pixel_pack, eager=True, lookahead=True)
+        m.submodules.wbuf_fetch = wbuf_fetch = LaneFetcher(
+            widths=list(plan.wbuf_lanes), width=banks, size=arch.wbuf_bytes, prefetch=False,
+            eager=True, lookahead=True)
+        for buf, fetcher in (("ibuf", ibuf_fetch), ("wbuf", wbuf_fetch)):
+            ports = {e: u.lane_port(buf) for e, u in engine_units.items()}
+            m.d.comb += [fetcher.clear.eq(Cat(*(p.clear for p in ports.values())).any()),
+                         fetcher.relocate.eq(Cat(*(p.relocate for p in ports.values())).any())]
+            for p in ports.values():
+                m.d.comb += p.ready.eq(fetcher.ready)
+                for q in range(p.lanes):
+                    f_data, u_data = fetcher.lane(q)[2], p.lane(q)[2]
+                    m.d.comb += u_data.eq(f_data[:len(u_data)])
+            # Lane addresses and enables: an idle unit's are 0 (its address registers
+            # return to 0 when its instruction ends, it enables and arms no read, its
+            # addresses after a read are 0 while it does not read), so the fetcher takes
+            # the OR of the units' lanes (addresses, enables, armed flags and addresses
+            # after a read), no engine-select multiplexer before its hit checks.
+            for q in range(fetcher.lanes):
+                users = [p for p in ports.values() if q < p.lanes]
+                f_addr, f_en, _ = fetcher.lane(q)
+                m.d.comb += [f_addr.eq(_or(u.lane(q)[0] for u in users)),
+                             fetcher.lane_adv(q).eq(_or(u.lane_adv(q) for u in users)),
+                             f_en.eq(_or(u.lane(q)[1] for u in users)),
+                             fetcher.lane_armed(q).eq(
+                                 _or(u.lane_armed(q) for u in users))]
+            # The mode flags: an idle unit's are neutral (``sequential`` high, ``jump``
+            # and ``packed`` low), so the selected unit's pass through an AND / OR.
+            m.d.comb += fetcher.sequential.eq(Cat(*(p.sequential for p in ports.values())).all())
+            jumps = [p.jump for p in ports.values() if p.jump is not None]
+            if jumps:
+                m.d.comb += fetcher.jump.eq(_or(jumps))
+            packs = [p.packed for p in ports.values() if p.packed is not None]
+            if packs and units[Engine.POINTWISE].pixel_pack:
+                m.d.comb += fetcher.packed.eq(_or(packs))
+            for p in ports.values():
+                if p.jump is not None:
+                    # POINTWISE alone jumps: its next-tile addresses go straight in
+                    m.d.comb += [fetcher.lane_next(q).eq(p.next(q)) for q in range(p.lanes)]
+        return ibuf_fetch, wbuf_fetch
+
     def elaborate(self, platform):
         m = Module()
         arch = self.arch
@@ -240,11 +298,9 @@ class SemlCore(wiring.Component):
         m.submodules.store = store = StoreUnit(arch)
         m.submodules.add = add = AddUnit(arch)
         units = {
-            Engine.CONV: EngineUnit(arch, Engine.CONV, shared_fetch=True),
-            Engine.DEPTHWISE: EngineUnit(arch, Engine.DEPTHWISE, shared_fetch=True),
-            Engine.POINTWISE: EngineUnit(arch, Engine.POINTWISE, shared_fetch=True),
-            Engine.POOL: PoolWindowUnit(arch),
-        }
+            engine: EngineUnit(arch, engine, shared_fetch=not arch.private_fetchers)
+            for engine in (Engine.CONV, Engine.DEPTHWISE, Engine.POINTWISE)}
+        units[Engine.POOL] = PoolWindowUnit(arch)
         for engine, unit in units.items():
             m.submodules[f"compute_{engine.name.lower()}"] = unit
         # One COMPUTE runs at a time: the units share the buffer ports, switched by the
@@ -254,6 +310,8 @@ class SemlCore(wiring.Component):
         # ADD owns the shared ports from its start to the next COMPUTE's (a register, not
         # its busy flag's counters, drives the port multiplexers)
         add_sel = Signal()
+        # the engine select's POOL flag: the buffer ports' multiplexers take it, not ``sel``
+        pool_sel = Signal()
 
         plan = buffer_plan(arch, units=units, add=add)
         ibuf_reads, c_wbuf, c_pbuf = plan.ibuf_reads, plan.wbuf_reads, plan.pbuf_lanes
@@ -309,66 +367,41 @@ class SemlCore(wiring.Component):
             store.obuf_r_data.eq(obuf.r0_data),
         ]
 
-        # The engine units' pixel and weight lanes: one fetcher set for all of them,
-        # sized for the most lanes (lane ``q`` as wide as the widest unit's lane ``q``),
-        # the selected unit's lanes switched in; a unit's clear (its start among them)
-        # clears the set. IBUF's port goes to ADD while it runs, to POOL while selected,
-        # else to the pixel fetcher; WBUF's to the weight fetcher.
+        # The engine units' pixel and weight lanes. With ``private_fetchers`` each unit has
+        # its own pixel and weight fetcher beside it (their read address and enable are
+        # registers), so no lane address or handshake crosses between units: the selected
+        # unit's registered read reaches IBUF and WBUF through one multiplexer, and the
+        # banks' raw words go to every fetcher. Else the units share one fetcher set
+        # (:meth:`_shared_fetchers`). IBUF's port goes to ADD while it runs, to POOL
+        # while selected, else to the engine units' pixel fetcher; WBUF's to their
+        # weight fetcher.
         engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
-        m.submodules.ibuf_fetch = ibuf_fetch = LaneFetcher(
-            widths=list(plan.ibuf_lanes), width=banks, size=arch.ibuf_bytes, prefetch=True,
-            jumps=True, pack=units[Engine.POINTWISE].pixel_pack, eager=True, lookahead=True)
-        m.submodules.wbuf_fetch = wbuf_fetch = LaneFetcher(
-            widths=list(plan.wbuf_lanes), width=banks, size=arch.wbuf_bytes, prefetch=False,
-            eager=True, lookahead=True)
-        for buf, fetcher in (("ibuf", ibuf_fetch), ("wbuf", wbuf_fetch)):
-            ports = {e: u.lane_port(buf) for e, u in engine_units.items()}
-            m.d.comb += [fetcher.clear.eq(Cat(*(p.clear for p in ports.values())).any()),
-                         fetcher.relocate.eq(Cat(*(p.relocate for p in ports.values())).any())]
-            for p in ports.values():
-                m.d.comb += p.ready.eq(fetcher.ready)
-                for q in range(p.lanes):
-                    f_data, u_data = fetcher.lane(q)[2], p.lane(q)[2]
-                    m.d.comb += u_data.eq(f_data[:len(u_data)])
-            # Lane addresses and enables: an idle unit's are 0 (its address registers
-            # return to 0 when its instruction ends, it enables and arms no read, its
-            # addresses after a read are 0 while it does not read), so the fetcher takes
-            # the OR of the units' lanes (addresses, enables, armed flags and addresses
-            # after a read), no engine-select multiplexer before its hit checks.
-            for q in range(fetcher.lanes):
-                users = [p for p in ports.values() if q < p.lanes]
-                f_addr, f_en, _ = fetcher.lane(q)
-                m.d.comb += [f_addr.eq(_or(u.lane(q)[0] for u in users)),
-                             fetcher.lane_adv(q).eq(_or(u.lane_adv(q) for u in users)),
-                             f_en.eq(_or(u.lane(q)[1] for u in users)),
-                             fetcher.lane_armed(q).eq(
-                                 _or(u.lane_armed(q) for u in users))]
-            # The mode flags: an idle unit's are neutral (``sequential`` high, ``jump``
-            # and ``packed`` low), so the selected unit's pass through an AND / OR.
-            m.d.comb += fetcher.sequential.eq(Cat(*(p.sequential for p in ports.values())).all())
-            jumps = [p.jump for p in ports.values() if p.jump is not None]
-            if jumps:
-                m.d.comb += fetcher.jump.eq(_or(jumps))
-            packs = [p.packed for p in ports.values() if p.packed is not None]
-            if packs and units[Engine.POINTWISE].pixel_pack:
-                m.d.comb += fetcher.packed.eq(_or(packs))
-            for p in ports.values():
-                if p.jump is not None:
-                    # POINTWISE alone jumps: its next-tile addresses go straight in
-                    m.d.comb += [fetcher.lane_next(q).eq(p.next(q)) for q in range(p.lanes)]
         i_addr, i_en, i_data = ibuf.read_port(0)
+        w_addr, w_en, w_data = wbuf.read_port(0)
+        x_addr, x_en = Signal.like(i_addr), Signal()
+        if arch.private_fetchers:
+            # (a fetcher's read address is 0 while it does not read, and only the
+            # selected unit's reads: the units' reads combine by an OR, no engine select)
+            for unit in engine_units.values():
+                m.d.comb += [unit.ibuf_port(0)[2].eq(i_data), unit.wbuf_port(0)[2].eq(w_data)]
+            m.d.comb += [x_addr.eq(_or(u.ibuf_port(0)[0] for u in engine_units.values())),
+                         x_en.eq(_or(u.ibuf_port(0)[1] for u in engine_units.values())),
+                         w_addr.eq(_or(u.wbuf_port(0)[0] for u in engine_units.values())),
+                         w_en.eq(_or(u.wbuf_port(0)[1] for u in engine_units.values()))]
+        else:
+            ibuf_fetch, wbuf_fetch = self._shared_fetchers(m, arch, plan, units)
+            m.d.comb += [x_addr.eq(ibuf_fetch.r_addr), x_en.eq(ibuf_fetch.r_en),
+                         ibuf_fetch.r_data.eq(i_data),
+                         w_addr.eq(wbuf_fetch.r_addr), w_en.eq(wbuf_fetch.r_en),
+                         wbuf_fetch.r_data.eq(w_data)]
         pool_i_addr, pool_i_en, pool_i_data = units[Engine.POOL].ibuf_port(0)
-        m.d.comb += [ibuf_fetch.r_data.eq(i_data), add.ibuf0_data.eq(i_data),
-                     pool_i_data.eq(i_data)]
+        m.d.comb += [add.ibuf0_data.eq(i_data), pool_i_data.eq(i_data)]
         with m.If(add_sel):
             m.d.comb += [i_addr.eq(add.ibuf0_addr), i_en.eq(add.ibuf0_en)]
-        with m.Elif(sel == Engine.POOL):
+        with m.Elif(pool_sel):
             m.d.comb += [i_addr.eq(pool_i_addr), i_en.eq(pool_i_en)]
         with m.Else():
-            m.d.comb += [i_addr.eq(ibuf_fetch.r_addr), i_en.eq(ibuf_fetch.r_en)]
-        w_addr, w_en, w_data = wbuf.read_port(0)
-        m.d.comb += [w_addr.eq(wbuf_fetch.r_addr), w_en.eq(wbuf_fetch.r_en),
-                     wbuf_fetch.r_data.eq(w_data)]
+            m.d.comb += [i_addr.eq(x_addr), i_en.eq(x_en)]
         # PBUF: the selected unit's read; entry ``q`` to each unit's lane ``q``
         for unit in units.values():
             for q in range(unit.pbuf_lanes):
@@ -428,7 +461,7 @@ class SemlCore(wiring.Component):
         with m.If(add_sel):
             m.d.comb += [w_addr.eq(add.obuf_w_addr), w_data.eq(add.obuf_w_data),
                          w_count.eq(add.obuf_w_count)]
-        with m.Elif(sel == Engine.POOL):
+        with m.Elif(pool_sel):
             m.d.comb += [w_addr.eq(pool_addr), w_data.eq(pool_data), w_count.eq(pool_count)]
         with m.Else():
             m.d.comb += [w_addr.eq(stager.w_addr), w_data.eq(stager.w_data),
@@ -443,7 +476,8 @@ class SemlCore(wiring.Component):
                      decoder.early.eq(fetch.word.payload),
                      load.size.eq(decoder.dma_size), store.size.eq(decoder.dma_size)]
         with m.If(compute_start):
-            m.d.sync += [sel.eq(ir.compute.engine), add_sel.eq(0)]
+            m.d.sync += [sel.eq(ir.compute.engine), add_sel.eq(0),
+                         pool_sel.eq(ir.compute.engine == Engine.POOL)]
         with m.If(add.start):
             m.d.sync += add_sel.eq(1)
         for unit in (load, store, add, *units.values()):

@@ -231,8 +231,9 @@ async def columns_random(dut):
                     max_height=args["max_height"])
     await start_bench(dut, ("cfg", "i"))
     frames, frames_x, expected = [], [], []
-    for _ in range(args["frames"]):
-        width = rng.randint(1, args["max_width"])
+    for i in range(args["frames"]):
+        # one-pixel-wide frames (each column read as it is written) between wide ones
+        width = 1 if i in args.get("narrow", ()) else rng.randint(1, args["max_width"])
         height = rng.randint(1, args["max_height"])
         extra = rng.randint(0, k - 1)
         x = random_pixels(rng, (lanes, height, width), bits)
@@ -282,13 +283,15 @@ def test_window_generator(k, lanes, data_width, max_width, max_height):
 
 
 @pytest.mark.rtl
-def test_line_buffer():
-    k, lanes, bits = 3, 2, 6
+@pytest.mark.parametrize("k", [3, 5])
+def test_line_buffer(k):
+    lanes, bits = 2, 6
     dut = LineBuffer(k, bits, lanes=lanes, max_width=7, max_height=6)
     run_cocotb(dut, test_module=__name__, testcase="columns_random",
                build_name=f"line-buffer-k{k}-l{lanes}-w{bits}",
-               test_args={"seed": 7, "k": k, "lanes": lanes, "data_width": bits,
-                          "max_width": 7, "max_height": 6, "frames": 5})
+               test_args={"seed": 7 + k, "k": k, "lanes": lanes, "data_width": bits,
+                          "max_width": 7, "max_height": 6, "frames": 8,
+                          "narrow": [1, 2, 5]})
 
 
 # Parameter checks -----------------------------------------------------------------------------
