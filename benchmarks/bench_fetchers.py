@@ -1,9 +1,9 @@
-"""Flip-flops and LUTs of the engine units' lane fetchers: one set per engine unit (as the
-core had it) against the one shared set of :class:`hw.seml.core.SemlCore` (the
-``ibuf_fetch`` / ``wbuf_fetch`` it builds), for a board's default arch.
+"""Flip-flops and LUTs of the engine units' lane fetchers: one set per engine unit (the
+core with ``private_fetchers``) against the one shared set (the ``ibuf_fetch`` /
+``wbuf_fetch`` of :class:`hw.seml.core.SemlCore` without it), for a board's default arch.
 
-For each arch it prints the structural model (:func:`boards.resources.lane_fetchers`,
-summed over the three engine units for the per-unit sets) and, with ``--synth``, Yosys
+For each arch it prints the structural model (:func:`boards.resources.lane_fetchers` of
+the arch with and without ``private_fetchers``) and, with ``--synth``, Yosys
 ``synth_xilinx`` (``-family xc7``, out of context, cached) of every fetcher, built with
 :class:`hw.seml.buffers.LaneFetcher` as each configuration instantiates it. Writes
 ``benchmarks/results/fetchers.json``.
@@ -39,41 +39,33 @@ def fetcher_sets(arch):
         unit = EngineUnit(arch, kind)
         unit._MustUse__silence = True
         per_unit.append((f"{kind.name.lower()}.pixels", {
-            "widths": [unit._e] * unit.pi, "width": banks, "size": arch.ibuf_bytes,
-            "prefetch": True}))
+            "widths": unit.ibuf_lane_widths, "width": banks, "size": arch.ibuf_bytes,
+            "prefetch": True, "jumps": not unit.desc.windowed, "pack": unit.pixel_pack,
+            "eager": True, "lookahead": True}))
         per_unit.append((f"{kind.name.lower()}.weights", {
             "widths": unit.wbuf_lane_widths, "width": banks, "size": arch.wbuf_bytes,
-            "prefetch": False}))
+            "prefetch": False, "eager": True, "lookahead": True}))
     plan = buffer_plan(arch)
     pw = EngineUnit(arch, Engine.POINTWISE)
     pw._MustUse__silence = True
     shared = [("ibuf_fetch", {"widths": list(plan.ibuf_lanes), "width": banks,
                               "size": arch.ibuf_bytes, "prefetch": True, "jumps": True,
-                              "pack": pw.pixel_pack}),
+                              "pack": pw.pixel_pack, "eager": True, "lookahead": True}),
               ("wbuf_fetch", {"widths": list(plan.wbuf_lanes), "width": banks,
-                              "size": arch.wbuf_bytes, "prefetch": False})]
+                              "size": arch.wbuf_bytes, "prefetch": False, "eager": True,
+                              "lookahead": True})]
     return {"per-unit": per_unit, "shared": shared}
 
 
 def model_figures(arch):
-    """The structural model's FF and LUT of the two configurations (per-unit: the same
-    count per unit's lanes as the shared set's)."""
-    import math
+    """The structural model's FF and LUT of the two configurations."""
+    from boards.resources import lane_fetchers
 
-    from boards.resources import _log2, lane_fetchers
-
-    shared = lane_fetchers(arch)
-    out = {"shared": {k: shared["ibuf_fetch"][k] + shared["wbuf_fetch"][k]
-                      for k in ("ff", "lut")}}
-    total = {"ff": 0, "lut": 0}
-    for name, kw in fetcher_sets(arch)["per-unit"]:
-        runs = 2 if kw["prefetch"] else 1
-        abits = _log2(kw["size"])
-        n = kw["width"]
-        total["ff"] += sum(runs * (8 * n + abits + 1) + 8 * w + 1 for w in kw["widths"])
-        total["lut"] += sum(8 * w * math.ceil(runs * n / 4) + 2 * runs * abits
-                            for w in kw["widths"])
-    out["per-unit"] = total
+    out = {}
+    for config, private in (("shared", False), ("per-unit", True)):
+        got = lane_fetchers(arch.replace(private_fetchers=private))
+        got.pop("add")
+        out[config] = {k: sum(row[k] for row in got.values()) for k in ("ff", "lut")}
     return out
 
 

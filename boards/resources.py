@@ -523,6 +523,15 @@ def _estimate(arch: ArchConfig, family: str):
             "bram18": mems.get(name, {}).get("bram18", 0),
             "lutram": mems.get(name, {}).get("lutram", 0),
         }
+    if arch.private_fetchers:
+        # each engine unit's own pixel and weight fetcher takes the fitted residual of
+        # one shared pixel and one shared weight fetcher (their lines, which have no
+        # size term), beside its structural count
+        for name in (f"compute_{e.name.lower()}" for e, *_ in _plan(arch).unit_fetch):
+            for fetcher in ("ibuf_fetch", "wbuf_fetch"):
+                c = coef.get(fetcher, {})
+                for metric in ("lut", "ff"):
+                    subs[name][metric] += round(max(0.0, c.get(metric, (0.0, 0.0))[1]))
     total = {k: sum(row[k] for row in subs.values())
              for k in ("lut", "ff", "dsp", "bram18", "lutram")}
     return total, subs

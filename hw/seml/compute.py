@@ -70,7 +70,7 @@ class PoolWindowUnit(wiring.Component):
     busy : Out(1)
     ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes from lane 0's
         element, in bank order: :class:`~hw.seml.buffers.ByteBuffer` with
-        ``raw_reads``).
+        ``raw_reads``); the address is 0 while the unit does not read.
     obuf0_w_addr, obuf0_w_data, obuf0_w_count : the OBUF write port (``lanes``
         elements).
     """
@@ -326,8 +326,9 @@ class PoolWindowUnit(wiring.Component):
         # lane j's column ``ix0 + j * stride_w`` is in the tile: compares with the set-up
         # bounds, no adder
         tap_ok = [row_ok & (ix0 >= nlo[j]) & (ix0 < hi[j]) for j in range(P)]
+        # the read port: 0 while the unit does not read (the core ORs its IBUF readers)
         addr, en, word = self.ibuf_port(0)
-        m.d.comb += [addr.eq(rd), en.eq(1)]
+        m.d.comb += [addr.eq(Mux(running, rd, 0)), en.eq(running)]
 
         def reg(value, name, shape):
             sig = Signal(shape, name=name)

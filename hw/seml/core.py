@@ -369,12 +369,9 @@ class SemlCore(wiring.Component):
 
         # The engine units' pixel and weight lanes. With ``private_fetchers`` each unit has
         # its own pixel and weight fetcher beside it (their read address and enable are
-        # registers), so no lane address or handshake crosses between units: the selected
-        # unit's registered read reaches IBUF and WBUF through one multiplexer, and the
-        # banks' raw words go to every fetcher. Else the units share one fetcher set
-        # (:meth:`_shared_fetchers`). IBUF's port goes to ADD while it runs, to POOL
-        # while selected, else to the engine units' pixel fetcher; WBUF's to their
-        # weight fetcher.
+        # registers), so no lane address or handshake crosses between units: the units'
+        # reads reach IBUF and WBUF through an OR, and the banks' raw words go to every
+        # fetcher. Else the units share one fetcher set (:meth:`_shared_fetchers`).
         engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
         i_addr, i_en, i_data = ibuf.read_port(0)
         w_addr, w_en, w_data = wbuf.read_port(0)
@@ -394,14 +391,13 @@ class SemlCore(wiring.Component):
                          ibuf_fetch.r_data.eq(i_data),
                          w_addr.eq(wbuf_fetch.r_addr), w_en.eq(wbuf_fetch.r_en),
                          wbuf_fetch.r_data.eq(w_data)]
+        # ADD, POOL and the engine units take turns at IBUF's port, and each one's read
+        # address is 0 while it does not read: the port takes the OR of the four, no
+        # select
         pool_i_addr, pool_i_en, pool_i_data = units[Engine.POOL].ibuf_port(0)
-        m.d.comb += [add.ibuf0_data.eq(i_data), pool_i_data.eq(i_data)]
-        with m.If(add_sel):
-            m.d.comb += [i_addr.eq(add.ibuf0_addr), i_en.eq(add.ibuf0_en)]
-        with m.Elif(pool_sel):
-            m.d.comb += [i_addr.eq(pool_i_addr), i_en.eq(pool_i_en)]
-        with m.Else():
-            m.d.comb += [i_addr.eq(x_addr), i_en.eq(x_en)]
+        m.d.comb += [add.ibuf0_data.eq(i_data), pool_i_data.eq(i_data),
+                     i_addr.eq(add.ibuf0_addr | pool_i_addr | x_addr),
+                     i_en.eq(add.ibuf0_en | pool_i_en | x_en)]
         # PBUF: the selected unit's read; entry ``q`` to each unit's lane ``q``
         for unit in units.values():
             for q in range(unit.pbuf_lanes):

@@ -397,7 +397,8 @@ class AddUnit(wiring.Component):
     -------
     start, instr, busy : as :class:`LoadUnit`.
     ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes, in bank
-        order: :class:`~hw.seml.buffers.ByteBuffer` with ``raw_reads``).
+        order: :class:`~hw.seml.buffers.ByteBuffer` with ``raw_reads``); the address is
+        0 while the unit does not read.
     obuf_w_addr, obuf_w_data, obuf_w_count : the OBUF write port.
     tbuf_w_addr, tbuf_w_data, tbuf_w_count : In; the table's write port (from LOAD).
 
@@ -552,7 +553,10 @@ class AddUnit(wiring.Component):
         pick_a = can[0] & (~can[1] | (ops[0]["held"] <= ops[1]["held"]))
         pick_b = can[1] & ~pick_a
         fl1_v, fl1_b, fl2_v, fl2_b = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [self.ibuf0_en.eq(pick_a | pick_b), fl1_v.eq(pick_a | pick_b),
+        # (the read address is 0 while the unit does not read: the core ORs its IBUF
+        # readers)
+        m.d.sync += [self.ibuf0_en.eq(pick_a | pick_b), self.ibuf0_addr.eq(0),
+                     fl1_v.eq(pick_a | pick_b),
                      fl1_b.eq(pick_b), fl2_v.eq(fl1_v), fl2_b.eq(fl1_b)]
         last = Mux(mul, banks - e, step_add - bb)   # the offset of a run's last element
         run_step = Mux(mul, banks, step_add)        # bytes between two runs' starts

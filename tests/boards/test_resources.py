@@ -61,6 +61,51 @@ def test_memory_inventory_is_the_elaborated_cores(arch):
     assert model == _elaborated_memories(arch)
 
 
+def _fetchers_in(arch):
+    """``{submodule: LaneFetchers in it}`` of the elaborated core (top-level names)."""
+    from hw.seml.buffers import LaneFetcher
+
+    found = Counter()
+
+    def walk(fragment, top):
+        for sub, name, *_ in fragment.subfragments:
+            here = top or str(name)
+            if any(isinstance(o, LaneFetcher) for o in getattr(sub, "origins", None) or ()):
+                found[here] += 1
+            walk(sub, here)
+
+    walk(Fragment.get(SemlCore(arch), None), None)
+    return found
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_lane_fetchers_are_counted_where_the_core_builds_them(private):
+    """The shared set at the top, or with ``private_fetchers`` a pixel and a weight
+    fetcher in each engine unit; each counted as one fetcher of its lanes, and the
+    option changes no program (``config_hash``)."""
+    arch = TINY.replace(private_fetchers=private)
+    built = _fetchers_in(arch)
+    counted = resources.lane_fetchers(arch)
+    counted.pop("add")
+    if private:
+        assert built == {f"compute_{k}": 2 for k in ("conv", "depthwise", "pointwise")}
+    else:
+        assert built == {"ibuf_fetch": 1, "wbuf_fetch": 1}
+    assert set(counted) == set(built)
+    per_unit = resources.lane_fetchers(TINY.replace(private_fetchers=True))
+    shared = resources.lane_fetchers(TINY)
+    assert sum(v["ff"] for k, v in per_unit.items() if k != "add") > \
+        sum(v["ff"] for k, v in shared.items() if k != "add")
+    assert arch.config_hash == TINY.config_hash
+
+
+def test_open_toolchain_boards_default_to_private_fetchers():
+    from boards.database import BOARDS
+
+    for board in BOARDS.values():
+        assert board.default_arch().private_fetchers == (board.flow == "yowasp"), board.name
+
+
 def test_every_core_memory_has_one_write_port():
     for arch in resources.CALIBRATION_ARCHS:
         assert all(w == 1 for (_, _, _, w, _) in _elaborated_memories(arch))
