@@ -3,11 +3,12 @@
 Usage::
 
     python benchmarks/fuzz_rtl.py [--programs 1000] [--chunk 100] [--seed 0]
-                                  [--archs core-test,fuzz-narrow] [--pause 0.2]
+                                  [--archs core-test,fuzz-narrow,core-private] [--pause 0.2]
 
 Program ``i`` is ``tests.fuzz.isa_programs.random_program(seed * 1_000_000 + i, arch)``
-for the archs in turn (the SEML core test arch, and one with 12-bit activations, a
-32-bit bus and 6x6 line buffers); each arch's programs run ``--chunk`` per simulation of
+for the archs in turn (the SEML core test arch, one with 12-bit activations, a
+32-bit bus and 6x6 line buffers, and the test arch with a fetcher pair per engine unit,
+``private_fetchers``); each arch's programs run ``--chunk`` per simulation of
 one Verilator build, every other one with ``--pause`` random AXI back-pressure. Each run
 must end with done and ``NONE`` and leave the ISS's DDR image, bit for bit. Prints the
 counts, the instruction mix and the RTL / predicted cycle ratios (runs without pauses),
@@ -36,6 +37,7 @@ from tests.test_fuzz_rtl_programs import check_programs
 ARCHS = {
     "core-test": ARCH,
     "fuzz-narrow": NARROW_ARCH,
+    "core-private": ARCH.replace(name="core-private", private_fetchers=True),
 }
 
 
