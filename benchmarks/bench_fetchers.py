@@ -27,34 +27,23 @@ if str(ROOT) not in sys.path:
 
 def fetcher_sets(arch):
     """``{"per-unit": [...], "shared": [...]}``: ``(name, LaneFetcher keywords)`` of each
-    lane fetcher of the two configurations."""
-    from hw.engine_kinds import buffer_banks
+    lane fetcher of the two configurations, as the core builds them."""
     from hw.isa import Engine
-    from hw.seml.core import buffer_plan
+    from hw.seml.core import buffer_plan, shared_fetcher_options
     from hw.seml.engine_units import EngineUnit
 
-    banks = buffer_banks(arch)
+    units = {kind: EngineUnit(arch, kind)
+             for kind in (Engine.CONV, Engine.DEPTHWISE, Engine.POINTWISE)}
     per_unit = []
-    for kind in (Engine.CONV, Engine.DEPTHWISE, Engine.POINTWISE):
-        unit = EngineUnit(arch, kind)
+    for kind, unit in units.items():
         unit._MustUse__silence = True
-        per_unit.append((f"{kind.name.lower()}.pixels", {
-            "widths": unit.ibuf_lane_widths, "width": banks, "size": arch.ibuf_bytes,
-            "prefetch": True, "jumps": not unit.desc.windowed, "pack": unit.pixel_pack,
-            "eager": True, "lookahead": True}))
-        per_unit.append((f"{kind.name.lower()}.weights", {
-            "widths": unit.wbuf_lane_widths, "width": banks, "size": arch.wbuf_bytes,
-            "prefetch": False, "eager": True, "lookahead": True}))
-    plan = buffer_plan(arch)
-    pw = EngineUnit(arch, Engine.POINTWISE)
-    pw._MustUse__silence = True
-    shared = [("ibuf_fetch", {"widths": list(plan.ibuf_lanes), "width": banks,
-                              "size": arch.ibuf_bytes, "prefetch": True, "jumps": True,
-                              "pack": pw.pixel_pack, "eager": True, "lookahead": True}),
-              ("wbuf_fetch", {"widths": list(plan.wbuf_lanes), "width": banks,
-                              "size": arch.wbuf_bytes, "prefetch": False, "eager": True,
-                              "lookahead": True})]
-    return {"per-unit": per_unit, "shared": shared}
+        options = unit.fetcher_options()
+        per_unit += [(f"{kind.name.lower()}.pixels", options["ibuf"]),
+                     (f"{kind.name.lower()}.weights", options["wbuf"])]
+    shared = shared_fetcher_options(arch, buffer_plan(arch),
+                                    units[Engine.POINTWISE].pixel_pack)
+    return {"per-unit": per_unit,
+            "shared": [("ibuf_fetch", shared["ibuf"]), ("wbuf_fetch", shared["wbuf"])]}
 
 
 def model_figures(arch):

@@ -359,7 +359,7 @@ def lane_fetchers(arch: ArchConfig) -> dict:
 
     if arch.private_fetchers:
         out = {}
-        for engine, pixels, weights in plan.unit_fetch:
+        for engine, pixels, weights, _ in plan.unit_lanes:
             x = fetcher_figures(pixels, 2, ib, banks)
             w = fetcher_figures(weights, 1, wb, banks)
             out[f"compute_{engine.name.lower()}"] = {k: x[k] + w[k] for k in ("ff", "lut")}
@@ -379,7 +379,8 @@ def lane_address_registers(arch: ArchConfig) -> dict:
     row and next tile (its own copies, offset included), and its registered next-tile
     address where the lanes jump (POINTWISE)."""
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
-    return {f"compute_{engine.name.lower()}": (5 + jumps) * pixels * ib + 2 * weights * wb
+    return {f"compute_{engine.name.lower()}": ((5 + jumps) * len(pixels) * ib
+                                               + 2 * len(weights) * wb)
             for engine, pixels, weights, jumps in _plan(arch).unit_lanes}
 
 
@@ -389,7 +390,7 @@ def lane_address_adders(arch: ArchConfig) -> dict:
     adders per lane than a pointer plus an offset takes (one LUT per bit in a carry
     chain), one fewer where the lanes jump (the next-tile address is a copy)."""
     ib = _log2(arch.ibuf_bytes)
-    return {f"compute_{engine.name.lower()}": (4 - jumps) * pixels * ib
+    return {f"compute_{engine.name.lower()}": (4 - jumps) * len(pixels) * ib
             for engine, pixels, _, jumps in _plan(arch).unit_lanes}
 
 
@@ -435,7 +436,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
     # the windowed units' feeders' second entries: a pixel beat and a weight beat, each
     # with its valid flag
     code_bits = Shape.cast(weight_shape(arch)).width
-    held = {e: pixels * arch.act_bits + weights * code_bits + 2
+    held = {e: len(pixels) * arch.act_bits + len(weights) * code_bits + 2
             for e, pixels, weights, _ in plan.unit_lanes}
     return {
         "compute_conv": (unit + taps + 2 * total + d + acc(arch.conv_po)
@@ -527,7 +528,7 @@ def _estimate(arch: ArchConfig, family: str):
         # each engine unit's own pixel and weight fetcher takes the fitted residual of
         # one shared pixel and one shared weight fetcher (their lines, which have no
         # size term), beside its structural count
-        for name in (f"compute_{e.name.lower()}" for e, *_ in _plan(arch).unit_fetch):
+        for name in (f"compute_{e.name.lower()}" for e, *_ in _plan(arch).unit_lanes):
             for fetcher in ("ibuf_fetch", "wbuf_fetch"):
                 c = coef.get(fetcher, {})
                 for metric in ("lut", "ff"):

@@ -40,7 +40,8 @@ from .engine_units import EngineUnit
 from .fetch import AxiReadArbiter, InstructionFetch
 from .units import AddUnit, LoadUnit, StoreUnit, pbuf_layout
 
-__all__ = ["ISSUE_BUSY_LAG", "MAX_BURST", "BufferPlan", "SemlCore", "buffer_plan"]
+__all__ = ["ISSUE_BUSY_LAG", "MAX_BURST", "BufferPlan", "SemlCore", "buffer_plan",
+           "shared_fetcher_options"]
 
 #: Longest AXI burst of the core's DMA, in beats (the default of ``max_burst``).
 MAX_BURST = 16
@@ -69,10 +70,9 @@ class BufferPlan:
     ``ibuf_lanes`` / ``wbuf_lanes``: bytes per read of each lane of the one pixel and
     one weight fetcher the engine units share (lane ``q`` as wide as the widest unit's
     lane ``q``; unless ``private_fetchers``); ``unit_lanes``: per engine unit,
-    ``(engine, pixel lanes, weight lanes, jumps)`` (``jumps``: its pixel lanes prefetch
-    the next tile's planes); ``unit_fetch``: per engine unit, ``(engine, pixel lane
-    widths, weight lane widths)``, the bytes per read of each lane of the unit's own
-    pixel and weight fetcher (with ``private_fetchers``).
+    ``(engine, pixel lane widths, weight lane widths, jumps)``: the bytes per read of
+    each of its pixel and weight lanes (its own fetchers' with ``private_fetchers``) and
+    whether its pixel lanes prefetch the next tile's planes.
     """
 
     banks: int
@@ -85,7 +85,6 @@ class BufferPlan:
     ibuf_lanes: tuple = ()
     wbuf_lanes: tuple = ()
     unit_lanes: tuple = ()
-    unit_fetch: tuple = ()
 
     @property
     def obuf_write(self):
@@ -142,11 +141,8 @@ def buffer_plan(arch: ArchConfig, *, units=None, add=None) -> BufferPlan:
                       pbuf_lanes=c_pbuf, lanes=lanes, elem=elem, write_bytes=nbytes,
                       ibuf_lanes=tuple(widths("ibuf_lane_widths", engines)),
                       wbuf_lanes=tuple(widths("wbuf_lane_widths", engines)),
-                      unit_lanes=tuple((e, len(u.ibuf_lane_widths), len(u.wbuf_lane_widths),
-                                        not u.desc.windowed)
-                                       for e, u in units.items() if e is not Engine.POOL),
-                      unit_fetch=tuple((e, tuple(u.ibuf_lane_widths),
-                                        tuple(u.wbuf_lane_widths))
+                      unit_lanes=tuple((e, tuple(u.ibuf_lane_widths),
+                                        tuple(u.wbuf_lane_widths), not u.desc.windowed)
                                        for e, u in units.items() if e is not Engine.POOL))
 
 
@@ -158,6 +154,21 @@ def _forward(m, outer, inner, names):
             m.d.comb += getattr(inner, name).eq(getattr(outer, name))
         else:
             m.d.comb += getattr(outer, name).eq(getattr(inner, name))
+
+
+def shared_fetcher_options(arch: ArchConfig, plan: BufferPlan, pixel_pack: int) -> dict:
+    """``{"ibuf": ..., "wbuf": ...}``: the :class:`~hw.seml.buffers.LaneFetcher` keywords
+    of the pixel and weight fetcher the engine units share (without
+    ``private_fetchers``); ``pixel_pack``: the POINTWISE unit's
+    (:attr:`~hw.seml.engine_units.EngineUnit.pixel_pack`)."""
+    return {
+        "ibuf": {"widths": list(plan.ibuf_lanes), "width": plan.banks,
+                 "size": arch.ibuf_bytes, "prefetch": True, "jumps": True,
+                 "pack": pixel_pack, "eager": True, "lookahead": True},
+        "wbuf": {"widths": list(plan.wbuf_lanes), "width": plan.banks,
+                 "size": arch.wbuf_bytes, "prefetch": False, "eager": True,
+                 "lookahead": True},
+    }
 
 
 class SemlCore(wiring.Component):
@@ -217,14 +228,10 @@ class SemlCore(wiring.Component):
         time): sized for the most lanes (lane ``q`` as wide as the widest unit's lane
         ``q``), the selected unit's lanes switched in; a unit's clear (its start among
         them) clears the set. Returns the two :class:`~hw.seml.buffers.LaneFetcher`."""
-        banks = plan.banks
         engine_units = {e: u for e, u in units.items() if e is not Engine.POOL}
-        m.submodules.ibuf_fetch = ibuf_fetch = LaneFetcher(
-            widths=list(plan.ibuf_lanes), width=banks, size=arch.ibuf_bytes, prefetch=True,
-            jumps=True, pack=units[Engine.POINTWISE].pixel_pack, eager=True, lookahead=True)
-        m.submodules.wbuf_fetch = wbuf_fetch = LaneFetcher(
-            widths=list(plan.wbuf_lanes), width=banks, size=arch.wbuf_bytes, prefetch=False,
-            eager=True, lookahead=True)
+        options = shared_fetcher_options(arch, plan, units[Engine.POINTWISE].pixel_pack)
+        m.submodules.ibuf_fetch = ibuf_fetch = LaneFetcher(**options["ibuf"])
+        m.submodules.wbuf_fetch = wbuf_fetch = LaneFetcher(**options["wbuf"])
         for buf, fetcher in (("ibuf", ibuf_fetch), ("wbuf", wbuf_fetch)):
             ports = {e: u.lane_port(buf) for e, u in engine_units.items()}
             m.d.comb += [fetcher.clear.eq(Cat(*(p.clear for p in ports.values())).any()),

@@ -304,6 +304,20 @@ class EngineUnit(wiring.Component):
             raise ValueError("The unit has its own fetchers (shared_fetch=False)")
         return _LanePort(self, buf)
 
+    def fetcher_options(self):
+        """``{"ibuf": ..., "wbuf": ...}``: the :class:`~hw.seml.buffers.LaneFetcher`
+        keywords of the unit's own pixel and weight fetcher (without ``shared_fetch``)."""
+        arch = self.arch
+        return {
+            "ibuf": {"widths": self.ibuf_lane_widths, "width": self.banks,
+                     "size": arch.ibuf_bytes, "prefetch": True,
+                     "jumps": not self.desc.windowed, "pack": self.pixel_pack,
+                     "eager": True, "lookahead": True},
+            "wbuf": {"widths": list(self._wbuf_widths), "width": self.banks,
+                     "size": arch.wbuf_bytes, "prefetch": False, "eager": True,
+                     "lookahead": True},
+        }
+
     @property
     def wbuf_lane_widths(self):
         """Bytes per read of each weight lane (behind the one WBUF port)."""
@@ -351,13 +365,9 @@ class EngineUnit(wiring.Component):
             xfetch, wfetch = self.lane_port("ibuf"), self.lane_port("wbuf")
             m.d.comb += wfetch.sequential.eq(1)
         else:
-            m.submodules.pixel_fetch = xfetch = LaneFetcher(
-                widths=self.ibuf_lane_widths, width=self.banks, size=arch.ibuf_bytes,
-                prefetch=True, jumps=not windowed, pack=self.pixel_pack, eager=True,
-                lookahead=True)
-            m.submodules.weight_fetch = wfetch = LaneFetcher(
-                widths=self._wbuf_widths, width=self.banks, size=arch.wbuf_bytes,
-                prefetch=False, eager=True, lookahead=True)
+            options = self.fetcher_options()
+            m.submodules.pixel_fetch = xfetch = LaneFetcher(**options["ibuf"])
+            m.submodules.weight_fetch = wfetch = LaneFetcher(**options["wbuf"])
             for fetch, port in ((xfetch, "ibuf0"), (wfetch, "wbuf0")):
                 addr, en, data_ = self._port(port, "addr", "en", "data")
                 m.d.comb += [addr.eq(fetch.r_addr), en.eq(fetch.r_en), fetch.r_data.eq(data_)]
