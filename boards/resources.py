@@ -35,6 +35,12 @@ from hw.arch import ArchConfig
 from hw.blocks.pool import MAX_PAD as POOL_MAX_PAD
 from hw.engines.datapath import weight_shape
 from hw.isa import Engine, element_bytes
+from hw.timing import (
+    conv_engine_latency,
+    depthwise_engine_latency,
+    output_queue_depth,
+    pointwise_engine_latency,
+)
 
 __all__ = ["CALIBRATION_ARCHS", "CALIBRATION_FILE", "FIXED_UNITS", "HOLDOUT_ARCHS",
            "MemorySpec", "board_family", "calibration_points", "estimate", "fetcher_figures",
@@ -110,6 +116,14 @@ class MemorySpec:
     block: bool = False
 
 
+def engine_queue_depth(arch: ArchConfig, kind: Engine) -> int:
+    """Entries of the output queue of the ``kind`` engine unit's engine."""
+    latency = {Engine.CONV: lambda: conv_engine_latency(arch.conv_pi, arch.conv_k_max, False),
+               Engine.DEPTHWISE: lambda: depthwise_engine_latency(arch.conv_k_max),
+               Engine.POINTWISE: lambda: pointwise_engine_latency(arch.pw_pi)}[kind]()
+    return output_queue_depth(latency)
+
+
 def _family_group(family):
     if family not in FAMILIES:
         raise ValueError(f"Unknown family {family!r}; known families are "
@@ -160,6 +174,12 @@ def memories(arch: ArchConfig) -> list[MemorySpec]:
 
     out.append(MemorySpec("compute_conv.engine.pool.lines", 2 * arch.conv_po * arch.act_bits,
                           arch.max_width + 2 * MAX_PAD))
+    # the engines' output queues (a buffered FIFO of depth d keeps d - 1 words in memory)
+    for kind, unit, lanes in ((Engine.CONV, "compute_conv", arch.conv_po),
+                              (Engine.DEPTHWISE, "compute_depthwise", arch.dw_channels),
+                              (Engine.POINTWISE, "compute_pointwise", arch.pw_po)):
+        out.append(MemorySpec(f"{unit}.engine.queue.storage", lanes * arch.act_bits,
+                              engine_queue_depth(arch, kind) - 1))
     # the element-wise unit's activation table: one copy per lane, in bus-width words
     from hw.isa import table_entries
     from hw.seml.units import add_lanes
@@ -401,9 +421,13 @@ def handshake_registers(arch: ArchConfig) -> dict:
     the units' loops' end flags (the tile, and for the windowed units
     the tap column and row; the pixel column and tile) and, per loop count, its
     ``count - 2`` and ``count == 1``; the conv and depthwise engines' registered job totals (factors,
-    product and ``- 1``) and ``count_done``'s last beat; the skid buffer before the conv
-    engine's pool, the output size it takes from registers and its frame bounds (the
-    padded size less one and the padding's first column and row); and, in the core, the
+    product and ``- 1``) and ``count_done``'s last beat; the engines' output queues'
+    counters (:class:`hw.engines.datapath.OutputQueue`: the beats owed, the room flag,
+    the FIFO's pointers, level and output flag) and the CONV and POINTWISE engines'
+    last-tile flags; the line buffers' copy of the last column written (``(K - 1) x
+    lanes`` pixels) and their ``narrow`` flag; the output size the conv engine's pool
+    takes from registers and its frame bounds (the padded size less one and the
+    padding's first column and row); and, in the core, the
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
     every lane's address, element and enable); OBUF's registered write port (address,
     ``banks`` bytes and count) and IBUF's and WBUF's (a bus word); the OBUF stager's
@@ -438,12 +462,23 @@ def handshake_registers(arch: ArchConfig) -> dict:
     code_bits = Shape.cast(weight_shape(arch)).width
     held = {e: len(pixels) * arch.act_bits + len(weights) * code_bits + 2
             for e, pixels, weights, _ in plan.unit_lanes}
+
+    def queue(kind):
+        # owed beats and the room flag; the FIFO's write and read pointers, its inner
+        # level and its output flag
+        depth = engine_queue_depth(arch, kind)
+        return _log2(depth + 1) + 1 + 2 * _log2(depth - 1) + _log2(depth) + 1
+
+    def last_column(lanes):
+        return (arch.conv_k_max - 1) * lanes * arch.act_bits + 1 if arch.conv_k_max > 1 else 0
+
     return {
-        "compute_conv": (unit + taps + 2 * total + d + acc(arch.conv_po)
-                         + 2 * (arch.conv_po * arch.act_bits + 1) + 2 * 16 + bounds
+        "compute_conv": (unit + taps + 2 * total + d + acc(arch.conv_po) + queue(Engine.CONV)
+                         + 1 + last_column(arch.conv_pi) + 2 * 16 + bounds
                          + held[Engine.CONV]),
-        "compute_depthwise": unit + taps + total + d + held[Engine.DEPTHWISE],
-        "compute_pointwise": unit + acc(arch.pw_po),
+        "compute_depthwise": (unit + taps + total + d + queue(Engine.DEPTHWISE)
+                              + last_column(arch.dw_channels) + held[Engine.DEPTHWISE]),
+        "compute_pointwise": unit + acc(arch.pw_po) + queue(Engine.POINTWISE) + 1,
         # the skid buffer's entries and valid flags, the copies of its full flag; the
         # instructions still to fetch and its zero flag; the stager's flush
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1)

@@ -29,6 +29,8 @@ __all__ = [
     "LOAD_OVERHEAD_CYCLES",
     "LOAD_START_CYCLES",
     "MAX_BURST",
+    "OUTPUT_QUEUE_LATENCY",
+    "OUTPUT_QUEUE_SLACK",
     "PAGE_BYTES",
     "POOL_LANES",
     "POOL_UNIT_LATENCY",
@@ -41,6 +43,7 @@ __all__ = [
     "adder_tree_latency",
     "conv_engine_latency",
     "depthwise_engine_latency",
+    "output_queue_depth",
     "pointwise_engine_latency",
     "pool_steps",
 ]
@@ -52,6 +55,14 @@ REQUANT_LATENCY = 4
 #: Cycles of the pool unit (:class:`hw.blocks.pool.PoolUnit`) from the beat that completes
 #: a window to its output: three stages plus the requantization.
 POOL_UNIT_LATENCY = 3 + REQUANT_LATENCY
+#: Cycles from a beat written into an empty engine output queue (an Amaranth
+#: ``SyncFIFOBuffered``, :class:`hw.engines.datapath.OutputQueue`) to its ``valid``.
+OUTPUT_QUEUE_LATENCY = 2
+#: Entries of an engine's output queue beyond the latency from the beat that enters the
+#: pipeline to its write into the queue: the queue's own latency and the cycle the room
+#: flag takes, so that the pipeline takes a beat every cycle while the output is taken
+#: every cycle.
+OUTPUT_QUEUE_SLACK = OUTPUT_QUEUE_LATENCY + 2
 
 
 def adder_tree_latency(n: int) -> int:
@@ -62,23 +73,29 @@ def adder_tree_latency(n: int) -> int:
 def conv_engine_latency(pi: int, k_max: int, pool: bool) -> int:
     """Cycles from taking a window of the last tile to its output's ``valid`` in the conv
     engine: window register, products, adder tree, buffer read, read data register, add,
-    requantize (and the fused pool behind its input register)."""
-    latency = 2 + adder_tree_latency(pi * k_max * k_max) + 4 + REQUANT_LATENCY
-    # the pool's input register stage (a skid buffer), then the pool
-    return latency + (1 + POOL_UNIT_LATENCY if pool else 0)
+    requantize, the output queue (and the fused pool behind it)."""
+    latency = (2 + adder_tree_latency(pi * k_max * k_max) + 4 + REQUANT_LATENCY
+               + OUTPUT_QUEUE_LATENCY)
+    return latency + (POOL_UNIT_LATENCY if pool else 0)
+
+
+def output_queue_depth(latency: int) -> int:
+    """Entries of an engine's output queue for an engine of ``latency`` cycles from a
+    beat entering its pipeline to the queue's output (a fused pool's excluded)."""
+    return latency - OUTPUT_QUEUE_LATENCY + OUTPUT_QUEUE_SLACK
 
 
 def depthwise_engine_latency(k_max: int) -> int:
     """Cycles from taking a window to its output's ``valid`` in the depthwise engine:
-    window register, products, adder tree, bias, requantize."""
-    return 2 + adder_tree_latency(k_max * k_max) + 1 + REQUANT_LATENCY
+    window register, products, adder tree, bias, requantize, the output queue."""
+    return 2 + adder_tree_latency(k_max * k_max) + 1 + REQUANT_LATENCY + OUTPUT_QUEUE_LATENCY
 
 
 def pointwise_engine_latency(pi: int) -> int:
     """Cycles from a last-tile pixel handshake to its output's ``valid`` in the pointwise
     engine: input register, products, adder tree, buffer read, read data register, add,
-    requantize."""
-    return 2 + adder_tree_latency(pi) + 4 + REQUANT_LATENCY
+    requantize, the output queue."""
+    return 2 + adder_tree_latency(pi) + 4 + REQUANT_LATENCY + OUTPUT_QUEUE_LATENCY
 
 
 # COMPUTE units --------------------------------------------------------------------------

@@ -17,13 +17,13 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..blocks.line_buffer import WindowGenerator
 from ..blocks.pool import PoolMode, PoolUnit
-from ..blocks.skid import SkidBuffer
 from ..isa import qrange
-from ..timing import conv_engine_latency
+from ..timing import conv_engine_latency, output_queue_depth
 from .datapath import (
     TILE_BITS,
     JobControl,
     KernelLoader,
+    OutputQueue,
     Pipeline,
     accumulate,
     check_arch,
@@ -221,7 +221,7 @@ class ConvEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         arch, pi, po, k = self.arch, self.pi, self.po, self.k_max
-        pipe = Pipeline(m, Signal(name="en"))
+        pipe = Pipeline(m)
 
         loading = Signal()    # waiting for the parameter beat
         weighing = Signal()   # taking the weights of a tile
@@ -282,18 +282,33 @@ class ConvEngine(wiring.Component):
             with m.If(loader.last):
                 m.d.sync += [weighing.eq(0), running.eq(1)]
 
+        # The output queue: behind the requantizer, before the pool (if any). A window of
+        # the last tile enters only while the queue has room for its output.
+        if self.pool:
+            act = stream.Signature(data.ArrayLayout(signed(arch.act_bits), po)).create()
+        else:
+            act = self.o
+        queue = OutputQueue(m, act, depth=output_queue_depth(conv_engine_latency(pi, k, False)))
+
         tile = Signal(TILE_BITS)
         count = Signal(range(self.depth))
-        take = running & pipe.en & wg.o.valid
-        m.d.comb += wg.o.ready.eq(running & pipe.en)
+        # ``tile == cin_tiles - 1`` as a register kept with the tile count
+        last_tile = Signal()
+        ready = running & (queue.room | ~last_tile)
+        take = ready & wg.o.valid
+        m.d.comb += wg.o.ready.eq(ready)
+        queue.admit(take & last_tile)
         last_window = count == last_window_index
-        last_tile = tile == cfg.cin_tiles - 1
         with m.If(job.start):
             m.d.sync += [tile.eq(0), count.eq(0)]
+        with m.Elif(self.params.valid & loading):
+            # cfg holds the job from here on
+            m.d.sync += last_tile.eq(cfg.cin_tiles == 1)
         with m.Elif(take):
             m.d.sync += count.eq(count + 1)
             with m.If(last_window):
-                m.d.sync += [count.eq(0), tile.eq(tile + 1), running.eq(0)]
+                m.d.sync += [count.eq(0), tile.eq(tile + 1), running.eq(0),
+                             last_tile.eq(tile == cfg.cin_tiles - 2)]
                 with m.If(last_tile):
                     m.d.sync += draining.eq(1)
                 with m.Else():
@@ -326,20 +341,11 @@ class ConvEngine(wiring.Component):
                              depth=self.depth, acc_bits=arch.acc_bits)
 
         if self.pool:
-            act = stream.Signature(data.ArrayLayout(signed(arch.act_bits), po)).create()
             m.submodules.pool = pool = PoolUnit(po, arch.act_bits, arch.max_width,
                                                 arch.max_height, arch.mult_bits,
                                                 arch.shift_bits)
-            # A register stage between the requantizer and the pool: the pipeline's
-            # enable does not wait on the pool's frame-position checks (a cycle of
-            # latency, :func:`hw.timing.conv_engine_latency`).
-            m.submodules.pool_skid = skid = SkidBuffer(po * arch.act_bits)
-            m.d.comb += [
-                skid.i_valid.eq(act.valid), skid.i_data.eq(act.payload.as_value()),
-                act.ready.eq(skid.i_ready),
-                pool.i.valid.eq(skid.o_valid), pool.i.payload.as_value().eq(skid.o_data),
-                skid.o_ready.eq(pool.i.ready),
-            ]
+            # the pool takes the queue's output (registers)
+            wiring.connect(m, act, pool.i)
             wiring.connect(m, pool.o, wiring.flipped(self.o))
             # The pool takes the conv's output size from registers (its frame-position
             # checks do not start at the output-size adders); set a cycle after the job's
@@ -367,9 +373,8 @@ class ConvEngine(wiring.Component):
             with m.Else():
                 m.d.comb += outputs.eq(pooled)
         else:
-            act = self.o
             outputs = windows
-        requant_tail(m, pipe, acc=acc, valid=vt, lo=cfg.lo, hi=cfg.hi, o=act,
+        requant_tail(m, pipe, acc=acc, valid=vt, lo=cfg.lo, hi=cfg.hi, queue=queue,
                      mult=[params[j].mult for j in range(po)],
                      shift=[params[j].shift for j in range(po)],
                      acc_bits=arch.acc_bits, arch=arch)

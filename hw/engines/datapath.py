@@ -1,20 +1,27 @@
 """Datapath pieces shared by the engines.
 
-The compute part of every engine is one pipeline whose stages all advance together on a
-single enable, ``en = ~o.valid | o.ready``: a stage register loads only when the output
-register can move. Compared with per-stage handshakes this costs no skid buffers, lets
-flags (first pixel, last tile) travel beside the data in plain registers, keeps the
-read-modify-write of an output buffer hazard free (the read of one beat and the write of
-the beat before it happen in the same cycle, and the read port is transparent to the
-write port), and still honours back-pressure: when the consumer stalls, everything
-holds, and so does the ``ready`` of the stream feeding the pipeline (an input stream, or
-the window generator's output).
+The compute part of the conv, depthwise and pointwise engines is one pipeline that never
+stalls: every stage register loads in every cycle, and a beat enters only when the
+engine's output queue (:class:`OutputQueue`, a FIFO behind the requantizer) has room
+for every output beat already on its way. Back-pressure from the consumer fills the
+queue instead of holding the pipeline, so no enable fans out from the output handshake
+to the stage registers, the multipliers and the window generator: the pipeline's input
+handshake starts at registers (the queue's room flag and the engine's own state). Flags
+(first pixel, last tile) travel beside the data in plain registers, and the
+read-modify-write of an output buffer stays hazard free (the read of one beat and the
+write of the beat before it happen in the same cycle, and the read port is transparent
+to the write port).
+
+The element-wise engine keeps a pipeline that advances as a whole on one enable,
+``en = ~o.valid | o.ready`` (:func:`shift_tail`): two stages, a handful of lanes.
 
 The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
 
-- :class:`Pipeline` — stage registers, delays and a pipelined adder tree on one enable;
+- :class:`Pipeline` — stage registers, delays and a pipelined adder tree on one enable
+  (by default none: a free-running pipeline);
+- :class:`OutputQueue` — a free-running pipeline's output FIFO and its room flag;
 - :func:`multiply` — a registered activation x weight product, any weight scheme;
-- :func:`requant_tail` — ``clamp(round_shift(acc * m, s), lo, hi)`` into the output;
+- :func:`requant_tail` — ``clamp(round_shift(acc * m, s), lo, hi)`` into the queue;
 - :func:`shift_tail` — ``clamp(round_shift(x, s), lo, hi)`` of already scaled sums;
 - :class:`JobControl` — the command handshake (run-time configuration or constants);
 - :func:`frame_fields` / :func:`window_config` — the run-time frame geometry of a window
@@ -24,8 +31,9 @@ The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.utils import bits_for
 
@@ -39,6 +47,7 @@ __all__ = [
     "TILE_BITS",
     "JobControl",
     "KernelLoader",
+    "OutputQueue",
     "Pipeline",
     "accumulate",
     "check_arch",
@@ -79,13 +88,14 @@ class Pipeline:
     Parameters
     ----------
     m : Module
-    en : Value
-        The common stage enable.
+    en : Value or None
+        The common stage enable; ``None`` (the default) for a pipeline that advances in
+        every cycle (its output goes into an :class:`OutputQueue`).
     """
 
-    def __init__(self, m: Module, en):
+    def __init__(self, m: Module, en=None):
         self.m = m
-        self.en = en
+        self.en = Const(1) if en is None else en
         self.valids = []
 
     def reg(self, value, name, shape=None):
@@ -154,39 +164,94 @@ def multiply(m: Module, pipe: Pipeline, x, code, arch: ArchConfig, name):
     return me.p
 
 
-def requant_tail(m: Module, pipe: Pipeline, *, acc, valid, lo, hi, o, mult=None, shift=None,
-                 layer_mult=None, layer_shift=None, acc_bits: int, arch: ArchConfig):
-    """Requantize ``acc`` lanes into the output stream ``o`` and drive ``pipe.en``.
+class OutputQueue:
+    """The output of a free-running :class:`Pipeline`: a FIFO with room for every beat on
+    its way, and the flag that admits beats into the pipeline.
+
+    The queue is an Amaranth :class:`~amaranth.lib.fifo.SyncFIFOBuffered` of ``depth``
+    entries (:func:`hw.timing.output_queue_depth`: the cycles from a beat entering the
+    pipeline to its write into the queue, plus :data:`hw.timing.OUTPUT_QUEUE_SLACK`),
+    its read data registered. :attr:`owed` counts the output beats promised: beats that entered and
+    will produce an output (``produces`` of :meth:`admit`), less the beats taken from
+    ``o``. :attr:`room` is a register, high while one more such beat may enter: the
+    queue then never overflows, and while ``o`` is taken in every cycle the pipeline
+    takes a beat in every cycle.
+
+    Members
+    -------
+    w_en, w_data
+        The pipeline's last stage writes here (:func:`requant_tail`).
+    room : Signal
+        A beat that will produce an output may enter in this cycle.
+    busy : Value
+        An output beat is promised and not yet taken.
+    """
+
+    def __init__(self, m: Module, o, *, depth: int, name: str = "queue"):
+        self.depth = depth
+        width = len(Value.cast(o.payload))
+        m.submodules[name] = fifo = SyncFIFOBuffered(width=width, depth=self.depth)
+        self.o = o
+        self.w_en = fifo.w_en
+        self.w_data = fifo.w_data
+        self.owed = Signal(range(self.depth + 1), name=f"{name}_owed")
+        self.room = Signal(init=1, name=f"{name}_room")
+        self._m = m
+        self._admitted = False
+        m.d.comb += [
+            o.valid.eq(fifo.r_rdy),
+            Value.cast(o.payload).eq(fifo.r_data),
+            fifo.r_en.eq(o.ready),
+        ]
+
+    def admit(self, produces):
+        """Count ``produces``: a beat enters the pipeline in this cycle and will write an
+        output beat into the queue. Call once, with a beat only while :attr:`room` or
+        for a beat that produces no output."""
+        if self._admitted:
+            raise RuntimeError("OutputQueue.admit() may be called once")
+        self._admitted = True
+        m = self._m
+        taken = self.o.valid & self.o.ready
+        owed = Signal.like(self.owed, name=f"{self.owed.name}_next")
+        m.d.comb += owed.eq(self.owed + produces - taken)
+        m.d.sync += [self.owed.eq(owed), self.room.eq(owed < self.depth)]
+
+    @property
+    def busy(self):
+        return self.owed != 0
+
+
+def requant_tail(m: Module, pipe: Pipeline, *, acc, valid, lo, hi, queue: OutputQueue,
+                 mult=None, shift=None, layer_mult=None, layer_shift=None, acc_bits: int,
+                 arch: ArchConfig):
+    """Requantize ``acc`` lanes into ``queue`` (an :class:`OutputQueue`).
 
     A :class:`hw.blocks.requant.RequantUnit` holds the last :data:`REQUANT_LATENCY`
-    stages; it stalls as a whole on ``o``, and so, through its ``i.ready``, does
-    ``pipe``. Per-lane ``mult`` / ``shift`` lists, or one ``layer_mult`` /
+    stages of the free-running ``pipe``; its output is always taken (the queue has room
+    for it). Per-lane ``mult`` / ``shift`` lists, or one ``layer_mult`` /
     ``layer_shift`` for every lane.
-
-    Returns a signal that is high while the unit holds any beat.
     """
+    if not isinstance(pipe.en, Const) or pipe.en.value != 1:
+        raise ValueError("requant_tail needs a free-running Pipeline (en=None)")
     per_channel = mult is not None
     rq = RequantUnit(len(acc), acc_bits, arch.act_bits, arch.mult_bits, arch.shift_bits,
                      per_channel=per_channel)
     m.submodules.requant = rq
     m.d.comb += [
-        pipe.en.eq(rq.i.ready),
         rq.i.valid.eq(valid),
         rq.lo.eq(lo),
         rq.hi.eq(hi),
-        o.valid.eq(rq.o.valid),
-        rq.o.ready.eq(o.ready),
+        rq.o.ready.eq(1),
+        queue.w_en.eq(rq.o.valid),
+        queue.w_data.eq(rq.o.payload.y.as_value()),
     ]
     for i, a in enumerate(acc):
         m.d.comb += rq.i.payload.acc[i].eq(a)
         if per_channel:
             m.d.comb += [rq.i.payload.m[i].eq(mult[i]), rq.i.payload.s[i].eq(shift[i])]
-        m.d.comb += o.payload[i].eq(rq.o.payload.y[i])
     if not per_channel:
         m.d.comb += [rq.m.eq(layer_mult), rq.s.eq(layer_shift)]
-    inflight = Signal(range(REQUANT_LATENCY + 2), name="requant_inflight")
-    m.d.sync += inflight.eq(inflight + (rq.i.valid & rq.i.ready) - (rq.o.valid & rq.o.ready))
-    return inflight != 0
 
 
 def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, shift_bits: int):

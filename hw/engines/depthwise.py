@@ -9,10 +9,11 @@ from amaranth.lib.wiring import In, Out
 from ..arch import ArchConfig
 from ..blocks.line_buffer import WindowGenerator
 from ..isa import qrange
-from ..timing import depthwise_engine_latency
+from ..timing import depthwise_engine_latency, output_queue_depth
 from .datapath import (
     JobControl,
     KernelLoader,
+    OutputQueue,
     Pipeline,
     check_arch,
     check_fixed,
@@ -136,7 +137,7 @@ class DepthwiseEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         arch, ch, k = self.arch, self.channels, self.k_max
-        pipe = Pipeline(m, Signal(name="en"))
+        pipe = Pipeline(m)
 
         loading = Signal()    # waiting for the parameter beat
         weighing = Signal()   # taking the weights
@@ -189,9 +190,12 @@ class DepthwiseEngine(wiring.Component):
             with m.If(loader.last):
                 m.d.sync += [weighing.eq(0), running.eq(1)]
 
+        # Every window has an output: one enters only while the output queue has room.
+        queue = OutputQueue(m, self.o, depth=output_queue_depth(depthwise_engine_latency(k)))
         count = Signal(range(self.depth))
-        take = running & pipe.en & wg.o.valid
-        m.d.comb += wg.o.ready.eq(running & pipe.en)
+        take = running & queue.room & wg.o.valid
+        m.d.comb += wg.o.ready.eq(running & queue.room)
+        queue.admit(take)
         with m.If(job.start):
             m.d.sync += count.eq(0)
         with m.Elif(take):
@@ -216,7 +220,7 @@ class DepthwiseEngine(wiring.Component):
         vb = pipe.valid(v4, "v_bias")
         acc = [pipe.reg((sums[lane] + params[lane].bias)[:arch.acc_bits].as_signed(),
                         f"acc_{lane}") for lane in range(ch)]
-        requant_tail(m, pipe, acc=acc, valid=vb, lo=cfg.lo, hi=cfg.hi, o=self.o,
+        requant_tail(m, pipe, acc=acc, valid=vb, lo=cfg.lo, hi=cfg.hi, queue=queue,
                      mult=[params[lane].mult for lane in range(ch)],
                      shift=[params[lane].shift for lane in range(ch)],
                      acc_bits=arch.acc_bits, arch=arch)

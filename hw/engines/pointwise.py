@@ -9,10 +9,11 @@ from amaranth.utils import bits_for
 
 from ..arch import ArchConfig
 from ..isa import qrange
-from ..timing import pointwise_engine_latency
+from ..timing import output_queue_depth, pointwise_engine_latency
 from .datapath import (
     TILE_BITS,
     JobControl,
+    OutputQueue,
     Pipeline,
     accumulate,
     check_arch,
@@ -145,7 +146,10 @@ class PointwiseEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         arch, pi, po = self.arch, self.pi, self.po
-        pipe = Pipeline(m, Signal(name="en"))
+        pipe = Pipeline(m)
+        # Pixels of the last tile have outputs: one enters only while the output queue
+        # has room.
+        queue = OutputQueue(m, self.o, depth=output_queue_depth(pointwise_engine_latency(pi)))
 
         loading = Signal()   # waiting for the parameter beat
         running = Signal()   # taking pixels
@@ -159,8 +163,11 @@ class PointwiseEngine(wiring.Component):
         m.d.comb += self.params.ready.eq(loading)
         with m.If(job.start):
             m.d.sync += loading.eq(1)
+        # ``tile == cin_tiles - 1`` as a register kept with the tile count
+        last_tile = Signal()
         with m.If(self.params.valid & loading):
-            m.d.sync += [params.eq(self.params.payload), loading.eq(0), running.eq(1)]
+            m.d.sync += [params.eq(self.params.payload), loading.eq(0), running.eq(1),
+                         last_tile.eq(cfg.cin_tiles == 1)]
 
         pixel = Signal(range(self.depth))
         tile = Signal(TILE_BITS)
@@ -168,19 +175,21 @@ class PointwiseEngine(wiring.Component):
         # (which steps the feeding unit's lane addresses) starts at flip-flops
         first_pixel = Signal(init=1)
         last_pixel = pixel == cfg.pixels - 1
-        last_tile = tile == cfg.cin_tiles - 1
-        ready = running & pipe.en & (~first_pixel | self.weights.valid)
+        admit = running & (queue.room | ~last_tile)
+        ready = admit & (~first_pixel | self.weights.valid)
         take = ready & self.pixels.valid
         m.d.comb += [
             self.pixels.ready.eq(ready),
-            self.weights.ready.eq(running & pipe.en & first_pixel & self.pixels.valid),
+            self.weights.ready.eq(admit & first_pixel & self.pixels.valid),
         ]
+        queue.admit(take & last_tile)
         with m.If(job.start):
             m.d.sync += [pixel.eq(0), tile.eq(0), first_pixel.eq(1)]
         with m.Elif(take):
             m.d.sync += [pixel.eq(pixel + 1), first_pixel.eq(last_pixel)]
             with m.If(last_pixel):
-                m.d.sync += [pixel.eq(0), tile.eq(tile + 1)]
+                m.d.sync += [pixel.eq(0), tile.eq(tile + 1),
+                             last_tile.eq(tile == cfg.cin_tiles - 2)]
                 with m.If(last_tile):
                     m.d.sync += [running.eq(0), draining.eq(1)]
 
@@ -189,7 +198,7 @@ class PointwiseEngine(wiring.Component):
         v1 = pipe.valid(take, "v1")
         x1 = [pipe.reg(self.pixels.payload[i], f"x1_{i}") for i in range(pi)]
         w1 = [Signal(weight_shape(arch), name=f"w1_{k}") for k in range(pi * po)]
-        with m.If(pipe.en & take & first_pixel):
+        with m.If(take & first_pixel):
             m.d.sync += [w1[k].eq(self.weights.payload[k]) for k in range(pi * po)]
         side1 = [pipe.reg(first_pixel, "first1"), pipe.reg(tile == 0, "first_tile1"),
                  pipe.reg(last_tile, "last_tile1")]
@@ -211,11 +220,11 @@ class PointwiseEngine(wiring.Component):
         acc, vt = accumulate(m, pipe, psums=psums, valid=v3, first=first3,
                              first_tile=first_tile3, last_tile=last_tile3, bias=bias,
                              depth=self.depth, acc_bits=arch.acc_bits)
-        tail_busy = requant_tail(m, pipe, acc=acc, valid=vt, lo=cfg.lo, hi=cfg.hi, o=self.o,
-                                 mult=[params[j].mult for j in range(po)],
-                                 shift=[params[j].shift for j in range(po)],
-                                 acc_bits=arch.acc_bits, arch=arch)
-        finished = draining & pipe.empty & ~tail_busy
+        requant_tail(m, pipe, acc=acc, valid=vt, lo=cfg.lo, hi=cfg.hi, queue=queue,
+                     mult=[params[j].mult for j in range(po)],
+                     shift=[params[j].shift for j in range(po)],
+                     acc_bits=arch.acc_bits, arch=arch)
+        finished = draining & pipe.empty & ~queue.busy
         m.d.comb += self.done.eq(finished)
         with m.If(finished):
             m.d.sync += draining.eq(0)

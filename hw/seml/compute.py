@@ -66,7 +66,11 @@ class PoolWindowUnit(wiring.Component):
     -------
     start : In(1)
     instr : In(INSTRUCTION)
-        A legal POOL instruction (checked by the decoder), sampled with ``start``.
+        A legal POOL instruction (checked by the decoder), sampled with ``start``. It
+        must hold its value in the cycle before ``start`` too (the core's instruction
+        register does: a word is decoded for at least one cycle before it issues): the
+        products and compares of its fields that the job starts from are registered
+        from ``instr`` in every cycle the unit is idle.
     busy : Out(1)
     ibuf0_addr, ibuf0_en, ibuf0_data : the IBUF read port (``banks`` bytes from lane 0's
         element, in bank order: :class:`~hw.seml.buffers.ByteBuffer` with
@@ -158,7 +162,10 @@ class PoolWindowUnit(wiring.Component):
         plane = Signal(ib)
         row_stride = Signal(24)
         top_rows = Signal(24)
-        with m.If(self.start):
+        # Registered from ``instr`` while the unit is idle, so that the job starts from
+        # registers (``instr`` holds the same word in the cycle before ``start``), and
+        # held from ``start`` until the unit is idle again.
+        with m.If(~self.busy & ~self.start):
             m.d.sync += step.eq(step_at_start)
             for j in range(P):
                 m.d.sync += offs[j].eq(Mux(j * c.stride_w * e <= n - e, j * c.stride_w * e, 0)

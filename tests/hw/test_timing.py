@@ -25,15 +25,17 @@ def test_engine_latencies(arch):
     assert RequantUnit.latency == timing.REQUANT_LATENCY
     assert PoolUnit.latency == timing.POOL_UNIT_LATENCY
     conv = ConvEngine(arch, pool=True)
-    # the pool sits behind a one-cycle input register (a skid buffer)
-    assert conv.latency == (2 + conv.tree_latency + 4 + timing.REQUANT_LATENCY + 1
-                            + PoolUnit.latency)
+    # the pool takes the output queue's beats
+    assert conv.latency == (2 + conv.tree_latency + 4 + timing.REQUANT_LATENCY
+                            + timing.OUTPUT_QUEUE_LATENCY + PoolUnit.latency)
     assert engine_latency(arch, Engine.CONV) == conv.latency
     dw = DepthwiseEngine(arch)
-    assert dw.latency == 2 + dw.tree_latency + 1 + timing.REQUANT_LATENCY
+    assert dw.latency == (2 + dw.tree_latency + 1 + timing.REQUANT_LATENCY
+                          + timing.OUTPUT_QUEUE_LATENCY)
     assert engine_latency(arch, Engine.DEPTHWISE) == dw.latency
     pw = PointwiseEngine(arch)
-    assert pw.latency == 2 + pw.tree_latency + 4 + timing.REQUANT_LATENCY
+    assert pw.latency == (2 + pw.tree_latency + 4 + timing.REQUANT_LATENCY
+                          + timing.OUTPUT_QUEUE_LATENCY)
     assert engine_latency(arch, Engine.POINTWISE) == pw.latency
 
 

@@ -388,15 +388,15 @@ def _window(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool=Pool.NONE):
     # its IBUF / WBUF lane fetchers; measured in Amaranth's simulator as
     # tests/hw/test_seml_engine_units.py does); ADD: the unit's, as
     # tests/hw/test_seml_units.py::test_add_unit_cycles_match_the_model measures them
-    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 122),
-    (_window(Engine.CONV, 8, 8, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 411),
-    (_window(Engine.CONV, 5, 7, 9, 9, (3, 3), 2, (1, 1, 1, 1)), 485),
-    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1), Pool.MAX), 122),
-    (_window(Engine.CONV, 4, 4, 1, 30, (1, 5), 1, (0, 2, 0, 2)), 191),
-    (_window(Engine.DEPTHWISE, 8, 8, 10, 10, (3, 3), 1, (1, 1, 1, 1)), 293),
-    (_window(Engine.DEPTHWISE, 8, 8, 16, 16, (3, 3), 2, (0, 0, 1, 1)), 629),
-    (_window(Engine.POINTWISE, 256, 10, 1, 1, (1, 1), 1, (0, 0, 0, 0)), 259),  # packed
-    (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 479),
+    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 123),
+    (_window(Engine.CONV, 8, 8, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 413),
+    (_window(Engine.CONV, 5, 7, 9, 9, (3, 3), 2, (1, 1, 1, 1)), 487),
+    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1), Pool.MAX), 123),
+    (_window(Engine.CONV, 4, 4, 1, 30, (1, 5), 1, (0, 2, 0, 2)), 192),
+    (_window(Engine.DEPTHWISE, 8, 8, 10, 10, (3, 3), 1, (1, 1, 1, 1)), 297),
+    (_window(Engine.DEPTHWISE, 8, 8, 16, 16, (3, 3), 2, (0, 0, 1, 1)), 633),
+    (_window(Engine.POINTWISE, 256, 10, 1, 1, (1, 1), 1, (0, 0, 0, 0)), 263),  # packed
+    (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 483),
     (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 138),
     (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 266),
     (I(Opcode.ADD, count=100), 35),
