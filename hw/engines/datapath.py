@@ -260,10 +260,17 @@ def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, sh
     For sums that are already scaled (the residual add); two stages, the second being the
     output register. Uses :func:`hw.blocks.requant.round_shift` and
     :func:`hw.blocks.requant.clamp`, the same rounding as :class:`RequantUnit`.
+    ``shift`` is a job's configuration: ``shift - 1`` and ``shift == 0`` are taken
+    into registers a cycle behind it, so the shifter starts at registers (``shift``
+    must hold from the cycle before the first beat reaches the first stage).
     """
     m.d.comb += pipe.en.eq(~o.valid | o.ready)
+    s_m1 = Signal(shift_bits, name="shift_m1")
+    s_zero = Signal(name="shift_zero")
+    m.d.sync += [s_m1.eq(shift - 1), s_zero.eq(shift == 0)]
     vr = pipe.valid(valid, "shift_v")
-    rounded = [pipe.reg(round_shift(m, v, shift, shift_bits), f"shift_r{i}")
+    rounded = [pipe.reg(round_shift(m, v, shift, shift_bits, s_m1=s_m1, s_zero=s_zero),
+                        f"shift_r{i}")
                for i, v in enumerate(values)]
     with m.If(pipe.en):
         m.d.sync += o.valid.eq(vr)
@@ -536,7 +543,14 @@ def accumulate(m: Module, pipe: Pipeline, *, psums, valid, first, first_tile, la
     first_u = pipe.reg(first_s, "acc_first_u")
     last_u = pipe.reg(last_s, "acc_last_u")
     psum_u = [pipe.reg(p, f"acc_psum_u{i}") for i, p in enumerate(psum_s)]
-    old_u = pipe.reg(rd.data, "acc_old_u")
+    # The read data's register stays a flip-flop beside the block RAM (``keep``): the
+    # read port is transparent, which Amaranth writes as a registered address and an
+    # asynchronous read, and Yosys would otherwise take this register into the RAM (as
+    # its read register, the address register left in the fabric) and start the adder
+    # below at the RAM's output. No reset: it only ever holds read data.
+    old_u = Signal(rd.data.shape(), name="acc_old_u", reset_less=True, attrs={"keep": 1})
+    with m.If(pipe.en):
+        m.d.sync += old_u.eq(rd.data)
     writes_u = vu & ~last_u
     # the beat in stage u writes the address the beat in stage s has read: forward
     fwd_u = pipe.reg(writes_u & (addr_u == addr_s), "acc_fwd_u")
