@@ -506,11 +506,14 @@ def accumulate(m: Module, pipe: Pipeline, *, psums, valid, first, first_tile, la
     result) instead of being written back. Three stages: buffer read, the read data
     registered, then add and write. The registered read data keeps the block RAM's
     outputs (spread over several RAMs for a deep or wide buffer) out of the adder and
-    the write-back path. A beat's read does not see the write of the beat just before
-    it (that write happens a cycle after the read): when both are at the same address
-    (a tile of one output pixel) the add takes that beat's sum instead, a register and
-    a compare of registered addresses a stage early. Earlier writes reach the read
-    through the read port's transparency or are already in the buffer.
+    the write-back path. The read port is not transparent (its data register is the
+    RAM's own, and the next register a flip-flop beside it), so a beat's read sees
+    neither the write of the beat just before it (that write happens a cycle after the
+    read) nor that of the beat two before (the same cycle as the read). When either is
+    at the same address (a tile of one or two output pixels) the beat takes that sum
+    instead: the one two before replaces the read data as it is registered, the one
+    just before is chosen at the add, each by a register set from a compare of
+    registered addresses a stage early. Earlier writes are already in the buffer.
 
     Returns ``(acc_lanes, valid)`` of the result stage.
     """
@@ -527,8 +530,11 @@ def accumulate(m: Module, pipe: Pipeline, *, psums, valid, first, first_tile, la
 
     m.submodules.output_buffer = ob = Memory(shape=lanes * acc_bits, depth=depth, init=[])
     wr = ob.write_port()
-    rd = ob.read_port(transparent_for=(wr,))
+    rd = ob.read_port()
     m.d.comb += [rd.addr.eq(addr_r), rd.en.eq(pipe.en)]
+    # the sums the beat in stage u wrote in the previous cycle (the beat two ahead of
+    # the one in stage s, one ahead of the one in stage u)
+    prev = [Signal(signed(acc_bits), name=f"acc_prev{i}") for i in range(lanes)]
 
     # stage s: the read data arrives
     vs = pipe.valid(vr, "acc_vs")
@@ -543,25 +549,17 @@ def accumulate(m: Module, pipe: Pipeline, *, psums, valid, first, first_tile, la
     first_u = pipe.reg(first_s, "acc_first_u")
     last_u = pipe.reg(last_s, "acc_last_u")
     psum_u = [pipe.reg(p, f"acc_psum_u{i}") for i, p in enumerate(psum_s)]
-    # The read data's register stays a flip-flop beside the block RAM (``keep``): the
-    # read port is transparent, which Amaranth writes as a registered address and an
-    # asynchronous read, and Yosys would otherwise take this register into the RAM (as
-    # its read register, the address register left in the fabric) and start the adder
-    # below at the RAM's output. No reset: it only ever holds read data.
-    old_u = Signal(rd.data.shape(), name="acc_old_u", reset_less=True, attrs={"keep": 1})
-    with m.If(pipe.en):
-        m.d.sync += old_u.eq(rd.data)
     writes_u = vu & ~last_u
+    # the beat in stage u writes the address the beat in stage r reads in the same
+    # cycle: the beat takes that sum in place of its read data, in stage s
+    fwd2_s = pipe.reg(writes_u & (addr_u == addr_r), "acc_fwd2_s")
+    old_u = pipe.reg(Mux(fwd2_s, Cat(*prev), rd.data), "acc_old_u")
     # the beat in stage u writes the address the beat in stage s has read: forward
     fwd_u = pipe.reg(writes_u & (addr_u == addr_s), "acc_fwd_u")
     sums = []
-    prev = []
     for i in range(lanes):
         old = old_u[i * acc_bits:(i + 1) * acc_bits].as_signed()
-        # the sum the previous beat in stage u wrote
-        last_sum = Signal(signed(acc_bits), name=f"acc_prev{i}")
-        prev.append(last_sum)
-        base = Mux(first_u, bias[i], Mux(fwd_u, last_sum, old))
+        base = Mux(first_u, bias[i], Mux(fwd_u, prev[i], old))
         sums.append((base + psum_u[i])[:acc_bits].as_signed())
     for last_sum, value in zip(prev, sums, strict=True):
         with m.If(pipe.en):

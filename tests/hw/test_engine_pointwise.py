@@ -47,12 +47,16 @@ def _engine(args):
     return PointwiseEngine(ArchConfig(**args["arch"]), config=args.get("config"))
 
 
-def _layer(rng, eng, fc, kind=None):
+def _layer(rng, eng, fc, kind=None, pair=False):
+    """A random layer; ``pair``: two output pixels over three input tiles (each beat's
+    accumulator was written two beats before: the buffer's read-after-write hazard)."""
     arch, pi, po = eng.arch, eng.pi, eng.po
     lo_q, hi_q = golden.qrange(arch.act_bits)
-    cin = rng.randint(1, 3 * pi + 1)
+    cin = 3 * pi if pair else rng.randint(1, 3 * pi + 1)
     cout = rng.randint(1, 2 * po + 1)
-    if fc:
+    if pair:
+        h, w = 1, 2
+    elif fc:
         h = w = 1
     else:
         h, w = rng.randint(1, arch.max_height), rng.randint(1, arch.max_width)
@@ -165,7 +169,8 @@ async def pointwise_random(dut):
     sink = StreamSink(dut, "o", dut.clk, backpressure=random_pattern(rng.random(), 0.6))
     rails = set()
     for n in range(args["layers"]):
-        layer = _layer(rng, eng, fc=n % 3 == 2, kind=("spread", "m1", "saturate")[n % 4 % 3])
+        layer = _layer(rng, eng, fc=n % 3 == 2, kind=("spread", "m1", "saturate")[n % 4 % 3],
+                       pair=n == 1)
         await run_layer(dut, eng, layer, srcs, sink, done)
         want = layer["want"]
         rails |= {"lo"} if (want == layer["lo"]).any() else set()
