@@ -16,7 +16,10 @@ and reports each one's logic depth: seconds per unit instead of minutes for the 
 ``--unit-fmax BOARD`` places and routes the same units alone with nextpnr-ecp5 (out of
 context) and reports each one's Fmax and critical path: minutes per unit.
 
-Usage: ``python benchmarks/bench_fmax.py [--fmax ULX3S-85F] [--depth PYNQ-Z2]
+``--seeds 1 2 3`` places and routes the core's one netlist with each placer seed, side by
+side: placement alone moves the Fmax of the same design by several MHz.
+
+Usage: ``python benchmarks/bench_fmax.py [--fmax ULX3S-85F] [--seeds 1 ...] [--depth PYNQ-Z2]
 [--units ULX3S-85F] [--unit-fmax ULX3S-85F [--only NAME ...]]``
 """
 
@@ -68,6 +71,9 @@ def main(argv=None):
                         "synthesized alone for xc7 ('' to skip)")
     parser.add_argument("--unit-fmax", default="", help="board whose arch's units are "
                         "placed and routed alone with nextpnr-ecp5 ('' to skip)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1],
+                        help="nextpnr placer seeds for --fmax, placed and routed side by "
+                        "side on one netlist (default: 1)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="units of --units / --unit-fmax to run (default: all)")
     args = parser.parse_args(argv)
@@ -110,15 +116,16 @@ def main(argv=None):
         board = get_board(args.fmax)
         arch = board.default_arch()
         start = time.perf_counter()
-        res = ecp5_fmax(SemlCore(arch), name=f"core-{arch.name}")
+        res = ecp5_fmax(SemlCore(arch), name=f"core-{arch.name}", seeds=args.seeds)
         print(f"{board.name} default arch core ({arch.conv_pi}x{arch.conv_po} conv, "
               f"{arch.dw_channels} dw, {arch.pw_pi}x{arch.pw_po} pw): nextpnr-ecp5 "
-              f"{res['device']}: Fmax {res['fmax']:.1f} MHz "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
-        path = res.get("critical_path")
-        if path:
-            print(f"  critical path {path['delay_ns']} ns ({path['logic_ns']} ns logic, "
-                  f"{path['steps']} steps): {path['start_cell']} -> {path['end_cell']}")
+              f"{res['device']}: ({time.perf_counter() - start:.0f} s)", flush=True)
+        for seed, run in (res.get("seeds") or {str(args.seeds[0]): res}).items():
+            path = run.get("critical_path") or {}
+            print(f"  seed {seed}: Fmax {run['fmax']:.1f} MHz; critical path "
+                  f"{path.get('delay_ns')} ns ({path.get('logic_ns')} ns logic, "
+                  f"{path.get('steps')} steps): {path.get('start_cell')} -> "
+                  f"{path.get('end_cell')}")
         out["fmax"] = {"board": board.name, "arch": arch.to_dict(), **res}
     if args.depth:
         board = get_board(args.depth)

