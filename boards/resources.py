@@ -439,7 +439,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
     third held word, and both data sides' byte count of the next beat of a burst (and
     the write side's ``last`` of it), set with the beat before; the count of
     instructions still to fetch and its zero flag; the
-    OBUF stager's registered ``flush``."""
+    OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
+    start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
+    from hw.seml.decode import range_room_bits
+
     plan = _plan(arch)
     lg = _log2(plan.banks)
     e = element_bytes(arch.act_bits)
@@ -485,6 +488,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
         # instructions still to fetch and its zero flag; the stager's flush
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1)
                  + len(plan.unit_lanes) + 32 + 1 + 1,
+        # each buffer range's room (``limit - start``), taken with the first stage
+        "decoder": range_room_bits(arch),
         # the write side's third word of held bytes (its ``wr_data.ready`` a register);
         # both sides' next-beat byte counts and the write side's next-beat ``last``
         "dma": 8 * arch.axi_data_bytes + 2 * _log2(arch.axi_data_bytes + 1) + 1,

@@ -8,7 +8,7 @@ instruction starts. :class:`HeaderCheck` does the same for the ``program.bin`` h
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.data import View
 from amaranth.lib.wiring import In, Out
@@ -39,7 +39,8 @@ from ..isa import (
     weight_element_bytes,
 )
 
-__all__ = ["HeaderCheck", "InstructionDecoder", "reserved_mask", "size_bits"]
+__all__ = ["HeaderCheck", "InstructionDecoder", "range_room_bits", "range_rooms", "reserved_mask",
+           "size_bits"]
 
 
 def size_bits(arch: ArchConfig) -> int:
@@ -110,6 +111,30 @@ class HeaderCheck(wiring.Component):
         with m.Else():
             m.d.comb += self.error.eq(ErrorCode.NONE)
         return m
+
+
+def range_rooms(arch: ArchConfig):
+    """The buffer ranges :class:`InstructionDecoder` checks: ``(key, (format, address
+    field), limit)`` for each, ``limit - start`` a register of the first stage."""
+    return [
+        *((buf.name.lower(), ("dma", "buf_addr"), limit) for buf, limit in (
+            (Buffer.IBUF, arch.ibuf_bytes), (Buffer.WBUF, arch.wbuf_bytes),
+            (Buffer.OBUF, arch.obuf_bytes), (Buffer.PBUF, arch.pbuf_entries),
+            (Buffer.TBUF, table_entries(arch.act_bits)))),
+        ("a", ("add", "a_addr"), arch.ibuf_bytes),
+        ("b", ("add", "b_addr"), arch.ibuf_bytes),
+        ("out", ("add", "out_addr"), arch.obuf_bytes),
+        ("c_ibuf", ("compute", "ibuf_addr"), arch.ibuf_bytes),
+        ("c_obuf", ("compute", "obuf_addr"), arch.obuf_bytes),
+        ("c_pbuf", ("compute", "pbuf_addr"), arch.pbuf_entries),
+        ("c_wbuf", ("compute", "wbuf_addr"), arch.wbuf_bytes),
+    ]
+
+
+def range_room_bits(arch: ArchConfig) -> int:
+    """Flip-flops of :func:`range_rooms`' registers (each two bits wider than its field)."""
+    return sum(Shape.cast(INSTRUCTION[fmt].shape[field].shape).width + 2
+               for _, (fmt, field), _ in range_rooms(arch))
 
 
 class InstructionDecoder(wiring.Component):
@@ -238,6 +263,13 @@ class InstructionDecoder(wiring.Component):
         partial = [(reg(x * y, 32, f"covered_pp{n}", True), 16 * k)
                    for n, (x, y, k) in enumerate(halves)]
 
+        # each buffer range's room, ``limit - start`` (stage 3 then compares a size with
+        # it: no adder before the compare)
+        rooms = {}
+        for key, (fmt, field), limit in range_rooms(arch):
+            start = getattr(getattr(w1, fmt), field)
+            rooms[key] = reg(limit - start, signed(len(start) + 2), f"room_{key}", True)
+
         # Stage 2: products of a stage-1 product and a field; the checks without ranges --
         d, c, a = w.dma, w.compute, w.add
 
@@ -304,8 +336,9 @@ class InstructionDecoder(wiring.Component):
         illegal2 = reg(illegal, 1, "illegal2")
 
         # Stage 3: buffer ranges and the error register ----------------------------------
-        def beyond(start, size, limit):
-            return (start + size) > limit
+        def beyond(key, size):
+            # ``start + size > limit``
+            return size > rooms[key]
 
         # MUL: b_count x group covers fewer than count; CONV / DEPTHWISE: the K x K frame
         # is wider or taller than the engine's
@@ -314,25 +347,21 @@ class InstructionDecoder(wiring.Component):
         with m.Switch(w.opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
                 size = s2["dma_size"]
-                limits = {Buffer.IBUF: (size, arch.ibuf_bytes),
-                          Buffer.WBUF: (size, arch.wbuf_bytes),
-                          Buffer.OBUF: (size, arch.obuf_bytes),
-                          Buffer.PBUF: (size >> exact_log2(PBUF_ENTRY_BYTES), arch.pbuf_entries),
-                          Buffer.TBUF: (size, table_entries(arch.act_bits))}
+                sizes = {Buffer.IBUF: size, Buffer.WBUF: size, Buffer.OBUF: size,
+                         Buffer.PBUF: size >> exact_log2(PBUF_ENTRY_BYTES), Buffer.TBUF: size}
                 with m.Switch(d.buffer):
-                    for buf, (n, limit) in limits.items():
+                    for buf, n in sizes.items():
                         with m.Case(buf):
                             m.d.comb += out_of_range.eq(s2["dma_big"]
-                                                        | beyond(d.buf_addr, n, limit))
+                                                        | beyond(buf.name.lower(), n))
             with m.Case(Opcode.ADD):
                 is_mul = a.op == EltOp.MUL
                 size = a.count * e
                 b_size = Mux(is_mul, a.b_count * e, size)
                 m.d.comb += [
                     late_illegal.eq(is_mul & (s2["covered"] < a.count)),
-                    out_of_range.eq(beyond(a.a_addr, size, arch.ibuf_bytes)
-                                    | beyond(a.b_addr, b_size, arch.ibuf_bytes)
-                                    | beyond(a.out_addr, size, arch.obuf_bytes)),
+                    out_of_range.eq(beyond("a", size) | beyond("b", b_size)
+                                    | beyond("out", size)),
                 ]
             with m.Case(Opcode.COMPUTE):
                 weighted = c.engine != Engine.POOL
@@ -340,11 +369,10 @@ class InstructionDecoder(wiring.Component):
                 m.d.comb += late_illegal.eq(self._frame_check & ((frame_w > arch.max_width)
                                                                  | (frame_h > arch.max_height)))
                 m.d.comb += out_of_range.eq(
-                    s2["in_big"] | beyond(c.ibuf_addr, s2["in_elems"] * e, arch.ibuf_bytes)
-                    | s2["out_big"] | beyond(c.obuf_addr, s2["out_elems"] * e, arch.obuf_bytes)
-                    | (weighted & beyond(c.pbuf_addr, c.out_c, arch.pbuf_entries))
-                    | (weighted & (s2["w_big"] | beyond(c.wbuf_addr, s2["w_elems"] * we,
-                                                        arch.wbuf_bytes))))
+                    s2["in_big"] | beyond("c_ibuf", s2["in_elems"] * e)
+                    | s2["out_big"] | beyond("c_obuf", s2["out_elems"] * e)
+                    | (weighted & beyond("c_pbuf", c.out_c))
+                    | (weighted & (s2["w_big"] | beyond("c_wbuf", s2["w_elems"] * we))))
 
         with m.If(illegal2 | late_illegal):
             m.d.sync += self.error.eq(ErrorCode.ILLEGAL_INSTRUCTION)
