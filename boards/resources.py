@@ -436,9 +436,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
     a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
     units' feeders' second entries (a pixel and a weight beat); the DMA write side's
-    third held word, and both data sides' byte count of the next beat of a burst (and
-    the write side's ``last`` of it), set with the beat before; the count of
-    instructions still to fetch and its zero flag; the
+    third held word; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
     from hw.seml.decode import range_room_bits
@@ -490,9 +488,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
                  + len(plan.unit_lanes) + 32 + 1 + 1,
         # each buffer range's room (``limit - start``), taken with the first stage
         "decoder": range_room_bits(arch),
-        # the write side's third word of held bytes (its ``wr_data.ready`` a register);
-        # both sides' next-beat byte counts and the write side's next-beat ``last``
-        "dma": 8 * arch.axi_data_bytes + 2 * _log2(arch.axi_data_bytes + 1) + 1,
+        # the write side's third word of held bytes (its ``wr_data.ready`` a register)
+        "dma": 8 * arch.axi_data_bytes,
         "obuf": write_register(arch.obuf_bytes, plan.banks),
         # IBUF's and WBUF's registered write ports (LOAD's bus word)
         "ibuf": write_register(arch.ibuf_bytes, arch.axi_data_bytes),

@@ -280,22 +280,6 @@ class AxiDma(wiring.Component):
             "last": 1,
         })
 
-        def opening(desc):
-            """``(bytes, single)`` of a queued burst's first beat, from the descriptor
-            FIFO's output register: ``min(nbytes, data_bytes - offset)`` and whether that
-            is all of the burst's bytes."""
-            room = nbytes - desc.offset
-            single = desc.nbytes <= room
-            return Mux(single, desc.nbytes, room), single
-
-        def following(left):
-            """``(bytes, last)`` of the beat after one that leaves ``left`` bytes of its
-            burst (from lane 0): registers set with the beat."""
-            need = Signal(range(nbytes + 1), name=f"{left.name}_need")
-            last = Signal(name=f"{left.name}_last")
-            return need, last, (lambda rest: [need.eq(Mux(rest <= nbytes, rest, nbytes)),
-                                              last.eq(rest <= nbytes)])
-
         for prefix in ("aw", "ar"):
             m.d.comb += [
                 getattr(self, f"m_axi_{prefix}id").eq(0),
@@ -335,11 +319,10 @@ class AxiDma(wiring.Component):
         lane_off = Signal(max(lanes_log2, 1))
         take = Signal(range(nbytes + 1))
         left_now = Signal(burst_bytes_bits)
-        take_next, _, set_take = following(seg_left)
         m.d.comb += [
             lane_off.eq(Mux(first_beat, rd_r.offset, 0)),
             left_now.eq(Mux(first_beat, rd_r.nbytes, seg_left)),
-            take.eq(Mux(first_beat, opening(rd_r)[0], take_next)),
+            take.eq(Mux(left_now < nbytes - lane_off, left_now, nbytes - lane_off)),
         ]
         out_fire = Signal()
         m.d.comb += [
@@ -381,7 +364,6 @@ class AxiDma(wiring.Component):
                 fill.eq(base_fill + take),
                 first_beat.eq(self.m_axi_rlast),
                 seg_left.eq(left_now - take),
-                *set_take(left_now - take),
             ]
             with m.If(self.m_axi_rresp != 0):
                 m.d.sync += self.rd_error.eq(1)
@@ -427,12 +409,10 @@ class AxiDma(wiring.Component):
         wlane = Signal(max(lanes_log2, 1))
         wneed = Signal(range(nbytes + 1))
         wleft_now = Signal(burst_bytes_bits)
-        wneed_next, wlast_next, set_wneed = following(wseg_left)
-        wr_first, wr_single = opening(wr_r)
         m.d.comb += [
             wlane.eq(Mux(wfirst, wr_r.offset, 0)),
             wleft_now.eq(Mux(wfirst, wr_r.nbytes, wseg_left)),
-            wneed.eq(Mux(wfirst, wr_first, wneed_next)),
+            wneed.eq(Mux(wleft_now < nbytes - wlane, wleft_now, nbytes - wlane)),
         ]
         # The register holds up to three words' bytes. A word is taken while at most two
         # words' are held, whatever the beat of the same cycle does, so ``wr_data.ready``
@@ -451,7 +431,7 @@ class AxiDma(wiring.Component):
             self.m_axi_wvalid.eq(wr_desc.r_rdy & (wfill >= wneed)),
             self.m_axi_wdata.eq((wacc << (wlane * 8))[:width]),
             self.m_axi_wstrb.eq(((Const(1, nbytes + 1) << wneed) - 1) << wlane),
-            self.m_axi_wlast.eq(Mux(wfirst, wr_single, wlast_next)),
+            self.m_axi_wlast.eq(wleft_now == wneed),
             w_fire.eq(self.m_axi_wvalid & self.m_axi_wready),
             self.wr_data.ready.eq(~got_last & (wfill <= 2 * nbytes)),
             in_fire.eq(self.wr_data.valid & self.wr_data.ready),
@@ -466,7 +446,6 @@ class AxiDma(wiring.Component):
         with m.If(w_fire):
             m.d.sync += [
                 wseg_left.eq(wleft_now - wneed),
-                *set_wneed(wleft_now - wneed),
                 wfirst.eq(self.m_axi_wlast),
             ]
             with m.If(self.m_axi_wlast):
