@@ -8,9 +8,8 @@ queue instead of holding the pipeline, so no enable fans out from the output han
 to the stage registers, the multipliers and the window generator: the pipeline's input
 handshake starts at registers (the queue's room flag and the engine's own state). Flags
 (first pixel, last tile) travel beside the data in plain registers, and the
-read-modify-write of an output buffer stays hazard free (the read of one beat and the
-write of the beat before it happen in the same cycle, and the read port is transparent
-to the write port).
+read-modify-write of an output buffer stays hazard free: the sums a beat's read misses
+(written in the cycle of the read or after it) are forwarded (:func:`accumulate`).
 
 The element-wise engine keeps a pipeline that advances as a whole on one enable,
 ``en = ~o.valid | o.ready`` (:func:`shift_tail`): two stages, a handful of lanes.
