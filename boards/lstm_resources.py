@@ -21,6 +21,7 @@ within :data:`TOLERANCE` of each.
 from __future__ import annotations
 
 from hw.lstm.config import CELL_BITS, TABLE_IN_BITS, LstmArch
+from hw.seml.dma import burst_queue_bits
 
 from .resources import TRACE_DEPTH, MemorySpec, map_memory
 
@@ -46,8 +47,6 @@ CALIBRATION = (
 #: Largest relative error of the fitted LUT and FF counts at the calibration points.
 TOLERANCE = 0.15
 
-#: Width of the DMA's burst descriptors (its two 4-deep descriptor FIFOs).
-_DMA_DESC_BITS = 12
 _FAMILIES = ("xc7", "xcup")
 
 
@@ -68,7 +67,8 @@ def lstm_memories(arch: LstmArch) -> list[MemorySpec]:
         MemorySpec("sigmoid", 16, table, count=3),
         MemorySpec("tanh", 16, table, count=2),
         MemorySpec("csr.trace", 32, TRACE_DEPTH, async_read=True),
-        MemorySpec("dma.desc.storage", _DMA_DESC_BITS, 3, count=2),
+        MemorySpec("dma.desc.storage", burst_queue_bits(arch.data_bits, 16)[0], 3, count=2,
+                   async_read=True),
     ]
 
 

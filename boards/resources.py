@@ -93,9 +93,6 @@ _BRAM_SHAPES = {
              (512, 36, 1)],
 }
 
-#: Width of the DMA's burst descriptors (its two 4-deep descriptor FIFOs).
-_DMA_DESC_BITS = 12
-
 #: The trace memory of the control registers (``SemlCore(trace_depth=...)`` default).
 TRACE_DEPTH = 512
 
@@ -195,7 +192,13 @@ def memories(arch: ArchConfig) -> list[MemorySpec]:
     from hw.seml.fetch import FETCH_DEPTH
 
     out.append(MemorySpec("fetch.fifo.storage", INSTR_BITS, FETCH_DEPTH - 1))
-    out.append(MemorySpec("dma.desc.storage", _DMA_DESC_BITS, 3, count=2))
+    from hw.seml.core import MAX_BURST
+    from hw.seml.dma import burst_queue_bits
+
+    # the DMA's burst FIFOs (one per direction; their head bursts are registers)
+    desc, _ = burst_queue_bits(arch.axi_data_bits, MAX_BURST)
+    out.append(MemorySpec("dma.rd_desc.storage", desc, 3, async_read=True))
+    out.append(MemorySpec("dma.wr_desc.storage", desc, 3, async_read=True))
     return out
 
 
@@ -439,7 +442,9 @@ def handshake_registers(arch: ArchConfig) -> dict:
     third held word; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
+    from hw.seml.core import MAX_BURST
     from hw.seml.decode import range_room_bits
+    from hw.seml.dma import burst_queue_bits
 
     plan = _plan(arch)
     lg = _log2(plan.banks)
@@ -488,8 +493,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
                  + len(plan.unit_lanes) + 32 + 1 + 1,
         # each buffer range's room (``limit - start``), taken with the first stage
         "decoder": range_room_bits(arch),
-        # the write side's third word of held bytes (its ``wr_data.ready`` a register)
-        "dma": 8 * arch.axi_data_bytes,
+        # the write side's third and fourth held words (its ``wr_data.ready`` a
+        # register); each direction's head burst and beat registers
+        "dma": 2 * 8 * arch.axi_data_bytes
+               + 2 * burst_queue_bits(arch.axi_data_bits, MAX_BURST)[1],
         "obuf": write_register(arch.obuf_bytes, plan.banks),
         # IBUF's and WBUF's registered write ports (LOAD's bus word)
         "ibuf": write_register(arch.ibuf_bytes, arch.axi_data_bytes),

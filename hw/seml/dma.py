@@ -14,18 +14,20 @@ error is latched in ``rd_error`` / ``wr_error`` until ``clear``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["PAGE_BYTES", "AxiDma", "DmaCommand", "axi_read_members"]
+__all__ = ["PAGE_BYTES", "AxiDma", "DmaCommand", "axi_read_members", "burst_queue_bits"]
 
 # As wide as the ISA's fields, so that no legal transfer can be truncated.
 _ROWS_BITS = 32
 _ROW_BYTES_BITS = 32
 _PAGE = 4096
+#: Stream words the write side holds.
+_WR_WORDS = 4
 #: Bursts never cross a boundary of this many bytes (AXI4 rule).
 PAGE_BYTES = _PAGE
 
@@ -62,6 +64,137 @@ def DmaCommand(addr_bits):
         "row_bytes": _ROW_BYTES_BITS,
         "stride": addr_bits,
     })
+
+
+def _descriptor_layout(bytes_per_beat, max_burst):
+    return data.StructLayout({
+        "offset": max(exact_log2(bytes_per_beat), 1),
+        "nbytes": ceil_log2(max_burst * bytes_per_beat + 1),
+        "last": 1,
+    })
+
+
+def burst_queue_bits(data_bits, max_burst):
+    """``(descriptor, registers)``: the width of one direction's burst descriptor (its
+    LUT-RAM FIFO holds ``outstanding - 1`` of them) and the flip-flops of that direction's
+    head burst and beat registers (:class:`_BurstQueue`)."""
+    nbytes = data_bits // 8
+    layout = _descriptor_layout(nbytes, max_burst)
+    offset = max(exact_log2(nbytes), 1)
+    take = ceil_log2(nbytes + 1)
+    burst = ceil_log2(max_burst * nbytes + 1)
+    # head: valid, offset, first beat's bytes, bytes after it, its final flag, the
+    # transfer's last flag, its byte mask; beat: first flag, bytes left, bytes, final
+    # flag, byte mask
+    head = 1 + offset + take + burst + 1 + 1 + nbytes
+    beat = 1 + burst + take + 1 + nbytes
+    return layout.size, head + beat
+
+
+class _BurstQueue:
+    """The bursts of one direction between its address and data sides.
+
+    The address side writes each burst's lane offset, byte count and last-of-transfer
+    flag into a LUT-RAM FIFO (``outstanding - 1`` entries) as it issues the address.
+    The burst at the data side's head is held in registers, decoded as it leaves the
+    FIFO: its first beat's byte count and byte mask, whether that beat is the burst's
+    final one, and the bytes after it. Each next beat's count, mask and final flag are
+    registered with the beat before it. So every quantity the data side uses per beat
+    is a register or a two-way choice between registers, and no arithmetic lies between
+    the FIFO and the data path.
+
+    ``fire``: a beat of the head burst goes; ``pop``: it is the burst's final beat (the
+    head then takes the next burst, in the same cycle if one is waiting).
+    """
+
+    def __init__(self, m, *, bytes_per_beat, max_burst, outstanding, prefix, strobes):
+        n = bytes_per_beat
+        lanes_log2 = exact_log2(n)
+        layout = _descriptor_layout(n, max_burst)
+        burst_bits = ceil_log2(max_burst * n + 1)
+        fifo = SyncFIFO(width=layout.size, depth=max(outstanding - 1, 1))
+        m.submodules[f"{prefix}_desc"] = fifo
+        self.w_data = data.View(layout, fifo.w_data)
+        self.w_en = fifo.w_en
+        self.w_rdy = Signal(name=f"{prefix}_q_w_rdy")
+        self.fire = Signal(name=f"{prefix}_q_fire")
+        self.pop = Signal(name=f"{prefix}_q_pop")
+        self.valid = Signal(name=f"{prefix}_head_valid")
+        self.last = Signal(name=f"{prefix}_head_last")
+        self.busy = Signal(name=f"{prefix}_q_busy")
+
+        offset = Signal(max(lanes_log2, 1), name=f"{prefix}_head_offset")
+        first_take = Signal(range(n + 1), name=f"{prefix}_head_take")
+        rest = Signal(burst_bits, name=f"{prefix}_head_rest")
+        single = Signal(name=f"{prefix}_head_single")
+        first_mask = Signal(n, name=f"{prefix}_head_mask")
+        first = Signal(init=1, name=f"{prefix}_first")
+        left = Signal(burst_bits, name=f"{prefix}_beat_left")
+        take = Signal(range(n + 1), name=f"{prefix}_beat_take")
+        final = Signal(name=f"{prefix}_beat_final")
+        mask = Signal(n, name=f"{prefix}_beat_mask")
+
+        def thermometer(count):
+            return (Const(1, n + 1) << count) - 1
+
+        # per beat: the lane of its first byte, its byte count, its byte mask (on the bus
+        # lanes with ``strobes``, else from lane 0), and whether it ends the burst
+        self.lane = Signal(max(lanes_log2, 1), name=f"{prefix}_lane")
+        self.take = Signal(range(n + 1), name=f"{prefix}_take")
+        self.mask = Signal(n, name=f"{prefix}_mask")
+        self.final = Signal(name=f"{prefix}_final")
+        m.d.comb += [
+            self.lane.eq(Mux(first, offset, 0)),
+            self.take.eq(Mux(first, first_take, take)),
+            self.mask.eq(Mux(first, first_mask, mask)),
+            self.final.eq(Mux(first, single, final)),
+        ]
+
+        # head burst, decoded from the FIFO's output
+        head = data.View(layout, fifo.r_data)
+        room = Signal(range(n + 1), name=f"{prefix}_head_room")
+        fits = Signal(name=f"{prefix}_head_fits")
+        count = Signal(range(n + 1), name=f"{prefix}_head_count")
+        m.d.comb += [
+            room.eq(n - (head.offset if lanes_log2 else 0)),
+            fits.eq(head.nbytes <= room),
+            count.eq(Mux(fits, head.nbytes, room)),
+        ]
+        load = Signal(name=f"{prefix}_head_load")
+        m.d.comb += [
+            load.eq(fifo.r_rdy & (~self.valid | self.pop)),
+            fifo.r_en.eq(load),
+            self.busy.eq(self.valid | fifo.r_rdy),
+        ]
+        if outstanding > 1:
+            m.d.comb += self.w_rdy.eq(fifo.w_rdy)
+        else:
+            m.d.comb += self.w_rdy.eq(fifo.w_rdy & ~self.valid)
+        with m.If(load):
+            m.d.sync += [
+                self.valid.eq(1),
+                offset.eq(head.offset if lanes_log2 else 0),
+                first_take.eq(count),
+                rest.eq(head.nbytes - count),
+                single.eq(fits),
+                self.last.eq(head.last),
+                first_mask.eq(thermometer(count) << (head.offset if strobes and lanes_log2
+                                                     else 0)),
+            ]
+        with m.Elif(self.pop):
+            m.d.sync += self.valid.eq(0)
+
+        # the next beat of the same burst
+        after = Signal(burst_bits, name=f"{prefix}_beat_after")
+        m.d.comb += after.eq(Mux(first, rest, left - n))
+        with m.If(self.fire):
+            m.d.sync += [
+                first.eq(self.pop),
+                left.eq(after),
+                take.eq(Mux(after < n, after, n)),
+                final.eq(after <= n),
+                mask.eq(Mux(after < n, thermometer(after[:lanes_log2 + 1]), (1 << n) - 1)),
+            ]
 
 
 class _BurstSplitter:
@@ -203,7 +336,7 @@ class AxiDma(wiring.Component):
     one beat per cycle at any lane offset while ``rd_data`` is ready every cycle
     (``m_axi_rready`` follows ``rd_data.ready`` combinationally); the write side sends
     one beat per cycle at any lane offset while ``wr_data`` brings a word every cycle
-    (``wr_data.ready`` is a function of registers only: up to three words are held).
+    (``wr_data.ready`` is a function of registers only: up to four words are held).
     """
 
     def __init__(self, *, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
@@ -273,13 +406,6 @@ class AxiDma(wiring.Component):
         nbytes = self.data_bytes
         lanes_log2 = exact_log2(nbytes)
         width = self._data_bits
-        burst_bytes_bits = ceil_log2(self._max_burst * nbytes + 1)
-        desc_layout = data.StructLayout({
-            "offset": max(lanes_log2, 1),
-            "nbytes": burst_bytes_bits,
-            "last": 1,
-        })
-
         for prefix in ("aw", "ar"):
             m.d.comb += [
                 getattr(self, f"m_axi_{prefix}id").eq(0),
@@ -291,39 +417,27 @@ class AxiDma(wiring.Component):
             m.d.sync += [self.rd_error.eq(0), self.wr_error.eq(0)]
 
         # Read: address side ---------------------------------------------------------------
-        m.submodules.rd_desc = rd_desc = SyncFIFOBuffered(
-            width=desc_layout.size, depth=self._outstanding)
+        rq = _BurstQueue(m, bytes_per_beat=nbytes, max_burst=self._max_burst,
+                         outstanding=self._outstanding, prefix="rd", strobes=False)
         rd = _BurstSplitter(m, self.rd_cmd, addr_bits=self._addr_bits, bytes_per_beat=nbytes,
                             max_burst=self._max_burst, prefix="rd",
                             size_bits=self._size_bits)
         m.d.comb += self.rd_cmd.ready.eq(rd.cmd_ready)
-        rd_w = data.View(desc_layout, rd_desc.w_data)
         m.d.comb += [
             self.m_axi_araddr.eq(rd.aligned),
             self.m_axi_arlen.eq(rd.beats - 1),
-            self.m_axi_arvalid.eq(rd.active & rd_desc.w_rdy),
-            rd_w.offset.eq(rd.offset),
-            rd_w.nbytes.eq(rd.nbytes),
-            rd_w.last.eq(rd.last),
+            self.m_axi_arvalid.eq(rd.active & rq.w_rdy),
+            rq.w_data.offset.eq(rd.offset),
+            rq.w_data.nbytes.eq(rd.nbytes),
+            rq.w_data.last.eq(rd.last),
             rd.fire.eq(self.m_axi_arvalid & self.m_axi_arready),
-            rd_desc.w_en.eq(rd.fire),
+            rq.w_en.eq(rd.fire),
         ]
 
         # Read: data side, packing each beat's valid bytes into whole words ----------------
-        rd_r = data.View(desc_layout, rd_desc.r_data)
         acc = Signal(2 * width)
         fill = Signal(range(2 * nbytes + 1))
         all_in = Signal()
-        first_beat = Signal(init=1)
-        seg_left = Signal(burst_bytes_bits)
-        lane_off = Signal(max(lanes_log2, 1))
-        take = Signal(range(nbytes + 1))
-        left_now = Signal(burst_bytes_bits)
-        m.d.comb += [
-            lane_off.eq(Mux(first_beat, rd_r.offset, 0)),
-            left_now.eq(Mux(first_beat, rd_r.nbytes, seg_left)),
-            take.eq(Mux(left_now < nbytes - lane_off, left_now, nbytes - lane_off)),
-        ]
         out_fire = Signal()
         m.d.comb += [
             self.rd_data.valid.eq((fill >= nbytes) | (all_in & (fill != 0))),
@@ -337,20 +451,19 @@ class AxiDma(wiring.Component):
         # offset.
         in_ok = Signal()
         m.d.comb += [
-            in_ok.eq(rd_desc.r_rdy & ~all_in & (out_fire | (fill + take <= 2 * nbytes))),
+            in_ok.eq(rq.valid & ~all_in & (out_fire | (fill + rq.take <= 2 * nbytes))),
             self.m_axi_rready.eq(in_ok),
         ]
         beat = Signal()
-        m.d.comb += beat.eq(self.m_axi_rvalid & in_ok)
+        m.d.comb += [
+            beat.eq(self.m_axi_rvalid & in_ok),
+            rq.fire.eq(beat),
+            rq.pop.eq(beat & self.m_axi_rlast),
+        ]
         # Bytes past the transfer are zero: masked per beat before they enter ``acc``.
         shifted = Signal(width)
-        mask = Signal(width)
-        unused = Signal(range(nbytes + 1))
-        m.d.comb += [
-            unused.eq(nbytes - take),
-            mask.eq(Const((1 << width) - 1, width) >> (unused * 8)),
-            shifted.eq((self.m_axi_rdata >> (lane_off * 8)) & mask),
-        ]
+        m.d.comb += shifted.eq((self.m_axi_rdata >> (rq.lane * 8))
+                               & Cat(*(b.replicate(8) for b in rq.mask)))
         base = Signal(2 * width)
         base_fill = Signal(range(2 * nbytes + 1))
         m.d.comb += [
@@ -361,38 +474,33 @@ class AxiDma(wiring.Component):
         with m.If(beat):
             m.d.sync += [
                 acc.eq(base | (shifted << (base_fill * 8))),
-                fill.eq(base_fill + take),
-                first_beat.eq(self.m_axi_rlast),
-                seg_left.eq(left_now - take),
+                fill.eq(base_fill + rq.take),
             ]
             with m.If(self.m_axi_rresp != 0):
                 m.d.sync += self.rd_error.eq(1)
-            with m.If(self.m_axi_rlast):
-                m.d.comb += rd_desc.r_en.eq(1)
-                with m.If(rd_r.last):
-                    m.d.sync += all_in.eq(1)
+            with m.If(self.m_axi_rlast & rq.last):
+                m.d.sync += all_in.eq(1)
         with m.If(out_fire & self.rd_data.payload.last):
             m.d.sync += [all_in.eq(0), fill.eq(0), acc.eq(0)]
-        m.d.comb += self.rd_idle.eq(~rd.active & ~rd_desc.r_rdy & ~all_in & (fill == 0))
+        m.d.comb += self.rd_idle.eq(~rd.active & ~rq.busy & ~all_in & (fill == 0))
 
         # Write: address side --------------------------------------------------------------
-        m.submodules.wr_desc = wr_desc = SyncFIFOBuffered(
-            width=desc_layout.size, depth=self._outstanding)
+        wq = _BurstQueue(m, bytes_per_beat=nbytes, max_burst=self._max_burst,
+                         outstanding=self._outstanding, prefix="wr", strobes=True)
         wr = _BurstSplitter(m, self.wr_cmd, addr_bits=self._addr_bits, bytes_per_beat=nbytes,
                             max_burst=self._max_burst, prefix="wr",
                             size_bits=self._size_bits)
         pending = Signal(range(2 * self._outstanding + 2))
         m.d.comb += self.wr_cmd.ready.eq(wr.cmd_ready)
-        wr_w = data.View(desc_layout, wr_desc.w_data)
         m.d.comb += [
             self.m_axi_awaddr.eq(wr.aligned),
             self.m_axi_awlen.eq(wr.beats - 1),
-            self.m_axi_awvalid.eq(wr.active & wr_desc.w_rdy & (pending < 2 * self._outstanding)),
-            wr_w.offset.eq(wr.offset),
-            wr_w.nbytes.eq(wr.nbytes),
-            wr_w.last.eq(wr.last),
+            self.m_axi_awvalid.eq(wr.active & wq.w_rdy & (pending < 2 * self._outstanding)),
+            wq.w_data.offset.eq(wr.offset),
+            wq.w_data.nbytes.eq(wr.nbytes),
+            wq.w_data.last.eq(wr.last),
             wr.fire.eq(self.m_axi_awvalid & self.m_axi_awready),
-            wr_desc.w_en.eq(wr.fire),
+            wq.w_en.eq(wr.fire),
         ]
         b_fire = Signal()
         m.d.comb += [self.m_axi_bready.eq(1), b_fire.eq(self.m_axi_bvalid)]
@@ -401,56 +509,64 @@ class AxiDma(wiring.Component):
         m.d.sync += pending.eq(pending + wr.fire - b_fire)
 
         # Write: data side, unpacking stream bytes onto each beat's lanes -------------------
-        wr_r = data.View(desc_layout, wr_desc.r_data)
-        wacc = Signal(3 * width)
-        wfill = Signal(range(3 * nbytes + 1))
-        wfirst = Signal(init=1)
-        wseg_left = Signal(burst_bytes_bits)
-        wlane = Signal(max(lanes_log2, 1))
-        wneed = Signal(range(nbytes + 1))
-        wleft_now = Signal(burst_bytes_bits)
-        m.d.comb += [
-            wlane.eq(Mux(wfirst, wr_r.offset, 0)),
-            wleft_now.eq(Mux(wfirst, wr_r.nbytes, wseg_left)),
-            wneed.eq(Mux(wleft_now < nbytes - wlane, wleft_now, nbytes - wlane)),
-        ]
-        # The register holds up to three words' bytes. A word is taken while at most two
-        # words' are held, whatever the beat of the same cycle does, so ``wr_data.ready``
-        # comes from flip-flops (no path from ``m_axi_wready`` back into the stream's
-        # producer); it lands at the held bytes' end, and a beat's bytes then leave from
-        # the bottom. A beat uses at most a word's bytes and a word comes in whenever no
-        # more than two words' stay behind, so while words come every cycle one beat
-        # leaves per cycle at any lane offset with a ready slave. After the transfer's
-        # ``last`` word no more are taken until its final beat has gone, which also drops
-        # the padding.
+        # Stream words wait in four word registers, written in turn. A beat's bytes are
+        # the next ``take`` bytes from ``wpos`` in the oldest word and the one after it,
+        # rotated onto the beat's lanes from ``lane``; a beat that reaches the oldest
+        # word's end frees it. No register is shifted by a beat's byte count: the word
+        # registers are written only by the stream and read through two pointers, so the
+        # beat side moves a pointer and a byte position. A word is taken while a register
+        # is free, whatever the beat of the same cycle does, so ``wr_data.ready`` comes
+        # from flip-flops (no path from ``m_axi_wready`` back into the stream's
+        # producer); while words come every cycle, one beat leaves per cycle at any lane
+        # offset with a ready slave. After the transfer's ``last`` word no more are taken
+        # until its final beat has gone, which also drops the padding.
+        slots = Array(Signal(width, name=f"wword{i}") for i in range(_WR_WORDS))
+        ptr_bits = exact_log2(_WR_WORDS)
+        wp = Signal(ptr_bits)
+        rp = Signal(ptr_bits)
+        rp_next = Signal(ptr_bits, init=1)
+        held = Signal(range(_WR_WORDS + 1))
+        wpos = Signal(lanes_log2)
+        avail = Signal(range(_WR_WORDS * nbytes + 1))
+        avail_in = Signal(range(_WR_WORDS * nbytes + 1))
         got_last = Signal()
         w_fire = Signal()
         in_fire = Signal()
-        merged = Signal(3 * width)
+        window = Signal(2 * width)
+        rot = Signal(lanes_log2 + 1)
+        pos_sum = Signal(lanes_log2 + 1)
+        word_done = Signal()
         m.d.comb += [
-            self.m_axi_wvalid.eq(wr_desc.r_rdy & (wfill >= wneed)),
-            self.m_axi_wdata.eq((wacc << (wlane * 8))[:width]),
-            self.m_axi_wstrb.eq(((Const(1, nbytes + 1) << wneed) - 1) << wlane),
-            self.m_axi_wlast.eq(wleft_now == wneed),
+            window.eq(Cat(slots[rp], slots[rp_next])),
+            rot.eq(wpos - wq.lane),
+            self.m_axi_wvalid.eq(wq.valid & (avail >= wq.take)),
+            self.m_axi_wdata.eq((Cat(window, window[:width]) >> (rot * 8))[:width]),
+            self.m_axi_wstrb.eq(wq.mask),
+            self.m_axi_wlast.eq(wq.final),
             w_fire.eq(self.m_axi_wvalid & self.m_axi_wready),
-            self.wr_data.ready.eq(~got_last & (wfill <= 2 * nbytes)),
+            wq.fire.eq(w_fire),
+            wq.pop.eq(w_fire & wq.final),
+            self.wr_data.ready.eq(~got_last & (held != _WR_WORDS)),
             in_fire.eq(self.wr_data.valid & self.wr_data.ready),
-            merged.eq(wacc | Mux(in_fire, self.wr_data.payload.data << (wfill * 8), 0)),
+            pos_sum.eq(wpos + wq.take),
+            word_done.eq(w_fire & pos_sum[lanes_log2]),
+            avail_in.eq(avail + Mux(in_fire, nbytes, 0)),
         ]
         m.d.sync += [
-            wacc.eq(Mux(w_fire, merged >> (wneed * 8), merged)),
-            wfill.eq(wfill + Mux(in_fire, nbytes, 0) - Mux(w_fire, wneed, 0)),
+            held.eq(held + in_fire - word_done),
+            # the beat's handshake picks between sums taken beforehand
+            avail.eq(Mux(w_fire, avail_in - wq.take, avail_in)),
         ]
-        with m.If(in_fire & self.wr_data.payload.last):
-            m.d.sync += got_last.eq(1)
+        with m.If(in_fire):
+            m.d.sync += [slots[wp].eq(self.wr_data.payload.data), wp.eq(wp + 1)]
+            with m.If(self.wr_data.payload.last):
+                m.d.sync += got_last.eq(1)
         with m.If(w_fire):
-            m.d.sync += [
-                wseg_left.eq(wleft_now - wneed),
-                wfirst.eq(self.m_axi_wlast),
-            ]
-            with m.If(self.m_axi_wlast):
-                m.d.comb += wr_desc.r_en.eq(1)
-                with m.If(wr_r.last):
-                    m.d.sync += [wacc.eq(0), wfill.eq(0), got_last.eq(0)]
-        m.d.comb += self.wr_idle.eq(~wr.active & ~wr_desc.r_rdy & (pending == 0))
+            m.d.sync += wpos.eq(pos_sum[:lanes_log2])
+        with m.If(word_done):
+            m.d.sync += [rp.eq(rp + 1), rp_next.eq(rp_next + 1)]
+        with m.If(w_fire & wq.final & wq.last):
+            m.d.sync += [wp.eq(0), rp.eq(0), rp_next.eq(1), held.eq(0), wpos.eq(0),
+                         avail.eq(0), got_last.eq(0)]
+        m.d.comb += self.wr_idle.eq(~wr.active & ~wq.busy & (pending == 0))
         return m
