@@ -161,19 +161,24 @@ class PoolUnit(wiring.Component):
         # Stage 0: padded-frame position counters and pixel generation. -----------------
         col = Signal(range(self._max_width + 2 * MAX_PAD + 1))
         row = Signal(range(self._max_height + 2 * MAX_PAD + 1))
-        first = Signal()
-        m.d.comb += first.eq((col == 0) & (row == 0))
+        first = Signal(init=1)          # the counters are at the origin
         latched = Signal(self._config_layout)
         cfg = Signal(self._config_layout)
         m.d.comb += cfg.eq(Mux(first, self.cfg, latched))
-        # The frame's bounds, derived when its first beat is taken and held with it: past
-        # the origin the position checks compare the counters with registers only. At the
-        # origin (``width`` and ``height`` at least 1) they reduce to checks of the
-        # configuration's fields that need no adder.
-        col_last = Signal.like(col)     # padded width - 1
-        row_last = Signal.like(row)     # padded height - 1
-        col_end = Signal(len(col) + 1)  # pad_left + width: first right-padding column
-        row_end = Signal(len(row) + 1)  # pad_top + height: first bottom-padding row
+        # The position's flags (in padding, last column, last row) are registers, set with
+        # the counters for the position they move to: past the origin no compare lies
+        # between the counters and the handshake or the counters' enables. They come from
+        # compares of the counters with the frame's bounds (derived when its first beat is
+        # taken and held with it), taken in parallel with the handshake. At the origin, and
+        # for the position after it, they reduce to checks of the configuration's fields
+        # that need no adder.
+        col_last_m1 = Signal(len(col) + 1)  # padded width - 2
+        row_last_m1 = Signal(len(row) + 1)  # padded height - 2
+        col_end_m1 = Signal(len(col) + 1)   # pad_left + width - 1: last real column
+        row_end_m1 = Signal(len(row) + 1)   # pad_top + height - 1: last real row
+        narrow = Signal()                   # padded width 1: every column is the last
+        pad_c, pad_r = Signal(), Signal()
+        last_c, last_r = Signal(), Signal()
 
         bypass = cfg.mode == PoolMode.BYPASS
         k3 = cfg.kernel == 3
@@ -182,18 +187,43 @@ class PoolUnit(wiring.Component):
         in_pad = Signal()
         at_col_last = Signal()
         at_row_last = Signal()
+
+        def padded_is(size, lo, hi, n_):
+            """``size + lo + hi == n_`` for ``n_`` of 1 or 2 without an adder (``size``
+            at least 1)."""
+            if n_ == 1:
+                return (size == 1) & (lo == 0) & (hi == 0)
+            return (((size == 2) & (lo == 0) & (hi == 0))
+                    | ((size == 1) & (((lo == 1) & (hi == 0)) | ((lo == 0) & (hi == 1)))))
+
         with m.If(first):
             m.d.comb += [
                 in_pad.eq(~bypass & ((c0.pad_left != 0) | (c0.pad_top != 0))),
-                at_col_last.eq((c0.width == 1) & (c0.pad_left == 0) & (c0.pad_right == 0)),
-                at_row_last.eq((c0.height == 1) & (c0.pad_top == 0) & (c0.pad_bottom == 0)),
+                at_col_last.eq(padded_is(c0.width, c0.pad_left, c0.pad_right, 1)),
+                at_row_last.eq(padded_is(c0.height, c0.pad_top, c0.pad_bottom, 1)),
             ]
         with m.Else():
             m.d.comb += [
-                in_pad.eq(~bypass & ((col < cfg.pad_left) | (col >= col_end)
-                                     | (row < cfg.pad_top) | (row >= row_end))),
-                at_col_last.eq(col == col_last),
-                at_row_last.eq(row == row_last),
+                in_pad.eq(~bypass & (pad_c | pad_r)),
+                at_col_last.eq(last_c),
+                at_row_last.eq(last_r),
+            ]
+        # The next position's flags, for each way the counters can move.
+        step_pad_c, step_last_c = Signal(), Signal()   # to col + 1
+        down_pad_r, down_last_r = Signal(), Signal()   # to row + 1
+        with m.If(first):
+            m.d.comb += [
+                step_pad_c.eq((c0.pad_left == 2) | ((c0.pad_left == 0) & (c0.width == 1))),
+                step_last_c.eq(padded_is(c0.width, c0.pad_left, c0.pad_right, 2)),
+                down_pad_r.eq((c0.pad_top == 2) | ((c0.pad_top == 0) & (c0.height == 1))),
+                down_last_r.eq(padded_is(c0.height, c0.pad_top, c0.pad_bottom, 2)),
+            ]
+        with m.Else():
+            m.d.comb += [
+                step_pad_c.eq(((col == 0) & (latched.pad_left == 2)) | (col >= col_end_m1)),
+                step_last_c.eq(col == col_last_m1),
+                down_pad_r.eq(((row == 0) & (latched.pad_top == 2)) | (row >= row_end_m1)),
+                down_last_r.eq(row == row_last_m1),
             ]
         # A frame starts only once its first real beat is offered, so that its
         # configuration is known even when it begins with padding.
@@ -216,20 +246,31 @@ class PoolUnit(wiring.Component):
             m.d.sync += latched.eq(cfg)
             with m.If(first):
                 m.d.sync += [
-                    col_last.eq(c0.width + c0.pad_left + c0.pad_right - 1),
-                    row_last.eq(c0.height + c0.pad_top + c0.pad_bottom - 1),
-                    col_end.eq(c0.pad_left + c0.width),
-                    row_end.eq(c0.pad_top + c0.height),
+                    col_last_m1.eq(c0.width + c0.pad_left + c0.pad_right - 2),
+                    row_last_m1.eq(c0.height + c0.pad_top + c0.pad_bottom - 2),
+                    col_end_m1.eq(c0.pad_left + c0.width - 1),
+                    row_end_m1.eq(c0.pad_top + c0.height - 1),
+                    narrow.eq(at_col_last),
                 ]
             with m.If(~bypass):
                 with m.If(at_col_last):
-                    m.d.sync += col.eq(0)
+                    # to column 0 (never past the last real column: width >= 1)
+                    m.d.sync += [col.eq(0), pad_c.eq(cfg.pad_left != 0),
+                                 last_c.eq(Mux(first, 1, narrow))]
                     with m.If(at_row_last):
-                        m.d.sync += row.eq(0)
+                        m.d.sync += [row.eq(0), first.eq(1)]
                     with m.Else():
-                        m.d.sync += row.eq(row + 1)
+                        m.d.sync += [row.eq(row + 1), first.eq(0),
+                                     pad_r.eq(down_pad_r), last_r.eq(down_last_r)]
                 with m.Else():
-                    m.d.sync += col.eq(col + 1)
+                    m.d.sync += [col.eq(col + 1), first.eq(0),
+                                 pad_c.eq(step_pad_c), last_c.eq(step_last_c)]
+                    with m.If(first):
+                        # staying on row 0
+                        m.d.sync += [
+                            pad_r.eq(c0.pad_top != 0),
+                            last_r.eq(padded_is(c0.height, c0.pad_top, c0.pad_bottom, 1)),
+                        ]
 
         # Line memory: each word holds column ``col`` of rows r-1 (low) and r-2 (high).
         line_bits = n * a_bits
