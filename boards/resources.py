@@ -400,21 +400,30 @@ def lane_address_registers(arch: ArchConfig) -> dict:
     (:class:`hw.seml.engine_units.EngineUnit`): each pixel and weight lane's address and
     its offset, as wide as the buffer's byte address; each pixel lane's next column, next
     row and next tile (its own copies, offset included), and its registered next-tile
-    address where the lanes jump (POINTWISE)."""
+    address where the lanes jump (POINTWISE); in the windowed units (CONV, DEPTHWISE)
+    each weight lane's next tap, next kernel row and next tile, the same way."""
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
     return {f"compute_{engine.name.lower()}": ((5 + jumps) * len(pixels) * ib
-                                               + 2 * len(weights) * wb)
+                                               + (5 if _windowed(engine) else 2)
+                                               * len(weights) * wb)
             for engine, pixels, weights, jumps in _plan(arch).unit_lanes}
+
+
+def _windowed(engine) -> bool:
+    return engine in (Engine.CONV, Engine.DEPTHWISE)
 
 
 def lane_address_adders(arch: ArchConfig) -> dict:
     """``{submodule: LUTs}`` of the adders that keep each pixel lane's own next column,
     next row and next tile (:func:`lane_address_registers`): four more byte-address
     adders per lane than a pointer plus an offset takes (one LUT per bit in a carry
-    chain), one fewer where the lanes jump (the next-tile address is a copy)."""
-    ib = _log2(arch.ibuf_bytes)
-    return {f"compute_{engine.name.lower()}": (4 - jumps) * len(pixels) * ib
-            for engine, pixels, _, jumps in _plan(arch).unit_lanes}
+    chain), one fewer where the lanes jump (the next-tile address is a copy); three more
+    per weight lane of the windowed units (its next tap, kernel row and tile)."""
+    ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
+    return {f"compute_{engine.name.lower()}": ((4 - jumps) * len(pixels) * ib
+                                               + (3 * len(weights) * wb
+                                                  if _windowed(engine) else 0))
+            for engine, pixels, weights, jumps in _plan(arch).unit_lanes}
 
 
 def handshake_registers(arch: ArchConfig) -> dict:

@@ -611,11 +611,6 @@ class EngineUnit(wiring.Component):
         w_tile = Signal(16)
         w_ky = Signal(16)
         w_kx = Signal(16)
-        # where the lanes move at a kernel row's end (the next row's first tap) and at
-        # the kernel's end (the next tile's first input channel, tap 0): registers kept
-        # with the tap counters, so that the lanes' next address is a multiplexer of them
-        w_row_next = Signal(32)
-        w_tile_next = Signal(32)
         w_c0 = Signal(16)         # first input channel of the tile
         # the loops' ends (the last tile, tap column and tap row) as flags kept with
         # their counters
@@ -628,19 +623,15 @@ class EngineUnit(wiring.Component):
             last_kx, w_kx_restart, w_kx_step = end_flag(kern, "w_kx")
             last_ky, w_ky_restart, w_ky_step = end_flag(kern, "w_ky")
             with m.If(cmd_go):
-                m.d.sync += [w_kx_restart(), w_ky_restart(), w_row_next.eq(g_wbase + k_w * we),
-                             w_tile_next.eq(g_wbase + w_tile_step)]
+                m.d.sync += [w_kx_restart(), w_ky_restart()]
             tap_ok = (w_ky < k_h) & (w_kx < k_w)
             with m.If(wf.issue):
                 m.d.sync += [w_kx.eq(w_kx + 1), w_kx_step(w_kx)]
                 with m.If(last_kx):
-                    m.d.sync += [w_kx.eq(0), w_ky.eq(w_ky + 1), w_kx_restart(), w_ky_step(w_ky),
-                                 w_row_next.eq(w_row_next + k_w * we)]
+                    m.d.sync += [w_kx.eq(0), w_ky.eq(w_ky + 1), w_kx_restart(), w_ky_step(w_ky)]
                     with m.If(last_ky):
                         m.d.sync += [w_ky.eq(0), w_tile.eq(w_tile + 1), w_c0.eq(w_c0 + P),
-                                     w_ky_restart(), w_tile_step_flag(w_tile),
-                                     w_row_next.eq(w_tile_next + k_w * we),
-                                     w_tile_next.eq(w_tile_next + w_tile_step)]
+                                     w_ky_restart(), w_tile_step_flag(w_tile)]
                         with m.If(last_tile_w):
                             m.d.sync += wf.active.eq(0)
             # every tile's first taps miss on every lane
@@ -648,17 +639,31 @@ class EngineUnit(wiring.Component):
             # the lanes' addresses follow tap (ky, kx) of their channels: the next tap,
             # or at the end of a kernel row the next row's first (the next tile's first
             # at the end of the kernel)
-            w_moved = Signal(32)
-            m.d.comb += w_moved.eq(Mux(last_ky, w_tile_next, w_row_next))
+            # Each lane keeps where it moves at a kernel row's end (the next row's first
+            # tap) and at the kernel's end (the next tile's first input channel, tap 0),
+            # stepped with the tap counters, and its next tap: where it goes after a read
+            # is a multiplexer of its registers, with no adder before the fetcher's hit
+            # checks.
             per_lane = P if kind is Engine.CONV else 1
             for j in range(L):
                 for i in range(per_lane):
                     addr, en, _ = wfetch.lane(j * per_lane + i)
-                    lane_address(addr, wfetch.lane_adv(j * per_lane + i),
-                                 w_m_stride * j + w_c_stride * i, f"w_lane{j}_{i}",
-                                 start=g_wbase, issue=wf.issue, stepped=we,
-                                 moved=(last_kx, lambda off: w_moved + off),
-                                 active=wf.active)
+                    row_l = Signal(len(addr), name=f"w_lane{j}_{i}_row_next")
+                    tile_l = Signal(len(addr), name=f"w_lane{j}_{i}_tile_next")
+                    first = lane_address(addr, wfetch.lane_adv(j * per_lane + i),
+                                         w_m_stride * j + w_c_stride * i, f"w_lane{j}_{i}",
+                                         start=g_wbase, issue=wf.issue, stepped=we,
+                                         moved=(last_kx, lambda off, r=row_l, t=tile_l:
+                                                Mux(last_ky, t, r)),
+                                         active=wf.active, ahead=True)
+                    with m.If(cmd_go):
+                        m.d.sync += [row_l.eq(first + k_w * we),
+                                     tile_l.eq(first + w_tile_step)]
+                    with m.If(wf.issue & last_kx):
+                        m.d.sync += row_l.eq(row_l + k_w * we)
+                        with m.If(last_ky):
+                            m.d.sync += [row_l.eq(tile_l + k_w * we),
+                                         tile_l.eq(tile_l + w_tile_step)]
                     m.d.comb += [en.eq(wf.want),
                                  wfetch.lane_armed(j * per_lane + i).eq(wf.active)]
                     mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c) if per_lane > 1
