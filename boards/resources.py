@@ -438,8 +438,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     the FIFO's pointers, level and output flag) and the CONV and POINTWISE engines'
     last-tile flags; the line buffers' copy of the last column written (``(K - 1) x
     lanes`` pixels) and their ``narrow`` flag; the output size the conv engine's pool
-    takes from registers and its frame bounds (the padded size less one and the
-    padding's first column and row); and, in the core, the
+    takes from registers, its frame bounds (the padded size less two and the last real
+    column and row) and its position flags; and, in the core, the
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
     every lane's address, element and enable); OBUF's registered write port (address,
     ``banks`` bytes and count) and IBUF's and WBUF's (a bus word); the OBUF stager's
@@ -448,9 +448,11 @@ def handshake_registers(arch: ArchConfig) -> dict:
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
     a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
     units' feeders' second entries (a pixel and a weight beat); the DMA write side's
-    third held word; the count of instructions still to fetch and its zero flag; the
+    third and fourth held words and each direction's head burst and beat registers; the
+    POOL unit's masked elements and largest-element accumulators; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
+    from hw.seml.compute import POOL_LANES
     from hw.seml.core import MAX_BURST
     from hw.seml.decode import range_room_bits
     from hw.seml.dma import burst_queue_bits
@@ -473,7 +475,9 @@ def handshake_registers(arch: ArchConfig) -> dict:
         return _log2(size) + 8 * width + _log2(width + 1)
 
     pad = 2 * POOL_MAX_PAD
-    bounds = 2 * (_log2(arch.max_width + pad + 1) + _log2(arch.max_height + pad + 1)) + 2
+    # the padded size less two and the last real column and row (one bit wider than the
+    # counters), the origin flag, the padded-width-1 flag and the position's four flags
+    bounds = 2 * (_log2(arch.max_width + pad + 1) + _log2(arch.max_height + pad + 1)) + 4 + 6
     # the windowed units' feeders' second entries: a pixel beat and a weight beat, each
     # with its valid flag
     code_bits = Shape.cast(weight_shape(arch)).width
@@ -502,6 +506,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
                  + len(plan.unit_lanes) + 32 + 1 + 1,
         # each buffer range's room (``limit - start``), taken with the first stage
         "decoder": range_room_bits(arch),
+        # each lane's masked element for the sum and its largest-element accumulator
+        "compute_pool": 2 * POOL_LANES * arch.act_bits,
         # the write side's third and fourth held words (its ``wr_data.ready`` a
         # register); each direction's head burst and beat registers
         "dma": 2 * 8 * arch.axi_data_bytes

@@ -376,30 +376,36 @@ class PoolWindowUnit(wiring.Component):
         ok2 = [reg(o, f"ok2_{j}", 1) for j, o in enumerate(ok1b)]
         on2 = reg(on1b, "on2", 1)
         x2 = [reg(x, f"x2_{j}", signed(arch.act_bits)) for j, x in enumerate(xs)]
+        # the element as the sum takes it (0 at a padded position), masked a stage early
+        x2s = [reg(Mux(o, x, 0), f"x2s_{j}", signed(arch.act_bits))
+               for j, (o, x) in enumerate(zip(ok1b, xs))]
         out_addr2 = reg(out_addr1b, "out_addr2", ow)
         count2 = reg(count1b, "count2", range(P * e + 1))
         finals = []
         for j in range(P):
-            acc = Signal(signed(acc_bits), name=f"acc_{j}")
+            # Two accumulators, each with nothing but its own update in its loop: the
+            # window's largest element (``act_bits``) and its sum (``acc_bits``); the mode
+            # picks one after them.
+            acc_m = Signal(signed(arch.act_bits), name=f"acc_max_{j}")
+            acc_s = Signal(signed(acc_bits), name=f"acc_{j}")
+            fm = Signal(signed(arch.act_bits), name=f"final_max_{j}")
+            fs = Signal(signed(acc_bits), name=f"final_sum_{j}")
             f = Signal(signed(acc_bits), name=f"final_{j}")
             seen = Signal(name=f"seen_{j}")
-            with m.If(is_max):
-                # A padded position never wins: until a real element is seen, the next
-                # real element replaces whatever the accumulator holds.
-                # (the compare is ``act_bits`` wide: once an element is seen the
-                # accumulator holds one, sign-extended)
-                takes = ok2[j] & (first_tap2 | ~seen
-                                  | (x2[j] > acc[:arch.act_bits].as_signed()))
-                m.d.comb += f.eq(Mux(takes, x2[j], acc))
-                with m.If(v2):
-                    with m.If(ok2[j]):
-                        m.d.sync += seen.eq(1)
-                    with m.Elif(first_tap2):
-                        m.d.sync += seen.eq(0)
-            with m.Else():
-                m.d.comb += f.eq(Mux(first_tap2, 0, acc) + Mux(ok2[j], x2[j], 0))
+            # A padded position never wins: until a real element is seen, the next real
+            # element replaces whatever the accumulator holds.
+            takes = ok2[j] & (first_tap2 | ~seen | (x2[j] > acc_m))
+            m.d.comb += [
+                fm.eq(Mux(takes, x2[j], acc_m)),
+                fs.eq(Mux(first_tap2, 0, acc_s) + x2s[j]),
+                f.eq(Mux(is_max, fm, fs)),
+            ]
             with m.If(v2):
-                m.d.sync += acc.eq(f)
+                m.d.sync += [acc_m.eq(fm), acc_s.eq(fs)]
+                with m.If(ok2[j]):
+                    m.d.sync += seen.eq(1)
+                with m.Elif(first_tap2):
+                    m.d.sync += seen.eq(0)
             finals.append(f)
 
         # Stage 3: multiply by the requantization multiplier ----------------------------
