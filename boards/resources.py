@@ -463,7 +463,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
     d = _log2(arch.max_width * arch.max_height + 1)
     total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
     bound = 16 + 1                  # a loop count's ``count - 2`` and ``count == 1``
-    unit = 2 * 16 + 2 * bound + 3   # rows - 1, taps; the tiles' and columns' flags
+    unit = 2 * 16 + 2 * bound + 4   # rows - 1, taps; the tiles', columns' and last group's flags
     taps = bound + 2                # the windowed units' tap column and row flags
 
     def acc(po):

@@ -497,7 +497,9 @@ class EngineUnit(wiring.Component):
         finish = Signal()        # the instruction's last group ends
         job_done = Signal()      # the engine reported the group's job done
         pixels_pending = Signal()  # pixels of the group not yet taken by the engine
-        last_group = m0 + L >= out_c
+        # the group is the instruction's last: a flag set with ``m0`` (``finish`` and the
+        # fetchers' ``relocate`` start at registers)
+        last_group = Signal()
         with m.FSM() as fsm:
             with m.State("IDLE"), m.If(self.start):
                 kk = Signal(16)
@@ -530,6 +532,7 @@ class EngineUnit(wiring.Component):
                     row_step.eq(stride_h * in_w * e),
                     col_step.eq(stride_w * e),
                     m0.eq(0),
+                    last_group.eq(L >= out_c),
                     g_wbase.eq(wbuf_addr),
                     g_obase.eq(obuf_addr),
                     g_ibase.eq(ibuf_addr),
@@ -553,6 +556,7 @@ class EngineUnit(wiring.Component):
                     m.d.sync += [
                         job_done.eq(0),
                         m0.eq(m0 + L),
+                        last_group.eq(m0 + 2 * L >= out_c),
                         g_wbase.eq(g_wbase + w_group_step),
                         g_obase.eq(g_obase + o_group_step),
                         g_ibase.eq(g_ibase + i_group_step),
