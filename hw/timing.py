@@ -119,7 +119,7 @@ POOL_LANES = 8
 #: PoolWindowUnit`) and the cycle ``busy`` falls in.
 DRAIN_CYCLES = 10
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
-ADD_JOB_CYCLES = 6
+ADD_JOB_CYCLES = 7
 #: Cycles an ADD instruction's first beat waits while the first runs of both operands are
 #: read through the one IBUF read port (:class:`hw.seml.units.AddUnit`).
 ADD_FETCH_CYCLES = 4

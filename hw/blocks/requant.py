@@ -40,17 +40,14 @@ def _check_int(name, value, lo, hi):
         raise ValueError(f"{name} must be an integer between {lo} and {hi}, not {value!r}")
 
 
-def round_shift(m, x, s, shift_bits, *, s_m1=None, s_zero=None):
+def round_shift(m, x, s, shift_bits):
     """Add to ``m`` the logic of ``round_shift(x, s)`` and return the result.
 
     Uses ``((x >> (s - 1)) + 1) >> 1`` for ``s > 0``, which equals
     ``floor(x / 2**s + 1/2)`` without building the constant ``1 << (s - 1)``
-    (as wide as the largest shift). A caller that holds ``s - 1`` and ``s == 0`` in
-    registers passes them as ``s_m1`` and ``s_zero`` (``s`` is then unused), so that
-    the shifter starts at registers.
+    (as wide as the largest shift).
     """
-    if s_m1 is None:
-        s_m1, s_zero = (s - 1)[:shift_bits], s == 0
+    s_m1, s_zero = (s - 1)[:shift_bits], s == 0
     pre = Signal(signed(len(x)))
     m.d.comb += pre.eq(x >> s_m1)
     rounded = Signal(signed(len(x) + 1))

@@ -12,7 +12,7 @@ read-modify-write of an output buffer stays hazard free: the sums a beat's read 
 (written in the cycle of the read or after it) are forwarded (:func:`accumulate`).
 
 The element-wise engine keeps a pipeline that advances as a whole on one enable,
-``en = ~o.valid | o.ready`` (:func:`shift_tail`): two stages, a handful of lanes.
+``en = ~o.valid | o.ready`` (:func:`shift_tail`): three stages, a handful of lanes.
 
 The pieces here add logic to an engine's :class:`~amaranth.hdl.Module`:
 
@@ -39,7 +39,7 @@ from amaranth.utils import bits_for
 from .. import isa, weight_codes
 from ..arch import ArchConfig
 from ..blocks.pe import MultiplierElement
-from ..blocks.requant import RequantUnit, clamp, round_shift
+from ..blocks.requant import RequantUnit, clamp
 
 __all__ = [
     "REQUANT_LATENCY",
@@ -256,21 +256,25 @@ def requant_tail(m: Module, pipe: Pipeline, *, acc, valid, lo, hi, queue: Output
 def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, shift_bits: int):
     """``clamp(round_shift(value, shift), lo, hi)`` per lane into ``o``, driving ``pipe.en``.
 
-    For sums that are already scaled (the residual add); two stages, the second being the
-    output register. Uses :func:`hw.blocks.requant.round_shift` and
-    :func:`hw.blocks.requant.clamp`, the same rounding as :class:`RequantUnit`.
-    ``shift`` is a job's configuration: ``shift - 1`` and ``shift == 0`` are taken
-    into registers a cycle behind it, so the shifter starts at registers (``shift``
-    must hold from the cycle before the first beat reaches the first stage).
+    For sums that are already scaled (the residual add); three stages, the last being the
+    output register: the shift, the rounding increment and the clamp each end at
+    registers. ``round_shift(x, s)`` is ``(p + 1) >> 1`` with ``p = x >> (s - 1)``, and
+    with ``p = 2 * x`` for ``s == 0``; the same rounding as :class:`RequantUnit`
+    (:func:`hw.blocks.requant.round_shift`). ``shift`` is a job's configuration:
+    ``shift - 1`` and ``shift == 0`` are taken into registers a cycle behind it, so the
+    shifter starts at registers (``shift`` must hold from the cycle before the first
+    beat reaches the first stage).
     """
     m.d.comb += pipe.en.eq(~o.valid | o.ready)
     s_m1 = Signal(shift_bits, name="shift_m1")
     s_zero = Signal(name="shift_zero")
     m.d.sync += [s_m1.eq(shift - 1), s_zero.eq(shift == 0)]
-    vr = pipe.valid(valid, "shift_v")
-    rounded = [pipe.reg(round_shift(m, v, shift, shift_bits, s_m1=s_m1, s_zero=s_zero),
-                        f"shift_r{i}")
-               for i, v in enumerate(values)]
+    vp = pipe.valid(valid, "shift_v")
+    pre = [pipe.reg(Mux(s_zero, v << 1, v >> s_m1), f"shift_p{i}", signed(len(v) + 1))
+           for i, v in enumerate(values)]
+    vr = pipe.valid(vp, "round_v")
+    rounded = [pipe.reg((p + 1) >> 1, f"shift_r{i}", signed(len(p)))
+               for i, p in enumerate(pre)]
     with m.If(pipe.en):
         m.d.sync += o.valid.eq(vr)
         for i, r in enumerate(rounded):
