@@ -134,9 +134,13 @@ class InstructionFetch(wiring.Component):
         left = Signal(32)          # words still to request
         inflight = Signal(range(depth + 2))  # requested words not yet in the FIFO
         crc_mode = Signal()
-        m.d.comb += self.cmd.ready.eq(left == 0)
+        # ``left != 0`` as a flag set with ``left``: the read-address request (and through
+        # the arbiter the DMA's ``arready``) starts at a register, not at a 32-bit compare
+        left_nz = Signal()
+        m.d.comb += self.cmd.ready.eq(~left_nz)
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [addr.eq(self.cmd.payload.addr), left.eq(self.cmd.payload.words)]
+            m.d.sync += [addr.eq(self.cmd.payload.addr), left.eq(self.cmd.payload.words),
+                         left_nz.eq(self.cmd.payload.words != 0)]
             with m.If(self.cmd.payload.crc):
                 m.d.sync += crc_mode.eq(1)
 
@@ -144,13 +148,14 @@ class InstructionFetch(wiring.Component):
         m.d.comb += [
             self.ar_addr.eq(addr),
             self.ar_len.eq(beats - 1),
-            self.ar_valid.eq((left != 0) & room),
+            self.ar_valid.eq(left_nz & room),
         ]
         ar_fire = self.ar_valid & self.ar_ready
         with m.If(ar_fire):
-            m.d.sync += [addr.eq(addr + INSTR_BYTES), left.eq(left - 1)]
+            m.d.sync += [addr.eq(addr + INSTR_BYTES), left.eq(left - 1),
+                         left_nz.eq(left != 1)]
         with m.If(self.abort):
-            m.d.sync += left.eq(0)
+            m.d.sync += [left.eq(0), left_nz.eq(0)]
 
         # Word assembly: beats arrive in order, lowest bytes first.
         shift = Signal(INSTR_BITS)
@@ -188,7 +193,7 @@ class InstructionFetch(wiring.Component):
         with m.If(self.cmd.valid & self.cmd.ready & ~self.cmd.payload.crc):
             m.d.sync += crc_mode.eq(0)
 
-        m.d.comb += self.idle.eq((left == 0) & (inflight == 0) & (fifo.level == 0))
+        m.d.comb += self.idle.eq(~left_nz & (inflight == 0) & (fifo.level == 0))
         return m
 
 
