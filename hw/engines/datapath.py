@@ -39,7 +39,7 @@ from amaranth.utils import bits_for
 from .. import isa, weight_codes
 from ..arch import ArchConfig
 from ..blocks.pe import MultiplierElement
-from ..blocks.requant import RequantUnit, clamp
+from ..blocks.requant import RequantUnit
 
 __all__ = [
     "REQUANT_LATENCY",
@@ -263,7 +263,8 @@ def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, sh
     (:func:`hw.blocks.requant.round_shift`). ``shift`` is a job's configuration:
     ``shift - 1`` and ``shift == 0`` are taken into registers a cycle behind it, so the
     shifter starts at registers (``shift`` must hold from the cycle before the first
-    beat reaches the first stage).
+    beat reaches the first stage; so must ``lo`` and ``hi``, whose ``min`` is a register
+    too, so that the clamp's two compares run side by side).
     """
     m.d.comb += pipe.en.eq(~o.valid | o.ready)
     s_m1 = Signal(shift_bits, name="shift_m1")
@@ -275,10 +276,15 @@ def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, sh
     vr = pipe.valid(vp, "round_v")
     rounded = [pipe.reg((p + 1) >> 1, f"shift_r{i}", signed(len(p)))
                for i, p in enumerate(pre)]
+    # The clamp's two compares side by side: ``min(max(r, lo), hi)`` is ``hi`` above
+    # ``hi``, else ``lo'`` below ``lo' = min(lo, hi)`` (a register behind the bounds),
+    # else ``r``.
+    lo_eff = Signal.like(lo, name="clamp_lo")
+    m.d.sync += lo_eff.eq(Mux(lo > hi, hi, lo))
     with m.If(pipe.en):
         m.d.sync += o.valid.eq(vr)
         for i, r in enumerate(rounded):
-            m.d.sync += o.payload[i].eq(clamp(r, lo, hi))
+            m.d.sync += o.payload[i].eq(Mux(r > hi, hi, Mux(r < lo_eff, lo_eff, r)))
     pipe.valids.append(o.valid)
 
 
