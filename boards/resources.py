@@ -449,7 +449,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
     units' feeders' second entries (a pixel and a weight beat); the DMA write side's
     third and fourth held words and each direction's head burst and beat registers; the
-    POOL unit's masked elements and largest-element accumulators; the count of instructions still to fetch and its zero flag; the
+    POOL unit's masked elements and largest-element accumulators; the issue stage's
+    opcode flags and SYNC mask; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
     from hw.seml.compute import POOL_LANES
@@ -501,9 +502,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
                               + last_column(arch.dw_channels) + held[Engine.DEPTHWISE]),
         "compute_pointwise": unit + acc(arch.pw_po) + queue(Engine.POINTWISE) + 1,
         # the skid buffer's entries and valid flags, the copies of its full flag; the
-        # instructions still to fetch and its zero flag; the stager's flush
+        # instructions still to fetch and its zero flag; the stager's flush; the issue
+        # stage's opcode flags and SYNC mask
         "(top)": 2 * (plan.lanes * (_log2(arch.obuf_bytes) + 8 * e + 1) + 1)
-                 + len(plan.unit_lanes) + 32 + 1 + 1,
+                 + len(plan.unit_lanes) + 32 + 1 + 1 + 6 + 3,
         # each buffer range's room (``limit - start``), taken with the first stage
         "decoder": range_room_bits(arch),
         # each lane's masked element for the sum and its largest-element accumulator

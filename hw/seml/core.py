@@ -24,7 +24,7 @@ import operator
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arch import ArchConfig
@@ -475,6 +475,11 @@ class SemlCore(wiring.Component):
         m.submodules.decoder = decoder = InstructionDecoder(arch, early=True)
         header = Signal(INSTR_BITS)
         ir = Signal(INSTRUCTION)
+        # one flag per opcode the issue stage acts on, and SYNC's mask, loaded with ``ir``
+        op_is = {op: Signal(name=f"op_{op.name.lower()}")
+                 for op in (Opcode.LOAD, Opcode.STORE, Opcode.ADD, Opcode.COMPUTE,
+                            Opcode.SYNC, Opcode.END)}
+        sync_mask = Signal(3)
         m.d.comb += [hdr_check.header.eq(header), decoder.word.eq(ir),
                      decoder.early.eq(fetch.word.payload),
                      load.size.eq(decoder.dma_size), store.size.eq(decoder.dma_size)]
@@ -586,8 +591,12 @@ class SemlCore(wiring.Component):
                 with m.Else():
                     m.d.comb += fetch.word.ready.eq(1)
                     with m.If(fetch.word.valid):
+                        word = data.View(INSTRUCTION, fetch.word.payload)
                         m.d.sync += [ir.eq(fetch.word.payload),
                                      decode_wait.eq(InstructionDecoder.LATENCY - 2)]
+                        m.d.sync += [flag.eq(word.opcode == op)
+                                     for op, flag in op_is.items()]
+                        m.d.sync += sync_mask.eq(word.sync.mask.as_value())
                         m.next = "DECODE"
             with m.State("DECODE"):
                 with m.If(bus_error):
@@ -598,29 +607,29 @@ class SemlCore(wiring.Component):
                 with m.Else():
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                # the decoder's error register holds the verdict on ``ir`` from here
+                # the decoder's error register holds the verdict on ``ir`` from here;
+                # the issue decision reads the opcode's flags, registered beside ``ir``
+                # (``ir`` itself fans out to every unit)
                 issued = Signal()
-                with m.Switch(ir.opcode):
-                    with m.Case(Opcode.LOAD):
-                        m.d.comb += [issued.eq(~load_busy), load.start.eq(~load_busy)]
-                    with m.Case(Opcode.STORE):
-                        m.d.comb += [issued.eq(~store_busy), store.start.eq(~store_busy)]
-                    with m.Case(Opcode.ADD):
-                        m.d.comb += [issued.eq(~compute_busy), add.start.eq(~compute_busy)]
-                    with m.Case(Opcode.COMPUTE):
-                        m.d.comb += [issued.eq(~compute_busy),
-                                     compute_start.eq(~compute_busy)]
-                        with m.Switch(ir.compute.engine):
-                            for engine, unit in units.items():
-                                with m.Case(engine):
-                                    m.d.comb += unit.start.eq(~compute_busy)
-                    with m.Case(Opcode.SYNC):
-                        mask = ir.sync.mask.as_value()
-                        m.d.comb += issued.eq(
-                            ~(mask[0] & load_busy) & ~(mask[1] & compute_busy)
-                            & ~(mask[2] & store_busy))
-                    with m.Case(Opcode.END):
-                        m.d.comb += issued.eq(all_idle)
+                with m.If(op_is[Opcode.LOAD]):
+                    m.d.comb += [issued.eq(~load_busy), load.start.eq(~load_busy)]
+                with m.If(op_is[Opcode.STORE]):
+                    m.d.comb += [issued.eq(~store_busy), store.start.eq(~store_busy)]
+                with m.If(op_is[Opcode.ADD]):
+                    m.d.comb += [issued.eq(~compute_busy), add.start.eq(~compute_busy)]
+                with m.If(op_is[Opcode.COMPUTE]):
+                    m.d.comb += [issued.eq(~compute_busy),
+                                 compute_start.eq(~compute_busy)]
+                    with m.Switch(ir.compute.engine):
+                        for engine, unit in units.items():
+                            with m.Case(engine):
+                                m.d.comb += unit.start.eq(~compute_busy)
+                with m.If(op_is[Opcode.SYNC]):
+                    m.d.comb += issued.eq(
+                        ~(sync_mask[0] & load_busy) & ~(sync_mask[1] & compute_busy)
+                        & ~(sync_mask[2] & store_busy))
+                with m.If(op_is[Opcode.END]):
+                    m.d.comb += issued.eq(all_idle)
                 with m.If(bus_error | (decoder.error != ErrorCode.NONE)):
                     # Nothing new starts after a bus error or for an illegal instruction.
                     m.d.comb += [load.start.eq(0), store.start.eq(0), add.start.eq(0),
