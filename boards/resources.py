@@ -449,7 +449,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
     units' feeders' second entries (a pixel and a weight beat); the DMA write side's
     third and fourth held words and each direction's head burst and beat registers; the
-    POOL unit's masked elements and largest-element accumulators; the issue stage's
+    POOL unit's masked elements and largest-element accumulators and its copies of the
+    instruction's fields; the issue stage's
     opcode flags and SYNC mask; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
@@ -508,8 +509,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
                  + len(plan.unit_lanes) + 32 + 1 + 1 + 6 + 3,
         # each buffer range's room (``limit - start``), taken with the first stage
         "decoder": range_room_bits(arch),
-        # each lane's masked element for the sum and its largest-element accumulator
-        "compute_pool": 2 * POOL_LANES * arch.act_bits,
+        # each lane's masked element for the sum and its largest-element accumulator;
+        # the copies of the instruction's fields its start products are taken from
+        "compute_pool": 2 * POOL_LANES * arch.act_bits + 2 * 16 + 3 * 8
+                        + _log2(POOL_LANES + 1),
         # the write side's third and fourth held words (its ``wr_data.ready`` a
         # register); each direction's head burst and beat registers
         "dma": 2 * 8 * arch.axi_data_bytes

@@ -162,17 +162,27 @@ class PoolWindowUnit(wiring.Component):
         plane = Signal(ib)
         row_stride = Signal(24)
         top_rows = Signal(24)
-        # Registered from ``instr`` while the unit is idle, so that the job starts from
-        # registers (``instr`` holds the same word in the cycle before ``start``), and
-        # held from ``start`` until the unit is idle again.
+        # Two registered stages from ``instr``: its fields are copied every cycle, and the
+        # products and compares are taken from the copies while the unit is idle and held
+        # from ``start`` until it is idle again. The job starts from registers, and no
+        # path runs from the instruction register (which fans out to every unit) through
+        # arithmetic: ``instr`` holds the same word in the two cycles before ``start``
+        # (the core's DECODE, or the wait for the unit to go idle).
+        f_in_h, f_in_w = Signal(16, name="f_in_h"), Signal(16, name="f_in_w")
+        f_stride_h, f_stride_w = Signal(8, name="f_stride_h"), Signal(8, name="f_stride_w")
+        f_pad_top = Signal(8, name="f_pad_top")
+        f_step = Signal(range(P + 1), name="f_step")
+        m.d.sync += [f_in_h.eq(c.in_h), f_in_w.eq(c.in_w), f_stride_h.eq(c.stride_h),
+                     f_stride_w.eq(c.stride_w), f_pad_top.eq(c.pad_top),
+                     f_step.eq(step_at_start)]
         with m.If(~self.busy & ~self.start):
-            m.d.sync += step.eq(step_at_start)
+            m.d.sync += step.eq(f_step)
             for j in range(P):
-                m.d.sync += offs[j].eq(Mux(j * c.stride_w * e <= n - e, j * c.stride_w * e, 0)
+                m.d.sync += offs[j].eq(Mux(j * f_stride_w * e <= n - e, j * f_stride_w * e, 0)
                                        if j else 0)
-                m.d.sync += joff[j].eq(j * c.stride_w)
-            m.d.sync += [plane.eq(c.in_h * c.in_w), row_stride.eq(c.stride_h * c.in_w),
-                         top_rows.eq(c.pad_top * c.in_w)]
+                m.d.sync += joff[j].eq(j * f_stride_w)
+            m.d.sync += [plane.eq(f_in_h * f_in_w), row_stride.eq(f_stride_h * f_in_w),
+                         top_rows.eq(f_pad_top * f_in_w)]
         with m.If(self.start):
             avg = c.pool == Pool.AVG
             m.d.sync += [

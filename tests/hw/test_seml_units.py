@@ -289,9 +289,9 @@ def _check_pool_window_unit(name, case, arch_options):
     cycles = []
 
     async def bench(ctx):
-        # as the core's instruction register: the word is there a cycle before start
+        # as the core's instruction register: the word is there two cycles before start
         ctx.set(dut.instr.as_value(), int.from_bytes(word, "little"))
-        await ctx.tick()
+        await ctx.tick().repeat(2)
         ctx.set(dut.start, 1)
         n = 0
         for _ in range(5000):
