@@ -36,6 +36,8 @@ from hw.blocks.pool import MAX_PAD as POOL_MAX_PAD
 from hw.engines.datapath import weight_shape
 from hw.isa import Engine, element_bytes
 from hw.timing import (
+    BUFFER_READ_STAGES,
+    OBUF_WRITE_STAGES,
     conv_engine_latency,
     depthwise_engine_latency,
     output_queue_depth,
@@ -369,11 +371,11 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     ``wbuf_fetch``: the lanes of the unit with the most, each as wide as the widest);
     with ``private_fetchers`` each unit has its own (counted in the unit,
     ``compute_conv`` ...: its own lanes and widths).
-    ADD reads its two operands through two runs each (:class:`hw.seml.units.AddUnit`):
+    ADD reads its two operands through ``ADD_RUNS`` runs each (:class:`hw.seml.units.AddUnit`):
     the runs, the next run's address, the offset in the run and a beat-wide output
     register, and the bank of the element being read and of the next run's first
     (flip-flops); the beat's select out of the runs (LUTs)."""
-    from hw.seml.units import add_lanes
+    from hw.seml.units import ADD_RUNS, add_lanes
 
     plan = _plan(arch)
     banks = plan.banks
@@ -390,8 +392,13 @@ def lane_fetchers(arch: ArchConfig) -> dict:
         out = {"ibuf_fetch": fetcher_figures(plan.ibuf_lanes, 2, ib, banks),
                "wbuf_fetch": fetcher_figures(plan.wbuf_lanes, 1, wb, banks)}
     bb = add_lanes(arch) * e
-    out["add"] = {"ff": 2 * (2 * (8 * banks + 1) + ib + 3 * _log2(banks) + 3 + 8 * bb),
-                  "lut": 2 * (8 * bb * math.ceil(2 * banks / 4) + ib)}
+    # (per operand: the runs and their valid flags, the next run's address, the offset,
+    # the element's banks, the head, tail and held counts; the beat register; the
+    # in-flight stages)
+    out["add"] = {"ff": 2 * (ADD_RUNS * (8 * banks + 1) + ib + 3 * _log2(banks)
+                             + 2 * _log2(ADD_RUNS) + _log2(ADD_RUNS + 1) + 8 * bb)
+                        + 2 * (2 + BUFFER_READ_STAGES),
+                  "lut": 2 * (8 * bb * math.ceil(ADD_RUNS * banks / 4) + ib)}
     return out
 
 
@@ -442,15 +449,17 @@ def handshake_registers(arch: ArchConfig) -> dict:
     column and row) and its position flags; and, in the core, the
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
     every lane's address, element and enable); OBUF's registered write port (address,
-    ``banks`` bytes and count) and IBUF's and WBUF's (a bus word); the OBUF stager's
+    ``banks`` bytes and count; ``OBUF_WRITE_STAGES`` of them) and IBUF's and WBUF's (a
+    bus word), and IBUF's and WBUF's read stages (each bank's row and enable); the OBUF
+    stager's
     run end addresses and room flags;
     STORE's skid buffer before the DMA (two raw words of OBUF's banks with the read
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
     a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
     units' feeders' second entries (a pixel and a weight beat); the DMA write side's
     third and fourth held words and each direction's head burst and beat registers; the
-    POOL unit's masked elements and largest-element accumulators and its copies of the
-    instruction's fields; the issue stage's
+    POOL unit's masked elements and largest-element accumulators, its copies of the
+    instruction's fields and its stage per IBUF read stage; the issue stage's
     opcode flags and SYNC mask; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
@@ -475,6 +484,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
     def write_register(size, width):
         # a byte buffer's registered write port: address, ``width`` bytes and count
         return _log2(size) + 8 * width + _log2(width + 1)
+
+    def read_stages(size):
+        # a byte buffer's read stages: each bank's row and enable
+        return BUFFER_READ_STAGES * plan.banks * (_log2(-(-size // plan.banks)) + 1)
 
     pad = 2 * POOL_MAX_PAD
     # the padded size less two and the last real column and row (one bit wider than the
@@ -512,15 +525,23 @@ def handshake_registers(arch: ArchConfig) -> dict:
         # each lane's masked element for the sum and its largest-element accumulator;
         # the copies of the instruction's fields its start products are taken from
         "compute_pool": 2 * POOL_LANES * arch.act_bits + 2 * 16 + 3 * 8
-                        + _log2(POOL_LANES + 1),
+                        + _log2(POOL_LANES + 1)
+                        # the stage per IBUF read stage: flags, lane masks and first
+                        # banks, the output address and count
+                        + BUFFER_READ_STAGES * (4 + POOL_LANES * (1 + lg)
+                                                + _log2(arch.obuf_bytes)
+                                                + _log2(POOL_LANES * e + 1)),
         # the write side's third and fourth held words (its ``wr_data.ready`` a
         # register); each direction's head burst and beat registers
         "dma": 2 * 8 * arch.axi_data_bytes
                + 2 * burst_queue_bits(arch.axi_data_bits, MAX_BURST)[1],
-        "obuf": write_register(arch.obuf_bytes, plan.banks),
-        # IBUF's and WBUF's registered write ports (LOAD's bus word)
-        "ibuf": write_register(arch.ibuf_bytes, arch.axi_data_bytes),
-        "wbuf": write_register(arch.wbuf_bytes, arch.axi_data_bytes),
+        "obuf": OBUF_WRITE_STAGES * write_register(arch.obuf_bytes, plan.banks),
+        # IBUF's and WBUF's registered write ports (LOAD's bus word) and each bank's
+        # registered read row and enable
+        "ibuf": write_register(arch.ibuf_bytes, arch.axi_data_bytes)
+                + read_stages(arch.ibuf_bytes),
+        "wbuf": write_register(arch.wbuf_bytes, arch.axi_data_bytes)
+                + read_stages(arch.wbuf_bytes),
         # each lane's run end address and room flag
         "obuf_stager": plan.lanes * (_log2(arch.obuf_bytes) + 1),
         # two entries of the banks' raw word, the read address's low bits and ``last``;

@@ -146,8 +146,9 @@ def buffer_banks(arch) -> int:
 
 #: Cycles a lane refill of the engine units' fetchers (:class:`hw.seml.buffers.LaneFetcher`
 #: with ``eager``) takes beyond one: its read address and enable are registered, so the
-#: read reaches the buffer a cycle after its grant.
-FETCH_LAG = 1
+#: read reaches the buffer a cycle after its grant, and the buffer's read stages
+#: (:data:`hw.timing.BUFFER_READ_STAGES`) add theirs.
+FETCH_LAG = 1 + timing.BUFFER_READ_STAGES
 
 
 def pointwise_jumps(instr, arch) -> bool:
@@ -156,8 +157,8 @@ def pointwise_jumps(instr, arch) -> bool:
     the job's first tile waits for the lanes' refills: unstrided, with each lane's channel
     plane (``e * out_h * out_w`` bytes) in one run (at most :func:`buffer_banks` bytes),
     the next tile's plane past the run (``Pi`` planes at least ``banks`` bytes) and a tile
-    of at least ``Pi + 3`` pixels (the lanes' prefetches, one wide read each, and the
-    read's three cycles: :data:`FETCH_LAG`)."""
+    of at least ``Pi + 2 + FETCH_LAG`` pixels (the lanes' prefetches, one wide read each,
+    and the read's ``1 + FETCH_LAG`` cycles: :data:`FETCH_LAG`)."""
     if instr.stride_h != 1 or instr.stride_w != 1:
         return False
     e = element_bytes(arch.act_bits)
@@ -198,7 +199,7 @@ def engine_unit_cycles(instr, arch) -> int:
     The unit reads IBUF and WBUF through one wide port each
     (:class:`hw.seml.buffers.LaneFetcher`, :func:`buffer_banks` bytes): a run of reads
     that starts after a jump waits while every lane refills, one wide read per lane plus
-    two cycles (the read address is a register: :data:`FETCH_LAG`). A job's first pixels
+    ``1 + FETCH_LAG`` cycles (the read address is a register: :data:`FETCH_LAG`). A job's first pixels
     wait ``Pi`` cycles beyond its start and its first weights ``W + 1`` (the weight
     lanes: ``Pi x Po`` for CONV, ``C`` for DEPTHWISE, ``Po`` for POINTWISE); a windowed
     engine fetches the next tile's weights once the current tile has taken its own,

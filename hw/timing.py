@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "ADD_FETCH_CYCLES",
     "ADD_JOB_CYCLES",
+    "BUFFER_READ_STAGES",
     "DDR_WRITE_AHEAD",
     "DDR_WRITE_GAP",
     "DRAIN_CYCLES",
@@ -29,6 +30,7 @@ __all__ = [
     "LOAD_OVERHEAD_CYCLES",
     "LOAD_START_CYCLES",
     "MAX_BURST",
+    "OBUF_WRITE_STAGES",
     "OUTPUT_QUEUE_LATENCY",
     "OUTPUT_QUEUE_SLACK",
     "PAGE_BYTES",
@@ -98,6 +100,13 @@ def pointwise_engine_latency(pi: int) -> int:
     return 2 + adder_tree_latency(pi) + 4 + REQUANT_LATENCY + OUTPUT_QUEUE_LATENCY
 
 
+#: Register stages IBUF and WBUF keep before their banks on a read (each bank its own
+#: registered row and enable, :class:`hw.seml.buffers.ByteBuffer` ``read_stages``): a
+#: read's data comes ``1 + BUFFER_READ_STAGES`` cycles after its address.
+BUFFER_READ_STAGES = 1
+#: Register stages OBUF keeps before its banks on a write (``write_stages``).
+OBUF_WRITE_STAGES = 2
+
 # COMPUTE units --------------------------------------------------------------------------
 
 #: Cycles of a COMPUTE on an engine unit spent outside its jobs (start to SETUP, the
@@ -115,14 +124,14 @@ FRAME_CYCLES = 3
 #: Output columns the POOL unit computes per window step.
 POOL_LANES = 8
 #: Cycles a POOL instruction keeps the POOL unit busy besides its window steps: the
-#: set-up cycle, the eight pipeline stages after stage 0 (:class:`hw.seml.compute.
-#: PoolWindowUnit`) and the cycle ``busy`` falls in.
-DRAIN_CYCLES = 10
+#: set-up cycle, the pipeline stages after stage 0 (:class:`hw.seml.compute.
+#: PoolWindowUnit`: eight, and one per IBUF read stage) and the cycle ``busy`` falls in.
+DRAIN_CYCLES = 10 + BUFFER_READ_STAGES
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
 ADD_JOB_CYCLES = 7
 #: Cycles an ADD instruction's first beat waits while the first runs of both operands are
 #: read through the one IBUF read port (:class:`hw.seml.units.AddUnit`).
-ADD_FETCH_CYCLES = 4
+ADD_FETCH_CYCLES = 4 + BUFFER_READ_STAGES
 
 
 def pool_steps(in_c, out_h, out_w, k_h, k_w, lanes=POOL_LANES):

@@ -43,11 +43,17 @@ class ByteBuffer(wiring.Component):
         Width in bytes of each read port.
     write_widths : list of int
         Width in bytes of each write port.
-    write_register : bool
-        Register every write port (address, data, count) before the banks: a write
-        reaches the banks a cycle after it is presented, so that no path runs from the
-        writers' logic into the banks' lane selects (a read in that next cycle still
-        returns the old bytes).
+    write_stages : int
+        Register stages on every write port (address, data, count) before the banks: a
+        write reaches the banks ``write_stages`` cycles after it is presented (a read in
+        those cycles still returns the old bytes), so that no path runs from the
+        writers' logic into the banks' lane selects; with two, the writers and the
+        banks each have a register beside them and the route between is a bare one.
+    read_stages : int
+        Register stages on every read port before the banks (0 or 1): each bank takes
+        its own registered row and enable, so that no path runs from the readers'
+        addresses through the row selects into the banks across the die; the data then
+        comes ``1 + read_stages`` cycles after the read.
     raw_reads : bool
         Every read port returns the banks' outputs as they are, in bank order (byte
         ``j`` of ``r{i}_data`` is bank ``j``'s: the byte of the read that lies in bank
@@ -68,15 +74,15 @@ class ByteBuffer(wiring.Component):
     r{i}_addr, r{i}_en : In
         Byte address of lane 0 of read port ``i``; the read happens when ``en`` is high.
     r{i}_data : Out(8 * read_widths[i])
-        The bytes from the last enabled read (one cycle of latency; held while ``en``
-        is low). Lane ``j`` is byte ``addr + j`` (with ``raw_reads``: bank ``j``'s
+        The bytes from the last enabled read (``1 + read_stages`` cycles of latency;
+        held while ``en`` is low). Lane ``j`` is byte ``addr + j`` (with ``raw_reads``: bank ``j``'s
         byte). A read and a write of the same byte in one cycle returns the old byte.
 
     Addresses past ``size`` wrap inside the banks; callers check ranges.
     """
 
-    def __init__(self, size, *, banks, read_widths, write_widths, write_register=False,
-                 raw_reads=False):
+    def __init__(self, size, *, banks, read_widths, write_widths, write_stages=0,
+                 read_stages=0, raw_reads=False):
         _check_positive("size", size, "Buffer size")
         _check_positive("banks", banks, "Bank count")
         if banks & (banks - 1):
@@ -96,7 +102,12 @@ class ByteBuffer(wiring.Component):
         self._banks = banks
         self._read_widths = list(read_widths)
         self._write_widths = list(write_widths)
-        self._write_register = bool(write_register)
+        for name, value, top in (("write_stages", write_stages, 2),
+                                 ("read_stages", read_stages, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+                raise ValueError(f"{name} must be an integer from 0 to {top}, not {value!r}")
+        self._write_stages = write_stages
+        self._read_stages = read_stages
         self._raw_reads = bool(raw_reads)
         self._rows = -(-size // banks)
         members = {}
@@ -158,8 +169,9 @@ class ByteBuffer(wiring.Component):
         # Write ports.
         for i, width in enumerate(self._write_widths):
             w_addr, w_data, w_count = self.write_port(i)
-            if self._write_register:
-                port = [Signal.like(v, name=f"w{i}_{n}_r")
+            for k in range(self._write_stages):
+                tag = "_r" if k == 0 else f"_r{k + 1}"
+                port = [Signal.like(v, name=f"w{i}_{n}{tag}")
                         for v, n in zip((w_addr, w_data, w_count), ("addr", "data", "count"))]
                 m.d.sync += [r.eq(v) for r, v in zip(port, (w_addr, w_data, w_count))]
                 w_addr, w_data, w_count = port
@@ -181,15 +193,28 @@ class ByteBuffer(wiring.Component):
             for j, mem in enumerate(mems):
                 rp = mem.read_port()
                 _, row = lane_of(addr, j)
-                m.d.comb += [rp.addr.eq(row), rp.en.eq(en)]
+                if self._read_stages:
+                    # the bank's own row and enable registers
+                    row_r = Signal.like(row, name=f"r{i}_row{j}_r")
+                    en_r = Signal(name=f"r{i}_en{j}_r")
+                    m.d.sync += [row_r.eq(row), en_r.eq(en)]
+                    row, bank_en = row_r, en_r
+                else:
+                    bank_en = en
+                m.d.comb += [rp.addr.eq(row), rp.en.eq(bank_en)]
                 bank_data.append(rp.data)
             banked = Cat(*bank_data)
             if self._raw_reads:
                 m.d.comb += data.eq(banked)
                 continue
+            low, low_en = addr, en
+            if self._read_stages:
+                low = Signal(max(lg, 1), name=f"r{i}_low_r")
+                low_en = Signal(name=f"r{i}_en_r")
+                m.d.sync += [low.eq(addr[:lg] if lg else 0), low_en.eq(en)]
             offset = Signal(max(lg, 1), name=f"r{i}_offset")
-            with m.If(en):
-                m.d.sync += offset.eq(addr[:lg] if lg else 0)
+            with m.If(low_en):
+                m.d.sync += offset.eq(low[:lg] if lg else 0)
             for lane in range(width):
                 # Lane ``lane`` of the read is in bank ``(offset + lane) % n``.
                 bank = Signal(max(lg, 1), name=f"r{i}_bank{lane}")
@@ -516,15 +541,18 @@ class LaneFetcher(wiring.Component):
     r_addr, r_en : Out; r_data : In(8 * width)
         The buffer's read port: a :class:`ByteBuffer` of ``width`` banks with
         ``raw_reads`` (the ``width`` bytes from ``r_addr``, any alignment, in bank order,
-        one cycle of latency). A run register holds the read as it comes from the
+        ``1 + read_stages`` cycles of latency). A run register holds the read as it comes from the
         banks, and a lane's element is selected from it by its address's low bits
         (:func:`bank_select`): no rotation between the banks and the runs.
         ``r_addr`` is 0 while ``r_en`` is low, so that readers taking turns at one
         buffer port can be combined by an OR.
+    read_stages : int
+        The buffer's read register stages (:class:`ByteBuffer`): each adds a cycle
+        between a refill's grant and its landing, through one more in-flight stage.
     """
 
     def __init__(self, *, widths, width, size, prefetch=True, jumps=False, pack=0,
-                 eager=False, lookahead=False):
+                 eager=False, lookahead=False, read_stages=0):
         if not isinstance(widths, (list, tuple)) or not widths:
             raise TypeError(f"Lane widths must be a non-empty list of integers, not {widths!r}")
         _check_positive("width", width, "Run width")
@@ -553,6 +581,9 @@ class LaneFetcher(wiring.Component):
         self._lookahead = bool(lookahead)
         if self._lookahead and not self._eager:
             raise ValueError("A fetcher looks ahead only with eager=True (registered reads)")
+        if not isinstance(read_stages, int) or isinstance(read_stages, bool) or read_stages < 0:
+            raise ValueError(f"Read stages must be a non-negative integer, not {read_stages!r}")
+        self._read_stages = read_stages
         members = {"ready": Out(1), "clear": In(1), "sequential": In(1, init=1),
                    "r_addr": Out(range(max(size, 2))), "r_en": Out(1),
                    "r_data": In(8 * width)}
@@ -789,22 +820,25 @@ class LaneFetcher(wiring.Component):
                 r_domain += self.r_addr.eq(base)
                 m.d.sync += [fl_lane.eq(q), fl_nxt.eq(to_nxt), fl_base.eq(base),
                              pend[q].eq(1)]
-        if self._eager:
-            # the read reaching the buffer this cycle; it lands in the next one
-            fl2_v = Signal()
-            fl2_lane = Signal.like(fl_lane)
-            fl2_nxt = Signal()
-            fl2_base = Signal.like(fl_base)
-            m.d.sync += [fl2_v.eq(fl_v & ~forget), fl2_lane.eq(fl_lane), fl2_nxt.eq(fl_nxt),
-                         fl2_base.eq(fl_base)]
+        # An eager fetcher's read reaches the buffer in the cycle after the grant, and
+        # each of the buffer's read stages delays it a cycle more: one more in-flight
+        # stage each; the read lands from the last.
+        fl2_lims = None
+        for k in range(int(self._eager) + self._read_stages):
+            st_v = Signal(name=f"fl{k + 2}_v")
+            st_lane = Signal.like(fl_lane, name=f"fl{k + 2}_lane")
+            st_nxt = Signal(name=f"fl{k + 2}_nxt")
+            st_base = Signal.like(fl_base, name=f"fl{k + 2}_base")
+            m.d.sync += [st_v.eq(fl_v & ~forget), st_lane.eq(fl_lane), st_nxt.eq(fl_nxt),
+                         st_base.eq(fl_base)]
+            fl_v, fl_lane, fl_nxt, fl_base, prev_base = st_v, st_lane, st_nxt, st_base, fl_base
+        if self._lookahead:
             # the landing run's limits (``base + width - w`` for each lane width ``w``),
             # registered with its base for the look-ahead's hit checks (and the runs')
-            if self._lookahead:
-                spans = sorted({span for q in range(L) for _, span in slots[q][0][3]})
-                fl2_lims = {span: Signal(abits + 1, name=f"fl2_lim{span}") for span in spans}
-                m.d.sync += [lim.eq(fl_base + span) for span, lim in fl2_lims.items()]
-                fill_lims.update(fl2_lims)
-            fl_v, fl_lane, fl_nxt, fl_base = fl2_v, fl2_lane, fl2_nxt, fl2_base
+            spans = sorted({span for q in range(L) for _, span in slots[q][0][3]})
+            fl2_lims = {span: Signal(abits + 1, name=f"fl_lim{span}") for span in spans}
+            m.d.sync += [lim.eq(prev_base + span) for span, lim in fl2_lims.items()]
+            fill_lims.update(fl2_lims)
 
         # The read lands: into the lane's run register.
         with m.If(fl_v & ~forget):

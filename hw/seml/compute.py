@@ -20,6 +20,7 @@ uses (the loop's carries are registered flags, its addresses step by addition):
 
 0. loop counters, IBUF address, padding masks; IBUF reads;
 1. read data (the buffer's rotated word);
+1a. one stage per IBUF read stage, while the read passes the buffer's registered rows;
 1b. the word registered; each lane's element shifted out of it;
 2. accumulate (sum, or max with padding never winning);
 3. ``acc * mult`` (average pooling; 1 for max pooling) as two partial products;
@@ -28,14 +29,15 @@ uses (the loop's carries are registered flags, its addresses step by addition):
 6. round (``(x + 1) >> 1``, the output's bits only) and clamp (compares in parallel);
 7. OBUF write from registers.
 
-Latency: a group's results are written 8 cycles after its last window step; an
-instruction keeps the unit :func:`pool_steps` ``+ DRAIN_CYCLES`` cycles (the set-up
-cycle, the window steps, eight stages and the cycle ``busy`` falls in).
+Latency: a group's results are written ``8 + BUFFER_READ_STAGES`` cycles after its last
+window step; an instruction keeps the unit :func:`pool_steps` ``+ DRAIN_CYCLES`` cycles
+(the set-up cycle, the window steps, the stages after stage 0 and the cycle ``busy``
+falls in).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -43,7 +45,7 @@ from amaranth.utils import exact_log2
 from ..arch import ArchConfig
 from ..engine_kinds import buffer_banks
 from ..isa import INSTRUCTION, Pool, element_bytes
-from ..timing import DRAIN_CYCLES, POOL_LANES, pool_steps
+from ..timing import BUFFER_READ_STAGES, DRAIN_CYCLES, POOL_LANES, pool_steps
 from .buffers import bank_select
 from .decode import size_bits
 from .units import bytes_from_lanes, lanes_from_bytes
@@ -353,7 +355,7 @@ class PoolWindowUnit(wiring.Component):
             return sig
 
         # Stage 1: read data -------------------------------------------------------------
-        v1 = reg(running, "v1", 1)
+        v1 = v1_read = reg(running, "v1", 1)
         first_tap1 = reg(first, "first_tap1", 1)
         last_tap1 = reg(wrap_ky, "last_tap1", 1)
         ok1 = [reg(t, f"ok1_{j}", 1) for j, t in enumerate(tap_ok)]
@@ -363,6 +365,20 @@ class PoolWindowUnit(wiring.Component):
         # lane j's element starts at bank ``(rd + offs[j]) mod banks`` of the raw word
         lg = max(exact_log2(n), 1)
         first1 = [reg((rd + offs[j])[:lg], f"first1_{j}", lg) for j in range(P)]
+
+        # Stage 1a (one per IBUF read stage, :data:`hw.timing.BUFFER_READ_STAGES`): the
+        # read is still on its way through the buffer's registered rows ------------------
+        waits = []
+        for k in range(BUFFER_READ_STAGES):
+            v1 = reg(v1, f"v1a{k}", 1)
+            first_tap1 = reg(first_tap1, f"first_tap1a{k}", 1)
+            last_tap1 = reg(last_tap1, f"last_tap1a{k}", 1)
+            ok1 = [reg(o, f"ok1a{k}_{j}", 1) for j, o in enumerate(ok1)]
+            on1 = reg(on1, f"on1a{k}", 1)
+            out_addr1 = reg(out_addr1, f"out_addr1a{k}", ow)
+            count1 = reg(count1, f"count1a{k}", range(P * e + 1))
+            first1 = [reg(f, f"first1a{k}_{j}", lg) for j, f in enumerate(first1)]
+            waits.append(v1)
 
         # Stage 1b: the read word registered, so that the banks' outputs end at
         # flip-flops and the lanes' selects start from them ------------------------------
@@ -485,5 +501,6 @@ class PoolWindowUnit(wiring.Component):
         with m.If(v7):
             m.d.comb += count.eq(count7)
 
-        m.d.comb += self.busy.eq(setup | running | v1 | v1b | v2 | v3 | v4 | v5 | v6 | v7)
+        m.d.comb += self.busy.eq(setup | running | v1_read | Cat(*waits).any() | v1b | v2 | v3
+                                 | v4 | v5 | v6 | v7)
         return m

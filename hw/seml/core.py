@@ -31,6 +31,7 @@ from ..arch import ArchConfig
 from ..blocks.skid import SkidBuffer
 from ..engine_kinds import buffer_banks
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
+from ..timing import BUFFER_READ_STAGES, OBUF_WRITE_STAGES
 from .buffers import ByteBuffer, EntryBuffer, LaneFetcher, LaneStager
 from .compute import PoolWindowUnit
 from .csr import ControlStatusRegisters
@@ -164,10 +165,11 @@ def shared_fetcher_options(arch: ArchConfig, plan: BufferPlan, pixel_pack: int) 
     return {
         "ibuf": {"widths": list(plan.ibuf_lanes), "width": plan.banks,
                  "size": arch.ibuf_bytes, "prefetch": True, "jumps": True,
-                 "pack": pixel_pack, "eager": True, "lookahead": True},
+                 "pack": pixel_pack, "eager": True, "lookahead": True,
+                 "read_stages": BUFFER_READ_STAGES},
         "wbuf": {"widths": list(plan.wbuf_lanes), "width": plan.banks,
                  "size": arch.wbuf_bytes, "prefetch": False, "eager": True,
-                 "lookahead": True},
+                 "lookahead": True, "read_stages": BUFFER_READ_STAGES},
     }
 
 
@@ -330,20 +332,28 @@ class SemlCore(wiring.Component):
         # count into the banks' write enables): LOAD's last write reaches the banks in the
         # cycle its busy flag falls, before issue sees it fall (ISSUE_BUSY_LAG), so no
         # instruction that waits for the LOAD reads the old bytes.
+        # Each of their banks takes its read row and enable from its own register
+        # (BUFFER_READ_STAGES): the readers' addresses, their OR and the row selects end
+        # at flip-flops beside the banks, and one bare route follows.
         m.submodules.ibuf = ibuf = ByteBuffer(arch.ibuf_bytes, banks=banks,
                                               read_widths=ibuf_reads, write_widths=[nbytes],
-                                              write_register=True, raw_reads=True)
+                                              write_stages=1, raw_reads=True,
+                                              read_stages=BUFFER_READ_STAGES)
         m.submodules.wbuf = wbuf = ByteBuffer(arch.wbuf_bytes, banks=banks,
                                               read_widths=c_wbuf, write_widths=[nbytes],
-                                              write_register=True, raw_reads=True)
+                                              write_stages=1, raw_reads=True,
+                                              read_stages=BUFFER_READ_STAGES)
         # OBUF has one write port: the engine units' lanes go through the stager; ADD and
         # POOL write one contiguous run per cycle.
-        # (its write registered: the writers sit in three units across the core, the
-        # banks' lane selects behind them). STORE reads the banks' raw outputs and selects
-        # its bus word after its skid buffer.
+        # (its write registered twice, OBUF_WRITE_STAGES: the writers sit in three units
+        # across the core, the banks' lane selects behind them, and each end gets a
+        # register beside it; the last write still reaches the banks before a STORE that
+        # waits for the COMPUTE reads them, which issue starts ISSUE_BUSY_LAG cycles after
+        # the writer's busy flag falls, and which reads a cycle after its start). STORE
+        # reads the banks' raw outputs and selects its bus word after its skid buffer.
         m.submodules.obuf = obuf = ByteBuffer(arch.obuf_bytes, banks=banks,
                                               read_widths=[banks], write_widths=[banks],
-                                              write_register=True, raw_reads=True)
+                                              write_stages=OBUF_WRITE_STAGES, raw_reads=True)
         m.submodules.obuf_stager = stager = LaneStager(lanes=lanes, elem=elem, width=banks,
                                                        size=arch.obuf_bytes)
         m.submodules.pbuf = pbuf = EntryBuffer(pbuf_layout(arch), depth=arch.pbuf_entries,

@@ -65,6 +65,7 @@ from ..engines.datapath import weight_shape, weight_zero
 from ..engines.depthwise import DepthwiseEngine
 from ..engines.pointwise import PointwiseEngine
 from ..isa import INSTRUCTION, Engine, Pool, element_bytes, qrange, weight_element_bytes
+from ..timing import BUFFER_READ_STAGES
 from .buffers import LaneFetcher
 from .decode import size_bits
 from .units import bytes_from_lanes, ceil_div_const, pbuf_layout
@@ -312,10 +313,10 @@ class EngineUnit(wiring.Component):
             "ibuf": {"widths": self.ibuf_lane_widths, "width": self.banks,
                      "size": arch.ibuf_bytes, "prefetch": True,
                      "jumps": not self.desc.windowed, "pack": self.pixel_pack,
-                     "eager": True, "lookahead": True},
+                     "eager": True, "lookahead": True, "read_stages": BUFFER_READ_STAGES},
             "wbuf": {"widths": list(self._wbuf_widths), "width": self.banks,
                      "size": arch.wbuf_bytes, "prefetch": False, "eager": True,
-                     "lookahead": True},
+                     "lookahead": True, "read_stages": BUFFER_READ_STAGES},
         }
 
     @property

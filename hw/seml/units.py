@@ -27,11 +27,13 @@ from ..isa import (
     element_bytes,
     table_entries,
 )
+from ..timing import BUFFER_READ_STAGES
 from .buffers import bank_select
 from .decode import size_bits
 from .dma import DmaCommand
 
 __all__ = [
+    "ADD_RUNS",
     "AddUnit",
     "LoadUnit",
     "StoreUnit",
@@ -369,6 +371,11 @@ class StoreUnit(wiring.Component):
         return m
 
 
+#: Runs each ADD operand holds (landed or in flight): two, and one per IBUF read stage,
+#: so that with runs of four beats both operands' next runs land before they are needed.
+ADD_RUNS = 2 + BUFFER_READ_STAGES
+
+
 class AddUnit(wiring.Component):
     """The element-wise unit: ADD instructions (op ADD or MUL, optional table lookup).
 
@@ -379,9 +386,9 @@ class AddUnit(wiring.Component):
 
     Streams ``a`` and ``b`` from IBUF, ``lanes`` elements per beat (one element per beat
     for MUL, whose ``b`` element may change at any element), through one wide IBUF read
-    port (``banks`` bytes, :func:`hw.engine_kinds.buffer_banks`): each operand holds two
-    runs of ``banks`` bytes (whole beats of them for ADD), read in order with a registered
-    address, and reads the next as soon as one is used up. The first beat waits
+    port (``banks`` bytes, :func:`hw.engine_kinds.buffer_banks`): each operand holds
+    :data:`ADD_RUNS` runs of ``banks`` bytes (whole beats of them for ADD), read in order
+    with a registered address, and reads the next as soon as one is used up. The first beat waits
     :data:`hw.timing.ADD_FETCH_CYCLES` cycles for both operands' first runs; with runs of
     at least four beats (``banks >= 4 * lanes * elem``) the reads then keep up. Through
     :class:`hw.engines.eltwise.EltwiseAddEngine` and writes the result into OBUF. Jobs
@@ -519,22 +526,28 @@ class AddUnit(wiring.Component):
             m.d.sync += beats_cmd.eq(beats_cmd - chunk)
 
         # Both operands come from the one IBUF read port, a run of ``banks`` bytes per
-        # read: each operand holds up to two runs (landed or in flight), read in order
-        # and the next one issued as soon as one is used up. The issue looks at registers
-        # only, and the read's address and enable are registers: a run lands two cycles
-        # after its issue, and no path runs from the operands' positions into the banks.
+        # read: each operand holds up to ``ADD_RUNS`` runs (landed or in flight), read in
+        # order and the next one issued as soon as one is used up. The issue looks at registers
+        # only, and the read's address and enable are registers: a run lands ``2 +
+        # BUFFER_READ_STAGES`` cycles after its issue, and no path runs from the operands'
+        # positions into the banks.
         banks = buffer_banks(arch)
         step_add = banks // bb * bb     # the bytes of a run ADD uses: whole beats
         lg = max(exact_log2(banks), 1)
         out_valid = Signal()
         advance = ~out_valid | engine.a.ready
+        S = ADD_RUNS
         ops = []
+
+        def after(slot):
+            return Mux(slot == S - 1, 0, slot + 1)
+
         for name, addr in (("a", a.a_addr), ("b", a.b_addr)):
-            op = {"slots": [Signal(8 * banks, name=f"{name}_run{s}") for s in range(2)],
-                  "v": [Signal(name=f"{name}_v{s}") for s in range(2)],
-                  "head": Signal(name=f"{name}_head"),   # the run being read
-                  "tail": Signal(name=f"{name}_tail"),   # where the next run lands
-                  "held": Signal(range(3), name=f"{name}_held"),
+            op = {"slots": [Signal(8 * banks, name=f"{name}_run{s}") for s in range(S)],
+                  "v": [Signal(name=f"{name}_v{s}") for s in range(S)],
+                  "head": Signal(range(S), name=f"{name}_head"),   # the run being read
+                  "tail": Signal(range(S), name=f"{name}_tail"),   # where the next lands
+                  "held": Signal(range(S + 1), name=f"{name}_held"),
                   "issue": Signal.like(self.ibuf0_addr, name=f"{name}_issue"),
                   "off": Signal(range(banks), name=f"{name}_off"),
                   # the bank of the element at ``off`` in the run being read, and that
@@ -544,12 +557,12 @@ class AddUnit(wiring.Component):
                   "start": addr}
             ops.append(op)
         ready = Signal()
-        m.d.comb += ready.eq(Cat(*(Mux(op["head"], op["v"][1], op["v"][0])
+        m.d.comb += ready.eq(Cat(*(Cat(*op["v"]).bit_select(op["head"], 1)
                                    for op in ops)).all())
         take = Signal()
         m.d.comb += take.eq(advance & reading & ready)
         # issue: the operand holding fewer runs, a first
-        can = [reading & (op["held"] != 2) for op in ops]
+        can = [reading & (op["held"] != S) for op in ops]
         pick_a = can[0] & (~can[1] | (ops[0]["held"] <= ops[1]["held"]))
         pick_b = can[1] & ~pick_a
         fl1_v, fl1_b, fl2_v, fl2_b = Signal(), Signal(), Signal(), Signal()
@@ -558,6 +571,13 @@ class AddUnit(wiring.Component):
         m.d.sync += [self.ibuf0_en.eq(pick_a | pick_b), self.ibuf0_addr.eq(0),
                      fl1_v.eq(pick_a | pick_b),
                      fl1_b.eq(pick_b), fl2_v.eq(fl1_v), fl2_b.eq(fl1_b)]
+        # one more in-flight stage per IBUF read stage; the run lands from the last
+        in_flight = [fl1_v, fl2_v]
+        for k in range(BUFFER_READ_STAGES):
+            st_v, st_b = Signal(name=f"fl{k + 3}_v"), Signal(name=f"fl{k + 3}_b")
+            m.d.sync += [st_v.eq(fl2_v), st_b.eq(fl2_b)]
+            fl2_v, fl2_b = st_v, st_b
+            in_flight.append(st_v)
         last = Mux(mul, banks - e, step_add - bb)   # the offset of a run's last element
         run_step = Mux(mul, banks, step_add)        # bytes between two runs' starts
         elems = []
@@ -576,17 +596,16 @@ class AddUnit(wiring.Component):
                 with m.If(pop):
                     m.d.sync += op["next_first"].eq(op["next_first"] + run_step)
             with m.If(pop):
-                m.d.sync += op["head"].eq(~op["head"])
-                with m.If(op["head"]):
-                    m.d.sync += op["v"][1].eq(0)
-                with m.Else():
-                    m.d.sync += op["v"][0].eq(0)
+                m.d.sync += op["head"].eq(after(op["head"]))
+                for s in range(S):
+                    with m.If(op["head"] == s):
+                        m.d.sync += op["v"][s].eq(0)
             with m.If(fl2_v & (fl2_b == k)):   # the run lands
-                m.d.sync += op["tail"].eq(~op["tail"])
-                for s in range(2):
+                m.d.sync += op["tail"].eq(after(op["tail"]))
+                for s in range(S):
                     with m.If(op["tail"] == s):
                         m.d.sync += [op["slots"][s].eq(self.ibuf0_data), op["v"][s].eq(1)]
-            run = Mux(op["head"], op["slots"][1], op["slots"][0])
+            run = Cat(*op["slots"]).word_select(op["head"], 8 * banks)
             el = Signal(8 * bb, name=f"{'ab'[k]}_el")
             m.d.comb += el.eq(bank_select(run, banks, op["first"], bb))
             elems.append(el)
@@ -597,8 +616,8 @@ class AddUnit(wiring.Component):
                              op["first"].eq(op["start"]),
                              op["next_first"].eq(op["start"] + Mux(a.op == EltOp.MUL, banks,
                                                                    step_add)),
-                             op["v"][0].eq(0), op["v"][1].eq(0)]
-            m.d.sync += [fl1_v.eq(0), fl2_v.eq(0)]
+                             *(v.eq(0) for v in op["v"])]
+            m.d.sync += [v.eq(0) for v in in_flight]
         a_data = Signal(8 * bb)
         b_data = Signal(8 * bb)
         m.d.comb += [

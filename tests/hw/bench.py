@@ -31,6 +31,21 @@ def raw_read(image, addr, banks):
     return bytes(padded[addr + (j - addr) % banks] for j in range(banks))
 
 
+class ReadStages:
+    """The read register stages of the core's IBUF and WBUF
+    (:data:`hw.timing.BUFFER_READ_STAGES`) for a bench that answers a unit's reads
+    itself: ``delay(addr)`` takes the address read this cycle (``None`` for none) and
+    returns the one whose data comes back now."""
+
+    def __init__(self, stages=None):
+        from hw.timing import BUFFER_READ_STAGES
+        self._pipe = [None] * (BUFFER_READ_STAGES if stages is None else stages)
+
+    def delay(self, addr):
+        self._pipe.append(addr)
+        return self._pipe.pop(0)
+
+
 class HandshakeLog:
     """Cycle numbers of every transfer, and of every cycle with ``valid`` high, on ``name``."""
 

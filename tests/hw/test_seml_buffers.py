@@ -21,7 +21,7 @@ async def buffer_random_access(dut):
     args = test_args()
     rng = random.Random(args["seed"])
     size, reads, writes = args["size"], args["reads"], args["writes"]
-    raw = args["raw"]
+    raw, read_stages, write_stages = args["raw"], args["read_stages"], args["write_stages"]
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     for i in range(len(writes)):
@@ -42,8 +42,8 @@ async def buffer_random_access(dut):
         model[addr:addr + n] = data
         await RisingEdge(dut.clk)
     dut.w0_count.value = 0
-    # (a registered write port's last fill write reaches the banks in this cycle)
-    await RisingEdge(dut.clk)
+    # (a registered write port's last fill write reaches the banks in these cycles)
+    await ClockCycles(dut.clk, max(1, write_stages))
     for _ in range(400):
         # Writes on every port to disjoint places, reads on every port, in one cycle.
         taken = set()
@@ -74,6 +74,10 @@ async def buffer_random_access(dut):
             getattr(dut, f"w{i}_count").value = 0
         for i in range(len(reads)):
             getattr(dut, f"r{i}_en").value = 0
+        # (the reads pass the read stages; every write reaches the banks before the
+        # next reads, at least three cycles on)
+        for _ in range(read_stages):
+            await RisingEdge(dut.clk)
         await ReadOnly()
         for i, width in enumerate(reads):
             got = getattr(dut, f"r{i}_data").value.to_unsigned().to_bytes(width, "little")
@@ -87,23 +91,30 @@ async def buffer_random_access(dut):
         await RisingEdge(dut.clk)
 
 
-@pytest.mark.parametrize("size,banks,reads,writes,seed,registered,raw", [
-    (1000, 8, [8, 3, 1], [8], 1, False, False),
-    (512, 16, [16, 1, 1, 2], [4, 16, 16], 2, False, False),
-    (512, 16, [16, 1], [16], 3, True, False),
-    (512, 16, [16, 16], [16, 4], 4, False, True),
+@pytest.mark.parametrize("size,banks,reads,writes,seed,write_stages,read_stages,raw", [
+    (1000, 8, [8, 3, 1], [8], 1, 0, 0, False),
+    (512, 16, [16, 1, 1, 2], [4, 16, 16], 2, 0, 0, False),
+    (512, 16, [16, 1], [16], 3, 1, 0, False),
+    (512, 16, [16, 16], [16, 4], 4, 0, 0, True),
+    (512, 16, [16, 3], [16, 4], 5, 2, 1, True),
+    (1000, 8, [8, 3], [8], 6, 1, 1, False),
 ])
-def test_buffer(size, banks, reads, writes, seed, registered, raw):
-    """Random unaligned writes and reads; with ``registered`` write ports each write
-    reaches the banks a cycle later (the reads come two cycles after it); with ``raw``
-    the reads return the banks' bytes in bank order."""
+def test_buffer(size, banks, reads, writes, seed, write_stages, read_stages, raw):
+    """Random unaligned writes and reads; with ``write_stages`` each write reaches the
+    banks that many cycles later (the reads come two cycles after it); with
+    ``read_stages`` the data comes that many cycles later; with ``raw`` the reads
+    return the banks' bytes in bank order."""
+    if raw:
+        reads = [banks] * len(reads)
     run_cocotb(ByteBuffer(size, banks=banks, read_widths=reads, write_widths=writes,
-                          write_register=registered, raw_reads=raw),
+                          write_stages=write_stages, read_stages=read_stages,
+                          raw_reads=raw),
                test_module=__name__,
-               build_name=(f"seml-buffer-{size}-{banks}-{len(writes)}{'-wr' * registered}"
-                           f"{'-raw' * raw}"),
+               build_name=(f"seml-buffer-{size}-{banks}-{len(writes)}-w{write_stages}"
+                           f"-r{read_stages}{'-raw' * raw}"),
                test_args={"size": size, "reads": reads, "writes": writes, "seed": seed,
-                          "raw": raw})
+                          "raw": raw, "read_stages": read_stages,
+                          "write_stages": write_stages})
 
 
 def test_buffer_parameters():
@@ -122,3 +133,8 @@ def test_buffer_parameters():
     with pytest.raises(ValueError, match=r"Raw read ports return every bank: their widths "
                                          r"must be the bank count 4, not \[4, 2\]"):
         ByteBuffer(64, banks=4, read_widths=[4, 2], write_widths=[4], raw_reads=True)
+    with pytest.raises(ValueError, match=r"read_stages must be an integer from 0 to 1, not 2"):
+        ByteBuffer(64, banks=4, read_widths=[4], write_widths=[4], read_stages=2)
+    with pytest.raises(ValueError, match=r"write_stages must be an integer from 0 to 2, "
+                                         r"not True"):
+        ByteBuffer(64, banks=4, read_widths=[4], write_widths=[4], write_stages=True)

@@ -13,12 +13,13 @@ from amaranth.sim import Simulator
 from hw.seml.buffers import ByteBuffer, LaneFetcher
 
 
-def _fetcher_over_buffer(size, width, **fetcher_args):
-    """A LaneFetcher wired to the one read port of a ``width``-bank ByteBuffer, and a
-    testbench step that fills the buffer with ``image`` through its write port."""
+def _fetcher_over_buffer(size, width, read_stages=0, **fetcher_args):
+    """A LaneFetcher wired to the one read port of a ``width``-bank ByteBuffer (with
+    ``read_stages`` read register stages, both told), and a testbench step that fills
+    the buffer with ``image`` through its write port."""
     buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width],
-                     raw_reads=True)
-    fetch = LaneFetcher(width=width, size=size, **fetcher_args)
+                     raw_reads=True, read_stages=read_stages)
+    fetch = LaneFetcher(width=width, size=size, read_stages=read_stages, **fetcher_args)
     m = Module()
     m.submodules.buf = buf
     m.submodules.fetch = fetch
@@ -37,12 +38,13 @@ def _fetcher_over_buffer(size, width, **fetcher_args):
 
 
 def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump=0.03,
-         idle=0.2, clears=0.01, seq=1.0, eager=False):
+         idle=0.2, clears=0.01, seq=1.0, eager=False, read_stages=0):
     rng = random.Random(seed)
     lanes = len(widths)
     image = bytes(rng.getrandbits(8) for _ in range(size))
     m, fetch, fill = _fetcher_over_buffer(size, width, widths=widths,
-                                          prefetch=prefetch, eager=eager)
+                                          prefetch=prefetch, eager=eager,
+                                          read_stages=read_stages)
     stats = {"stalls": 0, "reads": 0, "jumps": 0, "wide": 0, "clears": 0}
     step = step or max(widths)
 
@@ -106,12 +108,14 @@ def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump
     return stats
 
 
-@pytest.mark.parametrize("eager", [False, True], ids=["on-read", "eager"])
+@pytest.mark.parametrize("eager,read_stages", [(False, 0), (True, 0), (True, 1), (False, 1)],
+                         ids=["on-read", "eager", "eager-staged", "on-read-staged"])
 @pytest.mark.parametrize("widths,width,prefetch,seed", [
     ([1, 1, 1, 1], 8, True, 1), ([2, 2, 2], 8, True, 2), ([1] * 8, 16, True, 3),
     ([4, 4], 8, False, 4), ([1, 2, 4], 8, True, 5), ([8], 8, True, 6), ([1] * 5, 8, False, 7)])
-def test_fetcher_reads_every_element(widths, width, prefetch, seed, eager):
-    stats = _run(widths, width, 512, seed, prefetch=prefetch, seq=0.8, eager=eager)
+def test_fetcher_reads_every_element(widths, width, prefetch, seed, eager, read_stages):
+    stats = _run(widths, width, 512, seed, prefetch=prefetch, seq=0.8, eager=eager,
+                 read_stages=read_stages)
     assert stats["reads"] == 300
     # one wide read serves width / step consecutive reads of a lane; jumps and clears
     # cost a refill (and a wasted prefetch) per lane
@@ -254,12 +258,13 @@ def test_fetcher_jumps_and_packed_lanes_read_every_element(lanes, e, width, seed
                ("packed", True)), stalls
 
 
-@pytest.mark.parametrize("widths,width,prefetch,jumps,pack,seed", [
-    ([1, 1, 1, 1], 8, True, False, 0, 31), ([2, 2, 2], 8, True, False, 0, 32),
-    ([4, 4], 8, False, False, 0, 33), ([1, 2, 4], 16, True, False, 0, 34),
-    ([1] * 6, 8, False, False, 0, 35), ([4, 1, 1, 1], 16, True, True, 4, 36),
-    ([2, 2, 2], 16, True, True, 0, 37)])
-def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, pack, seed):
+@pytest.mark.parametrize("widths,width,prefetch,jumps,pack,seed,read_stages", [
+    ([1, 1, 1, 1], 8, True, False, 0, 31, 0), ([2, 2, 2], 8, True, False, 0, 32, 1),
+    ([4, 4], 8, False, False, 0, 33, 0), ([1, 2, 4], 16, True, False, 0, 34, 1),
+    ([1] * 6, 8, False, False, 0, 35, 1), ([4, 1, 1, 1], 16, True, True, 4, 36, 1),
+    ([2, 2, 2], 16, True, True, 0, 37, 0), ([4, 1, 1, 1], 16, True, True, 4, 38, 0)])
+def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, pack, seed,
+                                               read_stages):
     """A fetcher with ``lookahead`` (``ready`` from registers, each lane's next hit checked
     a cycle early at the address it presents after a read, ``l{q}_adv``, and at its
     address now) beside one without, over the same buffer contents and inputs: seeded
@@ -273,12 +278,12 @@ def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, p
     lanes = len(widths)
     image = bytes(rng.getrandbits(8) for _ in range(size))
     args = {"widths": widths, "width": width, "size": size, "prefetch": prefetch,
-            "jumps": jumps, "pack": pack, "eager": True}
+            "jumps": jumps, "pack": pack, "eager": True, "read_stages": read_stages}
     m = Module()
     fetchers, fills = [], []
     for name, ahead in (("plain", False), ("ahead", True)):
         buf = ByteBuffer(size, banks=width, read_widths=[width], write_widths=[width],
-                         raw_reads=True)
+                         raw_reads=True, read_stages=read_stages)
         fetch = LaneFetcher(**args, lookahead=ahead)
         m.submodules[f"buf_{name}"] = buf
         m.submodules[f"fetch_{name}"] = fetch

@@ -23,7 +23,7 @@ from hw.isa import (
     pack_pbuf_entry,
 )
 from hw.seml.units import LoadUnit, StoreUnit
-from tests.hw.bench import raw_read
+from tests.hw.bench import ReadStages, raw_read
 
 
 def _arch(bits):
@@ -288,6 +288,8 @@ def _check_pool_window_unit(name, case, arch_options):
     written = {}
     cycles = []
 
+    inflight = ReadStages()
+
     async def bench(ctx):
         # as the core's instruction register: the word is there two cycles before start
         ctx.set(dut.instr.as_value(), int.from_bytes(word, "little"))
@@ -304,7 +306,9 @@ def _check_pool_window_unit(name, case, arch_options):
             await ctx.tick()
             n += 1
             ctx.set(dut.start, 0)
-            # One wide word in bank order, one cycle of read latency, as the buffer has.
+            # One wide word in bank order, ``1 + BUFFER_READ_STAGES`` cycles of read
+            # latency, as the core's IBUF has.
+            addr = inflight.delay(addr)
             if addr is not None:
                 ctx.set(dut.ibuf_port(0)[2],
                         int.from_bytes(raw_read(ibuf, addr, banks), "little"))
@@ -366,6 +370,7 @@ def test_add_unit_cycles_and_results(dw, aligned):
         cases.append((encode_instruction(Opcode.ADD, **fields), expect))
     dut = AddUnit(arch)
     measured, results = [], []
+    inflight = ReadStages()
 
     async def bench(ctx):
         for word, _ in cases:
@@ -383,6 +388,7 @@ def test_add_unit_cycles_and_results(dw, aligned):
                 await ctx.tick()
                 ctx.set(dut.start, 0)
                 n += 1
+                addr = inflight.delay(addr)
                 if addr is not None:
                     ctx.set(dut.ibuf0_data, int.from_bytes(raw_read(ibuf, addr, banks),
                                                            "little"))

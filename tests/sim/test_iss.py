@@ -388,19 +388,19 @@ def _window(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool=Pool.NONE):
     # its IBUF / WBUF lane fetchers; measured in Amaranth's simulator as
     # tests/hw/test_seml_engine_units.py does); ADD: the unit's, as
     # tests/hw/test_seml_units.py::test_add_unit_cycles_match_the_model measures them
-    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 123),
-    (_window(Engine.CONV, 8, 8, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 413),
-    (_window(Engine.CONV, 5, 7, 9, 9, (3, 3), 2, (1, 1, 1, 1)), 487),
-    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1), Pool.MAX), 123),
-    (_window(Engine.CONV, 4, 4, 1, 30, (1, 5), 1, (0, 2, 0, 2)), 192),
-    (_window(Engine.DEPTHWISE, 8, 8, 10, 10, (3, 3), 1, (1, 1, 1, 1)), 297),
-    (_window(Engine.DEPTHWISE, 8, 8, 16, 16, (3, 3), 2, (0, 0, 1, 1)), 633),
-    (_window(Engine.POINTWISE, 256, 10, 1, 1, (1, 1), 1, (0, 0, 0, 0)), 263),  # packed
-    (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 483),
-    (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 138),
-    (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 266),
-    (I(Opcode.ADD, count=100), 36),
-    (I(Opcode.ADD, count=6000), 1518),
+    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 124),
+    (_window(Engine.CONV, 8, 8, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 415),
+    (_window(Engine.CONV, 5, 7, 9, 9, (3, 3), 2, (1, 1, 1, 1)), 489),
+    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1), Pool.MAX), 124),
+    (_window(Engine.CONV, 4, 4, 1, 30, (1, 5), 1, (0, 2, 0, 2)), 193),
+    (_window(Engine.DEPTHWISE, 8, 8, 10, 10, (3, 3), 1, (1, 1, 1, 1)), 299),
+    (_window(Engine.DEPTHWISE, 8, 8, 16, 16, (3, 3), 2, (0, 0, 1, 1)), 635),
+    (_window(Engine.POINTWISE, 256, 10, 1, 1, (1, 1), 1, (0, 0, 0, 0)), 279),  # packed
+    (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 489),
+    (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 139),
+    (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 267),
+    (I(Opcode.ADD, count=100), 37),
+    (I(Opcode.ADD, count=6000), 1519),
     # LOAD / STORE followed by more SYNCs than the fetch unit buffers, so that
     # instruction fetch shares the read channel as in a real program
     (load(Buffer.IBUF, 0x4000, 512), 102),
