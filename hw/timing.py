@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "ADD_FETCH_CYCLES",
     "ADD_JOB_CYCLES",
+    "ADD_TABLE_CYCLES",
     "BUFFER_READ_STAGES",
     "DDR_WRITE_AHEAD",
     "DDR_WRITE_GAP",
@@ -129,6 +130,9 @@ POOL_LANES = 8
 DRAIN_CYCLES = 10 + BUFFER_READ_STAGES
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
 ADD_JOB_CYCLES = 7
+#: Cycles an ADD with the activation table takes beyond one without: the table's read
+#: and the register its entries go through before OBUF (:class:`hw.seml.units.AddUnit`).
+ADD_TABLE_CYCLES = 2
 #: Cycles an ADD instruction's first beat waits while the first runs of both operands are
 #: read through the one IBUF read port (:class:`hw.seml.units.AddUnit`).
 ADD_FETCH_CYCLES = 4 + BUFFER_READ_STAGES

@@ -36,6 +36,7 @@ from hw.isa import (
 from hw.timing import (
     ADD_FETCH_CYCLES,
     ADD_JOB_CYCLES,
+    ADD_TABLE_CYCLES,
     DDR_WRITE_AHEAD,
     DDR_WRITE_GAP,
     EXEC_GAP,
@@ -58,6 +59,7 @@ from hw.timing import (
 __all__ = [
     "ADD_FETCH_CYCLES",
     "ADD_JOB_CYCLES",
+    "ADD_TABLE_CYCLES",
     "ISSUE_BUSY_LAG",
     "ISSUE_INTERVAL",
     "ISSUE_LATENCY",
@@ -212,9 +214,9 @@ def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
         lanes = 1 if instr.fields.get("op", EltOp.ADD) is EltOp.MUL else add_lanes(arch)
         beats = -(-instr.count // lanes)
         jobs = max(1, -(-beats // add_chunk_beats(arch)))
-        # the table lookup is one more registered stage after the engine
+        # the table lookup: its read and the entries' register after the engine
         return (beats + ADD_JOB_CYCLES * jobs + ADD_FETCH_CYCLES
-                + (1 if instr.fields.get("table") else 0))
+                + (ADD_TABLE_CYCLES if instr.fields.get("table") else 0))
     if op is not Opcode.COMPUTE:
         return 0
     return compute_cycles(instr, arch)

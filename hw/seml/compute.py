@@ -180,8 +180,10 @@ class PoolWindowUnit(wiring.Component):
         with m.If(~self.busy & ~self.start):
             m.d.sync += step.eq(f_step)
             for j in range(P):
-                m.d.sync += offs[j].eq(Mux(j * f_stride_w * e <= n - e, j * f_stride_w * e, 0)
-                                       if j else 0)
+                # (the word holds lane j's element while ``stride_w <= (n - e) // (j * e)``:
+                # a compare with a constant beside the constant product, not after it)
+                m.d.sync += offs[j].eq(Mux(f_stride_w <= (n - e) // (j * e), j * f_stride_w * e,
+                                           0) if j else 0)
                 m.d.sync += joff[j].eq(j * f_stride_w)
             m.d.sync += [plane.eq(f_in_h * f_in_w), row_stride.eq(f_stride_h * f_in_w),
                          top_rows.eq(f_pad_top * f_in_w)]

@@ -409,8 +409,9 @@ class AddUnit(wiring.Component):
     obuf_w_addr, obuf_w_data, obuf_w_count : the OBUF write port.
     tbuf_w_addr, tbuf_w_data, tbuf_w_count : In; the table's write port (from LOAD).
 
-    Throughput: ``lanes`` elements per cycle (one for MUL); the table lookup adds one
-    cycle of latency.
+    Throughput: ``lanes`` elements per cycle (one for MUL); the table lookup adds
+    :data:`hw.timing.ADD_TABLE_CYCLES` cycles of latency (the read, and the entries'
+    register).
     """
 
     def __init__(self, arch: ArchConfig, lanes=None):
@@ -492,6 +493,10 @@ class AddUnit(wiring.Component):
         t_valid = Signal()       # the table stage holds a beat
         t_addr = Signal.like(self.obuf_w_addr)
         t_count = Signal(range(bb + 1))
+        t2_valid = Signal()      # the entries' register holds a beat
+        t2_addr = Signal.like(self.obuf_w_addr)
+        t2_count = Signal(range(bb + 1))
+        t2_data = Signal.like(self.obuf_w_data)
         with m.If(self.start):
             is_mul = a.op == EltOp.MUL
             beats = Mux(is_mul, a.count, ceil_div_const(a.count, lanes))
@@ -513,7 +518,8 @@ class AddUnit(wiring.Component):
                 engine.cmd.payload.hi.eq(a.act_hi),
                 engine.cmd.payload.mul.eq(is_mul),
             ]
-        m.d.comb += self.busy.eq(reading | (beats_cmd != 0) | (bytes_out != 0) | t_valid)
+        m.d.comb += self.busy.eq(reading | (beats_cmd != 0) | (bytes_out != 0) | t_valid
+                                 | t2_valid)
 
         chunk = Signal(range(engine.max_count + 1))
         m.d.comb += [
@@ -661,13 +667,19 @@ class AddUnit(wiring.Component):
             ]
         if self.table_entries:
             entries = self._tables(m, results, engine.o.valid & table)
+            # the entries registered beside the tables (LUT RAM, read as it is): the
+            # write to OBUF starts at flip-flops
+            m.d.sync += t2_valid.eq(t_valid)
             with m.If(t_valid):
+                m.d.sync += [t2_addr.eq(t_addr), t2_count.eq(t_count),
+                             t2_data.eq(bytes_from_lanes(entries, arch.act_bits))]
+            with m.If(t2_valid):
                 m.d.comb += [
-                    self.obuf_w_addr.eq(t_addr),
-                    self.obuf_w_data.eq(bytes_from_lanes(entries, arch.act_bits)),
-                    self.obuf_w_count.eq(t_count),
+                    self.obuf_w_addr.eq(t2_addr),
+                    self.obuf_w_data.eq(t2_data),
+                    self.obuf_w_count.eq(t2_count),
                 ]
-        with m.If(~t_valid):
+        with m.If(~t2_valid):
             m.d.comb += [
                 self.obuf_w_addr.eq(o_ptr),
                 self.obuf_w_data.eq(bytes_from_lanes(results, arch.act_bits)),
