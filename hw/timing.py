@@ -129,7 +129,7 @@ POOL_LANES = 8
 #: PoolWindowUnit`: eight, and one per IBUF read stage) and the cycle ``busy`` falls in.
 DRAIN_CYCLES = 10 + BUFFER_READ_STAGES
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
-ADD_JOB_CYCLES = 7
+ADD_JOB_CYCLES = 8
 #: Cycles an ADD with the activation table takes beyond one without: the table's read
 #: and the register its entries go through before OBUF (:class:`hw.seml.units.AddUnit`).
 ADD_TABLE_CYCLES = 2

@@ -149,10 +149,14 @@ class EltwiseAddEngine(wiring.Component):
         else:
             a1 = [pipe.reg(self.a.payload[i], f"a1_{i}") for i in range(self.lanes)]
         b1 = [pipe.reg(self.b.payload[i], f"b1_{i}") for i in range(self.lanes)]
+        # the two products in one stage, their sum in the next (a multiplier and an
+        # adder per stage, not two multipliers into an adder)
         v2 = pipe.valid(v1, "v2")
-        sums = [pipe.reg(a1[i] * cfg.ma + b1[i] * cfg.mb, f"sum2_{i}")
-                for i in range(self.lanes)]
-        shift_tail(m, pipe, values=sums, valid=v2, shift=cfg.shift, lo=cfg.lo, hi=cfg.hi,
+        pa = [pipe.reg(a1[i] * cfg.ma, f"pa2_{i}") for i in range(self.lanes)]
+        pb = [pipe.reg(b1[i] * cfg.mb, f"pb2_{i}") for i in range(self.lanes)]
+        v3 = pipe.valid(v2, "v3")
+        sums = [pipe.reg(pa[i] + pb[i], f"sum3_{i}") for i in range(self.lanes)]
+        shift_tail(m, pipe, values=sums, valid=v3, shift=cfg.shift, lo=cfg.lo, hi=cfg.hi,
                    o=self.o, shift_bits=arch.shift_bits)
         finished = draining & pipe.empty
         m.d.comb += self.done.eq(finished)

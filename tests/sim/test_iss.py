@@ -399,8 +399,8 @@ def _window(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool=Pool.NONE):
     (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 489),
     (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 139),
     (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 267),
-    (I(Opcode.ADD, count=100), 37),
-    (I(Opcode.ADD, count=6000), 1519),
+    (I(Opcode.ADD, count=100), 38),
+    (I(Opcode.ADD, count=6000), 1521),
     # LOAD / STORE followed by more SYNCs than the fetch unit buffers, so that
     # instruction fetch shares the read channel as in a real program
     (load(Buffer.IBUF, 0x4000, 512), 102),
