@@ -290,16 +290,16 @@ def shift_tail(m: Module, pipe: Pipeline, *, values, valid, shift, lo, hi, o, sh
 
 def job_total(m: Module, a, b, shape, name):
     """``(total, last)``: registers holding ``a * b`` and ``a * b - 1`` for factors ``a``
-    and ``b`` of the job's configuration (e.g. ``out_w`` and ``out_h``), two cycles
-    behind them: the factors' arithmetic, the multiplier and the subtraction each end at
-    registers instead of reaching a counter's compare. A job takes its first window or
-    beat more than two cycles after its configuration is set (parameters and weights
-    come first)."""
+    and ``b`` of the job's configuration (e.g. ``out_w`` and ``out_h``), two and three
+    cycles behind them: the factors' arithmetic, the multiplier and the subtraction each
+    end at registers instead of reaching a counter's compare (or one another). A job
+    takes its first window or beat more than three cycles after its configuration is set
+    (parameters and weights come first, and the line buffers fill)."""
     a_r = Signal(Value.cast(a).shape(), name=f"{name}_a")
     b_r = Signal(Value.cast(b).shape(), name=f"{name}_b")
     total = Signal(shape, name=name)
     last = Signal(shape, name=f"{name}_last")
-    m.d.sync += [a_r.eq(a), b_r.eq(b), total.eq(a_r * b_r), last.eq(a_r * b_r - 1)]
+    m.d.sync += [a_r.eq(a), b_r.eq(b), total.eq(a_r * b_r), last.eq(total - 1)]
     return total, last
 
 

@@ -445,13 +445,16 @@ class AxiDma(wiring.Component):
             self.rd_data.payload.last.eq(all_in & (fill <= nbytes)),
             out_fire.eq(self.rd_data.valid & self.rd_data.ready),
         ]
-        # A beat is taken when its bytes fit beside those still held after this cycle's
-        # output word: a word leaving (``fill >= nbytes`` then) always makes room for a
-        # whole beat, so with a ready consumer every beat is taken at once, at any lane
-        # offset.
+        # A beat is taken when a word leaves in this cycle (``fill >= nbytes`` then: room
+        # for a whole beat after it) or when at most a word is held (``room``, a register
+        # set with ``fill``), so with a ready consumer every beat is taken at once, at any
+        # lane offset, and ``rready`` (which goes through the read arbiter and back into
+        # the burst queue's head) starts at registers and the consumer's ``ready``, not
+        # at the beat's byte count and an adder.
         in_ok = Signal()
+        room = Signal(init=1)
         m.d.comb += [
-            in_ok.eq(rq.valid & ~all_in & (out_fire | (fill + rq.take <= 2 * nbytes))),
+            in_ok.eq(rq.valid & ~all_in & (out_fire | room)),
             self.m_axi_rready.eq(in_ok),
         ]
         beat = Signal()
@@ -470,18 +473,19 @@ class AxiDma(wiring.Component):
             base.eq(Mux(out_fire, acc >> width, acc)),
             base_fill.eq(Mux(out_fire, fill - Mux(fill >= nbytes, nbytes, fill), fill)),
         ]
-        m.d.sync += [acc.eq(base), fill.eq(base_fill)]
+        m.d.sync += [acc.eq(base), fill.eq(base_fill), room.eq(base_fill <= nbytes)]
         with m.If(beat):
             m.d.sync += [
                 acc.eq(base | (shifted << (base_fill * 8))),
                 fill.eq(base_fill + rq.take),
+                room.eq(base_fill + rq.take <= nbytes),
             ]
             with m.If(self.m_axi_rresp != 0):
                 m.d.sync += self.rd_error.eq(1)
             with m.If(self.m_axi_rlast & rq.last):
                 m.d.sync += all_in.eq(1)
         with m.If(out_fire & self.rd_data.payload.last):
-            m.d.sync += [all_in.eq(0), fill.eq(0), acc.eq(0)]
+            m.d.sync += [all_in.eq(0), fill.eq(0), room.eq(1), acc.eq(0)]
         m.d.comb += self.rd_idle.eq(~rd.active & ~rq.busy & ~all_in & (fill == 0))
 
         # Write: address side --------------------------------------------------------------
