@@ -459,7 +459,9 @@ def handshake_registers(arch: ArchConfig) -> dict:
     units' feeders' second entries (a pixel and a weight beat); the DMA write side's
     third and fourth held words and each direction's head burst and beat registers; the
     POOL unit's masked elements and largest-element accumulators, its copies of the
-    instruction's fields and its stage per IBUF read stage; the issue stage's
+    instruction's fields and its stage per IBUF read stage; the element-wise engine's
+    registered products and ADD's table-entry register; the DMA's read room flag; the
+    issue stage's
     opcode flags and SYNC mask; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
@@ -467,6 +469,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
     from hw.seml.core import MAX_BURST
     from hw.seml.decode import range_room_bits
     from hw.seml.dma import burst_queue_bits
+    from hw.seml.units import add_lanes
 
     plan = _plan(arch)
     lg = _log2(plan.banks)
@@ -534,7 +537,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
         # the write side's third and fourth held words (its ``wr_data.ready`` a
         # register); each direction's head burst and beat registers
         "dma": 2 * 8 * arch.axi_data_bytes
-               + 2 * burst_queue_bits(arch.axi_data_bits, MAX_BURST)[1],
+               + 2 * burst_queue_bits(arch.axi_data_bits, MAX_BURST)[1] + 1,
         "obuf": OBUF_WRITE_STAGES * write_register(arch.obuf_bytes, plan.banks),
         # IBUF's and WBUF's registered write ports (LOAD's bus word) and each bank's
         # registered read row and enable
@@ -544,6 +547,13 @@ def handshake_registers(arch: ArchConfig) -> dict:
                 + read_stages(arch.wbuf_bytes),
         # each lane's run end address and room flag
         "obuf_stager": plan.lanes * (_log2(arch.obuf_bytes) + 1),
+        # the element-wise engine's two products per lane (``a * ma``: a product of two
+        # elements for MUL, and ``b * mb``), registered before their sum; the table
+        # entries' register (address, count, data, valid)
+        "add": add_lanes(arch) * ((2 * arch.act_bits + arch.mult_bits + 1)
+                                  + (arch.act_bits + arch.mult_bits + 1))
+               + _log2(arch.obuf_bytes) + _log2(add_lanes(arch) * e + 1)
+               + 8 * add_lanes(arch) * e + 1,
         # two entries of the banks' raw word, the read address's low bits and ``last``;
         # the two valid flags; the low bits' register before it
         "store": 2 * (8 * plan.banks + lg + 1) + 2 + lg,
