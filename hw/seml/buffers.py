@@ -75,8 +75,9 @@ class ByteBuffer(wiring.Component):
         Byte address of lane 0 of read port ``i``; the read happens when ``en`` is high.
     r{i}_data : Out(8 * read_widths[i])
         The bytes from the last enabled read (``1 + read_stages`` cycles of latency;
-        held while ``en`` is low). Lane ``j`` is byte ``addr + j`` (with ``raw_reads``: bank ``j``'s
-        byte). A read and a write of the same byte in one cycle returns the old byte.
+        held while ``en`` is low). Lane ``j`` is byte ``addr + j`` (with ``raw_reads``:
+        bank ``j``'s byte). A read and a write of the same byte in one cycle returns the
+        old byte.
 
     Addresses past ``size`` wrap inside the banks; callers check ranges.
     """
@@ -541,8 +542,8 @@ class LaneFetcher(wiring.Component):
     r_addr, r_en : Out; r_data : In(8 * width)
         The buffer's read port: a :class:`ByteBuffer` of ``width`` banks with
         ``raw_reads`` (the ``width`` bytes from ``r_addr``, any alignment, in bank order,
-        ``1 + read_stages`` cycles of latency). A run register holds the read as it comes from the
-        banks, and a lane's element is selected from it by its address's low bits
+        ``1 + read_stages`` cycles of latency). A run register holds the read as it comes
+        from the banks, and a lane's element is selected from it by its address's low bits
         (:func:`bank_select`): no rotation between the banks and the runs.
         ``r_addr`` is 0 while ``r_en`` is low, so that readers taking turns at one
         buffer port can be combined by an OR.

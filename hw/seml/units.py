@@ -388,9 +388,10 @@ class AddUnit(wiring.Component):
     for MUL, whose ``b`` element may change at any element), through one wide IBUF read
     port (``banks`` bytes, :func:`hw.engine_kinds.buffer_banks`): each operand holds
     :data:`ADD_RUNS` runs of ``banks`` bytes (whole beats of them for ADD), read in order
-    with a registered address, and reads the next as soon as one is used up. The first beat waits
-    :data:`hw.timing.ADD_FETCH_CYCLES` cycles for both operands' first runs; with runs of
-    at least four beats (``banks >= 4 * lanes * elem``) the reads then keep up. Through
+    with a registered address, and reads the next as soon as one is used up. The first
+    beat waits :data:`hw.timing.ADD_FETCH_CYCLES` cycles for both operands' first runs;
+    with runs of at least four beats (``banks >= 4 * lanes * elem``) the reads then keep
+    up. Through
     :class:`hw.engines.eltwise.EltwiseAddEngine` and writes the result into OBUF. Jobs
     longer than the engine's ``max_width * max_height`` beats are split.
 
@@ -533,8 +534,8 @@ class AddUnit(wiring.Component):
 
         # Both operands come from the one IBUF read port, a run of ``banks`` bytes per
         # read: each operand holds up to ``ADD_RUNS`` runs (landed or in flight), read in
-        # order and the next one issued as soon as one is used up. The issue looks at registers
-        # only, and the read's address and enable are registers: a run lands ``2 +
+        # order and the next one issued as soon as one is used up. The issue looks at
+        # registers only, and the read's address and enable are registers: a run lands ``2 +
         # BUFFER_READ_STAGES`` cycles after its issue, and no path runs from the operands'
         # positions into the banks.
         banks = buffer_banks(arch)
