@@ -153,7 +153,9 @@ class PoolWindowUnit(wiring.Component):
         n = self.banks
         step = Signal(range(P + 1))
         offs = [Signal(range(n + 1), name=f"off_{j}") for j in range(P)]
-        fits = [c.stride_w <= (n - e) // (j * e) for j in range(1, P)]
+        # the largest stride at which the word holds lane j's element (j >= 1)
+        fit_limit = {j: (n - e) // (j * e) for j in range(1, P)}
+        fits = [c.stride_w <= fit_limit[j] for j in range(1, P)]
         step_at_start = Signal(range(P + 1))
         m.d.comb += step_at_start.eq(1 + sum(f.as_unsigned() for f in fits) if fits else 1)
         # lane j's column offset ``j * stride_w`` (a constant times a field)
@@ -180,10 +182,10 @@ class PoolWindowUnit(wiring.Component):
         with m.If(~self.busy & ~self.start):
             m.d.sync += step.eq(f_step)
             for j in range(P):
-                # (the word holds lane j's element while ``stride_w <= (n - e) // (j * e)``:
-                # a compare with a constant beside the constant product, not after it)
-                m.d.sync += offs[j].eq(Mux(f_stride_w <= (n - e) // (j * e), j * f_stride_w * e,
-                                           0) if j else 0)
+                # (a compare of the stride with a constant beside the constant product,
+                # not after it)
+                m.d.sync += offs[j].eq(Mux(f_stride_w <= fit_limit[j], j * f_stride_w * e, 0)
+                                       if j else 0)
                 m.d.sync += joff[j].eq(j * f_stride_w)
             m.d.sync += [plane.eq(f_in_h * f_in_w), row_stride.eq(f_stride_h * f_in_w),
                          top_rows.eq(f_pad_top * f_in_w)]
