@@ -459,12 +459,15 @@ def handshake_registers(arch: ArchConfig) -> dict:
     units' feeders' second entries (a pixel and a weight beat); the DMA write side's
     third and fourth held words and each direction's head burst and beat registers; the
     POOL unit's masked elements and largest-element accumulators, its copies of the
-    instruction's fields and its stage per IBUF read stage; the element-wise engine's
+    instruction's fields, its stage per IBUF read stage and its clamp's registered
+    compares; the element-wise engine's
     registered products and ADD's table-entry register; the DMA's read room flag; the
     issue stage's
-    opcode flags and SYNC mask; the count of instructions still to fetch and its zero flag; the
+    opcode flags and SYNC mask; the engines' requantizers' partial products and the
+    stage that sums them (the fused pool's too); the read arbiter's fetch slot; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
+    from hw.blocks.requant import product_slices
     from hw.seml.compute import POOL_LANES
     from hw.seml.core import MAX_BURST
     from hw.seml.decode import range_room_bits
@@ -508,16 +511,28 @@ def handshake_registers(arch: ArchConfig) -> dict:
         depth = engine_queue_depth(arch, kind)
         return _log2(depth + 1) + 1 + 2 * _log2(depth - 1) + _log2(depth) + 1
 
+    def requant(lanes, acc_bits, per_channel=True):
+        # the requantizer's registered partial products (one per slice of the
+        # accumulator) and the stage that sums them: per lane the product, and the
+        # stage's bounds, flags and shift
+        slices = len(product_slices(acc_bits))
+        par = lanes if per_channel else 1
+        return (lanes * (acc_bits + slices * (arch.mult_bits + 1))
+                + 2 * arch.act_bits + 2 + par * (arch.shift_bits + 1))
+
     def last_column(lanes):
         return (arch.conv_k_max - 1) * lanes * arch.act_bits + 1 if arch.conv_k_max > 1 else 0
 
     return {
         "compute_conv": (unit + taps + 2 * total + d + acc(arch.conv_po) + queue(Engine.CONV)
                          + 1 + last_column(arch.conv_pi) + 2 * 16 + bounds
-                         + held[Engine.CONV]),
+                         + held[Engine.CONV] + requant(arch.conv_po, arch.acc_bits)
+                         + requant(arch.conv_po, arch.act_bits + 4, per_channel=False)),
         "compute_depthwise": (unit + taps + total + d + queue(Engine.DEPTHWISE)
-                              + last_column(arch.dw_channels) + held[Engine.DEPTHWISE]),
-        "compute_pointwise": unit + acc(arch.pw_po) + queue(Engine.POINTWISE) + 1,
+                              + last_column(arch.dw_channels) + held[Engine.DEPTHWISE]
+                              + requant(arch.dw_channels, arch.acc_bits)),
+        "compute_pointwise": (unit + acc(arch.pw_po) + queue(Engine.POINTWISE) + 1
+                              + requant(arch.pw_po, arch.acc_bits)),
         # the skid buffer's entries and valid flags, the copies of its full flag; the
         # instructions still to fetch and its zero flag; the stager's flush; the issue
         # stage's opcode flags and SYNC mask
@@ -526,9 +541,13 @@ def handshake_registers(arch: ArchConfig) -> dict:
         # each buffer range's room (``limit - start``), taken with the first stage
         "decoder": range_room_bits(arch),
         # each lane's masked element for the sum and its largest-element accumulator;
-        # the copies of the instruction's fields its start products are taken from
+        # the copies of the instruction's fields its start products are taken from; the
+        # clamp's registered compares and rounded element, with the stage's flags,
+        # address and count
         "compute_pool": 2 * POOL_LANES * arch.act_bits + 2 * 16 + 3 * 8
                         + _log2(POOL_LANES + 1)
+                        + POOL_LANES * (2 + arch.act_bits) + 2 + _log2(arch.obuf_bytes)
+                        + _log2(POOL_LANES * e + 1)
                         # the stage per IBUF read stage: flags, lane masks and first
                         # banks, the output address and count
                         + BUFFER_READ_STAGES * (4 + POOL_LANES * (1 + lg)
@@ -557,6 +576,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
         # two entries of the banks' raw word, the read address's low bits and ``last``;
         # the two valid flags; the low bits' register before it
         "store": 2 * (8 * plan.banks + lg + 1) + 2 + lg,
+        # the fetch's read-address slot: valid flag, address and length
+        "arbiter": 1 + arch.axi_addr_bits + 8,
     }
 
 

@@ -53,8 +53,9 @@ __all__ = [
 
 # Pipelines ------------------------------------------------------------------------------
 
-#: Stages of the requantization unit (:class:`hw.blocks.requant.RequantUnit`).
-REQUANT_LATENCY = 4
+#: Stages of the requantization unit (:class:`hw.blocks.requant.RequantUnit`): input
+#: registers, partial products, their sum, the shift, the rounding and clamp.
+REQUANT_LATENCY = 5
 #: Cycles of the pool unit (:class:`hw.blocks.pool.PoolUnit`) from the beat that completes
 #: a window to its output: three stages plus the requantization.
 POOL_UNIT_LATENCY = 3 + REQUANT_LATENCY
@@ -126,8 +127,8 @@ FRAME_CYCLES = 3
 POOL_LANES = 8
 #: Cycles a POOL instruction keeps the POOL unit busy besides its window steps: the
 #: set-up cycle, the pipeline stages after stage 0 (:class:`hw.seml.compute.
-#: PoolWindowUnit`: eight, and one per IBUF read stage) and the cycle ``busy`` falls in.
-DRAIN_CYCLES = 10 + BUFFER_READ_STAGES
+#: PoolWindowUnit`: nine, and one per IBUF read stage) and the cycle ``busy`` falls in.
+DRAIN_CYCLES = 11 + BUFFER_READ_STAGES
 #: Cycles an ADD job spends besides its beats: command, engine pipeline, write-back.
 ADD_JOB_CYCLES = 8
 #: Cycles an ADD with the activation table takes beyond one without: the table's read
@@ -164,7 +165,7 @@ PAGE_BYTES = 4096
 FETCH_DEPTH = 4
 #: Cycles a LOAD spends besides its data beats: command to the DMA, read address behind
 #: the instruction-fetch bursts already queued in DDR, first-beat latency, hand-off.
-LOAD_OVERHEAD_CYCLES = 14
+LOAD_OVERHEAD_CYCLES = 13
 #: Instruction-fetch bursts queued ahead of a LOAD's first burst.
 LOAD_FETCH_AHEAD = 2
 #: Cycles from a LOAD's issue to its first beat when the read channel is idle.
@@ -186,4 +187,4 @@ ISSUE_BUSY_LAG = 1
 #: Cycles from start to the first beat of the header, from the header's last beat to the
 #: first beat of the CRC pre-scan, and from the pre-scan's last beat to the first beat of
 #: instruction 0.
-HEADER_LATENCY, SCAN_GAP, EXEC_GAP = 3, 7, 8
+HEADER_LATENCY, SCAN_GAP, EXEC_GAP = 4, 8, 8

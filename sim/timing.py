@@ -253,7 +253,7 @@ def timeline(instructions, arch: ArchConfig, instr_count=None):
                 last_beats.append(first_beat + w - 1)
                 continue
             request = first_beat - 2 if i < FETCH_DEPTH else pops[i - FETCH_DEPTH] + 1
-            last_beats.append(max(request + 2, last_beats[-1] + 1) + w - 1)
+            last_beats.append(max(request + 3, last_beats[-1] + 1) + w - 1)
         return last_beats[j]
 
     free = {Unit.LOAD: 0, Unit.COMPUTE: 0, Unit.STORE: 0}
@@ -281,11 +281,9 @@ def timeline(instructions, arch: ArchConfig, instr_count=None):
         busy = instruction_cycles(instr, arch)
         if op is Opcode.LOAD:
             # The instruction words requested so far are read before the LOAD's first
-            # burst, including the refill that follows the next word's pop if that pop
-            # comes at once (the fetch wins the read-address arbitration).
+            # burst. The refill that follows the next word's pop is not: its request
+            # waits a cycle in the read arbiter's fetch slot, behind the LOAD's.
             ahead = word(k + FETCH_DEPTH)
-            if word(k + 1) + 2 <= t + 1:
-                ahead = max(t + 4, ahead + 1) + w - 1
             busy += max(LOAD_START_CYCLES, ahead + 1 - t) - _load_first_beat(arch)
         # the core sees the unit idle ISSUE_BUSY_LAG cycles after it is
         free[unit] = t + busy + ISSUE_BUSY_LAG

@@ -30,7 +30,20 @@ from amaranth.lib.wiring import In, Out
 
 from ..timing import REQUANT_LATENCY
 
-__all__ = ["RequantUnit", "clamp", "round_shift"]
+__all__ = ["RequantUnit", "clamp", "product_slices", "round_shift"]
+
+#: Bits of the accumulator one partial product takes: an unsigned 17-bit slice (or the
+#: signed top slice) is one operand of an 18x18 signed DSP multiplier.
+_SLICE = 17
+
+
+def product_slices(acc_bits):
+    """``(lo, hi)`` bit ranges of an accumulator's partial products, low first; the top
+    slice (signed) may be one bit wider than the others, since a DSP operand is 18 bits."""
+    bounds = list(range(0, acc_bits, _SLICE))
+    if len(bounds) > 1 and acc_bits - bounds[-1] == 1:
+        bounds.pop()
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:] + [acc_bits])]
 
 
 def _check_int(name, value, lo, hi):
@@ -96,7 +109,7 @@ class RequantUnit(wiring.Component):
         Only without ``per_channel``: layer multiplier and shift, sampled with
         each input vector.
 
-    Latency :attr:`latency` (4) cycles from input handshake to ``o.valid``;
+    Latency :attr:`latency` (5) cycles from input handshake to ``o.valid``;
     throughput one vector per cycle. The pipeline stalls as a whole while ``o``
     holds an unaccepted vector (``i.ready = ~o.valid | o.ready``).
     """
@@ -200,10 +213,14 @@ class RequantUnit(wiring.Component):
             if not self._per_channel:
                 m.d.sync += [m1[0].eq(self.m), sh1[0].eq(self.s)]
 
-        # Stage 2: product; the shift less one and whether it is zero.
+        # Stage 2: partial products, one per slice of the accumulator that a DSP
+        # multiplier takes (``_SLICE`` bits, the top slice signed), each registered at
+        # the multiplier's output; the shift less one and whether it is zero.
         s2 = stage_regs("s2")
         prod_bits = self._acc_bits + self._mult_bits + 1
-        p2 = [Signal(signed(prod_bits), name=f"s2_p{k}") for k in range(n)]
+        slices = product_slices(self._acc_bits)
+        part2 = [[Signal(signed(hi - lo + self._mult_bits + 1), name=f"s2_p{k}_{lo}")
+                  for lo, hi in slices] for k in range(n)]
         sh2 = [Signal(unsigned(self._shift_bits), name=f"s2_s{k}") for k in range(n_par)]
         z2 = [Signal(name=f"s2_z{k}") for k in range(n_par)]
         with m.If(advance):
@@ -211,7 +228,27 @@ class RequantUnit(wiring.Component):
             m.d.sync += [sh2[k].eq(sh1[k] - 1) for k in range(n_par)]
             m.d.sync += [z2[k].eq(sh1[k] == 0) for k in range(n_par)]
             for k in range(n):
-                m.d.sync += p2[k].eq(acc1[k] * m1[k % n_par])
+                for (lo, hi), part in zip(slices, part2[k]):
+                    piece = acc1[k][lo:hi]
+                    if hi == self._acc_bits:
+                        piece = piece.as_signed()
+                    m.d.sync += part.eq(piece * m1[k % n_par])
+
+        # Stage 2b: the product, the partial products' sum.
+        s2b = stage_regs("s2b")
+        p2 = [Signal(signed(prod_bits), name=f"s2b_p{k}") for k in range(n)]
+        sh2b = [Signal(unsigned(self._shift_bits), name=f"s2b_s{k}") for k in range(n_par)]
+        z2b = [Signal(name=f"s2b_z{k}") for k in range(n_par)]
+        with m.If(advance):
+            m.d.sync += [s2b[key].eq(s2[key]) for key in s2]
+            m.d.sync += [sh2b[k].eq(sh2[k]) for k in range(n_par)]
+            m.d.sync += [z2b[k].eq(z2[k]) for k in range(n_par)]
+            for k in range(n):
+                total = 0
+                for (lo, _), part in zip(slices, part2[k]):
+                    total = total + (part << lo)
+                m.d.sync += p2[k].eq(total)
+        s2, sh2, z2 = s2b, sh2b, z2b
 
         # Stage 3: the shift. ``round_shift(x, s) = (pre + 1) >> 1`` with ``pre`` =
         # ``x >> (s - 1)``, or ``2 * x`` for ``s = 0``; the clamp bounds doubled for it.

@@ -26,10 +26,12 @@ uses (the loop's carries are registered flags, its addresses step by addition):
 3. ``acc * mult`` (average pooling; 1 for max pooling) as two partial products;
 4. their sum;
 5. the shift (``>> (shift - 1)``; the rounding is an increment after it);
-6. round (``(x + 1) >> 1``, the output's bits only) and clamp (compares in parallel);
+6. round (``(x + 1) >> 1``, the output's bits only) and the clamp's compares, side by
+   side, each registered;
+6b. the clamp's select;
 7. OBUF write from registers.
 
-Latency: a group's results are written ``8 + BUFFER_READ_STAGES`` cycles after its last
+Latency: a group's results are written ``9 + BUFFER_READ_STAGES`` cycles after its last
 window step; an instruction keeps the unit :func:`pool_steps` ``+ DRAIN_CYCLES`` cycles
 (the set-up cycle, the window steps, the stages after stage 0 and the cycle ``busy``
 falls in).
@@ -486,25 +488,34 @@ class PoolWindowUnit(wiring.Component):
         out_addr6 = reg(out_addr5, "out_addr6", ow)
         count6 = reg(count5, "count6", range(P * e + 1))
         a = arch.act_bits
-        ys = []
+        rounded = []
         for j, pre in enumerate(pres):
-            low = Signal(a, name=f"low_{j}")
-            m.d.comb += low.eq((pre[:a + 1] + 1)[1:a + 1])
+            rounded.append((reg(pre < below, f"under7_{j}", 1),
+                            reg(pre > above, f"over7_{j}", 1),
+                            reg((pre[:a + 1] + 1)[1:a + 1], f"low7_{j}", a)))
+
+        # Stage 6b: the clamp's select, from the registered compares ----------------------
+        v6b = reg(v6, "v6b", 1)
+        on6b = reg(on6, "on6b", 1)
+        out_addr6b = reg(out_addr6, "out_addr6b", ow)
+        count6b = reg(count6, "count6b", range(P * e + 1))
+        ys = []
+        for j, (under, over, low) in enumerate(rounded):
             y = Signal(signed(a), name=f"y_{j}")
-            m.d.comb += y.eq(Mux(pre < below, act_lo, Mux(pre > above, act_hi, low)))
+            m.d.comb += y.eq(Mux(under, act_lo, Mux(over, act_hi, low)))
             ys.append(y)
 
         # Stage 7: OBUF write, from registers (the core's write multiplexer and the
         # buffer's lane rotation follow) ---------------------------------------------------
-        v7 = reg(v6 & on6, "v7", 1)
+        v7 = reg(v6b & on6b, "v7", 1)
         data7 = reg(bytes_from_lanes(ys, arch.act_bits), "data7", len(self.obuf0_w_data))
-        out_addr7 = reg(out_addr6, "out_addr7", ow)
-        count7 = reg(count6, "count7", range(P * e + 1))
+        out_addr7 = reg(out_addr6b, "out_addr7", ow)
+        count7 = reg(count6b, "count7", range(P * e + 1))
         addr, data_, count = self.obuf_port(0)
         m.d.comb += [addr.eq(out_addr7), data_.eq(data7)]
         with m.If(v7):
             m.d.comb += count.eq(count7)
 
         m.d.comb += self.busy.eq(setup | running | v1_read | Cat(*waits).any() | v1b | v2 | v3
-                                 | v4 | v5 | v6 | v7)
+                                 | v4 | v5 | v6 | v6b | v7)
         return m

@@ -469,9 +469,16 @@ class AxiDma(wiring.Component):
                                & Cat(*(b.replicate(8) for b in rq.mask)))
         base = Signal(2 * width)
         base_fill = Signal(range(2 * nbytes + 1))
+        # ``fill`` less the word that leaves (``fill <= 2 * nbytes``, ``nbytes`` a power of
+        # two): ``nbytes`` from a full ``2 * nbytes``, the low bits from ``nbytes`` or
+        # more, none from less; bit selects, no subtraction before the shift.
+        after_out = Signal.like(fill)
         m.d.comb += [
+            after_out.eq(Mux(fill[lanes_log2 + 1], nbytes,
+                             Mux(fill[lanes_log2], fill[:lanes_log2] if lanes_log2 else 0,
+                                 0))),
             base.eq(Mux(out_fire, acc >> width, acc)),
-            base_fill.eq(Mux(out_fire, fill - Mux(fill >= nbytes, nbytes, fill), fill)),
+            base_fill.eq(Mux(out_fire, after_out, fill)),
         ]
         m.d.sync += [acc.eq(base), fill.eq(base_fill), room.eq(base_fill <= nbytes)]
         with m.If(beat):

@@ -200,9 +200,14 @@ class InstructionFetch(wiring.Component):
 class AxiReadArbiter(wiring.Component):
     """Merges the read channels of the DMA (ID 0) and the instruction fetch (ID 1).
 
-    Address requests are granted one at a time, the fetch first; read data is routed
-    by ``rid``. The fetch always takes its data at once, so neither client can block
-    the other behind it for longer than its own burst.
+    The fetch's read-address request is taken into a register slot (``fetch_arready``
+    is high while the slot is empty or leaves in that cycle), and the grant is driven
+    from that slot: the fetch first, the DMA's request straight through otherwise. A
+    fetch request reaches the bus one cycle after its handshake, at the full rate, and
+    the fetch unit's ``arvalid`` does not reach the DMA's ``arready``: the grant starts at
+    the slot and the arbiter's own registers. Read data is routed by ``rid``. The fetch
+    always takes its data at once, so neither client can block the other behind it for
+    longer than its own burst.
 
     Members
     -------
@@ -235,17 +240,26 @@ class AxiReadArbiter(wiring.Component):
         # a valid request's address before it is accepted.
         owner = Signal()  # 0: DMA, 1: fetch
         locked = Signal()
-        pick = Mux(locked, owner, self.fetch_arvalid)
+        slot_valid = Signal()
+        slot_addr = Signal(self._addr_bits)
+        slot_len = Signal(8)
+        pick = Signal()
         m.d.comb += [
+            pick.eq(Mux(locked, owner, slot_valid)),
             self.m_axi_arid.eq(pick),
-            self.m_axi_araddr.eq(Mux(pick, self.fetch_araddr, self.dma_araddr)),
-            self.m_axi_arlen.eq(Mux(pick, self.fetch_arlen, self.dma_arlen)),
+            self.m_axi_araddr.eq(Mux(pick, slot_addr, self.dma_araddr)),
+            self.m_axi_arlen.eq(Mux(pick, slot_len, self.dma_arlen)),
             self.m_axi_arsize.eq(exact_log2(self._data_bits // 8)),
             self.m_axi_arburst.eq(0b01),
-            self.m_axi_arvalid.eq(Mux(pick, self.fetch_arvalid, self.dma_arvalid)),
-            self.fetch_arready.eq(pick & self.m_axi_arready),
+            self.m_axi_arvalid.eq(Mux(pick, slot_valid, self.dma_arvalid)),
+            self.fetch_arready.eq(~slot_valid | (pick & self.m_axi_arready)),
             self.dma_arready.eq(~pick & self.m_axi_arready),
         ]
+        with m.If(pick & self.m_axi_arready):
+            m.d.sync += slot_valid.eq(0)
+        with m.If(self.fetch_arvalid & self.fetch_arready):
+            m.d.sync += [slot_valid.eq(1), slot_addr.eq(self.fetch_araddr),
+                         slot_len.eq(self.fetch_arlen)]
         with m.If(self.m_axi_arvalid & ~self.m_axi_arready):
             m.d.sync += [locked.eq(1), owner.eq(pick)]
         with m.Else():

@@ -193,8 +193,16 @@ class LoadUnit(wiring.Component):
                 receiving.eq(1),
             ]
 
+        # The bytes of this beat: a whole word while ``left`` has bits above a word's
+        # (an OR of them, no compare), else the rest. ``left`` steps by the constant
+        # word, or to zero, so its update does not wait for ``count``.
         count = Signal(range(nbytes + 1))
-        m.d.comb += count.eq(Mux(left < nbytes, left, nbytes))
+        left_next = Signal.like(left)
+        words = left[exact_log2(nbytes):].any()
+        m.d.comb += [
+            count.eq(Mux(words, nbytes, left)),
+            left_next.eq(Mux(words, left - nbytes, 0)),
+        ]
         word = self.dma_data.payload.data
         for name in ("ibuf", "wbuf", "tbuf"):
             m.d.comb += [
@@ -223,7 +231,7 @@ class LoadUnit(wiring.Component):
             part = Signal(range(max(per, 2)))
             m.d.comb += self.dma_data.ready.eq(1)
             with m.If(self.dma_data.valid & receiving):
-                m.d.sync += left.eq(left - count)
+                m.d.sync += left.eq(left_next)
                 with m.If(self.dma_data.payload.last):
                     m.d.sync += receiving.eq(0)
                 with m.If(is_pbuf):
@@ -253,7 +261,7 @@ class LoadUnit(wiring.Component):
             with m.If(self.start):
                 m.d.sync += records_left.eq(self.size >> exact_log2(rec_bytes))
             with m.If(self.dma_data.valid & ~holding & receiving):
-                m.d.sync += left.eq(left - count)
+                m.d.sync += left.eq(left_next)
                 with m.If(is_pbuf):
                     m.d.sync += [held.eq(word), holding.eq(1), index.eq(0),
                                  held_last.eq(self.dma_data.payload.last)]

@@ -250,7 +250,7 @@ def test_depthwise_ports():
     eng = DepthwiseEngine(ArchConfig(dw_channels=5, conv_k_max=3))
     assert eng.weights.payload.shape().length == 5
     assert eng.o.payload.shape().length == 5
-    assert eng.latency == 2 + 4 + 1 + 4 + 2
+    assert eng.latency == 2 + 4 + 1 + 5 + 2  # ..., bias, requantizer (5), output queue
 
 
 GOOD = {

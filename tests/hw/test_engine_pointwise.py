@@ -276,7 +276,7 @@ def test_pointwise_ports():
     assert eng.pixels.payload.shape().length == 3
     assert eng.weights.payload.shape().length == 15
     assert eng.o.payload.shape().length == 5
-    assert eng.latency == 2 + 2 + 4 + 4 + 2
+    assert eng.latency == 2 + 2 + 4 + 5 + 2  # ..., requantizer (5), output queue
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,10 @@ CONFIGS = [
     (3, 24, 8, 8, 5, False, 5),
     (1, 20, 4, 1, 3, True, 2),
     (2, 48, 16, 24, 7, True, 0),
+    # the partial products' edges: one slice, a top slice of 18 bits, four slices
+    (2, 18, 8, 16, 5, True, 0),
+    (2, 35, 8, 16, 6, True, 1),
+    (1, 64, 32, 32, 7, False, 0),
 ]
 
 
