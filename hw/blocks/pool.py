@@ -356,9 +356,12 @@ def _reduce3(m, mode, k3, a, b, c, qmin, target):
     3-wide window (``k3``), ``c``; or ``a`` itself (bypass). Used for both the column and
     the row reduction, ``a`` being the newest value. The max compares the three pairs
     side by side and then selects: one compare and two multiplexers deep, not a compare
-    after a select."""
+    after a select. The kernel flag selects after the compares (``x > qmin`` is ``x !=
+    qmin``), so the configuration's fan-out does not lead into a compare's carry chain."""
     oldest = Mux(k3, c, qmin)
-    a_b, a_c, b_c = a > b, a > oldest, b > oldest
+    a_b = a > b
+    a_c = Mux(k3, a > c, a != qmin)
+    b_c = Mux(k3, b > c, b != qmin)
     with m.Switch(mode):
         with m.Case(PoolMode.MAX):
             m.d.sync += target.eq(Mux(a_b, Mux(a_c, a, oldest), Mux(b_c, b, oldest)))
