@@ -90,8 +90,8 @@ class ControlStatusRegisters(wiring.Component):
     -------
     s_axil_* : AXI4-Lite slave, 32-bit data, 12-bit address (cocotbext-axi names).
     start : Out(1)
-        One-cycle pulse when the host writes ``CONTROL.start`` while the core is idle
-        and ``PROG_BASE`` is 64-byte aligned.
+        One-cycle pulse (a register) in the cycle after the host's write of
+        ``CONTROL.start`` while the core is idle and ``PROG_BASE`` is 64-byte aligned.
     prog_base, data_base : Out(addr_bits)
         DDR base addresses of the program image and of the data (weights, feature maps).
     busy : In(1)
@@ -231,17 +231,25 @@ class ControlStatusRegisters(wiring.Component):
         with m.If(bvalid & self.s_axil_bready):
             m.d.sync += bvalid.eq(0)
 
+        # ``start`` leaves from a register, a cycle after the CONTROL write: the write's
+        # decode (the AXI4-Lite handshake, address and data) does not reach the core's
+        # registers in the same cycle. STATUS shows the core busy from the write on.
+        start = Signal()
+        busy = Signal()
+        m.d.sync += start.eq(0)
+        m.d.comb += [self.start.eq(start), busy.eq(self.busy | start)]
+
         word = aw_addr[2:]
         with m.If(aw_full & w_full & ~bvalid):
             m.d.sync += [aw_full.eq(0), w_full.eq(0), bvalid.eq(1), bresp.eq(0)]
             with m.Switch(word):
-                with m.Case(REGISTERS["CONTROL"] >> 2), m.If(w_strb[0] & ~self.busy):
+                with m.Case(REGISTERS["CONTROL"] >> 2), m.If(w_strb[0] & ~busy):
                     with m.If(w_data[0]):
                         m.d.sync += [
                             error_info.eq(0), cycles.eq(0), trace_count.eq(0),
                         ]
                         with m.If((prog_base[:32] & (INSTR_BYTES - 1)) == 0):
-                            m.d.comb += self.start.eq(1)
+                            m.d.sync += start.eq(1)
                             m.d.sync += [done.eq(0), error.eq(0), error_code.eq(0),
                                          refused.eq(0)]
                         with m.Else():
@@ -287,7 +295,7 @@ class ControlStatusRegisters(wiring.Component):
         m.d.comb += trace_rd.addr.eq(rword - (TRACE_BASE >> 2))
         with m.If(self.s_axil_arvalid & ~rvalid):
             m.d.sync += [rvalid.eq(1), rresp.eq(0)]
-            status = Cat(done, self.busy, error)
+            status = Cat(done, busy, error)
             values = {
                 "ID": Const(CORE_ID, 32),
                 "CONTROL": Const(0, 32),
