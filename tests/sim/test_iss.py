@@ -424,6 +424,19 @@ def test_cycle_model_matches_the_rtl(instr, rtl):
     assert instruction_cycles(instr, RTL_ARCH) == rtl
 
 
+@pytest.mark.parametrize("program, rtl_issue, rtl_total", [
+    # the core's issue stamps and cycle counter under Verilator (``sim.axi.
+    # run_program_rtl``), with cocotbext-axi's AxiRam as DDR: start-up (header, CRC
+    # pre-scan), fetch-bound issue, and a LOAD with instruction fetch beside it
+    ([SYNC_ALL] * 12 + [END], list(range(151, 248, 8)), 249),
+    ([load(Buffer.IBUF, 0x4000, 512)] + [SYNC_ALL] * 8 + [END],
+     [127, 229, 233, 237, 241, 245, 249, 254, 262, 270], 272),
+])
+def test_timeline_matches_the_rtl_issue_stamps(program, rtl_issue, rtl_total):
+    starts, _, total = timeline(program, RTL_ARCH)
+    assert (starts, total) == (rtl_issue, rtl_total)
+
+
 def test_missing_sync_is_a_hazard():
     rng = np.random.default_rng(0)
     instrs, ddr, _ = conv_case(rng, Engine.CONV, 3, 4, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1))
