@@ -467,6 +467,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
     stage that sums them (the fused pool's too); the read arbiter's fetch slot; the count of instructions still to fetch and its zero flag; the
     OBUF stager's registered ``flush``; the decoder's buffer-range rooms (``limit -
     start`` of each address field, :func:`hw.seml.decode.range_rooms`)."""
+    from hw.blocks.pool import window_bits
     from hw.blocks.requant import product_slices
     from hw.seml.compute import POOL_LANES
     from hw.seml.core import MAX_BURST
@@ -527,7 +528,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
         "compute_conv": (unit + taps + 2 * total + d + acc(arch.conv_po) + queue(Engine.CONV)
                          + 1 + last_column(arch.conv_pi) + 2 * 16 + bounds
                          + held[Engine.CONV] + requant(arch.conv_po, arch.acc_bits)
-                         + requant(arch.conv_po, arch.act_bits + 4, per_channel=False)),
+                         + requant(arch.conv_po, window_bits(arch.act_bits), per_channel=False)),
         "compute_depthwise": (unit + taps + total + d + queue(Engine.DEPTHWISE)
                               + last_column(arch.dw_channels) + held[Engine.DEPTHWISE]
                               + requant(arch.dw_channels, arch.acc_bits)),

@@ -23,7 +23,12 @@ from ..isa import qrange
 from ..timing import POOL_UNIT_LATENCY
 from .requant import RequantUnit
 
-__all__ = ["PoolMode", "PoolUnit"]
+__all__ = ["PoolMode", "PoolUnit", "window_bits"]
+
+
+def window_bits(act_bits: int) -> int:
+    """Bits of a window's sum (up to 9 elements of ``act_bits``): the requantizer's input."""
+    return act_bits + 4
 
 
 class PoolMode(enum.Enum, shape=2):
@@ -150,7 +155,7 @@ class PoolUnit(wiring.Component):
         n, a_bits = self._lanes, self._act_bits
         qmin, qmax = qrange(a_bits)
         col_bits = a_bits + 2       # sum of up to 3 rows
-        win_bits = a_bits + 4       # sum of up to 9 pixels
+        win_bits = window_bits(a_bits)
 
         m.submodules.requant = rq = RequantUnit(
             n, win_bits, a_bits, self._mult_bits, self._shift_bits, per_channel=False)
