@@ -493,8 +493,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
         return _log2(size) + 8 * width + _log2(width + 1)
 
     def read_stages(size):
-        # a byte buffer's read stages: each bank's row and enable
-        return BUFFER_READ_STAGES * plan.banks * (_log2(-(-size // plan.banks)) + 1)
+        # a byte buffer's read stages: each bank's row and enable, then each bank's
+        # output byte
+        return (min(BUFFER_READ_STAGES, 1) * plan.banks * (_log2(-(-size // plan.banks)) + 1)
+                + max(BUFFER_READ_STAGES - 1, 0) * plan.banks * 8)
 
     pad = 2 * POOL_MAX_PAD
     # the padded size less two and the last real column and row (one bit wider than the

@@ -39,6 +39,7 @@ __all__ = [
     "POOL_UNIT_LATENCY",
     "REQUANT_LATENCY",
     "SCAN_GAP",
+    "START_LAG",
     "STORE_OVERHEAD_CYCLES",
     "UNIT_OVERHEAD_CYCLES",
     "add_chunk_beats",
@@ -102,10 +103,11 @@ def pointwise_engine_latency(pi: int) -> int:
     return 2 + adder_tree_latency(pi) + 4 + REQUANT_LATENCY + OUTPUT_QUEUE_LATENCY
 
 
-#: Register stages IBUF and WBUF keep before their banks on a read (each bank its own
-#: registered row and enable, :class:`hw.seml.buffers.ByteBuffer` ``read_stages``): a
-#: read's data comes ``1 + BUFFER_READ_STAGES`` cycles after its address.
-BUFFER_READ_STAGES = 1
+#: Register stages IBUF and WBUF keep on a read (:class:`hw.seml.buffers.ByteBuffer`
+#: ``read_stages``): before their banks, each bank's own registered row and enable; after
+#: them, each bank's output register beside its block RAM. A read's data comes ``1 +
+#: BUFFER_READ_STAGES`` cycles after its address.
+BUFFER_READ_STAGES = 2
 #: Register stages OBUF keeps before its banks on a write (``write_stages``).
 OBUF_WRITE_STAGES = 2
 
@@ -165,10 +167,10 @@ PAGE_BYTES = 4096
 FETCH_DEPTH = 4
 #: Cycles a LOAD spends besides its data beats: command to the DMA, read address behind
 #: the instruction-fetch bursts already queued in DDR, first-beat latency, hand-off.
-LOAD_OVERHEAD_CYCLES = 13
+LOAD_OVERHEAD_CYCLES = 12
 #: Instruction-fetch bursts queued ahead of a LOAD's first burst.
 LOAD_FETCH_AHEAD = 2
-#: Cycles from a LOAD's issue to its first beat when the read channel is idle.
+#: Cycles from a LOAD's start to its first beat when the read channel is idle.
 LOAD_START_CYCLES = 4
 #: Cycles a STORE spends besides its data beats: OBUF read, write address, response.
 STORE_OVERHEAD_CYCLES = 7
@@ -184,6 +186,9 @@ ISSUE_INTERVAL = 4
 #: Cycles after a unit goes idle before issue sees it (its busy flag is registered): an
 #: instruction waiting for the unit, a SYNC or END issues this much later.
 ISSUE_BUSY_LAG = 1
+#: Cycles from an instruction's issue to its unit's start (the start pulses are
+#: registers set by the issue decision).
+START_LAG = 1
 #: Cycles from start to the first beat of the header, from the header's last beat to the
 #: first beat of the CRC pre-scan, and from the pre-scan's last beat to the first beat of
 #: instruction 0.

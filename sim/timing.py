@@ -51,6 +51,7 @@ from hw.timing import (
     MAX_BURST,
     PAGE_BYTES,
     SCAN_GAP,
+    START_LAG,
     STORE_OVERHEAD_CYCLES,
     add_chunk_beats,
     add_lanes,
@@ -66,6 +67,7 @@ __all__ = [
     "LOAD_FETCH_AHEAD",
     "LOAD_OVERHEAD_CYCLES",
     "LOAD_START_CYCLES",
+    "START_LAG",
     "STORE_OVERHEAD_CYCLES",
     "accesses",
     "dma_cycles",
@@ -189,12 +191,12 @@ def dma_cycles(rows: int, row_bytes: int, arch: ArchConfig, *, ddr_addr: int = 0
 
 
 def _load_first_beat(arch):
-    """Cycles from a LOAD's issue to its first beat assumed by :func:`dma_cycles`."""
+    """Cycles from a LOAD's start to its first beat assumed by :func:`dma_cycles`."""
     return LOAD_OVERHEAD_CYCLES - 1 + LOAD_FETCH_AHEAD * fetch_cycles(arch)
 
 
 def instruction_cycles(instr: Instruction, arch: ArchConfig) -> int:
-    """Cycles ``instr`` keeps its unit busy, from its issue to the first cycle another
+    """Cycles ``instr`` keeps its unit busy, from its start to the first cycle another
     instruction (or a SYNC on the unit) can issue (0 for SYNC / END).
 
     * COMPUTE: the cycle model of its engine kind (:func:`hw.engine_kinds.compute_cycles`:
@@ -227,8 +229,9 @@ def timeline(instructions, arch: ArchConfig, instr_count=None):
 
     Issue is in program order: instruction ``k`` is issued :data:`ISSUE_LATENCY` cycles
     after the last beat of its word (at least :data:`ISSUE_INTERVAL` after the previous
-    issue) and once the core sees its unit idle (:data:`ISSUE_BUSY_LAG` cycles after
-    :func:`instruction_cycles`); SYNC waits for the units in its mask and END for
+    issue) and once the core sees its unit idle (the unit starts :data:`START_LAG` cycles
+    after the issue, is busy :func:`instruction_cycles`, and the core sees it idle
+    :data:`ISSUE_BUSY_LAG` cycles later); SYNC waits for the units in its mask and END for
     all of them. The fetch unit keeps ``FETCH_DEPTH`` words requested or buffered and
     reads a word in :func:`fetch_cycles` beats, so a run of short instructions issues one
     per word; a LOAD's first beat comes after the instruction words already requested.
@@ -284,9 +287,11 @@ def timeline(instructions, arch: ArchConfig, instr_count=None):
             # burst. The refill that follows the next word's pop is not: its request
             # waits a cycle in the read arbiter's fetch slot, behind the LOAD's.
             ahead = word(k + FETCH_DEPTH)
-            busy += max(LOAD_START_CYCLES, ahead + 1 - t) - _load_first_beat(arch)
-        # the core sees the unit idle ISSUE_BUSY_LAG cycles after it is
-        free[unit] = t + busy + ISSUE_BUSY_LAG
+            busy += (max(LOAD_START_CYCLES, ahead + 1 - t - START_LAG)
+                     - _load_first_beat(arch))
+        # the unit starts START_LAG cycles after the issue; the core sees it idle
+        # ISSUE_BUSY_LAG cycles after it is
+        free[unit] = t + START_LAG + busy + ISSUE_BUSY_LAG
         issued = t
         starts.append(t)
         finishes.append(free[unit])

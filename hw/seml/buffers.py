@@ -50,10 +50,13 @@ class ByteBuffer(wiring.Component):
         writers' logic into the banks' lane selects; with two, the writers and the
         banks each have a register beside them and the route between is a bare one.
     read_stages : int
-        Register stages on every read port before the banks (0 or 1): each bank takes
-        its own registered row and enable, so that no path runs from the readers'
-        addresses through the row selects into the banks across the die; the data then
-        comes ``1 + read_stages`` cycles after the read.
+        Register stages on every read port (0, 1 or 2). The first is before the banks:
+        each bank takes its own registered row and enable, so that no path runs from the
+        readers' addresses through the row selects into the banks across the die. The
+        second is after them: each bank's output goes through a register of its own
+        beside the block RAM, so that the route from the RAM's output to a distant
+        reader starts at a flip-flop. The data comes ``1 + read_stages`` cycles after
+        the read.
     raw_reads : bool
         Every read port returns the banks' outputs as they are, in bank order (byte
         ``j`` of ``r{i}_data`` is bank ``j``'s: the byte of the read that lies in bank
@@ -104,7 +107,7 @@ class ByteBuffer(wiring.Component):
         self._read_widths = list(read_widths)
         self._write_widths = list(write_widths)
         for name, value, top in (("write_stages", write_stages, 2),
-                                 ("read_stages", read_stages, 1)):
+                                 ("read_stages", read_stages, 2)):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
                 raise ValueError(f"{name} must be an integer from 0 to {top}, not {value!r}")
         self._write_stages = write_stages
@@ -203,16 +206,28 @@ class ByteBuffer(wiring.Component):
                 else:
                     bank_en = en
                 m.d.comb += [rp.addr.eq(row), rp.en.eq(bank_en)]
-                bank_data.append(rp.data)
+                if self._read_stages > 1:
+                    # the bank's output register, beside it, loaded in the cycle after
+                    # an enabled read (when the RAM's output holds that read's byte)
+                    out_en = Signal(name=f"r{i}_en{j}_rr")
+                    out_r = Signal(8, name=f"r{i}_data{j}_r")
+                    m.d.sync += out_en.eq(bank_en)
+                    with m.If(out_en):
+                        m.d.sync += out_r.eq(rp.data)
+                    bank_data.append(out_r)
+                else:
+                    bank_data.append(rp.data)
             banked = Cat(*bank_data)
             if self._raw_reads:
                 m.d.comb += data.eq(banked)
                 continue
-            low, low_en = addr, en
-            if self._read_stages:
-                low = Signal(max(lg, 1), name=f"r{i}_low_r")
-                low_en = Signal(name=f"r{i}_en_r")
-                m.d.sync += [low.eq(addr[:lg] if lg else 0), low_en.eq(en)]
+            low, low_en = addr[:lg] if lg else Const(0, 1), en
+            for k in range(self._read_stages):
+                # the rotation's offset follows the read through the same stages
+                low_r = Signal(max(lg, 1), name=f"r{i}_low_r{k}")
+                en_r = Signal(name=f"r{i}_en_r{k}")
+                m.d.sync += [low_r.eq(low), en_r.eq(low_en)]
+                low, low_en = low_r, en_r
             offset = Signal(max(lg, 1), name=f"r{i}_offset")
             with m.If(low_en):
                 m.d.sync += offset.eq(low[:lg] if lg else 0)

@@ -41,13 +41,15 @@ from .engine_units import EngineUnit
 from .fetch import AxiReadArbiter, InstructionFetch
 from .units import AddUnit, LoadUnit, StoreUnit, pbuf_layout
 
-__all__ = ["ISSUE_BUSY_LAG", "MAX_BURST", "BufferPlan", "SemlCore", "buffer_plan",
+__all__ = ["ISSUE_BUSY_LAG", "MAX_BURST", "START_LAG", "BufferPlan", "SemlCore", "buffer_plan",
            "shared_fetcher_options"]
 
 #: Longest AXI burst of the core's DMA, in beats (the default of ``max_burst``).
 MAX_BURST = 16
 #: Cycles issue sees a unit's busy flag late (the flag is registered in the core).
 ISSUE_BUSY_LAG = 1
+#: Cycles from an instruction's issue to its unit's start (a register per unit).
+START_LAG = 1
 
 
 def _or(values):
@@ -512,18 +514,19 @@ class SemlCore(wiring.Component):
         error = Signal(ErrorCode)
         bus_error = dma.rd_error | dma.wr_error | fetch.error
         # Issue sees the units' busy flags through a register: no path from a unit's
-        # counters through issue into the other units' start logic. A unit started by
-        # ISSUE is busy from the next cycle, its register a cycle later, well before the
-        # next ISSUE (ISSUE_INTERVAL cycles on); a unit that goes idle is seen
-        # ISSUE_BUSY_LAG cycle later.
+        # counters through issue into the other units' start logic. A unit issued in
+        # ISSUE starts in the next cycle (START_LAG) and is busy from the one after, its
+        # register from that start, before the next ISSUE (ISSUE_INTERVAL cycles on);
+        # a unit that goes idle is seen ISSUE_BUSY_LAG cycle later.
         load_busy = Signal()
         compute_busy = Signal()
         store_busy = Signal()
+        # (a start pulse counts as busy: the registers are high from the cycle after it)
         m.d.sync += [
-            load_busy.eq(load.busy),
-            compute_busy.eq(add.busy | stager.busy | skid.busy
-                            | Cat(*(u.busy for u in units.values())).any()),
-            store_busy.eq(store.busy),
+            load_busy.eq(load.busy | load.start),
+            compute_busy.eq(add.busy | add.start | stager.busy | skid.busy
+                            | Cat(*(u.busy | u.start for u in units.values())).any()),
+            store_busy.eq(store.busy | store.start),
         ]
         all_idle = ~load_busy & ~compute_busy & ~store_busy
         m.d.comb += csr.instr_count.eq(pc)
@@ -531,6 +534,18 @@ class SemlCore(wiring.Component):
         def fail(code):
             m.d.sync += error.eq(code)
             m.next = "DRAIN"
+
+        # Issue decides in ISSUE; each unit's start pulse is a register set by that
+        # decision, high in the next cycle (START_LAG): no path from issue's state, the
+        # opcode flags and the busy registers into the registers every unit loads at its
+        # start. ``ir`` and the decoder's registers still hold the instruction in that
+        # cycle (the next word enters them at its end at the earliest).
+        go = {unit: Signal(name=f"{name}_go") for name, unit in
+              (("load", load), ("store", store), ("add", add),
+               *((f"{e.name.lower()}", u) for e, u in units.items()))}
+        compute_go = Signal()
+        m.d.sync += [unit.start.eq(flag) for unit, flag in go.items()]
+        m.d.sync += compute_start.eq(compute_go)
 
         with m.FSM():
             with m.State("IDLE"), m.If(csr.start):
@@ -622,18 +637,18 @@ class SemlCore(wiring.Component):
                 # (``ir`` itself fans out to every unit)
                 issued = Signal()
                 with m.If(op_is[Opcode.LOAD]):
-                    m.d.comb += [issued.eq(~load_busy), load.start.eq(~load_busy)]
+                    m.d.comb += [issued.eq(~load_busy), go[load].eq(~load_busy)]
                 with m.If(op_is[Opcode.STORE]):
-                    m.d.comb += [issued.eq(~store_busy), store.start.eq(~store_busy)]
+                    m.d.comb += [issued.eq(~store_busy), go[store].eq(~store_busy)]
                 with m.If(op_is[Opcode.ADD]):
-                    m.d.comb += [issued.eq(~compute_busy), add.start.eq(~compute_busy)]
+                    m.d.comb += [issued.eq(~compute_busy), go[add].eq(~compute_busy)]
                 with m.If(op_is[Opcode.COMPUTE]):
                     m.d.comb += [issued.eq(~compute_busy),
-                                 compute_start.eq(~compute_busy)]
+                                 compute_go.eq(~compute_busy)]
                     with m.Switch(ir.compute.engine):
                         for engine, unit in units.items():
                             with m.Case(engine):
-                                m.d.comb += unit.start.eq(~compute_busy)
+                                m.d.comb += go[unit].eq(~compute_busy)
                 with m.If(op_is[Opcode.SYNC]):
                     m.d.comb += issued.eq(
                         ~(sync_mask[0] & load_busy) & ~(sync_mask[1] & compute_busy)
@@ -642,9 +657,7 @@ class SemlCore(wiring.Component):
                     m.d.comb += issued.eq(all_idle)
                 with m.If(bus_error | (decoder.error != ErrorCode.NONE)):
                     # Nothing new starts after a bus error or for an illegal instruction.
-                    m.d.comb += [load.start.eq(0), store.start.eq(0), add.start.eq(0),
-                                 compute_start.eq(0)]
-                    m.d.comb += [unit.start.eq(0) for unit in units.values()]
+                    m.d.comb += [flag.eq(0) for flag in (*go.values(), compute_go)]
                     with m.If(bus_error):
                         fail(ErrorCode.BUS_ERROR)
                     with m.Else():

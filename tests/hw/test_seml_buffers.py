@@ -98,6 +98,8 @@ async def buffer_random_access(dut):
     (512, 16, [16, 16], [16, 4], 4, 0, 0, True),
     (512, 16, [16, 3], [16, 4], 5, 2, 1, True),
     (1000, 8, [8, 3], [8], 6, 1, 1, False),
+    (512, 16, [16, 16], [16, 4], 7, 1, 2, True),
+    (1000, 8, [8, 3, 1], [8], 8, 2, 2, False),
 ])
 def test_buffer(size, banks, reads, writes, seed, write_stages, read_stages, raw):
     """Random unaligned writes and reads; with ``write_stages`` each write reaches the
@@ -133,8 +135,8 @@ def test_buffer_parameters():
     with pytest.raises(ValueError, match=r"Raw read ports return every bank: their widths "
                                          r"must be the bank count 4, not \[4, 2\]"):
         ByteBuffer(64, banks=4, read_widths=[4, 2], write_widths=[4], raw_reads=True)
-    with pytest.raises(ValueError, match=r"read_stages must be an integer from 0 to 1, not 2"):
-        ByteBuffer(64, banks=4, read_widths=[4], write_widths=[4], read_stages=2)
+    with pytest.raises(ValueError, match=r"read_stages must be an integer from 0 to 2, not 3"):
+        ByteBuffer(64, banks=4, read_widths=[4], write_widths=[4], read_stages=3)
     with pytest.raises(ValueError, match=r"write_stages must be an integer from 0 to 2, "
                                          r"not True"):
         ByteBuffer(64, banks=4, read_widths=[4], write_widths=[4], write_stages=True)

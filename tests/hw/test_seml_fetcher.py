@@ -108,8 +108,10 @@ def _run(widths, width, size, seed, *, prefetch=True, beats=300, step=None, jump
     return stats
 
 
-@pytest.mark.parametrize("eager,read_stages", [(False, 0), (True, 0), (True, 1), (False, 1)],
-                         ids=["on-read", "eager", "eager-staged", "on-read-staged"])
+@pytest.mark.parametrize("eager,read_stages", [(False, 0), (True, 0), (True, 1), (False, 1),
+                                               (True, 2)],
+                         ids=["on-read", "eager", "eager-staged", "on-read-staged",
+                              "eager-staged2"])
 @pytest.mark.parametrize("widths,width,prefetch,seed", [
     ([1, 1, 1, 1], 8, True, 1), ([2, 2, 2], 8, True, 2), ([1] * 8, 16, True, 3),
     ([4, 4], 8, False, 4), ([1, 2, 4], 8, True, 5), ([8], 8, True, 6), ([1] * 5, 8, False, 7)])
@@ -262,7 +264,8 @@ def test_fetcher_jumps_and_packed_lanes_read_every_element(lanes, e, width, seed
     ([1, 1, 1, 1], 8, True, False, 0, 31, 0), ([2, 2, 2], 8, True, False, 0, 32, 1),
     ([4, 4], 8, False, False, 0, 33, 0), ([1, 2, 4], 16, True, False, 0, 34, 1),
     ([1] * 6, 8, False, False, 0, 35, 1), ([4, 1, 1, 1], 16, True, True, 4, 36, 1),
-    ([2, 2, 2], 16, True, True, 0, 37, 0), ([4, 1, 1, 1], 16, True, True, 4, 38, 0)])
+    ([2, 2, 2], 16, True, True, 0, 37, 0), ([4, 1, 1, 1], 16, True, True, 4, 38, 0),
+    ([4, 1, 1, 1], 16, True, True, 4, 39, 2), ([1, 2, 4], 16, True, False, 0, 40, 2)])
 def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, pack, seed,
                                                read_stages):
     """A fetcher with ``lookahead`` (``ready`` from registers, each lane's next hit checked

@@ -45,6 +45,7 @@ def test_units_state_the_same_figures():
     assert compute.pool_steps(3, 5, 17, 2, 3) == timing.pool_steps(3, 5, 17, 2, 3)
     assert core.MAX_BURST == timing.MAX_BURST
     assert core.ISSUE_BUSY_LAG == timing.ISSUE_BUSY_LAG
+    assert core.START_LAG == timing.START_LAG
     assert dma.PAGE_BYTES == timing.PAGE_BYTES
     assert fetch.FETCH_DEPTH == timing.FETCH_DEPTH
     for arch in ARCHS:

@@ -35,6 +35,7 @@ from sim.engine_ops import GOLDEN_OPS, register_golden_op
 from sim.iss import (
     ISS,
     ISSUE_BUSY_LAG,
+    START_LAG,
     decode_activations,
     encode_activations,
     instruction_cycles,
@@ -137,8 +138,10 @@ def test_toy_kind_runs_on_the_iss(negate, seed):
     np.testing.assert_array_equal(got, np.clip(-x, -100, 90))
     compute = result.instructions[2]
     assert instruction_cycles(compute, ARCH) == TOY_START + c * h * w
-    # the core sees the unit idle ISSUE_BUSY_LAG cycles after it is
-    assert result.finish[2] - result.start[2] == TOY_START + c * h * w + ISSUE_BUSY_LAG
+    # the unit starts START_LAG cycles after its issue; the core sees it idle
+    # ISSUE_BUSY_LAG cycles after it is
+    assert (result.finish[2] - result.start[2]
+            == START_LAG + TOY_START + c * h * w + ISSUE_BUSY_LAG)
 
 
 def test_toy_kind_rules_and_shared_rules(negate):

@@ -25,6 +25,7 @@ from sim.iss import (
     ISSUE_BUSY_LAG,
     ISSUE_INTERVAL,
     ISSUE_LATENCY,
+    START_LAG,
     decode_activations,
     decode_weights,
     encode_activations,
@@ -352,10 +353,10 @@ def test_timeline_overlaps_units_and_waits_at_sync():
     assert starts[0] == t0 + f - 1 + ISSUE_LATENCY
     assert starts[1] == starts[0] + f
     # the first LOAD's bursts queue behind the instruction words already requested, as
-    # many as its busy cycles assume (the core sees the first LOAD idle ISSUE_BUSY_LAG
-    # cycles after it is)
-    assert starts[2] == finishes[0] == starts[0] + la + ISSUE_BUSY_LAG
-    assert finishes[1] == starts[1] + lc + ISSUE_BUSY_LAG
+    # many as its busy cycles assume (a unit starts START_LAG cycles after its issue,
+    # and the core sees the first LOAD idle ISSUE_BUSY_LAG cycles after it is)
+    assert starts[2] == finishes[0] == starts[0] + START_LAG + la + ISSUE_BUSY_LAG
+    assert finishes[1] == starts[1] + START_LAG + lc + ISSUE_BUSY_LAG
     assert starts[3] == max(finishes[1], finishes[2])  # SYNC waits for every unit
     assert starts[4] == starts[3] + ISSUE_INTERVAL  # END's word waits in the fetch buffer
     assert total == starts[4] + 2
@@ -382,37 +383,38 @@ def _window(engine, in_c, out_c, in_h, in_w, k, stride, pads, pool=Pool.NONE):
 
 @pytest.mark.parametrize("instr, rtl", [
     # busy cycles counted on the SEML core under Verilator (issue stamp to the next
-    # SYNC's, less the ISSUE_BUSY_LAG cycle in which the core's registered busy flag
-    # still shows the unit busy), with cocotbext-axi's AxiRam as DDR
+    # SYNC's, less the START_LAG cycle before the unit's start and the ISSUE_BUSY_LAG
+    # cycle in which the core's registered busy flag still shows the unit busy), with
+    # cocotbext-axi's AxiRam as DDR
     # CONV / DEPTHWISE / POINTWISE: busy cycles of the engine unit's RTL from start (with
     # its IBUF / WBUF lane fetchers; measured in Amaranth's simulator as
     # tests/hw/test_seml_engine_units.py does); ADD: the unit's, as
     # tests/hw/test_seml_units.py::test_add_unit_cycles_match_the_model measures them
-    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 126),
-    (_window(Engine.CONV, 8, 8, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 419),
-    (_window(Engine.CONV, 5, 7, 9, 9, (3, 3), 2, (1, 1, 1, 1)), 493),
-    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1), Pool.MAX), 126),
-    (_window(Engine.CONV, 4, 4, 1, 30, (1, 5), 1, (0, 2, 0, 2)), 195),
-    (_window(Engine.DEPTHWISE, 8, 8, 10, 10, (3, 3), 1, (1, 1, 1, 1)), 301),
-    (_window(Engine.DEPTHWISE, 8, 8, 16, 16, (3, 3), 2, (0, 0, 1, 1)), 637),
-    (_window(Engine.POINTWISE, 256, 10, 1, 1, (1, 1), 1, (0, 0, 0, 0)), 281),  # packed
-    (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 491),
-    (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 140),
-    (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 268),
-    (I(Opcode.ADD, count=100), 38),
-    (I(Opcode.ADD, count=6000), 1521),
+    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 127),
+    (_window(Engine.CONV, 8, 8, 8, 8, (3, 3), 1, (1, 1, 1, 1)), 421),
+    (_window(Engine.CONV, 5, 7, 9, 9, (3, 3), 2, (1, 1, 1, 1)), 495),
+    (_window(Engine.CONV, 3, 4, 8, 8, (3, 3), 1, (1, 1, 1, 1), Pool.MAX), 127),
+    (_window(Engine.CONV, 4, 4, 1, 30, (1, 5), 1, (0, 2, 0, 2)), 196),
+    (_window(Engine.DEPTHWISE, 8, 8, 10, 10, (3, 3), 1, (1, 1, 1, 1)), 303),
+    (_window(Engine.DEPTHWISE, 8, 8, 16, 16, (3, 3), 2, (0, 0, 1, 1)), 639),
+    (_window(Engine.POINTWISE, 256, 10, 1, 1, (1, 1), 1, (0, 0, 0, 0)), 297),  # packed
+    (_window(Engine.POINTWISE, 24, 16, 8, 8, (1, 1), 1, (0, 0, 0, 0)), 497),
+    (_compute(Engine.POOL, 8, 8, 4, 4, (2, 2), Pool.MAX), 141),
+    (_compute(Engine.POOL, 16, 16, 1, 1, (4, 4), Pool.AVG), 269),
+    (I(Opcode.ADD, count=100), 39),
+    (I(Opcode.ADD, count=6000), 1522),
     # LOAD / STORE followed by more SYNCs than the fetch unit buffers, so that
     # instruction fetch shares the read channel as in a real program
-    (load(Buffer.IBUF, 0x4000, 512), 101),
-    (load(Buffer.IBUF, 0x4003, 1000), 163),
-    (load(Buffer.IBUF, 0x4001, 1021), 166),  # last beat holds more than the last word
-    (load(Buffer.IBUF, 0x4FF3, 3000), 413),  # across a 4 KiB page
-    (load(Buffer.IBUF, 0x4000, 480, rows=16, stride=70), 109),
-    (load(Buffer.IBUF, 0x4003, 480, rows=16, stride=70), 113),
-    (load(Buffer.IBUF, 0x4007, 1665, rows=5, stride=333), 251),
-    (load(Buffer.IBUF, 0x4006, 120, rows=40, stride=3), 87),
-    (load(Buffer.WBUF, 0x4002, 6, rows=3, stride=9), 40),
-    (load(Buffer.PBUF, 0x4000, 320), 77),
+    (load(Buffer.IBUF, 0x4000, 512), 100),
+    (load(Buffer.IBUF, 0x4003, 1000), 162),
+    (load(Buffer.IBUF, 0x4001, 1021), 165),  # last beat holds more than the last word
+    (load(Buffer.IBUF, 0x4FF3, 3000), 412),  # across a 4 KiB page
+    (load(Buffer.IBUF, 0x4000, 480, rows=16, stride=70), 108),
+    (load(Buffer.IBUF, 0x4003, 480, rows=16, stride=70), 112),
+    (load(Buffer.IBUF, 0x4007, 1665, rows=5, stride=333), 250),
+    (load(Buffer.IBUF, 0x4006, 120, rows=40, stride=3), 86),
+    (load(Buffer.WBUF, 0x4002, 6, rows=3, stride=9), 39),
+    (load(Buffer.PBUF, 0x4000, 320), 76),
     (store(0x8003, 512), 72),
     (store(0x8000, 400, rows=4, stride=140), 59),
     (store(0x8003, 480, rows=16, stride=70), 83),
