@@ -450,9 +450,11 @@ def handshake_registers(arch: ArchConfig) -> dict:
     skid buffer between the engine units' OBUF lanes and the stager (two entries of
     every lane's address, element and enable); OBUF's registered write port (address,
     ``banks`` bytes and count; ``OBUF_WRITE_STAGES`` of them) and IBUF's and WBUF's (a
-    bus word), and IBUF's and WBUF's read stages (each bank's row and enable); the OBUF
+    bus word), and IBUF's and WBUF's read stages (each bank's row and enable, then its
+    output byte); the OBUF
     stager's
-    run end addresses and room flags;
+    run end addresses and room flags, each lane's second pending run and its registered
+    ``ready``;
     STORE's skid buffer before the DMA (two raw words of OBUF's banks with the read
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
     a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
@@ -562,13 +564,16 @@ def handshake_registers(arch: ArchConfig) -> dict:
                + 2 * burst_queue_bits(arch.axi_data_bits, MAX_BURST)[1] + 1,
         "obuf": OBUF_WRITE_STAGES * write_register(arch.obuf_bytes, plan.banks),
         # IBUF's and WBUF's registered write ports (LOAD's bus word) and each bank's
-        # registered read row and enable
+        # registered read row and enable and output byte
         "ibuf": write_register(arch.ibuf_bytes, arch.axi_data_bytes)
                 + read_stages(arch.ibuf_bytes),
         "wbuf": write_register(arch.wbuf_bytes, arch.axi_data_bytes)
                 + read_stages(arch.wbuf_bytes),
-        # each lane's run end address and room flag
-        "obuf_stager": plan.lanes * (_log2(arch.obuf_bytes) + 1),
+        # each lane's run end address and room flag, and its second pending run
+        # (valid, address, count, data); the registered ``ready``
+        "obuf_stager": plan.lanes * (_log2(arch.obuf_bytes) + 1)
+                       + plan.lanes * (1 + _log2(arch.obuf_bytes) + _log2(plan.banks + 1)
+                                       + 8 * plan.banks) + 1,
         # the element-wise engine's two products per lane (``a * ma``: a product of two
         # elements for MUL, and ``b * mb``), registered before their sum; the table
         # entries' register (address, count, data, valid)

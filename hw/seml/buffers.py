@@ -363,8 +363,9 @@ class LaneStager(wiring.Component):
     ``lanes`` writers each write one element (``elem`` bytes) per cycle at their own
     address; consecutive writes of a lane usually continue its run (an output channel
     plane in raster order). Each lane gathers its run in a register of ``width`` bytes;
-    a full run, a write that does not continue the run, or ``flush`` moves it to the
-    lane's pending register, and one pending run per cycle (lowest lane first) goes out
+    a full run, a write that does not continue the run, or ``flush`` moves it to one of
+    the lane's two pending registers, and one pending run per cycle (lowest lane first,
+    each lane's in order) goes out
     on the single write port ``w_*`` (``width`` bytes, any alignment, as a
     :class:`ByteBuffer` write port takes it). The buffer then needs one write port
     instead of one per lane.
@@ -379,7 +380,8 @@ class LaneStager(wiring.Component):
         Lane ``q``'s write (byte address, element, enable). Writes happen only while
         ``ready`` is high.
     ready : Out(1)
-        Every lane can take a write at the address it presents this cycle.
+        Every lane can take a write, at any address: no lane holds two pending runs. A
+        register, so that nothing the writers present reaches it in the same cycle.
     flush : In(1)
         Move the gathered runs to the write port (level; hold it until ``busy`` drops).
     busy : Out(1)
@@ -420,48 +422,61 @@ class LaneStager(wiring.Component):
                     Signal(range(n + 1), name=f"{name}_cnt"), Signal(8 * n, name=f"{name}_data"))
 
         curs = [run(f"cur{q}") for q in range(L)]
-        pends = [run(f"pend{q}") for q in range(L)]
+        heads = [run(f"pend{q}") for q in range(L)]    # a lane's next run to leave
+        tails = [run(f"pend{q}b") for q in range(L)]   # and the one behind it
 
-        # Arbiter: the lowest pending lane writes.
+        # Arbiter: the lowest lane with a pending run writes.
         grant = [Signal(name=f"grant{q}") for q in range(L)]
         taken = Const(0, 1)
         for q in range(L):
-            m.d.comb += grant[q].eq(pends[q][0] & ~taken)
-            taken = taken | pends[q][0]
+            m.d.comb += grant[q].eq(heads[q][0] & ~taken)
+            taken = taken | heads[q][0]
         for q in range(L):
             with m.If(grant[q]):
-                m.d.comb += [self.w_addr.eq(pends[q][1]), self.w_data.eq(pends[q][3]),
-                             self.w_count.eq(pends[q][2])]
+                m.d.comb += [self.w_addr.eq(heads[q][1]), self.w_data.eq(heads[q][3]),
+                             self.w_count.eq(heads[q][2])]
 
-        accept = []
+        # ``ready`` is a register: high when no lane holds two pending runs, so that any
+        # write, continuing its lane's run or not, finds the pending slot it may need
+        # (a run that is cut moves there). It depends on nothing the writers present in
+        # its cycle.
+        ready = Signal(init=1)
+        full_next = []
         busy = Const(0, 1)
         for q in range(L):
             addr, data, en = self.lane(q)
             cv, ca, cc, cd = curs[q]
-            pv, pa, pc, pd = pends[q]
-            busy = busy | cv | pv
-            pend_free = Signal(name=f"pend_free{q}")
+            hv, ha, hc, hd = heads[q]
+            tv, ta, tc, td = tails[q]
+            busy = busy | cv | hv
             contig = Signal(name=f"contig{q}")
             # the run's next address (``ca + cc``) and whether it has room for another
             # element (``cc <= n - e``), registers kept with the run: a write continues
             # it on one compare with a register
             c_end = Signal(abits, name=f"cur{q}_end")
             room = Signal(name=f"cur{q}_room")
-            m.d.comb += [
-                pend_free.eq(~pv | grant[q]),
-                contig.eq(cv & ~self.flush & room & (addr == c_end)),
-            ]
-            ok = Signal(name=f"accept{q}")
-            m.d.comb += ok.eq(~cv | contig | pend_free)
-            accept.append(ok)
-            write = en & self.ready
-            with m.If(grant[q]):
-                m.d.sync += pv.eq(0)
+            m.d.comb += contig.eq(cv & ~self.flush & room & (addr == c_end))
+            write = en & ready
+            pop = grant[q]
+            # a run moves to a free pending slot (with ``ready`` high there always is one)
             move = Signal(name=f"move{q}")
-            m.d.comb += move.eq(cv & pend_free & (self.flush | ~room | (write & ~contig)))
+            m.d.comb += move.eq(cv & ~tv & (self.flush | ~room | (write & ~contig)))
+            with m.If(pop):
+                # the head leaves; the run behind it, or the one moving now, takes its place
+                m.d.sync += [hv.eq(tv | move), tv.eq(0)]
+                with m.If(tv):
+                    m.d.sync += [ha.eq(ta), hc.eq(tc), hd.eq(td)]
+                with m.Else():
+                    m.d.sync += [ha.eq(ca), hc.eq(cc), hd.eq(cd)]
+            with m.Elif(move):
+                with m.If(hv):
+                    m.d.sync += [tv.eq(1), ta.eq(ca), tc.eq(cc), td.eq(cd)]
+                with m.Else():
+                    m.d.sync += [hv.eq(1), ha.eq(ca), hc.eq(cc), hd.eq(cd)]
             with m.If(move):
-                m.d.sync += [pv.eq(1), pa.eq(ca), pc.eq(cc), pd.eq(cd)]
                 m.d.sync += cv.eq(0)
+            # two pending runs after this cycle
+            full_next.append(~pop & ((move & hv) | tv))
             with m.If(write):
                 with m.If(contig):
                     m.d.sync += [cc.eq(cc + e), c_end.eq(c_end + e), room.eq(cc <= n - 2 * e)]
@@ -472,7 +487,8 @@ class LaneStager(wiring.Component):
                 with m.Else():
                     m.d.sync += [cv.eq(1), ca.eq(addr), cc.eq(e), cd[:8 * e].eq(data),
                                  c_end.eq(addr + e), room.eq(2 * e <= n)]
-        m.d.comb += [self.ready.eq(Cat(*accept).all()), self.busy.eq(busy)]
+        m.d.sync += ready.eq(~Cat(*full_next).any())
+        m.d.comb += [self.ready.eq(ready), self.busy.eq(busy)]
         return m
 
 
