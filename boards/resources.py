@@ -463,7 +463,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     POOL unit's masked elements and largest-element accumulators, its copies of the
     instruction's fields, its stage per IBUF read stage and its clamp's registered
     compares; the element-wise engine's
-    registered products and ADD's table-entry register; the DMA's read room flag; the
+    registered products and ADD's table-entry register; the DMA's read room flag and
+    its read side's registered ``valid`` and ``last``; the
     issue stage's
     opcode flags and SYNC mask; the engines' requantizers' partial products and the
     stage that sums them (the fused pool's too); the read arbiter's fetch slot; the count of instructions still to fetch and its zero flag; the
@@ -559,9 +560,10 @@ def handshake_registers(arch: ArchConfig) -> dict:
                                                 + _log2(arch.obuf_bytes)
                                                 + _log2(POOL_LANES * e + 1)),
         # the write side's third and fourth held words (its ``wr_data.ready`` a
-        # register); each direction's head burst and beat registers
+        # register); each direction's head burst and beat registers; the read room flag
+        # and the read side's registered ``valid`` and ``last``
         "dma": 2 * 8 * arch.axi_data_bytes
-               + 2 * burst_queue_bits(arch.axi_data_bits, MAX_BURST)[1] + 1,
+               + 2 * burst_queue_bits(arch.axi_data_bits, MAX_BURST)[1] + 1 + 2,
         "obuf": OBUF_WRITE_STAGES * write_register(arch.obuf_bytes, plan.banks),
         # IBUF's and WBUF's registered write ports (LOAD's bus word) and each bank's
         # registered read row and enable and output byte

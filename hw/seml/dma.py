@@ -439,10 +439,15 @@ class AxiDma(wiring.Component):
         fill = Signal(range(2 * nbytes + 1))
         all_in = Signal()
         out_fire = Signal()
+        # ``valid`` (a word or the transfer's rest is held) and ``last`` are registers,
+        # set from the next ``fill`` and ``all_in``: the consumer's logic starts at
+        # flip-flops, not at the fill level's compares
+        out_valid = Signal()
+        out_last = Signal()
         m.d.comb += [
-            self.rd_data.valid.eq((fill >= nbytes) | (all_in & (fill != 0))),
+            self.rd_data.valid.eq(out_valid),
             self.rd_data.payload.data.eq(acc[:width]),
-            self.rd_data.payload.last.eq(all_in & (fill <= nbytes)),
+            self.rd_data.payload.last.eq(out_last),
             out_fire.eq(self.rd_data.valid & self.rd_data.ready),
         ]
         # A beat is taken when a word leaves in this cycle (``fill >= nbytes`` then: room
@@ -480,19 +485,25 @@ class AxiDma(wiring.Component):
             base.eq(Mux(out_fire, acc >> width, acc)),
             base_fill.eq(Mux(out_fire, after_out, fill)),
         ]
-        m.d.sync += [acc.eq(base), fill.eq(base_fill), room.eq(base_fill <= nbytes)]
+        fill_next = Signal.like(fill)
+        all_in_next = Signal()
+        m.d.comb += [fill_next.eq(base_fill), all_in_next.eq(all_in)]
+        m.d.sync += acc.eq(base)
         with m.If(beat):
-            m.d.sync += [
-                acc.eq(base | (shifted << (base_fill * 8))),
-                fill.eq(base_fill + rq.take),
-                room.eq(base_fill + rq.take <= nbytes),
-            ]
+            m.d.comb += fill_next.eq(base_fill + rq.take)
+            m.d.sync += acc.eq(base | (shifted << (base_fill * 8)))
             with m.If(self.m_axi_rresp != 0):
                 m.d.sync += self.rd_error.eq(1)
             with m.If(self.m_axi_rlast & rq.last):
-                m.d.sync += all_in.eq(1)
+                m.d.comb += all_in_next.eq(1)
         with m.If(out_fire & self.rd_data.payload.last):
-            m.d.sync += [all_in.eq(0), fill.eq(0), room.eq(1), acc.eq(0)]
+            m.d.comb += [all_in_next.eq(0), fill_next.eq(0)]
+            m.d.sync += acc.eq(0)
+        m.d.sync += [
+            fill.eq(fill_next), all_in.eq(all_in_next), room.eq(fill_next <= nbytes),
+            out_valid.eq((fill_next >= nbytes) | (all_in_next & (fill_next != 0))),
+            out_last.eq(all_in_next & (fill_next <= nbytes)),
+        ]
         m.d.comb += self.rd_idle.eq(~rd.active & ~rq.busy & ~all_in & (fill == 0))
 
         # Write: address side --------------------------------------------------------------
