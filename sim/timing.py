@@ -162,9 +162,10 @@ def dma_cycles(rows: int, row_bytes: int, arch: ArchConfig, *, ddr_addr: int = 0
     follows two single-beat ones by a cycle (:func:`_row_cycles`), so a run of
     single-beat bursts (rows within one bus word) moves three bursts every four cycles.
     A LOAD also waits for :data:`LOAD_FETCH_AHEAD` instruction words queued before its
-    first burst, and for one more after its first burst if it has several (the read
-    channel is shared with instruction fetch); :func:`timeline` replaces the former by
-    the words actually requested.
+    first burst, and for one more (the read channel is shared with instruction fetch):
+    after its first burst if it has several, before it if it has one (the LOAD's burst
+    leaves a cycle after its issue, :data:`START_LAG`); :func:`timeline` replaces the
+    former by the words actually requested.
     """
     nb = arch.axi_data_bytes
     stride = row_bytes if ddr_stride is None else ddr_stride
@@ -184,9 +185,10 @@ def dma_cycles(rows: int, row_bytes: int, arch: ArchConfig, *, ddr_addr: int = 0
     end = offsets[(rows - 1) % len(offsets)] + row_bytes
     last_beat = row_bytes if end <= nb else (end - 1) % nb + 1
     cycles += int(last_beat > (rows * row_bytes - 1) % nb + 1)
-    # A fetch burst requested meanwhile slips in after the first burst.
-    several = rows > 1 or _bursts(ddr_addr, row_bytes, nb) > 1
-    ahead = LOAD_FETCH_AHEAD + several
+    # A fetch burst requested meanwhile slips in: after the first burst of a LOAD with
+    # several, before the only burst of one with one (its burst leaves START_LAG cycles
+    # after the issue, behind the refill that follows the next word's pop).
+    ahead = LOAD_FETCH_AHEAD + 1
     return LOAD_OVERHEAD_CYCLES + ahead * fetch_cycles(arch) + cycles
 
 
