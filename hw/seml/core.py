@@ -31,7 +31,7 @@ from ..arch import ArchConfig
 from ..blocks.skid import SkidBuffer
 from ..engine_kinds import buffer_banks
 from ..isa import HEADER_BYTES, INSTR_BITS, INSTRUCTION, Engine, ErrorCode, Opcode
-from ..timing import BUFFER_READ_STAGES, OBUF_WRITE_STAGES
+from ..timing import BUFFER_READ_STAGES, OBUF_WRITE_STAGES, START_LAG
 from .buffers import ByteBuffer, EntryBuffer, LaneFetcher, LaneStager
 from .compute import PoolWindowUnit
 from .csr import ControlStatusRegisters
@@ -48,8 +48,6 @@ __all__ = ["ISSUE_BUSY_LAG", "MAX_BURST", "START_LAG", "BufferPlan", "SemlCore",
 MAX_BURST = 16
 #: Cycles issue sees a unit's busy flag late (the flag is registered in the core).
 ISSUE_BUSY_LAG = 1
-#: Cycles from an instruction's issue to its unit's start (a register per unit).
-START_LAG = 1
 
 
 def _or(values):
