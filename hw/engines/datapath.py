@@ -214,7 +214,19 @@ class OutputQueue:
         taken = self.o.valid & self.o.ready
         owed = Signal.like(self.owed, name=f"{self.owed.name}_next")
         m.d.comb += owed.eq(self.owed + produces - taken)
-        m.d.sync += [self.owed.eq(owed), self.room.eq(owed < self.depth)]
+        m.d.sync += self.owed.eq(owed)
+        # ``room`` is ``owed_next < depth`` without the sum on its path: both compares
+        # are of the ``owed`` register with constants, and the handshake only selects.
+        below_full = Signal(name=f"{self.owed.name}_below_full")
+        below_last = Signal(name=f"{self.owed.name}_below_last")
+        m.d.comb += [below_full.eq(self.owed < self.depth),
+                     below_last.eq(self.owed < self.depth - 1)]
+        with m.If(produces & ~taken):
+            m.d.sync += self.room.eq(below_last)
+        with m.Elif(taken & ~produces):
+            m.d.sync += self.room.eq(1)
+        with m.Else():
+            m.d.sync += self.room.eq(below_full)
 
     @property
     def busy(self):
