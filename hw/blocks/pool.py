@@ -281,8 +281,12 @@ class PoolUnit(wiring.Component):
         line_bits = n * a_bits
         m.submodules.lines = lines = Memory(
             shape=unsigned(2 * line_bits), depth=self._max_width + 2 * MAX_PAD, init=[])
+        # The read is of ``col`` and the write of the column before it (``col1``): they
+        # fall on one word only in a frame one padded column wide, which emits nothing
+        # (a window needs ``col >= kernel - 1``). So the read needs no bypass of the
+        # write (no transparency logic between the memory and the reductions).
         wr = lines.write_port()
-        rd = lines.read_port(transparent_for=(wr,))
+        rd = lines.read_port()
         m.d.comb += [rd.addr.eq(col), rd.en.eq(advance)]
 
         # Stage 1: the pixel, with the line memory's column arriving alongside. --------

@@ -926,7 +926,8 @@ class LaneFetcher(wiring.Component):
             addr, adv = self.lane(q)[0], self.lane_adv(q)
             keep = ~self.clear & ~self.relocate
             took = Signal(name=f"ahead_took{q}")
-            m.d.sync += took.eq(raw_en & self.ready)
+            took_now = raw_en & self.ready
+            m.d.sync += took.eq(took_now)
             picked = {}
             for cand, a, now, gone in (("hold", addr, hits, gone_land),
                                        ("adv", adv, None, gone_read)):
@@ -938,17 +939,21 @@ class LaneFetcher(wiring.Component):
                     per_slot.append((here & ~g) | (in_fill & target[k]))
                 hit_r = Signal(name=f"ahead_{cand}{q}")
                 m.d.sync += hit_r.eq(keep & Cat(*per_slot).any())
-                use1_r = None
+                use1_d = None
                 if cur_is1 is not None:
                     # ``cur`` then: flipped by a read that moves into ``nxt``
                     c_next = c if now is not None else c ^ ~hit_c
-                    use1_r = Signal(name=f"ahead_{cand}{q}_use1")
-                    m.d.sync += use1_r.eq(Mux(c_next, per_slot[1], ~per_slot[0]))
-                picked[cand] = (hit_r, use1_r)
+                    use1_d = Mux(c_next, per_slot[1], ~per_slot[0])
+                picked[cand] = (hit_r, use1_d)
             (hit_hold, use1_hold), (hit_moved, use1_moved) = (
                 picked["hold"], picked["adv"])
             if use1 is not None:
-                m.d.comb += use1.eq(Mux(took, use1_moved, use1_hold))
+                # the element select is a register of its own: it drives every bit of
+                # the lane's element multiplexer, with no select between the candidates
+                # on that path (the choice is made before the edge, by this cycle's read)
+                use1_r = Signal(name=f"ahead{q}_use1")
+                m.d.sync += use1_r.eq(Mux(took_now, use1_moved, use1_hold))
+                m.d.comb += use1.eq(use1_r)
             m.d.comb += seen[q].eq(Mux(took, hit_moved, hit_hold))
             oks.append(~want | seen[q])
         m.d.comb += self.ready.eq(Cat(*oks).all())

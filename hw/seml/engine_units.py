@@ -456,14 +456,6 @@ class EngineUnit(wiring.Component):
                 m.d.sync += addr.eq(0)
             return first
 
-        def last_index(count, name):
-            """``count - 1`` in a register that follows ``count`` (set at the start or in
-            SETUP, read from the first command on): the loops' end checks compare with
-            a register."""
-            last = Signal(16, name=f"{name}_last")
-            m.d.sync += last.eq(count - 1)
-            return last
-
         bounds = {}
 
         def end_flag(count, name):
@@ -709,7 +701,6 @@ class EngineUnit(wiring.Component):
         x_x = Signal(16)
         rows = in_h if windowed else out_h
         cols = in_w if windowed else out_w
-        rows_last = last_index(rows, "rows")
         last_col, x_x_restart, x_x_step = end_flag(cols, "x_x")
         last_tile_x, x_tile_restart, x_tile_step_flag = end_flag(tiles, "x_tile")
         base = g_ibase if kind is Engine.DEPTHWISE else ibuf_addr
@@ -717,18 +708,17 @@ class EngineUnit(wiring.Component):
         step_row = in_w * e if windowed else row_step
         # whether the row is the tile's last, as a register kept with the row (the
         # lanes keep where they move at a row's end, below)
-        x_last_row = Signal()
+        x_last_row, x_y_restart, x_y_step = end_flag(rows, "x_y")
         with m.If(cmd_go):
             m.d.sync += [xf.active.eq(1), x_tile.eq(0), x_c0.eq(0), x_y.eq(0), x_x.eq(0),
-                         x_last_row.eq(rows_last == 0), x_x_restart(), x_tile_restart()]
+                         x_y_restart(), x_x_restart(), x_tile_restart()]
         with m.If(xf.issue):
             m.d.sync += [x_x.eq(x_x + 1), x_x_step(x_x)]
             with m.If(last_col):
-                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_x_restart(),
-                             x_last_row.eq(x_y + 1 == rows_last)]
+                m.d.sync += [x_x.eq(0), x_y.eq(x_y + 1), x_x_restart(), x_y_step(x_y)]
                 with m.If(x_last_row):
                     m.d.sync += [x_y.eq(0), x_tile.eq(x_tile + 1), x_c0.eq(x_c0 + P),
-                                 x_last_row.eq(rows_last == 0), x_tile_step_flag(x_tile)]
+                                 x_y_restart(), x_tile_step_flag(x_tile)]
                     with m.If(last_tile_x):
                         m.d.sync += xf.active.eq(0)
         # Runs end with each tile (and each output row of a strided POINTWISE, which
