@@ -345,11 +345,11 @@ def fetcher_figures(widths, runs: int, abits: int, banks: int) -> dict:
     ``widths`` bytes, ``runs`` runs per lane (2 where it prefetches), a buffer of
     ``abits`` address bits and ``banks``-byte runs (see :func:`lane_fetchers`)."""
     # the look-ahead: per lane, for its address and the one after a read, the next
-    # cycle's hit and (two runs) the run that holds the element, and whether it
-    # read; from ``runs + 2`` more range checks (the address now in
+    # cycle's hit, whether it read and (two runs) the run that holds the element;
+    # from ``runs + 2`` more range checks (the address now in
     # the landing run; the one after a read in each run and the landing one); the
     # landing run's limits, one register per lane width
-    per_lane_ff = 1 + 2 * (1 + (runs > 1))
+    per_lane_ff = 1 + 2 + (runs > 1)
     ahead_ff = per_lane_ff * len(widths) + len(set(widths)) * (abits + 1)
     return {"ff": ahead_ff + sum(runs * (8 * banks + 2 * abits + 2) + 8 * w + 1
                                  for w in widths),
@@ -435,10 +435,10 @@ def lane_address_adders(arch: ArchConfig) -> dict:
 
 def handshake_registers(arch: ArchConfig) -> dict:
     """``{submodule: flip-flops}`` of the registers that cut the core's handshake and
-    loop-control paths (``docs/timing.md``): the engine units' registered last row index
-    and ``k_h * k_w``, the CONV and POINTWISE accumulators' registered read stage, and
+    loop-control paths (``docs/timing.md``): the engine units' registered
+    ``k_h * k_w``, the CONV and POINTWISE accumulators' registered read stage, and
     the units' loops' end flags (the tile, and for the windowed units
-    the tap column and row; the pixel column and tile) and, per loop count, its
+    the tap column and row; the pixel column, row and tile) and, per loop count, its
     ``count - 2`` and ``count == 1``; the conv and depthwise engines' registered job totals (factors,
     product and ``- 1``) and ``count_done``'s last beat; the engines' output queues'
     counters (:class:`hw.engines.datapath.OutputQueue`: the beats owed, the room flag,
@@ -484,7 +484,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
     d = _log2(arch.max_width * arch.max_height + 1)
     total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
     bound = 16 + 1                  # a loop count's ``count - 2`` and ``count == 1``
-    unit = 2 * 16 + 2 * bound + 4   # rows - 1, taps; the tiles', columns' and last group's flags
+    unit = 16 + 3 * bound + 4       # taps; the rows', tiles' and columns' bounds; their flags
     taps = bound + 2                # the windowed units' tap column and row flags
 
     def acc(po):
