@@ -11,13 +11,14 @@ from amaranth.lib import stream
 from amaranth.sim import Simulator
 
 from hw.engines.datapath import OutputQueue
+from hw.timing import OUTPUT_QUEUE_LATENCY, output_queue_depth
 
 
 @pytest.mark.parametrize("latency,extra,seed", [(1, 0, 1), (3, 0, 2), (6, 1, 3), (2, 4, 4)])
 def test_room_equals_owed_below_depth(latency, extra, seed):
-    # as the engines size it (``hw.timing.output_queue_depth``): the cycles from a beat's
-    # entry to its FIFO write, plus two, plus any extra
-    depth = latency + 2 + extra
+    # as the engines size it, for ``latency`` cycles from a beat's entry to its FIFO
+    # write (the queue's own latency follows), plus any extra
+    depth = output_queue_depth(latency + OUTPUT_QUEUE_LATENCY) + extra
     rng = random.Random(seed)
     m = Module()
     o = stream.Signature(unsigned(8)).flip().create()
