@@ -211,9 +211,10 @@ def engine_unit_cycles(instr, arch) -> int:
     (:func:`pointwise_packed`, whose first pixels wait two cycles), and its weights every
     ``(banks - Pi * we) // (Pi * we) + 1`` tiles (``W + 2`` cycles, fetched during the two
     tiles before, or the one before when
-    every tile refills). The fetchers refill a lane as soon as its next read misses, so a
-    one-pixel run of reads that waits for its tile's weights refills the next run's pixels
-    meanwhile.
+    every tile refills). The fetchers refill a lane as soon as its next read misses, and
+    the pixel feeder holds two beats the engine has not taken: while a tile waits for its
+    weights, the runs of the next two beats' reads refill (the next two runs of one-pixel
+    runs, the next run of two-pixel runs).
 
     Exact for DEPTHWISE and POINTWISE and for CONV without a fused pool on frames wider
     than their padding; within 6 % otherwise (``tests/hw/test_seml_engine_units.py``
@@ -251,13 +252,13 @@ def engine_unit_cycles(instr, arch) -> int:
                 per_row, seg_len = _cdiv(instr.out_w, run), min(run, instr.out_w)
             segments = tiles * instr.out_h * per_row
         stream = tiles * pixels + max(first, w_lanes + lag) + (segments - 1) * (pi + 1 + lag)
-        # The lanes refill as soon as their next read misses (``eager`` fetchers): a
-        # one-pixel run of reads that waits for its tile's weights refills the next
-        # run's pixels meanwhile.
-        hides = seg_len == 1 and segments > 1
+        # The lanes refill as soon as their next read misses (``eager`` fetchers), and
+        # the feeder reads two beats ahead of the engine: runs of reads that wait for
+        # their tile's weights refill the runs of the next two beats meanwhile.
+        runs_ahead = min(2 if seg_len == 1 else 1 if seg_len == 2 else 0, segments - 1)
 
         def hidden(wait):
-            return min(pi + 1 + lag, wait) if hides else 0
+            return min(runs_ahead * (pi + 1 + lag), wait)
 
         stream -= hidden(max(0, w_lanes + lag - first))
         # A weight lane's run holds the weights of ``run_w`` tiles. Its refill starts

@@ -693,7 +693,7 @@ class EngineUnit(wiring.Component):
                                                                                   code_bits)))
 
         # Pixels ---------------------------------------------------------------------------
-        xf = _Feeder(m, eng.pixels, "pixels", xfetch.ready, held=windowed)
+        xf = _Feeder(m, eng.pixels, "pixels", xfetch.ready, held=True)
         m.d.comb += pixels_pending.eq(xf.active | xf.pending)
         x_tile = Signal(16)
         x_c0 = Signal(16)

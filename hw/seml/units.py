@@ -561,6 +561,8 @@ class AddUnit(wiring.Component):
             op = {"slots": [Signal(8 * banks, name=f"{name}_run{s}") for s in range(S)],
                   "v": [Signal(name=f"{name}_v{s}") for s in range(S)],
                   "head": Signal(range(S), name=f"{name}_head"),   # the run being read
+                  # whether the run being read has landed (``v[head]``, as a register)
+                  "head_v": Signal(name=f"{name}_head_v"),
                   "tail": Signal(range(S), name=f"{name}_tail"),   # where the next lands
                   "held": Signal(range(S + 1), name=f"{name}_held"),
                   "issue": Signal.like(self.ibuf0_addr, name=f"{name}_issue"),
@@ -572,8 +574,7 @@ class AddUnit(wiring.Component):
                   "start": addr}
             ops.append(op)
         ready = Signal()
-        m.d.comb += ready.eq(Cat(*(Cat(*op["v"]).bit_select(op["head"], 1)
-                                   for op in ops)).all())
+        m.d.comb += ready.eq(ops[0]["head_v"] & ops[1]["head_v"])
         take = Signal()
         m.d.comb += take.eq(advance & reading & ready)
         # issue: the operand holding fewer runs, a first
@@ -610,12 +611,19 @@ class AddUnit(wiring.Component):
                                                 op["first"] + Mux(mul, e, bb)))]
                 with m.If(pop):
                     m.d.sync += op["next_first"].eq(op["next_first"] + run_step)
+            lands = fl2_v & (fl2_b == k)
+            # the next head's run: landed, or landing now
+            head_next = after(op["head"])
             with m.If(pop):
-                m.d.sync += op["head"].eq(after(op["head"]))
+                m.d.sync += [op["head"].eq(head_next),
+                             op["head_v"].eq(Cat(*op["v"]).bit_select(head_next, 1)
+                                             | (lands & (op["tail"] == head_next)))]
                 for s in range(S):
                     with m.If(op["head"] == s):
                         m.d.sync += op["v"][s].eq(0)
-            with m.If(fl2_v & (fl2_b == k)):   # the run lands
+            with m.Elif(lands & (op["tail"] == op["head"])):
+                m.d.sync += op["head_v"].eq(1)
+            with m.If(lands):   # the run lands
                 m.d.sync += op["tail"].eq(after(op["tail"]))
                 for s in range(S):
                     with m.If(op["tail"] == s):
@@ -626,7 +634,8 @@ class AddUnit(wiring.Component):
             elems.append(el)
         with m.If(self.start):
             for op in ops:
-                m.d.sync += [op["head"].eq(0), op["tail"].eq(0), op["held"].eq(0),
+                m.d.sync += [op["head"].eq(0), op["head_v"].eq(0), op["tail"].eq(0),
+                             op["held"].eq(0),
                              op["off"].eq(0), op["issue"].eq(op["start"]),
                              op["first"].eq(op["start"]),
                              op["next_first"].eq(op["start"] + Mux(a.op == EltOp.MUL, banks,
