@@ -393,10 +393,10 @@ def lane_fetchers(arch: ArchConfig) -> dict:
                "wbuf_fetch": fetcher_figures(plan.wbuf_lanes, 1, wb, banks)}
     bb = add_lanes(arch) * e
     # (per operand: the runs and their valid flags, the next run's address, the offset,
-    # the element's banks, the head, tail and held counts; the beat register; the
-    # in-flight stages)
+    # the element's banks, the head, tail and held counts, the head run's landed flag;
+    # the beat register; the in-flight stages)
     out["add"] = {"ff": 2 * (ADD_RUNS * (8 * banks + 1) + ib + 3 * _log2(banks)
-                             + 2 * _log2(ADD_RUNS) + _log2(ADD_RUNS + 1) + 8 * bb)
+                             + 2 * _log2(ADD_RUNS) + _log2(ADD_RUNS + 1) + 1 + 8 * bb)
                         + 2 * (2 + BUFFER_READ_STAGES),
                   "lut": 2 * (8 * bb * math.ceil(ADD_RUNS * banks / 4) + ib)}
     return out
@@ -457,8 +457,9 @@ def handshake_registers(arch: ArchConfig) -> dict:
     ``ready``;
     STORE's skid buffer before the DMA (two raw words of OBUF's banks with the read
     address's low bits and ``last``, and the two valid flags) and the low bits' register;
-    a copy of the core's skid buffer's full flag per engine unit; the CONV and DEPTHWISE
-    units' feeders' second entries (a pixel and a weight beat); the DMA write side's
+    a copy of the core's skid buffer's full flag per engine unit; the engine units'
+    pixel feeders' second entries and the CONV and DEPTHWISE units' weight feeders'
+    (a beat each); ADD's landed flags of its operands' head runs; the DMA write side's
     third and fourth held words and each direction's head burst and beat registers; the
     POOL unit's masked elements and largest-element accumulators, its copies of the
     instruction's fields, its stage per IBUF read stage and its clamp's registered
@@ -505,10 +506,11 @@ def handshake_registers(arch: ArchConfig) -> dict:
     # the padded size less two and the last real column and row (one bit wider than the
     # counters), the origin flag, the padded-width-1 flag and the position's four flags
     bounds = 2 * (_log2(arch.max_width + pad + 1) + _log2(arch.max_height + pad + 1)) + 4 + 6
-    # the windowed units' feeders' second entries: a pixel beat and a weight beat, each
-    # with its valid flag
+    # the feeders' second entries, a beat and its valid flag each: every engine unit's
+    # pixel feeder and the windowed units' (CONV, DEPTHWISE) weight feeders
     code_bits = Shape.cast(weight_shape(arch)).width
-    held = {e: len(pixels) * arch.act_bits + len(weights) * code_bits + 2
+    held = {e: len(pixels) * arch.act_bits + 1
+            + (len(weights) * code_bits + 1 if e is not Engine.POINTWISE else 0)
             for e, pixels, weights, _ in plan.unit_lanes}
 
     def queue(kind):
@@ -538,7 +540,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
                               + last_column(arch.dw_channels) + held[Engine.DEPTHWISE]
                               + requant(arch.dw_channels, arch.acc_bits)),
         "compute_pointwise": (unit + acc(arch.pw_po) + queue(Engine.POINTWISE) + 1
-                              + requant(arch.pw_po, arch.acc_bits)),
+                              + held[Engine.POINTWISE] + requant(arch.pw_po, arch.acc_bits)),
         # the skid buffer's entries and valid flags, the copies of its full flag; the
         # instructions still to fetch and its zero flag; the stager's flush; the issue
         # stage's opcode flags and SYNC mask
