@@ -406,12 +406,11 @@ def lane_address_registers(arch: ArchConfig) -> dict:
     """``{submodule: flip-flops}`` of the engine units' lane address registers
     (:class:`hw.seml.engine_units.EngineUnit`): each pixel and weight lane's address and
     its offset, as wide as the buffer's byte address; each pixel lane's next column, next
-    row and next tile (its own copies, offset included), where it moves at a row's end,
-    and its registered next-tile address where the lanes jump (POINTWISE); in the
-    windowed units (CONV, DEPTHWISE) each weight lane's next tap, next kernel row and
-    next tile, the same way."""
+    row and next tile (its own copies, offset included), and its registered next-tile
+    address where the lanes jump (POINTWISE); in the windowed units (CONV, DEPTHWISE)
+    each weight lane's next tap, next kernel row and next tile, the same way."""
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
-    return {f"compute_{engine.name.lower()}": ((6 + jumps) * len(pixels) * ib
+    return {f"compute_{engine.name.lower()}": ((5 + jumps) * len(pixels) * ib
                                                + (5 if _windowed(engine) else 2)
                                                * len(weights) * wb)
             for engine, pixels, weights, jumps in _plan(arch).unit_lanes}
@@ -425,12 +424,10 @@ def lane_address_adders(arch: ArchConfig) -> dict:
     """``{submodule: LUTs}`` of the adders that keep each pixel lane's own next column,
     next row and next tile (:func:`lane_address_registers`): four more byte-address
     adders per lane than a pointer plus an offset takes (one LUT per bit in a carry
-    chain), one fewer where the lanes jump (the next-tile address is a copy), and three
-    LUTs per bit for the select of where a lane moves at a row's end (its three cases:
-    the command, a row's end, a tile's end); three more adders per weight lane of the
-    windowed units (its next tap, kernel row and tile)."""
+    chain), one fewer where the lanes jump (the next-tile address is a copy); three more
+    per weight lane of the windowed units (its next tap, kernel row and tile)."""
     ib, wb = _log2(arch.ibuf_bytes), _log2(arch.wbuf_bytes)
-    return {f"compute_{engine.name.lower()}": ((7 - jumps) * len(pixels) * ib
+    return {f"compute_{engine.name.lower()}": ((4 - jumps) * len(pixels) * ib
                                                + (3 * len(weights) * wb
                                                   if _windowed(engine) else 0))
             for engine, pixels, weights, jumps in _plan(arch).unit_lanes}
@@ -488,8 +485,7 @@ def handshake_registers(arch: ArchConfig) -> dict:
     d = _log2(arch.max_width * arch.max_height + 1)
     total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
     bound = 16 + 1                  # a loop count's ``count - 2`` and ``count == 1``
-    # taps; the rows', tiles' and columns' bounds; their flags; the PBUF read address
-    unit = 16 + 3 * bound + 4 + _log2(max(arch.pbuf_entries, 2))
+    unit = 16 + 3 * bound + 4       # taps; the rows', tiles' and columns' bounds; their flags
     taps = bound + 2                # the windowed units' tap column and row flags
 
     def acc(po):
