@@ -596,11 +596,7 @@ class EngineUnit(wiring.Component):
             m.d.sync += pf.active.eq(1)
         with m.Elif(pf.issue):
             m.d.sync += pf.active.eq(0)
-        # the read address is a register: ``m0`` settles a cycle before the command is
-        # taken and the read follows it by a cycle, so no adder sits before PBUF's banks
-        p_addr = Signal.like(self.pbuf_addr, name="p_addr")
-        m.d.sync += p_addr.eq(pbuf_addr + m0)
-        m.d.comb += [self.pbuf_addr.eq(p_addr), self.pbuf_en.eq(pf.issue)]
+        m.d.comb += [self.pbuf_addr.eq(pbuf_addr + m0), self.pbuf_en.eq(pf.issue)]
         for q in range(L):
             m.d.comb += eng.params.payload[q].eq(self.pbuf_data(q))
 
@@ -772,10 +768,7 @@ class EngineUnit(wiring.Component):
         # column, or at the end of a row the next row's first (the next tile's first at
         # the end of the tile). Each lane keeps its next column and the next row's and
         # the next tile's first pixel of its plane as registers, stepped with the row
-        # and tile, and where it moves at the row's end (the one of those two the row
-        # flag picks) as a register of its own: where it goes after a read is one
-        # multiplexer of registers, driven by the column flag.
-        rows_m2, rows_single = bounds[id(rows)]
+        # and tile: where it goes after a read is a multiplexer of its registers.
         for i in range(P):
             addr, en, data_ = xfetch.lane(i)
             ok = Signal(name=f"x_ok{i}")
@@ -783,24 +776,18 @@ class EngineUnit(wiring.Component):
                 m.d.sync += ok.eq(first_chan + i < in_c)
             row_i = Signal(len(addr), name=f"x_lane{i}_row_next")
             tile_i = Signal(len(addr), name=f"x_lane{i}_tile_next")
-            # ``Mux(x_last_row, tile_i, row_i)``, kept with the three
-            moved_i = Signal(len(addr), name=f"x_lane{i}_moved")
             first = lane_address(addr, xfetch.lane_adv(i), plane_in * i, f"x_lane{i}",
                                  start=base, issue=xf.issue, stepped=step_col,
-                                 moved=(last_col, lambda off, mv=moved_i: mv),
+                                 moved=(last_col, lambda off, r=row_i, t=tile_i:
+                                        Mux(x_last_row, t, r)),
                                  active=xf.active, ahead=True)
             with m.If(cmd_go):
-                m.d.sync += [row_i.eq(first + step_row), tile_i.eq(first + x_tile_step),
-                             moved_i.eq(Mux(rows_single, first + x_tile_step,
-                                            first + step_row))]
+                m.d.sync += [row_i.eq(first + step_row), tile_i.eq(first + x_tile_step)]
             with m.If(end_row):
-                m.d.sync += [row_i.eq(row_i + step_row),
-                             moved_i.eq(Mux(x_y == rows_m2, tile_i, row_i + step_row))]
+                m.d.sync += row_i.eq(row_i + step_row)
                 with m.If(x_last_row):
                     m.d.sync += [row_i.eq(tile_i + step_row),
-                                 tile_i.eq(tile_i + x_tile_step),
-                                 moved_i.eq(Mux(rows_single, tile_i + x_tile_step,
-                                                tile_i + step_row))]
+                                 tile_i.eq(tile_i + x_tile_step)]
             m.d.comb += [en.eq(xf.want), xfetch.lane_armed(i).eq(xf.active),
                          xf.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
