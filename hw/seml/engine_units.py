@@ -40,12 +40,12 @@ ports, and the core switches the selected unit's lanes in. A lane
 read returns its data one cycle after the read and holds it while not reading, so each
 feeder issues a read whenever its output register is empty or being taken and the
 fetcher is ready: one beat per cycle, and back-pressure from the engine simply holds the
-read. The CONV and DEPTHWISE feeders keep a second entry for a beat the engine holds
-back, and read whenever it is empty: their read enables then come from registers, and
-no path runs from an engine's output handshake into the fetchers the units share.
-(POINTWISE keeps one entry: with a second one, reads ahead while its engine waits
-for weights finish some jobs 2 to 8 cycles sooner than the cycle model, which is exact
-for POINTWISE, counts.) The fetchers forget their runs at the end of each tile (and of
+read. Every unit's pixel feeder and the CONV and DEPTHWISE weight feeders keep a second
+entry for a beat the engine holds back, and read whenever it is empty: their read
+enables then come from registers, and no path runs from an engine's output handshake
+into the fetchers the units share. (POINTWISE's weight feeder keeps one entry: with a
+second one, weight reads ahead finish some jobs sooner than the cycle model, exact for
+POINTWISE, counts. The pixel reads ahead it counts.) The fetchers forget their runs at the end of each tile (and of
 each output row of a strided POINTWISE), so every lane misses on the next read: the
 stall is then the lanes' count plus one cycle, which the cycle model counts. Pixel lanes read ahead within a tile
 (consecutive elements); a strided POINTWISE row refills on misses only.
