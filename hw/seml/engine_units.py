@@ -45,10 +45,11 @@ entry for a beat the engine holds back, and read whenever it is empty: their rea
 enables then come from registers, and no path runs from an engine's output handshake
 into the fetchers the units share. (POINTWISE's weight feeder keeps one entry: with a
 second one, weight reads ahead finish some jobs sooner than the cycle model, exact for
-POINTWISE, counts. The pixel reads ahead it counts.) The fetchers forget their runs at the end of each tile (and of
-each output row of a strided POINTWISE), so every lane misses on the next read: the
-stall is then the lanes' count plus one cycle, which the cycle model counts. Pixel lanes read ahead within a tile
-(consecutive elements); a strided POINTWISE row refills on misses only.
+POINTWISE, counts; it counts the pixel reads ahead.) The fetchers forget their runs at
+the end of each tile (and of each output row of a strided POINTWISE), so every lane
+misses on the next read: the stall is then the lanes' count plus one cycle, which the
+cycle model counts. Pixel lanes read ahead within a tile (consecutive elements); a
+strided POINTWISE row refills on misses only.
 """
 
 from __future__ import annotations
