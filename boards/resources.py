@@ -340,20 +340,23 @@ def _coefficients(family):
     return _calibration["families"][family]
 
 
-def fetcher_figures(widths, runs: int, abits: int, banks: int) -> dict:
+def fetcher_figures(widths, runs: int, abits: int, banks: int, alts: bool) -> dict:
     """``{"ff", "lut"}`` of one :class:`hw.seml.buffers.LaneFetcher` with lanes of
     ``widths`` bytes, ``runs`` runs per lane (2 where it prefetches), a buffer of
-    ``abits`` address bits and ``banks``-byte runs (see :func:`lane_fetchers`)."""
+    ``abits`` address bits and ``banks``-byte runs, ``alts`` where the lanes' readers
+    drive a second address after a read (see :func:`lane_fetchers`)."""
     # the look-ahead: per lane, for its address and the one after a read, the next
     # cycle's hit, whether it read and (two runs) the run that holds the element;
     # from ``runs + 2`` more range checks (the address now in
-    # the landing run; the one after a read in each run and the landing one); the
-    # landing run's limits, one register per lane width
+    # the landing run; the one after a read in each run and the landing one), and
+    # ``runs + 1`` more for the second address after a read; the landing run's
+    # limits, one register per lane width
     per_lane_ff = 1 + 2 + (runs > 1)
     ahead_ff = per_lane_ff * len(widths) + len(set(widths)) * (abits + 1)
+    checks = 2 * runs + 2 + (runs + 1 if alts else 0)
     return {"ff": ahead_ff + sum(runs * (8 * banks + 2 * abits + 2) + 8 * w + 1
                                  for w in widths),
-            "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * (2 * runs + 2) * abits
+            "lut": sum(8 * w * math.ceil(runs * banks / 4) + 2 * checks * abits
                        for w in widths)}
 
 
@@ -385,12 +388,15 @@ def lane_fetchers(arch: ArchConfig) -> dict:
     if arch.private_fetchers:
         out = {}
         for engine, pixels, weights, _ in plan.unit_lanes:
-            x = fetcher_figures(pixels, 2, ib, banks)
-            w = fetcher_figures(weights, 1, wb, banks)
+            # every unit's pixel lanes move at a row's end; the windowed units'
+            # weight lanes at a kernel row's
+            x = fetcher_figures(pixels, 2, ib, banks, True)
+            w = fetcher_figures(weights, 1, wb, banks, _windowed(engine))
             out[f"compute_{engine.name.lower()}"] = {k: x[k] + w[k] for k in ("ff", "lut")}
     else:
-        out = {"ibuf_fetch": fetcher_figures(plan.ibuf_lanes, 2, ib, banks),
-               "wbuf_fetch": fetcher_figures(plan.wbuf_lanes, 1, wb, banks)}
+        windowed = any(_windowed(engine) for engine, *_ in plan.unit_lanes)
+        out = {"ibuf_fetch": fetcher_figures(plan.ibuf_lanes, 2, ib, banks, True),
+               "wbuf_fetch": fetcher_figures(plan.wbuf_lanes, 1, wb, banks, windowed)}
     bb = add_lanes(arch) * e
     # (per operand: the runs and their valid flags, the next run's address, the offset,
     # the element's banks, the head, tail and held counts, the head run's landed flag;
@@ -485,7 +491,8 @@ def handshake_registers(arch: ArchConfig) -> dict:
     d = _log2(arch.max_width * arch.max_height + 1)
     total = 2 * 16 + 2 * d          # job_total: factors, product, product - 1
     bound = 16 + 1                  # a loop count's ``count - 2`` and ``count == 1``
-    unit = 16 + 3 * bound + 4       # taps; the rows', tiles' and columns' bounds; their flags
+    # taps; the rows', tiles' and columns' bounds; their flags; the PBUF read address
+    unit = 16 + 3 * bound + 4 + _log2(max(arch.pbuf_entries, 2))
     taps = bound + 2                # the windowed units' tap column and row flags
 
     def acc(po):

@@ -557,7 +557,8 @@ class LaneFetcher(wiring.Component):
         miss for the refill arbitration (no compare between the lanes' addresses and
         the buffer's read address). The lanes' addresses must follow that rule: after a
         cycle in which a lane reads, its address is the ``l{q}_adv`` of that cycle, else
-        the same, except after a cycle with ``relocate`` high (the addresses change
+        the same (``l{q}_alt`` instead of ``l{q}_adv`` in a cycle with ``l{q}_alt_sel``
+        high), except after a cycle with ``relocate`` high (the addresses change
         without a read), when every lane reads as missing for a cycle; ``packed`` may
         change only while the runs are empty (from the cycle after a ``clear`` until a
         read lands). Requires ``eager``. With every ``relocate`` while the runs are
@@ -565,6 +566,11 @@ class LaneFetcher(wiring.Component):
         the engine units do) ``ready`` and the reads are then the same in every cycle as
         without ``lookahead``; otherwise a lane whose new address hits a run waits a
         cycle and is refilled once more, with the same bytes.
+    l{q}_alt, l{q}_alt_sel : In (only with ``lookahead``)
+        A second address after a read (where a lane moves at a row's end, say) and its
+        select (default low: ``l{q}_adv`` only). Both addresses are checked against the
+        runs and the select chooses between the results, so that the select (a column
+        flag, typically) is not in front of the address compares.
     jump, l{q}_next : In (only with ``jumps``)
         With ``jump`` high a lane's prefetch reads its ``width`` bytes from ``l{q}_next``
         (where the lane goes after the elements in ``cur``: the next tile's first
@@ -635,6 +641,8 @@ class LaneFetcher(wiring.Component):
                 members[f"l{q}_next"] = In(range(max(size, 2)))
             if self._lookahead:
                 members[f"l{q}_adv"] = In(range(max(size, 2)))
+                members[f"l{q}_alt"] = In(range(max(size, 2)))
+                members[f"l{q}_alt_sel"] = In(1)
         super().__init__(members)
 
     @property
@@ -657,6 +665,11 @@ class LaneFetcher(wiring.Component):
     def lane_adv(self, q):
         """Lane ``q``'s address after a read (``lookahead`` only)."""
         return getattr(self, f"l{q}_adv")
+
+    def lane_alt(self, q):
+        """``(alt, alt_sel)``: lane ``q``'s other address after a read and whether it
+        applies (``lookahead`` only)."""
+        return getattr(self, f"l{q}_alt"), getattr(self, f"l{q}_alt_sel")
 
     def elaborate(self, platform):
         m = Module()
@@ -928,15 +941,26 @@ class LaneFetcher(wiring.Component):
             took = Signal(name=f"ahead_took{q}")
             took_now = raw_en & self.ready
             m.d.sync += took.eq(took_now)
-            picked = {}
+            alt, alt_sel = self.lane_alt(q)
+
+            # per slot, whether each address hits it in the next cycle: the address
+            # now, the one after a read and its alternate
+            per = {}
             for cand, a, now, gone in (("hold", addr, hits, gone_land),
-                                       ("adv", adv, None, gone_read)):
+                                       ("adv", adv, None, gone_read),
+                                       ("alt", alt, None, gone_read)):
                 in_fill = land & inside(q, a, fl_base, fill_limits)
-                per_slot = []
+                per[cand] = []
                 for k, (slot, g) in enumerate(zip(slots[q], gone)):
                     here = (now[k] if now is not None
                             else slot[0] & ~forget & inside(q, a, slot[1], slot[3]))
-                    per_slot.append((here & ~g) | (in_fill & target[k]))
+                    per[cand].append((here & ~g) | (in_fill & target[k]))
+            picked = {}
+            for cand, now in (("hold", hits), ("adv", None)):
+                # both addresses after a read are checked; the select follows
+                per_slot = (per[cand] if cand == "hold" else
+                            [Mux(alt_sel, h_alt, h_adv)
+                             for h_adv, h_alt in zip(per["adv"], per["alt"])])
                 hit_r = Signal(name=f"ahead_{cand}{q}")
                 m.d.sync += hit_r.eq(keep & Cat(*per_slot).any())
                 use1_d = None

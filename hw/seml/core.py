@@ -247,12 +247,15 @@ class SemlCore(wiring.Component):
             # return to 0 when its instruction ends, it enables and arms no read, its
             # addresses after a read are 0 while it does not read), so the fetcher takes
             # the OR of the units' lanes (addresses, enables, armed flags and addresses
-            # after a read), no engine-select multiplexer before its hit checks.
+            # after a read and their alternates), no engine-select multiplexer before its
+            # hit checks.
             for q in range(fetcher.lanes):
                 users = [p for p in ports.values() if q < p.lanes]
                 f_addr, f_en, _ = fetcher.lane(q)
                 m.d.comb += [f_addr.eq(_or(u.lane(q)[0] for u in users)),
                              fetcher.lane_adv(q).eq(_or(u.lane_adv(q) for u in users)),
+                             fetcher.lane_alt(q)[0].eq(_or(u.lane_alt(q)[0] for u in users)),
+                             fetcher.lane_alt(q)[1].eq(_or(u.lane_alt(q)[1] for u in users)),
                              f_en.eq(_or(u.lane(q)[1] for u in users)),
                              fetcher.lane_armed(q).eq(
                                  _or(u.lane_armed(q) for u in users))]

@@ -150,7 +150,7 @@ class _Feeder:
 def _lane_members(buf, widths, size):
     """The unit's side of a shared fetcher's lanes (:class:`~hw.seml.buffers.LaneFetcher`
     with the flows reversed): ``{buf}_lane{q}_addr`` / ``_en`` / ``_adv`` out, ``_data``
-    in, ``{buf}_ready`` in, ``{buf}_clear``, ``{buf}_relocate`` and ``{buf}_sequential``
+    in, ``_alt`` / ``_alt_sel`` out, ``{buf}_ready`` in, ``{buf}_clear``, ``{buf}_relocate`` and ``{buf}_sequential``
     out."""
     members = {f"{buf}_ready": In(1), f"{buf}_clear": Out(1), f"{buf}_relocate": Out(1),
                f"{buf}_sequential": Out(1, init=1)}
@@ -161,6 +161,8 @@ def _lane_members(buf, widths, size):
         members.update({f"{buf}_lane{q}_addr": Out(range(max(size, 2))),
                         f"{buf}_lane{q}_en": Out(1), f"{buf}_lane{q}_armed": Out(1),
                         f"{buf}_lane{q}_adv": Out(range(max(size, 2))),
+                        f"{buf}_lane{q}_alt": Out(range(max(size, 2))),
+                        f"{buf}_lane{q}_alt_sel": Out(1),
                         f"{buf}_lane{q}_data": In(8 * w)})
         if buf == "ibuf":
             members[f"{buf}_lane{q}_next"] = Out(range(max(size, 2)))
@@ -190,6 +192,10 @@ class _LanePort:
 
     def lane_adv(self, q):
         return getattr(self._unit, f"{self._buf}_lane{q}_adv")
+
+    def lane_alt(self, q):
+        return (getattr(self._unit, f"{self._buf}_lane{q}_alt"),
+                getattr(self._unit, f"{self._buf}_lane{q}_alt_sel"))
 
     def next(self, q):
         return getattr(self._unit, f"{self._buf}_lane{q}_next")
@@ -409,7 +415,7 @@ class EngineUnit(wiring.Component):
             return step
 
         def lane_address(port, adv_port, offset, name, *, start, issue, stepped, moved,
-                         active, ahead=False):
+                         active, ahead=False, alt_ports=None):
             """Drive lane address ``port`` from a register that tracks a pointer plus the
             lane's ``offset`` (a register that follows the instruction's strides, set
             before the first command): the fetcher's hit check then starts at a
@@ -420,7 +426,9 @@ class EngineUnit(wiring.Component):
             lane moves to) when the condition holds. It returns to 0 when the
             instruction ends. ``adv_port`` gets the address after an ``issue`` (the
             fetcher checks it a cycle early), 0 while the lanes are not ``active`` (the
-            core ORs the units' lanes); the fetcher's ``relocate`` covers ``cmd_go`` and
+            core ORs the units' lanes); with ``moved``, ``alt_ports`` (the fetcher's
+            ``(alt, alt_sel)``) get the moved-to address and the condition, and
+            ``adv_port`` the stepped address; the fetcher's ``relocate`` covers ``cmd_go`` and
             the end. With ``ahead`` the address plus ``stepped`` is a register kept with
             the address (``stepped`` must hold from ``cmd_go`` to the end), so that
             ``adv`` is a multiplexer of registers when ``value`` is one. Returns the
@@ -437,10 +445,17 @@ class EngineUnit(wiring.Component):
                 step_next = addr + stepped
             if moved is None:
                 m.d.comb += adv.eq(step_next)
+                m.d.comb += adv_port.eq(Mux(active, adv, 0))
             else:
                 cond, value = moved
-                m.d.comb += adv.eq(Mux(cond, value(off), step_next))
-            m.d.comb += adv_port.eq(Mux(active, adv, 0))
+                moved_to = Signal(len(port), name=f"{name}_moved")
+                m.d.comb += [moved_to.eq(value(off)), adv.eq(Mux(cond, moved_to, step_next))]
+                # the fetcher checks both addresses and selects by the condition after
+                # its compares
+                alt_port, alt_sel = alt_ports
+                m.d.comb += [adv_port.eq(Mux(active, step_next, 0)),
+                             alt_port.eq(Mux(active, moved_to, 0)),
+                             alt_sel.eq(active & cond)]
             first = Signal(len(port), name=f"{name}_first")
             m.d.comb += first.eq(start + off)
             with m.If(issue):
@@ -597,7 +612,11 @@ class EngineUnit(wiring.Component):
             m.d.sync += pf.active.eq(1)
         with m.Elif(pf.issue):
             m.d.sync += pf.active.eq(0)
-        m.d.comb += [self.pbuf_addr.eq(pbuf_addr + m0), self.pbuf_en.eq(pf.issue)]
+        # the read address is a register: ``m0`` settles a cycle before the command is
+        # taken and the read follows it by a cycle, so no adder sits before PBUF's banks
+        p_addr = Signal.like(self.pbuf_addr, name="p_addr")
+        m.d.sync += p_addr.eq(pbuf_addr + m0)
+        m.d.comb += [self.pbuf_addr.eq(p_addr), self.pbuf_en.eq(pf.issue)]
         for q in range(L):
             m.d.comb += eng.params.payload[q].eq(self.pbuf_data(q))
 
@@ -650,6 +669,7 @@ class EngineUnit(wiring.Component):
                     tile_l = Signal(len(addr), name=f"w_lane{j}_{i}_tile_next")
                     first = lane_address(addr, wfetch.lane_adv(j * per_lane + i),
                                          w_m_stride * j + w_c_stride * i, f"w_lane{j}_{i}",
+                                         alt_ports=wfetch.lane_alt(j * per_lane + i),
                                          start=g_wbase, issue=wf.issue, stepped=we,
                                          moved=(last_kx, lambda off, r=row_l, t=tile_l:
                                                 Mux(last_ky, t, r)),
@@ -781,7 +801,7 @@ class EngineUnit(wiring.Component):
                                  start=base, issue=xf.issue, stepped=step_col,
                                  moved=(last_col, lambda off, r=row_i, t=tile_i:
                                         Mux(x_last_row, t, r)),
-                                 active=xf.active, ahead=True)
+                                 active=xf.active, ahead=True, alt_ports=xfetch.lane_alt(i))
             with m.If(cmd_go):
                 m.d.sync += [row_i.eq(first + step_row), tile_i.eq(first + x_tile_step)]
             with m.If(end_row):
