@@ -269,8 +269,8 @@ def test_fetcher_jumps_and_packed_lanes_read_every_element(lanes, e, width, seed
 def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, pack, seed,
                                                read_stages):
     """A fetcher with ``lookahead`` (``ready`` from registers, each lane's next hit checked
-    a cycle early at the address it presents after a read, ``l{q}_adv``, and at its
-    address now) beside one without, over the same buffer contents and inputs: seeded
+    a cycle early at the address it presents after a read, ``l{q}_adv`` or ``l{q}_alt``,
+    and at its address now) beside one without, over the same buffer contents and inputs: seeded
     random steps, moves with a read (row ends, and back into the runs just left),
     relocations without one (with the runs cleared, as the engine units relocate), idle
     lanes, back-pressure, clears, jumps and packed lanes. ``ready`` and the buffer reads
@@ -325,8 +325,14 @@ def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, p
             moved = place()                  # or back into the runs just left
             if rng.random() < 0.5:
                 moved = [max(0, a - rng.randrange(1, 2 * width)) for a in addrs]
-            advs = [(a + (widths[0] if packed and q == 0 else step)) % (size - 64)
-                    if not move else moved[q] for q, a in enumerate(addrs)]
+            stepped = [(a + (widths[0] if packed and q == 0 else step)) % (size - 64)
+                       for q, a in enumerate(addrs)]
+            advs = stepped if not move else moved
+            # a move comes through the second address after a read (``l{q}_alt``, the
+            # stepped address still on ``l{q}_adv``) or through ``l{q}_adv`` itself; an
+            # unselected second address is anywhere
+            alt_sel = move and rng.random() < 0.7
+            alts = moved if alt_sel else place()
             en = [want and on[q] for q in range(lanes)]
             sequential, jump = rng.random() < 0.9, rng.random() < 0.3
             if packed:
@@ -346,7 +352,10 @@ def test_lookahead_ready_equals_the_hit_checks(widths, width, prefetch, jumps, p
                 if pack:
                     ctx.set(fetch.packed, packed)
             for q in range(lanes):
-                ctx.set(ahead.lane_adv(q), advs[q])
+                alt, sel = ahead.lane_alt(q)
+                ctx.set(ahead.lane_adv(q), stepped[q] if alt_sel else advs[q])
+                ctx.set(alt, alts[q])
+                ctx.set(sel, alt_sel)
             ctx.set(ahead.relocate, relocate)
             await ctx.delay(1e-9)
             ready = ctx.get(plain.ready)
