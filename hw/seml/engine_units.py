@@ -426,9 +426,11 @@ class EngineUnit(wiring.Component):
             lane moves to) when the condition holds. It returns to 0 when the
             instruction ends. ``adv_port`` gets the address after an ``issue`` (the
             fetcher checks it a cycle early), 0 while the lanes are not ``active`` (the
-            core ORs the units' lanes); with ``moved``, ``alt_ports`` (the fetcher's
-            ``(alt, alt_sel)``) get the moved-to address and the condition, and
-            ``adv_port`` the stepped address; the fetcher's ``relocate`` covers ``cmd_go`` and
+            core ORs the units' lanes); with ``moved`` (and ``ahead``), ``alt_ports``
+            (the fetcher's ``(alt, alt_sel)``) get the moved-to address and the
+            condition while ``active``, and ``adv_port`` the stepped address, both 0
+            while the unit is idle (``value`` must be registers that the caller clears
+            at ``finish``); the fetcher's ``relocate`` covers ``cmd_go`` and
             the end. With ``ahead`` the address plus ``stepped`` is a register kept with
             the address (``stepped`` must hold from ``cmd_go`` to the end), so that
             ``adv`` is a multiplexer of registers when ``value`` is one. Returns the
@@ -451,10 +453,14 @@ class EngineUnit(wiring.Component):
                 moved_to = Signal(len(port), name=f"{name}_moved")
                 m.d.comb += [moved_to.eq(value(off)), adv.eq(Mux(cond, moved_to, step_next))]
                 # the fetcher checks both addresses and selects by the condition after
-                # its compares
+                # its compares. Both are registers that are 0 while the unit is idle
+                # (``ahead``; the caller clears the moved-to registers at ``finish``):
+                # no gate between them and the compares. (While the unit is busy no
+                # other unit drives the shared lanes, and a lane that is not armed
+                # reads nothing, whatever its address after a read.)
+                assert ahead, "a lane that moves keeps its stepped address as a register"
                 alt_port, alt_sel = alt_ports
-                m.d.comb += [adv_port.eq(Mux(active, step_next, 0)),
-                             alt_port.eq(Mux(active, moved_to, 0)),
+                m.d.comb += [adv_port.eq(step_next), alt_port.eq(moved_to),
                              alt_sel.eq(active & cond)]
             first = Signal(len(port), name=f"{name}_first")
             m.d.comb += first.eq(start + off)
@@ -470,6 +476,8 @@ class EngineUnit(wiring.Component):
                 # an idle unit's lanes read address 0: the core ORs the units' lanes
                 # into its shared fetchers instead of selecting them
                 m.d.sync += addr.eq(0)
+                if ahead:
+                    m.d.sync += step_next.eq(0)
             return first
 
         bounds = {}
@@ -682,6 +690,9 @@ class EngineUnit(wiring.Component):
                         with m.If(last_ky):
                             m.d.sync += [row_l.eq(tile_l + k_w * we),
                                          tile_l.eq(tile_l + w_tile_step)]
+                    with m.If(finish):
+                        # 0 while the unit is idle (``lane_address``)
+                        m.d.sync += [row_l.eq(0), tile_l.eq(0)]
                     m.d.comb += [en.eq(wf.want),
                                  wfetch.lane_armed(j * per_lane + i).eq(wf.active)]
                     mask_w.append(tap_ok & lane_on[j] & (w_c0 + i < in_c) if per_lane > 1
@@ -809,6 +820,9 @@ class EngineUnit(wiring.Component):
                 with m.If(x_last_row):
                     m.d.sync += [row_i.eq(tile_i + step_row),
                                  tile_i.eq(tile_i + x_tile_step)]
+            with m.If(finish):
+                # 0 while the unit is idle (``lane_address``)
+                m.d.sync += [row_i.eq(0), tile_i.eq(0)]
             m.d.comb += [en.eq(xf.want), xfetch.lane_armed(i).eq(xf.active),
                          xf.payload[i].eq(Mux(ok, data_[:arch.act_bits], 0))]
             if not windowed:
